@@ -1,0 +1,40 @@
+"""gpu-advisor: which GPUs are here, how fast they really are, and which to buy or rent.
+
+The public API is re-exported here and loaded on first use, so ``import advisor`` stays
+cheap (no torch, no pandas) until a function that needs them is called.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+# name -> module that defines it
+_EXPORTS: dict[str, str] = {
+    "load_specs": "advisor.catalog",
+    "get_gpu": "advisor.catalog",
+    "GpuSpec": "advisor.catalog",
+    "probe": "advisor.probe",
+    "estimate": "advisor.estimate",
+    "estimate_memory": "advisor.estimate",
+    "estimate_time": "advisor.estimate",
+    "recommend": "advisor.recommend",
+    "AdvisorError": "advisor.errors",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'advisor' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -1,0 +1,429 @@
+"""The GPU specs catalog: one TOML file per card under ``specs/``, validated on load.
+
+Numbers are dense (no 2:4 structured sparsity).  Tensor-core figures are with FP32
+accumulate where a card has two rates (GeForce cards run FP16-accumulate at twice the
+FP32-accumulate rate; training accumulates in FP32).
+
+Users add or override cards from a directory of their own spec files, given as
+``load_specs(extra_dirs=[...])``, ``--specs-dir`` on the CLI, or the ``GPU_ADVISOR_SPECS``
+environment variable (``os.pathsep``-separated).  A user file whose id matches a shipped
+card replaces it; duplicate ids inside one directory are an error.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import functools
+import math
+import os
+import re
+import tomllib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from advisor.errors import SpecError, UnknownGpuError
+
+Segment = Literal["geforce", "workstation", "datacenter", "radeon", "instinct", "edge"]
+SEGMENTS: tuple[str, ...] = ("geforce", "workstation", "datacenter", "radeon", "instinct", "edge")
+VENDORS: tuple[str, ...] = ("nvidia", "amd")
+ENV_SPECS_DIR = "GPU_ADVISOR_SPECS"
+
+#: Throughput fields, in the units their names carry (TFLOP/s, or TOP/s for integers).
+THROUGHPUT_FIELDS: tuple[str, ...] = (
+    "fp32_tflops",
+    "tf32_tflops",
+    "fp16_tflops",
+    "bf16_tflops",
+    "fp8_tflops",
+    "int8_tops",
+    "int4_tops",
+    "fp64_tflops",
+    "fp16_vector_tflops",
+)
+
+#: Precision names users pass -> the spec field holding that precision's peak.
+PRECISION_FIELDS: dict[str, str] = {
+    "fp32": "fp32_tflops",
+    "tf32": "tf32_tflops",
+    "fp16": "fp16_tflops",
+    "bf16": "bf16_tflops",
+    "amp-fp16": "fp16_tflops",
+    "amp-bf16": "bf16_tflops",
+    "fp8": "fp8_tflops",
+    "int8": "int8_tops",
+    "int4": "int4_tops",
+}
+
+_REQUIRED: dict[str, type | tuple[type, ...]] = {
+    "id": str,
+    "name": str,
+    "vendor": str,
+    "segment": str,
+    "architecture": str,
+    "release_year": int,
+    "memory_gb": (int, float),
+    "memory_type": str,
+    "memory_bandwidth_gbs": (int, float),
+    "fp32_tflops": (int, float),
+    "tdp_w": (int, float),
+    "source": str,
+}
+_OPTIONAL: dict[str, type | tuple[type, ...]] = {
+    **{name: (int, float) for name in THROUGHPUT_FIELDS if name != "fp32_tflops"},
+    "aliases": list,
+    "tensor_cores": int,
+    "sm_count": int,
+    "boost_clock_mhz": (int, float),
+    "l2_cache_mb": (int, float),
+    "interconnect": dict,
+    "price_usd": (int, float),
+    "cloud_usd_per_hour": (int, float),
+    "cloud_price_date": str,
+    "tensor_accumulate": str,
+    "notes": str,
+    "sources": dict,
+}
+_INTERCONNECT: dict[str, type | tuple[type, ...]] = {
+    "pcie_gen": int,
+    "pcie_lanes": int,
+    "nvlink_gbs": (int, float),
+    "infinity_fabric_gbs": (int, float),
+    "c2c_gbs": (int, float),
+    "fabric": str,
+}
+_POSITIVE = {k for k, t in {**_REQUIRED, **_OPTIONAL}.items() if t == (int, float) or t is int}
+
+# Words that do not tell cards apart: vendor and brand names.
+_VENDOR_WORDS = re.compile(r"\b(nvidia|geforce|tesla|quadro|amd|radeon|instinct|ati)\b")
+_NON_ALNUM = re.compile(r"[^a-z0-9]+")
+
+
+def normalize_name(name: str) -> str:
+    """Reduce a card name to the form lookups compare.
+
+    Case, spacing, hyphens and vendor words do not matter:
+    ``normalize_name("NVIDIA A100-SXM4-80GB") == normalize_name("a100 sxm4 80gb")``.
+    """
+    lowered = name.lower().replace("_", " ")
+    lowered = _VENDOR_WORDS.sub(" ", lowered)
+    return _NON_ALNUM.sub("", lowered)
+
+
+@dataclass(frozen=True, slots=True)
+class Interconnect:
+    """How a card talks to the host and to its peers (bandwidths in GB/s, both directions summed)."""
+
+    pcie_gen: int | None = None
+    pcie_lanes: int | None = None
+    nvlink_gbs: float | None = None
+    infinity_fabric_gbs: float | None = None
+    c2c_gbs: float | None = None
+    fabric: str | None = None
+
+    @property
+    def pcie_gbs(self) -> float | None:
+        """Theoretical one-direction PCIe bandwidth in GB/s (after line encoding)."""
+        return pcie_bandwidth_gbs(self.pcie_gen, self.pcie_lanes)
+
+    @property
+    def peer_gbs(self) -> float | None:
+        """Best one-direction GPU-to-GPU bandwidth in GB/s: NVLink / Infinity Fabric, else PCIe."""
+        fabric = self.nvlink_gbs or self.infinity_fabric_gbs
+        if fabric:
+            return fabric / 2
+        return self.pcie_gbs
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe form, ``None`` where the card has no such link."""
+        return dataclasses.asdict(self)
+
+
+# Per-lane raw rate (GT/s) and line-code efficiency for each PCIe generation.
+_PCIE = {1: (2.5, 8 / 10), 2: (5.0, 8 / 10), 3: (8.0, 128 / 130), 4: (16.0, 128 / 130),
+         5: (32.0, 128 / 130), 6: (64.0, 242 / 256)}
+
+
+def pcie_bandwidth_gbs(gen: int | None, lanes: int | None) -> float | None:
+    """Theoretical one-direction PCIe bandwidth in GB/s: GT/s x encoding x lanes / 8.
+
+    ``pcie_bandwidth_gbs(4, 16)`` is 31.5 GB/s; ``(5, 16)`` is 63.0 GB/s.
+    """
+    if not gen or not lanes or gen not in _PCIE:
+        return None
+    rate, efficiency = _PCIE[gen]
+    return rate * efficiency * lanes / 8
+
+
+@dataclass(frozen=True, slots=True)
+class GpuSpec:
+    """One card of the catalog. Field names carry their units; absent throughput = unsupported."""
+
+    id: str
+    name: str
+    vendor: str
+    segment: str
+    architecture: str
+    release_year: int
+    memory_gb: float
+    memory_type: str
+    memory_bandwidth_gbs: float
+    fp32_tflops: float
+    tdp_w: float
+    source: str
+    tf32_tflops: float | None = None
+    fp16_tflops: float | None = None
+    bf16_tflops: float | None = None
+    fp8_tflops: float | None = None
+    int8_tops: float | None = None
+    int4_tops: float | None = None
+    fp64_tflops: float | None = None
+    fp16_vector_tflops: float | None = None
+    aliases: tuple[str, ...] = ()
+    tensor_cores: int | None = None
+    sm_count: int | None = None
+    boost_clock_mhz: float | None = None
+    l2_cache_mb: float | None = None
+    interconnect: Interconnect = field(default_factory=Interconnect)
+    price_usd: float | None = None
+    cloud_usd_per_hour: float | None = None
+    cloud_price_date: str | None = None
+    tensor_accumulate: str | None = None
+    notes: str | None = None
+    sources: Mapping[str, str] = field(default_factory=dict)
+    path: str | None = field(default=None, compare=False)
+
+    @property
+    def memory_bytes(self) -> float:
+        """Memory capacity in bytes (vendors' GB are 10^9 bytes, except where noted)."""
+        return self.memory_gb * 1e9
+
+    @property
+    def memory_bandwidth_bytes_s(self) -> float:
+        """Peak memory bandwidth in bytes/s."""
+        return self.memory_bandwidth_gbs * 1e9
+
+    def peak_flops(self, precision: str) -> float | None:
+        """Dense peak in FLOP/s (or OP/s) for a precision name, ``None`` if unsupported.
+
+        Args:
+            precision: one of ``PRECISION_FIELDS`` (``fp32``, ``tf32``, ``amp-bf16``, ...).
+        """
+        key = PRECISION_FIELDS.get(precision)
+        if key is None:
+            raise ValueError(f"unknown precision {precision!r}; accepted: {', '.join(PRECISION_FIELDS)}")
+        value = getattr(self, key)
+        return None if value is None else value * 1e12
+
+    def supports(self, precision: str) -> bool:
+        """Whether the card has a peak figure for this precision."""
+        return self.peak_flops(precision) is not None
+
+    @property
+    def supported_precisions(self) -> tuple[str, ...]:
+        """The precision names this card supports, in the catalog's order."""
+        return tuple(p for p in PRECISION_FIELDS if getattr(self, PRECISION_FIELDS[p]) is not None)
+
+    def source_for(self, field_name: str) -> str:
+        """The source of one figure: its own entry in ``sources`` if any, else the record's."""
+        return self.sources.get(field_name, self.source)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe form with the keys of DESIGN.md's spec fields."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            if f.name == "path":
+                continue
+            value = getattr(self, f.name)
+            if isinstance(value, Interconnect):
+                value = value.to_dict()
+            elif isinstance(value, tuple):
+                value = list(value)
+            elif isinstance(value, Mapping):
+                value = dict(value)
+            out[f.name] = value
+        return out
+
+
+def default_specs_dir() -> Path:
+    """The shipped specs directory: inside the installed package, else the repository's ``specs/``."""
+    packaged = Path(__file__).resolve().parent / "specs"
+    if packaged.is_dir():
+        return packaged
+    return Path(__file__).resolve().parent.parent / "specs"
+
+
+def _check_type(where: str, key: str, value: Any, expected: type | tuple[type, ...]) -> None:
+    types = expected if isinstance(expected, tuple) else (expected,)
+    if isinstance(value, bool) or not isinstance(value, types):
+        names = " or ".join(t.__name__ for t in types)
+        raise SpecError(f"{where}: {key} must be {names}, got {type(value).__name__} {value!r}")
+    if key in _POSITIVE or key in _INTERCONNECT and isinstance(value, (int, float)):
+        if not math.isfinite(value) or value <= 0:
+            raise SpecError(f"{where}: {key} must be > 0, got {value!r}")
+
+
+def spec_from_mapping(data: Mapping[str, Any], where: str = "<spec>") -> GpuSpec:
+    """Build a ``GpuSpec`` from a parsed TOML mapping, validating every key.
+
+    Raises:
+        SpecError: unknown key, missing required key, wrong type, non-positive number,
+            bad segment or vendor; the message names ``where`` and the field.
+    """
+    unknown = sorted(set(data) - set(_REQUIRED) - set(_OPTIONAL))
+    if unknown:
+        accepted = ", ".join(sorted({*_REQUIRED, *_OPTIONAL}))
+        raise SpecError(f"{where}: unknown key {unknown[0]!r}", hint=f"accepted keys: {accepted}")
+    for key, expected in _REQUIRED.items():
+        if key not in data:
+            raise SpecError(f"{where}: missing required key {key!r}")
+        _check_type(where, key, data[key], expected)
+    for key, value in data.items():
+        if key in _OPTIONAL:
+            _check_type(where, key, value, _OPTIONAL[key])
+    if data["segment"] not in SEGMENTS:
+        raise SpecError(f"{where}: segment must be one of {', '.join(SEGMENTS)}, got {data['segment']!r}")
+    if data["vendor"] not in VENDORS:
+        raise SpecError(f"{where}: vendor must be one of {', '.join(VENDORS)}, got {data['vendor']!r}")
+    if not re.fullmatch(r"[a-z0-9][a-z0-9.-]*", data["id"]):
+        raise SpecError(f"{where}: id must be lowercase letters, digits, '.' and '-', got {data['id']!r}")
+    interconnect = dict(data.get("interconnect", {}))
+    for key, value in interconnect.items():
+        if key not in _INTERCONNECT:
+            raise SpecError(f"{where}: unknown key 'interconnect.{key}'",
+                            hint=f"accepted: {', '.join(_INTERCONNECT)}")
+        _check_type(where, f"interconnect.{key}", value, _INTERCONNECT[key])
+    sources = dict(data.get("sources", {}))
+    for key, value in sources.items():
+        if key not in _REQUIRED and key not in _OPTIONAL:
+            raise SpecError(f"{where}: sources names unknown field {key!r}")
+        if not isinstance(value, str) or not value.strip():
+            raise SpecError(f"{where}: sources.{key} must be a non-empty string")
+    if not data["source"].strip():
+        raise SpecError(f"{where}: source must not be empty")
+    aliases = data.get("aliases", [])
+    if not all(isinstance(a, str) and a.strip() for a in aliases):
+        raise SpecError(f"{where}: aliases must be a list of non-empty strings")
+    if "cloud_usd_per_hour" in data and "cloud_price_date" not in data:
+        raise SpecError(f"{where}: cloud_usd_per_hour needs cloud_price_date (prices change)")
+    kwargs = {k: v for k, v in data.items() if k not in ("interconnect", "sources", "aliases")}
+    for key in ("memory_gb", "memory_bandwidth_gbs", "tdp_w", *THROUGHPUT_FIELDS):
+        if key in kwargs:
+            kwargs[key] = float(kwargs[key])
+    return GpuSpec(**kwargs, aliases=tuple(aliases), interconnect=Interconnect(**interconnect),
+                   sources=sources, path=where)
+
+
+def load_spec_file(path: Path) -> GpuSpec:
+    """Read and validate one spec file; its stem must equal its ``id``."""
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise SpecError(f"{path.name}: not valid TOML: {exc}") from exc
+    except OSError as exc:
+        raise SpecError(f"{path}: cannot read: {exc.strerror}") from exc
+    spec = spec_from_mapping(data, where=path.name)
+    if spec.id != path.stem:
+        raise SpecError(f"{path.name}: id {spec.id!r} must equal the file name stem {path.stem!r}")
+    return dataclasses.replace(spec, path=str(path))
+
+
+def _load_dir(directory: Path) -> dict[str, GpuSpec]:
+    if not directory.is_dir():
+        raise SpecError(f"specs directory {directory} does not exist or is not a directory")
+    specs: dict[str, GpuSpec] = {}
+    for path in sorted(directory.glob("*.toml")):
+        spec = load_spec_file(path)
+        if spec.id in specs:
+            raise SpecError(f"{path.name}: duplicate id {spec.id!r} (also in {Path(specs[spec.id].path or '').name})")
+        specs[spec.id] = spec
+    return specs
+
+
+def _env_dirs() -> tuple[Path, ...]:
+    raw = os.environ.get(ENV_SPECS_DIR, "")
+    return tuple(Path(p) for p in raw.split(os.pathsep) if p)
+
+
+@functools.cache
+def _load_cached(directory: Path, extra_dirs: tuple[Path, ...]) -> tuple[GpuSpec, ...]:
+    specs = _load_dir(directory)
+    for extra in extra_dirs:
+        specs.update(_load_dir(extra))  # a user's card with a shipped id replaces it
+    return tuple(sorted(specs.values(), key=lambda s: (SEGMENTS.index(s.segment), s.vendor, s.release_year, s.id)))
+
+
+def load_specs(directory: str | Path | None = None,
+               extra_dirs: Iterable[str | Path] | None = None) -> tuple[GpuSpec, ...]:
+    """Load and validate the catalog (cached per set of directories).
+
+    Args:
+        directory: the base specs directory; default: the shipped one.
+        extra_dirs: users' directories whose cards add to or replace the base ones;
+            default: those named in ``$GPU_ADVISOR_SPECS``.
+
+    Raises:
+        SpecError: a file is malformed or two files in one directory share an id.
+    """
+    base = Path(directory) if directory is not None else default_specs_dir()
+    extras = tuple(Path(d) for d in extra_dirs) if extra_dirs is not None else _env_dirs()
+    return _load_cached(base.resolve(), tuple(p.resolve() for p in extras))
+
+
+def _index(specs: Sequence[GpuSpec]) -> dict[str, set[str]]:
+    index: dict[str, set[str]] = {}
+    for spec in specs:
+        for label in (spec.id, spec.name, *spec.aliases):
+            index.setdefault(normalize_name(label), set()).add(spec.id)
+    return index
+
+
+def closest_ids(name: str, specs: Sequence[GpuSpec] | None = None, n: int = 5) -> list[str]:
+    """The catalog ids nearest to ``name``, for error messages."""
+    specs = load_specs() if specs is None else specs
+    key = normalize_name(name)
+    scored: dict[str, float] = {}
+    for spec in specs:
+        for label in (spec.id, spec.name, *spec.aliases):
+            ratio = difflib.SequenceMatcher(None, key, normalize_name(label)).ratio()
+            scored[spec.id] = max(scored.get(spec.id, 0.0), ratio)
+    return [i for i, _ in sorted(scored.items(), key=lambda kv: -kv[1])[:n]]
+
+
+def find_gpu(name: str, specs: Sequence[GpuSpec]) -> GpuSpec:
+    """Resolve a card name against ``specs`` (see ``get_gpu``)."""
+    if not isinstance(name, str) or not name.strip():
+        raise UnknownGpuError(f"GPU name must be a non-empty string, got {name!r}")
+    by_id = {s.id: s for s in specs}
+    key = normalize_name(name)
+    index = _index(specs)
+    hits = index.get(key)
+    if not hits and key:
+        # A unique containment match ("h100pcie" in "h100pcie80gb") is accepted.
+        hits = {i for label, ids in index.items() if key in label for i in ids}
+    if hits and len(hits) == 1:
+        return by_id[next(iter(hits))]
+    if hits:
+        raise UnknownGpuError(f"GPU name {name!r} is ambiguous", hint=f"did you mean one of: {', '.join(sorted(hits))}")
+    raise UnknownGpuError(f"unknown GPU {name!r}",
+                          hint=f"closest catalog ids: {', '.join(closest_ids(name, specs))}; "
+                               "see `python -m advisor specs list`")
+
+
+def get_gpu(name: str | GpuSpec, specs_dir: str | Path | None = None) -> GpuSpec:
+    """Look a card up by catalog id, marketing name or the name NVML reports.
+
+    Case, spaces, hyphens and vendor words (NVIDIA, GeForce, Tesla, Quadro, AMD, Radeon,
+    Instinct) do not matter: ``get_gpu("NVIDIA A100-SXM4-80GB").id == "a100-sxm4-80gb"``.
+
+    Raises:
+        UnknownGpuError: no card matches, or several do; the message lists the closest ids.
+    """
+    if isinstance(name, GpuSpec):
+        return name
+    extra = [specs_dir] if specs_dir is not None else None
+    specs = load_specs(extra_dirs=extra) if extra else load_specs()
+    return find_gpu(name, specs)

@@ -1,0 +1,54 @@
+"""``python -m advisor`` / ``gpu-advisor``: parse, call the library, print text or ``--json``.
+
+Each command lives in ``advisor/commands/<name>.py`` with ``add_parser(subparsers)``, which
+registers the sub-command and sets ``func`` to its ``run(args) -> int``.  ``AdvisorError``
+becomes ``error: ...`` / ``hint: ...`` on stderr and a non-zero exit here, in one place;
+anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from advisor import __version__
+from advisor.errors import AdvisorError
+
+#: Sub-commands, in the order ``--help`` lists them.
+COMMANDS: tuple[str, ...] = ("specs",)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The top-level parser with every sub-command registered."""
+    parser = argparse.ArgumentParser(
+        prog="gpu-advisor",
+        description="GPU hardware advisor: what is in this machine, how fast it really is, "
+        "whether a model fits, how long it takes, and which card to buy or rent.",
+    )
+    parser.add_argument("--version", action="version", version=f"gpu-advisor {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        module = importlib.import_module(f"advisor.commands.{name}")
+        module.add_parser(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI and return its exit code (0 ok, 1 could not do what was asked, 2 bad input)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "func", None) is None:
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return int(args.func(args))
+    except AdvisorError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        if exc.hint:
+            print(f"hint: {exc.hint}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,66 @@
+"""Shared CLI output: one JSON document on stdout, rich tables, messages on stderr."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+
+def _clean(value: Any) -> Any:
+    # JSON has no NaN/inf: report them as null rather than emitting invalid JSON.
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    return value
+
+
+def print_json(document: Any) -> None:
+    """Print exactly one JSON document on stdout."""
+    sys.stdout.write(json.dumps(_clean(document), indent=2, sort_keys=False) + "\n")
+    sys.stdout.flush()
+
+
+def stdout_console() -> Any:
+    """A rich console on stdout (imported lazily: rich costs ~50 ms)."""
+    from rich.console import Console
+
+    # Piped output (files, CI logs) has no terminal width: give tables room instead of 80 columns.
+    return Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+
+
+def stderr_console() -> Any:
+    """A rich console on stderr, for progress and notes that must not pollute stdout."""
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False)
+
+
+def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]],
+          right_align: Sequence[str] = ()) -> Any:
+    """A rich ``Table`` with the given columns; cells are str()-ed, ``None`` shown as '-'."""
+    from rich.table import Table
+
+    t = Table(title=title, title_justify="left", header_style="bold")
+    for col in columns:
+        t.add_column(col, justify="right" if col in right_align else "left", overflow="fold")
+    for row in rows:
+        t.add_row(*("-" if cell is None else str(cell) for cell in row))
+    return t
+
+
+def add_json_flag(parser: Any) -> None:
+    """Add the ``--json`` flag every command has."""
+    parser.add_argument("--json", action="store_true", help="print one JSON document on stdout and nothing else")
+
+
+def add_specs_dir_flag(parser: Any) -> None:
+    """Add ``--specs-dir`` (users' own spec files, adding to or replacing shipped cards)."""
+    parser.add_argument("--specs-dir", action="append", metavar="DIR",
+                        help="directory of your own spec TOML files (repeatable; "
+                             "also $GPU_ADVISOR_SPECS); same-id cards replace shipped ones")
