@@ -38,3 +38,24 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted({*globals(), *__all__})
+
+
+class _PublicApiModule(type(importlib)):  # type: ignore[misc]
+    """Keeps ``advisor.estimate`` / ``advisor.probe`` the functions when their subpackages get imported.
+
+    Importing ``advisor.estimate.memory`` makes the import system bind the subpackage ``advisor.estimate``
+    as an attribute here, which would shadow the exported function of the same name.
+    """
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if isinstance(value, type(importlib)) and _EXPORTS.get(name) == value.__name__:
+            func = getattr(value, name, None)
+            if func is None:
+                return  # subpackage still initialising: __getattr__ resolves the function on first use
+            value = func
+        super().__setattr__(name, value)
+
+
+import sys as _sys  # noqa: E402
+
+_sys.modules[__name__].__class__ = _PublicApiModule

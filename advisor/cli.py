@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import sys
 from collections.abc import Sequence
 
@@ -17,7 +18,7 @@ from advisor import __version__
 from advisor.errors import AdvisorError
 
 #: Sub-commands, in the order ``--help`` lists them.
-COMMANDS: tuple[str, ...] = ("specs",)
+COMMANDS: tuple[str, ...] = ("specs", "probe", "estimate", "recommend", "validate")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,6 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"gpu-advisor {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
+        if importlib.util.find_spec(f"advisor.commands.{name}") is None:
+            continue  # TEMPORARY while the parts are being built; tests require all five
         module = importlib.import_module(f"advisor.commands.{name}")
         module.add_parser(subparsers)
     return parser

@@ -1,0 +1,178 @@
+"""``estimate``: does a model fit on a card, and how fast does one step run.
+
+``add_workload_args(parser)`` and ``workload_kwargs(args)`` are shared with ``recommend``:
+every flag that describes the workload (not the card) lives there.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from advisor.commands._output import add_json_flag, add_specs_dir_flag, print_json, stdout_console, table
+
+PRECISION_CHOICES = ("fp32", "tf32", "fp16", "bf16", "amp-fp16", "amp-bf16", "fp8", "int8", "int4")
+OPTIMIZER_CHOICES = ("sgd", "sgd-momentum", "adam", "adamw", "adafactor", "adamw-8bit")
+PARALLELISM_CHOICES = ("ddp", "zero1", "zero2", "zero3", "fsdp", "tp")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def add_workload_args(parser: argparse.ArgumentParser) -> None:
+    """Add the flags that describe a workload (shared by ``estimate`` and ``recommend``).
+
+    Not included (each command adds its own): ``--gpu``, ``--num-gpus``/``--max-gpus``,
+    ``--specs-dir``, ``--json``.
+    """
+    g = parser.add_argument_group("workload")
+    g.add_argument("--model", required=True, metavar="M",
+                   help="preset name (e.g. llama-3-8b, resnet50) or path to a HF-style config.json")
+    g.add_argument("--batch-size", type=_positive_int, default=1, metavar="B",
+                   help="global batch of one micro-step, across data-parallel replicas (default 1)")
+    g.add_argument("--seq-len", type=_positive_int, metavar="L", help="sequence length (language models)")
+    g.add_argument("--image-size", type=_positive_int, metavar="S", help="image side in pixels (vision models)")
+    g.add_argument("--precision", default="amp-bf16", choices=PRECISION_CHOICES, metavar="P",
+                   help=f"one of: {', '.join(PRECISION_CHOICES)} (default amp-bf16)")
+    g.add_argument("--optimizer", default="adamw", choices=OPTIMIZER_CHOICES, metavar="O",
+                   help=f"one of: {', '.join(OPTIMIZER_CHOICES)} (default adamw)")
+    g.add_argument("--mode", default="train", choices=("train", "infer"), help="train or infer (default train)")
+    g.add_argument("--gradient-checkpointing", action="store_true", help="recompute activations in backward")
+    g.add_argument("--lora-rank", type=_positive_int, metavar="R", help="train LoRA adapters of this rank only")
+    g.add_argument("--quantize-base", choices=("nf4",), help="quantize the frozen base (QLoRA: nf4)")
+    g.add_argument("--grad-accum", type=_positive_int, default=1, metavar="K",
+                   help="micro-batches per optimizer step (default 1)")
+    g.add_argument("--parallelism", choices=PARALLELISM_CHOICES, metavar="X",
+                   help=f"multi-GPU strategy: {', '.join(PARALLELISM_CHOICES)} (default ddp when several GPUs)")
+    g.add_argument("--gen-len", type=_positive_int, metavar="N", help="tokens generated per request (infer, LMs)")
+    g.add_argument("--loader-samples-per-s", type=_positive_float, metavar="X",
+                   help="what your data loader delivers (samples/s), to flag input-bound steps")
+    g.add_argument("--dataset-samples", type=_positive_int, metavar="N", help="samples per epoch (time to train)")
+    g.add_argument("--epochs", type=_positive_float, default=1, metavar="E", help="epochs (default 1)")
+    g.add_argument("--total-tokens", type=_positive_float, metavar="T", help="tokens to train on (time to train)")
+    g.add_argument("--calibration", default="auto", metavar="auto|none|FILE",
+                   help="auto: latest probe of the card in the history store; none: defaults; "
+                        "FILE: a probe JSON (default auto)")
+
+
+def workload_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """The keyword arguments of ``advisor.estimate`` that ``add_workload_args`` parsed.
+
+    ``model`` is not included (pass ``args.model`` positionally); neither are ``gpu``,
+    ``num_gpus`` and ``specs_dir``.
+    """
+    calibration: Any = args.calibration
+    if isinstance(calibration, str) and calibration.lower() == "none":
+        calibration = None
+    return {
+        "batch_size": args.batch_size,
+        "seq_len": args.seq_len,
+        "image_size": args.image_size,
+        "precision": args.precision,
+        "optimizer": args.optimizer,
+        "mode": args.mode,
+        "gradient_checkpointing": args.gradient_checkpointing,
+        "lora_rank": args.lora_rank,
+        "quantize_base": args.quantize_base,
+        "grad_accum": args.grad_accum,
+        "parallelism": args.parallelism,
+        "gen_len": args.gen_len,
+        "calibration": calibration,
+        "loader_samples_per_s": args.loader_samples_per_s,
+        "dataset_samples": args.dataset_samples,
+        "epochs": args.epochs,
+        "total_tokens": args.total_tokens,
+    }
+
+
+def add_parser(subparsers: Any) -> None:
+    """Register ``estimate``."""
+    p = subparsers.add_parser(
+        "estimate", help="memory and step time of a model on a card",
+        description="Estimate per-GPU peak memory (with a breakdown, as nvidia-smi would show it) and step "
+                    "time (roofline per op, calibrated by a probe of the card when one exists) of a model on "
+                    "a card. Every assumption is listed.")
+    p.add_argument("--gpu", required=True, metavar="G", help="catalog id, marketing name or NVML name")
+    p.add_argument("--num-gpus", type=_positive_int, default=1, metavar="N", help="GPUs (default 1)")
+    add_workload_args(p)
+    add_specs_dir_flag(p)
+    add_json_flag(p)
+    p.set_defaults(func=run)
+
+
+def _gib(n: float) -> str:
+    return f"{n / 1024**3:,.2f} GiB"
+
+
+def run(args: argparse.Namespace) -> int:
+    """``estimate``."""
+    from advisor.estimate import estimate
+    from advisor.units import format_seconds
+
+    specs_dir = args.specs_dir[0] if args.specs_dir else None
+    e = estimate(args.model, args.gpu, num_gpus=args.num_gpus, specs_dir=specs_dir, **workload_kwargs(args))
+    if args.json:
+        print_json(e.to_dict())
+        return 0
+    d = e.to_dict()
+    m, t = d["memory"], d["time"]
+    console = stdout_console()
+    w = d["workload"]
+    shape = f"seq {w['seq_len']}" if w["seq_len"] else f"image {w['image_size']}" if w["image_size"] else ""
+    console.print(f"[bold]{d['model']}[/bold] on {d['num_gpus']} x {d['gpu']['name']} ({d['gpu']['id']}): "
+                  f"{w['mode']}, batch {w['batch_size']} {shape}, {w['precision']}"
+                  + (f", {w['optimizer']}" if w["mode"] == "train" else "")
+                  + (f", {d['parallelism']}" if d["num_gpus"] > 1 else "")
+                  + ("  [calibrated by a probe]" if d["calibrated"] else ""))
+    rows = [(k, _gib(v), f"{100 * v / m['total_bytes']:.1f}%" if m["total_bytes"] else "-")
+            for k, v in m["breakdown_bytes"].items()]
+    rows.append(("total (per GPU)", _gib(m["total_bytes"]), "100%"))
+    rows.append(("usable on card", _gib(m["usable_bytes"]), ""))
+    console.print(table("memory per GPU", ("category", "size", "share"), rows, right_align=("size", "share")))
+    verdict = "[green]fits[/green]" if m["fits"] else "[red]does not fit[/red]"
+    mb = m["max_batch_size"]
+    console.print(f"verdict: {verdict} (margin {_gib(m['margin_bytes'])}); largest global batch that fits: "
+                  f"{mb if mb else 'none (model states alone do not fit)'}")
+    trows: list[tuple[str, str]] = [("step", format_seconds(t["step_s"])),
+                                    ("samples/s", f"{t['samples_per_s']:,.1f}")]
+    if t["tokens_per_s"] is not None:
+        trows.append(("tokens/s", f"{t['tokens_per_s']:,.0f}"))
+    if t.get("prefill_s") is not None:
+        trows.append(("prefill", format_seconds(t["prefill_s"])))
+    if t.get("decode_tokens_per_s") is not None:
+        trows.append(("decode tokens/s", f"{t['decode_tokens_per_s']:,.1f}"))
+    trows.append(("bound", t["bound"]))
+    if t.get("mfu") is not None:
+        trows.append(("MFU", f"{100 * t['mfu']:.1f}%"))
+    if t.get("comm_s"):
+        trows.append(("communication (exposed)", format_seconds(t["comm_s"])))
+    for phase, seconds in t.get("phases_s", {}).items():
+        if not phase.startswith("communication"):
+            trows.append((f"  {phase}", format_seconds(seconds)))
+    if t.get("time_to_train_s") is not None:
+        trows.append(("time to train", format_seconds(t["time_to_train_s"])))
+    if t.get("input_bound"):
+        trows.append(("input", "INPUT-BOUND: " + (t.get("input_advice") or "")))
+    console.print(table("time", ("", "value"), trows, right_align=("value",)))
+    console.print(f"FLOPs per step: {d['flops_per_step']:.3e}")
+    console.print("[bold]assumptions[/bold]")
+    for a in d["assumptions"]:
+        console.print(f"  - {a}")
+    return 0

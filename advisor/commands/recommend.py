@@ -1,0 +1,104 @@
+"""``recommend``: which cards, and how many, for a workload, ranked by time, cost or energy."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from advisor.catalog import SEGMENTS, VENDORS
+from advisor.commands._output import add_json_flag, add_specs_dir_flag, print_json, stdout_console, table
+from advisor.commands.estimate import _positive_int, add_workload_args, workload_kwargs
+from advisor.errors import AdvisorError
+
+
+def _budget(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of dollars, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def add_parser(subparsers: Any) -> None:
+    """Register ``recommend``."""
+    p = subparsers.add_parser(
+        "recommend", help="rank cards and card counts for a workload",
+        description="Rank every catalog card (and your own) at 1, 2, 4, ... up to --max-gpus cards by time to "
+                    "train, cost or energy; every rejected card x count says why.")
+    add_workload_args(p)
+    p.add_argument("--max-gpus", type=_positive_int, default=8, metavar="N",
+                   help="largest card count considered (powers of two up to N, plus N; default 8)")
+    p.add_argument("--budget-usd", type=_budget, metavar="X", help="drop candidates whose job costs more than this")
+    p.add_argument("--objective", choices=("time", "cost", "energy"), default="time",
+                   help="rank by time to train, dollars or kWh (default time)")
+    p.add_argument("--vendor", choices=VENDORS, help="only this vendor")
+    p.add_argument("--segment", choices=SEGMENTS, help="only this segment")
+    p.add_argument("--gpus", nargs="+", metavar="G", help="only these cards (names or ids)")
+    p.add_argument("--top", type=_positive_int, default=15, metavar="K", help="rows shown (default 15)")
+    p.add_argument("--show-rejected", action="store_true", help="also list rejected cards and why")
+    add_specs_dir_flag(p)
+    add_json_flag(p)
+    p.set_defaults(func=run)
+
+
+def _gib(n: float | None) -> str | None:
+    return None if n is None else f"{n / 1024**3:,.1f}"
+
+
+def _money(x: float | None) -> str | None:
+    if x is None:
+        return None
+    return f"${x:,.0f}" if x >= 100 else f"${x:,.2f}"
+
+
+def run(args: argparse.Namespace) -> int:
+    """``recommend``."""
+    from advisor.recommend import recommend
+    from advisor.units import format_seconds
+
+    kwargs = workload_kwargs(args)
+    specs_dir = args.specs_dir[0] if args.specs_dir else None
+    if args.specs_dir and len(args.specs_dir) > 1:
+        raise AdvisorError("recommend takes one --specs-dir", hint="put your spec files in one directory")
+    rec = recommend(args.model, max_gpus=args.max_gpus, objective=args.objective, budget_usd=args.budget_usd,
+                    vendor=args.vendor, segment=args.segment, gpus=args.gpus, specs_dir=specs_dir, **kwargs)
+    if args.json:
+        print_json(rec.to_dict())
+        return 0
+    console = stdout_console()
+    w = rec.workload
+    shape = f"seq {w['seq_len']}" if w.get("seq_len") else f"image {w['image_size']}" if w.get("image_size") else ""
+    console.print(f"[bold]{rec.model}[/bold] {w['mode']}, global batch {w['batch_size']} {shape}, "
+                  f"{w['precision']}; ranked by [bold]{rec.objective}[/bold]; job: {rec.job['description']}")
+    cols = ("#", "card", "GPUs", "par.", "GiB/GPU", "headroom", "step", "time to train", "cost", "basis", "kWh",
+            "samples/$")
+    rows = []
+    for r in rec.rows[: args.top]:
+        frac = r.headroom_fraction
+        rows.append((r.rank, r.gpu_name, r.num_gpus, r.parallelism or "-", _gib(r.memory_per_gpu_bytes),
+                     None if frac is None else f"{100 * frac:.0f}%", format_seconds(r.step_s),
+                     format_seconds(r.time_to_train_s), _money(r.cost_usd), r.cost_basis,
+                     f"{r.energy_kwh:,.1f}", None if r.samples_per_usd is None else f"{r.samples_per_usd:,.0f}"))
+    if rows:
+        console.print(table(f"{len(rec.rows)} candidates (top {min(args.top, len(rec.rows))})", cols, rows,
+                            right_align=("#", "GPUs", "GiB/GPU", "headroom", "step", "time to train", "cost",
+                                         "kWh", "samples/$")))
+    else:
+        console.print("[red]no card qualifies[/red]")
+    if rec.partial:
+        console.print(f"[bold]best partial answer:[/bold] {rec.partial}")
+    by_code: dict[str, int] = {}
+    for r in rec.rejected:
+        by_code[r.code] = by_code.get(r.code, 0) + 1
+    if by_code:
+        console.print("rejected: " + ", ".join(f"{n} {code.replace('_', ' ')}" for code, n in sorted(by_code.items()))
+                      + ("" if args.show_rejected else " (--show-rejected lists them)"))
+    if args.show_rejected and rec.rejected:
+        console.print(table("rejected", ("card", "GPUs", "why"),
+                            [(r.gpu_name, r.num_gpus, r.reason) for r in rec.rejected]))
+    console.print("[bold]assumptions[/bold]")
+    for a in rec.assumptions:
+        console.print(f"  - {a}")
+    return 0

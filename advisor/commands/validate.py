@@ -1,0 +1,172 @@
+"""``validate``: run real steps on the local device and set measured memory and time beside the estimates."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from advisor.commands._output import add_json_flag, print_json, stderr_console, stdout_console, table
+from advisor.errors import AdvisorError, UnknownModelError
+
+_DESCRIPTION = """\
+Run a zoo of real training and inference steps on this machine's GPU (the CPU when there is none),
+measure peak memory and step time, and set them beside `estimate` for the local card:
+error = predicted / measured - 1.  Models are built from their definitions with random weights
+(nothing is downloaded).  On a GPU memory is torch.cuda.max_memory_reserved (allocated and NVML used
+alongside) and time comes from CUDA events (median after warm-up); on a CPU memory is the C heap's
+peak growth and time perf_counter.  Results are saved to the history store.  --calibrate fits the
+card's efficiencies from the measured times and stores them, so later estimates for the card are
+calibrated (estimate's calibration="auto")."""
+
+
+def add_parser(subparsers: Any) -> None:
+    """Register ``validate``."""
+    from advisor.validate import ALL_MODELS, QUICK_MODELS
+
+    p = subparsers.add_parser("validate", help="measure real steps here and compare them with the estimates",
+                              description=_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models", nargs="+", metavar="MODEL",
+                   help=f"models to run (default: the zoo on a GPU, the quick set on a CPU); "
+                        f"one or more of: {', '.join(ALL_MODELS)}")
+    p.add_argument("--quick", action="store_true",
+                   help=f"small models only (default on a CPU: {', '.join(QUICK_MODELS)})")
+    p.add_argument("--calibrate", action="store_true",
+                   help="fit the card's matmul/conv efficiencies from the measured times and save them to the "
+                        "history store (later estimates for this card use them)")
+    p.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto",
+                   help="where to run (default: cuda if torch sees a GPU, else cpu)")
+    p.add_argument("--warmup", type=int, default=2, metavar="N", help="untimed steps per case (default 2)")
+    p.add_argument("--iters", type=int, default=5, metavar="N", help="timed steps per case; the median is kept "
+                                                                    "(default 5)")
+    p.add_argument("--no-save", action="store_true", help="do not save the run to the history store")
+    add_json_flag(p)
+    p.set_defaults(func=run)
+
+
+def _pct(x: float | None) -> str | None:
+    return None if x is None else f"{x:+.1%}"
+
+
+def _abs_pct(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.1%}"
+
+
+def run(args: argparse.Namespace) -> int:
+    """``validate``."""
+    from advisor import validate as v
+    from advisor.units import format_bytes, format_seconds
+
+    if args.warmup < 0:
+        raise AdvisorError(f"--warmup must be >= 0, got {args.warmup}")
+    if args.iters < 1:
+        raise AdvisorError(f"--iters must be >= 1, got {args.iters}")
+    for name in args.models or ():  # before anything slow (torch, the CPU rates)
+        if name not in v.ALL_MODELS:
+            raise UnknownModelError(f"unknown validate model {name!r}", hint=f"accepted: {', '.join(v.ALL_MODELS)}")
+    import torch
+
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise AdvisorError("--device cuda: torch sees no CUDA device",
+                           hint="run without --device (the CPU is used), or check the driver with `probe`")
+    device = v.local_device(prefer_cuda=args.device != "cpu")
+    cuda = device.kind == "cuda"
+    cases = v.default_cases(args.models, quick=args.quick, cuda=cuda)
+    notes: list[str] = []
+    predict = None
+    spec = None
+    if args.calibrate:
+        if device.catalog_id is None:
+            notes.append("--calibrate: nothing saved: " + ("the local CPU is not a catalog card" if not cuda else
+                                                            f"{device.name} is not in the catalog"))
+        else:
+            from advisor.catalog import get_gpu
+
+            spec = get_gpu(device.catalog_id)
+            predict = v.estimate_predictor(device.catalog_id, calibration=None)  # fit against the defaults
+            notes.append("--calibrate: predictions use the default (uncalibrated) efficiencies")
+    err = stderr_console()
+
+    def progress(i: int, n: int, case: Any) -> None:
+        err.print(f"[{i + 1}/{n}] {case.model} {case.label()}", highlight=False)
+
+    nvml_used, close_nvml = _nvml_used() if cuda else (None, None)
+    try:
+        report = v.run_validation(cases, device, predict=predict, warmup=args.warmup, iters=args.iters,
+                                  nvml_used=nvml_used, progress=progress, notes=notes)
+    finally:
+        if close_nvml is not None:
+            close_nvml()
+    doc = report.to_dict()
+    if spec is not None:
+        fitted = v.fit_calibration(report, spec)
+        doc["calibration"] = {"card": spec.id, "fitted": fitted, "saved_probe_id": None}
+        if fitted and not args.no_save:
+            from advisor.store import HistoryStore
+
+            doc["calibration"]["saved_probe_id"] = HistoryStore().save_probe(v.calibration_probe(report, spec, fitted))
+    if not args.no_save:
+        from advisor.store import HistoryStore
+
+        doc["saved_id"] = HistoryStore().save_validation(doc)
+    if args.json:
+        print_json(doc)
+    else:
+        rows = []
+        for r in report.rows:
+            m = r.measurement
+            if r.oom:
+                status = "OOM" + ("" if r.prediction.fits is None else
+                                  f" (estimate said fits={r.prediction.fits})")
+            else:
+                status = r.error_message or ""
+            rows.append((r.model, r.case.label(), format_bytes(r.prediction.memory_bytes),
+                         format_bytes(m.peak_bytes) if m else None, _pct(r.memory_error),
+                         format_seconds(r.prediction.step_s), format_seconds(m.step_s) if m else None,
+                         _pct(r.time_error), status))
+        cols = ("model", "config", "mem pred", "mem meas", "mem err", "step pred", "step meas", "time err", "note")
+        out = stdout_console()
+        out.print(table(f"validate on {device.name} ({device.catalog_id or device.kind})", cols, rows,
+                        right_align=cols[2:8]))
+        s = doc["summary"]
+        out.print(f"memory |error|: median {_abs_pct(s['memory']['median_abs_error'])}, max "
+                  f"{_abs_pct(s['memory']['max_abs_error'])} over {s['memory']['n']} rows; time |error|: median "
+                  f"{_abs_pct(s['time']['median_abs_error'])}, max {_abs_pct(s['time']['max_abs_error'])} over "
+                  f"{s['time']['n']} rows; {s['oom']} OOM, {s['failed']} failed")
+        out.print(f"memory measured as: {device.memory_method}")
+        if device.rates_source:
+            out.print(f"CPU rates from: {device.rates_source}")
+        for note in notes:
+            out.print(note)
+        if "calibration" in doc:
+            for key, fit in doc["calibration"]["fitted"].items():
+                out.print(f"calibrated {key}: {fit['efficiency']:.3f} (default {fit['default']:.3f}, "
+                          f"{fit['rows']} rows)")
+        if "saved_id" in doc:
+            print(f"saved to the history store as validation {doc['saved_id']}", file=sys.stderr)
+    return 0 if doc["summary"]["measured"] or doc["summary"]["oom"] else 1
+
+
+def _nvml_used() -> tuple[Any, Any]:
+    """(NVML's used memory of the torch device: the nvidia-smi view, close) via the probe's backend.
+
+    Both are ``None`` when NVML is absent: the torch figures are the ones compared.
+    """
+    try:
+        import torch
+
+        from advisor.probe import default_backend
+
+        backend = default_backend()
+        index = torch.cuda.current_device()
+    except Exception:  # NVML is optional here
+        return None, None
+
+    def used() -> float | None:
+        try:
+            value = backend.device_info(index).memory_used_bytes
+        except AdvisorError:
+            return None
+        return None if value is None else float(value)
+
+    return used, backend.close

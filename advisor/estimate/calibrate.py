@@ -1,0 +1,154 @@
+"""Calibration: a probe of a card replaces the default efficiencies for that card.
+
+``calibration`` may be ``"auto"`` (the latest probe of the card in the history store, if any),
+``None`` / ``"none"`` (defaults), a ``ProbeResult``, a path to a probe JSON file
+(``probe --json`` output), or a mapping of efficiencies as ``ProbeResult.efficiencies()`` returns
+(``matmul_bf16``, ``conv_fp16``, ``memory_bandwidth``, ``h2d_pinned``, ``launch_overhead_s``, ...).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from advisor.errors import AdvisorError, EstimateError
+from advisor.estimate.efficiency import ArchEfficiency
+
+_AUTO_CACHE: dict[str, tuple[float, dict[str, Any]]] = {}
+_AUTO_TTL_S = 5.0
+
+
+def clear_calibration_cache() -> None:
+    """Forget cached history-store lookups (they are kept for a few seconds)."""
+    _AUTO_CACHE.clear()
+
+
+def precision_key(precision: str) -> str:
+    """The probe's precision name for an estimate precision (``amp-bf16`` -> ``bf16``)."""
+    return precision.removeprefix("amp-")
+
+
+def _device_index(probe: Any, catalog_id: str) -> int | None:
+    devices = getattr(probe, "devices", ()) or ()
+    for d in devices:
+        if getattr(d, "catalog_id", None) == catalog_id:
+            return int(d.index)
+    if len(devices) == 1 and getattr(devices[0], "catalog_id", None) is None:
+        return int(devices[0].index)
+    return None
+
+
+def _from_probe(probe: Any, catalog_id: str) -> dict[str, float] | None:
+    index = _device_index(probe, catalog_id)
+    if index is None:
+        return None
+    return dict(probe.efficiencies(index))
+
+
+def _from_file(path: Path, catalog_id: str) -> dict[str, float] | None:
+    try:
+        data = json.loads(path.read_text())
+    except OSError as exc:
+        raise EstimateError(f"cannot read calibration file {str(path)!r}: {exc.strerror}",
+                            hint="pass a file written by `probe --json --out FILE`, 'auto' or 'none'") from exc
+    except json.JSONDecodeError as exc:
+        raise EstimateError(f"calibration file {str(path)!r} is not valid JSON: {exc.msg}") from exc
+    if not isinstance(data, Mapping):
+        raise EstimateError(f"calibration file {str(path)!r} does not hold a probe result object")
+    if "kernels" in data and "devices" in data:
+        from advisor.probe.results import ProbeResult
+
+        try:
+            probe = ProbeResult.from_dict(data)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise EstimateError(f"calibration file {str(path)!r} is not a probe result: {exc}") from exc
+        return _from_probe(probe, catalog_id)
+    if "efficiencies" in data and isinstance(data["efficiencies"], Mapping):
+        return {str(k): float(v) for k, v in data["efficiencies"].items()}
+    raise EstimateError(f"calibration file {str(path)!r} is not a probe result",
+                        hint="expected the JSON of `probe --json` (devices, kernels)")
+
+
+def _latest_by_card() -> dict[str, Any]:
+    """Efficiencies of the newest saved probe per catalog id, read in one query (empty without a store file)."""
+    key = os.environ.get("GPU_ADVISOR_HOME", "")
+    now = time.monotonic()
+    hit = _AUTO_CACHE.get(key)
+    if hit is not None and now - hit[0] < _AUTO_TTL_S:
+        return hit[1]
+    latest: dict[str, Any] = {}
+    try:
+        from advisor.store import HistoryStore, default_store_path
+
+        path = default_store_path()
+        if path.exists():  # estimating never creates the history file
+            for record in HistoryStore(path).list_probes(limit=500):  # newest first
+                if record.catalog_id and record.catalog_id not in latest:
+                    latest[record.catalog_id] = _record_efficiencies(record, record.catalog_id)
+    except (ImportError, AttributeError, AdvisorError):
+        latest = {}  # no store, or an unreadable one: defaults, and calibrated stays False
+    _AUTO_CACHE[key] = (now, latest)
+    return latest
+
+
+def _record_efficiencies(record: Any, catalog_id: str) -> dict[str, float] | None:
+    try:
+        probe = record.result() if hasattr(record, "result") else record
+        return _from_probe(probe, catalog_id)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None  # an old or foreign document: fall back to defaults
+
+
+def _from_store(catalog_id: str) -> dict[str, float] | None:
+    result: dict[str, float] | None = _latest_by_card().get(catalog_id)
+    return result
+
+
+def load_efficiencies(calibration: Any, catalog_id: str) -> dict[str, float] | None:
+    """Measured efficiencies for this card from ``calibration``, or ``None`` (use defaults).
+
+    Raises:
+        EstimateError: a calibration file that is missing, unreadable or not a probe result; an
+            unknown kind of calibration value.
+    """
+    if calibration is None or (isinstance(calibration, str) and calibration.lower() in ("none", "off")):
+        return None
+    if isinstance(calibration, str) and calibration.lower() == "auto":
+        return _from_store(catalog_id)
+    if isinstance(calibration, (str, os.PathLike)):
+        return _from_file(Path(calibration), catalog_id)
+    if isinstance(calibration, Mapping):
+        return {str(k): float(v) for k, v in calibration.items()}
+    if hasattr(calibration, "efficiencies"):
+        return _from_probe(calibration, catalog_id)
+    raise EstimateError(f"calibration must be 'auto', 'none', a probe JSON path, a ProbeResult or a mapping, "
+                        f"got {type(calibration).__name__}")
+
+
+def apply_efficiencies(eff: ArchEfficiency, measured: Mapping[str, float] | None,
+                       precision: str) -> tuple[ArchEfficiency, list[str]]:
+    """Replace defaults with measured figures; returns the new figures and what was replaced.
+
+    ``matmul_<p>`` and ``conv_<p>`` are taken for the estimate's precision (``amp-bf16`` -> ``bf16``);
+    ``memory_bandwidth`` (device copy), ``h2d_pinned`` and ``launch_overhead_s`` whenever present.
+    Fractions outside (0, 1.2] are ignored as implausible.
+    """
+    if not measured:
+        return eff, []
+    p = precision_key(precision)
+    changes: dict[str, float] = {}
+    for source, target in ((f"matmul_{p}", "matmul"), (f"conv_{p}", "conv"), ("memory_bandwidth", "memory"),
+                           ("h2d_pinned", "h2d")):
+        value = measured.get(source)
+        if value is not None and 0 < value <= 1.2:
+            changes[target] = float(value)
+    launch = measured.get("launch_overhead_s")
+    if launch is not None and 0 < launch < 1e-2:
+        changes["launch_overhead_s"] = float(launch)
+    if not changes:
+        return eff, []
+    return eff.replace(**changes), [f"{k}={v:.3g}" for k, v in changes.items()]

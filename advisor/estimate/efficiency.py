@@ -1,0 +1,176 @@
+"""Default achieved-vs-peak efficiencies per architecture, and how they fall for small ops.
+
+A spec sheet gives peaks; real kernels reach a fraction of them.  The figures here are the
+fractions reached on large shapes inside real models, each with its source.  For GEMMs that is
+below the square-GEMM microbenchmark (quoted in each source): a model's mix of shapes, transposed
+backward GEMMs, bias/activation epilogues and power-limited clocks run ~10-20% under it (Megatron-LM,
+Narayanan et al. 2021: 52% MFU of A100 peak end to end with non-GEMM time included; MosaicML
+llm-foundry throughput tables: ~40-50% MFU on A100/H100), and the published-measurements table
+(tests/data) agreed once non-GEMM ops were costed separately.  Non-GEMM time is modelled per op,
+so these are GEMM-only figures (~0.72 A100, ~0.62 H100).  A probe of the card replaces them
+(``advisor.estimate.calibrate``).  Small ops run further below peak: ``compute_efficiency``
+scales the large-shape figure by a saturating curve in the op's smallest dimension whose
+half-point grows with the number of SMs (a wide GPU needs more tiles to fill one wave).
+
+Pure arithmetic: no torch, no I/O.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+from advisor.units import MiB
+
+
+@dataclass(frozen=True, slots=True)
+class ArchEfficiency:
+    """Large-shape efficiencies (fractions of the spec peak) of one architecture.
+
+    Attributes:
+        arch: architecture key (``hopper``, ``ampere``, ...).
+        matmul: tensor-core GEMM (fp16/bf16/tf32/fp8) as a fraction of the dense peak.
+        conv: convolution (cuDNN/MIOpen implicit GEMM) as a fraction of the dense peak.
+        vector: non-tensor ops' compute as a fraction of the vector (FP32) peak.
+        memory: achieved copy bandwidth as a fraction of the memory-bandwidth peak.
+        h2d: achieved pinned host->device copy as a fraction of the PCIe one-direction peak.
+        launch_overhead_s: GPU-side gap per kernel launch in an eager step (seconds).
+        cuda_context_bytes: memory the runtime context takes on the card (nvidia-smi shows it).
+        source: where these figures come from.
+    """
+
+    arch: str
+    matmul: float
+    conv: float
+    vector: float
+    memory: float
+    h2d: float
+    launch_overhead_s: float
+    cuda_context_bytes: float
+    source: str
+
+    def replace(self, **changes: float | str) -> ArchEfficiency:
+        """A copy with some figures replaced (calibration)."""
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+
+CONTEXT_SOURCE = ("CUDA context with lazy module loading (default since CUDA 11.7 / PyTorch 2.x): ~300-500 MiB "
+            "reported in PyTorch forum threads and torch.cuda memory notes (the context is not in "
+            "memory_allocated but nvidia-smi shows it)")
+
+#: Architecture key -> defaults.  Keys are lower-case; ``arch_key`` maps catalog names onto them.
+DEFAULTS: dict[str, ArchEfficiency] = {
+    "pascal": ArchEfficiency(
+        "pascal", matmul=0.80, conv=0.70, vector=0.75, memory=0.85, h2d=0.80, launch_overhead_s=6e-6,
+        cuda_context_bytes=300 * MiB,
+        source="No tensor cores: FP32/FP16 SGEMM ~80% of peak (cuBLAS on P100, NVIDIA 'Pascal tuning guide' / "
+               "Jia et al. 2018 microbenchmarks); HBM2/GDDR5X copy ~85% (BabelStream results, Deakin et al.)"),
+    "volta": ArchEfficiency(
+        "volta", matmul=0.70, conv=0.55, vector=0.80, memory=0.88, h2d=0.80, launch_overhead_s=5e-6,
+        cuda_context_bytes=350 * MiB,
+        source="V100 HMMA GEMM ~100 of 125 TFLOP/s (Jia et al., 'Dissecting the NVIDIA Volta GPU "
+               "Architecture via Microbenchmarking', 2018: ~80%); HBM2 copy ~790 of 900 GB/s (same paper, ~88%)"),
+    "turing": ArchEfficiency(
+        "turing", matmul=0.62, conv=0.50, vector=0.75, memory=0.85, h2d=0.80, launch_overhead_s=5e-6,
+        cuda_context_bytes=350 * MiB,
+        source="T4/RTX 20xx FP16 GEMM ~65-75% of peak (Jia et al., 'Dissecting the NVidia Turing T4 GPU via "
+               "Microbenchmarking', 2019; T4 also power-throttles at 70 W); GDDR6 copy ~85%"),
+    "ampere": ArchEfficiency(
+        "ampere", matmul=0.72, conv=0.55, vector=0.85, memory=0.90, h2d=0.85, launch_overhead_s=4e-6,
+        cuda_context_bytes=450 * MiB,
+        source="A100 bf16 cuBLAS GEMM ~260-270 of 312 TFLOP/s (~85%; NVIDIA 'Deep Learning Performance' "
+               "matmul guide and common cuBLAS benchmarks); HBM2e copy ~1.8 of 2.0 TB/s (~90%, BabelStream)"),
+    "ada": ArchEfficiency(
+        "ada", matmul=0.80, conv=0.65, vector=0.80, memory=0.88, h2d=0.85, launch_overhead_s=4e-6,
+        cuda_context_bytes=450 * MiB,
+        source="RTX 4090 / L40S fp16 GEMM with FP32 accumulate ~75-85% of the dense figure (community cuBLAS "
+               "benchmarks, e.g. stas00/ml-engineering 'maximum achievable matmul FLOPS' table); GDDR6X copy ~88%"),
+    "hopper": ArchEfficiency(
+        "hopper", matmul=0.62, conv=0.45, vector=0.80, memory=0.88, h2d=0.85, launch_overhead_s=4e-6,
+        cuda_context_bytes=500 * MiB,
+        source="H100 SXM bf16 cuBLAS GEMM ~700-760 of 989 TFLOP/s (~75-78%; stas00/ml-engineering 'maximum "
+               "achievable matmul FLOPS' table); HBM3 copy ~2.9-3.0 of 3.35 TB/s (~88%, BabelStream / NVIDIA)"),
+    "blackwell": ArchEfficiency(
+        "blackwell", matmul=0.62, conv=0.45, vector=0.80, memory=0.88, h2d=0.85, launch_overhead_s=4e-6,
+        cuda_context_bytes=550 * MiB,
+        source="Assumed like Hopper (B200 cuBLAS GEMM reported ~70-80% of dense peak in early MLPerf-era "
+               "reports); to be replaced by a probe of the card"),
+    "cdna2": ArchEfficiency(
+        "cdna2", matmul=0.45, conv=0.35, vector=0.70, memory=0.80, h2d=0.80, launch_overhead_s=6e-6,
+        cuda_context_bytes=400 * MiB,
+        source="MI250X rocBLAS bf16 GEMM ~50-60% of peak per GCD (Frontier/OLCF and chipsandcheese "
+               "measurements); HBM2e copy ~80% (BabelStream HIP results)"),
+    "cdna3": ArchEfficiency(
+        "cdna3", matmul=0.40, conv=0.30, vector=0.70, memory=0.80, h2d=0.80, launch_overhead_s=6e-6,
+        cuda_context_bytes=500 * MiB,
+        source="MI300X hipBLASLt bf16 GEMM ~600-700 of 1307 TFLOP/s (~45-55%; SemiAnalysis 'MI300X vs H100 vs "
+               "H200 training' 2024-12 and chipsandcheese); HBM3 copy ~4.2 of 5.3 TB/s (~80%)"),
+    "rdna2": ArchEfficiency(
+        "rdna2", matmul=0.60, conv=0.45, vector=0.75, memory=0.85, h2d=0.80, launch_overhead_s=8e-6,
+        cuda_context_bytes=400 * MiB,
+        source="No matrix units: FP16/FP32 GEMM on shaders ~60% of peak with rocBLAS (community ROCm "
+               "benchmarks); GDDR6 copy ~85%; assumed, replace with a probe"),
+    "rdna3": ArchEfficiency(
+        "rdna3", matmul=0.50, conv=0.40, vector=0.70, memory=0.85, h2d=0.80, launch_overhead_s=8e-6,
+        cuda_context_bytes=400 * MiB,
+        source="RX 7900 XTX WMMA fp16 GEMM ~50% of the dual-issue peak (chipsandcheese RDNA3 articles, "
+               "community ROCm benchmarks); GDDR6 copy ~85%"),
+    "orin": ArchEfficiency(
+        "orin", matmul=0.65, conv=0.55, vector=0.70, memory=0.75, h2d=1.0, launch_overhead_s=8e-6,
+        cuda_context_bytes=250 * MiB,
+        source="Jetson AGX Orin: LPDDR5 shared with the CPU, copy ~75% of peak; GEMM ~65% (NVIDIA Jetson "
+               "benchmarks forum reports); unified memory, so no host->device copy"),
+}
+
+#: Used when a card's architecture is not in ``DEFAULTS``.
+GENERIC = ArchEfficiency(
+    "generic", matmul=0.70, conv=0.60, vector=0.75, memory=0.85, h2d=0.80, launch_overhead_s=5e-6,
+    cuda_context_bytes=450 * MiB,
+    source="generic defaults (architecture not in the table): a middle of the per-architecture figures")
+
+_ALIASES = {"ada lovelace": "ada", "lovelace": "ada", "ada": "ada", "cdna 2": "cdna2", "cdna 3": "cdna3",
+            "rdna 2": "rdna2", "rdna 3": "rdna3", "cdna3": "cdna3", "cdna2": "cdna2"}
+
+
+def arch_key(architecture: str, segment: str | None = None) -> str:
+    """Map a catalog architecture name ("Ada Lovelace", "CDNA 3", "Hopper") to a ``DEFAULTS`` key."""
+    text = architecture.strip().lower()
+    if segment == "edge" and text in ("ampere", "orin"):
+        return "orin"
+    if text in _ALIASES:
+        return _ALIASES[text]
+    compact = text.replace(" ", "").replace("-", "")
+    for key in DEFAULTS:
+        if compact.startswith(key):
+            return key
+    return "generic"
+
+
+def defaults_for(architecture: str, segment: str | None = None) -> ArchEfficiency:
+    """The default efficiencies of an architecture (``GENERIC`` when unknown)."""
+    return DEFAULTS.get(arch_key(architecture, segment), GENERIC)
+
+
+#: Smallest dimension at which an op on a 108-SM card reaches half of its large-shape efficiency.
+HALF_DIM_REF = 32.0
+REF_SMS = 108.0
+
+
+def shape_factor(min_dim: int | None, sm_count: int | None) -> float:
+    """Fraction of the large-shape efficiency an op of this smallest dimension reaches (0-1].
+
+    A saturating curve d / (d + d_half) with d_half = 32 x sqrt(sm_count / 108): a skinny GEMM
+    (d = 8, as in batch-8 decoding) pads its tiles and fills few SMs (~0.2); d = 64 reaches ~0.67,
+    256 ~0.89, 4096 ~0.99 on an A100; wider cards need bigger ops to fill every SM in one wave.
+    Unknown ``min_dim`` means a large op (1.0).
+    """
+    if min_dim is None or min_dim <= 0:
+        return 1.0
+    half = HALF_DIM_REF * math.sqrt((sm_count or REF_SMS) / REF_SMS)
+    return min_dim / (min_dim + half)
+
+
+def compute_efficiency(base: float, min_dim: int | None, sm_count: int | None) -> float:
+    """Shape-aware efficiency: the large-shape ``base`` times ``shape_factor`` (never below 2%)."""
+    return max(0.02, base * shape_factor(min_dim, sm_count))

@@ -1,0 +1,306 @@
+"""Peak device memory per GPU, as nvidia-smi would show it, with a breakdown.
+
+Card-independent parts (model states, activations, KV cache) are computed once per workload and
+plan by ``memory_parts``; ``memory_on_card`` adds the card's CUDA context and checks the fit with
+pure arithmetic, so ``recommend`` can sweep the catalog quickly.
+
+Model states (bytes per parameter; ZeRO paper, sec. 3.1, counts 16 for mixed-precision Adam):
+- weights: fp32/tf32 4; ``amp-*`` 4 (fp32 master weights; autocast casts on the fly); fp16/bf16 2;
+  fp8/int8 1; int4 0.5 (+ fp16 group-128 scales); a QLoRA nf4 base 0.5 + 0.127 bit of double-quantized
+  constants (Dettmers et al. 2023).  Frozen weights under ``amp-*`` are held in 16 bits.
+- gradients: trainable params x 4 (fp32 / amp: grads follow the fp32 weights) or 2 (fp16/bf16).
+- optimizer: adam/adamw two states (8 B fp32; 4 B when the weights are 16-bit, as torch keeps states
+  in the parameter dtype); sgd-momentum one; sgd none; adamw-8bit 2 B + fp32 absmax per 2048-block
+  (bitsandbytes); adafactor factored second moment, ~4 x (rows + cols) per matrix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from advisor.estimate.efficiency import ArchEfficiency
+from advisor.estimate.parallel import ParallelPlan, megatron_activation_factor
+from advisor.units import MiB
+from advisor.workload.base import Workload
+
+BREAKDOWN_KEYS: tuple[str, ...] = ("weights", "gradients", "optimizer", "activations", "kv_cache", "overhead")
+
+#: Memory kept free of the estimate: driver reservations, ECC, the display, other processes.
+RESERVE_FRACTION = 0.03
+#: Caching allocator: 2 MiB-segment rounding and fragmentation of blocks freed and re-used inside a step,
+#: on memory that churns each step (activations, transient buffers, gradients): PyTorch's
+#: memory_reserved() typically exceeds memory_allocated() by 5-15% in training.
+FRAGMENTATION_DYNAMIC = 0.08
+#: On memory allocated once (weights, optimizer state, KV cache): rounding only.
+FRAGMENTATION_STATIC = 0.01
+#: cuBLAS(Lt) workspace per handle: 32 MiB on Hopper/Blackwell, 4 MiB elsewhere (CUBLAS_WORKSPACE_CONFIG docs);
+#: counted with a second stream's handle, plus cuDNN's handle for conv nets (in transient).
+WORKSPACE_BYTES = {"hopper": 2 * 32 * MiB, "blackwell": 2 * 32 * MiB}
+DEFAULT_WORKSPACE_BYTES = 2 * 4 * MiB
+
+_WEIGHT_BYTES = {"fp32": 4.0, "tf32": 4.0, "amp-fp16": 4.0, "amp-bf16": 4.0, "fp16": 2.0, "bf16": 2.0,
+                 "fp8": 1.0, "int8": 1.0, "int4": 0.5 + 2 / 128}
+_FROZEN_BYTES = {**_WEIGHT_BYTES, "amp-fp16": 2.0, "amp-bf16": 2.0}
+NF4_BYTES = 0.5 + 0.127 / 8
+
+
+def weight_bytes_per_param(precision: str, *, trainable: bool, mode: str, quantize_base: str | None = None) -> float:
+    """Bytes one parameter takes as a weight.
+
+    Trainable weights under ``amp-*`` are fp32 masters; frozen ones (LoRA base, inference) 16-bit;
+    a ``quantize_base="nf4"`` frozen weight 0.5 B + quantization constants; quantized precisions
+    (fp8/int8/int4) train adapters in bf16.
+    """
+    if not trainable:
+        if quantize_base == "nf4":
+            return NF4_BYTES
+        return _FROZEN_BYTES[precision] if mode == "train" or precision.startswith("amp") else _WEIGHT_BYTES[precision]
+    if precision in ("fp8", "int8", "int4"):
+        return 2.0
+    return _WEIGHT_BYTES[precision]
+
+
+def grad_bytes_per_param(precision: str) -> float:
+    """Bytes of one gradient: fp32 for fp32/tf32/amp (grads follow the fp32 weights), else 2."""
+    return 4.0 if precision in ("fp32", "tf32", "amp-fp16", "amp-bf16") else 2.0
+
+
+def optimizer_bytes(optimizer: str | None, precision: str, trainable: int, hidden: int | None) -> float:
+    """Optimizer state bytes for ``trainable`` parameters."""
+    if not trainable or optimizer is None:
+        return 0.0
+    state = 4.0 if precision in ("fp32", "tf32", "amp-fp16", "amp-bf16") else 2.0
+    if optimizer in ("adam", "adamw"):
+        return 2 * state * trainable
+    if optimizer == "sgd-momentum":
+        return state * trainable
+    if optimizer == "sgd":
+        return 0.0
+    if optimizer == "adamw-8bit":
+        return (2.0 + 2 * 4 / 2048) * trainable
+    if optimizer == "adafactor":
+        # Factored second moment: rows + cols fp32 per r x c matrix ~ 2/h of its size (no first moment,
+        # beta1=None as in HF's default); at least 1/64 for small or unknown widths.
+        return 4.0 * trainable * max(2.0 / (hidden or 1024), 1 / 64 if hidden is None else 0.0)
+    raise ValueError(f"unknown optimizer {optimizer!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryParts:
+    """Card-independent memory of one GPU for one per-GPU micro-batch (bytes)."""
+
+    micro_batch: int
+    weights: float
+    gradients: float
+    optimizer: float
+    autocast_cache: float
+    activations: float
+    transient: float
+    kv_cache: float
+    notes: tuple[str, ...] = ()
+    train: bool = True
+
+    @property
+    def static_bytes(self) -> float:
+        """Bytes that do not grow with the batch (before fragmentation)."""
+        return self.weights + self.gradients + self.optimizer + self.autocast_cache
+
+    def per_sample(self) -> tuple[float, float]:
+        """(dynamic, kv) bytes per sample of the micro-batch (linear scaling)."""
+        b = max(1, self.micro_batch)
+        return (self.activations + self.transient) / b, self.kv_cache / b
+
+
+def memory_parts(w: Workload, plan: ParallelPlan) -> MemoryParts:
+    """Model states, activations and KV cache per GPU for workload ``w`` (its micro-batch) under ``plan``."""
+    train = w.mode == "train"
+    trainable = w.trainable_params if train else 0
+    frozen = w.params - trainable
+    qb = w.options.get("quantize_base")
+    weights = (trainable * weight_bytes_per_param(w.precision, trainable=True, mode=w.mode)
+               + frozen * weight_bytes_per_param(w.precision, trainable=False, mode=w.mode, quantize_base=qb))
+    notes = []
+    arch = w.arch or {}
+    if qb and arch.get("vocab_size") and arch.get("hidden_size"):
+        # bitsandbytes quantizes nn.Linear layers only, and PEFT / LitGPT keep the LM head unquantized:
+        # the input embedding and the head stay 16-bit (tied embeddings: one table).
+        tables = 1 if arch.get("tie_word_embeddings") else 2
+        embed = min(frozen, tables * arch["vocab_size"] * arch["hidden_size"])
+        weights += embed * (2.0 - NF4_BYTES)
+        notes.append(f"{qb} base: linear layers quantized; embedding and LM head ({embed / 1e6:.0f}M params) "
+                     "kept in 16 bits")
+    grads = trainable * grad_bytes_per_param(w.precision)
+    if plan.strategy == "ddp":
+        grads *= 2
+        notes.append("DDP keeps its gradient buckets as a second copy of the gradients "
+                      "(gradient_as_bucket_view=False, the default)")
+    hidden = w.arch.get("hidden_size") if w.arch else None
+    opt = optimizer_bytes(w.optimizer if train else None, w.precision, trainable, hidden)
+    # Autocast caches the 16-bit casts of trainable weights; matmul backward keeps them until it runs.
+    cache = 2.0 * trainable if train and w.precision.startswith("amp") else 0.0
+    if plan.strategy in ("zero1", "zero2", "zero3") and train and w.precision.startswith("amp") and trainable:
+        # DeepSpeed's mixed-precision layout (ZeRO paper sec. 3.1): 16-bit weights (2) and gradients (2);
+        # the fp32 master copy is optimizer state with Adam's moments (K = 12): same 16 B/param in all.
+        master = trainable * weight_bytes_per_param(w.precision, trainable=True, mode=w.mode)
+        weights -= master - 2.0 * trainable
+        opt += master
+        grads = 2.0 * trainable
+        cache = 0.0
+        notes.append(f"{plan.strategy}: DeepSpeed mixed precision keeps 16-bit weights and gradients and the fp32 "
+                     "master weights with the optimizer state (ZeRO paper: 2 + 2 + 12 bytes/param for Adam)")
+    act, transient, kv = float(w.activation_bytes), float(w.transient_bytes), float(w.kv_cache_bytes)
+    if plan.strategy == "tp":
+        arch = w.arch or {}
+        act *= megatron_activation_factor(plan.tp, seq_len=w.seq_len, hidden=arch.get("hidden_size"),
+                                          heads=arch.get("num_heads"))
+        transient /= plan.tp
+        kv_heads = arch.get("num_kv_heads") or arch.get("num_heads") or plan.tp
+        kv /= min(plan.tp, kv_heads)
+        notes.append("tp: weights, gradients, optimizer state and transient buffers split evenly; activations "
+                     "per Korthikanti et al. 2022 (no sequence parallelism); KV cache split by KV heads")
+    return MemoryParts(
+        micro_batch=w.batch_size,
+        weights=weights / plan.weights_divisor,
+        gradients=grads / plan.gradients_divisor,
+        optimizer=opt / plan.optimizer_divisor,
+        autocast_cache=cache / plan.weights_divisor,
+        activations=act,
+        transient=transient,
+        kv_cache=kv,
+        notes=tuple(notes),
+        train=train,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryEstimate:
+    """Peak memory of one GPU (bytes), as nvidia-smi would show it.
+
+    Attributes:
+        total_bytes: sum of ``breakdown_bytes``.
+        fits: ``total_bytes <= usable_bytes``.
+        capacity_bytes: the card's memory.
+        usable_bytes: capacity less ``reserve_bytes`` (3% kept free).
+        margin_bytes: ``usable_bytes - total_bytes`` (negative when it does not fit).
+        max_batch_size: the largest GLOBAL batch that fits (0 if not even one sample does).
+        breakdown_bytes: weights, gradients, optimizer, activations, kv_cache, overhead.
+        overhead_detail_bytes: what ``overhead`` holds (CUDA context, library workspaces,
+            transient buffers, allocator fragmentation).
+    """
+
+    total_bytes: float
+    fits: bool
+    capacity_bytes: float
+    usable_bytes: float
+    reserve_bytes: float
+    margin_bytes: float
+    max_batch_size: int
+    breakdown_bytes: Mapping[str, float]
+    overhead_detail_bytes: Mapping[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe form (DESIGN.md's ``memory`` keys first)."""
+        return {"total_bytes": self.total_bytes, "fits": self.fits,
+                "breakdown_bytes": dict(self.breakdown_bytes),
+                "usable_bytes": self.usable_bytes, "capacity_bytes": self.capacity_bytes,
+                "reserve_bytes": self.reserve_bytes, "margin_bytes": self.margin_bytes,
+                "max_batch_size": self.max_batch_size,
+                "overhead_detail_bytes": dict(self.overhead_detail_bytes)}
+
+    def to_frame(self) -> Any:
+        """One row per category: bytes and GiB."""
+        import pandas as pd
+
+        rows = [{"category": k, "bytes": v, "gib": v / 1024**3} for k, v in self.breakdown_bytes.items()]
+        rows.append({"category": "total", "bytes": self.total_bytes, "gib": self.total_bytes / 1024**3})
+        return pd.DataFrame(rows)
+
+
+def _total(parts_static: float, grads: float, dyn: float, kv: float, fixed_overhead: float) -> float:
+    frag = FRAGMENTATION_STATIC * (parts_static - grads + kv) + FRAGMENTATION_DYNAMIC * (dyn + grads)
+    return parts_static + dyn + kv + fixed_overhead + frag
+
+
+#: GPU kernel images loaded on first use (CUDA lazy loading): cuBLAS, cuDNN and PyTorch kernels a step runs.
+#: Hugging Face's "Model training anatomy" measures 1343 MB for context + kernels with eager loading and says
+#: kernels "can take up 1-2GB"; lazy loading (CUDA >= 11.7) loads only what is used: ~half that for a
+#: training step (forward, backward and optimizer kernels), a quarter for inference.
+KERNEL_MODULES_TRAIN_BYTES = 512 * MiB
+KERNEL_MODULES_INFER_BYTES = 256 * MiB
+
+
+def workspace_bytes(arch: str) -> float:
+    """cuBLAS workspaces held for the process (by architecture key)."""
+    return WORKSPACE_BYTES.get(arch, DEFAULT_WORKSPACE_BYTES)
+
+
+def memory_on_card(parts: MemoryParts, capacity_bytes: float, eff: ArchEfficiency, dp: int) -> MemoryEstimate:
+    """Total, fit and largest batch of ``parts`` on a card of ``capacity_bytes``.
+
+    Args:
+        parts: from ``memory_parts``.
+        capacity_bytes: the card's memory.
+        eff: the card's architecture figures (CUDA context size).
+        dp: data-parallel degree (global batch = per-GPU micro-batch x dp).
+    """
+    context = eff.cuda_context_bytes
+    kernels = KERNEL_MODULES_TRAIN_BYTES if parts.train else KERNEL_MODULES_INFER_BYTES
+    workspace = workspace_bytes(eff.arch)
+    fixed = context + kernels + workspace
+    dyn = parts.activations + parts.transient
+    total = _total(parts.static_bytes, parts.gradients, dyn, parts.kv_cache, fixed)
+    frag = total - parts.static_bytes - dyn - parts.kv_cache - fixed
+    reserve = RESERVE_FRACTION * capacity_bytes
+    usable = capacity_bytes - reserve
+    overhead = context + kernels + workspace + parts.transient + frag
+    breakdown = {"weights": parts.weights, "gradients": parts.gradients,
+                 "optimizer": parts.optimizer,
+                 "activations": parts.activations + parts.autocast_cache,
+                 "kv_cache": parts.kv_cache, "overhead": overhead}
+    total = sum(breakdown.values())  # identical up to rounding; keeps "breakdown sums to total" exact
+    # cuda_context includes the lazily loaded kernel images (one key: validate.py subtracts it for CPU rows)
+    detail = {"cuda_context": context + kernels, "library_workspaces": workspace, "transient": parts.transient,
+              "allocator_fragmentation": frag, "autocast_weight_cache (in activations)": parts.autocast_cache}
+    return MemoryEstimate(total_bytes=total, fits=total <= usable, capacity_bytes=capacity_bytes,
+                          usable_bytes=usable, reserve_bytes=reserve, margin_bytes=usable - total,
+                          max_batch_size=max_micro_batch(parts, usable, fixed) * dp,
+                          breakdown_bytes=breakdown, overhead_detail_bytes=detail)
+
+
+def max_micro_batch(parts: MemoryParts, usable_bytes: float, fixed_overhead: float, limit: int = 1 << 24) -> int:
+    """Largest per-GPU micro-batch whose total fits in ``usable_bytes`` (binary search, linear scaling).
+
+    Per-sample parts (activations, transient buffers, KV cache) scale linearly with the batch;
+    model states and the context do not.  0 when not even one sample fits.
+    """
+    dyn_ps, kv_ps = parts.per_sample()
+
+    def total(b: int) -> float:
+        return _total(parts.static_bytes, parts.gradients, dyn_ps * b, kv_ps * b, fixed_overhead)
+
+    if total(1) > usable_bytes:
+        return 0
+    if dyn_ps <= 0 and kv_ps <= 0:
+        return limit
+    lo, hi = 1, 2
+    while hi < limit and total(hi) <= usable_bytes:
+        lo, hi = hi, hi * 2
+    hi = min(hi, limit)
+    if total(hi) <= usable_bytes:
+        return hi
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if total(mid) <= usable_bytes:
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+def ceil_div(a: int, b: int) -> int:
+    """Integer ceiling of a / b."""
+    return -(-a // b) if b > 0 else a
+
+

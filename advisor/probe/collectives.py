@@ -1,0 +1,522 @@
+"""Collective-communication probe: ``torchrun --nproc-per-node N -m advisor probe --collectives``.
+
+Every rank joins ``torch.distributed`` from torchrun's environment (NCCL on CUDA, gloo on the CPU), times
+all-reduce, all-gather, reduce-scatter, broadcast and all-to-all over a range of sizes, and probes its own
+device (a matmul rate) so stragglers show.  Rank 0 gathers one fleet result (host, local rank, device),
+flags ranks more than 5% below the fleet median, prints one JSON document (other ranks print nothing on
+stdout) and saves the run to the history store.
+
+Bandwidths follow nccl-tests (``doc/PERFORMANCE.md``): ``size`` is the whole buffer of one rank (for
+all-gather the gathered output, for reduce-scatter the input), ``algbw = size / time`` and
+``busbw = algbw x factor`` with factor ``2(n-1)/n`` for all-reduce, ``(n-1)/n`` for all-gather,
+reduce-scatter and all-to-all, and ``1`` for broadcast.  busbw is what compares with a link's
+one-direction bandwidth (the card's NVLink or PCIe figure from the catalog).
+
+A single process that sees several GPUs also measures the device-to-device copy matrix (P2P).
+Without torchrun's environment the probe runs as a world of one and says so.  torch is imported inside
+the functions only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import socket
+import statistics
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from advisor.errors import AdvisorError
+
+OPS: tuple[str, ...] = ("all_reduce", "all_gather", "reduce_scatter", "broadcast", "all_to_all")
+#: Straggler threshold: a rank this far below the fleet median of its own-device rate is flagged.
+STRAGGLER_FRACTION = 0.05
+CPU_SIZES_QUICK = (4 * 2**10, 64 * 2**10, 1 * 2**20)
+CPU_SIZES = (4 * 2**10, 64 * 2**10, 1 * 2**20, 4 * 2**20)
+GPU_SIZES_QUICK = (2**20, 16 * 2**20, 256 * 2**20)
+GPU_SIZES = tuple(2**k for k in range(10, 31, 2))  # 1 KiB .. 1 GiB
+
+
+def bus_factor(op: str, world_size: int) -> float:
+    """nccl-tests' bus-bandwidth factor of a collective on ``world_size`` ranks.
+
+    Raises:
+        AdvisorError: an unknown collective or a world size below 1.
+    """
+    if world_size < 1:
+        raise AdvisorError(f"world size must be >= 1, got {world_size}")
+    n = world_size
+    factors = {"all_reduce": 2 * (n - 1) / n, "all_gather": (n - 1) / n, "reduce_scatter": (n - 1) / n,
+               "broadcast": 1.0, "all_to_all": (n - 1) / n}
+    if op not in factors:
+        raise AdvisorError(f"unknown collective {op!r}", hint=f"accepted: {', '.join(OPS)}")
+    return factors[op]
+
+
+def algbw_bytes_s(size_bytes: float, time_s: float) -> float:
+    """Algorithm bandwidth: the rank's buffer size over the time (bytes/s)."""
+    if time_s <= 0:
+        raise AdvisorError(f"time must be > 0 s, got {time_s}")
+    return size_bytes / time_s
+
+
+def busbw_bytes_s(op: str, size_bytes: float, time_s: float, world_size: int) -> float:
+    """Bus bandwidth (bytes/s): ``algbw x bus_factor(op, n)``, comparable with a link's one-way speed."""
+    return algbw_bytes_s(size_bytes, time_s) * bus_factor(op, world_size)
+
+
+@dataclass(frozen=True, slots=True)
+class CollectiveResult:
+    """One collective at one size across the world (time = the slowest rank's median)."""
+
+    op: str
+    size_bytes: int
+    time_s: float | None
+    world_size: int
+    rank_times_s: tuple[float, ...] = ()
+    link_gbs: float | None = None
+    skipped: str | None = None
+
+    @property
+    def algbw_gbs(self) -> float | None:
+        """Algorithm bandwidth in GB/s (1e9 bytes)."""
+        return None if not self.time_s else algbw_bytes_s(self.size_bytes, self.time_s) / 1e9
+
+    @property
+    def busbw_gbs(self) -> float | None:
+        """Bus bandwidth in GB/s (1e9 bytes)."""
+        return None if not self.time_s else busbw_bytes_s(self.op, self.size_bytes, self.time_s,
+                                                          self.world_size) / 1e9
+
+    @property
+    def fraction_of_link(self) -> float | None:
+        """busbw over the link's one-direction spec bandwidth, when the card is known."""
+        bw = self.busbw_gbs
+        return None if bw is None or not self.link_gbs else bw / self.link_gbs
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe form."""
+        return {"op": self.op, "size_bytes": self.size_bytes, "time_s": self.time_s,
+                "algbw_gbs": self.algbw_gbs, "busbw_gbs": self.busbw_gbs,
+                "bus_factor": bus_factor(self.op, self.world_size), "link_gbs": self.link_gbs,
+                "fraction_of_link": self.fraction_of_link, "rank_times_s": list(self.rank_times_s),
+                "skipped": self.skipped}
+
+
+@dataclass(frozen=True, slots=True)
+class RankInfo:
+    """What one rank is and what its own device measured."""
+
+    rank: int
+    local_rank: int
+    hostname: str
+    device: str
+    device_name: str
+    catalog_id: str | None
+    matmul_tflops: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe form."""
+        return {"rank": self.rank, "local_rank": self.local_rank, "hostname": self.hostname, "device": self.device,
+                "device_name": self.device_name, "catalog_id": self.catalog_id,
+                "matmul_tflops": self.matmul_tflops}
+
+
+def find_stragglers(values: Mapping[int, float | None], fraction: float = STRAGGLER_FRACTION) -> list[int]:
+    """Ranks whose value is more than ``fraction`` below the median of all measured values (higher = better)."""
+    measured = [v for v in values.values() if v is not None]
+    if len(measured) < 2:
+        return []
+    median = statistics.median(measured)
+    return sorted(r for r, v in values.items() if v is not None and v < (1 - fraction) * median)
+
+
+@dataclass(frozen=True, slots=True)
+class CollectivesReport:
+    """The fleet result rank 0 prints and saves."""
+
+    backend: str
+    world_size: int
+    launcher: str
+    device_kind: str
+    results: tuple[CollectiveResult, ...]
+    fleet: tuple[RankInfo, ...]
+    link: Mapping[str, Any] = field(default_factory=dict)
+    p2p: Mapping[str, Any] | None = None
+    notes: tuple[str, ...] = ()
+    timestamp: str = ""
+    elapsed_s: float | None = None
+
+    @property
+    def stragglers(self) -> list[int]:
+        """Ranks more than 5% below the fleet median of their own device's matmul rate."""
+        return find_stragglers({r.rank: r.matmul_tflops for r in self.fleet})
+
+    def peak_busbw_gbs(self) -> dict[str, float | None]:
+        """Best bus bandwidth per collective (GB/s), ``None`` where skipped."""
+        out: dict[str, float | None] = {}
+        for op in OPS:
+            values = [r.busbw_gbs for r in self.results if r.op == op and r.busbw_gbs is not None]
+            out[op] = max(values) if values else None
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``probe --collectives --json`` document."""
+        return {"kind": "collectives", "timestamp": self.timestamp, "backend": self.backend,
+                "world_size": self.world_size, "launcher": self.launcher, "device_kind": self.device_kind,
+                "link": dict(self.link), "results": [r.to_dict() for r in self.results],
+                "peak_busbw_gbs": self.peak_busbw_gbs(), "fleet": [f.to_dict() for f in self.fleet],
+                "stragglers": self.stragglers, "straggler_fraction": STRAGGLER_FRACTION,
+                "p2p": None if self.p2p is None else dict(self.p2p), "notes": list(self.notes),
+                "elapsed_s": self.elapsed_s}
+
+    def to_probe_result(self) -> Any:
+        """A ``ProbeResult`` for the history store: one device per rank, one kernel per collective and size.
+
+        The devices carry no ``catalog_id`` on purpose: the estimator calibrates from a card's newest probe,
+        and this record has no single-device kernels to calibrate from.
+        """
+        from advisor.probe.results import DeviceInfo, KernelResult, ProbeResult
+
+        devices = tuple(DeviceInfo(index=f.rank, kind="gpu" if f.device.startswith("cuda") else "cpu",
+                                   backend="collectives", name=f"{f.hostname}/{f.device} {f.device_name}")
+                        for f in self.fleet)
+        kernels = tuple(KernelResult(name=f"collective_{r.op}", shape=f"{r.size_bytes} bytes x {r.world_size} ranks",
+                                     device_index=0, device=self.device_kind, value=r.busbw_gbs, unit="GB/s",
+                                     work=float(r.size_bytes), work_unit="bytes", spec_peak=r.link_gbs,
+                                     fraction_of_peak=r.fraction_of_link, skipped=r.skipped,
+                                     notes=(f"busbw (nccl-tests); algbw {r.algbw_gbs} GB/s; {self.backend}",))
+                        for r in self.results)
+        return ProbeResult(timestamp=self.timestamp, host=socket.gethostname(),
+                           versions={"backend": self.backend, "world_size": str(self.world_size)},
+                           devices=devices, kernels=kernels, backend="collectives",
+                           notes=(*self.notes, f"stragglers: {self.stragglers or 'none'}"),
+                           elapsed_s=self.elapsed_s)
+
+
+# --------------------------------------------------------------------------------------------- running
+
+
+@dataclass(frozen=True, slots=True)
+class DistEnv:
+    """What torchrun (or srun around it) put in the environment."""
+
+    rank: int
+    world_size: int
+    local_rank: int
+    launched: bool
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str] | None = None) -> DistEnv:
+        """Read ``RANK``/``WORLD_SIZE``/``LOCAL_RANK``; absent means a single process (world of one).
+
+        Raises:
+            AdvisorError: the variables are present but not integers or out of range.
+        """
+        env = os.environ if environ is None else environ
+        if "RANK" not in env or "WORLD_SIZE" not in env:
+            return cls(0, 1, 0, False)
+        try:
+            rank, world, local = int(env["RANK"]), int(env["WORLD_SIZE"]), int(env.get("LOCAL_RANK", env["RANK"]))
+        except ValueError as exc:
+            raise AdvisorError(f"bad torchrun environment: RANK={env.get('RANK')!r} "
+                               f"WORLD_SIZE={env.get('WORLD_SIZE')!r}", hint="launch with torchrun") from exc
+        if world < 1 or not 0 <= rank < world:
+            raise AdvisorError(f"bad torchrun environment: RANK={rank} WORLD_SIZE={world}")
+        return cls(rank, world, local, True)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _sync(device: Any) -> None:
+    if device.type == "cuda":
+        import torch
+
+        torch.cuda.synchronize(device)
+
+
+def _make_op(op: str, size_bytes: int, world: int, rank: int, device: Any, dtype: Any) -> Callable[[], Any]:
+    """A closure that runs one collective on buffers of ``size_bytes`` per rank (nccl-tests' sizes)."""
+    import torch
+    import torch.distributed as dist
+
+    elem = torch.empty((), dtype=dtype).element_size()
+    count = max(size_bytes // elem // world * world, world)  # divisible by the world for scatter/gather ops
+    if op == "all_reduce":
+        buf = torch.ones(count, dtype=dtype, device=device)
+        return lambda: dist.all_reduce(buf)
+    if op == "broadcast":
+        buf = torch.ones(count, dtype=dtype, device=device)
+        return lambda: dist.broadcast(buf, src=0)
+    if op == "all_gather":
+        out = torch.empty(count, dtype=dtype, device=device)
+        inp = torch.ones(count // world, dtype=dtype, device=device)
+        # torch >= 2.10 names it all_gather_single (all_gather_into_tensor is deprecated there)
+        gather = getattr(dist, "all_gather_single", None) or dist.all_gather_into_tensor
+        return lambda: gather(out, inp)
+    if op == "reduce_scatter":
+        inp = torch.ones(count, dtype=dtype, device=device)
+        out = torch.empty(count // world, dtype=dtype, device=device)
+        scatter = getattr(dist, "reduce_scatter_single", None) or dist.reduce_scatter_tensor
+        return lambda: scatter(out, inp)
+    if op == "all_to_all":
+        inp = torch.ones(count, dtype=dtype, device=device)
+        out = torch.empty(count, dtype=dtype, device=device)
+        return lambda: dist.all_to_all_single(out, inp)
+    raise AdvisorError(f"unknown collective {op!r}", hint=f"accepted: {', '.join(OPS)}")
+
+
+def _time_op(run: Callable[[], Any], device: Any, iters: int, reps: int, barrier: Callable[[], Any]) -> float:
+    """Median over ``reps`` of the mean time of ``iters`` back-to-back calls (nccl-tests' way)."""
+    for _ in range(2):
+        run()
+    _sync(device)
+    times = []
+    for _ in range(reps):
+        barrier()  # start together: the collective's time, not a late rank's arrival
+        t0 = time.perf_counter()
+        for _ in range(iters):
+            run()
+        _sync(device)  # collectives are asynchronous on CUDA
+        times.append((time.perf_counter() - t0) / iters)
+    return statistics.median(times)
+
+
+def _local_matmul_tflops(device: Any, quick: bool) -> float:
+    """This rank's own device: a dense matmul rate (bf16 on GPU, fp32 on CPU), for straggler detection."""
+    import torch
+
+    if device.type == "cuda":
+        n, dtype = (4096 if quick else 8192), torch.bfloat16
+    else:
+        n, dtype = 256, torch.float32
+    a = torch.randn(n, n, dtype=dtype, device=device)
+    b = torch.randn(n, n, dtype=dtype, device=device)
+    times = []
+    for i in range(7):
+        _sync(device)
+        t0 = time.perf_counter()
+        a @ b
+        _sync(device)
+        if i >= 2:
+            times.append(time.perf_counter() - t0)
+    return 2 * n**3 / statistics.median(times) / 1e12
+
+
+def p2p_matrix(size_bytes: int = 256 * 2**20, reps: int = 5) -> dict[str, Any]:
+    """Device-to-device copy bandwidth (GB/s) between every pair of GPUs this process sees, and P2P access.
+
+    Raises:
+        AdvisorError: fewer than two CUDA devices.
+    """
+    import torch
+
+    n = torch.cuda.device_count()
+    if n < 2:
+        raise AdvisorError(f"the P2P matrix needs two or more GPUs; this process sees {n}")
+    gbs: list[list[float | None]] = [[None] * n for _ in range(n)]
+    access: list[list[bool]] = [[i == j for j in range(n)] for i in range(n)]
+    count = size_bytes // 4
+    for i in range(n):
+        src = torch.ones(count, device=f"cuda:{i}")
+        for j in range(n):
+            if i == j:
+                continue
+            access[i][j] = bool(torch.cuda.can_device_access_peer(i, j))
+            dst = torch.empty(count, device=f"cuda:{j}")
+            dst.copy_(src)
+            times = []
+            for _ in range(reps):
+                torch.cuda.synchronize(i)
+                torch.cuda.synchronize(j)
+                t0 = time.perf_counter()
+                dst.copy_(src)
+                torch.cuda.synchronize(i)
+                torch.cuda.synchronize(j)
+                times.append(time.perf_counter() - t0)
+            gbs[i][j] = size_bytes / statistics.median(times) / 1e9
+            del dst
+        del src
+    torch.cuda.empty_cache()
+    return {"size_bytes": size_bytes, "copy_gbs": gbs, "peer_access": access,
+            "note": "row = source, column = destination; one-direction copy with torch (P2P where peer_access)"}
+
+
+def _link_spec(device_name: str | None) -> dict[str, Any]:
+    """The card's interconnect from the catalog (one-direction GB/s), or why there is none."""
+    if not device_name:
+        return {"card": None, "link_gbs": None, "note": "CPU ranks: no link spec to compare with"}
+    from advisor.catalog import find_gpu, load_specs
+
+    try:
+        spec = find_gpu(device_name, load_specs())
+    except AdvisorError:
+        return {"card": None, "link_gbs": None, "note": f"{device_name} is not in the catalog"}
+    ic = spec.interconnect
+    kind = "nvlink" if ic.nvlink_gbs else "infinity_fabric" if ic.infinity_fabric_gbs else "pcie"
+    return {"card": spec.id, "link": kind, "link_gbs": ic.peer_gbs, "pcie_gbs": ic.pcie_gbs,
+            "note": "one-direction peer bandwidth from the catalog (NVLink total / 2, else PCIe); inter-node "
+                    "traffic goes over the network instead"}
+
+
+def run_collectives(*, quick: bool = False, sizes: Sequence[int] | None = None, ops: Sequence[str] = OPS,
+                    iters: int | None = None, reps: int = 3, env: DistEnv | None = None,
+                    backend: str | None = None) -> CollectivesReport | None:
+    """Join (or create) the process group, probe, gather; returns the report on rank 0, ``None`` elsewhere.
+
+    Args:
+        quick: fewer, smaller sizes and iterations.
+        sizes: buffer sizes in bytes per rank (default by device and ``quick``).
+        ops: the collectives to time.
+        iters, reps: back-to-back calls per timed region, and regions (median kept).
+        env: the launcher's environment (default: read from ``os.environ``).
+        backend: ``nccl`` or ``gloo`` (default: nccl on CUDA, gloo on the CPU).
+
+    Raises:
+        AdvisorError: an unknown collective or backend, or the process group cannot be formed.
+    """
+    import torch
+    import torch.distributed as dist
+
+    t_start = time.perf_counter()
+    for op in ops:
+        bus_factor(op, 1)  # validates the name
+    env = env or DistEnv.from_environ()
+    cuda = torch.cuda.is_available()
+    backend = backend or ("nccl" if cuda else "gloo")
+    if backend not in ("nccl", "gloo"):
+        raise AdvisorError(f"unknown backend {backend!r}", hint="accepted: nccl (CUDA), gloo (CPU)")
+    if backend == "nccl" and not cuda:
+        raise AdvisorError("backend nccl needs CUDA devices", hint="use gloo on the CPU")
+    notes: list[str] = []
+    if cuda and backend == "nccl":
+        torch.cuda.set_device(env.local_rank % torch.cuda.device_count())
+        device = torch.device("cuda", torch.cuda.current_device())
+    else:
+        device = torch.device("cpu")
+    own_group = not dist.is_initialized()
+    if own_group:
+        try:
+            if env.launched:
+                dist.init_process_group(backend, rank=env.rank, world_size=env.world_size)
+            else:
+                notes.append("no torchrun environment: ran as a single process (world size 1); bus bandwidth is "
+                             "0 by definition for most collectives - launch with torchrun --nproc-per-node N")
+                dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{_free_port()}", rank=0,
+                                        world_size=1)
+        except (RuntimeError, ValueError) as exc:
+            raise AdvisorError(f"cannot join the {backend} process group: {exc}",
+                               hint="launch with torchrun; check MASTER_ADDR/MASTER_PORT") from exc
+    try:
+        rank, world = dist.get_rank(), dist.get_world_size()
+        if sizes is None:
+            sizes = (GPU_SIZES_QUICK if quick else GPU_SIZES) if device.type == "cuda" else (
+                CPU_SIZES_QUICK if quick else CPU_SIZES)
+        iters = iters or (5 if quick or device.type == "cpu" else 20)
+        dtype = torch.float32
+        device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else None
+        link = _link_spec(device_name)
+        link_gbs = link.get("link_gbs")
+        my_times: dict[str, dict[int, float]] = {}
+        skipped: dict[str, str] = {}
+        for op in ops:
+            for size in sizes:
+                try:
+                    run = _make_op(op, int(size), world, rank, device, dtype)
+                    elapsed = _time_op(run, device, iters, reps, dist.barrier)
+                except (RuntimeError, NotImplementedError, ValueError) as exc:
+                    # the same backend fails the same way on every rank, so no rank is left waiting
+                    skipped[op] = f"{backend} cannot run {op}: {str(exc).splitlines()[0][:160]}"
+                    break
+                my_times.setdefault(op, {})[int(size)] = elapsed
+        info = RankInfo(rank, env.local_rank, socket.gethostname(), str(device),
+                        device_name or "cpu", link.get("card"), _local_matmul_tflops(device, quick))
+        gathered: list[Any] = [None] * world
+        dist.all_gather_object(gathered, {"info": info.to_dict(), "times": my_times, "skipped": skipped})
+        if rank != 0:
+            return None
+        results: list[CollectiveResult] = []
+        for op in ops:
+            reasons = [g["skipped"].get(op) for g in gathered if g["skipped"].get(op)]
+            for size in sizes:
+                per_rank = [g["times"].get(op, {}).get(int(size)) for g in gathered]
+                if any(t is None for t in per_rank):
+                    if reasons and size == sizes[0]:
+                        results.append(CollectiveResult(op, int(size), None, world, link_gbs=link_gbs,
+                                                        skipped=reasons[0]))
+                    continue
+                results.append(CollectiveResult(op, int(size), max(per_rank), world, tuple(per_rank), link_gbs))
+        fleet = tuple(RankInfo(**g["info"]) for g in gathered)
+        if world == 1 and cuda and torch.cuda.device_count() > 1:
+            p2p: dict[str, Any] | None = p2p_matrix(size_bytes=(64 if quick else 256) * 2**20)
+        else:
+            p2p = None
+        return CollectivesReport(backend, world, "torchrun" if env.launched else "single process", device.type,
+                                 tuple(results), fleet, link, p2p, tuple(notes),
+                                 time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime()),
+                                 round(time.perf_counter() - t_start, 3))
+    finally:
+        if own_group:
+            with contextlib.suppress(Exception):
+                dist.destroy_process_group()
+
+
+def _print_table(report: CollectivesReport) -> None:
+    from advisor.commands._output import stdout_console, table
+
+    rows = []
+    for r in report.results:
+        rows.append((r.op, f"{r.size_bytes / 2**20:.3g} MiB", None if r.time_s is None else f"{r.time_s * 1e6:.1f}",
+                     None if r.algbw_gbs is None else f"{r.algbw_gbs:.2f}",
+                     None if r.busbw_gbs is None else f"{r.busbw_gbs:.2f}",
+                     None if r.fraction_of_link is None else f"{r.fraction_of_link:.0%}", r.skipped or ""))
+    cols = ("collective", "size/rank", "time us", "algbw GB/s", "busbw GB/s", "of link", "note")
+    out = stdout_console()
+    out.print(table(f"{report.backend} collectives, {report.world_size} ranks ({report.launcher})", cols, rows,
+                    right_align=cols[1:6]))
+    fleet = [(f.rank, f.local_rank, f.hostname, f.device, f.device_name,
+              None if f.matmul_tflops is None else f"{f.matmul_tflops:.3g}",
+              "STRAGGLER" if f.rank in report.stragglers else "") for f in report.fleet]
+    out.print(table("fleet", ("rank", "local", "host", "device", "name", "matmul TFLOP/s", ""), fleet))
+    for note in report.notes:
+        out.print(note)
+
+
+def run_collectives_command(args: argparse.Namespace) -> int:
+    """The body of ``probe --collectives``: every rank probes; rank 0 alone prints (and saves, writes --out)."""
+    report = run_collectives(quick=bool(getattr(args, "quick", False)))
+    if report is None:
+        return 0  # not rank 0: nothing on stdout
+    doc = report.to_dict()
+    if not getattr(args, "no_save", False):
+        try:
+            from advisor.store import HistoryStore
+
+            doc["saved_id"] = HistoryStore().save_probe(report.to_probe_result())
+        except AdvisorError as exc:
+            doc["notes"].append(f"not saved: {exc.message}")
+    out_path = getattr(args, "out", None)
+    if out_path:
+        try:
+            with open(out_path, "w") as f:
+                json.dump(doc, f, indent=2)
+        except OSError as exc:
+            raise AdvisorError(f"cannot write {out_path}: {exc.strerror}") from exc
+    if getattr(args, "json", False):
+        from advisor.commands._output import print_json
+
+        print_json(doc)
+    else:
+        _print_table(report)
+        if "saved_id" in doc:
+            print(f"saved to the history store as probe {doc['saved_id']}", file=sys.stderr)
+    return 0

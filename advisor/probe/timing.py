@@ -1,0 +1,163 @@
+"""The measurement loop: warm up, choose an iteration count, repeat, summarise.
+
+The clock and the synchronize function are parameters, so the loop is tested exactly with a
+scripted clock; on a GPU ``cuda_region_timer`` times regions with CUDA events instead.
+torch is imported only inside the CUDA helpers.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from advisor.probe.results import Measurement, Sample
+
+#: Seconds a region may be timed for at most, whatever the calibration says (a safety bound).
+MAX_ITERATIONS = 1_000_000
+
+RegionTimer = Callable[[Callable[[], None], int], float]
+
+
+def clock_region_timer(clock: Callable[[], float], synchronize: Callable[[], None]) -> RegionTimer:
+    """A region timer from a clock: seconds taken by ``n`` back-to-back calls of ``fn``.
+
+    Synchronize before reading the clock on both ends: kernel launches are asynchronous.
+    """
+
+    def timer(fn: Callable[[], None], n: int) -> float:
+        synchronize()
+        t0 = clock()
+        for _ in range(n):
+            fn()
+        synchronize()
+        return clock() - t0
+
+    return timer
+
+
+def cuda_region_timer(device: str) -> RegionTimer:  # pragma: no cover - needs a GPU
+    """A region timer using CUDA events on ``device`` (GPU-side time, no host jitter)."""
+    import torch
+
+    def timer(fn: Callable[[], None], n: int) -> float:
+        # Events record on the current stream of the *current* device: make it this one.
+        with torch.cuda.device(device):
+            start = torch.cuda.Event(enable_timing=True)
+            end = torch.cuda.Event(enable_timing=True)
+            torch.cuda.synchronize(device)
+            start.record()
+            for _ in range(n):
+                fn()
+            end.record()
+            end.synchronize()
+            return start.elapsed_time(end) / 1e3  # elapsed_time is in milliseconds
+
+    return timer
+
+
+def measure(fn: Callable[[], None], *, clock: Callable[[], float] = time.perf_counter,
+            synchronize: Callable[[], None] = lambda: None, region_timer: RegionTimer | None = None,
+            min_region_s: float = 1e-3, repetitions: int = 5, warmup_min: int = 3, warmup_max: int = 50,
+            warmup_tolerance: float = 0.05, warmup_max_s: float = 1.0, warmup_min_s: float = 0.0,
+            before_repetition: Callable[[], None] | None = None, spread_limit: float = 0.10,
+            max_iterations: int = MAX_ITERATIONS) -> Measurement:
+    """Time ``fn`` carefully and return per-iteration times of each repetition.
+
+    1. Warm up: call ``fn`` one at a time until the last ``warmup_min`` single-call times agree
+       within ``warmup_tolerance`` (clocks and caches have settled), at most ``warmup_max`` calls
+       or ``warmup_max_s`` seconds, and for at least ``warmup_min_s`` seconds (GPU clocks ramp up).
+    2. Choose ``iterations = ceil(min_region_s / single-call time)`` so each timed region lasts at
+       least ``min_region_s`` and the clock's own cost is negligible.
+    3. Time ``repetitions`` regions; ``before_repetition`` (e.g. an L2 flush) runs untimed before each.
+
+    Args:
+        fn: the work of one iteration (launches kernels; need not synchronize).
+        clock: seconds, monotonic (``time.perf_counter``).
+        synchronize: waits for queued device work (``torch.cuda.synchronize``); no-op on CPU.
+        region_timer: times ``n`` calls of ``fn`` in seconds; defaults to clock + synchronize.
+        min_region_s: shortest timed region in seconds (>= 1 ms).
+        repetitions: timed regions (>= 5 for a trustworthy result).
+    """
+    if repetitions < 1:
+        raise ValueError(f"repetitions must be >= 1, got {repetitions}")
+    timer = region_timer or clock_region_timer(clock, synchronize)
+    singles: list[float] = []
+    warm_total = 0.0
+    while len(singles) < warmup_max:
+        t = timer(fn, 1)
+        singles.append(t)
+        warm_total += t
+        last = singles[-warmup_min:]
+        settled = len(last) == warmup_min and min(last) > 0 and max(last) / min(last) - 1 <= warmup_tolerance
+        if settled and warm_total >= warmup_min_s:
+            break
+        if warm_total >= warmup_max_s:
+            break
+    single = min(singles[-warmup_min:]) if singles else 0.0
+    # The small epsilon keeps float noise in clock differences from adding an iteration (4.0000001 -> 4).
+    wanted = math.ceil(min_region_s / single - 1e-6) if single > 0 else max_iterations
+    iterations = max(1, min(max_iterations, wanted))
+    times: list[float] = []
+    for _ in range(repetitions):
+        if before_repetition is not None:
+            before_repetition()
+        times.append(timer(fn, iterations) / iterations)
+    return Measurement(times_s=tuple(times), iterations=iterations, warmup_iterations=len(singles),
+                       min_region_s=min_region_s, spread_limit=spread_limit)
+
+
+class Sampler:
+    """Samples device state (clocks, power, temperature, throttle reasons) on a background thread.
+
+    Args:
+        read: returns one ``Sample``-like reading (``t_s`` is filled in here); exceptions stop sampling.
+        interval_s: seconds between readings (~0.1 s).
+        clock: seconds, for the sample timestamps relative to start.
+    """
+
+    def __init__(self, read: Callable[[], Sample], interval_s: float = 0.1,
+                 clock: Callable[[], float] = time.perf_counter) -> None:
+        self._read = read
+        self._interval_s = interval_s
+        self._clock = clock
+        self._samples: list[Sample] = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._t0 = 0.0
+
+    def _one(self) -> bool:
+        try:
+            s = self._read()
+        except Exception:  # a sensor failing mid-run ends sampling, not the measurement
+            return False
+        t = self._clock() - self._t0
+        self._samples.append(Sample(t_s=t, sm_clock_mhz=s.sm_clock_mhz, mem_clock_mhz=s.mem_clock_mhz,
+                                    power_draw_w=s.power_draw_w, temperature_c=s.temperature_c,
+                                    throttle_reasons=s.throttle_reasons))
+        return True
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self._interval_s):
+            if not self._one():
+                return
+
+    def __enter__(self) -> Sampler:
+        self._t0 = self._clock()
+        self._one()  # one reading at the start, so even a short kernel has a sample
+        self._thread = threading.Thread(target=self._loop, name="probe-sampler", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2.0)
+        self._one()  # and one at the end
+
+    @property
+    def samples(self) -> tuple[Sample, ...]:
+        """The readings taken so far."""
+        return tuple(self._samples)

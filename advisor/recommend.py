@@ -1,0 +1,554 @@
+"""Rank cards and card counts for a workload by time, cost or energy.
+
+``recommend(model, ...)`` builds the workload once, then asks the estimator
+(``advisor.estimate.estimate_workload``) about every card of the catalog (user cards
+included) at card counts 1, 2, 4, ... up to ``max_gpus`` (powers of two, plus
+``max_gpus`` itself).  Each (card, count) either becomes a ranked ``Candidate`` or a
+``Rejection`` that says why (does not fit, precision unsupported, over budget, no price).
+
+Pure: no torch, no printing.  pandas is imported only by ``Recommendation.to_frame``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from advisor.catalog import SEGMENTS, VENDORS, GpuSpec, find_gpu, load_specs
+from advisor.errors import AdvisorError, EstimateError
+
+Objective = Literal["time", "cost", "energy"]
+OBJECTIVES: tuple[str, ...] = ("time", "cost", "energy")
+
+#: Average board power while training or serving, as a fraction of TDP.  Sustained
+#: tensor-core work draws close to TDP; 0.8 is a middle figure for a mix of compute-bound
+#: and memory-bound kernels.
+POWER_UTILIZATION = 0.8
+#: Default job when the user gives no dataset / token count.
+IMAGENET_TRAIN_SAMPLES = 1_281_167  # ILSVRC-2012 training images
+DEFAULT_TRAIN_TOKENS = 1_000_000_000
+DEFAULT_INFER_SAMPLES = 100_000
+
+#: Rejection codes (stable; the dashboard and tests rely on them).
+REJECTION_CODES: tuple[str, ...] = ("does_not_fit", "precision_unsupported", "over_budget", "no_price",
+                                    "not_estimable", "no_speedup")
+#: A larger count of the same card must beat the best smaller count by this much to be listed.
+MIN_SPEEDUP = 1.05
+
+FRAME_COLUMNS: tuple[str, ...] = (
+    "rank", "gpu_id", "gpu_name", "vendor", "segment", "num_gpus", "parallelism", "per_gpu_batch",
+    "memory_per_gpu_gib", "usable_per_gpu_gib", "headroom_gib", "headroom_fraction", "step_s",
+    "samples_per_s", "tokens_per_s", "time_to_train_s", "cost_usd", "cost_basis", "cloud_cost_usd",
+    "purchase_cost_usd", "energy_kwh", "samples_per_usd", "samples_per_s_per_w", "bound", "calibrated",
+)
+
+_GIB = 1024**3
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """One card x count that fits, with its time, cost and energy for the whole job.
+
+    Attributes:
+        rank: 1 = best by the objective.
+        memory_per_gpu_bytes / usable_per_gpu_bytes / headroom_bytes: per GPU.
+        time_to_train_s: the whole job (``job_samples`` / ``samples_per_s``).
+        cloud_cost_usd: cloud $/h per card x count x hours, ``None`` without a cloud price.
+        purchase_cost_usd: launch/street price x count, ``None`` without a price.
+        cost_usd: the cloud cost when there is one, else the purchase cost (``cost_basis`` says which).
+        energy_kwh: TDP x count x time x ``POWER_UTILIZATION``.
+        samples_per_usd: job samples per dollar of ``cost_usd``.
+        samples_per_s_per_w: throughput per watt of TDP (all cards).
+    """
+
+    rank: int
+    gpu_id: str
+    gpu_name: str
+    vendor: str
+    segment: str
+    num_gpus: int
+    parallelism: str | None
+    per_gpu_batch: int
+    memory_per_gpu_bytes: float
+    usable_per_gpu_bytes: float | None
+    headroom_bytes: float | None
+    step_s: float
+    samples_per_s: float
+    tokens_per_s: float | None
+    time_to_train_s: float
+    cloud_usd_per_hour: float | None
+    cloud_cost_usd: float | None
+    price_usd: float | None
+    purchase_cost_usd: float | None
+    cost_usd: float | None
+    cost_basis: Literal["cloud", "purchase"] | None
+    energy_kwh: float
+    samples_per_usd: float | None
+    samples_per_s_per_w: float
+    bound: str | None
+    calibrated: bool
+
+    @property
+    def headroom_fraction(self) -> float | None:
+        """Headroom as a fraction of usable memory."""
+        if self.headroom_bytes is None or not self.usable_per_gpu_bytes:
+            return None
+        return self.headroom_bytes / self.usable_per_gpu_bytes
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe form."""
+        out = dataclasses.asdict(self)
+        out["headroom_fraction"] = self.headroom_fraction
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """A card x count left out, and why.
+
+    Attributes:
+        code: one of ``REJECTION_CODES``.
+        reason: the why, in words, with the numbers ("needs 92.1 GiB per GPU, has 74.5 GiB").
+        needed_bytes / available_bytes: per GPU, for ``does_not_fit``.
+    """
+
+    gpu_id: str
+    gpu_name: str
+    num_gpus: int
+    code: str
+    reason: str
+    needed_bytes: float | None = None
+    available_bytes: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe form."""
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class Recommendation:
+    """The ranked answer of ``recommend``.
+
+    Attributes:
+        rows: candidates that fit and pass the filters, best first.
+        rejected: every other card x count with its reason.
+        assumptions: the workload's and the ranking's, in words.
+        partial: when nothing fits, the best partial answer (largest batch that fits on the
+            biggest card, or the card count needed); when no card supports the workload, why.
+        job: what "time to train" covers (samples, tokens, where the default came from).
+    """
+
+    model: str
+    objective: str
+    counts: tuple[int, ...]
+    rows: tuple[Candidate, ...]
+    rejected: tuple[Rejection, ...]
+    assumptions: tuple[str, ...]
+    job: Mapping[str, Any]
+    workload: Mapping[str, Any]
+    partial: str | None = None
+
+    @property
+    def best(self) -> Candidate | None:
+        """The top-ranked candidate, ``None`` when nothing qualifies."""
+        return self.rows[0] if self.rows else None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe form (what ``recommend --json`` prints)."""
+        return {
+            "model": self.model,
+            "objective": self.objective,
+            "counts": list(self.counts),
+            "workload": dict(self.workload),
+            "job": dict(self.job),
+            "best": self.best.to_dict() if self.best else None,
+            "rows": [r.to_dict() for r in self.rows],
+            "rejected": [r.to_dict() for r in self.rejected],
+            "partial": self.partial,
+            "assumptions": list(self.assumptions),
+        }
+
+    def to_frame(self) -> Any:
+        """The ranked rows as a pandas DataFrame (columns ``FRAME_COLUMNS``; sizes in GiB)."""
+        import pandas as pd
+
+        records = []
+        for r in self.rows:
+            records.append({
+                "rank": r.rank, "gpu_id": r.gpu_id, "gpu_name": r.gpu_name, "vendor": r.vendor,
+                "segment": r.segment, "num_gpus": r.num_gpus, "parallelism": r.parallelism,
+                "per_gpu_batch": r.per_gpu_batch, "memory_per_gpu_gib": r.memory_per_gpu_bytes / _GIB,
+                "usable_per_gpu_gib": None if r.usable_per_gpu_bytes is None else r.usable_per_gpu_bytes / _GIB,
+                "headroom_gib": None if r.headroom_bytes is None else r.headroom_bytes / _GIB,
+                "headroom_fraction": r.headroom_fraction, "step_s": r.step_s, "samples_per_s": r.samples_per_s,
+                "tokens_per_s": r.tokens_per_s, "time_to_train_s": r.time_to_train_s, "cost_usd": r.cost_usd,
+                "cost_basis": r.cost_basis, "cloud_cost_usd": r.cloud_cost_usd,
+                "purchase_cost_usd": r.purchase_cost_usd, "energy_kwh": r.energy_kwh,
+                "samples_per_usd": r.samples_per_usd, "samples_per_s_per_w": r.samples_per_s_per_w,
+                "bound": r.bound, "calibrated": r.calibrated,
+            })
+        return pd.DataFrame.from_records(records, columns=list(FRAME_COLUMNS))
+
+    def rejected_frame(self) -> Any:
+        """The rejected card x counts as a pandas DataFrame."""
+        import pandas as pd
+
+        return pd.DataFrame.from_records([r.to_dict() for r in self.rejected],
+                                         columns=[f.name for f in dataclasses.fields(Rejection)])
+
+
+def gpu_counts(max_gpus: int) -> tuple[int, ...]:
+    """Card counts considered: powers of two up to ``max_gpus``, plus ``max_gpus`` itself."""
+    counts = {1 << k for k in range(max_gpus.bit_length()) if (1 << k) <= max_gpus}
+    counts.add(max_gpus)
+    return tuple(sorted(counts))
+
+
+def _estimator() -> Callable[..., Any]:
+    """The estimator's per-card entry point (imported lazily; tests may replace this)."""
+    from advisor.estimate import estimate_workload
+
+    return estimate_workload  # type: ignore[no-any-return]
+
+
+def _build_workload(model: Any, **kwargs: Any) -> Any:
+    from advisor.workload import load_workload
+
+    return load_workload(model, **kwargs)
+
+
+def _memoize_rebuild(workload: Any) -> Any:
+    """Make ``with_batch_size`` cached, so each distinct per-GPU micro-batch is built once."""
+    rebuild = workload.options.get("rebuild") if isinstance(getattr(workload, "options", None), Mapping) else None
+    if rebuild is None or not dataclasses.is_dataclass(workload):
+        return workload
+
+    @functools.cache
+    def rebuild_cached(batch_size: int) -> Any:
+        built = rebuild(batch_size)
+        if isinstance(getattr(built, "options", None), Mapping) and dataclasses.is_dataclass(built):
+            built = dataclasses.replace(built, options={**built.options, "rebuild": rebuild_cached})
+        return built
+
+    return dataclasses.replace(workload, options={**workload.options, "rebuild": rebuild_cached})
+
+
+def _check_inputs(max_gpus: int, objective: str, budget_usd: float | None, vendor: str | None,
+                  segment: str | None, epochs: float, dataset_samples: int | None,
+                  total_tokens: float | None) -> None:
+    if isinstance(max_gpus, bool) or not isinstance(max_gpus, int) or max_gpus < 1:
+        raise EstimateError(f"max_gpus must be a whole number >= 1, got {max_gpus!r}")
+    if max_gpus > 1024:
+        raise EstimateError(f"max_gpus must be <= 1024, got {max_gpus}")
+    if objective not in OBJECTIVES:
+        raise EstimateError(f"unknown objective {objective!r}", hint=f"accepted: {', '.join(OBJECTIVES)}")
+    if budget_usd is not None and (not isinstance(budget_usd, (int, float)) or not math.isfinite(budget_usd)
+                                   or budget_usd <= 0):
+        raise EstimateError(f"budget_usd must be a positive number of dollars, got {budget_usd!r}")
+    if vendor is not None and vendor not in VENDORS:
+        raise EstimateError(f"unknown vendor {vendor!r}", hint=f"accepted: {', '.join(VENDORS)}")
+    if segment is not None and segment not in SEGMENTS:
+        raise EstimateError(f"unknown segment {segment!r}", hint=f"accepted: {', '.join(SEGMENTS)}")
+    if not (isinstance(epochs, (int, float)) and math.isfinite(epochs) and epochs > 0):
+        raise EstimateError(f"epochs must be > 0, got {epochs!r}")
+    if dataset_samples is not None and (not isinstance(dataset_samples, int) or dataset_samples <= 0):
+        raise EstimateError(f"dataset_samples must be a whole number > 0, got {dataset_samples!r}")
+    if total_tokens is not None and not (isinstance(total_tokens, (int, float)) and total_tokens > 0):
+        raise EstimateError(f"total_tokens must be > 0, got {total_tokens!r}")
+
+
+def _job(workload: Any, mode: str, dataset_samples: int | None, epochs: float,
+         total_tokens: float | None) -> dict[str, Any]:
+    """How many samples the job processes, and where that number came from."""
+    tokens_per_sample = getattr(workload, "tokens_per_sample", None) or getattr(workload, "seq_len", None)
+    if dataset_samples is not None:
+        samples = dataset_samples * epochs
+        what = f"{dataset_samples:,} samples x {epochs:g} epoch(s) (given)"
+    elif total_tokens is not None:
+        if not tokens_per_sample:
+            raise EstimateError("total_tokens needs a language model with a sequence length",
+                                hint="give dataset_samples (and epochs) for this model instead")
+        samples = total_tokens / tokens_per_sample
+        what = f"{total_tokens:,.0f} tokens / {tokens_per_sample} tokens per sample (given)"
+    elif mode == "infer":
+        samples = DEFAULT_INFER_SAMPLES * epochs
+        what = f"default: {DEFAULT_INFER_SAMPLES:,} inference requests (none given)"
+    elif tokens_per_sample:
+        samples = DEFAULT_TRAIN_TOKENS * epochs / tokens_per_sample
+        what = (f"default: {DEFAULT_TRAIN_TOKENS:,} tokens x {epochs:g} epoch(s) at {tokens_per_sample} "
+                "tokens per sample (none given)")
+    else:
+        samples = IMAGENET_TRAIN_SAMPLES * epochs
+        what = f"default: {epochs:g} epoch(s) of ImageNet-1k ({IMAGENET_TRAIN_SAMPLES:,} images; none given)"
+    return {"samples": samples, "tokens_per_sample": tokens_per_sample, "description": what}
+
+
+def _gib(n: float) -> str:
+    return f"{n / _GIB:,.1f} GiB"
+
+
+def _auto_parallelism(mode: str, count: int, single_fits: bool | None) -> tuple[str | None, ...]:
+    """Strategies tried, in order, for ``count`` GPUs (the first that fits is kept)."""
+    if count == 1:
+        return (None,)
+    if mode == "infer":
+        # Replicas serve independent requests when one card holds the model; else split it.
+        return ("tp",) if single_fits is False else ("ddp", "tp")
+    return ("ddp", "zero3")
+
+
+def recommend(model: Any, *, batch_size: int = 1, seq_len: int | None = None, image_size: int | None = None,
+              precision: str = "amp-bf16", optimizer: str = "adamw", mode: str = "train",
+              gradient_checkpointing: bool = False, lora_rank: int | None = None,
+              quantize_base: str | None = None, grad_accum: int = 1, parallelism: str | None = None,
+              gen_len: int | None = None, max_gpus: int = 8, objective: str = "time",
+              budget_usd: float | None = None, vendor: str | None = None, segment: str | None = None,
+              gpus: Sequence[str | GpuSpec] | None = None, dataset_samples: int | None = None,
+              epochs: float = 1, total_tokens: float | None = None, specs_dir: str | Path | None = None,
+              calibration: Any = "auto", example_inputs: Any = None,
+              loader_samples_per_s: float | None = None) -> Recommendation:
+    """Rank every catalog card x count for a workload.
+
+    Args:
+        model: preset name, config.json path, config dict or ``torch.nn.Module`` (with ``example_inputs``).
+        batch_size: GLOBAL batch of one micro-step across data-parallel replicas (as in ``estimate``).
+        seq_len, image_size, precision, optimizer, mode, gradient_checkpointing, lora_rank,
+            quantize_base, grad_accum, gen_len: the workload, as in ``estimate``.
+        parallelism: multi-GPU strategy; ``None`` = auto (train: ddp, falling back to zero3 when
+            ddp does not fit; infer: replicas (ddp) when one card holds the model, else tp).
+        max_gpus: largest count considered (counts: powers of two up to it, plus it).
+        objective: ``time`` (time to train), ``cost`` (dollars for the job) or ``energy`` (kWh).
+        budget_usd: drop candidates whose job cost is above this.
+        vendor, segment: keep only these cards.
+        gpus: keep only these cards (names or specs).
+        dataset_samples, epochs, total_tokens: the job; defaults are stated in ``job``.
+        specs_dir: a directory of the user's own spec files (adds to / replaces shipped cards).
+        calibration: passed to the estimator (``auto``, ``None``, a ProbeResult or a path).
+
+    Raises:
+        UnknownModelError: unknown preset (the message lists the closest names).
+        UnknownGpuError: a name in ``gpus`` matches no card.
+        EstimateError: bad option (max_gpus < 1, negative budget, unknown objective/vendor/segment).
+    """
+    _check_inputs(max_gpus, objective, budget_usd, vendor, segment, epochs, dataset_samples, total_tokens)
+    specs = load_specs(extra_dirs=[specs_dir]) if specs_dir is not None else load_specs()
+    if gpus is not None:
+        wanted = {(g.id if isinstance(g, GpuSpec) else find_gpu(g, specs).id) for g in gpus}
+        specs = tuple(s for s in specs if s.id in wanted)
+    cards = [s for s in specs if (vendor is None or s.vendor == vendor) and (segment is None or s.segment == segment)]
+    if not cards:
+        raise EstimateError("no card in the catalog passes the filters "
+                            f"(vendor={vendor!r}, segment={segment!r}, gpus={list(gpus) if gpus else None})",
+                            hint="loosen --vendor/--segment, or see `python -m advisor specs list`")
+
+    build_kwargs: dict[str, Any] = {
+        "batch_size": batch_size, "seq_len": seq_len, "image_size": image_size, "mode": mode,
+        "precision": precision, "optimizer": optimizer, "gradient_checkpointing": gradient_checkpointing,
+        "lora_rank": lora_rank, "quantize_base": quantize_base, "grad_accum": grad_accum, "gen_len": gen_len,
+    }
+    if example_inputs is not None:
+        build_kwargs["example_inputs"] = example_inputs
+    workload = _memoize_rebuild(_build_workload(model, **{k: v for k, v in build_kwargs.items() if v is not None}))
+    job = _job(workload, mode, dataset_samples, epochs, total_tokens)
+    counts = gpu_counts(max_gpus)
+    estimate_workload = _estimator()
+    extra = {"loader_samples_per_s": loader_samples_per_s} if loader_samples_per_s is not None else {}
+
+    candidates: list[dict[str, Any]] = []
+    rejected: list[Rejection] = []
+    estimator_assumptions: list[str] = []
+    best_misfit: dict[str, Any] | None = None
+    for spec in cards:
+        if spec.peak_flops(precision) is None:
+            supported = ", ".join(spec.supported_precisions) or "none listed"
+            for n in counts:
+                rejected.append(Rejection(spec.id, spec.name, n, "precision_unsupported",
+                                          f"{spec.name} has no {precision} rate (supports: {supported})"))
+            continue
+        single_fits: bool | None = None
+        for n in counts:
+            if n == 1:
+                strategies: tuple[str | None, ...] = (None,)
+            elif parallelism is not None:
+                strategies = (parallelism,)
+            else:
+                strategies = _auto_parallelism(mode, n, single_fits)
+            est, used, error = None, None, None
+            for strategy in strategies:
+                try:
+                    e = estimate_workload(workload, spec, num_gpus=n, parallelism=strategy, calibration=calibration,
+                                          **extra)
+                except AdvisorError as exc:
+                    error = exc
+                    continue
+                est, used = e, strategy
+                if e.memory.fits:
+                    break
+            if est is None:
+                msg = error.message if isinstance(error, AdvisorError) else "no estimate"
+                rejected.append(Rejection(spec.id, spec.name, n, "not_estimable", msg))
+                continue
+            if not estimator_assumptions:
+                estimator_assumptions = list(getattr(est, "assumptions", ()))
+            mem = est.memory
+            if n == 1:
+                single_fits = bool(mem.fits)
+            usable = getattr(mem, "usable_bytes", None)
+            if not mem.fits:
+                has = usable if usable is not None else spec.memory_bytes
+                rejected.append(Rejection(
+                    spec.id, spec.name, n, "does_not_fit",
+                    f"does not fit: needs {_gib(mem.total_bytes)} per GPU, has {_gib(has)}"
+                    + (f" ({used})" if used else ""), mem.total_bytes, has))
+                if best_misfit is None or spec.memory_bytes * n > best_misfit["memory"]:
+                    best_misfit = {"spec": spec, "count": n, "estimate": est, "memory": spec.memory_bytes * n,
+                                   "parallelism": used}
+                continue
+            candidates.append({"spec": spec, "count": n, "estimate": est, "parallelism": used})
+
+    candidates, slow = _drop_no_speedup(candidates)
+    rejected.extend(slow)
+    rows, over = _price_and_rank(candidates, job, objective, budget_usd, batch_size)
+    rejected.extend(over)
+    if rows:  # the assumptions of the estimate behind the best row
+        best_est = next(c["estimate"] for c in candidates
+                        if c["spec"].id == rows[0].gpu_id and c["count"] == rows[0].num_gpus)
+        estimator_assumptions = list(getattr(best_est, "assumptions", ())) or estimator_assumptions
+    partial = None if rows else _partial_answer(rejected, best_misfit, precision, batch_size, cards)
+    wl = {"params": getattr(workload, "params", None), "trainable_params": getattr(workload, "trainable_params", None),
+          "family": getattr(workload, "family", None), "batch_size": batch_size, "seq_len": seq_len,
+          "image_size": image_size, "precision": precision, "optimizer": optimizer if mode == "train" else None,
+          "mode": mode}
+    assumptions = [
+        f"card counts considered: {', '.join(map(str, counts))} (powers of two up to max_gpus={max_gpus}, "
+        "plus max_gpus)",
+        "parallelism: " + (parallelism if parallelism else
+                           ("auto: ddp, falling back to zero3 when ddp does not fit" if mode == "train" else
+                            "auto: replicas (ddp) when one card holds the model, else tensor parallel (tp)")),
+        f"batch_size {batch_size} is the global micro-batch across data-parallel replicas",
+        f"job: {job['description']}; time to train = job samples / estimated samples per second",
+        "cost: cloud $/h per card x count x hours where the catalog has a cloud price (prices dated in the "
+        "catalog), else purchase price x count; both columns are kept",
+        f"energy: TDP x count x time x {POWER_UTILIZATION:.0%} average power draw (stated utilization)",
+        f"ranked by {objective}" + (f"; budget ${budget_usd:,.0f}" if budget_usd else ""),
+        *(f"estimator: {a}" for a in estimator_assumptions),
+        *(f"workload: {a}" for a in getattr(workload, "assumptions", ()) if a not in estimator_assumptions),
+    ]
+    return Recommendation(model=getattr(workload, "name", str(model)), objective=objective, counts=counts,
+                          rows=tuple(rows), rejected=tuple(rejected), assumptions=tuple(assumptions), job=job,
+                          workload=wl, partial=partial)
+
+
+def _drop_no_speedup(candidates: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[Rejection]]:
+    """Drop counts that are not faster than a smaller count of the same card (more cards, same time).
+
+    E.g. inference at global batch 1: replicas have nothing to share, so 8 cards are no faster than one.
+    """
+    kept: list[dict[str, Any]] = []
+    rejected: list[Rejection] = []
+    best_by_card: dict[str, tuple[float, int]] = {}
+    for c in sorted(candidates, key=lambda c: (c["spec"].id, c["count"])):
+        sps = float(c["estimate"].time.samples_per_s)
+        prev = best_by_card.get(c["spec"].id)
+        if prev is not None and sps < prev[0] * MIN_SPEEDUP:
+            rejected.append(Rejection(
+                c["spec"].id, c["spec"].name, c["count"], "no_speedup",
+                f"no speedup: {c['count']} cards ({c['parallelism']}) are not >= {MIN_SPEEDUP - 1:.0%} faster than "
+                f"{prev[1]} ({sps:,.3g} vs {prev[0]:,.3g} samples/s)"))
+            continue
+        kept.append(c)
+        if prev is None or sps > prev[0]:
+            best_by_card[c["spec"].id] = (sps, c["count"])
+    return kept, rejected
+
+
+def _price_and_rank(candidates: list[dict[str, Any]], job: Mapping[str, Any], objective: str,
+                    budget_usd: float | None, batch_size: int) -> tuple[list[Candidate], list[Rejection]]:
+    scored: list[dict[str, Any]] = []
+    rejected: list[Rejection] = []
+    for c in candidates:
+        spec: GpuSpec = c["spec"]
+        n: int = c["count"]
+        e = c["estimate"]
+        sps = float(e.time.samples_per_s)
+        if not sps > 0:
+            rejected.append(Rejection(spec.id, spec.name, n, "not_estimable", "estimated throughput is zero"))
+            continue
+        t = job["samples"] / sps
+        hours = t / 3600
+        cloud = spec.cloud_usd_per_hour * n * hours if spec.cloud_usd_per_hour else None
+        purchase = spec.price_usd * n if spec.price_usd else None
+        cost, basis = (cloud, "cloud") if cloud is not None else (purchase, "purchase") if purchase else (None, None)
+        energy = spec.tdp_w * n * t * POWER_UTILIZATION / 3.6e6
+        if cost is None and (objective == "cost" or budget_usd is not None):
+            rejected.append(Rejection(
+                spec.id, spec.name, n, "no_price",
+                f"no price: the catalog has neither a cloud nor a purchase price for {spec.name}"))
+            continue
+        if budget_usd is not None and cost is not None and cost > budget_usd:
+            rejected.append(Rejection(spec.id, spec.name, n, "over_budget",
+                                      f"over budget: ${cost:,.0f} ({basis}) > ${budget_usd:,.0f}"))
+            continue
+        usable = getattr(e.memory, "usable_bytes", None)
+        scored.append({
+            "spec": spec, "n": n, "e": e, "parallelism": c["parallelism"], "t": t, "cloud": cloud,
+            "purchase": purchase, "cost": cost, "basis": basis, "energy": energy, "usable": usable,
+            "sort": {"time": (t, cost if cost is not None else math.inf),
+                     "cost": (cost if cost is not None else math.inf, t),
+                     "energy": (energy, t)}[objective],
+        })
+    scored.sort(key=lambda s: (s["sort"], s["n"], s["spec"].id))
+    rows = []
+    for rank, s in enumerate(scored, start=1):
+        spec, n, e = s["spec"], s["n"], s["e"]
+        total = float(e.memory.total_bytes)
+        rows.append(Candidate(
+            rank=rank, gpu_id=spec.id, gpu_name=spec.name, vendor=spec.vendor, segment=spec.segment, num_gpus=n,
+            parallelism=s["parallelism"],
+            per_gpu_batch=math.ceil(batch_size / n) if s["parallelism"] in ("ddp", "zero1", "zero2", "zero3", "fsdp")
+            else batch_size,
+            memory_per_gpu_bytes=total, usable_per_gpu_bytes=s["usable"],
+            headroom_bytes=None if s["usable"] is None else s["usable"] - total,
+            step_s=float(e.time.step_s), samples_per_s=float(e.time.samples_per_s),
+            tokens_per_s=getattr(e.time, "tokens_per_s", None), time_to_train_s=s["t"],
+            cloud_usd_per_hour=spec.cloud_usd_per_hour, cloud_cost_usd=s["cloud"], price_usd=spec.price_usd,
+            purchase_cost_usd=s["purchase"], cost_usd=s["cost"], cost_basis=s["basis"], energy_kwh=s["energy"],
+            samples_per_usd=job["samples"] / s["cost"] if s["cost"] else None,
+            samples_per_s_per_w=float(e.time.samples_per_s) / (spec.tdp_w * n),
+            bound=getattr(e.time, "bound", None), calibrated=bool(getattr(e, "calibrated", False)),
+        ))
+    return rows, rejected
+
+
+def _partial_answer(rejected: Sequence[Rejection], best_misfit: dict[str, Any] | None, precision: str,
+                    batch_size: int, cards: Sequence[GpuSpec]) -> str:
+    """Why nothing qualified, and the closest thing to an answer."""
+    codes = {r.code for r in rejected}
+    if codes == {"precision_unsupported"}:
+        return (f"no card in the selection supports {precision}; try a precision these cards have "
+                f"(e.g. {', '.join(sorted({p for c in cards for p in c.supported_precisions})[:6])})")
+    if best_misfit is not None and not (codes & {"over_budget", "no_price"}):
+        spec, n, e = best_misfit["spec"], best_misfit["count"], best_misfit["estimate"]
+        mem = e.memory
+        has = getattr(mem, "usable_bytes", None) or spec.memory_bytes
+        parts = [f"batch {batch_size} fits on no card at up to {max(r.num_gpus for r in rejected)} GPUs"]
+        max_batch = getattr(mem, "max_batch_size", None)
+        if max_batch:
+            parts.append(f"largest global batch that fits on {n} x {spec.name}: {max_batch}")
+        else:
+            parts.append(f"even the model states do not fit on {n} x {spec.name}")
+        # Sharded model states scale ~1/count: a first-order count needed.
+        need = math.ceil(n * mem.total_bytes / has)
+        if need > n:
+            parts.append(f"about {need} x {spec.name} would be needed with sharding (zero3/fsdp or tp); "
+                         "raise --max-gpus, or use gradient checkpointing, LoRA/QLoRA or a lower precision")
+        return "; ".join(parts)
+    if "over_budget" in codes:
+        cheapest = min((r for r in rejected if r.code == "over_budget"), key=lambda r: r.reason)
+        return f"nothing fits the budget; e.g. {cheapest.gpu_name} x{cheapest.num_gpus}: {cheapest.reason}"
+    return "no card qualified: " + "; ".join(sorted({r.reason for r in rejected})[:3])

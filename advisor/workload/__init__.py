@@ -1,0 +1,153 @@
+"""Workloads: what one step of a model asks of the hardware.
+
+Three ways in, all returning ``advisor.workload.base.Workload``:
+
+- ``from_preset(name, ...)``: a named model ("llama-3-8b", "ResNet-50", "meta-llama/Llama-3.1-8B").
+  Transformer presets use the analytic path (no torch import); CNN/vision/RNN presets are torch
+  definitions traced once per shape on fake tensors.
+- ``from_config(path_or_dict, ...)``: a Hugging Face-style config.json (analytic path).
+- ``from_module(module, example_inputs, ...)``: any ``torch.nn.Module`` traced under FakeTensorMode.
+
+``load_workload(model, ...)`` dispatches on the kind of ``model``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from advisor.errors import UnknownModelError, WorkloadError
+from advisor.workload.base import OpCost, Workload
+from advisor.workload.presets import PRESETS, get_preset, list_presets, resolve_preset
+
+__all__ = ["OpCost", "Workload", "from_config", "from_module", "from_preset", "list_presets", "load_workload",
+           "resolve_preset"]
+
+_TRANSFORMER_ONLY = ("seq_len", "gen_len", "attention", "lora_rank", "lora_targets", "quantize_base")
+
+
+def from_preset(
+    name: str,
+    *,
+    batch_size: int = 1,
+    seq_len: int | None = None,
+    image_size: int | None = None,
+    mode: str = "train",
+    precision: str = "amp-bf16",
+    optimizer: str | None = "adamw",
+    gradient_checkpointing: bool = False,
+    lora_rank: int | None = None,
+    lora_targets: tuple[str, ...] | list[str] | str | None = None,
+    quantize_base: str | None = None,
+    grad_accum: int = 1,
+    gen_len: int | None = None,
+    attention: str = "sdpa",
+) -> Workload:
+    """One step of a preset model.
+
+    Args:
+        name: preset id or alias (see ``list_presets()``).
+        batch_size: micro-batch (samples).
+        seq_len: tokens per sample (transformers; default 2048, capped by a learned position table).
+        image_size: input side in pixels (vision presets; default the preset's own).
+        mode: ``train`` or ``infer``.
+        precision, optimizer: see ``advisor.workload.base.PRECISIONS`` / ``OPTIMIZERS``.
+        gradient_checkpointing, lora_rank, lora_targets, quantize_base, grad_accum, gen_len, attention:
+            build options (LoRA/QLoRA/attention/gen_len apply to transformers only).
+
+    Raises:
+        UnknownModelError: no preset of that name (closest names listed).
+        WorkloadError: bad sizes or options.
+    """
+    preset = get_preset(name)
+    if preset.kind == "transformer":
+        if image_size is not None:
+            raise WorkloadError(f"image_size does not apply to {preset.name} (a transformer)", "use seq_len")
+        from advisor.workload.config import arch_from_config
+        from advisor.workload.transformer import build_transformer
+
+        arch = arch_from_config(preset.config, preset.name)
+        wl = build_transformer(
+            arch, name=preset.name, source="preset", batch_size=batch_size, seq_len=seq_len, mode=mode,
+            precision=precision, optimizer=optimizer, gradient_checkpointing=gradient_checkpointing,
+            lora_rank=lora_rank, lora_targets=lora_targets, quantize_base=quantize_base, grad_accum=grad_accum,
+            gen_len=gen_len, attention=attention, default_seq_len=2048)
+        return wl
+    given = {"gen_len": gen_len, "lora_rank": lora_rank, "lora_targets": lora_targets, "quantize_base": quantize_base}
+    bad = [k for k, v in given.items() if v is not None]
+    if bad:
+        raise WorkloadError(f"option(s) {', '.join(bad)} apply to transformer models, not {preset.name}")
+    if preset.family == "rnn":
+        if image_size is not None:
+            raise WorkloadError(f"image_size does not apply to {preset.name} (a sequence model)", "use seq_len")
+    elif seq_len is not None:
+        raise WorkloadError(f"seq_len does not apply to {preset.name} (a vision model)", "use image_size")
+    from advisor.workload.trace import preset_workload
+
+    return preset_workload(preset, batch_size=batch_size, seq_len=seq_len, image_size=image_size, mode=mode,
+                           precision=precision, optimizer=optimizer, gradient_checkpointing=gradient_checkpointing,
+                           grad_accum=grad_accum)
+
+
+def from_config(config: str | Path | Mapping[str, Any], *, name: str | None = None, **options: Any) -> Workload:
+    """One step of the transformer a HF-style config describes (a dict, a config.json path, or a hub id).
+
+    Takes the same keyword options as ``from_preset``.
+
+    Raises:
+        WorkloadError: unreadable config, missing key (named), unsupported model_type, bad options.
+    """
+    from advisor.workload.config import arch_from_config, load_config
+    from advisor.workload.transformer import build_transformer
+
+    cfg, label = load_config(config)
+    label = name or label
+    if options.pop("image_size", None) is not None:
+        raise WorkloadError(f"image_size does not apply to config {label!r} (a transformer)", "use seq_len")
+    arch = arch_from_config(cfg, label)
+    default_seq = int(cfg.get("max_position_embeddings") or cfg.get("n_positions") or 2048)
+    return build_transformer(arch, name=label, source="config", default_seq_len=min(default_seq, 2048), **options)
+
+
+def from_module(module: Any, example_inputs: Any, **options: Any) -> Workload:
+    """One step of any ``torch.nn.Module``, traced on fake tensors (see ``advisor.workload.trace``)."""
+    from advisor.workload.trace import trace_module
+
+    return trace_module(module, example_inputs, **options)
+
+
+def load_workload(model: Any, *, example_inputs: Any = None, **options: Any) -> Workload:
+    """Dispatch: a preset name, a config path / hub id, a config dict, or an nn.Module (with example_inputs).
+
+    Raises:
+        UnknownModelError: a name that is neither a preset nor a config path / hub id.
+        WorkloadError: a module without example_inputs, or bad options.
+    """
+    if isinstance(model, Workload):
+        return model
+    if isinstance(model, Mapping):
+        return from_config(model, **options)
+    if isinstance(model, (str, Path)):
+        text = str(model)
+        try:
+            resolve_preset(text)
+        except UnknownModelError:
+            path = Path(text)
+            if path.exists() or text.endswith(".json") or (text.count("/") == 1 and not text.startswith(".")):
+                return from_config(path if path.exists() else text, **options)
+            raise
+        return from_preset(text, **options)
+    if type(model).__module__.startswith("torch") or hasattr(model, "named_parameters"):
+        if example_inputs is None:
+            raise WorkloadError(f"a torch module ({type(model).__name__}) needs example_inputs",
+                                "pass example_inputs=(tensor, ...) with the batch dimension first")
+        return from_module(model, example_inputs, **options)
+    raise WorkloadError(f"cannot build a workload from {type(model).__name__}",
+                        "pass a preset name, a config.json path or dict, or a torch.nn.Module")
+
+
+def preset_table() -> list[dict[str, Any]]:
+    """Presets as rows (name, kind, family, published params, source) for listings."""
+    return [{"name": p.name, "kind": p.kind, "published_params": p.published_params, "source": p.source,
+             "aliases": list(p.aliases)} for p in PRESETS.values()]

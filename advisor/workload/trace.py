@@ -1,0 +1,580 @@
+"""Trace any ``torch.nn.Module`` on fake tensors: FLOPs, bytes and memory by category per step.
+
+The module runs under ``torch._subclasses.fake_tensor.FakeTensorMode`` (no real memory, no GPU;
+modules built on the ``meta`` device work too) with a ``TorchDispatchMode`` that records every
+aten op: FLOPs from ``torch.utils.flop_counter``'s registered formulas, bytes read + written
+(sizes of tensor inputs and outputs; views move nothing), and storage lifetimes (allocation when
+a new storage appears, free when its weak reference expires). Tensors packed by autograd
+(``saved_tensors_hooks``) are the activations; ``.grad`` storages the gradients; the rest that
+lives and dies inside the step the temporaries.
+
+This module is one of the designated torch importers; torch is still imported lazily, inside
+functions, so importing ``advisor.workload`` stays cheap.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from advisor.errors import WorkloadError
+from advisor.workload.base import OpCost, Workload
+from advisor.workload.transformer import check_common, optimizer_op, optimizer_state_bytes
+
+_KINDS: dict[str, tuple[str, bool]] = {}
+for _n in ("mm", "addmm", "bmm", "baddbmm", "_addmm_activation", "matmul", "linear", "addbmm", "addmv", "mv",
+           "dot", "_int_mm", "_scaled_mm"):
+    _KINDS[_n] = ("matmul", True)
+for _n in ("convolution", "convolution_backward", "_convolution", "cudnn_convolution", "mkldnn_convolution",
+           "_slow_conv2d_forward", "_slow_conv2d_backward", "conv2d", "conv1d", "conv3d"):
+    _KINDS[_n] = ("conv", True)
+for _n in ("_scaled_dot_product_efficient_attention", "_scaled_dot_product_flash_attention",
+           "_scaled_dot_product_cudnn_attention", "_scaled_dot_product_flash_attention_for_cpu",
+           "_scaled_dot_product_efficient_attention_backward", "_scaled_dot_product_flash_attention_backward",
+           "_scaled_dot_product_cudnn_attention_backward", "_scaled_dot_product_flash_attention_for_cpu_backward",
+           "_flash_attention_forward", "_flash_attention_backward", "_efficient_attention_forward",
+           "_efficient_attention_backward"):
+    _KINDS[_n] = ("attention", True)
+for _n in ("native_layer_norm", "native_layer_norm_backward", "native_batch_norm", "native_batch_norm_backward",
+           "_native_batch_norm_legit", "_native_batch_norm_legit_functional", "_native_batch_norm_legit_no_training",
+           "native_group_norm", "native_group_norm_backward", "_fused_rms_norm", "_fused_rms_norm_backward",
+           "batch_norm_backward", "_batch_norm_with_update", "_batch_norm_no_update"):
+    _KINDS[_n] = ("norm", False)
+for _n in ("embedding", "embedding_dense_backward", "index_select", "gather"):
+    _KINDS[_n] = ("embedding", False)
+for _n in ("sum", "mean", "amax", "amin", "max", "min", "_softmax", "_log_softmax", "_softmax_backward_data",
+           "_log_softmax_backward_data", "nll_loss_forward", "nll_loss_backward", "nll_loss2d_forward",
+           "nll_loss2d_backward", "logsumexp", "var_mean", "norm", "max_pool2d_with_indices",
+           "max_pool2d_with_indices_backward", "avg_pool2d", "avg_pool2d_backward", "_adaptive_avg_pool2d",
+           "_adaptive_avg_pool2d_backward", "mkldnn_max_pool2d"):
+    _KINDS[_n] = ("reduction", False)
+for _n in ("mkldnn_rnn_layer", "mkldnn_rnn_layer_backward", "_thnn_fused_lstm_cell", "_thnn_fused_gru_cell",
+           "_cudnn_rnn", "_cudnn_rnn_backward"):
+    _KINDS[_n] = ("recurrent", True)
+
+# Compute-heavy ops that torch.utils.flop_counter has no formula for: costed here instead.
+_RNN_OPS = ("mkldnn_rnn_layer", "mkldnn_rnn_layer_backward", "_thnn_fused_lstm_cell")
+
+
+@dataclass
+class _Group:
+    kind: str
+    tc: bool
+    flops: float = 0.0
+    bytes: float = 0.0
+    count: int = 0
+    min_dim: int | None = None
+
+
+@dataclass(frozen=True)
+class TraceResult:
+    """What one traced step recorded (before the optimizer, which is costed analytically)."""
+
+    groups: dict[tuple[str, str], _Group]
+    params: int
+    trainable_params: int
+    param_bytes: int
+    activation_bytes: float
+    transient_bytes: float
+    gradient_bytes: float
+    peak_bytes: float
+    input_bytes: float
+    uncounted: tuple[str, ...]
+    weight_copy_bytes: float = 0.0
+
+
+def _dtype_for(precision: str) -> Any:
+    import torch
+
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
+
+
+def _nbytes(t: Any) -> int:
+    return int(t.numel()) * int(t.element_size())
+
+
+def _rnn_flops(name: str, args: Sequence[Any]) -> float:
+    """LSTM FLOPs: 2 * tokens * 4H * (I + H) per layer forward; backward 2x (matches nn.Linear's convention)."""
+    try:
+        if name == "_thnn_fused_lstm_cell":
+            gates = args[0]
+            return float(gates.numel())  # elementwise cell; the matmuls are separate mm ops
+        x = args[0]  # (batch, seq, input) or (seq, batch, input)
+        w_ih = args[1]  # (4H, I)
+        w_hh = args[2]
+        tokens = x.shape[0] * x.shape[1]
+        fwd = 2.0 * tokens * (w_ih.shape[0] * w_ih.shape[1] + w_hh.shape[0] * w_hh.shape[1])
+        return fwd * (2 if name.endswith("backward") else 1)
+    except (AttributeError, IndexError, TypeError):
+        return 0.0
+
+
+def _run_traced(module: Any, inputs: tuple[Any, ...], kwargs: Mapping[str, Any], *, mode: str, precision: str,
+                loss_fn: Callable[[Any], Any] | None, frozen: tuple[str, ...], label: str) -> TraceResult:
+    import torch
+    from torch._subclasses.fake_tensor import (
+        DataDependentOutputException,
+        DynamicOutputShapeException,
+        FakeTensorMode,
+    )
+    from torch.multiprocessing.reductions import StorageWeakRef
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils._pytree import tree_flatten, tree_map
+    from torch.utils.flop_counter import flop_registry
+
+    aten = torch.ops.aten
+    # CPU's fused attention has the same arguments as the CUDA flash kernel but no registered formula
+    extra_formulas = {
+        "_scaled_dot_product_flash_attention_for_cpu": flop_registry[aten._scaled_dot_product_flash_attention],
+        "_scaled_dot_product_flash_attention_for_cpu_backward":
+            flop_registry[aten._scaled_dot_product_flash_attention_backward],
+    }
+    from torch.utils.flop_counter import conv_flop_count
+
+    def conv_backward(grad_out: Any, x: Any, w: Any, *rest: Any, out_val: Any = None, **kw: Any) -> int:
+        # Each of grad-input and grad-weight costs what the forward convolution costs. torch's own
+        # formula ignores ``groups`` for grad-weight (a depthwise conv comes out C times too high).
+        transposed, output_mask = rest[4], rest[7]
+        fwd = conv_flop_count(list(x.shape), list(w.shape), list(grad_out.shape), bool(transposed))
+        return int(fwd * (int(bool(output_mask[0])) + int(bool(output_mask[1]))))
+
+    extra_formulas["convolution_backward"] = conv_backward
+    train = mode == "train"
+    amp = precision.startswith("amp-")
+    pdtype = _dtype_for(precision)
+    fake_mode = FakeTensorMode(allow_non_fake_inputs=False)
+    state: dict[str, Any] = {"phase": "forward"}
+    live: dict[int, tuple[int, Any, int]] = {}  # cdata -> (alloc id, weakref, nbytes)
+    events: list[tuple[str, int, int]] = []  # ("a"|"f", alloc id, nbytes)
+    next_id = [0]
+    groups: dict[tuple[str, str], _Group] = {}
+    uncounted: dict[str, None] = {}
+
+    def track(t: Any) -> int | None:
+        if not isinstance(t, torch.Tensor):
+            return None
+        ref = StorageWeakRef(t.untyped_storage())
+        entry = live.get(ref.cdata)
+        if entry is not None:
+            return entry[0]
+        next_id[0] += 1
+        n = int(t.untyped_storage().nbytes())
+        live[ref.cdata] = (next_id[0], ref, n)
+        young.append(ref.cdata)
+        events.append(("a", next_id[0], n))
+        return next_id[0]
+
+    young: list[int] = []  # cdata of storages allocated since the last full sweep
+    ops_seen = [0]
+
+    def sweep(full: bool = False) -> None:
+        # Short-lived storages are checked after every op; all of them every 32 ops (checking
+        # every live storage after every op costs more than the fake dispatch itself).
+        ops_seen[0] += 1
+        if full or ops_seen[0] % 32 == 0:
+            keys: Any = list(live)
+            young.clear()
+        else:
+            keys = young
+        dead = [k for k in keys if k in live and live[k][1].expired()]
+        for k in dead:
+            aid, _, n = live.pop(k)
+            events.append(("f", aid, n))
+        if not full and keys is young:
+            young[:] = [k for k in young if k in live][-256:]
+
+    class Recorder(TorchDispatchMode):
+        def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+            kwargs = kwargs or {}
+            out = func(*args, **kwargs)
+            packet = func._overloadpacket
+            name = packet.__name__
+            namespace = getattr(func, "namespace", "aten")
+            if namespace not in ("aten", "prims", "prim"):
+                uncounted[f"{namespace}.{name}"] = None
+            flops = 0.0
+            formula = extra_formulas.get(name) or flop_registry.get(packet)
+            kind, tc = _KINDS.get(name, ("elementwise", False))
+            outs, _ = tree_flatten(out)
+            if formula is not None:
+                flops = float(formula(*args, **kwargs, out_val=out))
+            elif name in _RNN_OPS:
+                flops = _rnn_flops(name, args)
+            elif kind in ("matmul", "conv", "attention", "recurrent"):
+                uncounted[f"aten.{name}"] = None  # compute-heavy, but no FLOP formula: listed, not zero
+            if formula is None and not any(isinstance(t, torch.Tensor) for t in outs):
+                return out  # sym_size, device and the like: no kernel
+            is_view = bool(getattr(func, "is_view", False)) or name in ("detach", "alias", "lift_fresh")
+            moved = 0
+            if not is_view:
+                ins, _ = tree_flatten((args, kwargs))
+                moved = sum(_nbytes(t) for t in ins if isinstance(t, torch.Tensor))
+                moved += sum(_nbytes(t) for t in outs if isinstance(t, torch.Tensor))
+            key = (state["phase"], f"aten.{name}")
+            g = groups.get(key)
+            if g is None:
+                g = groups[key] = _Group(kind, tc)
+            g.flops += flops
+            g.bytes += moved
+            g.count += 1
+            if kind in ("matmul", "conv"):
+                dims = [d for t in tree_flatten(args)[0] if isinstance(t, torch.Tensor) for d in t.shape[-2:]]
+                if dims:
+                    md = int(min(dims))
+                    g.min_dim = md if g.min_dim is None else min(g.min_dim, md)
+            out_ids = tree_map(track, out)
+            if name == "_to_copy" and isinstance(args[0], torch.Tensor) and track(args[0]) in persistent:
+                weight_copies.add(out_ids)  # autocast's 16-bit copy of a weight
+            sweep()
+            return out
+
+    def fake_like(t: Any, requires_grad: bool, dtype: Any = None) -> Any:
+        dt = dtype if (dtype is not None and t.is_floating_point()) else t.dtype
+        return torch.empty_strided(tuple(t.shape), tuple(t.stride()) if t.is_contiguous() else
+                                   torch.empty(tuple(t.shape)).stride(), dtype=dt,
+                                   device="cpu").requires_grad_(requires_grad)
+
+    was_training = getattr(module, "training", False)
+    module.train(train)
+    params_in: dict[str, Any] = dict(module.named_parameters())
+    buffers_in: dict[str, Any] = dict(module.named_buffers())
+    saved: dict[int, int] = {}  # alloc id -> nbytes, activations packed by autograd (not params)
+    persistent: set[int | None] = set()
+    weight_copies: set[Any] = set()
+    try:
+        with fake_mode:
+            fparams = {n: fake_like(p, train and p.requires_grad and not n.startswith(frozen), pdtype)
+                       for n, p in params_in.items()}
+            fbuffers = {n: fake_like(b, False, pdtype if b.is_floating_point() else None)
+                        for n, b in buffers_in.items()}
+            finputs = tuple(fake_like(x, False, pdtype if (not amp and x.is_floating_point()) else None)
+                            if isinstance(x, torch.Tensor) else x for x in inputs)
+            fkwargs = {k: fake_like(v, False) if isinstance(v, torch.Tensor) else v for k, v in kwargs.items()}
+        persistent.update(track(t) for t in (*fparams.values(), *fbuffers.values()))
+        input_ids = {track(t) for t in (*finputs, *fkwargs.values()) if isinstance(t, torch.Tensor)}
+        param_bytes = sum(n for kind, aid, n in events if aid in persistent)
+        input_bytes = float(sum(_nbytes(t) for t in (*finputs, *fkwargs.values()) if isinstance(t, torch.Tensor)))
+
+        def pack(t: Any) -> Any:
+            aid = track(t)
+            if aid is not None and aid not in persistent and aid not in input_ids and aid not in weight_copies:
+                saved[aid] = int(t.untyped_storage().nbytes())
+            return t
+
+        device_type = "cpu"
+        autocast = (torch.autocast(device_type, dtype=_dtype_for(precision.removeprefix("amp-")))
+                    if amp else torch.autocast(device_type, enabled=False))
+        grad_ctx = torch.enable_grad() if train else torch.no_grad()
+        with fake_mode, Recorder(), grad_ctx:
+            try:
+                with autocast, torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+                    out = torch.func.functional_call(module, {**fparams, **fbuffers}, finputs, fkwargs)
+                    loss = None
+                    if train:
+                        if loss_fn is not None:
+                            loss = loss_fn(out)
+                        elif isinstance(out, torch.Tensor) and out.numel() == 1:
+                            loss = out
+                        else:
+                            leaves = [t for t in tree_flatten(out)[0]
+                                      if isinstance(t, torch.Tensor) and t.is_floating_point()]
+                            if not leaves:
+                                raise WorkloadError(f"{label}: the module's output has no float tensor to "
+                                                    "differentiate", "pass loss_fn=")
+                            loss = sum(t.float().mean() for t in leaves)
+                del out
+                if train and loss is not None:
+                    if not loss.requires_grad:
+                        raise WorkloadError(f"{label}: nothing to train (no parameter requires grad)",
+                                            "use mode='infer', or unfreeze some parameters")
+                    state["phase"] = "backward"
+                    loss.backward()
+                    del loss
+                sweep(full=True)
+            except (DataDependentOutputException, DynamicOutputShapeException) as exc:
+                raise WorkloadError(
+                    f"{label}: a data-dependent op ({exc.func if hasattr(exc, 'func') else exc}) cannot be "
+                    "traced on fake tensors (e.g. nonzero, .item(), boolean-mask indexing)",
+                    "make the shapes independent of the values, or estimate from a preset/config") from exc
+            except WorkloadError:
+                raise
+            except Exception as exc:
+                raise WorkloadError(f"tracing {label} ({state['phase']}) failed: {type(exc).__name__}: {exc}",
+                                    "check that example_inputs fit the module (batch dimension first)") from exc
+        grad_ids = set()
+        grad_bytes = 0
+        for p in fparams.values():
+            if p.grad is not None:
+                aid = track(p.grad)
+                grad_ids.add(aid)
+                grad_bytes += _nbytes(p.grad)
+    finally:
+        module.train(was_training)
+
+    # replay the timeline: temporaries = live - params/buffers - inputs - gradients - saved activations
+    total = tmp_peak = peak = 0.0
+    cat_live = 0.0
+    fixed = persistent | input_ids | weight_copies
+    copy_bytes = 0.0
+    copy_live = 0.0
+    for kind, aid, n in events:
+        if aid in weight_copies:
+            copy_live += n if kind == "a" else -n
+            copy_bytes = max(copy_bytes, copy_live)
+    for kind, aid, n in events:
+        sign = 1 if kind == "a" else -1
+        total += sign * n
+        if aid in fixed or aid in grad_ids or aid in saved:
+            cat_live += sign * n
+        peak = max(peak, total)
+        tmp_peak = max(tmp_peak, total - cat_live)
+    n_params = sum(p.numel() for p in params_in.values())
+    n_train = sum(p.numel() for n, p in params_in.items() if p.requires_grad and not n.startswith(frozen))
+    return TraceResult(groups=groups, params=int(n_params), trainable_params=int(n_train) if train else 0,
+                       param_bytes=int(param_bytes), activation_bytes=float(sum(saved.values())) if train else 0.0,
+                       transient_bytes=float(tmp_peak), gradient_bytes=float(grad_bytes), peak_bytes=float(peak),
+                       input_bytes=input_bytes, uncounted=tuple(uncounted), weight_copy_bytes=copy_bytes)
+
+
+def _ops_from(groups: Mapping[tuple[str, str], _Group], mode: str, precision: str) -> list[OpCost]:
+    ops = []
+    for (phase, name), g in groups.items():
+        ops.append(OpCost(name=name, kind=g.kind, phase=phase, flops=g.flops, bytes=g.bytes,  # type: ignore[arg-type]
+                          count=g.count, tensor_core=g.tc and precision not in ("fp32",), min_dim=g.min_dim))
+    return ops
+
+
+def _common_assumptions(precision: str, optimizer: str | None, mode: str) -> list[str]:
+    out = ["traced on fake tensors (FakeTensorMode, CPU dispatch): FLOPs from torch.utils.flop_counter formulas "
+           "(matmul/conv/attention); other ops costed by bytes of their tensor inputs and outputs (views: 0)",
+           "activations: unique storages autograd saves for backward (saved_tensors_hooks), parameters excluded"
+           + ("; autocast's 16-bit weight copies (held through the forward, 2 bytes/param) are not activations: "
+              "see options['traced_memory_bytes']['weight_copies']" if precision.startswith("amp-") else ""),
+           "transient: peak of the step's other short-lived storages (replayed storage lifetimes)"]
+    if mode == "train" and optimizer:
+        out.append(f"optimizer step ({optimizer}) costed analytically: reads/writes params, grads and "
+                   f"{optimizer_state_bytes(optimizer):g} bytes of state per trainable parameter")
+    if precision == "amp-fp16":
+        out.append("amp-fp16 traced with CPU autocast at float16 (same dtypes as CUDA autocast for matmuls)")
+    return out
+
+
+def trace_module(
+    module: Any,
+    example_inputs: Any,
+    *,
+    mode: str = "train",
+    precision: str = "fp32",
+    optimizer: str | None = "adamw",
+    loss_fn: Callable[[Any], Any] | None = None,
+    example_kwargs: Mapping[str, Any] | None = None,
+    frozen: Sequence[str] = (),
+    name: str | None = None,
+    family: str | None = None,
+    gradient_checkpointing: bool = False,
+    grad_accum: int = 1,
+    seq_len: int | None = None,
+    image_size: int | None = None,
+    **unsupported: Any,
+) -> Workload:
+    """Trace one step of ``module`` on ``example_inputs`` (batch dimension first) into a ``Workload``.
+
+    Args:
+        module: any ``torch.nn.Module`` (real, or built on the ``meta`` device).
+        example_inputs: a tensor or tuple of positional inputs; only shapes and dtypes are used.
+        mode: ``train`` (forward + loss + backward; optimizer costed analytically) or ``infer``.
+        precision: ``fp32``/``tf32`` (fp32), ``bf16``/``fp16`` (params cast), ``amp-*`` (autocast).
+        optimizer: optimizer name (train only).
+        loss_fn: ``output -> scalar``; default: the output if scalar, else the sum of the means of its
+            float tensors.
+        example_kwargs: keyword inputs.
+        frozen: parameter-name prefixes to freeze (in addition to ``requires_grad=False`` ones).
+
+    Raises:
+        WorkloadError: bad sizes, an op that depends on tensor values, or the module's own error
+            (wrapped, naming what was traced).
+    """
+    label = name or type(module).__name__
+    batch_override = unsupported.pop("batch_size", None)
+    if unsupported:
+        bad = ", ".join(f"{k}={v!r}" for k, v in unsupported.items() if v not in (None, False))
+        if bad:
+            raise WorkloadError(f"option(s) {bad} are not supported for a traced module ({label})",
+                                "LoRA/QLoRA/attention/gen_len options apply to presets and configs")
+    if gradient_checkpointing:
+        raise WorkloadError(f"gradient_checkpointing cannot be applied to a traced module ({label})",
+                            "wrap blocks in torch.utils.checkpoint inside the module and trace that")
+    inputs = example_inputs if isinstance(example_inputs, tuple) else (
+        tuple(example_inputs) if isinstance(example_inputs, list) else (example_inputs,))
+    first = next((x for x in (*inputs, *(example_kwargs or {}).values()) if hasattr(x, "shape")), None)
+    if first is None or len(first.shape) == 0:
+        raise WorkloadError(f"example_inputs of {label} need a tensor with a batch dimension first")
+    batch = int(first.shape[0])
+    if batch_override is not None and batch_override != batch:
+        # the batch dimension of the example inputs is a shape only: take the one asked for
+        check_common(batch_override, mode, precision, optimizer if mode == "train" else None, grad_accum)
+        import torch
+
+        with torch.device("meta"):
+            inputs = tuple(torch.empty((batch_override, *x.shape[1:]), dtype=x.dtype) if hasattr(x, "shape") else x
+                           for x in inputs)
+        batch = batch_override
+    check_common(batch, mode, precision, optimizer if mode == "train" else None, grad_accum)
+    for x in inputs:
+        if hasattr(x, "shape") and any(int(d) <= 0 for d in x.shape):
+            raise WorkloadError(f"example input of shape {tuple(x.shape)} has a zero-size dimension")
+    res = _run_traced(module, inputs, dict(example_kwargs or {}), mode=mode, precision=precision, loss_fn=loss_fn,
+                      frozen=tuple(frozen), label=label)
+    ops = _ops_from(res.groups, mode, precision)
+    opt = optimizer if mode == "train" else None
+    if opt and res.trainable_params:
+        ops.append(optimizer_op(res.trainable_params, precision, opt))
+
+    def rebuild(new_batch: int) -> Workload:
+        import torch
+
+        if not isinstance(new_batch, int) or new_batch <= 0:
+            raise WorkloadError(f"batch_size must be a positive integer, got {new_batch!r}")
+        with torch.device("meta"):
+            new_inputs = tuple(torch.empty((new_batch, *x.shape[1:]), dtype=x.dtype) if hasattr(x, "shape") else x
+                               for x in inputs)
+        return trace_module(module, new_inputs, mode=mode, precision=precision, optimizer=optimizer,
+                            loss_fn=loss_fn, example_kwargs=example_kwargs, frozen=frozen, name=name, family=family,
+                            grad_accum=grad_accum, seq_len=seq_len, image_size=image_size)
+
+    return Workload(
+        name=label, source="module", family=family or _guess_family(module), mode=mode,  # type: ignore[arg-type]
+        batch_size=batch, precision=precision, optimizer=opt, params=res.params,
+        trainable_params=res.trainable_params, activation_bytes=res.activation_bytes,
+        transient_bytes=res.transient_bytes, ops=tuple(ops), seq_len=seq_len, image_size=image_size,
+        tokens_per_sample=seq_len, input_bytes_per_sample=res.input_bytes / batch,
+        uncounted_ops=res.uncounted, assumptions=tuple(_common_assumptions(precision, opt, mode)),
+        options={"gradient_checkpointing": False, "grad_accum": grad_accum, "frozen": bool(frozen) or
+                 res.trainable_params < res.params, "rebuild": rebuild,
+                 "traced_memory_bytes": {"parameters": res.param_bytes, "gradients": res.gradient_bytes,
+                                         "activations": res.activation_bytes, "temporaries": res.transient_bytes,
+                                         "weight_copies": res.weight_copy_bytes,
+                                         "peak_without_optimizer": res.peak_bytes}},
+    )
+
+
+def _guess_family(module: Any) -> str:
+    names = {type(m).__name__ for m in module.modules()}
+    if names & {"LSTM", "GRU", "RNN"}:
+        return "rnn"
+    if any("Conv" in n for n in names):
+        return "vit" if "VisionTransformer" in names else "cnn"
+    if "config" in dir(module) and isinstance(getattr(module, "config", None), dict):
+        return "decoder"
+    return "mlp"
+
+
+# ---------------------------------------------------------------------------------------------
+# presets: traced once per shape at two small batches, then scaled linearly
+
+_TRACE_BATCHES = (2, 4)  # batch 1 takes special kernel paths in places (addmm vs mm on squeezed shapes)
+
+
+def _by_kind(groups: Mapping[tuple[str, str], _Group]) -> dict[tuple[str, str], _Group]:
+    out: dict[tuple[str, str], _Group] = {}
+    for (phase, _name), g in groups.items():
+        m = out.setdefault((phase, f"{g.kind} ops"), _Group(g.kind, g.tc))
+        m.flops += g.flops
+        m.bytes += g.bytes
+        m.count += g.count
+        m.tc = m.tc or g.tc
+        if g.min_dim is not None:
+            m.min_dim = g.min_dim if m.min_dim is None else min(m.min_dim, g.min_dim)
+    return out
+
+
+@functools.lru_cache(maxsize=64)
+def _preset_trace(builder: str, image_size: int | None, seq_len: int | None, mode: str,
+                  precision: str) -> tuple[TraceResult, TraceResult, dict[str, Any]]:
+    import torch
+
+    from advisor.workload import zoo
+
+    module, facts = zoo.build(builder, device="meta")
+    results = []
+    for b in _TRACE_BATCHES:
+        with torch.device("meta"):
+            if facts["input"] == "image":
+                x = torch.empty(b, facts["channels"], image_size, image_size)  # type: ignore[arg-type]
+            else:
+                x = torch.empty(b, seq_len, dtype=torch.long)  # type: ignore[arg-type]
+        loss_fn = None
+        results.append(_run_traced(module, (x,), {}, mode=mode, precision=precision, loss_fn=loss_fn,
+                                   frozen=tuple(facts["frozen_prefixes"]), label=builder))
+    return results[0], results[1], facts
+
+
+def _lin(v1: float, v2: float, b: int) -> float:
+    b1, b2 = _TRACE_BATCHES
+    slope = (v2 - v1) / (b2 - b1)
+    return max(0.0, v1 + slope * (b - b1))
+
+
+def preset_workload(preset: Any, *, batch_size: int, seq_len: int | None, image_size: int | None, mode: str,
+                    precision: str, optimizer: str | None, gradient_checkpointing: bool = False,
+                    grad_accum: int = 1) -> Workload:
+    """A traced preset at any batch size (two fake traces per shape, cached, scaled linearly)."""
+    check_common(batch_size, mode, precision, optimizer if mode == "train" else None, grad_accum)
+    if gradient_checkpointing:
+        raise WorkloadError(f"gradient_checkpointing is not modelled for {preset.name} (traced preset)",
+                            "it applies to transformer presets and configs")
+    cfg = preset.config
+    assumptions: list[str] = []
+    if preset.family == "rnn":
+        seq = seq_len if seq_len is not None else cfg["seq_len"]
+        if not isinstance(seq, int) or isinstance(seq, bool) or seq <= 0:
+            raise WorkloadError(f"seq_len must be a positive integer, got {seq!r}")
+        img = None
+    else:
+        img = image_size if image_size is not None else cfg["image_size"]
+        if not isinstance(img, int) or isinstance(img, bool) or img <= 0:
+            raise WorkloadError(f"image_size must be a positive integer, got {img!r}")
+        if preset.name == "mnist-cnn" and img < 28:
+            raise WorkloadError(f"image_size {img} is too small for mnist-cnn", "use image_size >= 28")
+        if preset.family == "vit" and img != 224:
+            raise WorkloadError(f"{preset.name} takes 224x224 images only, got image_size {img}")
+        seq = None
+    r1, r2, _facts = _preset_trace(cfg["builder"], img, seq, mode, precision)
+    groups1, groups2 = r1.groups, r2.groups
+    if groups1.keys() != groups2.keys():
+        # the two batches took different kernels (e.g. addmm vs mm + add): scale per (phase, kind)
+        groups1, groups2 = _by_kind(groups1), _by_kind(groups2)
+    ops: list[OpCost] = []
+    for key, g1 in groups1.items():
+        g2 = groups2.get(key, g1)
+        ops.append(OpCost(name=key[1], kind=g1.kind, phase=key[0], flops=_lin(g1.flops, g2.flops, batch_size),  # type: ignore[arg-type]
+                          bytes=_lin(g1.bytes, g2.bytes, batch_size), count=g1.count,
+                          tensor_core=g1.tc and precision != "fp32",
+                          min_dim=None if g1.min_dim is None else g1.min_dim))
+    opt = optimizer if mode == "train" else None
+    if opt and r1.trainable_params:
+        ops.append(optimizer_op(r1.trainable_params, precision, opt))
+    assumptions += _common_assumptions(precision, opt, mode)
+    assumptions.append(f"traced at batch {_TRACE_BATCHES[0]} and {_TRACE_BATCHES[1]} and scaled linearly in the "
+                       "batch size (fixed weight traffic + per-sample costs)")
+    if preset.name == "vgg16-transfer" and mode == "train":
+        assumptions.append("vgg16-transfer: conv base frozen (no weight gradients, no optimizer state); "
+                           "backward stops at the head")
+
+    def rebuild(new_batch: int) -> Workload:
+        return preset_workload(preset, batch_size=new_batch, seq_len=seq_len, image_size=image_size, mode=mode,
+                               precision=precision, optimizer=optimizer, grad_accum=grad_accum)
+
+    return Workload(
+        name=preset.name, source="preset", family=preset.family, mode=mode, batch_size=batch_size,  # type: ignore[arg-type]
+        precision=precision, optimizer=opt, params=r1.params, trainable_params=r1.trainable_params,
+        activation_bytes=_lin(r1.activation_bytes, r2.activation_bytes, batch_size),
+        transient_bytes=_lin(r1.transient_bytes, r2.transient_bytes, batch_size), ops=tuple(ops),
+        seq_len=seq, image_size=img, tokens_per_sample=seq,
+        input_bytes_per_sample=(r2.input_bytes - r1.input_bytes) / (_TRACE_BATCHES[1] - _TRACE_BATCHES[0]),
+        uncounted_ops=r1.uncounted, assumptions=tuple(assumptions),
+        options={"gradient_checkpointing": False, "grad_accum": grad_accum,
+                 "frozen": r1.trainable_params < r1.params and mode == "train", "rebuild": rebuild},
+    )

@@ -1,0 +1,482 @@
+"""The dashboard: pure table helpers (advisor.dashboard_data) and every page through AppTest."""
+
+from __future__ import annotations
+
+import importlib
+import json
+from pathlib import Path
+
+import pytest
+
+from advisor import dashboard_data as dd
+from advisor.catalog import get_gpu, load_specs
+from advisor.errors import WorkloadError
+from advisor.probe.results import DeviceInfo, KernelResult, ProbeResult, Verdict
+
+ROOT = Path(__file__).resolve().parent.parent
+APP = str(ROOT / "dashboard.py")
+TIMEOUT_S = 30
+
+
+def _has(module: str, attr: str) -> bool:
+    try:
+        return hasattr(importlib.import_module(module), attr)
+    except ImportError:
+        return False
+
+
+# ---------------------------------------------------------------- fakes
+
+def _h100(index: int = 0, **kw: object) -> DeviceInfo:
+    base: dict[str, object] = dict(index=index, kind="gpu", backend="nvml", name="NVIDIA H100 80GB HBM3",
+                                   catalog_id="h100-sxm5-80gb", memory_total_bytes=80 * 2**30,
+                                   memory_used_bytes=2 * 2**30, temperature_c=41, power_draw_w=110.0,
+                                   power_limit_w=700.0, sm_clock_mhz=1980, sm_clock_max_mhz=1980, pcie_gen=5,
+                                   pcie_width=16, utilization_gpu_pct=3)
+    base.update(kw)
+    return DeviceInfo(**base)  # type: ignore[arg-type]
+
+
+class FakeBackend:
+    """Two H100s, the second one lost: the STYLE.md FakeNvml shape."""
+
+    name = "fake"
+
+    def __init__(self, devices: list[DeviceInfo]) -> None:
+        self.devices = devices
+        self.calls = 0
+
+    def device_count(self) -> int:
+        return len(self.devices)
+
+    def device_info(self, index: int) -> DeviceInfo:
+        self.calls += 1
+        return self.devices[index]
+
+
+def _kernel(name: str, value: float, unit: str, precision: str | None = None, *, index: int = 0,
+            shape: str | None = None, spec: float | None = None) -> KernelResult:
+    return KernelResult(name=name, precision=precision, shape=shape, device_index=index, device=f"cuda:{index}",
+                        value=value, unit=unit, spec_peak=spec, fraction_of_peak=None if spec is None else value / spec)
+
+
+def _probe_doc(host: str = "node-a", stamp: str = "2026-11-20T10:00:00+00:00", matmul: float = 700.0,
+               copy: float = 3000.0, n_gpus: int = 1) -> dict:
+    devices = tuple(_h100(i) for i in range(n_gpus))
+    kernels = []
+    for i in range(n_gpus):
+        kernels += [_kernel("matmul", matmul * 0.5, "TFLOP/s", "bf16", index=i, shape="2048x2048x2048", spec=989.4),
+                    _kernel("matmul", matmul, "TFLOP/s", "bf16", index=i, shape="8192x8192x8192", spec=989.4),
+                    _kernel("memory_copy", copy, "GB/s", index=i, spec=3350.0),
+                    _kernel("launch", 4.0, "us", index=i)]
+    return ProbeResult(timestamp=stamp, host=host, versions={}, devices=devices, kernels=tuple(kernels),
+                       verdicts=(Verdict("warning", "pcie_downgraded", "running at PCIe 4 x16", "max 5 x16", 0),),
+                       backend="fake").to_dict()
+
+
+# ---------------------------------------------------------------- pure helpers
+
+def test_specs_frame_has_one_row_per_card_and_the_derived_figures() -> None:
+    specs = load_specs()
+    frame = dd.specs_frame(specs)
+    assert len(frame) == len(specs) and frame["id"].is_unique
+    row = frame.set_index("id").loc["rtx-4090"]
+    assert row["peak_precision"] == "bf16" and row["peak_tflops"] == pytest.approx(165.2)
+    assert row["tflops_per_kusd"] == pytest.approx(165.2 / 1599 * 1000)
+    assert row["tflops_per_w"] == pytest.approx(165.2 / 450)
+    assert row["bytes_per_flop"] == pytest.approx(1008e9 / 165.2e12)
+
+
+def test_filter_specs_by_vendor_segment_memory_and_price() -> None:
+    frame = dd.specs_frame(load_specs())
+    assert set(dd.filter_specs(frame, segments=["geforce"])["segment"]) == {"geforce"}
+    big = dd.filter_specs(frame, min_memory_gb=48)
+    assert (big["memory_gb"] >= 48).all() and "rtx-4090" not in set(big["id"])
+    cheap = dd.filter_specs(frame, max_price_usd=2000, include_unpriced=False)
+    assert (cheap["price_usd"] <= 2000).all() and "rtx-4090" in set(cheap["id"])
+    with_unpriced = dd.filter_specs(frame, max_price_usd=2000, include_unpriced=True)
+    assert len(with_unpriced) >= len(cheap)
+    assert dd.filter_specs(frame, vendors=["nosuchvendor"]).empty
+
+
+def test_compare_frame_puts_cards_side_by_side_with_units_and_sources() -> None:
+    table = dd.compare_frame([get_gpu("rtx-4090"), get_gpu("h100-sxm5-80gb")])
+    assert list(table.columns) == [get_gpu("rtx-4090").name, get_gpu("h100-sxm5-80gb").name]
+    assert table.loc["Memory bandwidth", get_gpu("rtx-4090").name] == "1,008 GB/s"
+    assert table.loc["Source", get_gpu("rtx-4090").name].startswith("NVIDIA Ada")
+    assert "PCIe 4 x16" in table.loc["PCIe (one direction)", get_gpu("rtx-4090").name]
+
+
+def test_parse_config_json_accepts_an_object_and_rejects_everything_else() -> None:
+    assert dd.parse_config_json(b'{"hidden_size": 4096}') == {"hidden_size": 4096}
+    with pytest.raises(WorkloadError, match="limited to"):
+        dd.parse_config_json(b"{" + b" " * 2000 + b"}", max_bytes=1000)
+    with pytest.raises(WorkloadError, match="not valid JSON"):
+        dd.parse_config_json(b"\x80\x04\x95 pickle bytes".replace(b"\x80\x04\x95", b"cos\nsystem"))
+    with pytest.raises(WorkloadError, match="not UTF-8"):
+        dd.parse_config_json(b"\x80\x04\x95\x00")
+    with pytest.raises(WorkloadError, match="not an object"):
+        dd.parse_config_json(b"[1, 2]")
+
+
+def test_recommend_options_pass_the_size_that_the_model_uses() -> None:
+    common = dict(batch_size=4, seq_len=2048, image_size=224, precision="amp-bf16", optimizer="adamw",
+                  gradient_checkpointing=False, lora_rank=16, max_gpus=1, objective="time", budget_usd=None)
+    llm = dd.recommend_options(model="llama-3-8b", mode="train", **common)
+    assert llm["seq_len"] == 2048 and "image_size" not in llm and llm["lora_rank"] == 16
+    cnn = dd.recommend_options(model="resnet50", mode="train", **common)
+    assert cnn["image_size"] == 224 and "seq_len" not in cnn
+    infer = dd.recommend_options(model={"hidden_size": 8}, mode="infer", **common)
+    assert "optimizer" not in infer and "lora_rank" not in infer and "budget_usd" not in infer
+
+
+def test_device_summary_formats_units_and_keeps_only_its_verdicts() -> None:
+    verdicts = [Verdict("warning", "pcie", "link below max", "gen 4", 0), Verdict("ok", "ecc", "fine", "", 1)]
+    d = dd.device_summary(_h100(), verdicts)
+    assert d["memory"] == "2.0 / 80.0 GiB" and d["temperature"] == "41 °C" and d["power"] == "110 W / 700 W"
+    assert [v["check"] for v in d["verdicts"]] == ["pcie"] and d["verdicts"][0]["level"] == "warn"
+    lost = dd.device_summary(DeviceInfo(index=2, error="GPU is lost"))
+    assert lost["error"] == "GPU is lost" and lost["memory"] == "n/a"
+
+
+def test_live_frame_drops_unreported_counters() -> None:
+    rows = [dd.live_sample_row(_h100(), 0.0), dd.live_sample_row(_h100(temperature_c=None), 2.0)]
+    frame = dd.live_frame(rows)
+    temps = frame[frame["metric"] == "temperature (°C)"]
+    assert list(temps["value"]) == [41.0]
+    assert set(frame[frame["t_s"] == 2.0]["metric"]) == {label for _, label in dd.LIVE_METRICS} - {"temperature (°C)"}
+    mem = frame[(frame["metric"] == "memory used (GiB)") & (frame["t_s"] == 0.0)]
+    assert list(mem["value"]) == [2.0]
+
+
+def test_kernel_frame_keeps_the_best_size_and_its_fraction_of_spec() -> None:
+    frame = dd.kernel_frame(_probe_doc(matmul=700.0))
+    matmul = frame[frame["kernel"] == "matmul"].iloc[0]
+    assert matmul["achieved"] == 700.0 and matmul["efficiency_pct"] == pytest.approx(100 * 700 / 989.4)
+    assert "launch" not in set(frame["kernel"])  # per-launch microseconds are not a throughput
+
+
+def test_matmul_intensity_and_roofline() -> None:
+    # 2*n^3 FLOP over 3*n^2 two-byte elements: n/3 FLOP per byte.
+    assert dd.matmul_intensity("8192x8192x8192", "bf16") == pytest.approx(8192 / 3)
+    assert dd.matmul_intensity(None, "bf16") is None
+    specs = {s.id: s.to_dict() for s in load_specs()}
+    roof = dd.roofline_frame(_probe_doc(), specs)
+    bf16 = roof["lines"][roof["lines"]["roof"] == "bf16 spec"]
+    assert bf16["tflops"].max() == pytest.approx(get_gpu("h100-sxm5-80gb").bf16_tflops)
+    assert len(roof["points"]) == 2 and roof["points"]["tflops"].max() == 700.0
+    cpu_only = {"devices": [{"index": 0, "catalog_id": None}], "kernels": []}
+    assert roof["lines"].shape[0] > 0 and dd.roofline_frame(cpu_only, specs)["lines"].empty
+
+
+def test_history_helpers_and_run_comparison() -> None:
+    runs = [_probe_doc(stamp="2026-11-20T10:00:00+00:00", matmul=700.0),
+            _probe_doc(stamp="2026-11-21T10:00:00+00:00", matmul=630.0)]
+    table = dd.history_runs_frame(runs)
+    assert list(table["best matmul (TFLOP/s)"]) == [700.0, 630.0]
+    trend = dd.history_trend_frame(runs)
+    assert set(trend["series"]) == {"matmul bf16 (TFLOP/s)", "memory_copy (GB/s)"}
+    cmp = dd.compare_runs(runs[0], runs[1]).set_index("kernel")
+    assert cmp.loc["matmul", "change_pct"] == pytest.approx(-10.0)
+    assert cmp.loc["memory_copy", "change_pct"] == pytest.approx(0.0)
+
+
+def test_flag_stragglers_uses_five_percent_below_the_median() -> None:
+    flags = dd.flag_stragglers({"a": 100.0, "b": 99.0, "c": 94.0, "d": 101.0, "e": None})
+    assert flags == {"a": False, "b": False, "c": True, "d": False, "e": False}
+    assert dd.flag_stragglers({"x": None}) == {"x": False}
+
+
+def test_fleet_frame_takes_each_nodes_newest_run_and_flags_the_slow_gpu() -> None:
+    old = _probe_doc(host="node-b", stamp="2026-11-01T00:00:00+00:00", matmul=100.0, n_gpus=2)
+    docs = [_probe_doc(host="node-a", matmul=700.0, n_gpus=2), _probe_doc(host="node-b", matmul=690.0, n_gpus=2),
+            old]
+    slow = _probe_doc(host="node-c", matmul=700.0, n_gpus=2)
+    slow["kernels"][5]["value"] = 600.0  # node-c GPU 1's big matmul: ~14% below the others
+    cells = dd.fleet_frame([*docs, slow])
+    matmul = cells[cells["metric"] == "matmul bf16 (TFLOP/s)"]
+    assert len(matmul) == 6 and set(matmul["node"]) == {"node-a", "node-b", "node-c"}
+    flagged = matmul[matmul["straggler"]]
+    assert list(zip(flagged["node"], flagged["gpu"], strict=True)) == [("node-c", 1)]
+    assert not cells[cells["metric"] == "memory_copy (GB/s)"]["straggler"].any()
+
+
+# ---------------------------------------------------------------- AppTest, every page
+
+def _app(page: str):
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT_S)
+    at.session_state["start_page"] = page
+    return at.run()
+
+
+def _texts(at) -> str:
+    parts = [e.value for kind in ("title", "subheader", "markdown", "caption", "info", "warning", "success", "error")
+             for e in getattr(at, kind)]
+    return "\n".join(str(p) for p in parts)
+
+
+def test_every_page_renders_without_an_exception() -> None:
+    for page, title in [("machine", "My machine"), ("specs", "Specs explorer"), ("recommend", "Recommender"),
+                        ("history", "History"), ("fleet", "Fleet")]:
+        at = _app(page)
+        assert not at.exception, (page, [e.value for e in at.exception])
+        assert [t.value for t in at.title] == [title]
+        assert not any("could not be drawn" in e.value for e in at.error), page
+
+
+def test_specs_page_filters_and_compares() -> None:
+    at = _app("specs")
+    n_all = len(load_specs())
+    assert at.multiselect(key="spec_vendor") is not None and at.slider(key="spec_min_mem") is not None
+    assert len(at.dataframe[0].value) == n_all
+    assert at.multiselect(key="spec_compare").value == [get_gpu("rtx-4090").name, get_gpu("h100-sxm5-80gb").name]
+    at.multiselect(key="spec_segment").set_value(["geforce"]).run()
+    shown = at.dataframe[0].value
+    assert len(shown) == sum(s.segment == "geforce" for s in load_specs()) and set(shown["segment"]) == {"geforce"}
+    at.multiselect(key="spec_segment").set_value([]).run()
+    at.multiselect(key="spec_compare").set_value([get_gpu("rtx-4090").name, get_gpu("h100-sxm5-80gb").name]).run()
+    table = at.dataframe[1].value
+    assert list(table.columns) == [get_gpu("rtx-4090").name, get_gpu("h100-sxm5-80gb").name]
+    assert len(at.get("vega_lite_chart")) >= 2
+
+
+def test_machine_page_without_gpu_shows_a_notice_and_the_cpu() -> None:
+    at = _app("machine")
+    text = _texts(at)
+    assert "No GPU" in text or "not installed" in text
+    assert at.button[0].label == "Run probe" or any(b.label == "Run probe" for b in at.button)
+    assert at.radio(key="probe_mode").options == ["quick", "full"]
+
+
+@pytest.mark.skipif(not _has("advisor.probe", "default_backend"), reason="advisor.probe.default_backend not built yet")
+def test_machine_page_draws_device_cards_and_live_charts_from_a_fake_backend(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    probe_mod = importlib.import_module("advisor.probe")  # not `advisor.probe`: that name is the probe() function
+    fake = FakeBackend([_h100(0), DeviceInfo(index=1, error="GPU is lost")])
+    monkeypatch.setattr(probe_mod, "default_backend", lambda: fake)
+    at = _app("machine")
+    assert not at.exception
+    headers = [s.value for s in at.subheader]
+    assert "GPU 0: NVIDIA H100 80GB HBM3" in headers and "GPU 1: unknown device" in headers
+    assert any("GPU is lost" in e.value for e in at.error)
+    assert any(m.label == "Memory" and m.value == "2.0 / 80.0 GiB" for m in at.metric)
+    assert len(at.get("vega_lite_chart")) >= 1  # the live chart
+    assert len(at.session_state["live_samples"]) == 2
+
+
+def test_machine_page_runs_a_probe_once_and_draws_achieved_vs_spec(monkeypatch: pytest.MonkeyPatch) -> None:
+    probe_mod = pytest.importorskip("advisor.probe")
+    if not hasattr(probe_mod, "probe"):
+        pytest.skip("advisor.probe.probe not built yet")
+    calls: list[bool] = []
+
+    def fake_probe(quick: bool = False, **_: object) -> ProbeResult:
+        calls.append(quick)
+        return ProbeResult.from_dict(_probe_doc())
+
+    monkeypatch.setattr(probe_mod, "probe", fake_probe)
+    monkeypatch.setattr(probe_mod, "default_backend", lambda: FakeBackend([_h100(0)]))
+    at = _app("machine")
+    assert "probe_result" not in at.session_state  # nothing probes on page load
+    at.button[0].click().run()
+    assert calls == [True] and not at.exception
+    assert at.session_state["probe_result"]["host"] == "node-a"
+    assert "Achieved vs spec" in [s.value for s in at.subheader] and "Roofline" in [s.value for s in at.subheader]
+    assert any("pcie_downgraded" in w.value for w in at.warning)  # the probe's verdict on the card
+
+
+def test_a_failing_library_piece_is_a_notice_not_a_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
+    import advisor.catalog
+    from advisor.errors import SpecError
+
+    def broken(*_: object, **__: object) -> None:
+        raise SpecError("specs/x.toml: fp16_tflops must be > 0", hint="fix the file")
+
+    monkeypatch.setattr(advisor.catalog, "load_specs", broken)
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT_S)
+    at.session_state["start_page"] = "specs"
+    at.run()
+    assert not at.exception
+    assert any("fp16_tflops must be > 0" in w.value and "fix the file" in w.value for w in at.warning)
+
+
+@pytest.mark.skipif(not _has("advisor.recommend", "recommend"), reason="advisor.recommend not built yet")
+def test_recommender_defaults_to_llama_and_changes_with_the_model() -> None:
+    at = _app("recommend")
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.selectbox(key="rec_model").value == "llama-3-8b"
+    for key in ("rec_batch", "rec_seq", "rec_precision", "rec_optimizer", "rec_mode", "rec_gpus", "rec_objective",
+                "rec_budget", "rec_lora"):
+        assert at.session_state[key] is not None, key
+    assert at.file_uploader(key="rec_upload") is not None if hasattr(at, "file_uploader") else True
+    before = _texts(at)
+    tables = [d.value.to_json() for d in at.dataframe]
+    assert len(at.download_button) == 2
+    options = at.selectbox(key="rec_model").options
+    other = "gpt-j-6b" if "gpt-j-6b" in options else next(o for o in options if "llama" in o and o != "llama-3-8b")
+    at.selectbox(key="rec_model").set_value(other).run()
+    assert not at.exception
+    assert _texts(at) != before and [d.value.to_json() for d in at.dataframe] != tables
+    assert any(other in s.value for s in at.subheader)
+    # A workload the library refuses is a notice naming the bad value, not a traceback.
+    at.selectbox(key="rec_model").set_value("gpt2").run()
+    assert not at.exception
+    assert any("2048" in w.value and "gpt2" in w.value for w in at.warning)
+
+
+def _store_with(docs: list[dict]) -> None:
+    from advisor.store import HistoryStore
+
+    store = HistoryStore()
+    for doc in docs:
+        for name in ("save_probe", "add_probe", "record_probe"):
+            if hasattr(store, name):
+                getattr(store, name)(ProbeResult.from_dict(doc))
+                break
+        else:
+            pytest.skip("HistoryStore has no save method yet")
+
+
+@pytest.mark.skipif(not _has("advisor.store", "HistoryStore"), reason="advisor.store not built yet")
+def test_history_and_fleet_pages_read_the_store() -> None:
+    import streamlit as st
+
+    st.cache_data.clear()
+    _store_with([_probe_doc(host="node-a", stamp="2026-11-20T10:00:00+00:00", matmul=700.0, n_gpus=2),
+                 _probe_doc(host="node-a", stamp="2026-11-21T10:00:00+00:00", matmul=600.0, n_gpus=2),
+                 _probe_doc(host="node-b", stamp="2026-11-21T11:00:00+00:00", matmul=700.0, n_gpus=2),
+                 *([_collectives_doc()] if _has("advisor.probe.collectives", "CollectivesReport") else [])])
+    at = _app("history")
+    assert not at.exception, [e.value for e in at.exception]
+    assert len(at.dataframe[0].value) >= 3
+    assert at.selectbox(key="hist_a") is not None and at.selectbox(key="hist_b") is not None
+    fleet = _app("fleet")
+    assert not fleet.exception
+    assert any("straggler" in e.value for e in fleet.error)  # node-a's newest run is 14% slow
+    if _has("advisor.probe.collectives", "CollectivesReport"):
+        assert any(s.value.startswith("Collectives: 4 ranks") for s in fleet.subheader)
+    st.cache_data.clear()
+
+
+def test_config_upload_size_limit_matches_the_uploader() -> None:
+    dashboard_src = (ROOT / "dashboard.py").read_text()
+    assert "max_upload_size=1" in dashboard_src and "MAX_UPLOAD_BYTES = 1024 * 1024" in dashboard_src
+    for banned in ("import pickle", "torch.load(", "pd.read_pickle", "joblib"):
+        assert banned not in dashboard_src
+
+
+def test_streamlit_config_binds_to_localhost() -> None:
+    import tomllib
+
+    config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
+    assert config["server"]["address"] == "localhost" and config["server"]["headless"] is True
+    assert config["browser"]["gatherUsageStats"] is False
+
+
+def test_dashboard_data_imports_no_streamlit_or_pandas_at_import() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, advisor.dashboard_data; "
+            "print(json.dumps([m for m in ('streamlit','pandas','torch') if m in sys.modules]))")
+    out = subprocess.run([sys.executable, "-c", "import json; " + code], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout) == []
+
+
+def _collectives_doc() -> dict:
+    from advisor.probe.collectives import CollectiveResult, CollectivesReport, RankInfo
+
+    results = tuple(CollectiveResult(op="all_reduce", size_bytes=size, time_s=size / 100e9, world_size=4,
+                                     link_gbs=300.0) for size in (2**20, 2**26))
+    fleet = tuple(RankInfo(rank=r, local_rank=r % 2, hostname=f"node-{r // 2}", device=f"cuda:{r % 2}",
+                           device_name="NVIDIA H100 80GB HBM3", catalog_id="h100-sxm5-80gb",
+                           matmul_tflops=700.0) for r in range(4))
+    report = CollectivesReport(backend="nccl", world_size=4, launcher="torchrun", device_kind="cuda",
+                               results=results, fleet=fleet, timestamp="2026-11-22T10:00:00+00:00")
+    return report.to_probe_result().to_dict()
+
+
+def test_collectives_frame_reads_busbw_from_a_stored_collectives_run() -> None:
+    pytest.importorskip("advisor.probe.collectives")
+    doc = _collectives_doc()
+    coll = dd.collectives_frame([_probe_doc(), doc])
+    assert list(coll["op"]) == ["all_reduce", "all_reduce"] and set(coll["ranks"]) == {4}
+    # all-reduce busbw = algbw x 2(n-1)/n = 100 GB/s x 1.5 on 4 ranks
+    assert coll["busbw_gbs"].tolist() == pytest.approx([150.0, 150.0])
+    assert coll["fraction_pct"].tolist() == pytest.approx([50.0, 50.0])
+    assert dd.collectives_frame([_probe_doc()]).empty
+    # A collectives run holds no per-GPU kernels: it must not hide the nodes' own newest probes.
+    cells = dd.fleet_frame([_probe_doc(host="node-0", stamp="2026-11-20T00:00:00+00:00"), doc])
+    assert set(cells["node"]) == {"node-0"}
+
+
+def test_fleet_frame_maps_per_rank_kernels_of_a_collectives_run_to_nodes_and_gpus() -> None:
+    pytest.importorskip("advisor.probe.collectives")
+    doc = _collectives_doc()
+    doc["kernels"] += [_kernel("matmul", 700.0 if rank != 3 else 600.0, "TFLOP/s", "bf16", index=rank).to_dict()
+                       for rank in range(4)]
+    cells = dd.fleet_frame([doc])
+    assert sorted(zip(cells["node"], cells["gpu"], strict=True)) == [("node-0", 0), ("node-0", 1), ("node-1", 0),
+                                                                     ("node-1", 1)]
+    assert list(zip(*cells[cells["straggler"]][["node", "gpu"]].values.T, strict=True)) == [("node-1", 1)]
+
+
+@pytest.mark.skipif(not _has("advisor.recommend", "recommend"), reason="advisor.recommend not built yet")
+def test_recommender_takes_an_uploaded_config_json_and_refuses_bad_uploads() -> None:
+    from advisor.workload.presets import get_preset
+
+    config = {**get_preset("llama-3-8b").config, "num_hidden_layers": 8, "_name_or_path": "my-small-llama"}
+    at = _app("recommend")
+    llama_table = at.dataframe[0].value.to_json()
+    at.file_uploader(key="rec_upload").upload("config.json", json.dumps(config).encode(), "application/json").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("my-small-llama" in s.value for s in at.subheader)
+    assert at.dataframe[0].value.to_json() != llama_table  # 8 layers instead of 32: less memory, faster steps
+    at.file_uploader(key="rec_upload").upload("config.json", b"\x80\x04\x95pickle", "application/json").run()
+    assert not at.exception
+    assert any("not UTF-8" in w.value or "not valid JSON" in w.value for w in at.warning)
+
+
+def test_memory_breakdown_frame_stacks_categories_against_capacity() -> None:
+    est = {"gpu": {"id": "rtx-4090", "name": "GeForce RTX 4090"},
+           "memory": {"total_bytes": 30 * 2**30, "capacity_bytes": 24e9,
+                      "breakdown_bytes": {"weights": 16 * 2**30, "activations": 14 * 2**30, "kv_cache": 0}}}
+    frame = dd.memory_breakdown_frame([est, {**est, "memory": {**est["memory"], "capacity_bytes": None}}],
+                                      labels=["A", "B"])
+    a = frame[frame["card"] == "A"].set_index("category")
+    assert a.loc["weights", "gib"] == 16 and a.loc["activations", "gib"] == 14 and a.loc["kv_cache", "gib"] == 0
+    assert a["capacity_gib"].iloc[0] == pytest.approx(24e9 / 2**30)
+    # Without a capacity in the estimate, the catalog's figure for the card is used.
+    b = frame[frame["card"] == "B"]
+    assert b["capacity_gib"].iloc[0] == pytest.approx(get_gpu("rtx-4090").memory_bytes / 2**30)
+
+
+@pytest.mark.skipif(not _has("advisor.recommend", "recommend"), reason="advisor.recommend not built yet")
+def test_recommendation_view_keeps_every_row_and_reason_in_human_units() -> None:
+    from advisor.recommend import recommend
+
+    rec = recommend("llama-3-8b", batch_size=4, seq_len=2048, lora_rank=16, max_gpus=2)
+    view = dd.recommendation_view(rec)
+    assert len(view["ranked"]) == len(rec.rows) and len(view["rejected"]) == len(rec.rejected)
+    top, best = view["ranked"][0], rec.rows[0]
+    assert top["rank"] == 1 and top["memory per GPU (GiB)"] == pytest.approx(best.memory_per_gpu_bytes / 2**30)
+    assert top["time to train (h)"] == pytest.approx(best.time_to_train_s / 3600)
+    assert all(x["reason"] for x in view["rejected"])
+    priced = [r for r in rec.rows if r.cost_usd is not None]
+    assert len(view["time_cost"]) == len(priced)
+    json.dumps(view["raw"])  # the JSON download is the library's own document
+    targets = dd.breakdown_targets(rec, limit=5)
+    assert len(targets) <= 5 and len({t["gpu"] for t in targets}) == len(targets)
+    assert targets[0]["gpu"] == best.gpu_id
+
+
+@pytest.mark.skipif(not _has("advisor.recommend", "OBJECTIVES"), reason="advisor.recommend not built yet")
+def test_the_recommenders_choices_are_the_librarys() -> None:
+    from advisor.recommend import OBJECTIVES
+    from advisor.workload.base import OPTIMIZERS, PRECISIONS
+
+    assert dd.OBJECTIVES == OBJECTIVES and dd.PRECISIONS == PRECISIONS and dd.OPTIMIZERS == OPTIMIZERS

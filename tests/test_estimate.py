@@ -1,0 +1,408 @@
+"""Estimator: memory breakdown, fit, largest batch, roofline time, calibration, input pipeline."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from advisor.catalog import get_gpu
+from advisor.errors import AdvisorError, EstimateError
+from advisor.estimate import Estimate, estimate, estimate_memory, estimate_time, estimate_workload
+from advisor.estimate.calibrate import clear_calibration_cache
+from advisor.estimate.efficiency import DEFAULTS, arch_key, compute_efficiency, defaults_for, shape_factor
+from advisor.estimate.memory import BREAKDOWN_KEYS, optimizer_bytes
+from advisor.workload.base import OpCost, Workload
+
+GIB = 1024**3
+
+
+def make_workload(*, params: int = 1_000_000_000, trainable: int | None = None, batch: int = 8,
+                  act_per_sample: float = 1e8, transient_per_sample: float = 1e7, precision: str = "amp-bf16",
+                  optimizer: str | None = "adamw", mode: str = "train", flops_per_sample: float = 1e12,
+                  bytes_per_sample: float = 1e9, min_dim: int | None = 4096, kv_per_sample: float = 0.0,
+                  family: str = "decoder", input_bytes_per_sample: float = 0.0, image_size: int | None = None,
+                  seq_len: int | None = 1024, **options) -> Workload:
+    """A hand-built workload whose per-sample parts scale linearly (and can be rebuilt)."""
+    trainable = params if trainable is None else trainable
+
+    def build(b: int) -> Workload:
+        ops = (
+            OpCost("mm", "matmul", "forward", flops_per_sample * b / 3, bytes_per_sample * b / 6, count=100,
+                   tensor_core=True, min_dim=min_dim),
+            OpCost("mm.bwd", "matmul", "backward", 2 * flops_per_sample * b / 3, bytes_per_sample * b / 3,
+                   count=200, tensor_core=True, min_dim=min_dim),
+            OpCost("ew", "elementwise", "forward", 0.0, bytes_per_sample * b / 2, count=300),
+            OpCost("adamw", "optimizer", "optimizer", 10.0 * trainable, 16.0 * trainable, count=1),
+        ) if mode == "train" else (
+            OpCost("mm", "matmul", "forward", flops_per_sample * b / 3, bytes_per_sample * b / 6, count=100,
+                   tensor_core=True, min_dim=min_dim),
+            OpCost("ew", "elementwise", "forward", 0.0, bytes_per_sample * b / 2, count=300),
+        )
+        return Workload(
+            name="hand", source="preset", family=family, mode=mode, batch_size=b, precision=precision,
+            optimizer=optimizer, params=params, trainable_params=trainable if mode == "train" else 0,
+            activation_bytes=act_per_sample * b if mode == "train" else 0.0,
+            transient_bytes=transient_per_sample * b, ops=ops, seq_len=seq_len, image_size=image_size,
+            kv_cache_bytes=kv_per_sample * b, tokens_per_sample=seq_len,
+            input_bytes_per_sample=input_bytes_per_sample,
+            arch={"num_layers": 24, "hidden_size": 2048, "num_heads": 16, "num_kv_heads": 16},
+            options={**options, "rebuild": build})
+
+    return build(batch)
+
+
+H100 = get_gpu("h100-sxm5-80gb")
+A100 = get_gpu("a100-sxm4-80gb")
+V100 = get_gpu("v100-sxm2-32gb")
+T4 = get_gpu("t4")
+
+
+def test_breakdown_sums_to_total_and_has_the_design_keys() -> None:
+    e = estimate_workload(make_workload(), H100, calibration=None)
+    b = e.memory.breakdown_bytes
+    assert tuple(b) == BREAKDOWN_KEYS
+    assert math.isclose(sum(b.values()), e.memory.total_bytes, rel_tol=1e-12)
+    assert all(v >= 0 for v in b.values())
+    assert e.memory.overhead_detail_bytes["cuda_context"] > 200 * 2**20
+
+
+def test_adamw_amp_is_16_bytes_per_param_of_model_states() -> None:
+    p = 1_300_000_000
+    e = estimate_workload(make_workload(params=p), H100, calibration=None)
+    b = e.memory.breakdown_bytes
+    assert b["weights"] + b["gradients"] + b["optimizer"] == pytest.approx(16 * p)
+    assert b["weights"] == pytest.approx(4 * p) and b["optimizer"] == pytest.approx(8 * p)
+
+
+@pytest.mark.parametrize(("optimizer", "precision", "per_param"), [
+    ("sgd", "amp-bf16", 0.0), ("sgd-momentum", "amp-bf16", 4.0), ("adam", "fp32", 8.0),
+    ("adamw", "bf16", 4.0), ("adamw-8bit", "amp-bf16", 2.0 + 8 / 2048)])
+def test_optimizer_state_per_param(optimizer: str, precision: str, per_param: float) -> None:
+    assert optimizer_bytes(optimizer, precision, 1000, hidden=4096) == pytest.approx(per_param * 1000)
+
+
+def test_adafactor_is_factored_and_small() -> None:
+    full = optimizer_bytes("adamw", "amp-bf16", 10**9, hidden=4096)
+    fact = optimizer_bytes("adafactor", "amp-bf16", 10**9, hidden=4096)
+    assert 0 < fact < full / 100
+
+
+def test_inference_holds_16bit_weights_and_no_training_state() -> None:
+    w = make_workload(mode="infer", precision="fp16", optimizer=None, kv_per_sample=1e8)
+    e = estimate_workload(w, H100, calibration=None)
+    b = e.memory.breakdown_bytes
+    assert b["weights"] == pytest.approx(2e9)
+    assert b["gradients"] == b["optimizer"] == b["activations"] == 0
+    assert b["kv_cache"] == pytest.approx(8e8)
+
+
+def test_qlora_base_is_about_half_a_byte_per_param() -> None:
+    w = make_workload(params=7_000_000_000, trainable=40_000_000, quantize_base="nf4")
+    b = estimate_workload(w, H100, calibration=None).memory.breakdown_bytes
+    frozen_bytes = b["weights"] - 40_000_000 * 4
+    assert 0.5 < frozen_bytes / 6.96e9 < 0.52
+    assert b["optimizer"] == pytest.approx(8 * 40_000_000)
+
+
+def test_fits_is_false_when_total_exceeds_usable() -> None:
+    small = estimate_workload(make_workload(params=10**9), H100, calibration=None)
+    assert small.memory.fits and small.memory.total_bytes <= small.memory.usable_bytes
+    big = estimate_workload(make_workload(params=20 * 10**9), H100, calibration=None)
+    assert big.memory.total_bytes > big.memory.usable_bytes and not big.memory.fits
+    assert big.memory.margin_bytes < 0 and big.memory.max_batch_size == 0
+    assert small.memory.usable_bytes < H100.memory_bytes
+
+
+def test_max_batch_size_is_the_largest_that_fits() -> None:
+    w = make_workload(batch=8, act_per_sample=2e9)
+    e = estimate_workload(w, H100, calibration=None)
+    mb = e.memory.max_batch_size
+    assert mb > 1
+    assert estimate_workload(w, H100, batch_size=mb, calibration=None).memory.fits
+    assert not estimate_workload(w, H100, batch_size=mb + 1, calibration=None).memory.fits
+
+
+@settings(max_examples=25, deadline=None)
+@given(b=st.integers(1, 512), extra=st.integers(1, 512))
+def test_memory_and_time_grow_with_batch(b: int, extra: int) -> None:
+    w = make_workload(batch=1)
+    small = estimate_workload(w, A100, batch_size=b, calibration=None)
+    big = estimate_workload(w, A100, batch_size=b + extra, calibration=None)
+    assert big.memory.total_bytes > small.memory.total_bytes
+    assert big.time.step_s > small.time.step_s
+    for e in (small, big):
+        assert e.time.step_s > 0 and e.time.samples_per_s > 0
+        assert all(v >= 0 for v in e.memory.breakdown_bytes.values())
+
+
+@settings(max_examples=10, deadline=None)
+@given(s1=st.sampled_from([128, 256, 512, 1024]), s2=st.sampled_from([2048, 4096]), b=st.integers(1, 8))
+def test_preset_memory_and_time_grow_with_seq_and_batch(s1: int, s2: int, b: int) -> None:
+    short = estimate("llama-2-7b", "a100-sxm4-80gb", batch_size=b, seq_len=s1, calibration=None)
+    long = estimate("llama-2-7b", "a100-sxm4-80gb", batch_size=b, seq_len=s2, calibration=None)
+    more = estimate("llama-2-7b", "a100-sxm4-80gb", batch_size=b + 1, seq_len=s1, calibration=None)
+    assert long.memory.total_bytes > short.memory.total_bytes and long.time.step_s > short.time.step_s
+    assert more.memory.total_bytes > short.memory.total_bytes and more.time.step_s > short.time.step_s
+
+
+def test_unsupported_precision_names_what_the_card_supports() -> None:
+    with pytest.raises(EstimateError) as exc:
+        estimate_workload(make_workload(), V100, calibration=None)
+    assert "bf16" in exc.value.message and "V100" in exc.value.message
+    assert "fp16" in (exc.value.hint or "")
+    with pytest.raises(EstimateError, match="fp8"):
+        estimate_workload(make_workload(precision="fp8", mode="infer", optimizer=None), A100, calibration=None)
+
+
+def test_int4_without_int4_rate_falls_back_to_weight_only_and_says_so() -> None:
+    e = estimate_workload(make_workload(precision="int4", mode="infer", optimizer=None), H100, calibration=None)
+    assert any("weight-only int4" in a for a in e.assumptions)
+
+
+def test_bad_options_are_advisor_errors() -> None:
+    for kw in ({"batch_size": 0}, {"batch_size": -3}, {"precision": "fp64"}, {"optimizer": "lion"},
+               {"mode": "serve"}, {"grad_accum": 0}, {"num_gpus": 0}, {"parallelism": "pp", "num_gpus": 2}):
+        with pytest.raises(AdvisorError):
+            estimate(make_workload(), "h100-sxm5-80gb", calibration=None, **kw)
+
+
+def test_roofline_compute_vs_memory_bound() -> None:
+    compute = estimate_workload(make_workload(flops_per_sample=1e13, bytes_per_sample=1e6), H100, calibration=None)
+    memory = estimate_workload(make_workload(flops_per_sample=1e6, bytes_per_sample=1e10), H100, calibration=None)
+    assert compute.time.bound == "compute" and memory.time.bound == "memory"
+    # a purely bandwidth-bound step scales with bandwidth: H100 (3.35 TB/s) beats A100 (2.04 TB/s)
+    mem_a100 = estimate_workload(make_workload(flops_per_sample=1e6, bytes_per_sample=1e10), A100, calibration=None)
+    assert 1.3 < mem_a100.time.step_s / memory.time.step_s < 2.0
+    assert 0 < compute.time.mfu <= 0.8
+
+
+def test_small_ops_run_below_large_ones() -> None:
+    assert shape_factor(8192, 132) > 0.99
+    assert shape_factor(64, 108) < 0.7 < shape_factor(256, 108)
+    assert shape_factor(64, 132) < shape_factor(64, 40)  # wider GPUs need bigger ops
+    assert compute_efficiency(0.8, 32, 132) < compute_efficiency(0.8, 1024, 132) <= 0.8
+    big = estimate_workload(make_workload(min_dim=8192, bytes_per_sample=1e3), H100, calibration=None)
+    small = estimate_workload(make_workload(min_dim=64, bytes_per_sample=1e3), H100, calibration=None)
+    assert small.time.compute_bound_s > 1.5 * big.time.compute_bound_s
+
+
+def test_every_architecture_default_has_a_source_and_sane_figures() -> None:
+    for key, eff in DEFAULTS.items():
+        assert eff.source and len(eff.source) > 30, key
+        for f in ("matmul", "conv", "vector", "memory", "h2d"):
+            assert 0 < getattr(eff, f) <= 1
+    assert DEFAULTS["cdna3"].matmul < DEFAULTS["hopper"].matmul < DEFAULTS["ampere"].matmul
+    assert arch_key("Ada Lovelace") == "ada" and arch_key("CDNA 3") == "cdna3"
+    assert arch_key("Ampere", "edge") == "orin" and defaults_for("Mystery").arch == "generic"
+
+
+def test_calibration_changes_step_time_and_sets_calibrated(tmp_path) -> None:
+    w = make_workload()
+    base = estimate_workload(w, H100, calibration=None)
+    assert not base.calibrated
+    slow = estimate_workload(w, H100, calibration={"matmul_bf16": 0.4, "memory_bandwidth": 0.5})
+    assert slow.calibrated and slow.time.step_s > 1.3 * base.time.step_s
+    assert any("calibrated by a probe" in a for a in slow.assumptions)
+    # a probe JSON file with an efficiencies mapping works the same way
+    path = tmp_path / "probe.json"
+    path.write_text(json.dumps({"efficiencies": {"matmul_bf16": 0.4, "memory_bandwidth": 0.5}}))
+    from_file = estimate_workload(w, H100, calibration=str(path))
+    assert from_file.calibrated and from_file.time.step_s == pytest.approx(slow.time.step_s)
+
+
+def test_calibration_from_a_probe_result_object() -> None:
+    class FakeProbe:
+        devices = (dataclasses.make_dataclass("D", [("index", int), ("catalog_id", str)])(0, H100.id),)
+
+        def efficiencies(self, index: int) -> dict[str, float]:
+            assert index == 0
+            return {"matmul_bf16": 0.9, "launch_overhead_s": 2e-6}
+
+    e = estimate_workload(make_workload(), H100, calibration=FakeProbe())
+    assert e.calibrated and set(e.calibrated_figures) == {"matmul=0.9", "launch_overhead_s=2e-06"}
+    other = estimate_workload(make_workload(), A100, calibration=FakeProbe())  # probe of another card
+    assert not other.calibrated
+
+
+def test_bad_calibration_files_are_errors(tmp_path) -> None:
+    with pytest.raises(EstimateError, match="cannot read"):
+        estimate_workload(make_workload(), H100, calibration=str(tmp_path / "missing.json"))
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(EstimateError, match="not valid JSON"):
+        estimate_workload(make_workload(), H100, calibration=str(bad))
+
+
+def test_auto_calibration_without_history_uses_defaults() -> None:
+    clear_calibration_cache()
+    e = estimate_workload(make_workload(), H100, calibration="auto")
+    assert not e.calibrated and any("no probe of this card" in a for a in e.assumptions)
+
+
+def test_input_bound_flag_and_advice() -> None:
+    # 50 MB per sample over PCIe vs a tiny compute step: host->device bound
+    w = make_workload(flops_per_sample=1e6, bytes_per_sample=1e3, input_bytes_per_sample=5e8)
+    e = estimate_workload(w, H100, calibration=None)
+    assert e.time.input_bound and "pinned" in e.time.input_advice and e.time.limiter == "input"
+    ok = estimate_workload(make_workload(), H100, calibration=None, loader_samples_per_s=1e9)
+    assert not ok.time.input_bound
+    starved = estimate_workload(make_workload(), H100, calibration=None, loader_samples_per_s=1.0)
+    assert starved.time.input_bound and "num_workers" in starved.time.input_advice
+
+
+def test_image_workloads_get_a_stated_cpu_decode_rate() -> None:
+    # ResNet-50-like: ~24.6 GFLOP and ~0.5 GB moved per training sample, 150 KB uint8 input
+    cnn = make_workload(params=25_000_000, family="cnn", image_size=224, seq_len=None, act_per_sample=1e8,
+                        flops_per_sample=2.46e10, bytes_per_sample=5e8, input_bytes_per_sample=150_528,
+                        optimizer="sgd-momentum")
+    e = estimate_workload(cnn, H100, calibration=None)
+    assert e.time.loader_samples_per_s == pytest.approx(1200)
+    assert any("images/s per core" in a for a in e.assumptions)
+    assert e.time.input_bound  # an H100 trains it far faster than 8 CPU cores decode JPEGs
+    assert "DALI" in e.time.input_advice and e.time.tokens_per_s is None
+    fed = estimate_workload(cnn, H100, calibration=None, loader_samples_per_s=50_000)
+    assert not fed.time.input_bound and fed.time.loader_samples_per_s == 50_000
+
+
+def test_grad_accum_and_time_to_train() -> None:
+    one = estimate_workload(make_workload(), H100, calibration=None, dataset_samples=1000, epochs=2)
+    four = estimate_workload(make_workload(grad_accum=4), H100, calibration=None)
+    assert four.time.step_s > 3 * one.time.step_s
+    assert one.time.time_to_train_s == pytest.approx(2000 / one.time.samples_per_s)
+    tok = estimate_workload(make_workload(), H100, calibration=None, total_tokens=1e9)
+    assert tok.time.time_to_train_s == pytest.approx(1e9 / tok.time.tokens_per_s)
+
+
+def _decoder_infer(batch: int = 8, gen_len: int = 128) -> Workload:
+    """An 8B-like decoder for inference: one decode step reads all 16 GB of bf16 weights."""
+    params = 8_000_000_000
+
+    def build(b: int) -> Workload:
+        prefill = (OpCost("mm", "matmul", "prefill", 2 * params * b * 1024, 2 * params, count=32 * 7,
+                          tensor_core=True, min_dim=4096),)
+        decode = (OpCost("decode.mm", "matmul", "decode", 2 * params * b, 2 * params + b * 1e6, count=32 * 7,
+                         tensor_core=True, min_dim=b),
+                  OpCost("decode.attn", "attention", "decode", 4 * b * 1088 * 4096 * 32, b * 1088 * 131072,
+                         count=32, tensor_core=True, min_dim=b))
+        return Workload(name="dec", source="preset", family="decoder", mode="infer", batch_size=b,
+                        precision="bf16", optimizer=None, params=params, trainable_params=0, activation_bytes=0.0,
+                        transient_bytes=5e7 * b, ops=prefill, decode_ops=decode, seq_len=1024, gen_len=gen_len,
+                        kv_cache_bytes=b * 1152 * 131072.0, tokens_per_sample=1024,
+                        arch={"num_layers": 32, "hidden_size": 4096, "num_heads": 32, "num_kv_heads": 8},
+                        options={"rebuild": build})
+
+    return build(batch)
+
+
+def test_llm_inference_reports_prefill_and_decode() -> None:
+    e = estimate_workload(_decoder_infer(), H100, calibration=None)
+    t = e.time
+    assert t.prefill_s > 0 and t.decode_tokens_per_s > 0
+    assert t.step_s == pytest.approx(t.prefill_s + 128 * t.decode_step_s)
+    # decode at batch 8 is bandwidth-bound: ~16 GB per token-step at ~2.9 TB/s achieved => ~5.5 ms
+    assert 4e-3 < t.decode_step_s < 8e-3 and t.bound == "memory"  # 128 decode steps outweigh the prefill
+    assert t.decode_tokens_per_s == pytest.approx(8 / t.decode_step_s)
+    assert t.tokens_per_s == pytest.approx(8 * 128 / t.step_s)
+    assert e.memory.breakdown_bytes["kv_cache"] > 0
+
+
+def test_estimate_memory_and_time_return_the_parts() -> None:
+    kw = {"batch_size": 2, "seq_len": 512, "calibration": None}
+    e = estimate("gpt2", "rtx-4090", **kw)
+    assert estimate_memory("gpt2", "rtx-4090", **kw).total_bytes == e.memory.total_bytes
+    assert estimate_time("gpt2", "rtx-4090", **kw).step_s == e.time.step_s
+    assert isinstance(e, Estimate)
+
+
+def test_to_dict_matches_the_design_json_exactly() -> None:
+    d = estimate("gpt2", "h100-sxm5-80gb", batch_size=2, seq_len=256, calibration=None).to_dict()
+    assert {"model", "gpu", "num_gpus", "workload", "memory", "time", "flops_per_step", "calibrated",
+            "assumptions"} <= set(d)
+    assert set(d["gpu"]) >= {"id", "name"} and d["gpu"]["id"] == "h100-sxm5-80gb"
+    assert {"params", "trainable_params", "batch_size", "seq_len", "image_size", "precision", "optimizer",
+            "mode"} <= set(d["workload"])
+    assert {"total_bytes", "fits", "breakdown_bytes"} <= set(d["memory"])
+    assert set(d["memory"]["breakdown_bytes"]) == {"weights", "gradients", "optimizer", "activations",
+                                                    "kv_cache", "overhead"}
+    assert {"step_s", "samples_per_s", "tokens_per_s", "bound"} <= set(d["time"])
+    assert d["time"]["bound"] in ("compute", "memory") and isinstance(d["memory"]["fits"], bool)
+    assert d["workload"]["seq_len"] == 256 and d["workload"]["image_size"] is None
+    assert all(isinstance(a, str) for a in d["assumptions"]) and len(d["assumptions"]) >= 5
+    json.dumps(d)  # JSON-safe
+
+
+def test_to_frame_lists_the_breakdown() -> None:
+    e = estimate_workload(make_workload(), H100, calibration=None)
+    frame = e.to_frame()
+    assert list(frame["category"]) == [*BREAKDOWN_KEYS, "total"]
+    assert e.time.to_frame()["seconds"].sum() == pytest.approx(e.time.step_s)
+
+
+def _probe_of_h100(matmul_fraction: float):
+    from advisor.probe.results import DeviceInfo, KernelResult, ProbeResult
+
+    return ProbeResult(
+        timestamp="2026-11-23T09:00:00Z", host="box", versions={},
+        devices=(DeviceInfo(index=0, name="NVIDIA H100 80GB HBM3", catalog_id=H100.id),),
+        kernels=(KernelResult("matmul", precision="bf16", device_index=0, device="cuda:0", value=400.0,
+                              unit="TFLOP/s", spec_peak=989.4, fraction_of_peak=matmul_fraction),
+                 KernelResult("memory_copy", device_index=0, device="cuda:0", value=1600.0, unit="GB/s",
+                              spec_peak=3350.0, fraction_of_peak=0.48)))
+
+
+def test_calibration_from_a_real_probe_json_file(tmp_path) -> None:
+    path = tmp_path / "probe.json"
+    path.write_text(json.dumps(_probe_of_h100(0.4).to_dict()))
+    e = estimate_workload(make_workload(), H100, calibration=str(path))
+    assert e.calibrated and "matmul=0.4" in e.calibrated_figures and "memory=0.48" in e.calibrated_figures
+
+
+def test_auto_calibration_reads_the_latest_probe_from_the_history_store() -> None:
+    store = pytest.importorskip("advisor.store")
+    clear_calibration_cache()
+    base = estimate_workload(make_workload(), H100, calibration="auto")
+    assert not base.calibrated
+    store.HistoryStore().save_probe(_probe_of_h100(0.4))
+    clear_calibration_cache()
+    e = estimate_workload(make_workload(), H100, calibration="auto")
+    assert e.calibrated and e.time.step_s > 1.3 * base.time.step_s
+    assert not estimate_workload(make_workload(), A100, calibration="auto").calibrated  # other card: defaults
+    clear_calibration_cache()
+
+
+def test_llama_3_8b_preset_decode_is_bandwidth_bound_near_published_rates() -> None:
+    # vLLM / TensorRT-LLM report ~130-160 tokens/s per sequence for Llama-3-8B bf16 at small batch on one H100
+    e = estimate("llama-3-8b", "h100-sxm5-80gb", mode="infer", precision="bf16", batch_size=8, seq_len=1024,
+                 gen_len=128, calibration=None)
+    t = e.time
+    assert 5e-3 < t.decode_step_s < 9e-3 and t.bound == "memory"
+    assert t.step_s == pytest.approx(t.prefill_s + 128 * t.decode_step_s)
+    assert e.memory.breakdown_bytes["kv_cache"] > 0 and e.memory.breakdown_bytes["gradients"] == 0
+
+
+def test_qlora_keeps_embedding_and_head_in_16_bits() -> None:
+    w = make_workload(params=7_000_000_000, trainable=40_000_000, quantize_base="nf4")
+    with_vocab = dataclasses.replace(w, arch={**w.arch, "vocab_size": 32000, "hidden_size": 4096})
+    plain = estimate_workload(w, H100, calibration=None).memory.breakdown_bytes["weights"]
+    kept = estimate_workload(with_vocab, H100, calibration=None)
+    tables = 2 * 32000 * 4096
+    assert kept.memory.breakdown_bytes["weights"] - plain == pytest.approx(tables * (2 - (0.5 + 0.127 / 8)))
+    assert any("LM head" in a for a in kept.assumptions)
+
+
+@pytest.mark.slow  # imports torch and traces on fake tensors (~3-10 s on 2 cores)
+def test_a_torch_module_takes_its_batch_from_example_inputs() -> None:
+    torch = pytest.importorskip("torch")
+    m = torch.nn.Sequential(torch.nn.Linear(256, 512), torch.nn.ReLU(), torch.nn.Linear(512, 10))
+    x = (torch.randn(32, 256),)
+    e = estimate(m, "h100-sxm5-80gb", example_inputs=x, precision="amp-fp16", optimizer="sgd-momentum",
+                 calibration=None)
+    assert e.batch_size == 32 and e.workload.params == 256 * 512 + 512 + 512 * 10 + 10
+    two = estimate(m, "h100-sxm5-80gb", example_inputs=x, batch_size=64, num_gpus=2, precision="amp-fp16",
+                   optimizer="sgd-momentum", calibration=None)
+    assert two.batch_size == 64 and two.micro_batch_per_gpu == 32

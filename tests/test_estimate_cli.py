@@ -1,0 +1,110 @@
+"""``python -m advisor estimate``: text, --json, errors, shared workload flags, no torch on the analytic path."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from advisor.cli import main
+from advisor.commands.estimate import add_workload_args, workload_kwargs
+from advisor.estimate import estimate
+
+ROOT = Path(__file__).resolve().parent.parent
+BASE = ["estimate", "--model", "gpt2", "--gpu", "h100-sxm5-80gb", "--batch-size", "4", "--seq-len", "512",
+        "--calibration", "none"]
+
+
+def test_json_is_exactly_the_api_to_dict(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([*BASE, "--json"]) == 0
+    out = capsys.readouterr().out
+    doc = json.loads(out)
+    api = estimate("gpt2", "h100-sxm5-80gb", batch_size=4, seq_len=512, calibration=None).to_dict()
+    assert doc == json.loads(json.dumps(api))
+    assert doc["gpu"]["id"] == "h100-sxm5-80gb" and doc["workload"]["batch_size"] == 4
+    assert doc["memory"]["fits"] is True and doc["time"]["bound"] in ("compute", "memory")
+
+
+def test_text_output_has_breakdown_verdict_time_and_assumptions(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(BASE) == 0
+    out = capsys.readouterr().out
+    for word in ("memory per GPU", "weights", "optimizer", "activations", "overhead", "GiB", "verdict: fits",
+                 "largest global batch", "step", "samples/s", "tokens/s", "assumptions", "MFU"):
+        assert word in out, word
+
+
+def test_does_not_fit_verdict(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["estimate", "--model", "llama-2-70b", "--gpu", "rtx-4090", "--calibration", "none",
+                 "--seq-len", "1024"]) == 0
+    assert "does not fit" in capsys.readouterr().out
+
+
+def test_multi_gpu_flags_reach_the_estimate(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["estimate", "--model", "llama-2-70b", "--gpu", "a100-sxm4-80gb", "--num-gpus", "2",
+                 "--parallelism", "tp", "--mode", "infer", "--precision", "fp16", "--seq-len", "2048",
+                 "--calibration", "none", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["num_gpus"] == 2 and doc["parallelism"] == "tp" and doc["memory"]["fits"] is True
+
+
+@pytest.mark.parametrize(("argv", "needle"), [
+    (["--model", "gpt2", "--gpu", "no-such-card"], "unknown GPU"),
+    (["--model", "no-such-model", "--gpu", "h100-sxm5-80gb"], "no-such-model"),
+    (["--model", "gpt2", "--gpu", "v100-sxm2-32gb", "--precision", "bf16"], "does not support"),
+    (["--model", "gpt2", "--gpu", "h100-sxm5-80gb", "--calibration", "/no/such/probe.json"], "cannot read"),
+])
+def test_bad_input_is_error_and_exit_2(argv: list[str], needle: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["estimate", *argv]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith("error:") and needle in captured.err
+
+
+def test_negative_batch_is_rejected_by_the_parser(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["estimate", "--model", "gpt2", "--gpu", "h100-sxm5-80gb", "--batch-size", "-2"])
+    assert exc.value.code == 2
+    assert "must be > 0" in capsys.readouterr().err
+
+
+def test_config_json_path_as_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = {"model_type": "llama", "hidden_size": 1024, "num_hidden_layers": 4, "num_attention_heads": 8,
+           "num_key_value_heads": 8, "intermediate_size": 2816, "vocab_size": 32000,
+           "max_position_embeddings": 4096}
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(cfg))
+    assert main(["estimate", "--model", str(path), "--gpu", "rtx-4090", "--seq-len", "256",
+                 "--calibration", "none", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert 50e6 < doc["workload"]["params"] < 200e6
+
+
+def test_shared_workload_flags_round_trip() -> None:
+    parser = argparse.ArgumentParser()
+    add_workload_args(parser)
+    args = parser.parse_args(["--model", "llama-3-8b", "--batch-size", "8", "--lora-rank", "16", "--quantize-base",
+                              "nf4", "--grad-accum", "4", "--calibration", "none", "--mode", "train"])
+    kw = workload_kwargs(args)
+    assert kw["batch_size"] == 8 and kw["lora_rank"] == 16 and kw["quantize_base"] == "nf4"
+    assert kw["grad_accum"] == 4 and kw["calibration"] is None and "model" not in kw
+    # every key is an estimate() keyword
+    e = estimate(args.model, "h100-sxm5-80gb", **{**kw, "seq_len": 256})
+    assert e.workload.trainable_params < e.workload.params / 50
+
+
+def test_analytic_estimate_does_not_import_torch() -> None:
+    code = ("import sys, json\n"
+            "from advisor.cli import main\n"
+            "rc = main(['estimate', '--model', 'llama-3-70b', '--gpu', 'h100-sxm5-80gb', '--num-gpus', '8', "
+            "'--parallelism', 'zero3', '--json'])\n"
+            "assert rc == 0\n"
+            "heavy = [m for m in ('torch', 'pandas', 'streamlit', 'pynvml') if m in sys.modules]\n"
+            "print(json.dumps(heavy), file=sys.stderr)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stderr.strip().splitlines()[-1]) == []
+    assert json.loads(out.stdout)["num_gpus"] == 8

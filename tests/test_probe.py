@@ -1,0 +1,223 @@
+"""probe() end to end through FakeNvml scenarios (kernels off, or tiny ones on the CPU)."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+
+from advisor.errors import AdvisorError
+from advisor.probe import default_backend, parse_kernels, probe
+from advisor.probe.cpu import CpuBackend
+from advisor.probe.results import KernelResult, Measurement, ProbeResult, Sample
+from advisor.probe.verdicts import device_verdicts
+from tests import fakes
+from tests.fakes import LIBRARY_NOT_FOUND, make_stub_pynvml
+
+
+@pytest.fixture
+def two_h100s() -> fakes.FakeNvml:
+    return fakes.two_h100s()
+
+
+@pytest.fixture
+def one_gpu_lost() -> fakes.FakeNvml:
+    return fakes.one_gpu_lost()
+
+
+@pytest.fixture
+def no_driver(monkeypatch: pytest.MonkeyPatch) -> None:
+    """NVML's library is missing, amdsmi is not installed, torch sees no GPU."""
+    monkeypatch.setitem(sys.modules, "pynvml", make_stub_pynvml(init_error=LIBRARY_NOT_FOUND))
+    monkeypatch.setitem(sys.modules, "amdsmi", None)
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+
+
+def codes(result: ProbeResult) -> set[str]:
+    return {v.code for v in result.verdicts}
+
+
+def test_two_h100s_inventory_round_trips_through_json(two_h100s) -> None:
+    r = probe(backend=two_h100s, kernels=[])
+    assert [d.index for d in r.devices] == [0, 1]
+    assert {d.catalog_id for d in r.devices} == {"h100-sxm5-80gb"}
+    assert r.kernels == () and r.backend == "fake-nvml"
+    assert codes(r) == {"healthy"}
+    assert r.versions["driver"] == "550.54.15" and r.versions["cuda_driver"] == "12.4"
+    doc = json.loads(json.dumps(r.to_dict()))
+    assert doc["schema_version"] == 1 and len(doc["devices"]) == 2
+    assert ProbeResult.from_dict(doc) == r
+    assert two_h100s.closed == 0  # a backend passed in belongs to the caller
+
+
+def test_one_device_only(two_h100s) -> None:
+    r = probe(backend=two_h100s, device=1, kernels=[])
+    assert [d.index for d in r.devices] == [1]
+    r = probe(backend=two_h100s, device="0", kernels=[])
+    assert [d.index for d in r.devices] == [0]
+
+
+def test_one_gpu_lost_degrades_only_that_device(one_gpu_lost) -> None:
+    r = probe(backend=one_gpu_lost, kernels=[])
+    good, lost = r.devices
+    assert good.error is None and good.name
+    assert lost.index == 1 and lost.error == "GPU is lost" and lost.name is None
+    failed = [v for v in r.verdicts if v.code == "device_failed"]
+    assert failed and failed[0].device_index == 1 and failed[0].severity == "problem"
+
+
+def test_lost_gpu_gets_no_kernels(one_gpu_lost, monkeypatch) -> None:
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    r = probe(backend=one_gpu_lost, kernels="launch")
+    assert {k.device_index for k in r.kernels} == {0}
+    assert all(k.skipped and "is_available() is False" in k.skipped for k in r.kernels)
+
+
+def test_no_driver_falls_back_to_the_cpu_and_says_why(no_driver) -> None:
+    backend = default_backend()
+    assert isinstance(backend, CpuBackend)
+    assert any(n.startswith("NVML unavailable: the NVML library") for n in backend.notes)
+    assert any(n.startswith("amdsmi unavailable") for n in backend.notes)
+    r = probe(kernels=[])
+    assert r.backend == "cpu" and r.devices[0].kind == "cpu"
+    assert r.devices[0].cpu_cores and r.devices[0].memory_total_bytes
+    nvml = [v for v in r.verdicts if v.code == "backend_unavailable" and "NVML" in v.message]
+    assert nvml and nvml[0].severity == "info"
+
+
+def test_not_supported_fields_still_probe() -> None:
+    r = probe(backend=fakes.not_supported(), kernels=[])
+    d = r.devices[0]
+    assert d.temperature_c is None and d.missing["temperature_c"]
+    assert codes(r) == {"healthy"}
+    assert ProbeResult.from_dict(json.loads(json.dumps(r.to_dict()))) == r
+
+
+def test_throttling_seen_in_inventory_and_in_samples() -> None:
+    r = probe(backend=fakes.throttling(), kernels=[])
+    thermal = [v for v in r.verdicts if v.code == "thermal_throttling"]
+    assert thermal and "hw_thermal_slowdown" in thermal[0].evidence and "89 C" in thermal[0].evidence
+    # Reasons seen only while a kernel ran (samples) count too.
+    dev = fakes.h100(0)
+    k = KernelResult(name="matmul", precision="bf16", value=700.0, unit="TFLOP/s", work=1.0, spec_peak=989.4,
+                     fraction_of_peak=0.707, measurement=Measurement((1.0,) * 5, 1),
+                     samples=(Sample(0.1, temperature_c=91, throttle_reasons=("sw_power_cap", "hw_slowdown")),))
+    found = {v.code: v for v in device_verdicts(dev, [k])}
+    assert "up to 91 C" in found["thermal_throttling"].evidence
+    assert "sw_power_cap" in found["power_throttling"].evidence
+
+
+def test_pcie_downtrained() -> None:
+    r = probe(backend=fakes.pcie_downtrained(), kernels=[])
+    found = {v.code: v for v in r.verdicts}
+    assert found["pcie_gen_low"].evidence == "gen 3 of max 5"
+    assert found["pcie_gen_low"].severity == "info"  # idle links train down: not a fault on its own
+    assert found["pcie_width_low"].evidence == "x8 of max x16" and found["pcie_width_low"].severity == "problem"
+    assert "healthy" not in found
+
+
+def test_power_cap_ecc_and_other_processes() -> None:
+    r = probe(backend=fakes.busy_and_capped(), kernels=[])
+    found = {v.code: v for v in r.verdicts}
+    assert "500 W enforced, default 700 W" in found["power_limit_low"].evidence
+    assert found["ecc_errors"].evidence.startswith("3 uncorrected")
+    assert found["retired_pages"].evidence == "2 retired pages"
+    assert "pid 999999" in found["other_processes"].evidence
+
+
+def test_kernel_verdicts_name_the_evidence() -> None:
+    dev = fakes.h100(0)
+    ks = [KernelResult(name="matmul", precision="bf16", shape="4096x4096x4096", value=300.0, unit="TFLOP/s",
+                       work=1.0, spec_peak=989.4, fraction_of_peak=300 / 989.4, measurement=Measurement((1.0,) * 5, 1)),
+          KernelResult(name="memory_copy", shape="1024 MiB", value=2000.0, unit="GB/s", work=1.0, spec_peak=3350,
+                       fraction_of_peak=2000 / 3350, measurement=Measurement((1.0, 2.0, 3.0, 4.0, 5.0), 1))]
+    found = {v.code: v for v in device_verdicts(dev, ks)}
+    assert "30% of 989.4" in found["matmul_bf16_low"].evidence
+    assert "60% of 3350 GB/s" in found["bandwidth_low"].evidence
+    assert "memory_copy" in found["noisy_measurements"].evidence
+
+
+def test_efficiencies_pick_the_best_size_per_kernel() -> None:
+    m = Measurement((1.0,) * 5, 1)
+
+    def k(name, prec, frac, value=1.0, **kw):
+        return KernelResult(name=name, precision=prec, value=value, unit="x", work=1.0, spec_peak=1.0,
+                            fraction_of_peak=frac, measurement=m, **kw)
+
+    r = ProbeResult(timestamp="t", host="h", versions={}, devices=(fakes.h100(0), fakes.h100(1)), kernels=(
+        k("matmul", "bf16", 0.61), k("matmul", "bf16", 0.78), k("matmul", "fp32", 0.9),
+        KernelResult(name="matmul", precision="fp8", skipped="no"),
+        k("conv2d", "fp16", 0.5), k("memory_copy", None, 0.88), k("h2d_pinned", None, 0.81),
+        k("d2h_pinned", None, 0.79), k("launch", None, None, value=5.0), k("launch", None, None, value=4.0),
+        k("matmul", "bf16", 0.99, device_index=1)))
+    eff = r.efficiencies(0)
+    assert eff == {"matmul_bf16": 0.78, "matmul_fp32": 0.9, "conv_fp16": 0.5, "memory_bandwidth": 0.88,
+                   "h2d_pinned": 0.81, "d2h_pinned": 0.79, "launch_overhead_s": pytest.approx(4e-6)}
+    assert r.efficiencies(1) == {"matmul_bf16": 0.99}
+    assert r.to_dict()["efficiencies"]["1"] == {"matmul_bf16": 0.99}
+    frame = r.to_frame()
+    assert len(frame) == 11 and set(frame["kernel"]) >= {"matmul", "launch"}
+
+
+def test_cpu_probe_runs_real_kernels() -> None:
+    calls = []
+    r = probe(backend=CpuBackend(), kernels="launch,transfer", progress=lambda s, f: calls.append((s, f)))
+    launch = next(k for k in r.kernels if k.name == "launch")
+    assert launch.ok and launch.unit == "us" and 0 < launch.value < 10_000
+    assert r.efficiencies(0)["launch_overhead_s"] == pytest.approx(launch.value * 1e-6)
+    assert all(k.skipped == "no GPU: host<->device transfers need one" for k in r.kernels if k.name != "launch")
+    assert calls[-1] == ("done", 1.0) and all(0 <= f <= 1 for _, f in calls)
+
+
+def test_deadline_skips_what_is_left() -> None:
+    r = probe(backend=CpuBackend(), kernels="launch", max_seconds=1e-9)
+    assert r.kernels[0].skipped == "time budget (--max-seconds) used up"
+
+
+@pytest.mark.parametrize(("kw", "match"), [
+    ({"device": 99}, "no device 99"), ({"device": "gpu0"}, "bad device"), ({"kernels": "matmul,foo"}, "unknown kernel"),
+    ({"max_memory_fraction": 0}, "max_memory_fraction"), ({"max_seconds": -1}, "max_seconds"),
+])
+def test_bad_input(two_h100s, kw, match) -> None:
+    with pytest.raises(AdvisorError, match=match):
+        probe(backend=two_h100s, **{"kernels": [], **kw})
+
+
+def test_parse_kernels() -> None:
+    assert parse_kernels(None) == ("matmul", "conv", "bandwidth", "transfer", "launch")
+    assert parse_kernels(" Matmul, launch,matmul ") == ("matmul", "launch")
+    assert parse_kernels([]) == ()
+
+
+def test_nvml_devices_are_matched_to_torch_by_uuid() -> None:
+    import types
+
+    from advisor.probe import _torch_cuda_index
+
+    uuids = ["00000000-0000-0000-0000-000000000001", "00000000-0000-0000-0000-000000000000"]
+    cuda = types.SimpleNamespace(device_count=lambda: 2,
+                                 get_device_properties=lambda i: types.SimpleNamespace(uuid=uuids[i]))
+    torch = types.SimpleNamespace(cuda=cuda)
+    # NVML's device 0 is torch's device 1 (CUDA orders fastest first unless CUDA_DEVICE_ORDER=PCI_BUS_ID).
+    assert _torch_cuda_index(fakes.h100(0), torch) == (1, None)
+    assert _torch_cuda_index(fakes.h100(1), torch) == (0, None)
+    index, why = _torch_cuda_index(fakes.h100(5), torch)
+    assert index is None and "CUDA_VISIBLE_DEVICES" in why
+
+
+def test_pcie_generation_judged_under_load() -> None:
+    dev = fakes.h100(0, pcie_gen=1)  # idle reading
+
+    def transfer(gen: int) -> KernelResult:
+        return KernelResult(name="h2d_pinned", value=50.0, unit="GB/s", work=1.0, spec_peak=63.0,
+                            fraction_of_peak=0.79, measurement=Measurement((1.0,) * 5, 1),
+                            notes=(f"against PCIe gen{gen} x16 read during the transfer",))
+
+    assert "pcie_gen_low" not in {v.code for v in device_verdicts(dev, [transfer(5)])}
+    low = {v.code: v for v in device_verdicts(dev, [transfer(3)])}["pcie_gen_low"]
+    assert low.severity == "warning" and low.evidence == "gen 3 during transfers, max 5"

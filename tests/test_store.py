@@ -1,0 +1,113 @@
+"""History store: round trips, defaults, concurrent writers, a corrupt file."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from advisor.errors import StoreError
+from advisor.probe.results import ProbeResult
+from advisor.store import HistoryStore, default_store_path
+from tests import fakes
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def result(ts: str = "2026-01-01T00:00:00+00:00", backend=None) -> ProbeResult:
+    from advisor.probe import probe
+
+    r = probe(backend=backend or fakes.two_h100s(), kernels=[])
+    return ProbeResult.from_dict({**r.to_dict(), "timestamp": ts})
+
+
+def test_default_path_follows_the_environment(monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("GPU_ADVISOR_HOME", str(tmp_path / "home"))
+    assert default_store_path() == tmp_path / "home" / "history.sqlite3"
+    monkeypatch.delenv("GPU_ADVISOR_HOME")
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    assert default_store_path() == tmp_path / "xdg" / "gpu-advisor" / "history.sqlite3"
+
+
+def test_save_list_get_latest(tmp_path) -> None:
+    store = HistoryStore(tmp_path / "h.sqlite3")
+    assert store.latest_probe() is None
+    first = result("2026-01-01T00:00:00+00:00")
+    a = store.save_probe(first)
+    b = store.save_probe(result("2026-02-01T00:00:00+00:00"))
+    c = store.save_probe(result("2026-03-01T00:00:00+00:00", backend=fakes.not_supported()))
+    assert [r.id for r in store.list_probes()] == [c, b, a]
+    assert [r.id for r in store.list_probes(catalog_id="h100-sxm5-80gb")] == [b, a]
+    assert [r.id for r in store.list_probes(limit=1)] == [c]
+    rec = store.get_probe(a)
+    assert rec.device_name == "NVIDIA H100 80GB HBM3" and rec.catalog_id == "h100-sxm5-80gb"
+    assert rec.versions["driver"] == "550.54.15"
+    assert rec.result() == first
+    assert store.latest_probe("h100-sxm5-80gb").id == b
+    assert store.latest_probe("rtx-4090").id == c
+    assert rec.to_dict()["id"] == a
+    with pytest.raises(StoreError, match="no saved probe with id 999"):
+        store.get_probe(999)
+
+
+def test_validations(tmp_path) -> None:
+    store = HistoryStore(tmp_path / "h.sqlite3")
+    i = store.save_validation({"device": "NVIDIA H100 80GB HBM3", "rows": [], "summary": {"n": 0}})
+    docs = store.list_validations()
+    assert docs[0]["id"] == i and docs[0]["summary"] == {"n": 0} and docs[0]["saved_at"]
+
+
+def test_concurrent_threads_do_not_lose_writes(tmp_path) -> None:
+    path = tmp_path / "h.sqlite3"
+    doc = result()
+    errors: list[BaseException] = []
+
+    def writer() -> None:
+        try:
+            store = HistoryStore(path)
+            for _ in range(15):
+                store.save_probe(doc)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert len(HistoryStore(path).list_probes(limit=1000)) == 60
+
+
+def test_two_processes_at_once(tmp_path) -> None:
+    path = tmp_path / "h.sqlite3"
+    code = ("import sys, json; from advisor.store import HistoryStore; from advisor.probe.results import ProbeResult;"
+            "doc = json.load(open(sys.argv[2])); s = HistoryStore(sys.argv[1]);"
+            "[s.save_probe(ProbeResult.from_dict(doc)) for _ in range(25)]")
+    import json
+
+    doc_path = tmp_path / "doc.json"
+    doc_path.write_text(json.dumps(result().to_dict()))
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(path), str(doc_path)], cwd=ROOT) for _ in range(2)]
+    assert [p.wait(timeout=60) for p in procs] == [0, 0]
+    store = HistoryStore(path)
+    assert len(store.list_probes(limit=1000)) == 50
+    assert len({r.id for r in store.list_probes(limit=1000)}) == 50
+
+
+def test_corrupt_file_is_a_store_error(tmp_path) -> None:
+    path = tmp_path / "h.sqlite3"
+    path.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(StoreError, match="unreadable or corrupt") as exc:
+        HistoryStore(path)
+    assert "move the file aside" in exc.value.hint
+
+
+def test_unwritable_directory(tmp_path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(StoreError, match="cannot create the history directory"):
+        HistoryStore(blocker / "sub" / "h.sqlite3")
