@@ -260,9 +260,11 @@ def _check_type(where: str, key: str, value: Any, expected: type | tuple[type, .
     if isinstance(value, bool) or not isinstance(value, types):
         names = " or ".join(t.__name__ for t in types)
         raise SpecError(f"{where}: {key} must be {names}, got {type(value).__name__} {value!r}")
-    if key in _POSITIVE or key in _INTERCONNECT and isinstance(value, (int, float)):
-        if not math.isfinite(value) or value <= 0:
-            raise SpecError(f"{where}: {key} must be > 0, got {value!r}")
+    field_name = key.removeprefix("interconnect.")
+    numeric = isinstance(value, (int, float))
+    positive = key in _POSITIVE or (field_name in _INTERCONNECT and numeric)
+    if positive and (not math.isfinite(value) or value <= 0):
+        raise SpecError(f"{where}: {key} must be > 0, got {value!r}")
 
 
 def spec_from_mapping(data: Mapping[str, Any], where: str = "<spec>") -> GpuSpec:

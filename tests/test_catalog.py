@@ -405,3 +405,16 @@ def test_unknown_names_list_the_closest_ids(name: str, near: str | None) -> None
 def test_empty_or_non_string_names(bad: Any) -> None:
     with pytest.raises(UnknownGpuError):
         get_gpu(bad)
+
+
+def test_interconnect_figures_must_be_positive(tmp_path) -> None:
+    import tomllib
+
+    from advisor.catalog import default_specs_dir, load_specs
+    from advisor.errors import SpecError
+
+    text = (default_specs_dir() / "rtx-4090.toml").read_text().replace("pcie_lanes = 16", "pcie_lanes = 0")
+    assert tomllib.loads(text)["interconnect"]["pcie_lanes"] == 0
+    (tmp_path / "rtx-4090.toml").write_text(text)
+    with pytest.raises(SpecError, match=r"rtx-4090\.toml: interconnect\.pcie_lanes must be > 0"):
+        load_specs(tmp_path, extra_dirs=[])

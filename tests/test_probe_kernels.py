@@ -111,7 +111,10 @@ def test_launch_overhead_in_microseconds(env) -> None:
     r = K.run_launch(env)
     assert r.ok and r.unit == "us" and r.work is None
     assert r.value == pytest.approx(r.measurement.median_s * 1e6)
-    assert r.measurement.iterations * r.measurement.median_s >= 0.5 * env.min_region_s
+    # A launch costs microseconds, so calibration must batch many of them into one timed region.
+    # (Region length itself is not asserted: on a loaded 2-core CI box the per-call time moves between
+    # calibration and measurement; the region rule is tested exactly with a scripted clock in test_timing.)
+    assert r.measurement.iterations >= 10
 
 
 def test_plan_sizes_and_groups() -> None:

@@ -193,3 +193,106 @@ def test_depthwise_conv_backward_costs_its_forward_per_gradient():
     bwd = sum(op.flops for op in wl.ops if op.phase == "backward")
     assert fwd == 2 * 2 * 32 * 16 * 16 * 9  # 2 FLOPs x batch x channels x pixels x 3x3 (one input channel each)
     assert bwd == fwd  # grad-weight only: the input needs no gradient (torch's formula says 32x this)
+
+
+# --- GEMM shapes (min_dim): per op, from the GEMM view, bucketed by class, scaled with the batch -----------
+
+
+def _gemm_groups(wl, kind=None, phase=None):
+    return [op for op in wl.ops if op.kind in ("matmul", "conv") and (kind is None or op.kind == kind)
+            and (phase is None or op.phase == phase)]
+
+
+def test_gemm_dims_of_matmul_ops_are_m_n_k():
+    from advisor.workload.trace import _gemm_dims
+
+    aten = torch.ops.aten
+    with torch.device("meta"):
+        x, w, bias = torch.empty(300, 96), torch.empty(96, 200), torch.empty(200)
+        a3, b3 = torch.empty(3, 40, 96), torch.empty(3, 96, 24)
+        cases = [
+            ("mm", aten.mm.default, (x, w), (300, 200, 96)),
+            ("addmm", aten.addmm.default, (bias, x, w), (300, 200, 96)),  # the bias is not an operand
+            ("bmm", aten.bmm.default, (a3, b3), (40, 24, 96)),
+            ("baddbmm", aten.baddbmm.default, (torch.empty(3, 40, 24), a3, b3), (40, 24, 96)),
+            ("linear", aten.linear.default, (a3, torch.empty(24, 96)), (120, 24, 96)),
+            # CPU's linear on a 3-D input: bmm with the weight expanded over the batch = one folded GEMM
+            ("bmm", aten.bmm.default, (a3, torch.empty(96, 24).expand(3, 96, 24)), (120, 24, 96)),
+        ]
+        for name, func, args, want in cases:
+            out = func(*args)
+            assert _gemm_dims(name, "matmul", func, args, {}, out) == want, name
+
+
+def test_matmul_min_dim_is_min_of_m_n_k():
+    for rows, fin, fout in [(40, 96, 200), (300, 96, 200), (300, 500, 24)]:
+        wl = from_module(torch.nn.Linear(fin, fout), (torch.empty(rows, fin),), precision="fp32", optimizer="sgd")
+        fwd = _gemm_groups(wl, phase="forward")
+        assert [op.min_dim for op in fwd] == [min(rows, fin, fout)]
+        assert fwd[0].count == 1 and fwd[0].flops == 2 * rows * fin * fout
+        # backward: grad-weight only (the input needs no gradient): fout x rows @ rows x fin, the same dims
+        bwd = _gemm_groups(wl, phase="backward")
+        assert [(op.count, op.min_dim) for op in bwd] == [(1, min(rows, fin, fout))]
+
+
+def test_1x1_conv_min_dim_is_its_channels_not_its_kernel():
+    conv = torch.nn.Conv2d(256, 256, 1, bias=False)
+    x = torch.empty(2, 256, 56, 56).requires_grad_(False)
+    wl = from_module(conv, (x,), precision="amp-fp16", optimizer="sgd")
+    groups = _gemm_groups(wl, kind="conv")
+    assert {op.phase for op in groups} == {"forward", "backward"}
+    assert all(op.min_dim == 256 for op in groups)  # M = 2*56*56, N = C_out = 256, K = 256*1*1
+    assert [op.name for op in groups] == ["aten.convolution[min_dim>=256]", "aten.convolution_backward[min_dim>=256]"]
+
+
+def test_depthwise_conv_k_is_the_kernel_area():
+    """groups=C: K = C_in * R * S / groups = 9 (real: depthwise convs are memory-bound)."""
+    module = torch.nn.Conv2d(32, 32, 3, padding=1, groups=32)
+    wl = from_module(module, (torch.empty(2, 32, 16, 16),), mode="infer", precision="fp32")
+    (op,) = _gemm_groups(wl)
+    assert op.min_dim == 9 and op.name == "aten.convolution[min_dim>=8]"
+    dense = from_module(torch.nn.Conv2d(32, 32, 3, padding=1), (torch.empty(2, 32, 16, 16),), mode="infer")
+    assert [o.min_dim for o in _gemm_groups(dense)] == [32]  # N = C_out = 32 < K = 288 < M = 512
+
+
+def test_different_shapes_are_bucketed_not_lumped():
+    module = torch.nn.Sequential(torch.nn.Conv2d(64, 64, 3, padding=1, groups=64), torch.nn.Conv2d(64, 512, 1))
+    wl = from_module(module, (torch.empty(4, 64, 28, 28),), mode="infer", precision="bf16")
+    assert sorted((op.name, op.min_dim, op.count) for op in _gemm_groups(wl)) == [
+        ("aten.convolution[min_dim>=64]", 64, 1), ("aten.convolution[min_dim>=8]", 9, 1)]
+
+
+def test_resnet50_convs_have_their_real_min_dim():
+    """Every ResNet-50 conv has >= 64 channels on both sides except the stem (C_in 3, but K = 3*7*7 = 147),
+    and M = 64 x 7 x 7 at the smallest feature map: no conv group has min_dim < 64 at batch 64."""
+    wl = from_preset("resnet50", batch_size=64, precision="amp-fp16", optimizer="sgd-momentum")
+    convs = _gemm_groups(wl, kind="conv")
+    assert sum(op.count for op in convs if op.phase == "forward") == 53
+    assert sum(op.count for op in convs if op.phase == "backward") == 53
+    assert min(op.min_dim for op in convs) == 64
+    assert {op.min_dim for op in convs} >= {64, 128, 256, 512}
+    # classifier 2048 -> 1000 at batch 64: M = 64
+    (fc,) = _gemm_groups(wl, kind="matmul", phase="forward")
+    assert fc.min_dim == 64
+
+
+def test_scaled_preset_grows_batch_dims():
+    small = from_preset("resnet50", batch_size=2, precision="amp-fp16", optimizer="sgd-momentum")
+    big = small.with_batch_size(256)
+    fc = lambda wl: [(op.phase, op.count, op.min_dim) for op in _gemm_groups(wl, kind="matmul")]  # noqa: E731
+    # forward addmm; backward grad-input and grad-weight mm: M or K is the batch
+    assert fc(small) == [("forward", 1, 2), ("backward", 2, 2)]
+    assert fc(big) == [("forward", 1, 256), ("backward", 2, 256)]  # min(256, 1000, 2048)
+    assert sum(op.flops for op in _gemm_groups(big, kind="matmul")) == pytest.approx(
+        128 * sum(op.flops for op in _gemm_groups(small, kind="matmul")))
+
+
+def test_scaled_preset_ops_match_a_direct_trace():
+    """Scaling the two small traces op by op gives the groups, counts and min_dims a direct trace gives."""
+    for batch in (16, 100):
+        wl = from_preset("mnist-cnn", batch_size=batch, precision="fp32", optimizer="sgd")
+        direct = from_module(zoo.mnist_cnn(), (torch.empty(batch, 1, 28, 28),), precision="fp32", optimizer="sgd")
+        key = lambda w: sorted((op.phase, op.name, op.count, op.min_dim) for op in _gemm_groups(w))  # noqa: E731
+        assert key(wl) == key(direct)
+        flops = lambda w: {(op.phase, op.name): op.flops for op in _gemm_groups(w)}  # noqa: E731
+        assert flops(wl) == pytest.approx(flops(direct), rel=1e-9)

@@ -31,7 +31,8 @@ def add_parser(subparsers: Any) -> None:
     add_json_flag(lst)
     lst.set_defaults(func=run_list)
 
-    show = sub.add_parser("show", help="one card in full", description="Show one card with every figure and its source.")
+    show = sub.add_parser("show", help="one card in full",
+                          description="Show one card with every figure and its source.")
     show.add_argument("name", help="catalog id, marketing name or NVML name")
     add_specs_dir_flag(show)
     add_json_flag(show)

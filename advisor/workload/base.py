@@ -44,7 +44,8 @@ class OpCost:
         bytes: device-memory bytes read + written, summed over all launches.
         count: number of kernel launches (for launch overhead).
         tensor_core: runs on matrix units at the workload's compute precision.
-        min_dim: smallest of M, N, K (matmul) or output channels (conv); small ones run below peak.
+        min_dim: smallest of M, N, K of the (implicit) GEMM: for conv M = batch x output pixels,
+            N = output channels, K = input channels x kernel area / groups; small ones run below peak.
     """
 
     name: str

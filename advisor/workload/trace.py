@@ -8,6 +8,16 @@ a new storage appears, free when its weak reference expires). Tensors packed by 
 (``saved_tensors_hooks``) are the activations; ``.grad`` storages the gradients; the rest that
 lives and dies inside the step the temporaries.
 
+Matmul and convolution ops are recorded one by one (``_Gemm``), each with the dimensions of its
+GEMM view: ``M, N, K`` of the two matrix operands for the matmul family (``addmm``'s first
+argument is the bias), and the implicit GEMM of a convolution, ``M = batch x output pixels,
+N = C_out, K = C_in x kernel area / groups`` (``convolution_backward`` adds the grad-input GEMM
+``batch x input pixels, C_in, C_out x kernel area / groups`` when it computes one).  An op's
+``min_dim`` is the smallest of these.  Ops are then grouped per (phase, op, power-of-two class
+of ``min_dim``), so a 1x1 convolution on 256 channels is not lumped with a depthwise one; the
+group's ``min_dim`` is the smallest within its class and its name carries the class
+(``aten.convolution[min_dim>=256]``; ``>=1024`` is the top class).
+
 This module is one of the designated torch importers; torch is still imported lazily, inside
 functions, so importing ``advisor.workload`` stays cheap.
 """
@@ -68,9 +78,120 @@ class _Group:
     min_dim: int | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class _Gemm:
+    """One matmul/convolution op as traced: costs and the dimensions of its GEMM view(s)."""
+
+    phase: str
+    name: str
+    kind: str
+    tc: bool
+    flops: float
+    bytes: float
+    dims: tuple[int, ...]  # M, N, K (and the grad-input GEMM's for convolution_backward); () if unknown
+
+
+_OPERANDS = {"addmm": (1, 2), "_addmm_activation": (1, 2), "baddbmm": (1, 2), "addbmm": (1, 2), "addmv": (1, 2)}
+
+
+def _arg(func: Any, args: Sequence[Any], kwargs: Mapping[str, Any], arg_name: str, default: Any) -> Any:
+    """An op argument by its schema name (positional or keyword)."""
+    if arg_name in kwargs:
+        return kwargs[arg_name]
+    for i, a in enumerate(getattr(getattr(func, "_schema", None), "arguments", ())):
+        if a.name == arg_name:
+            return args[i] if i < len(args) else default
+    return default
+
+
+def _prod(xs: Sequence[int]) -> int:
+    out = 1
+    for x in xs:
+        out *= int(x)
+    return out
+
+
+def _gemm_dims(name: str, kind: str, func: Any, args: Sequence[Any], kwargs: Mapping[str, Any],
+               out: Any) -> tuple[int, ...]:
+    """``(M, N, K)`` of a matmul/convolution op's GEMM view (see the module docstring); () if unknown."""
+    try:
+        if kind == "matmul":
+            if name == "linear":
+                x, w = args[0], args[1]
+                return (_prod(x.shape[:-1]), int(w.shape[0]), int(x.shape[-1]))
+            i, j = _OPERANDS.get(name, (0, 1))
+            a, b = args[i], args[j]
+            if name == "matmul" and a.dim() > 2 and b.dim() <= 2:
+                m = _prod(a.shape[:-1])  # folded into one mm
+            else:
+                m = int(a.shape[-2]) if a.dim() >= 2 else 1
+            n = int(b.shape[-1]) if b.dim() >= 2 else 1
+            if a.dim() == 3 and b.dim() == 3 and int(a.shape[0]) > 1:
+                # a weight expanded over the batch (CPU's linear on 3-D inputs): really one folded GEMM
+                if int(b.stride(0)) == 0 and int(a.stride(0)) != 0:
+                    m *= int(a.shape[0])
+                elif int(a.stride(0)) == 0 and int(b.stride(0)) != 0:
+                    n *= int(b.shape[0])
+            return (m, n, int(a.shape[-1]))
+        groups = max(1, int(_arg(func, args, kwargs, "groups", 1)))
+        if name == "convolution_backward":
+            y, x, w = args[0], args[1], args[2]
+        else:
+            x, w = args[0], args[1]
+            y = out[0] if isinstance(out, (tuple, list)) else out
+        if x.dim() != w.dim() or y.dim() != w.dim():
+            return ()
+        area = _prod(w.shape[2:])
+        n_batch, c_in, c_out = int(x.shape[0]), int(x.shape[1]), int(y.shape[1])
+        dims: tuple[int, ...] = (n_batch * _prod(y.shape[2:]), c_out, max(1, c_in * area // groups))
+        if name == "convolution_backward":
+            mask = _arg(func, args, kwargs, "output_mask", (True, True, True))
+            if mask[0]:  # grad-input: batch x input pixels, C_in, C_out x kernel area / groups
+                dims += (n_batch * _prod(x.shape[2:]), c_in, max(1, c_out * area // groups))
+        return dims
+    except (AttributeError, IndexError, TypeError, ValueError):
+        return ()
+
+
+_BUCKET_TOP = 1024
+
+
+def _bucket(min_dim: int) -> int:
+    """Power-of-two class of a ``min_dim`` (2**floor(log2)); everything >= 1024 is one class."""
+    return _BUCKET_TOP if min_dim >= _BUCKET_TOP else 1 << (max(1, min_dim).bit_length() - 1)
+
+
+def _bucketed(records: Sequence[tuple[str, str, str, bool, float, float, int | None]]
+              ) -> dict[tuple[str, str], _Group]:
+    """Group (phase, name, kind, tc, flops, bytes, min_dim) records per (phase, name, min_dim class)."""
+    out: dict[tuple[str, str], _Group] = {}
+    for phase, name, kind, tc, flops, nbytes, md in records:
+        label = name if md is None else f"{name}[min_dim>={_bucket(md)}]"
+        g = out.get((phase, label))
+        if g is None:
+            g = out[(phase, label)] = _Group(kind, tc)
+        g.flops += flops
+        g.bytes += nbytes
+        g.count += 1
+        if md is not None:
+            g.min_dim = md if g.min_dim is None else min(g.min_dim, md)
+    return out
+
+
+def _merged(groups: Mapping[tuple[str, str], _Group], gemm_groups: Mapping[tuple[str, str], _Group]
+            ) -> dict[tuple[str, str], _Group]:
+    """All groups, forward before backward (order of appearance within a phase)."""
+    order = {"forward": 0, "backward": 1}
+    items = sorted([*groups.items(), *gemm_groups.items()], key=lambda kv: order.get(kv[0][0], 2))
+    return dict(items)
+
+
 @dataclass(frozen=True)
 class TraceResult:
-    """What one traced step recorded (before the optimizer, which is costed analytically)."""
+    """What one traced step recorded (before the optimizer, which is costed analytically).
+
+    ``groups``: the non-GEMM ops per (phase, op); ``gemms``: every matmul/convolution op in order.
+    """
 
     groups: dict[tuple[str, str], _Group]
     params: int
@@ -83,6 +204,12 @@ class TraceResult:
     input_bytes: float
     uncounted: tuple[str, ...]
     weight_copy_bytes: float = 0.0
+    gemms: tuple[_Gemm, ...] = ()
+
+    def all_groups(self) -> dict[tuple[str, str], _Group]:
+        """Non-GEMM groups plus the GEMM records bucketed by ``min_dim`` class, at the traced batch."""
+        return _merged(self.groups, _bucketed([(r.phase, r.name, r.kind, r.tc, r.flops, r.bytes,
+                                                min(r.dims) if r.dims else None) for r in self.gemms]))
 
 
 def _dtype_for(precision: str) -> Any:
@@ -150,6 +277,7 @@ def _run_traced(module: Any, inputs: tuple[Any, ...], kwargs: Mapping[str, Any],
     events: list[tuple[str, int, int]] = []  # ("a"|"f", alloc id, nbytes)
     next_id = [0]
     groups: dict[tuple[str, str], _Group] = {}
+    gemms: list[_Gemm] = []
     uncounted: dict[str, None] = {}
 
     def track(t: Any) -> int | None:
@@ -212,18 +340,17 @@ def _run_traced(module: Any, inputs: tuple[Any, ...], kwargs: Mapping[str, Any],
                 ins, _ = tree_flatten((args, kwargs))
                 moved = sum(_nbytes(t) for t in ins if isinstance(t, torch.Tensor))
                 moved += sum(_nbytes(t) for t in outs if isinstance(t, torch.Tensor))
-            key = (state["phase"], f"aten.{name}")
-            g = groups.get(key)
-            if g is None:
-                g = groups[key] = _Group(kind, tc)
-            g.flops += flops
-            g.bytes += moved
-            g.count += 1
             if kind in ("matmul", "conv"):
-                dims = [d for t in tree_flatten(args)[0] if isinstance(t, torch.Tensor) for d in t.shape[-2:]]
-                if dims:
-                    md = int(min(dims))
-                    g.min_dim = md if g.min_dim is None else min(g.min_dim, md)
+                gemms.append(_Gemm(state["phase"], f"aten.{name}", kind, tc, flops, float(moved),
+                                   _gemm_dims(name, kind, func, args, kwargs, out)))
+            else:
+                key = (state["phase"], f"aten.{name}")
+                g = groups.get(key)
+                if g is None:
+                    g = groups[key] = _Group(kind, tc)
+                g.flops += flops
+                g.bytes += moved
+                g.count += 1
             out_ids = tree_map(track, out)
             if name == "_to_copy" and isinstance(args[0], torch.Tensor) and track(args[0]) in persistent:
                 weight_copies.add(out_ids)  # autocast's 16-bit copy of a weight
@@ -335,7 +462,8 @@ def _run_traced(module: Any, inputs: tuple[Any, ...], kwargs: Mapping[str, Any],
     return TraceResult(groups=groups, params=int(n_params), trainable_params=int(n_train) if train else 0,
                        param_bytes=int(param_bytes), activation_bytes=float(sum(saved.values())) if train else 0.0,
                        transient_bytes=float(tmp_peak), gradient_bytes=float(grad_bytes), peak_bytes=float(peak),
-                       input_bytes=input_bytes, uncounted=tuple(uncounted), weight_copy_bytes=copy_bytes)
+                       input_bytes=input_bytes, uncounted=tuple(uncounted), weight_copy_bytes=copy_bytes,
+                       gemms=tuple(gemms))
 
 
 def _ops_from(groups: Mapping[tuple[str, str], _Group], mode: str, precision: str) -> list[OpCost]:
@@ -427,7 +555,7 @@ def trace_module(
             raise WorkloadError(f"example input of shape {tuple(x.shape)} has a zero-size dimension")
     res = _run_traced(module, inputs, dict(example_kwargs or {}), mode=mode, precision=precision, loss_fn=loss_fn,
                       frozen=tuple(frozen), label=label)
-    ops = _ops_from(res.groups, mode, precision)
+    ops = _ops_from(res.all_groups(), mode, precision)
     opt = optimizer if mode == "train" else None
     if opt and res.trainable_params:
         ops.append(optimizer_op(res.trainable_params, precision, opt))
@@ -473,6 +601,18 @@ def _guess_family(module: Any) -> str:
 
 # ---------------------------------------------------------------------------------------------
 # presets: traced once per shape at two small batches, then scaled linearly
+#
+# Costs are linear in the batch size (fixed weight traffic + per-sample work), so two traces give
+# them at any batch.  GEMM shapes are not fixed: M = batch x rows grows with the batch, so a
+# matmul's ``min_dim`` class at batch 2 says little about batch 256.  Hence the GEMM ops are kept
+# one by one: the i-th op of a (phase, op) in the batch-2 trace is the i-th of the batch-4 trace
+# (the same module takes the same op sequence), its FLOPs and bytes are scaled linearly, each
+# GEMM dimension that differs between the two traces is scaled linearly too (it grows with the
+# batch; one that does not is a weight dimension and stays), and only then are the ops bucketed by
+# ``min_dim`` class, at the batch asked for (cached per preset shape and batch).  Where the two
+# traces took different kernels (different non-GEMM ops, or a different number of a matmul op),
+# those ops fall back to one group per (phase, kind) scaled as totals, as before; a fallen-back
+# GEMM group takes the smallest ``min_dim`` of the batch-4 trace (conservative).
 
 _TRACE_BATCHES = (2, 4)  # batch 1 takes special kernel paths in places (addmm vs mm on squeezed shapes)
 
@@ -517,10 +657,64 @@ def _lin(v1: float, v2: float, b: int) -> float:
     return max(0.0, v1 + slope * (b - b1))
 
 
+def _scaled_dim(d1: int, d2: int, b: int) -> int:
+    return d1 if d1 == d2 else max(1, round(_lin(d1, d2, b)))
+
+
+@functools.lru_cache(maxsize=256)
+def _preset_ops(builder: str, image_size: int | None, seq_len: int | None, mode: str, precision: str,
+                batch: int) -> tuple[OpCost, ...]:
+    """The traced ops (no optimizer) of a preset shape at ``batch`` (see the section comment)."""
+    r1, r2, _facts = _preset_trace(builder, image_size, seq_len, mode, precision)
+    groups1, groups2 = r1.groups, r2.groups
+    if groups1.keys() != groups2.keys():
+        # the two batches took different kernels (e.g. addmm vs mm + add): scale per (phase, kind)
+        groups1, groups2 = _by_kind(groups1), _by_kind(groups2)
+    scaled: dict[tuple[str, str], _Group] = {}
+    for key, g1 in groups1.items():
+        g2 = groups2.get(key, g1)
+        scaled[key] = _Group(g1.kind, g1.tc, flops=_lin(g1.flops, g2.flops, batch),
+                             bytes=_lin(g1.bytes, g2.bytes, batch), count=g1.count)
+    seqs: dict[tuple[str, str], tuple[list[_Gemm], list[_Gemm]]] = {}
+    for i, res in enumerate((r1, r2)):
+        for r in res.gemms:
+            seqs.setdefault((r.phase, r.name), ([], []))[i].append(r)
+    records: list[tuple[str, str, str, bool, float, float, int | None]] = []
+    fallback: dict[tuple[str, str], list[_Group]] = {}
+    for (phase, name), (s1, s2) in seqs.items():
+        if len(s1) == len(s2) and all(len(a.dims) == len(b.dims) for a, b in zip(s1, s2, strict=True)):
+            for a, b in zip(s1, s2, strict=True):
+                dims = [_scaled_dim(d1, d2, batch) for d1, d2 in zip(a.dims, b.dims, strict=True)]
+                records.append((phase, name, a.kind, a.tc, _lin(a.flops, b.flops, batch),
+                                _lin(a.bytes, b.bytes, batch), min(dims) if dims else None))
+            continue
+        for i, part in enumerate((s1, s2)):
+            for r in part:
+                gs = fallback.setdefault((phase, f"{r.kind} ops"), [_Group(r.kind, r.tc), _Group(r.kind, r.tc)])
+                g = gs[i]
+                g.flops += r.flops
+                g.bytes += r.bytes
+                g.count += 1
+                if i == 1 and r.dims:
+                    g.min_dim = min(r.dims) if g.min_dim is None else min(g.min_dim, *r.dims)
+    for key, (g1, g2) in fallback.items():
+        scaled[key] = _Group(g1.kind, g1.tc, flops=_lin(g1.flops, g2.flops, batch),
+                             bytes=_lin(g1.bytes, g2.bytes, batch), count=g1.count or g2.count,
+                             min_dim=g2.min_dim)
+    merged = _merged(scaled, _bucketed(records))
+    return tuple(OpCost(name=name, kind=g.kind, phase=phase, flops=g.flops, bytes=g.bytes,  # type: ignore[arg-type]
+                        count=g.count, tensor_core=g.tc and precision != "fp32", min_dim=g.min_dim)
+                 for (phase, name), g in merged.items())
+
+
 def preset_workload(preset: Any, *, batch_size: int, seq_len: int | None, image_size: int | None, mode: str,
                     precision: str, optimizer: str | None, gradient_checkpointing: bool = False,
                     grad_accum: int = 1) -> Workload:
-    """A traced preset at any batch size (two fake traces per shape, cached, scaled linearly)."""
+    """A traced preset at any batch size (two fake traces per shape, cached, scaled linearly).
+
+    See the comment above ``_TRACE_BATCHES`` for how matmul/convolution shapes (``min_dim``) are
+    scaled to ``batch_size`` before the ops are grouped.
+    """
     check_common(batch_size, mode, precision, optimizer if mode == "train" else None, grad_accum)
     if gradient_checkpointing:
         raise WorkloadError(f"gradient_checkpointing is not modelled for {preset.name} (traced preset)",
@@ -542,23 +736,15 @@ def preset_workload(preset: Any, *, batch_size: int, seq_len: int | None, image_
             raise WorkloadError(f"{preset.name} takes 224x224 images only, got image_size {img}")
         seq = None
     r1, r2, _facts = _preset_trace(cfg["builder"], img, seq, mode, precision)
-    groups1, groups2 = r1.groups, r2.groups
-    if groups1.keys() != groups2.keys():
-        # the two batches took different kernels (e.g. addmm vs mm + add): scale per (phase, kind)
-        groups1, groups2 = _by_kind(groups1), _by_kind(groups2)
-    ops: list[OpCost] = []
-    for key, g1 in groups1.items():
-        g2 = groups2.get(key, g1)
-        ops.append(OpCost(name=key[1], kind=g1.kind, phase=key[0], flops=_lin(g1.flops, g2.flops, batch_size),  # type: ignore[arg-type]
-                          bytes=_lin(g1.bytes, g2.bytes, batch_size), count=g1.count,
-                          tensor_core=g1.tc and precision != "fp32",
-                          min_dim=None if g1.min_dim is None else g1.min_dim))
+    ops = list(_preset_ops(cfg["builder"], img, seq, mode, precision, batch_size))
     opt = optimizer if mode == "train" else None
     if opt and r1.trainable_params:
         ops.append(optimizer_op(r1.trainable_params, precision, opt))
     assumptions += _common_assumptions(precision, opt, mode)
     assumptions.append(f"traced at batch {_TRACE_BATCHES[0]} and {_TRACE_BATCHES[1]} and scaled linearly in the "
-                       "batch size (fixed weight traffic + per-sample costs)")
+                       "batch size (fixed weight traffic + per-sample costs); matmul/conv ops scaled one by "
+                       "one (GEMM dims that grow with the batch scaled with it) and grouped by min(M, N, K) class "
+                       "at this batch")
     if preset.name == "vgg16-transfer" and mode == "train":
         assumptions.append("vgg16-transfer: conv base frozen (no weight gradients, no optimizer state); "
                            "backward stops at the head")
