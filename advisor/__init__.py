@@ -2,6 +2,10 @@
 
 The public API is re-exported here and loaded on first use, so ``import advisor`` stays
 cheap (no torch, no pandas) until a function that needs them is called.
+
+``advisor.probe``, ``advisor.estimate`` and ``advisor.recommend`` are the *functions* of those names
+even after their modules have been imported (see ``_PublicApiModule``); to reach a module itself,
+use ``importlib.import_module("advisor.recommend")`` or ``from advisor.recommend import Recommendation``.
 """
 
 from __future__ import annotations

@@ -763,13 +763,10 @@ def run_validation(cases: Sequence[Case], device: DeviceContext, *, build: Build
 
 
 def _median_time(fn: Callable[[], Any], iters: int) -> float:
-    fn()
-    times = []
-    for _ in range(iters):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    """Median seconds per call of ``fn``, timed by the probe's loop (warm-up until settled, >= 5 ms regions)."""
+    from advisor.probe.timing import measure
+
+    return measure(fn, repetitions=max(iters, 5), min_region_s=5e-3, warmup_max_s=0.5).median_s
 
 
 def measure_cpu_rates(n: int = 512) -> dict[str, float]:
