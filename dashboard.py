@@ -652,18 +652,25 @@ def _probes_from_store() -> list[dict[str, Any]]:
     return _stored_probes(str(default_store_path()))
 
 
+def _stored_probes_or_notice() -> list[dict[str, Any]] | None:
+    """The stored probe documents, or ``None`` after showing why they cannot be read."""
+    if _module("advisor.store") is None:
+        _missing("history store")
+        return None
+    try:
+        return _probes_from_store()
+    except Exception as exc:
+        _notice(exc, "Reading the history store")
+        return None
+
+
 def page_history() -> None:
     """History: probe runs from the store, trends per device, compare two runs."""
     import altair as alt
 
     st.title("History")
-    if _module("advisor.store") is None:
-        _missing("history store")
-        return
-    try:
-        probes = _probes_from_store()
-    except Exception as exc:
-        _notice(exc, "Reading the history store")
+    probes = _stored_probes_or_notice()
+    if probes is None:
         return
     runs = dd.history_runs_frame(probes)
     if runs.empty:
@@ -717,13 +724,8 @@ def page_fleet() -> None:
     import altair as alt
 
     st.title("Fleet")
-    if _module("advisor.store") is None:
-        _missing("history store")
-        return
-    try:
-        probes = _probes_from_store()
-    except Exception as exc:
-        _notice(exc, "Reading the history store")
+    probes = _stored_probes_or_notice()
+    if probes is None:
         return
     _collectives_section(probes)
     cells = dd.fleet_frame(probes)

@@ -141,6 +141,14 @@ def _skip(env: KernelEnv, name: str, precision: str | None, shape: str | None, r
                         device=env.device, skipped=reason)
 
 
+def _failed(env: KernelEnv, name: str, precision: str | None, shape: str, exc: BaseException) -> KernelResult:
+    """A kernel that raised: out of memory is recorded as skipped, anything else as this kernel's error."""
+    if _is_oom(exc):
+        return _skip(env, name, precision, shape, f"out of memory: {exc}")
+    return KernelResult(name=name, precision=precision, shape=shape, device_index=env.device_index,
+                        device=env.device, error=f"{type(exc).__name__}: {exc}")
+
+
 def _timed(env: KernelEnv, *, name: str, precision: str | None, shape: str, fn: Callable[[], None],
            work: float | None, work_unit: str | None, unit: str, scale: float, spec_peak: float | None,
            before_repetition: Callable[[], None] | None = None, notes: Sequence[str] = ()) -> KernelResult:
@@ -285,10 +293,7 @@ def run_matmul(env: KernelEnv, precision: str, m: int, n: int, k: int, shrink_on
             _free(env)
             smaller = run_matmul(env, precision, m // 2, n // 2, k // 2, shrink_on_oom - 1)
             return replace(smaller, notes=(f"out of memory at {shape}; halved", *notes, *smaller.notes))
-        if _is_oom(exc):
-            return _skip(env, "matmul", precision, shape, f"out of memory: {exc}")
-        return KernelResult(name="matmul", precision=precision, shape=shape, device_index=env.device_index,
-                            device=env.device, error=f"{type(exc).__name__}: {exc}")
+        return _failed(env, "matmul", precision, shape, exc)
     finally:
         torch.backends.cuda.matmul.allow_tf32 = old_tf32
         a = b = out = None
@@ -332,10 +337,7 @@ def run_conv(env: KernelEnv, precision: str, layer: tuple[int, ...], batch: int,
                       work=conv2d_flops(batch, c, h, w, k, r, s, stride, padding), work_unit="FLOP",
                       unit="TFLOP/s", scale=1e12, spec_peak=_spec_tflops(env, precision))
     except Exception as exc:
-        if _is_oom(exc):
-            return _skip(env, "conv2d", precision, shape, f"out of memory: {exc}")
-        return KernelResult(name="conv2d", precision=precision, shape=shape, device_index=env.device_index,
-                            device=env.device, error=f"{type(exc).__name__}: {exc}")
+        return _failed(env, "conv2d", precision, shape, exc)
     finally:
         torch.backends.cudnn.benchmark, torch.backends.cudnn.allow_tf32 = old
         x = wt = None
@@ -390,10 +392,7 @@ def run_bandwidth(env: KernelEnv, mode: str, buffer_bytes: int) -> KernelResult:
         return _timed(env, name=name, precision=None, shape=shape, fn=fn, work=bandwidth_bytes(mode, nbytes),
                       work_unit="bytes", unit="GB/s", scale=1e9, spec_peak=spec_peak, before_repetition=before)
     except Exception as exc:
-        if _is_oom(exc):
-            return _skip(env, name, None, shape, f"out of memory: {exc}")
-        return KernelResult(name=name, shape=shape, device_index=env.device_index, device=env.device,
-                            error=f"{type(exc).__name__}: {exc}")
+        return _failed(env, name, None, shape, exc)
     finally:
         src = dst = flush = None
         _free(env)
@@ -423,10 +422,7 @@ def run_transfer(env: KernelEnv, direction: str, pinned: bool, buffer_bytes: int
                         unit="GB/s", scale=1e9, spec_peak=env.pcie_gbs)
         return _against_live_link(env, result, fn)
     except Exception as exc:
-        if _is_oom(exc):
-            return _skip(env, name, None, shape, f"out of memory: {exc}")
-        return KernelResult(name=name, shape=shape, device_index=env.device_index, device=env.device,
-                            error=f"{type(exc).__name__}: {exc}")
+        return _failed(env, name, None, shape, exc)
     finally:
         host = dev = None
         _free(env)
