@@ -324,3 +324,18 @@ class TestRealEstimator:
         assert proc.returncode == 0, proc.stderr[-2000:]
         assert elapsed < 10, f"recommend llama-3-70b took {elapsed:.1f} s (about 1 s expected; CI noise allowed)"
         assert json.loads(proc.stdout)["model"]
+
+
+def test_input_bound_candidates_are_flagged_in_rows_frame_and_text(capsys) -> None:
+    from advisor.cli import main
+    from advisor.recommend import recommend
+
+    slow = recommend("mnist-cnn", batch_size=512, image_size=28, precision="amp-bf16", optimizer="adam",
+                     loader_samples_per_s=100.0, gpus=["a100-sxm4-80gb"], max_gpus=1)
+    fast = recommend("mnist-cnn", batch_size=512, image_size=28, precision="amp-bf16", optimizer="adam",
+                     loader_samples_per_s=1e12, gpus=["a100-sxm4-80gb"], max_gpus=1)
+    assert slow.rows[0].input_bound and not fast.rows[0].input_bound
+    assert bool(slow.to_frame()["input_bound"].iloc[0])
+    assert main(["recommend", "--model", "mnist-cnn", "--batch-size", "512", "--image-size", "28", "--optimizer",
+                 "adam", "--loader-samples-per-s", "100", "--gpus", "a100-sxm4-80gb", "--max-gpus", "1"]) == 0
+    assert "input-bound" in capsys.readouterr().out

@@ -79,7 +79,8 @@ def run(args: argparse.Namespace) -> int:
         frac = r.headroom_fraction
         rows.append((r.rank, r.gpu_name, r.num_gpus, r.parallelism or "-", _gib(r.memory_per_gpu_bytes),
                      None if frac is None else f"{100 * frac:.0f}%", format_seconds(r.step_s),
-                     format_seconds(r.time_to_train_s), _money(r.cost_usd), r.cost_basis,
+                     format_seconds(r.time_to_train_s) + (" *" if r.input_bound else ""), _money(r.cost_usd),
+                     r.cost_basis,
                      f"{r.energy_kwh:,.1f}", None if r.samples_per_usd is None else f"{r.samples_per_usd:,.0f}"))
     if rows:
         console.print(table(f"{len(rec.rows)} candidates (top {min(args.top, len(rec.rows))})", cols, rows,
@@ -87,6 +88,11 @@ def run(args: argparse.Namespace) -> int:
                                          "kWh", "samples/$")))
     else:
         console.print("[red]no card qualifies[/red]")
+    starved = sum(r.input_bound for r in rec.rows[: args.top])
+    if starved:
+        console.print(f"* {starved} of these would be input-bound: the data loader (--loader-samples-per-s, or the "
+                      "stated CPU-decode rate) cannot feed them, so the job takes longer than shown; "
+                      "`estimate ... --json` gives time.input_advice")
     if rec.partial:
         console.print(f"[bold]best partial answer:[/bold] {rec.partial}")
     by_code: dict[str, int] = {}
