@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -101,8 +102,30 @@ class HistoryStore:
         except OSError as exc:
             raise StoreError(f"cannot create the history directory {self.path.parent}: {exc}",
                              hint=f"set ${ENV_HOME} to a writable directory") from exc
-        with self._connect() as con:
-            con.executescript(_SCHEMA)
+        self._initialise()
+
+    def _initialise(self) -> None:
+        """Switch the file to WAL (persistent) and create the tables, once per store object.
+
+        Two processes opening a new file at the same moment can get SQLITE_BUSY from the journal-mode
+        switch or the schema script without the busy handler being consulted, so these are retried
+        until ``BUSY_TIMEOUT_S`` has passed.
+        """
+        deadline = time.monotonic() + BUSY_TIMEOUT_S
+        while True:
+            try:
+                with self._connect() as con:
+                    mode = con.execute("PRAGMA journal_mode = WAL").fetchone()
+                    if mode is None:
+                        raise sqlite3.DatabaseError("could not set the journal mode")
+                    con.executescript(_SCHEMA)
+                return
+            except StoreError as exc:
+                cause = exc.__cause__
+                busy = isinstance(cause, sqlite3.OperationalError) and ("locked" in str(cause) or "busy" in str(cause))
+                if not busy or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -110,9 +133,6 @@ class HistoryStore:
         try:
             con = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S)
             con.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-            mode = con.execute("PRAGMA journal_mode = WAL").fetchone()
-            if mode is None:
-                raise sqlite3.DatabaseError("could not set the journal mode")
             with con:  # one transaction: commit on success, roll back on error
                 yield con
         except sqlite3.DatabaseError as exc:

@@ -7,18 +7,8 @@ from typing import Any
 
 from advisor.catalog import SEGMENTS, VENDORS
 from advisor.commands._output import add_json_flag, add_specs_dir_flag, print_json, stdout_console, table
-from advisor.commands.estimate import _positive_int, add_workload_args, workload_kwargs
+from advisor.commands.estimate import _positive_float, _positive_int, add_workload_args, workload_kwargs
 from advisor.errors import AdvisorError
-
-
-def _budget(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of dollars, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return value
 
 
 def add_parser(subparsers: Any) -> None:
@@ -30,7 +20,8 @@ def add_parser(subparsers: Any) -> None:
     add_workload_args(p)
     p.add_argument("--max-gpus", type=_positive_int, default=8, metavar="N",
                    help="largest card count considered (powers of two up to N, plus N; default 8)")
-    p.add_argument("--budget-usd", type=_budget, metavar="X", help="drop candidates whose job costs more than this")
+    p.add_argument("--budget-usd", type=_positive_float, metavar="X",
+                   help="drop candidates whose job costs more than this")
     p.add_argument("--objective", choices=("time", "cost", "energy"), default="time",
                    help="rank by time to train, dollars or kWh (default time)")
     p.add_argument("--vendor", choices=VENDORS, help="only this vendor")
