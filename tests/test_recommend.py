@@ -339,3 +339,17 @@ def test_input_bound_candidates_are_flagged_in_rows_frame_and_text(capsys) -> No
     assert main(["recommend", "--model", "mnist-cnn", "--batch-size", "512", "--image-size", "28", "--optimizer",
                  "adam", "--loader-samples-per-s", "100", "--gpus", "a100-sxm4-80gb", "--max-gpus", "1"]) == 0
     assert "input-bound" in capsys.readouterr().out
+
+
+def test_cli_exits_1_when_no_card_qualifies_but_still_prints_the_partial_answer(capsys) -> None:
+    import json
+
+    from advisor.cli import main
+
+    argv = ["recommend", "--model", "llama-3.1-405b", "--max-gpus", "1", "--mode", "train"]
+    assert main(argv) == 1
+    assert "best partial answer" in capsys.readouterr().out
+    assert main([*argv, "--json"]) == 1
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["rows"] == [] and "fits on no card" in doc["partial"]
+    assert main(["recommend", "--model", "gpt2", "--max-gpus", "1", "--json"]) == 0

@@ -16,7 +16,8 @@ def add_parser(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "recommend", help="rank cards and card counts for a workload",
         description="Rank every catalog card (and your own) at 1, 2, 4, ... up to --max-gpus cards by time to "
-                    "train, cost or energy; every rejected card x count says why.")
+                    "train, cost or energy; every rejected card x count says why. Exits 1 when no card qualifies "
+                    "(the best partial answer is still printed).")
     add_workload_args(p)
     p.add_argument("--max-gpus", type=_positive_int, default=8, metavar="N",
                    help="largest card count considered (powers of two up to N, plus N; default 8)")
@@ -55,9 +56,11 @@ def run(args: argparse.Namespace) -> int:
         raise AdvisorError("recommend takes one --specs-dir", hint="put your spec files in one directory")
     rec = recommend(args.model, max_gpus=args.max_gpus, objective=args.objective, budget_usd=args.budget_usd,
                     vendor=args.vendor, segment=args.segment, gpus=args.gpus, specs_dir=specs_dir, **kwargs)
+    # Exit 1 when no card qualifies: the answer (and its best partial answer) is still printed.
+    status = 0 if rec.rows else 1
     if args.json:
         print_json(rec.to_dict())
-        return 0
+        return status
     console = stdout_console()
     w = rec.workload
     shape = f"seq {w['seq_len']}" if w.get("seq_len") else f"image {w['image_size']}" if w.get("image_size") else ""
@@ -98,4 +101,4 @@ def run(args: argparse.Namespace) -> int:
     console.print("[bold]assumptions[/bold]")
     for a in rec.assumptions:
         console.print(f"  - {a}")
-    return 0
+    return status
