@@ -593,14 +593,9 @@ def _heap_peak_mode() -> Any:
 
 
 def _is_oom(exc: BaseException) -> bool:
-    if isinstance(exc, (MemoryError, ValidationOom)):
-        return True
-    with contextlib.suppress(ImportError):
-        import torch
+    from advisor.probe.kernels import is_out_of_memory
 
-        if isinstance(exc, torch.OutOfMemoryError):
-            return True
-    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+    return isinstance(exc, ValidationOom) or is_out_of_memory(exc)
 
 
 def _run_measured(case: Case, device: str, build: Builder, warmup: int, iters: int,

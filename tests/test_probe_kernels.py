@@ -186,3 +186,13 @@ def test_transfers_are_set_against_the_link_read_under_load(env) -> None:
     assert "gen5 x16" in r.notes[-1]
     assert K._against_live_link(replace(env, read_link=lambda: (None, 16)), measured, lambda: None) == measured
     assert K._against_live_link(env, measured, lambda: None) == measured
+
+
+def test_out_of_memory_is_recognised_in_each_form_the_allocators_raise() -> None:
+    import torch
+
+    assert K.is_out_of_memory(MemoryError())
+    assert K.is_out_of_memory(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"))
+    assert K.is_out_of_memory(RuntimeError("HIP out of memory. Tried to allocate 1.00 GiB"))
+    assert not K.is_out_of_memory(RuntimeError("mat1 and mat2 shapes cannot be multiplied"))
+    assert not K.is_out_of_memory(ValueError("out of memory"))

@@ -16,6 +16,7 @@ GB/s means 10^9 bytes per second, as the specs do.
 from __future__ import annotations
 
 import math
+import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
@@ -143,7 +144,7 @@ def _skip(env: KernelEnv, name: str, precision: str | None, shape: str | None, r
 
 def _failed(env: KernelEnv, name: str, precision: str | None, shape: str, exc: BaseException) -> KernelResult:
     """A kernel that raised: out of memory is recorded as skipped, anything else as this kernel's error."""
-    if _is_oom(exc):
+    if is_out_of_memory(exc):
         return _skip(env, name, precision, shape, f"out of memory: {exc}")
     return KernelResult(name=name, precision=precision, shape=shape, device_index=env.device_index,
                         device=env.device, error=f"{type(exc).__name__}: {exc}")
@@ -186,10 +187,19 @@ def _spec_tflops(env: KernelEnv, precision: str) -> float | None:
     return None if peak is None else peak / 1e12
 
 
-def _is_oom(exc: BaseException) -> bool:
-    torch = _torch()
-    oom = getattr(torch.cuda, "OutOfMemoryError", None)
-    return isinstance(exc, MemoryError) or (oom is not None and isinstance(exc, oom))
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` means the device (or host) ran out of memory.
+
+    Covers ``MemoryError``, ``torch.OutOfMemoryError`` (CUDA's allocator) and the plain ``RuntimeError``
+    "... out of memory" that other allocators and libraries raise (ROCm/HIP, cuDNN workspaces, CPU).
+    """
+    if isinstance(exc, MemoryError):
+        return True
+    torch = sys.modules.get("torch")  # torch cannot have raised if it was never imported
+    oom = getattr(torch, "OutOfMemoryError", None) or getattr(getattr(torch, "cuda", None), "OutOfMemoryError", None)
+    if oom is not None and isinstance(exc, oom):
+        return True
+    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
 
 
 def _free(env: KernelEnv) -> None:
@@ -288,7 +298,7 @@ def run_matmul(env: KernelEnv, precision: str, m: int, n: int, k: int, shrink_on
                       work_unit="FLOP", unit="TOP/s" if precision == "int8" else "TFLOP/s", scale=1e12,
                       spec_peak=_spec_tflops(env, precision), notes=notes)
     except Exception as exc:
-        if _is_oom(exc) and shrink_on_oom > 0 and min(m, n, k) > 256:
+        if is_out_of_memory(exc) and shrink_on_oom > 0 and min(m, n, k) > 256:
             a = b = out = None
             _free(env)
             smaller = run_matmul(env, precision, m // 2, n // 2, k // 2, shrink_on_oom - 1)
