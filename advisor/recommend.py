@@ -306,6 +306,13 @@ def _auto_parallelism(mode: str, count: int, single_fits: bool | None) -> tuple[
     return ("ddp", "zero3")
 
 
+def _runs_precision(spec: GpuSpec, precision: str) -> bool:
+    """Whether the estimator can price ``precision`` on the card (int8/int4 fall back to weight-only 16-bit)."""
+    if spec.peak_flops(precision) is not None:
+        return True
+    return precision in ("int8", "int4") and (spec.fp16_tflops is not None or spec.bf16_tflops is not None)
+
+
 def recommend(model: Any, *, batch_size: int = 1, seq_len: int | None = None, image_size: int | None = None,
               precision: str = "amp-bf16", optimizer: str = "adamw", mode: str = "train",
               gradient_checkpointing: bool = False, lora_rank: int | None = None,
@@ -315,7 +322,7 @@ def recommend(model: Any, *, batch_size: int = 1, seq_len: int | None = None, im
               gpus: Sequence[str | GpuSpec] | None = None, dataset_samples: int | None = None,
               epochs: float = 1, total_tokens: float | None = None, specs_dir: str | Path | None = None,
               calibration: Any = "auto", example_inputs: Any = None,
-              loader_samples_per_s: float | None = None) -> Recommendation:
+              loader_samples_per_s: float | None = None, runtime: str = "eager") -> Recommendation:
     """Rank every catalog card x count for a workload.
 
     Args:
@@ -333,6 +340,8 @@ def recommend(model: Any, *, batch_size: int = 1, seq_len: int | None = None, im
         dataset_samples, epochs, total_tokens: the job; defaults are stated in ``job``.
         specs_dir: a directory of the user's own spec files (adds to / replaces shipped cards).
         calibration: passed to the estimator (``auto``, ``None``, a ProbeResult or a path).
+        runtime: ``eager`` (PyTorch eager: host dispatch can bound small steps) or ``graph`` (CUDA graphs,
+            compiled / TensorRT / vLLM / llama.cpp), as in ``estimate``.
 
     Raises:
         UnknownModelError: unknown preset (the message lists the closest names).
@@ -340,6 +349,10 @@ def recommend(model: Any, *, batch_size: int = 1, seq_len: int | None = None, im
         EstimateError: bad option (max_gpus < 1, negative budget, unknown objective/vendor/segment).
     """
     _check_inputs(max_gpus, objective, budget_usd, vendor, segment, epochs, dataset_samples, total_tokens)
+    from advisor.estimate.time import RUNTIMES
+
+    if runtime not in RUNTIMES:
+        raise EstimateError(f"unknown runtime {runtime!r}", hint=f"accepted: {', '.join(RUNTIMES)}")
     specs = load_specs(extra_dirs=[specs_dir]) if specs_dir is not None else load_specs()
     if gpus is not None:
         wanted = {(g.id if isinstance(g, GpuSpec) else find_gpu(g, specs).id) for g in gpus}
@@ -361,14 +374,16 @@ def recommend(model: Any, *, batch_size: int = 1, seq_len: int | None = None, im
     job = _job(workload, mode, dataset_samples, epochs, total_tokens)
     counts = gpu_counts(max_gpus)
     estimate_workload = _estimator()
-    extra = {"loader_samples_per_s": loader_samples_per_s} if loader_samples_per_s is not None else {}
+    extra: dict[str, Any] = {"runtime": runtime}
+    if loader_samples_per_s is not None:
+        extra["loader_samples_per_s"] = loader_samples_per_s
 
     candidates: list[dict[str, Any]] = []
     rejected: list[Rejection] = []
     estimator_assumptions: list[str] = []
     best_misfit: dict[str, Any] | None = None
     for spec in cards:
-        if spec.peak_flops(precision) is None:
+        if not _runs_precision(spec, precision):
             supported = ", ".join(spec.supported_precisions) or "none listed"
             for n in counts:
                 rejected.append(Rejection(spec.id, spec.name, n, "precision_unsupported",

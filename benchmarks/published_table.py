@@ -93,11 +93,13 @@ def estimate_kwargs(row: dict[str, str]) -> dict[str, Any]:
         kw["gen_len"] = int(opts["gen_len"])
     if opts.get("parallelism"):
         kw["parallelism"] = opts["parallelism"]
+    if opts.get("runtime"):
+        kw["runtime"] = opts["runtime"]
     return kw
 
 
 #: Keyword arguments of ``estimate`` that are not workload build options.
-_ESTIMATE_ONLY = ("num_gpus", "calibration", "parallelism")
+_ESTIMATE_ONLY = ("num_gpus", "calibration", "parallelism", "runtime")
 
 
 def build_row_workload(row: dict[str, str]) -> Any:
@@ -225,6 +227,9 @@ def markdown(results: list[RowResult]) -> str:
         "- Build options the sources state but `estimate()` does not expose (`attention=eager` for transformers 4.2x "
         "BERT, LoRA targets q,v for LitGPT) are passed to `advisor.workload.load_workload` and the workload is "
         "handed to `estimate()`; `parallelism` comes from the row's options.",
+        "- `runtime`: rows from TensorRT(-LLM), vLLM, llama.cpp and compiled gpt-fast carry `runtime=graph` (no per-op "
+        "host dispatch floor); every other row is PyTorch eager, where each phase takes at least its dispatched "
+        "operators x host time per op (docs/estimates.md, 'Eager host dispatch').",
         "- Approximations stated per row in the CSV `notes`: LAMB (NVIDIA BERT pretraining) is costed as adamw "
         "(same two moments); A10G runs are estimated on the catalog A10 (same 24 GB) for memory; HSDP over 128 GPUs is "
         "modelled as fsdp over one 8-GPU node; llama.cpp Q8_0 (~8.5 bits/weight) is costed as int8.",

@@ -224,7 +224,8 @@ def test_calibration_from_a_probe_result_object() -> None:
             return {"matmul_bf16": 0.9, "launch_overhead_s": 2e-6}
 
     e = estimate_workload(make_workload(), H100, calibration=FakeProbe())
-    assert e.calibrated and set(e.calibrated_figures) == {"matmul=0.9", "launch_overhead_s=2e-06"}
+    # the probe's bare-op launch figure sets the eager host time per op (x HOST_OP_PER_BARE_OP = 2.8)
+    assert e.calibrated and set(e.calibrated_figures) == {"matmul=0.9", "host_op_s=5.6e-06"}
     other = estimate_workload(make_workload(), A100, calibration=FakeProbe())  # probe of another card
     assert not other.calibrated
 
@@ -378,7 +379,7 @@ def test_auto_calibration_reads_the_latest_probe_from_the_history_store() -> Non
 def test_llama_3_8b_preset_decode_is_bandwidth_bound_near_published_rates() -> None:
     # vLLM / TensorRT-LLM report ~130-160 tokens/s per sequence for Llama-3-8B bf16 at small batch on one H100
     e = estimate("llama-3-8b", "h100-sxm5-80gb", mode="infer", precision="bf16", batch_size=8, seq_len=1024,
-                 gen_len=128, calibration=None)
+                 gen_len=128, calibration=None, runtime="graph")
     t = e.time
     assert 5e-3 < t.decode_step_s < 9e-3 and t.bound == "memory"
     assert t.step_s == pytest.approx(t.prefill_s + 128 * t.decode_step_s)
@@ -406,3 +407,72 @@ def test_a_torch_module_takes_its_batch_from_example_inputs() -> None:
     two = estimate(m, "h100-sxm5-80gb", example_inputs=x, batch_size=64, num_gpus=2, precision="amp-fp16",
                    optimizer="sgd-momentum", calibration=None)
     assert two.batch_size == 64 and two.micro_batch_per_gpu == 32
+
+
+def test_eager_decode_at_batch_1_is_host_bound_and_graph_runtimes_are_not() -> None:
+    # Hugging Face generate on an A100 runs ~25-40 tokens/s for a 7B model at batch 1 (published rows in
+    # tests/data); CUDA-graph runtimes (gpt-fast compiled, vLLM) ~100, the weight-read bound.
+    kw = dict(mode="infer", precision="fp16", batch_size=1, seq_len=128, gen_len=128, optimizer=None, calibration=None)
+    eager = estimate("llama-2-7b", "a100-sxm4-80gb", **kw)
+    graph = estimate("llama-2-7b", "a100-sxm4-80gb", runtime="graph", **kw)
+    assert eager.time.limiter == "host" and eager.time.host_s > 0 and eager.time.runtime == "eager"
+    assert graph.time.limiter == "memory" and graph.time.host_s == 0
+    assert 20 < 1 / eager.time.decode_step_s < 60 < 90 < 1 / graph.time.decode_step_s < 130
+    assert any(a.startswith("runtime eager") for a in eager.assumptions)
+    # at a large batch the GPU, not the host, sets the pace: the runtimes differ by eager's KV-cache copies
+    big = {**kw, "batch_size": 64, "seq_len": 1024}
+    e64 = estimate("llama-2-7b", "a100-sxm4-80gb", **big)
+    g64 = estimate("llama-2-7b", "a100-sxm4-80gb", runtime="graph", **big)
+    assert e64.time.limiter == "memory" and e64.time.host_s == 0
+    cat = next(op for op in e64.workload.decode_ops if op.name == "decode.kv_cache.cat")
+    bw = get_gpu("a100-sxm4-80gb").memory_bandwidth_bytes_s * 0.90  # ampere copy efficiency
+    assert e64.time.decode_step_s - g64.time.decode_step_s == pytest.approx(cat.bytes / bw, rel=0.05)
+
+
+def test_host_floor_is_a_max_on_a_gpu_and_a_sum_on_the_cpu() -> None:
+    from advisor.estimate.efficiency import HOST_BACKWARD_FRACTION, defaults_for
+    from advisor.estimate.time import PHASES, host_floor, prepare_ops
+    from advisor.workload.base import OpCost
+
+    ops = prepare_ops([OpCost("f", "elementwise", "forward", 0.0, 1.0, count=100),
+                       OpCost("b", "elementwise", "backward", 0.0, 1.0, count=10)])
+    eff = defaults_for("ampere").replace(host_op_s=1e-5)
+    gpu = [0.0] * len(PHASES)
+    gpu[0], gpu[1] = 5e-4, 1e-3
+    out, exposed = host_floor(gpu, ops, {}, eff)  # counts from the ops: 100 forward, 10 backward
+    assert out[0] == pytest.approx(1e-3) and out[1] == pytest.approx(1e-3)  # forward host-bound, backward not
+    assert exposed == pytest.approx(5e-4)
+    out, exposed = host_floor(gpu, ops, {"forward": 10, "backward": 1000}, eff)  # the builder's counts win
+    assert out[0] == pytest.approx(5e-4) and out[1] == pytest.approx(1000 * 1e-5 * HOST_BACKWARD_FRACTION)
+    serial, exposed = host_floor(gpu, ops, {}, eff, serial=True)
+    assert serial[0] == pytest.approx(5e-4 + 1e-3)
+    assert exposed == pytest.approx(1e-3 + 10 * 1e-5 * HOST_BACKWARD_FRACTION)
+
+
+def test_kv_cache_concatenation_is_an_eager_only_cost() -> None:
+    from advisor.workload import load_workload
+
+    w = load_workload("llama-2-7b", mode="infer", precision="fp16", batch_size=8, seq_len=2048, gen_len=256)
+    cat = [op for op in w.decode_ops if op.name == "decode.kv_cache.cat"]
+    assert len(cat) == 1 and cat[0].runtime == "eager"
+    # read + write of k and v at the mean context: 2 x kv cache bytes at seq_len + gen_len / 2
+    ctx = 2048 + 128
+    assert cat[0].bytes == pytest.approx(2 * 2 * 32 * 32 * 128 * ctx * 8 * 2 * 1.0)
+    from advisor.estimate.time import prepare_ops
+
+    assert len(prepare_ops(w.decode_ops, runtime="graph")) == len(w.decode_ops) - 1
+
+
+def test_int4_is_priced_as_weight_only_at_the_16_bit_rate() -> None:
+    e = estimate("llama-2-7b", "rtx-3090-ti", mode="infer", precision="int4", batch_size=1, seq_len=512,
+                 gen_len=1, optimizer=None, calibration=None, runtime="graph")
+    assert any("weight-only int4" in a for a in e.assumptions)
+    fp16 = estimate("llama-2-7b", "rtx-3090-ti", mode="infer", precision="fp16", batch_size=1, seq_len=512,
+                    gen_len=1, optimizer=None, calibration=None, runtime="graph")
+    assert e.time.prefill_s == pytest.approx(fp16.time.prefill_s, rel=0.15)
+
+
+def test_unknown_runtime_is_refused_with_the_accepted_names() -> None:
+    with pytest.raises(EstimateError, match="unknown runtime 'jit'") as info:
+        estimate("gpt2", "a100-sxm4-80gb", runtime="jit")
+    assert "eager, graph" in (info.value.hint or "")

@@ -67,6 +67,9 @@ def add_workload_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--dataset-samples", type=_positive_int, metavar="N", help="samples per epoch (time to train)")
     g.add_argument("--epochs", type=_positive_float, default=1, metavar="E", help="epochs (default 1)")
     g.add_argument("--total-tokens", type=_positive_float, metavar="T", help="tokens to train on (time to train)")
+    g.add_argument("--runtime", default="eager", choices=("eager", "graph"),
+                   help="eager: PyTorch eager, whose per-op host dispatch can bound small steps (default); "
+                        "graph: CUDA graphs / torch.compile reduce-overhead / TensorRT / vLLM / llama.cpp")
     g.add_argument("--calibration", default="auto", metavar="auto|none|FILE",
                    help="auto: latest probe of the card in the history store; none: defaults; "
                         "FILE: a probe JSON (default auto)")
@@ -99,6 +102,7 @@ def workload_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         "dataset_samples": args.dataset_samples,
         "epochs": args.epochs,
         "total_tokens": args.total_tokens,
+        "runtime": args.runtime,
     }
 
 

@@ -11,14 +11,21 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from advisor.catalog import GpuSpec, get_gpu
 from advisor.errors import EstimateError
 from advisor.estimate.calibrate import apply_efficiencies, load_efficiencies
-from advisor.estimate.efficiency import CONTEXT_SOURCE, HALF_DIM_REF, REF_SMS, defaults_for
+from advisor.estimate.efficiency import (
+    CONTEXT_SOURCE,
+    HALF_DIM_REF,
+    HOST_BACKWARD_FRACTION,
+    HOST_SOURCE,
+    REF_SMS,
+    defaults_for,
+)
 from advisor.estimate.memory import (
     FRAGMENTATION_DYNAMIC,
     KERNEL_MODULES_INFER_BYTES,
@@ -41,8 +48,18 @@ from advisor.estimate.parallel import (
     resolve_plan,
     tensor_parallel_comm,
 )
-from advisor.estimate.time import PHASES, CardRates, PreparedOp, TimeEstimate, ops_time, prepare_ops
+from advisor.estimate.time import (
+    PHASES,
+    RUNTIMES,
+    CardRates,
+    PreparedOp,
+    TimeEstimate,
+    host_floor,
+    ops_time,
+    prepare_ops,
+)
 from advisor.workload.base import MODES, OPTIMIZERS, PRECISIONS, Workload
+from advisor.workload.eager import SOURCE as EAGER_SOURCE
 
 __all__ = ["Estimate", "MemoryEstimate", "TimeEstimate", "estimate", "estimate_memory", "estimate_time",
            "estimate_workload", "prepare_workload"]
@@ -60,7 +77,7 @@ class PreparedWorkload:
         self.workload = workload
         self._micro: dict[int, Workload] = {workload.batch_size: workload}
         self._parts: dict[tuple[int, ParallelPlan], MemoryParts] = {}
-        self._ops: dict[tuple[int, int, bool], tuple[PreparedOp, ...]] = {}
+        self._ops: dict[tuple[int, int, bool, str], tuple[PreparedOp, ...]] = {}
 
     def micro(self, batch: int) -> Workload:
         """The workload at per-GPU micro-batch ``batch``."""
@@ -81,13 +98,13 @@ class PreparedWorkload:
             p = self._parts[key] = memory_parts(self.micro(batch), plan)
         return p
 
-    def ops(self, batch: int, tp: int, decode: bool = False) -> tuple[PreparedOp, ...]:
-        """Prepared op tuples at micro-batch ``batch``, per GPU under tensor parallel ``tp``."""
-        key = (batch, tp, decode)
+    def ops(self, batch: int, tp: int, decode: bool = False, runtime: str = "eager") -> tuple[PreparedOp, ...]:
+        """Prepared op tuples at micro-batch ``batch``, per GPU under tensor parallel ``tp``, for ``runtime``."""
+        key = (batch, tp, decode, runtime)
         o = self._ops.get(key)
         if o is None:
             w = self.micro(batch)
-            o = self._ops[key] = prepare_ops(w.decode_ops if decode else w.ops, tp)
+            o = self._ops[key] = prepare_ops(w.decode_ops if decode else w.ops, tp, runtime)
         return o
 
 
@@ -157,7 +174,9 @@ class Estimate:
 
 def _peaks(spec: GpuSpec, precision: str) -> tuple[float, float, str | None]:
     """(tensor peak, vector peak) in FLOP/s for ``precision``, and a fallback note if one was taken."""
-    peak = spec.peak_flops(precision)
+    # int4 is weight-only in practice (GPTQ, AWQ, bitsandbytes nf4, llama.cpp Q4): weights are dequantized
+    # and the matmuls run at the 16-bit rate; int8 keeps the card's int8 rate (W8A8: TensorRT, SmoothQuant).
+    peak = None if precision == "int4" else spec.peak_flops(precision)
     note = None
     if peak is None and precision in ("int8", "int4"):
         for alt in ("fp16", "bf16"):
@@ -185,7 +204,7 @@ def estimate_workload(workload: Workload | PreparedWorkload, spec: GpuSpec, *, n
                       parallelism: str | None = None, calibration: Any = "auto", batch_size: int | None = None,
                       gen_len: int | None = None, loader_samples_per_s: float | None = None,
                       dataset_samples: int | None = None, epochs: float = 1, total_tokens: float | None = None,
-                      model_name: str | None = None) -> Estimate:
+                      model_name: str | None = None, runtime: str = "eager") -> Estimate:
     """Estimate a built workload on ``num_gpus`` cards ``spec`` (fast: ``recommend`` calls it in a loop).
 
     Args:
@@ -199,10 +218,15 @@ def estimate_workload(workload: Workload | PreparedWorkload, spec: GpuSpec, *, n
         loader_samples_per_s: what the data loader delivers (whole host), for the input check.
         dataset_samples, epochs, total_tokens: for ``time_to_train_s``.
         model_name: label for the result (default the workload's name).
+        runtime: ``eager`` (PyTorch eager: a phase takes at least its dispatched ops x host time per op,
+            the GPU idling while the host falls behind) or ``graph`` (CUDA graphs, torch.compile with
+            reduce-overhead, TensorRT(-LLM), vLLM, llama.cpp: no per-op host floor).
 
     Raises:
         EstimateError: unsupported precision, bad parallelism or count, bad calibration file.
     """
+    if runtime not in RUNTIMES:
+        raise EstimateError(f"unknown runtime {runtime!r}", hint=f"accepted: {', '.join(RUNTIMES)}")
     prep = prepare_workload(workload)
     w0 = prep.workload
     arch = dict(w0.arch or {})
@@ -229,7 +253,14 @@ def estimate_workload(workload: Workload | PreparedWorkload, spec: GpuSpec, *, n
                       vector_flops=vector_peak * eff.vector, matmul_vector_flops=vector_peak * eff.matmul,
                       memory_bytes_s=spec.memory_bandwidth_bytes_s * eff.memory, launch_s=eff.launch_overhead_s,
                       half_dim=half)
-    phases, compute_s, memory_s, launch_s = ops_time(prep.ops(micro, plan.tp), rates)
+    serial_host = spec.architecture.strip().lower() == "cpu"  # the host runs the ops too: no overlap
+    if serial_host:
+        rates = replace(rates, launch_s=0.0)
+    step_ops = prep.ops(micro, plan.tp, runtime=runtime)
+    phases, compute_s, memory_s, launch_s = ops_time(step_ops, rates)
+    host_exposed = 0.0
+    if runtime == "eager":
+        phases, host_exposed = host_floor(phases, step_ops, w.eager_ops, eff, serial_host)
     k = w.grad_accum
     train = w.mode == "train"
     ic = spec.interconnect
@@ -277,7 +308,11 @@ def estimate_workload(workload: Workload | PreparedWorkload, spec: GpuSpec, *, n
         phase_out = {"prefill" if w.decode_ops else "forward": prefill_s}
         gen = gen_len if gen_len is not None else (w.gen_len or 0)
         if w.decode_ops and gen:
-            dphases, dc, dm, dl = ops_time(prep.ops(micro, plan.tp, decode=True), rates)
+            dops = prep.ops(micro, plan.tp, decode=True, runtime=runtime)
+            dphases, dc, dm, dl = ops_time(dops, rates)
+            if runtime == "eager":
+                dphases, dhost = host_floor(dphases, dops, w.eager_ops, eff, serial_host)
+                host_exposed += gen * dhost
             decode_step_s = sum(dphases) + gather_s
             if gather_s:
                 comm = CommEstimate(comm.total_s + gen * gather_s, comm.exposed_s + gen * gather_s, comm.note)
@@ -311,7 +346,9 @@ def estimate_workload(workload: Workload | PreparedWorkload, spec: GpuSpec, *, n
         flops_global += gen_n * sum(op.flops for op in w.decode_ops) * plan.dp
     mfu = flops_global / (step_s * tensor_peak * plan.num_gpus) if step_s > 0 else None
     bound = "compute" if compute_s >= memory_s else "memory"
-    shares = {"compute": compute_s, "memory": memory_s, "launch": launch_s, "communication": comm.exposed_s}
+    host_exposed *= k if train else 1
+    shares = {"compute": compute_s, "memory": memory_s, "launch": launch_s, "communication": comm.exposed_s,
+              "host": host_exposed}
     limiter = max(shares, key=lambda name: shares[name])
 
     # --- input pipeline ---
@@ -350,6 +387,7 @@ def estimate_workload(workload: Workload | PreparedWorkload, spec: GpuSpec, *, n
     time = TimeEstimate(step_s=step_s, samples_per_s=samples_per_s, tokens_per_s=tokens_per_s, bound=bound,
                         limiter=limiter, mfu=mfu, phases_s=phase_out, compute_bound_s=compute_s,
                         memory_bound_s=memory_s, launch_s=launch_s, comm_s=comm.exposed_s, comm_total_s=comm.total_s,
+                        host_s=host_exposed, runtime=runtime,
                         prefill_s=prefill_s, decode_step_s=decode_step_s, decode_tokens_per_s=decode_tps,
                         time_to_train_s=time_to_train, input_bound=input_bound,
                         input_advice="; ".join(advice) or None, h2d_s=h2d_s, loader_samples_per_s=loader)
@@ -370,6 +408,13 @@ def estimate_workload(workload: Workload | PreparedWorkload, spec: GpuSpec, *, n
         f"time: roofline per op with {eff.arch} efficiencies (GEMM {eff.matmul:.0%}, conv {eff.conv:.0%}, "
         f"memory {eff.memory:.0%} of peak, launch {eff.launch_overhead_s * 1e6:.1f} us/kernel), falling for "
         f"small ops; source: {eff.source}",
+        (f"runtime eager: each phase takes at least its dispatched operators x host time per op ("
+         f"{eff.host_op_s * 1e6:.1f} us forward, {eff.host_op_s * HOST_BACKWARD_FRACTION * 1e6:.1f} us backward; "
+         f"{HOST_SOURCE}; per-layer op counts: {EAGER_SOURCE}); host time beyond GPU time: "
+         f"{host_exposed * 1e3:.3g} ms per step" + ("; the host runs the ops itself, so it adds" if serial_host
+                                                     else "") + " (runtime='graph' for CUDA graphs / "
+         "torch.compile reduce-overhead / TensorRT / vLLM / llama.cpp)") if runtime == "eager" else
+        "runtime graph: no per-op host floor (CUDA graphs / compiled runtime); kernel gaps only",
         "step_s is GPU time: the input pipeline is checked separately (input_bound) and assumed overlapped",
         *parts.notes,
         *notes,
@@ -450,7 +495,8 @@ def estimate(model: Any, gpu: str | GpuSpec, *, num_gpus: int = 1, batch_size: i
              quantize_base: str | None = None, grad_accum: int = 1, parallelism: str | None = None,
              example_inputs: Any = None, gen_len: int | None = None, calibration: Any = "auto",
              loader_samples_per_s: float | None = None, dataset_samples: int | None = None, epochs: float = 1,
-             total_tokens: float | None = None, specs_dir: str | Path | None = None) -> Estimate:
+             total_tokens: float | None = None, specs_dir: str | Path | None = None,
+             runtime: str = "eager") -> Estimate:
     """Peak memory per GPU and step time of ``model`` on ``num_gpus`` x ``gpu``.
 
     Args:
@@ -461,6 +507,8 @@ def estimate(model: Any, gpu: str | GpuSpec, *, num_gpus: int = 1, batch_size: i
             the first dimension of ``example_inputs``).
         calibration: ``"auto"`` (latest probe of the card in the history store), ``None``/``"none"``,
             a ``ProbeResult``, a probe JSON path, or an efficiencies mapping.
+        runtime: ``eager`` (PyTorch eager, the default: host dispatch can bound small steps) or ``graph``
+            (CUDA graphs / compiled / TensorRT / vLLM / llama.cpp); see ``estimate_workload``.
         (others: see DESIGN.md)
 
     Raises:
@@ -468,6 +516,8 @@ def estimate(model: Any, gpu: str | GpuSpec, *, num_gpus: int = 1, batch_size: i
         UnknownGpuError / UnknownModelError / WorkloadError: from the catalog and workload builders.
     """
     _check_options(batch_size, precision, optimizer, mode, grad_accum, epochs, num_gpus)
+    if runtime not in RUNTIMES:
+        raise EstimateError(f"unknown runtime {runtime!r}", hint=f"accepted: {', '.join(RUNTIMES)}")
     if quantize_base is not None and quantize_base != "nf4":
         raise EstimateError(f"unknown quantize_base {quantize_base!r}", hint="accepted: nf4 (QLoRA)")
     spec = get_gpu(gpu, specs_dir=specs_dir)
@@ -481,7 +531,8 @@ def estimate(model: Any, gpu: str | GpuSpec, *, num_gpus: int = 1, batch_size: i
     global_batch = batch_size if _is_named_model(model) or batch_size != 1 else None
     return estimate_workload(workload, spec, num_gpus=num_gpus, parallelism=parallelism, calibration=calibration,
                              batch_size=global_batch, gen_len=gen_len, loader_samples_per_s=loader_samples_per_s,
-                             dataset_samples=dataset_samples, epochs=epochs, total_tokens=total_tokens)
+                             dataset_samples=dataset_samples, epochs=epochs, total_tokens=total_tokens,
+                             runtime=runtime)
 
 
 def estimate_memory(*args: Any, **kwargs: Any) -> MemoryEstimate:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from advisor.errors import AdvisorError, EstimateError
-from advisor.estimate.efficiency import ArchEfficiency
+from advisor.estimate.efficiency import HOST_OP_PER_BARE_OP, ArchEfficiency
 
 _AUTO_CACHE: dict[str, tuple[float, dict[str, Any]]] = {}
 _AUTO_TTL_S = 5.0
@@ -134,7 +134,9 @@ def apply_efficiencies(eff: ArchEfficiency, measured: Mapping[str, float] | None
     """Replace defaults with measured figures; returns the new figures and what was replaced.
 
     ``matmul_<p>`` and ``conv_<p>`` are taken for the estimate's precision (``amp-bf16`` -> ``bf16``);
-    ``memory_bandwidth`` (device copy), ``h2d_pinned`` and ``launch_overhead_s`` whenever present.
+    ``memory_bandwidth`` (device copy), ``h2d_pinned`` whenever present; the probe's ``launch_overhead_s``
+    (a bare op back to back) sets the eager host time per op (x ``HOST_OP_PER_BARE_OP``), ``host_op_s``
+    sets it directly and ``kernel_gap_s`` the GPU-side gap per kernel.
     Fractions outside (0, 1.2] are ignored as implausible.
     """
     if not measured:
@@ -146,9 +148,17 @@ def apply_efficiencies(eff: ArchEfficiency, measured: Mapping[str, float] | None
         value = measured.get(source)
         if value is not None and 0 < value <= 1.2:
             changes[target] = float(value)
+    # The probe's launch figure is a bare tiny op back to back: on a GPU host that is the host's dispatch
+    # rate (the GPU finishes a one-element add faster), so it scales the eager host time per op.
     launch = measured.get("launch_overhead_s")
     if launch is not None and 0 < launch < 1e-2:
-        changes["launch_overhead_s"] = float(launch)
+        changes["host_op_s"] = float(launch) * HOST_OP_PER_BARE_OP
+    host = measured.get("host_op_s")
+    if host is not None and 0 < host < 1e-2:
+        changes["host_op_s"] = float(host)
+    gap = measured.get("kernel_gap_s")
+    if gap is not None and 0 <= gap < 1e-2:
+        changes["launch_overhead_s"] = float(gap)
     if not changes:
         return eff, []
     return eff.replace(**changes), [f"{k}={v:.3g}" for k, v in changes.items()]

@@ -23,6 +23,20 @@ from dataclasses import dataclass
 
 from advisor.units import MiB
 
+#: Host seconds per operator PyTorch eager dispatches in a forward pass (Python, nn.Module call, dispatcher,
+#: autocast, autograd recording), and the fraction of it a backward op costs (the C++ autograd engine, no
+#: Python).  Measured with Hugging Face transformers 4.46.3 BERT / GPT-2 / Llama blocks at tiny widths on CPU
+#: tensors (compute negligible; benchmarks/count_eager_ops.py --time): 9.8-11.9 us per dispatched op forward,
+#: 5.6 us backward, on a 2-vCPU AMD EPYC VM.  On a CUDA host each kernel adds a cudaLaunchKernel call while
+#: server cores run Python faster; taken as equal until a probe of the host replaces it (the probe's launch
+#: figure, a bare op, scales by HOST_OP_PER_BARE_OP).
+HOST_OP_S = 10e-6
+HOST_BACKWARD_FRACTION = 0.55
+#: Forward eager op / bare tiny op (3.6 us measured beside the figures above on the same VM).
+HOST_OP_PER_BARE_OP = 2.8
+HOST_SOURCE = ("eager host time per dispatched op measured on HF transformers blocks (benchmarks/count_eager_ops.py): "
+               "forward ~10 us, backward ~5.6 us on a 2-vCPU EPYC VM")
+
 
 @dataclass(frozen=True, slots=True)
 class ArchEfficiency:
@@ -38,6 +52,8 @@ class ArchEfficiency:
         launch_overhead_s: GPU-side gap per kernel launch in an eager step (seconds).
         cuda_context_bytes: memory the runtime context takes on the card (nvidia-smi shows it).
         source: where these figures come from.
+        host_op_s: host seconds per operator dispatched by PyTorch eager in a forward pass (backward ops
+            cost ``HOST_BACKWARD_FRACTION`` of it): a host property, the same default for every card.
     """
 
     arch: str
@@ -49,6 +65,7 @@ class ArchEfficiency:
     launch_overhead_s: float
     cuda_context_bytes: float
     source: str
+    host_op_s: float = HOST_OP_S
 
     def replace(self, **changes: float | str) -> ArchEfficiency:
         """A copy with some figures replaced (calibration)."""

@@ -1,10 +1,14 @@
-"""Step time: a roofline per op, with shape-aware efficiencies, launch overhead and communication.
+"""Step time: a roofline per op, with shape-aware efficiencies, launch overhead and host dispatch.
 
 For every ``OpCost``: max(flops / (peak x compute efficiency), bytes / (bandwidth x memory
-efficiency)) + count x launch overhead.  Tensor-core ops (``tensor_core`` matmul / conv /
-attention) use the peak of the workload's precision; everything else the vector peak (FP32, or the
-16-bit vector rate where the card lists one).  The compute efficiency falls for small ops
-(``efficiency.compute_efficiency``).  Pure arithmetic over tuples prepared once per workload.
+efficiency)) + count x launch overhead.  In PyTorch eager the host dispatches every op and the GPU
+runs behind it asynchronously, so a phase takes max(GPU time, dispatched ops x host time per op)
+(``host_floor``; per phase, since the host's lead carries within a phase of repeated layers); on a
+CPU "card" the same cores dispatch and compute, so the host time adds instead.  Tensor-core ops
+(``tensor_core`` matmul / conv / attention) use the peak of the workload's precision; everything
+else the vector peak (FP32, or the 16-bit vector rate where the card lists one).  The compute
+efficiency falls for small ops (``efficiency.compute_efficiency``).  Pure arithmetic over tuples
+prepared once per workload.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ from advisor.workload.base import OpCost
 # Op classes (ints keep the per-card loop cheap).
 TENSOR, CONV, MATMUL_VECTOR, VECTOR = 0, 1, 2, 3
 PHASES: tuple[str, ...] = ("forward", "backward", "optimizer", "prefill", "decode")
+#: ``eager``: PyTorch eager (host dispatch can bound a phase); ``graph``: CUDA graphs / compiled runtimes.
+RUNTIMES: tuple[str, ...] = ("eager", "graph")
 
 #: Prepared op: (flops, bytes, count, class, min_dim or 0, phase index).
 PreparedOp = tuple[float, float, int, int, int, int]
@@ -32,14 +38,16 @@ def op_class(op: OpCost) -> int:
     return VECTOR
 
 
-def prepare_ops(ops: Sequence[OpCost], tp: int = 1) -> tuple[PreparedOp, ...]:
+def prepare_ops(ops: Sequence[OpCost], tp: int = 1, runtime: str = "eager") -> tuple[PreparedOp, ...]:
     """Ops as plain tuples; under tensor parallel ``tp`` each GPU runs 1/tp of all but norms.
 
     Megatron without sequence parallelism keeps layer norms (and dropout) replicated; launches
-    stay per GPU.
+    stay per GPU.  Ops that only one runtime runs (``OpCost.runtime``) are left out for the others.
     """
     out = []
     for op in ops:
+        if op.runtime is not None and op.runtime != runtime:
+            continue
         div = 1 if tp <= 1 or op.kind == "norm" else tp
         phase = PHASES.index(op.phase) if op.phase in PHASES else 0
         out.append((op.flops / div, op.bytes / div, op.count, op_class(op), op.min_dim or 0, phase))
@@ -82,6 +90,36 @@ def ops_time(ops: Sequence[PreparedOp], rates: CardRates) -> tuple[list[float], 
     return phases, compute_s, memory_s, launch_s
 
 
+def host_floor(phases: Sequence[float], ops: Sequence[PreparedOp], eager_ops: Mapping[str, int],
+               eff: Any, serial: bool = False) -> tuple[list[float], float]:
+    """Per-phase seconds with the eager host's dispatch time applied, and the host time exposed.
+
+    Dispatched ops per phase come from ``eager_ops`` (the analytic builders' measured counts) or, for a
+    phase it lacks, the ops' own counts (the tracer sees every dispatched op).  ``eff.host_op_s`` per
+    forward op, ``HOST_BACKWARD_FRACTION`` of it per backward op.  ``serial``: the host also computes.
+    """
+    from advisor.estimate.efficiency import HOST_BACKWARD_FRACTION
+
+    counts = [0] * len(PHASES)
+    for _f, _b, count, _c, _d, phase in ops:
+        counts[phase] += count
+    out = list(phases)
+    exposed = 0.0
+    for i, name in enumerate(PHASES):
+        n = eager_ops.get(name, counts[i]) if counts[i] else 0  # only phases these ops run in
+        if not n:
+            continue
+        per = eff.host_op_s * (HOST_BACKWARD_FRACTION if name == "backward" else 1.0)
+        host = n * per
+        if serial:
+            out[i] += host
+            exposed += host
+        elif host > out[i]:
+            exposed += host - out[i]
+            out[i] = host
+    return out, exposed
+
+
 @dataclass(frozen=True, slots=True)
 class TimeEstimate:
     """Time of one optimizer step (train) or one request batch (infer).
@@ -93,10 +131,12 @@ class TimeEstimate:
         tokens_per_s: train / prefill-only: tokens processed per second; generation: generated tokens
             per second; ``None`` for non-token models.
         bound: ``compute`` or ``memory`` (which roofline side most op time sits on).
-        limiter: what limits the step most: compute, memory, launch, communication or input.
+        limiter: what limits the step most: compute, memory, launch, communication, host (eager dispatch:
+            the GPU waits for the Python/dispatcher side) or input.
         mfu: model FLOPs utilization (counts recomputation when checkpointing, so closer to HFU).
         phases_s: per-phase seconds of one step (forward, backward, optimizer, prefill, decode, communication).
         comm_s: exposed communication per step; comm_total_s: all of it (partly overlapped).
+        host_s: host dispatch time beyond the GPU's per step (``runtime`` eager); runtime: eager or graph.
         prefill_s, decode_step_s, decode_tokens_per_s: causal-LM inference.
         time_to_train_s: ``dataset_samples x epochs`` or ``total_tokens`` at this rate.
         input_bound, input_advice, h2d_s, loader_samples_per_s: the input pipeline check.
@@ -122,6 +162,8 @@ class TimeEstimate:
     input_advice: str | None = None
     h2d_s: float = 0.0
     loader_samples_per_s: float | None = None
+    host_s: float = 0.0
+    runtime: str = "eager"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe form (DESIGN.md's ``time`` keys first)."""
@@ -132,7 +174,7 @@ class TimeEstimate:
                 "prefill_s": self.prefill_s, "decode_step_s": self.decode_step_s,
                 "decode_tokens_per_s": self.decode_tokens_per_s, "time_to_train_s": self.time_to_train_s,
                 "input_bound": self.input_bound, "input_advice": self.input_advice, "h2d_s": self.h2d_s,
-                "loader_samples_per_s": self.loader_samples_per_s}
+                "loader_samples_per_s": self.loader_samples_per_s, "host_s": self.host_s, "runtime": self.runtime}
 
     def to_frame(self) -> Any:
         """One row per phase: seconds and share of the step."""

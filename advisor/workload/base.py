@@ -46,6 +46,9 @@ class OpCost:
         tensor_core: runs on matrix units at the workload's compute precision.
         min_dim: smallest of M, N, K of the (implicit) GEMM: for conv M = batch x output pixels,
             N = output channels, K = input channels x kernel area / groups; small ones run below peak.
+        runtime: ``None`` for every runtime, or the one runtime that runs this op at all (``eager``:
+            e.g. Hugging Face's KV cache grown by ``torch.cat`` every token, which paged / static caches
+            of graph runtimes do not copy).
     """
 
     name: str
@@ -56,6 +59,7 @@ class OpCost:
     count: int = 1
     tensor_core: bool = False
     min_dim: int | None = None
+    runtime: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe form."""
@@ -90,6 +94,10 @@ class Workload:
         arch: shape facts the estimator needs for parallelism (``num_layers``, ``hidden_size``,
             ``num_heads``, ``num_kv_heads``, ``head_dim``, ``vocab_size``, ``intermediate_size``,
             ``num_experts``, ``experts_per_token``), where they exist.
+        eager_ops: operator calls the host dispatches per phase in PyTorch eager (kernels and views;
+            ``decode`` per generated token), where they differ from the ops' launch counts (the
+            analytic builders, ``advisor.workload.eager``); a missing phase means the sum of its
+            ops' ``count`` (the tracer sees every dispatched op).
         uncounted_ops: ops the tracer could not cost (listed, never silently zero).
         assumptions: every modelling choice made, in words.
         options: the remaining build options (gradient_checkpointing, lora_rank,
@@ -117,6 +125,7 @@ class Workload:
     tokens_per_sample: int | None = None
     input_bytes_per_sample: float = 0.0
     arch: Mapping[str, int] = field(default_factory=dict)
+    eager_ops: Mapping[str, int] = field(default_factory=dict)
     uncounted_ops: tuple[str, ...] = ()
     assumptions: tuple[str, ...] = ()
     options: Mapping[str, Any] = field(default_factory=dict)

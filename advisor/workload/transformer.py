@@ -21,6 +21,7 @@ from typing import Any
 
 from advisor.errors import WorkloadError
 from advisor.workload.base import MODES, OPTIMIZERS, PRECISIONS, OpCost, Workload
+from advisor.workload.eager import eager_ops
 
 DECODERS = ("gpt2", "gptj", "llama", "mistral", "qwen2", "gemma", "mixtral")
 FAMILIES = (*DECODERS, "bert", "t5")
@@ -172,6 +173,22 @@ class TransformerArch:
         blocks = self.num_layers + (self.num_decoder_layers if self.family == "t5" else 0)
         cross = self.num_decoder_layers * attn if self.family == "t5" else 0
         return blocks * per_block + cross
+
+    def param_tensors(self) -> int:
+        """Parameter tensors (weights, biases, norm scales): what an optimizer step iterates over."""
+        shapes = self.linear_shapes()
+        attn = sum(1 + bias for key, (_, _, bias) in shapes.items() if key in ("q", "k", "v", "o"))
+        if self.family == "gpt2":  # fused c_attn (q, k, v in one weight and bias) and c_proj
+            attn = 2 * (1 + self.qkv_bias)
+        mlp = sum(1 + bias for key, (_, _, bias) in shapes.items() if key in ("gate", "up", "down"))
+        norm = 2 if self.norm_bias else 1
+        block = attn + max(self.num_experts, 1) * mlp + (1 if self.num_experts else 0)
+        block += norm * (1 if self.parallel_block else 2)
+        n = self.num_layers * block + self.num_decoder_layers * (block + attn + norm)
+        n += 1 + (1 if self.max_position_embeddings else 0) + (1 if self.type_vocab_size else 0)
+        n += norm * (2 if self.family == "t5" else 1)
+        n += 0 if (self.kind == "encoder" or self.tie_word_embeddings) else 1 + self.lm_head_bias
+        return n + (2 if self.pooler else 0)
 
     def quantizable_params(self) -> int:
         """Weights of the blocks' linear layers (what nf4/int8 quantization of a base model covers)."""
@@ -530,7 +547,8 @@ def build_transformer(
         ctx = s + gen_len / 2
         decode = _decode_ops(arch, b, ctx, a_b, w_b)
         assumptions.append("KV cache: 2 x layers x kv_heads x head_dim x (seq_len + gen_len) x batch x "
-                           f"{a_b} bytes")
+                           f"{a_b} bytes; in eager (Hugging Face DynamicCache) each token re-copies it by "
+                           "torch.cat, graph runtimes (vLLM, TensorRT-LLM, static caches) do not")
 
     if quantize_base:
         assumptions.append(f"{quantize_base} base: only the blocks' linear weights are quantized "
@@ -551,6 +569,13 @@ def build_transformer(
         return build_transformer(arch, batch_size=new_batch, **kwargs)  # type: ignore[arg-type]
 
     options["rebuild"] = rebuild
+    blocks_total = arch.num_layers + arch.num_decoder_layers
+    eager = eager_ops(
+        family=arch.family, layers=arch.num_layers, decoder_layers=arch.num_decoder_layers, attention=attention,
+        amp=amp, train=train, causal_lm=causal_lm, lora_targets=len(targets) if lora_rank else 0,
+        experts=arch.num_experts, gradient_checkpointing=gradient_checkpointing and train,
+        trainable_tensors=(2 * len(targets) * blocks_total if lora_rank else arch.param_tensors()) if train else 0,
+        optimizer=optimizer_used)
     return Workload(
         name=name, source=source, family=arch.kind, mode=mode, batch_size=b,  # type: ignore[arg-type]
         precision=precision, optimizer=optimizer_used, params=params, trainable_params=trainable,
@@ -558,7 +583,7 @@ def build_transformer(
         lora_params=lora_p, kv_cache_bytes=kv_cache, decode_ops=decode,
         gen_len=gen_len if (causal_lm and not train) else None, tokens_per_sample=s,
         input_bytes_per_sample=float(s * 8 * (2 if train else 1)),
-        arch=arch.arch_dict(), assumptions=tuple(assumptions), options=options,
+        arch=arch.arch_dict(), eager_ops=eager, assumptions=tuple(assumptions), options=options,
     )
 
 
@@ -681,6 +706,10 @@ def _decode_ops(arch: TransformerArch, b: int, ctx: float, a_b: int, w_b: float)
         OpCost("decode.lm_head", "matmul", "decode", 2.0 * b * h * arch.vocab_size, h * arch.vocab_size * w_b,
                1, True, b),
         OpCost("decode.elementwise", "elementwise", "decode", 0.0, b * h * a_b * 12 * L, 6 * L),
+        # transformers' DynamicCache (and the legacy tuple cache) grows k and v by torch.cat each token:
+        # the whole cache is read and written again (cache_utils.DynamicCache.update)
+        OpCost("decode.kv_cache.cat", "elementwise", "decode", 0.0,
+               2.0 * 2.0 * b * arch.num_kv_heads * arch.head_dim * ctx * a_b * L, 2 * L, runtime="eager"),
     ]
     return tuple(replace(op, flops=float(op.flops), bytes=float(op.bytes)) for op in out)
 

@@ -1,0 +1,108 @@
+"""How many operators PyTorch eager mode dispatches from the host per step, for the analytic transformers.
+
+In eager mode every operator call (a kernel launch, or a view that launches nothing) costs host time:
+Python, ``nn.Module.__call__``, the dispatcher, autocast and autograd bookkeeping.  The GPU runs
+asynchronously and idles whenever the host falls behind, so a phase takes at least
+``dispatched ops x host seconds per op`` (``advisor.estimate.time``).  Small batches, decoding and
+small models live in that regime; graph runtimes (CUDA graphs, ``torch.compile(mode="reduce-overhead")``,
+TensorRT, vLLM, llama.cpp) do not.
+
+The per-layer counts are MEASURED, not guessed: ``benchmarks/count_eager_ops.py`` runs Hugging Face
+transformers 4.46.3's ``BertModel``, ``GPT2LMHeadModel`` and ``LlamaForCausalLM`` (2 and 4 layers,
+CPU tensors) under a ``TorchDispatchMode`` and counts every aten call (views included) per layer and
+phase; the table below is its output.  Three implementation styles cover the presets: ``bert``
+(post-LN encoder, separate q/k/v), ``gpt2`` (pre-LN, fused c_attn, tanh-GELU in Python) and
+``llama`` (RMSNorm in Python, rotary embeddings, gated MLP, GQA ``repeat_kv``).  Where the CPU run
+cannot stand for CUDA (SDPA *training* with dropout falls back to the math path on CPU, while CUDA
+runs one memory-efficient kernel) the figure is derived from the inference count plus the dropout
+calls and the eager backward less its attention part, and is marked so.
+
+Traced modules (``advisor.workload.trace``) need none of this: the tracer sees every dispatched op.
+Pure arithmetic, no torch import.
+"""
+
+from __future__ import annotations
+
+SOURCE = ("dispatched aten ops per layer of Hugging Face transformers 4.46.3 eager modules (BertModel, "
+          "GPT2LMHeadModel, LlamaForCausalLM), counted by benchmarks/count_eager_ops.py")
+
+#: style -> attention -> per-layer dispatched ops: (forward fp32, forward amp, backward fp32, backward amp,
+#: decode fp32, decode amp).  Forward counts are training-mode (dropout active); inference forward uses
+#: ``_INFER`` below.  Decode: one generated token with a KV cache.
+_PER_LAYER: dict[str, dict[str, tuple[int, int, int, int, int, int]]] = {
+    "bert": {"eager": (67, 84, 114, 134, 0, 0),
+             "sdpa": (50, 66, 105, 125, 0, 0)},  # derived: see _DERIVED
+    "gpt2": {"eager": (68, 78, 94, 106, 55, 71),
+             "sdpa": (47, 57, 85, 97, 36, 50)},  # training derived, decode measured
+    "llama": {"eager": (97, 112, 160, 182, 95, 112),
+              "sdpa": (80, 94, 144, 164, 79, 95)},
+}
+#: How the SDPA training rows of bert/gpt2 are derived (CPU SDPA with dropout runs the math path):
+#: forward = SDPA inference + (eager training - eager inference: the dropout calls) - 1 (attention-probability
+#: dropout happens inside the fused kernel); backward = eager backward - 9 (the math attention's batched-matmul
+#: gradients, softmax, dropout and scaling backward with their views, less the one fused backward replacing them).
+_DERIVED = ("bert", "gpt2")
+#: Inference forward per layer (no dropout, no autograd): (fp32, amp).
+_INFER: dict[str, dict[str, tuple[int, int]]] = {
+    "bert": {"eager": (54, 71), "sdpa": (38, 54)},
+    "gpt2": {"eager": (54, 64), "sdpa": (34, 44)},
+    "llama": {"eager": (94, 109), "sdpa": (77, 91)},
+}
+#: Ops outside the blocks (embeddings, final norm, head, loss, masks, rotary tables): forward, backward, decode.
+_BASE: dict[str, tuple[int, int, int]] = {"bert": (29, 13, 0), "gpt2": (23, 24, 13), "llama": (48, 35, 40)}
+
+#: A PEFT LoRA adapter on one linear: dropout, A, B, scaling, add (+ views) forward; about 1.5x in backward.
+LORA_FWD_PER_TARGET, LORA_BWD_PER_TARGET = 8, 12
+#: A Mixtral-style sparse MoE block in eager (router softmax/top-k, then a Python loop over experts:
+#: index, three linears, activation, weighting, index_add): per expert, forward.
+MOE_FWD_PER_EXPERT, MOE_FWD_ROUTER = 15, 10
+#: Host dispatch-equivalents per trainable tensor of one optimizer step: torch.optim's foreach implementations
+#: (the CUDA default since PyTorch 2.0) make ~10 list-wide calls that each walk the tensor list in C++, plus
+#: Python grouping (estimated ~1 op-equivalent per tensor; not measured on a GPU host yet); Hugging Face's
+#: Adafactor loops per tensor in Python (~15 ops each), bitsandbytes' 8-bit Adam launches per tensor.
+OPTIMIZER_OPS_PER_TENSOR: dict[str | None, int] = {None: 0, "sgd": 1, "sgd-momentum": 1, "adam": 1, "adamw": 1,
+                                                    "adafactor": 15, "adamw-8bit": 3}
+
+
+def style_of(family: str) -> str:
+    """The implementation style whose counts stand for a model family."""
+    if family in ("bert", "t5"):
+        return "bert"
+    if family in ("gpt2", "gptj"):
+        return "gpt2"
+    return "llama"
+
+
+def eager_ops(*, family: str, layers: int, decoder_layers: int = 0, attention: str, amp: bool, train: bool,
+              causal_lm: bool, lora_targets: int = 0, experts: int = 0, gradient_checkpointing: bool = False,
+              trainable_tensors: int = 0, optimizer: str | None = None) -> dict[str, int]:
+    """Dispatched ops per phase of one eager step (``forward``/``backward``/``optimizer``, or
+    ``prefill`` and per-token ``decode`` for causal-LM inference, ``forward`` for other inference)."""
+    style = style_of(family)
+    attn = "eager" if attention == "eager" else "sdpa"
+    fwd32, fwd_amp, bwd32, bwd_amp, dec32, dec_amp = _PER_LAYER[style][attn]
+    inf32, inf_amp = _INFER[style][attn]
+    base_f, base_b, base_d = _BASE[style]
+    extra = 0
+    if family == "gptj":
+        extra += 10  # rotary on q and k (mul, neg, cat, mul, add each), as llama's
+    if experts:
+        extra += MOE_FWD_ROUTER + MOE_FWD_PER_EXPERT * experts
+    blocks = layers + decoder_layers
+    # t5 decoder blocks add cross-attention: about half a block more each
+    block_units = layers + 1.5 * decoder_layers
+    fwd_layer = (fwd_amp if amp else fwd32) if train else (inf_amp if amp else inf32)
+    lora_f = LORA_FWD_PER_TARGET * lora_targets
+    forward = round(base_f + block_units * (fwd_layer + extra + lora_f))
+    if not train:
+        if causal_lm:
+            decode = base_d + blocks * ((dec_amp if amp else dec32) + extra + lora_f)
+            return {"prefill": forward, "decode": decode}
+        return {"forward": forward}
+    backward = round(base_b + block_units * ((bwd_amp if amp else bwd32) + 2 * extra + LORA_BWD_PER_TARGET
+                                             * lora_targets))
+    if gradient_checkpointing:
+        backward += round(block_units * (fwd_layer + extra + lora_f))
+    return {"forward": forward, "backward": backward,
+            "optimizer": OPTIMIZER_OPS_PER_TENSOR.get(optimizer, 1) * trainable_tensors}
+
