@@ -565,12 +565,15 @@ def page_recommender() -> None:
         max_gpus = b.number_input("Max GPUs", 1, 64, 1, key="rec_gpus")
         objective = c.selectbox("Objective", list(dd.OBJECTIVES), key="rec_objective")
         budget = d.number_input("Budget (USD, 0 = none)", 0.0, 10_000_000.0, 0.0, step=500.0, key="rec_budget")
+        runtime = a.selectbox("Runtime", ["eager", "graph"], key="rec_runtime",
+                              help="eager: plain PyTorch, whose per-op host dispatch can bound small steps; graph: "
+                                   "CUDA graphs / torch.compile reduce-overhead / TensorRT / vLLM / llama.cpp")
         st.form_submit_button("Recommend", type="primary")
     options = dd.recommend_options(batch_size=int(batch), seq_len=int(seq), image_size=int(image),
                                    precision=precision, optimizer=optimizer, mode=mode,
                                    gradient_checkpointing=checkpointing, lora_rank=int(lora_rank) if lora else None,
                                    max_gpus=int(max_gpus), objective=objective, budget_usd=budget or None,
-                                   model=model)
+                                   model=model, runtime=runtime)
     try:
         view = _recommend(json.dumps(model, sort_keys=True), json.dumps(options, sort_keys=True))
     except Exception as exc:

@@ -283,17 +283,19 @@ def parse_config_json(data: bytes, *, name: str = "config.json", max_bytes: int 
 
 def recommend_options(*, model: Any, batch_size: int, seq_len: int | None, image_size: int | None, precision: str,
                       optimizer: str, mode: str, gradient_checkpointing: bool, lora_rank: int | None,
-                      max_gpus: int, objective: str, budget_usd: float | None) -> dict[str, Any]:
+                      max_gpus: int, objective: str, budget_usd: float | None,
+                      runtime: str = "eager") -> dict[str, Any]:
     """Keyword arguments for ``recommend(...)`` from the recommender's form.
 
     Sequence length applies to language models and image size to vision models; which one a
     model uses is the workload's business, so both are passed only where they mean something:
     a preset or config with ``image_size``/``num_channels`` (vision) gets the image size,
-    everything else the sequence length.  LoRA and the optimizer only apply to training.
+    everything else the sequence length.  LoRA and the optimizer only apply to training.  ``runtime``:
+    ``eager`` (PyTorch eager, host dispatch can bound small steps) or ``graph`` (CUDA graphs, vLLM, ...).
     """
     vision = _is_vision(model)
     options: dict[str, Any] = {"batch_size": batch_size, "precision": precision, "mode": mode,
-                               "max_gpus": max_gpus, "objective": objective}
+                               "max_gpus": max_gpus, "objective": objective, "runtime": runtime}
     if vision:
         options["image_size"] = image_size
     else:

@@ -42,6 +42,7 @@ from typing import Any, cast
 
 from advisor.errors import AdvisorError, UnknownModelError
 from advisor.workload.base import OPTIMIZERS
+from advisor.workload.zoo import TRANSFORMERS
 
 #: Models of the full zoo, in the order the table lists them.
 ZOO_MODELS: tuple[str, ...] = ("resnet50", "vit-b16", "bert-base", "gpt2", "gpt2-medium", "llama-small",
@@ -1071,128 +1072,24 @@ def default_builder(case: Case, device: str) -> Built:
 
 # --------------------------------------------------------------------------------------------- the zoo's models
 
-#: Transformer shapes: family, vocab, hidden, layers, heads, kv heads, intermediate, max positions.
-TRANSFORMERS: dict[str, dict[str, Any]] = {
-    "gpt2": {"family": "gpt", "vocab": 50257, "d": 768, "layers": 12, "heads": 12, "ff": 3072, "max_pos": 1024},
-    "gpt2-medium": {"family": "gpt", "vocab": 50257, "d": 1024, "layers": 24, "heads": 16, "ff": 4096,
-                    "max_pos": 1024},
-    "gpt2-tiny": {"family": "gpt", "vocab": 2048, "d": 128, "layers": 2, "heads": 4, "ff": 512, "max_pos": 256},
-    "bert-base": {"family": "bert", "vocab": 30522, "d": 768, "layers": 12, "heads": 12, "ff": 3072, "max_pos": 512},
-    # a small Llama-style config: RMSNorm, rotary positions, SwiGLU, untied head (Llama 2's shape, scaled down)
-    "llama-small": {"family": "llama", "vocab": 32000, "d": 1024, "layers": 8, "heads": 16, "ff": 2816,
-                    "max_pos": 4096},
-    "llama-tiny": {"family": "llama", "vocab": 2048, "d": 128, "layers": 2, "heads": 4, "ff": 344, "max_pos": 512},
-}
-
-
-def _nn() -> Any:
-    """The model classes, defined on first use so importing this module never imports torch."""
-    import torch
-    import torch.nn.functional as F
-    from torch import nn
-
-    class RMSNorm(nn.Module):
-        def __init__(self, d: int, eps: float = 1e-6) -> None:
-            super().__init__()
-            self.weight = nn.Parameter(torch.ones(d))
-            self.eps = eps
-
-        def forward(self, x: Any) -> Any:
-            return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
-
-    def rope(x: Any, pos0: int) -> Any:
-        hd = x.shape[-1]
-        inv = 1.0 / (10000 ** (torch.arange(0, hd, 2, device=x.device, dtype=torch.float32) / hd))
-        t = torch.arange(pos0, pos0 + x.shape[-2], device=x.device, dtype=torch.float32)
-        ang = torch.outer(t, inv)
-        cos, sin = ang.cos().to(x.dtype), ang.sin().to(x.dtype)
-        x1, x2 = x[..., 0::2], x[..., 1::2]
-        return torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1).flatten(-2)
-
-    class Block(nn.Module):
-        def __init__(self, cfg: Mapping[str, Any]) -> None:
-            super().__init__()
-            d, self.h, fam = cfg["d"], cfg["heads"], cfg["family"]
-            self.llama, self.causal, self.post_norm = fam == "llama", fam != "bert", fam == "bert"
-            norm = (lambda: RMSNorm(d)) if self.llama else (lambda: nn.LayerNorm(d))
-            self.norm1, self.norm2 = norm(), norm()
-            self.qkv = nn.Linear(d, 3 * d, bias=not self.llama)
-            self.proj = nn.Linear(d, d, bias=not self.llama)
-            if self.llama:
-                self.gate = nn.Linear(d, cfg["ff"], bias=False)
-                self.up = nn.Linear(d, cfg["ff"], bias=False)
-                self.down = nn.Linear(cfg["ff"], d, bias=False)
-            else:
-                self.fc1, self.fc2 = nn.Linear(d, cfg["ff"]), nn.Linear(cfg["ff"], d)
-
-        def attn(self, x: Any, cache: dict[str, Any] | None) -> Any:
-            b, t, d = x.shape
-            q, k, v = self.qkv(x).view(b, t, 3, self.h, d // self.h).permute(2, 0, 3, 1, 4)
-            pos0 = cache["k"].shape[2] if cache and "k" in cache else 0
-            if self.llama:
-                q, k = rope(q, pos0), rope(k, pos0)
-            if cache is not None:
-                if "k" in cache:
-                    k, v = torch.cat((cache["k"], k), 2), torch.cat((cache["v"], v), 2)
-                cache["k"], cache["v"] = k, v
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=self.causal and t > 1)
-            return self.proj(y.transpose(1, 2).reshape(b, t, d))
-
-        def mlp(self, x: Any) -> Any:
-            if self.llama:
-                return self.down(F.silu(self.gate(x)) * self.up(x))
-            return self.fc2(F.gelu(self.fc1(x), approximate="tanh"))
-
-        def forward(self, x: Any, cache: dict[str, Any] | None = None) -> Any:
-            if self.post_norm:
-                x = self.norm1(x + self.attn(x, cache))
-                return self.norm2(x + self.mlp(x))
-            x = x + self.attn(self.norm1(x), cache)
-            return x + self.mlp(self.norm2(x))
-
-    class TransformerLM(nn.Module):
-        """GPT-2, BERT (masked-LM head) and Llama shapes from one definition."""
-
-        def __init__(self, cfg: Mapping[str, Any]) -> None:
-            super().__init__()
-            self.cfg, d = cfg, cfg["d"]
-            self.embed = nn.Embedding(cfg["vocab"], d)
-            self.pos = None if cfg["family"] == "llama" else nn.Embedding(cfg["max_pos"], d)
-            self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg["layers"]))
-            self.norm = RMSNorm(d) if cfg["family"] == "llama" else nn.LayerNorm(d)
-            self.head = nn.Linear(d, cfg["vocab"], bias=False)
-            if cfg["family"] != "llama":
-                self.head.weight = self.embed.weight  # GPT-2 and BERT tie the output to the input embedding
-
-        def forward(self, idx: Any, caches: list[dict[str, Any]] | None = None) -> Any:
-            pos0 = caches[0]["k"].shape[2] if caches and "k" in caches[0] else 0
-            x = self.embed(idx)
-            if self.pos is not None:
-                x = x + self.pos(torch.arange(pos0, pos0 + idx.shape[1], device=idx.device))
-            for i, block in enumerate(self.blocks):
-                x = block(x) if caches is None else block(x, caches[i])
-            return self.head(self.norm(x))
-
-        def generate(self, idx: Any, gen_len: int) -> Any:
-            """Greedy decoding with a KV cache: a prefill of ``idx``, then ``gen_len`` one-token steps."""
-            caches: list[dict[str, Any]] = [{} for _ in self.blocks]
-            logits = self(idx, caches)
-            for _ in range(gen_len):
-                nxt = logits[:, -1:].argmax(-1)
-                logits = self(nxt, caches)
-            return logits
-
-    return {"TransformerLM": TransformerLM}
+#: Zoo builder names (``advisor.workload.zoo.build``) of the models that are not ``TRANSFORMERS``.
+_ZOO_BUILDERS = {"lstm-lm": "lstm-lm", "mnist-cnn": "mnist-cnn", "resnet50": "resnet50", "vit-b16": "vit_b_16"}
 
 
 def build_model(case: Case, device: str) -> Built:
     """The model of a case on ``device`` (``meta`` for tracing), with random weights and a random batch.
 
+    The models are ``advisor.workload.zoo``'s (the estimator's own definitions); image batches come in the
+    case's dtype for the ``fp16``/``bf16`` cases, whose models are cast to it.
+
     Raises:
         UnknownModelError: the case names no zoo model.
+        AdvisorError: ``seq_len`` (+ ``gen_len``) is more than the model's positions.
     """
     import torch
     import torch.nn.functional as F
+
+    from advisor.workload import zoo
 
     b = case.batch_size
     gen = torch.Generator().manual_seed(0)
@@ -1203,9 +1100,10 @@ def build_model(case: Case, device: str) -> Built:
         return torch.randint(0, high, shape, generator=gen).to(device)
 
     def floats(shape: tuple[int, ...]) -> Any:
+        dtype = _dtype(case.precision)
         if device == "meta":
-            return torch.empty(shape, device="meta")
-        return torch.randn(shape, generator=gen).to(device)
+            return torch.empty(shape, dtype=dtype, device="meta")
+        return torch.randn(shape, generator=gen).to(device=device, dtype=dtype)
 
     def classify(target: Any) -> Callable[[Any, tuple[Any, ...]], Any]:
         return lambda out, _inputs: F.cross_entropy(out, target)
@@ -1213,35 +1111,29 @@ def build_model(case: Case, device: str) -> Built:
     def lm_loss(out: Any, inputs: tuple[Any, ...]) -> Any:
         return F.cross_entropy(out.flatten(0, 1), inputs[0].flatten())
 
+    if case.model not in TRANSFORMERS and case.model not in _ZOO_BUILDERS:
+        raise UnknownModelError(f"unknown validate model {case.model!r}", hint=f"accepted: {', '.join(ALL_MODELS)}")
     with torch.device(device):
         if case.model in TRANSFORMERS:
-            cfg = TRANSFORMERS[case.model]
             seq = case.seq_len or 128
-            if seq + (case.gen_len or 0) > cfg["max_pos"]:
-                raise AdvisorError(f"{case.model}: seq_len {seq} (+ gen_len) exceeds its {cfg['max_pos']} positions")
-            model = _nn()["TransformerLM"](cfg)
-            inputs = (ints(cfg["vocab"], (b, seq)),)
-            return Built(model, lambda: inputs, lm_loss, decode=lambda inp: model.generate(inp[0], case.gen_len or 0),
-                         blocks=model.blocks)
-        if case.model in ("lstm-lm", "mnist-cnn", "resnet50", "vit-b16"):
-            # the estimator's own definitions of these presets (advisor.workload.zoo, torchvision inside)
-            from advisor.workload.zoo import build as zoo_build
-
-            if case.model == "lstm-lm":
-                model, facts = zoo_build("lstm-lm", device)
-                inputs = (ints(int(facts["vocab_size"]), (b, case.seq_len or 20)),)
-                return Built(model, lambda: inputs, lm_loss)
-            size = case.image_size or (28 if case.model == "mnist-cnn" else 224)
-            if case.model == "vit-b16":
-                model, facts = zoo_build("vit_b_16", device, image_size=size)
-            else:
-                model, facts = zoo_build(case.model.replace("-", "_") if case.model != "mnist-cnn" else case.model,
-                                         device)
-            inputs = (floats((b, int(facts["channels"]), size, size)),)
-            classes_out = 10 if case.model == "mnist-cnn" else 1000
-            return Built(model, lambda: inputs, classify(ints(classes_out, (b,))))
-    raise UnknownModelError(f"unknown validate model {case.model!r}",
-                            hint=f"accepted: {', '.join(ALL_MODELS)}")
+            model, facts = zoo.build(case.model, device)
+            if seq + (case.gen_len or 0) > facts["max_positions"]:
+                raise AdvisorError(f"{case.model}: seq_len {seq} (+ gen_len) exceeds its "
+                                   f"{facts['max_positions']} positions")
+            inputs = (ints(int(facts["vocab_size"]), (b, seq)),)
+            generate = getattr(model, "generate", None)  # the decoders; BERT has none
+            decode = None if generate is None else lambda inp: generate(inp[0], case.gen_len or 0)
+            return Built(model, lambda: inputs, lm_loss, decode=decode, blocks=model.blocks)
+        if case.model == "lstm-lm":
+            model, facts = zoo.build("lstm-lm", device)
+            inputs = (ints(int(facts["vocab_size"]), (b, case.seq_len or 20)),)
+            return Built(model, lambda: inputs, lm_loss)
+        size = case.image_size or (28 if case.model == "mnist-cnn" else 224)
+        kwargs = {"image_size": size} if case.model == "vit-b16" else {}
+        model, facts = zoo.build(_ZOO_BUILDERS[case.model], device, **kwargs)
+        inputs = (floats((b, int(facts["channels"]), size, size)),)
+        classes_out = 10 if case.model == "mnist-cnn" else 1000
+        return Built(model, lambda: inputs, classify(ints(classes_out, (b,))))
 
 
 # --------------------------------------------------------------------------------------------- calibration

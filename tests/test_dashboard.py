@@ -128,6 +128,8 @@ def test_recommend_options_pass_the_size_that_the_model_uses() -> None:
     assert cnn["image_size"] == 224 and "seq_len" not in cnn
     infer = dd.recommend_options(model={"hidden_size": 8}, mode="infer", **common)
     assert "optimizer" not in infer and "lora_rank" not in infer and "budget_usd" not in infer
+    assert llm["runtime"] == "eager"
+    assert dd.recommend_options(model="llama-3-8b", mode="infer", runtime="graph", **common)["runtime"] == "graph"
 
 
 def test_device_summary_formats_units_and_keeps_only_its_verdicts() -> None:
@@ -310,7 +312,7 @@ def test_recommender_defaults_to_llama_and_changes_with_the_model() -> None:
     assert not at.exception, [e.value for e in at.exception]
     assert at.selectbox(key="rec_model").value == "llama-3-8b"
     for key in ("rec_batch", "rec_seq", "rec_precision", "rec_optimizer", "rec_mode", "rec_gpus", "rec_objective",
-                "rec_budget", "rec_lora"):
+                "rec_budget", "rec_lora", "rec_runtime"):
         assert at.session_state[key] is not None, key
     assert at.file_uploader(key="rec_upload") is not None if hasattr(at, "file_uploader") else True
     before = _texts(at)

@@ -64,6 +64,20 @@ def test_bad_input_is_error_and_exit_2(argv: list[str], needle: str, capsys: pyt
     assert captured.err.startswith("error:") and needle in captured.err
 
 
+def test_runtime_flag_reaches_the_estimate_and_a_bad_one_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["estimate", "--model", "llama-2-7b", "--gpu", "a100-sxm4-80gb", "--mode", "infer", "--precision", "fp16",
+            "--seq-len", "128", "--gen-len", "16", "--calibration", "none", "--json"]
+    assert main([*argv, "--runtime", "graph"]) == 0
+    graph = json.loads(capsys.readouterr().out)["time"]
+    assert main(argv) == 0
+    eager = json.loads(capsys.readouterr().out)["time"]
+    assert graph["runtime"] == "graph" and eager["runtime"] == "eager" and eager["limiter"] == "host"
+    assert graph["decode_step_s"] < eager["decode_step_s"]
+    with pytest.raises(SystemExit) as exc:
+        main([*argv, "--runtime", "jit"])
+    assert exc.value.code == 2 and "invalid choice: 'jit'" in capsys.readouterr().err
+
+
 def test_negative_batch_is_rejected_by_the_parser(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:
         main(["estimate", "--model", "gpt2", "--gpu", "h100-sxm5-80gb", "--batch-size", "-2"])

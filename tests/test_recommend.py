@@ -353,3 +353,14 @@ def test_cli_exits_1_when_no_card_qualifies_but_still_prints_the_partial_answer(
     doc = json.loads(capsys.readouterr().out)
     assert doc["rows"] == [] and "fits on no card" in doc["partial"]
     assert main(["recommend", "--model", "gpt2", "--max-gpus", "1", "--json"]) == 0
+
+
+def test_runtime_reaches_every_estimate_and_a_bad_one_is_refused() -> None:
+    kw = dict(mode="infer", precision="fp16", batch_size=1, seq_len=256, gen_len=64, gpus=["a100-sxm4-80gb"],
+              calibration=None)
+    eager = recommend("llama-2-7b", **kw).best
+    graph = recommend("llama-2-7b", runtime="graph", **kw).best
+    assert eager is not None and graph is not None
+    assert graph.step_s < eager.step_s / 2  # batch-1 decoding: host-bound in eager, weight-read bound in graph
+    with pytest.raises(EstimateError, match="unknown runtime"):
+        recommend("llama-2-7b", runtime="static", **kw)

@@ -171,8 +171,8 @@ def test_kv_cache_decode_matches_the_full_forward() -> None:
         with torch.no_grad():
             full = model(idx)[:, -1]
             caches: list[dict[str, Any]] = [{} for _ in model.blocks]
-            model(idx[:, :-1], caches)
-            step = model(idx[:, -1:], caches)[:, -1]
+            model(idx[:, :-1], caches=caches)
+            step = model(idx[:, -1:], caches=caches)[:, -1]
         torch.testing.assert_close(step, full, rtol=1e-4, atol=1e-4)
     assert case.config()["gen_len"] == 1
 
@@ -182,9 +182,9 @@ def test_checkpointing_wraps_the_blocks_and_keeps_gradients() -> None:
 
     built = v.build_model(v.Case("gpt2-tiny", "train", 2, "fp32", "sgd", seq_len=16), "cpu")
     (idx,) = built.make_inputs()
-    plain = torch.autograd.grad(built.loss(built.model(idx), (idx,)), built.model.embed.weight)[0]
+    plain = torch.autograd.grad(built.loss(built.model(idx), (idx,)), built.model.wte.weight)[0]
     assert v.enable_checkpointing(built.blocks) == len(built.blocks)
-    ckpt = torch.autograd.grad(built.loss(built.model(idx), (idx,)), built.model.embed.weight)[0]
+    ckpt = torch.autograd.grad(built.loss(built.model(idx), (idx,)), built.model.wte.weight)[0]
     torch.testing.assert_close(ckpt, plain)
 
 
