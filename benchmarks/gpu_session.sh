@@ -37,6 +37,8 @@ EOF
   ;;
 validate)
   {
+    # a probe of this card in the (scratch) history store first: estimates calibrate from it, as a user's would
+    "$py" -m advisor probe --quick --json --out "$out/probe-before-validate.json" >/dev/null
     /usr/bin/time -f "validate wall %e s" "$py" -m advisor validate --json > "$out/validate.json"
     "$py" -m advisor validate --models gpt2 llama-small --calibrate --json > "$out/validate-calibrate.json"
   } 2>&1 | tee "$out/validate-log.txt"

@@ -73,6 +73,9 @@ def test_runtime_flag_reaches_the_estimate_and_a_bad_one_exits_2(capsys: pytest.
     eager = json.loads(capsys.readouterr().out)["time"]
     assert graph["runtime"] == "graph" and eager["runtime"] == "eager" and eager["limiter"] == "host"
     assert graph["decode_step_s"] < eager["decode_step_s"]
+    assert main(argv[:-1]) == 0  # the text view names the limit and the way out
+    text = capsys.readouterr().out
+    assert "host dispatch (eager)" in text and "--runtime graph" in text
     with pytest.raises(SystemExit) as exc:
         main([*argv, "--runtime", "jit"])
     assert exc.value.code == 2 and "invalid choice: 'jit'" in capsys.readouterr().err

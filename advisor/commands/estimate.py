@@ -163,6 +163,9 @@ def run(args: argparse.Namespace) -> int:
     if t.get("decode_tokens_per_s") is not None:
         trows.append(("decode tokens/s", f"{t['decode_tokens_per_s']:,.1f}"))
     trows.append(("bound", t["bound"]))
+    if t.get("limiter") == "host":
+        trows.append(("limited by", f"host dispatch ({t.get('runtime', 'eager')}): "
+                                    f"{format_seconds(t.get('host_s', 0.0))} beyond GPU time"))
     if t.get("mfu") is not None:
         trows.append(("MFU", f"{100 * t['mfu']:.1f}%"))
     if t.get("comm_s"):
@@ -175,6 +178,10 @@ def run(args: argparse.Namespace) -> int:
     if t.get("input_bound"):
         trows.append(("input", "INPUT-BOUND: " + (t.get("input_advice") or "")))
     console.print(table("time", ("", "value"), trows, right_align=("value",)))
+    if t.get("limiter") == "host":
+        console.print("hint: the GPU waits for PyTorch's per-op dispatch here: a larger batch, torch.compile with "
+                      "CUDA graphs (mode='reduce-overhead'), or a graph runtime (vLLM, TensorRT-LLM) removes most "
+                      "of it; --runtime graph estimates that")
     console.print(f"FLOPs per step: {d['flops_per_step']:.3e}")
     console.print("[bold]assumptions[/bold]")
     for a in d["assumptions"]:
