@@ -476,3 +476,17 @@ def test_unknown_runtime_is_refused_with_the_accepted_names() -> None:
     with pytest.raises(EstimateError, match="unknown runtime 'jit'") as info:
         estimate("gpt2", "a100-sxm4-80gb", runtime="jit")
     assert "eager, graph" in (info.value.hint or "")
+
+
+def test_views_launch_no_kernel_but_cost_host_dispatch() -> None:
+    from advisor.estimate.efficiency import defaults_for
+    from advisor.estimate.time import CardRates, host_floor, ops_time, prepare_ops
+    from advisor.workload.base import OpCost
+
+    ops = prepare_ops([OpCost("aten.view", "elementwise", "forward", 0.0, 0.0, count=100),
+                       OpCost("aten.add", "elementwise", "forward", 0.0, 1e3, count=10)])
+    rates = CardRates(1e12, 1e12, 1e12, 1e12, memory_bytes_s=1e12, launch_s=4e-6, half_dim=32.0)
+    phases, _, _, launch = ops_time(ops, rates)
+    assert launch == pytest.approx(10 * 4e-6)  # only the 10 adds launch kernels
+    out, _ = host_floor(phases, ops, {}, defaults_for("ampere").replace(host_op_s=1e-5))
+    assert out[0] == pytest.approx(110 * 1e-5)  # all 110 calls are dispatched by the host

@@ -79,7 +79,7 @@ def ops_time(ops: Sequence[PreparedOp], rates: CardRates) -> tuple[list[float], 
             peak = max(peak * dim / (dim + h2), peak * 0.02)
         tc = flops / peak
         tm = nbytes / bw
-        lt = count * launch
+        lt = count * launch if (flops or nbytes) else 0.0  # views and metadata ops launch no kernel
         if tc >= tm:
             compute_s += tc
             phases[phase] += tc + lt
