@@ -704,7 +704,7 @@ def recommendation_view(rec: Any, breakdowns: Mapping[str, Any] | None = None) -
             "tokens/s": _num(r.get("tokens_per_s")),
             "time to train (h)": _num(r.get("time_to_train_s"), 3600),
             "cost (USD)": _num(r.get("cost_usd")), "cost basis": r.get("cost_basis") or "no price",
-            "energy (kWh)": _num(r.get("energy_kwh")), "bound": r.get("bound"),
+            "energy (kWh)": _num(r.get("energy_kwh")), "bound": r.get("bound"), "limited by": r.get("limiter"),
             "calibrated": bool(r.get("calibrated")),
         })
         if r.get("cost_usd") is not None:

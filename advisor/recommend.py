@@ -45,7 +45,7 @@ FRAME_COLUMNS: tuple[str, ...] = (
     "memory_per_gpu_gib", "usable_per_gpu_gib", "headroom_gib", "headroom_fraction", "step_s",
     "samples_per_s", "tokens_per_s", "time_to_train_s", "cost_usd", "cost_basis", "cloud_cost_usd",
     "purchase_cost_usd", "energy_kwh", "samples_per_usd", "samples_per_s_per_w", "bound", "calibrated",
-    "input_bound",
+    "input_bound", "limiter",
 )
 
 _GIB = 1024**3
@@ -67,6 +67,7 @@ class Candidate:
         samples_per_s_per_w: throughput per watt of TDP (all cards).
         input_bound: the data loader (stated or assumed rate) cannot feed this many samples/s; the
             time shown is the GPUs' own, so the real job is slower (see ``estimate(...).time.input_advice``).
+        limiter: what sets the pace (compute, memory, launch, communication, host dispatch, input).
     """
 
     rank: int
@@ -96,6 +97,7 @@ class Candidate:
     bound: str | None
     calibrated: bool
     input_bound: bool = False
+    limiter: str | None = None
 
     @property
     def headroom_fraction(self) -> float | None:
@@ -194,7 +196,7 @@ class Recommendation:
                 "cost_basis": r.cost_basis, "cloud_cost_usd": r.cloud_cost_usd,
                 "purchase_cost_usd": r.purchase_cost_usd, "energy_kwh": r.energy_kwh,
                 "samples_per_usd": r.samples_per_usd, "samples_per_s_per_w": r.samples_per_s_per_w,
-                "bound": r.bound, "calibrated": r.calibrated, "input_bound": r.input_bound,
+                "bound": r.bound, "calibrated": r.calibrated, "input_bound": r.input_bound, "limiter": r.limiter,
             })
         return pd.DataFrame.from_records(records, columns=list(FRAME_COLUMNS))
 
@@ -540,7 +542,7 @@ def _price_and_rank(candidates: list[dict[str, Any]], job: Mapping[str, Any], ob
             samples_per_usd=job["samples"] / s["cost"] if s["cost"] else None,
             samples_per_s_per_w=float(e.time.samples_per_s) / (spec.tdp_w * n),
             bound=getattr(e.time, "bound", None), calibrated=bool(getattr(e, "calibrated", False)),
-            input_bound=bool(getattr(e.time, "input_bound", False)),
+            input_bound=bool(getattr(e.time, "input_bound", False)), limiter=getattr(e.time, "limiter", None),
         ))
     return rows, rejected
 

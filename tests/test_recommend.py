@@ -361,6 +361,7 @@ def test_runtime_reaches_every_estimate_and_a_bad_one_is_refused() -> None:
     eager = recommend("llama-2-7b", **kw).best
     graph = recommend("llama-2-7b", runtime="graph", **kw).best
     assert eager is not None and graph is not None
+    assert eager.limiter == "host" and graph.limiter == "memory"
     assert graph.step_s < eager.step_s / 2  # batch-1 decoding: host-bound in eager, weight-read bound in graph
     with pytest.raises(EstimateError, match="unknown runtime"):
         recommend("llama-2-7b", runtime="static", **kw)
