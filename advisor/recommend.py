@@ -308,13 +308,6 @@ def _auto_parallelism(mode: str, count: int, single_fits: bool | None) -> tuple[
     return ("ddp", "zero3")
 
 
-def _runs_precision(spec: GpuSpec, precision: str) -> bool:
-    """Whether the estimator can price ``precision`` on the card (int8/int4 fall back to weight-only 16-bit)."""
-    if spec.peak_flops(precision) is not None:
-        return True
-    return precision in ("int8", "int4") and (spec.fp16_tflops is not None or spec.bf16_tflops is not None)
-
-
 def recommend(model: Any, *, batch_size: int = 1, seq_len: int | None = None, image_size: int | None = None,
               precision: str = "amp-bf16", optimizer: str = "adamw", mode: str = "train",
               gradient_checkpointing: bool = False, lora_rank: int | None = None,
@@ -351,10 +344,10 @@ def recommend(model: Any, *, batch_size: int = 1, seq_len: int | None = None, im
         EstimateError: bad option (max_gpus < 1, negative budget, unknown objective/vendor/segment).
     """
     _check_inputs(max_gpus, objective, budget_usd, vendor, segment, epochs, dataset_samples, total_tokens)
-    from advisor.estimate.time import RUNTIMES
+    from advisor.estimate import matmul_rate
+    from advisor.estimate.time import check_runtime
 
-    if runtime not in RUNTIMES:
-        raise EstimateError(f"unknown runtime {runtime!r}", hint=f"accepted: {', '.join(RUNTIMES)}")
+    check_runtime(runtime)
     specs = load_specs(extra_dirs=[specs_dir]) if specs_dir is not None else load_specs()
     if gpus is not None:
         wanted = {(g.id if isinstance(g, GpuSpec) else find_gpu(g, specs).id) for g in gpus}
@@ -385,7 +378,7 @@ def recommend(model: Any, *, batch_size: int = 1, seq_len: int | None = None, im
     estimator_assumptions: list[str] = []
     best_misfit: dict[str, Any] | None = None
     for spec in cards:
-        if not _runs_precision(spec, precision):
+        if matmul_rate(spec, precision) is None:
             supported = ", ".join(spec.supported_precisions) or "none listed"
             for n in counts:
                 rejected.append(Rejection(spec.id, spec.name, n, "precision_unsupported",

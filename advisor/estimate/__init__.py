@@ -50,10 +50,10 @@ from advisor.estimate.parallel import (
 )
 from advisor.estimate.time import (
     PHASES,
-    RUNTIMES,
     CardRates,
     PreparedOp,
     TimeEstimate,
+    check_runtime,
     host_floor,
     ops_time,
     prepare_ops,
@@ -172,24 +172,39 @@ class Estimate:
         return self.memory.to_frame()
 
 
-def _peaks(spec: GpuSpec, precision: str) -> tuple[float, float, str | None]:
-    """(tensor peak, vector peak) in FLOP/s for ``precision``, and a fallback note if one was taken."""
-    # int4 is weight-only in practice (GPTQ, AWQ, bitsandbytes nf4, llama.cpp Q4): weights are dequantized
-    # and the matmuls run at the 16-bit rate; int8 keeps the card's int8 rate (W8A8: TensorRT, SmoothQuant).
-    peak = None if precision == "int4" else spec.peak_flops(precision)
-    note = None
-    if peak is None and precision in ("int8", "int4"):
+def matmul_rate(spec: GpuSpec, precision: str) -> tuple[float, str] | None:
+    """The dense tensor rate (FLOP/s) matmuls at ``precision`` run at on the card, and whose rate it is;
+    ``None`` when the card cannot run them.
+
+    int4 is weight-only in practice (GPTQ, AWQ, bitsandbytes nf4, llama.cpp Q4): weights are dequantized
+    and the matmuls run at the 16-bit rate; int8 keeps the card's int8 rate (W8A8: TensorRT, SmoothQuant)
+    and falls back to weight-only on a card without one.
+    """
+    own = None if precision == "int4" else spec.peak_flops(precision)
+    if own is not None:
+        return own, precision
+    if precision in ("int8", "int4"):
         for alt in ("fp16", "bf16"):
             alt_peak = spec.peak_flops(alt)
             if alt_peak is not None:
-                peak = alt_peak
-                note = (f"{spec.name} has no {precision} tensor rate: modelled as weight-only {precision} "
-                        f"quantization (weights dequantized, matmuls at the {alt} rate)")
-                break
-    if peak is None:
+                return alt_peak, alt
+    return None
+
+
+def _peaks(spec: GpuSpec, precision: str) -> tuple[float, float, str | None]:
+    """(tensor peak, vector peak) in FLOP/s for ``precision``, and a fallback note if one was taken."""
+    rate = matmul_rate(spec, precision)
+    if rate is None:
         supported = ", ".join(spec.supported_precisions) or "none listed"
         raise EstimateError(f"{spec.name} does not support precision {precision!r}",
                             hint=f"{spec.name} supports: {supported}")
+    peak, used = rate
+    note = None
+    if used != precision:
+        why = (f"{spec.name} has no {precision} tensor rate" if spec.peak_flops(precision) is None
+               else f"{precision} kernels dequantize to 16 bits")
+        note = (f"{why}: modelled as weight-only {precision} quantization (weights dequantized, matmuls at "
+                f"the {used} rate)")
     vector = spec.fp32_tflops * 1e12
     if precision in ("fp16", "bf16", "amp-fp16", "amp-bf16") and spec.fp16_vector_tflops:
         vector = max(vector, spec.fp16_vector_tflops * 1e12)
@@ -225,8 +240,7 @@ def estimate_workload(workload: Workload | PreparedWorkload, spec: GpuSpec, *, n
     Raises:
         EstimateError: unsupported precision, bad parallelism or count, bad calibration file.
     """
-    if runtime not in RUNTIMES:
-        raise EstimateError(f"unknown runtime {runtime!r}", hint=f"accepted: {', '.join(RUNTIMES)}")
+    check_runtime(runtime)
     prep = prepare_workload(workload)
     w0 = prep.workload
     arch = dict(w0.arch or {})
@@ -516,8 +530,7 @@ def estimate(model: Any, gpu: str | GpuSpec, *, num_gpus: int = 1, batch_size: i
         UnknownGpuError / UnknownModelError / WorkloadError: from the catalog and workload builders.
     """
     _check_options(batch_size, precision, optimizer, mode, grad_accum, epochs, num_gpus)
-    if runtime not in RUNTIMES:
-        raise EstimateError(f"unknown runtime {runtime!r}", hint=f"accepted: {', '.join(RUNTIMES)}")
+    check_runtime(runtime)
     if quantize_base is not None and quantize_base != "nf4":
         raise EstimateError(f"unknown quantize_base {quantize_base!r}", hint="accepted: nf4 (QLoRA)")
     spec = get_gpu(gpu, specs_dir=specs_dir)

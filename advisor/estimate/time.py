@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from advisor.errors import EstimateError
 from advisor.workload.base import OpCost
 
 # Op classes (ints keep the per-card loop cheap).
@@ -24,6 +25,12 @@ TENSOR, CONV, MATMUL_VECTOR, VECTOR = 0, 1, 2, 3
 PHASES: tuple[str, ...] = ("forward", "backward", "optimizer", "prefill", "decode")
 #: ``eager``: PyTorch eager (host dispatch can bound a phase); ``graph``: CUDA graphs / compiled runtimes.
 RUNTIMES: tuple[str, ...] = ("eager", "graph")
+
+
+def check_runtime(runtime: Any) -> None:
+    """Refuse a runtime name outside ``RUNTIMES``, naming the accepted ones."""
+    if runtime not in RUNTIMES:
+        raise EstimateError(f"unknown runtime {runtime!r}", hint=f"accepted: {', '.join(RUNTIMES)}")
 
 #: Prepared op: (flops, bytes, count, class, min_dim or 0, phase index).
 PreparedOp = tuple[float, float, int, int, int, int]
