@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from advisor.errors import EstimateError
+from advisor.estimate.efficiency import HOST_BACKWARD_FRACTION
 from advisor.workload.base import OpCost
 
 # Op classes (ints keep the per-card loop cheap).
@@ -105,8 +106,6 @@ def host_floor(phases: Sequence[float], ops: Sequence[PreparedOp], eager_ops: Ma
     phase it lacks, the ops' own counts (the tracer sees every dispatched op).  ``eff.host_op_s`` per
     forward op, ``HOST_BACKWARD_FRACTION`` of it per backward op.  ``serial``: the host also computes.
     """
-    from advisor.estimate.efficiency import HOST_BACKWARD_FRACTION
-
     counts = [0] * len(PHASES)
     for _f, _b, count, _c, _d, phase in ops:
         counts[phase] += count
