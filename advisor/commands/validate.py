@@ -40,6 +40,12 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--iters", type=int, default=5, metavar="N", help="timed steps per case; the median is kept "
                                                                     "(default 5)")
     p.add_argument("--no-save", action="store_true", help="do not save the run to the history store")
+    p.add_argument("--replay", metavar="RUN", help="run nothing: re-predict the measured rows of a saved run (a "
+                   "`validate --json` file, or a validation id of the history store) with the current estimator "
+                   "and print the same table and summary")
+    p.add_argument("--calibration", default="auto", metavar="auto|none|PROBE.json",
+                   help="with --replay: 'auto' (the card's newest stored probe, default), 'none' (spec sheet only) "
+                        "or a `probe --json` file")
     add_json_flag(p)
     p.set_defaults(func=run)
 
@@ -55,7 +61,6 @@ def _abs_pct(x: float | None) -> str:
 def run(args: argparse.Namespace) -> int:
     """``validate``."""
     from advisor import validate as v
-    from advisor.units import format_bytes, format_seconds
 
     if args.warmup < 0:
         raise AdvisorError(f"--warmup must be >= 0, got {args.warmup}")
@@ -64,6 +69,8 @@ def run(args: argparse.Namespace) -> int:
     for name in args.models or ():  # before anything slow (torch, the CPU rates)
         if name not in v.ALL_MODELS:
             raise UnknownModelError(f"unknown validate model {name!r}", hint=f"accepted: {', '.join(v.ALL_MODELS)}")
+    if args.replay is not None:
+        return _replay(args)
     import torch
 
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -109,42 +116,92 @@ def run(args: argparse.Namespace) -> int:
         from advisor.store import HistoryStore
 
         doc["saved_id"] = HistoryStore().save_validation(doc)
+    _print(args, report, doc, notes)
+    return 0 if doc["summary"]["measured"] or doc["summary"]["oom"] else 1
+
+
+def _print(args: argparse.Namespace, report: Any, doc: dict[str, Any], notes: list[str]) -> None:
+    """The table and summary of a run (or ``doc`` as JSON with ``--json``)."""
+    from advisor.units import format_bytes, format_seconds
+
+    device = report.device
     if args.json:
         print_json(doc)
-    else:
-        rows = []
-        for r in report.rows:
-            m = r.measurement
-            if r.oom:
-                status = "OOM" + ("" if r.prediction.fits is None else
-                                  f" (estimate said fits={r.prediction.fits})")
-            else:
-                status = r.error_message or ""
-            rows.append((r.model, r.case.label(), format_bytes(r.prediction.memory_bytes),
-                         format_bytes(m.peak_bytes) if m else None, _pct(r.memory_error),
-                         format_seconds(r.prediction.step_s), format_seconds(m.step_s) if m else None,
-                         _pct(r.time_error), status))
-        cols = ("model", "config", "mem pred", "mem meas", "mem err", "step pred", "step meas", "time err", "note")
-        out = stdout_console()
-        out.print(table(f"validate on {device.name} ({device.catalog_id or device.kind})", cols, rows,
-                        right_align=cols[2:8]))
-        s = doc["summary"]
-        out.print(f"memory |error|: median {_abs_pct(s['memory']['median_abs_error'])}, max "
-                  f"{_abs_pct(s['memory']['max_abs_error'])} over {s['memory']['n']} rows; time |error|: median "
-                  f"{_abs_pct(s['time']['median_abs_error'])}, max {_abs_pct(s['time']['max_abs_error'])} over "
-                  f"{s['time']['n']} rows; {s['oom']} OOM, {s['failed']} failed")
-        out.print(f"memory measured as: {device.memory_method}")
-        if device.rates_source:
-            out.print(f"CPU rates from: {device.rates_source}")
-        for note in notes:
-            out.print(note)
-        if "calibration" in doc:
-            for key, fit in doc["calibration"]["fitted"].items():
-                out.print(f"calibrated {key}: {fit['efficiency']:.3f} (default {fit['default']:.3f}, "
-                          f"{fit['rows']} rows)")
-        if "saved_id" in doc:
-            print(f"saved to the history store as validation {doc['saved_id']}", file=sys.stderr)
-    return 0 if doc["summary"]["measured"] or doc["summary"]["oom"] else 1
+        return
+    rows = []
+    for r in report.rows:
+        m = r.measurement
+        if r.oom:
+            status = "OOM" + ("" if r.prediction.fits is None else
+                              f" (estimate said fits={r.prediction.fits})")
+        else:
+            status = r.error_message or ""
+        rows.append((r.model, r.case.label(), format_bytes(r.prediction.memory_bytes),
+                     format_bytes(m.peak_bytes) if m else None, _pct(r.memory_error),
+                     format_seconds(r.prediction.step_s), format_seconds(m.step_s) if m else None,
+                     _pct(r.time_error), status))
+    cols = ("model", "config", "mem pred", "mem meas", "mem err", "step pred", "step meas", "time err", "note")
+    out = stdout_console()
+    out.print(table(f"validate on {device.name} ({device.catalog_id or device.kind})", cols, rows,
+                    right_align=cols[2:8]))
+    s = doc["summary"]
+    out.print(f"memory |error|: median {_abs_pct(s['memory']['median_abs_error'])}, max "
+              f"{_abs_pct(s['memory']['max_abs_error'])} over {s['memory']['n']} rows; time |error|: median "
+              f"{_abs_pct(s['time']['median_abs_error'])}, max {_abs_pct(s['time']['max_abs_error'])} over "
+              f"{s['time']['n']} rows; {s['oom']} OOM, {s['failed']} failed")
+    out.print(f"memory measured as: {device.memory_method}")
+    if device.rates_source:
+        out.print(f"CPU rates from: {device.rates_source}")
+    for note in notes:
+        out.print(note)
+    if "calibration" in doc:
+        for key, fit in doc["calibration"]["fitted"].items():
+            out.print(f"calibrated {key}: {fit['efficiency']:.3f} (default {fit['default']:.3f}, "
+                      f"{fit['rows']} rows)")
+    if "saved_id" in doc:
+        print(f"saved to the history store as validation {doc['saved_id']}", file=sys.stderr)
+
+
+def _load_run(ref: str) -> dict[str, Any]:
+    """A saved run: a ``validate --json`` file, or the id of a validation in the history store."""
+    import json
+    from pathlib import Path
+
+    path = Path(ref)
+    if ref.isdigit() and not path.exists():
+        from advisor.store import HistoryStore
+
+        for doc in HistoryStore().list_validations(limit=100_000):
+            if doc.get("id") == int(ref):
+                return doc
+        raise AdvisorError(f"--replay: no validation {ref} in the history store",
+                           hint="pass a `validate --json` file, or an id the dashboard's History page lists")
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise AdvisorError(f"--replay: cannot read {ref!r}: {exc.strerror}",
+                           hint="pass a file written by `validate --json`, or a validation id") from exc
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise AdvisorError(f"--replay: {ref!r} is not valid JSON ({exc.msg}, line {exc.lineno})",
+                           hint="pass a file written by `validate --json`") from exc
+    if not isinstance(doc, dict):
+        raise AdvisorError(f"--replay: {ref!r} holds a JSON {type(doc).__name__}, not a validate run",
+                           hint="pass a file written by `validate --json`")
+    return doc
+
+
+def _replay(args: argparse.Namespace) -> int:
+    """``validate --replay RUN``: the saved measurements, predicted anew; nothing runs, nothing is saved."""
+    from advisor import validate as v
+
+    doc = _load_run(args.replay)
+    calibration = None if args.calibration.lower() in ("none", "off") else args.calibration
+    report = v.replay(doc, calibration=calibration, notes=(f"replay of {args.replay}",))
+    out = report.to_dict()
+    _print(args, report, out, list(report.notes))
+    return 0 if out["summary"]["measured"] else 1
 
 
 def _nvml_used() -> tuple[Any, Any]:
