@@ -896,7 +896,8 @@ def cpu_card(device: DeviceContext) -> Any:
 
 
 def estimator_model(case: Case) -> tuple[Any, dict[str, Any]]:
-    """What to hand ``estimate`` for a case: an HF-style config of the very model run, or the preset name."""
+    """What to hand ``estimate`` for a case: the zoo module itself (traced) for a transformer's training step,
+    an HF-style config of the model run for its checkpointed and decoding steps, or the preset name."""
     kwargs: dict[str, Any] = {}
     if case.seq_len:
         kwargs["seq_len"] = case.seq_len
@@ -905,6 +906,16 @@ def estimator_model(case: Case) -> tuple[Any, dict[str, Any]]:
     cfg = TRANSFORMERS.get(case.model)
     if cfg is None:
         return case.model, kwargs
+    if case.mode == "train" and not case.gradient_checkpointing:
+        # the very module validate runs, traced on the meta device: every op it dispatches (its unfused
+        # RMSNorm, rotary and GELU, its MLM head over the vocabulary), not the Hugging Face class a config
+        # describes
+        import torch
+
+        from advisor.workload import zoo
+
+        module, _facts = zoo.build(case.model, "meta")
+        return module, {"example_inputs": (torch.zeros((case.batch_size, case.seq_len or 128), dtype=torch.long),)}
     if cfg["family"] == "gpt":
         config = {"model_type": "gpt2", "n_layer": cfg["layers"], "n_embd": cfg["d"], "n_head": cfg["heads"],
                   "vocab_size": cfg["vocab"], "n_positions": cfg["max_pos"], "tie_word_embeddings": True,
@@ -968,9 +979,12 @@ def estimate_predictor(card: Any, *, calibration: Any = "auto", cpu: bool = Fals
 
 def cpu_calibration(device: DeviceContext) -> dict[str, float]:
     """Efficiencies for the CPU pseudo-card: its peaks *are* the measured rates, so GEMM and copy run at 1.0."""
+    from advisor.estimate.efficiency import HOST_OP_PER_BARE_OP
+
     cal = {"matmul_fp32": 1.0, "matmul_bf16": 1.0, "memory_bandwidth": 1.0}
     if device.rates.get("op_overhead_s"):
-        cal["launch_overhead_s"] = float(device.rates["op_overhead_s"])
+        # the CPU's bare-op time scales to a realistic op's dispatch (both measured on a CPU-only host)
+        cal["host_op_s"] = float(device.rates["op_overhead_s"]) * HOST_OP_PER_BARE_OP
     return cal
 
 

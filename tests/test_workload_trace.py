@@ -242,7 +242,10 @@ def test_1x1_conv_min_dim_is_its_channels_not_its_kernel():
     groups = _gemm_groups(wl, kind="conv")
     assert {op.phase for op in groups} == {"forward", "backward"}
     assert all(op.min_dim == 256 for op in groups)  # M = 2*56*56, N = C_out = 256, K = 256*1*1
-    assert [op.name for op in groups] == ["aten.convolution[min_dim>=256]", "aten.convolution_backward[min_dim>=256]"]
+    # plain GEMM views are grouped by their exact (M, N, K), which the estimator prices by tiles and waves
+    assert [op.name for op in groups] == ["aten.convolution[6272x256x256]",
+                                          "aten.convolution_backward[6272x256x256]"]
+    assert [op.gemms for op in groups] == [((6272, 256, 256),), ((6272, 256, 256),)]
 
 
 def test_depthwise_conv_k_is_the_kernel_area():
@@ -250,7 +253,7 @@ def test_depthwise_conv_k_is_the_kernel_area():
     module = torch.nn.Conv2d(32, 32, 3, padding=1, groups=32)
     wl = from_module(module, (torch.empty(2, 32, 16, 16),), mode="infer", precision="fp32")
     (op,) = _gemm_groups(wl)
-    assert op.min_dim == 9 and op.name == "aten.convolution[min_dim>=8]"
+    assert op.min_dim == 9 and op.name == "aten.convolution[512x32x9]"
     dense = from_module(torch.nn.Conv2d(32, 32, 3, padding=1), (torch.empty(2, 32, 16, 16),), mode="infer")
     assert [o.min_dim for o in _gemm_groups(dense)] == [32]  # N = C_out = 32 < K = 288 < M = 512
 
@@ -259,7 +262,7 @@ def test_different_shapes_are_bucketed_not_lumped():
     module = torch.nn.Sequential(torch.nn.Conv2d(64, 64, 3, padding=1, groups=64), torch.nn.Conv2d(64, 512, 1))
     wl = from_module(module, (torch.empty(4, 64, 28, 28),), mode="infer", precision="bf16")
     assert sorted((op.name, op.min_dim, op.count) for op in _gemm_groups(wl)) == [
-        ("aten.convolution[min_dim>=64]", 64, 1), ("aten.convolution[min_dim>=8]", 9, 1)]
+        ("aten.convolution[3136x512x64]", 64, 1), ("aten.convolution[3136x64x9]", 9, 1)]
 
 
 def test_resnet50_convs_have_their_real_min_dim():
@@ -280,9 +283,9 @@ def test_scaled_preset_grows_batch_dims():
     small = from_preset("resnet50", batch_size=2, precision="amp-fp16", optimizer="sgd-momentum")
     big = small.with_batch_size(256)
     fc = lambda wl: [(op.phase, op.count, op.min_dim) for op in _gemm_groups(wl, kind="matmul")]  # noqa: E731
-    # forward addmm; backward grad-input and grad-weight mm: M or K is the batch
-    assert fc(small) == [("forward", 1, 2), ("backward", 2, 2)]
-    assert fc(big) == [("forward", 1, 256), ("backward", 2, 256)]  # min(256, 1000, 2048)
+    # forward addmm; backward grad-input and grad-weight mm (one group per exact shape): M or K is the batch
+    assert fc(small) == [("forward", 1, 2), ("backward", 1, 2), ("backward", 1, 2)]
+    assert fc(big) == [("forward", 1, 256), ("backward", 1, 256), ("backward", 1, 256)]  # min(256, 1000, 2048)
     assert sum(op.flops for op in _gemm_groups(big, kind="matmul")) == pytest.approx(
         128 * sum(op.flops for op in _gemm_groups(small, kind="matmul")))
 

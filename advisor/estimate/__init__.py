@@ -26,6 +26,7 @@ from advisor.estimate.efficiency import (
     REF_SMS,
     defaults_for,
 )
+from advisor.estimate.gemm import UNALIGNED_SOURCE, unaligned_fraction, unaligned_gemms
 from advisor.estimate.memory import (
     FRAGMENTATION_DYNAMIC,
     KERNEL_MODULES_INFER_BYTES,
@@ -49,17 +50,19 @@ from advisor.estimate.parallel import (
     tensor_parallel_comm,
 )
 from advisor.estimate.time import (
+    GROUPS,
     PHASES,
     CardRates,
     PreparedOp,
     TimeEstimate,
     check_runtime,
     host_floor,
-    ops_time,
+    ops_time_detail,
     prepare_ops,
 )
 from advisor.workload.base import MODES, OPTIMIZERS, PRECISIONS, Workload
 from advisor.workload.eager import SOURCE as EAGER_SOURCE
+from advisor.workload.transformer import compute_bytes
 
 __all__ = ["Estimate", "MemoryEstimate", "TimeEstimate", "estimate", "estimate_memory", "estimate_time",
            "estimate_workload", "prepare_workload"]
@@ -104,7 +107,8 @@ class PreparedWorkload:
         o = self._ops.get(key)
         if o is None:
             w = self.micro(batch)
-            o = self._ops[key] = prepare_ops(w.decode_ops if decode else w.ops, tp, runtime)
+            o = self._ops[key] = prepare_ops(w.decode_ops if decode else w.ops, tp, runtime,
+                                             align_elems=16 // compute_bytes(w.precision))
         return o
 
 
@@ -263,15 +267,21 @@ def estimate_workload(workload: Workload | PreparedWorkload, spec: GpuSpec, *, n
 
     # --- time ---
     half = HALF_DIM_REF * math.sqrt((spec.sm_count or REF_SMS) / REF_SMS)
-    rates = CardRates(tensor_flops=tensor_peak * eff.matmul, conv_flops=tensor_peak * eff.conv,
+    conv_peak = tensor_peak
+    if w.precision == "fp32" and spec.tf32_tflops:
+        conv_peak = spec.tf32_tflops * 1e12  # cuDNN's default: torch.backends.cudnn.allow_tf32 is True
+    rates = CardRates(tensor_flops=tensor_peak * eff.matmul, conv_flops=conv_peak * eff.conv,
                       vector_flops=vector_peak * eff.vector, matmul_vector_flops=vector_peak * eff.matmul,
                       memory_bytes_s=spec.memory_bandwidth_bytes_s * eff.memory, launch_s=eff.launch_overhead_s,
-                      half_dim=half)
+                      half_dim=half, sm_count=spec.sm_count or 0,
+                      unaligned_flops=tensor_peak * unaligned_fraction(eff.arch))
     serial_host = spec.architecture.strip().lower() == "cpu"  # the host runs the ops too: no overlap
     if serial_host:
         rates = replace(rates, launch_s=0.0)
     step_ops = prep.ops(micro, plan.tp, runtime=runtime)
-    phases, compute_s, memory_s, launch_s = ops_time(step_ops, rates)
+    detail = ops_time_detail(step_ops, rates)
+    phases, compute_s, memory_s, launch_s = detail.phases, detail.compute_s, detail.memory_s, detail.launch_s
+    by_group = dict(zip(GROUPS, detail.by_group, strict=True))
     host_exposed = 0.0
     if runtime == "eager":
         phases, host_exposed = host_floor(phases, step_ops, w.eager_ops, eff, serial_host)
@@ -323,7 +333,10 @@ def estimate_workload(workload: Workload | PreparedWorkload, spec: GpuSpec, *, n
         gen = gen_len if gen_len is not None else (w.gen_len or 0)
         if w.decode_ops and gen:
             dops = prep.ops(micro, plan.tp, decode=True, runtime=runtime)
-            dphases, dc, dm, dl = ops_time(dops, rates)
+            ddetail = ops_time_detail(dops, rates)
+            dphases, dc, dm, dl = ddetail.phases, ddetail.compute_s, ddetail.memory_s, ddetail.launch_s
+            for name, sec in zip(GROUPS, ddetail.by_group, strict=True):
+                by_group[name] += gen * sec
             if runtime == "eager":
                 dphases, dhost = host_floor(dphases, dops, w.eager_ops, eff, serial_host)
                 host_exposed += gen * dhost
@@ -364,6 +377,9 @@ def estimate_workload(workload: Workload | PreparedWorkload, spec: GpuSpec, *, n
     shares = {"compute": compute_s, "memory": memory_s, "launch": launch_s, "communication": comm.exposed_s,
               "host": host_exposed}
     limiter = max(shares, key=lambda name: shares[name])
+    by_class = {name: sec * (k if train and name != "optimizer" else 1) for name, sec in by_group.items()}
+    by_class["communication"] += comm.exposed_s
+    by_class["host (exposed)"] = host_exposed
 
     # --- input pipeline ---
     h2d_gbs = (ic.c2c_gbs / 2) if ic.c2c_gbs else ic.pcie_gbs
@@ -401,7 +417,7 @@ def estimate_workload(workload: Workload | PreparedWorkload, spec: GpuSpec, *, n
     time = TimeEstimate(step_s=step_s, samples_per_s=samples_per_s, tokens_per_s=tokens_per_s, bound=bound,
                         limiter=limiter, mfu=mfu, phases_s=phase_out, compute_bound_s=compute_s,
                         memory_bound_s=memory_s, launch_s=launch_s, comm_s=comm.exposed_s, comm_total_s=comm.total_s,
-                        host_s=host_exposed, runtime=runtime,
+                        host_s=host_exposed, runtime=runtime, by_class_s=by_class,
                         prefill_s=prefill_s, decode_step_s=decode_step_s, decode_tokens_per_s=decode_tps,
                         time_to_train_s=time_to_train, input_bound=input_bound,
                         input_advice="; ".join(advice) or None, h2d_s=h2d_s, loader_samples_per_s=loader)
@@ -433,6 +449,15 @@ def estimate_workload(workload: Workload | PreparedWorkload, spec: GpuSpec, *, n
         *parts.notes,
         *notes,
     ]
+    unaligned = unaligned_gemms(w.ops, 16 // compute_bytes(w.precision)) if rates.unaligned_flops else []
+    if unaligned:
+        extra = sum(f / rates.unaligned_flops - f / rates.tensor_flops for _n, f in unaligned) * (k if train else 1)
+        names = ", ".join(sorted({n.split("[")[0] for n, _f in unaligned}))
+        assumptions.append(f"{UNALIGNED_SOURCE}: {names}")
+        notes_pad = (f"pad the dimensions that are not multiples of {16 // compute_bytes(w.precision)} ({names}; "
+                     f"e.g. a vocabulary of 50257 -> 50304): about {extra * 1e3:.3g} ms "
+                     f"({extra / step_s:.0%}) less step time here")
+        assumptions.append("advice: " + notes_pad)
     if calibrated:
         assumptions.append(f"calibrated by a probe of this card: {', '.join(changed)}")
     elif calibration is not None and calibration != "none":

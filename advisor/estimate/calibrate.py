@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from advisor.errors import AdvisorError, EstimateError
-from advisor.estimate.efficiency import HOST_OP_PER_BARE_OP, ArchEfficiency
+from advisor.estimate.efficiency import ArchEfficiency
 
 _AUTO_CACHE: dict[str, tuple[float, dict[str, Any]]] = {}
 _AUTO_TTL_S = 5.0
@@ -134,26 +134,27 @@ def apply_efficiencies(eff: ArchEfficiency, measured: Mapping[str, float] | None
     """Replace defaults with measured figures; returns the new figures and what was replaced.
 
     ``matmul_<p>`` and ``conv_<p>`` are taken for the estimate's precision (``amp-bf16`` -> ``bf16``);
-    ``memory_bandwidth`` (device copy), ``h2d_pinned`` whenever present; the probe's ``launch_overhead_s``
-    (a bare op back to back) sets the eager host time per op (x ``HOST_OP_PER_BARE_OP``), ``host_op_s``
-    sets it directly and ``kernel_gap_s`` the GPU-side gap per kernel.
+    ``memory_bandwidth`` (device copy), ``h2d_pinned`` whenever present (``conv_tf32`` for fp32: cuDNN's
+    TF32 default); the probe's ``host_dispatch_s_per_op`` (or ``host_op_s``) sets the eager host time per
+    op; the bare-op ``launch_overhead_s`` sets nothing and ``kernel_gap_s`` the GPU-side gap per kernel.
     Fractions outside (0, 1.2] are ignored as implausible.
     """
     if not measured:
         return eff, []
     p = precision_key(precision)
+    conv = "tf32" if p == "fp32" else p  # cuDNN runs fp32 convolutions as TF32 by default
     changes: dict[str, float] = {}
-    for source, target in ((f"matmul_{p}", "matmul"), (f"conv_{p}", "conv"), ("memory_bandwidth", "memory"),
+    for source, target in ((f"matmul_{p}", "matmul"), (f"conv_{conv}", "conv"), ("memory_bandwidth", "memory"),
                            ("h2d_pinned", "h2d")):
         value = measured.get(source)
         if value is not None and 0 < value <= 1.2:
             changes[target] = float(value)
-    # The probe's launch figure is a bare tiny op back to back: on a GPU host that is the host's dispatch
-    # rate (the GPU finishes a one-element add faster), so it scales the eager host time per op.
-    launch = measured.get("launch_overhead_s")
-    if launch is not None and 0 < launch < 1e-2:
-        changes["host_op_s"] = float(launch) * HOST_OP_PER_BARE_OP
-    host = measured.get("host_op_s")
+    # The probe's bare-op launch figure is NOT a host time per op of a real model: on the H100/H200 hosts it
+    # read 11 us while their models dispatched ~8 us per aten op (profile-ops.json), against 3.6 us bare and
+    # 10 us per op on a CPU-only host.  Only a measured dispatch time of a realistic op sequence sets it.
+    host = measured.get("host_dispatch_s_per_op")
+    if host is None:
+        host = measured.get("host_op_s")
     if host is not None and 0 < host < 1e-2:
         changes["host_op_s"] = float(host)
     gap = measured.get("kernel_gap_s")

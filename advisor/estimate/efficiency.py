@@ -32,7 +32,8 @@ from advisor.units import MiB
 #: figure, a bare op, scales by HOST_OP_PER_BARE_OP).
 HOST_OP_S = 10e-6
 HOST_BACKWARD_FRACTION = 0.55
-#: Forward eager op / bare tiny op (3.6 us measured beside the figures above on the same VM).
+#: Forward eager op / bare tiny op (3.6 us measured beside the figures above on the same VM).  Used for a CPU
+#: "card" only: on a GPU host the bare op also pays cudaLaunchKernel and does not scale this way.
 HOST_OP_PER_BARE_OP = 2.8
 HOST_SOURCE = ("eager host time per dispatched op measured on HF transformers blocks (benchmarks/count_eager_ops.py): "
                "forward ~10 us, backward ~5.6 us on a 2-vCPU EPYC VM")

@@ -19,10 +19,16 @@ from typing import Any
 
 from advisor.errors import EstimateError
 from advisor.estimate.efficiency import HOST_BACKWARD_FRACTION
+from advisor.estimate.gemm import aligned, gemm_seconds
 from advisor.workload.base import OpCost
 
 # Op classes (ints keep the per-card loop cheap).
 TENSOR, CONV, MATMUL_VECTOR, VECTOR = 0, 1, 2, 3
+#: What ``estimate --breakdown`` reports time by (an op's ``kind`` decides its group).
+GROUPS: tuple[str, ...] = ("gemm", "attention", "conv", "norm", "elementwise", "optimizer", "communication",
+                           "other")
+_GROUP_OF_KIND = {"matmul": 0, "recurrent": 0, "attention": 1, "conv": 2, "norm": 3, "elementwise": 4,
+                  "reduction": 4, "embedding": 4, "optimizer": 5, "communication": 6}
 PHASES: tuple[str, ...] = ("forward", "backward", "optimizer", "prefill", "decode")
 #: ``eager``: PyTorch eager (host dispatch can bound a phase); ``graph``: CUDA graphs / compiled runtimes.
 RUNTIMES: tuple[str, ...] = ("eager", "graph")
@@ -33,24 +39,45 @@ def check_runtime(runtime: Any) -> None:
     if runtime not in RUNTIMES:
         raise EstimateError(f"unknown runtime {runtime!r}", hint=f"accepted: {', '.join(RUNTIMES)}")
 
-#: Prepared op: (flops, bytes, count, class, min_dim or 0, phase index).
-PreparedOp = tuple[float, float, int, int, int, int]
+#: Prepared op: (flops, bytes, count, class, min_dim or 0, phase index, breakdown group, GEMM plan).
+#: The GEMM plan is ``None`` (priced by ``min_dim``), ``()`` (an unaligned GEMM) or ``(repetitions, shapes)``.
+PreparedOp = tuple[float, float, int, int, int, int, int, Any]
 
 
 def op_class(op: OpCost) -> int:
-    """Which peak and efficiency an op runs at."""
-    if op.kind in ("matmul", "attention", "conv", "recurrent"):
-        if op.tensor_core:
-            return CONV if op.kind == "conv" else TENSOR
-        return MATMUL_VECTOR
+    """Which peak and efficiency an op runs at.
+
+    Convolutions are always priced at the conv rate: cuDNN runs fp32 convolutions as TF32 by default
+    (``torch.backends.cudnn.allow_tf32`` is True), and the caller sets that rate per precision.
+    """
+    if op.kind == "conv":
+        return CONV
+    if op.kind in ("matmul", "attention", "recurrent"):
+        return TENSOR if op.tensor_core else MATMUL_VECTOR
     return VECTOR
 
 
-def prepare_ops(ops: Sequence[OpCost], tp: int = 1, runtime: str = "eager") -> tuple[PreparedOp, ...]:
+def op_group(op: OpCost) -> int:
+    """Index of the op's breakdown group in ``GROUPS``."""
+    return _GROUP_OF_KIND.get(op.kind, len(GROUPS) - 1)
+
+
+def _gemm_plan(op: OpCost, tp: int, align_elems: int) -> Any:
+    if not op.gemms or tp > 1 or not op.flops:
+        return None
+    if not aligned(op.gemms, align_elems):
+        return ()
+    per_rep = sum(2.0 * m * n * k for m, n, k in op.gemms)
+    return (op.flops / per_rep, op.gemms)
+
+
+def prepare_ops(ops: Sequence[OpCost], tp: int = 1, runtime: str = "eager",
+                align_elems: int = 8) -> tuple[PreparedOp, ...]:
     """Ops as plain tuples; under tensor parallel ``tp`` each GPU runs 1/tp of all but norms.
 
     Megatron without sequence parallelism keeps layer norms (and dropout) replicated; launches
     stay per GPU.  Ops that only one runtime runs (``OpCost.runtime``) are left out for the others.
+    ``align_elems``: elements in 16 bytes at the workload's precision (GEMM alignment).
     """
     out = []
     for op in ops:
@@ -58,7 +85,8 @@ def prepare_ops(ops: Sequence[OpCost], tp: int = 1, runtime: str = "eager") -> t
             continue
         div = 1 if tp <= 1 or op.kind == "norm" else tp
         phase = PHASES.index(op.phase) if op.phase in PHASES else 0
-        out.append((op.flops / div, op.bytes / div, op.count, op_class(op), op.min_dim or 0, phase))
+        out.append((op.flops / div, op.bytes / div, op.count, op_class(op), op.min_dim or 0, phase, op_group(op),
+                    _gemm_plan(op, tp, align_elems)))
     return tuple(out)
 
 
@@ -73,29 +101,62 @@ class CardRates:
     memory_bytes_s: float
     launch_s: float
     half_dim: float  # d_half of the shape curve (efficiency.shape_factor) for this card's SM count
+    sm_count: int = 0  # 0: unknown, GEMMs priced by the shape curve alone
+    unaligned_flops: float = 0.0  # rate of an unaligned 16-byte GEMM (0: not modelled)
+
+
+@dataclass(frozen=True, slots=True)
+class OpsTime:
+    """Where the seconds of a list of ops go: per phase, roofline side, and breakdown group."""
+
+    phases: list[float]
+    compute_s: float
+    memory_s: float
+    launch_s: float
+    by_group: list[float]
+
+
+def ops_time_detail(ops: Sequence[PreparedOp], rates: CardRates) -> OpsTime:
+    """Per-phase and per-group seconds, and the compute-bound, memory-bound and launch shares of the total.
+
+    A GEMM whose shapes are known is priced by tiles and waves (``advisor.estimate.gemm``) at its class's
+    large-shape rate, or at the unaligned rate when a dimension is off the 16-byte grid; other matmuls by
+    the saturating ``min_dim`` curve.
+    """
+    phases = [0.0] * len(PHASES)
+    groups = [0.0] * len(GROUPS)
+    compute_s = memory_s = launch_s = 0.0
+    peaks = (rates.tensor_flops, rates.conv_flops, rates.matmul_vector_flops, rates.vector_flops)
+    bw, launch, h2, sms = rates.memory_bytes_s, rates.launch_s, rates.half_dim, rates.sm_count
+    for flops, nbytes, count, cls, dim, phase, group, plan in ops:
+        peak = peaks[cls]
+        if plan is not None and sms and cls != VECTOR:
+            if plan == ():  # off the 16-byte grid: tensor-core kernels fall back to alignment-1 ones
+                tc = flops / (min(peak, rates.unaligned_flops or peak) if cls in (TENSOR, CONV) else peak)
+            else:
+                reps, shapes = plan
+                tc = reps * sum(gemm_seconds(m, n, k, rate_flops=peak, sms=sms) for m, n, k in shapes)
+        else:
+            if dim and cls != VECTOR:
+                peak = max(peak * dim / (dim + h2), peak * 0.02)
+            tc = flops / peak
+        tm = nbytes / bw
+        lt = count * launch if (flops or nbytes) else 0.0  # views and metadata ops launch no kernel
+        t = max(tc, tm)
+        if tc >= tm:
+            compute_s += tc
+        else:
+            memory_s += tm
+        phases[phase] += t + lt
+        groups[group] += t + lt
+        launch_s += lt
+    return OpsTime(phases, compute_s, memory_s, launch_s, groups)
 
 
 def ops_time(ops: Sequence[PreparedOp], rates: CardRates) -> tuple[list[float], float, float, float]:
     """Per-phase seconds, and the compute-bound, memory-bound and launch shares of the total."""
-    phases = [0.0] * len(PHASES)
-    compute_s = memory_s = launch_s = 0.0
-    peaks = (rates.tensor_flops, rates.conv_flops, rates.matmul_vector_flops, rates.vector_flops)
-    bw, launch, h2 = rates.memory_bytes_s, rates.launch_s, rates.half_dim
-    for flops, nbytes, count, cls, dim, phase in ops:
-        peak = peaks[cls]
-        if dim and cls != VECTOR:
-            peak = max(peak * dim / (dim + h2), peak * 0.02)
-        tc = flops / peak
-        tm = nbytes / bw
-        lt = count * launch if (flops or nbytes) else 0.0  # views and metadata ops launch no kernel
-        if tc >= tm:
-            compute_s += tc
-            phases[phase] += tc + lt
-        else:
-            memory_s += tm
-            phases[phase] += tm + lt
-        launch_s += lt
-    return phases, compute_s, memory_s, launch_s
+    d = ops_time_detail(ops, rates)
+    return d.phases, d.compute_s, d.memory_s, d.launch_s
 
 
 def host_floor(phases: Sequence[float], ops: Sequence[PreparedOp], eager_ops: Mapping[str, int],
@@ -107,8 +168,8 @@ def host_floor(phases: Sequence[float], ops: Sequence[PreparedOp], eager_ops: Ma
     forward op, ``HOST_BACKWARD_FRACTION`` of it per backward op.  ``serial``: the host also computes.
     """
     counts = [0] * len(PHASES)
-    for _f, _b, count, _c, _d, phase in ops:
-        counts[phase] += count
+    for op in ops:
+        counts[op[5]] += op[2]
     out = list(phases)
     exposed = 0.0
     for i, name in enumerate(PHASES):
@@ -143,6 +204,9 @@ class TimeEstimate:
         phases_s: per-phase seconds of one step (forward, backward, optimizer, prefill, decode, communication).
         comm_s: exposed communication per step; comm_total_s: all of it (partly overlapped).
         host_s: host dispatch time beyond the GPU's per step (``runtime`` eager); runtime: eager or graph.
+        by_class_s: seconds per op class (``GROUPS``: GEMM, attention, conv, norm, elementwise, optimizer,
+            communication, other) plus ``host (exposed)``; GPU-side classes include their launch gaps and sum,
+            with the exposed host time, to about ``step_s`` (the per-phase host floor replaces, not adds).
         prefill_s, decode_step_s, decode_tokens_per_s: causal-LM inference.
         time_to_train_s: ``dataset_samples x epochs`` or ``total_tokens`` at this rate.
         input_bound, input_advice, h2d_s, loader_samples_per_s: the input pipeline check.
@@ -170,6 +234,7 @@ class TimeEstimate:
     loader_samples_per_s: float | None = None
     host_s: float = 0.0
     runtime: str = "eager"
+    by_class_s: Mapping[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe form (DESIGN.md's ``time`` keys first)."""
@@ -180,7 +245,8 @@ class TimeEstimate:
                 "prefill_s": self.prefill_s, "decode_step_s": self.decode_step_s,
                 "decode_tokens_per_s": self.decode_tokens_per_s, "time_to_train_s": self.time_to_train_s,
                 "input_bound": self.input_bound, "input_advice": self.input_advice, "h2d_s": self.h2d_s,
-                "loader_samples_per_s": self.loader_samples_per_s, "host_s": self.host_s, "runtime": self.runtime}
+                "loader_samples_per_s": self.loader_samples_per_s, "host_s": self.host_s, "runtime": self.runtime,
+                "by_class": dict(self.by_class_s)}
 
     def to_frame(self) -> Any:
         """One row per phase: seconds and share of the step."""

@@ -49,6 +49,10 @@ class OpCost:
         runtime: ``None`` for every runtime, or the one runtime that runs this op at all (``eager``:
             e.g. Hugging Face's KV cache grown by ``torch.cat`` every token, which paged / static caches
             of graph runtimes do not copy).
+        gemms: the (M, N, K) of each GEMM one repetition of this op runs (forward: the layer's own; backward:
+            the input-gradient and, when the weight trains, the weight-gradient GEMM), where the builder knows
+            them; the estimator then prices tiles, waves and alignment (``advisor.estimate.gemm``).  The op's
+            ``flops`` are a whole number of repetitions of these.
     """
 
     name: str
@@ -60,6 +64,7 @@ class OpCost:
     tensor_core: bool = False
     min_dim: int | None = None
     runtime: str | None = None
+    gemms: tuple[tuple[int, int, int], ...] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe form."""

@@ -76,6 +76,20 @@ class _Group:
     bytes: float = 0.0
     count: int = 0
     min_dim: int | None = None
+    gemms: tuple[tuple[int, int, int], ...] | None = None  # exact GEMM shapes when every op of the group has them
+
+
+#: Ops whose GEMM view is one plain 2-D GEMM per call (batched matmuls run all batches in one kernel and are
+#: priced by ``min_dim`` instead).
+_PLAIN_GEMMS = ("linear", "mm", "addmm", "_addmm_activation", "convolution", "convolution_backward", "matmul")
+
+
+def _gemm_shapes(name: str, dims: Sequence[int]) -> tuple[tuple[int, int, int], ...] | None:
+    """The (M, N, K) triples of a record's GEMM view(s), when it is a plain GEMM (see ``_PLAIN_GEMMS``)."""
+    base = name.removeprefix("aten.").split(".")[0]
+    if base not in _PLAIN_GEMMS or not dims or len(dims) % 3:
+        return None
+    return tuple((int(dims[i]), int(dims[i + 1]), int(dims[i + 2])) for i in range(0, len(dims), 3))
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,15 +175,20 @@ def _bucket(min_dim: int) -> int:
     return _BUCKET_TOP if min_dim >= _BUCKET_TOP else 1 << (max(1, min_dim).bit_length() - 1)
 
 
-def _bucketed(records: Sequence[tuple[str, str, str, bool, float, float, int | None]]
-              ) -> dict[tuple[str, str], _Group]:
-    """Group (phase, name, kind, tc, flops, bytes, min_dim) records per (phase, name, min_dim class)."""
+def _bucketed(records: Sequence[tuple[Any, ...]]) -> dict[tuple[str, str], _Group]:
+    """Group (phase, name, kind, tc, flops, bytes, min_dim[, dims]) records per (phase, name, GEMM shape) where
+    the record is a plain GEMM of known shape (the estimator prices its tiles, waves and alignment), else per
+    (phase, name, min_dim class)."""
     out: dict[tuple[str, str], _Group] = {}
-    for phase, name, kind, tc, flops, nbytes, md in records:
-        label = name if md is None else f"{name}[min_dim>={_bucket(md)}]"
+    for phase, name, kind, tc, flops, nbytes, md, *rest in records:
+        shapes = _gemm_shapes(name, rest[0]) if rest else None
+        if shapes is not None:
+            label = f"{name}[{','.join('x'.join(map(str, g)) for g in shapes)}]"
+        else:
+            label = name if md is None else f"{name}[min_dim>={_bucket(md)}]"
         g = out.get((phase, label))
         if g is None:
-            g = out[(phase, label)] = _Group(kind, tc)
+            g = out[(phase, label)] = _Group(kind, tc, gemms=shapes)
         g.flops += flops
         g.bytes += nbytes
         g.count += 1
@@ -209,7 +228,7 @@ class TraceResult:
     def all_groups(self) -> dict[tuple[str, str], _Group]:
         """Non-GEMM groups plus the GEMM records bucketed by ``min_dim`` class, at the traced batch."""
         return _merged(self.groups, _bucketed([(r.phase, r.name, r.kind, r.tc, r.flops, r.bytes,
-                                                min(r.dims) if r.dims else None) for r in self.gemms]))
+                                                min(r.dims) if r.dims else None, r.dims) for r in self.gemms]))
 
 
 def _dtype_for(precision: str) -> Any:
@@ -470,7 +489,8 @@ def _ops_from(groups: Mapping[tuple[str, str], _Group], mode: str, precision: st
     ops = []
     for (phase, name), g in groups.items():
         ops.append(OpCost(name=name, kind=g.kind, phase=phase, flops=g.flops, bytes=g.bytes,  # type: ignore[arg-type]
-                          count=g.count, tensor_core=g.tc and precision not in ("fp32",), min_dim=g.min_dim))
+                          count=g.count, tensor_core=g.tc and precision not in ("fp32",), min_dim=g.min_dim,
+                          gemms=g.gemms))
     return ops
 
 
@@ -679,14 +699,14 @@ def _preset_ops(builder: str, image_size: int | None, seq_len: int | None, mode:
     for i, res in enumerate((r1, r2)):
         for r in res.gemms:
             seqs.setdefault((r.phase, r.name), ([], []))[i].append(r)
-    records: list[tuple[str, str, str, bool, float, float, int | None]] = []
+    records: list[tuple[Any, ...]] = []
     fallback: dict[tuple[str, str], list[_Group]] = {}
     for (phase, name), (s1, s2) in seqs.items():
         if len(s1) == len(s2) and all(len(a.dims) == len(b.dims) for a, b in zip(s1, s2, strict=True)):
             for a, b in zip(s1, s2, strict=True):
                 dims = [_scaled_dim(d1, d2, batch) for d1, d2 in zip(a.dims, b.dims, strict=True)]
                 records.append((phase, name, a.kind, a.tc, _lin(a.flops, b.flops, batch),
-                                _lin(a.bytes, b.bytes, batch), min(dims) if dims else None))
+                                _lin(a.bytes, b.bytes, batch), min(dims) if dims else None, tuple(dims)))
             continue
         for i, part in enumerate((s1, s2)):
             for r in part:
@@ -703,7 +723,8 @@ def _preset_ops(builder: str, image_size: int | None, seq_len: int | None, mode:
                              min_dim=g2.min_dim)
     merged = _merged(scaled, _bucketed(records))
     return tuple(OpCost(name=name, kind=g.kind, phase=phase, flops=g.flops, bytes=g.bytes,  # type: ignore[arg-type]
-                        count=g.count, tensor_core=g.tc and precision != "fp32", min_dim=g.min_dim)
+                        count=g.count, tensor_core=g.tc and precision != "fp32", min_dim=g.min_dim,
+                        gemms=g.gemms)
                  for (phase, name), g in merged.items())
 
 

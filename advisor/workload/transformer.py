@@ -232,15 +232,31 @@ def optimizer_state_bytes(optimizer: str | None) -> float:
 
 
 _OPT_FLOPS = {"sgd": 2, "sgd-momentum": 4, "adam": 12, "adamw": 14, "adafactor": 12, "adamw-8bit": 14}
+#: torch.optim's foreach implementations (the CUDA default since PyTorch 2.0): bytes read + written per fp32
+#: parameter in one step, and the list-wide passes that move them, counted on torch 2.14 as it runs
+#: (benchmarks/count_optimizer_bytes.py).  Each ``_foreach_*`` op is a pass over every parameter, so AdamW
+#: moves 80 B/param in 9 passes where the bare update needs 28 (read p, g, m, v; write p, m, v).
+OPTIMIZER_PASS_BYTES: dict[str, tuple[float, int]] = {"sgd": (12.0, 1), "sgd-momentum": (32.0, 3),
+                                                      "adam": (72.0, 8), "adamw": (80.0, 9)}
 
 
 def optimizer_op(trainable: int, precision: str, optimizer: str | None) -> OpCost:
-    """One optimizer step over the trainable parameters: read grad, read/write param and states."""
+    """One optimizer step over the trainable parameters: every pass of its implementation over them.
+
+    torch.optim's foreach optimizers move ``OPTIMIZER_PASS_BYTES`` per parameter (states in the parameters'
+    dtype: fp32 master weights under amp, 16-bit for pure fp16/bf16 training); Adafactor and 8-bit Adam
+    (other libraries) are costed by their bare update: read grad, read/write param and states.
+    """
     master = 2 if precision in ("fp16", "bf16") else 4  # amp keeps fp32 master weights and grads
-    per_param = 2 * master + master + 2 * optimizer_state_bytes(optimizer)
+    passes = 1
+    if optimizer in OPTIMIZER_PASS_BYTES:
+        per_fp32, passes = OPTIMIZER_PASS_BYTES[optimizer]
+        per_param = per_fp32 * master / 4
+    else:
+        per_param = 2 * master + master + 2 * optimizer_state_bytes(optimizer)
     return OpCost(name=f"optimizer.{optimizer}", kind="optimizer", phase="optimizer",
                   flops=float(_OPT_FLOPS.get(optimizer or "sgd", 2) * trainable),
-                  bytes=float(per_param * trainable), count=1)
+                  bytes=float(per_param * trainable), count=passes)
 
 
 def check_common(batch_size: Any, mode: str, precision: str, optimizer: str | None, grad_accum: Any) -> None:
@@ -279,14 +295,26 @@ class _Ops:
 
     def add(self, name: str, kind: str, flops: float, nbytes: float, count: int, *, tc: bool = False,
             min_dim: int | None = None, bwd_flops: float | None = None, bwd_bytes: float | None = None,
-            train: bool = True, phase: str = "forward", launches: int = 1) -> None:
-        """Add a group: ``flops``/``bytes`` are per repetition; ``count`` repetitions (layers)."""
+            train: bool = True, phase: str = "forward", launches: int = 1,
+            gemm: tuple[int, int, int] | None = None) -> None:
+        """Add a group: ``flops``/``bytes`` are per repetition; ``count`` repetitions (layers).
+
+        ``gemm``: (M, N, K) of the forward GEMM Y[M,N] = X[M,K] W[K,N]; its backward runs dX = dY W^T
+        (M, K, N) and, when the weight trains (backward FLOPs twice the forward), dW = X^T dY (K, N, M).
+        """
+        fwd_gemms = bwd_gemms = None
+        if gemm is not None:
+            m, n, k = gemm
+            fwd_gemms = (gemm,)
+            if bwd_flops is not None and flops:
+                ratio = bwd_flops / flops
+                bwd_gemms = ((m, k, n), (k, n, m)) if ratio > 1.5 else ((m, k, n),) if ratio > 0.5 else None
         self.fwd.append(OpCost(name, kind, phase, float(flops) * count, float(nbytes) * count,  # type: ignore[arg-type]
-                               count * launches, tc, min_dim))
+                               count * launches, tc, min_dim, gemms=fwd_gemms))
         if train and bwd_flops is not None:
             bb = bwd_bytes if bwd_bytes is not None else 2 * nbytes
             self.bwd.append(OpCost(name + ".grad", kind, "backward", float(bwd_flops) * count,  # type: ignore[arg-type]
-                                   float(bb) * count, count * launches * 2, tc, min_dim))
+                                   float(bb) * count, count * launches * 2, tc, min_dim, gemms=bwd_gemms))
 
 
 def build_transformer(
@@ -400,7 +428,8 @@ def build_transformer(
         nb = (tokens * fin + tokens * fout) * a_b + fin * fout * w_b * multiplier
         # input grad always (unless the very input needs none); weight grad only when trainable
         bwd = fl * (1 if frozen_base else 2)
-        ops.add(label, "matmul", fl, nb, count, tc=True, min_dim=min(tokens, fin, fout), bwd_flops=bwd, train=train)
+        ops.add(label, "matmul", fl, nb, count, tc=True, min_dim=min(tokens, fin, fout), bwd_flops=bwd, train=train,
+                gemm=(tokens, fout, fin) if multiplier == 1 else None)
         if lora and lora_rank:
             hit = [k for k in keys if k in targets]
             if hit:
@@ -475,7 +504,8 @@ def build_transformer(
         fl = 2.0 * head_tokens * h * v_size
         logits_b = 4 if amp else a_b
         ops.add("lm_head", "matmul", fl, head_tokens * (h + v_size) * a_b + h * v_size * w_b, 1, tc=True,
-                min_dim=min(head_tokens, h), bwd_flops=fl * (1 if frozen_base else 2), train=train)
+                min_dim=min(head_tokens, h), bwd_flops=fl * (1 if frozen_base else 2), train=train,
+                gemm=(head_tokens, v_size, h))
         if train:
             ops.add("loss.cross_entropy", "reduction", 0, tokens * v_size * (a_b + 2 * logits_b), 1,
                     bwd_flops=0, bwd_bytes=tokens * v_size * 2 * logits_b, train=train)
@@ -486,7 +516,7 @@ def build_transformer(
                                "forward FLOPs")
         fl = 2.0 * b * h * h
         ops.add("pooler", "matmul", fl, (2 * b * h) * a_b + h * h * w_b, 1, tc=True, min_dim=min(b, h),
-                bwd_flops=2 * fl, train=train)
+                bwd_flops=2 * fl, train=train, gemm=(b, h, h))
     if train and gradient_checkpointing:
         # checkpointed blocks run their forward again during backward
         recompute = [replace(op, name="recompute." + op.name, phase="backward") for op in ops.fwd
