@@ -88,8 +88,12 @@ def test_every_spec_file_loads_and_validates(path: Path) -> None:
             assert spec.source_for(name).strip(), f"{path.name}: {name} has no source"
     for key in spec.sources:
         assert key in GpuSpec.__dataclass_fields__ or key == "interconnect", key
-    if spec.cloud_usd_per_hour is not None:
+    if spec.cloud_usd_per_hour is not None or spec.cloud_rentable is not None:
         assert spec.cloud_price_date and re.fullmatch(r"\d{4}-\d{2}(-\d{2})?", spec.cloud_price_date)
+    if spec.cloud_usd_per_hour is not None:
+        assert "cloud_usd_per_hour" in spec.sources, f"{path.name}: a cloud price needs its own source"
+    if spec.cloud_rentable is False:
+        assert "cloud_rentable" in spec.sources, f"{path.name}: 'not rentable' needs its own source"
     assert 2010 <= spec.release_year <= 2030
     json.dumps(spec.to_dict())  # JSON-safe
 
@@ -206,6 +210,10 @@ BAD_CASES = {
     "empty source": (_record(source="  "), "source"),
     "sources names unknown field": (_record(sources={"fp99_tflops": "x"}), "fp99_tflops"),
     "cloud price without date": (_record(cloud_usd_per_hour=2.0), "cloud_price_date"),
+    "rentable flag without date": (_record(cloud_rentable=False), "cloud_price_date"),
+    "rentable flag not a bool": (_record(cloud_rentable="no", cloud_price_date="2025-07"), "cloud_rentable"),
+    "not rentable yet priced": (_record(cloud_rentable=False, cloud_usd_per_hour=1.0, cloud_price_date="2025-07"),
+                                "cloud_rentable"),
 }
 
 
