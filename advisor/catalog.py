@@ -82,6 +82,7 @@ _OPTIONAL: dict[str, type | tuple[type, ...]] = {
     "price_usd": (int, float),
     "cloud_usd_per_hour": (int, float),
     "cloud_price_date": str,
+    "cloud_rentable": bool,
     "tensor_accumulate": str,
     "notes": str,
     "sources": dict,
@@ -190,6 +191,8 @@ class GpuSpec:
     price_usd: float | None = None
     cloud_usd_per_hour: float | None = None
     cloud_price_date: str | None = None
+    #: ``False``: no public on-demand offer was found on ``cloud_price_date``; ``None``: not checked.
+    cloud_rentable: bool | None = None
     tensor_accumulate: str | None = None
     notes: str | None = None
     sources: Mapping[str, str] = field(default_factory=dict)
@@ -257,7 +260,7 @@ def default_specs_dir() -> Path:
 
 def _check_type(where: str, key: str, value: Any, expected: type | tuple[type, ...]) -> None:
     types = expected if isinstance(expected, tuple) else (expected,)
-    if isinstance(value, bool) or not isinstance(value, types):
+    if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
         names = " or ".join(t.__name__ for t in types)
         raise SpecError(f"{where}: {key} must be {names}, got {type(value).__name__} {value!r}")
     field_name = key.removeprefix("interconnect.")
@@ -310,6 +313,10 @@ def spec_from_mapping(data: Mapping[str, Any], where: str = "<spec>") -> GpuSpec
         raise SpecError(f"{where}: aliases must be a list of non-empty strings")
     if "cloud_usd_per_hour" in data and "cloud_price_date" not in data:
         raise SpecError(f"{where}: cloud_usd_per_hour needs cloud_price_date (prices change)")
+    if "cloud_rentable" in data and "cloud_price_date" not in data:
+        raise SpecError(f"{where}: cloud_rentable needs cloud_price_date (the date it was checked)")
+    if data.get("cloud_rentable") is False and "cloud_usd_per_hour" in data:
+        raise SpecError(f"{where}: cloud_rentable = false contradicts cloud_usd_per_hour")
     kwargs = {k: v for k, v in data.items() if k not in ("interconnect", "sources", "aliases")}
     for key in ("memory_gb", "memory_bandwidth_gbs", "tdp_w", *THROUGHPUT_FIELDS):
         if key in kwargs:
