@@ -895,6 +895,18 @@ def cpu_card(device: DeviceContext) -> Any:
     return spec_from_mapping(data, "<local cpu>")
 
 
+@functools.lru_cache(maxsize=64)
+def _zoo_workload(model: str, batch_size: int, seq_len: int, precision: str, optimizer: str | None) -> Any:
+    """The traced training step of a zoo transformer (cached: replays predict the same case for many cards)."""
+    import torch
+
+    from advisor.workload import from_module, zoo
+
+    module, _facts = zoo.build(model, "meta")
+    tokens = torch.zeros((batch_size, seq_len), dtype=torch.long)
+    return from_module(module, (tokens,), precision=precision, optimizer=optimizer, mode="train")
+
+
 def estimator_model(case: Case) -> tuple[Any, dict[str, Any]]:
     """What to hand ``estimate`` for a case: the zoo module itself (traced) for a transformer's training step,
     an HF-style config of the model run for its checkpointed and decoding steps, or the preset name."""
@@ -910,12 +922,7 @@ def estimator_model(case: Case) -> tuple[Any, dict[str, Any]]:
         # the very module validate runs, traced on the meta device: every op it dispatches (its unfused
         # RMSNorm, rotary and GELU, its MLM head over the vocabulary), not the Hugging Face class a config
         # describes
-        import torch
-
-        from advisor.workload import zoo
-
-        module, _facts = zoo.build(case.model, "meta")
-        return module, {"example_inputs": (torch.zeros((case.batch_size, case.seq_len or 128), dtype=torch.long),)}
+        return _zoo_workload(case.model, case.batch_size, case.seq_len or 128, case.precision, case.optimizer), {}
     if cfg["family"] == "gpt":
         config = {"model_type": "gpt2", "n_layer": cfg["layers"], "n_embd": cfg["d"], "n_head": cfg["heads"],
                   "vocab_size": cfg["vocab"], "n_positions": cfg["max_pos"], "tie_word_embeddings": True,
