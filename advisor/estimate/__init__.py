@@ -50,7 +50,9 @@ from advisor.estimate.parallel import (
     tensor_parallel_comm,
 )
 from advisor.estimate.time import (
+    BN_NCHW_BANDWIDTH_FRACTION,
     GROUPS,
+    LAYOUT_SOURCE,
     PHASES,
     CardRates,
     PreparedOp,
@@ -108,7 +110,8 @@ class PreparedWorkload:
         if o is None:
             w = self.micro(batch)
             o = self._ops[key] = prepare_ops(w.decode_ops if decode else w.ops, tp, runtime,
-                                             align_elems=16 // compute_bytes(w.precision))
+                                             align_elems=16 // compute_bytes(w.precision),
+                                             nchw=w.source == "preset" and w.family in ("cnn",))
         return o
 
 
@@ -274,10 +277,12 @@ def estimate_workload(workload: Workload | PreparedWorkload, spec: GpuSpec, *, n
                       vector_flops=vector_peak * eff.vector, matmul_vector_flops=vector_peak * eff.matmul,
                       memory_bytes_s=spec.memory_bandwidth_bytes_s * eff.memory, launch_s=eff.launch_overhead_s,
                       half_dim=half, sm_count=spec.sm_count or 0,
-                      unaligned_flops=tensor_peak * unaligned_fraction(eff.arch))
+                      unaligned_flops=tensor_peak * unaligned_fraction(eff.arch),
+                      bn_elements_s=spec.memory_bandwidth_bytes_s * BN_NCHW_BANDWIDTH_FRACTION / 4,
+                      layout_transposes=spec.vendor == "nvidia" and eff.arch not in ("pascal", "generic"))
     serial_host = spec.architecture.strip().lower() == "cpu"  # the host runs the ops too: no overlap
     if serial_host:
-        rates = replace(rates, launch_s=0.0)
+        rates = replace(rates, launch_s=0.0, bn_elements_s=0.0, layout_transposes=False, unaligned_flops=0.0)
     step_ops = prep.ops(micro, plan.tp, runtime=runtime)
     detail = ops_time_detail(step_ops, rates)
     phases, compute_s, memory_s, launch_s = detail.phases, detail.compute_s, detail.memory_s, detail.launch_s
@@ -449,10 +454,13 @@ def estimate_workload(workload: Workload | PreparedWorkload, spec: GpuSpec, *, n
         *parts.notes,
         *notes,
     ]
+    if w.source == "preset" and w.family == "cnn" and rates.layout_transposes:
+        assumptions.append(LAYOUT_SOURCE)
     unaligned = unaligned_gemms(w.ops, 16 // compute_bytes(w.precision)) if rates.unaligned_flops else []
     if unaligned:
-        extra = sum(f / rates.unaligned_flops - f / rates.tensor_flops for _n, f in unaligned) * (k if train else 1)
-        names = ", ".join(sorted({n.split("[")[0] for n, _f in unaligned}))
+        extra = sum(f / min(rates.tensor_flops, rates.unaligned_flops * a) - f / rates.tensor_flops
+                    for _n, f, a in unaligned) * (k if train else 1)
+        names = ", ".join(sorted({n.split("[")[0] for n, _f, _a in unaligned}))
         assumptions.append(f"{UNALIGNED_SOURCE}: {names}")
         notes_pad = (f"pad the dimensions that are not multiples of {16 // compute_bytes(w.precision)} ({names}; "
                      f"e.g. a vocabulary of 50257 -> 50304): about {extra * 1e3:.3g} ms "

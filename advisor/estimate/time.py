@@ -19,7 +19,7 @@ from typing import Any
 
 from advisor.errors import EstimateError
 from advisor.estimate.efficiency import HOST_BACKWARD_FRACTION
-from advisor.estimate.gemm import aligned, gemm_seconds
+from advisor.estimate.gemm import aligned, common_alignment, gemm_seconds
 from advisor.workload.base import OpCost
 
 # Op classes (ints keep the per-card loop cheap).
@@ -39,9 +39,24 @@ def check_runtime(runtime: Any) -> None:
     if runtime not in RUNTIMES:
         raise EstimateError(f"unknown runtime {runtime!r}", hint=f"accepted: {', '.join(RUNTIMES)}")
 
-#: Prepared op: (flops, bytes, count, class, min_dim or 0, phase index, breakdown group, GEMM plan).
-#: The GEMM plan is ``None`` (priced by ``min_dim``), ``()`` (an unaligned GEMM) or ``(repetitions, shapes)``.
-PreparedOp = tuple[float, float, int, int, int, int, int, Any]
+#: Prepared op: (flops, bytes, count, class, min_dim or 0, phase index, breakdown group, GEMM plan, batch-norm
+#: elements, layout-transpose bytes).  The GEMM plan is ``None`` (priced by ``min_dim``), an int (an unaligned
+#: GEMM: the alignment in elements its dimensions do have) or ``(repetitions, shapes)``.
+PreparedOp = tuple[float, float, int, int, int, int, int, Any, float, float]
+
+#: cuDNN's NCHW training batch norm (``bn_fw_tr_1C11`` / ``bn_bw_1C11`` kernels: one block row per channel,
+#: several passes) runs at a fixed element rate whatever the storage dtype: the H200 profile of ResNet-50
+#: measured 0.34-0.37 G elements/ms for fp16 and for fp32 alike (profile-ops.json), i.e. one fp32 pass at ~29%
+#: of the peak bandwidth.  Priced so on every card (the H100 rows check it).
+BN_NCHW_BANDWIDTH_FRACTION = 0.29
+#: cuDNN's tensor-core convolutions take NHWC: on NCHW tensors (PyTorch's default layout) each convolution call
+#: (forward, data and weight gradient) launches an nchwToNhwc transpose, and some an nhwcToNchw one back (H200
+#: profile of ResNet-50: 158 + 68 transposes per step for 159 conv calls, 6.3 ms of 42.6); taken as one more
+#: read and write of the call's own tensors.  channels_last models do not pay it.
+LAYOUT_SOURCE = ("cuDNN transposes NCHW tensors to NHWC for every tensor-core convolution call (one more read + "
+                 "write of the call's tensors) and runs NCHW training batch norm at ~29% of peak bandwidth in "
+                 "fp32 elements (H200 profile of ResNet-50); channels_last avoids both")
+_BATCH_NORMS = ("native_batch_norm", "cudnn_batch_norm", "_native_batch_norm_legit", "batch_norm")
 
 
 def op_class(op: OpCost) -> int:
@@ -66,27 +81,35 @@ def _gemm_plan(op: OpCost, tp: int, align_elems: int) -> Any:
     if not op.gemms or tp > 1 or not op.flops:
         return None
     if not aligned(op.gemms, align_elems):
-        return ()
+        return common_alignment(op.gemms, align_elems)
     per_rep = sum(2.0 * m * n * k for m, n, k in op.gemms)
     return (op.flops / per_rep, op.gemms)
 
 
 def prepare_ops(ops: Sequence[OpCost], tp: int = 1, runtime: str = "eager",
-                align_elems: int = 8) -> tuple[PreparedOp, ...]:
+                align_elems: int = 8, nchw: bool = False) -> tuple[PreparedOp, ...]:
     """Ops as plain tuples; under tensor parallel ``tp`` each GPU runs 1/tp of all but norms.
 
     Megatron without sequence parallelism keeps layer norms (and dropout) replicated; launches
     stay per GPU.  Ops that only one runtime runs (``OpCost.runtime``) are left out for the others.
-    ``align_elems``: elements in 16 bytes at the workload's precision (GEMM alignment).
+    ``align_elems``: elements in 16 bytes at the workload's precision (GEMM alignment).  ``nchw``: the model's
+    convolutions and batch norms run on NCHW tensors through cuDNN (``LAYOUT_SOURCE``).
     """
     out = []
+    elem = 16 // align_elems
     for op in ops:
         if op.runtime is not None and op.runtime != runtime:
             continue
         div = 1 if tp <= 1 or op.kind == "norm" else tp
         phase = PHASES.index(op.phase) if op.phase in PHASES else 0
+        bn = transpose = 0.0
+        if nchw and op.kind == "norm" and op.name.removeprefix("aten.").startswith(_BATCH_NORMS) \
+                and "no_training" not in op.name:  # inference batch norm is one fused elementwise pass
+            bn = op.bytes / div / elem  # elements moved
+        if nchw and op.kind == "conv":
+            transpose = op.bytes / div
         out.append((op.flops / div, op.bytes / div, op.count, op_class(op), op.min_dim or 0, phase, op_group(op),
-                    _gemm_plan(op, tp, align_elems)))
+                    _gemm_plan(op, tp, align_elems), bn, transpose))
     return tuple(out)
 
 
@@ -102,7 +125,9 @@ class CardRates:
     launch_s: float
     half_dim: float  # d_half of the shape curve (efficiency.shape_factor) for this card's SM count
     sm_count: int = 0  # 0: unknown, GEMMs priced by the shape curve alone
-    unaligned_flops: float = 0.0  # rate of an unaligned 16-byte GEMM (0: not modelled)
+    unaligned_flops: float = 0.0  # rate of an align-1 GEMM, doubling per alignment step (0: not modelled)
+    bn_elements_s: float = 0.0  # NCHW batch-norm elements per second (0: priced by its bytes)
+    layout_transposes: bool = False  # cuDNN tensor-core convs transpose NCHW tensors (NVIDIA Volta and later)
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,11 +153,12 @@ def ops_time_detail(ops: Sequence[PreparedOp], rates: CardRates) -> OpsTime:
     compute_s = memory_s = launch_s = 0.0
     peaks = (rates.tensor_flops, rates.conv_flops, rates.matmul_vector_flops, rates.vector_flops)
     bw, launch, h2, sms = rates.memory_bytes_s, rates.launch_s, rates.half_dim, rates.sm_count
-    for flops, nbytes, count, cls, dim, phase, group, plan in ops:
+    for flops, nbytes, count, cls, dim, phase, group, plan, bn, transpose in ops:
         peak = peaks[cls]
         if plan is not None and sms and cls != VECTOR:
-            if plan == ():  # off the 16-byte grid: tensor-core kernels fall back to alignment-1 ones
-                tc = flops / (min(peak, rates.unaligned_flops or peak) if cls in (TENSOR, CONV) else peak)
+            if isinstance(plan, int):  # off the 16-byte grid: tensor-core kernels fall back to align-1/2/4 ones
+                slow = min(peak, rates.unaligned_flops * plan) if rates.unaligned_flops else peak
+                tc = flops / (slow if cls in (TENSOR, CONV) else peak)
             else:
                 reps, shapes = plan
                 tc = reps * sum(gemm_seconds(m, n, k, rate_flops=peak, sms=sms) for m, n, k in shapes)
@@ -140,9 +166,9 @@ def ops_time_detail(ops: Sequence[PreparedOp], rates: CardRates) -> OpsTime:
             if dim and cls != VECTOR:
                 peak = max(peak * dim / (dim + h2), peak * 0.02)
             tc = flops / peak
-        tm = nbytes / bw
+        tm = bn / rates.bn_elements_s if (bn and rates.bn_elements_s) else nbytes / bw
         lt = count * launch if (flops or nbytes) else 0.0  # views and metadata ops launch no kernel
-        t = max(tc, tm)
+        t = max(tc, tm) + (transpose / bw if rates.layout_transposes else 0.0)
         if tc >= tm:
             compute_s += tc
         else:
