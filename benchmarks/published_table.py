@@ -95,11 +95,13 @@ def estimate_kwargs(row: dict[str, str]) -> dict[str, Any]:
         kw["parallelism"] = opts["parallelism"]
     if opts.get("runtime"):
         kw["runtime"] = opts["runtime"]
+    if opts.get("channels_last") in ("1", "true", "True"):
+        kw["channels_last"] = True
     return kw
 
 
 #: Keyword arguments of ``estimate`` that are not workload build options.
-_ESTIMATE_ONLY = ("num_gpus", "calibration", "parallelism", "runtime")
+_ESTIMATE_ONLY = ("num_gpus", "calibration", "parallelism", "runtime", "channels_last")
 
 
 def build_row_workload(row: dict[str, str]) -> Any:

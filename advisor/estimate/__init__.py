@@ -50,7 +50,7 @@ from advisor.estimate.parallel import (
     tensor_parallel_comm,
 )
 from advisor.estimate.time import (
-    BN_NCHW_BANDWIDTH_FRACTION,
+    BN_NCHW_ELEMENTS_PER_SM_CYCLE,
     GROUPS,
     LAYOUT_SOURCE,
     PHASES,
@@ -82,7 +82,7 @@ class PreparedWorkload:
         self.workload = workload
         self._micro: dict[int, Workload] = {workload.batch_size: workload}
         self._parts: dict[tuple[int, ParallelPlan], MemoryParts] = {}
-        self._ops: dict[tuple[int, int, bool, str], tuple[PreparedOp, ...]] = {}
+        self._ops: dict[tuple[int, int, bool, str, bool], tuple[PreparedOp, ...]] = {}
 
     def micro(self, batch: int) -> Workload:
         """The workload at per-GPU micro-batch ``batch``."""
@@ -103,19 +103,27 @@ class PreparedWorkload:
             p = self._parts[key] = memory_parts(self.micro(batch), plan)
         return p
 
-    def ops(self, batch: int, tp: int, decode: bool = False, runtime: str = "eager") -> tuple[PreparedOp, ...]:
-        """Prepared op tuples at micro-batch ``batch``, per GPU under tensor parallel ``tp``, for ``runtime``."""
-        key = (batch, tp, decode, runtime)
+    def ops(self, batch: int, tp: int, decode: bool = False, runtime: str = "eager",
+            channels_last: bool = False) -> tuple[PreparedOp, ...]:
+        """Prepared op tuples at micro-batch ``batch``, per GPU under tensor parallel ``tp``, for ``runtime``
+        (a CNN's convolutions and batch norms on NCHW tensors unless ``channels_last``)."""
+        key = (batch, tp, decode, runtime, channels_last)
         o = self._ops.get(key)
         if o is None:
             w = self.micro(batch)
             o = self._ops[key] = prepare_ops(w.decode_ops if decode else w.ops, tp, runtime,
                                              align_elems=16 // compute_bytes(w.precision),
-                                             nchw=w.source == "preset" and w.family in ("cnn",))
+                                             nchw=is_nchw_cnn(w) and not channels_last,
+                                             training_norms=w.mode == "train")
         return o
 
 
 _PREPARED: OrderedDict[int, PreparedWorkload] = OrderedDict()
+
+
+def is_nchw_cnn(w: Workload) -> bool:
+    """Whether a workload's convolutions run through cuDNN on PyTorch's default NCHW layout (the vision presets)."""
+    return w.source == "preset" and w.family == "cnn"
 
 
 def prepare_workload(workload: Workload | PreparedWorkload) -> PreparedWorkload:
@@ -226,7 +234,7 @@ def estimate_workload(workload: Workload | PreparedWorkload, spec: GpuSpec, *, n
                       parallelism: str | None = None, calibration: Any = "auto", batch_size: int | None = None,
                       gen_len: int | None = None, loader_samples_per_s: float | None = None,
                       dataset_samples: int | None = None, epochs: float = 1, total_tokens: float | None = None,
-                      model_name: str | None = None, runtime: str = "eager") -> Estimate:
+                      model_name: str | None = None, runtime: str = "eager", channels_last: bool = False) -> Estimate:
     """Estimate a built workload on ``num_gpus`` cards ``spec`` (fast: ``recommend`` calls it in a loop).
 
     Args:
@@ -243,6 +251,8 @@ def estimate_workload(workload: Workload | PreparedWorkload, spec: GpuSpec, *, n
         runtime: ``eager`` (PyTorch eager: a phase takes at least its dispatched ops x host time per op,
             the GPU idling while the host falls behind) or ``graph`` (CUDA graphs, torch.compile with
             reduce-overhead, TensorRT(-LLM), vLLM, llama.cpp: no per-op host floor).
+        channels_last: a CNN run in ``torch.channels_last`` (NHWC): cuDNN needs no layout transposes and runs
+            its NHWC batch norm (default: PyTorch's NCHW).
 
     Raises:
         EstimateError: unsupported precision, bad parallelism or count, bad calibration file.
@@ -270,20 +280,25 @@ def estimate_workload(workload: Workload | PreparedWorkload, spec: GpuSpec, *, n
 
     # --- time ---
     half = HALF_DIM_REF * math.sqrt((spec.sm_count or REF_SMS) / REF_SMS)
-    conv_peak = tensor_peak
-    if w.precision == "fp32" and spec.tf32_tflops:
-        conv_peak = spec.tf32_tflops * 1e12  # cuDNN's default: torch.backends.cudnn.allow_tf32 is True
-    rates = CardRates(tensor_flops=tensor_peak * eff.matmul, conv_flops=conv_peak * eff.conv,
+    conv_flops = tensor_peak * eff.conv
+    conv_tensor_cores = w.precision not in ("fp32", "tf32") or bool(spec.tf32_tflops)
+    if w.precision == "fp32":
+        # cuDNN's default (torch.backends.cudnn.allow_tf32 is True): TF32 tensor cores where the card has them,
+        # else the FP32 units at the GEMM efficiency
+        conv_flops = spec.tf32_tflops * 1e12 * eff.conv if spec.tf32_tflops else vector_peak * eff.matmul
+    rates = CardRates(tensor_flops=tensor_peak * eff.matmul, conv_flops=conv_flops,
                       vector_flops=vector_peak * eff.vector, matmul_vector_flops=vector_peak * eff.matmul,
                       memory_bytes_s=spec.memory_bandwidth_bytes_s * eff.memory, launch_s=eff.launch_overhead_s,
                       half_dim=half, sm_count=spec.sm_count or 0,
                       unaligned_flops=tensor_peak * unaligned_fraction(eff.arch),
-                      bn_elements_s=spec.memory_bandwidth_bytes_s * BN_NCHW_BANDWIDTH_FRACTION / 4,
-                      layout_transposes=spec.vendor == "nvidia" and eff.arch not in ("pascal", "generic"))
+                      bn_elements_s=(spec.sm_count or 0) * (spec.boost_clock_mhz or 0) * 1e6
+                      * BN_NCHW_ELEMENTS_PER_SM_CYCLE,
+                      layout_transposes=spec.vendor == "nvidia" and conv_tensor_cores
+                      and eff.arch not in ("pascal", "generic"))
     serial_host = spec.architecture.strip().lower() == "cpu"  # the host runs the ops too: no overlap
     if serial_host:
         rates = replace(rates, launch_s=0.0, bn_elements_s=0.0, layout_transposes=False, unaligned_flops=0.0)
-    step_ops = prep.ops(micro, plan.tp, runtime=runtime)
+    step_ops = prep.ops(micro, plan.tp, runtime=runtime, channels_last=channels_last)
     detail = ops_time_detail(step_ops, rates)
     phases, compute_s, memory_s, launch_s = detail.phases, detail.compute_s, detail.memory_s, detail.launch_s
     by_group = dict(zip(GROUPS, detail.by_group, strict=True))
@@ -454,7 +469,7 @@ def estimate_workload(workload: Workload | PreparedWorkload, spec: GpuSpec, *, n
         *parts.notes,
         *notes,
     ]
-    if w.source == "preset" and w.family == "cnn" and rates.layout_transposes:
+    if is_nchw_cnn(w) and rates.layout_transposes and not channels_last:
         assumptions.append(LAYOUT_SOURCE)
     unaligned = unaligned_gemms(w.ops, 16 // compute_bytes(w.precision)) if rates.unaligned_flops else []
     if unaligned:
@@ -543,7 +558,7 @@ def estimate(model: Any, gpu: str | GpuSpec, *, num_gpus: int = 1, batch_size: i
              example_inputs: Any = None, gen_len: int | None = None, calibration: Any = "auto",
              loader_samples_per_s: float | None = None, dataset_samples: int | None = None, epochs: float = 1,
              total_tokens: float | None = None, specs_dir: str | Path | None = None,
-             runtime: str = "eager") -> Estimate:
+             runtime: str = "eager", channels_last: bool = False) -> Estimate:
     """Peak memory per GPU and step time of ``model`` on ``num_gpus`` x ``gpu``.
 
     Args:
@@ -556,6 +571,7 @@ def estimate(model: Any, gpu: str | GpuSpec, *, num_gpus: int = 1, batch_size: i
             a ``ProbeResult``, a probe JSON path, or an efficiencies mapping.
         runtime: ``eager`` (PyTorch eager, the default: host dispatch can bound small steps) or ``graph``
             (CUDA graphs / compiled / TensorRT / vLLM / llama.cpp); see ``estimate_workload``.
+        channels_last: a CNN trained or run in ``torch.channels_last`` (see ``estimate_workload``).
         (others: see DESIGN.md)
 
     Raises:
@@ -578,7 +594,7 @@ def estimate(model: Any, gpu: str | GpuSpec, *, num_gpus: int = 1, batch_size: i
     return estimate_workload(workload, spec, num_gpus=num_gpus, parallelism=parallelism, calibration=calibration,
                              batch_size=global_batch, gen_len=gen_len, loader_samples_per_s=loader_samples_per_s,
                              dataset_samples=dataset_samples, epochs=epochs, total_tokens=total_tokens,
-                             runtime=runtime)
+                             runtime=runtime, channels_last=channels_last)
 
 
 def estimate_memory(*args: Any, **kwargs: Any) -> MemoryEstimate:

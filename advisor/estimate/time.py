@@ -45,17 +45,18 @@ def check_runtime(runtime: Any) -> None:
 PreparedOp = tuple[float, float, int, int, int, int, int, Any, float, float]
 
 #: cuDNN's NCHW training batch norm (``bn_fw_tr_1C11`` / ``bn_bw_1C11`` kernels: one block row per channel,
-#: several passes) runs at a fixed element rate whatever the storage dtype: the H200 profile of ResNet-50
-#: measured 0.34-0.37 G elements/ms for fp16 and for fp32 alike (profile-ops.json), i.e. one fp32 pass at ~29%
-#: of the peak bandwidth.  Priced so on every card (the H100 rows check it).
-BN_NCHW_BANDWIDTH_FRACTION = 0.29
+#: several passes) is bound by its per-element work, not by bytes: the H200 profile of ResNet-50 measured
+#: 0.373 G elements/ms for fp16 and 0.342 for fp32 (profile-ops.json: the BN kernels of the b128 training steps),
+#: i.e. 1.37 elements per SM per cycle at 132 SMs x 1.98 GHz.  Priced so on every card with a known SM count and
+#: clock, or by its bytes where that is slower (the H100 rows check it).
+BN_NCHW_ELEMENTS_PER_SM_CYCLE = 1.37
 #: cuDNN's tensor-core convolutions take NHWC: on NCHW tensors (PyTorch's default layout) each convolution call
 #: (forward, data and weight gradient) launches an nchwToNhwc transpose, and some an nhwcToNchw one back (H200
 #: profile of ResNet-50: 158 + 68 transposes per step for 159 conv calls, 6.3 ms of 42.6); taken as one more
 #: read and write of the call's own tensors.  channels_last models do not pay it.
 LAYOUT_SOURCE = ("cuDNN transposes NCHW tensors to NHWC for every tensor-core convolution call (one more read + "
-                 "write of the call's tensors) and runs NCHW training batch norm at ~29% of peak bandwidth in "
-                 "fp32 elements (H200 profile of ResNet-50); channels_last avoids both")
+                 "write of the call's tensors) and runs NCHW training batch norm at ~1.4 elements per SM per cycle "
+                 "(H200 profile of ResNet-50); channels_last (estimate(..., channels_last=True)) avoids both")
 _BATCH_NORMS = ("native_batch_norm", "cudnn_batch_norm", "_native_batch_norm_legit", "batch_norm")
 
 
@@ -87,13 +88,14 @@ def _gemm_plan(op: OpCost, tp: int, align_elems: int) -> Any:
 
 
 def prepare_ops(ops: Sequence[OpCost], tp: int = 1, runtime: str = "eager",
-                align_elems: int = 8, nchw: bool = False) -> tuple[PreparedOp, ...]:
+                align_elems: int = 8, nchw: bool = False, training_norms: bool = True) -> tuple[PreparedOp, ...]:
     """Ops as plain tuples; under tensor parallel ``tp`` each GPU runs 1/tp of all but norms.
 
     Megatron without sequence parallelism keeps layer norms (and dropout) replicated; launches
     stay per GPU.  Ops that only one runtime runs (``OpCost.runtime``) are left out for the others.
     ``align_elems``: elements in 16 bytes at the workload's precision (GEMM alignment).  ``nchw``: the model's
-    convolutions and batch norms run on NCHW tensors through cuDNN (``LAYOUT_SOURCE``).
+    convolutions and batch norms run on NCHW tensors through cuDNN (``LAYOUT_SOURCE``); ``training_norms``: its
+    batch norms compute batch statistics (inference in ``eval()`` applies the running ones in one pass).
     """
     out = []
     elem = 16 // align_elems
@@ -103,7 +105,7 @@ def prepare_ops(ops: Sequence[OpCost], tp: int = 1, runtime: str = "eager",
         div = 1 if tp <= 1 or op.kind == "norm" else tp
         phase = PHASES.index(op.phase) if op.phase in PHASES else 0
         bn = transpose = 0.0
-        if nchw and op.kind == "norm" and op.name.removeprefix("aten.").startswith(_BATCH_NORMS) \
+        if nchw and training_norms and op.kind == "norm" and op.name.removeprefix("aten.").startswith(_BATCH_NORMS) \
                 and "no_training" not in op.name:  # inference batch norm is one fused elementwise pass
             bn = op.bytes / div / elem  # elements moved
         if nchw and op.kind == "conv":
@@ -166,7 +168,9 @@ def ops_time_detail(ops: Sequence[PreparedOp], rates: CardRates) -> OpsTime:
             if dim and cls != VECTOR:
                 peak = max(peak * dim / (dim + h2), peak * 0.02)
             tc = flops / peak
-        tm = bn / rates.bn_elements_s if (bn and rates.bn_elements_s) else nbytes / bw
+        tm = nbytes / bw
+        if bn and rates.bn_elements_s:
+            tm = max(tm, bn / rates.bn_elements_s)
         lt = count * launch if (flops or nbytes) else 0.0  # views and metadata ops launch no kernel
         t = max(tc, tm) + (transpose / bw if rates.layout_transposes else 0.0)
         if tc >= tm:
