@@ -24,8 +24,9 @@ functions, so importing ``advisor.workload`` stays cheap.
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -238,6 +239,54 @@ def _rnn_flops(name: str, args: Sequence[Any]) -> float:
         return 0.0
 
 
+@contextlib.contextmanager
+def _aten_rnn(module: Any, rnn: dict[str, Any]) -> Iterator[None]:
+    """Trace recurrent layers on ATen's per-timestep path (oneDNN off), the path FlopCounterMode counts.
+
+    On CPU an LSTM otherwise runs as one oneDNN kernel per layer (``mkldnn_rnn_layer``): torch has no
+    FLOP formula for it (FlopCounterMode counts 0) and its fake kernel saves a 0-byte workspace where
+    the real one saves an opaque CPU-only buffer.  ATen's path runs the gates as ``mm`` ops that torch
+    counts and saves the gate activations for backward as explicit tensors (as GRU always does).
+
+    On a GPU a recurrent layer is one fused (cuDNN) call, not hundreds of per-timestep kernels, so
+    the ops each RNN module runs are filed as one ``recurrent`` group per module (``rnn['label']``
+    while its forward runs; in backward, the autograd nodes its forward created, ``rnn['nodes']``).
+    """
+    import torch
+
+    def pre(mod: Any, args: Any) -> None:
+        rnn["label"] = f"aten.{type(mod).__name__.lower()}"
+        rnn["stop"] = {id(a.grad_fn) for a in torch.utils._pytree.tree_leaves(args)
+                       if isinstance(a, torch.Tensor) and a.grad_fn is not None}
+
+    def post(mod: Any, args: Any, out: Any) -> None:
+        # the autograd nodes between the module's outputs and its inputs are its backward
+        todo = [t.grad_fn for t in torch.utils._pytree.tree_leaves(out)
+                if isinstance(t, torch.Tensor) and t.grad_fn is not None]
+        while todo:
+            node = todo.pop()
+            if node is None or id(node) in rnn["stop"] or id(node) in rnn["nodes"]:
+                continue
+            if type(node).__name__ == "AccumulateGrad":
+                continue
+            rnn["nodes"][id(node)] = (node, rnn["label"])
+            todo.extend(n for n, _ in node.next_functions)
+        calls = rnn["calls"]
+        calls[rnn["label"]] = calls.get(rnn["label"], 0) + mod.num_layers * (2 if mod.bidirectional else 1)
+        rnn["label"] = None
+
+    handles = [h for m in module.modules() if isinstance(m, torch.nn.RNNBase)
+               for h in (m.register_forward_pre_hook(pre), m.register_forward_hook(post))]
+    enabled = torch._C._get_mkldnn_enabled()
+    torch._C._set_mkldnn_enabled(False)
+    try:
+        yield
+    finally:
+        torch._C._set_mkldnn_enabled(enabled)
+        for h in handles:
+            h.remove()
+
+
 def _run_traced(module: Any, inputs: tuple[Any, ...], kwargs: Mapping[str, Any], *, mode: str, precision: str,
                 loss_fn: Callable[[Any], Any] | None, frozen: tuple[str, ...], label: str) -> TraceResult:
     import torch
@@ -271,7 +320,8 @@ def _run_traced(module: Any, inputs: tuple[Any, ...], kwargs: Mapping[str, Any],
     train = mode == "train"
     amp = precision.startswith("amp-")
     pdtype = _dtype_for(precision)
-    fake_mode = FakeTensorMode(allow_non_fake_inputs=False)
+    # real tensors the module or loss_fn holds as constants (e.g. targets in a closure) are faked on use
+    fake_mode = FakeTensorMode(allow_non_fake_inputs=True)
     state: dict[str, Any] = {"phase": "forward"}
     live: dict[int, tuple[int, Any, int]] = {}  # cdata -> (alloc id, weakref, nbytes)
     events: list[tuple[str, int, int]] = []  # ("a"|"f", alloc id, nbytes)
@@ -279,6 +329,7 @@ def _run_traced(module: Any, inputs: tuple[Any, ...], kwargs: Mapping[str, Any],
     groups: dict[tuple[str, str], _Group] = {}
     gemms: list[_Gemm] = []
     uncounted: dict[str, None] = {}
+    rnn: dict[str, Any] = {"label": None, "stop": set(), "nodes": {}, "calls": {}}  # see _aten_rnn
 
     def track(t: Any) -> int | None:
         if not isinstance(t, torch.Tensor):
@@ -340,7 +391,20 @@ def _run_traced(module: Any, inputs: tuple[Any, ...], kwargs: Mapping[str, Any],
                 ins, _ = tree_flatten((args, kwargs))
                 moved = sum(_nbytes(t) for t in ins if isinstance(t, torch.Tensor))
                 moved += sum(_nbytes(t) for t in outs if isinstance(t, torch.Tensor))
-            if kind in ("matmul", "conv"):
+            rnn_label = rnn["label"] if state["phase"] == "forward" else None
+            if state["phase"] == "backward" and rnn["nodes"]:
+                node = torch._C._current_autograd_node()
+                entry = rnn["nodes"].get(id(node)) if node is not None else None
+                rnn_label = entry[1] if entry is not None and entry[0] is node else None
+            if rnn_label is not None:
+                key = (state["phase"], rnn_label)
+                g = groups.get(key)
+                if g is None:
+                    # one fused (cuDNN) call per layer and direction: counted after the run
+                    g = groups[key] = _Group("recurrent", True)
+                g.flops += flops
+                g.bytes += moved
+            elif kind in ("matmul", "conv"):
                 gemms.append(_Gemm(state["phase"], f"aten.{name}", kind, tc, flops, float(moved),
                                    _gemm_dims(name, kind, func, args, kwargs, out)))
             else:
@@ -394,7 +458,7 @@ def _run_traced(module: Any, inputs: tuple[Any, ...], kwargs: Mapping[str, Any],
         autocast = (torch.autocast(device_type, dtype=_dtype_for(precision.removeprefix("amp-")))
                     if amp else torch.autocast(device_type, enabled=False))
         grad_ctx = torch.enable_grad() if train else torch.no_grad()
-        with fake_mode, Recorder(), grad_ctx:
+        with fake_mode, Recorder(), grad_ctx, _aten_rnn(module, rnn):
             try:
                 with autocast, torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
                     out = torch.func.functional_call(module, {**fparams, **fbuffers}, finputs, fkwargs)
@@ -440,6 +504,10 @@ def _run_traced(module: Any, inputs: tuple[Any, ...], kwargs: Mapping[str, Any],
     finally:
         module.train(was_training)
 
+    rnn["nodes"].clear()
+    for (_phase, label), g in groups.items():
+        if label in rnn["calls"]:
+            g.count = rnn["calls"][label]
     # replay the timeline: temporaries = live - params/buffers - inputs - gradients - saved activations
     total = tmp_peak = peak = 0.0
     cat_live = 0.0
