@@ -287,8 +287,60 @@ def _aten_rnn(module: Any, rnn: dict[str, Any]) -> Iterator[None]:
             h.remove()
 
 
+def find_blocks(module: Any) -> Any:
+    """The repeated blocks of a model: the ``ModuleList``/``Sequential`` with the most parameterised children.
+
+    These are what gradient checkpointing wraps (torchvision ViT: ``encoder.layers``; ResNet: the
+    longest stage), here and in ``validate``'s measured runs.  ``None`` if no container has two.
+    """
+    import torch
+
+    best, best_n = None, 1
+    for m in module.modules():
+        if isinstance(m, (torch.nn.ModuleList, torch.nn.Sequential)):
+            n = sum(1 for c in m.children() if any(True for _ in c.parameters()))
+            if n > best_n:
+                best, best_n = m, n
+    return best
+
+
+@contextlib.contextmanager
+def checkpointed(blocks: Any, on_input: Callable[[Any], None] | None = None) -> Iterator[int]:
+    """Wrap each child of ``blocks`` in ``torch.utils.checkpoint`` (non-reentrant) while the context is open.
+
+    Yields how many blocks were wrapped; ``on_input`` sees every tensor a block is called with (what
+    checkpointing keeps for the recompute).  The blocks' own ``forward`` is restored on exit.
+    """
+    import torch
+    import torch.utils.checkpoint as cp
+
+    wrapped: list[tuple[Any, Any]] = []
+    for block in blocks.children():
+        own = block.__dict__.get("forward")
+        original = block.forward
+
+        def forward(*args: Any, _f: Callable[..., Any] = original, **kw: Any) -> Any:
+            if on_input is not None:
+                for t in torch.utils._pytree.tree_leaves((args, kw)):
+                    if isinstance(t, torch.Tensor):
+                        on_input(t)
+            return cp.checkpoint(_f, *args, use_reentrant=False, **kw)
+
+        block.forward = forward
+        wrapped.append((block, own))
+    try:
+        yield len(wrapped)
+    finally:
+        for block, own in wrapped:
+            if own is None:
+                del block.forward
+            else:
+                block.forward = own
+
+
 def _run_traced(module: Any, inputs: tuple[Any, ...], kwargs: Mapping[str, Any], *, mode: str, precision: str,
-                loss_fn: Callable[[Any], Any] | None, frozen: tuple[str, ...], label: str) -> TraceResult:
+                loss_fn: Callable[[Any], Any] | None, frozen: tuple[str, ...], label: str,
+                checkpoint: bool = False) -> TraceResult:
     import torch
     from torch._subclasses.fake_tensor import (
         DataDependentOutputException,
@@ -296,6 +348,7 @@ def _run_traced(module: Any, inputs: tuple[Any, ...], kwargs: Mapping[str, Any],
         FakeTensorMode,
     )
     from torch.multiprocessing.reductions import StorageWeakRef
+    from torch.nn.utils.stateless import _reparametrize_module
     from torch.utils._python_dispatch import TorchDispatchMode
     from torch.utils._pytree import tree_flatten, tree_map
     from torch.utils.flop_counter import flop_registry
@@ -458,10 +511,18 @@ def _run_traced(module: Any, inputs: tuple[Any, ...], kwargs: Mapping[str, Any],
         autocast = (torch.autocast(device_type, dtype=_dtype_for(precision.removeprefix("amp-")))
                     if amp else torch.autocast(device_type, enabled=False))
         grad_ctx = torch.enable_grad() if train else torch.no_grad()
-        with fake_mode, Recorder(), grad_ctx, _aten_rnn(module, rnn):
+        blocks = find_blocks(module) if checkpoint and train else None
+        if checkpoint and train and blocks is None:
+            raise WorkloadError(f"{label}: no repeated blocks found to checkpoint",
+                                "gradient checkpointing wraps the children of the ModuleList/Sequential with the "
+                                "most parameterised children; the module has none with two")
+        ckpt = checkpointed(blocks, on_input=pack) if blocks is not None else contextlib.nullcontext()
+        # the fake parameters stay in place through backward: a checkpointed block recomputes there
+        swapped = _reparametrize_module(module, {**fparams, **fbuffers}, tie_weights=True)
+        with fake_mode, Recorder(), grad_ctx, _aten_rnn(module, rnn), ckpt, swapped:
             try:
                 with autocast, torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-                    out = torch.func.functional_call(module, {**fparams, **fbuffers}, finputs, fkwargs)
+                    out = module(*finputs, **fkwargs)
                     loss = None
                     if train:
                         if loss_fn is not None:
@@ -542,13 +603,19 @@ def _ops_from(groups: Mapping[tuple[str, str], _Group], mode: str, precision: st
     return ops
 
 
-def _common_assumptions(precision: str, optimizer: str | None, mode: str) -> list[str]:
+def _common_assumptions(precision: str, optimizer: str | None, mode: str, checkpoint: bool = False) -> list[str]:
     out = ["traced on fake tensors (FakeTensorMode, CPU dispatch): FLOPs from torch.utils.flop_counter formulas "
            "(matmul/conv/attention); other ops costed by bytes of their tensor inputs and outputs (views: 0)",
            "activations: unique storages autograd saves for backward (saved_tensors_hooks), parameters excluded"
            + ("; autocast's 16-bit weight copies (held through the forward, 2 bytes/param) are not activations: "
               "see options['traced_memory_bytes']['weight_copies']" if precision.startswith("amp-") else ""),
            "transient: peak of the step's other short-lived storages (replayed storage lifetimes)"]
+    if checkpoint:
+        out.append("gradient checkpointing traced as torch.utils.checkpoint (non-reentrant) runs it on the children of "
+                   "the ModuleList/Sequential with the most parameterised children (as validate does): activations = "
+                   "the blocks' inputs + what the layers outside the blocks save; transient includes one block's "
+                   "activations recomputed in backward; backward includes that recompute (one more forward of the "
+                   "blocks)")
     if mode == "train" and optimizer:
         out.append(f"optimizer step ({optimizer}) costed analytically: reads/writes params, grads and "
                    f"{optimizer_state_bytes(optimizer):g} bytes of state per trainable parameter")
@@ -599,9 +666,6 @@ def trace_module(
         if bad:
             raise WorkloadError(f"option(s) {bad} are not supported for a traced module ({label})",
                                 "LoRA/QLoRA/attention/gen_len options apply to presets and configs")
-    if gradient_checkpointing:
-        raise WorkloadError(f"gradient_checkpointing cannot be applied to a traced module ({label})",
-                            "wrap blocks in torch.utils.checkpoint inside the module and trace that")
     inputs = example_inputs if isinstance(example_inputs, tuple) else (
         tuple(example_inputs) if isinstance(example_inputs, list) else (example_inputs,))
     first = next((x for x in (*inputs, *(example_kwargs or {}).values()) if hasattr(x, "shape")), None)
@@ -621,8 +685,9 @@ def trace_module(
     for x in inputs:
         if hasattr(x, "shape") and any(int(d) <= 0 for d in x.shape):
             raise WorkloadError(f"example input of shape {tuple(x.shape)} has a zero-size dimension")
+    ckpt = bool(gradient_checkpointing) and mode == "train"
     res = _run_traced(module, inputs, dict(example_kwargs or {}), mode=mode, precision=precision, loss_fn=loss_fn,
-                      frozen=tuple(frozen), label=label)
+                      frozen=tuple(frozen), label=label, checkpoint=ckpt)
     ops = _ops_from(res.all_groups(), mode, precision)
     opt = optimizer if mode == "train" else None
     if opt and res.trainable_params:
@@ -638,7 +703,8 @@ def trace_module(
                                for x in inputs)
         return trace_module(module, new_inputs, mode=mode, precision=precision, optimizer=optimizer,
                             loss_fn=loss_fn, example_kwargs=example_kwargs, frozen=frozen, name=name, family=family,
-                            grad_accum=grad_accum, seq_len=seq_len, image_size=image_size)
+                            gradient_checkpointing=gradient_checkpointing, grad_accum=grad_accum, seq_len=seq_len,
+                            image_size=image_size)
 
     return Workload(
         name=label, source="module", family=family or _guess_family(module), mode=mode,  # type: ignore[arg-type]
@@ -646,8 +712,8 @@ def trace_module(
         trainable_params=res.trainable_params, activation_bytes=res.activation_bytes,
         transient_bytes=res.transient_bytes, ops=tuple(ops), seq_len=seq_len, image_size=image_size,
         tokens_per_sample=seq_len, input_bytes_per_sample=res.input_bytes / batch,
-        uncounted_ops=res.uncounted, assumptions=tuple(_common_assumptions(precision, opt, mode)),
-        options={"gradient_checkpointing": False, "grad_accum": grad_accum, "frozen": bool(frozen) or
+        uncounted_ops=res.uncounted, assumptions=tuple(_common_assumptions(precision, opt, mode, ckpt)),
+        options={"gradient_checkpointing": ckpt, "grad_accum": grad_accum, "frozen": bool(frozen) or
                  res.trainable_params < res.params, "rebuild": rebuild,
                  "traced_memory_bytes": {"parameters": res.param_bytes, "gradients": res.gradient_bytes,
                                          "activations": res.activation_bytes, "temporaries": res.transient_bytes,
@@ -700,7 +766,7 @@ def _by_kind(groups: Mapping[tuple[str, str], _Group]) -> dict[tuple[str, str], 
 
 @functools.lru_cache(maxsize=64)
 def _preset_trace(builder: str, image_size: int | None, seq_len: int | None, mode: str,
-                  precision: str) -> tuple[TraceResult, TraceResult, dict[str, Any]]:
+                  precision: str, checkpoint: bool = False) -> tuple[TraceResult, TraceResult, dict[str, Any]]:
     import torch
 
     from advisor.workload import zoo
@@ -715,7 +781,7 @@ def _preset_trace(builder: str, image_size: int | None, seq_len: int | None, mod
                 x = torch.empty(b, seq_len, dtype=torch.long)  # type: ignore[arg-type]
         loss_fn = None
         results.append(_run_traced(module, (x,), {}, mode=mode, precision=precision, loss_fn=loss_fn,
-                                   frozen=tuple(facts["frozen_prefixes"]), label=builder))
+                                   frozen=tuple(facts["frozen_prefixes"]), label=builder, checkpoint=checkpoint))
     return results[0], results[1], facts
 
 
@@ -731,9 +797,9 @@ def _scaled_dim(d1: int, d2: int, b: int) -> int:
 
 @functools.lru_cache(maxsize=256)
 def _preset_ops(builder: str, image_size: int | None, seq_len: int | None, mode: str, precision: str,
-                batch: int) -> tuple[OpCost, ...]:
+                batch: int, checkpoint: bool = False) -> tuple[OpCost, ...]:
     """The traced ops (no optimizer) of a preset shape at ``batch`` (see the section comment)."""
-    r1, r2, _facts = _preset_trace(builder, image_size, seq_len, mode, precision)
+    r1, r2, _facts = _preset_trace(builder, image_size, seq_len, mode, precision, checkpoint)
     groups1, groups2 = r1.groups, r2.groups
     if groups1.keys() != groups2.keys():
         # the two batches took different kernels (e.g. addmm vs mm + add): scale per (phase, kind)
@@ -784,9 +850,7 @@ def preset_workload(preset: Any, *, batch_size: int, seq_len: int | None, image_
     scaled to ``batch_size`` before the ops are grouped.
     """
     check_common(batch_size, mode, precision, optimizer if mode == "train" else None, grad_accum)
-    if gradient_checkpointing:
-        raise WorkloadError(f"gradient_checkpointing is not modelled for {preset.name} (traced preset)",
-                            "it applies to transformer presets and configs")
+    ckpt = bool(gradient_checkpointing) and mode == "train"
     cfg = preset.config
     assumptions: list[str] = []
     if preset.family == "rnn":
@@ -803,12 +867,12 @@ def preset_workload(preset: Any, *, batch_size: int, seq_len: int | None, image_
         if preset.family == "vit" and img != 224:
             raise WorkloadError(f"{preset.name} takes 224x224 images only, got image_size {img}")
         seq = None
-    r1, r2, _facts = _preset_trace(cfg["builder"], img, seq, mode, precision)
-    ops = list(_preset_ops(cfg["builder"], img, seq, mode, precision, batch_size))
+    r1, r2, _facts = _preset_trace(cfg["builder"], img, seq, mode, precision, ckpt)
+    ops = list(_preset_ops(cfg["builder"], img, seq, mode, precision, batch_size, ckpt))
     opt = optimizer if mode == "train" else None
     if opt and r1.trainable_params:
         ops.append(optimizer_op(r1.trainable_params, precision, opt))
-    assumptions += _common_assumptions(precision, opt, mode)
+    assumptions += _common_assumptions(precision, opt, mode, ckpt)
     assumptions.append(f"traced at batch {_TRACE_BATCHES[0]} and {_TRACE_BATCHES[1]} and scaled linearly in the "
                        "batch size (fixed weight traffic + per-sample costs); matmul/conv ops scaled one by "
                        "one (GEMM dims that grow with the batch scaled with it) and grouped by min(M, N, K) class "
@@ -819,7 +883,8 @@ def preset_workload(preset: Any, *, batch_size: int, seq_len: int | None, image_
 
     def rebuild(new_batch: int) -> Workload:
         return preset_workload(preset, batch_size=new_batch, seq_len=seq_len, image_size=image_size, mode=mode,
-                               precision=precision, optimizer=optimizer, grad_accum=grad_accum)
+                               precision=precision, optimizer=optimizer, gradient_checkpointing=gradient_checkpointing,
+                               grad_accum=grad_accum)
 
     return Workload(
         name=preset.name, source="preset", family=preset.family, mode=mode, batch_size=batch_size,  # type: ignore[arg-type]
@@ -829,6 +894,6 @@ def preset_workload(preset: Any, *, batch_size: int, seq_len: int | None, image_
         seq_len=seq, image_size=img, tokens_per_sample=seq,
         input_bytes_per_sample=(r2.input_bytes - r1.input_bytes) / (_TRACE_BATCHES[1] - _TRACE_BATCHES[0]),
         uncounted_ops=r1.uncounted, assumptions=tuple(assumptions),
-        options={"gradient_checkpointing": False, "grad_accum": grad_accum,
+        options={"gradient_checkpointing": ckpt, "grad_accum": grad_accum,
                  "frozen": r1.trainable_params < r1.params and mode == "train", "rebuild": rebuild},
     )
