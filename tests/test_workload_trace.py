@@ -204,7 +204,7 @@ def _gemm_groups(wl, kind=None, phase=None):
 
 
 def test_gemm_dims_of_matmul_ops_are_m_n_k():
-    from advisor.workload.trace import _gemm_dims
+    from advisor.workload.aten_ops import gemm_dims as _gemm_dims
 
     aten = torch.ops.aten
     with torch.device("meta"):
@@ -314,7 +314,7 @@ class _Blocks(torch.nn.Module):
 
 
 def test_gradient_checkpointing_of_a_traced_module_matches_a_real_checkpointed_run():
-    from advisor.workload.trace import checkpointed, find_blocks
+    from advisor.workload.trace_blocks import checkpointed, find_blocks
 
     torch.manual_seed(0)
     module, x = _Blocks(), torch.randn(64, 16)
