@@ -365,3 +365,25 @@ def test_checkpointing_a_module_without_repeated_blocks_is_a_clear_error():
     module = torch.nn.Linear(8, 4)
     with pytest.raises(WorkloadError, match="no repeated blocks"):
         from_module(module, (torch.randn(2, 8),), gradient_checkpointing=True)
+
+
+def test_a_meta_built_model_with_meta_targets_traces_with_a_step_loss():
+    """What validate's trace predictor hands over: model, inputs and loss targets all on ``meta``."""
+    import torch.nn.functional as F
+
+    from advisor.workload.trace import trace_module
+
+    with torch.device("meta"):
+        module = _Blocks()
+        x, target = torch.empty(8, 16), torch.empty(8, dtype=torch.long)
+    meta = trace_module(module, (x,), precision="fp32", optimizer="sgd",
+                        step_loss=lambda out, inputs: F.cross_entropy(out, target) + inputs[0].mean() * 0)
+    torch.manual_seed(0)
+    real_module, real_target = _Blocks(), torch.randint(0, 10, (8,))
+    cpu = from_module(real_module, (torch.randn(8, 16),), precision="fp32", optimizer="sgd",
+                      loss_fn=lambda out: F.cross_entropy(out, real_target))
+    assert _traced_fwd_bwd_flops(meta) == _traced_fwd_bwd_flops(cpu) > 0
+    assert meta.activation_bytes == pytest.approx(cpu.activation_bytes, rel=0.05)
+    ckpt = trace_module(module, (x,), precision="fp32", optimizer="sgd", gradient_checkpointing=True,
+                        checkpoint_blocks=module.blocks, step_loss=lambda out, _inputs: F.cross_entropy(out, target))
+    assert ckpt.gradient_checkpointing and ckpt.activation_bytes < meta.activation_bytes

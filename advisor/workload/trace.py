@@ -193,15 +193,31 @@ class _Recording:
 
 @functools.cache
 def _recorder_type() -> type:
+    import torch
     from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils._pytree import tree_leaves, tree_map
 
     class Recorder(TorchDispatchMode):
         def __init__(self, recording: _Recording) -> None:
             super().__init__()
             self.recording = recording
+            self.cpu_copies: dict[int, tuple[Any, Any]] = {}  # id(meta tensor) -> (it, its fake CPU twin)
+
+        def on_cpu(self, t: Any) -> Any:
+            if type(t) is not torch.Tensor or t.device.type != "meta":
+                return t
+            entry = self.cpu_copies.get(id(t))
+            if entry is None or entry[0] is not t:
+                twin = torch.empty_strided(tuple(t.shape), tuple(t.stride()), dtype=t.dtype, device="cpu")
+                entry = self.cpu_copies[id(t)] = (t, twin)
+            return entry[1]
 
         def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
             kwargs = kwargs or {}
+            if any(type(t) is torch.Tensor and t.device.type == "meta" for t in tree_leaves((args, kwargs))):
+                # a meta tensor the loss or module holds (e.g. the targets of a model built on ``meta``):
+                # the same shape as a fake CPU tensor, so it meets the fake CPU activations
+                args, kwargs = tree_map(self.on_cpu, (args, kwargs))
             out = func(*args, **kwargs)
             self.recording.record(func, args, kwargs, out)
             return out
