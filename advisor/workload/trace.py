@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -248,7 +248,8 @@ def _default_loss(out: Any, label: str) -> Any:
 
 
 @contextlib.contextmanager
-def _wrapped_errors(label: str, recording: _Recording) -> Any:
+def _wrapped_errors(label: str, recording: _Recording) -> Iterator[None]:
+    """Any failure of the traced step as a ``WorkloadError`` naming the module and the phase."""
     from torch._subclasses.fake_tensor import DataDependentOutputException, DynamicOutputShapeException
 
     try:
