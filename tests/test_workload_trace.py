@@ -204,7 +204,7 @@ def _gemm_groups(wl, kind=None, phase=None):
 
 
 def test_gemm_dims_of_matmul_ops_are_m_n_k():
-    from advisor.workload.trace import _gemm_dims
+    from advisor.workload.aten_ops import gemm_dims as _gemm_dims
 
     aten = torch.ops.aten
     with torch.device("meta"):
@@ -299,3 +299,94 @@ def test_scaled_preset_ops_match_a_direct_trace():
         assert key(wl) == key(direct)
         flops = lambda w: {(op.phase, op.name): op.flops for op in _gemm_groups(w)}  # noqa: E731
         assert flops(wl) == pytest.approx(flops(direct), rel=1e-9)
+
+
+class _Blocks(torch.nn.Module):
+    """A stem, four repeated residual MLP blocks (what checkpointing wraps) and a head."""
+
+    def __init__(self, dim=32):
+        super().__init__()
+        self.stem = torch.nn.Linear(16, dim)
+        self.blocks = torch.nn.Sequential(*[torch.nn.Sequential(torch.nn.LayerNorm(dim), torch.nn.Linear(dim, 4 * dim),
+                                                                torch.nn.GELU(), torch.nn.Linear(4 * dim, dim))
+                                            for _ in range(4)])
+        self.head = torch.nn.Linear(dim, 10)
+
+    def forward(self, x):
+        return self.head(self.blocks(torch.relu(self.stem(x))))
+
+
+def test_gradient_checkpointing_of_a_traced_module_matches_a_real_checkpointed_run():
+    from advisor.workload.trace_blocks import checkpointed, find_blocks
+
+    torch.manual_seed(0)
+    module, x = _Blocks(), torch.randn(64, 16)
+    plain = from_module(module, (x,), precision="fp32", optimizer="sgd")
+    wl = from_module(module, (x,), precision="fp32", optimizer="sgd", gradient_checkpointing=True)
+    assert wl.gradient_checkpointing and not plain.gradient_checkpointing
+    assert "forward" not in module.blocks[0].__dict__  # the module is left as it was
+    # the real run: validate's blocks, torch.utils.checkpoint; kept = what autograd saves outside the
+    # blocks + the blocks' inputs (checkpointing's own hooks take over inside the blocks)
+    kept: dict[int, int] = {}
+    params = {p.untyped_storage().data_ptr() for p in module.parameters()} | {x.untyped_storage().data_ptr()}
+
+    def keep(t):
+        if t.untyped_storage().data_ptr() not in params:
+            kept[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    with checkpointed(find_blocks(module), on_input=keep) as n_blocks, FlopCounterMode(display=False) as counter:
+        with torch.autograd.graph.saved_tensors_hooks(keep, lambda t: t):
+            out = module(x).mean()
+        out.backward()
+    assert n_blocks == 4
+    traced_flops = _traced_fwd_bwd_flops(wl)
+    assert traced_flops == pytest.approx(counter.get_total_flops(), rel=1e-9)
+    assert traced_flops > _traced_fwd_bwd_flops(plain)  # the recompute: backward runs the blocks' forward again
+    assert wl.activation_bytes == pytest.approx(sum(kept.values()), rel=0.02)
+    assert wl.activation_bytes < plain.activation_bytes / 3
+    # one block's activations are recomputed in backward: transient, not kept
+    assert wl.transient_bytes > plain.transient_bytes
+
+
+@pytest.mark.slow  # traces torchvision's ViT-B/16 twice on fake tensors (~3-5 s on 2 cores)
+def test_vit_preset_models_gradient_checkpointing():
+    plain = from_preset("vit-b16", batch_size=8, precision="amp-bf16")
+    ckpt = from_preset("vit-b16", batch_size=8, precision="amp-bf16", gradient_checkpointing=True)
+    assert ckpt.gradient_checkpointing and any("checkpointing" in a for a in ckpt.assumptions)
+    assert ckpt.activation_bytes < plain.activation_bytes / 4
+    fwd = sum(op.flops for op in plain.ops if op.phase == "forward")
+    extra = sum(op.flops for op in ckpt.ops if op.phase == "backward") - sum(
+        op.flops for op in plain.ops if op.phase == "backward")
+    # torch stops the recompute once the tensors backward needs exist again (each MLP's last linear
+    # is not rerun): between half and all of one more forward
+    assert 0.5 * fwd < extra < fwd
+    assert ckpt.with_batch_size(16).gradient_checkpointing
+
+
+def test_checkpointing_a_module_without_repeated_blocks_is_a_clear_error():
+    module = torch.nn.Linear(8, 4)
+    with pytest.raises(WorkloadError, match="no repeated blocks"):
+        from_module(module, (torch.randn(2, 8),), gradient_checkpointing=True)
+
+
+def test_a_meta_built_model_with_meta_targets_traces_with_a_step_loss():
+    """What validate's trace predictor hands over: model, inputs and loss targets all on ``meta``."""
+    import torch.nn.functional as F
+
+    from advisor.workload.trace import trace_module
+
+    with torch.device("meta"):
+        module = _Blocks()
+        x, target = torch.empty(8, 16), torch.empty(8, dtype=torch.long)
+    meta = trace_module(module, (x,), precision="fp32", optimizer="sgd",
+                        step_loss=lambda out, inputs: F.cross_entropy(out, target) + inputs[0].mean() * 0)
+    torch.manual_seed(0)
+    real_module, real_target = _Blocks(), torch.randint(0, 10, (8,))
+    cpu = from_module(real_module, (torch.randn(8, 16),), precision="fp32", optimizer="sgd",
+                      loss_fn=lambda out: F.cross_entropy(out, real_target))
+    assert _traced_fwd_bwd_flops(meta) == _traced_fwd_bwd_flops(cpu) > 0
+    assert meta.activation_bytes == pytest.approx(cpu.activation_bytes, rel=0.05)
+    ckpt = trace_module(module, (x,), precision="fp32", optimizer="sgd", gradient_checkpointing=True,
+                        checkpoint_blocks=module.blocks, step_loss=lambda out, _inputs: F.cross_entropy(out, target))
+    assert ckpt.gradient_checkpointing and ckpt.activation_bytes < meta.activation_bytes

@@ -83,7 +83,7 @@ def from_preset(
             raise WorkloadError(f"image_size does not apply to {preset.name} (a sequence model)", "use seq_len")
     elif seq_len is not None:
         raise WorkloadError(f"seq_len does not apply to {preset.name} (a vision model)", "use image_size")
-    from advisor.workload.trace import preset_workload
+    from advisor.workload.trace_presets import preset_workload
 
     return preset_workload(preset, batch_size=batch_size, seq_len=seq_len, image_size=image_size, mode=mode,
                            precision=precision, optimizer=optimizer, gradient_checkpointing=gradient_checkpointing,

@@ -1,0 +1,176 @@
+"""Traced presets (CNN, ViT, RNN): traced once per shape at two small batches, then scaled linearly.
+
+Costs are linear in the batch size (fixed weight traffic + per-sample work), so two traces give
+them at any batch.  GEMM shapes are not fixed: M = batch x rows grows with the batch, so a
+matmul's ``min_dim`` class at batch 2 says little about batch 256.  Hence the GEMM ops are kept
+one by one: the i-th op of a (phase, op) in the batch-2 trace is the i-th of the batch-4 trace
+(the same module takes the same op sequence), its FLOPs and bytes are scaled linearly, each
+GEMM dimension that differs between the two traces is scaled linearly too (it grows with the
+batch; one that does not is a weight dimension and stays), and only then are the ops bucketed by
+``min_dim`` class, at the batch asked for (cached per preset shape and batch).  Where the two
+traces took different kernels (different non-GEMM ops, or a different number of a matmul op),
+those ops fall back to one group per (phase, kind) scaled as totals, as before; a fallen-back
+GEMM group takes the smallest ``min_dim`` of the batch-4 trace (conservative).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from typing import Any
+
+from advisor.errors import WorkloadError
+from advisor.workload.aten_ops import Gemm, OpGroup, bucketed, merged
+from advisor.workload.base import OpCost, Workload
+from advisor.workload.trace import TraceResult, common_assumptions, run_traced
+from advisor.workload.transformer import check_common, optimizer_op
+
+_TRACE_BATCHES = (2, 4)  # batch 1 takes special kernel paths in places (addmm vs mm on squeezed shapes)
+
+
+def _by_kind(groups: Mapping[tuple[str, str], OpGroup]) -> dict[tuple[str, str], OpGroup]:
+    out: dict[tuple[str, str], OpGroup] = {}
+    for (phase, _name), g in groups.items():
+        m = out.setdefault((phase, f"{g.kind} ops"), OpGroup(g.kind, g.tc))
+        m.flops += g.flops
+        m.bytes += g.bytes
+        m.count += g.count
+        m.tc = m.tc or g.tc
+        if g.min_dim is not None:
+            m.min_dim = g.min_dim if m.min_dim is None else min(m.min_dim, g.min_dim)
+    return out
+
+
+@functools.lru_cache(maxsize=64)
+def _preset_trace(builder: str, image_size: int | None, seq_len: int | None, mode: str,
+                  precision: str, checkpoint: bool = False) -> tuple[TraceResult, TraceResult, dict[str, Any]]:
+    import torch
+
+    from advisor.workload import zoo
+
+    module, facts = zoo.build(builder, device="meta")
+    results = []
+    for b in _TRACE_BATCHES:
+        with torch.device("meta"):
+            if facts["input"] == "image":
+                x = torch.empty(b, facts["channels"], image_size, image_size)  # type: ignore[arg-type]
+            else:
+                x = torch.empty(b, seq_len, dtype=torch.long)  # type: ignore[arg-type]
+        results.append(run_traced(module, (x,), {}, mode=mode, precision=precision, loss=None,
+                                   frozen=tuple(facts["frozen_prefixes"]), label=builder, checkpoint=checkpoint))
+    return results[0], results[1], facts
+
+
+def _lin(v1: float, v2: float, b: int) -> float:
+    b1, b2 = _TRACE_BATCHES
+    slope = (v2 - v1) / (b2 - b1)
+    return max(0.0, v1 + slope * (b - b1))
+
+
+def _scaled_dim(d1: int, d2: int, b: int) -> int:
+    return d1 if d1 == d2 else max(1, round(_lin(d1, d2, b)))
+
+
+@functools.lru_cache(maxsize=256)
+def _preset_ops(builder: str, image_size: int | None, seq_len: int | None, mode: str, precision: str,
+                batch: int, checkpoint: bool = False) -> tuple[OpCost, ...]:
+    """The traced ops (no optimizer) of a preset shape at ``batch`` (see the section comment)."""
+    r1, r2, _facts = _preset_trace(builder, image_size, seq_len, mode, precision, checkpoint)
+    groups1, groups2 = r1.groups, r2.groups
+    if groups1.keys() != groups2.keys():
+        # the two batches took different kernels (e.g. addmm vs mm + add): scale per (phase, kind)
+        groups1, groups2 = _by_kind(groups1), _by_kind(groups2)
+    scaled: dict[tuple[str, str], OpGroup] = {}
+    for key, g1 in groups1.items():
+        g2 = groups2.get(key, g1)
+        scaled[key] = OpGroup(g1.kind, g1.tc, flops=_lin(g1.flops, g2.flops, batch),
+                             bytes=_lin(g1.bytes, g2.bytes, batch), count=g1.count)
+    seqs: dict[tuple[str, str], tuple[list[Gemm], list[Gemm]]] = {}
+    for i, res in enumerate((r1, r2)):
+        for r in res.gemms:
+            seqs.setdefault((r.phase, r.name), ([], []))[i].append(r)
+    records: list[tuple[Any, ...]] = []
+    fallback: dict[tuple[str, str], list[OpGroup]] = {}
+    for (phase, name), (s1, s2) in seqs.items():
+        if len(s1) == len(s2) and all(len(a.dims) == len(b.dims) for a, b in zip(s1, s2, strict=True)):
+            for a, b in zip(s1, s2, strict=True):
+                dims = [_scaled_dim(d1, d2, batch) for d1, d2 in zip(a.dims, b.dims, strict=True)]
+                records.append((phase, name, a.kind, a.tc, _lin(a.flops, b.flops, batch),
+                                _lin(a.bytes, b.bytes, batch), min(dims) if dims else None, tuple(dims)))
+            continue
+        for i, part in enumerate((s1, s2)):
+            for r in part:
+                gs = fallback.setdefault((phase, f"{r.kind} ops"), [OpGroup(r.kind, r.tc), OpGroup(r.kind, r.tc)])
+                g = gs[i]
+                g.flops += r.flops
+                g.bytes += r.bytes
+                g.count += 1
+                if i == 1 and r.dims:
+                    g.min_dim = min(r.dims) if g.min_dim is None else min(g.min_dim, *r.dims)
+    for key, (g1, g2) in fallback.items():
+        scaled[key] = OpGroup(g1.kind, g1.tc, flops=_lin(g1.flops, g2.flops, batch),
+                             bytes=_lin(g1.bytes, g2.bytes, batch), count=g1.count or g2.count,
+                             min_dim=g2.min_dim)
+    grouped = merged(scaled, bucketed(records))
+    return tuple(OpCost(name=name, kind=g.kind, phase=phase, flops=g.flops, bytes=g.bytes,  # type: ignore[arg-type]
+                        count=g.count, tensor_core=g.tc and precision != "fp32", min_dim=g.min_dim,
+                        gemms=g.gemms)
+                 for (phase, name), g in grouped.items())
+
+
+def preset_workload(preset: Any, *, batch_size: int, seq_len: int | None, image_size: int | None, mode: str,
+                    precision: str, optimizer: str | None, gradient_checkpointing: bool = False,
+                    grad_accum: int = 1) -> Workload:
+    """A traced preset at any batch size (two fake traces per shape, cached, scaled linearly).
+
+    See the comment above ``_TRACE_BATCHES`` for how matmul/convolution shapes (``min_dim``) are
+    scaled to ``batch_size`` before the ops are grouped.
+    """
+    check_common(batch_size, mode, precision, optimizer if mode == "train" else None, grad_accum)
+    ckpt = bool(gradient_checkpointing) and mode == "train"
+    cfg = preset.config
+    assumptions: list[str] = []
+    if preset.family == "rnn":
+        seq = seq_len if seq_len is not None else cfg["seq_len"]
+        if not isinstance(seq, int) or isinstance(seq, bool) or seq <= 0:
+            raise WorkloadError(f"seq_len must be a positive integer, got {seq!r}")
+        img = None
+    else:
+        img = image_size if image_size is not None else cfg["image_size"]
+        if not isinstance(img, int) or isinstance(img, bool) or img <= 0:
+            raise WorkloadError(f"image_size must be a positive integer, got {img!r}")
+        if preset.name == "mnist-cnn" and img < 28:
+            raise WorkloadError(f"image_size {img} is too small for mnist-cnn", "use image_size >= 28")
+        if preset.family == "vit" and img != 224:
+            raise WorkloadError(f"{preset.name} takes 224x224 images only, got image_size {img}")
+        seq = None
+    r1, r2, _facts = _preset_trace(cfg["builder"], img, seq, mode, precision, ckpt)
+    ops = list(_preset_ops(cfg["builder"], img, seq, mode, precision, batch_size, ckpt))
+    opt = optimizer if mode == "train" else None
+    if opt and r1.trainable_params:
+        ops.append(optimizer_op(r1.trainable_params, precision, opt))
+    assumptions += common_assumptions(precision, opt, mode, ckpt)
+    assumptions.append(f"traced at batch {_TRACE_BATCHES[0]} and {_TRACE_BATCHES[1]} and scaled linearly in the "
+                       "batch size (fixed weight traffic + per-sample costs); matmul/conv ops scaled one by "
+                       "one (GEMM dims that grow with the batch scaled with it) and grouped by min(M, N, K) class "
+                       "at this batch")
+    if preset.name == "vgg16-transfer" and mode == "train":
+        assumptions.append("vgg16-transfer: conv base frozen (no weight gradients, no optimizer state); "
+                           "backward stops at the head")
+
+    def rebuild(new_batch: int) -> Workload:
+        return preset_workload(preset, batch_size=new_batch, seq_len=seq_len, image_size=image_size, mode=mode,
+                               precision=precision, optimizer=optimizer, gradient_checkpointing=gradient_checkpointing,
+                               grad_accum=grad_accum)
+
+    return Workload(
+        name=preset.name, source="preset", family=preset.family, mode=mode, batch_size=batch_size,  # type: ignore[arg-type]
+        precision=precision, optimizer=opt, params=r1.params, trainable_params=r1.trainable_params,
+        activation_bytes=_lin(r1.activation_bytes, r2.activation_bytes, batch_size),
+        transient_bytes=_lin(r1.transient_bytes, r2.transient_bytes, batch_size), ops=tuple(ops),
+        seq_len=seq, image_size=img, tokens_per_sample=seq,
+        input_bytes_per_sample=(r2.input_bytes - r1.input_bytes) / (_TRACE_BATCHES[1] - _TRACE_BATCHES[0]),
+        uncounted_ops=r1.uncounted, assumptions=tuple(assumptions),
+        options={"gradient_checkpointing": ckpt, "grad_accum": grad_accum,
+                 "frozen": r1.trainable_params < r1.params and mode == "train", "rebuild": rebuild},
+    )
