@@ -107,7 +107,7 @@ class TorchCudaBackend:
 
     def device_info(self, index: int) -> DeviceInfo:  # pragma: no cover - needs a GPU
         """Name, memory and compute capability as torch reports them."""
-        from advisor.probe.nvml import _catalog_id
+        from advisor.probe.backend import catalog_id as _catalog_id
 
         torch = self._torch
         if not 0 <= index < self.device_count():
