@@ -15,9 +15,12 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from advisor.errors import AdvisorError
+
+if TYPE_CHECKING:  # advisor.probe imports this module: a runtime import would be circular
+    from advisor.probe.backend import InventoryBackend
 
 #: Times ``n`` back-to-back calls of ``fn`` and returns the seconds taken (see :meth:`Device.region_timer`).
 RegionTimer = Callable[[Callable[[], None], int], float]
@@ -364,7 +367,7 @@ def torch_index_for(nvml_index: int, nvml_uuid: str | None, runtime: CudaRuntime
     return None, f"torch sees {n} CUDA device(s) (CUDA_VISIBLE_DEVICES?); device {nvml_index} is not one of them"
 
 
-def nvml_index_for(torch_index: int, runtime: CudaRuntime, backend: Any) -> int | None:
+def nvml_index_for(torch_index: int, runtime: CudaRuntime, backend: InventoryBackend) -> int | None:
     """The inventory (NVML) index of torch CUDA device ``torch_index``, matched by UUID.
 
     Without comparable UUIDs the indices are taken as equal only when ``CUDA_VISIBLE_DEVICES`` does not

@@ -351,3 +351,52 @@ def test_real_device_matches_the_protocol() -> None:
     assert dev.capability() is not None and dev.mem_get_info()[1] > 0
     t = torch.randn(8, generator=dev.generator(0), device=dev.torch_device)
     assert t.is_cuda
+
+
+@contract
+def test_local_device_without_nvml_names_the_card_from_torch(fake_cuda: FakeCudaRuntime,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from advisor.probe.cpu import CpuBackend
+
+    probe_pkg = importlib.import_module("advisor.probe")
+    monkeypatch.setattr(probe_pkg, "default_backend", CpuBackend)  # no NVML: the CPU inventory is all there is
+    device = v.local_device()
+    assert device.kind == "cuda" and device.name == "NVIDIA H100 80GB HBM3" and device.device.nvml_index is None
+    assert device.catalog_id == "h100-sxm5-80gb" and device.driver.startswith("CUDA")
+    # An inventory that fails on the matched card leaves the NVML figure out, not the run.
+    monkeypatch.setattr(probe_pkg, "default_backend",
+                        lambda: fakes.FakeNvml([fakes.DeviceError("GPU is lost")]))
+    assert v.local_device().device.nvml_index is None
+
+
+@contract
+def test_failed_cases_are_rows_on_cuda(fake_cuda: FakeCudaRuntime) -> None:
+    ctx = v.DeviceContext("cuda", "fake H100", None, memory_method="fake",
+                          device=CudaDevice(0, runtime=fake_cuda))
+    cases = [v.Case("gpt2-tiny", "train", 1, "bf16", "sgd", seq_len=8, gradient_checkpointing=True),
+             v.Case("mnist-cnn", "train", 2, "fp32", None)]
+    rows = v.run_validation(cases, ctx, warmup=0, iters=1).rows
+    assert rows[0].error_message is None and rows[0].measurement.step_s > 0  # checkpointed blocks ran
+    assert "has no optimizer" in rows[1].error_message and rows[1].measurement is None
+    assert fake_cuda.calls.count("empty_cache") >= 4  # before each case and after it
+
+
+def test_cpu_rates_come_from_the_store_or_are_measured() -> None:
+    from advisor.probe.results import DeviceInfo, KernelResult, ProbeResult
+    from advisor.store import HistoryStore
+
+    rates = v.measure_cpu_rates(n=64)
+    assert set(rates) == {"matmul_fp32_flops", "matmul_bf16_flops", "memory_copy_bytes_s", "op_overhead_s"}
+    assert all(x > 0 for x in rates.values())
+    assert v._stored_cpu_rates() is None  # an empty store
+    cpu = DeviceInfo(index=0, kind="cpu", backend="cpu", name="test cpu")
+    kernels = (KernelResult(name="matmul", precision="fp32", value=0.5, unit="TFLOP/s"),
+               KernelResult(name="matmul", precision="bf16", value=0.25, unit="TFLOP/s"),
+               KernelResult(name="memory_copy", value=20.0, unit="GB/s"),
+               KernelResult(name="launch", value=4.0, unit="us"),
+               KernelResult(name="matmul", precision="fp16", skipped="not on this CPU"))
+    run_id = HistoryStore().save_probe(ProbeResult(timestamp="2026-11-28T00:00:00+00:00", host="h", versions={},
+                                                   devices=(cpu,), kernels=kernels))
+    device = v.local_device(prefer_cuda=False, use_store=True)
+    assert device.kind == "cpu" and f"history store id {run_id}" in device.rates_source
+    assert device.rates["matmul_fp32_flops"] == 0.5e12 and device.rates["op_overhead_s"] == pytest.approx(4e-6)
