@@ -171,6 +171,10 @@ class CudaRuntime(Protocol):
 
     def capability(self, index: int) -> tuple[int, int]: ...
 
+    def versions(self) -> tuple[str | None, str | None]: ...
+
+    def arch_name(self, index: int) -> str | None: ...
+
     def generator(self, device: str, seed: int) -> Any: ...
 
     def synchronize(self, index: int) -> None: ...
@@ -216,6 +220,14 @@ class TorchCudaRuntime:
     def capability(self, index: int) -> tuple[int, int]:
         major, minor = self._cuda.get_device_capability(index)
         return int(major), int(minor)
+
+    def versions(self) -> tuple[str | None, str | None]:
+        """(CUDA version, HIP version) torch was built with; one of them is ``None``."""
+        return self._torch.version.cuda, getattr(self._torch.version, "hip", None)
+
+    def arch_name(self, index: int) -> str | None:
+        """ROCm's GPU architecture name (``gfx942``), ``None`` on CUDA."""
+        return getattr(self._cuda.get_device_properties(index), "gcnArchName", None)
 
     def generator(self, device: str, seed: int) -> Any:
         return self._torch.Generator(device=device).manual_seed(seed)

@@ -9,6 +9,7 @@
 #   pytest-gpu   pytest --run-gpu -m gpu (real-card tests: kernels free their memory, regions meet their minimum)
 #   probe-full   probe --json (saved to the scratch history store: validate's estimates calibrate from it)
 #   probe-quick  probe --quick --json --no-save, twice (repeatability; quick vs full bf16 should agree within 3%)
+#   int8-kernel  the kernel torch._int_mm runs with a row- vs column-major B (torch.profiler), to the log
 #   validate     validate --json --no-save (the zoo), estimates calibrated from the full probe
 #   profile      benchmarks/profile_ops.py: a torch.profiler per-op profile of the validate cases
 #
@@ -77,6 +78,24 @@ if (out / "probe-full.json").exists():
                                                                      "matmul_bf16", "conv_fp32", "matmul_int8")}
                             for d, e in (doc.get("efficiencies") or {}).items()})
     print("verdicts:", [(v["severity"], v["code"]) for v in doc["verdicts"]])
+PY
+stage int8-kernel 30 "$py" - <<'PY'
+# Which kernel torch._int_mm runs, row-major vs column-major B (pytorch/pytorch#165230): the probe now passes
+# B column-major; a tensor-core kernel name (e.g. sm90_xmma / cutlass ... imma / i8816) says the int8 units ran.
+import torch
+from torch.profiler import ProfilerActivity, profile
+a = torch.randint(-64, 64, (4096, 4096), dtype=torch.int8, device="cuda")
+for label, b in (("row-major B", torch.randint(-64, 64, (4096, 4096), dtype=torch.int8, device="cuda")),
+                 ("column-major B", torch.randint(-64, 64, (4096, 4096), dtype=torch.int8, device="cuda").t())):
+    torch._int_mm(a, b); torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(10):
+            torch._int_mm(a, b)
+        torch.cuda.synchronize()
+    top = sorted(prof.key_averages(), key=lambda e: -getattr(e, "self_device_time_total", 0))[:2]
+    for e in top:
+        us = getattr(e, "self_device_time_total", 0) / max(e.count, 1)
+        print(f"{label}: {e.key[:120]}  {us:.0f} us/call = {2 * 4096**3 / us / 1e6:.0f} TOP/s")
 PY
 stage validate 200 bash -c "$py -m advisor validate --no-save --json > '$out/validate.json'"
 stage profile 200 "$py" benchmarks/profile_ops.py --out "$out/profile-ops.json"

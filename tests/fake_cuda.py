@@ -236,6 +236,12 @@ class FakeCudaRuntime:
         self._check(index)
         return self.cc
 
+    def versions(self) -> tuple[str | None, str | None]:
+        return "13.0", None
+
+    def arch_name(self, index: int) -> str | None:
+        return None
+
     def generator(self, device: str, seed: int) -> torch.Generator:
         if not _is_cuda_spec(device):
             raise RuntimeError(f"fake CUDA runtime asked for a generator on {device!r}")

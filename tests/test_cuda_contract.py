@@ -400,3 +400,21 @@ def test_cpu_rates_come_from_the_store_or_are_measured() -> None:
     device = v.local_device(prefer_cuda=False, use_store=True)
     assert device.kind == "cpu" and f"history store id {run_id}" in device.rates_source
     assert device.rates["matmul_fp32_flops"] == 0.5e12 and device.rates["op_overhead_s"] == pytest.approx(4e-6)
+
+
+@contract
+def test_torch_inventory_backend_reads_the_cuda_runtime(fake_cuda: FakeCudaRuntime) -> None:
+    from advisor.errors import ProbeUnavailable
+    from advisor.probe.cpu import TorchCudaBackend
+
+    backend = TorchCudaBackend()
+    info = backend.device_info(0)
+    assert backend.device_count() == 1 and info.backend == "torch" and info.uuid == H100_UUID
+    assert info.catalog_id == "h100-sxm5-80gb" and info.compute_capability == "9.0"
+    assert info.memory_total_bytes == 80 << 30 and info.memory_used_bytes == 1 << 30
+    assert info.cuda_driver_version == "13.0" and "power_draw_w" in info.missing
+    with pytest.raises(ProbeUnavailable, match="no CUDA device 1"):
+        backend.device_info(1)
+    fake_cuda.available = False
+    with pytest.raises(ProbeUnavailable, match="sees no CUDA"):
+        TorchCudaBackend()
