@@ -41,6 +41,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+from advisor.device import CpuDevice, CudaDevice, Device, as_device
 from advisor.errors import AdvisorError, UnknownModelError
 from advisor.workload.base import OPTIMIZERS
 from advisor.workload.zoo import TRANSFORMERS
@@ -57,7 +58,8 @@ QUICK_GPU_MODELS: tuple[str, ...] = ("mnist-cnn", "lstm-lm", "gpt2", "llama-smal
 VALIDATE_PRECISIONS: tuple[str, ...] = ("fp32", "tf32", "fp16", "bf16", "amp-fp16", "amp-bf16")
 
 Predictor = Callable[["Case", "DeviceContext"], "Prediction"]
-Builder = Callable[["Case", str], "Built"]
+#: Makes a case's model and batch on a device (a ``Device``; ``"meta"`` or another torch device string for tracing).
+Builder = Callable[["Case", Any], "Built"]
 
 
 class ValidationOom(AdvisorError):
@@ -129,6 +131,7 @@ class DeviceContext:
             ``memory_copy_bytes_s`` (bytes/s read + written), ``op_overhead_s`` (per eager op),
             ``memory_bytes`` (RAM).
         rates_source: where the rates came from (a stored CPU probe, or a quick measurement here).
+        device: the ``Device`` the cases run on (``None``: the first CUDA device or the CPU, by ``kind``).
     """
 
     kind: str
@@ -139,11 +142,20 @@ class DeviceContext:
     memory_method: str = ""
     rates: Mapping[str, float] = field(default_factory=dict)
     rates_source: str | None = None
+    device: Device | None = field(default=None, compare=False, repr=False)
 
     @property
     def torch_device(self) -> str:
         """The torch device string."""
+        if self.device is not None:
+            return self.device.torch_device
         return "cuda" if self.kind == "cuda" else "cpu"
+
+    def runner(self, clock: Callable[[], float] = time.perf_counter) -> Device:
+        """The ``Device`` to run on: ``device`` when given, else CUDA device 0 or the CPU timed with ``clock``."""
+        if self.device is not None:
+            return self.device
+        return CudaDevice(0) if self.kind == "cuda" else CpuDevice(clock)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe form."""
@@ -500,40 +512,19 @@ def enable_checkpointing(blocks: Any) -> int:
     return count
 
 
-def _sync(device: str) -> None:
-    if device == "cuda":
-        import torch
-
-        torch.cuda.synchronize()
-
-
-def time_steps(step: Callable[[], Any], *, device: str, warmup: int, iters: int,
+def time_steps(step: Callable[[], Any], *, device: Device | str, warmup: int, iters: int,
                clock: Callable[[], float] = time.perf_counter) -> list[float]:
-    """Run ``warmup`` untimed steps then time ``iters`` steps, one by one.
+    """Run ``warmup`` untimed steps then time ``iters`` steps, one by one, with the device's region timer.
 
     CUDA: events recorded around each step (launches are asynchronous, so the host clock would time
     the launch, not the work); CPU: ``clock`` (``perf_counter``) around each step.
     """
+    dev = CpuDevice(clock) if device == "cpu" else as_device(device)
     for _ in range(warmup):
         step()
-    _sync(device)
-    out: list[float] = []
-    if device == "cuda":
-        import torch
-
-        for _ in range(iters):
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            step()
-            end.record()
-            end.synchronize()
-            out.append(start.elapsed_time(end) / 1e3)
-        return out
-    for _ in range(iters):
-        t0 = clock()
-        step()
-        out.append(clock() - t0)
-    return out
+    dev.synchronize()
+    timer = dev.region_timer()
+    return [timer(step, 1) for _ in range(iters)]
 
 
 class _MallInfo2(ctypes.Structure):
@@ -602,26 +593,25 @@ def _is_oom(exc: BaseException) -> bool:
     return isinstance(exc, ValidationOom) or is_out_of_memory(exc)
 
 
-def _run_measured(case: Case, device: str, build: Builder, warmup: int, iters: int,
-                  nvml_used: Callable[[], float | None] | None,
-                  clock: Callable[[], float]) -> Measurement:
+def _run_measured(case: Case, device: Device, build: Builder, warmup: int, iters: int,
+                  nvml_used: Callable[[], float | None] | None) -> Measurement:
     import torch
 
     state: dict[str, Any] = {}
     heap_base: int | None = None
+    cuda = device.kind == "cuda"
     saved_tf32 = torch.backends.cuda.matmul.allow_tf32
     try:
-        if device == "cuda":
-            gc.collect()
-            torch.cuda.empty_cache()
-            torch.cuda.reset_peak_memory_stats()
+        gc.collect()
+        if cuda:
+            device.empty_cache()
+            device.reset_peak()
         else:
-            gc.collect()
             heap_base = heap_in_use_bytes()
         torch.backends.cuda.matmul.allow_tf32 = case.precision == "tf32"
         built = build(case, device)
         state["built"] = built
-        model = built.model.to(device=device)
+        model = built.model.to(device=device.torch_device)
         if case.precision in ("fp16", "bf16"):
             model = model.to(dtype=_dtype(case.precision))
         inputs = built.make_inputs()
@@ -636,11 +626,11 @@ def _run_measured(case: Case, device: str, build: Builder, warmup: int, iters: i
             model.train()
             opt = make_optimizer(case.optimizer, [p for p in model.parameters() if p.requires_grad])
             state["opt"] = opt
-            scaler = torch.amp.GradScaler(device) if case.precision == "amp-fp16" and device == "cuda" else None
+            scaler = torch.amp.GradScaler(device.kind) if case.precision == "amp-fp16" and cuda else None
 
             def step() -> None:
                 opt.zero_grad(set_to_none=True)
-                with _autocast(case.precision, device):
+                with _autocast(case.precision, device.kind):
                     loss = built.loss(model(*inputs), inputs)
                 if scaler is not None:
                     scaler.scale(loss).backward()
@@ -653,7 +643,7 @@ def _run_measured(case: Case, device: str, build: Builder, warmup: int, iters: i
             model.eval()
 
             def step() -> None:
-                with torch.inference_mode(), _autocast(case.precision, device):
+                with torch.inference_mode(), _autocast(case.precision, device.kind):
                     if case.gen_len:
                         if built.decode is None:
                             raise AdvisorError(f"{case.model}: has no decode loop for an inference-decode case")
@@ -661,10 +651,10 @@ def _run_measured(case: Case, device: str, build: Builder, warmup: int, iters: i
                     else:
                         model(*inputs)
 
-        times = time_steps(step, device=device, warmup=warmup, iters=iters, clock=clock)
-        if device == "cuda":
-            allocated = float(torch.cuda.max_memory_allocated())
-            reserved = float(torch.cuda.max_memory_reserved())
+        times = time_steps(step, device=device, warmup=warmup, iters=iters)
+        if cuda:
+            allocated = float(device.peak_allocated_bytes() or 0)
+            reserved = float(device.peak_reserved_bytes() or 0)
             used = nvml_used() if nvml_used else None
             return Measurement(reserved, statistics.median(times), tuple(times), allocated, reserved, used)
         peak: float | None = None
@@ -679,13 +669,10 @@ def _run_measured(case: Case, device: str, build: Builder, warmup: int, iters: i
         state.clear()
 
 
-def _release(device: str) -> None:
+def _release(device: Device) -> None:
     """Free what a finished case held: collect its cycles, hand cached CUDA blocks back to the driver."""
     gc.collect()
-    if device == "cuda":
-        import torch
-
-        torch.cuda.empty_cache()
+    device.empty_cache()
 
 
 def run_case(case: Case, device: DeviceContext, *, build: Builder, predict: Predictor, warmup: int = 2,
@@ -700,8 +687,9 @@ def run_case(case: Case, device: DeviceContext, *, build: Builder, predict: Pred
         predict: the predictor under test.
         warmup, iters: untimed and timed steps.
         nvml_used: returns the device's used memory in bytes as NVML sees it (CUDA only; optional).
-        clock: the CPU clock (a parameter so tests can script it).
+        clock: the CPU clock (a parameter so tests can script it) when ``device`` carries no ``Device``.
     """
+    runner = device.runner(clock)
     try:
         prediction = predict(case, device)
     except AdvisorError as exc:
@@ -709,7 +697,7 @@ def run_case(case: Case, device: DeviceContext, *, build: Builder, predict: Pred
     row: ValidationRow | None = None
     try:
         row = ValidationRow(case.model, case, prediction,
-                            _run_measured(case, device.torch_device, build, warmup, iters, nvml_used, clock))
+                            _run_measured(case, runner, build, warmup, iters, nvml_used))
     except Exception as exc:
         if _is_oom(exc):
             first_line = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
@@ -721,7 +709,7 @@ def run_case(case: Case, device: DeviceContext, *, build: Builder, predict: Pred
             raise
     # Released here, not inside the except block: until it ends, the traceback keeps the failed case's
     # frame (model, optimizer state, activations) alive.
-    _release(device.torch_device)
+    _release(runner)
     return row
 
 
@@ -829,25 +817,37 @@ def local_device(*, prefer_cuda: bool = True, use_store: bool = False) -> Device
     """Describe the device validate runs on: the first CUDA GPU if torch sees one, else the CPU.
 
     On a GPU the catalog card comes from the probe's inventory (NVML name) when the probe is there, else
-    from torch's device name.  On the CPU the predictor's rates are measured now (:func:`measure_cpu_rates`,
+    from torch's device name.  The inventory device is the one whose UUID matches torch's device 0 (NVML's
+    numbering ignores ``CUDA_VISIBLE_DEVICES``: its device 0 may be another card).
+
+    On the CPU the predictor's rates are measured now (:func:`measure_cpu_rates`,
     about a second, under the same load as the steps); ``use_store=True`` takes them from the newest CPU
     probe in the history store instead (a CPU's rates drift with its load, so a stale probe misleads).
     """
     import torch
 
     from advisor.catalog import find_gpu, load_specs
+    from advisor.device import cuda_runtime, nvml_index_for
 
-    if prefer_cuda and torch.cuda.is_available():
-        name = torch.cuda.get_device_name(0)
-        catalog_id, driver = None, None
-        with contextlib.suppress(Exception):  # the probe's inventory is optional here: torch's name is enough
+    runtime = cuda_runtime() if prefer_cuda else None
+    if runtime is not None and runtime.is_available():
+        name = runtime.name(0)
+        catalog_id, driver, nvml_index = None, None, None
+        try:  # the probe's inventory is optional here: torch's name is enough
             from advisor.probe import default_backend
 
             backend = default_backend()
+        except AdvisorError:
+            backend = None
+        if backend is not None:
             try:
-                info = backend.device_info(torch.cuda.current_device())
-                catalog_id, driver = info.catalog_id, info.driver_version
-                name = info.name or name
+                nvml_index = nvml_index_for(0, runtime, backend) if backend.name != "cpu" else None
+                if nvml_index is not None:
+                    info = backend.device_info(nvml_index)
+                    catalog_id, driver = info.catalog_id, info.driver_version
+                    name = info.name or name
+            except AdvisorError:
+                nvml_index = None
             finally:
                 backend.close()
         if catalog_id is None:
@@ -856,7 +856,8 @@ def local_device(*, prefer_cuda: bool = True, use_store: bool = False) -> Device
         return DeviceContext("cuda", name, catalog_id, torch.__version__,
                              f"driver {driver}, CUDA {torch.version.cuda}" if driver else f"CUDA {torch.version.cuda}",
                              memory_method="torch.cuda.max_memory_reserved after reset_peak_memory_stats "
-                                           "(allocated and NVML used memory alongside)")
+                                           "(allocated and NVML used memory alongside)",
+                             device=CudaDevice(0, nvml_index=nvml_index, runtime=runtime))
     stored = _stored_cpu_rates() if use_store else None
     if stored is not None:
         rates, source = stored
@@ -1089,7 +1090,7 @@ def trace_predictor(build: Builder | None = None) -> Predictor:
     return predict
 
 
-def default_builder(case: Case, device: str) -> Built:
+def default_builder(case: Case, device: Device | str) -> Built:
     """Build the zoo model of a case with random weights (see :func:`build_model`)."""
     return build_model(case, device)
 
@@ -1100,11 +1101,16 @@ def default_builder(case: Case, device: str) -> Built:
 _ZOO_BUILDERS = {"lstm-lm": "lstm-lm", "mnist-cnn": "mnist-cnn", "resnet50": "resnet50", "vit-b16": "vit_b_16"}
 
 
-def build_model(case: Case, device: str) -> Built:
-    """The model of a case on ``device`` (``meta`` for tracing), with random weights and a random batch.
+def build_model(case: Case, device: Device | str) -> Built:
+    """The model of a case on ``device`` (``"meta"`` for tracing), with random weights and a random batch.
 
     The models are ``advisor.workload.zoo``'s (the estimator's own definitions); image batches come in the
     case's dtype for the ``fp16``/``bf16`` cases, whose models are cast to it.
+
+    The batch is drawn on the CPU from a CPU generator seeded 0, then moved: the same inputs on every device
+    (CUDA's generator draws a different stream from the CPU's), at the cost of one small copy.  The tensors
+    are created with ``device="cpu"`` explicitly: inside ``with torch.device("cuda")`` a bare ``torch.randn``
+    would land on the GPU, where a CPU generator is refused.
 
     Raises:
         UnknownModelError: the case names no zoo model.
@@ -1116,18 +1122,19 @@ def build_model(case: Case, device: str) -> Built:
     from advisor.workload import zoo
 
     b = case.batch_size
-    gen = torch.Generator().manual_seed(0)
+    target = as_device(device).torch_device
+    gen = CpuDevice().generator(0)
 
     def ints(high: int, shape: tuple[int, ...]) -> Any:
-        if device == "meta":
+        if target == "meta":
             return torch.empty(shape, dtype=torch.long, device="meta")
-        return torch.randint(0, high, shape, generator=gen).to(device)
+        return torch.randint(0, high, shape, generator=gen, device="cpu").to(target)
 
     def floats(shape: tuple[int, ...]) -> Any:
         dtype = _dtype(case.precision)
-        if device == "meta":
+        if target == "meta":
             return torch.empty(shape, dtype=dtype, device="meta")
-        return torch.randn(shape, generator=gen).to(device=device, dtype=dtype)
+        return torch.randn(shape, generator=gen, device="cpu").to(device=target, dtype=dtype)
 
     def classify(target: Any) -> Callable[[Any, tuple[Any, ...]], Any]:
         return lambda out, _inputs: F.cross_entropy(out, target)
@@ -1137,10 +1144,10 @@ def build_model(case: Case, device: str) -> Built:
 
     if case.model not in TRANSFORMERS and case.model not in _ZOO_BUILDERS:
         raise UnknownModelError(f"unknown validate model {case.model!r}", hint=f"accepted: {', '.join(ALL_MODELS)}")
-    with torch.device(device):
+    with torch.device(target):
         if case.model in TRANSFORMERS:
             seq = case.seq_len or 128
-            model, facts = zoo.build(case.model, device)
+            model, facts = zoo.build(case.model, target)
             if seq + (case.gen_len or 0) > facts["max_positions"]:
                 raise AdvisorError(f"{case.model}: seq_len {seq} (+ gen_len) exceeds its "
                                    f"{facts['max_positions']} positions")
@@ -1149,12 +1156,12 @@ def build_model(case: Case, device: str) -> Built:
             decode = None if generate is None else lambda inp: generate(inp[0], case.gen_len or 0)
             return Built(model, lambda: inputs, lm_loss, decode=decode, blocks=model.blocks)
         if case.model == "lstm-lm":
-            model, facts = zoo.build("lstm-lm", device)
+            model, facts = zoo.build("lstm-lm", target)
             inputs = (ints(int(facts["vocab_size"]), (b, case.seq_len or 20)),)
             return Built(model, lambda: inputs, lm_loss)
         size = case.image_size or (28 if case.model == "mnist-cnn" else 224)
         kwargs = {"image_size": size} if case.model == "vit-b16" else {}
-        model, facts = zoo.build(_ZOO_BUILDERS[case.model], device, **kwargs)
+        model, facts = zoo.build(_ZOO_BUILDERS[case.model], target, **kwargs)
         inputs = (floats((b, int(facts["channels"]), size, size)),)
         classes_out = 10 if case.model == "mnist-cnn" else 1000
         return Built(model, lambda: inputs, classify(ints(classes_out, (b,))))

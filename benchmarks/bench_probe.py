@@ -74,7 +74,9 @@ def sweep() -> int:
         spec = get_gpu(name)
     except Exception:
         spec = None
-    env = K.cuda_env(0, spec=spec, quick=False)
+    from advisor.device import CudaDevice
+
+    env = K.cuda_env(CudaDevice(0), spec=spec, quick=False)
     K.warm_device(env, 2.0)
     probe_best = max((K.run_matmul(env, "bf16", *s) for s in K.GPU_MATMUL_SHAPES), key=lambda r: r.value or 0)
     wide = [(n, n, n) for n in range(1024, 16385, 1024)] + [(m, n, k) for m in (2048, 4096, 8192, 16384)

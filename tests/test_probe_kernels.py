@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pytest
 
@@ -136,25 +137,32 @@ def test_run_plan_honours_the_deadline(env) -> None:
     assert len(results) == len(planned) and all("time budget" in r.skipped for r in results)
 
 
+def _released(dev: Any) -> int | None:
+    """Allocated bytes once cuBLAS workspaces (allocator blocks, not tensors) are handed back too."""
+    dev.empty_cache(workspaces=True)
+    return dev.allocated_bytes()
+
+
 @pytest.mark.gpu
 def test_cuda_kernels_run_and_free_memory() -> None:
-    import torch
+    from advisor.device import CudaDevice
 
-    env = K.cuda_env(0, quick=True, spec=None)
-    before = torch.cuda.memory_allocated(0)
+    dev = CudaDevice(0)
+    before = _released(dev)
+    env = K.cuda_env(dev, quick=True, spec=None)
     r = K.run_matmul(env, "bf16", 2048, 2048, 2048)
-    assert r.ok and r.value > 0 and r.measurement.iterations * r.measurement.median_s >= 4e-3
+    # Every timed region meets the minimum it promises (re-sized from the measured region if it fell short).
+    assert r.ok and r.value > 0 and r.measurement.iterations * r.measurement.median_s >= env.min_region_s * (1 - 1e-6)
     b = K.run_bandwidth(env, "copy", 256 * K.MIB)
     assert b.ok and b.value > 0
     t = K.run_transfer(env, "h2d", True, 64 * K.MIB)
     assert t.ok and t.value > 0
-    assert torch.cuda.memory_allocated(0) == before
+    assert _released(dev) == before
 
 
 @pytest.mark.gpu
 def test_quick_probe_on_a_real_gpu_measures_against_the_spec() -> None:
-    import torch
-
+    from advisor.device import CudaDevice
     from advisor.probe import probe
 
     r = probe(device=0, quick=True, kernels="matmul,bandwidth,transfer,launch", max_seconds=120)
@@ -167,7 +175,7 @@ def test_quick_probe_on_a_real_gpu_measures_against_the_spec() -> None:
         eff = r.efficiencies(0)
         assert 0 < eff["matmul_bf16"] < 1.2 and 0 < eff["memory_bandwidth"] < 1.2
     assert any(k.samples for k in ok) or r.backend != "nvml"
-    assert torch.cuda.memory_allocated(0) == 0
+    assert _released(CudaDevice(0)) == 0
 
 
 def test_transfers_are_set_against_the_link_read_under_load(env) -> None:

@@ -133,3 +133,17 @@ def test_warmup_lasts_at_least_the_minimum_time() -> None:
     clock = FakeClock(costs=(1e-3,))
     m = measure(clock.work, clock=clock, synchronize=clock.synchronize, warmup_min_s=0.0095)
     assert m.warmup_iterations == 10  # settled after 3 calls, but 10 ms of warm-up were asked for
+
+
+def test_a_region_short_of_its_minimum_is_resized_a_bounded_number_of_times() -> None:
+    from advisor.probe.timing import MAX_RESIZES
+
+    regions: list[int] = []
+
+    def timer(fn: object, n: int) -> float:
+        regions.append(n)
+        return 1e-4  # never reaches the minimum, however many calls the region holds
+    m = measure(lambda: None, region_timer=timer, min_region_s=1e-3, repetitions=3, warmup_max=3)
+    timed = regions[3:]  # after three warm-up singles
+    assert len(timed) == MAX_RESIZES + 3 and m.iterations == timed[-1] and len(m.times_s) == 3
+    assert timed[:MAX_RESIZES + 1] == sorted(set(timed[:MAX_RESIZES + 1]))  # each resize grew the region

@@ -9,8 +9,9 @@ from typing import Any
 
 from advisor.commands._output import add_json_flag, print_json, stderr_console, stdout_console, table
 from advisor.errors import AdvisorError, StoreError
+from advisor.probe.kernels import KERNEL_GROUPS
 
-KERNEL_CHOICES = "matmul,conv,bandwidth,transfer,launch"
+KERNEL_CHOICES = ",".join(KERNEL_GROUPS)
 
 
 def add_parser(subparsers: Any) -> None:
@@ -124,12 +125,7 @@ def _print_text(result: Any) -> None:
 def run_probe(args: argparse.Namespace) -> int:
     """``probe``."""
     if args.collectives:
-        try:
-            from advisor.probe.collectives import run_collectives_command
-        except ImportError as exc:
-            raise AdvisorError("collectives are not available in this build",
-                               hint=f"advisor.probe.collectives could not be imported: {exc}") from exc
-        return int(run_collectives_command(args))
+        return _run_collectives(args)
     if not 0 < args.max_memory_fraction <= 1:
         raise AdvisorError(f"--max-memory-fraction must be in (0, 1], got {args.max_memory_fraction}")
     if args.max_seconds is not None and args.max_seconds <= 0:
@@ -181,3 +177,55 @@ def _run_with_progress(args: argparse.Namespace, kernels: Any, probe: Any) -> An
                   transient=True) as bar:
         task = bar.add_task("starting", total=1.0)
         return probe(**kw, progress=lambda what, frac: bar.update(task, completed=frac, description=what))
+
+
+def _run_collectives(args: argparse.Namespace) -> int:
+    """``probe --collectives``: every rank probes; rank 0 alone prints (and saves, writes --out)."""
+    try:
+        from advisor.probe.collectives import run_collectives
+    except ImportError as exc:
+        raise AdvisorError("collectives are not available in this build",
+                           hint=f"advisor.probe.collectives could not be imported: {exc}") from exc
+    report = run_collectives(quick=bool(args.quick))
+    if report is None:
+        return 0  # not rank 0: nothing on stdout
+    doc = report.to_dict()
+    if not args.no_save:
+        try:
+            from advisor.store import HistoryStore
+
+            doc["saved_id"] = HistoryStore().save_probe(report.to_probe_result())
+        except AdvisorError as exc:
+            doc["notes"].append(f"not saved: {exc.message}")
+    if args.out:
+        try:
+            with open(args.out, "w", encoding="utf-8") as f:
+                json.dump(doc, f, indent=2)
+        except OSError as exc:
+            raise AdvisorError(f"cannot write {args.out}: {exc.strerror}", hint="choose a writable path") from exc
+    if args.json:
+        print_json(doc)
+    else:
+        _print_collectives(report)
+        if "saved_id" in doc:
+            print(f"saved to the history store as probe {doc['saved_id']}", file=sys.stderr)
+    return 0
+
+
+def _print_collectives(report: Any) -> None:
+    rows = []
+    for r in report.results:
+        rows.append((r.op, f"{r.size_bytes / 2**20:.3g} MiB", None if r.time_s is None else f"{r.time_s * 1e6:.1f}",
+                     None if r.algbw_gbs is None else f"{r.algbw_gbs:.2f}",
+                     None if r.busbw_gbs is None else f"{r.busbw_gbs:.2f}",
+                     None if r.fraction_of_link is None else f"{r.fraction_of_link:.0%}", r.skipped or ""))
+    cols = ("collective", "size/rank", "time us", "algbw GB/s", "busbw GB/s", "of link", "note")
+    out = stdout_console()
+    out.print(table(f"{report.backend} collectives, {report.world_size} ranks ({report.launcher})", cols, _esc(rows),
+                    right_align=cols[1:6]))
+    fleet = [(f.rank, f.local_rank, f.hostname, f.device, f.device_name,
+              None if f.matmul_tflops is None else f"{f.matmul_tflops:.3g}",
+              "STRAGGLER" if f.rank in report.stragglers else "") for f in report.fleet]
+    out.print(table("fleet", ("rank", "local", "host", "device", "name", "matmul TFLOP/s", ""), _esc(fleet)))
+    for note in report.notes:
+        out.print(note, markup=False)

@@ -71,9 +71,9 @@ def run(args: argparse.Namespace) -> int:
             raise UnknownModelError(f"unknown validate model {name!r}", hint=f"accepted: {', '.join(v.ALL_MODELS)}")
     if args.replay is not None:
         return _replay(args)
-    import torch
+    from advisor.device import cuda_runtime
 
-    if args.device == "cuda" and not torch.cuda.is_available():
+    if args.device == "cuda" and not cuda_runtime().is_available():
         raise AdvisorError("--device cuda: torch sees no CUDA device",
                            hint="run without --device (the CPU is used), or check the driver with `probe`")
     device = v.local_device(prefer_cuda=args.device != "cpu")
@@ -97,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
     def progress(i: int, n: int, case: Any) -> None:
         err.print(f"[{i + 1}/{n}] {case.model} {case.label()}", highlight=False)
 
-    nvml_used, close_nvml = _nvml_used() if cuda else (None, None)
+    nvml_used, close_nvml = _nvml_used(device) if cuda else (None, None)
     try:
         report = v.run_validation(cases, device, predict=predict, warmup=args.warmup, iters=args.iters,
                                   nvml_used=nvml_used, progress=progress, notes=notes)
@@ -204,19 +204,20 @@ def _replay(args: argparse.Namespace) -> int:
     return 0 if out["summary"]["measured"] else 1
 
 
-def _nvml_used() -> tuple[Any, Any]:
+def _nvml_used(device: Any) -> tuple[Any, Any]:
     """(NVML's used memory of the torch device: the nvidia-smi view, close) via the probe's backend.
 
-    Both are ``None`` when NVML is absent: the torch figures are the ones compared.
+    The NVML device is the one ``local_device`` matched to torch's by UUID (``device.device.nvml_index``);
+    both are ``None`` when there is none or NVML is absent: the torch figures are the ones compared.
     """
+    index = getattr(device.device, "nvml_index", None)
+    if index is None:
+        return None, None
     try:
-        import torch
-
         from advisor.probe import default_backend
 
         backend = default_backend()
-        index = torch.cuda.current_device()
-    except Exception:  # NVML is optional here
+    except AdvisorError:  # NVML is optional here
         return None, None
 
     def used() -> float | None:

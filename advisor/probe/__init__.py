@@ -16,13 +16,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from advisor.errors import AdvisorError, DeviceError, ProbeUnavailable
+from advisor.probe.backend import InventoryBackend
+from advisor.probe.kernels import KERNEL_GROUPS
 from advisor.probe.results import DeviceInfo, KernelResult, Measurement, ProbeResult, Sample, Verdict
 
 __all__ = ["KERNEL_GROUPS", "DeviceInfo", "KernelResult", "Measurement", "ProbeResult", "Sample", "Verdict",
            "default_backend", "parse_kernels", "probe"]
-
-KERNEL_GROUPS = ("matmul", "conv", "bandwidth", "transfer", "launch")
-
 
 _GPU_NODE_PATTERNS = ("/dev/nvidia[0-9]*", "/dev/kfd", "/dev/dxg")
 
@@ -34,7 +33,7 @@ def _gpu_device_nodes() -> list[str]:
     return [path for pattern in _GPU_NODE_PATTERNS for path in glob.glob(pattern)]
 
 
-def default_backend() -> Any:
+def default_backend() -> InventoryBackend:
     """The best inventory backend that works here: NVML, else amdsmi, else torch (CUDA/ROCm), else the CPU.
 
     The reasons the better ones could not be used are kept in the returned backend's ``notes``
@@ -45,7 +44,8 @@ def default_backend() -> Any:
     from advisor.probe.nvml import PynvmlBackend
 
     notes: list[str] = []
-    for cls in (PynvmlBackend, AmdsmiBackend, TorchCudaBackend):
+    classes: tuple[type[InventoryBackend], ...] = (PynvmlBackend, AmdsmiBackend, TorchCudaBackend)
+    for cls in classes:
         if cls is TorchCudaBackend and not _gpu_device_nodes():
             # Importing torch costs seconds; without a GPU device node it cannot find a GPU anyway.
             notes.append(f"{cls.name}: skipped, no GPU device node ({', '.join(_GPU_NODE_PATTERNS)}) on this machine")
@@ -101,20 +101,6 @@ def _device_indices(device: int | str, count: int) -> list[int]:
     return [index]
 
 
-def _torch_cuda_index(dev: DeviceInfo, torch: Any) -> tuple[int | None, str | None]:
-    """Which torch CUDA index is this inventory device (NVML and CUDA may order devices differently)?"""
-    n = torch.cuda.device_count()
-    if dev.uuid:
-        want = dev.uuid.lower().removeprefix("gpu-")
-        for i in range(n):
-            uuid = str(getattr(torch.cuda.get_device_properties(i), "uuid", "")).lower().removeprefix("gpu-")
-            if uuid and uuid == want:
-                return i, None
-    if dev.index < n:
-        return dev.index, None if not dev.uuid else "matched to torch by index (UUID not comparable)"
-    return None, f"torch sees {n} CUDA device(s) (CUDA_VISIBLE_DEVICES?); device {dev.index} is not one of them"
-
-
 def _versions(devices: Iterable[DeviceInfo]) -> dict[str, str | None]:
     def version(dist: str) -> str | None:
         try:
@@ -130,9 +116,10 @@ def _versions(devices: Iterable[DeviceInfo]) -> dict[str, str | None]:
             "torch_cuda": getattr(getattr(torch, "version", None), "cuda", None) if torch else None}
 
 
-def probe(backend: Any = None, device: int | str = "all", quick: bool = False,
+def probe(backend: InventoryBackend | None = None, device: int | str = "all", quick: bool = False,
           kernels: str | Iterable[str] | None = None, max_seconds: float | None = None,
-          max_memory_fraction: float = 0.9, progress: Callable[[str, float], None] | None = None) -> ProbeResult:
+          max_memory_fraction: float = 0.9, progress: Callable[[str, float], None] | None = None,
+          clock: Callable[[], float] = time.perf_counter) -> ProbeResult:
     """Inventory, health and measured speed of this machine's devices.
 
     Args:
@@ -143,18 +130,20 @@ def probe(backend: Any = None, device: int | str = "all", quick: bool = False,
         max_seconds: wall-clock budget; kernels past it are skipped and say so.
         max_memory_fraction: the most of a device's free memory one kernel may allocate (0..1].
         progress: called with (what is running, fraction done).
+        clock: seconds, monotonic: the budget's deadline and the kernels' host timing read it.
 
     Raises:
         AdvisorError: a bad device index, kernel name or bound.
     """
-    t0 = time.perf_counter()
+    t0 = clock()
     groups = parse_kernels(kernels)
     if not 0 < max_memory_fraction <= 1:
         raise AdvisorError(f"max_memory_fraction must be in (0, 1], got {max_memory_fraction}")
     if max_seconds is not None and max_seconds <= 0:
         raise AdvisorError(f"max_seconds must be > 0, got {max_seconds}")
     own = backend is None
-    backend = default_backend() if own else backend
+    if backend is None:
+        backend = default_backend()
     try:
         notes = list(getattr(backend, "notes", ()))
         indices = _device_indices(device, backend.device_count())
@@ -167,7 +156,8 @@ def probe(backend: Any = None, device: int | str = "all", quick: bool = False,
         results: list[KernelResult] = []
         if groups:
             deadline = None if max_seconds is None else t0 + max_seconds
-            results = _run_kernels(backend, devices, groups, quick, deadline, max_memory_fraction, progress, notes)
+            results = _run_kernels(backend, devices, groups, quick, deadline, max_memory_fraction, progress, notes,
+                                   clock)
         if progress is not None:
             progress("done", 1.0)
         from advisor.probe.verdicts import probe_verdicts
@@ -177,40 +167,43 @@ def probe(backend: Any = None, device: int | str = "all", quick: bool = False,
         return ProbeResult(timestamp=datetime.now(UTC).isoformat(timespec="seconds"), host=socket.gethostname(),
                            versions=_versions(devices), devices=tuple(devices), kernels=tuple(results),
                            verdicts=tuple(verdicts), notes=tuple(notes), backend=getattr(backend, "name", None),
-                           quick=quick, elapsed_s=round(time.perf_counter() - t0, 3))
+                           quick=quick, elapsed_s=round(clock() - t0, 3))
     finally:
         if own:
             backend.close()
 
 
-def _run_kernels(backend: Any, devices: list[DeviceInfo], groups: tuple[str, ...], quick: bool,
+def _run_kernels(backend: InventoryBackend, devices: list[DeviceInfo], groups: tuple[str, ...], quick: bool,
                  deadline: float | None, max_memory_fraction: float,
-                 progress: Callable[[str, float], None] | None, notes: list[str]) -> list[KernelResult]:
+                 progress: Callable[[str, float], None] | None, notes: list[str],
+                 clock: Callable[[], float] = time.perf_counter) -> list[KernelResult]:
     from advisor.catalog import get_gpu, pcie_bandwidth_gbs
+    from advisor.device import CudaDevice, cuda_runtime, torch_index_for
     from advisor.probe import kernels as K
 
     live = [d for d in devices if d.error is None]
     out: list[KernelResult] = []
+    runtime = None
     for n, dev in enumerate(live):
         def step(label: str, frac: float, n: int = n, dev: DeviceInfo = dev) -> None:
             if progress is not None:
                 progress(f"device {dev.index}: {label}", (n + frac) / len(live))
 
         spec = get_gpu(dev.catalog_id) if dev.catalog_id else None
-        common: dict[str, Any] = {"device_index": dev.index, "spec": spec, "quick": quick, "deadline": deadline}
+        common: dict[str, Any] = {"device_index": dev.index, "spec": spec, "quick": quick, "deadline": deadline,
+                                  "clock": clock}
         if dev.kind == "cpu":
             total = dev.memory_free_bytes or dev.memory_total_bytes
             env = K.KernelEnv(device="cpu", max_memory_bytes=None if total is None else
                               int(max_memory_fraction * total), **common)
         else:
-            import torch
-
+            runtime = runtime or cuda_runtime()
             reason = None
-            if not torch.cuda.is_available():
+            if not runtime.is_available():
                 reason = "torch cannot use a GPU here (torch.cuda.is_available() is False)"
                 cuda_index = None
             else:
-                cuda_index, reason = _torch_cuda_index(dev, torch)
+                cuda_index, reason = torch_index_for(dev.index, dev.uuid, runtime)
             if cuda_index is None:
                 planned = K.plan(K.KernelEnv(device="cuda:0", device_index=dev.index, quick=quick), groups)
                 out.extend(K.KernelResult(name=p.group, shape=p.label, device_index=dev.index,
@@ -218,11 +211,12 @@ def _run_kernels(backend: Any, devices: list[DeviceInfo], groups: tuple[str, ...
                 continue
             if reason:
                 notes.append(f"device {dev.index}: {reason}")
-            free, _total = torch.cuda.mem_get_info(cuda_index)
-            env = K.cuda_env(cuda_index, max_memory_bytes=int(max_memory_fraction * free),
+            cuda = CudaDevice(cuda_index, nvml_index=dev.index, runtime=runtime)
+            free, _total = cuda.mem_get_info() or (0, 0)
+            env = K.cuda_env(cuda, max_memory_bytes=int(max_memory_fraction * free),
                              pcie_gbs=pcie_bandwidth_gbs(dev.pcie_gen, dev.pcie_width),
                              read_sample=_sampler(backend, dev.index), read_link=_link_reader(backend, dev.index),
-                             **common)
+                             small_shapes=runtime.small_shapes, **common)
             if {"matmul", "conv"} & set(groups):
                 step("warming up (clocks to steady state)", 0.0)
                 K.warm_device(env, 0.5 if quick else 1.5)
@@ -230,12 +224,12 @@ def _run_kernels(backend: Any, devices: list[DeviceInfo], groups: tuple[str, ...
     return out
 
 
-def _link_reader(backend: Any, index: int) -> Callable[[], tuple[int | None, int | None]] | None:
+def _link_reader(backend: InventoryBackend, index: int) -> Callable[[], tuple[int | None, int | None]] | None:
     link = getattr(backend, "pcie_link", None)
     return None if link is None else (lambda: link(index))
 
 
-def _sampler(backend: Any, index: int) -> Callable[[], Sample] | None:
+def _sampler(backend: InventoryBackend, index: int) -> Callable[[], Sample] | None:
     sample = getattr(backend, "sample", None)
     if sample is None:
         return None

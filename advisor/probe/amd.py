@@ -73,7 +73,7 @@ class AmdsmiBackend:
 
     def device_info(self, index: int) -> DeviceInfo:
         """Inventory of AMD GPU ``index``."""
-        from advisor.probe.nvml import _catalog_id
+        from advisor.probe.backend import catalog_id as _catalog_id
 
         if not 0 <= index < len(self._handles):
             raise ProbeUnavailable(f"no AMD device {index}", hint=f"devices are 0..{len(self._handles) - 1}")

@@ -3,8 +3,8 @@
 Every rank joins ``torch.distributed`` from torchrun's environment (NCCL on CUDA, gloo on the CPU), times
 all-reduce, all-gather, reduce-scatter, broadcast and all-to-all over a range of sizes, and probes its own
 device (a matmul rate) so stragglers show.  Rank 0 gathers one fleet result (host, local rank, device),
-flags ranks more than 5% below the fleet median, prints one JSON document (other ranks print nothing on
-stdout) and saves the run to the history store.
+flags ranks more than 5% below the fleet median.  ``probe --collectives`` (``advisor/commands/probe.py``)
+prints rank 0's document (other ranks print nothing on stdout) and saves the run to the history store.
 
 Bandwidths follow nccl-tests (``doc/PERFORMANCE.md``): ``size`` is the whole buffer of one rank (for
 all-gather the gathered output, for reduce-scatter the input), ``algbw = size / time`` and
@@ -19,13 +19,10 @@ the functions only.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import json
 import os
 import socket
 import statistics
-import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -275,23 +272,24 @@ def _make_op(op: str, size_bytes: int, world: int, rank: int, device: Any, dtype
     raise AdvisorError(f"unknown collective {op!r}", hint=f"accepted: {', '.join(OPS)}")
 
 
-def _time_op(run: Callable[[], Any], device: Any, iters: int, reps: int, barrier: Callable[[], Any]) -> float:
-    """Median over ``reps`` of the mean time of ``iters`` back-to-back calls (nccl-tests' way)."""
+def _time_op(run: Callable[[], Any], device: Any, iters: int, reps: int, barrier: Callable[[], Any],
+             clock: Callable[[], float] = time.perf_counter) -> float:
+    """Median over ``reps`` of the mean time of ``iters`` back-to-back calls (nccl-tests' way), on ``clock``."""
     for _ in range(2):
         run()
     _sync(device)
     times = []
     for _ in range(reps):
         barrier()  # start together: the collective's time, not a late rank's arrival
-        t0 = time.perf_counter()
+        t0 = clock()
         for _ in range(iters):
             run()
         _sync(device)  # collectives are asynchronous on CUDA
-        times.append((time.perf_counter() - t0) / iters)
+        times.append((clock() - t0) / iters)
     return statistics.median(times)
 
 
-def _local_matmul_tflops(device: Any, quick: bool) -> float:
+def _local_matmul_tflops(device: Any, quick: bool, clock: Callable[[], float] = time.perf_counter) -> float:
     """This rank's own device: a dense matmul rate (bf16 on GPU, fp32 on CPU), for straggler detection."""
     import torch
 
@@ -304,15 +302,16 @@ def _local_matmul_tflops(device: Any, quick: bool) -> float:
     times = []
     for i in range(7):
         _sync(device)
-        t0 = time.perf_counter()
+        t0 = clock()
         a @ b
         _sync(device)
         if i >= 2:
-            times.append(time.perf_counter() - t0)
+            times.append(clock() - t0)
     return 2 * n**3 / statistics.median(times) / 1e12
 
 
-def p2p_matrix(size_bytes: int = 256 * 2**20, reps: int = 5) -> dict[str, Any]:
+def p2p_matrix(size_bytes: int = 256 * 2**20, reps: int = 5,
+               clock: Callable[[], float] = time.perf_counter) -> dict[str, Any]:
     """Device-to-device copy bandwidth (GB/s) between every pair of GPUs this process sees, and P2P access.
 
     Raises:
@@ -338,11 +337,11 @@ def p2p_matrix(size_bytes: int = 256 * 2**20, reps: int = 5) -> dict[str, Any]:
             for _ in range(reps):
                 torch.cuda.synchronize(i)
                 torch.cuda.synchronize(j)
-                t0 = time.perf_counter()
+                t0 = clock()
                 dst.copy_(src)
                 torch.cuda.synchronize(i)
                 torch.cuda.synchronize(j)
-                times.append(time.perf_counter() - t0)
+                times.append(clock() - t0)
             gbs[i][j] = size_bytes / statistics.median(times) / 1e9
             del dst
         del src
@@ -370,7 +369,8 @@ def _link_spec(device_name: str | None) -> dict[str, Any]:
 
 def run_collectives(*, quick: bool = False, sizes: Sequence[int] | None = None, ops: Sequence[str] = OPS,
                     iters: int | None = None, reps: int = 3, env: DistEnv | None = None,
-                    backend: str | None = None) -> CollectivesReport | None:
+                    backend: str | None = None,
+                    clock: Callable[[], float] = time.perf_counter) -> CollectivesReport | None:
     """Join (or create) the process group, probe, gather; returns the report on rank 0, ``None`` elsewhere.
 
     Args:
@@ -380,6 +380,7 @@ def run_collectives(*, quick: bool = False, sizes: Sequence[int] | None = None, 
         iters, reps: back-to-back calls per timed region, and regions (median kept).
         env: the launcher's environment (default: read from ``os.environ``).
         backend: ``nccl`` or ``gloo`` (default: nccl on CUDA, gloo on the CPU).
+        clock: seconds, monotonic (every timed region and the elapsed time read it).
 
     Raises:
         AdvisorError: an unknown collective or backend, or the process group cannot be formed.
@@ -387,7 +388,7 @@ def run_collectives(*, quick: bool = False, sizes: Sequence[int] | None = None, 
     import torch
     import torch.distributed as dist
 
-    t_start = time.perf_counter()
+    t_start = clock()
     for op in ops:
         bus_factor(op, 1)  # validates the name
     env = env or DistEnv.from_environ()
@@ -432,14 +433,14 @@ def run_collectives(*, quick: bool = False, sizes: Sequence[int] | None = None, 
             for size in sizes:
                 try:
                     run = _make_op(op, int(size), world, rank, device, dtype)
-                    elapsed = _time_op(run, device, iters, reps, dist.barrier)
+                    elapsed = _time_op(run, device, iters, reps, dist.barrier, clock)
                 except (RuntimeError, NotImplementedError, ValueError) as exc:
                     # the same backend fails the same way on every rank, so no rank is left waiting
                     skipped[op] = f"{backend} cannot run {op}: {str(exc).splitlines()[0][:160]}"
                     break
                 my_times.setdefault(op, {})[int(size)] = elapsed
         info = RankInfo(rank, env.local_rank, socket.gethostname(), str(device),
-                        device_name or "cpu", link.get("card"), _local_matmul_tflops(device, quick))
+                        device_name or "cpu", link.get("card"), _local_matmul_tflops(device, quick, clock))
         gathered: list[Any] = [None] * world
         dist.all_gather_object(gathered, {"info": info.to_dict(), "times": my_times, "skipped": skipped})
         if rank != 0:
@@ -457,66 +458,14 @@ def run_collectives(*, quick: bool = False, sizes: Sequence[int] | None = None, 
                 results.append(CollectiveResult(op, int(size), max(per_rank), world, tuple(per_rank), link_gbs))
         fleet = tuple(RankInfo(**g["info"]) for g in gathered)
         if world == 1 and cuda and torch.cuda.device_count() > 1:
-            p2p: dict[str, Any] | None = p2p_matrix(size_bytes=(64 if quick else 256) * 2**20)
+            p2p: dict[str, Any] | None = p2p_matrix(size_bytes=(64 if quick else 256) * 2**20, clock=clock)
         else:
             p2p = None
         return CollectivesReport(backend, world, "torchrun" if env.launched else "single process", device.type,
                                  tuple(results), fleet, link, p2p, tuple(notes),
                                  time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime()),
-                                 round(time.perf_counter() - t_start, 3))
+                                 round(clock() - t_start, 3))
     finally:
         if own_group:
             with contextlib.suppress(Exception):
                 dist.destroy_process_group()
-
-
-def _print_table(report: CollectivesReport) -> None:
-    from advisor.commands._output import stdout_console, table
-
-    rows = []
-    for r in report.results:
-        rows.append((r.op, f"{r.size_bytes / 2**20:.3g} MiB", None if r.time_s is None else f"{r.time_s * 1e6:.1f}",
-                     None if r.algbw_gbs is None else f"{r.algbw_gbs:.2f}",
-                     None if r.busbw_gbs is None else f"{r.busbw_gbs:.2f}",
-                     None if r.fraction_of_link is None else f"{r.fraction_of_link:.0%}", r.skipped or ""))
-    cols = ("collective", "size/rank", "time us", "algbw GB/s", "busbw GB/s", "of link", "note")
-    out = stdout_console()
-    out.print(table(f"{report.backend} collectives, {report.world_size} ranks ({report.launcher})", cols, rows,
-                    right_align=cols[1:6]))
-    fleet = [(f.rank, f.local_rank, f.hostname, f.device, f.device_name,
-              None if f.matmul_tflops is None else f"{f.matmul_tflops:.3g}",
-              "STRAGGLER" if f.rank in report.stragglers else "") for f in report.fleet]
-    out.print(table("fleet", ("rank", "local", "host", "device", "name", "matmul TFLOP/s", ""), fleet))
-    for note in report.notes:
-        out.print(note)
-
-
-def run_collectives_command(args: argparse.Namespace) -> int:
-    """The body of ``probe --collectives``: every rank probes; rank 0 alone prints (and saves, writes --out)."""
-    report = run_collectives(quick=bool(getattr(args, "quick", False)))
-    if report is None:
-        return 0  # not rank 0: nothing on stdout
-    doc = report.to_dict()
-    if not getattr(args, "no_save", False):
-        try:
-            from advisor.store import HistoryStore
-
-            doc["saved_id"] = HistoryStore().save_probe(report.to_probe_result())
-        except AdvisorError as exc:
-            doc["notes"].append(f"not saved: {exc.message}")
-    out_path = getattr(args, "out", None)
-    if out_path:
-        try:
-            with open(out_path, "w") as f:
-                json.dump(doc, f, indent=2)
-        except OSError as exc:
-            raise AdvisorError(f"cannot write {out_path}: {exc.strerror}") from exc
-    if getattr(args, "json", False):
-        from advisor.commands._output import print_json
-
-        print_json(doc)
-    else:
-        _print_table(report)
-        if "saved_id" in doc:
-            print(f"saved to the history store as probe {doc['saved_id']}", file=sys.stderr)
-    return 0

@@ -92,41 +92,44 @@ class TorchCudaBackend:
     name = "torch"
 
     def __init__(self) -> None:
+        from advisor.device import cuda_runtime
+
         try:
-            import torch
+            runtime = cuda_runtime()
         except ImportError as exc:
             raise ProbeUnavailable("torch is not installed", hint="pip install torch") from exc
-        if not torch.cuda.is_available():
+        if not runtime.is_available():
             raise ProbeUnavailable("torch sees no CUDA/ROCm device", hint="torch.cuda.is_available() is False")
-        self._torch = torch
+        self._runtime = runtime
         self.notes: tuple[str, ...] = ()
 
     def device_count(self) -> int:
         """torch.cuda.device_count()."""
-        return int(self._torch.cuda.device_count())
+        return self._runtime.device_count()
 
-    def device_info(self, index: int) -> DeviceInfo:  # pragma: no cover - needs a GPU
-        """Name, memory and compute capability as torch reports them."""
-        from advisor.probe.nvml import _catalog_id
+    def device_info(self, index: int) -> DeviceInfo:
+        """Name, UUID, memory and compute capability as torch reports them."""
+        from advisor.probe.backend import catalog_id as _catalog_id
 
-        torch = self._torch
+        rt = self._runtime
         if not 0 <= index < self.device_count():
             raise ProbeUnavailable(f"no CUDA device {index}", hint=f"devices are 0..{self.device_count() - 1}")
-        p = torch.cuda.get_device_properties(index)
-        free, total = torch.cuda.mem_get_info(index)
-        hip = getattr(torch.version, "hip", None)
+        name = rt.name(index)
+        free, total = rt.mem_get_info(index)
+        cuda, hip = rt.versions()
+        major, minor = rt.capability(index)
         missing = {k: "not reported by torch (NVML unavailable)" for k in (
-            "uuid", "pci_bus_id", "power_draw_w", "temperature_c", "pcie_gen", "ecc_enabled", "throttle_reasons",
+            "pci_bus_id", "power_draw_w", "temperature_c", "pcie_gen", "ecc_enabled", "throttle_reasons",
             "processes", "sm_clock_mhz")}
-        cid = _catalog_id(p.name)
+        cid = _catalog_id(name)
         if cid is None:
-            missing["catalog_id"] = f"{p.name!r} is not in the catalog"
-        return DeviceInfo(index=index, kind="gpu", backend=self.name, name=p.name, catalog_id=cid,
+            missing["catalog_id"] = f"{name!r} is not in the catalog"
+        return DeviceInfo(index=index, kind="gpu", backend=self.name, name=name, uuid=rt.uuid(index), catalog_id=cid,
                           memory_total_bytes=int(total), memory_free_bytes=int(free),
                           memory_used_bytes=int(total - free),
-                          cuda_driver_version=None if hip else torch.version.cuda,
-                          compute_capability=None if hip else f"{p.major}.{p.minor}",
-                          architecture=getattr(p, "gcnArchName", None) if hip else None, missing=missing)
+                          cuda_driver_version=None if hip else cuda,
+                          compute_capability=None if hip else f"{major}.{minor}",
+                          architecture=rt.arch_name(index) if hip else None, missing=missing)
 
     def sample(self, index: int) -> Sample:
         """torch cannot read clocks or power: an empty reading."""

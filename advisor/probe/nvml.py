@@ -10,36 +10,18 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from typing import Any, TypeVar
 
 from advisor.errors import DeviceError, ProbeUnavailable
+from advisor.probe.backend import InventoryBackend
+from advisor.probe.backend import catalog_id as lookup_catalog_id
 from advisor.probe.results import DeviceInfo, NvLinkInfo, ProcessInfo, Sample
 
 T = TypeVar("T")
 
 
-@runtime_checkable
-class NvmlBackend(Protocol):
-    """What ``probe()`` and the dashboard need from an inventory backend (NVML, amdsmi, torch, CPU)."""
-
-    name: str
-    notes: tuple[str, ...]
-
-    def device_count(self) -> int:
-        """Number of devices (cheap, no side effects)."""
-        ...
-
-    def device_info(self, index: int) -> DeviceInfo:
-        """Inventory + health of one device. Raises ``DeviceError`` when the device fails as a whole."""
-        ...
-
-    def sample(self, index: int) -> Sample:
-        """A cheap reading of clocks, power, temperature, throttle reasons (for sampling during kernels)."""
-        ...
-
-    def close(self) -> None:
-        """Release the library (idempotent)."""
-        ...
+#: The inventory backend protocol lives in ``probe/backend.py``; this name is kept for existing imports.
+NvmlBackend = InventoryBackend
 
 
 # NVML clocks-event (throttle) reason bits -> words.  The values are NVML's public constants
@@ -251,7 +233,7 @@ class PynvmlBackend:
         pci = f(m, "pci_bus_id", lambda: nv.nvmlDeviceGetPciInfo(h))
         catalog_id = None
         if name is not None:
-            catalog_id = _catalog_id(name)
+            catalog_id = lookup_catalog_id(name)
             if catalog_id is None:
                 m["catalog_id"] = f"{name!r} is not in the catalog"
         else:
@@ -346,14 +328,3 @@ class PynvmlBackend:
                       power_draw_w=None if power is None else power / 1000,
                       temperature_c=f(m, "temp", lambda: int(nv.nvmlDeviceGetTemperature(h, nv.NVML_TEMPERATURE_GPU))),
                       throttle_reasons=None if mask is None else decode_throttle_reasons(mask))
-
-
-def _catalog_id(name: str) -> str | None:
-    """The catalog id of an NVML / amdsmi / torch device name, or None when it is not in the catalog."""
-    from advisor.catalog import get_gpu
-    from advisor.errors import AdvisorError
-
-    try:
-        return get_gpu(name).id
-    except AdvisorError:
-        return None

@@ -323,7 +323,8 @@ class ProbeResult:
         Keys (present only when measured against a known spec): ``matmul_<precision>``,
         ``conv_<precision>``, ``memory_bandwidth`` (device copy), ``memory_read``, ``memory_write``,
         ``h2d_pinned``, ``d2h_pinned``, ``h2d_pageable``, ``d2h_pageable``; plus ``launch_overhead_s``
-        (seconds per tiny kernel launch, present whenever measured, even on the CPU).
+        (seconds per tiny kernel launch, present whenever measured, even on the CPU) and
+        ``host_dispatch_s_per_op`` (host seconds per eager op of a small transformer-block sequence).
         """
         best: dict[str, float] = {}
 
@@ -346,6 +347,10 @@ class ProbeResult:
                 seconds = k.value * 1e-6
                 if "launch_overhead_s" not in best or seconds < best["launch_overhead_s"]:
                     best["launch_overhead_s"] = seconds
+            elif k.name == "host_dispatch" and k.value is not None:
+                seconds = k.value * 1e-6
+                if "host_dispatch_s_per_op" not in best or seconds < best["host_dispatch_s_per_op"]:
+                    best["host_dispatch_s_per_op"] = seconds
         return best
 
     def to_dict(self) -> dict[str, Any]:

@@ -1,8 +1,8 @@
 """The measurement loop: warm up, choose an iteration count, repeat, summarise.
 
 The clock and the synchronize function are parameters, so the loop is tested exactly with a
-scripted clock; on a GPU ``cuda_region_timer`` times regions with CUDA events instead.
-torch is imported only inside the CUDA helpers.
+scripted clock; on a GPU the device's region timer (``advisor.device.CudaDevice``: CUDA events)
+times regions instead.  No torch here.
 """
 
 from __future__ import annotations
@@ -13,50 +13,15 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from advisor.device import RegionTimer, clock_region_timer
 from advisor.probe.results import Measurement, Sample
 
-#: Seconds a region may be timed for at most, whatever the calibration says (a safety bound).
+__all__ = ["MAX_ITERATIONS", "RegionTimer", "Sampler", "clock_region_timer", "measure"]
+
+#: The most iterations one timed region may hold, whatever the calibration says (a safety bound).
 MAX_ITERATIONS = 1_000_000
-
-RegionTimer = Callable[[Callable[[], None], int], float]
-
-
-def clock_region_timer(clock: Callable[[], float], synchronize: Callable[[], None]) -> RegionTimer:
-    """A region timer from a clock: seconds taken by ``n`` back-to-back calls of ``fn``.
-
-    Synchronize before reading the clock on both ends: kernel launches are asynchronous.
-    """
-
-    def timer(fn: Callable[[], None], n: int) -> float:
-        synchronize()
-        t0 = clock()
-        for _ in range(n):
-            fn()
-        synchronize()
-        return clock() - t0
-
-    return timer
-
-
-def cuda_region_timer(device: str) -> RegionTimer:  # pragma: no cover - needs a GPU
-    """A region timer using CUDA events on ``device`` (GPU-side time, no host jitter)."""
-    import torch
-
-    def timer(fn: Callable[[], None], n: int) -> float:
-        # Events record on the current stream of the *current* device: make it this one.
-        with torch.cuda.device(device):
-            start = torch.cuda.Event(enable_timing=True)
-            end = torch.cuda.Event(enable_timing=True)
-            torch.cuda.synchronize(device)
-            start.record()
-            for _ in range(n):
-                fn()
-            end.record()
-            end.synchronize()
-            return start.elapsed_time(end) / 1e3  # elapsed_time is in milliseconds
-
-    return timer
-
+#: How many times a region that fell short of ``min_region_s`` is re-sized before its times are kept anyway.
+MAX_RESIZES = 3
 
 def measure(fn: Callable[[], None], *, clock: Callable[[], float] = time.perf_counter,
             synchronize: Callable[[], None] = lambda: None, region_timer: RegionTimer | None = None,
@@ -72,6 +37,9 @@ def measure(fn: Callable[[], None], *, clock: Callable[[], float] = time.perf_co
     2. Choose ``iterations = ceil(min_region_s / single-call time)`` so each timed region lasts at
        least ``min_region_s`` and the clock's own cost is negligible.
     3. Time ``repetitions`` regions; ``before_repetition`` (e.g. an L2 flush) runs untimed before each.
+       A region shorter than ``min_region_s`` (back to back, calls run faster than one alone: a single
+       GPU call also pays its launch latency) re-sizes ``iterations`` from that region's own per-call
+       time and starts the repetitions again, at most ``MAX_RESIZES`` times.
 
     Args:
         fn: the work of one iteration (launches kernels; need not synchronize).
@@ -101,10 +69,19 @@ def measure(fn: Callable[[], None], *, clock: Callable[[], float] = time.perf_co
     wanted = math.ceil(min_region_s / single - 1e-6) if single > 0 else max_iterations
     iterations = max(1, min(max_iterations, wanted))
     times: list[float] = []
-    for _ in range(repetitions):
+    resizes = 0
+    while len(times) < repetitions:
         if before_repetition is not None:
             before_repetition()
-        times.append(timer(fn, iterations) / iterations)
+        region = timer(fn, iterations)
+        if 0 < region < min_region_s * (1 - 1e-6) and iterations < max_iterations and resizes < MAX_RESIZES:
+            # 5% headroom so noise around the new size does not fall short again.
+            wanted = math.ceil(1.05 * min_region_s / (region / iterations))
+            iterations = max(iterations + 1, min(max_iterations, wanted))
+            resizes += 1
+            times.clear()
+            continue
+        times.append(region / iterations)
     return Measurement(times_s=tuple(times), iterations=iterations, warmup_iterations=len(singles),
                        min_region_s=min_region_s, spread_limit=spread_limit)
 

@@ -14,6 +14,9 @@ MATMUL_MIN_FRACTION = 0.50
 COPY_MIN_FRACTION = 0.70
 TRANSFER_MIN_FRACTION = 0.60
 POWER_LIMIT_TOLERANCE = 0.98  # a limit within 2% of the default is the default
+#: Under a power cap the SM clock may drop this far below its max and still be normal (an H200 at 700 W
+#: ran its GEMMs at 1500-1980 MHz of 1980 on 2026-11-28: 76% at the lowest sample).
+LOADED_CLOCK_MIN_FRACTION = 0.70
 
 
 def device_verdicts(dev: DeviceInfo, kernels: Sequence[KernelResult] = (),
@@ -50,15 +53,12 @@ def device_verdicts(dev: DeviceInfo, kernels: Sequence[KernelResult] = (),
         for s in k.samples:
             seen.update(s.throttle_reasons or ())
     thermal = sorted(seen & THERMAL_REASONS)
-    power = sorted(seen & POWER_REASONS)
     if thermal:
         temps = [s.temperature_c for k in kernels for s in k.samples if s.temperature_c is not None]
         hot = f"; up to {max(temps)} C" if temps else (f"; {dev.temperature_c} C" if dev.temperature_c else "")
         out.append(Verdict("problem", "thermal_throttling", "clocks were slowed by heat: check cooling and airflow",
                            f"clock-event reasons {', '.join(thermal)}{hot}", i))
-    if power:
-        out.append(Verdict("warning", "power_throttling", "clocks were capped by the power limit",
-                           f"clock-event reasons {', '.join(power)}", i))
+    out.extend(_power_verdicts(dev, kernels))
     if dev.ecc_uncorrected_errors:
         out.append(Verdict("problem", "ecc_errors", "uncorrected ECC memory errors were recorded",
                            f"{dev.ecc_uncorrected_errors} uncorrected errors (aggregate)", i))
@@ -78,6 +78,39 @@ def device_verdicts(dev: DeviceInfo, kernels: Sequence[KernelResult] = (),
     return out
 
 
+def _power_verdicts(dev: DeviceInfo, kernels: Sequence[KernelResult]) -> list[Verdict]:
+    """Power capping: normal under a long GEMM, worth a warning when clocks sag far or it happens at rest."""
+    i = dev.index
+    idle_power = sorted(set(dev.throttle_reasons or ()) & POWER_REASONS)
+    loaded = [s for k in kernels for s in k.samples if set(s.throttle_reasons or ()) & POWER_REASONS]
+    out: list[Verdict] = []
+    if idle_power:
+        out.append(Verdict("warning", "power_capped_at_rest",
+                           "the card was holding its clocks down for power before any work ran: check the power "
+                           "limit (nvidia-smi -q -d POWER) and whether another process is using it",
+                           f"clock-event reasons {', '.join(idle_power)} in the idle reading", i))
+    if not loaded:
+        return out
+    clocks = sorted(s.sm_clock_mhz for s in loaded if s.sm_clock_mhz)
+    reasons = sorted({r for s in loaded for r in (s.throttle_reasons or ()) if r in POWER_REASONS})
+    top = dev.sm_clock_max_mhz
+    median = clocks[len(clocks) // 2] if clocks else None
+    if median is not None and top and median < LOADED_CLOCK_MIN_FRACTION * top:
+        out.append(Verdict("warning", "power_throttling",
+                           f"under load the card hit its power limit and its clock fell far below its max "
+                           f"(median {median} MHz, {median / top:.0%} of {top:g} MHz): expect lower speed than "
+                           "the spec; check the power limit, the supply and the cooling",
+                           f"{len(loaded)} samples with {', '.join(reasons)}; expected >= "
+                           f"{LOADED_CLOCK_MIN_FRACTION:.0%} of the max clock", i))
+    else:
+        clock_note = f"; median SM clock {median} MHz of {top:g}" if median is not None and top else ""
+        out.append(Verdict("info", "power_capped_under_load",
+                           "the card reached its power limit during the heaviest kernels: normal for long matrix "
+                           "multiplies on this class of card; clocks stayed near their max",
+                           f"{len(loaded)} samples with {', '.join(reasons)}{clock_note}", i))
+    return out
+
+
 _LIVE_LINK = re.compile(r"against PCIe gen(\d+) x(\d+) read during the transfer")
 
 
@@ -94,7 +127,16 @@ def _best(kernels: Sequence[KernelResult], name: str, precision: str | None = No
 
 
 def _kernel_verdicts(i: int, kernels: Sequence[KernelResult]) -> list[Verdict]:
+    from advisor.probe.kernels import ABOVE_PEAK
+
     out: list[Verdict] = []
+    above = [k for k in kernels if k.error and k.error.startswith(ABOVE_PEAK)]
+    if above:
+        names = ", ".join(f"{k.name} {k.precision or ''} {k.shape}".replace("  ", " ") for k in above[:4])
+        out.append(Verdict("problem", "above_spec_peak",
+                           f"{len(above)} measurement(s) came out above the card's spec peak, which cannot be: "
+                           "a cheaper mode ran than the one named (e.g. TF32 for fp32) or the spec is wrong; "
+                           "they are left out of the results", names + ("..." if len(above) > 4 else ""), i))
     for prec in ("bf16", "fp16", "tf32", "fp32"):
         k = _best(kernels, "matmul", prec)
         if k is not None and k.fraction_of_peak is not None and k.fraction_of_peak < MATMUL_MIN_FRACTION:
