@@ -780,7 +780,11 @@ def _no_negative_zero(value: float, digits: int) -> float:
 
 def display_frame(frame: pd.DataFrame, formats: Mapping[str, str] | None = None) -> Any:
     """A table ready for ``st.dataframe``: missing values as "–" (not "None"/"NaN"), numbers formatted
-    with ``formats`` (``{column: "{:,.1f}"}``) and never shown as "-0.0".  Sorting still uses the numbers.
+    with ``formats`` (``{column: "{:,.1f}"}``) and never shown as "-0.0".
+
+    Complete numeric columns stay numbers (formatted through a ``Styler``, so sorting uses the values);
+    a column with gaps becomes its display strings, because Streamlit draws a missing number as "None"
+    whatever the Styler says.
     """
     formats = dict(formats or {})
 
@@ -794,8 +798,15 @@ def display_frame(frame: pd.DataFrame, formats: Mapping[str, str] | None = None)
             return text
         return fmt
 
-    funcs = {col: formatter(spec) for col, spec in formats.items() if col in frame.columns}
-    return frame.style.format(funcs or None, na_rep="–")
+    out = frame.copy()
+    funcs = {}
+    for col in out.columns:
+        fmt = formatter(formats.get(col, "{}"))
+        if out[col].isna().any():
+            out[col] = [fmt(v) for v in out[col]]
+        elif col in formats:
+            funcs[col] = fmt
+    return out.style.format(funcs or None, na_rep="–")
 
 
 def recommend_options(*, model: Any, batch_size: int, seq_len: int | None, image_size: int | None, precision: str,

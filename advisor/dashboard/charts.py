@@ -32,7 +32,7 @@ PALETTE: dict[str, dict[str, str]] = {
 #: Colour of a card's capacity mark (not used by any category above).
 CAPACITY_COLOR = "#B00020"
 #: How many points of a scatter carry a text label (the best-ranked ones); the rest show their name on hover.
-TOP_LABELS = 8
+TOP_LABELS = 6
 
 
 def color(field: str, kind: str, title: str, values: Sequence[str] = ()) -> alt.Color:
@@ -114,17 +114,26 @@ def time_cost(points: pd.DataFrame, cost: str, cost_title: str, title: str) -> a
         points: ``rank``, ``card``, ``segment``, ``hours`` and the ``cost`` column.
         cost: the cost column to chart (cloud rental for this job, or the purchase price of the cards).
     """
-    shown = points.dropna(subset=[cost])
+    shown = points.dropna(subset=[cost]).sort_values("rank")
+    shown = shown.assign(order=range(1, len(shown) + 1))  # label the best rows of this chart, not of the ranking
     tooltip = ["card", "rank", "segment", alt.Tooltip("hours:Q", title="time to train (h)", format=",.3g"),
                alt.Tooltip(f"{cost}:Q", title=cost_title, format="$,.2f")]
     base = alt.Chart(shown, title=_title(title)).encode(
-        x=alt.X("hours:Q", title="time to train (hours)", scale=alt.Scale(zero=False, nice=True)),
-        y=alt.Y(f"{cost}:Q", title=cost_title, scale=alt.Scale(zero=False, nice=True)))
+        x=alt.X("hours:Q", title="time to train (hours)", scale=_spread_scale(shown["hours"])),
+        y=alt.Y(f"{cost}:Q", title=cost_title, scale=_spread_scale(shown[cost])))
     dots = base.mark_circle(size=110, opacity=0.85).encode(
         color=color("segment", "segment", "segment", list(shown["segment"])), tooltip=tooltip)
-    labels = (base.transform_filter(alt.datum.rank <= TOP_LABELS)
+    labels = (base.transform_filter(alt.datum.order <= TOP_LABELS)
               .mark_text(align="left", dx=8, dy=-6, fontSize=11).encode(text="card:N"))
     return alt.layer(dots, labels).properties(height=320)
+
+
+def _spread_scale(values: pd.Series) -> alt.Scale:
+    """A log scale when the values span more than 20x (a 500-USD card and a 30,000-USD one), else linear."""
+    positive = values[values > 0]
+    if len(positive) == len(values) and len(values) > 1 and positive.max() / positive.min() > 20:
+        return alt.Scale(type="log", nice=True)
+    return alt.Scale(zero=False, nice=True)
 
 
 # ---------------------------------------------------------------- my machine
@@ -137,7 +146,8 @@ def live_lines(frame: pd.DataFrame) -> alt.FacetChart:
                     tooltip=["device", "metric", alt.Tooltip("value:Q", format=".1f"), "t_s"])
             .properties(height=150, width=260)
             .facet(facet=alt.Facet("metric:N", title=None), columns=3)
-            .resolve_scale(y="independent"))
+            .resolve_scale(y="independent")
+            .configure_legend(orient="bottom"))
 
 
 def efficiency_bars(kernels: pd.DataFrame) -> alt.Chart:
@@ -194,7 +204,8 @@ def collectives_lines(coll: pd.DataFrame) -> alt.Chart:
     lines inside the plot)."""
     top = float(coll["busbw_gbs"].max()) if not coll.empty else 1.0
     return (alt.Chart(coll).mark_line(point=True, clip=True)
-            .encode(x=alt.X("size_bytes:Q", title="message size (bytes)", scale=alt.Scale(type="log")),
+            .encode(x=alt.X("size_bytes:Q", title="message size (bytes)", scale=alt.Scale(type="log"),
+                            axis=alt.Axis(format="~s")),
                     y=alt.Y("busbw_gbs:Q", title="bus bandwidth (GB/s)",
                             scale=alt.Scale(domain=[0, top * 1.1], nice=True)),
                     color=_series_color("op", "collective", list(coll["op"])),

@@ -163,10 +163,8 @@ def _probe_charts(result: dict[str, Any]) -> None:
         return
     st.subheader("Achieved vs spec")
     table = kernels[["device", "kernel", "precision", "achieved", "spec", "unit", "efficiency_pct"]]
-    st.dataframe(dd.display_frame(table, {"achieved": "{:.4g}", "spec": "{:.4g}"}), hide_index=True, column_config={
-        "spec": "spec peak",
-        "efficiency_pct": st.column_config.ProgressColumn("% of spec", min_value=0, max_value=100, format="%.0f%%"),
-    })
+    st.dataframe(dd.display_frame(table, {"achieved": "{:.4g}", "spec": "{:.4g}", "efficiency_pct": "{:.0f}%"}),
+                 hide_index=True, column_config={"spec": "spec peak", "efficiency_pct": "% of spec"})
     with_spec = kernels.dropna(subset=["efficiency_pct"])
     if not with_spec.empty:
         common.chart(charts.efficiency_bars(with_spec))

@@ -60,11 +60,12 @@ def page() -> None:
         st.info("No card matches these filters.")
         return
     st.subheader("Charts")
-    st.caption("Colour: segment (the same colours on every page); hover a point for the card.")
+    st.caption("Colour: segment (the same colours on every page); hover a point for the card. Peak tensor "
+               "TFLOP/s: BF16, else FP16, TF32 or FP32, dense.")
     c1, c2 = st.columns(2)
     with c1:
         common.chart(charts.spec_scatter(shown, "memory_bandwidth_gbs", "memory bandwidth (GB/s)", "peak_tflops",
-                                         "peak tensor TFLOP/s (BF16, else FP16/FP32)", "Throughput vs bandwidth"))
+                                         "peak tensor TFLOP/s", "Throughput vs bandwidth"))
     with c2:
         priced = shown.dropna(subset=["price_usd"])
         if priced.empty:
