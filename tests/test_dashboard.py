@@ -641,3 +641,22 @@ def test_dashboard_entry_is_thin_and_the_package_imports_no_streamlit_from_the_l
     code = "import sys, advisor, advisor.recommend, advisor.probe; print('streamlit' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert out.stdout.strip() == "False"
+
+
+def test_a_probe_that_cannot_be_saved_keeps_its_result_and_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    from advisor.errors import StoreError
+    from advisor.store import HistoryStore
+
+    probe_mod = importlib.import_module("advisor.probe")
+    monkeypatch.setattr(probe_mod, "probe", lambda **_: ProbeResult.from_dict(_probe_doc()))
+    monkeypatch.setattr(probe_mod, "default_backend", lambda: FakeBackend([_h100(0)]))
+
+    def corrupt(self, result):
+        raise StoreError("history store /x/history.sqlite is corrupt", hint="move it aside")
+
+    monkeypatch.setattr(HistoryStore, "save_probe", corrupt)
+    at = _app("machine")
+    at.button[0].click().run()  # the probe reruns the page when done: the warning must survive that
+    assert not at.exception
+    assert "Achieved vs spec" in [s.value for s in at.subheader]
+    assert any("not saved" in w.value and "corrupt" in w.value and "move it aside" in w.value for w in at.warning)

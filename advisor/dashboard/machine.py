@@ -149,9 +149,13 @@ def _save_probe(result: Any) -> None:
         from advisor.store import HistoryStore
 
         st.session_state["probe_saved_id"] = HistoryStore().save_probe(result)
+        st.session_state.pop("probe_save_error", None)
         stored_probes.clear()
     except Exception as exc:
-        common.notice(exc, "Saving the probe to the history store")
+        # Kept in the session: the page reruns right after the probe, which would wipe a notice shown now.
+        st.session_state["probe_saved_id"] = None
+        st.session_state["probe_save_error"] = (exc.message + (f" (hint: {exc.hint})" if exc.hint else "")
+                                                if isinstance(exc, AdvisorError) else f"{type(exc).__name__}: {exc}")
 
 
 def _probe_charts(result: dict[str, Any]) -> None:
@@ -223,6 +227,9 @@ def page() -> None:
         st.caption(f"Probe of {result.get('timestamp', '?')} on {result.get('host', '?')}, "
                    f"{'quick' if result.get('quick') else 'full'}, {result.get('elapsed_s') or 0:.1f} s"
                    + (f"; saved to the history store as run #{saved}." if saved else "."))
+        if st.session_state.get("probe_save_error"):
+            st.warning("This probe's result is shown but was not saved to the history store: "
+                       + st.session_state["probe_save_error"], icon=":material/warning:")
         _probe_charts(result)
     else:
         st.caption("No probe run in this session yet.")
