@@ -242,9 +242,8 @@ def live_sample_row(row: Mapping[str, Any], t_s: float) -> dict[str, Any]:
 
 # ---------------------------------------------------------------- workload choices
 
-#: The recommender's objectives (``advisor.recommend.OBJECTIVES``; repeated here so that this module
-#: imports without the recommender).  Precisions and optimizers come from the workload contract.
-OBJECTIVES: tuple[str, ...] = ("time", "cost", "energy")
+#: Precisions and optimizers come from the workload contract (the recommender's objectives from
+#: ``advisor.recommend.OBJECTIVES``, read by the page itself).
 
 
 def parse_config_json(data: bytes, *, name: str = "config.json", max_bytes: int = 1024 * 1024) -> dict[str, Any]:

@@ -509,7 +509,9 @@ def test_the_recommenders_choices_are_the_librarys() -> None:
     from advisor.recommend import OBJECTIVES
     from advisor.workload.base import OPTIMIZERS, PRECISIONS
 
-    assert dd.OBJECTIVES == OBJECTIVES and dd.PRECISIONS == PRECISIONS and dd.OPTIMIZERS == OPTIMIZERS
+    assert dd.PRECISIONS == PRECISIONS and dd.OPTIMIZERS == OPTIMIZERS
+    at = _app("recommend")
+    assert at.selectbox(key="rec_objective").options == list(OBJECTIVES)  # the library's, not a copy
 
 
 # ---------------------------------------------------------------- issue 16: items 10 and 11

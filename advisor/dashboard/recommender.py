@@ -66,6 +66,8 @@ def _my_card() -> tuple[str | None, Any]:
 
 def _form(model: Any) -> dict[str, Any]:
     """The workload form; only the inputs that mean something for this model are shown."""
+    from advisor.recommend import OBJECTIVES
+
     inputs = dd.model_inputs(model)
     specs = common.specs_frame()
     if st.session_state.get("rec_form_model") != model:  # a new model starts from its own image size
@@ -92,7 +94,9 @@ def _form(model: Any) -> dict[str, Any]:
             lora_rank = d.number_input("LoRA rank", 1, 1024, 16, key="rec_lora_rank")
         a, b, c, d = st.columns(4)
         max_gpus = a.number_input("Max GPUs", 1, 64, 1, key="rec_gpus")
-        objective = b.selectbox("Objective", list(dd.OBJECTIVES), key="rec_objective")
+        objective = b.selectbox("Objective", list(OBJECTIVES), key="rec_objective",
+                                help="what to rank by (recommend's objectives; rental and purchase cost apart where "
+                                     "the library offers both)")
         budget = c.number_input("Budget (USD, 0 = none)", 0.0, 10_000_000.0, 0.0, step=500.0, key="rec_budget")
         runtime = d.selectbox("Runtime", ["eager", "graph"], key="rec_runtime",
                               help="eager: plain PyTorch, whose per-op host dispatch can bound small steps; graph: "
