@@ -662,3 +662,17 @@ def test_a_probe_that_cannot_be_saved_keeps_its_result_and_says_so(monkeypatch: 
     assert not at.exception
     assert "Achieved vs spec" in [s.value for s in at.subheader]
     assert any("not saved" in w.value and "corrupt" in w.value and "move it aside" in w.value for w in at.warning)
+
+
+def test_collectives_lines_stay_inside_the_plot() -> None:
+    import pandas as pd
+
+    from advisor.dashboard.charts import collectives_lines
+
+    coll = pd.DataFrame({"op": ["broadcast", "broadcast", "all_reduce"], "size_bytes": [2**20, 2**28, 2**28],
+                         "size": ["1 MiB", "256 MiB", "256 MiB"], "busbw_gbs": [30.0, 391.0, 160.0],
+                         "link_gbs": [450.0] * 3, "fraction_pct": [7.0, 87.0, 36.0]})
+    spec = collectives_lines(coll).to_dict()
+    assert spec["mark"]["clip"] is True
+    assert spec["encoding"]["y"]["scale"]["domain"][1] >= 391.0  # the highest line is below the axis' top
+    assert spec["encoding"]["x"]["axis"]["format"] == "~s"
