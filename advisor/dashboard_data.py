@@ -199,11 +199,12 @@ def _capacity_bytes(gpu: Mapping[str, Any]) -> float | None:
     if gpu.get("memory_gb"):
         return float(gpu["memory_gb"]) * 1e9
     if gpu.get("id"):
-        try:
-            from advisor.catalog import get_gpu
+        from advisor.catalog import get_gpu
+        from advisor.errors import AdvisorError
 
+        try:
             return get_gpu(gpu["id"]).memory_bytes
-        except Exception:  # an unknown id only loses the capacity line, not the chart
+        except AdvisorError:  # an unknown id only loses the capacity line, not the chart
             return None
     return None
 
@@ -279,19 +280,18 @@ _VISION_WORDS = ("resnet", "vit", "convnext", "efficientnet", "vgg", "mobilenet"
 
 
 def _is_vision(model: Any) -> bool:
+    """A vision model (CNN, ViT): a config with an image size or channels, a preset of a vision family,
+    else a name that says so."""
     if isinstance(model, Mapping):
         return "image_size" in model or "num_channels" in model
-    text = str(model).lower()
-    try:
-        from advisor.workload import presets as _presets  # the preset table knows each family
+    from advisor.workload.presets import PRESETS
 
-        info = getattr(_presets, "PRESETS", {}).get(model)
-        family = getattr(info, "family", None) or (info.get("family") if isinstance(info, Mapping) else None)
-        if family:
-            return family in ("cnn", "vit")
-    except Exception:  # the table may not be there or have another shape: fall back to names
-        pass
-    return any(word in text for word in _VISION_WORDS)
+    preset = PRESETS.get(str(model))
+    if preset is not None and preset.kind == "module":
+        return preset.family in ("cnn", "vit")
+    if preset is not None:
+        return False
+    return any(word in str(model).lower() for word in _VISION_WORDS)
 
 
 # ---------------------------------------------------------------- my machine
