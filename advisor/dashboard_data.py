@@ -199,11 +199,12 @@ def _capacity_bytes(gpu: Mapping[str, Any]) -> float | None:
     if gpu.get("memory_gb"):
         return float(gpu["memory_gb"]) * 1e9
     if gpu.get("id"):
-        try:
-            from advisor.catalog import get_gpu
+        from advisor.catalog import get_gpu
+        from advisor.errors import AdvisorError
 
+        try:
             return get_gpu(gpu["id"]).memory_bytes
-        except Exception:  # an unknown id only loses the capacity line, not the chart
+        except AdvisorError:  # an unknown id only loses the capacity line, not the chart
             return None
     return None
 
@@ -221,36 +222,29 @@ def flag_stragglers(values: Mapping[str, float | None],
     return {k: (k in finite and finite[k] < (1 - fraction) * median) for k in values}
 
 
-def live_sample_row(info: Any, t_s: float) -> dict[str, Any]:
-    """One point of the live charts from a ``DeviceInfo`` (or its dict): None where not reported.
+def live_sample_row(row: Mapping[str, Any], t_s: float) -> dict[str, Any]:
+    """One point of the live charts from a ``advisor.probe.watch.device_rows`` record: None where not reported.
 
-    Keys: t_s, device, utilization_pct, memory_used_gib, power_w, temperature_c, sm_clock_mhz.
+    Keys: t_s, device, utilization_pct, memory_used_gib, power_w, temperature_c, clock_mhz (a GPU's SM
+    clock, a CPU's mean core clock).
     """
-    d = info if isinstance(info, Mapping) else info.to_dict()
-
-    def pick(*names: str) -> Any:
-        for name in names:
-            if d.get(name) is not None:
-                return d[name]
-        return None
-
-    used = pick("memory_used_bytes")
+    used = row.get("memory_used_bytes")
+    kind = "CPU" if row.get("kind") == "cpu" else "GPU"
     return {
         "t_s": t_s,
-        "device": f"{d.get('index', '?')}: {d.get('name', '?')}",
-        "utilization_pct": pick("utilization_gpu_pct", "utilization_pct", "gpu_utilization_pct"),
+        "device": f"{kind} {row.get('index', '?')}: {row.get('name', '?')}",
+        "utilization_pct": row.get("utilization_pct"),
         "memory_used_gib": None if used is None else used / GiB,
-        "power_w": pick("power_w", "power_draw_w"),
-        "temperature_c": pick("temperature_c", "temperature_gpu_c"),
-        "sm_clock_mhz": pick("sm_clock_mhz", "clock_sm_mhz", "graphics_clock_mhz"),
+        "power_w": row.get("power_w"),
+        "temperature_c": row.get("temperature_c"),
+        "clock_mhz": row.get("sm_clock_mhz"),
     }
 
 
 # ---------------------------------------------------------------- workload choices
 
-#: The recommender's objectives (``advisor.recommend.OBJECTIVES``; repeated here so that this module
-#: imports without the recommender).  Precisions and optimizers come from the workload contract.
-OBJECTIVES: tuple[str, ...] = ("time", "cost", "energy")
+#: Precisions and optimizers come from the workload contract (the recommender's objectives from
+#: ``advisor.recommend.OBJECTIVES``, read by the page itself).
 
 
 def parse_config_json(data: bytes, *, name: str = "config.json", max_bytes: int = 1024 * 1024) -> dict[str, Any]:
@@ -281,53 +275,23 @@ def parse_config_json(data: bytes, *, name: str = "config.json", max_bytes: int 
     return parsed
 
 
-def recommend_options(*, model: Any, batch_size: int, seq_len: int | None, image_size: int | None, precision: str,
-                      optimizer: str, mode: str, gradient_checkpointing: bool, lora_rank: int | None,
-                      max_gpus: int, objective: str, budget_usd: float | None,
-                      runtime: str = "eager") -> dict[str, Any]:
-    """Keyword arguments for ``recommend(...)`` from the recommender's form.
-
-    Sequence length applies to language models and image size to vision models; which one a
-    model uses is the workload's business, so both are passed only where they mean something:
-    a preset or config with ``image_size``/``num_channels`` (vision) gets the image size,
-    everything else the sequence length.  LoRA and the optimizer only apply to training.  ``runtime``:
-    ``eager`` (PyTorch eager, host dispatch can bound small steps) or ``graph`` (CUDA graphs, vLLM, ...).
-    """
-    vision = _is_vision(model)
-    options: dict[str, Any] = {"batch_size": batch_size, "precision": precision, "mode": mode,
-                               "max_gpus": max_gpus, "objective": objective, "runtime": runtime}
-    if vision:
-        options["image_size"] = image_size
-    else:
-        options["seq_len"] = seq_len
-    if mode == "train":
-        options["optimizer"] = optimizer
-        options["gradient_checkpointing"] = gradient_checkpointing
-        if lora_rank:
-            options["lora_rank"] = lora_rank
-    if budget_usd:
-        options["budget_usd"] = budget_usd
-    return options
-
-
 _VISION_WORDS = ("resnet", "vit", "convnext", "efficientnet", "vgg", "mobilenet", "unet", "densenet",
                  "regnet", "swin", "inception", "alexnet", "yolo", "detr", "clip-vision")
 
 
 def _is_vision(model: Any) -> bool:
+    """A vision model (CNN, ViT): a config with an image size or channels, a preset of a vision family,
+    else a name that says so."""
     if isinstance(model, Mapping):
         return "image_size" in model or "num_channels" in model
-    text = str(model).lower()
-    try:
-        from advisor.workload import presets as _presets  # the preset table knows each family
+    from advisor.workload.presets import PRESETS
 
-        info = getattr(_presets, "PRESETS", {}).get(model)
-        family = getattr(info, "family", None) or (info.get("family") if isinstance(info, Mapping) else None)
-        if family:
-            return family in ("cnn", "vit")
-    except Exception:  # the table may not be there or have another shape: fall back to names
-        pass
-    return any(word in text for word in _VISION_WORDS)
+    preset = PRESETS.get(str(model))
+    if preset is not None and preset.kind == "module":
+        return preset.family in ("cnn", "vit")
+    if preset is not None:
+        return False
+    return any(word in str(model).lower() for word in _VISION_WORDS)
 
 
 # ---------------------------------------------------------------- my machine
@@ -394,7 +358,7 @@ LIVE_METRICS: tuple[tuple[str, str], ...] = (
     ("memory_used_gib", "memory used (GiB)"),
     ("power_w", "power (W)"),
     ("temperature_c", "temperature (°C)"),
-    ("sm_clock_mhz", "SM clock (MHz)"),
+    ("clock_mhz", "clock (MHz)"),
 )
 
 
@@ -571,7 +535,7 @@ def compare_runs(a: Mapping[str, Any], b: Mapping[str, Any]) -> pd.DataFrame:
     for key in sorted(best_a.keys() & best_b.keys()):
         (va, unit, device), (vb, _, _) = best_a[key], best_b[key]
         rows.append({"device": f"{key[0]}: {device}", "kernel": key[1], "precision": key[2], "A": va, "B": vb,
-                     "unit": unit, "change_pct": (vb / va - 1) * 100 if va else math.nan})
+                     "unit": unit, "change_pct": _no_negative_zero((vb / va - 1) * 100, 1) if va else math.nan})
     return pd.DataFrame(rows, columns=["device", "kernel", "precision", "A", "B", "unit", "change_pct"])
 
 
@@ -679,22 +643,43 @@ def _num(value: Any, scale: float = 1.0) -> float:
     return math.nan if value is None else float(value) / scale
 
 
-def recommendation_view(rec: Any, breakdowns: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def _first(row: Mapping[str, Any], *names: str) -> Any:
+    """The first of ``names`` that the row has (the recommender's cost columns are being renamed)."""
+    for name in names:
+        if row.get(name) is not None:
+            return row[name]
+    return None
+
+
+#: Cost columns of a recommend row, newest name first: the job's cloud rental, the cards' purchase price.
+CLOUD_COST_KEYS = ("cost_cloud_usd", "cloud_cost_usd")
+BUY_COST_KEYS = ("cost_buy_usd", "purchase_cost_usd")
+BREAK_EVEN_KEYS = ("break_even_hours", "break_even_h")
+
+
+def card_label(gpu_name: str, num_gpus: int) -> str:
+    """``H100 SXM5 80GB`` for one card, ``4x H100 SXM5 80GB`` for several."""
+    return gpu_name if num_gpus == 1 else f"{num_gpus}x {gpu_name}"
+
+
+def recommendation_view(rec: Any) -> dict[str, Any]:
     """Everything the recommender page draws, as plain records (cacheable, JSON-safe).
 
     Args:
-        rec: a ``Recommendation`` (``rows`` of candidates, ``rejected``, ``to_dict()``).
-        breakdowns: optional ``{label: Estimate or its dict}`` for the stacked memory bars.
+        rec: a ``Recommendation`` (``rows`` of candidates, ``rejected``, ``to_dict()``); each row's and
+            each memory rejection's ``memory_breakdown_bytes`` feed the stacked memory bars.
 
-    Returns ``{"ranked", "rejected", "time_cost", "memory", "raw", "cost_title", "assumptions", "partial",
-    "job"}``: ranked rows with units in the column names, rejected cards with their reasons, the time
-    vs cost points, the memory bars' long table, and ``rec.to_dict()``.
+    Returns ``{"ranked", "rejected", "time_cost", "memory", "raw", "assumptions", "partial", "job",
+    "workload"}``: ranked rows with units in the column names (cloud rental and purchase in separate
+    columns, never mixed), rejected cards with their reasons, the time vs cost points (``cloud_usd`` and
+    ``buy_usd`` apart), the memory bars' long table, and ``rec.to_dict()``.
     """
     raw = rec.to_dict()
     ranked = []
     points = []
     for r in raw.get("rows", []):
-        label = r["gpu_name"] if r["num_gpus"] == 1 else f"{r['num_gpus']}x {r['gpu_name']}"
+        label = card_label(r["gpu_name"], r["num_gpus"])
+        cloud, buy = _first(r, *CLOUD_COST_KEYS), _first(r, *BUY_COST_KEYS)
         ranked.append({
             "rank": r["rank"], "card": label, "segment": r.get("segment"),
             "parallelism": r.get("parallelism") or "single GPU", "batch per GPU": r.get("per_gpu_batch"),
@@ -703,40 +688,174 @@ def recommendation_view(rec: Any, breakdowns: Mapping[str, Any] | None = None) -
             "step (s)": _num(r.get("step_s")), "samples/s": _num(r.get("samples_per_s")),
             "tokens/s": _num(r.get("tokens_per_s")),
             "time to train (h)": _num(r.get("time_to_train_s"), 3600),
-            "cost (USD)": _num(r.get("cost_usd")), "cost basis": r.get("cost_basis") or "no price",
+            "cloud cost of the job (USD)": _num(cloud), "purchase cost of the cards (USD)": _num(buy),
+            "break-even (h)": _num(_first(r, *BREAK_EVEN_KEYS)),
             "energy (kWh)": _num(r.get("energy_kwh")), "bound": r.get("bound"), "limited by": r.get("limiter"),
             "calibrated": bool(r.get("calibrated")),
         })
-        if r.get("cost_usd") is not None:
-            points.append({"card": label, "hours": r["time_to_train_s"] / 3600, "cost": float(r["cost_usd"]),
-                           "basis": r.get("cost_basis") or ""})
+        points.append({"rank": r["rank"], "card": label, "segment": r.get("segment"),
+                       "hours": r["time_to_train_s"] / 3600, "cloud_usd": _num(cloud), "buy_usd": _num(buy)})
     rejected = [{"card": x["gpu_name"], "GPUs": x["num_gpus"], "why": x["code"].replace("_", " "),
                  "reason": x["reason"]} for x in raw.get("rejected", [])]
-    memory = memory_breakdown_frame(breakdowns.values(), labels=list(breakdowns)) if breakdowns else None
     return {"ranked": ranked, "rejected": rejected, "time_cost": points,
-            "memory": [] if memory is None else memory.to_dict("records"),
-            "raw": raw, "cost_title": "cost of the job (USD)", "assumptions": list(raw.get("assumptions", [])),
-            "partial": raw.get("partial"), "job": raw.get("job", {})}
+            "memory": memory_breakdown_records(rec), "raw": raw,
+            "assumptions": list(raw.get("assumptions", [])), "partial": raw.get("partial"),
+            "job": raw.get("job", {}), "workload": workload_summary(raw.get("workload", {}))}
 
 
-def breakdown_targets(rec: Any, limit: int = 8) -> list[dict[str, Any]]:
-    """Which (card, count, parallelism) to draw memory bars for: the best-ranked of each card, then
-    cards rejected for memory at one GPU, ``limit`` in all.
+def memory_breakdown_records(rec: Any, limit: int = 8) -> list[dict[str, Any]]:
+    """Long table for the stacked memory bars: the best-ranked row of each card, then cards rejected for
+    memory at one GPU, ``limit`` cards in all (from each row's ``memory_breakdown_bytes``).
 
-    Returns ``[{"label", "gpu", "num_gpus", "parallelism"}]``.
+    Records: card, category, gib, label, capacity_gib (usable memory per GPU when known, else the card's).
     """
-    targets: list[dict[str, Any]] = []
     seen: set[str] = set()
+    rows: list[dict[str, Any]] = []
+
+    def add(label: str, parts: Mapping[str, float] | None, capacity: float | None) -> None:
+        for category, nbytes in (parts or {}).items():
+            rows.append({"card": label, "category": category, "gib": float(nbytes or 0) / GiB,
+                         "label": format_bytes(nbytes), "capacity_gib": capacity / GiB if capacity else math.nan})
+
     for r in rec.rows:
-        if r.gpu_id in seen:
+        if r.gpu_id in seen or len(seen) >= limit:
             continue
         seen.add(r.gpu_id)
-        label = r.gpu_name if r.num_gpus == 1 else f"{r.num_gpus}x {r.gpu_name}"
-        targets.append({"label": label, "gpu": r.gpu_id, "num_gpus": r.num_gpus, "parallelism": r.parallelism})
+        capacity = r.usable_per_gpu_bytes or _capacity_bytes({"id": r.gpu_id})
+        add(card_label(r.gpu_name, r.num_gpus), getattr(r, "memory_breakdown_bytes", None), capacity)
     for x in rec.rejected:
-        if x.gpu_id in seen or x.code != "does_not_fit" or x.num_gpus != 1:
+        if x.gpu_id in seen or x.code != "does_not_fit" or x.num_gpus != 1 or len(seen) >= limit:
             continue
         seen.add(x.gpu_id)
-        targets.append({"label": f"{x.gpu_name} (does not fit)", "gpu": x.gpu_id, "num_gpus": 1,
-                        "parallelism": None})
-    return targets[:limit]
+        add(f"{x.gpu_name} (does not fit)", getattr(x, "memory_breakdown_bytes", None), x.available_bytes)
+    return rows
+
+
+def workload_summary(workload: Mapping[str, Any]) -> str:
+    """``train, global batch 64, image 224, amp-bf16``: the parts that are set, comma-separated."""
+    parts = [workload.get("mode")]
+    if workload.get("batch_size") is not None:
+        parts.append(f"global batch {workload['batch_size']}")
+    if workload.get("seq_len"):
+        parts.append(f"seq {workload['seq_len']}")
+    elif workload.get("image_size"):
+        parts.append(f"image {workload['image_size']}")
+    parts += [workload.get("precision"), workload.get("optimizer")]
+    return ", ".join(str(p) for p in parts if p)
+
+
+def fit_view(rec: Any, card: str) -> dict[str, Any]:
+    """Does the workload fit on one card: a ``recommend(..., gpus=[card], max_gpus=1)`` answer in words.
+
+    Returns ``{"fits": bool | None, "card", "needed_bytes", "usable_bytes", "headroom_bytes", "message",
+    "memory"}`` (``fits`` None when the card cannot run the workload at all, e.g. no such precision).
+    """
+    row = next((r for r in rec.rows if r.num_gpus == 1), None)
+    if row is not None:
+        needed, usable = row.memory_per_gpu_bytes, row.usable_per_gpu_bytes
+        return {"fits": True, "card": row.gpu_name, "needed_bytes": needed, "usable_bytes": usable,
+                "headroom_bytes": row.headroom_bytes,
+                "message": f"Fits on one {row.gpu_name}: needs {format_bytes(needed)} of "
+                           f"{format_bytes(usable) if usable else 'its memory'}"
+                           + (f", {format_bytes(row.headroom_bytes)} to spare" if row.headroom_bytes else "")
+                           + f"; a step takes {row.step_s:.3g} s.",
+                "memory": memory_breakdown_records(rec, limit=1)}
+    miss = next((x for x in rec.rejected if x.num_gpus == 1), None)
+    if miss is None:
+        return {"fits": None, "card": card, "needed_bytes": None, "usable_bytes": None, "headroom_bytes": None,
+                "message": f"No answer for {card}.", "memory": []}
+    fits = False if miss.code == "does_not_fit" else None
+    return {"fits": fits, "card": miss.gpu_name, "needed_bytes": miss.needed_bytes,
+            "usable_bytes": miss.available_bytes, "headroom_bytes": None,
+            "message": f"{miss.gpu_name}: {miss.reason}." + (f" {rec.partial}." if rec.partial and fits is False
+                                                             else ""),
+            "memory": memory_breakdown_records(rec, limit=1)}
+
+
+def _no_negative_zero(value: float, digits: int) -> float:
+    """Round for display; ``-0.0`` becomes ``0.0`` (so nothing prints as "-0.0%")."""
+    return round(float(value), digits) + 0.0
+
+
+def display_frame(frame: pd.DataFrame, formats: Mapping[str, str] | None = None) -> Any:
+    """A table ready for ``st.dataframe``: missing values as "–" (not "None"/"NaN"), numbers formatted
+    with ``formats`` (``{column: "{:,.1f}"}``) and never shown as "-0.0".
+
+    Complete numeric columns stay numbers (formatted through a ``Styler``, so sorting uses the values);
+    a column with gaps becomes its display strings, because Streamlit draws a missing number as "None"
+    whatever the Styler says.
+    """
+    formats = dict(formats or {})
+
+    def formatter(spec: str) -> Any:
+        def fmt(value: Any) -> str:
+            if value is None or (isinstance(value, float) and math.isnan(value)):
+                return "–"
+            text = spec.format(value)
+            if "-" in text and not any(c in "123456789" for c in text):
+                return spec.format(0.0)  # a negative number that rounds to zero is zero, not "-0.0"
+            return text
+        return fmt
+
+    out = frame.copy()
+    funcs = {}
+    for col in out.columns:
+        fmt = formatter(formats.get(col, "{}"))
+        if out[col].isna().any():
+            out[col] = [fmt(v) for v in out[col]]
+        elif col in formats:
+            funcs[col] = fmt
+    return out.style.format(funcs or None, na_rep="–")
+
+
+def recommend_options(*, model: Any, batch_size: int, seq_len: int | None, image_size: int | None, precision: str,
+                      optimizer: str, mode: str, gradient_checkpointing: bool, lora_rank: int | None,
+                      max_gpus: int, objective: str, budget_usd: float | None,
+                      runtime: str = "eager", gpus: Sequence[str] | None = None) -> dict[str, Any]:
+    """Keyword arguments for ``recommend(...)`` from the recommender's form.
+
+    The form shows only the inputs that mean something for the model (``model_inputs``); this
+    applies the same rule, so a hidden input never reaches ``recommend``: image size for vision
+    models, sequence length, LoRA and checkpointing for language models; the optimizer only when
+    training.  ``gpus``: keep only these cards (empty = all).  ``runtime``: ``eager`` (PyTorch eager,
+    host dispatch can bound small steps) or ``graph`` (CUDA graphs, vLLM, ...).
+    """
+    shown = model_inputs(model)
+    options: dict[str, Any] = {"batch_size": batch_size, "precision": precision, "mode": mode,
+                               "max_gpus": max_gpus, "objective": objective, "runtime": runtime}
+    if "image_size" in shown:
+        options["image_size"] = image_size
+    if "seq_len" in shown:
+        options["seq_len"] = seq_len
+    if mode == "train":
+        options["optimizer"] = optimizer
+        if "gradient_checkpointing" in shown:
+            options["gradient_checkpointing"] = gradient_checkpointing
+        if lora_rank and "lora_rank" in shown:
+            options["lora_rank"] = lora_rank
+    if budget_usd:
+        options["budget_usd"] = budget_usd
+    if gpus:
+        options["gpus"] = list(gpus)
+    return options
+
+
+def default_image_size(model: Any, fallback: int = 224) -> int:
+    """The image size a vision model was built for: its config's ``image_size`` (a preset's or an
+    uploaded config's), else ``fallback`` pixels."""
+    config: Any = model if isinstance(model, Mapping) else None
+    if config is None:
+        from advisor.workload import presets as _presets
+
+        preset = getattr(_presets, "PRESETS", {}).get(model)
+        config = getattr(preset, "config", None)
+    size = config.get("image_size") if isinstance(config, Mapping) else None
+    return int(size) if isinstance(size, int) and size > 0 else fallback
+
+
+def model_inputs(model: Any) -> frozenset[str]:
+    """Which of the recommender's model-specific inputs apply: ``image_size`` for vision models (CNN,
+    ViT); ``seq_len``, ``lora_rank`` and ``gradient_checkpointing`` for language models."""
+    if _is_vision(model):
+        return frozenset({"image_size"})
+    return frozenset({"seq_len", "lora_rank", "gradient_checkpointing"})

@@ -68,6 +68,7 @@ class Candidate:
         input_bound: the data loader (stated or assumed rate) cannot feed this many samples/s; the
             time shown is the GPUs' own, so the real job is slower (see ``estimate(...).time.input_advice``).
         limiter: what sets the pace (compute, memory, launch, communication, host dispatch, input).
+        memory_breakdown_bytes: per-GPU peak memory by category (weights, gradients, optimizer, ...).
     """
 
     rank: int
@@ -98,6 +99,7 @@ class Candidate:
     calibrated: bool
     input_bound: bool = False
     limiter: str | None = None
+    memory_breakdown_bytes: Mapping[str, float] | None = None
 
     @property
     def headroom_fraction(self) -> float | None:
@@ -121,6 +123,7 @@ class Rejection:
         code: one of ``REJECTION_CODES``.
         reason: the why, in words, with the numbers ("needs 92.1 GiB per GPU, has 74.5 GiB").
         needed_bytes / available_bytes: per GPU, for ``does_not_fit``.
+        memory_breakdown_bytes: for ``does_not_fit``, the per-GPU need by category.
     """
 
     gpu_id: str
@@ -130,6 +133,7 @@ class Rejection:
     reason: str
     needed_bytes: float | None = None
     available_bytes: float | None = None
+    memory_breakdown_bytes: Mapping[str, float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe form."""
@@ -418,7 +422,8 @@ def recommend(model: Any, *, batch_size: int = 1, seq_len: int | None = None, im
                 rejected.append(Rejection(
                     spec.id, spec.name, n, "does_not_fit",
                     f"does not fit: needs {_gib(mem.total_bytes)} per GPU, has {_gib(has)}"
-                    + (f" ({used})" if used else ""), mem.total_bytes, has))
+                    + (f" ({used})" if used else ""), mem.total_bytes, has,
+                    _breakdown(mem)))
                 if best_misfit is None or spec.memory_bytes * n > best_misfit["memory"]:
                     best_misfit = {"spec": spec, "count": n, "estimate": est, "memory": spec.memory_bytes * n,
                                    "parallelism": used}
@@ -456,6 +461,12 @@ def recommend(model: Any, *, batch_size: int = 1, seq_len: int | None = None, im
     return Recommendation(model=getattr(workload, "name", str(model)), objective=objective, counts=counts,
                           rows=tuple(rows), rejected=tuple(rejected), assumptions=tuple(assumptions), job=job,
                           workload=wl, partial=partial)
+
+
+def _breakdown(memory: Any) -> dict[str, float] | None:
+    """An estimate's per-GPU memory by category (for the dashboard's stacked bars), None when it has none."""
+    parts = getattr(memory, "breakdown_bytes", None)
+    return None if parts is None else {k: float(v) for k, v in parts.items()}
 
 
 def _drop_no_speedup(candidates: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[Rejection]]:
@@ -536,6 +547,7 @@ def _price_and_rank(candidates: list[dict[str, Any]], job: Mapping[str, Any], ob
             samples_per_s_per_w=float(e.time.samples_per_s) / (spec.tdp_w * n),
             bound=getattr(e.time, "bound", None), calibrated=bool(getattr(e, "calibrated", False)),
             input_bound=bool(getattr(e.time, "input_bound", False)), limiter=getattr(e.time, "limiter", None),
+            memory_breakdown_bytes=_breakdown(e.memory),
         ))
     return rows, rejected
 

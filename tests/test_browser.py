@@ -32,10 +32,14 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 PAGES = [
     ("", "My machine", r"Run probe", "machine.png"),  # the default page lives at the root
     ("specs", "Specs explorer", r"Throughput per dollar", "specs.png"),
-    ("recommend", "Recommender", r"Rejected cards|not installed|could not|No card fits", "recommender.png"),
+    ("recommend", "Recommender", r"Does it fit on my card\?[\s\S]*(Fits on one|does not fit)|not installed|could not",
+     "recommender.png"),
     ("history", "History", r"Compare two runs|No probe runs stored|not installed|could not", "history.png"),
     ("fleet", "Fleet", r"No fleet results|straggler|not installed|could not", "fleet.png"),
 ]
+#: A resnet50 view of the recommender (issue 16: ~150 legend entries before; colour by segment now).
+RESNET = ("recommend", "Recommender", r"Does it fit on my card\?[\s\S]*(Fits on one|does not fit)",
+          "recommender-resnet50.png")
 FIRST_PAGE_BUDGET_S = 15.0  # the aim is <= 5 s (benchmarks/bench_dashboard.py); this catches regressions
 
 pytestmark = pytest.mark.browser
@@ -111,6 +115,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, floa
         pytest.skip(reason)
     port = free_port()
     home = tmp_path_factory.mktemp("advisor-home-browser")
+    _seed_fleet(home)
     t0 = time.monotonic()
     proc = start_server(port, env={"GPU_ADVISOR_HOME": str(home)})
     try:
@@ -118,6 +123,40 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, floa
         yield port, time.monotonic() - t0
     finally:
         stop_server(proc)
+
+
+def _seed_fleet(home: Path) -> None:
+    """A stored 4-rank collectives run over two nodes, every collective at three sizes, one slow GPU: the
+    Fleet page's charts have something to draw.  Synthetic figures, built through the library's own types."""
+    env = os.environ.get("GPU_ADVISOR_HOME")
+    os.environ["GPU_ADVISOR_HOME"] = str(home)
+    try:
+        from advisor.probe.collectives import OPS, CollectiveResult, CollectivesReport, RankInfo
+        from advisor.store import HistoryStore
+
+        results = tuple(CollectiveResult(op=op, size_bytes=size, time_s=size / (40e9 + 20e9 * i) + 20e-6,
+                                         world_size=4, link_gbs=450.0)
+                        for i, op in enumerate(OPS) for size in (2**20, 2**24, 2**28))
+        fleet = tuple(RankInfo(rank=r, local_rank=r % 2, hostname=f"node-{r // 2}", device=f"cuda:{r % 2}",
+                               device_name="NVIDIA H100 80GB HBM3", catalog_id="h100-sxm5-80gb",
+                               matmul_tflops=610.0 if r == 3 else 700.0) for r in range(4))
+        report = CollectivesReport(backend="nccl", world_size=4, launcher="torchrun", device_kind="cuda",
+                                   results=results, fleet=fleet, timestamp="2026-11-27T10:00:00+00:00")
+        HistoryStore().save_probe(report.to_probe_result())
+    finally:
+        if env is None:
+            os.environ.pop("GPU_ADVISOR_HOME", None)
+        else:
+            os.environ["GPU_ADVISOR_HOME"] = env
+
+
+def _pick(page, label: str, option: str) -> None:
+    """Choose ``option`` in the Streamlit selectbox labelled ``label``."""
+    box = page.locator('[data-testid="stSelectbox"]').filter(has_text=label).first
+    box.click()
+    page.keyboard.type(option)
+    page.get_by_role("option", name=option, exact=True).first.wait_for(timeout=10_000)
+    page.keyboard.press("Enter")
 
 
 def test_every_page_renders_in_chromium_and_is_screenshotted(server: tuple[int, float], tmp_path: Path) -> None:
@@ -134,9 +173,18 @@ def test_every_page_renders_in_chromium_and_is_screenshotted(server: tuple[int, 
             errors: list[str] = []
             page.on("pageerror", lambda e: errors.append(str(e)))
             first = devices_shown = None
-            for path, title, done, shot in PAGES:
+            for path, title, done, shot in [*PAGES, RESNET]:
                 t_page = time.monotonic()
-                page.goto(f"http://localhost:{port}/{path}")
+                if shot == RESNET[3]:  # the recommender again, another model
+                    page.goto(f"http://localhost:{port}/{path}")
+                    wait_rendered(page, title, done)
+                    _pick(page, "Model preset", "resnet50")
+                    # The old form stays on screen (greyed) while the new model is traced: wait until it is gone.
+                    page.wait_for_function("() => { const t = document.body.innerText; return t.includes("
+                                           "'Image size (px)') && !t.includes('LoRA fine-tuning') && "
+                                           "t.includes('Ranked cards for resnet50'); }", timeout=120_000)
+                else:
+                    page.goto(f"http://localhost:{port}/{path}")
                 wait_rendered(page, title, done)
                 if first is None:  # server start -> healthy, then the first page's own render time
                     first = healthy_s + time.monotonic() - t_page
@@ -161,12 +209,26 @@ def test_every_page_renders_in_chromium_and_is_screenshotted(server: tuple[int, 
                 if path == "specs":
                     assert "Compare side by side" in body and page.locator(".vega-embed").count() >= 2
                 if path == "":
-                    assert "Run probe" in body and "saved to the history store as run #1" in body
+                    # run #1 is the seeded fleet run
+                    assert "Run probe" in body and "saved to the history store as run #2" in body
                 if path == "history":
                     assert "Compare two runs" in body  # the run the machine page just saved
-                if path == "recommend":
-                    assert "llama-3-8b" in body or "not installed" in body
+                if path == "recommend" and shot != RESNET[3]:
+                    assert "llama-3-8b" in body and "Sequence length" in body and "Image size" not in body
+                    assert "Renting: cloud cost of this job" in body and "This machine has no GPU" in body
+                    assert "None" not in page.inner_text('[data-testid="stMain"]')
+                if shot == RESNET[3]:
+                    assert "Sequence length" not in body and "LoRA" not in body, page.screenshot(
+                        path=str(shots / "failed-resnet50.png"), full_page=True)
+                if path == "":
+                    assert "load " in body and "MHz" in body and "SM clock" not in body  # the CPU's live figures
+                if path == "fleet":
+                    assert "Collectives: 4 ranks" in body and "straggler" in body
+                if path == "recommend":  # a long page: the fit check sits below the charts
+                    page.set_viewport_size({"width": 1400, "height": 3600})
+                    page.wait_for_timeout(1500)
                 page.screenshot(path=str(shots / shot), full_page=True)
+                page.set_viewport_size({"width": 1400, "height": 2200})
             assert not errors, errors
         finally:
             browser.close()

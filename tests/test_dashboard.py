@@ -126,8 +126,12 @@ def test_recommend_options_pass_the_size_that_the_model_uses() -> None:
     assert llm["seq_len"] == 2048 and "image_size" not in llm and llm["lora_rank"] == 16
     cnn = dd.recommend_options(model="resnet50", mode="train", **common)
     assert cnn["image_size"] == 224 and "seq_len" not in cnn
+    assert "lora_rank" not in cnn and "gradient_checkpointing" not in cnn  # a CNN has no LoRA / checkpointing inputs
     infer = dd.recommend_options(model={"hidden_size": 8}, mode="infer", **common)
     assert "optimizer" not in infer and "lora_rank" not in infer and "budget_usd" not in infer
+    assert dd.model_inputs("resnet50") == {"image_size"}
+    assert dd.model_inputs("llama-3-8b") == {"seq_len", "lora_rank", "gradient_checkpointing"}
+    assert dd.recommend_options(model="llama-3-8b", mode="train", gpus=["rtx-4090"], **common)["gpus"] == ["rtx-4090"]
     assert llm["runtime"] == "eager"
     assert dd.recommend_options(model="llama-3-8b", mode="infer", runtime="graph", **common)["runtime"] == "graph"
 
@@ -141,8 +145,15 @@ def test_device_summary_formats_units_and_keeps_only_its_verdicts() -> None:
     assert lost["error"] == "GPU is lost" and lost["memory"] == "n/a"
 
 
+def _watch_row(info: DeviceInfo) -> dict:
+    from advisor.probe.watch import Snapshot, device_rows
+
+    return device_rows(None, Snapshot(0.0, (info,)))[0]
+
+
 def test_live_frame_drops_unreported_counters() -> None:
-    rows = [dd.live_sample_row(_h100(), 0.0), dd.live_sample_row(_h100(temperature_c=None), 2.0)]
+    rows = [dd.live_sample_row(_watch_row(_h100()), 0.0),
+            dd.live_sample_row(_watch_row(_h100(temperature_c=None)), 2.0)]
     frame = dd.live_frame(rows)
     temps = frame[frame["metric"] == "temperature (°C)"]
     assert list(temps["value"]) == [41.0]
@@ -248,6 +259,12 @@ def test_machine_page_without_gpu_shows_a_notice_and_the_cpu() -> None:
     at = _app("machine")
     text = _texts(at)
     assert "No GPU" in text or "not installed" in text
+    if Path("/proc/stat").exists():  # the CPU's own live figures, not "SM clock n/a"
+        metrics = {m.label: m.value for m in at.metric}
+        assert metrics.get("Clock", "–").endswith("MHz") and "SM clock" not in metrics
+        assert any("load " in c.value and "cores" in c.value for c in at.caption)
+        at.run()  # the second sample gives the CPU's utilisation (a difference of two /proc/stat readings)
+        assert {m.label: m.value for m in at.metric}["Utilisation"].endswith("%")
     assert at.button[0].label == "Run probe" or any(b.label == "Run probe" for b in at.button)
     assert at.radio(key="probe_mode").options == ["quick", "full"]
 
@@ -263,9 +280,14 @@ def test_machine_page_draws_device_cards_and_live_charts_from_a_fake_backend(
     headers = [s.value for s in at.subheader]
     assert "GPU 0: NVIDIA H100 80GB HBM3" in headers and "GPU 1: unknown device" in headers
     assert any("GPU is lost" in e.value for e in at.error)
-    assert any(m.label == "Memory" and m.value == "2.0 / 80.0 GiB" for m in at.metric)
+    # Live figures: the GPU from the backend, the host CPU from /proc; the lost GPU is skipped.
+    assert any(m.label == "Utilisation" and m.value == "3%" for m in at.metric)
+    assert any(m.label == "SM clock" and m.value == "1980 MHz / 1980" for m in at.metric)
+    assert any("Memory 2.0 / 80.0 GiB (2%)" in c.value for c in at.caption)
+    assert any("clock events: –" in c.value and "Power 110 W / 700 W" in c.value for c in at.caption)
     assert len(at.get("vega_lite_chart")) >= 1  # the live chart
-    assert len(at.session_state["live_samples"]) == 2
+    devices = {s["device"] for s in at.session_state["live_samples"]}
+    assert "GPU 0: NVIDIA H100 80GB HBM3" in devices and any(d.startswith("CPU 2:") for d in devices)
 
 
 def test_machine_page_runs_a_probe_once_and_draws_achieved_vs_spec(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -365,7 +387,7 @@ def test_history_and_fleet_pages_read_the_store() -> None:
 
 
 def test_config_upload_size_limit_matches_the_uploader() -> None:
-    dashboard_src = (ROOT / "dashboard.py").read_text()
+    dashboard_src = (ROOT / "advisor/dashboard/recommender.py").read_text()
     assert "max_upload_size=1" in dashboard_src and "MAX_UPLOAD_BYTES = 1024 * 1024" in dashboard_src
     for banned in ("import pickle", "torch.load(", "pd.read_pickle", "joblib"):
         assert banned not in dashboard_src
@@ -468,12 +490,18 @@ def test_recommendation_view_keeps_every_row_and_reason_in_human_units() -> None
     assert top["rank"] == 1 and top["memory per GPU (GiB)"] == pytest.approx(best.memory_per_gpu_bytes / 2**30)
     assert top["time to train (h)"] == pytest.approx(best.time_to_train_s / 3600)
     assert all(x["reason"] for x in view["rejected"])
-    priced = [r for r in rec.rows if r.cost_usd is not None]
-    assert len(view["time_cost"]) == len(priced)
+    assert len(view["time_cost"]) == len(rec.rows)
     json.dumps(view["raw"])  # the JSON download is the library's own document
-    targets = dd.breakdown_targets(rec, limit=5)
-    assert len(targets) <= 5 and len({t["gpu"] for t in targets}) == len(targets)
-    assert targets[0]["gpu"] == best.gpu_id
+    # Rental and purchase are separate columns and separate chart series, never one "cost".
+    assert "cost (USD)" not in top
+    assert "cloud cost of the job (USD)" in top and "purchase cost of the cards (USD)" in top
+    assert {"cloud_usd", "buy_usd"} <= set(view["time_cost"][0])
+    # The memory bars come from recommend's own rows: no second estimate loop in the dashboard.
+    cards = list(dict.fromkeys(m["card"] for m in view["memory"]))
+    assert cards[0] == dd.card_label(best.gpu_name, best.num_gpus)
+    first = [m for m in view["memory"] if m["card"] == cards[0]]
+    assert sum(m["gib"] for m in first) == pytest.approx(best.memory_per_gpu_bytes / 2**30)
+    assert view["workload"] == "train, global batch 4, seq 2048, amp-bf16, adamw"
 
 
 @pytest.mark.skipif(not _has("advisor.recommend", "OBJECTIVES"), reason="advisor.recommend not built yet")
@@ -481,4 +509,170 @@ def test_the_recommenders_choices_are_the_librarys() -> None:
     from advisor.recommend import OBJECTIVES
     from advisor.workload.base import OPTIMIZERS, PRECISIONS
 
-    assert dd.OBJECTIVES == OBJECTIVES and dd.PRECISIONS == PRECISIONS and dd.OPTIMIZERS == OPTIMIZERS
+    assert dd.PRECISIONS == PRECISIONS and dd.OPTIMIZERS == OPTIMIZERS
+    at = _app("recommend")
+    assert at.selectbox(key="rec_objective").options == list(OBJECTIVES)  # the library's, not a copy
+
+
+# ---------------------------------------------------------------- issue 16: items 10 and 11
+
+@pytest.mark.skipif(not _has("advisor.recommend", "recommend"), reason="advisor.recommend not built yet")
+def test_recommender_form_adapts_to_the_model_and_filters_cards() -> None:
+    at = _app("recommend")
+    keys = {w.key for w in at.number_input} | {w.key for w in at.checkbox}
+    assert {"rec_seq", "rec_lora", "rec_ckpt", "rec_lora_rank"} <= keys and "rec_image" not in keys
+    at.selectbox(key="rec_model").set_value("mnist-cnn").run()  # a small CNN: traced in a fraction of a second
+    assert not at.exception, [e.value for e in at.exception]
+    keys = {w.key for w in at.number_input} | {w.key for w in at.checkbox}
+    assert "rec_image" in keys and not keys & {"rec_seq", "rec_lora", "rec_ckpt", "rec_lora_rank"}
+    wanted = [get_gpu("rtx-4090").name, get_gpu("h100-sxm5-80gb").name]
+    at.multiselect(key="rec_cards").set_value(wanted)
+    at.button[0].click().run()  # the form's submit button
+    assert not at.exception
+    ranked = at.dataframe[0].value
+    assert set(ranked["card"].str.replace(r"^\d+x ", "", regex=True)) <= set(wanted) and len(ranked) >= 1
+
+
+@pytest.mark.skipif(not _has("advisor.recommend", "recommend"), reason="advisor.recommend not built yet")
+def test_recommender_charts_rent_and_purchase_apart_and_shows_dashes() -> None:
+    at = _app("recommend")
+    subheaders = [s.value for s in at.subheader]
+    assert "Time vs cost" in subheaders and "Memory per card vs capacity" in subheaders
+    specs = [json.loads(c.proto.spec) for c in at.get("vega_lite_chart")]
+    titles = json.dumps(specs)
+    assert "Renting: cloud cost of this job" in titles and "Buying: purchase price of the cards" in titles
+    for spec in specs:  # rental and purchase never share a y axis
+        text = json.dumps(spec)
+        assert not ("cloud_usd" in text and "buy_usd" in text)
+    # Scatter colours are the app's segment palette (a handful of entries), not one per card.
+    scatter = next(s for s in specs if "cloud_usd" in json.dumps(s))
+    colors = [layer["encoding"]["color"] for layer in scatter["layer"] if "color" in layer.get("encoding", {})]
+    assert colors and colors[0]["field"] == "segment"
+    assert colors[0]["scale"]["domain"][:6] == list(charts_palette()["segment"])
+
+
+def charts_palette() -> dict:
+    from advisor.dashboard.charts import PALETTE
+
+    return PALETTE
+
+
+def test_display_frame_shows_dashes_and_no_negative_zero() -> None:
+    import pandas as pd
+
+    frame = pd.DataFrame({"card": ["a", None], "change_pct": [-0.04, 12.0], "price": [None, 3.5]})
+    html = dd.display_frame(frame, {"change_pct": "{:+.1f}%", "price": "${:,.2f}"}).to_html()
+    assert "None" not in html and "nan" not in html.lower() and "–" in html
+    assert "-0.0%" not in html and "+0.0%" in html and "$3.50" in html
+
+
+def test_compare_runs_never_reports_negative_zero() -> None:
+    a, b = _probe_doc(matmul=700.0), _probe_doc(matmul=699.9999)
+    cmp = dd.compare_runs(a, b)
+    assert (cmp["change_pct"] == 0).any() and not (cmp["change_pct"].astype(str) == "-0.0").any()
+
+
+def test_one_palette_for_segments_on_every_specs_chart() -> None:
+    at = _app("specs")
+    specs = [json.loads(c.proto.spec) for c in at.get("vega_lite_chart")]
+    scales = [s["encoding"]["color"]["scale"] for s in specs if s.get("encoding", {}).get("color")]
+    assert len(scales) == 3 and all(sc == scales[0] for sc in scales)
+    at.multiselect(key="spec_segment").set_value(["geforce"]).run()  # a filter does not shift the colours
+    specs = [json.loads(c.proto.spec) for c in at.get("vega_lite_chart")]
+    assert all(s["encoding"]["color"]["scale"] == scales[0] for s in specs if s.get("encoding", {}).get("color"))
+    titles = [s["title"] for s in specs]
+    assert all(t["anchor"] == "start" for t in titles)
+
+
+def test_capacity_tick_is_centred_on_its_bar() -> None:
+    import pandas as pd
+
+    from advisor.dashboard.charts import memory_bars
+
+    memory = pd.DataFrame([{"card": "A", "category": "weights", "gib": 10.0, "label": "10 GiB", "capacity_gib": 20.0}])
+    spec = memory_bars(memory).to_dict()
+    tick = next(layer for layer in spec["layer"] if layer["mark"]["type"] == "tick")
+    assert tick["encoding"]["y"]["bandPosition"] == 0.5
+
+
+@pytest.mark.skipif(not _has("advisor.recommend", "recommend"), reason="advisor.recommend not built yet")
+def test_fit_view_starts_from_the_card_in_this_machine(monkeypatch: pytest.MonkeyPatch) -> None:
+    probe_mod = importlib.import_module("advisor.probe")
+    monkeypatch.setattr(probe_mod, "default_backend", lambda: FakeBackend([_h100(0)]))
+    at = _app("recommend")
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.selectbox(key="fit_card").value == get_gpu("h100-sxm5-80gb").name
+    assert any(s.value.startswith("Fits on one H100 SXM5") for s in at.success)
+    at.selectbox(key="fit_card").set_value(get_gpu("rtx-3060").name if _known("rtx-3060") else
+                                           get_gpu("rtx-4090").name).run()
+    assert not at.exception
+
+
+def _known(card: str) -> bool:
+    try:
+        get_gpu(card)
+    except Exception:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _has("advisor.recommend", "recommend"), reason="advisor.recommend not built yet")
+def test_fit_view_without_a_gpu_names_the_cpu_and_its_ram() -> None:
+    at = _app("recommend")  # this test machine has no GPU: the inventory holds only the CPU
+    assert not at.exception
+    text = _texts(at)
+    assert "This machine has no GPU" in text and "RAM" in text
+    assert at.selectbox(key="fit_card").value == get_gpu("rtx-4090").name
+    assert any(m.value.startswith(("Fits on one", "GeForce RTX 4090")) for m in [*at.success, *at.error])
+
+
+def test_fit_view_says_what_does_not_fit() -> None:
+    from advisor.recommend import recommend
+
+    rec = recommend("llama-3-8b", batch_size=4, seq_len=2048, gpus=["rtx-4090"], max_gpus=1)
+    fit = dd.fit_view(rec, "rtx-4090")
+    assert fit["fits"] is False and "does not fit" in fit["message"] and fit["needed_bytes"] > fit["usable_bytes"]
+    assert fit["memory"] and fit["memory"][0]["card"].endswith("(does not fit)")
+
+
+def test_dashboard_entry_is_thin_and_the_package_imports_no_streamlit_from_the_library() -> None:
+    assert len((ROOT / "dashboard.py").read_text().splitlines()) < 20
+    import subprocess
+    import sys
+
+    code = "import sys, advisor, advisor.recommend, advisor.probe; print('streamlit' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert out.stdout.strip() == "False"
+
+
+def test_a_probe_that_cannot_be_saved_keeps_its_result_and_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    from advisor.errors import StoreError
+    from advisor.store import HistoryStore
+
+    probe_mod = importlib.import_module("advisor.probe")
+    monkeypatch.setattr(probe_mod, "probe", lambda **_: ProbeResult.from_dict(_probe_doc()))
+    monkeypatch.setattr(probe_mod, "default_backend", lambda: FakeBackend([_h100(0)]))
+
+    def corrupt(self, result):
+        raise StoreError("history store /x/history.sqlite is corrupt", hint="move it aside")
+
+    monkeypatch.setattr(HistoryStore, "save_probe", corrupt)
+    at = _app("machine")
+    at.button[0].click().run()  # the probe reruns the page when done: the warning must survive that
+    assert not at.exception
+    assert "Achieved vs spec" in [s.value for s in at.subheader]
+    assert any("not saved" in w.value and "corrupt" in w.value and "move it aside" in w.value for w in at.warning)
+
+
+def test_collectives_lines_stay_inside_the_plot() -> None:
+    import pandas as pd
+
+    from advisor.dashboard.charts import collectives_lines
+
+    coll = pd.DataFrame({"op": ["broadcast", "broadcast", "all_reduce"], "size_bytes": [2**20, 2**28, 2**28],
+                         "size": ["1 MiB", "256 MiB", "256 MiB"], "busbw_gbs": [30.0, 391.0, 160.0],
+                         "link_gbs": [450.0] * 3, "fraction_pct": [7.0, 87.0, 36.0]})
+    spec = collectives_lines(coll).to_dict()
+    assert spec["mark"]["clip"] is True
+    assert spec["encoding"]["y"]["scale"]["domain"][1] >= 391.0  # the highest line is below the axis' top
+    assert spec["encoding"]["x"]["axis"]["format"] == "~s"

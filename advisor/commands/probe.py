@@ -34,6 +34,10 @@ def add_parser(subparsers: Any) -> None:
                    help="most of a device's free memory one kernel may use (0..1, default 0.9)")
     p.add_argument("--collectives", action="store_true",
                    help="measure multi-GPU collectives (all-reduce, ...) instead of single-device kernels")
+    p.add_argument("--watch", nargs="?", type=float, const=2.0, default=None, metavar="SECONDS",
+                   help="live view instead of a probe: utilisation, memory, power, clocks, clock events and "
+                        "processes of every device, refreshed every SECONDS (default 2) until Ctrl-C")
+    p.add_argument("--count", type=int, default=None, metavar="N", help="with --watch: stop after N refreshes")
     add_json_flag(p)
     p.set_defaults(func=run_probe)
 
@@ -124,6 +128,10 @@ def _print_text(result: Any) -> None:
 
 def run_probe(args: argparse.Namespace) -> int:
     """``probe``."""
+    if args.watch is not None:
+        from advisor.commands._watch import run_watch
+
+        return run_watch(args)
     if args.collectives:
         return _run_collectives(args)
     if not 0 < args.max_memory_fraction <= 1:

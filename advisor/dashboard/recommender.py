@@ -1,0 +1,252 @@
+"""Recommender: a workload in, ranked cards out (memory per card, time vs cost); does it fit on my card."""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+import streamlit as st
+
+from advisor import dashboard_data as dd
+from advisor.dashboard import common
+from advisor.errors import AdvisorError
+
+#: Upload limit for config.json files (a real HF config is a few KiB).
+MAX_UPLOAD_BYTES = 1024 * 1024
+DEFAULT_MODEL = "llama-3-8b"
+FORMATS = {"memory per GPU (GiB)": "{:,.1f}", "headroom (GiB)": "{:,.1f}", "step (s)": "{:.3g}",
+           "samples/s": "{:,.3g}", "tokens/s": "{:,.0f}", "time to train (h)": "{:,.3g}",
+           "cloud cost of the job (USD)": "${:,.2f}", "purchase cost of the cards (USD)": "${:,.0f}",
+           "break-even (h)": "{:,.0f}", "energy (kWh)": "{:,.3g}"}
+
+
+def _read_upload(upload: Any) -> dict[str, Any]:
+    """Parse an uploaded config.json: JSON only, size-limited, must be an object."""
+    return dd.parse_config_json(upload.getvalue(), name=upload.name, max_bytes=MAX_UPLOAD_BYTES)
+
+
+@st.cache_data(show_spinner="Ranking cards…", max_entries=64)
+def _recommend(model_json: str, options_json: str) -> dict[str, Any]:
+    """Cached ``recommend()`` shaped for the page (keyed by the inputs' JSON); the memory bars come
+    with its rows."""
+    from advisor.recommend import recommend
+
+    return dd.recommendation_view(recommend(json.loads(model_json), **json.loads(options_json)))
+
+
+@st.cache_data(show_spinner="Checking the card…", max_entries=64)
+def _fit(model_json: str, options_json: str, card: str) -> dict[str, Any]:
+    """Does the workload fit on one ``card``: ``recommend`` restricted to it, at one GPU."""
+    from advisor.recommend import recommend
+
+    options = {**json.loads(options_json), "gpus": [card], "max_gpus": 1}
+    options.pop("budget_usd", None)
+    return dd.fit_view(recommend(json.loads(model_json), **options), card)
+
+
+def _presets() -> list[str]:
+    wl = common.module("advisor.workload")
+    if wl is None or not hasattr(wl, "list_presets"):
+        return [DEFAULT_MODEL]
+    names = [p if isinstance(p, str) else getattr(p, "name", str(p)) for p in wl.list_presets()]
+    return names or [DEFAULT_MODEL]
+
+
+def _my_card() -> tuple[str | None, Any]:
+    """The catalogued card in this machine (the first GPU the probe's inventory finds), and the CPU
+    device when there is no GPU."""
+    devices, _ = common.devices()
+    for info in devices or []:
+        if common.is_gpu(info) and getattr(info, "catalog_id", None):
+            return info.catalog_id, None
+    cpu = next((d for d in devices or [] if not common.is_gpu(d)), None)
+    return None, cpu
+
+
+def _form(model: Any) -> dict[str, Any]:
+    """The workload form; only the inputs that mean something for this model are shown."""
+    from advisor.recommend import OBJECTIVES
+
+    inputs = dd.model_inputs(model)
+    specs = common.specs_frame()
+    if st.session_state.get("rec_form_model") != model:  # a new model starts from its own image size
+        st.session_state["rec_form_model"] = model
+        st.session_state["rec_image"] = dd.default_image_size(model)
+    with st.form("rec_form"):
+        a, b, c, d = st.columns(4)
+        batch = a.number_input("Batch size", 1, 65536, 32 if "image_size" in inputs else 4, key="rec_batch")
+        seq = image = None
+        if "seq_len" in inputs:
+            seq = b.number_input("Sequence length (tokens)", 1, 1_000_000, 2048, key="rec_seq")
+        else:
+            image = b.number_input("Image size (px)", 16, 4096, key="rec_image")
+        precision = c.selectbox("Precision", list(dd.PRECISIONS), index=list(dd.PRECISIONS).index("amp-bf16"),
+                                key="rec_precision")
+        mode = d.selectbox("Mode", ["train", "infer"], key="rec_mode")
+        a, b, c, d = st.columns(4)
+        optimizer = a.selectbox("Optimizer (training)", list(dd.OPTIMIZERS),
+                                index=list(dd.OPTIMIZERS).index("adamw"), key="rec_optimizer")
+        checkpointing, lora, lora_rank = False, False, 16
+        if "gradient_checkpointing" in inputs:
+            checkpointing = b.checkbox("Gradient checkpointing", value=True, key="rec_ckpt")
+            lora = c.checkbox("LoRA fine-tuning", value=True, key="rec_lora")
+            lora_rank = d.number_input("LoRA rank", 1, 1024, 16, key="rec_lora_rank")
+        a, b, c, d = st.columns(4)
+        max_gpus = a.number_input("Max GPUs", 1, 64, 1, key="rec_gpus")
+        objective = b.selectbox("Objective", list(OBJECTIVES), key="rec_objective",
+                                help="what to rank by (recommend's objectives; rental and purchase cost apart where "
+                                     "the library offers both)")
+        budget = c.number_input("Budget (USD, 0 = none)", 0.0, 10_000_000.0, 0.0, step=500.0, key="rec_budget")
+        runtime = d.selectbox("Runtime", ["eager", "graph"], key="rec_runtime",
+                              help="eager: plain PyTorch, whose per-op host dispatch can bound small steps; graph: "
+                                   "CUDA graphs / torch.compile reduce-overhead / TensorRT / vLLM / llama.cpp")
+        cards = st.multiselect("Only these cards (empty = every card in the catalog)", list(specs["name"]),
+                               key="rec_cards")
+        st.form_submit_button("Recommend", type="primary")
+    return dd.recommend_options(batch_size=int(batch), seq_len=None if seq is None else int(seq),
+                                image_size=None if image is None else int(image), precision=precision,
+                                optimizer=optimizer, mode=mode, gradient_checkpointing=checkpointing,
+                                lora_rank=int(lora_rank) if lora else None, max_gpus=int(max_gpus),
+                                objective=objective, budget_usd=budget or None, model=model, runtime=runtime,
+                                gpus=[dict(zip(specs["name"], specs["id"], strict=True))[n] for n in cards])
+
+
+def _memory_chart(records: list[dict[str, Any]], title: str, caption: str) -> None:
+    import pandas as pd
+
+    from advisor.dashboard import charts
+
+    memory = pd.DataFrame(records)
+    if memory.empty:
+        return
+    st.subheader(title)
+    common.chart(charts.memory_bars(memory))
+    st.caption(caption)
+
+
+def _cost_charts(view: dict[str, Any]) -> None:
+    """Time vs cost, with rental and purchase on separate charts (never on one axis)."""
+    import pandas as pd
+
+    from advisor.dashboard import charts
+
+    points = pd.DataFrame(view["time_cost"])
+    if points.empty:
+        return
+    st.subheader("Time vs cost")
+    st.caption(f"Colour: segment; the best {charts.TOP_LABELS} rows are labelled, hover any point for its card. "
+               "Renting and buying are different decisions, so they are charted apart.")
+    c1, c2 = st.columns(2)
+    for col, key, title, axis in (
+            (c1, "cloud_usd", "Renting: cloud cost of this job", "cloud cost of the job (USD)"),
+            (c2, "buy_usd", "Buying: purchase price of the cards", "purchase price (USD)")):
+        with col:
+            if points[key].notna().any():
+                common.chart(charts.time_cost(points, key, axis, title))
+            else:
+                st.caption(f"{title}: no ranked card has this price in the catalog.")
+
+
+def _fit_section(model: Any, model_json: str, options: dict[str, Any]) -> None:
+    """Does it fit on my card: starts from the card in this machine (the probe's inventory)."""
+    st.subheader("Does it fit on my card?")
+    specs = common.specs_frame()
+    ids = list(specs["id"])
+    mine, cpu = _my_card()
+    if mine:
+        st.caption("Starting from the card in this machine (the probe's inventory); pick another to compare.")
+    elif cpu is not None:
+        total = getattr(cpu, "memory_total_bytes", None)
+        from advisor.units import format_bytes
+
+        st.caption(f"This machine has no GPU (CPU: {getattr(cpu, 'name', None) or 'unknown'}, "
+                   f"{format_bytes(total) if total else 'unknown'} of RAM); pick a card.")
+    default = ids.index(mine) if mine in ids else (ids.index("rtx-4090") if "rtx-4090" in ids else 0)
+    name = st.selectbox("Card", list(specs["name"]), index=default, key="fit_card")
+    card = ids[list(specs["name"]).index(name)]
+    try:
+        fit = _fit(model_json, json.dumps({k: v for k, v in options.items() if k != "gpus"}, sort_keys=True), card)
+    except AdvisorError as exc:
+        common.notice(exc, "The fit check")
+        return
+    if fit["fits"]:
+        st.success(fit["message"], icon=":material/check_circle:")
+    elif fit["fits"] is False:
+        st.error(fit["message"], icon=":material/block:")
+    else:
+        st.warning(fit["message"], icon=":material/warning:")
+    if cpu is not None and not mine and fit["needed_bytes"] and getattr(cpu, "memory_total_bytes", None):
+        from advisor.units import format_bytes
+
+        need, ram = fit["needed_bytes"], cpu.memory_total_bytes
+        st.caption(f"On this machine's CPU the same job would need about {format_bytes(need)} of RAM; it has "
+                   f"{format_bytes(ram)} ({'enough' if need <= ram else 'not enough'}).")
+    _memory_chart(fit["memory"], f"Memory on one {fit['card']}", "Bars: estimated peak memory by category; "
+                  "red tick: usable memory of the card.")
+
+
+def page() -> None:
+    """Recommender: a workload in, ranked cards out, with memory breakdown and cost."""
+    import pandas as pd
+
+    st.title("Recommender")
+    if common.module("advisor.recommend") is None:
+        common.missing("recommend")
+        return
+    presets = _presets()
+    c1, c2 = st.columns([2, 1])
+    with c1:
+        model_name = st.selectbox("Model preset", presets,
+                                  index=presets.index(DEFAULT_MODEL) if DEFAULT_MODEL in presets else 0,
+                                  key="rec_model")
+    with c2:
+        upload = st.file_uploader("…or upload a config.json", type=["json"], key="rec_upload",
+                                  max_upload_size=1, help="Hugging Face-style config.json, 1 MB at most; "
+                                  "parsed as JSON, never unpickled.")
+    model: Any = model_name
+    if upload is not None:
+        try:
+            model = _read_upload(upload)
+            st.caption(f"Using the uploaded config {upload.name}.")
+        except AdvisorError as exc:
+            common.notice(exc, "The uploaded config")
+            return
+    options = _form(model)
+    model_json = json.dumps(model, sort_keys=True)
+    try:
+        view = _recommend(model_json, json.dumps(options, sort_keys=True))
+    except Exception as exc:
+        common.notice(exc, "The recommendation")
+        return
+    ranked = pd.DataFrame(view["ranked"])
+    label = model if isinstance(model, str) else model.get("_name_or_path", upload.name if upload else "config")
+    st.subheader(f"Ranked cards for {label}")
+    st.caption(view["workload"])
+    if ranked.empty:
+        st.warning("No card fits this workload with these settings; see the rejected cards below.")
+        if view.get("partial"):
+            st.info(view["partial"])
+    else:
+        st.dataframe(dd.display_frame(ranked, FORMATS), hide_index=True, key="rec_table")
+    if view.get("job"):
+        st.caption(f"Time to train covers: {view['job'].get('description', '')}.")
+    with st.expander("Assumptions"):
+        for line in view.get("assumptions", []):
+            st.markdown(f"- {line}")
+    _memory_chart(view["memory"], "Memory per card vs capacity",
+                  "Bars: estimated peak memory per GPU by category; red tick: the card's usable memory.")
+    _cost_charts(view)
+    rejected = pd.DataFrame(view["rejected"])
+    st.subheader("Rejected cards")
+    if rejected.empty:
+        st.caption("No card was rejected.")
+    else:
+        st.dataframe(dd.display_frame(rejected), hide_index=True, key="rec_rejected")
+    c1, c2 = st.columns(2)
+    buf = io.StringIO()
+    ranked.to_csv(buf, index=False)
+    c1.download_button("Download CSV", buf.getvalue(), file_name="recommendation.csv", mime="text/csv")
+    c2.download_button("Download JSON", json.dumps(view["raw"], indent=2), file_name="recommendation.json",
+                       mime="application/json")
+    _fit_section(model, model_json, options)
