@@ -897,20 +897,27 @@ def cpu_card(device: DeviceContext) -> Any:
 
 
 @functools.lru_cache(maxsize=64)
-def _zoo_workload(model: str, batch_size: int, seq_len: int, precision: str, optimizer: str | None) -> Any:
-    """The traced training step of a zoo transformer (cached: replays predict the same case for many cards)."""
+def _zoo_workload(model: str, batch_size: int, seq_len: int, precision: str, optimizer: str | None,
+                  gradient_checkpointing: bool = False) -> Any:
+    """The traced training step of a zoo transformer, with validate's own loss and checkpointed blocks (cached:
+    replays predict the same case for many cards)."""
     import torch
+    import torch.nn.functional as F
 
-    from advisor.workload import from_module, zoo
+    from advisor.workload import zoo
+    from advisor.workload.trace import trace_module
 
     module, _facts = zoo.build(model, "meta")
     tokens = torch.zeros((batch_size, seq_len), dtype=torch.long)
-    return from_module(module, (tokens,), precision=precision, optimizer=optimizer, mode="train")
+    return trace_module(module, (tokens,), precision=precision, optimizer=optimizer, mode="train", name=model,
+                        loss_fn=lambda out: F.cross_entropy(out.flatten(0, 1), tokens.flatten()),
+                        gradient_checkpointing=gradient_checkpointing,
+                        checkpoint_blocks=module.blocks if gradient_checkpointing else None)
 
 
 def estimator_model(case: Case) -> tuple[Any, dict[str, Any]]:
     """What to hand ``estimate`` for a case: the zoo module itself (traced) for a transformer's training step,
-    an HF-style config of the model run for its checkpointed and decoding steps, or the preset name."""
+    an HF-style config of the model run for its decoding steps, or the preset name."""
     kwargs: dict[str, Any] = {}
     if case.seq_len:
         kwargs["seq_len"] = case.seq_len
@@ -919,11 +926,12 @@ def estimator_model(case: Case) -> tuple[Any, dict[str, Any]]:
     cfg = TRANSFORMERS.get(case.model)
     if cfg is None:
         return case.model, kwargs
-    if case.mode == "train" and not case.gradient_checkpointing:
+    if case.mode == "train":
         # the very module validate runs, traced on the meta device: every op it dispatches (its unfused
-        # RMSNorm, rotary and GELU, its MLM head over the vocabulary), not the Hugging Face class a config
-        # describes
-        return _zoo_workload(case.model, case.batch_size, case.seq_len or 128, case.precision, case.optimizer), {}
+        # RMSNorm, rotary and GELU, its MLM head over the vocabulary, its checkpointed blocks), not the Hugging
+        # Face class a config describes
+        return _zoo_workload(case.model, case.batch_size, case.seq_len or 128, case.precision, case.optimizer,
+                             case.gradient_checkpointing), {}
     if cfg["family"] == "gpt":
         config = {"model_type": "gpt2", "n_layer": cfg["layers"], "n_embd": cfg["d"], "n_head": cfg["heads"],
                   "vocab_size": cfg["vocab"], "n_positions": cfg["max_pos"], "tie_word_embeddings": True,

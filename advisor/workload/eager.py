@@ -56,12 +56,21 @@ LORA_FWD_PER_TARGET, LORA_BWD_PER_TARGET = 8, 12
 #: A Mixtral-style sparse MoE block in eager (router softmax/top-k, then a Python loop over experts:
 #: index, three linears, activation, weighting, index_add): per expert, forward.
 MOE_FWD_PER_EXPERT, MOE_FWD_ROUTER = 15, 10
-#: Host dispatch-equivalents per trainable tensor of one optimizer step: torch.optim's foreach implementations
-#: (the CUDA default since PyTorch 2.0) make ~10 list-wide calls that each walk the tensor list in C++, plus
-#: Python grouping (estimated ~1 op-equivalent per tensor; not measured on a GPU host yet); Hugging Face's
-#: Adafactor loops per tensor in Python (~15 ops each), bitsandbytes' 8-bit Adam launches per tensor.
-OPTIMIZER_OPS_PER_TENSOR: dict[str | None, int] = {None: 0, "sgd": 1, "sgd-momentum": 1, "adam": 1, "adamw": 1,
+#: Host dispatch-equivalents (forward ops of ``HOST_OP_S``) per trainable tensor of one optimizer step.
+#: torch.optim's foreach Adam/AdamW (the CUDA default since PyTorch 2.0) make ~10 list-wide calls that each walk
+#: the tensor list in C++: MEASURED at 20-21 us per tensor on the H200 host, where the AdamW step's GPU-side span
+#: (its kernels waiting on the host) was 4.16 ms for bert-base's 200 tensors, 2.95 ms for GPT-2's 148 and 3.24 ms
+#: for ViT-B/16's 152 while their bytes needed 1.4-2.1 ms (tests/data/gpu-runs/h200-2026-11-28/profile-ops.json),
+#: i.e. 2 op-equivalents; SGD's 1-3 list-wide calls ~1.  Hugging Face's Adafactor loops per tensor in Python
+#: (~15 ops each), bitsandbytes' 8-bit Adam launches per tensor (~3).
+OPTIMIZER_OPS_PER_TENSOR: dict[str | None, int] = {None: 0, "sgd": 1, "sgd-momentum": 1, "adam": 2, "adamw": 2,
                                                     "adafactor": 15, "adamw-8bit": 3}
+
+
+def optimizer_eager_ops(optimizer: str | None, trainable_tensors: int) -> dict[str, int]:
+    """The optimizer phase's host dispatch-equivalents for a traced workload (its other phases: the traced ops)."""
+    n = OPTIMIZER_OPS_PER_TENSOR.get(optimizer, 1) * trainable_tensors
+    return {"optimizer": n} if n else {}
 
 
 def style_of(family: str) -> str:

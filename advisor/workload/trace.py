@@ -27,6 +27,7 @@ from typing import Any
 from advisor.errors import WorkloadError
 from advisor.workload.aten_ops import Gemm, OpGroup, bucketed, flop_formulas, gemm_dims, merged, nbytes, op_kind
 from advisor.workload.base import OpCost, Workload
+from advisor.workload.eager import optimizer_eager_ops
 from advisor.workload.trace_blocks import RecurrentFiling, checkpointed, find_blocks
 from advisor.workload.transformer import check_common, optimizer_op, optimizer_state_bytes
 
@@ -52,6 +53,7 @@ class TraceResult:
     uncounted: tuple[str, ...]
     weight_copy_bytes: float = 0.0
     gemms: tuple[Gemm, ...] = ()
+    trainable_tensors: int = 0
 
     def all_groups(self) -> dict[tuple[str, str], OpGroup]:
         """Non-GEMM groups plus the GEMM records grouped by exact shape or ``min_dim`` class, at the traced batch."""
@@ -345,8 +347,10 @@ def run_traced(module: Any, inputs: tuple[Any, ...], kwargs: Mapping[str, Any], 
     # replay the timeline: temporaries = live - params/buffers - inputs - gradients - saved activations
     peak, tmp_peak = timeline.peaks(rec.persistent | input_ids | rec.weight_copies | grad_ids | set(saved))
     n_params = sum(p.numel() for p in params_in.values())
-    n_train = sum(p.numel() for n, p in params_in.items() if p.requires_grad and not n.startswith(frozen))
+    trainable = [p for n, p in params_in.items() if p.requires_grad and not n.startswith(frozen)]
+    n_train = sum(p.numel() for p in trainable)
     return TraceResult(groups=rec.groups, params=int(n_params), trainable_params=int(n_train) if train else 0,
+                       trainable_tensors=len(trainable) if train else 0,
                        param_bytes=int(param_bytes), activation_bytes=float(sum(saved.values())) if train else 0.0,
                        transient_bytes=float(tmp_peak), gradient_bytes=float(sum(nbytes(g) for g in grads)),
                        peak_bytes=float(peak), input_bytes=float(sum(nbytes(t) for t in fixed_tensors)),
@@ -480,6 +484,7 @@ def trace_module(
         transient_bytes=res.transient_bytes, ops=tuple(ops), seq_len=seq_len, image_size=image_size,
         tokens_per_sample=seq_len, input_bytes_per_sample=res.input_bytes / batch,
         uncounted_ops=res.uncounted, assumptions=tuple(common_assumptions(precision, opt, mode, ckpt)),
+        eager_ops=optimizer_eager_ops(opt, res.trainable_tensors),
         options={"gradient_checkpointing": ckpt, "grad_accum": grad_accum, "frozen": bool(frozen) or
                  res.trainable_params < res.params, "rebuild": rebuild,
                  "traced_memory_bytes": {"parameters": res.param_bytes, "gradients": res.gradient_bytes,

@@ -22,6 +22,7 @@ from typing import Any
 from advisor.errors import WorkloadError
 from advisor.workload.aten_ops import Gemm, OpGroup, bucketed, merged
 from advisor.workload.base import OpCost, Workload
+from advisor.workload.eager import optimizer_eager_ops
 from advisor.workload.trace import TraceResult, common_assumptions, run_traced
 from advisor.workload.transformer import check_common, optimizer_op
 
@@ -171,6 +172,7 @@ def preset_workload(preset: Any, *, batch_size: int, seq_len: int | None, image_
         seq_len=seq, image_size=img, tokens_per_sample=seq,
         input_bytes_per_sample=(r2.input_bytes - r1.input_bytes) / (_TRACE_BATCHES[1] - _TRACE_BATCHES[0]),
         uncounted_ops=r1.uncounted, assumptions=tuple(assumptions),
+        eager_ops=optimizer_eager_ops(opt, r1.trainable_tensors),
         options={"gradient_checkpointing": ckpt, "grad_accum": grad_accum,
                  "frozen": r1.trainable_params < r1.params and mode == "train", "rebuild": rebuild},
     )
