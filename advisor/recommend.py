@@ -156,6 +156,8 @@ class Recommendation:
         partial: when nothing fits, the best partial answer (largest batch that fits on the
             biggest card, or the card count needed); when no card supports the workload, why.
         job: what "time to train" covers (samples, tokens, where the default came from).
+        fit_options: when nothing fits, ``advisor.advice.fit_options`` for the card with the most memory
+            in the selection (what does not fit, and the changes that would make it fit).
     """
 
     model: str
@@ -167,6 +169,7 @@ class Recommendation:
     job: Mapping[str, Any]
     workload: Mapping[str, Any]
     partial: str | None = None
+    fit_options: Any = None
 
     @property
     def best(self) -> Candidate | None:
@@ -185,6 +188,7 @@ class Recommendation:
             "rows": [r.to_dict() for r in self.rows],
             "rejected": [r.to_dict() for r in self.rejected],
             "partial": self.partial,
+            "fit_options": self.fit_options.to_dict() if self.fit_options is not None else None,
             "assumptions": list(self.assumptions),
         }
 
@@ -451,7 +455,18 @@ def recommend(model: Any, *, batch_size: int = 1, seq_len: int | None = None, im
         best_est = next(c["estimate"] for c in candidates
                         if c["spec"].id == rows[0].gpu_id and c["count"] == rows[0].num_gpus)
         estimator_assumptions = list(getattr(best_est, "assumptions", ())) or estimator_assumptions
-    partial = None if rows else _partial_answer(rejected, best_misfit, precision, batch_size, cards)
+    advice = None
+    if not rows and best_misfit is not None:
+        from advisor.advice import fit_options
+
+        est_kwargs = {k: v for k, v in build_kwargs.items() if v is not None}
+        est_kwargs.update(extra, calibration=calibration, parallelism=best_misfit["parallelism"])
+        try:
+            advice = fit_options(model, best_misfit["spec"], num_gpus=best_misfit["count"], max_gpus=max_gpus,
+                                 specs_dir=specs_dir, **est_kwargs)
+        except AdvisorError:  # the partial answer below still says what does not fit
+            advice = None
+    partial = None if rows else _partial_answer(rejected, best_misfit, precision, batch_size, cards, advice)
     wl = {"params": getattr(workload, "params", None), "trainable_params": getattr(workload, "trainable_params", None),
           "family": getattr(workload, "family", None), "batch_size": batch_size, "seq_len": seq_len,
           "image_size": image_size, "precision": precision, "optimizer": optimizer if mode == "train" else None,
@@ -477,7 +492,7 @@ def recommend(model: Any, *, batch_size: int = 1, seq_len: int | None = None, im
     ]
     return Recommendation(model=getattr(workload, "name", str(model)), objective=objective, counts=counts,
                           rows=tuple(rows), rejected=tuple(rejected), assumptions=tuple(assumptions), job=job,
-                          workload=wl, partial=partial)
+                          workload=wl, partial=partial, fit_options=advice)
 
 
 def effective_rate(time: Any) -> float:
@@ -579,7 +594,7 @@ def _price_and_rank(candidates: list[dict[str, Any]], job: Mapping[str, Any], ob
 
 
 def _partial_answer(rejected: Sequence[Rejection], best_misfit: dict[str, Any] | None, precision: str,
-                    batch_size: int, cards: Sequence[GpuSpec]) -> str:
+                    batch_size: int, cards: Sequence[GpuSpec], advice: Any = None) -> str:
     """Why nothing qualified, and the closest thing to an answer."""
     codes = {r.code for r in rejected}
     if codes == {"precision_unsupported"}:
@@ -593,13 +608,18 @@ def _partial_answer(rejected: Sequence[Rejection], best_misfit: dict[str, Any] |
         max_batch = getattr(mem, "max_batch_size", None)
         if max_batch:
             parts.append(f"largest global batch that fits on {n} x {spec.name}: {max_batch}")
+        if advice is not None and advice.why:
+            parts.append(f"on {n} x {spec.name} it {advice.why}")
+        elif not max_batch:
+            parts.append(f"not even batch 1 per GPU fits on {n} x {spec.name} (needs {_gib(mem.total_bytes)}, "
+                         f"has {_gib(has)})")
+        fitting = advice.fitting if advice is not None else ()
+        if fitting:
+            parts.append("it would fit with: " + "; ".join(
+                f"{o.change} ({o.how}: {_gib(o.memory_per_gpu_bytes)} per GPU)" for o in fitting[:4]))
         else:
-            parts.append(f"even the model states do not fit on {n} x {spec.name}")
-        # Sharded model states scale ~1/count: a first-order count needed.
-        need = math.ceil(n * mem.total_bytes / has)
-        if need > n:
-            parts.append(f"about {need} x {spec.name} would be needed with sharding (zero3/fsdp or tp); "
-                         "raise --max-gpus, or use gradient checkpointing, LoRA/QLoRA or a lower precision")
+            parts.append("no single change tried fits (see fit_options); raise --max-gpus, or combine gradient "
+                         "checkpointing, LoRA/QLoRA and a lower precision")
         return "; ".join(parts)
     if "over_budget" in codes:
         cheapest = min((r for r in rejected if r.code == "over_budget"), key=lambda r: r.reason)

@@ -24,6 +24,8 @@ def test_json_is_exactly_the_api_to_dict(capsys: pytest.CaptureFixture[str]) -> 
     out = capsys.readouterr().out
     doc = json.loads(out)
     api = estimate("gpt2", "h100-sxm5-80gb", batch_size=4, seq_len=512, calibration=None).to_dict()
+    # the API's to_dict, plus what would make it fit (nothing to change here: it fits)
+    assert doc.pop("fit_options") == {"fits": True, "why": "", "options": []}
     assert doc == json.loads(json.dumps(api))
     assert doc["gpu"]["id"] == "h100-sxm5-80gb" and doc["workload"]["batch_size"] == 4
     assert doc["memory"]["fits"] is True and doc["time"]["bound"] in ("compute", "memory")
@@ -125,3 +127,46 @@ def test_analytic_estimate_does_not_import_torch() -> None:
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stderr.strip().splitlines()[-1]) == []
     assert json.loads(out.stdout)["num_gpus"] == 8
+
+
+ISSUE_16_LORA = ["estimate", "--model", "llama-3-8b", "--gpu", "RTX 4090", "--batch-size", "1", "--seq-len", "2048",
+                 "--lora-rank", "16", "--calibration", "none"]
+
+
+def test_does_not_fit_says_what_does_not_fit_and_what_would(capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 16 item 3: the model states fit; one sample's activations on top of them do not."""
+    assert main(ISSUE_16_LORA) == 0
+    out = capsys.readouterr().out
+    assert "model states alone do not fit" not in out
+    assert "the model states (15.2 GiB) fit, but not with one sample's activations" in " ".join(out.split())
+    assert "what would make it fit" in out and "--gradient-checkpointing" in out and "yes" in out
+    assert main([*ISSUE_16_LORA, "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    fo = doc["fit_options"]
+    assert fo["fits"] is False and doc["memory"]["fits"] is False
+    assert any(o["fits"] for o in fo["options"])
+    assert {o["how"] for o in fo["options"]} >= {"--gradient-checkpointing", "--lora-rank 16 --quantize-base nf4",
+                                                  "--num-gpus 2 --parallelism zero3"}
+
+
+def test_fit_options_are_the_estimators_own_numbers() -> None:
+    from advisor.advice import fit_options
+
+    kw = dict(batch_size=1, seq_len=2048, lora_rank=16, calibration=None)
+    adv = fit_options("llama-3-8b", "rtx-4090", **kw)
+    assert not adv.fits and adv.fitting
+    for o in adv.options:  # each row is estimate() with the row's kwargs
+        k = dict(o.kwargs)
+        gpu = k.pop("gpu", "rtx-4090")
+        e = estimate("llama-3-8b", gpu, **{**kw, **k})
+        assert e.memory.total_bytes == pytest.approx(o.memory_per_gpu_bytes) and e.memory.fits == o.fits
+        assert e.time.step_s == pytest.approx(o.step_s)
+    assert [o.fits for o in adv.options] == sorted((o.fits for o in adv.options), reverse=True)
+    big = fit_options("llama-3-8b", "rtx-4090", batch_size=8, seq_len=2048, calibration=None)
+    assert "the model states alone" in big.why  # full fine-tune: 16 B/param of states exceed 24 GB
+    micro = fit_options("gpt2", "rtx-4090", batch_size=512, seq_len=1024, calibration=None)
+    acc = next(o for o in micro.options if o.change.startswith("smaller micro-batch"))
+    assert acc.fits and acc.kwargs["batch_size"] * acc.kwargs["grad_accum"] >= 512
+    assert fit_options("gpt2", "h100-sxm5-80gb", batch_size=4, seq_len=512, calibration=None).options == ()
+    frame = adv.to_frame()
+    assert len(frame) == len(adv.options) and bool(frame["fits"].iloc[0])

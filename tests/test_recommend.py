@@ -194,7 +194,9 @@ def test_does_not_fit_reason_names_sizes(fake: FakeEstimator, monkeypatch: pytes
     x = reasons[0]
     assert "needs" in x.reason and "GiB" in x.reason and "has" in x.reason
     assert x.needed_bytes > x.available_bytes
-    assert r.partial is not None and "fits on no card" in r.partial and "would be needed" in r.partial
+    assert r.partial is not None and "fits on no card" in r.partial
+    # the fake model is unknown to the real estimator: no fit options, and the partial answer says so
+    assert r.fit_options is None and "no single change tried fits" in r.partial
 
 
 def test_sharding_fallback_makes_a_big_model_fit_on_several_cards(fake: FakeEstimator,
@@ -323,6 +325,11 @@ class TestRealEstimator:
         r = recommend("llama-2-70b", batch_size=64, seq_len=4096, max_gpus=1)
         assert not r.rows
         assert r.partial is not None and "fits on no card" in r.partial
+        # the same fit-options table as estimate's, for the card with the most memory
+        adv = r.fit_options
+        assert adv is not None and not adv.fits and adv.why and adv.fitting
+        assert "it would fit with" in r.partial and adv.fitting[0].how in r.partial
+        assert r.to_dict()["fit_options"]["options"][0]["fits"] is True
         assert {x.code for x in r.rejected} <= {"does_not_fit", "precision_unsupported"}
 
     def test_bf16_on_volta_is_rejected_with_the_supported_list(self) -> None:

@@ -9,6 +9,7 @@ from advisor.catalog import SEGMENTS, VENDORS
 from advisor.commands._output import (
     add_json_flag,
     add_specs_dir_flag,
+    fit_table,
     print_json,
     stderr_console,
     stdout_console,
@@ -108,6 +109,8 @@ def run(args: argparse.Namespace) -> int:
                       "`estimate ... --json` gives time.input_advice")
     if rec.partial:
         console.print(f"[bold]best partial answer:[/bold] {rec.partial}")
+    if rec.fit_options is not None and rec.fit_options.options:
+        console.print(fit_table(rec.fit_options))
     by_code: dict[str, int] = {}
     for r in rec.rejected:
         by_code[r.code] = by_code.get(r.code, 0) + 1
