@@ -49,23 +49,28 @@ def _from_probe(probe: Any, catalog_id: str) -> dict[str, float] | None:
     return dict(probe.efficiencies(index))
 
 
+_HINT = "pass a file written by `probe --json --out FILE`, 'auto' or 'none'"
+
+
 def _from_file(path: Path, catalog_id: str) -> dict[str, float] | None:
     try:
         data = json.loads(path.read_text())
     except OSError as exc:
         raise EstimateError(f"cannot read calibration file {str(path)!r}: {exc.strerror}",
-                            hint="pass a file written by `probe --json --out FILE`, 'auto' or 'none'") from exc
+                            hint=_HINT) from exc
     except json.JSONDecodeError as exc:
-        raise EstimateError(f"calibration file {str(path)!r} is not valid JSON: {exc.msg}") from exc
+        what = "is empty" if not path.read_text().strip() else f"is not valid JSON: {exc.msg} (line {exc.lineno})"
+        raise EstimateError(f"calibration file {str(path)!r} {what}", hint=_HINT) from exc
     if not isinstance(data, Mapping):
-        raise EstimateError(f"calibration file {str(path)!r} does not hold a probe result object")
+        raise EstimateError(f"calibration file {str(path)!r} holds a JSON {type(data).__name__}, not a probe result "
+                            "object", hint=_HINT)
     if "kernels" in data and "devices" in data:
         from advisor.probe.results import ProbeResult
 
         try:
             probe = ProbeResult.from_dict(data)
         except (KeyError, TypeError, ValueError) as exc:
-            raise EstimateError(f"calibration file {str(path)!r} is not a probe result: {exc}") from exc
+            raise EstimateError(f"calibration file {str(path)!r} is not a probe result: {exc}", hint=_HINT) from exc
         return _from_probe(probe, catalog_id)
     if "efficiencies" in data and isinstance(data["efficiencies"], Mapping):
         return {str(k): float(v) for k, v in data["efficiencies"].items()}

@@ -13,6 +13,9 @@ from typing import Any
 from advisor.errors import WorkloadError
 from advisor.workload.transformer import TransformerArch
 
+_CONFIG_HINT = ("pass a Hugging Face config.json: one JSON object with model_type, hidden_size, "
+                "num_hidden_layers, ... (the file next to the model's weights)")
+
 # model_type -> our family
 MODEL_TYPES = {"gpt2": "gpt2", "gptj": "gptj", "llama": "llama", "mistral": "mistral", "qwen2": "qwen2",
                "gemma": "gemma", "gemma2": "gemma", "mixtral": "mixtral", "bert": "bert", "t5": "t5"}
@@ -106,13 +109,27 @@ def load_config(source: str | Path | Mapping[str, Any]) -> tuple[dict[str, Any],
     if path.is_dir():
         path = path / "config.json"
     if path.is_file():
+        label = path.parent.name if path.name == "config.json" else path.stem
         try:
-            return json.loads(path.read_text()), path.parent.name if path.name == "config.json" else path.stem
-        except (OSError, json.JSONDecodeError) as exc:
-            raise WorkloadError(f"cannot read config {str(path)!r}: {exc}") from exc
+            text = path.read_text()
+        except OSError as exc:
+            raise WorkloadError(f"cannot read config {str(path)!r}: {exc.strerror}",
+                                "check the file's permissions") from exc
+        if not text.strip():
+            raise WorkloadError(f"config {str(path)!r} is empty", _CONFIG_HINT)
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise WorkloadError(f"config {str(path)!r} is not valid JSON: {exc.msg} (line {exc.lineno}, column "
+                                f"{exc.colno})", _CONFIG_HINT) from exc
+        if not isinstance(data, Mapping):
+            raise WorkloadError(f"config {str(path)!r} holds a JSON {type(data).__name__}, not an object",
+                                _CONFIG_HINT)
+        return data, label
     text = str(source)
     if str(source).endswith(".json"):
-        raise WorkloadError(f"config file {text!r} does not exist")
+        raise WorkloadError(f"config file {text!r} does not exist",
+                            "check the path, or give a preset name (see `specs`/README) or a hub id (owner/name)")
     if text.count("/") == 1 and not text.startswith((".", "/")):
         return _from_hub(text), text
     raise WorkloadError(f"{text!r} is neither a preset, a config.json path nor a hub id (owner/name)")
