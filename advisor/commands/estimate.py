@@ -14,6 +14,7 @@ from advisor.commands._output import (
     add_specs_dir_flag,
     fit_table,
     print_json,
+    stderr_console,
     stdout_console,
     table,
 )
@@ -141,6 +142,13 @@ def run(args: argparse.Namespace) -> int:
     specs_dir = args.specs_dir[0] if args.specs_dir else None
     kwargs = workload_kwargs(args)
     e = estimate(args.model, args.gpu, num_gpus=args.num_gpus, specs_dir=specs_dir, **kwargs)
+    if args.calibration == "auto":
+        from advisor.estimate.calibrate import store_problem
+
+        problem = store_problem()
+        if problem:
+            stderr_console().print(f"warning: the history store could not be read, so no probe calibrates this "
+                                   f"estimate: {problem}", markup=False)
     # What would make it fit (empty when it fits): one library function, shared with recommend and the dashboard.
     advice = fit_options(args.model, args.gpu, num_gpus=args.num_gpus, specs_dir=specs_dir, base=e, **kwargs)
     if args.json:

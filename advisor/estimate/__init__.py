@@ -17,7 +17,7 @@ from typing import Any
 
 from advisor.catalog import GpuSpec, get_gpu
 from advisor.errors import EstimateError
-from advisor.estimate.calibrate import apply_efficiencies, load_efficiencies
+from advisor.estimate.calibrate import apply_efficiencies, load_efficiencies, store_problem
 from advisor.estimate.efficiency import (
     CONTEXT_SOURCE,
     HALF_DIM_REF,
@@ -445,7 +445,9 @@ def estimate_workload(workload: Workload | PreparedWorkload, spec: GpuSpec, *, n
     if calibrated:
         assumptions.append(f"calibrated by a probe of this card: {', '.join(changed)}")
     elif calibration is not None and calibration != "none":
-        assumptions.append("no probe of this card found: default efficiencies")
+        problem = store_problem() if isinstance(calibration, str) and calibration.lower() == "auto" else None
+        assumptions.append(f"the history store could not be read ({problem}): default efficiencies" if problem
+                           else "no probe of this card found: default efficiencies")
     if fallback:
         assumptions.append(fallback)
     if loader_note and loader_samples_per_s is None:

@@ -18,7 +18,7 @@ from typing import Any
 from advisor.errors import AdvisorError, EstimateError
 from advisor.estimate.efficiency import HOST_OP_PER_BARE_OP, ArchEfficiency
 
-_AUTO_CACHE: dict[str, tuple[float, dict[str, Any]]] = {}
+_AUTO_CACHE: dict[str, tuple[float, dict[str, Any], str | None]] = {}
 _AUTO_TTL_S = 5.0
 
 
@@ -86,6 +86,7 @@ def _latest_by_card() -> dict[str, Any]:
     if hit is not None and now - hit[0] < _AUTO_TTL_S:
         return hit[1]
     latest: dict[str, Any] = {}
+    problem = None
     try:
         from advisor.store import HistoryStore, default_store_path
 
@@ -94,10 +95,20 @@ def _latest_by_card() -> dict[str, Any]:
             for record in HistoryStore(path).list_probes(limit=500):  # newest first
                 if record.catalog_id and record.catalog_id not in latest:
                     latest[record.catalog_id] = _record_efficiencies(record, record.catalog_id)
-    except (ImportError, AttributeError, AdvisorError):
-        latest = {}  # no store, or an unreadable one: defaults, and calibrated stays False
-    _AUTO_CACHE[key] = (now, latest)
+    except AdvisorError as exc:  # an unreadable store: defaults, calibrated stays False, and store_problem says why
+        latest = {}
+        problem = exc.message
+    except (ImportError, AttributeError):
+        latest = {}
+    _AUTO_CACHE[key] = (now, latest, problem)
     return latest
+
+
+def store_problem() -> str | None:
+    """Why the history store could not be read for ``calibration="auto"`` (``None`` when it could, or is absent)."""
+    _latest_by_card()
+    hit = _AUTO_CACHE.get(os.environ.get("GPU_ADVISOR_HOME", ""))
+    return hit[2] if hit is not None else None
 
 
 def _record_efficiencies(record: Any, catalog_id: str) -> dict[str, float] | None:
