@@ -17,6 +17,7 @@ from advisor.commands._output import (
     stderr_console,
     stdout_console,
     table,
+    tracing_spinner,
 )
 
 PRECISION_CHOICES = ("fp32", "tf32", "fp16", "bf16", "amp-fp16", "amp-bf16", "fp8", "int8", "int4")
@@ -141,7 +142,8 @@ def run(args: argparse.Namespace) -> int:
 
     specs_dir = args.specs_dir[0] if args.specs_dir else None
     kwargs = workload_kwargs(args)
-    e = estimate(args.model, args.gpu, num_gpus=args.num_gpus, specs_dir=specs_dir, **kwargs)
+    with tracing_spinner():
+        e = estimate(args.model, args.gpu, num_gpus=args.num_gpus, specs_dir=specs_dir, **kwargs)
     if args.calibration == "auto":
         from advisor.estimate.calibrate import store_problem
 
@@ -150,7 +152,8 @@ def run(args: argparse.Namespace) -> int:
             stderr_console().print(f"warning: the history store could not be read, so no probe calibrates this "
                                    f"estimate: {problem}", markup=False)
     # What would make it fit (empty when it fits): one library function, shared with recommend and the dashboard.
-    advice = fit_options(args.model, args.gpu, num_gpus=args.num_gpus, specs_dir=specs_dir, base=e, **kwargs)
+    with tracing_spinner():
+        advice = fit_options(args.model, args.gpu, num_gpus=args.num_gpus, specs_dir=specs_dir, base=e, **kwargs)
     if args.json:
         print_json({**e.to_dict(), "fit_options": advice.to_dict()})
         return 0

@@ -14,6 +14,7 @@ from advisor.commands._output import (
     stderr_console,
     stdout_console,
     table,
+    tracing_spinner,
 )
 from advisor.commands.estimate import _positive_float, _positive_int, add_workload_args, workload_kwargs
 from advisor.errors import AdvisorError
@@ -67,8 +68,9 @@ def run(args: argparse.Namespace) -> int:
     specs_dir = args.specs_dir[0] if args.specs_dir else None
     if args.specs_dir and len(args.specs_dir) > 1:
         raise AdvisorError("recommend takes one --specs-dir", hint="put your spec files in one directory")
-    rec = recommend(args.model, max_gpus=args.max_gpus, objective=args.objective, budget_usd=args.budget_usd,
-                    vendor=args.vendor, segment=args.segment, gpus=args.gpus, specs_dir=specs_dir, **kwargs)
+    with tracing_spinner():
+        rec = recommend(args.model, max_gpus=args.max_gpus, objective=args.objective, budget_usd=args.budget_usd,
+                        vendor=args.vendor, segment=args.segment, gpus=args.gpus, specs_dir=specs_dir, **kwargs)
     if args.objective in OBJECTIVE_ALIASES:
         stderr_console().print(f"note: --objective {args.objective} is deprecated; it means "
                                f"{OBJECTIVE_ALIASES[args.objective]} (use cost-buy for the cards' price)")

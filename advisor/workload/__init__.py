@@ -83,11 +83,21 @@ def from_preset(
             raise WorkloadError(f"image_size does not apply to {preset.name} (a sequence model)", "use seq_len")
     elif seq_len is not None:
         raise WorkloadError(f"seq_len does not apply to {preset.name} (a vision model)", "use image_size")
-    from advisor.workload.trace import preset_workload
+    from advisor.workload.tracecache import cached_build
 
-    return preset_workload(preset, batch_size=batch_size, seq_len=seq_len, image_size=image_size, mode=mode,
-                           precision=precision, optimizer=optimizer, gradient_checkpointing=gradient_checkpointing,
-                           grad_accum=grad_accum)
+    def build(b: int) -> Workload:
+        from advisor.workload.trace import preset_workload
+
+        return preset_workload(preset, batch_size=b, seq_len=seq_len, image_size=image_size, mode=mode,
+                               precision=precision, optimizer=optimizer,
+                               gradient_checkpointing=gradient_checkpointing, grad_accum=grad_accum)
+
+    # Traced once per shape, then kept on disk (advisor.workload.tracecache): a repeated run skips torch.
+    key = {"preset": preset.name, "definition": preset.config, "seq_len": seq_len, "image_size": image_size,
+           "mode": mode, "precision": precision, "optimizer": optimizer,
+           "gradient_checkpointing": gradient_checkpointing, "grad_accum": grad_accum}
+    return cached_build("preset", key, batch_size, build,
+                        f"tracing {preset.name} on fake tensors (once; cached for later runs)")
 
 
 def from_config(config: str | Path | Mapping[str, Any], *, name: str | None = None, **options: Any) -> Workload:
