@@ -130,20 +130,10 @@ def load_config(source: str | Path | Mapping[str, Any]) -> tuple[dict[str, Any],
     if str(source).endswith(".json"):
         raise WorkloadError(f"config file {text!r} does not exist",
                             "check the path, or give a preset name (see `specs`/README) or a hub id (owner/name)")
-    if text.count("/") == 1 and not text.startswith((".", "/")):
-        return _from_hub(text), text
-    raise WorkloadError(f"{text!r} is neither a preset, a config.json path nor a hub id (owner/name)")
+    from advisor.workload.hub import fetch_config, looks_like_hub_id
 
-
-def _from_hub(repo_id: str) -> dict[str, Any]:
-    try:
-        from huggingface_hub import hf_hub_download
-    except ImportError as exc:
-        raise WorkloadError(f"cannot resolve hub id {repo_id!r}: huggingface_hub is not installed",
-                            "pass the model's config.json (a path or a dict)") from exc
-    try:
-        path = hf_hub_download(repo_id, "config.json")
-        return json.loads(Path(path).read_text())
-    except Exception as exc:  # network, auth, missing repo: all mean "pass the config"
-        raise WorkloadError(f"cannot fetch config.json of {repo_id!r} from the hub ({type(exc).__name__})",
-                            "offline or gated: download config.json and pass its path") from exc
+    if looks_like_hub_id(text):
+        return fetch_config(text), text
+    raise WorkloadError(f"{text!r} is neither a preset, a config.json path nor a hub id (owner/name)",
+                        "see the presets in the README, pass a config.json path, or a Hugging Face id like "
+                        "Qwen/Qwen2-7B")
