@@ -170,3 +170,31 @@ def test_fit_options_are_the_estimators_own_numbers() -> None:
     assert fit_options("gpt2", "h100-sxm5-80gb", batch_size=4, seq_len=512, calibration=None).options == ()
     frame = adv.to_frame()
     assert len(frame) == len(adv.options) and bool(frame["fits"].iloc[0])
+
+
+@pytest.mark.parametrize(("model", "limit"), [("llama-3-8b", 8192), ("mistral-7b", 32768), ("qwen2.5-7b", 131072),
+                                              ("llama-2-7b", 4096), ("gpt-j-6b", 2048)])
+def test_seq_len_past_the_trained_context_is_a_warning_for_every_family(
+        model: str, limit: int, capsys: pytest.CaptureFixture[str]) -> None:
+    e = estimate(model, "h100-sxm5-80gb", seq_len=limit + 1, calibration=None, num_gpus=2, batch_size=2)
+    warnings = [a for a in e.assumptions if a.startswith("warning:")]
+    assert len(warnings) == 1 and f"({limit:,})" in warnings[0]
+    inside = estimate(model, "h100-sxm5-80gb", seq_len=limit, calibration=None, num_gpus=2, batch_size=2)
+    assert not any(a.startswith("warning:") for a in inside.assumptions)
+    # the CLI says it on stderr as well
+    assert main(["estimate", "--model", model, "--gpu", "h100-sxm5-80gb", "--seq-len", str(limit + 1),
+                 "--calibration", "none", "--json"]) == 0
+    assert "exceeds" in capsys.readouterr().err
+
+
+def test_generated_tokens_count_towards_the_context() -> None:
+    e = estimate("llama-2-7b", "h100-sxm5-80gb", mode="infer", precision="bf16", seq_len=4000, gen_len=200,
+                 calibration=None)
+    assert any("4,200 tokens exceeds" in a for a in e.assumptions)
+
+
+def test_learned_position_tables_still_refuse() -> None:
+    from advisor.errors import WorkloadError
+
+    with pytest.raises(WorkloadError, match="learned position table"):
+        estimate("bert-base", "h100-sxm5-80gb", seq_len=513, calibration=None)

@@ -154,6 +154,9 @@ def run(args: argparse.Namespace) -> int:
     # What would make it fit (empty when it fits): one library function, shared with recommend and the dashboard.
     with tracing_spinner():
         advice = fit_options(args.model, args.gpu, num_gpus=args.num_gpus, specs_dir=specs_dir, base=e, **kwargs)
+    for note in e.assumptions:  # warnings stay in the assumptions (and the JSON), and are said on stderr too
+        if note.startswith("warning:"):
+            stderr_console().print(note, markup=False)
     if args.json:
         print_json({**e.to_dict(), "fit_options": advice.to_dict()})
         return 0
