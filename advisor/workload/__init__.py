@@ -115,14 +115,21 @@ def from_config(config: str | Path | Mapping[str, Any], *, name: str | None = No
     Raises:
         WorkloadError: unreadable config, missing key (named), unsupported model_type, bad options.
     """
-    from advisor.workload.config import arch_from_config, load_config
+    from advisor.workload.config import UnsupportedModelType, arch_from_config, load_config
     from advisor.workload.transformer import build_transformer
 
     cfg, label = load_config(config)
     label = name or label
+    try:
+        arch = arch_from_config(cfg, label)
+    except UnsupportedModelType:
+        # No analytic model: build it from the config with transformers (meta device) and trace it.
+        from advisor.workload.hf import from_hf_config
+
+        wl = from_hf_config(cfg, label, **options)
+        return _with_context_warning(wl, label, context_limit(cfg))
     if options.pop("image_size", None) is not None:
         raise WorkloadError(f"image_size does not apply to config {label!r} (a transformer)", "use seq_len")
-    arch = arch_from_config(cfg, label)
     default_seq = int(cfg.get("max_position_embeddings") or cfg.get("n_positions") or 2048)
     wl = build_transformer(arch, name=label, source="config", default_seq_len=min(default_seq, 2048), **options)
     return _with_context_warning(wl, label, context_limit(cfg))

@@ -21,6 +21,10 @@ MODEL_TYPES = {"gpt2": "gpt2", "gptj": "gptj", "llama": "llama", "mistral": "mis
                "gemma": "gemma", "gemma2": "gemma", "mixtral": "mixtral", "bert": "bert", "t5": "t5"}
 
 
+class UnsupportedModelType(WorkloadError):
+    """A config whose ``model_type`` has no analytic model (``from_config`` then builds it with transformers)."""
+
+
 def _get(cfg: Mapping[str, Any], name: str, key: str, default: Any = ..., *alts: str) -> Any:
     for k in (key, *alts):
         if k in cfg and cfg[k] is not None:
@@ -46,8 +50,9 @@ def arch_from_config(cfg: Mapping[str, Any], name: str | None = None) -> Transfo
                             f"accepted model types: {', '.join(sorted(MODEL_TYPES))}")
     family = MODEL_TYPES.get(str(model_type))
     if family is None:
-        raise WorkloadError(f"unsupported model_type {model_type!r} in config {label!r}",
-                            f"accepted: {', '.join(sorted(MODEL_TYPES))}; other models: pass the torch module")
+        raise UnsupportedModelType(f"unsupported model_type {model_type!r} in config {label!r}",
+                                   f"accepted: {', '.join(sorted(MODEL_TYPES))}; other models: pass the torch "
+                                   "module, or install transformers (gpu-advisor[hf]) to build and trace it")
     g = lambda key, default=..., *alts: _get(cfg, label, key, default, *alts)  # noqa: E731
     if family in ("gpt2", "gptj"):
         h = g("n_embd", ..., "hidden_size")
