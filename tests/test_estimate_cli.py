@@ -198,3 +198,25 @@ def test_learned_position_tables_still_refuse() -> None:
 
     with pytest.raises(WorkloadError, match="learned position table"):
         estimate("bert-base", "h100-sxm5-80gb", seq_len=513, calibration=None)
+
+
+def test_qlora_costs_the_dequantization_of_its_base() -> None:
+    """Issue 16 item 4: nf4 weights are dequantized to a 16-bit copy per matmul, forward and backward."""
+    from advisor.workload import from_preset
+
+    kw = dict(batch_size=1, seq_len=512, lora_rank=16, calibration=None)
+    lora = estimate("llama-3-8b", "rtx-4090", **kw)
+    qlora = estimate("llama-3-8b", "rtx-4090", quantize_base="nf4", **kw)
+    assert qlora.time.step_s > lora.time.step_s * 1.05  # a memory-bound extra pass over the base, twice
+    assert qlora.memory.breakdown_bytes["weights"] < lora.memory.breakdown_bytes["weights"]
+    assert any("dequant" in a and "backward" in a for a in qlora.assumptions)
+    w = from_preset("llama-3-8b", batch_size=1, seq_len=512, lora_rank=16, quantize_base="nf4")
+    dq = [op for op in w.ops if op.name.endswith(".dequant")]
+    assert {op.phase for op in dq} == {"forward"} and any(op.name.endswith(".dequant.grad") for op in w.ops)
+    weights = sum(op.flops for op in dq)  # one flop per dequantized weight
+    assert weights == pytest.approx(w.options["quantized_params"], rel=1e-6)
+    assert sum(op.bytes for op in dq) == pytest.approx(weights * (2.0 + 0.5 + 0.5 / 64), rel=1e-6)
+    # the LM head and embeddings stay 16-bit: their traffic is the same as without quantization
+    plain = from_preset("llama-3-8b", batch_size=1, seq_len=512, lora_rank=16)
+    head = {op.name: op.bytes for op in plain.ops if op.name in ("lm_head", "embedding")}
+    assert head == {op.name: op.bytes for op in w.ops if op.name in ("lm_head", "embedding")}

@@ -34,14 +34,19 @@ def _own_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 def test_without_transformers_the_error_says_how_to_get_it(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
                                                           capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setitem(sys.modules, "transformers", None)
-    with pytest.raises(WorkloadError, match="needs transformers") as info:
+    with pytest.raises(WorkloadError, match=r"unsupported model_type 'vit'.*needs transformers") as info:
         load_workload(dict(VIT), batch_size=2)
     assert "gpu-advisor[hf]" in (info.value.hint or "")
     path = tmp_path / "config.json"
     path.write_text(json.dumps(OPT_125M))
     assert main(["estimate", "--model", str(path), "--gpu", "a100-sxm4-80gb"]) == 2
     err = capsys.readouterr().err
-    assert "error: model_type 'opt'" in err and "hint: pip install 'gpu-advisor[hf]'" in err
+    assert "error: unsupported model_type 'opt'" in err and "hint: pip install 'gpu-advisor[hf]'" in err
+
+
+def test_a_config_without_sizes_is_refused_rather_than_filled_with_defaults() -> None:
+    with pytest.raises(WorkloadError, match="unsupported model_type 'rwkv'"):
+        load_workload({"model_type": "rwkv"}, batch_size=1)
 
 
 def test_options_only_the_analytic_path_models_are_refused_before_any_import() -> None:

@@ -123,8 +123,12 @@ def from_config(config: str | Path | Mapping[str, Any], *, name: str | None = No
     try:
         arch = arch_from_config(cfg, label)
     except UnsupportedModelType:
-        # No analytic model: build it from the config with transformers (meta device) and trace it.
-        from advisor.workload.hf import from_hf_config
+        # No analytic model: build it from the config with transformers (meta device) and trace it -- unless the
+        # config gives no sizes at all, when transformers would silently fill in a default model.
+        from advisor.workload.hf import from_hf_config, has_sizes
+
+        if not has_sizes(cfg):
+            raise
 
         wl = from_hf_config(cfg, label, **options)
         return _with_context_warning(wl, label, context_limit(cfg))

@@ -21,6 +21,16 @@ INSTALL_HINT = "pip install 'gpu-advisor[hf]' (transformers)"
 _ANALYTIC_ONLY = ("lora_rank", "lora_targets", "quantize_base", "gen_len")
 
 
+#: Keys that give a model's size; a config with none of them would be transformers' defaults, not the user's model.
+_SIZE_KEYS = ("hidden_size", "d_model", "n_embd", "embed_dim", "dim", "hidden_sizes", "num_hidden_layers",
+              "num_layers", "n_layer", "depths", "encoder_layers", "decoder_layers")
+
+
+def has_sizes(cfg: Mapping[str, Any]) -> bool:
+    """Whether ``cfg`` states the model's size (else building it would measure transformers' default model)."""
+    return any(k in cfg for k in _SIZE_KEYS)
+
+
 def _transformers() -> Any:
     try:
         import transformers
@@ -73,8 +83,8 @@ def _build_and_trace(cfg: Mapping[str, Any], name: str, batch: int, *, seq_len: 
     except ImportError as exc:
         from advisor.workload.config import MODEL_TYPES
 
-        raise WorkloadError(f"model_type {model_type!r} of {name!r} has no analytic model here, and building it "
-                            "from its config needs transformers, which is not installed",
+        raise WorkloadError(f"unsupported model_type {model_type!r} in config {name!r}: it has no analytic model "
+                            "here, and building it from its config needs transformers, which is not installed",
                             f"{INSTALL_HINT}; analytic model types: {', '.join(sorted(MODEL_TYPES))}; or pass "
                             "the torch module with example_inputs") from exc
     import torch
