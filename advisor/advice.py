@@ -223,16 +223,23 @@ def fit_options(model: Any, gpu: str | GpuSpec, *, num_gpus: int = 1, max_gpus: 
             if attempt(f"{what}", f"--precision {p}", "quantized weights: a small accuracy loss",
                        precision=p) is not None and options[-1].fits:
                 break
-    # more cards: shard the model states (train) or split the layers (infer)
-    strategy = "zero3" if train else "tp"
+    # more cards: split the batch (ddp), then also shard the model states (zero3); inference splits the layers (tp)
     more_cards = [n for n in gpu_counts(max_gpus) if n > num_gpus]
-    for n in more_cards:
-        opt = attempt(f"{'ZeRO-3 / FSDP' if train else 'tensor parallel'} over {n} x {spec.name}",
-                      f"--num-gpus {n} --parallelism {strategy}",
-                      "shards weights, gradients and optimizer states across the cards" if train else
-                      "splits every layer across the cards", num_gpus=n, parallelism=strategy)
-        if opt is not None and opt.fits:
-            break
+    strategies = (("ddp", "data parallel (DDP)", "splits the global batch across the cards; each holds the whole "
+                   "model"),
+                  ("zero3", "ZeRO-3 / FSDP", "splits the batch and shards weights, gradients and optimizer states "
+                   "across the cards")) if train else (("tp", "tensor parallel", "splits every layer across the "
+                                                        "cards"),)
+    fits_at = math.inf  # sharding is listed only where splitting the batch alone is not enough
+    for strategy, what, note in strategies:
+        for n in more_cards:
+            if n >= fits_at:
+                break
+            opt = attempt(f"{what} over {n} x {spec.name}", f"--num-gpus {n} --parallelism {strategy}", note,
+                          num_gpus=n, parallelism=strategy)
+            if opt is not None and opt.fits:
+                fits_at = n
+                break
     # no single change is enough: checkpointing together with the strongest of the others
     if train and not any(o.fits for o in options) and not kwargs.get("gradient_checkpointing"):
         rank = lora or DEFAULT_LORA_RANK
@@ -266,5 +273,6 @@ def fit_options(model: Any, gpu: str | GpuSpec, *, num_gpus: int = 1, max_gpus: 
             options.append(_option(f"a bigger card: {card.name}", f"--gpu {card.id}", {"gpu": card.id}, est,
                                    f"{card.memory_gb:g} GB; the smallest card in the catalog that fits"))
             break
-    options.sort(key=lambda o: (not o.fits, o.step_s if o.fits else o.memory_per_gpu_bytes))
+    # fitting ones first, fastest (samples/s, so that accumulation's longer steps compare fairly) first
+    options.sort(key=lambda o: (not o.fits, -o.effective_samples_per_s if o.fits else o.memory_per_gpu_bytes))
     return FitAdvice(fits=False, why=why_it_does_not_fit(e), options=tuple(options))

@@ -167,6 +167,13 @@ def test_fit_options_are_the_estimators_own_numbers() -> None:
     micro = fit_options("gpt2", "rtx-4090", batch_size=512, seq_len=1024, calibration=None)
     acc = next(o for o in micro.options if o.change.startswith("smaller micro-batch"))
     assert acc.fits and acc.kwargs["batch_size"] * acc.kwargs["grad_accum"] >= 512
+    # activations, not model states, are the problem: splitting the batch (ddp) is offered, and sharding is not
+    # offered at or beyond the card count where ddp already fits
+    ddp = next(o for o in micro.options if o.change.startswith("data parallel") and o.fits)
+    assert ddp.kwargs["parallelism"] == "ddp"
+    assert not any(o.kwargs.get("parallelism") == "zero3" and o.num_gpus >= ddp.num_gpus for o in micro.options)
+    rates = [o.effective_samples_per_s for o in micro.fitting]
+    assert rates == sorted(rates, reverse=True)  # fastest first
     assert fit_options("gpt2", "h100-sxm5-80gb", batch_size=4, seq_len=512, calibration=None).options == ()
     frame = adv.to_frame()
     assert len(frame) == len(adv.options) and bool(frame["fits"].iloc[0])

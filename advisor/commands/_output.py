@@ -74,7 +74,8 @@ def fit_table(advice: Any) -> Any:
     return table("what would make it fit (one change at a time, then combined)",
                  ("change", "how", "GiB/GPU", "fits", "step", "samples/s"),
                  [(o.change, o.how, f"{o.memory_per_gpu_bytes / 1024**3:,.1f}", "yes" if o.fits else "no",
-                   format_seconds(o.step_s), f"{o.effective_samples_per_s:,.3g}") for o in advice.options],
+                   format_seconds(o.step_s), f"{o.effective_samples_per_s:,.0f}" if o.effective_samples_per_s >= 100
+                   else f"{o.effective_samples_per_s:.3g}") for o in advice.options],
                  right_align=("GiB/GPU", "step", "samples/s"))
 
 
