@@ -331,18 +331,22 @@ def load_spec_file(path: Path) -> GpuSpec:
         with path.open("rb") as fh:
             data = tomllib.load(fh)
     except tomllib.TOMLDecodeError as exc:
-        raise SpecError(f"{path.name}: not valid TOML: {exc}") from exc
+        raise SpecError(f"{path}: not valid TOML: {exc}",
+                        hint=f"fix the syntax, or move the file out of {path.parent}; every file there is read "
+                             "as a card (`specs show h100-sxm5-80gb --json` shows every field)") from exc
     except OSError as exc:
-        raise SpecError(f"{path}: cannot read: {exc.strerror}") from exc
-    spec = spec_from_mapping(data, where=path.name)
+        raise SpecError(f"{path}: cannot read: {exc.strerror}", hint="check the file's permissions") from exc
+    spec = spec_from_mapping(data, where=str(path))
     if spec.id != path.stem:
-        raise SpecError(f"{path.name}: id {spec.id!r} must equal the file name stem {path.stem!r}")
+        raise SpecError(f"{path}: id {spec.id!r} must equal the file name stem {path.stem!r}",
+                        hint=f"rename the file to {spec.id}.toml, or set id = {path.stem!r}")
     return dataclasses.replace(spec, path=str(path))
 
 
 def _load_dir(directory: Path) -> dict[str, GpuSpec]:
     if not directory.is_dir():
-        raise SpecError(f"specs directory {directory} does not exist or is not a directory")
+        raise SpecError(f"specs directory {directory} does not exist or is not a directory",
+                        hint="pass a directory of <id>.toml files to --specs-dir (or $GPU_ADVISOR_SPECS)")
     specs: dict[str, GpuSpec] = {}
     for path in sorted(directory.glob("*.toml")):
         spec = load_spec_file(path)

@@ -12,6 +12,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from advisor import __version__
 from advisor.errors import AdvisorError
@@ -20,9 +21,28 @@ from advisor.errors import AdvisorError
 COMMANDS: tuple[str, ...] = ("specs", "probe", "estimate", "recommend", "validate")
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with the CLI's error format: ``error: ...`` and ``hint: ...`` on stderr, exit 2.
+
+    argparse's default prints the whole usage block (5-6 lines) before the message; here the message
+    comes first and the hint names the command's ``--help``.  Sub-parsers inherit this class.
+    """
+
+    def error(self, message: str) -> NoReturn:
+        """Print ``error:`` + ``hint:`` and exit 2 (argparse's own exit code for bad arguments)."""
+        hint = f"`{self.prog} --help` lists the options"
+        if self.prog == "gpu-advisor" and "invalid choice" in message:
+            hint = f"commands: {', '.join(COMMANDS)}"
+        elif self.prog == "gpu-advisor" and message.startswith("unrecognized arguments"):
+            hint = "`gpu-advisor COMMAND --help` lists a command's options"
+        print(f"error: {message}", file=sys.stderr)
+        print(f"hint: {hint}", file=sys.stderr)
+        raise SystemExit(2)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser with every sub-command registered."""
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="gpu-advisor",
         description="GPU hardware advisor: what is in this machine, how fast it really is, "
         "whether a model fits, how long it takes, and which card to buy or rent.",

@@ -22,8 +22,12 @@ from typing import Any, Literal
 from advisor.catalog import SEGMENTS, VENDORS, GpuSpec, find_gpu, load_specs
 from advisor.errors import AdvisorError, EstimateError
 
-Objective = Literal["time", "cost", "energy"]
-OBJECTIVES: tuple[str, ...] = ("time", "cost", "energy")
+Objective = Literal["time", "cost-cloud", "cost-buy", "energy"]
+#: ``time``: time to train (effective rate); ``cost-cloud``: dollars for this job at on-demand cloud rates;
+#: ``cost-buy``: purchase price of the cards; ``energy``: kWh for this job.
+OBJECTIVES: tuple[str, ...] = ("time", "cost-cloud", "cost-buy", "energy")
+#: Old objective names still accepted (mapped, with a note in the assumptions).
+OBJECTIVE_ALIASES: Mapping[str, str] = {"cost": "cost-cloud"}
 
 #: Average board power while training or serving, as a fraction of TDP.  Sustained
 #: tensor-core work draws close to TDP; 0.8 is a middle figure for a mix of compute-bound
@@ -43,9 +47,9 @@ MIN_SPEEDUP = 1.05
 FRAME_COLUMNS: tuple[str, ...] = (
     "rank", "gpu_id", "gpu_name", "vendor", "segment", "num_gpus", "parallelism", "per_gpu_batch",
     "memory_per_gpu_gib", "usable_per_gpu_gib", "headroom_gib", "headroom_fraction", "step_s",
-    "samples_per_s", "tokens_per_s", "time_to_train_s", "cost_usd", "cost_basis", "cloud_cost_usd",
-    "purchase_cost_usd", "energy_kwh", "samples_per_usd", "samples_per_s_per_w", "bound", "calibrated",
-    "input_bound", "limiter",
+    "samples_per_s", "effective_samples_per_s", "tokens_per_s", "time_to_train_s", "cloud_usd_per_hour",
+    "cost_cloud_usd", "price_usd", "cost_buy_usd", "break_even_hours", "energy_kwh", "samples_per_usd",
+    "samples_per_s_per_w", "bound", "calibrated", "input_bound", "limiter",
 )
 
 _GIB = 1024**3
@@ -58,15 +62,20 @@ class Candidate:
     Attributes:
         rank: 1 = best by the objective.
         memory_per_gpu_bytes / usable_per_gpu_bytes / headroom_bytes: per GPU.
-        time_to_train_s: the whole job (``job_samples`` / ``samples_per_s``).
-        cloud_cost_usd: cloud $/h per card x count x hours, ``None`` without a cloud price.
-        purchase_cost_usd: launch/street price x count, ``None`` without a price.
-        cost_usd: the cloud cost when there is one, else the purchase cost (``cost_basis`` says which).
+        step_s / samples_per_s: the GPUs' own (host dispatch included).
+        effective_samples_per_s: what the job runs at: ``samples_per_s`` capped by the data loader and
+            host->device copies; ``limiter`` says which one sets the pace.
+        time_to_train_s: the whole job (``job_samples`` / ``effective_samples_per_s``); the ranking uses it.
+        cloud_usd_per_hour: on-demand $/h of one card (``None``: not rentable / no price in the catalog).
+        cost_cloud_usd: this job at on-demand rates: $/h x count x hours (``None`` when not rentable).
+        price_usd: purchase price of one card; cost_buy_usd: price x count (``None`` without a price).
+        break_even_hours: hours of renting these cards that cost as much as buying them
+            (``price_usd / cloud_usd_per_hour``; ``None`` unless both prices are known).
         energy_kwh: TDP x count x time x ``POWER_UTILIZATION``.
-        samples_per_usd: job samples per dollar of ``cost_usd``.
-        samples_per_s_per_w: throughput per watt of TDP (all cards).
-        input_bound: the data loader (stated or assumed rate) cannot feed this many samples/s; the
-            time shown is the GPUs' own, so the real job is slower (see ``estimate(...).time.input_advice``).
+        samples_per_usd: job samples per dollar of ``cost_cloud_usd``.
+        samples_per_s_per_w: GPU throughput per watt of TDP (all cards).
+        input_bound: the data loader or the copies (stated or assumed rate) cannot feed the GPUs; the
+            time to train already runs at their rate (see ``estimate(...).time.input_advice``).
         limiter: what sets the pace (compute, memory, launch, communication, host dispatch, input).
         memory_breakdown_bytes: per-GPU peak memory by category (weights, gradients, optimizer, ...).
     """
@@ -84,14 +93,14 @@ class Candidate:
     headroom_bytes: float | None
     step_s: float
     samples_per_s: float
+    effective_samples_per_s: float
     tokens_per_s: float | None
     time_to_train_s: float
     cloud_usd_per_hour: float | None
-    cloud_cost_usd: float | None
+    cost_cloud_usd: float | None
     price_usd: float | None
-    purchase_cost_usd: float | None
-    cost_usd: float | None
-    cost_basis: Literal["cloud", "purchase"] | None
+    cost_buy_usd: float | None
+    break_even_hours: float | None
     energy_kwh: float
     samples_per_usd: float | None
     samples_per_s_per_w: float
@@ -151,6 +160,8 @@ class Recommendation:
         partial: when nothing fits, the best partial answer (largest batch that fits on the
             biggest card, or the card count needed); when no card supports the workload, why.
         job: what "time to train" covers (samples, tokens, where the default came from).
+        fit_options: when nothing fits, ``advisor.advice.fit_options`` for the card with the most memory
+            in the selection (what does not fit, and the changes that would make it fit).
     """
 
     model: str
@@ -162,6 +173,7 @@ class Recommendation:
     job: Mapping[str, Any]
     workload: Mapping[str, Any]
     partial: str | None = None
+    fit_options: Any = None
 
     @property
     def best(self) -> Candidate | None:
@@ -180,6 +192,7 @@ class Recommendation:
             "rows": [r.to_dict() for r in self.rows],
             "rejected": [r.to_dict() for r in self.rejected],
             "partial": self.partial,
+            "fit_options": self.fit_options.to_dict() if self.fit_options is not None else None,
             "assumptions": list(self.assumptions),
         }
 
@@ -196,9 +209,10 @@ class Recommendation:
                 "usable_per_gpu_gib": None if r.usable_per_gpu_bytes is None else r.usable_per_gpu_bytes / _GIB,
                 "headroom_gib": None if r.headroom_bytes is None else r.headroom_bytes / _GIB,
                 "headroom_fraction": r.headroom_fraction, "step_s": r.step_s, "samples_per_s": r.samples_per_s,
-                "tokens_per_s": r.tokens_per_s, "time_to_train_s": r.time_to_train_s, "cost_usd": r.cost_usd,
-                "cost_basis": r.cost_basis, "cloud_cost_usd": r.cloud_cost_usd,
-                "purchase_cost_usd": r.purchase_cost_usd, "energy_kwh": r.energy_kwh,
+                "effective_samples_per_s": r.effective_samples_per_s, "tokens_per_s": r.tokens_per_s,
+                "time_to_train_s": r.time_to_train_s, "cloud_usd_per_hour": r.cloud_usd_per_hour,
+                "cost_cloud_usd": r.cost_cloud_usd, "price_usd": r.price_usd, "cost_buy_usd": r.cost_buy_usd,
+                "break_even_hours": r.break_even_hours, "energy_kwh": r.energy_kwh,
                 "samples_per_usd": r.samples_per_usd, "samples_per_s_per_w": r.samples_per_s_per_w,
                 "bound": r.bound, "calibrated": r.calibrated, "input_bound": r.input_bound, "limiter": r.limiter,
             })
@@ -255,7 +269,7 @@ def _check_inputs(max_gpus: int, objective: str, budget_usd: float | None, vendo
         raise EstimateError(f"max_gpus must be a whole number >= 1, got {max_gpus!r}")
     if max_gpus > 1024:
         raise EstimateError(f"max_gpus must be <= 1024, got {max_gpus}")
-    if objective not in OBJECTIVES:
+    if objective not in OBJECTIVES and objective not in OBJECTIVE_ALIASES:
         raise EstimateError(f"unknown objective {objective!r}", hint=f"accepted: {', '.join(OBJECTIVES)}")
     if budget_usd is not None and (not isinstance(budget_usd, (int, float)) or not math.isfinite(budget_usd)
                                    or budget_usd <= 0):
@@ -332,8 +346,11 @@ def recommend(model: Any, *, batch_size: int = 1, seq_len: int | None = None, im
         parallelism: multi-GPU strategy; ``None`` = auto (train: ddp, falling back to zero3 when
             ddp does not fit; infer: replicas (ddp) when one card holds the model, else tp).
         max_gpus: largest count considered (counts: powers of two up to it, plus it).
-        objective: ``time`` (time to train), ``cost`` (dollars for the job) or ``energy`` (kWh).
-        budget_usd: drop candidates whose job cost is above this.
+        objective: ``time`` (time to train at the effective rate), ``cost-cloud`` (dollars for the job at
+            on-demand rates), ``cost-buy`` (purchase price of the cards) or ``energy`` (kWh); ``cost`` is the
+            old name of ``cost-cloud``.
+        budget_usd: drop candidates that cost more: the job's cloud cost, or the purchase price when
+            ranking by ``cost-buy``.
         vendor, segment: keep only these cards.
         gpus: keep only these cards (names or specs).
         dataset_samples, epochs, total_tokens: the job; defaults are stated in ``job``.
@@ -348,6 +365,11 @@ def recommend(model: Any, *, batch_size: int = 1, seq_len: int | None = None, im
         EstimateError: bad option (max_gpus < 1, negative budget, unknown objective/vendor/segment).
     """
     _check_inputs(max_gpus, objective, budget_usd, vendor, segment, epochs, dataset_samples, total_tokens)
+    alias_note = None
+    if objective in OBJECTIVE_ALIASES:
+        alias_note = (f"objective {objective!r} is deprecated: it now means {OBJECTIVE_ALIASES[objective]!r} "
+                      "(cost of this job at on-demand cloud rates); rank by 'cost-buy' for the cards' price")
+        objective = OBJECTIVE_ALIASES[objective]
     from advisor.estimate import matmul_rate
     from advisor.estimate.time import check_runtime
 
@@ -438,7 +460,18 @@ def recommend(model: Any, *, batch_size: int = 1, seq_len: int | None = None, im
         best_est = next(c["estimate"] for c in candidates
                         if c["spec"].id == rows[0].gpu_id and c["count"] == rows[0].num_gpus)
         estimator_assumptions = list(getattr(best_est, "assumptions", ())) or estimator_assumptions
-    partial = None if rows else _partial_answer(rejected, best_misfit, precision, batch_size, cards)
+    advice = None
+    if not rows and best_misfit is not None:
+        from advisor.advice import fit_options
+
+        est_kwargs = {k: v for k, v in build_kwargs.items() if v is not None}
+        est_kwargs.update(extra, calibration=calibration, parallelism=best_misfit["parallelism"])
+        try:
+            advice = fit_options(model, best_misfit["spec"], num_gpus=best_misfit["count"], max_gpus=max_gpus,
+                                 specs_dir=specs_dir, **est_kwargs)
+        except AdvisorError:  # the partial answer below still says what does not fit
+            advice = None
+    partial = None if rows else _partial_answer(rejected, best_misfit, precision, batch_size, cards, advice)
     wl = {"params": getattr(workload, "params", None), "trainable_params": getattr(workload, "trainable_params", None),
           "family": getattr(workload, "family", None), "batch_size": batch_size, "seq_len": seq_len,
           "image_size": image_size, "precision": precision, "optimizer": optimizer if mode == "train" else None,
@@ -450,17 +483,28 @@ def recommend(model: Any, *, batch_size: int = 1, seq_len: int | None = None, im
                            ("auto: ddp, falling back to zero3 when ddp does not fit" if mode == "train" else
                             "auto: replicas (ddp) when one card holds the model, else tensor parallel (tp)")),
         f"batch_size {batch_size} is the global micro-batch across data-parallel replicas",
-        f"job: {job['description']}; time to train = job samples / estimated samples per second",
-        "cost: cloud $/h per card x count x hours where the catalog has a cloud price (prices dated in the "
-        "catalog), else purchase price x count; both columns are kept",
+        f"job: {job['description']}; time to train = job samples / effective samples per second (the GPUs' "
+        "rate, host dispatch included, capped by the data loader and host->device copies)",
+        "cost-cloud: on-demand $/h per card (dated in the catalog) x count x hours of this job; cards without a "
+        "cloud price are not rentable there (-)",
+        "cost-buy: purchase price per card x count (launch/street price in the catalog); break-even: hours of "
+        "renting the same cards that cost as much as buying them (power, hosting and resale not counted)",
         f"energy: TDP x count x time x {POWER_UTILIZATION:.0%} average power draw (stated utilization)",
         f"ranked by {objective}" + (f"; budget ${budget_usd:,.0f}" if budget_usd else ""),
+        *([alias_note] if alias_note else []),
         *(f"estimator: {a}" for a in estimator_assumptions),
         *(f"workload: {a}" for a in getattr(workload, "assumptions", ()) if a not in estimator_assumptions),
     ]
     return Recommendation(model=getattr(workload, "name", str(model)), objective=objective, counts=counts,
                           rows=tuple(rows), rejected=tuple(rejected), assumptions=tuple(assumptions), job=job,
-                          workload=wl, partial=partial)
+                          workload=wl, partial=partial, fit_options=advice)
+
+
+def effective_rate(time: Any) -> float:
+    """Samples/s the job really runs at: ``time.effective_samples_per_s`` (GPUs capped by the loader and
+    the copies), or the GPUs' rate for an estimate without it."""
+    eff = getattr(time, "effective_samples_per_s", None)
+    return float(eff if eff is not None else time.samples_per_s)
 
 
 def _breakdown(memory: Any) -> dict[str, float] | None:
@@ -478,7 +522,7 @@ def _drop_no_speedup(candidates: list[dict[str, Any]]) -> tuple[list[dict[str, A
     rejected: list[Rejection] = []
     best_by_card: dict[str, tuple[float, int]] = {}
     for c in sorted(candidates, key=lambda c: (c["spec"].id, c["count"])):
-        sps = float(c["estimate"].time.samples_per_s)
+        sps = effective_rate(c["estimate"].time)
         prev = best_by_card.get(c["spec"].id)
         if prev is not None and sps < prev[0] * MIN_SPEEDUP:
             rejected.append(Rejection(
@@ -500,7 +544,7 @@ def _price_and_rank(candidates: list[dict[str, Any]], job: Mapping[str, Any], ob
         spec: GpuSpec = c["spec"]
         n: int = c["count"]
         e = c["estimate"]
-        sps = float(e.time.samples_per_s)
+        sps = effective_rate(e.time)
         if not sps > 0:
             rejected.append(Rejection(spec.id, spec.name, n, "not_estimable", "estimated throughput is zero"))
             continue
@@ -508,23 +552,30 @@ def _price_and_rank(candidates: list[dict[str, Any]], job: Mapping[str, Any], ob
         hours = t / 3600
         cloud = spec.cloud_usd_per_hour * n * hours if spec.cloud_usd_per_hour else None
         purchase = spec.price_usd * n if spec.price_usd else None
-        cost, basis = (cloud, "cloud") if cloud is not None else (purchase, "purchase") if purchase else (None, None)
         energy = spec.tdp_w * n * t * POWER_UTILIZATION / 3.6e6
-        if cost is None and (objective == "cost" or budget_usd is not None):
+        basis = "buy" if objective == "cost-buy" else "cloud"
+        cost = purchase if basis == "buy" else cloud
+        if cost is None and (objective in ("cost-cloud", "cost-buy") or budget_usd is not None):
             rejected.append(Rejection(
                 spec.id, spec.name, n, "no_price",
-                f"no price: the catalog has neither a cloud nor a purchase price for {spec.name}"))
+                f"not rentable: the catalog has no on-demand cloud price for {spec.name}" if basis == "cloud" else
+                f"no price: the catalog has no purchase price for {spec.name}"))
             continue
         if budget_usd is not None and cost is not None and cost > budget_usd:
+            from advisor.units import format_usd
+
+            what = "to buy the cards" if basis == "buy" else "for this job in the cloud"
             rejected.append(Rejection(spec.id, spec.name, n, "over_budget",
-                                      f"over budget: ${cost:,.0f} ({basis}) > ${budget_usd:,.0f}"))
+                                      f"over budget: {format_usd(cost)} {what} > {format_usd(budget_usd)}"))
             continue
         usable = getattr(e.memory, "usable_bytes", None)
+        inf = math.inf
         scored.append({
             "spec": spec, "n": n, "e": e, "parallelism": c["parallelism"], "t": t, "cloud": cloud,
-            "purchase": purchase, "cost": cost, "basis": basis, "energy": energy, "usable": usable,
-            "sort": {"time": (t, cost if cost is not None else math.inf),
-                     "cost": (cost if cost is not None else math.inf, t),
+            "purchase": purchase, "energy": energy, "usable": usable, "sps": sps,
+            "sort": {"time": (t, cloud if cloud is not None else inf),
+                     "cost-cloud": (cloud if cloud is not None else inf, t),
+                     "cost-buy": (purchase if purchase is not None else inf, t),
                      "energy": (energy, t)}[objective],
         })
     scored.sort(key=lambda s: (s["sort"], s["n"], s["spec"].id))
@@ -539,11 +590,13 @@ def _price_and_rank(candidates: list[dict[str, Any]], job: Mapping[str, Any], ob
             else batch_size,
             memory_per_gpu_bytes=total, usable_per_gpu_bytes=s["usable"],
             headroom_bytes=None if s["usable"] is None else s["usable"] - total,
-            step_s=float(e.time.step_s), samples_per_s=float(e.time.samples_per_s),
+            step_s=float(e.time.step_s), samples_per_s=float(e.time.samples_per_s), effective_samples_per_s=s["sps"],
             tokens_per_s=getattr(e.time, "tokens_per_s", None), time_to_train_s=s["t"],
-            cloud_usd_per_hour=spec.cloud_usd_per_hour, cloud_cost_usd=s["cloud"], price_usd=spec.price_usd,
-            purchase_cost_usd=s["purchase"], cost_usd=s["cost"], cost_basis=s["basis"], energy_kwh=s["energy"],
-            samples_per_usd=job["samples"] / s["cost"] if s["cost"] else None,
+            cloud_usd_per_hour=spec.cloud_usd_per_hour, cost_cloud_usd=s["cloud"], price_usd=spec.price_usd,
+            cost_buy_usd=s["purchase"],
+            break_even_hours=spec.price_usd / spec.cloud_usd_per_hour if spec.price_usd and spec.cloud_usd_per_hour
+            else None, energy_kwh=s["energy"],
+            samples_per_usd=job["samples"] / s["cloud"] if s["cloud"] else None,
             samples_per_s_per_w=float(e.time.samples_per_s) / (spec.tdp_w * n),
             bound=getattr(e.time, "bound", None), calibrated=bool(getattr(e, "calibrated", False)),
             input_bound=bool(getattr(e.time, "input_bound", False)), limiter=getattr(e.time, "limiter", None),
@@ -553,7 +606,7 @@ def _price_and_rank(candidates: list[dict[str, Any]], job: Mapping[str, Any], ob
 
 
 def _partial_answer(rejected: Sequence[Rejection], best_misfit: dict[str, Any] | None, precision: str,
-                    batch_size: int, cards: Sequence[GpuSpec]) -> str:
+                    batch_size: int, cards: Sequence[GpuSpec], advice: Any = None) -> str:
     """Why nothing qualified, and the closest thing to an answer."""
     codes = {r.code for r in rejected}
     if codes == {"precision_unsupported"}:
@@ -567,13 +620,18 @@ def _partial_answer(rejected: Sequence[Rejection], best_misfit: dict[str, Any] |
         max_batch = getattr(mem, "max_batch_size", None)
         if max_batch:
             parts.append(f"largest global batch that fits on {n} x {spec.name}: {max_batch}")
+        if advice is not None and advice.why:
+            parts.append(f"on {n} x {spec.name} it {advice.why}")
+        elif not max_batch:
+            parts.append(f"not even batch 1 per GPU fits on {n} x {spec.name} (needs {_gib(mem.total_bytes)}, "
+                         f"has {_gib(has)})")
+        fitting = advice.fitting if advice is not None else ()
+        if fitting:
+            parts.append("it would fit with: " + "; ".join(
+                f"{o.change} ({o.how}: {_gib(o.memory_per_gpu_bytes)} per GPU)" for o in fitting[:4]))
         else:
-            parts.append(f"even the model states do not fit on {n} x {spec.name}")
-        # Sharded model states scale ~1/count: a first-order count needed.
-        need = math.ceil(n * mem.total_bytes / has)
-        if need > n:
-            parts.append(f"about {need} x {spec.name} would be needed with sharding (zero3/fsdp or tp); "
-                         "raise --max-gpus, or use gradient checkpointing, LoRA/QLoRA or a lower precision")
+            parts.append("no single change tried fits (see fit_options); raise --max-gpus, or combine gradient "
+                         "checkpointing, LoRA/QLoRA and a lower precision")
         return "; ".join(parts)
     if "over_budget" in codes:
         cheapest = min((r for r in rejected if r.code == "over_budget"), key=lambda r: r.reason)

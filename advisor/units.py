@@ -67,3 +67,42 @@ def format_count(n: float | None) -> str:
         if abs(n) >= scale:
             return f"{n / scale:.2f} {suffix}"
     return f"{n:.0f}"
+
+
+def format_usd(usd: float | None) -> str:
+    """Format dollars so small sums stay readable: ``$1,234``, ``$12.34``, ``34.5¢``, ``0.42¢``; never ``$0``."""
+    if usd is None or (isinstance(usd, float) and math.isnan(usd)):
+        return "n/a"
+    if usd == 0:
+        return "$0.00"
+    if abs(usd) >= 100:
+        return f"${usd:,.0f}"
+    if abs(usd) >= 1:
+        return f"${usd:,.2f}"
+    cents = usd * 100
+    return f"{cents:.1f}¢" if abs(cents) >= 1 else f"{cents:.2g}¢"
+
+
+def format_energy(kwh: float | None) -> str:
+    """Format energy from kWh in the unit that reads best (MWh, kWh, Wh, mWh); never ``0.0 kWh``."""
+    if kwh is None or (isinstance(kwh, float) and math.isnan(kwh)):
+        return "n/a"
+    if kwh == 0:
+        return "0 Wh"
+    if abs(kwh) >= 1000:
+        return f"{kwh / 1000:,.2f} MWh"
+    if abs(kwh) >= 1:
+        return f"{kwh:,.2f} kWh" if abs(kwh) < 100 else f"{kwh:,.0f} kWh"
+    wh = kwh * 1000
+    if abs(wh) >= 1:
+        return f"{wh:.3g} Wh"
+    return f"{wh * 1000:.3g} mWh"
+
+
+def format_hours(hours: float | None) -> str:
+    """Format a number of hours (break-even times): ``format_hours(1500) == '1,500 h'``."""
+    if hours is None or (isinstance(hours, float) and math.isnan(hours)):
+        return "n/a"
+    if hours < 2:
+        return format_seconds(hours * 3600)
+    return f"{hours:,.0f} h" if hours >= 10 else f"{hours:.1f} h"

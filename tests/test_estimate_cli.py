@@ -24,6 +24,8 @@ def test_json_is_exactly_the_api_to_dict(capsys: pytest.CaptureFixture[str]) -> 
     out = capsys.readouterr().out
     doc = json.loads(out)
     api = estimate("gpt2", "h100-sxm5-80gb", batch_size=4, seq_len=512, calibration=None).to_dict()
+    # the API's to_dict, plus what would make it fit (nothing to change here: it fits)
+    assert doc.pop("fit_options") == {"fits": True, "why": "", "options": []}
     assert doc == json.loads(json.dumps(api))
     assert doc["gpu"]["id"] == "h100-sxm5-80gb" and doc["workload"]["batch_size"] == 4
     assert doc["memory"]["fits"] is True and doc["time"]["bound"] in ("compute", "memory")
@@ -125,3 +127,103 @@ def test_analytic_estimate_does_not_import_torch() -> None:
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stderr.strip().splitlines()[-1]) == []
     assert json.loads(out.stdout)["num_gpus"] == 8
+
+
+ISSUE_16_LORA = ["estimate", "--model", "llama-3-8b", "--gpu", "RTX 4090", "--batch-size", "1", "--seq-len", "2048",
+                 "--lora-rank", "16", "--calibration", "none"]
+
+
+def test_does_not_fit_says_what_does_not_fit_and_what_would(capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 16 item 3: the model states fit; one sample's activations on top of them do not."""
+    assert main(ISSUE_16_LORA) == 0
+    out = capsys.readouterr().out
+    assert "model states alone do not fit" not in out
+    assert "the model states (15.2 GiB) fit, but not with one sample's activations" in " ".join(out.split())
+    assert "what would make it fit" in out and "--gradient-checkpointing" in out and "yes" in out
+    assert main([*ISSUE_16_LORA, "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    fo = doc["fit_options"]
+    assert fo["fits"] is False and doc["memory"]["fits"] is False
+    assert any(o["fits"] for o in fo["options"])
+    assert {o["how"] for o in fo["options"]} >= {"--gradient-checkpointing", "--lora-rank 16 --quantize-base nf4",
+                                                  "--num-gpus 2 --parallelism zero3"}
+
+
+def test_fit_options_are_the_estimators_own_numbers() -> None:
+    from advisor.advice import fit_options
+
+    kw = dict(batch_size=1, seq_len=2048, lora_rank=16, calibration=None)
+    adv = fit_options("llama-3-8b", "rtx-4090", **kw)
+    assert not adv.fits and adv.fitting
+    for o in adv.options:  # each row is estimate() with the row's kwargs
+        k = dict(o.kwargs)
+        gpu = k.pop("gpu", "rtx-4090")
+        e = estimate("llama-3-8b", gpu, **{**kw, **k})
+        assert e.memory.total_bytes == pytest.approx(o.memory_per_gpu_bytes) and e.memory.fits == o.fits
+        assert e.time.step_s == pytest.approx(o.step_s)
+    assert [o.fits for o in adv.options] == sorted((o.fits for o in adv.options), reverse=True)
+    big = fit_options("llama-3-8b", "rtx-4090", batch_size=8, seq_len=2048, calibration=None)
+    assert "the model states alone" in big.why  # full fine-tune: 16 B/param of states exceed 24 GB
+    micro = fit_options("gpt2", "rtx-4090", batch_size=64, seq_len=1024, calibration=None)
+    acc = next(o for o in micro.options if o.change.startswith("smaller micro-batch"))
+    assert acc.fits and acc.kwargs["batch_size"] * acc.kwargs["grad_accum"] >= 64
+    # activations, not model states, are the problem: splitting the batch (ddp) is offered, and sharding is not
+    # offered at or beyond the card count where ddp already fits
+    ddp = next(o for o in micro.options if o.change.startswith("data parallel") and o.fits)
+    assert ddp.kwargs["parallelism"] == "ddp"
+    assert not any(o.kwargs.get("parallelism") == "zero3" and o.num_gpus >= ddp.num_gpus for o in micro.options)
+    rates = [o.effective_samples_per_s for o in micro.fitting]
+    assert rates == sorted(rates, reverse=True)  # fastest first
+    assert fit_options("gpt2", "h100-sxm5-80gb", batch_size=4, seq_len=512, calibration=None).options == ()
+    frame = adv.to_frame()
+    assert len(frame) == len(adv.options) and bool(frame["fits"].iloc[0])
+
+
+@pytest.mark.parametrize(("model", "limit"), [("llama-3-8b", 8192), ("mistral-7b", 32768), ("qwen2.5-7b", 131072),
+                                              ("llama-2-7b", 4096), ("gpt-j-6b", 2048)])
+def test_seq_len_past_the_trained_context_is_a_warning_for_every_family(
+        model: str, limit: int, capsys: pytest.CaptureFixture[str]) -> None:
+    e = estimate(model, "h100-sxm5-80gb", seq_len=limit + 1, calibration=None, num_gpus=2, batch_size=2)
+    warnings = [a for a in e.assumptions if a.startswith("warning:")]
+    assert len(warnings) == 1 and f"({limit:,})" in warnings[0]
+    inside = estimate(model, "h100-sxm5-80gb", seq_len=limit, calibration=None, num_gpus=2, batch_size=2)
+    assert not any(a.startswith("warning:") for a in inside.assumptions)
+    # the CLI says it on stderr as well
+    assert main(["estimate", "--model", model, "--gpu", "h100-sxm5-80gb", "--seq-len", str(limit + 1),
+                 "--calibration", "none", "--json"]) == 0
+    assert "exceeds" in capsys.readouterr().err
+
+
+def test_generated_tokens_count_towards_the_context() -> None:
+    e = estimate("llama-2-7b", "h100-sxm5-80gb", mode="infer", precision="bf16", seq_len=4000, gen_len=200,
+                 calibration=None)
+    assert any("4,200 tokens exceeds" in a for a in e.assumptions)
+
+
+def test_learned_position_tables_still_refuse() -> None:
+    from advisor.errors import WorkloadError
+
+    with pytest.raises(WorkloadError, match="learned position table"):
+        estimate("bert-base", "h100-sxm5-80gb", seq_len=513, calibration=None)
+
+
+def test_qlora_costs_the_dequantization_of_its_base() -> None:
+    """Issue 16 item 4: nf4 weights are dequantized to a 16-bit copy per matmul, forward and backward."""
+    from advisor.workload import from_preset
+
+    kw = dict(batch_size=1, seq_len=512, lora_rank=16, calibration=None)
+    lora = estimate("llama-3-8b", "rtx-4090", **kw)
+    qlora = estimate("llama-3-8b", "rtx-4090", quantize_base="nf4", **kw)
+    assert qlora.time.step_s > lora.time.step_s * 1.05  # a memory-bound extra pass over the base, twice
+    assert qlora.memory.breakdown_bytes["weights"] < lora.memory.breakdown_bytes["weights"]
+    assert any("dequant" in a and "backward" in a for a in qlora.assumptions)
+    w = from_preset("llama-3-8b", batch_size=1, seq_len=512, lora_rank=16, quantize_base="nf4")
+    dq = [op for op in w.ops if op.name.endswith(".dequant")]
+    assert {op.phase for op in dq} == {"forward"} and any(op.name.endswith(".dequant.grad") for op in w.ops)
+    weights = sum(op.flops for op in dq)  # one flop per dequantized weight
+    assert weights == pytest.approx(w.options["quantized_params"], rel=1e-6)
+    assert sum(op.bytes for op in dq) == pytest.approx(weights * (2.0 + 0.5 + 0.5 / 64), rel=1e-6)
+    # the LM head and embeddings stay 16-bit: their traffic is the same as without quantization
+    plain = from_preset("llama-3-8b", batch_size=1, seq_len=512, lora_rank=16)
+    head = {op.name: op.bytes for op in plain.ops if op.name in ("lm_head", "embedding")}
+    assert head == {op.name: op.bytes for op in w.ops if op.name in ("lm_head", "embedding")}

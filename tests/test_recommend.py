@@ -129,27 +129,48 @@ def test_every_card_and_count_is_either_ranked_or_rejected(fake: FakeEstimator) 
     assert all(x.code in REJECTION_CODES for x in r.rejected)
 
 
-@pytest.mark.parametrize("objective", ["time", "cost", "energy"])
+@pytest.mark.parametrize("objective", ["time", "cost-cloud", "cost-buy", "energy", "cost"])
 def test_ranking_order_follows_the_objective(fake: FakeEstimator, objective: str) -> None:
     r = recommend("fake", batch_size=8, max_gpus=8, objective=objective)
-    key = {"time": lambda c: c.time_to_train_s, "cost": lambda c: c.cost_usd,
+    key = {"time": lambda c: c.time_to_train_s, "cost-cloud": lambda c: c.cost_cloud_usd,
+           "cost": lambda c: c.cost_cloud_usd, "cost-buy": lambda c: c.cost_buy_usd,
            "energy": lambda c: c.energy_kwh}[objective]
     values = [key(c) for c in r.rows]
-    assert values == sorted(values)
+    assert None not in values and values == sorted(values)
     assert len(r.rows) >= 2
+    if objective == "cost":  # the old name ranks by the cloud cost of the job, and says so
+        assert r.objective == "cost-cloud" and any("deprecated" in a for a in r.assumptions)
+
+
+def test_cloud_and_purchase_costs_are_kept_apart(fake: FakeEstimator) -> None:
+    r = recommend("fake", batch_size=8, max_gpus=2)
+    rentable = [c for c in r.rows if c.cloud_usd_per_hour]
+    bought = [c for c in r.rows if c.price_usd and not c.cloud_usd_per_hour]
+    assert rentable and bought
+    assert all(c.cost_cloud_usd is None and c.break_even_hours is None for c in bought)
+    both = [c for c in rentable if c.price_usd]
+    assert both and all(c.break_even_hours == pytest.approx(c.price_usd / c.cloud_usd_per_hour) for c in both)
+    # cost-cloud never ranks a card that cannot be rented; cost-buy never one without a price
+    cloud = recommend("fake", batch_size=8, max_gpus=2, objective="cost-cloud")
+    assert all(c.cost_cloud_usd is not None for c in cloud.rows)
+    assert any(x.code == "no_price" and "not rentable" in x.reason for x in cloud.rejected)
+    frame = r.to_frame()
+    assert {"cost_cloud_usd", "cost_buy_usd", "break_even_hours", "effective_samples_per_s"} <= set(frame.columns)
+    assert "cost_usd" not in frame.columns and "cost_basis" not in frame.columns
 
 
 def test_time_cost_energy_arithmetic(fake: FakeEstimator) -> None:
     r = recommend("fake", batch_size=8, max_gpus=2, dataset_samples=10_000, epochs=2)
     for c in r.rows:
         spec = next(s for s in load_specs() if s.id == c.gpu_id)
-        assert c.time_to_train_s == pytest.approx(20_000 / c.samples_per_s)
+        assert c.time_to_train_s == pytest.approx(20_000 / c.effective_samples_per_s)
         assert c.energy_kwh == pytest.approx(spec.tdp_w * c.num_gpus * c.time_to_train_s * 0.8 / 3.6e6)
         if spec.cloud_usd_per_hour:
-            assert c.cost_basis == "cloud"
-            assert c.cost_usd == pytest.approx(spec.cloud_usd_per_hour * c.num_gpus * c.time_to_train_s / 3600)
+            assert c.cost_cloud_usd == pytest.approx(spec.cloud_usd_per_hour * c.num_gpus * c.time_to_train_s / 3600)
+        else:
+            assert c.cost_cloud_usd is None
         if spec.price_usd:
-            assert c.purchase_cost_usd == pytest.approx(spec.price_usd * c.num_gpus)
+            assert c.cost_buy_usd == pytest.approx(spec.price_usd * c.num_gpus)
         assert c.samples_per_s_per_w == pytest.approx(c.samples_per_s / (spec.tdp_w * c.num_gpus))
         assert c.headroom_bytes == pytest.approx(c.usable_per_gpu_bytes - c.memory_per_gpu_bytes)
         assert c.headroom_bytes >= 0
@@ -173,7 +194,9 @@ def test_does_not_fit_reason_names_sizes(fake: FakeEstimator, monkeypatch: pytes
     x = reasons[0]
     assert "needs" in x.reason and "GiB" in x.reason and "has" in x.reason
     assert x.needed_bytes > x.available_bytes
-    assert r.partial is not None and "fits on no card" in r.partial and "would be needed" in r.partial
+    assert r.partial is not None and "fits on no card" in r.partial
+    # the fake model is unknown to the real estimator: no fit options, and the partial answer says so
+    assert r.fit_options is None and "no single change tried fits" in r.partial
 
 
 def test_sharding_fallback_makes_a_big_model_fit_on_several_cards(fake: FakeEstimator,
@@ -203,13 +226,18 @@ def test_vendor_segment_and_gpus_filters(fake: FakeEstimator) -> None:
 
 def test_budget_rejects_expensive_candidates(fake: FakeEstimator) -> None:
     free = recommend("fake", batch_size=8, max_gpus=8, dataset_samples=100_000)
-    costs = sorted(c.cost_usd for c in free.rows if c.cost_usd is not None)
+    costs = sorted(c.cost_cloud_usd for c in free.rows if c.cost_cloud_usd is not None)
     budget = costs[len(costs) // 2]
     r = recommend("fake", batch_size=8, max_gpus=8, dataset_samples=100_000, budget_usd=budget)
-    assert r.rows and all(c.cost_usd <= budget for c in r.rows)
+    assert r.rows and all(c.cost_cloud_usd <= budget for c in r.rows)
     over = [x for x in r.rejected if x.code == "over_budget"]
-    assert over and all("over budget" in x.reason for x in over)
+    assert over and all("over budget" in x.reason and "cloud" in x.reason for x in over)
     assert len(r.rows) < len(free.rows)
+    # ranked by purchase price, the budget is the cards' price
+    buy = sorted(c.cost_buy_usd for c in free.rows if c.cost_buy_usd is not None)
+    cap = buy[len(buy) // 2]
+    rb = recommend("fake", batch_size=8, max_gpus=8, objective="cost-buy", budget_usd=cap)
+    assert rb.rows and all(c.cost_buy_usd <= cap for c in rb.rows)
 
 
 def test_max_gpus_bounds_counts(fake: FakeEstimator) -> None:
@@ -272,8 +300,10 @@ def test_cli_text_json_and_errors(fake: FakeEstimator, capsys: pytest.CaptureFix
     assert "assumptions" in out and "time to train" in out
     assert main(["recommend", "--model", "fake", "--batch-size", "8", "--max-gpus", "2", "--json",
                  "--objective", "cost"]) == 0
-    doc = json.loads(capsys.readouterr().out)
-    assert doc["objective"] == "cost" and doc["counts"] == [1, 2]
+    captured = capsys.readouterr()
+    doc = json.loads(captured.out)
+    assert doc["objective"] == "cost-cloud" and doc["counts"] == [1, 2]
+    assert "deprecated" in captured.err  # the old name works, with a note on stderr (stdout stays one document)
     assert main(["recommend", "--model", "fake", "--gpus", "nonexistent-card"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error:") and "hint:" in err
@@ -295,6 +325,11 @@ class TestRealEstimator:
         r = recommend("llama-2-70b", batch_size=64, seq_len=4096, max_gpus=1)
         assert not r.rows
         assert r.partial is not None and "fits on no card" in r.partial
+        # the same fit-options table as estimate's, for the card with the most memory
+        adv = r.fit_options
+        assert adv is not None and not adv.fits and adv.why and adv.fitting
+        assert "it would fit with" in r.partial and adv.fitting[0].how in r.partial
+        assert r.to_dict()["fit_options"]["options"][0]["fits"] is True
         assert {x.code for x in r.rejected} <= {"does_not_fit", "precision_unsupported"}
 
     def test_bf16_on_volta_is_rejected_with_the_supported_list(self) -> None:
@@ -365,3 +400,34 @@ def test_runtime_reaches_every_estimate_and_a_bad_one_is_refused() -> None:
     assert graph.step_s < eager.step_s / 2  # batch-1 decoding: host-bound in eager, weight-read bound in graph
     with pytest.raises(EstimateError, match="unknown runtime"):
         recommend("llama-2-7b", runtime="static", **kw)
+
+
+def test_ranking_and_time_to_train_use_the_effective_rate() -> None:
+    """A slow loader caps every card: time to train runs at the loader's rate, and the limiter says so."""
+    kw = dict(batch_size=512, image_size=28, precision="amp-bf16", optimizer="adam", dataset_samples=100_000,
+              gpus=["a100-sxm4-80gb", "h100-sxm5-80gb", "rtx-4090"], max_gpus=1, calibration=None)
+    starved = recommend("mnist-cnn", loader_samples_per_s=500.0, **kw)
+    assert starved.rows
+    for c in starved.rows:
+        assert c.effective_samples_per_s == pytest.approx(500.0) and c.samples_per_s > 500.0
+        assert c.time_to_train_s == pytest.approx(100_000 / 500.0) and c.limiter == "input"
+    fed = recommend("mnist-cnn", loader_samples_per_s=1e12, **kw)
+    assert [c.time_to_train_s for c in fed.rows] == sorted(c.time_to_train_s for c in fed.rows)
+    assert all(c.effective_samples_per_s == pytest.approx(c.samples_per_s) for c in fed.rows)
+    # the estimator's own time to train runs at the same effective rate
+    from advisor.estimate import estimate
+
+    e = estimate("mnist-cnn", "a100-sxm4-80gb", loader_samples_per_s=500.0, **{
+        k: v for k, v in kw.items() if k not in ("gpus", "max_gpus")})
+    assert e.time.effective_samples_per_s == pytest.approx(500.0)
+    assert e.time.time_to_train_s == pytest.approx(200.0)
+
+
+def test_cli_prints_no_zero_valued_time_cost_or_energy(capsys) -> None:
+    import re
+
+    assert main(["recommend", "--model", "mnist-cnn", "--batch-size", "256", "--image-size", "28", "--optimizer",
+                 "adam", "--dataset-samples", "60000", "--calibration", "none", "--max-gpus", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "cloud $" in out and "buy $" in out and "break-even" in out and "limited by" in out
+    assert not re.search(r"(?<![\d.])0\.0+ (h|kWh|s|min)\b|\$0(\.0+)?(?![\d.])|(?<![\d.])0\.0+ Wh", out), out

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 
@@ -64,3 +65,28 @@ def add_specs_dir_flag(parser: Any) -> None:
     parser.add_argument("--specs-dir", action="append", metavar="DIR",
                         help="directory of your own spec TOML files (repeatable; "
                              "also $GPU_ADVISOR_SPECS); same-id cards replace shipped ones")
+
+
+def fit_table(advice: Any) -> Any:
+    """The table of ``advisor.advice.FitAdvice`` options (what would make a workload fit)."""
+    from advisor.units import format_seconds
+
+    return table("what would make it fit (one change at a time, then combined)",
+                 ("change", "how", "GiB/GPU", "fits", "step", "samples/s"),
+                 [(o.change, o.how, f"{o.memory_per_gpu_bytes / 1024**3:,.1f}", "yes" if o.fits else "no",
+                   format_seconds(o.step_s), f"{o.effective_samples_per_s:,.0f}" if o.effective_samples_per_s >= 100
+                   else f"{o.effective_samples_per_s:.3g}") for o in advice.options],
+                 right_align=("GiB/GPU", "step", "samples/s"))
+
+
+@contextlib.contextmanager
+def tracing_spinner() -> Iterator[None]:
+    """A spinner on stderr while a model is traced (``advisor.workload.tracecache``); stdout stays clean."""
+    from advisor.workload.tracecache import set_progress
+
+    console = stderr_console()
+    set_progress(lambda message: console.status(message, spinner="dots"))
+    try:
+        yield
+    finally:
+        set_progress(None)

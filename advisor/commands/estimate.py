@@ -9,7 +9,16 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from advisor.commands._output import add_json_flag, add_specs_dir_flag, print_json, stdout_console, table
+from advisor.commands._output import (
+    add_json_flag,
+    add_specs_dir_flag,
+    fit_table,
+    print_json,
+    stderr_console,
+    stdout_console,
+    table,
+    tracing_spinner,
+)
 
 PRECISION_CHOICES = ("fp32", "tf32", "fp16", "bf16", "amp-fp16", "amp-bf16", "fp8", "int8", "int4")
 OPTIMIZER_CHOICES = ("sgd", "sgd-momentum", "adam", "adamw", "adafactor", "adamw-8bit")
@@ -127,13 +136,29 @@ def _gib(n: float) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """``estimate``."""
+    from advisor.advice import fit_options
     from advisor.estimate import estimate
     from advisor.units import format_seconds
 
     specs_dir = args.specs_dir[0] if args.specs_dir else None
-    e = estimate(args.model, args.gpu, num_gpus=args.num_gpus, specs_dir=specs_dir, **workload_kwargs(args))
+    kwargs = workload_kwargs(args)
+    with tracing_spinner():
+        e = estimate(args.model, args.gpu, num_gpus=args.num_gpus, specs_dir=specs_dir, **kwargs)
+    if args.calibration == "auto":
+        from advisor.estimate.calibrate import store_problem
+
+        problem = store_problem()
+        if problem:
+            stderr_console().print(f"warning: the history store could not be read, so no probe calibrates this "
+                                   f"estimate: {problem}", markup=False)
+    # What would make it fit (empty when it fits): one library function, shared with recommend and the dashboard.
+    with tracing_spinner():
+        advice = fit_options(args.model, args.gpu, num_gpus=args.num_gpus, specs_dir=specs_dir, base=e, **kwargs)
+    for note in e.assumptions:  # warnings stay in the assumptions (and the JSON), and are said on stderr too
+        if note.startswith("warning:"):
+            stderr_console().print(note, markup=False)
     if args.json:
-        print_json(e.to_dict())
+        print_json({**e.to_dict(), "fit_options": advice.to_dict()})
         return 0
     d = e.to_dict()
     m, t = d["memory"], d["time"]
@@ -152,10 +177,19 @@ def run(args: argparse.Namespace) -> int:
     console.print(table("memory per GPU", ("category", "size", "share"), rows, right_align=("size", "share")))
     verdict = "[green]fits[/green]" if m["fits"] else "[red]does not fit[/red]"
     mb = m["max_batch_size"]
-    console.print(f"verdict: {verdict} (margin {_gib(m['margin_bytes'])}); largest global batch that fits: "
-                  f"{mb if mb else 'none (model states alone do not fit)'}")
+    if m["fits"] or mb:
+        console.print(f"verdict: {verdict} (margin {_gib(m['margin_bytes'])}); largest global batch that fits: {mb}")
+    else:
+        console.print(f"verdict: {verdict} (margin {_gib(m['margin_bytes'])})")
+    if advice.why:
+        console.print(f"why: {advice.why}")
+    if advice.options:
+        console.print(fit_table(advice))
     trows: list[tuple[str, str]] = [("step", format_seconds(t["step_s"])),
-                                    ("samples/s", f"{t['samples_per_s']:,.1f}")]
+                                    ("samples/s (GPUs)", f"{t['samples_per_s']:,.1f}")]
+    eff = t.get("effective_samples_per_s")
+    if eff is not None and eff < t["samples_per_s"] * (1 - 1e-9):
+        trows.append(("samples/s (effective: input pipeline)", f"{eff:,.1f}"))
     if t["tokens_per_s"] is not None:
         trows.append(("tokens/s", f"{t['tokens_per_s']:,.0f}"))
     if t.get("prefill_s") is not None:

@@ -6,9 +6,19 @@ import argparse
 from typing import Any
 
 from advisor.catalog import SEGMENTS, VENDORS
-from advisor.commands._output import add_json_flag, add_specs_dir_flag, print_json, stdout_console, table
+from advisor.commands._output import (
+    add_json_flag,
+    add_specs_dir_flag,
+    fit_table,
+    print_json,
+    stderr_console,
+    stdout_console,
+    table,
+    tracing_spinner,
+)
 from advisor.commands.estimate import _positive_float, _positive_int, add_workload_args, workload_kwargs
 from advisor.errors import AdvisorError
+from advisor.recommend import OBJECTIVE_ALIASES, OBJECTIVES  # light: no torch, no pandas
 
 
 def add_parser(subparsers: Any) -> None:
@@ -22,9 +32,12 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--max-gpus", type=_positive_int, default=8, metavar="N",
                    help="largest card count considered (powers of two up to N, plus N; default 8)")
     p.add_argument("--budget-usd", type=_positive_float, metavar="X",
-                   help="drop candidates whose job costs more than this")
-    p.add_argument("--objective", choices=("time", "cost", "energy"), default="time",
-                   help="rank by time to train, dollars or kWh (default time)")
+                   help="drop candidates that cost more than this: the job at cloud rates (the cards' price "
+                        "with --objective cost-buy)")
+    p.add_argument("--objective", choices=(*OBJECTIVES, *OBJECTIVE_ALIASES), default="time", metavar="OBJ",
+                   help="time: time to train at the effective rate (default); cost-cloud: $ for this job at "
+                        "on-demand rates; cost-buy: purchase price of the cards; energy: kWh of the job "
+                        "('cost' is the deprecated name of cost-cloud)")
     p.add_argument("--vendor", choices=VENDORS, help="only this vendor")
     p.add_argument("--segment", choices=SEGMENTS, help="only this segment")
     p.add_argument("--gpus", nargs="+", metavar="G", help="only these cards (names or ids)")
@@ -39,23 +52,28 @@ def _gib(n: float | None) -> str | None:
     return None if n is None else f"{n / 1024**3:,.1f}"
 
 
-def _money(x: float | None) -> str | None:
-    if x is None:
-        return None
-    return f"${x:,.0f}" if x >= 100 else f"${x:,.2f}"
+_LIMITERS = {"host": "host dispatch", "input": "input", "communication": "communication"}
+
+
+def _limiter(name: str | None) -> str | None:
+    return None if name is None else _LIMITERS.get(name, name)
 
 
 def run(args: argparse.Namespace) -> int:
     """``recommend``."""
     from advisor.recommend import recommend
-    from advisor.units import format_seconds
+    from advisor.units import format_energy, format_hours, format_seconds, format_usd
 
     kwargs = workload_kwargs(args)
     specs_dir = args.specs_dir[0] if args.specs_dir else None
     if args.specs_dir and len(args.specs_dir) > 1:
         raise AdvisorError("recommend takes one --specs-dir", hint="put your spec files in one directory")
-    rec = recommend(args.model, max_gpus=args.max_gpus, objective=args.objective, budget_usd=args.budget_usd,
-                    vendor=args.vendor, segment=args.segment, gpus=args.gpus, specs_dir=specs_dir, **kwargs)
+    with tracing_spinner():
+        rec = recommend(args.model, max_gpus=args.max_gpus, objective=args.objective, budget_usd=args.budget_usd,
+                        vendor=args.vendor, segment=args.segment, gpus=args.gpus, specs_dir=specs_dir, **kwargs)
+    if args.objective in OBJECTIVE_ALIASES:
+        stderr_console().print(f"note: --objective {args.objective} is deprecated; it means "
+                               f"{OBJECTIVE_ALIASES[args.objective]} (use cost-buy for the cards' price)")
     # Exit 1 when no card qualifies: the answer (and its best partial answer) is still printed.
     status = 0 if rec.rows else 1
     if args.json:
@@ -66,29 +84,35 @@ def run(args: argparse.Namespace) -> int:
     shape = f"seq {w['seq_len']}" if w.get("seq_len") else f"image {w['image_size']}" if w.get("image_size") else ""
     console.print(f"[bold]{rec.model}[/bold] {w['mode']}, global batch {w['batch_size']} {shape}, "
                   f"{w['precision']}; ranked by [bold]{rec.objective}[/bold]; job: {rec.job['description']}")
-    cols = ("#", "card", "GPUs", "par.", "GiB/GPU", "headroom", "step", "time to train", "cost", "basis", "kWh",
-            "samples/$")
+    cols = ("#", "card", "GPUs", "GiB/GPU", "headroom", "step", "samples/s", "limited by", "time to train",
+            "cloud $", "buy $", "break-even", "energy")
     rows = []
     for r in rec.rows[: args.top]:
         frac = r.headroom_fraction
-        rows.append((r.rank, r.gpu_name, r.num_gpus, r.parallelism or "-", _gib(r.memory_per_gpu_bytes),
+        rows.append((r.rank, r.gpu_name, f"{r.num_gpus} {r.parallelism}" if r.parallelism else r.num_gpus,
+                     _gib(r.memory_per_gpu_bytes),
                      None if frac is None else f"{100 * frac:.0f}%", format_seconds(r.step_s),
-                     format_seconds(r.time_to_train_s) + (" *" if r.input_bound else ""), _money(r.cost_usd),
-                     r.cost_basis,
-                     f"{r.energy_kwh:,.1f}", None if r.samples_per_usd is None else f"{r.samples_per_usd:,.0f}"))
+                     f"{r.effective_samples_per_s:,.0f}", _limiter(r.limiter),
+                     format_seconds(r.time_to_train_s),
+                     "not rentable" if r.cost_cloud_usd is None else format_usd(r.cost_cloud_usd),
+                     None if r.cost_buy_usd is None else format_usd(r.cost_buy_usd),
+                     None if r.break_even_hours is None else format_hours(r.break_even_hours),
+                     format_energy(r.energy_kwh)))
     if rows:
         console.print(table(f"{len(rec.rows)} candidates (top {min(args.top, len(rec.rows))})", cols, rows,
-                            right_align=("#", "GPUs", "GiB/GPU", "headroom", "step", "time to train", "cost",
-                                         "kWh", "samples/$")))
+                            right_align=("#", "GPUs", "GiB/GPU", "headroom", "step", "samples/s", "time to train",
+                                         "cloud $", "buy $", "break-even", "energy")))
     else:
         console.print("[red]no card qualifies[/red]")
     starved = sum(r.input_bound for r in rec.rows[: args.top])
     if starved:
-        console.print(f"* {starved} of these would be input-bound: the data loader (--loader-samples-per-s, or the "
-                      "stated CPU-decode rate) cannot feed them, so the job takes longer than shown; "
+        console.print(f"{starved} of these are input-bound: the data loader (--loader-samples-per-s, or the stated "
+                      "CPU-decode rate) or the host->device copies set their pace, and time to train runs at it; "
                       "`estimate ... --json` gives time.input_advice")
     if rec.partial:
         console.print(f"[bold]best partial answer:[/bold] {rec.partial}")
+    if rec.fit_options is not None and rec.fit_options.options:
+        console.print(fit_table(rec.fit_options))
     by_code: dict[str, int] = {}
     for r in rec.rejected:
         by_code[r.code] = by_code.get(r.code, 0) + 1

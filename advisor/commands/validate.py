@@ -105,18 +105,33 @@ def run(args: argparse.Namespace) -> int:
         if close_nvml is not None:
             close_nvml()
     doc = report.to_dict()
+    # A store that cannot be written loses nothing: the results are printed anyway, with a warning (as probe does).
+    not_saved: list[str] = []
+
+    def save(what: str, call: Any) -> Any:
+        from advisor.errors import StoreError
+
+        try:
+            return call()
+        except StoreError as exc:
+            not_saved.append(f"warning: {what} not saved: {exc.message}" + (f" ({exc.hint})" if exc.hint else ""))
+            return None
+
     if spec is not None:
         fitted = v.fit_calibration(report, spec)
         doc["calibration"] = {"card": spec.id, "fitted": fitted, "saved_probe_id": None}
         if fitted and not args.no_save:
             from advisor.store import HistoryStore
 
-            doc["calibration"]["saved_probe_id"] = HistoryStore().save_probe(v.calibration_probe(report, spec, fitted))
+            doc["calibration"]["saved_probe_id"] = save(
+                "calibration", lambda: HistoryStore().save_probe(v.calibration_probe(report, spec, fitted)))
     if not args.no_save:
         from advisor.store import HistoryStore
 
-        doc["saved_id"] = HistoryStore().save_validation(doc)
+        doc["saved_id"] = save("results", lambda: HistoryStore().save_validation(doc))
     _print(args, report, doc, notes)
+    for line in not_saved:  # after the results: nothing is lost, and the warning is the last word
+        err.print(line, markup=False)
     return 0 if doc["summary"]["measured"] or doc["summary"]["oom"] else 1
 
 
@@ -158,7 +173,7 @@ def _print(args: argparse.Namespace, report: Any, doc: dict[str, Any], notes: li
         for key, fit in doc["calibration"]["fitted"].items():
             out.print(f"calibrated {key}: {fit['efficiency']:.3f} (default {fit['default']:.3f}, "
                       f"{fit['rows']} rows)")
-    if "saved_id" in doc:
+    if doc.get("saved_id") is not None:
         print(f"saved to the history store as validation {doc['saved_id']}", file=sys.stderr)
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from advisor.catalog import GpuSpec, get_gpu
 from advisor.errors import EstimateError
-from advisor.estimate.calibrate import apply_efficiencies, load_efficiencies
+from advisor.estimate.calibrate import apply_efficiencies, load_efficiencies, store_problem
 from advisor.estimate.efficiency import (
     CONTEXT_SOURCE,
     HALF_DIM_REF,
@@ -427,12 +427,19 @@ def estimate_workload(workload: Workload | PreparedWorkload, spec: GpuSpec, *, n
     input_bound = bool(advice)
     if input_bound:
         limiter = "input"
+    # The job runs at the slowest of the GPUs (host dispatch included in step_s), the loader and the copies.
+    effective_sps = samples_per_s
+    if loader is not None:
+        effective_sps = min(effective_sps, loader)
+    if h2d_s > micro_step_s:
+        effective_sps = min(effective_sps, global_batch / h2d_s)
+    effective_tps = tokens_per_s * effective_sps / samples_per_s if tokens_per_s and samples_per_s else tokens_per_s
 
     time_to_train = None
     if dataset_samples:
-        time_to_train = dataset_samples * epochs / samples_per_s if samples_per_s else None
-    elif total_tokens and tokens_per_s:
-        time_to_train = total_tokens / tokens_per_s
+        time_to_train = dataset_samples * epochs / effective_sps if effective_sps else None
+    elif total_tokens and effective_tps:
+        time_to_train = total_tokens / effective_tps
 
     time = TimeEstimate(step_s=step_s, samples_per_s=samples_per_s, tokens_per_s=tokens_per_s, bound=bound,
                         limiter=limiter, mfu=mfu, phases_s=phase_out, compute_bound_s=compute_s,
@@ -440,7 +447,8 @@ def estimate_workload(workload: Workload | PreparedWorkload, spec: GpuSpec, *, n
                         host_s=host_exposed, runtime=runtime, by_class_s=by_class,
                         prefill_s=prefill_s, decode_step_s=decode_step_s, decode_tokens_per_s=decode_tps,
                         time_to_train_s=time_to_train, input_bound=input_bound,
-                        input_advice="; ".join(advice) or None, h2d_s=h2d_s, loader_samples_per_s=loader)
+                        input_advice="; ".join(advice) or None, h2d_s=h2d_s, loader_samples_per_s=loader,
+                        effective_samples_per_s=effective_sps)
 
     assumptions = [
         f"batch_size {global_batch} is the global batch of one micro-step across {plan.dp} data-parallel "
@@ -465,7 +473,8 @@ def estimate_workload(workload: Workload | PreparedWorkload, spec: GpuSpec, *, n
                                                      else "") + " (runtime='graph' for CUDA graphs / "
          "torch.compile reduce-overhead / TensorRT / vLLM / llama.cpp)") if runtime == "eager" else
         "runtime graph: no per-op host floor (CUDA graphs / compiled runtime); kernel gaps only",
-        "step_s is GPU time: the input pipeline is checked separately (input_bound) and assumed overlapped",
+        "step_s is GPU time; the input pipeline (loader, host->device copies) is assumed overlapped with it, "
+        "and the job runs at the slower of the two (effective_samples_per_s, used for time to train)",
         *parts.notes,
         *notes,
     ]
@@ -484,7 +493,9 @@ def estimate_workload(workload: Workload | PreparedWorkload, spec: GpuSpec, *, n
     if calibrated:
         assumptions.append(f"calibrated by a probe of this card: {', '.join(changed)}")
     elif calibration is not None and calibration != "none":
-        assumptions.append("no probe of this card found: default efficiencies")
+        problem = store_problem() if isinstance(calibration, str) and calibration.lower() == "auto" else None
+        assumptions.append(f"the history store could not be read ({problem}): default efficiencies" if problem
+                           else "no probe of this card found: default efficiencies")
     if fallback:
         assumptions.append(fallback)
     if loader_note and loader_samples_per_s is None:

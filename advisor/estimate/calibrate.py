@@ -18,7 +18,7 @@ from typing import Any
 from advisor.errors import AdvisorError, EstimateError
 from advisor.estimate.efficiency import ArchEfficiency
 
-_AUTO_CACHE: dict[str, tuple[float, dict[str, Any]]] = {}
+_AUTO_CACHE: dict[str, tuple[float, dict[str, Any], str | None]] = {}
 _AUTO_TTL_S = 5.0
 
 
@@ -49,23 +49,28 @@ def _from_probe(probe: Any, catalog_id: str) -> dict[str, float] | None:
     return dict(probe.efficiencies(index))
 
 
+_HINT = "pass a file written by `probe --json --out FILE`, 'auto' or 'none'"
+
+
 def _from_file(path: Path, catalog_id: str) -> dict[str, float] | None:
     try:
         data = json.loads(path.read_text())
     except OSError as exc:
         raise EstimateError(f"cannot read calibration file {str(path)!r}: {exc.strerror}",
-                            hint="pass a file written by `probe --json --out FILE`, 'auto' or 'none'") from exc
+                            hint=_HINT) from exc
     except json.JSONDecodeError as exc:
-        raise EstimateError(f"calibration file {str(path)!r} is not valid JSON: {exc.msg}") from exc
+        what = "is empty" if not path.read_text().strip() else f"is not valid JSON: {exc.msg} (line {exc.lineno})"
+        raise EstimateError(f"calibration file {str(path)!r} {what}", hint=_HINT) from exc
     if not isinstance(data, Mapping):
-        raise EstimateError(f"calibration file {str(path)!r} does not hold a probe result object")
+        raise EstimateError(f"calibration file {str(path)!r} holds a JSON {type(data).__name__}, not a probe result "
+                            "object", hint=_HINT)
     if "kernels" in data and "devices" in data:
         from advisor.probe.results import ProbeResult
 
         try:
             probe = ProbeResult.from_dict(data)
         except (KeyError, TypeError, ValueError) as exc:
-            raise EstimateError(f"calibration file {str(path)!r} is not a probe result: {exc}") from exc
+            raise EstimateError(f"calibration file {str(path)!r} is not a probe result: {exc}", hint=_HINT) from exc
         return _from_probe(probe, catalog_id)
     if "efficiencies" in data and isinstance(data["efficiencies"], Mapping):
         return {str(k): float(v) for k, v in data["efficiencies"].items()}
@@ -81,6 +86,7 @@ def _latest_by_card() -> dict[str, Any]:
     if hit is not None and now - hit[0] < _AUTO_TTL_S:
         return hit[1]
     latest: dict[str, Any] = {}
+    problem = None
     try:
         from advisor.store import HistoryStore, default_store_path
 
@@ -89,10 +95,20 @@ def _latest_by_card() -> dict[str, Any]:
             for record in HistoryStore(path).list_probes(limit=500):  # newest first
                 if record.catalog_id and record.catalog_id not in latest:
                     latest[record.catalog_id] = _record_efficiencies(record, record.catalog_id)
-    except (ImportError, AttributeError, AdvisorError):
-        latest = {}  # no store, or an unreadable one: defaults, and calibrated stays False
-    _AUTO_CACHE[key] = (now, latest)
+    except AdvisorError as exc:  # an unreadable store: defaults, calibrated stays False, and store_problem says why
+        latest = {}
+        problem = exc.message
+    except (ImportError, AttributeError):
+        latest = {}
+    _AUTO_CACHE[key] = (now, latest, problem)
     return latest
+
+
+def store_problem() -> str | None:
+    """Why the history store could not be read for ``calibration="auto"`` (``None`` when it could, or is absent)."""
+    _latest_by_card()
+    hit = _AUTO_CACHE.get(os.environ.get("GPU_ADVISOR_HOME", ""))
+    return hit[2] if hit is not None else None
 
 
 def _record_efficiencies(record: Any, catalog_id: str) -> dict[str, float] | None:

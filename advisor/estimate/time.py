@@ -240,6 +240,9 @@ class TimeEstimate:
         prefill_s, decode_step_s, decode_tokens_per_s: causal-LM inference.
         time_to_train_s: ``dataset_samples x epochs`` or ``total_tokens`` at this rate.
         input_bound, input_advice, h2d_s, loader_samples_per_s: the input pipeline check.
+        effective_samples_per_s: what the job really runs at: the GPUs' rate (host dispatch included),
+            capped by the data loader and host->device copies (``limiter`` names the cap); ``time_to_train_s``
+            uses it.  ``None`` on estimates built before it existed: then ``samples_per_s``.
     """
 
     step_s: float
@@ -265,6 +268,7 @@ class TimeEstimate:
     host_s: float = 0.0
     runtime: str = "eager"
     by_class_s: Mapping[str, float] = field(default_factory=dict)
+    effective_samples_per_s: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe form (DESIGN.md's ``time`` keys first)."""
@@ -276,7 +280,7 @@ class TimeEstimate:
                 "decode_tokens_per_s": self.decode_tokens_per_s, "time_to_train_s": self.time_to_train_s,
                 "input_bound": self.input_bound, "input_advice": self.input_advice, "h2d_s": self.h2d_s,
                 "loader_samples_per_s": self.loader_samples_per_s, "host_s": self.host_s, "runtime": self.runtime,
-                "by_class": dict(self.by_class_s)}
+                "by_class": dict(self.by_class_s), "effective_samples_per_s": self.effective_samples_per_s}
 
     def to_frame(self) -> Any:
         """One row per phase: seconds and share of the step."""

@@ -19,7 +19,14 @@ from typing import Any
 
 from advisor.errors import UnknownModelError, WorkloadError
 from advisor.workload.base import OpCost, Workload
-from advisor.workload.presets import PRESETS, get_preset, list_presets, resolve_preset
+from advisor.workload.presets import (
+    PRESETS,
+    context_limit,
+    context_warning,
+    get_preset,
+    list_presets,
+    resolve_preset,
+)
 
 __all__ = ["OpCost", "Workload", "from_config", "from_module", "from_preset", "list_presets", "load_workload",
            "resolve_preset"]
@@ -73,7 +80,7 @@ def from_preset(
             precision=precision, optimizer=optimizer, gradient_checkpointing=gradient_checkpointing,
             lora_rank=lora_rank, lora_targets=lora_targets, quantize_base=quantize_base, grad_accum=grad_accum,
             gen_len=gen_len, attention=attention, default_seq_len=2048)
-        return wl
+        return _with_context_warning(wl, preset.name, context_limit(preset.config))
     given = {"gen_len": gen_len, "lora_rank": lora_rank, "lora_targets": lora_targets, "quantize_base": quantize_base}
     bad = [k for k, v in given.items() if v is not None]
     if bad:
@@ -83,11 +90,21 @@ def from_preset(
             raise WorkloadError(f"image_size does not apply to {preset.name} (a sequence model)", "use seq_len")
     elif seq_len is not None:
         raise WorkloadError(f"seq_len does not apply to {preset.name} (a vision model)", "use image_size")
-    from advisor.workload.trace_presets import preset_workload
+    from advisor.workload.tracecache import cached_build
 
-    return preset_workload(preset, batch_size=batch_size, seq_len=seq_len, image_size=image_size, mode=mode,
-                           precision=precision, optimizer=optimizer, gradient_checkpointing=gradient_checkpointing,
-                           grad_accum=grad_accum)
+    def build(b: int) -> Workload:
+        from advisor.workload.trace_presets import preset_workload
+
+        return preset_workload(preset, batch_size=b, seq_len=seq_len, image_size=image_size, mode=mode,
+                               precision=precision, optimizer=optimizer,
+                               gradient_checkpointing=gradient_checkpointing, grad_accum=grad_accum)
+
+    # Traced once per shape, then kept on disk (advisor.workload.tracecache): a repeated run skips torch.
+    key = {"preset": preset.name, "definition": preset.config, "seq_len": seq_len, "image_size": image_size,
+           "mode": mode, "precision": precision, "optimizer": optimizer,
+           "gradient_checkpointing": gradient_checkpointing, "grad_accum": grad_accum}
+    return cached_build("preset", key, batch_size, build,
+                        f"tracing {preset.name} on fake tensors (once; cached for later runs)")
 
 
 def from_config(config: str | Path | Mapping[str, Any], *, name: str | None = None, **options: Any) -> Workload:
@@ -98,16 +115,42 @@ def from_config(config: str | Path | Mapping[str, Any], *, name: str | None = No
     Raises:
         WorkloadError: unreadable config, missing key (named), unsupported model_type, bad options.
     """
-    from advisor.workload.config import arch_from_config, load_config
+    from advisor.workload.config import UnsupportedModelType, arch_from_config, load_config
     from advisor.workload.transformer import build_transformer
 
     cfg, label = load_config(config)
     label = name or label
+    try:
+        arch = arch_from_config(cfg, label)
+    except UnsupportedModelType:
+        # No analytic model: build it from the config with transformers (meta device) and trace it -- unless the
+        # config gives no sizes at all, when transformers would silently fill in a default model.
+        from advisor.workload.hf import from_hf_config, has_sizes
+
+        if not has_sizes(cfg):
+            raise
+
+        wl = from_hf_config(cfg, label, **options)
+        return _with_context_warning(wl, label, context_limit(cfg))
     if options.pop("image_size", None) is not None:
         raise WorkloadError(f"image_size does not apply to config {label!r} (a transformer)", "use seq_len")
-    arch = arch_from_config(cfg, label)
     default_seq = int(cfg.get("max_position_embeddings") or cfg.get("n_positions") or 2048)
-    return build_transformer(arch, name=label, source="config", default_seq_len=min(default_seq, 2048), **options)
+    wl = build_transformer(arch, name=label, source="config", default_seq_len=min(default_seq, 2048), **options)
+    return _with_context_warning(wl, label, context_limit(cfg))
+
+
+def _with_context_warning(w: Workload, name: str, limit: int | None) -> Workload:
+    """``w`` with a warning in its assumptions when its context runs past ``limit`` (rebuilds keep it)."""
+    import dataclasses
+
+    note = context_warning(name, w.seq_len, w.gen_len, limit)
+    if note is None:
+        return w
+    rebuild = w.options.get("rebuild")
+    options = dict(w.options)
+    if rebuild is not None:
+        options["rebuild"] = lambda b: _with_context_warning(rebuild(b), name, limit)
+    return dataclasses.replace(w, assumptions=(note, *w.assumptions), options=options)
 
 
 def from_module(module: Any, example_inputs: Any, **options: Any) -> Workload:

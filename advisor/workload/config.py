@@ -13,9 +13,16 @@ from typing import Any
 from advisor.errors import WorkloadError
 from advisor.workload.transformer import TransformerArch
 
+_CONFIG_HINT = ("pass a Hugging Face config.json: one JSON object with model_type, hidden_size, "
+                "num_hidden_layers, ... (the file next to the model's weights)")
+
 # model_type -> our family
 MODEL_TYPES = {"gpt2": "gpt2", "gptj": "gptj", "llama": "llama", "mistral": "mistral", "qwen2": "qwen2",
                "gemma": "gemma", "gemma2": "gemma", "mixtral": "mixtral", "bert": "bert", "t5": "t5"}
+
+
+class UnsupportedModelType(WorkloadError):
+    """A config whose ``model_type`` has no analytic model (``from_config`` then builds it with transformers)."""
 
 
 def _get(cfg: Mapping[str, Any], name: str, key: str, default: Any = ..., *alts: str) -> Any:
@@ -43,8 +50,9 @@ def arch_from_config(cfg: Mapping[str, Any], name: str | None = None) -> Transfo
                             f"accepted model types: {', '.join(sorted(MODEL_TYPES))}")
     family = MODEL_TYPES.get(str(model_type))
     if family is None:
-        raise WorkloadError(f"unsupported model_type {model_type!r} in config {label!r}",
-                            f"accepted: {', '.join(sorted(MODEL_TYPES))}; other models: pass the torch module")
+        raise UnsupportedModelType(f"unsupported model_type {model_type!r} in config {label!r}",
+                                   f"accepted: {', '.join(sorted(MODEL_TYPES))}; other models: pass the torch "
+                                   "module, or install transformers (gpu-advisor[hf]) to build and trace it")
     g = lambda key, default=..., *alts: _get(cfg, label, key, default, *alts)  # noqa: E731
     if family in ("gpt2", "gptj"):
         h = g("n_embd", ..., "hidden_size")
@@ -106,27 +114,31 @@ def load_config(source: str | Path | Mapping[str, Any]) -> tuple[dict[str, Any],
     if path.is_dir():
         path = path / "config.json"
     if path.is_file():
+        label = path.parent.name if path.name == "config.json" else path.stem
         try:
-            return json.loads(path.read_text()), path.parent.name if path.name == "config.json" else path.stem
-        except (OSError, json.JSONDecodeError) as exc:
-            raise WorkloadError(f"cannot read config {str(path)!r}: {exc}") from exc
+            text = path.read_text()
+        except OSError as exc:
+            raise WorkloadError(f"cannot read config {str(path)!r}: {exc.strerror}",
+                                "check the file's permissions") from exc
+        if not text.strip():
+            raise WorkloadError(f"config {str(path)!r} is empty", _CONFIG_HINT)
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise WorkloadError(f"config {str(path)!r} is not valid JSON: {exc.msg} (line {exc.lineno}, column "
+                                f"{exc.colno})", _CONFIG_HINT) from exc
+        if not isinstance(data, Mapping):
+            raise WorkloadError(f"config {str(path)!r} holds a JSON {type(data).__name__}, not an object",
+                                _CONFIG_HINT)
+        return data, label
     text = str(source)
     if str(source).endswith(".json"):
-        raise WorkloadError(f"config file {text!r} does not exist")
-    if text.count("/") == 1 and not text.startswith((".", "/")):
-        return _from_hub(text), text
-    raise WorkloadError(f"{text!r} is neither a preset, a config.json path nor a hub id (owner/name)")
+        raise WorkloadError(f"config file {text!r} does not exist",
+                            "check the path, or give a preset name (see `specs`/README) or a hub id (owner/name)")
+    from advisor.workload.hub import fetch_config, looks_like_hub_id
 
-
-def _from_hub(repo_id: str) -> dict[str, Any]:
-    try:
-        from huggingface_hub import hf_hub_download
-    except ImportError as exc:
-        raise WorkloadError(f"cannot resolve hub id {repo_id!r}: huggingface_hub is not installed",
-                            "pass the model's config.json (a path or a dict)") from exc
-    try:
-        path = hf_hub_download(repo_id, "config.json")
-        return json.loads(Path(path).read_text())
-    except Exception as exc:  # network, auth, missing repo: all mean "pass the config"
-        raise WorkloadError(f"cannot fetch config.json of {repo_id!r} from the hub ({type(exc).__name__})",
-                            "offline or gated: download config.json and pass its path") from exc
+    if looks_like_hub_id(text):
+        return fetch_config(text), text
+    raise WorkloadError(f"{text!r} is neither a preset, a config.json path nor a hub id (owner/name)",
+                        "see the presets in the README, pass a config.json path, or a Hugging Face id like "
+                        "Qwen/Qwen2-7B")

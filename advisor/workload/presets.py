@@ -86,28 +86,39 @@ _PRESETS: tuple[Preset, ...] = (
            {"model_type": "t5", "num_layers": 12, "d_model": 768, "num_heads": 12, "d_kv": 64, "d_ff": 3072,
             "vocab_size": 32128, "feed_forward_proj": "relu", "tie_word_embeddings": True},
            222_903_552, _HF.format("google-t5/t5-base"), ("t5",)),
-    Preset("llama-2-7b", "transformer", _llama(32, 4096, 32, 32, 11008, 32000), 6_738_415_616,
+    Preset("llama-2-7b", "transformer", _llama(32, 4096, 32, 32, 11008, 32000, max_position_embeddings=4096),
+           6_738_415_616,
            _HF.format("meta-llama/Llama-2-7b-hf"), ("llama2-7b",)),
-    Preset("llama-2-13b", "transformer", _llama(40, 5120, 40, 40, 13824, 32000), 13_015_864_320,
+    Preset("llama-2-13b", "transformer", _llama(40, 5120, 40, 40, 13824, 32000, max_position_embeddings=4096),
+           13_015_864_320,
            _HF.format("meta-llama/Llama-2-13b-hf"), ("llama2-13b",)),
-    Preset("llama-2-70b", "transformer", _llama(80, 8192, 64, 8, 28672, 32000), 68_976_648_192,
+    Preset("llama-2-70b", "transformer", _llama(80, 8192, 64, 8, 28672, 32000, max_position_embeddings=4096),
+           68_976_648_192,
            _HF.format("meta-llama/Llama-2-70b-hf"), ("llama2-70b",)),
-    Preset("llama-3-8b", "transformer", _llama(32, 4096, 32, 8, 14336, 128256), 8_030_261_248,
+    Preset("llama-3-8b", "transformer", _llama(32, 4096, 32, 8, 14336, 128256, max_position_embeddings=8192),
+           8_030_261_248,
            _HF.format("meta-llama/Meta-Llama-3-8B"), ("llama3-8b", "meta-llama-3-8b")),
-    Preset("llama-3.1-8b", "transformer", _llama(32, 4096, 32, 8, 14336, 128256), 8_030_261_248,
+    Preset("llama-3.1-8b", "transformer",
+           _llama(32, 4096, 32, 8, 14336, 128256, max_position_embeddings=131072), 8_030_261_248,
            _HF.format("meta-llama/Llama-3.1-8B"), ("llama3.1-8b", "meta-llama-3.1-8b")),
-    Preset("llama-3-70b", "transformer", _llama(80, 8192, 64, 8, 28672, 128256), 70_553_706_496,
+    Preset("llama-3-70b", "transformer", _llama(80, 8192, 64, 8, 28672, 128256, max_position_embeddings=8192),
+           70_553_706_496,
            _HF.format("meta-llama/Meta-Llama-3-70B"), ("llama3-70b", "meta-llama-3-70b")),
-    Preset("llama-3.1-70b", "transformer", _llama(80, 8192, 64, 8, 28672, 128256), 70_553_706_496,
+    Preset("llama-3.1-70b", "transformer",
+           _llama(80, 8192, 64, 8, 28672, 128256, max_position_embeddings=131072), 70_553_706_496,
            _HF.format("meta-llama/Llama-3.1-70B"), ("llama3.1-70b", "meta-llama-3.1-70b")),
-    Preset("llama-3.1-405b", "transformer", _llama(126, 16384, 128, 8, 53248, 128256), 405_853_388_800,
+    Preset("llama-3.1-405b", "transformer", _llama(126, 16384, 128, 8, 53248, 128256, max_position_embeddings=131072),
+           405_853_388_800,
            _HF.format("meta-llama/Llama-3.1-405B"), ("llama3.1-405b", "meta-llama-3.1-405b")),
-    Preset("mistral-7b", "transformer", _llama(32, 4096, 32, 8, 14336, 32000, "mistral"), 7_241_732_096,
+    Preset("mistral-7b", "transformer", _llama(32, 4096, 32, 8, 14336, 32000, "mistral", max_position_embeddings=32768),
+           7_241_732_096,
            _HF.format("mistralai/Mistral-7B-v0.1"), ("mistral",)),
     Preset("mixtral-8x7b", "transformer",
-           _llama(32, 4096, 32, 8, 14336, 32000, "mixtral", num_local_experts=8, num_experts_per_tok=2),
+           _llama(32, 4096, 32, 8, 14336, 32000, "mixtral", num_local_experts=8, num_experts_per_tok=2,
+                  max_position_embeddings=32768),
            46_702_792_704, _HF.format("mistralai/Mixtral-8x7B-v0.1"), ("mixtral",)),
-    Preset("qwen2.5-7b", "transformer", _llama(28, 3584, 28, 4, 18944, 152064, "qwen2"), 7_615_616_512,
+    Preset("qwen2.5-7b", "transformer", _llama(28, 3584, 28, 4, 18944, 152064, "qwen2", max_position_embeddings=131072),
+           7_615_616_512,
            _HF.format("Qwen/Qwen2.5-7B"), ("qwen-2.5-7b", "qwen25-7b")),
     # -- traced torch modules ---------------------------------------------------------------------
     Preset("mnist-cnn", "module", {"builder": "mnist-cnn", "image_size": 28, "channels": 1}, 93_322,
@@ -191,6 +202,32 @@ def resolve_preset(name: str) -> str:
     hint = (f"closest: {', '.join(names)}" if names else "no close match") + \
         "; or pass a config.json path/dict or a torch.nn.Module"
     raise UnknownModelError(f"unknown model {name!r}", hint)
+
+
+def context_limit(config: dict[str, Any]) -> int | None:
+    """The longest context a transformer config was built for (``max_position_embeddings`` / ``n_positions``)."""
+    for key in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+        value = config.get(key)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return None
+
+
+def context_warning(name: str, seq_len: int | None, gen_len: int | None, limit: int | None) -> str | None:
+    """A warning when ``seq_len`` (+ ``gen_len``) runs past ``limit``, the model's trained context; else ``None``.
+
+    Rotary / relative models still run there (memory and time are computed), but outside what they were
+    trained for; learned position tables (GPT-2, BERT) cannot, and the builder refuses those.
+    """
+    if not limit or not seq_len:
+        return None
+    total = seq_len + (gen_len or 0)
+    if total <= limit:
+        return None
+    what = f"seq_len {seq_len}" + (f" + gen_len {gen_len}" if gen_len else "")
+    return (f"warning: {what} = {total:,} tokens exceeds {name}'s max_position_embeddings ({limit:,}): beyond the "
+            "context it was trained for (quality not assured without RoPE scaling / long-context fine-tuning); "
+            "memory and time are computed for it anyway")
 
 
 def get_preset(name: str) -> Preset:

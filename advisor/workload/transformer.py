@@ -403,10 +403,14 @@ def build_transformer(
     res_b = 4 if amp else a_b
     softmax_b = 4 if amp else a_b
     w_b = weight_bytes(precision)
+    head_w_b = w_b  # embeddings, LM head and pooler are never quantized (bitsandbytes / PEFT default)
     if quantize_base == "nf4":
         w_b = 0.5 + 0.5 / 64 * 4 / 4  # 4-bit + one fp32 absmax per 64 weights (double-quantised ~0.127 bit)
-        assumptions.append("nf4 base: 4-bit weights + quantization constants (~0.127 bit/weight with double "
-                           "quantization, block 64); dequantized to 16-bit per matmul")
+        assumptions.append(f"nf4 base: 4-bit weights + quantization constants (~0.127 bit/weight with double "
+                           f"quantization, block 64); bitsandbytes dequantizes each to a 16-bit copy before its "
+                           f"matmul (op '.dequant': reads {w_b:.3f} B + writes 2 B per weight, memory-bound, one "
+                           f"kernel per linear), in the forward and again in the backward for the input gradient "
+                           f"(and in the recompute when checkpointing); the matmul reads the 2-byte copy")
     elif quantize_base == "int8":
         w_b = 1.0
     if amp:
@@ -426,6 +430,12 @@ def build_transformer(
         fout = sum(shapes[k][1] for k in keys)
         fl = 2.0 * tokens * fin * fout
         nb = (tokens * fin + tokens * fout) * a_b + fin * fout * w_b * multiplier
+        if quantize_base == "nf4":  # QLoRA: dequantize to a 16-bit copy (its own kernel), then a 16-bit matmul
+            weights = fin * fout * multiplier
+            nb = (tokens * fin + tokens * fout) * a_b + weights * 2.0
+            dq = weights * (w_b + 2.0)
+            ops.add(label + ".dequant", "elementwise", weights, dq, count, bwd_flops=weights, bwd_bytes=dq,
+                    train=train, launches=len(keys))
         # input grad always (unless the very input needs none); weight grad only when trainable
         bwd = fl * (1 if frozen_base else 2)
         ops.add(label, "matmul", fl, nb, count, tc=True, min_dim=min(tokens, fin, fout), bwd_flops=bwd, train=train,
@@ -493,7 +503,7 @@ def build_transformer(
     tokens = b * s
     # prefill of a causal LM only needs the logits of the last position to start generating
     head_tokens = tokens if (train or not causal_lm) else b
-    ops.add("embedding", "embedding", 0, tokens * h * (res_b + w_b), 1, bwd_flops=0, train=train)
+    ops.add("embedding", "embedding", 0, tokens * h * (res_b + head_w_b), 1, bwd_flops=0, train=train)
     if arch.family == "t5":
         block("encoder.layers.*", tokens, s, arch.num_layers, causal=False)
         block("decoder.layers.*", tokens, s, arch.num_decoder_layers, causal=True, cross_len=s)
@@ -503,7 +513,7 @@ def build_transformer(
     if arch.kind != "encoder":
         fl = 2.0 * head_tokens * h * v_size
         logits_b = 4 if amp else a_b
-        ops.add("lm_head", "matmul", fl, head_tokens * (h + v_size) * a_b + h * v_size * w_b, 1, tc=True,
+        ops.add("lm_head", "matmul", fl, head_tokens * (h + v_size) * a_b + h * v_size * head_w_b, 1, tc=True,
                 min_dim=min(head_tokens, h), bwd_flops=fl * (1 if frozen_base else 2), train=train,
                 gemm=(head_tokens, v_size, h))
         if train:
@@ -515,7 +525,7 @@ def build_transformer(
                                "(h x h dense + LM decoder over the vocabulary) would add 2 x tokens x h x (h + V) "
                                "forward FLOPs")
         fl = 2.0 * b * h * h
-        ops.add("pooler", "matmul", fl, (2 * b * h) * a_b + h * h * w_b, 1, tc=True, min_dim=min(b, h),
+        ops.add("pooler", "matmul", fl, (2 * b * h) * a_b + h * h * head_w_b, 1, tc=True, min_dim=min(b, h),
                 bwd_flops=2 * fl, train=train, gemm=(b, h, h))
     if train and gradient_checkpointing:
         # checkpointed blocks run their forward again during backward
