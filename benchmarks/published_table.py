@@ -28,6 +28,8 @@ THROUGHPUT_METRICS = ("samples_per_s", "tokens_per_s", "tokens_per_s_per_gpu", "
 MEMORY_METRICS = ("peak_memory_gib", "peak_memory_gb", "peak_memory_mib")
 #: Targets of issue 5 (median |error|).
 THROUGHPUT_TARGET = 0.25
+#: The throughput median may not get worse than it stood before the step-time model of issue 13 (20.9%).
+THROUGHPUT_RATCHET = 0.209
 MEMORY_TARGET = 0.10
 
 
@@ -210,6 +212,12 @@ def markdown(results: list[RowResult]) -> str:
         f"- peak-memory rows: median |error| = {_pct(med['memory'])} (target <= {MEMORY_TARGET:.0%})",
         f"- rows without a prediction: {sum(r.error is None for r in results)} of {len(results)}",
         "",
+        "## Throughput by architecture (signed median: + means the advisor is optimistic)",
+        "",
+        "| architecture | rows | median error (signed) | median abs error |",
+        "|---|---:|---:|---:|",
+        *_arch_lines(results),
+        "",
         "## Median |error| by model and metric",
         "",
         "| model | metric | rows | median error (signed) | median abs error |",
@@ -247,6 +255,23 @@ def markdown(results: list[RowResult]) -> str:
                      f"{r.note} | {src.get(r.id, '')} |")
     lines.append("")
     return "\n".join(lines)
+
+
+def by_architecture(results: list[RowResult]) -> dict[str, list[float]]:
+    """Throughput errors per catalog architecture of the row's card."""
+    from advisor.catalog import get_gpu
+
+    out: dict[str, list[float]] = {}
+    for r in results:
+        if r.kind == "throughput" and r.error is not None:
+            out.setdefault(get_gpu(r.gpu).architecture, []).append(r.error)
+    return out
+
+
+def _arch_lines(results: list[RowResult]) -> list[str]:
+    groups = sorted(by_architecture(results).items())
+    return [f"| {arch} | {len(errs)} | {_pct(statistics.median(errs), signed=True)} | "
+            f"{_pct(statistics.median(abs(e) for e in errs))} |" for arch, errs in groups]
 
 
 def _group_lines(results: list[RowResult]) -> list[str]:

@@ -39,10 +39,10 @@ def _abs(rows: list[v.ValidationRow], attr: str) -> list[float]:
 
 
 @pytest.mark.parametrize("card", CARDS)
-@pytest.mark.parametrize(("calibration", "median", "worst"), [("probe", 0.30, 0.90), ("none", 0.33, 0.90)])
+@pytest.mark.parametrize(("calibration", "median", "worst"), [("probe", 0.24, 0.90), ("none", 0.20, 0.90)])
 def test_step_time_error_holds(replayed, card, calibration, median, worst) -> None:
     errors = _abs(replayed[(card, calibration)], "time_error")
-    assert len(errors) >= 35  # every measured row but vit-b16 with checkpointing has a prediction
+    assert len(errors) == 37  # every measured row has a prediction (vit-b16 with checkpointing included)
     assert statistics.median(errors) <= median
     assert errors[-1] <= worst
 
@@ -50,7 +50,7 @@ def test_step_time_error_holds(replayed, card, calibration, median, worst) -> No
 @pytest.mark.parametrize("card", CARDS)
 def test_memory_error_holds(replayed, card) -> None:
     errors = _abs(replayed[(card, "probe")], "memory_error")
-    assert statistics.median(errors) <= 0.12
+    assert statistics.median(errors) <= 0.10
 
 
 def test_replay_keeps_the_measurements_and_the_json_contract(replayed) -> None:
