@@ -335,7 +335,8 @@ def recommend(model: Any, *, batch_size: int = 1, seq_len: int | None = None, im
               gpus: Sequence[str | GpuSpec] | None = None, dataset_samples: int | None = None,
               epochs: float = 1, total_tokens: float | None = None, specs_dir: str | Path | None = None,
               calibration: Any = "auto", example_inputs: Any = None,
-              loader_samples_per_s: float | None = None, runtime: str = "eager") -> Recommendation:
+              loader_samples_per_s: float | None = None, runtime: str = "eager",
+              channels_last: bool = False) -> Recommendation:
     """Rank every catalog card x count for a workload.
 
     Args:
@@ -395,7 +396,7 @@ def recommend(model: Any, *, batch_size: int = 1, seq_len: int | None = None, im
     job = _job(workload, mode, dataset_samples, epochs, total_tokens)
     counts = gpu_counts(max_gpus)
     estimate_workload = _estimator()
-    extra: dict[str, Any] = {"runtime": runtime}
+    extra: dict[str, Any] = {"runtime": runtime, "channels_last": channels_last}
     if loader_samples_per_s is not None:
         extra["loader_samples_per_s"] = loader_samples_per_s
 

@@ -79,6 +79,8 @@ def add_workload_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--runtime", default="eager", choices=("eager", "graph"),
                    help="eager: PyTorch eager, whose per-op host dispatch can bound small steps (default); "
                         "graph: CUDA graphs / torch.compile reduce-overhead / TensorRT / vLLM / llama.cpp")
+    g.add_argument("--channels-last", action="store_true",
+                   help="a CNN run in torch.channels_last (NHWC): no cuDNN layout transposes (default: NCHW)")
     g.add_argument("--calibration", default="auto", metavar="auto|none|FILE",
                    help="auto: latest probe of the card in the history store; none: defaults; "
                         "FILE: a probe JSON (default auto)")
@@ -112,6 +114,7 @@ def workload_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         "epochs": args.epochs,
         "total_tokens": args.total_tokens,
         "runtime": args.runtime,
+        "channels_last": args.channels_last,
     }
 
 
@@ -124,6 +127,9 @@ def add_parser(subparsers: Any) -> None:
                     "a card. Every assumption is listed.")
     p.add_argument("--gpu", required=True, metavar="G", help="catalog id, marketing name or NVML name")
     p.add_argument("--num-gpus", type=_positive_int, default=1, metavar="N", help="GPUs (default 1)")
+    p.add_argument("--breakdown", action="store_true",
+                   help="step time per op class (GEMM, attention, conv, norm, elementwise, optimizer, host, "
+                        "communication) and what would make each faster")
     add_workload_args(p)
     add_specs_dir_flag(p)
     add_json_flag(p)
@@ -212,6 +218,13 @@ def run(args: argparse.Namespace) -> int:
     if t.get("input_bound"):
         trows.append(("input", "INPUT-BOUND: " + (t.get("input_advice") or "")))
     console.print(table("time", ("", "value"), trows, right_align=("value",)))
+    if getattr(args, "breakdown", False):
+        from advisor.estimate.time import class_breakdown
+
+        brows = [(name, format_seconds(sec), f"{share:.0%}", helps)
+                 for name, sec, share, helps in class_breakdown(t.get("by_class", {}), t["step_s"])]
+        console.print(table("step time by op class", ("class", "time", "share", "what would make it faster"), brows,
+                            right_align=("time", "share")))
     if t.get("limiter") == "host":
         console.print("hint: the GPU waits for PyTorch's per-op dispatch here: a larger batch, torch.compile with "
                       "CUDA graphs (mode='reduce-overhead'), or a graph runtime (vLLM, TensorRT-LLM) removes most "

@@ -280,24 +280,27 @@ def estimate_workload(workload: Workload | PreparedWorkload, spec: GpuSpec, *, n
 
     # --- time ---
     half = HALF_DIM_REF * math.sqrt((spec.sm_count or REF_SMS) / REF_SMS)
-    conv_flops = tensor_peak * eff.conv
+    conv_peak, conv_eff = tensor_peak, eff.conv
     conv_tensor_cores = w.precision not in ("fp32", "tf32") or bool(spec.tf32_tflops)
     if w.precision == "fp32":
         # cuDNN's default (torch.backends.cudnn.allow_tf32 is True): TF32 tensor cores where the card has them,
         # else the FP32 units at the GEMM efficiency
-        conv_flops = spec.tf32_tflops * 1e12 * eff.conv if spec.tf32_tflops else vector_peak * eff.matmul
+        conv_peak, conv_eff = (spec.tf32_tflops * 1e12, eff.conv) if spec.tf32_tflops else (vector_peak, eff.matmul)
+    conv_flops = conv_peak * conv_eff
     rates = CardRates(tensor_flops=tensor_peak * eff.matmul, conv_flops=conv_flops,
                       vector_flops=vector_peak * eff.vector, matmul_vector_flops=vector_peak * eff.matmul,
                       memory_bytes_s=spec.memory_bandwidth_bytes_s * eff.memory, launch_s=eff.launch_overhead_s,
                       half_dim=half, sm_count=spec.sm_count or 0,
                       unaligned_flops=tensor_peak * unaligned_fraction(eff.arch),
+                      unaligned_conv_flops=conv_peak * unaligned_fraction(eff.arch),
                       bn_elements_s=(spec.sm_count or 0) * (spec.boost_clock_mhz or 0) * 1e6
                       * BN_NCHW_ELEMENTS_PER_SM_CYCLE,
                       layout_transposes=spec.vendor == "nvidia" and conv_tensor_cores
                       and eff.arch not in ("pascal", "generic"))
     serial_host = spec.architecture.strip().lower() == "cpu"  # the host runs the ops too: no overlap
     if serial_host:
-        rates = replace(rates, launch_s=0.0, bn_elements_s=0.0, layout_transposes=False, unaligned_flops=0.0)
+        rates = replace(rates, launch_s=0.0, bn_elements_s=0.0, layout_transposes=False, unaligned_flops=0.0,
+                        unaligned_conv_flops=0.0)
     step_ops = prep.ops(micro, plan.tp, runtime=runtime, channels_last=channels_last)
     detail = ops_time_detail(step_ops, rates)
     phases, compute_s, memory_s, launch_s = detail.phases, detail.compute_s, detail.memory_s, detail.launch_s

@@ -60,6 +60,28 @@ LAYOUT_SOURCE = ("cuDNN transposes NCHW tensors to NHWC for every tensor-core co
 _BATCH_NORMS = ("native_batch_norm", "cudnn_batch_norm", "_native_batch_norm_legit", "batch_norm")
 
 
+#: What makes each op class faster, for ``estimate --breakdown`` and the dashboard.
+CLASS_ADVICE: dict[str, str] = {
+    "gemm": "16-bit or fp8 tensor cores, dimensions padded to multiples of 8 (16 bytes), a card with more "
+            "tensor FLOP/s",
+    "attention": "a fused kernel (SDPA flash / memory-efficient, FlashAttention)",
+    "conv": "channels_last (no NCHW<->NHWC transposes), amp (16-bit tensor cores)",
+    "norm": "channels_last batch norm, fused norm kernels (torch.compile, apex)",
+    "elementwise": "fusion (torch.compile), fewer dtype casts, a card with more memory bandwidth",
+    "optimizer": "a fused optimizer (torch.optim.AdamW(fused=True)), fewer parameter tensors",
+    "communication": "overlap with backward (bucketed DDP), a faster interconnect (NVLink), fewer cards",
+    "other": "-",
+    "host (exposed)": "a larger batch, torch.compile with CUDA graphs (mode='reduce-overhead'), a graph runtime",
+}
+
+
+def class_breakdown(by_class: Mapping[str, float], step_s: float) -> list[tuple[str, float, float, str]]:
+    """(class, seconds, share of the step, what would help) for the classes that take time, largest first."""
+    rows = [(name, sec, sec / step_s if step_s else 0.0, CLASS_ADVICE.get(name, "-"))
+            for name, sec in by_class.items() if sec > 0]
+    return sorted(rows, key=lambda r: -r[1])
+
+
 def op_class(op: OpCost) -> int:
     """Which peak and efficiency an op runs at.
 
@@ -128,6 +150,7 @@ class CardRates:
     half_dim: float  # d_half of the shape curve (efficiency.shape_factor) for this card's SM count
     sm_count: int = 0  # 0: unknown, GEMMs priced by the shape curve alone
     unaligned_flops: float = 0.0  # rate of an align-1 GEMM, doubling per alignment step (0: not modelled)
+    unaligned_conv_flops: float = 0.0  # the same for convolutions (their peak: TF32 for fp32 under cuDNN)
     bn_elements_s: float = 0.0  # NCHW batch-norm elements per second (0: priced by its bytes)
     layout_transposes: bool = False  # cuDNN tensor-core convs transpose NCHW tensors (NVIDIA Volta and later)
 
@@ -159,8 +182,8 @@ def ops_time_detail(ops: Sequence[PreparedOp], rates: CardRates) -> OpsTime:
         peak = peaks[cls]
         if plan is not None and sms and cls != VECTOR:
             if isinstance(plan, int):  # off the 16-byte grid: tensor-core kernels fall back to align-1/2/4 ones
-                slow = min(peak, rates.unaligned_flops * plan) if rates.unaligned_flops else peak
-                tc = flops / (slow if cls in (TENSOR, CONV) else peak)
+                base = rates.unaligned_conv_flops if cls == CONV else rates.unaligned_flops
+                tc = flops / (min(peak, base * plan) if base and cls in (TENSOR, CONV) else peak)
             else:
                 reps, shapes = plan
                 tc = reps * sum(gemm_seconds(m, n, k, rate_flops=peak, sms=sms) for m, n, k in shapes)

@@ -1,0 +1,96 @@
+"""The step-time mechanisms of issue 13: GEMM tiles/waves/alignment, cuDNN layout and TF32 defaults, the
+per-class breakdown, and the advice they lead to."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from advisor.cli import main
+from advisor.estimate import estimate
+from advisor.estimate.gemm import REFERENCE, aligned, common_alignment, gemm_seconds, unaligned_fraction
+from advisor.estimate.time import GROUPS
+
+
+def test_gemm_reference_shape_runs_at_the_large_shape_rate() -> None:
+    m, n, k = REFERENCE
+    assert gemm_seconds(m, n, k, rate_flops=1e15, sms=132) == pytest.approx(2 * m * n * k / 1e15)
+
+
+def test_wave_quantization_one_tile_too_many_costs_a_wave() -> None:
+    """132 tiles of 256x128 fill one wave on 132 SMs; one more row of tiles needs a second wave."""
+    one_wave = gemm_seconds(256 * 12, 128 * 11, 8192, rate_flops=1e15, sms=132)
+    two_waves = gemm_seconds(256 * 12 + 256, 128 * 11, 8192, rate_flops=1e15, sms=132)
+    assert two_waves > 1.5 * one_wave
+
+
+def test_small_gemms_run_below_the_large_shape_rate() -> None:
+    m = n = k = 512
+    achieved = 2 * m * n * k / gemm_seconds(m, n, k, rate_flops=1e15, sms=132)
+    assert achieved < 0.6e15
+
+
+def test_alignment_rules() -> None:
+    assert aligned([(8192, 768, 3072)], 8) and not aligned([(8192, 50257, 768)], 8)
+    assert common_alignment([(8192, 50257, 768)], 8) == 1
+    assert common_alignment([(8192, 30522, 768)], 8) == 2
+    assert unaligned_fraction("hopper", 2) == pytest.approx(2 * unaligned_fraction("hopper", 1))
+
+
+def test_gpt2_vocabulary_padding_is_advised_and_pays() -> None:
+    base = dict(batch_size=16, seq_len=1024, precision="amp-bf16", calibration=None)
+    e = estimate("gpt2", "H100 SXM5 80GB", **base)
+    advice = [a for a in e.assumptions if a.startswith("advice: pad")]
+    assert advice and "50304" in advice[0]
+    padded = {"model_type": "gpt2", "n_layer": 12, "n_embd": 768, "n_head": 12, "vocab_size": 50304,
+              "n_positions": 1024, "tie_word_embeddings": True}
+    faster = estimate(padded, "H100 SXM5 80GB", **base)
+    assert faster.time.step_s < 0.8 * e.time.step_s  # a fifth or more of the step is the unaligned head
+    assert not any(a.startswith("advice: pad") for a in faster.assumptions)
+
+
+def test_by_class_covers_the_step() -> None:
+    e = estimate("llama-3-8b", "H100 SXM5 80GB", batch_size=8, seq_len=2048, precision="amp-bf16",
+                 calibration=None, lora_rank=16)
+    by_class = e.time.to_dict()["by_class"]
+    assert set(by_class) == {*GROUPS, "host (exposed)"}
+    assert sum(by_class.values()) == pytest.approx(e.time.step_s, rel=0.02)
+    assert max(by_class, key=lambda c: by_class[c]) == "gemm"
+
+
+def test_channels_last_skips_the_cudnn_transposes() -> None:
+    kw = dict(batch_size=256, image_size=224, precision="amp-fp16", optimizer="sgd-momentum", calibration=None)
+    nchw = estimate("resnet50", "A100 SXM4 80GB", **kw)
+    nhwc = estimate("resnet50", "A100 SXM4 80GB", channels_last=True, **kw)
+    assert nhwc.time.step_s < 0.8 * nchw.time.step_s
+    assert any("transposes NCHW" in a for a in nchw.assumptions)
+    assert not any("transposes NCHW" in a for a in nhwc.assumptions)
+
+
+def test_fp32_convolutions_run_as_tf32_where_the_card_has_it() -> None:
+    """cuDNN's default (allow_tf32=True): an fp32 ResNet-50 costs its convs like a tf32 one on an A100."""
+    kw = dict(batch_size=128, image_size=224, optimizer="sgd-momentum", calibration=None)
+    fp32 = estimate("resnet50", "A100 SXM4 80GB", precision="fp32", **kw).time.to_dict()["by_class"]["conv"]
+    tf32 = estimate("resnet50", "A100 SXM4 80GB", precision="tf32", **kw).time.to_dict()["by_class"]["conv"]
+    assert fp32 == pytest.approx(tf32, rel=0.05)
+    v100 = estimate("resnet50", "V100 SXM2 16GB", precision="fp32", **kw).time.to_dict()["by_class"]["conv"]
+    assert v100 > 3 * fp32  # no TF32 on Volta: the FP32 units
+
+
+def test_estimate_breakdown_cli(capsys: pytest.CaptureFixture[str]) -> None:
+    rc = main(["estimate", "--model", "gpt2", "--gpu", "A100 SXM4 80GB", "--batch-size", "8", "--seq-len", "512",
+               "--breakdown", "--calibration", "none"])
+    out = capsys.readouterr().out
+    assert rc == 0 and "step time by op class" in out and "gemm" in out and "padded to multiples of 8" in out
+
+
+def test_host_time_is_not_the_gpu_probes_bare_launch() -> None:
+    """An 11 us bare-op launch (the H100/H200 probes) must not turn into ~31 us of host per op."""
+    kw = dict(batch_size=16, seq_len=512, precision="amp-bf16")
+    e = estimate("bert-base", "H100 SXM5 80GB", calibration={"matmul_bf16": 0.78, "launch_overhead_s": 11e-6}, **kw)
+    without = estimate("bert-base", "H100 SXM5 80GB", calibration={"matmul_bf16": 0.78}, **kw)
+    assert not any("host_op_s" in c for c in e.calibrated_figures)
+    assert math.isclose(e.time.host_s, without.time.host_s)
+    measured = estimate("bert-base", "H100 SXM5 80GB", calibration={"host_dispatch_s_per_op": 30e-6}, **kw)
+    assert measured.time.host_s > e.time.host_s  # a measured dispatch time of a realistic op mix does set it
