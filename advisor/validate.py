@@ -179,6 +179,7 @@ class Prediction:
     source: str = ""
     assumptions: tuple[str, ...] = ()
     total_bytes: float | None = None
+    by_class_s: Mapping[str, float] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,6 +191,8 @@ class Measurement:
         step_s: median step time.
         step_times_s: every timed step, for the spread.
         allocated_bytes, reserved_bytes, nvml_used_bytes: the CUDA views, where they exist.
+        profile: ``validate --profile``: a few more steps under torch.profiler, time per op class
+            (``advisor.profiling.summarize``).
     """
 
     peak_bytes: float | None
@@ -198,6 +201,7 @@ class Measurement:
     allocated_bytes: float | None = None
     reserved_bytes: float | None = None
     nvml_used_bytes: float | None = None
+    profile: Mapping[str, Any] | None = None
 
 
 def relative_error(predicted: float | None, measured: float | None) -> float | None:
@@ -259,6 +263,8 @@ class ValidationRow:
             "predictor": self.prediction.source,
             "calibrated": self.prediction.calibrated,
             "error_message": self.error_message,
+            **({"profile": {**m.profile, "predicted_by_class_s": dict(self.prediction.by_class_s or {})}}
+               if m is not None and m.profile is not None else {}),
         }
 
 
@@ -594,7 +600,7 @@ def _is_oom(exc: BaseException) -> bool:
 
 
 def _run_measured(case: Case, device: Device, build: Builder, warmup: int, iters: int,
-                  nvml_used: Callable[[], float | None] | None) -> Measurement:
+                  nvml_used: Callable[[], float | None] | None, profile: int = 0) -> Measurement:
     import torch
 
     state: dict[str, Any] = {}
@@ -652,18 +658,24 @@ def _run_measured(case: Case, device: Device, build: Builder, warmup: int, iters
                         model(*inputs)
 
         times = time_steps(step, device=device, warmup=warmup, iters=iters)
+        profiled = None
+        if profile:  # after the timed steps, so the profiler's own cost never enters the measured time
+            from advisor.profiling import profile_steps
+
+            profiled = profile_steps(step, cuda=cuda, synchronize=device.synchronize, steps=profile)
         if cuda:
             allocated = float(device.peak_allocated_bytes() or 0)
             reserved = float(device.peak_reserved_bytes() or 0)
             used = nvml_used() if nvml_used else None
-            return Measurement(reserved, statistics.median(times), tuple(times), allocated, reserved, used)
+            return Measurement(reserved, statistics.median(times), tuple(times), allocated, reserved, used,
+                               profiled)
         peak: float | None = None
         if heap_base is not None:
             # one more step, sampled op by op: the steady-state peak (optimizer state exists after warm-up)
             with _heap_peak_mode() as mode:
                 step()
             peak = float(max(mode.peak - heap_base, 0))
-        return Measurement(peak, statistics.median(times), tuple(times))
+        return Measurement(peak, statistics.median(times), tuple(times), profile=profiled)
     finally:
         torch.backends.cuda.matmul.allow_tf32 = saved_tf32
         state.clear()
@@ -677,7 +689,7 @@ def _release(device: Device) -> None:
 
 def run_case(case: Case, device: DeviceContext, *, build: Builder, predict: Predictor, warmup: int = 2,
              iters: int = 5, nvml_used: Callable[[], float | None] | None = None,
-             clock: Callable[[], float] = time.perf_counter) -> ValidationRow:
+             clock: Callable[[], float] = time.perf_counter, profile: int = 0) -> ValidationRow:
     """Predict, then run and measure one case; an OOM or a failure is a row, not an exception.
 
     Args:
@@ -688,6 +700,7 @@ def run_case(case: Case, device: DeviceContext, *, build: Builder, predict: Pred
         warmup, iters: untimed and timed steps.
         nvml_used: returns the device's used memory in bytes as NVML sees it (CUDA only; optional).
         clock: the CPU clock (a parameter so tests can script it) when ``device`` carries no ``Device``.
+        profile: that many more steps under torch.profiler (0: none), time per op class in the row.
     """
     runner = device.runner(clock)
     try:
@@ -697,7 +710,7 @@ def run_case(case: Case, device: DeviceContext, *, build: Builder, predict: Pred
     row: ValidationRow | None = None
     try:
         row = ValidationRow(case.model, case, prediction,
-                            _run_measured(case, runner, build, warmup, iters, nvml_used))
+                            _run_measured(case, runner, build, warmup, iters, nvml_used, profile))
     except Exception as exc:
         if _is_oom(exc):
             first_line = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
@@ -717,7 +730,8 @@ def run_validation(cases: Sequence[Case], device: DeviceContext, *, build: Build
                    predict: Predictor | None = None, warmup: int = 2, iters: int = 5,
                    nvml_used: Callable[[], float | None] | None = None,
                    progress: Callable[[int, int, Case], None] | None = None,
-                   clock: Callable[[], float] = time.perf_counter, notes: Sequence[str] = ()) -> ValidationReport:
+                   clock: Callable[[], float] = time.perf_counter, notes: Sequence[str] = (),
+                   profile: int = 0) -> ValidationReport:
     """Run every case (see :func:`run_case`) and return the report.
 
     Args:
@@ -739,7 +753,7 @@ def run_validation(cases: Sequence[Case], device: DeviceContext, *, build: Build
             if progress:
                 progress(i, len(cases), case)
             rows.append(run_case(case, device, build=build, predict=predict, warmup=warmup, iters=iters,
-                                 nvml_used=nvml_used, clock=clock))
+                                 nvml_used=nvml_used, clock=clock, profile=profile))
     finally:
         gc.unfreeze()
     created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
@@ -987,8 +1001,9 @@ def estimate_predictor(card: Any, *, calibration: Any = "auto", cpu: bool = Fals
         if case.gen_len and t.get("prefill_s") is not None and t.get("decode_step_s") is not None:
             step_s = float(t["prefill_s"]) + case.gen_len * float(t["decode_step_s"])  # the loop timed: prefill + N
         name = card if isinstance(card, str) else card.id
+        by_class = dict(t.get("by_class") or {})  # prefill and every generated token included
         return Prediction(memory, step_s, None if cpu else bool(e.memory.fits), bool(e.calibrated),
-                          f"estimate(gpu={name})", tuple(assumptions), None if cpu else total)
+                          f"estimate(gpu={name})", tuple(assumptions), None if cpu else total, by_class)
 
     return predict
 
@@ -1270,7 +1285,9 @@ def _measurement_from_row(row: Mapping[str, Any]) -> Measurement | None:
     return Measurement(peak_bytes=mem.get("measured_bytes"), step_s=float(tim["measured_s"]),
                        step_times_s=tuple(float(s) for s in tim.get("steps_s") or ()),
                        allocated_bytes=mem.get("allocated_bytes"), reserved_bytes=mem.get("reserved_bytes"),
-                       nvml_used_bytes=mem.get("nvml_used_bytes"))
+                       nvml_used_bytes=mem.get("nvml_used_bytes"),
+                       profile={k: v for k, v in row["profile"].items() if k != "predicted_by_class_s"}
+                       if isinstance(row.get("profile"), Mapping) else None)
 
 
 def device_from_dict(data: Mapping[str, Any]) -> DeviceContext:

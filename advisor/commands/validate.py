@@ -40,6 +40,10 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--iters", type=int, default=5, metavar="N", help="timed steps per case; the median is kept "
                                                                     "(default 5)")
     p.add_argument("--no-save", action="store_true", help="do not save the run to the history store")
+    p.add_argument("--profile", type=int, nargs="?", const=3, default=0, metavar="STEPS",
+                   help="after the timed steps, run STEPS more (default 3) under torch.profiler and set the measured "
+                        "time per op class (GEMM, attention, conv, norm, elementwise, optimizer, host) beside the "
+                        "estimate's; saved with the run")
     p.add_argument("--replay", metavar="RUN", help="run nothing: re-predict the measured rows of a saved run (a "
                    "`validate --json` file, or a validation id of the history store) with the current estimator "
                    "and print the same table and summary")
@@ -66,6 +70,8 @@ def run(args: argparse.Namespace) -> int:
         raise AdvisorError(f"--warmup must be >= 0, got {args.warmup}")
     if args.iters < 1:
         raise AdvisorError(f"--iters must be >= 1, got {args.iters}")
+    if args.profile < 0:
+        raise AdvisorError(f"--profile must be >= 0 steps, got {args.profile}")
     for name in args.models or ():  # before anything slow (torch, the CPU rates)
         if name not in v.ALL_MODELS:
             raise UnknownModelError(f"unknown validate model {name!r}", hint=f"accepted: {', '.join(v.ALL_MODELS)}")
@@ -100,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
     nvml_used, close_nvml = _nvml_used(device) if cuda else (None, None)
     try:
         report = v.run_validation(cases, device, predict=predict, warmup=args.warmup, iters=args.iters,
-                                  nvml_used=nvml_used, progress=progress, notes=notes)
+                                  nvml_used=nvml_used, progress=progress, notes=notes, profile=args.profile)
     finally:
         if close_nvml is not None:
             close_nvml()
@@ -169,12 +175,36 @@ def _print(args: argparse.Namespace, report: Any, doc: dict[str, Any], notes: li
         out.print(f"CPU rates from: {device.rates_source}")
     for note in notes:
         out.print(note)
+    _print_profiles(out, report)
     if "calibration" in doc:
         for key, fit in doc["calibration"]["fitted"].items():
             out.print(f"calibrated {key}: {fit['efficiency']:.3f} (default {fit['default']:.3f}, "
                       f"{fit['rows']} rows)")
     if doc.get("saved_id") is not None:
         print(f"saved to the history store as validation {doc['saved_id']}", file=sys.stderr)
+
+
+def _print_profiles(out: Any, report: Any) -> None:
+    """Measured vs predicted time per op class of the profiled rows (``--profile``)."""
+    from advisor.estimate.time import GROUPS
+    from advisor.units import format_seconds
+
+    classes = (*GROUPS, "host (exposed)")
+    rows = []
+    for r in report.rows:
+        m = r.measurement
+        if m is None or m.profile is None:
+            continue
+        measured = m.profile.get("by_class_s") or {}
+        predicted = r.prediction.by_class_s or {}
+        cells = [f"{format_seconds(measured.get(c, 0.0))} / {format_seconds(predicted.get(c, 0.0))}"
+                 if measured.get(c) or predicted.get(c) else "" for c in classes]
+        rows.append((r.model, r.case.label(), *cells))
+    if rows:
+        used = [i for i, c in enumerate(classes) if any(row[2 + i] for row in rows)]
+        out.print(table("time per op class, measured / predicted (torch.profiler)",
+                        ("model", "config", *(classes[i] for i in used)),
+                        [(row[0], row[1], *(row[2 + i] for i in used)) for row in rows]))
 
 
 def _load_run(ref: str) -> dict[str, Any]:

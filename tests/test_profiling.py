@@ -1,0 +1,83 @@
+"""``validate --profile``: measured time per op class beside the estimate's (advisor.profiling)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from advisor import profiling
+from advisor.estimate.time import GROUPS
+
+PROFILE = Path(__file__).parent / "data" / "gpu-runs" / "h200-2026-11-28" / "profile-ops.json"
+
+
+@pytest.mark.parametrize(("name", "group"), [
+    ("nvjet_sm90_tst_256x128_64x4_1x2_h_bz_coopA_NNT", "gemm"),
+    ("void cutlass::Kernel2<cutlass_75_tensorop_bf16_s1688gemm_bf16_128x128_tn_align1>", "gemm"),
+    ("cudnn_generated_fort_native_sdpa_sm90_flash_bprop_wgmma_f16_knob_26_64x64x64", "attention"),
+    ("sm90_xmma_fprop_implicit_gemm_f16f16_f16f32_f32_nhwckrsc_nhwc_tilesize128x128x64", "conv"),
+    ("void cudnn::engines_precompiled::nchwToNhwcKernel<__half, __half, float, false, true>", "conv"),
+    ("void cudnn::bn_bw_1C11_kernel_new<__half, float, float2, 128, true, 1>", "norm"),
+    ("void at::native::(anonymous namespace)::vectorized_layer_norm_kernel<float, float, false>", "norm"),
+    ("void at::native::(anonymous namespace)::multi_tensor_apply_kernel<TensorListMetadata<1>>", "optimizer"),
+    ("void RNN_blockPersist_fp_LSTM<float, float, float, 128>", "gemm"),
+    ("void at::native::vectorized_elementwise_kernel<8, at::native::CUDAFunctor_add<c10::Half>>", "elementwise"),
+    ("ncclDevKernel_AllReduce_Sum_bf16_RING_LL", "communication"),
+])
+def test_kernel_names_fall_in_the_estimators_classes(name: str, group: str) -> None:
+    assert profiling.kernel_class(name) == group
+    assert group in GROUPS
+
+
+def test_every_top_kernel_of_the_h200_profile_has_a_class() -> None:
+    doc = json.loads(PROFILE.read_text())
+    seen = {profiling.kernel_class(k["name"]) for c in doc["cases"] for k in c["profile"]["top_kernels"]}
+    assert seen <= set(GROUPS) and {"gemm", "attention", "conv", "norm", "elementwise"} <= seen
+
+
+@pytest.mark.parametrize(("name", "group"), [("aten::addmm", "gemm"), ("aten::convolution", "conv"),
+                                              ("aten::native_layer_norm", "norm"), ("aten::_foreach_add_", "optimizer"),
+                                              ("aten::_scaled_dot_product_flash_attention_for_cpu", "attention"),
+                                              ("aten::add_", "elementwise")])
+def test_cpu_ops_fall_in_the_estimators_classes(name: str, group: str) -> None:
+    assert profiling.op_class(name) == group
+
+
+def test_profile_steps_on_the_cpu_splits_a_real_step() -> None:
+    import torch
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.Flatten(), torch.nn.Linear(8 * 14 * 14, 10))
+    x = torch.randn(4, 3, 16, 16)
+
+    def step() -> None:
+        model(x).sum().backward()
+
+    out = profiling.profile_steps(step, cuda=False, synchronize=lambda: None, steps=2)
+    assert out["aten_ops_per_step"] > 5 and out["gpu_kernel_s_per_step"] == 0
+    assert out["by_class_s"].get("conv", 0) > 0 and out["by_class_s"].get("gemm", 0) > 0
+
+
+def test_validate_profile_rows_carry_measured_and_predicted_classes(tmp_path: Path, monkeypatch, capsys) -> None:
+    from advisor.cli import main
+
+    monkeypatch.setenv("GPU_ADVISOR_HOME", str(tmp_path))
+    rc = main(["validate", "--models", "mnist-cnn", "--device", "cpu", "--warmup", "0", "--iters", "1",
+               "--profile", "1", "--no-save", "--json"])
+    doc = json.loads(capsys.readouterr().out)
+    assert rc == 0
+    row = doc["rows"][0]
+    assert row["profile"]["by_class_s"]["conv"] > 0 and "conv" in row["profile"]["predicted_by_class_s"]
+    # the replay of a profiled run keeps its profile
+    from advisor import validate as v
+
+    again = v.replay(doc).to_dict()["rows"][0]
+    assert again["profile"]["by_class_s"] == row["profile"]["by_class_s"]
+
+
+def test_profile_must_be_positive(capsys) -> None:
+    from advisor.cli import main
+
+    assert main(["validate", "--profile", "-1"]) != 0
+    assert "--profile" in capsys.readouterr().err
