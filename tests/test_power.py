@@ -173,3 +173,26 @@ def test_bf16_on_pre_ampere_nvidia_is_still_refused_with_the_reason() -> None:
     with pytest.raises(EstimateError) as info:
         estimate("gpt2", "GTX 1080 Ti", precision="amp-bf16", batch_size=4, seq_len=512, calibration="none")
     assert "emulation" in (info.value.hint or "") and "amp-fp16" in (info.value.hint or "")
+
+
+
+@pytest.mark.cuda_contract
+@pytest.mark.filterwarnings("ignore:CUDA is not available:UserWarning")
+def test_probe_compares_a_gcd_with_the_per_gcd_figures(monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    from advisor.probe import probe
+    from tests import fakes
+    from tests.fake_cuda import FakeCudaRuntime
+
+    def fast() -> float:
+        return time.perf_counter() * 100
+
+    gcd = fakes.h100(0, name="AMD Instinct MI250X", catalog_id="mi250x")
+    runtime = FakeCudaRuntime(uuids=(gcd.uuid.removeprefix("GPU-"),))
+    runtime.event_clock = fast
+    monkeypatch.setattr("advisor.device.cuda_runtime", lambda: runtime)
+    with runtime.mode:
+        r = probe(backend=fakes.FakeNvml([gcd]), device=0, kernels="bandwidth", quick=True, clock=fast)
+    copy = next(k for k in r.kernels if k.name == "memory_copy")
+    assert copy.spec_peak == pytest.approx(get_gpu("mi250x").memory_bandwidth_gbs / 2)

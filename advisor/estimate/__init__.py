@@ -221,8 +221,8 @@ def _peaks(spec: GpuSpec, precision: str) -> tuple[float, float, str | None]:
     """(tensor peak, vector peak) in FLOP/s for ``precision``, and a fallback note if one was taken."""
     rate = matmul_rate(spec, precision)
     if rate is None:
-        supported = ", ".join(spec.supported_precisions) or "none listed"
-        hint = f"{spec.name} supports: {supported}"
+        runs = [*spec.supported_precisions, *(p for p in HALF_ON_FP32_UNITS if p not in spec.supported_precisions)]
+        hint = f"{spec.name} supports: {', '.join(runs)}"
         if "bf16" in precision and spec.vendor == "nvidia":
             hint += (" (PyTorch lets autocast bf16 start on pre-Ampere NVIDIA cards only by emulation: "
                      "torch.cuda.is_bf16_supported(including_emulation=True) creates a bf16 tensor, but the card "
