@@ -77,6 +77,8 @@ _OPTIONAL: dict[str, type | tuple[type, ...]] = {
     "tensor_cores": int,
     "sm_count": int,
     "boost_clock_mhz": (int, float),
+    "base_clock_mhz": (int, float),
+    "devices_per_package": int,
     "l2_cache_mb": (int, float),
     "interconnect": dict,
     "price_usd": (int, float),
@@ -186,6 +188,11 @@ class GpuSpec:
     tensor_cores: int | None = None
     sm_count: int | None = None
     boost_clock_mhz: float | None = None
+    #: Datasheet base clock: the clock NVIDIA guarantees at TDP (the floor of the sustained-clock model).
+    base_clock_mhz: float | None = None
+    #: Devices software sees per package (2 for an MI250/MI250X: one per GCD).  Every figure in the file is
+    #: for the whole package; ``per_device`` gives what one device (what PyTorch calls a GPU) has.
+    devices_per_package: int = 1
     l2_cache_mb: float | None = None
     interconnect: Interconnect = field(default_factory=Interconnect)
     price_usd: float | None = None
@@ -207,6 +214,21 @@ class GpuSpec:
     def memory_bandwidth_bytes_s(self) -> float:
         """Peak memory bandwidth in bytes/s."""
         return self.memory_bandwidth_gbs * 1e9
+
+    def per_device(self) -> GpuSpec:
+        """The spec of one device of the package: memory, bandwidth, throughputs, SMs, L2 and TDP divided by
+        ``devices_per_package`` (itself when it is 1).  Clocks, links and prices stay as they are."""
+        n = self.devices_per_package
+        if n == 1:
+            return self
+        split = {k: getattr(self, k) / n for k in ("memory_gb", "memory_bandwidth_gbs", "tdp_w", *THROUGHPUT_FIELDS)
+                 if getattr(self, k) is not None}
+        for k in ("tensor_cores", "sm_count"):
+            if getattr(self, k) is not None:
+                split[k] = getattr(self, k) // n
+        if self.l2_cache_mb is not None:
+            split["l2_cache_mb"] = self.l2_cache_mb / n
+        return dataclasses.replace(self, **split, devices_per_package=1)
 
     def peak_flops(self, precision: str) -> float | None:
         """Dense peak in FLOP/s (or OP/s) for a precision name, ``None`` if unsupported.
@@ -315,6 +337,8 @@ def spec_from_mapping(data: Mapping[str, Any], where: str = "<spec>") -> GpuSpec
         raise SpecError(f"{where}: cloud_usd_per_hour needs cloud_price_date (prices change)")
     if "cloud_rentable" in data and "cloud_price_date" not in data:
         raise SpecError(f"{where}: cloud_rentable needs cloud_price_date (the date it was checked)")
+    if data.get("devices_per_package", 1) > 1 and "notes" not in data:
+        raise SpecError(f"{where}: devices_per_package > 1 needs notes saying how the package splits")
     if data.get("cloud_rentable") is False and "cloud_usd_per_hour" in data:
         raise SpecError(f"{where}: cloud_rentable = false contradicts cloud_usd_per_hour")
     kwargs = {k: v for k, v in data.items() if k not in ("interconnect", "sources", "aliases")}

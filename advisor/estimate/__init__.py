@@ -49,6 +49,7 @@ from advisor.estimate.parallel import (
     resolve_plan,
     tensor_parallel_comm,
 )
+from advisor.estimate.power import sustained_clock
 from advisor.estimate.time import (
     BN_NCHW_ELEMENTS_PER_SM_CYCLE,
     GROUPS,
@@ -187,6 +188,10 @@ class Estimate:
         return self.memory.to_frame()
 
 
+#: Precisions that run on a card without an fp16 tensor rate, as 16-bit storage with fp32 math.
+HALF_ON_FP32_UNITS = ("fp16", "amp-fp16")
+
+
 def matmul_rate(spec: GpuSpec, precision: str) -> tuple[float, str] | None:
     """The dense tensor rate (FLOP/s) matmuls at ``precision`` run at on the card, and whose rate it is;
     ``None`` when the card cannot run them.
@@ -198,6 +203,12 @@ def matmul_rate(spec: GpuSpec, precision: str) -> tuple[float, str] | None:
     own = None if precision == "int4" else spec.peak_flops(precision)
     if own is not None:
         return own, precision
+    if precision in HALF_ON_FP32_UNITS:
+        # No fp16 tensor rate (Pascal GeForce, ...): PyTorch still runs fp16 / autocast fp16 there, cuBLAS
+        # computing the half GEMMs in fp32 (16-bit storage, fp32 math): the FP32 rate, or the card's fp16
+        # vector rate where that is faster (GP100: 2x FP32).
+        vector16 = (spec.fp16_vector_tflops or 0.0) * 1e12
+        return (vector16, "fp16-vector") if vector16 > spec.fp32_tflops * 1e12 else (spec.fp32_tflops * 1e12, "fp32")
     if precision in ("int8", "int4"):
         for alt in ("fp16", "bf16"):
             alt_peak = spec.peak_flops(alt)
@@ -210,12 +221,20 @@ def _peaks(spec: GpuSpec, precision: str) -> tuple[float, float, str | None]:
     """(tensor peak, vector peak) in FLOP/s for ``precision``, and a fallback note if one was taken."""
     rate = matmul_rate(spec, precision)
     if rate is None:
-        supported = ", ".join(spec.supported_precisions) or "none listed"
-        raise EstimateError(f"{spec.name} does not support precision {precision!r}",
-                            hint=f"{spec.name} supports: {supported}")
+        runs = [*spec.supported_precisions, *(p for p in HALF_ON_FP32_UNITS if p not in spec.supported_precisions)]
+        hint = f"{spec.name} supports: {', '.join(runs)}"
+        if "bf16" in precision and spec.vendor == "nvidia":
+            hint += (" (PyTorch lets autocast bf16 start on pre-Ampere NVIDIA cards only by emulation: "
+                     "torch.cuda.is_bf16_supported(including_emulation=True) creates a bf16 tensor, but the card "
+                     "has no bf16 math units and the catalog no bf16 rate to estimate; use amp-fp16 or fp32)")
+        raise EstimateError(f"{spec.name} does not support precision {precision!r}", hint=hint)
     peak, used = rate
     note = None
-    if used != precision:
+    if precision in HALF_ON_FP32_UNITS and used != precision:
+        note = (f"{spec.name} has no fp16 tensor rate: {precision} runs with 16-bit storage and fp32 math "
+                f"(cuBLAS computes half GEMMs in fp32; PyTorch autocast/half run as usual), matmuls at the "
+                f"{'fp16 vector' if used == 'fp16-vector' else 'FP32'} rate ({peak / 1e12:.1f} TFLOP/s)")
+    elif used != precision:
         why = (f"{spec.name} has no {precision} tensor rate" if spec.peak_flops(precision) is None
                else f"{precision} kernels dequantize to 16 bits")
         note = (f"{why}: modelled as weight-only {precision} quantization (weights dequantized, matmuls at "
@@ -267,12 +286,22 @@ def estimate_workload(workload: Workload | PreparedWorkload, spec: GpuSpec, *, n
         raise EstimateError(f"batch_size must be a whole number >= 1, got {global_batch!r}")
     micro = ceil_div(global_batch, plan.dp)
     w = prep.micro(micro)
+    package_note = None
+    if spec.devices_per_package > 1:
+        package_note = (f"one GPU is one of the {spec.devices_per_package} devices of the {spec.name} package (what "
+                        f"ROCm/PyTorch enumerate): {spec.memory_gb / spec.devices_per_package:.0f} GB and 1/"
+                        f"{spec.devices_per_package} of the package's rates each; num_gpus counts devices")
+        spec = spec.per_device()
     tensor_peak, vector_peak, fallback = _peaks(spec, w.precision)
 
-    eff0 = defaults_for(spec.architecture, spec.segment)
+    clock = sustained_clock(spec)
+    eff0 = defaults_for(spec.architecture, spec.segment).replace(clock=clock.fraction)
     measured = load_efficiencies(calibration, spec.id)
     eff, changed = apply_efficiencies(eff0, measured, w.precision)
     calibrated = bool(changed)
+    clock_note = clock.note if eff.clock == clock.fraction else (
+        f"sustained clock {eff.clock:.0%} of the maximum SM clock, from the probe's NVML clock samples under its "
+        f"largest {w.precision} GEMM (replaces the power model: {clock.note})")
 
     # --- memory ---
     parts = prep.parts(micro, plan)
@@ -280,20 +309,23 @@ def estimate_workload(workload: Workload | PreparedWorkload, spec: GpuSpec, *, n
 
     # --- time ---
     half = HALF_DIM_REF * math.sqrt((spec.sm_count or REF_SMS) / REF_SMS)
-    conv_peak, conv_eff = tensor_peak, eff.conv
+    # compute runs at the sustained clock (eff.clock); memory bandwidth does not (the memory clock holds)
+    tensor_held, vector_held = tensor_peak * eff.clock, vector_peak * eff.clock
+    conv_peak, conv_eff = tensor_held, eff.conv
     conv_tensor_cores = w.precision not in ("fp32", "tf32") or bool(spec.tf32_tflops)
     if w.precision == "fp32":
         # cuDNN's default (torch.backends.cudnn.allow_tf32 is True): TF32 tensor cores where the card has them,
         # else the FP32 units at the GEMM efficiency
-        conv_peak, conv_eff = (spec.tf32_tflops * 1e12, eff.conv) if spec.tf32_tflops else (vector_peak, eff.matmul)
+        conv_peak, conv_eff = ((spec.tf32_tflops * 1e12 * eff.clock, eff.conv) if spec.tf32_tflops
+                               else (vector_held, eff.matmul))
     conv_flops = conv_peak * conv_eff
-    rates = CardRates(tensor_flops=tensor_peak * eff.matmul, conv_flops=conv_flops,
-                      vector_flops=vector_peak * eff.vector, matmul_vector_flops=vector_peak * eff.matmul,
+    rates = CardRates(tensor_flops=tensor_held * eff.matmul, conv_flops=conv_flops,
+                      vector_flops=vector_held * eff.vector, matmul_vector_flops=vector_held * eff.matmul,
                       memory_bytes_s=spec.memory_bandwidth_bytes_s * eff.memory, launch_s=eff.launch_overhead_s,
                       half_dim=half, sm_count=spec.sm_count or 0,
-                      unaligned_flops=tensor_peak * unaligned_fraction(eff.arch),
+                      unaligned_flops=tensor_held * unaligned_fraction(eff.arch),
                       unaligned_conv_flops=conv_peak * unaligned_fraction(eff.arch),
-                      bn_elements_s=(spec.sm_count or 0) * (spec.boost_clock_mhz or 0) * 1e6
+                      bn_elements_s=(spec.sm_count or 0) * (spec.boost_clock_mhz or 0) * 1e6 * eff.clock
                       * BN_NCHW_ELEMENTS_PER_SM_CYCLE,
                       layout_transposes=spec.vendor == "nvidia" and conv_tensor_cores
                       and eff.arch not in ("pascal", "generic"))
@@ -469,6 +501,7 @@ def estimate_workload(workload: Workload | PreparedWorkload, spec: GpuSpec, *, n
         f"time: roofline per op with {eff.arch} efficiencies (GEMM {eff.matmul:.0%}, conv {eff.conv:.0%}, "
         f"memory {eff.memory:.0%} of peak, launch {eff.launch_overhead_s * 1e6:.1f} us/kernel), falling for "
         f"small ops; source: {eff.source}",
+        clock_note,
         (f"runtime eager: each phase takes at least its dispatched operators x host time per op ("
          f"{eff.host_op_s * 1e6:.1f} us forward, {eff.host_op_s * HOST_BACKWARD_FRACTION * 1e6:.1f} us backward; "
          f"{HOST_SOURCE}; per-layer op counts: {EAGER_SOURCE}); host time beyond GPU time: "
@@ -501,6 +534,8 @@ def estimate_workload(workload: Workload | PreparedWorkload, spec: GpuSpec, *, n
                            else "no probe of this card found: default efficiencies")
     if fallback:
         assumptions.append(fallback)
+    if package_note:
+        assumptions.append(package_note)
     if loader_note and loader_samples_per_s is None:
         assumptions.append(loader_note)
     if not train and w.decode_ops:

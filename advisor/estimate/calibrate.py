@@ -153,18 +153,25 @@ def apply_efficiencies(eff: ArchEfficiency, measured: Mapping[str, float] | None
     ``memory_bandwidth`` (device copy), ``h2d_pinned`` whenever present (``conv_tf32`` for fp32: cuDNN's
     TF32 default); the probe's ``host_dispatch_s_per_op`` (or ``host_op_s``) sets the eager host time per
     op; the bare-op ``launch_overhead_s`` sets nothing and ``kernel_gap_s`` the GPU-side gap per kernel.
-    Fractions outside (0, 1.2] are ignored as implausible.
+    ``sustained_clock_fraction_<p>`` (else ``sustained_clock_fraction``): the SM clock the probe's large GEMMs
+    ran at over the device's maximum, replacing the power model's clock; the measured GEMM/conv fractions
+    (of the boost-clock peak) are divided by the clock in force, so the calibrated GEMM rate stays the
+    measured one.  Fractions outside (0, 1.2] are ignored as implausible.
     """
     if not measured:
         return eff, []
     p = precision_key(precision)
     conv = "tf32" if p == "fp32" else p  # cuDNN runs fp32 convolutions as TF32 by default
     changes: dict[str, float] = {}
+    clock = measured.get(f"sustained_clock_fraction_{p}", measured.get("sustained_clock_fraction"))
+    if clock is not None and 0 < clock <= 1.2:
+        changes["clock"] = float(clock)
+    per_clock = changes.get("clock", eff.clock)
     for source, target in ((f"matmul_{p}", "matmul"), (f"conv_{conv}", "conv"), ("memory_bandwidth", "memory"),
                            ("h2d_pinned", "h2d")):
         value = measured.get(source)
         if value is not None and 0 < value <= 1.2:
-            changes[target] = float(value)
+            changes[target] = float(value) / (per_clock if target in ("matmul", "conv") else 1.0)
     # The probe's bare-op launch figure is NOT a host time per op of a real model: on the H100/H200 hosts it
     # read 11 us while their models dispatched ~8 us per aten op (profile-ops.json), against 3.6 us bare and
     # 10 us per op on a CPU-only host.  Only a measured dispatch time of a realistic op sequence sets it.

@@ -55,6 +55,9 @@ class ArchEfficiency:
         source: where these figures come from.
         host_op_s: host seconds per operator dispatched by PyTorch eager in a forward pass (backward ops
             cost ``HOST_BACKWARD_FRACTION`` of it): a host property, the same default for every card.
+        clock: fraction of the boost clock the card sustains under a long dense GEMM (``advisor.estimate.power``;
+            a probe's clock samples replace it).  The compute figures above are fractions of the peak at THAT
+            clock, so a compute rate is peak x clock x efficiency.
     """
 
     arch: str
@@ -67,6 +70,7 @@ class ArchEfficiency:
     cuda_context_bytes: float
     source: str
     host_op_s: float = HOST_OP_S
+    clock: float = 1.0
 
     def replace(self, **changes: float | str) -> ArchEfficiency:
         """A copy with some figures replaced (calibration)."""
@@ -93,7 +97,8 @@ DEFAULTS: dict[str, ArchEfficiency] = {
         "turing", matmul=0.62, conv=0.50, vector=0.75, memory=0.85, h2d=0.80, launch_overhead_s=5e-6,
         cuda_context_bytes=350 * MiB,
         source="T4/RTX 20xx FP16 GEMM ~65-75% of peak (Jia et al., 'Dissecting the NVidia Turing T4 GPU via "
-               "Microbenchmarking', 2019; T4 also power-throttles at 70 W); GDDR6 copy ~85%"),
+               "Microbenchmarking', 2019); GDDR6 copy ~85%; the T4's 70 W clock drop is modelled apart "
+               "(advisor.estimate.power)"),
     "ampere": ArchEfficiency(
         "ampere", matmul=0.72, conv=0.55, vector=0.85, memory=0.90, h2d=0.85, launch_overhead_s=4e-6,
         cuda_context_bytes=450 * MiB,

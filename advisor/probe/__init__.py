@@ -189,7 +189,7 @@ def _run_kernels(backend: InventoryBackend, devices: list[DeviceInfo], groups: t
             if progress is not None:
                 progress(f"device {dev.index}: {label}", (n + frac) / len(live))
 
-        spec = get_gpu(dev.catalog_id) if dev.catalog_id else None
+        spec = get_gpu(dev.catalog_id).per_device() if dev.catalog_id else None  # one GCD of an MI250
         common: dict[str, Any] = {"device_index": dev.index, "spec": spec, "quick": quick, "deadline": deadline,
                                   "clock": clock}
         if dev.kind == "cpu":

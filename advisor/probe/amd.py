@@ -93,6 +93,8 @@ class AmdsmiBackend:
         uuid = f(m, "uuid", lambda: smi.amdsmi_get_gpu_device_uuid(h))
         mib = 1024 * 1024
         cid = None if name is None else _catalog_id(name)
+        if cid is None and name is not None:
+            cid = _gcd_catalog_id(name, asic)
         if cid is None:
             m["catalog_id"] = f"{name!r} is not in the catalog"
 
@@ -124,3 +126,20 @@ class AmdsmiBackend:
         """Power and temperature now."""
         info = self.device_info(index)
         return Sample(t_s=0.0, power_draw_w=info.power_draw_w, temperature_c=info.temperature_c)
+
+
+#: Compute units of ONE graphics compute die (GCD) of a two-die package -> catalog id.  amdsmi enumerates each
+#: GCD of an MI250/MI250X as its own GPU (64 GB, half the package's CUs), and some ROCm releases report both
+#: as market name "AMD Instinct MI250X / MI250"; the GCD's CU count tells them apart (AMD CDNA 2 whitepaper:
+#: MI250X 220 CUs, MI250 208 CUs per package).  The catalog files hold package figures with
+#: ``devices_per_package = 2``; estimates and the probe's fractions use ``GpuSpec.per_device()``.
+GCD_COMPUTE_UNITS = {110: "mi250x", 104: "mi250"}
+
+
+def _gcd_catalog_id(name: str, asic: Any) -> str | None:
+    """The catalog id of a two-die package's GCD whose market name is ambiguous, from its compute units."""
+    if "mi250" not in name.lower().replace(" ", ""):
+        return None
+    cus = asic.get("num_compute_units") if isinstance(asic, dict) else None
+    return GCD_COMPUTE_UNITS.get(cus) if isinstance(cus, int) else None
+

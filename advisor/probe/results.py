@@ -323,8 +323,11 @@ class ProbeResult:
         Keys (present only when measured against a known spec): ``matmul_<precision>``,
         ``conv_<precision>``, ``memory_bandwidth`` (device copy), ``memory_read``, ``memory_write``,
         ``h2d_pinned``, ``d2h_pinned``, ``h2d_pageable``, ``d2h_pageable``; plus ``launch_overhead_s``
-        (seconds per tiny kernel launch, present whenever measured, even on the CPU) and
-        ``host_dispatch_s_per_op`` (host seconds per eager op of a small transformer-block sequence).
+        (seconds per tiny kernel launch, present whenever measured, even on the CPU),
+        ``host_dispatch_s_per_op`` (host seconds per eager op of a small transformer-block sequence), and
+        ``sustained_clock_fraction_<precision>`` / ``sustained_clock_fraction``: the median SM clock sampled
+        (NVML) during the largest matmul of each precision / of all precisions, over the device's maximum SM
+        clock (present when clocks were sampled and the maximum is known).
         """
         best: dict[str, float] = {}
 
@@ -351,7 +354,31 @@ class ProbeResult:
                 seconds = k.value * 1e-6
                 if "host_dispatch_s_per_op" not in best or seconds < best["host_dispatch_s_per_op"]:
                     best["host_dispatch_s_per_op"] = seconds
+        best.update(self._clock_fractions(device_index))
         return best
+
+    def _clock_fractions(self, device_index: int) -> dict[str, float]:
+        """``sustained_clock_fraction[_<p>]``: SM clock under the longest GEMM of each precision / max SM clock."""
+        dev = next((d for d in self.devices if d.index == device_index), None)
+        top = None if dev is None else dev.sm_clock_max_mhz
+        if not top:
+            return {}
+        largest: dict[str, KernelResult] = {}
+        for k in self.kernels_for(device_index):
+            if k.ok and k.name == "matmul" and k.precision and k.work is not None:
+                held = largest.get(k.precision)
+                if held is None or (held.work or 0.0) < k.work:
+                    largest[k.precision] = k
+        out: dict[str, float] = {}
+        every: list[float] = []
+        for precision, k in largest.items():
+            clocks = sorted(float(s.sm_clock_mhz) for s in k.samples if s.sm_clock_mhz)
+            if clocks:
+                out[f"sustained_clock_fraction_{precision}"] = _quantile(clocks, 0.5) / top
+                every.extend(clocks)
+        if every:
+            out["sustained_clock_fraction"] = _quantile(sorted(every), 0.5) / top
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         """The versioned JSON document."""

@@ -1,0 +1,198 @@
+"""Sustained clocks under the power cap, two-die packages (MI250/MI250X) and AMP fp16 on cards without fp16 tensor
+cores (issue 13)."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+
+import pytest
+
+from advisor.catalog import get_gpu, spec_from_mapping
+from advisor.errors import EstimateError, SpecError
+from advisor.estimate import estimate, matmul_rate
+from advisor.estimate.calibrate import apply_efficiencies
+from advisor.estimate.efficiency import defaults_for
+from advisor.estimate.power import sustained_clock
+from advisor.probe.results import DeviceInfo, KernelResult, ProbeResult, Sample
+
+# --- sustained clock ---------------------------------------------------------------------------------------
+
+
+def test_slot_powered_cards_hold_less_than_boost_but_at_least_base() -> None:
+    for gpu in ("t4", "l4"):
+        spec = get_gpu(gpu)
+        clock = sustained_clock(spec)
+        assert spec.base_clock_mhz is not None
+        assert spec.base_clock_mhz / spec.boost_clock_mhz <= clock.fraction < 0.9
+        assert f"of {spec.boost_clock_mhz:.0f} boost under the {spec.tdp_w:.0f} W cap" in clock.note
+    # T4: ~900 MHz reported under an MLPerf BERT run; the model must land between that and the boost clock
+    assert 900 <= sustained_clock(get_gpu("t4")).mhz <= 1300
+
+
+def test_full_tdp_edge_and_unclocked_cards_keep_boost() -> None:
+    for gpu in ("h100-sxm5-80gb", "a100-sxm4-80gb", "rtx-4090", "jetson-orin-nano-8gb"):
+        assert sustained_clock(get_gpu(gpu)).fraction == 1.0
+    quadro = get_gpu("quadro-gv100")  # no boost clock in the catalog
+    assert quadro.boost_clock_mhz is None and sustained_clock(quadro).fraction == 1.0
+
+
+def test_the_cap_is_the_mechanism_not_the_card_name() -> None:
+    t4 = get_gpu("t4")
+    assert sustained_clock(dataclasses.replace(t4, tdp_w=300.0)).fraction == 1.0
+    assert sustained_clock(dataclasses.replace(t4, tdp_w=40.0)).fraction < sustained_clock(t4).fraction
+
+
+def _compute_bound_ms(spec, **kw) -> float:
+    e = estimate("gpt2", spec, precision="amp-fp16", batch_size=8, seq_len=1024, calibration="none",
+                 runtime="graph", **kw)
+    return e.time.step_s
+
+
+def test_estimate_runs_a_capped_card_at_its_sustained_clock_and_says_so() -> None:
+    t4 = get_gpu("t4")
+    capped = estimate("gpt2", t4, precision="amp-fp16", batch_size=8, seq_len=1024, calibration="none")
+    assert any("sustained clock" in a and "70 W cap" in a for a in capped.assumptions)
+    uncapped = dataclasses.replace(t4, tdp_w=300.0)
+    assert _compute_bound_ms(t4) > 1.2 * _compute_bound_ms(uncapped)
+    full = estimate("gpt2", "h100-sxm5-80gb", precision="amp-bf16", batch_size=8, seq_len=1024, calibration="none")
+    assert any("taken as held at the full 700 W TDP" in a for a in full.assumptions)
+
+
+def test_memory_bandwidth_does_not_slow_with_the_clock() -> None:
+    t4 = get_gpu("t4")
+    a = estimate("gpt2", t4, precision="amp-fp16", batch_size=1, seq_len=1, gen_len=64, mode="infer",
+                 calibration="none", runtime="graph")
+    b = estimate("gpt2", dataclasses.replace(t4, tdp_w=300.0), precision="amp-fp16", batch_size=1, seq_len=1,
+                 gen_len=64, mode="infer", calibration="none", runtime="graph")
+    assert a.time.decode_step_s == pytest.approx(b.time.decode_step_s, rel=0.05)  # decode is bandwidth-bound
+
+
+# --- the probe's NVML clock samples replace the model --------------------------------------------------------
+
+
+def _probe(clocks_mhz: list[int], max_mhz: int = 1980) -> ProbeResult:
+    dev = DeviceInfo(index=0, backend="nvml", name="NVIDIA H100 80GB HBM3", catalog_id="h100-sxm5-80gb",
+                     sm_clock_max_mhz=max_mhz)
+    small = KernelResult(name="matmul", precision="bf16", shape="1024", device="cuda:0", value=100.0,
+                         unit="TFLOP/s", work=2 * 1024**3, work_unit="FLOP", spec_peak=989.0, fraction_of_peak=0.1,
+                         samples=(Sample(t_s=0.0, sm_clock_mhz=max_mhz),))
+    big = dataclasses.replace(small, shape="8192", value=700.0, work=2 * 8192**3, fraction_of_peak=0.7,
+                              samples=tuple(Sample(t_s=i, sm_clock_mhz=c) for i, c in enumerate(clocks_mhz)))
+    return ProbeResult(timestamp="2026-11-28T00:00:00Z", host="h", versions={}, devices=(dev,), kernels=(small, big))
+
+
+def test_probe_clock_samples_give_a_sustained_clock_fraction() -> None:
+    eff = _probe([1560, 1584, 1600]).efficiencies(0)
+    assert eff["sustained_clock_fraction_bf16"] == pytest.approx(1584 / 1980)  # the LARGEST GEMM's median
+    assert eff["sustained_clock_fraction"] == pytest.approx(1584 / 1980)
+    no_max = dataclasses.replace(_probe([1584]), devices=(DeviceInfo(index=0),))
+    assert "sustained_clock_fraction" not in no_max.efficiencies(0)
+
+
+def test_calibrated_clock_keeps_the_measured_gemm_rate() -> None:
+    eff0 = defaults_for("Hopper")
+    eff, changed = apply_efficiencies(eff0, {"sustained_clock_fraction_bf16": 0.8, "matmul_bf16": 0.72}, "amp-bf16")
+    assert eff.clock == 0.8
+    assert eff.clock * eff.matmul == pytest.approx(0.72)  # the probe's fraction is of the boost-clock peak
+    assert any(c.startswith("clock=") for c in changed)
+
+
+def test_estimate_uses_the_probe_clock_and_says_so() -> None:
+    e = estimate("gpt2", "h100-sxm5-80gb", precision="amp-bf16", batch_size=8, seq_len=1024,
+                 calibration={"sustained_clock_fraction": 0.5})
+    assert any("from the probe's NVML clock samples" in a for a in e.assumptions)
+    base = estimate("gpt2", "h100-sxm5-80gb", precision="amp-bf16", batch_size=8, seq_len=1024, calibration="none")
+    assert e.time.compute_bound_s > 1.5 * base.time.compute_bound_s
+
+
+# --- MI250 / MI250X: one GPU is one GCD ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("gpu", ["mi250", "mi250x"])
+def test_two_die_packages_estimate_one_gcd(gpu: str) -> None:
+    spec = get_gpu(gpu)
+    assert spec.devices_per_package == 2 and spec.memory_gb == 128  # the file holds package figures
+    gcd = spec.per_device()
+    assert gcd.memory_gb == 64 and gcd.bf16_tflops == pytest.approx(spec.bf16_tflops / 2)
+    assert gcd.memory_bandwidth_gbs == pytest.approx(spec.memory_bandwidth_gbs / 2)
+    e = estimate("gpt2", gpu, precision="amp-bf16", batch_size=8, seq_len=1024, calibration="none")
+    assert e.memory.capacity_bytes == pytest.approx(64e9)
+    assert any("one GPU is one of the 2 devices" in a for a in e.assumptions)
+    whole = estimate("gpt2", dataclasses.replace(spec, devices_per_package=1), precision="amp-bf16", batch_size=8,
+                     seq_len=1024, calibration="none", runtime="graph")
+    half = estimate("gpt2", spec, precision="amp-bf16", batch_size=8, seq_len=1024, calibration="none",
+                    runtime="graph")
+    assert half.time.step_s > 1.6 * whole.time.step_s
+
+
+def test_devices_per_package_is_validated() -> None:
+    base = {"id": "x", "name": "X", "vendor": "amd", "segment": "instinct", "architecture": "CDNA 2",
+            "release_year": 2021, "memory_gb": 128, "memory_type": "HBM2e", "memory_bandwidth_gbs": 3200,
+            "fp32_tflops": 45.0, "tdp_w": 560, "source": "test"}
+    assert spec_from_mapping(base).devices_per_package == 1
+    with pytest.raises(SpecError, match="devices_per_package must be > 0"):
+        spec_from_mapping({**base, "devices_per_package": 0})
+    with pytest.raises(SpecError, match="needs notes"):
+        spec_from_mapping({**base, "devices_per_package": 2})
+    assert spec_from_mapping({**base, "devices_per_package": 2, "notes": "two GCDs"}).per_device().memory_gb == 64
+
+
+def test_amdsmi_maps_an_ambiguous_gcd_name_by_compute_units(monkeypatch) -> None:
+    from advisor.probe.amd import AmdsmiBackend
+    from tests.test_probe_amd import stub
+
+    for cus, expected in ((110, "mi250x"), (104, "mi250"), (96, None)):
+        mod = stub()
+        mod.amdsmi_get_gpu_asic_info = lambda h, cus=cus: {"market_name": "AMD Instinct MI250X / MI250",
+                                                           "num_compute_units": cus}
+        mod.amdsmi_get_gpu_vram_usage = lambda h: {"vram_total": 65_520, "vram_used": 10}
+        monkeypatch.setitem(sys.modules, "amdsmi", mod)
+        backend = AmdsmiBackend()
+        try:
+            assert backend.device_info(0).catalog_id == expected
+        finally:
+            backend.close()
+
+
+# --- AMP fp16 on cards without fp16 tensor cores ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("precision", ["amp-fp16", "fp16"])
+def test_half_precision_on_pascal_geforce_runs_at_the_fp32_rate(precision: str) -> None:
+    spec = get_gpu("gtx-1080-ti")
+    assert spec.fp16_tflops is None
+    assert matmul_rate(spec, precision) == (spec.fp32_tflops * 1e12, "fp32")
+    e = estimate("gpt2", "GTX 1080 Ti", precision=precision, batch_size=4, seq_len=512, calibration="none")
+    assert any("16-bit storage and fp32 math" in a for a in e.assumptions)
+    fp32 = estimate("gpt2", "GTX 1080 Ti", precision="fp32", batch_size=4, seq_len=512, calibration="none")
+    assert e.time.step_s <= fp32.time.step_s  # same math rate, half the bytes
+
+
+def test_bf16_on_pre_ampere_nvidia_is_still_refused_with_the_reason() -> None:
+    with pytest.raises(EstimateError) as info:
+        estimate("gpt2", "GTX 1080 Ti", precision="amp-bf16", batch_size=4, seq_len=512, calibration="none")
+    assert "emulation" in (info.value.hint or "") and "amp-fp16" in (info.value.hint or "")
+
+
+
+@pytest.mark.cuda_contract
+@pytest.mark.filterwarnings("ignore:CUDA is not available:UserWarning")
+def test_probe_compares_a_gcd_with_the_per_gcd_figures(monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+
+    from advisor.probe import probe
+    from tests import fakes
+    from tests.fake_cuda import FakeCudaRuntime
+
+    def fast() -> float:
+        return time.perf_counter() * 100
+
+    gcd = fakes.h100(0, name="AMD Instinct MI250X", catalog_id="mi250x")
+    runtime = FakeCudaRuntime(uuids=(gcd.uuid.removeprefix("GPU-"),))
+    runtime.event_clock = fast
+    monkeypatch.setattr("advisor.device.cuda_runtime", lambda: runtime)
+    with runtime.mode:
+        r = probe(backend=fakes.FakeNvml([gcd]), device=0, kernels="bandwidth", quick=True, clock=fast)
+    copy = next(k for k in r.kernels if k.name == "memory_copy")
+    assert copy.spec_peak == pytest.approx(get_gpu("mi250x").memory_bandwidth_gbs / 2)
