@@ -226,7 +226,7 @@ def test_calibration_from_a_probe_result_object() -> None:
     e = estimate_workload(make_workload(), H100, calibration=FakeProbe())
     # the host's measured dispatch time of a realistic op sequence sets the eager host time per op; the bare-op
     # launch figure (on a GPU host a cudaLaunchKernel-bound loop, 11 us on the H100/H200 hosts) does not
-    assert e.calibrated and set(e.calibrated_figures) == {"matmul=0.9", "host_op_s=7e-06"}
+    assert e.calibrated and set(e.calibrated_figures) == {"matmul=0.9", "host_op_s=7e-06", "host_launch_s=0"}
     other = estimate_workload(make_workload(), A100, calibration=FakeProbe())  # probe of another card
     assert not other.calibrated
 
@@ -262,7 +262,7 @@ def test_image_workloads_get_a_stated_cpu_decode_rate() -> None:
     cnn = make_workload(params=25_000_000, family="cnn", image_size=224, seq_len=None, act_per_sample=1e8,
                         flops_per_sample=2.46e10, bytes_per_sample=5e8, input_bytes_per_sample=150_528,
                         optimizer="sgd-momentum")
-    e = estimate_workload(cnn, H100, calibration=None)
+    e = estimate_workload(cnn, H100, calibration=None, runtime="graph")  # the GPU side alone, no host dispatch
     assert e.time.loader_samples_per_s == pytest.approx(1200)
     assert any("images/s per core" in a for a in e.assumptions)
     assert e.time.input_bound  # an H100 trains it far faster than 8 CPU cores decode JPEGs
@@ -437,7 +437,7 @@ def test_host_floor_is_a_max_on_a_gpu_and_a_sum_on_the_cpu() -> None:
 
     ops = prepare_ops([OpCost("f", "elementwise", "forward", 0.0, 1.0, count=100),
                        OpCost("b", "elementwise", "backward", 0.0, 1.0, count=10)])
-    eff = defaults_for("ampere").replace(host_op_s=1e-5)
+    eff = defaults_for("ampere").replace(host_op_s=1e-5, host_launch_s=0.0)
     gpu = [0.0] * len(PHASES)
     gpu[0], gpu[1] = 5e-4, 1e-3
     out, exposed = host_floor(gpu, ops, {}, eff)  # counts from the ops: 100 forward, 10 backward
@@ -489,5 +489,7 @@ def test_views_launch_no_kernel_but_cost_host_dispatch() -> None:
     rates = CardRates(1e12, 1e12, 1e12, 1e12, memory_bytes_s=1e12, launch_s=4e-6, half_dim=32.0)
     phases, _, _, launch = ops_time(ops, rates)
     assert launch == pytest.approx(10 * 4e-6)  # only the 10 adds launch kernels
-    out, _ = host_floor(phases, ops, {}, defaults_for("ampere").replace(host_op_s=1e-5))
+    out, _ = host_floor(phases, ops, {}, defaults_for("ampere").replace(host_op_s=1e-5, host_launch_s=0.0))
     assert out[0] == pytest.approx(110 * 1e-5)  # all 110 calls are dispatched by the host
+    out, _ = host_floor(phases, ops, {}, defaults_for("ampere").replace(host_op_s=1e-5, host_launch_s=4e-6))
+    assert out[0] == pytest.approx(110 * 1e-5 + 10 * 4e-6)  # and only the 10 adds pay a CUDA launch call

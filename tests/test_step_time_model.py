@@ -3,8 +3,6 @@ per-class breakdown, and the advice they lead to."""
 
 from __future__ import annotations
 
-import math
-
 import pytest
 
 from advisor.cli import main
@@ -86,11 +84,14 @@ def test_estimate_breakdown_cli(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_host_time_is_not_the_gpu_probes_bare_launch() -> None:
-    """An 11 us bare-op launch (the H100/H200 probes) must not turn into ~31 us of host per op."""
+    """An 11 us bare-op launch (the H100/H200 probes) must not turn into ~31 us of host per op: it is one bare
+    op's CPU dispatch (~3.6 us) plus one CUDA launch call, so it sets the launch call only (~7.5 us per kernel)."""
     kw = dict(batch_size=16, seq_len=512, precision="amp-bf16")
     e = estimate("bert-base", "H100 SXM5 80GB", calibration={"matmul_bf16": 0.78, "launch_overhead_s": 11e-6}, **kw)
+    assert not any(c.startswith("host_op_s") for c in e.calibrated_figures)
+    (launch,) = [c for c in e.calibrated_figures if c.startswith("host_launch_s")]
+    assert 7e-6 < float(launch.split("=")[1]) < 8e-6
     without = estimate("bert-base", "H100 SXM5 80GB", calibration={"matmul_bf16": 0.78}, **kw)
-    assert not any("host_op_s" in c for c in e.calibrated_figures)
-    assert math.isclose(e.time.host_s, without.time.host_s)
+    assert e.time.host_s >= without.time.host_s
     measured = estimate("bert-base", "H100 SXM5 80GB", calibration={"host_dispatch_s_per_op": 30e-6}, **kw)
     assert measured.time.host_s > e.time.host_s  # a measured dispatch time of a realistic op mix does set it

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from advisor.errors import AdvisorError, EstimateError
-from advisor.estimate.efficiency import ArchEfficiency
+from advisor.estimate.efficiency import HOST_OP_PER_BARE_OP, HOST_OP_S, ArchEfficiency
 
 _AUTO_CACHE: dict[str, tuple[float, dict[str, Any], str | None]] = {}
 _AUTO_TTL_S = 5.0
@@ -152,7 +152,8 @@ def apply_efficiencies(eff: ArchEfficiency, measured: Mapping[str, float] | None
     ``matmul_<p>`` and ``conv_<p>`` are taken for the estimate's precision (``amp-bf16`` -> ``bf16``);
     ``memory_bandwidth`` (device copy), ``h2d_pinned`` whenever present (``conv_tf32`` for fp32: cuDNN's
     TF32 default); the probe's ``host_dispatch_s_per_op`` (or ``host_op_s``) sets the eager host time per
-    op; the bare-op ``launch_overhead_s`` sets nothing and ``kernel_gap_s`` the GPU-side gap per kernel.
+    op; the bare-op ``launch_overhead_s`` less a bare op's CPU dispatch sets the host's launch call per kernel
+    and ``kernel_gap_s`` the GPU-side gap per kernel.
     ``sustained_clock_fraction_<p>`` (else ``sustained_clock_fraction``): the SM clock the probe's large GEMMs
     ran at over the device's maximum, replacing the power model's clock; the measured GEMM/conv fractions
     (of the boost-clock peak) are divided by the clock in force, so the calibrated GEMM rate stays the
@@ -172,14 +173,21 @@ def apply_efficiencies(eff: ArchEfficiency, measured: Mapping[str, float] | None
         value = measured.get(source)
         if value is not None and 0 < value <= 1.2:
             changes[target] = float(value) / (per_clock if target in ("matmul", "conv") else 1.0)
-    # The probe's bare-op launch figure is NOT a host time per op of a real model: on the H100/H200 hosts it
-    # read 11 us while their models dispatched ~8 us per aten op (profile-ops.json), against 3.6 us bare and
-    # 10 us per op on a CPU-only host.  Only a measured dispatch time of a realistic op sequence sets it.
+    # The probe's bare-op launch figure is NOT a host time per op of a real model (11 us on the H100/H200 hosts,
+    # whose models dispatched ~8 us per profiler-counted aten op): it is one bare op's CPU dispatch plus one CUDA
+    # launch call, so less the dispatch it gives the launch call's host cost per kernel.  A measured dispatch
+    # time of a realistic op sequence on the device (the probe's host_dispatch kernel) covers both.
     host = measured.get("host_dispatch_s_per_op")
-    if host is None:
-        host = measured.get("host_op_s")
     if host is not None and 0 < host < 1e-2:
         changes["host_op_s"] = float(host)
+        changes["host_launch_s"] = 0.0
+    else:
+        host = measured.get("host_op_s")
+        if host is not None and 0 < host < 1e-2:
+            changes["host_op_s"] = float(host)
+        launch = measured.get("launch_overhead_s")
+        if launch is not None and 0 < launch < 1e-2:
+            changes["host_launch_s"] = max(0.0, float(launch) - HOST_OP_S / HOST_OP_PER_BARE_OP)
     gap = measured.get("kernel_gap_s")
     if gap is not None and 0 <= gap < 1e-2:
         changes["launch_overhead_s"] = float(gap)

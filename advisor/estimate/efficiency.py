@@ -35,6 +35,11 @@ HOST_BACKWARD_FRACTION = 0.55
 #: Forward eager op / bare tiny op (3.6 us measured beside the figures above on the same VM).  Used for a CPU
 #: "card" only: on a GPU host the bare op also pays cudaLaunchKernel and does not scale this way.
 HOST_OP_PER_BARE_OP = 2.8
+#: Host seconds of the CUDA launch call (cudaLaunchKernel) per kernel an eager op launches, on top of its CPU
+#: dispatch: a few microseconds natively (NVIDIA, "Getting Started with CUDA Graphs", 2019: launch overheads of
+#: ~2-4 us per kernel; 4 us taken).  A probe replaces it with its bare-op launch figure less a bare op's CPU
+#: dispatch (HOST_OP_S / HOST_OP_PER_BARE_OP): 11.1 - 3.6 = 7.5 us on the virtualised H100/H200 hosts.
+HOST_LAUNCH_S = 4e-6
 HOST_SOURCE = ("eager host time per dispatched op measured on HF transformers blocks (benchmarks/count_eager_ops.py): "
                "forward ~10 us, backward ~5.6 us on a 2-vCPU EPYC VM")
 
@@ -55,6 +60,7 @@ class ArchEfficiency:
         source: where these figures come from.
         host_op_s: host seconds per operator dispatched by PyTorch eager in a forward pass (backward ops
             cost ``HOST_BACKWARD_FRACTION`` of it): a host property, the same default for every card.
+        host_launch_s: host seconds of the launch call per kernel (``HOST_LAUNCH_S``), on top of host_op_s.
         clock: fraction of the boost clock the card sustains under a long dense GEMM (``advisor.estimate.power``;
             a probe's clock samples replace it).  The compute figures above are fractions of the peak at THAT
             clock, so a compute rate is peak x clock x efficiency.
@@ -70,6 +76,7 @@ class ArchEfficiency:
     cuda_context_bytes: float
     source: str
     host_op_s: float = HOST_OP_S
+    host_launch_s: float = HOST_LAUNCH_S
     clock: float = 1.0
 
     def replace(self, **changes: float | str) -> ArchEfficiency:

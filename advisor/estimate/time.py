@@ -218,11 +218,16 @@ def host_floor(phases: Sequence[float], ops: Sequence[PreparedOp], eager_ops: Ma
 
     Dispatched ops per phase come from ``eager_ops`` (the analytic builders' measured counts) or, for a
     phase it lacks, the ops' own counts (the tracer sees every dispatched op).  ``eff.host_op_s`` per
-    forward op, ``HOST_BACKWARD_FRACTION`` of it per backward op.  ``serial``: the host also computes.
+    forward op, ``HOST_BACKWARD_FRACTION`` of it per backward op, plus ``eff.host_launch_s`` per kernel the phase
+    launches (the CUDA launch call).  ``serial``: the host also computes (and launches nothing).
     """
     counts = [0] * len(PHASES)
+    kernels = [0] * len(PHASES)
     for op in ops:
         counts[op[5]] += op[2]
+        if op[0] or op[1]:  # views and metadata ops launch no kernel
+            kernels[op[5]] += op[2]
+    launch = 0.0 if serial else getattr(eff, "host_launch_s", 0.0)
     out = list(phases)
     exposed = 0.0
     for i, name in enumerate(PHASES):
@@ -230,7 +235,7 @@ def host_floor(phases: Sequence[float], ops: Sequence[PreparedOp], eager_ops: Ma
         if not n:
             continue
         per = eff.host_op_s * (HOST_BACKWARD_FRACTION if name == "backward" else 1.0)
-        host = n * per
+        host = n * per + kernels[i] * launch
         if serial:
             out[i] += host
             exposed += host
