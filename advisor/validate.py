@@ -935,7 +935,9 @@ def estimator_model(case: Case) -> tuple[Any, dict[str, Any]]:
     else:
         config = {"model_type": "bert", "num_hidden_layers": cfg["layers"], "hidden_size": cfg["d"],
                   "num_attention_heads": cfg["heads"], "intermediate_size": cfg["ff"], "vocab_size": cfg["vocab"],
-                  "max_position_embeddings": cfg["max_pos"], "type_vocab_size": 2}
+                  "max_position_embeddings": cfg["max_pos"], "type_vocab_size": 2,
+                  # the zoo's TinyBert is a masked LM: a tied decoder over the vocabulary, loss at every position
+                  "architectures": ["BertForMaskedLM"]}
     return config, kwargs
 
 
