@@ -350,13 +350,57 @@ def _lm(model: str, batches: Sequence[int], seq_len: int, precisions: Sequence[s
     return cases
 
 
-def default_cases(models: Sequence[str] | None = None, *, quick: bool = False, cuda: bool = False) -> list[Case]:
+#: The near-limit pair (GPU only): this model's training step at the largest batch ``estimate`` says fits on
+#: the local card, and one above it, so a run checks ``fits`` where it matters.
+NEAR_LIMIT_CASE = Case("gpt2", "train", 1, "amp-bf16", "adamw", seq_len=1024)
+
+
+def near_limit_cases(card: str, base: Case = NEAR_LIMIT_CASE) -> list[Case]:
+    """``base`` at the largest batch ``estimate`` says fits on ``card`` (a catalog id) and at one more.
+
+    Empty when not even one sample fits.  The batch comes from the same model ``validate`` predicts with
+    (:func:`estimator_model`, re-built at each batch tried), so the pair brackets the estimator's own verdict:
+    ``fits`` at the first, not at the second.
+    """
+    from advisor.estimate import estimate
+
+    def verdict(b: int) -> Any:
+        case = dataclasses.replace(base, batch_size=b)
+        model, kwargs = estimator_model(case)
+        kwargs.update(batch_size=b, precision=case.precision, mode=case.mode, optimizer=case.optimizer,
+                      gradient_checkpointing=case.gradient_checkpointing)
+        return estimate(model, card, calibration=None, **kwargs).memory
+
+    first = verdict(base.batch_size)
+    if not first.fits:
+        return []
+    # the estimate's own largest batch (linear scaling from base), then settled on the verdicts near it
+    guess = max(int(first.max_batch_size), base.batch_size)
+    step = max(1, guess // 64)
+    if verdict(guess).fits:
+        lo, hi = guess, guess + step
+        while verdict(hi).fits:
+            lo, hi, step = hi, hi + 2 * step, 2 * step
+    else:  # base.batch_size fits, so this ends
+        lo, hi = max(base.batch_size, guess - step), guess
+        while not verdict(lo).fits:
+            lo, hi, step = max(base.batch_size, lo - 2 * step), lo, 2 * step
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if verdict(mid).fits else (lo, mid)
+    return [dataclasses.replace(base, batch_size=b) for b in (lo, lo + 1)]
+
+
+def default_cases(models: Sequence[str] | None = None, *, quick: bool = False, cuda: bool = False,
+                  card: str | None = None) -> list[Case]:
     """The zoo's cases: several batch sizes, precisions, optimizers, checkpointing and one decode case.
 
     Args:
         models: restrict to these names (``None``: the zoo for the mode).
         quick: only the small models (``QUICK_MODELS``); the default set on a CPU.
         cuda: whether the device is a GPU (sizes and precisions for a GPU, else small ones for a CPU).
+        card: the local GPU's catalog id: with ``cuda`` (and not ``quick``), the near-limit pair of
+            :func:`near_limit_cases` ends ``NEAR_LIMIT_CASE``'s model's list (``None``: no such pair).
 
     Raises:
         UnknownModelError: a name in ``models`` is not a validate model.
@@ -408,6 +452,8 @@ def default_cases(models: Sequence[str] | None = None, *, quick: bool = False, c
     if cuda:
         table.update({"gpt2-tiny": [Case("gpt2-tiny", "train", 32, "amp-bf16", "adamw", seq_len=256)],
                       "llama-tiny": [Case("llama-tiny", "train", 32, "bf16", "adamw", seq_len=256)]})
+    if cuda and card and not quick:
+        table[NEAR_LIMIT_CASE.model] = [*table[NEAR_LIMIT_CASE.model], *near_limit_cases(card)]
     if models:
         wanted = list(models)
     elif cuda:
@@ -924,6 +970,8 @@ def estimator_model(case: Case) -> tuple[Any, dict[str, Any]]:
         # RMSNorm, rotary and GELU, its MLM head over the vocabulary), not the Hugging Face class a config
         # describes
         return _zoo_workload(case.model, case.batch_size, case.seq_len or 128, case.precision, case.optimizer), {}
+    if case.mode == "infer" and not case.gen_len and cfg["family"] != "bert":
+        kwargs["gen_len"] = 0  # the run is one forward over the sequence (logits at every position), no generation
     if cfg["family"] == "gpt":
         config = {"model_type": "gpt2", "n_layer": cfg["layers"], "n_embd": cfg["d"], "n_head": cfg["heads"],
                   "vocab_size": cfg["vocab"], "n_positions": cfg["max_pos"], "tie_word_embeddings": True,
