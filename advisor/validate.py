@@ -920,8 +920,9 @@ def local_device(*, prefer_cuda: bool = True, use_store: bool = False) -> Device
 
 # --------------------------------------------------------------------------------------------- predictors
 
-#: Parts of the estimator's overhead that exist only on a GPU (left out of CPU predictions).
-GPU_ONLY_OVERHEAD = ("cuda_context", "library_workspaces")
+#: Parts of the estimator's overhead that exist only on a GPU (left out of CPU predictions): the CUDA context,
+#: cuBLAS workspaces, and the CUDA caching allocator's segments (torch's CPU tensors come from the C heap).
+GPU_ONLY_OVERHEAD = ("cuda_context", "library_workspaces", "allocator")
 
 
 def cpu_card(device: DeviceContext) -> Any:
@@ -995,8 +996,8 @@ def estimate_predictor(card: Any, *, calibration: Any = "auto", cpu: bool = Fals
     Args:
         card: the card to predict for.
         calibration: passed to ``estimate`` (``"auto"``: the newest stored probe of the card).
-        cpu: the card is the local CPU (:func:`cpu_card`): the CUDA context and library workspaces are
-            left out of the memory, which a CPU process does not have.
+        cpu: the card is the local CPU (:func:`cpu_card`): the CUDA context, library workspaces and caching
+            allocator's share are left out of the memory, which a CPU process does not have.
     """
 
     def predict(case: Case, device: DeviceContext) -> Prediction:
@@ -1017,8 +1018,8 @@ def estimate_predictor(card: Any, *, calibration: Any = "auto", cpu: bool = Fals
         assumptions = list(e.assumptions)
         if cpu:
             memory = total - sum(float(detail.get(k, 0.0)) for k in GPU_ONLY_OVERHEAD)
-            assumptions.append("CPU row: predicted memory is the estimate less the CUDA context and library "
-                               "workspaces (a CPU process has neither)")
+            assumptions.append("CPU row: predicted memory is the estimate less the CUDA context, library "
+                               "workspaces and the CUDA caching allocator's share (a CPU process has none of them)")
         else:
             # torch's allocator (max_memory_reserved) never sees the CUDA context; nvidia-smi does
             memory = total - float(detail.get("cuda_context", 0.0))
