@@ -356,13 +356,57 @@ def _lm(model: str, batches: Sequence[int], seq_len: int, precisions: Sequence[s
     return cases
 
 
-def default_cases(models: Sequence[str] | None = None, *, quick: bool = False, cuda: bool = False) -> list[Case]:
+#: The near-limit pair (GPU only): this model's training step at the largest batch ``estimate`` says fits on
+#: the local card, and one above it, so a run checks ``fits`` where it matters.
+NEAR_LIMIT_CASE = Case("gpt2", "train", 1, "amp-bf16", "adamw", seq_len=1024)
+
+
+def near_limit_cases(card: str, base: Case = NEAR_LIMIT_CASE) -> list[Case]:
+    """``base`` at the largest batch ``estimate`` says fits on ``card`` (a catalog id) and at one more.
+
+    Empty when not even one sample fits.  The batch comes from the same model ``validate`` predicts with
+    (:func:`estimator_model`, re-built at each batch tried), so the pair brackets the estimator's own verdict:
+    ``fits`` at the first, not at the second.
+    """
+    from advisor.estimate import estimate
+
+    def verdict(b: int) -> Any:
+        case = dataclasses.replace(base, batch_size=b)
+        model, kwargs = estimator_model(case)
+        kwargs.update(batch_size=b, precision=case.precision, mode=case.mode, optimizer=case.optimizer,
+                      gradient_checkpointing=case.gradient_checkpointing)
+        return estimate(model, card, calibration=None, **kwargs).memory
+
+    first = verdict(base.batch_size)
+    if not first.fits:
+        return []
+    # the estimate's own largest batch (linear scaling from base), then settled on the verdicts near it
+    guess = max(int(first.max_batch_size), base.batch_size)
+    step = max(1, guess // 64)
+    if verdict(guess).fits:
+        lo, hi = guess, guess + step
+        while verdict(hi).fits:
+            lo, hi, step = hi, hi + 2 * step, 2 * step
+    else:  # base.batch_size fits, so this ends
+        lo, hi = max(base.batch_size, guess - step), guess
+        while not verdict(lo).fits:
+            lo, hi, step = max(base.batch_size, lo - 2 * step), lo, 2 * step
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if verdict(mid).fits else (lo, mid)
+    return [dataclasses.replace(base, batch_size=b) for b in (lo, lo + 1)]
+
+
+def default_cases(models: Sequence[str] | None = None, *, quick: bool = False, cuda: bool = False,
+                  card: str | None = None) -> list[Case]:
     """The zoo's cases: several batch sizes, precisions, optimizers, checkpointing and one decode case.
 
     Args:
         models: restrict to these names (``None``: the zoo for the mode).
         quick: only the small models (``QUICK_MODELS``); the default set on a CPU.
         cuda: whether the device is a GPU (sizes and precisions for a GPU, else small ones for a CPU).
+        card: the local GPU's catalog id: with ``cuda`` (and not ``quick``), the near-limit pair of
+            :func:`near_limit_cases` ends ``NEAR_LIMIT_CASE``'s model's list (``None``: no such pair).
 
     Raises:
         UnknownModelError: a name in ``models`` is not a validate model.
@@ -414,6 +458,8 @@ def default_cases(models: Sequence[str] | None = None, *, quick: bool = False, c
     if cuda:
         table.update({"gpt2-tiny": [Case("gpt2-tiny", "train", 32, "amp-bf16", "adamw", seq_len=256)],
                       "llama-tiny": [Case("llama-tiny", "train", 32, "bf16", "adamw", seq_len=256)]})
+    if cuda and card and not quick:
+        table[NEAR_LIMIT_CASE.model] = [*table[NEAR_LIMIT_CASE.model], *near_limit_cases(card)]
     if models:
         wanted = list(models)
     elif cuda:
@@ -884,8 +930,9 @@ def local_device(*, prefer_cuda: bool = True, use_store: bool = False) -> Device
 
 # --------------------------------------------------------------------------------------------- predictors
 
-#: Parts of the estimator's overhead that exist only on a GPU (left out of CPU predictions).
-GPU_ONLY_OVERHEAD = ("cuda_context", "library_workspaces")
+#: Parts of the estimator's overhead that exist only on a GPU (left out of CPU predictions): the CUDA context,
+#: cuBLAS workspaces, and the CUDA caching allocator's segments (torch's CPU tensors come from the C heap).
+GPU_ONLY_OVERHEAD = ("cuda_context", "library_workspaces", "allocator")
 
 
 def cpu_card(device: DeviceContext) -> Any:
@@ -942,6 +989,8 @@ def estimator_model(case: Case) -> tuple[Any, dict[str, Any]]:
         # Face class a config describes
         return _zoo_workload(case.model, case.batch_size, case.seq_len or 128, case.precision, case.optimizer,
                              case.gradient_checkpointing), {}
+    if case.mode == "infer" and not case.gen_len and cfg["family"] != "bert":
+        kwargs["gen_len"] = 0  # the run is one forward over the sequence (logits at every position), no generation
     if cfg["family"] == "gpt":
         config = {"model_type": "gpt2", "n_layer": cfg["layers"], "n_embd": cfg["d"], "n_head": cfg["heads"],
                   "vocab_size": cfg["vocab"], "n_positions": cfg["max_pos"], "tie_word_embeddings": True,
@@ -953,7 +1002,9 @@ def estimator_model(case: Case) -> tuple[Any, dict[str, Any]]:
     else:
         config = {"model_type": "bert", "num_hidden_layers": cfg["layers"], "hidden_size": cfg["d"],
                   "num_attention_heads": cfg["heads"], "intermediate_size": cfg["ff"], "vocab_size": cfg["vocab"],
-                  "max_position_embeddings": cfg["max_pos"], "type_vocab_size": 2}
+                  "max_position_embeddings": cfg["max_pos"], "type_vocab_size": 2,
+                  # the zoo's TinyBert is a masked LM: a tied decoder over the vocabulary, loss at every position
+                  "architectures": ["BertForMaskedLM"]}
     return config, kwargs
 
 
@@ -963,8 +1014,8 @@ def estimate_predictor(card: Any, *, calibration: Any = "auto", cpu: bool = Fals
     Args:
         card: the card to predict for.
         calibration: passed to ``estimate`` (``"auto"``: the newest stored probe of the card).
-        cpu: the card is the local CPU (:func:`cpu_card`): the CUDA context and library workspaces are
-            left out of the memory, which a CPU process does not have.
+        cpu: the card is the local CPU (:func:`cpu_card`): the CUDA context, library workspaces and caching
+            allocator's share are left out of the memory, which a CPU process does not have.
     """
 
     def predict(case: Case, device: DeviceContext) -> Prediction:
@@ -985,8 +1036,8 @@ def estimate_predictor(card: Any, *, calibration: Any = "auto", cpu: bool = Fals
         assumptions = list(e.assumptions)
         if cpu:
             memory = total - sum(float(detail.get(k, 0.0)) for k in GPU_ONLY_OVERHEAD)
-            assumptions.append("CPU row: predicted memory is the estimate less the CUDA context and library "
-                               "workspaces (a CPU process has neither)")
+            assumptions.append("CPU row: predicted memory is the estimate less the CUDA context, library "
+                               "workspaces and the CUDA caching allocator's share (a CPU process has none of them)")
         else:
             # torch's allocator (max_memory_reserved) never sees the CUDA context; nvidia-smi does
             memory = total - float(detail.get("cuda_context", 0.0))

@@ -25,6 +25,17 @@ OPTIMIZER_CHOICES = ("sgd", "sgd-momentum", "adam", "adamw", "adafactor", "adamw
 PARALLELISM_CHOICES = ("ddp", "zero1", "zero2", "zero3", "fsdp", "tp")
 
 
+def _gen_len(text: str) -> int:
+    """--gen-len: a whole number >= 0 (0: no generation, one forward with logits at every position)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0 (0: one forward, no generation), got {value}")
+    return value
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -70,7 +81,12 @@ def add_workload_args(parser: argparse.ArgumentParser) -> None:
                    help="micro-batches per optimizer step (default 1)")
     g.add_argument("--parallelism", choices=PARALLELISM_CHOICES, metavar="X",
                    help=f"multi-GPU strategy: {', '.join(PARALLELISM_CHOICES)} (default ddp when several GPUs)")
-    g.add_argument("--gen-len", type=_positive_int, metavar="N", help="tokens generated per request (infer, LMs)")
+    from advisor.workload.transformer import DEFAULT_GEN_LEN
+
+    g.add_argument("--gen-len", type=_gen_len, metavar="N",
+                   help="infer of causal LMs: tokens generated per request after a prefill of --seq-len "
+                        f"(default {DEFAULT_GEN_LEN}: generation); 0: one forward over the whole sequence with "
+                        "logits at every position (scoring, evaluation, embeddings, reward models)")
     g.add_argument("--loader-samples-per-s", type=_positive_float, metavar="X",
                    help="what your data loader delivers (samples/s), to flag input-bound steps")
     g.add_argument("--dataset-samples", type=_positive_int, metavar="N", help="samples per epoch (time to train)")

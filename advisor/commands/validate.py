@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
                            hint="run without --device (the CPU is used), or check the driver with `probe`")
     device = v.local_device(prefer_cuda=args.device != "cpu")
     cuda = device.kind == "cuda"
-    cases = v.default_cases(args.models, quick=args.quick, cuda=cuda)
+    cases = v.default_cases(args.models, quick=args.quick, cuda=cuda, card=device.catalog_id)
     notes: list[str] = []
     predict = None
     spec = None

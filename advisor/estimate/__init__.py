@@ -28,7 +28,7 @@ from advisor.estimate.efficiency import (
 )
 from advisor.estimate.gemm import UNALIGNED_SOURCE, unaligned_fraction, unaligned_gemms
 from advisor.estimate.memory import (
-    FRAGMENTATION_DYNAMIC,
+    ALLOCATOR_SUMMARY,
     KERNEL_MODULES_INFER_BYTES,
     KERNEL_MODULES_TRAIN_BYTES,
     RESERVE_FRACTION,
@@ -493,7 +493,7 @@ def estimate_workload(workload: Workload | PreparedWorkload, spec: GpuSpec, *, n
         f"({eff.arch}; {CONTEXT_SOURCE}) + kernel images loaded on first use "
         f"({(KERNEL_MODULES_TRAIN_BYTES if train else KERNEL_MODULES_INFER_BYTES) / 2**20:.0f} MiB; Hugging Face "
         "'model training anatomy': context + kernels 1.3 GB with eager loading), cuBLAS workspaces, "
-        f"allocator fragmentation {FRAGMENTATION_DYNAMIC:.0%} of per-step memory; fits = total <= card memory "
+        f"{ALLOCATOR_SUMMARY}; fits = total <= card memory "
         f"less a {RESERVE_FRACTION:.0%} reserve",
         "amp-* trains fp32 master weights (4 B) with autocast; its cached 16-bit weight casts (2 B/param) are "
         "counted under activations" if train and w.precision.startswith("amp") else

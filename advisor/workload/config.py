@@ -71,11 +71,16 @@ def arch_from_config(cfg: Mapping[str, Any], name: str | None = None) -> Transfo
                                name=label)
     if family == "bert":
         h, heads = g("hidden_size"), g("num_attention_heads")
+        # BertForMaskedLM / BertForPreTraining carry the MLM head (logits over the vocabulary at every
+        # position); the masked-LM class has no pooler (add_pooling_layer=False), pre-training keeps it
+        archs = [str(a) for a in (cfg.get("architectures") or ())]
+        mlm = any(a in ("BertForMaskedLM", "BertForPreTraining") for a in archs)
+        pooler = not mlm or "BertForPreTraining" in archs
         return TransformerArch(
             family, num_layers=g("num_hidden_layers"), hidden_size=h, num_heads=heads, num_kv_heads=heads,
             head_dim=h // heads, intermediate_size=g("intermediate_size"), vocab_size=g("vocab_size"),
             tie_word_embeddings=True, gated_mlp=False, qkv_bias=True, out_bias=True, mlp_bias=True, norm_bias=True,
-            pooler=True, dropout=float(g("hidden_dropout_prob", 0.1)) > 0,
+            pooler=pooler, mlm_head=mlm, dropout=float(g("hidden_dropout_prob", 0.1)) > 0,
             max_position_embeddings=g("max_position_embeddings"), type_vocab_size=g("type_vocab_size", 2),
             name=label)
     if family == "t5":

@@ -50,6 +50,8 @@ class TransformerArch:
         parallel_block: GPT-J style (attention and MLP in parallel, one norm per block).
         pooler: bert pooler (dense h x h).
         dropout: dropout layers active in training (masks saved for backward).
+        mlm_head: a BERT masked-LM head (``BertForMaskedLM``: dense h x h + GELU + LayerNorm, then a decoder
+            tied to the word embeddings with its own bias, logits at every position); no pooler then.
         name: label.
     """
 
@@ -77,6 +79,7 @@ class TransformerArch:
     num_decoder_layers: int = 0
     type_vocab_size: int = 0
     relative_attention_num_buckets: int = 0
+    mlm_head: bool = False
     name: str = "transformer"
 
     def __post_init__(self) -> None:
@@ -158,6 +161,8 @@ class TransformerArch:
             parts["lm_head"] = v * h + (v if self.lm_head_bias else 0)
         if self.pooler:
             parts["pooler"] = h * h + h
+        if self.mlm_head:
+            parts["mlm_head"] = h * h + h + self._norm() + v  # transform dense + LayerNorm; decoder bias (tied)
         return parts
 
     @property
@@ -188,7 +193,12 @@ class TransformerArch:
         n += 1 + (1 if self.max_position_embeddings else 0) + (1 if self.type_vocab_size else 0)
         n += norm * (2 if self.family == "t5" else 1)
         n += 0 if (self.kind == "encoder" or self.tie_word_embeddings) else 1 + self.lm_head_bias
-        return n + (2 if self.pooler else 0)
+        return n + (2 if self.pooler else 0) + (5 if self.mlm_head else 0)
+
+    @property
+    def has_lm_head(self) -> bool:
+        """Logits over the vocabulary: a decoder's (or T5's) LM head, or an encoder's masked-LM head."""
+        return self.kind != "encoder" or self.mlm_head
 
     def quantizable_params(self) -> int:
         """Weights of the blocks' linear layers (what nf4/int8 quantization of a base model covers)."""
@@ -359,7 +369,10 @@ def build_transformer(
     train = mode == "train"
     causal_lm = arch.kind == "decoder"
     if gen_len is not None:
-        _positive("gen_len", gen_len)
+        if isinstance(gen_len, bool) or not isinstance(gen_len, int) or gen_len < 0:
+            raise WorkloadError(f"gen_len must be a whole number >= 0, got {gen_len!r}",
+                                "0: one forward over the whole sequence (scoring, eval, embeddings); "
+                                "N > 0: a prefill, then N generated tokens")
         if not (causal_lm and not train):
             raise WorkloadError("gen_len applies to infer of decoder (causal LM) models only",
                                 f"{name} is a {arch.kind} in {mode} mode")
@@ -502,7 +515,10 @@ def build_transformer(
 
     tokens = b * s
     # prefill of a causal LM only needs the logits of the last position to start generating
-    head_tokens = tokens if (train or not causal_lm) else b
+    # logits at every position: training, an MLM head, a plain forward (gen_len=0), and the prefill of
+    # generation too -- a model's forward over the prompt (the validate zoo's generate(), Hugging Face's
+    # before logits_to_keep) computes them all, then samples from the last one
+    head_tokens = tokens
     ops.add("embedding", "embedding", 0, tokens * h * (res_b + head_w_b), 1, bwd_flops=0, train=train)
     if arch.family == "t5":
         block("encoder.layers.*", tokens, s, arch.num_layers, causal=False)
@@ -510,7 +526,16 @@ def build_transformer(
         assumptions.append("t5: decoder target length = seq_len")
     else:
         block("layers.*", tokens, s, arch.num_layers, causal=causal_lm)
-    if arch.kind != "encoder":
+    if arch.mlm_head:
+        # BertForMaskedLM's transform: dense h x h (+ GELU, LayerNorm) before the tied decoder
+        fl = 2.0 * tokens * h * h
+        ops.add("mlm_head.transform", "matmul", fl, 2 * tokens * h * a_b + h * h * w_b, 1, tc=True,
+                min_dim=min(tokens, h), bwd_flops=2 * fl, train=train, gemm=(tokens, h, h))
+        ops.add("mlm_head.gelu_norm", "elementwise", 0, tokens * h * (2 * a_b + 2 * res_b), 1, bwd_flops=0,
+                train=train)
+        assumptions.append("encoder with a masked-LM head (BertForMaskedLM): dense + LayerNorm, then logits over "
+                           "the vocabulary at every position (the loss over all of them)")
+    if arch.has_lm_head:
         fl = 2.0 * head_tokens * h * v_size
         logits_b = 4 if amp else a_b
         ops.add("lm_head", "matmul", fl, head_tokens * (h + v_size) * a_b + h * v_size * head_w_b, 1, tc=True,
@@ -522,8 +547,8 @@ def build_transformer(
     elif arch.pooler:
         if train:
             assumptions.append("encoder: the bare model (BertModel, with pooler) and no task head; an MLM head "
-                               "(h x h dense + LM decoder over the vocabulary) would add 2 x tokens x h x (h + V) "
-                               "forward FLOPs")
+                               "(config architectures: BertForMaskedLM) adds a dense h x h and logits over the "
+                               "vocabulary at every position")
         fl = 2.0 * b * h * h
         ops.add("pooler", "matmul", fl, (2 * b * h) * a_b + h * h * head_w_b, 1, tc=True, min_dim=min(b, h),
                 bwd_flops=2 * fl, train=train, gemm=(b, h, h))
@@ -538,7 +563,7 @@ def build_transformer(
         all_ops += ops.bwd + recompute
         if trainable and optimizer_used:
             all_ops.append(optimizer_op(trainable, precision, optimizer_used))
-    if not train and causal_lm:
+    if not train and causal_lm and gen_len:
         all_ops = [replace(op, phase="prefill") for op in all_ops]
 
     # -- activations ----------------------------------------------------------------------------
@@ -548,12 +573,18 @@ def build_transformer(
                                                       lora_rank=lora_rank or 0, lora_targets=targets)
     else:
         act, largest_tmp = 0.0, _largest_temp(arch, b, s, a_b, softmax_b, flash)
-    logits_b = 4 if amp else a_b
     transient = largest_tmp
-    if arch.kind != "encoder":
-        transient += head_tokens * v_size * a_b + (head_tokens * v_size * logits_b if (train and amp) else 0)
+    if arch.has_lm_head:
         if train:
-            transient += tokens * v_size * logits_b  # gradient of the logits
+            # the loss's backward: the gradients of the log-probabilities and of the logits live at once
+            # (beside the saved log-probabilities, in activations), in the loss's dtype (fp32 under amp);
+            # the forward's 16-bit logits and their fp32 copy are no more.  Not at the same time as a
+            # block's temporaries.
+            logits_b = 4 if amp else a_b
+            transient = max(largest_tmp, tokens * v_size * 2.0 * logits_b)
+        else:
+            # the logits of every position (in the compute dtype) beside the largest block temporary
+            transient += head_tokens * v_size * a_b
     if train:
         assumptions.append(
             "activations: every tensor autograd saves, tallied per block (Korthikanti et al. 2022: "
@@ -561,8 +592,11 @@ def build_transformer(
             + (", with flash/SDPA attention the s x s scores are not kept (only logsumexp, fp32)" if flash else "")
             + ("; gradient checkpointing keeps each block's input plus one block's full activations"
                if gradient_checkpointing else ""))
-        assumptions.append("transient: logits (and their fp32 copy and gradient for the loss) plus the largest "
-                           "per-block temporary")
+        assumptions.append("transient: the larger of the loss's backward (gradients of the log-probabilities and "
+                           "logits, in the loss's dtype: fp32 under amp) and the largest per-block temporary"
+                           + ("; checkpointing keeps the head's saved tensors or one recomputed block's "
+                              "activations, whichever is larger (they are not live at once)"
+                              if gradient_checkpointing else ""))
         if frozen_base:
             assumptions.append("LoRA: base weights frozen (input gradients only, 1x forward FLOPs in backward); "
                                "adapters trained")
@@ -575,21 +609,30 @@ def build_transformer(
     if arch.num_experts:
         assumptions.append(f"MoE: {arch.experts_per_token} of {arch.num_experts} experts' FLOPs per token; "
                            "all experts' weights held and read")
-    if not train and causal_lm:
-        assumptions.append("infer: ops are the prefill (lm head on the last position only); decode_ops are one "
-                           "generated token at the mean context, reading every weight once (memory bound)")
+    if not train and arch.has_lm_head:
+        if gen_len:
+            assumptions.append(f"infer: generation (gen_len={gen_len}); ops are the prefill, a forward over the "
+                               "prompt with logits at every position (as a model's forward computes them; "
+                               "Hugging Face's logits_to_keep=1 would skip all but the last); decode_ops are one "
+                               "generated token at the mean context, reading every weight once (memory bound)")
+        else:
+            assumptions.append("infer: one forward over the whole sequence with logits at every position "
+                               "(scoring, evaluation, embeddings, reward models: gen_len=0); no generation, "
+                               "no KV cache")
 
     kv_cache = 0.0
     decode: tuple[OpCost, ...] = ()
-    if not train and causal_lm:
-        assert gen_len is not None
-        kv_cache = float(2 * arch.num_layers * kvh * d * (s + gen_len) * b * a_b)
+    if not train and causal_lm and gen_len:
+        kv_cache = kv_cache_peak_bytes(arch, b, s, gen_len, a_b)
         ctx = s + gen_len / 2
         decode = _decode_ops(arch, b, ctx, a_b, w_b)
-        assumptions.append("KV cache: 2 x layers x kv_heads x head_dim x (seq_len + gen_len) x batch x "
-                           f"{a_b} bytes; in eager (Hugging Face DynamicCache) each token re-copies it by "
-                           "torch.cat, graph runtimes (vLLM, TensorRT-LLM, static caches) do not")
-
+        assumptions.append(
+            "KV cache at its peak: the larger of the prefill's cache (the keys and values are views of the "
+            "projection's output, so a fused q/k/v projection such as GPT-2's c_attn keeps q alive too) and "
+            f"2 x layers x kv_heads x head_dim x (seq_len + gen_len) x batch x {a_b} bytes, plus one layer's "
+            "second copy while torch.cat grows it (eager, Hugging Face DynamicCache: each token re-copies the "
+            "cache; graph runtimes -- vLLM, TensorRT-LLM, static caches -- do not); the prefill's logits live "
+            "until the first generated token's forward ends")
     if quantize_base:
         assumptions.append(f"{quantize_base} base: only the blocks' linear weights are quantized "
                            "(options['quantized_params']); embeddings, LM head, norms and biases stay 16-bit "
@@ -625,6 +668,21 @@ def build_transformer(
         input_bytes_per_sample=float(s * 8 * (2 if train else 1)),
         arch=arch.arch_dict(), eager_ops=eager, assumptions=tuple(assumptions), options=options,
     )
+
+
+def kv_cache_peak_bytes(arch: TransformerArch, b: int, s: int, gen_len: int, a_b: int) -> float:
+    """Peak bytes the KV cache holds while ``b`` sequences of ``s`` prompt tokens generate ``gen_len`` more.
+
+    After the prefill each layer's cache holds views of its projection's output: with a fused q/k/v
+    projection (GPT-2's ``c_attn``) the whole q|k|v tensor stays alive until the first ``torch.cat``
+    replaces it.  At the end the cache is ``2 x kv_dim`` per position for ``s + gen_len`` positions.  While
+    ``torch.cat`` grows a layer's keys (or values) the old and the new tensor live at once: one more
+    layer's keys for ``s + gen_len`` positions.
+    """
+    per_pos = arch.q_dim + 2 * arch.kv_dim if arch.family == "gpt2" else 2 * arch.kv_dim
+    prefill = arch.num_layers * b * s * per_pos * a_b
+    final = arch.num_layers * b * (s + gen_len) * 2 * arch.kv_dim * a_b
+    return float(max(prefill, final) + b * (s + gen_len) * arch.kv_dim * a_b)
 
 
 def _largest_temp(arch: TransformerArch, b: int, s: int, a_b: int, softmax_b: int, flash: bool) -> float:
@@ -709,20 +767,27 @@ def activation_bytes_breakdown(arch: TransformerArch, b: int, s: int, *, precisi
         layer = attn_bytes(s, s, True) + mlp_bytes(tokens, True)
     layer += lora_bytes(tokens)
     n_layers = arch.num_layers
+    # the loss runs in the logits' dtype (fp32 under amp: autocast runs cross_entropy in fp32); its
+    # log_softmax output is kept until the loss's backward
+    head_saved = tokens * arch.vocab_size * float(4 if amp else a_b) if arch.has_lm_head else 0.0
     total: float
     if arch.family == "t5":
         dec_layer = layer + attn_bytes(s, s, True)
         if gradient_checkpointing:
-            total = (arch.num_layers + arch.num_decoder_layers) * sbh * res_b + dec_layer
+            total = (arch.num_layers + arch.num_decoder_layers) * sbh * res_b + max(dec_layer, head_saved)
         else:
-            total = arch.num_layers * layer + arch.num_decoder_layers * dec_layer
+            total = arch.num_layers * layer + arch.num_decoder_layers * dec_layer + head_saved
     elif gradient_checkpointing:
-        total = n_layers * sbh * res_b + layer
+        # each block's input, plus whichever is larger: the head's saved tensors (through the loss's
+        # backward) or one block's full activations while it is recomputed (after the head's are freed)
+        total = n_layers * sbh * res_b + max(layer, head_saved)
     else:
-        total = n_layers * layer
-    if arch.kind != "encoder":
+        total = n_layers * layer + head_saved
+    if arch.mlm_head:
+        # transform: dense input, GELU input, LayerNorm input (fp32 under amp), decoder input
+        total += tokens * h * (3 * a_b + res_b)
+    elif arch.kind != "encoder":
         total += norm_bytes(tokens, 1)  # final norm (its output is the lm head input)
-        total += tokens * arch.vocab_size * (4 if amp else a_b)  # log_softmax output kept for the loss
     largest = _largest_temp(arch, b, s, a_b, softmax_b, flash)
     return float(total), largest
 

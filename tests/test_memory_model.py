@@ -1,0 +1,306 @@
+"""Peak memory: decode (prefill logits, KV cache at its peak), BERT's MLM head, checkpointing, gen_len=0, the
+caching-allocator term, and the property on the shared GPU rows (never under-promise by more than 5% / 512 MiB).
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+from pathlib import Path
+
+import pytest
+
+from advisor import validate as v
+from advisor.errors import WorkloadError
+from advisor.estimate import estimate
+from advisor.estimate.memory import (
+    ALLOCATOR_ACTIVATIONS,
+    ALLOCATOR_SEGMENTS_BYTES,
+    ALLOCATOR_STATIC,
+    ALLOCATOR_TRANSIENT,
+)
+from advisor.workload.config import arch_from_config
+from advisor.workload.transformer import build_transformer, kv_cache_peak_bytes
+
+MiB = 2**20
+RUNS = Path(__file__).parent / "data" / "gpu-runs"
+CARDS = ("h100-2026-11-28", "h200-2026-11-28")
+
+BERT_BASE = {"model_type": "bert", "num_hidden_layers": 12, "hidden_size": 768, "num_attention_heads": 12,
+             "intermediate_size": 3072, "vocab_size": 30522, "max_position_embeddings": 512, "type_vocab_size": 2}
+
+
+# --------------------------------------------------------------------------------------------- the GPU rows
+
+def _rows() -> list[tuple[str, v.ValidationRow]]:
+    out = []
+    for card in CARDS:
+        for part in ("a", "b"):
+            doc = json.loads((RUNS / card / f"validate-{part}.json").read_text())
+            out += [(card, r) for r in v.replay(doc, calibration=None).rows]
+    return out
+
+
+_REPLAYED: list[tuple[str, v.ValidationRow]] = []
+
+
+def _replayed() -> list[tuple[str, v.ValidationRow]]:
+    if not _REPLAYED:
+        _REPLAYED.extend(_rows())
+    return _REPLAYED
+
+
+#: Rows the estimator still under-predicts (both cards).  Empty since validate traces the zoo module with its
+#: own loss (cross-entropy over fp32 logits): the seven traced rows that came out 6-22% low now hold.  strict:
+#: a row that breaks the property again must be listed here, with its reason.
+STILL_UNDER: set[tuple[str, str]] = set()
+
+
+def _row_ids() -> list[tuple[str, str, str]]:
+    ids = []
+    for card in CARDS:
+        for part in ("a", "b"):
+            doc = json.loads((RUNS / card / f"validate-{part}.json").read_text())
+            for r in doc["rows"]:
+                c = r["config"]
+                case = v.Case(r["model"], c["mode"], c["batch_size"], c["precision"], c["optimizer"],
+                              seq_len=c["seq_len"], image_size=c["image_size"],
+                              gradient_checkpointing=c["gradient_checkpointing"], gen_len=c.get("gen_len"))
+                ids.append((card, r["model"], case.label()))
+    return ids
+
+
+def _params() -> list[object]:
+    out = []
+    for card, model, label in _row_ids():
+        marks = [pytest.mark.xfail(strict=True, reason="traced allocated bytes too low")] \
+            if (model, label) in STILL_UNDER else []
+        out.append(pytest.param(card, model, label, marks=marks, id=f"{card[:4]}-{model}-{label}"))
+    return out
+
+
+@pytest.mark.parametrize(("card", "model", "label"), _params())
+def test_never_under_promises_on_the_shared_gpu_rows(card, model, label) -> None:
+    """predicted >= measured max_memory_reserved x 0.95, or within 512 MiB of it."""
+    row = next(r for c, r in _replayed() if c == card and r.case.model == model and r.case.label() == label)
+    predicted, measured = row.prediction.memory_bytes, row.measurement.peak_bytes
+    assert predicted is not None and measured is not None
+    assert predicted >= 0.95 * measured or measured - predicted <= 512 * MiB, (
+        f"{model} {label}: predicted {predicted / MiB:.0f} MiB, measured {measured / MiB:.0f} MiB reserved")
+
+
+def test_decode_row_is_within_ten_percent_on_both_cards() -> None:
+    rows = [r for _, r in _replayed() if r.case.gen_len]
+    assert len(rows) == 2
+    for r in rows:  # was -57%: the prefill's logits at every prompt position were missing
+        assert abs(r.memory_error) <= 0.10
+
+
+# --------------------------------------------------------------------------------------------- decode
+
+def _gpt_cfg(vocab: int, hidden: int, layers: int, heads: int) -> dict[str, object]:
+    return {"model_type": "gpt2", "n_layer": layers, "n_embd": hidden, "n_head": heads, "vocab_size": vocab,
+            "n_positions": 256, "resid_pdrop": 0.0}
+
+
+def test_kv_cache_peak_counts_fused_qkv_views_and_the_cat_copy() -> None:
+    gpt = arch_from_config(_gpt_cfg(50257, 768, 12, 12))
+    b, s, g = 8, 512, 64
+    # after the prefill each layer keeps c_attn's whole q|k|v output (k and v are views of it)
+    prefill = 12 * b * s * 3 * 768 * 2
+    final = 12 * b * (s + g) * 2 * 768 * 2
+    assert prefill > final
+    assert kv_cache_peak_bytes(gpt, b, s, g, 2) == prefill + b * (s + g) * 768 * 2
+    # a long generation: the final cache is the larger
+    assert kv_cache_peak_bytes(gpt, b, s, 4 * s, 2) == 12 * b * 5 * s * 2 * 768 * 2 + b * 5 * s * 768 * 2
+
+
+def test_decode_memory_matches_the_zoo_generate_on_the_cpu() -> None:
+    """The zoo's generate() run on the CPU: its peak beyond the weights is the KV cache at its peak plus the
+    prefill's logits (at every prompt position), as the analytic model says."""
+    torch = pytest.importorskip("torch")
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from advisor.workload import zoo
+
+    heap = v.heap_in_use_bytes
+    if heap() is None:
+        pytest.skip("this C library has no mallinfo2: the CPU heap cannot be measured")
+    vocab, hidden, layers, heads, b, s, g = 8192, 128, 2, 4, 4, 128, 8
+    model = zoo.TinyGPT(vocab_size=vocab, hidden=hidden, layers=layers, heads=heads, n_positions=256).eval()
+    wl = build_transformer(arch_from_config(_gpt_cfg(vocab, hidden, layers, heads)), name="tiny", batch_size=b,
+                           seq_len=s, mode="infer", precision="fp32", optimizer=None, gen_len=g,
+                           attention="eager")
+    predicted = wl.kv_cache_bytes + wl.transient_bytes
+
+    class Peak(TorchDispatchMode):
+        def __init__(self, base: int) -> None:
+            super().__init__()
+            self.base, self.peak = base, 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            self.peak = max(self.peak, (heap() or 0) - self.base)
+            return out
+
+    tokens = torch.zeros(b, s, dtype=torch.long)
+    peaks = []
+    with torch.inference_mode():
+        for _ in range(2):  # the first run may grow the heap's arenas
+            gc.collect()
+            with Peak(heap() or 0) as mode:
+                model.generate(tokens, g)
+            peaks.append(mode.peak)
+    measured = min(peaks)
+    logits = b * s * vocab * 4
+    assert measured > logits  # the prefill's logits are there: every prompt position
+    assert 0.85 <= measured / predicted <= 1.2
+
+
+def test_gen_len_zero_is_one_forward_with_logits_everywhere() -> None:
+    arch = arch_from_config(_gpt_cfg(50257, 768, 12, 12))
+    fwd = build_transformer(arch, name="gpt2", batch_size=8, seq_len=256, mode="infer", precision="bf16",
+                            optimizer=None, gen_len=0)
+    gen = build_transformer(arch, name="gpt2", batch_size=8, seq_len=256, mode="infer", precision="bf16",
+                            optimizer=None, gen_len=32)
+    dflt = build_transformer(arch, name="gpt2", batch_size=8, seq_len=256, mode="infer", precision="bf16",
+                             optimizer=None)
+    assert fwd.kv_cache_bytes == 0 and not fwd.decode_ops and fwd.gen_len == 0
+    assert any("gen_len=0" in a and "every position" in a for a in fwd.assumptions)
+    assert all(op.phase != "prefill" for op in fwd.ops)
+    head = next(op for op in fwd.ops if op.name == "lm_head")
+    assert head.flops == 2.0 * 8 * 256 * 768 * 50257
+    assert fwd.transient_bytes >= 8 * 256 * 50257 * 2
+    assert gen.kv_cache_bytes > 0 and gen.decode_ops and any("generation (gen_len=32)" in a for a in gen.assumptions)
+    assert dflt.gen_len == 128 and any("gen_len not given" in a for a in dflt.assumptions)
+    with pytest.raises(WorkloadError, match="whole number >= 0"):
+        build_transformer(arch, name="gpt2", batch_size=8, seq_len=256, mode="infer", precision="bf16",
+                          optimizer=None, gen_len=-1)
+    e = estimate(dict(_gpt_cfg(50257, 768, 12, 12)), "h100-sxm5-80gb", calibration=None, batch_size=8,
+                 seq_len=256, mode="infer", precision="bf16", gen_len=0)
+    assert e.memory.breakdown_bytes["kv_cache"] == 0
+
+
+def test_cli_gen_len_zero_and_its_help(capsys) -> None:
+    from advisor.cli import main
+
+    assert main(["estimate", "--model", "gpt2", "--gpu", "h100-sxm5-80gb", "--mode", "infer", "--gen-len", "0",
+                 "--seq-len", "512", "--json", "--calibration", "none"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["memory"]["breakdown_bytes"]["kv_cache"] == 0
+    with pytest.raises(SystemExit) as exc:
+        main(["estimate", "--model", "gpt2", "--gpu", "h100-sxm5-80gb", "--mode", "infer", "--gen-len", "-2"])
+    assert exc.value.code != 0 and "must be >= 0" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["estimate", "--help"])
+    assert "default 128: generation" in " ".join(capsys.readouterr().out.split())
+
+
+# --------------------------------------------------------------------------------------------- BERT's MLM head
+
+def test_bert_masked_lm_config_counts_hugging_faces_parameters() -> None:
+    """BertModel (with pooler) of bert-base-uncased has 109,482,240 parameters; BertForMaskedLM 109,514,298
+    (no pooler; the head's dense + LayerNorm + the decoder's bias, its weight tied) -- as Hugging Face counts."""
+    assert arch_from_config(BERT_BASE).params == 109_482_240
+    mlm = arch_from_config({**BERT_BASE, "architectures": ["BertForMaskedLM"]})
+    assert mlm.mlm_head and not mlm.pooler and mlm.params == 109_514_298
+
+
+def test_bert_mlm_head_carries_logits_in_time_and_memory() -> None:
+    bare = arch_from_config(BERT_BASE)
+    mlm = arch_from_config({**BERT_BASE, "architectures": ["BertForMaskedLM"]})
+    kw = dict(name="bert", batch_size=32, seq_len=512, mode="train", precision="amp-bf16", optimizer="adamw")
+    a, m = build_transformer(bare, **kw), build_transformer(mlm, **kw)
+    tokens, v_size, h = 32 * 512, 30522, 768
+    fwd_head = 2.0 * tokens * h * (h + v_size) - 2.0 * 32 * h * h  # MLM head in, pooler out
+    assert sum(op.flops for op in m.ops if op.phase == "forward") - \
+        sum(op.flops for op in a.ops if op.phase == "forward") == pytest.approx(fwd_head)
+    # the loss keeps fp32 log-probabilities (autocast runs cross_entropy in fp32); its backward two more
+    assert m.activation_bytes - a.activation_bytes >= tokens * v_size * 4
+    assert m.transient_bytes == tokens * v_size * 2 * 4
+    ck = build_transformer(mlm, gradient_checkpointing=True, **kw)
+    inputs = 12 * tokens * h * 4  # each block's input, fp32 residual stream under amp
+    head_saved = tokens * v_size * 4
+    transform = tokens * h * (3 * 2 + 4)
+    assert ck.activation_bytes == pytest.approx(inputs + head_saved + transform)  # the head outweighs a block
+    assert any("BertForMaskedLM" in x for x in m.assumptions)
+
+
+def test_validate_predicts_bert_with_its_mlm_head() -> None:
+    # validate's training rows are the traced zoo module; its other rows use an HF-style config, which must
+    # carry the zoo BERT's MLM head
+    case = v.Case("bert-base", "infer", 32, "amp-bf16", None, seq_len=512)
+    config, _ = v.estimator_model(case)
+    assert config["architectures"] == ["BertForMaskedLM"]
+
+
+# --------------------------------------------------------------------------------------------- the allocator
+
+def test_allocator_is_named_in_the_overhead_and_follows_its_formula() -> None:
+    e = estimate("gpt2", "h100-sxm5-80gb", calibration=None, batch_size=8, seq_len=1024, precision="amp-bf16")
+    detail = e.memory.overhead_detail_bytes
+    assert "allocator" in detail and "allocator_fragmentation" not in detail
+    w = e.workload
+    from advisor.estimate.memory import memory_parts
+    from advisor.estimate.parallel import resolve_plan
+
+    parts = memory_parts(w, resolve_plan(None, 1))
+    expected = (ALLOCATOR_SEGMENTS_BYTES + ALLOCATOR_STATIC * (parts.static_bytes + parts.kv_cache)
+                + ALLOCATOR_ACTIVATIONS * parts.activations + ALLOCATOR_TRANSIENT * parts.transient)
+    assert detail["allocator"] == pytest.approx(expected)
+    assert any("caching allocator" in a for a in e.assumptions)
+    # it grows with the batch (per-step temporaries and activations), as reserved - allocated does
+    e2 = estimate("gpt2", "h100-sxm5-80gb", calibration=None, batch_size=16, seq_len=1024, precision="amp-bf16")
+    assert e2.memory.overhead_detail_bytes["allocator"] > 1.5 * detail["allocator"] - ALLOCATOR_SEGMENTS_BYTES
+
+
+def test_allocator_fit_covers_the_h200_gap_it_never_saw() -> None:
+    """Fitted on the H100 rows: on the H200 rows the median of predicted allocator / measured gap is near 1."""
+    import statistics
+
+    ratios = []
+    for card, r in _replayed():
+        if card != "h200-2026-11-28" or r.measurement.allocated_bytes is None:
+            continue
+        case = r.case
+        model, kwargs = v.estimator_model(case)
+        kwargs.update(batch_size=case.batch_size, precision=case.precision, mode=case.mode,
+                      gradient_checkpointing=case.gradient_checkpointing,
+                      optimizer=case.optimizer if case.mode == "train" else None)
+        if case.gen_len:
+            kwargs["gen_len"] = case.gen_len
+        e = estimate(model, "h200-sxm-141gb", calibration=None, **kwargs)
+        gap = r.measurement.reserved_bytes - r.measurement.allocated_bytes
+        ratios.append(e.memory.overhead_detail_bytes["allocator"] / gap)
+    assert len(ratios) == 37
+    assert 0.7 <= statistics.median(ratios) <= 1.5
+
+
+def test_near_limit_pair_brackets_the_estimators_limit() -> None:
+    pair = v.near_limit_cases("h100-sxm5-80gb")
+    assert [c.batch_size for c in pair] == [pair[0].batch_size, pair[0].batch_size + 1]
+    fits = []
+    for case in pair:
+        model, kwargs = v.estimator_model(case)
+        kwargs.update(batch_size=case.batch_size, precision=case.precision, mode=case.mode,
+                      optimizer=case.optimizer)
+        fits.append(estimate(model, "h100-sxm5-80gb", calibration=None, **kwargs).memory.fits)
+    assert fits == [True, False]
+    gpu = v.default_cases(["gpt2"], cuda=True, card="h100-sxm5-80gb")
+    assert gpu[-2:] == pair
+    assert v.default_cases(["gpt2"], cuda=True) == gpu[:-2]  # no card: no pair
+    assert not any(c.batch_size > 32 for c in v.default_cases(["gpt2"], card="h100-sxm5-80gb"))  # CPU: none
+
+
+@pytest.mark.parametrize("card", CARDS)
+def test_memory_replay_ratchet(card) -> None:
+    """Where the shared runs stand (calibration none): one row under-predicted by more than 10%; median |error|
+    18% (before the allocator model and the traced loss: 11.9% with 16 rows under by more than 10%).  Every row
+    errs on the safe side now; the traced amp rows' allocated bytes come out 10-24% high (docs/accuracy.md)."""
+    import statistics
+
+    errors = [r.memory_error for c, r in _replayed() if c == card and r.memory_error is not None]
+    assert len(errors) == 37  # every row has a prediction (vit-b16 with checkpointing included)
+    assert statistics.median(abs(e) for e in errors) <= 0.19
+    # one row more than 10% low: lstm-lm b128 fp32 (-28% of 1.03 GiB, 0.29 GiB: inside the 512 MiB slack)
+    assert sum(e < -0.10 for e in errors) <= 1
