@@ -486,8 +486,8 @@ def recommend(model: Any, *, batch_size: int = 1, seq_len: int | None = None, im
         f"batch_size {batch_size} is the global micro-batch across data-parallel replicas",
         f"job: {job['description']}; time to train = job samples / effective samples per second (the GPUs' "
         "rate, host dispatch included, capped by the data loader and host->device copies)",
-        "cost-cloud: on-demand $/h per card (dated in the catalog) x count x hours of this job; cards without a "
-        "cloud price are not rentable there (-)",
+        "cost-cloud: on-demand $/h per card (dated in the catalog) x count x hours of this job; 'not rentable' where "
+        "the catalog found no public on-demand offer, 'no price' where none has been found yet",
         "cost-buy: purchase price per card x count (launch/street price in the catalog); break-even: hours of "
         "renting the same cards that cost as much as buying them (power, hosting and resale not counted)",
         f"energy: TDP x count x time x {POWER_UTILIZATION:.0%} average power draw (stated utilization)",
@@ -559,7 +559,9 @@ def _price_and_rank(candidates: list[dict[str, Any]], job: Mapping[str, Any], ob
         if cost is None and (objective in ("cost-cloud", "cost-buy") or budget_usd is not None):
             rejected.append(Rejection(
                 spec.id, spec.name, n, "no_price",
-                f"not rentable: the catalog has no on-demand cloud price for {spec.name}" if basis == "cloud" else
+                (f"not rentable: no public on-demand offer for {spec.name} (catalog, checked "
+                 f"{spec.cloud_price_date})" if spec.cloud_rentable is False else
+                 f"no cloud price: the catalog has no on-demand price for {spec.name} yet") if basis == "cloud" else
                 f"no price: the catalog has no purchase price for {spec.name}"))
             continue
         if budget_usd is not None and cost is not None and cost > budget_usd:

@@ -431,3 +431,16 @@ def test_cli_prints_no_zero_valued_time_cost_or_energy(capsys) -> None:
     out = capsys.readouterr().out
     assert "cloud $" in out and "buy $" in out and "break-even" in out and "limited by" in out
     assert not re.search(r"(?<![\d.])0\.0+ (h|kWh|s|min)\b|\$0(\.0+)?(?![\d.])|(?<![\d.])0\.0+ Wh", out), out
+
+
+def test_cloud_cell_tells_not_rentable_from_no_price(capsys) -> None:
+    """MI50 is marked not rentable (no public on-demand offer found); MI250 simply has no price yet."""
+    from advisor.cli import main
+
+    rc = main(["recommend", "--model", "bert-base", "--batch-size", "8", "--seq-len", "128", "--precision", "fp16",
+               "--mode", "infer", "--gpus", "mi50", "mi250", "--max-gpus", "1"])
+    out = capsys.readouterr().out
+    assert rc == 0
+    mi50 = next(line for line in out.splitlines() if "MI50 " in line)
+    mi250 = next(line for line in out.splitlines() if "MI250" in line)
+    assert "not rentable" in mi50 and "no price" in mi250

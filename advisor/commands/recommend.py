@@ -94,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
                      None if frac is None else f"{100 * frac:.0f}%", format_seconds(r.step_s),
                      f"{r.effective_samples_per_s:,.0f}", _limiter(r.limiter),
                      format_seconds(r.time_to_train_s),
-                     "not rentable" if r.cost_cloud_usd is None else format_usd(r.cost_cloud_usd),
+                     _cloud_cell(r.gpu_id, r.cost_cloud_usd, args),
                      None if r.cost_buy_usd is None else format_usd(r.cost_buy_usd),
                      None if r.break_even_hours is None else format_hours(r.break_even_hours),
                      format_energy(r.energy_kwh)))
@@ -126,3 +126,15 @@ def run(args: argparse.Namespace) -> int:
     for a in rec.assumptions:
         console.print(f"  - {a}")
     return status
+
+
+def _cloud_cell(gpu_id: str, cost: float | None, args: Any) -> str:
+    """The cloud-cost cell: the cost, "not rentable" where the catalog says no public on-demand offer exists,
+    or "no price" where nobody has found one yet."""
+    from advisor.catalog import get_gpu
+    from advisor.units import format_usd
+
+    if cost is not None:
+        return format_usd(cost)
+    rentable = get_gpu(gpu_id, specs_dir=getattr(args, "specs_dir", None)).cloud_rentable
+    return "not rentable" if rentable is False else "no price"
