@@ -89,7 +89,9 @@ def test_replay_rejects_what_is_not_a_run(tmp_path) -> None:
     bad = tmp_path / "x.json"
     bad.write_text("[1, 2]")
     assert main(["validate", "--replay", str(bad)]) != 0
-    with pytest.raises(v.AdvisorError, match="not a validate run"):
+    from advisor.errors import AdvisorError
+
+    with pytest.raises(AdvisorError, match="not a validate run"):
         v.replay({"rows": 3})
 
 
