@@ -8,10 +8,9 @@ plain arithmetic.  Nothing here imports torch.
 
 from __future__ import annotations
 
-import math
 from collections import OrderedDict
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +19,11 @@ from advisor.errors import EstimateError
 from advisor.estimate.calibrate import apply_efficiencies, load_efficiencies, store_problem
 from advisor.estimate.efficiency import (
     CONTEXT_SOURCE,
-    HALF_DIM_REF,
     HOST_BACKWARD_FRACTION,
     HOST_SOURCE,
-    REF_SMS,
     defaults_for,
 )
-from advisor.estimate.gemm import UNALIGNED_SOURCE, unaligned_fraction, unaligned_gemms
+from advisor.estimate.gemm import UNALIGNED_SOURCE, unaligned_gemms
 from advisor.estimate.memory import (
     ALLOCATOR_SUMMARY,
     KERNEL_MODULES_INFER_BYTES,
@@ -51,13 +48,12 @@ from advisor.estimate.parallel import (
 )
 from advisor.estimate.power import sustained_clock
 from advisor.estimate.time import (
-    BN_NCHW_ELEMENTS_PER_SM_CYCLE,
     GROUPS,
     LAYOUT_SOURCE,
     PHASES,
-    CardRates,
     PreparedOp,
     TimeEstimate,
+    card_rates,
     check_runtime,
     host_floor,
     ops_time_detail,
@@ -308,31 +304,8 @@ def estimate_workload(workload: Workload | PreparedWorkload, spec: GpuSpec, *, n
     mem = memory_on_card(parts, spec.memory_bytes, eff, plan.dp)
 
     # --- time ---
-    half = HALF_DIM_REF * math.sqrt((spec.sm_count or REF_SMS) / REF_SMS)
-    # compute runs at the sustained clock (eff.clock); memory bandwidth does not (the memory clock holds)
-    tensor_held, vector_held = tensor_peak * eff.clock, vector_peak * eff.clock
-    conv_peak, conv_eff = tensor_held, eff.conv
-    conv_tensor_cores = w.precision not in ("fp32", "tf32") or bool(spec.tf32_tflops)
-    if w.precision == "fp32":
-        # cuDNN's default (torch.backends.cudnn.allow_tf32 is True): TF32 tensor cores where the card has them,
-        # else the FP32 units at the GEMM efficiency
-        conv_peak, conv_eff = ((spec.tf32_tflops * 1e12 * eff.clock, eff.conv) if spec.tf32_tflops
-                               else (vector_held, eff.matmul))
-    conv_flops = conv_peak * conv_eff
-    rates = CardRates(tensor_flops=tensor_held * eff.matmul, conv_flops=conv_flops,
-                      vector_flops=vector_held * eff.vector, matmul_vector_flops=vector_held * eff.matmul,
-                      memory_bytes_s=spec.memory_bandwidth_bytes_s * eff.memory, launch_s=eff.launch_overhead_s,
-                      half_dim=half, sm_count=spec.sm_count or 0,
-                      unaligned_flops=tensor_held * unaligned_fraction(eff.arch),
-                      unaligned_conv_flops=conv_peak * unaligned_fraction(eff.arch),
-                      bn_elements_s=(spec.sm_count or 0) * (spec.boost_clock_mhz or 0) * 1e6 * eff.clock
-                      * BN_NCHW_ELEMENTS_PER_SM_CYCLE,
-                      layout_transposes=spec.vendor == "nvidia" and conv_tensor_cores
-                      and eff.arch not in ("pascal", "generic"))
     serial_host = spec.architecture.strip().lower() == "cpu"  # the host runs the ops too: no overlap
-    if serial_host:
-        rates = replace(rates, launch_s=0.0, bn_elements_s=0.0, layout_transposes=False, unaligned_flops=0.0,
-                        unaligned_conv_flops=0.0)
+    rates = card_rates(spec, w.precision, eff, tensor_peak, vector_peak, serial_host=serial_host)
     step_ops = prep.ops(micro, plan.tp, runtime=runtime, channels_last=channels_last)
     detail = ops_time_detail(step_ops, rates)
     phases, compute_s, memory_s, launch_s = detail.phases, detail.compute_s, detail.memory_s, detail.launch_s

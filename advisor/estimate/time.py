@@ -13,13 +13,14 @@ prepared once per workload.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from advisor.errors import EstimateError
-from advisor.estimate.efficiency import HOST_BACKWARD_FRACTION
-from advisor.estimate.gemm import aligned, common_alignment, gemm_seconds
+from advisor.estimate.efficiency import HALF_DIM_REF, HOST_BACKWARD_FRACTION, REF_SMS
+from advisor.estimate.gemm import aligned, common_alignment, gemm_seconds, unaligned_fraction
 from advisor.workload.base import OpCost
 
 # Op classes (ints keep the per-card loop cheap).
@@ -153,6 +154,43 @@ class CardRates:
     unaligned_conv_flops: float = 0.0  # the same for convolutions (their peak: TF32 for fp32 under cuDNN)
     bn_elements_s: float = 0.0  # NCHW batch-norm elements per second (0: priced by its bytes)
     layout_transposes: bool = False  # cuDNN tensor-core convs transpose NCHW tensors (NVIDIA Volta and later)
+
+
+def card_rates(spec: Any, precision: str, eff: Any, tensor_peak: float, vector_peak: float, *,
+               serial_host: bool = False) -> CardRates:
+    """What one card achieves for one precision: the ``CardRates`` every op of a step is priced at.
+
+    Args:
+        spec: the card (``GpuSpec``; per device for a multi-die package).
+        precision: the workload's precision.
+        eff: its efficiencies (defaults or calibrated; ``eff.clock`` the sustained fraction of the boost clock).
+        tensor_peak, vector_peak: dense tensor and vector peaks for ``precision`` (FLOP/s).
+        serial_host: the card is the host's CPU (validate's pseudo-card): no launches, layouts or alignment.
+    """
+    half = HALF_DIM_REF * math.sqrt((spec.sm_count or REF_SMS) / REF_SMS)
+    # compute runs at the sustained clock (eff.clock); memory bandwidth does not (the memory clock holds)
+    tensor_held, vector_held = tensor_peak * eff.clock, vector_peak * eff.clock
+    conv_peak, conv_eff = tensor_held, eff.conv
+    conv_tensor_cores = precision not in ("fp32", "tf32") or bool(spec.tf32_tflops)
+    if precision == "fp32":
+        # cuDNN's default (torch.backends.cudnn.allow_tf32 is True): TF32 tensor cores where the card has them,
+        # else the FP32 units at the GEMM efficiency
+        conv_peak, conv_eff = ((spec.tf32_tflops * 1e12 * eff.clock, eff.conv) if spec.tf32_tflops
+                               else (vector_held, eff.matmul))
+    rates = CardRates(tensor_flops=tensor_held * eff.matmul, conv_flops=conv_peak * conv_eff,
+                      vector_flops=vector_held * eff.vector, matmul_vector_flops=vector_held * eff.matmul,
+                      memory_bytes_s=spec.memory_bandwidth_bytes_s * eff.memory, launch_s=eff.launch_overhead_s,
+                      half_dim=half, sm_count=spec.sm_count or 0,
+                      unaligned_flops=tensor_held * unaligned_fraction(eff.arch),
+                      unaligned_conv_flops=conv_peak * unaligned_fraction(eff.arch),
+                      bn_elements_s=(spec.sm_count or 0) * (spec.boost_clock_mhz or 0) * 1e6 * eff.clock
+                      * BN_NCHW_ELEMENTS_PER_SM_CYCLE,
+                      layout_transposes=spec.vendor == "nvidia" and conv_tensor_cores
+                      and eff.arch not in ("pascal", "generic"))
+    if serial_host:
+        rates = replace(rates, launch_s=0.0, bn_elements_s=0.0, layout_transposes=False, unaligned_flops=0.0,
+                        unaligned_conv_flops=0.0)
+    return rates
 
 
 @dataclass(frozen=True, slots=True)
