@@ -81,7 +81,7 @@ def bandwidth_bytes(mode: str, buffer_bytes: int) -> int:
     """Bytes moved per iteration: copy reads and writes each byte (2x); read or write once (1x)."""
     factor = {"copy": 2, "read": 1, "write": 1}.get(mode)
     if factor is None:
-        raise ValueError(f"unknown bandwidth mode {mode!r}; accepted: copy, read, write")
+        raise AdvisorError(f"unknown bandwidth mode {mode!r}", hint="accepted: copy, read, write")
     return factor * buffer_bytes
 
 
