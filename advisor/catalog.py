@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from advisor.errors import SpecError, UnknownGpuError
+from advisor.errors import EstimateError, SpecError, UnknownGpuError
 
 Segment = Literal["geforce", "workstation", "datacenter", "radeon", "instinct", "edge"]
 SEGMENTS: tuple[str, ...] = ("geforce", "workstation", "datacenter", "radeon", "instinct", "edge")
@@ -238,7 +238,7 @@ class GpuSpec:
         """
         key = PRECISION_FIELDS.get(precision)
         if key is None:
-            raise ValueError(f"unknown precision {precision!r}; accepted: {', '.join(PRECISION_FIELDS)}")
+            raise EstimateError(f"unknown precision {precision!r}", hint=f"accepted: {', '.join(PRECISION_FIELDS)}")
         value = getattr(self, key)
         return None if value is None else value * 1e12
 

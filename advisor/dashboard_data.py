@@ -12,6 +12,7 @@ import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from advisor.precision import ELEMENT_BYTES
 from advisor.units import GiB, format_bytes
 from advisor.workload.base import OPTIMIZERS as OPTIMIZERS  # re-exported for dashboard.py
 from advisor.workload.base import PRECISIONS as PRECISIONS
@@ -410,12 +411,9 @@ def kernel_frame(result: Mapping[str, Any]) -> pd.DataFrame:
                                        "efficiency_pct", "label"])
 
 
-_ELEMENT_BYTES = {"fp32": 4, "tf32": 4, "fp16": 2, "bf16": 2, "fp8": 1, "int8": 1}
-
-
 def matmul_intensity(shape: str | None, precision: str | None) -> float | None:
     """FLOP per byte of an ``MxNxK`` matmul reading A, B and writing C once: 2MNK / (e(MK + KN + MN))."""
-    if not shape or precision not in _ELEMENT_BYTES:
+    if not shape or precision not in ELEMENT_BYTES:
         return None
     import re
 
@@ -423,7 +421,7 @@ def matmul_intensity(shape: str | None, precision: str | None) -> float | None:
     if len(dims) < 3:
         return None
     m, n, k = dims[-3:] if len(dims) == 3 else dims[:3]
-    return 2 * m * n * k / (_ELEMENT_BYTES[str(precision)] * (m * k + k * n + m * n))
+    return 2 * m * n * k / (ELEMENT_BYTES[str(precision)] * (m * k + k * n + m * n))
 
 
 def roofline_frame(result: Mapping[str, Any], specs: Mapping[str, Mapping[str, Any]]) -> dict[str, pd.DataFrame]:

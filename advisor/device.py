@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from advisor.errors import AdvisorError
+from advisor.errors import AdvisorError, ProbeUnavailable
 
 if TYPE_CHECKING:  # advisor.probe imports this module: a runtime import would be circular
     from advisor.probe.backend import InventoryBackend
@@ -355,7 +355,7 @@ def as_device(device: Device | str) -> Device:
         return CpuDevice(torch_device=device)
     if device == "cuda" or device.startswith("cuda:"):
         return CudaDevice(int(device.partition(":")[2] or 0))
-    raise ValueError(f"unknown device {device!r}; accepted: cpu, meta, cuda, cuda:N")
+    raise ProbeUnavailable(f"unknown device {device!r}", hint="accepted: cpu, meta, cuda, cuda:N")
 
 
 def _uuid_key(uuid: str | None) -> str:

@@ -11,7 +11,7 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,13 +90,17 @@ class HistoryStore:
 
     Args:
         path: the database file; ``default_store_path()`` when None.
+        clock, sleep: seconds (monotonic) and a pause, for retrying a busy new file until ``BUSY_TIMEOUT_S``
+            (parameters so tests can script them).
 
     Raises:
         StoreError: the file is not a database, is corrupt, or cannot be created.
     """
 
-    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+    def __init__(self, path: str | os.PathLike[str] | None = None, *,
+                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> None:
         self.path = Path(path) if path is not None else default_store_path()
+        self._clock, self._sleep = clock, sleep
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -111,7 +115,7 @@ class HistoryStore:
         switch or the schema script without the busy handler being consulted, so these are retried
         until ``BUSY_TIMEOUT_S`` has passed.
         """
-        deadline = time.monotonic() + BUSY_TIMEOUT_S
+        deadline = self._clock() + BUSY_TIMEOUT_S
         while True:
             try:
                 with self._connect() as con:
@@ -123,9 +127,9 @@ class HistoryStore:
             except StoreError as exc:
                 cause = exc.__cause__
                 busy = isinstance(cause, sqlite3.OperationalError) and ("locked" in str(cause) or "busy" in str(cause))
-                if not busy or time.monotonic() > deadline:
+                if not busy or self._clock() > deadline:
                     raise
-                time.sleep(0.05)
+                self._sleep(0.05)
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:

@@ -25,7 +25,7 @@ from advisor.catalog import (
     normalize_name,
     pcie_bandwidth_gbs,
 )
-from advisor.errors import SpecError, UnknownGpuError
+from advisor.errors import EstimateError, SpecError, UnknownGpuError
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS_DIR = ROOT / "specs"
@@ -191,7 +191,7 @@ def test_peak_flops_and_supported_precisions() -> None:
     assert a100.peak_flops("fp8") is None and not a100.supports("fp8")
     assert "bf16" in a100.supported_precisions and "fp8" not in a100.supported_precisions
     assert set(get_gpu("h100-sxm5-80gb").supported_precisions) >= {"fp32", "tf32", "bf16", "fp8", "int8"}
-    with pytest.raises(ValueError, match="fp13"):
+    with pytest.raises(EstimateError, match="fp13"):
         a100.peak_flops("fp13")
     assert set(PRECISION_FIELDS) >= {"fp32", "tf32", "fp16", "bf16", "amp-fp16", "amp-bf16", "fp8", "int8", "int4"}
 

@@ -676,3 +676,21 @@ def test_collectives_lines_stay_inside_the_plot() -> None:
     assert spec["mark"]["clip"] is True
     assert spec["encoding"]["y"]["scale"]["domain"][1] >= 391.0  # the highest line is below the axis' top
     assert spec["encoding"]["x"]["axis"]["format"] == "~s"
+
+
+def test_a_notice_of_a_bug_keeps_its_traceback_in_the_log(caplog: pytest.LogCaptureFixture) -> None:
+    from advisor.dashboard import common
+    from advisor.errors import StoreError
+
+    def bug() -> None:
+        raise KeyError("gpu")
+
+    with caplog.at_level("ERROR", logger="gpu-advisor.dashboard"):
+        common.notice(StoreError("corrupt", hint="move it aside"), "Reading the history store")
+        assert not caplog.records  # a user's problem: a notice only
+        try:
+            bug()
+        except KeyError as exc:
+            common.notice(exc, "The recommendation")
+    (record,) = caplog.records
+    assert record.getMessage() == "The recommendation failed" and record.exc_info and record.exc_info[0] is KeyError

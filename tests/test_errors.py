@@ -80,3 +80,17 @@ def test_bad_toml_names_its_directory_and_a_misnamed_file_says_how_to_fix_it(
 def test_readme_documents_the_id_equals_file_name_rule() -> None:
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     assert "`id` must equal its file name" in readme
+
+
+def test_library_argument_checks_are_advisor_errors_with_a_hint() -> None:
+    from advisor.catalog import get_gpu
+    from advisor.device import as_device
+    from advisor.errors import AdvisorError, EstimateError, ProbeUnavailable
+    from advisor.probe.kernels import bandwidth_bytes
+
+    for call, kind, accepted in ((lambda: as_device("tpu:0"), ProbeUnavailable, "cuda:N"),
+                                 (lambda: get_gpu("h100-sxm5-80gb").peak_flops("fp6"), EstimateError, "amp-bf16"),
+                                 (lambda: bandwidth_bytes("swap", 1), AdvisorError, "copy, read, write")):
+        with pytest.raises(kind) as info:
+            call()
+        assert not isinstance(info.value, ValueError) and info.value.hint and accepted in info.value.hint

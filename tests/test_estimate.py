@@ -377,6 +377,22 @@ def test_auto_calibration_reads_the_latest_probe_from_the_history_store() -> Non
     clear_calibration_cache()
 
 
+def test_auto_calibration_keeps_a_store_lookup_for_its_ttl_on_the_injected_clock(monkeypatch) -> None:
+    from advisor.estimate import calibrate
+
+    store = pytest.importorskip("advisor.store")
+    now = [1000.0]
+    monkeypatch.setattr(calibrate, "cache_clock", lambda: now[0])
+    clear_calibration_cache()
+    assert not estimate_workload(make_workload(), H100, calibration="auto").calibrated  # empty store, now cached
+    store.HistoryStore().save_probe(_probe_of_h100(0.4))
+    now[0] += calibrate._AUTO_TTL_S - 0.01
+    assert not estimate_workload(make_workload(), H100, calibration="auto").calibrated  # within the TTL: cached
+    now[0] += 0.02
+    assert estimate_workload(make_workload(), H100, calibration="auto").calibrated  # expired: the new probe is read
+    clear_calibration_cache()
+
+
 def test_llama_3_8b_preset_decode_is_bandwidth_bound_near_published_rates() -> None:
     # vLLM / TensorRT-LLM report ~130-160 tokens/s per sequence for Llama-3-8B bf16 at small batch on one H100
     e = estimate("llama-3-8b", "h100-sxm5-80gb", mode="infer", precision="bf16", batch_size=8, seq_len=1024,

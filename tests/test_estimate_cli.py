@@ -227,3 +227,15 @@ def test_qlora_costs_the_dequantization_of_its_base() -> None:
     plain = from_preset("llama-3-8b", batch_size=1, seq_len=512, lora_rank=16)
     head = {op.name: op.bytes for op in plain.ops if op.name in ("lm_head", "embedding")}
     assert head == {op.name: op.bytes for op in w.ops if op.name in ("lm_head", "embedding")}
+
+
+def test_the_workload_flags_accept_exactly_the_library_s_names() -> None:
+    from advisor.estimate.parallel import STRATEGIES
+    from advisor.estimate.time import RUNTIMES
+    from advisor.workload.base import MODES, OPTIMIZERS, PRECISIONS
+
+    parser = argparse.ArgumentParser()
+    add_workload_args(parser)
+    choices = {a.dest: tuple(a.choices) for a in parser._actions if a.choices is not None}
+    assert choices["precision"] == PRECISIONS and choices["optimizer"] == OPTIMIZERS and choices["mode"] == MODES
+    assert choices["parallelism"] == STRATEGIES and choices["runtime"] == RUNTIMES

@@ -27,7 +27,7 @@ def test_flop_and_byte_formulas() -> None:
     assert K.conv2d_flops(1, 3, 224, 224, 64, 7, 7, 2, 3) == 236_027_904
     assert K.bandwidth_bytes("copy", 1000) == 2000
     assert K.bandwidth_bytes("read", 1000) == 1000 and K.bandwidth_bytes("write", 1000) == 1000
-    with pytest.raises(ValueError, match="copy, read, write"):
+    with pytest.raises(AdvisorError, match="copy, read, write"):
         K.bandwidth_bytes("swap", 1)
 
 

@@ -135,3 +135,39 @@ def test_many_openers_of_a_new_file_at_the_same_instant(tmp_path) -> None:
         for t in threads:
             t.join()
         assert errors == [], f"trial {trial}"
+
+
+@pytest.mark.parametrize(("busy_times", "fails"), [(3, False), (10**6, True)])
+def test_a_busy_new_file_is_retried_until_the_deadline_on_the_injected_clock(
+        tmp_path, monkeypatch: pytest.MonkeyPatch, busy_times: int, fails: bool) -> None:
+    import sqlite3
+    from contextlib import contextmanager
+
+    from advisor import store
+
+    real_connect = HistoryStore._connect
+    attempts = [0]
+
+    @contextmanager
+    def busy_then_real(self):
+        attempts[0] += 1
+        if attempts[0] <= busy_times:
+            raise StoreError("busy") from sqlite3.OperationalError("database is locked")
+        with real_connect(self) as con:
+            yield con
+
+    monkeypatch.setattr(HistoryStore, "_connect", busy_then_real)
+    now = [0.0]
+    pauses: list[float] = []
+
+    def sleep(s: float) -> None:
+        pauses.append(s)
+        now[0] += s
+
+    if fails:
+        with pytest.raises(StoreError, match="busy"):
+            HistoryStore(tmp_path / "h.sqlite3", clock=lambda: now[0], sleep=sleep)
+        assert now[0] == pytest.approx(store.BUSY_TIMEOUT_S, abs=0.1)  # gave up at the deadline, in no real time
+    else:
+        HistoryStore(tmp_path / "h.sqlite3", clock=lambda: now[0], sleep=sleep)
+        assert pauses == [0.05] * busy_times

@@ -97,3 +97,11 @@ def test_wheel_ships_the_specs_and_lists_the_same_cards(tmp_path: Path) -> None:
     loc = subprocess.run([sys.executable, "-c", "import advisor; print(advisor.__file__)"], capture_output=True,
                          text=True, cwd=tmp_path, env=env, check=True).stdout
     assert str(target) in loc
+
+
+def test_the_layout_page_names_every_module_of_the_package() -> None:
+    layout = (ROOT / "docs" / "layout.md").read_text()
+    modules = sorted(p.relative_to(ROOT / "advisor") for p in (ROOT / "advisor").rglob("*.py"))
+    missing = [str(m) for m in modules
+               if m.name not in layout and not (m.name == "__init__.py" and f"{m.parent}/" in layout)]
+    assert not missing, f"docs/layout.md does not mention {missing}"

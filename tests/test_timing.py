@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from advisor.errors import AdvisorError
 from advisor.probe.results import Measurement, Sample
 from advisor.probe.timing import Sampler, clock_region_timer, measure
 from tests.fakes import FakeClock
@@ -97,7 +98,7 @@ def test_before_repetition_runs_untimed_before_each_repetition() -> None:
 
 
 def test_bad_repetitions_rejected() -> None:
-    with pytest.raises(ValueError, match="repetitions"):
+    with pytest.raises(AdvisorError, match="repetitions"):
         measure(lambda: None, repetitions=0)
 
 

@@ -19,10 +19,7 @@ from advisor.commands._output import (
     table,
     tracing_spinner,
 )
-
-PRECISION_CHOICES = ("fp32", "tf32", "fp16", "bf16", "amp-fp16", "amp-bf16", "fp8", "int8", "int4")
-OPTIMIZER_CHOICES = ("sgd", "sgd-momentum", "adam", "adamw", "adafactor", "adamw-8bit")
-PARALLELISM_CHOICES = ("ddp", "zero1", "zero2", "zero3", "fsdp", "tp")
+from advisor.workload.base import MODES, OPTIMIZERS, PARALLELISMS, PRECISIONS
 
 
 def _gen_len(text: str) -> int:
@@ -69,18 +66,18 @@ def add_workload_args(parser: argparse.ArgumentParser) -> None:
                    help="global batch of one micro-step, across data-parallel replicas (default 1)")
     g.add_argument("--seq-len", type=_positive_int, metavar="L", help="sequence length (language models)")
     g.add_argument("--image-size", type=_positive_int, metavar="S", help="image side in pixels (vision models)")
-    g.add_argument("--precision", default="amp-bf16", choices=PRECISION_CHOICES, metavar="P",
-                   help=f"one of: {', '.join(PRECISION_CHOICES)} (default amp-bf16)")
-    g.add_argument("--optimizer", default="adamw", choices=OPTIMIZER_CHOICES, metavar="O",
-                   help=f"one of: {', '.join(OPTIMIZER_CHOICES)} (default adamw)")
-    g.add_argument("--mode", default="train", choices=("train", "infer"), help="train or infer (default train)")
+    g.add_argument("--precision", default="amp-bf16", choices=PRECISIONS, metavar="P",
+                   help=f"one of: {', '.join(PRECISIONS)} (default amp-bf16)")
+    g.add_argument("--optimizer", default="adamw", choices=OPTIMIZERS, metavar="O",
+                   help=f"one of: {', '.join(OPTIMIZERS)} (default adamw)")
+    g.add_argument("--mode", default="train", choices=MODES, help="train or infer (default train)")
     g.add_argument("--gradient-checkpointing", action="store_true", help="recompute activations in backward")
     g.add_argument("--lora-rank", type=_positive_int, metavar="R", help="train LoRA adapters of this rank only")
     g.add_argument("--quantize-base", choices=("nf4",), help="quantize the frozen base (QLoRA: nf4)")
     g.add_argument("--grad-accum", type=_positive_int, default=1, metavar="K",
                    help="micro-batches per optimizer step (default 1)")
-    g.add_argument("--parallelism", choices=PARALLELISM_CHOICES, metavar="X",
-                   help=f"multi-GPU strategy: {', '.join(PARALLELISM_CHOICES)} (default ddp when several GPUs)")
+    g.add_argument("--parallelism", choices=PARALLELISMS, metavar="X",
+                   help=f"multi-GPU strategy: {', '.join(PARALLELISMS)} (default ddp when several GPUs)")
     from advisor.workload.transformer import DEFAULT_GEN_LEN
 
     g.add_argument("--gen-len", type=_gen_len, metavar="N",

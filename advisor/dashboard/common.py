@@ -39,11 +39,15 @@ def missing(part: str) -> None:
 
 
 def notice(exc: BaseException, what: str) -> None:
-    """Show a library failure as a notice: AdvisorError with its hint, anything else by its type."""
+    """Show a library failure as a notice: AdvisorError with its hint, anything else by its type.
+
+    Anything else is a bug: its traceback goes to the server's log as well.
+    """
     if isinstance(exc, AdvisorError):
         st.warning(f"{what}: {exc.message}" + (f"  \nHint: {exc.hint}" if exc.hint else ""),
                    icon=":material/warning:")
     else:
+        logging.getLogger("gpu-advisor.dashboard").error("%s failed", what, exc_info=exc)
         st.error(f"{what} failed: {type(exc).__name__}: {exc}", icon=":material/error:")
 
 
@@ -54,9 +58,7 @@ def guarded(fn: Callable[[], None]) -> Callable[[], None]:
     def page() -> None:
         try:
             fn()
-        except Exception as exc:
-            if not isinstance(exc, AdvisorError):  # a bug: keep its traceback in the server's log
-                logging.getLogger("gpu-advisor.dashboard").exception("page %s failed", fn.__name__)
+        except Exception as exc:  # the page's boundary: whatever escaped a page is a notice (a bug is logged too)
             notice(exc, "This page could not be drawn")
 
     return page

@@ -8,6 +8,7 @@ import streamlit as st
 
 from advisor import dashboard_data as dd
 from advisor.dashboard import common
+from advisor.errors import AdvisorError
 
 
 @st.cache_data(ttl=10, show_spinner=False)
@@ -27,7 +28,7 @@ def stored_probes_or_notice() -> list[dict[str, Any]] | None:
         from advisor.store import default_store_path
 
         return stored_probes(str(default_store_path()))
-    except Exception as exc:
+    except (AdvisorError, ValueError) as exc:  # StoreError; a saved document that is not JSON (ValueError)
         common.notice(exc, "Reading the history store")
         return None
 

@@ -151,11 +151,10 @@ def _save_probe(result: Any) -> None:
         st.session_state["probe_saved_id"] = HistoryStore().save_probe(result)
         st.session_state.pop("probe_save_error", None)
         stored_probes.clear()
-    except Exception as exc:
+    except AdvisorError as exc:  # StoreError: unwritable directory, corrupt file
         # Kept in the session: the page reruns right after the probe, which would wipe a notice shown now.
         st.session_state["probe_saved_id"] = None
-        st.session_state["probe_save_error"] = (exc.message + (f" (hint: {exc.hint})" if exc.hint else "")
-                                                if isinstance(exc, AdvisorError) else f"{type(exc).__name__}: {exc}")
+        st.session_state["probe_save_error"] = exc.message + (f" (hint: {exc.hint})" if exc.hint else "")
 
 
 def _probe_charts(result: dict[str, Any]) -> None:

@@ -216,7 +216,7 @@ def page() -> None:
     model_json = json.dumps(model, sort_keys=True)
     try:
         view = _recommend(model_json, json.dumps(options, sort_keys=True))
-    except Exception as exc:
+    except AdvisorError as exc:  # anything else is a bug: the page's guard shows and logs it
         common.notice(exc, "The recommendation")
         return
     ranked = pd.DataFrame(view["ranked"])

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,8 @@ from advisor.estimate.efficiency import HOST_OP_PER_BARE_OP, HOST_OP_S, ArchEffi
 
 _AUTO_CACHE: dict[str, tuple[float, dict[str, Any], str | None]] = {}
 _AUTO_TTL_S = 5.0
+#: The clock the lookup cache's time-to-live is read on (seconds, monotonic); tests replace it.
+cache_clock: Callable[[], float] = time.monotonic
 
 
 def clear_calibration_cache() -> None:
@@ -81,7 +83,7 @@ def _from_file(path: Path, catalog_id: str) -> dict[str, float] | None:
 def _latest_by_card() -> dict[str, Any]:
     """Efficiencies of the newest saved probe per catalog id, read in one query (empty without a store file)."""
     key = os.environ.get("GPU_ADVISOR_HOME", "")
-    now = time.monotonic()
+    now = cache_clock()
     hit = _AUTO_CACHE.get(key)
     if hit is not None and now - hit[0] < _AUTO_TTL_S:
         return hit[1]

@@ -22,8 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from advisor.errors import EstimateError
-
-STRATEGIES: tuple[str, ...] = ("ddp", "zero1", "zero2", "zero3", "fsdp", "tp")
+from advisor.workload.base import PARALLELISMS as STRATEGIES
 
 #: Achieved NCCL bus bandwidth as a fraction of the one-direction link peak.
 NVLINK_BUS_EFFICIENCY = 0.80  # nccl-tests all_reduce_perf on 8x H100 SXM: ~360 of 450 GB/s without NVLS

@@ -30,6 +30,7 @@ from typing import Any, cast
 
 from advisor.device import Device, as_device, clock_region_timer
 from advisor.errors import AdvisorError
+from advisor.precision import element_bytes
 from advisor.probe.results import KernelResult, Sample
 from advisor.probe.timing import RegionTimer, Sampler, measure
 
@@ -80,7 +81,7 @@ def bandwidth_bytes(mode: str, buffer_bytes: int) -> int:
     """Bytes moved per iteration: copy reads and writes each byte (2x); read or write once (1x)."""
     factor = {"copy": 2, "read": 1, "write": 1}.get(mode)
     if factor is None:
-        raise ValueError(f"unknown bandwidth mode {mode!r}; accepted: copy, read, write")
+        raise AdvisorError(f"unknown bandwidth mode {mode!r}", hint="accepted: copy, read, write")
     return factor * buffer_bytes
 
 
@@ -283,7 +284,7 @@ def matmul_support(env: KernelEnv, precision: str) -> str | None:
 
 
 def _element_bytes(precision: str) -> int:
-    return {"fp32": 4, "tf32": 4, "fp16": 2, "bf16": 2, "fp8": 1, "int8": 1}[precision]
+    return int(element_bytes(precision))  # the probe's precisions are whole bytes
 
 
 def run_matmul(env: KernelEnv, precision: str, m: int, n: int, k: int, shrink_on_oom: int = 3) -> KernelResult:

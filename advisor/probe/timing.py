@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from advisor.device import RegionTimer, clock_region_timer
+from advisor.errors import AdvisorError
 from advisor.probe.results import Measurement, Sample
 
 __all__ = ["MAX_ITERATIONS", "RegionTimer", "Sampler", "clock_region_timer", "measure"]
@@ -50,7 +51,7 @@ def measure(fn: Callable[[], None], *, clock: Callable[[], float] = time.perf_co
         repetitions: timed regions (>= 5 for a trustworthy result).
     """
     if repetitions < 1:
-        raise ValueError(f"repetitions must be >= 1, got {repetitions}")
+        raise AdvisorError(f"repetitions must be >= 1, got {repetitions}", hint="5 or more for a trustworthy result")
     timer = region_timer or clock_region_timer(clock, synchronize)
     singles: list[float] = []
     warm_total = 0.0

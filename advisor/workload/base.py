@@ -29,6 +29,8 @@ OpKind = Literal["matmul", "conv", "attention", "elementwise", "norm", "reductio
 PRECISIONS: tuple[str, ...] = ("fp32", "tf32", "fp16", "bf16", "amp-fp16", "amp-bf16", "fp8", "int8", "int4")
 OPTIMIZERS: tuple[str, ...] = ("sgd", "sgd-momentum", "adam", "adamw", "adafactor", "adamw-8bit")
 MODES: tuple[str, ...] = ("train", "infer")
+#: Multi-GPU strategies (``advisor.estimate.parallel`` prices them).
+PARALLELISMS: tuple[str, ...] = ("ddp", "zero1", "zero2", "zero3", "fsdp", "tp")
 
 
 @dataclass(frozen=True, slots=True)

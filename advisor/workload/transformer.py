@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from advisor.errors import WorkloadError
+from advisor.precision import activation_bytes, element_bytes
 from advisor.workload.base import MODES, OPTIMIZERS, PRECISIONS, OpCost, Workload
 from advisor.workload.eager import eager_ops
 
@@ -222,17 +223,12 @@ class TransformerArch:
 
 def compute_bytes(precision: str) -> int:
     """Bytes of one activation element in matmul inputs/outputs at this precision."""
-    if precision in ("fp32", "tf32"):
-        return 4
-    if precision == "fp8":
-        return 1
-    return 2  # fp16/bf16/amp-*; int8/int4 are weight-only: activations stay 16-bit
+    return activation_bytes(precision)
 
 
 def weight_bytes(precision: str) -> float:
     """Bytes per weight element read by a forward matmul."""
-    return {"fp32": 4, "tf32": 4, "fp16": 2, "bf16": 2, "amp-fp16": 2, "amp-bf16": 2,
-            "fp8": 1, "int8": 1, "int4": 0.5}[precision]
+    return element_bytes(precision)
 
 
 def optimizer_state_bytes(optimizer: str | None) -> float:

@@ -1,0 +1,38 @@
+"""Bytes per element at each precision name: the one table the workload builders, the probe and the dashboard read.
+
+Pure data, no imports beyond the errors: importing it is free.  Precision names are
+``advisor.workload.base.PRECISIONS`` (the probe's kernel precisions are a subset of them).
+
+Not here: what a *parameter* costs in memory (fp32 master weights under AMP, int4 group scales,
+NF4), which is the memory model's rule (``advisor.estimate.memory.weight_bytes_per_param``).
+"""
+
+from __future__ import annotations
+
+from advisor.errors import WorkloadError
+
+#: Bytes of one element as the kernels read it: the data type itself.  Under AMP (``amp-*``) the
+#: matmuls run on the 16-bit copy; int4 packs two weights per byte.
+ELEMENT_BYTES: dict[str, float] = {"fp32": 4, "tf32": 4, "fp16": 2, "bf16": 2, "amp-fp16": 2, "amp-bf16": 2,
+                                   "fp8": 1, "int8": 1, "int4": 0.5}
+
+
+def element_bytes(precision: str) -> float:
+    """Bytes of one element stored at ``precision`` (a weight a forward matmul reads, a probe kernel's operand).
+
+    Raises:
+        WorkloadError: an unknown precision name (the hint lists the accepted ones).
+    """
+    try:
+        return ELEMENT_BYTES[precision]
+    except KeyError:
+        raise WorkloadError(f"unknown precision {precision!r}", f"accepted: {', '.join(ELEMENT_BYTES)}") from None
+
+
+def activation_bytes(precision: str) -> int:
+    """Bytes of one activation element (matmul inputs and outputs) at ``precision``.
+
+    int8 and int4 are weight-only quantization: their activations stay 16-bit.  fp8 runs its matmuls
+    on fp8 operands (as the probe's FP8 kernel does).
+    """
+    return 2 if precision in ("int8", "int4") else int(element_bytes(precision))
