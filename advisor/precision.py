@@ -36,3 +36,30 @@ def activation_bytes(precision: str) -> int:
     on fp8 operands (as the probe's FP8 kernel does).
     """
     return 2 if precision in ("int8", "int4") else int(element_bytes(precision))
+
+
+def optimizer_state_bytes(optimizer: str | None, precision: str = "fp32", hidden: int | None = None) -> float:
+    """Optimizer-state bytes per trainable parameter: the one rule memory, the workload builders and validate use.
+
+    States follow the weights' dtype: fp32 under fp32/tf32/amp (master weights), 2 bytes for pure fp16/bf16
+    training.  Adam/AdamW keep two moments, SGD with momentum one; bitsandbytes' 8-bit AdamW two 1-byte moments
+    plus an fp32 scale per 2,048-element block each; Hugging Face's Adafactor (beta1=None, its default) a
+    factored second moment, rows + columns in fp32 per r x c matrix, about 2/h of its size for width ``hidden``
+    (at least 1/64 when the width is unknown).
+
+    Raises:
+        WorkloadError: an unknown optimizer name (the hint lists the accepted ones).
+    """
+    state = 4.0 if precision in ("fp32", "tf32", "amp-fp16", "amp-bf16") else 2.0
+    if optimizer is None or optimizer == "sgd":
+        return 0.0
+    if optimizer in ("adam", "adamw"):
+        return 2 * state
+    if optimizer == "sgd-momentum":
+        return state
+    if optimizer == "adamw-8bit":
+        return 2.0 + 2 * 4 / 2048
+    if optimizer == "adafactor":
+        return 4.0 * max(2.0 / (hidden or 1024), 1 / 64 if hidden is None else 0.0)
+    raise WorkloadError(f"unknown optimizer {optimizer!r}",
+                        "accepted: sgd, sgd-momentum, adam, adamw, adafactor, adamw-8bit")

@@ -59,6 +59,7 @@ from advisor.estimate.time import (
     ops_time_detail,
     prepare_ops,
 )
+from advisor.precision import activation_bytes
 from advisor.workload.base import MODES, OPTIMIZERS, PRECISIONS, Workload
 from advisor.workload.eager import SOURCE as EAGER_SOURCE
 from advisor.workload.transformer import compute_bytes
@@ -320,7 +321,7 @@ def estimate_workload(workload: Workload | PreparedWorkload, spec: GpuSpec, *, n
     busbw = bus_bandwidth_bytes_s(peer_gbs, has_fabric, plan.num_gpus)
     hidden = arch.get("hidden_size")
     layers = arch.get("num_layers")
-    act_elem = 4 if w.precision in ("fp32", "tf32") else 2
+    act_elem = activation_bytes(w.precision)
     seq = w.seq_len or 1
     notes: list[str] = []
     comm = CommEstimate(0.0, 0.0, "")

@@ -22,6 +22,7 @@ from typing import Any
 
 from advisor.estimate.efficiency import ArchEfficiency
 from advisor.estimate.parallel import ParallelPlan, megatron_activation_factor
+from advisor.precision import optimizer_state_bytes
 from advisor.units import MiB
 from advisor.workload.base import Workload
 
@@ -89,23 +90,10 @@ def grad_bytes_per_param(precision: str) -> float:
 
 
 def optimizer_bytes(optimizer: str | None, precision: str, trainable: int, hidden: int | None) -> float:
-    """Optimizer state bytes for ``trainable`` parameters."""
+    """Optimizer state bytes for ``trainable`` parameters (the rule: ``advisor.precision.optimizer_state_bytes``)."""
     if not trainable or optimizer is None:
         return 0.0
-    state = 4.0 if precision in ("fp32", "tf32", "amp-fp16", "amp-bf16") else 2.0
-    if optimizer in ("adam", "adamw"):
-        return 2 * state * trainable
-    if optimizer == "sgd-momentum":
-        return state * trainable
-    if optimizer == "sgd":
-        return 0.0
-    if optimizer == "adamw-8bit":
-        return (2.0 + 2 * 4 / 2048) * trainable
-    if optimizer == "adafactor":
-        # Factored second moment: rows + cols fp32 per r x c matrix ~ 2/h of its size (no first moment,
-        # beta1=None as in HF's default); at least 1/64 for small or unknown widths.
-        return 4.0 * trainable * max(2.0 / (hidden or 1024), 1 / 64 if hidden is None else 0.0)
-    raise ValueError(f"unknown optimizer {optimizer!r}")
+    return optimizer_state_bytes(optimizer, precision, hidden) * trainable
 
 
 @dataclass(frozen=True, slots=True)

@@ -59,7 +59,6 @@ from advisor.validate.models import (  # noqa: F401
     make_optimizer,
 )
 from advisor.validate.predictors import (  # noqa: F401
-    _OPT_STATE_BYTES,
     GPU_ONLY_OVERHEAD,
     _meta_trace,
     _zoo_workload,

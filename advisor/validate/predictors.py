@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from advisor.errors import AdvisorError
+from advisor.precision import optimizer_state_bytes
 from advisor.validate.models import default_builder, enable_checkpointing, find_blocks
 from advisor.validate.records import Builder, Case, DeviceContext, Prediction, Predictor, _autocast, _dtype
 from advisor.workload.zoo import TRANSFORMERS
@@ -181,9 +182,6 @@ def _meta_trace() -> Iterator[dict[str, Any]]:
     result["flops"] = float(counter.get_total_flops())
 
 
-_OPT_STATE_BYTES = {"sgd": 0, "sgd-momentum": 4, "adam": 8, "adamw": 8, "adafactor": 0.5, "adamw-8bit": 2}
-
-
 def trace_predictor(build: Builder | None = None) -> Predictor:
     """A fallback predictor of this module's own, for devices and models the estimator cannot take.
 
@@ -224,9 +222,7 @@ def trace_predictor(build: Builder | None = None) -> Predictor:
                     continue
                 seen.add(id(base))
                 act += base.numel() * base.element_size()
-            opt_bytes = _OPT_STATE_BYTES.get(case.optimizer or "sgd", 8) * n_params
-            if case.precision in ("fp16", "bf16"):
-                opt_bytes = opt_bytes // 2
+            opt_bytes = optimizer_state_bytes(case.optimizer, case.precision) * n_params
             memory = 2 * weight_bytes + opt_bytes + act
         else:
             with _meta_trace() as trace, torch.no_grad(), _autocast(case.precision, "cpu"):

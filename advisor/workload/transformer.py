@@ -21,6 +21,7 @@ from typing import Any
 
 from advisor.errors import WorkloadError
 from advisor.precision import activation_bytes, element_bytes
+from advisor.precision import optimizer_state_bytes as _state_bytes
 from advisor.workload.base import MODES, OPTIMIZERS, PRECISIONS, OpCost, Workload
 from advisor.workload.eager import eager_ops
 
@@ -231,10 +232,9 @@ def weight_bytes(precision: str) -> float:
     return element_bytes(precision)
 
 
-def optimizer_state_bytes(optimizer: str | None) -> float:
-    """Optimizer-state bytes per trainable parameter (fp32 states; 8-bit Adam 1 byte each)."""
-    return {None: 0, "sgd": 0, "sgd-momentum": 4, "adam": 8, "adamw": 8, "adafactor": 0.1,
-            "adamw-8bit": 2}[optimizer]
+def optimizer_state_bytes(optimizer: str | None, precision: str = "fp32", hidden: int | None = None) -> float:
+    """Optimizer-state bytes per trainable parameter (``advisor.precision.optimizer_state_bytes``)."""
+    return _state_bytes(optimizer, precision, hidden)
 
 
 _OPT_FLOPS = {"sgd": 2, "sgd-momentum": 4, "adam": 12, "adamw": 14, "adafactor": 12, "adamw-8bit": 14}
@@ -259,7 +259,7 @@ def optimizer_op(trainable: int, precision: str, optimizer: str | None) -> OpCos
         per_fp32, passes = OPTIMIZER_PASS_BYTES[optimizer]
         per_param = per_fp32 * master / 4
     else:
-        per_param = 2 * master + master + 2 * optimizer_state_bytes(optimizer)
+        per_param = 2 * master + master + 2 * optimizer_state_bytes(optimizer, precision)
     return OpCost(name=f"optimizer.{optimizer}", kind="optimizer", phase="optimizer",
                   flops=float(_OPT_FLOPS.get(optimizer or "sgd", 2) * trainable),
                   bytes=float(per_param * trainable), count=passes)
