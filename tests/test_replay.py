@@ -95,6 +95,16 @@ def test_replay_rejects_what_is_not_a_run(tmp_path) -> None:
         v.replay({"rows": 3})
 
 
+def test_replay_with_a_broken_calibration_file_fails_up_front(tmp_path, capsys) -> None:
+    from advisor.cli import main
+
+    bad = tmp_path / "probe.json"
+    bad.write_text("{")
+    assert main(["validate", "--replay", str(RUNS / CARDS[1] / "validate-b.json"), "--calibration", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "not valid JSON" in err and "hint:" in err
+
+
 def test_replay_cli_prints_the_table(capsys) -> None:
     from advisor.cli import main
 

@@ -79,6 +79,9 @@ def replay(doc: Mapping[str, Any], *, calibration: Any = "auto", predict: Predic
             if not device.catalog_id:
                 raise AdvisorError(f"the run's device {device.name!r} is not a catalog card: nothing to predict for",
                                    hint="add the card to a specs directory (--specs-dir) and set its catalog_id")
+            from advisor.estimate.calibrate import load_efficiencies
+
+            load_efficiencies(calibration, device.catalog_id)  # a bad calibration file fails here, not per row
             predict = estimate_predictor(device.catalog_id, calibration=calibration)
         else:
             predict = estimate_predictor(cpu_card(device), calibration=cpu_calibration(device), cpu=True)
