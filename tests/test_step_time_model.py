@@ -95,3 +95,19 @@ def test_host_time_is_not_the_gpu_probes_bare_launch() -> None:
     assert e.time.host_s >= without.time.host_s
     measured = estimate("bert-base", "H100 SXM5 80GB", calibration={"host_dispatch_s_per_op": 30e-6}, **kw)
     assert measured.time.host_s > e.time.host_s  # a measured dispatch time of a realistic op mix does set it
+
+
+def test_recurrent_time_steps_run_one_after_another() -> None:
+    """A small LSTM over 512 steps costs at least 512 dependent step latencies per layer, whatever its FLOPs."""
+    import torch
+
+    from advisor.estimate.time import RECURRENT_STEP_S
+    from advisor.workload import from_module
+
+    lstm = torch.nn.LSTM(16, 16, num_layers=2, batch_first=True)
+    wl = from_module(lstm, (torch.empty(4, 512, 16),), mode="infer", precision="fp32",
+                     loss_fn=lambda out: out[0].sum())
+    steps = [op.serial_steps for op in wl.ops if op.kind == "recurrent"]
+    assert steps == [512 * 2]
+    e = estimate(wl, "H100 SXM5 80GB", calibration=None, runtime="graph")
+    assert e.time.step_s >= 512 * 2 * RECURRENT_STEP_S

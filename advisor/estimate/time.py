@@ -41,9 +41,9 @@ def check_runtime(runtime: Any) -> None:
         raise EstimateError(f"unknown runtime {runtime!r}", hint=f"accepted: {', '.join(RUNTIMES)}")
 
 #: Prepared op: (flops, bytes, count, class, min_dim or 0, phase index, breakdown group, GEMM plan, batch-norm
-#: elements, layout-transpose bytes).  The GEMM plan is ``None`` (priced by ``min_dim``), an int (an unaligned
-#: GEMM: the alignment in elements its dimensions do have) or ``(repetitions, shapes)``.
-PreparedOp = tuple[float, float, int, int, int, int, int, Any, float, float]
+#: elements, layout-transpose bytes, dependent serial steps).  The GEMM plan is ``None`` (priced by ``min_dim``),
+#: an int (an unaligned GEMM: the alignment in elements its dimensions do have) or ``(repetitions, shapes)``.
+PreparedOp = tuple[float, float, int, int, int, int, int, Any, float, float, int]
 
 #: cuDNN's NCHW training batch norm (``bn_fw_tr_1C11`` / ``bn_bw_1C11`` kernels: one block row per channel,
 #: several passes) is bound by its per-element work, not by bytes: the H200 profile of ResNet-50 measured
@@ -58,6 +58,10 @@ BN_NCHW_ELEMENTS_PER_SM_CYCLE = 1.37
 LAYOUT_SOURCE = ("cuDNN transposes NCHW tensors to NHWC for every tensor-core convolution call (one more read + "
                  "write of the call's tensors) and runs NCHW training batch norm at ~1.4 elements per SM per cycle "
                  "(H200 profile of ResNet-50); channels_last (estimate(..., channels_last=True)) avoids both")
+#: Latency of one dependent time step of a cuDNN recurrent layer (the persistent ``RNN_blockPersist_*`` kernels):
+#: the H200 profile of lstm-lm (b128, 256 steps, 1 layer) measured 0.629 ms forward and 0.600 ms backward, i.e.
+#: 2.3-2.5 us per step whatever the batch; a recurrent op takes at least its steps x this (the H100 rows check it).
+RECURRENT_STEP_S = 2.4e-6
 _BATCH_NORMS = ("native_batch_norm", "cudnn_batch_norm", "_native_batch_norm_legit", "batch_norm")
 
 
@@ -134,7 +138,7 @@ def prepare_ops(ops: Sequence[OpCost], tp: int = 1, runtime: str = "eager",
         if nchw and op.kind == "conv":
             transpose = op.bytes / div
         out.append((op.flops / div, op.bytes / div, op.count, op_class(op), op.min_dim or 0, phase, op_group(op),
-                    _gemm_plan(op, tp, align_elems), bn, transpose))
+                    _gemm_plan(op, tp, align_elems), bn, transpose, op.serial_steps))
     return tuple(out)
 
 
@@ -154,6 +158,7 @@ class CardRates:
     unaligned_conv_flops: float = 0.0  # the same for convolutions (their peak: TF32 for fp32 under cuDNN)
     bn_elements_s: float = 0.0  # NCHW batch-norm elements per second (0: priced by its bytes)
     layout_transposes: bool = False  # cuDNN tensor-core convs transpose NCHW tensors (NVIDIA Volta and later)
+    step_latency_s: float = 0.0  # one dependent recurrent time step (RECURRENT_STEP_S on a GPU)
 
 
 def card_rates(spec: Any, precision: str, eff: Any, tensor_peak: float, vector_peak: float, *,
@@ -186,10 +191,10 @@ def card_rates(spec: Any, precision: str, eff: Any, tensor_peak: float, vector_p
                       bn_elements_s=(spec.sm_count or 0) * (spec.boost_clock_mhz or 0) * 1e6 * eff.clock
                       * BN_NCHW_ELEMENTS_PER_SM_CYCLE,
                       layout_transposes=spec.vendor == "nvidia" and conv_tensor_cores
-                      and eff.arch not in ("pascal", "generic"))
+                      and eff.arch not in ("pascal", "generic"), step_latency_s=RECURRENT_STEP_S)
     if serial_host:
         rates = replace(rates, launch_s=0.0, bn_elements_s=0.0, layout_transposes=False, unaligned_flops=0.0,
-                        unaligned_conv_flops=0.0)
+                        unaligned_conv_flops=0.0, step_latency_s=0.0)
     return rates
 
 
@@ -216,7 +221,7 @@ def ops_time_detail(ops: Sequence[PreparedOp], rates: CardRates) -> OpsTime:
     compute_s = memory_s = launch_s = 0.0
     peaks = (rates.tensor_flops, rates.conv_flops, rates.matmul_vector_flops, rates.vector_flops)
     bw, launch, h2, sms = rates.memory_bytes_s, rates.launch_s, rates.half_dim, rates.sm_count
-    for flops, nbytes, count, cls, dim, phase, group, plan, bn, transpose in ops:
+    for flops, nbytes, count, cls, dim, phase, group, plan, bn, transpose, steps in ops:
         peak = peaks[cls]
         if plan is not None and sms and cls != VECTOR:
             if isinstance(plan, int):  # off the 16-byte grid: tensor-core kernels fall back to align-1/2/4 ones
@@ -233,7 +238,7 @@ def ops_time_detail(ops: Sequence[PreparedOp], rates: CardRates) -> OpsTime:
         if bn and rates.bn_elements_s:
             tm = max(tm, bn / rates.bn_elements_s)
         lt = count * launch if (flops or nbytes) else 0.0  # views and metadata ops launch no kernel
-        t = max(tc, tm) + (transpose / bw if rates.layout_transposes else 0.0)
+        t = max(tc, tm, steps * rates.step_latency_s) + (transpose / bw if rates.layout_transposes else 0.0)
         if tc >= tm:
             compute_s += tc
         else:

@@ -70,6 +70,7 @@ class OpGroup:
     count: int = 0
     min_dim: int | None = None
     gemms: tuple[tuple[int, int, int], ...] | None = None  # exact GEMM shapes when every op of the group has them
+    serial_steps: int = 0  # dependent time steps of a recurrent group (each waits for the one before)
 
 
 #: Ops whose GEMM view is one plain 2-D GEMM per call (batched matmuls run all batches in one kernel and are

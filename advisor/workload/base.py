@@ -55,6 +55,9 @@ class OpCost:
             the input-gradient and, when the weight trains, the weight-gradient GEMM), where the builder knows
             them; the estimator then prices tiles, waves and alignment (``advisor.estimate.gemm``).  The op's
             ``flops`` are a whole number of repetitions of these.
+        serial_steps: dependent steps the op's kernels run one after another (a recurrent layer's time steps x
+            layers x directions): each waits for the one before, so the op takes at least that many step
+            latencies however small its work (``advisor.estimate.time.RECURRENT_STEP_S``).
     """
 
     name: str
@@ -67,6 +70,7 @@ class OpCost:
     min_dim: int | None = None
     runtime: str | None = None
     gemms: tuple[tuple[int, int, int], ...] | None = None
+    serial_steps: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe form."""

@@ -344,6 +344,7 @@ def run_traced(module: Any, inputs: tuple[Any, ...], kwargs: Mapping[str, Any], 
     for (_phase, rnn_label), g in rec.groups.items():
         if rnn_label in rec.rnn.calls:
             g.count = rec.rnn.calls[rnn_label]
+            g.serial_steps = rec.rnn.steps.get(rnn_label, 0)
     # replay the timeline: temporaries = live - params/buffers - inputs - gradients - saved activations
     peak, tmp_peak = timeline.peaks(rec.persistent | input_ids | rec.weight_copies | grad_ids | set(saved))
     n_params = sum(p.numel() for p in params_in.values())
@@ -363,7 +364,7 @@ def _ops_from(groups: Mapping[tuple[str, str], OpGroup], mode: str, precision: s
     for (phase, name), g in groups.items():
         ops.append(OpCost(name=name, kind=g.kind, phase=phase, flops=g.flops, bytes=g.bytes,  # type: ignore[arg-type]
                           count=g.count, tensor_core=g.tc and precision not in ("fp32",), min_dim=g.min_dim,
-                          gemms=g.gemms))
+                          gemms=g.gemms, serial_steps=g.serial_steps))
     return ops
 
 

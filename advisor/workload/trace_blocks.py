@@ -84,6 +84,7 @@ class RecurrentFiling:
     def __init__(self, module: Any) -> None:
         self.module = module
         self.calls: dict[str, int] = {}
+        self.steps: dict[str, int] = {}  # dependent time steps per label: seq_len x layers x directions
         self._current: str | None = None
         self._stop: set[int] = set()
         self._nodes: dict[int, tuple[Any, str]] = {}  # id(autograd node) -> (node, label)
@@ -141,5 +142,14 @@ class RecurrentFiling:
                 continue
             self._nodes[id(node)] = (node, label)
             todo.extend(n for n, _ in node.next_functions)
-        self.calls[label] = self.calls.get(label, 0) + mod.num_layers * (2 if mod.bidirectional else 1)
+        layers = mod.num_layers * (2 if mod.bidirectional else 1)
+        self.calls[label] = self.calls.get(label, 0) + layers
+        x = args[0] if args else None
+        if isinstance(x, torch.nn.utils.rnn.PackedSequence):
+            seq = int(x.batch_sizes.numel())
+        elif isinstance(x, torch.Tensor) and x.dim() >= 2:
+            seq = int(x.shape[1] if mod.batch_first else x.shape[0])
+        else:
+            seq = 1 if isinstance(x, torch.Tensor) else 0
+        self.steps[label] = self.steps.get(label, 0) + seq * layers
         self._current = None

@@ -85,7 +85,8 @@ def _preset_ops(builder: str, image_size: int | None, seq_len: int | None, mode:
     for key, g1 in groups1.items():
         g2 = groups2.get(key, g1)
         scaled[key] = OpGroup(g1.kind, g1.tc, flops=_lin(g1.flops, g2.flops, batch),
-                             bytes=_lin(g1.bytes, g2.bytes, batch), count=g1.count)
+                             bytes=_lin(g1.bytes, g2.bytes, batch), count=g1.count,
+                             serial_steps=g1.serial_steps)  # time steps do not grow with the batch
     seqs: dict[tuple[str, str], tuple[list[Gemm], list[Gemm]]] = {}
     for i, res in enumerate((r1, r2)):
         for r in res.gemms:
@@ -115,7 +116,7 @@ def _preset_ops(builder: str, image_size: int | None, seq_len: int | None, mode:
     grouped = merged(scaled, bucketed(records))
     return tuple(OpCost(name=name, kind=g.kind, phase=phase, flops=g.flops, bytes=g.bytes,  # type: ignore[arg-type]
                         count=g.count, tensor_core=g.tc and precision != "fp32", min_dim=g.min_dim,
-                        gemms=g.gemms)
+                        gemms=g.gemms, serial_steps=g.serial_steps)
                  for (phase, name), g in grouped.items())
 
 
