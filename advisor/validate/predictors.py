@@ -89,7 +89,51 @@ def estimator_model(case: Case) -> tuple[Any, dict[str, Any]]:
                   "max_position_embeddings": cfg["max_pos"], "type_vocab_size": 2,
                   # the zoo's TinyBert is a masked LM: a tied decoder over the vocabulary, loss at every position
                   "architectures": ["BertForMaskedLM"]}
+    if case.mode == "infer" and case.gen_len:
+        # the analytic workload of the config, with the host dispatch of the zoo's own decoding loop (its ops per
+        # generated token, counted as it runs), not Hugging Face's counts: validate times the zoo's generate()
+        from advisor.workload import load_workload
+
+        w = load_workload(config, batch_size=case.batch_size, precision=case.precision, mode="infer",
+                          optimizer=None, gen_len=case.gen_len, **kwargs)
+        counted = _zoo_decode_ops(case.model, case.precision)
+        return dataclasses.replace(w, eager_ops={**w.eager_ops, **counted},
+                                   assumptions=(*w.assumptions, f"host dispatch of the validate zoo's own decoding "
+                                                f"loop: {counted['prefill']} ops for the prefill, {counted['decode']} "
+                                                "per generated token (counted on the meta device)")), {}
     return config, kwargs
+
+
+@functools.lru_cache(maxsize=16)
+def _zoo_decode_ops(model: str, precision: str) -> dict[str, int]:
+    """Ops the zoo model's ``generate`` dispatches for the prefill and per generated token (a TorchDispatchMode
+    count of a 1- and a 3-token generation on the meta device; no memory, no compute)."""
+    import torch
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from advisor.workload import zoo
+
+    class Count(TorchDispatchMode):
+        def __init__(self) -> None:
+            super().__init__()
+            self.n = 0
+
+        def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+            self.n += 1
+            return func(*args, **(kwargs or {}))
+
+    module, _facts = zoo.build(model, "meta")
+    if precision in ("fp16", "bf16"):
+        module = module.to(dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
+    tokens = torch.zeros((1, 8), dtype=torch.long, device="meta")
+    counts = {}
+    for gen in (1, 3):
+        mode = Count()
+        with torch.inference_mode(), _autocast(precision, "cpu"), mode:
+            module.generate(tokens, gen)
+        counts[gen] = mode.n
+    per_token = (counts[3] - counts[1]) // 2
+    return {"prefill": counts[1] - per_token, "decode": per_token}
 
 
 def estimate_predictor(card: Any, *, calibration: Any = "auto", cpu: bool = False) -> Predictor:
