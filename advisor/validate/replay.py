@@ -81,8 +81,11 @@ def replay(doc: Mapping[str, Any], *, calibration: Any = "auto", predict: Predic
                                    hint="add the card to a specs directory (--specs-dir) and set its catalog_id")
             from advisor.estimate.calibrate import load_efficiencies
 
-            load_efficiencies(calibration, device.catalog_id)  # a bad calibration file fails here, not per row
-            predict = estimate_predictor(device.catalog_id, calibration=calibration)
+            # read once (a bad calibration file fails here, not per row; a probe file is not parsed per row);
+            # where it holds nothing for this card the original value stays, so the estimate still says so
+            resolved = load_efficiencies(calibration, device.catalog_id)
+            predict = estimate_predictor(device.catalog_id,
+                                         calibration=calibration if resolved is None else resolved)
         else:
             predict = estimate_predictor(cpu_card(device), calibration=cpu_calibration(device), cpu=True)
     rows = []
