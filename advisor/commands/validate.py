@@ -7,7 +7,7 @@ import sys
 from typing import Any
 
 from advisor.commands._output import add_json_flag, print_json, stderr_console, stdout_console, table
-from advisor.errors import AdvisorError, UnknownModelError
+from advisor.errors import AdvisorError, UnknownModelError, read_json_object
 
 _DESCRIPTION = """\
 Run a zoo of real training and inference steps on this machine's GPU (the CPU when there is none),
@@ -209,7 +209,6 @@ def _print_profiles(out: Any, report: Any) -> None:
 
 def _load_run(ref: str) -> dict[str, Any]:
     """A saved run: a ``validate --json`` file, or the id of a validation in the history store."""
-    import json
     from pathlib import Path
 
     path = Path(ref)
@@ -221,20 +220,8 @@ def _load_run(ref: str) -> dict[str, Any]:
                 return doc
         raise AdvisorError(f"--replay: no validation {ref} in the history store",
                            hint="pass a `validate --json` file, or an id the dashboard's History page lists")
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise AdvisorError(f"--replay: cannot read {ref!r}: {exc.strerror}",
-                           hint="pass a file written by `validate --json`, or a validation id") from exc
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise AdvisorError(f"--replay: {ref!r} is not valid JSON ({exc.msg}, line {exc.lineno})",
-                           hint="pass a file written by `validate --json`") from exc
-    if not isinstance(doc, dict):
-        raise AdvisorError(f"--replay: {ref!r} holds a JSON {type(doc).__name__}, not a validate run",
-                           hint="pass a file written by `validate --json`")
-    return doc
+    return read_json_object(path, what="--replay: the run", hint="pass a file written by `validate --json`, or a "
+                            "validation id", expected="a validate run")
 
 
 def _replay(args: argparse.Namespace) -> int:

@@ -8,14 +8,13 @@
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from advisor.errors import AdvisorError, EstimateError
+from advisor.errors import AdvisorError, EstimateError, read_json_object
 from advisor.estimate.efficiency import HOST_OP_PER_BARE_OP, HOST_OP_S, ArchEfficiency
 
 _AUTO_CACHE: dict[str, tuple[float, dict[str, Any], str | None]] = {}
@@ -55,17 +54,8 @@ _HINT = "pass a file written by `probe --json --out FILE`, 'auto' or 'none'"
 
 
 def _from_file(path: Path, catalog_id: str) -> dict[str, float] | None:
-    try:
-        data = json.loads(path.read_text())
-    except OSError as exc:
-        raise EstimateError(f"cannot read calibration file {str(path)!r}: {exc.strerror}",
-                            hint=_HINT) from exc
-    except json.JSONDecodeError as exc:
-        what = "is empty" if not path.read_text().strip() else f"is not valid JSON: {exc.msg} (line {exc.lineno})"
-        raise EstimateError(f"calibration file {str(path)!r} {what}", hint=_HINT) from exc
-    if not isinstance(data, Mapping):
-        raise EstimateError(f"calibration file {str(path)!r} holds a JSON {type(data).__name__}, not a probe result "
-                            "object", hint=_HINT)
+    data = read_json_object(path, what="calibration file", hint=_HINT, error=EstimateError,
+                            expected="a probe result object")
     if "kernels" in data and "devices" in data:
         from advisor.probe.results import ProbeResult
 

@@ -5,12 +5,11 @@ No torch here. Only the configuration is ever read from the hub, never weights.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from advisor.errors import WorkloadError
+from advisor.errors import WorkloadError, read_json_object
 from advisor.workload.transformer import TransformerArch
 
 _CONFIG_HINT = ("pass a Hugging Face config.json: one JSON object with model_type, hidden_size, "
@@ -120,21 +119,7 @@ def load_config(source: str | Path | Mapping[str, Any]) -> tuple[dict[str, Any],
         path = path / "config.json"
     if path.is_file():
         label = path.parent.name if path.name == "config.json" else path.stem
-        try:
-            text = path.read_text()
-        except OSError as exc:
-            raise WorkloadError(f"cannot read config {str(path)!r}: {exc.strerror}",
-                                "check the file's permissions") from exc
-        if not text.strip():
-            raise WorkloadError(f"config {str(path)!r} is empty", _CONFIG_HINT)
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise WorkloadError(f"config {str(path)!r} is not valid JSON: {exc.msg} (line {exc.lineno}, column "
-                                f"{exc.colno})", _CONFIG_HINT) from exc
-        if not isinstance(data, Mapping):
-            raise WorkloadError(f"config {str(path)!r} holds a JSON {type(data).__name__}, not an object",
-                                _CONFIG_HINT)
+        data = read_json_object(path, what="config", hint=_CONFIG_HINT, error=WorkloadError)
         return data, label
     text = str(source)
     if str(source).endswith(".json"):
