@@ -270,7 +270,7 @@ def host_floor(phases: Sequence[float], ops: Sequence[PreparedOp], eager_ops: Ma
         counts[op[5]] += op[2]
         if op[0] or op[1]:  # views and metadata ops launch no kernel
             kernels[op[5]] += op[2]
-    launch = 0.0 if serial else getattr(eff, "host_launch_s", 0.0)
+    launch = 0.0 if serial else eff.host_launch_s
     out = list(phases)
     exposed = 0.0
     for i, name in enumerate(PHASES):
