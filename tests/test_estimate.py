@@ -509,3 +509,34 @@ def test_views_launch_no_kernel_but_cost_host_dispatch() -> None:
     assert out[0] == pytest.approx(110 * 1e-5)  # all 110 calls are dispatched by the host
     out, _ = host_floor(phases, ops, {}, defaults_for("ampere").replace(host_op_s=1e-5, host_launch_s=4e-6))
     assert out[0] == pytest.approx(110 * 1e-5 + 10 * 4e-6)  # and only the 10 adds pay a CUDA launch call
+
+
+def test_cudnn_calls_cost_the_host_more_than_a_generic_op_on_nvidia_only() -> None:
+    from advisor.estimate.efficiency import HOST_BACKWARD_FRACTION, defaults_for
+    from advisor.estimate.time import LIBRARY_CALL_HOST_OPS, PHASES, host_floor, prepare_ops
+    from advisor.workload.base import OpCost
+
+    ops = prepare_ops([OpCost("aten.convolution", "conv", "forward", 1.0, 1.0, count=3),
+                       OpCost("aten.convolution_backward", "conv", "backward", 1.0, 1.0, count=3),
+                       OpCost("aten.lstm", "recurrent", "forward", 1.0, 1.0, count=1, serial_steps=8)])
+    gpu = [0.0] * len(PHASES)
+    generic = (4 + 3 * HOST_BACKWARD_FRACTION) * 1e-5  # 4 forward + 3 backward generic dispatches
+    for arch, library in (("hopper", 3 * LIBRARY_CALL_HOST_OPS["conv", "forward"]
+                           + LIBRARY_CALL_HOST_OPS["recurrent", "forward"]
+                           + 3 * LIBRARY_CALL_HOST_OPS["conv", "backward"]), ("cdna3", 0.0)):
+        eff = defaults_for(arch).replace(host_op_s=1e-5, host_launch_s=0.0)
+        out, exposed = host_floor(gpu, ops, {}, eff)
+        assert sum(out) == pytest.approx(generic + library * 1e-5), arch
+        assert exposed == pytest.approx(sum(out))
+    # a probe of a faster host scales the library calls with its generic op time
+    fast, _ = host_floor(gpu, ops, {}, defaults_for("hopper").replace(host_op_s=5e-6, host_launch_s=0.0))
+    slow, _ = host_floor(gpu, ops, {}, defaults_for("hopper").replace(host_op_s=1e-5, host_launch_s=0.0))
+    assert sum(fast) == pytest.approx(sum(slow) / 2)
+
+
+def test_cnn_estimates_name_the_cudnn_host_cost() -> None:
+    e = estimate("resnet50", "h100-sxm5-80gb", batch_size=32, precision="amp-fp16", calibration=None)
+    assert any("cuDNN convolution" in a for a in e.assumptions)
+    g = estimate("resnet50", "h100-sxm5-80gb", batch_size=32, precision="amp-fp16", calibration=None,
+                 runtime="graph")
+    assert not any("cuDNN convolution" in a for a in g.assumptions) and g.time.step_s < e.time.step_s

@@ -48,14 +48,17 @@ from advisor.estimate.parallel import (
 )
 from advisor.estimate.power import sustained_clock
 from advisor.estimate.time import (
+    CUDNN_ARCHS,
     GROUPS,
     LAYOUT_SOURCE,
+    LIBRARY_HOST_SOURCE,
     PHASES,
     PreparedOp,
     TimeEstimate,
     card_rates,
     check_runtime,
     host_floor,
+    library_call_ops,
     ops_time_detail,
     prepare_ops,
 )
@@ -490,6 +493,8 @@ def estimate_workload(workload: Workload | PreparedWorkload, spec: GpuSpec, *, n
     ]
     if is_nchw_cnn(w) and rates.layout_transposes and not channels_last:
         assumptions.append(LAYOUT_SOURCE)
+    if runtime == "eager" and not serial_host and eff.arch in CUDNN_ARCHS and any(library_call_ops(step_ops)):
+        assumptions.append(LIBRARY_HOST_SOURCE)
     unaligned = unaligned_gemms(w.ops, 16 // compute_bytes(w.precision)) if rates.unaligned_flops else []
     if unaligned:
         extra = sum(f / min(rates.tensor_flops, rates.unaligned_flops * a) - f / rates.tensor_flops

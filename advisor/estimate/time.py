@@ -63,6 +63,22 @@ LAYOUT_SOURCE = ("cuDNN transposes NCHW tensors to NHWC for every tensor-core co
 #: 2.3-2.5 us per step whatever the batch; a recurrent op takes at least its steps x this (the H100 rows check it).
 RECURRENT_STEP_S = 2.4e-6
 _BATCH_NORMS = ("native_batch_norm", "cudnn_batch_norm", "_native_batch_norm_legit", "batch_norm")
+#: Host time of a cuDNN call beyond a generic dispatched op, in forward-op units (``host_op_s``, so that a probe of
+#: the host scales it): cuDNN picks an engine, builds or looks up its execution plan and sets descriptors on every
+#: call.  The H200 profile (torch.profiler CPU time per call, torch 2.11 / cuDNN 9, ResNet-50 fp32 b128 and lstm-lm
+#: b128: profile-ops.json) measured aten::cudnn_convolution 75 us, aten::convolution_backward 205 us,
+#: aten::_cudnn_rnn 314 us and aten::_cudnn_rnn_backward 877 us per call, i.e. less a generic op (10 us forward,
+#: 5.5 us backward): 6.5, 20, 30 and 87 op-equivalents.  PyTorch's own timing of the v8 conv API (pytorch#51390: a
+#: 1x1 conv call 52 us on the host) agrees in size.  Unprofiled, this is what makes ResNet-50 at batch 32 host-bound
+#: (24 ms measured on the H200 where 11 ms of generic dispatch and 15 ms of kernels were predicted).
+LIBRARY_CALL_HOST_OPS: dict[tuple[str, str], float] = {("conv", "forward"): 6.5, ("conv", "backward"): 20.0,
+                                                       ("recurrent", "forward"): 30.0,
+                                                       ("recurrent", "backward"): 87.0}
+#: Architectures whose convolutions and recurrent layers go through cuDNN (AMD's MIOpen is not measured: none).
+CUDNN_ARCHS = frozenset({"pascal", "volta", "turing", "ampere", "ada", "hopper", "blackwell", "orin"})
+LIBRARY_HOST_SOURCE = ("each cuDNN convolution / recurrent call costs the host more than a generic op (engine "
+                       "choice, plan cache, descriptors): 6.5 / 20 forward-op equivalents per conv forward / backward, "
+                       "30 / 87 per LSTM/GRU forward / backward (H200 torch.profiler CPU times per call)")
 
 
 #: What makes each op class faster, for ``estimate --breakdown`` and the dashboard.
@@ -255,6 +271,18 @@ def ops_time(ops: Sequence[PreparedOp], rates: CardRates) -> tuple[list[float], 
     return d.phases, d.compute_s, d.memory_s, d.launch_s
 
 
+def library_call_ops(ops: Sequence[PreparedOp]) -> list[float]:
+    """Per phase: the cuDNN calls' host time beyond a generic op, in forward-op units (``LIBRARY_CALL_HOST_OPS``)."""
+    out = [0.0] * len(PHASES)
+    for op in ops:
+        kind = "conv" if op[3] == CONV else "recurrent" if op[10] else None
+        if kind is None:
+            continue
+        phase = PHASES[op[5]]
+        out[op[5]] += op[2] * LIBRARY_CALL_HOST_OPS.get((kind, "backward" if phase == "backward" else "forward"), 0.0)
+    return out
+
+
 def host_floor(phases: Sequence[float], ops: Sequence[PreparedOp], eager_ops: Mapping[str, int],
                eff: Any, serial: bool = False) -> tuple[list[float], float]:
     """Per-phase seconds with the eager host's dispatch time applied, and the host time exposed.
@@ -262,7 +290,8 @@ def host_floor(phases: Sequence[float], ops: Sequence[PreparedOp], eager_ops: Ma
     Dispatched ops per phase come from ``eager_ops`` (the analytic builders' measured counts) or, for a
     phase it lacks, the ops' own counts (the tracer sees every dispatched op).  ``eff.host_op_s`` per
     forward op, ``HOST_BACKWARD_FRACTION`` of it per backward op, plus ``eff.host_launch_s`` per kernel the phase
-    launches (the CUDA launch call).  ``serial``: the host also computes (and launches nothing).
+    launches (the CUDA launch call), plus the cuDNN calls' own host time (``LIBRARY_CALL_HOST_OPS``) on NVIDIA
+    cards.  ``serial``: the host also computes (and launches nothing).
     """
     counts = [0] * len(PHASES)
     kernels = [0] * len(PHASES)
@@ -271,6 +300,7 @@ def host_floor(phases: Sequence[float], ops: Sequence[PreparedOp], eager_ops: Ma
         if op[0] or op[1]:  # views and metadata ops launch no kernel
             kernels[op[5]] += op[2]
     launch = 0.0 if serial else eff.host_launch_s
+    library = library_call_ops(ops) if not serial and eff.arch in CUDNN_ARCHS else [0.0] * len(PHASES)
     out = list(phases)
     exposed = 0.0
     for i, name in enumerate(PHASES):
@@ -278,7 +308,7 @@ def host_floor(phases: Sequence[float], ops: Sequence[PreparedOp], eager_ops: Ma
         if not n:
             continue
         per = eff.host_op_s * (HOST_BACKWARD_FRACTION if name == "backward" else 1.0)
-        host = n * per + kernels[i] * launch
+        host = n * per + kernels[i] * launch + library[i] * eff.host_op_s
         if serial:
             out[i] += host
             exposed += host
