@@ -279,3 +279,18 @@ def test_pcie_generation_judged_under_load() -> None:
     low = {v.code: v for v in device_verdicts(dev, [transfer(3)])}["pcie_gen_low"]
     assert low.severity == "warning" and low.evidence == "gen 3 during transfers, max 5"
 
+
+def test_every_inventory_backend_class_has_the_protocols_methods() -> None:
+    import inspect
+
+    from advisor.probe.amd import AmdsmiBackend
+    from advisor.probe.backend import InventoryBackend, LinkReader
+    from advisor.probe.cpu import TorchCudaBackend
+    from advisor.probe.nvml import PynvmlBackend
+
+    methods = [n for n, v in vars(InventoryBackend).items() if inspect.isfunction(v) and not n.startswith("_")]
+    assert sorted(methods) == ["close", "device_count", "device_info", "sample"]
+    for cls in (PynvmlBackend, AmdsmiBackend, TorchCudaBackend, CpuBackend):
+        assert isinstance(cls.name, str) and all(callable(getattr(cls, m, None)) for m in methods), cls
+    assert isinstance(CpuBackend(), InventoryBackend) and not isinstance(CpuBackend(), LinkReader)
+    assert callable(PynvmlBackend.pcie_link)  # NVML re-reads the link during transfers

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import streamlit as st
 
 from advisor import dashboard_data as dd
 from advisor.dashboard import common
 from advisor.errors import AdvisorError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from advisor.probe.backend import InventoryBackend
+    from advisor.probe.watch import Snapshot
 
 #: Live view: refresh period and how many samples per device it keeps.
 LIVE_REFRESH_S = 2.0
@@ -51,7 +55,7 @@ def _device_card(info: Any, verdicts: Any = ()) -> None:
             {"ok": st.success, "info": st.info, "warn": st.warning}.get(verdict["level"], st.error)(text)
 
 
-def _snapshot_rows(backend: Any) -> tuple[Any, list[dict[str, Any]]]:
+def _snapshot_rows(backend: InventoryBackend) -> tuple[Snapshot, list[dict[str, Any]]]:
     """Sample every device and the host CPU; rows against the previous sample of this session."""
     from advisor.probe.watch import device_rows, sample
 

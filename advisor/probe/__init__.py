@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from advisor.errors import AdvisorError, DeviceError, ProbeUnavailable
-from advisor.probe.backend import InventoryBackend
+from advisor.probe.backend import InventoryBackend, LinkReader
 from advisor.probe.kernels import KERNEL_GROUPS
 from advisor.probe.results import DeviceInfo, KernelResult, Measurement, ProbeResult, Sample, Verdict
 
@@ -225,8 +225,9 @@ def _run_kernels(backend: InventoryBackend, devices: list[DeviceInfo], groups: t
 
 
 def _link_reader(backend: InventoryBackend, index: int) -> Callable[[], tuple[int | None, int | None]] | None:
-    link = getattr(backend, "pcie_link", None)
-    return None if link is None else (lambda: link(index))
+    if not isinstance(backend, LinkReader):
+        return None
+    return lambda: backend.pcie_link(index)
 
 
 def _sampler(backend: InventoryBackend, index: int) -> Callable[[], Sample] | None:

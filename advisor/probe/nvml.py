@@ -13,15 +13,10 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from advisor.errors import DeviceError, ProbeUnavailable
-from advisor.probe.backend import InventoryBackend
 from advisor.probe.backend import catalog_id as lookup_catalog_id
 from advisor.probe.results import DeviceInfo, NvLinkInfo, ProcessInfo, Sample
 
 T = TypeVar("T")
-
-
-#: The inventory backend protocol lives in ``probe/backend.py``; this name is kept for existing imports.
-NvmlBackend = InventoryBackend
 
 
 # NVML clocks-event (throttle) reason bits -> words.  The values are NVML's public constants
