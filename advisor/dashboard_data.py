@@ -13,6 +13,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from advisor.precision import ELEMENT_BYTES
+from advisor.probe.collectives import STRAGGLER_FRACTION as STRAGGLER_FRACTION  # the one straggler rule
+from advisor.probe.collectives import find_stragglers
 from advisor.units import GiB, format_bytes
 from advisor.workload.base import OPTIMIZERS as OPTIMIZERS  # re-exported for dashboard.py
 from advisor.workload.base import PRECISIONS as PRECISIONS
@@ -29,9 +31,6 @@ TENSOR_PRECISION_ORDER: tuple[tuple[str, str], ...] = (
     ("tf32", "tf32_tflops"),
     ("fp32", "fp32_tflops"),
 )
-
-#: Straggler threshold: a GPU this fraction below the fleet median is flagged (issue 8: 5%).
-STRAGGLER_FRACTION = 0.05
 
 #: Labels for the side-by-side comparison: (field, label, unit suffix).
 COMPARE_FIELDS: tuple[tuple[str, str, str], ...] = (
@@ -208,19 +207,6 @@ def _capacity_bytes(gpu: Mapping[str, Any]) -> float | None:
         except AdvisorError:  # an unknown id only loses the capacity line, not the chart
             return None
     return None
-
-
-def flag_stragglers(values: Mapping[str, float | None],
-                    fraction: float = STRAGGLER_FRACTION) -> dict[str, bool]:
-    """Which entries lie more than ``fraction`` below the median of the others' values.
-
-    ``None``/NaN values are never stragglers and do not count towards the median.
-    """
-    finite = {k: float(v) for k, v in values.items() if v is not None and math.isfinite(float(v))}
-    if not finite:
-        return dict.fromkeys(values, False)
-    median = statistics.median(finite.values())
-    return {k: (k in finite and finite[k] < (1 - fraction) * median) for k in values}
 
 
 def live_sample_row(row: Mapping[str, Any], t_s: float) -> dict[str, Any]:
@@ -625,11 +611,10 @@ def fleet_frame(results: Sequence[Mapping[str, Any]], fraction: float = STRAGGLE
     frame["vs_median_pct"] = math.nan
     frame["straggler"] = False
     for (_, _), group in frame.groupby(["metric", "name"]):
-        values = {str(i): v for i, v in group["value"].items()}
-        flags = flag_stragglers(values, fraction)
+        slow = set(find_stragglers({str(i): v for i, v in group["value"].items()}, fraction))
         median = statistics.median(group["value"])
         for i in group.index:
-            frame.loc[i, "straggler"] = flags[str(i)]
+            frame.loc[i, "straggler"] = str(i) in slow
             frame.loc[i, "vs_median_pct"] = (frame.loc[i, "value"] / median - 1) * 100 if median else math.nan
     frame["straggler"] = frame["straggler"].astype(bool)
     return frame

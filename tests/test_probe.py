@@ -294,3 +294,12 @@ def test_every_inventory_backend_class_has_the_protocols_methods() -> None:
         assert isinstance(cls.name, str) and all(callable(getattr(cls, m, None)) for m in methods), cls
     assert isinstance(CpuBackend(), InventoryBackend) and not isinstance(CpuBackend(), LinkReader)
     assert callable(PynvmlBackend.pcie_link)  # NVML re-reads the link during transfers
+
+
+def test_the_cpu_backend_reports_the_one_host_ram_reading() -> None:
+    from advisor.probe.cpu import host_memory_bytes
+
+    total, available = host_memory_bytes()
+    info = CpuBackend().device_info(0)
+    assert info.memory_total_bytes == total and total is not None and total > 0
+    assert available is None or 0 < available <= total

@@ -23,8 +23,12 @@ def _cpu_model() -> str | None:
     return platform.processor() or platform.machine() or None
 
 
-def _meminfo_bytes() -> tuple[int | None, int | None]:
-    """(total, available) memory in bytes from /proc/meminfo, else os.sysconf."""
+def host_memory_bytes() -> tuple[int | None, int | None]:
+    """The host's (total, available) RAM in bytes: /proc/meminfo, else ``os.sysconf`` for the total.
+
+    The one reader of host RAM (the CPU backend, validate's CPU card and the dashboard through the backend);
+    None where not reported.
+    """
     total = avail = None
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():
@@ -61,7 +65,7 @@ class CpuBackend:
         """The CPU's model, cores and memory."""
         if index != 0:
             raise ProbeUnavailable(f"no device {index} on the CPU backend", hint="the CPU is device 0")
-        total, avail = _meminfo_bytes()
+        total, avail = host_memory_bytes()
         missing = {k: "not reported for a CPU" for k in (
             "uuid", "pci_bus_id", "driver_version", "cuda_driver_version", "compute_capability",
             "power_draw_w", "temperature_c", "pcie_gen", "ecc_enabled", "throttle_reasons")}
