@@ -123,6 +123,11 @@ def test_lost_gpu_is_a_device_error_not_a_crash(monkeypatch) -> None:
         backend.device_info(2)
     with pytest.raises(ProbeUnavailable, match="no NVIDIA device 7"):
         backend.device_info(7)
+    # sampling during kernels and the live link read map the same failures (the sampler stops on DeviceError)
+    with pytest.raises(DeviceError, match="GPU is lost"):
+        backend.sample(1)
+    with pytest.raises(DeviceError, match="GPU is lost"):
+        backend.pcie_link(1)
 
 
 def test_unknown_card_has_no_catalog_id_and_says_why(monkeypatch) -> None:

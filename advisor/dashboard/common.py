@@ -139,11 +139,11 @@ def devices() -> tuple[list[Any] | None, BaseException | None]:
         backend = future.result(timeout=0.2)
     except FutureTimeout:
         return None, None
-    except Exception as exc:  # no driver / no GPU is a notice, not a traceback
+    except AdvisorError as exc:  # no driver / no GPU is a notice, not a traceback (a bug reaches the page's boundary)
         return [], exc
     try:
         return [backend.device_info(i) for i in range(backend.device_count())], None
-    except Exception as exc:
+    except AdvisorError as exc:  # a lost GPU (DeviceError), a backend that stopped working (ProbeUnavailable)
         return [], exc
 
 

@@ -36,7 +36,7 @@ def _health(info: Any) -> list[Any]:
         return []
     try:
         return list(verdicts_mod.device_verdicts(info))
-    except Exception as exc:
+    except AdvisorError as exc:  # a verdict's catalog lookup failed; a bug reaches the page's boundary
         common.notice(exc, f"Health checks of device {getattr(info, 'index', '?')}")
         return []
 
@@ -136,7 +136,7 @@ def _run_probe(quick: bool) -> None:
         bar.progress(1.0, text="Probe finished")
         st.session_state["probe_result"] = result.to_dict()
         _save_probe(result)
-    except Exception as exc:
+    except AdvisorError as exc:  # a bad setting or no usable device; a kernel's own failure is in its result
         common.notice(exc, "The probe")
         return
     finally:

@@ -16,6 +16,7 @@ from typing import Any
 
 from advisor.errors import AdvisorError
 from advisor.probe.kernel_env import (
+    KERNEL_ERRORS,
     MIB,
     KernelEnv,
     failed_result,
@@ -154,7 +155,7 @@ def run_matmul(env: KernelEnv, precision: str, m: int, n: int, k: int, shrink_on
                               work_unit="FLOP", unit="TOP/s" if precision == "int8" else "TFLOP/s", scale=1e12,
                               spec_peak=spec_tflops(env, precision), notes=notes)
         return _int8_on_tensor_cores(env, result) if precision == "int8" else result
-    except Exception as exc:
+    except KERNEL_ERRORS as exc:
         if is_out_of_memory(exc) and shrink_on_oom > 0 and min(m, n, k) > 256:
             a = b = out = None
             free_memory(env)
@@ -246,7 +247,7 @@ def run_conv(env: KernelEnv, precision: str, layer: tuple[int, ...], batch: int,
                             work=conv2d_flops(batch, c, h, w, k, r, s, stride, padding), work_unit="FLOP",
                             unit="TFLOP/s", scale=1e12, spec_peak=spec_tflops(env, precision),
                             notes=(f"ran as {label}",) if label and env.is_cuda else ())
-    except Exception as exc:
+    except KERNEL_ERRORS as exc:
         return failed_result(env, "conv2d", precision, shape, exc)
     finally:
         torch.backends.cudnn.benchmark = old_benchmark

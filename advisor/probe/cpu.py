@@ -9,7 +9,7 @@ import os
 import platform
 from pathlib import Path
 
-from advisor.errors import ProbeUnavailable
+from advisor.errors import DeviceError, ProbeUnavailable
 from advisor.probe.results import DeviceInfo, Sample
 
 
@@ -102,6 +102,9 @@ class TorchCudaBackend:
             runtime = cuda_runtime()
         except ImportError as exc:
             raise ProbeUnavailable("torch is not installed", hint="pip install torch") from exc
+        except OSError as exc:  # torch's CUDA libraries failed to load (a broken or mismatched install)
+            raise ProbeUnavailable(f"torch cannot load its CUDA libraries: {exc}",
+                                   hint="reinstall torch for this machine's CUDA/ROCm") from exc
         if not runtime.is_available():
             raise ProbeUnavailable("torch sees no CUDA/ROCm device", hint="torch.cuda.is_available() is False")
         self._runtime = runtime
@@ -118,10 +121,13 @@ class TorchCudaBackend:
         rt = self._runtime
         if not 0 <= index < self.device_count():
             raise ProbeUnavailable(f"no CUDA device {index}", hint=f"devices are 0..{self.device_count() - 1}")
-        name = rt.name(index)
-        free, total = rt.mem_get_info(index)
-        cuda, hip = rt.versions()
-        major, minor = rt.capability(index)
+        try:
+            name = rt.name(index)
+            free, total = rt.mem_get_info(index)
+            cuda, hip = rt.versions()
+            major, minor = rt.capability(index)
+        except RuntimeError as exc:  # torch reports a CUDA/HIP error on the device as RuntimeError
+            raise DeviceError(f"torch cannot read CUDA device {index}: {exc}") from exc
         missing = {k: "not reported by torch (NVML unavailable)" for k in (
             "pci_bus_id", "power_draw_w", "temperature_c", "pcie_gen", "ecc_enabled", "throttle_reasons",
             "processes", "sm_clock_mhz")}

@@ -18,10 +18,17 @@ from advisor.precision import element_bytes
 from advisor.probe.results import KernelResult, Sample
 from advisor.probe.timing import RegionTimer, Sampler, measure
 
-__all__ = ["ABOVE_PEAK", "MIB", "KernelEnv", "cuda_env", "failed_result", "fits", "free_memory", "import_torch",
-           "is_out_of_memory", "skip_result", "spec_tflops", "timed_result", "whole_bytes"]
+__all__ = ["ABOVE_PEAK", "KERNEL_ERRORS", "MIB", "KernelEnv", "cuda_env", "failed_result", "fits", "free_memory",
+           "import_torch", "is_out_of_memory", "skip_result", "spec_tflops", "timed_result", "whole_bytes"]
 
 MIB = 1024 * 1024
+
+#: What a kernel may raise that is that kernel's failure, recorded in its result, not the probe's: torch reports
+#: CUDA, cuBLAS, cuDNN and allocator failures as RuntimeError (``torch.OutOfMemoryError`` and
+#: ``torch.AcceleratorError`` are subclasses), a host allocation as MemoryError, an op or dtype this build or
+#: device lacks as NotImplementedError, and a private op whose signature changed between torch releases
+#: (``torch._scaled_mm``, ``torch._int_mm``) as TypeError or ValueError.  Anything else is a bug in the probe.
+KERNEL_ERRORS: tuple[type[Exception], ...] = (RuntimeError, MemoryError, NotImplementedError, TypeError, ValueError)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from advisor.device import clock_region_timer
-from advisor.probe.kernel_env import KernelEnv, failed_result, free_memory, import_torch, timed_result
+from advisor.probe.kernel_env import KERNEL_ERRORS, KernelEnv, failed_result, free_memory, import_torch, timed_result
 from advisor.probe.results import KernelResult
 
 __all__ = ["HOST_DISPATCH_OPS", "run_host_dispatch", "run_launch"]
@@ -89,7 +89,7 @@ def run_host_dispatch(env: KernelEnv) -> KernelResult:
                                   notes=(f"microseconds of host time per op: {HOST_DISPATCH_OPS} eager ops per block "
                                    "(layer_norm, linear, view, transpose, matmul, mul, softmax, reshape, add, gelu)",))
         return result
-    except Exception as exc:
+    except KERNEL_ERRORS as exc:
         return failed_result(env, "host_dispatch", None, "transformer block", exc)
     finally:
         free_memory(env)

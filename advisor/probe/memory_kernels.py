@@ -17,6 +17,7 @@ from dataclasses import replace
 
 from advisor.errors import AdvisorError
 from advisor.probe.kernel_env import (
+    KERNEL_ERRORS,
     MIB,
     KernelEnv,
     failed_result,
@@ -91,7 +92,7 @@ def run_bandwidth(env: KernelEnv, mode: str, buffer_bytes: int) -> KernelResult:
         spec_peak = getattr(env.spec, "memory_bandwidth_gbs", None) if env.spec is not None else None
         return timed_result(env, name=name, precision=None, shape=shape, fn=fn, work=bandwidth_bytes(mode, nbytes),
                             work_unit="bytes", unit="GB/s", scale=1e9, spec_peak=spec_peak, before_repetition=before)
-    except Exception as exc:
+    except KERNEL_ERRORS as exc:
         return failed_result(env, name, None, shape, exc)
     finally:
         src = dst = flush = None
@@ -121,7 +122,7 @@ def run_transfer(env: KernelEnv, direction: str, pinned: bool, buffer_bytes: int
         result = timed_result(env, name=name, precision=None, shape=shape, fn=fn, work=buffer_bytes, work_unit="bytes",
                               unit="GB/s", scale=1e9, spec_peak=env.pcie_gbs)
         return _against_live_link(env, result, fn)
-    except Exception as exc:
+    except KERNEL_ERRORS as exc:
         return failed_result(env, name, None, shape, exc)
     finally:
         host = dev = None
@@ -138,8 +139,8 @@ def _against_live_link(env: KernelEnv, result: KernelResult, fn: Callable[[], No
         fn()  # keep the link busy while it is read
         gen, width = env.read_link()
         env.dev.synchronize()
-    except Exception:  # the inventory figure stays
-        return result
+    except (AdvisorError, *KERNEL_ERRORS):  # the backend cannot read the link, or the transfer failed this time
+        return result  # the inventory figure stays
     peak = pcie_bandwidth_gbs(gen, width)
     if peak is None:
         return result
