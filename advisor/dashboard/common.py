@@ -107,8 +107,10 @@ def _executor() -> ThreadPoolExecutor:
 
 
 def backend_future() -> Future[InventoryBackend] | None:
-    """The default backend, opened in the background: the torch fallback alone takes seconds to import,
-    and the page should draw meanwhile.  None when the probe part is not installed."""
+    """The default backend, opened in the background; None when the probe part is not installed.
+
+    The torch fallback alone takes seconds to import, and the page should draw meanwhile.
+    """
     probe_mod = module("advisor.probe")
     if probe_mod is None or not hasattr(probe_mod, "default_backend"):
         return None

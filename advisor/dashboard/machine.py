@@ -67,8 +67,11 @@ def _snapshot_rows(backend: InventoryBackend) -> tuple[Snapshot, list[dict[str, 
 
 @st.fragment(run_every=LIVE_REFRESH_S)
 def _live() -> None:
-    """Live figures of every device (GPUs through the probe backend, NVML on NVIDIA; the host CPU from
-    /proc): a table now, and charts of the last samples, kept in session_state across reruns."""
+    """Live figures of every device: a table now, and charts of the last samples.
+
+    GPUs are read through the probe backend (NVML on NVIDIA), the host CPU from /proc; the samples are kept
+    in session_state across reruns.
+    """
     from advisor.probe.watch import display_row, process_rows
 
     backend = common.ready_backend()

@@ -84,8 +84,10 @@ _VISION_WORDS = ("resnet", "vit", "convnext", "efficientnet", "vgg", "mobilenet"
 
 
 def _is_vision(model: Any) -> bool:
-    """A vision model (CNN, ViT): a config with an image size or channels, a preset of a vision family,
-    else a name that says so."""
+    """Whether ``model`` is a vision model (CNN, ViT).
+
+    A config with an image size or channels, a preset of a vision family, else a name that says so.
+    """
     if isinstance(model, Mapping):
         return "image_size" in model or "num_channels" in model
     from advisor.workload.presets import PRESETS
@@ -162,8 +164,10 @@ def recommendation_view(rec: Any) -> dict[str, Any]:
 
 
 def memory_breakdown_records(rec: Any, limit: int = 8) -> list[dict[str, Any]]:
-    """Long table for the stacked memory bars: the best-ranked row of each card, then cards rejected for
-    memory at one GPU, ``limit`` cards in all (from each row's ``memory_breakdown_bytes``).
+    """Long table for the stacked memory bars, ``limit`` cards in all.
+
+    The best-ranked row of each card, then cards rejected for memory at one GPU (from each row's
+    ``memory_breakdown_bytes``).
 
     Records: card, category, gib, label, capacity_gib (usable memory per GPU when known, else the card's).
     """
@@ -262,8 +266,10 @@ def recommend_options(*, model: Any, batch_size: int, seq_len: int | None, image
 
 
 def default_image_size(model: Any, fallback: int = 224) -> int:
-    """The image size a vision model was built for: its config's ``image_size`` (a preset's or an
-    uploaded config's), else ``fallback`` pixels."""
+    """The image size a vision model was built for, else ``fallback`` pixels.
+
+    It is the config's ``image_size`` (a preset's or an uploaded config's).
+    """
     config: Any = model if isinstance(model, Mapping) else None
     if config is None:
         from advisor.workload import presets as _presets
@@ -275,8 +281,11 @@ def default_image_size(model: Any, fallback: int = 224) -> int:
 
 
 def model_inputs(model: Any) -> frozenset[str]:
-    """Which of the recommender's model-specific inputs apply: ``image_size`` for vision models (CNN,
-    ViT); ``seq_len``, ``lora_rank`` and ``gradient_checkpointing`` for language models."""
+    """Which of the recommender's model-specific inputs apply.
+
+    ``image_size`` for vision models (CNN, ViT); ``seq_len``, ``lora_rank`` and ``gradient_checkpointing``
+    for language models.
+    """
     if _is_vision(model):
         return frozenset({"image_size"})
     return frozenset({"seq_len", "lora_rank", "gradient_checkpointing"})

@@ -16,8 +16,10 @@ def round_for_display(value: float, digits: int) -> float:
 
 
 def display_frame(frame: pd.DataFrame, formats: Mapping[str, str] | None = None) -> Any:
-    """A table ready for ``st.dataframe``: missing values as "–" (not "None"/"NaN"), numbers formatted
-    with ``formats`` (``{column: "{:,.1f}"}``) and never shown as "-0.0".
+    """A table ready for ``st.dataframe``: missing values as "–", numbers formatted, never "-0.0".
+
+    Missing values show as "–" (not "None"/"NaN"); numbers are formatted with ``formats``
+    (``{column: "{:,.1f}"}``).
 
     Complete numeric columns stay numbers (formatted through a ``Styler``, so sorting uses the values);
     a column with gaps becomes its display strings, because Streamlit draws a missing number as "None"

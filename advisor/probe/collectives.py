@@ -94,7 +94,7 @@ class CollectiveResult:
 
     @property
     def fraction_of_link(self) -> float | None:
-        """busbw over the link's one-direction spec bandwidth, when the card is known."""
+        """Bus bandwidth over the link's one-direction spec bandwidth, when the card is known."""
         bw = self.busbw_gbs
         return None if bw is None or not self.link_gbs else bw / self.link_gbs
 

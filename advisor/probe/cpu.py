@@ -142,7 +142,7 @@ class TorchCudaBackend:
                           architecture=rt.arch_name(index) if hip else None, missing=missing)
 
     def sample(self, index: int) -> Sample:
-        """torch cannot read clocks or power: an empty reading."""
+        """An empty reading: torch cannot read clocks or power."""
         return Sample(t_s=0.0)
 
     def close(self) -> None:

@@ -132,7 +132,6 @@ def timed_result(env: KernelEnv, *, name: str, precision: str | None, shape: str
                  before_repetition: Callable[[], None] | None = None, notes: Sequence[str] = (),
                  region_timer: RegionTimer | None = None) -> KernelResult:
     """Measure ``fn`` and turn the median time into ``value`` (work / time / scale)."""
-
     timer = region_timer or env.region_timer or env.dev.region_timer()
 
     def run() -> Any:
