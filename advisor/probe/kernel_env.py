@@ -11,12 +11,15 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from advisor.device import Device, as_device
 from advisor.precision import element_bytes
 from advisor.probe.results import KernelResult, Sample
 from advisor.probe.timing import RegionTimer, Sampler, measure
+
+if TYPE_CHECKING:  # pragma: no cover
+    from advisor.catalog import GpuSpec
 
 __all__ = ["ABOVE_PEAK", "KERNEL_ERRORS", "MIB", "KernelEnv", "cuda_env", "failed_result", "fits", "free_memory",
            "import_torch", "is_out_of_memory", "skip_result", "spec_tflops", "timed_result", "whole_bytes"]
@@ -51,7 +54,7 @@ class KernelEnv:
 
     device: Device | str = "cpu"
     device_index: int = 0
-    spec: Any = None
+    spec: GpuSpec | None = None
     quick: bool = True
     compute_capability: tuple[int, int] | None = None
     pcie_gbs: float | None = None
