@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -194,10 +195,12 @@ def test_history_helpers_and_run_comparison() -> None:
     assert cmp.loc["memory_copy", "change_pct"] == pytest.approx(0.0)
 
 
-def test_flag_stragglers_uses_five_percent_below_the_median() -> None:
-    flags = dd.flag_stragglers({"a": 100.0, "b": 99.0, "c": 94.0, "d": 101.0, "e": None})
-    assert flags == {"a": False, "b": False, "c": True, "d": False, "e": False}
-    assert dd.flag_stragglers({"x": None}) == {"x": False}
+def test_the_fleet_page_flags_stragglers_with_the_probes_rule() -> None:
+    from advisor.probe.collectives import STRAGGLER_FRACTION, find_stragglers
+
+    assert dd.STRAGGLER_FRACTION == STRAGGLER_FRACTION == 0.05
+    assert find_stragglers({"a": 100.0, "b": 99.0, "c": 94.0, "d": 101.0, "e": None, "f": math.nan}) == ["c"]
+    assert find_stragglers({"x": None}) == [] and find_stragglers({"x": 1.0, "y": math.nan}) == []
 
 
 def test_fleet_frame_takes_each_nodes_newest_run_and_flags_the_slow_gpu() -> None:

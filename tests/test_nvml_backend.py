@@ -7,7 +7,8 @@ import sys
 import pytest
 
 from advisor.errors import DeviceError, ProbeUnavailable
-from advisor.probe.nvml import NvmlBackend, PynvmlBackend, decode_throttle_reasons
+from advisor.probe.backend import InventoryBackend, LinkReader
+from advisor.probe.nvml import PynvmlBackend, decode_throttle_reasons
 from tests.fakes import (
     DRIVER_NOT_LOADED,
     GPU_IS_LOST,
@@ -51,7 +52,7 @@ def test_missing_package_is_probe_unavailable(monkeypatch) -> None:
 def test_full_device_is_decoded(monkeypatch) -> None:
     mod = install(monkeypatch, stub_device())
     backend = PynvmlBackend()
-    assert isinstance(backend, NvmlBackend)
+    assert isinstance(backend, InventoryBackend) and isinstance(backend, LinkReader)
     assert backend.device_count() == 1
     d = backend.device_info(0)
     assert d.error is None and d.backend == "nvml"
@@ -122,6 +123,11 @@ def test_lost_gpu_is_a_device_error_not_a_crash(monkeypatch) -> None:
         backend.device_info(2)
     with pytest.raises(ProbeUnavailable, match="no NVIDIA device 7"):
         backend.device_info(7)
+    # sampling during kernels and the live link read map the same failures (the sampler stops on DeviceError)
+    with pytest.raises(DeviceError, match="GPU is lost"):
+        backend.sample(1)
+    with pytest.raises(DeviceError, match="GPU is lost"):
+        backend.pcie_link(1)
 
 
 def test_unknown_card_has_no_catalog_id_and_says_why(monkeypatch) -> None:

@@ -217,6 +217,27 @@ def test_deadline_skips_what_is_left() -> None:
     assert r.kernels[0].skipped == "time budget (--max-seconds) used up"
 
 
+def test_the_budget_is_read_on_the_injected_clock_without_sleeping() -> None:
+    reads = iter((0.0, *(100.0 + i for i in range(10_000))))  # the start, then 100 s later: past a 60 s budget
+
+    r = probe(backend=CpuBackend(), kernels="launch", max_seconds=60, clock=lambda: next(reads))
+    assert [k.skipped for k in r.kernels] == ["time budget (--max-seconds) used up"] * 2
+    assert r.elapsed_s >= 100.0  # elapsed on the same clock
+
+
+def test_run_plan_skips_the_kernels_planned_past_the_deadline() -> None:
+    now = [0.0]
+
+    def kernel(env: K.KernelEnv) -> KernelResult:
+        now[0] += 10.0  # each kernel takes 10 s on the injected clock
+        return KernelResult(name="launch", value=1.0, unit="us")
+
+    planned = [K.PlannedKernel("launch", f"kernel {i}", kernel) for i in range(3)]
+    results = K.run_plan(K.KernelEnv(clock=lambda: now[0], deadline=15.0), planned)
+    assert [r.skipped for r in results] == [None, None, "time budget (--max-seconds) used up"]
+    assert results[2].shape == "kernel 2" and now[0] == 20.0
+
+
 @pytest.mark.parametrize(("kw", "match"), [
     ({"device": 99}, "no device 99"), ({"device": "gpu0"}, "bad device"), ({"kernels": "matmul,foo"}, "unknown kernel"),
     ({"max_memory_fraction": 0}, "max_memory_fraction"), ({"max_seconds": -1}, "max_seconds"),
@@ -257,3 +278,28 @@ def test_pcie_generation_judged_under_load() -> None:
     assert "pcie_gen_low" not in {v.code for v in device_verdicts(dev, [transfer(5)])}
     low = {v.code: v for v in device_verdicts(dev, [transfer(3)])}["pcie_gen_low"]
     assert low.severity == "warning" and low.evidence == "gen 3 during transfers, max 5"
+
+
+def test_every_inventory_backend_class_has_the_protocols_methods() -> None:
+    import inspect
+
+    from advisor.probe.amd import AmdsmiBackend
+    from advisor.probe.backend import InventoryBackend, LinkReader
+    from advisor.probe.cpu import TorchCudaBackend
+    from advisor.probe.nvml import PynvmlBackend
+
+    methods = [n for n, v in vars(InventoryBackend).items() if inspect.isfunction(v) and not n.startswith("_")]
+    assert sorted(methods) == ["close", "device_count", "device_info", "sample"]
+    for cls in (PynvmlBackend, AmdsmiBackend, TorchCudaBackend, CpuBackend):
+        assert isinstance(cls.name, str) and all(callable(getattr(cls, m, None)) for m in methods), cls
+    assert isinstance(CpuBackend(), InventoryBackend) and not isinstance(CpuBackend(), LinkReader)
+    assert callable(PynvmlBackend.pcie_link)  # NVML re-reads the link during transfers
+
+
+def test_the_cpu_backend_reports_the_one_host_ram_reading() -> None:
+    from advisor.probe.cpu import host_memory_bytes
+
+    total, available = host_memory_bytes()
+    info = CpuBackend().device_info(0)
+    assert info.memory_total_bytes == total and total is not None and total > 0
+    assert available is None or 0 < available <= total

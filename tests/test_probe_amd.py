@@ -12,13 +12,18 @@ from advisor.errors import ProbeUnavailable
 from advisor.probe.amd import AmdsmiBackend
 
 
-class AmdSmiLibraryException(Exception):
+class AmdSmiException(Exception):  # amdsmi's base error (amdsmi_exception.py, exported by `amdsmi`)
+    pass
+
+
+class AmdSmiLibraryException(AmdSmiException):
     pass
 
 
 def stub(handles=("h0",), init_error: bool = False, asic_error: str | None = None) -> types.ModuleType:
     mod = types.ModuleType("amdsmi")
     mod.shut_down = 0
+    mod.AmdSmiException, mod.AmdSmiLibraryException = AmdSmiException, AmdSmiLibraryException
 
     def init() -> None:
         if init_error:

@@ -67,12 +67,38 @@ def test_text_with_cpu_kernels(capsys, monkeypatch) -> None:
     (["--kernels", "matmul,gemm"], "unknown kernel 'gemm'"),
     (["--max-memory-fraction", "1.5"], "--max-memory-fraction"),
     (["--max-seconds", "0"], "--max-seconds"),
+    (["--max-seconds", "nan"], "--max-seconds must be > 0, got nan"),
+    (["--max-memory-fraction", "nan"], "--max-memory-fraction"),
 ])
 def test_bad_input_exits_2(fake_backend, capsys, argv, message) -> None:
     kernels = [] if "--kernels" in argv else ["--kernels", "none"]
     assert main(["probe", "--no-save", *kernels, *argv]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: ") and message in err
+    assert err.startswith("error: ") and message in err and "\nhint: " in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("document", [
+    {"kernels": [], "devices": []},  # no timestamp
+    {"kernels": [1], "devices": [1], "timestamp": "t", "host": "h"},  # parts of the wrong shape
+    {"kernels": [{"name": "matmul", "measurement": {"times_s": [1.0]}}], "devices": [], "timestamp": "t",
+     "host": "h"},  # a measurement without its iteration count
+])
+def test_a_file_that_is_not_a_probe_result_is_an_error_with_a_hint(capsys, tmp_path, document) -> None:
+    path = tmp_path / "probe.json"
+    path.write_text(json.dumps(document))
+    assert main(["estimate", "--model", "gpt2", "--gpu", "h100-sxm5-80gb", "--calibration", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: calibration file {str(path)!r} is not a probe result: ") and "\nhint: " in err
+
+
+def test_a_malformed_probe_document_is_an_advisor_error() -> None:
+    from advisor.errors import AdvisorError
+    from advisor.probe.results import ProbeDocumentError, ProbeResult
+
+    with pytest.raises(ProbeDocumentError, match="no 'host' key") as exc:
+        ProbeResult.from_dict({"timestamp": "t"})
+    assert isinstance(exc.value, AdvisorError) and exc.value.message == "not a probe result: no 'host' key"
+    assert exc.value.hint and "probe --json" in exc.value.hint
 
 
 def test_corrupt_store_warns_and_still_prints(fake_backend, capsys, tmp_path, monkeypatch) -> None:

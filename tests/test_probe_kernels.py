@@ -181,6 +181,7 @@ def test_quick_probe_on_a_real_gpu_measures_against_the_spec() -> None:
 def test_transfers_are_set_against_the_link_read_under_load(env) -> None:
     from dataclasses import replace
 
+    from advisor.probe.memory_kernels import _against_live_link
     from advisor.probe.results import KernelResult, Measurement
 
     measured = KernelResult(name="h2d_pinned", shape="256 MiB", value=50.0, unit="GB/s", work=1.0,
@@ -188,12 +189,12 @@ def test_transfers_are_set_against_the_link_read_under_load(env) -> None:
                             fraction_of_peak=12.5, measurement=Measurement((1.0,) * 5, 1))
     calls = []
     live = replace(env, read_link=lambda: (5, 16))
-    r = K._against_live_link(live, measured, lambda: calls.append(1))
+    r = _against_live_link(live, measured, lambda: calls.append(1))
     assert calls == [1]  # the link is kept busy while read
     assert r.spec_peak == pytest.approx(63.015, rel=1e-3) and r.fraction_of_peak == pytest.approx(50 / 63.015, rel=1e-3)
     assert "gen5 x16" in r.notes[-1]
-    assert K._against_live_link(replace(env, read_link=lambda: (None, 16)), measured, lambda: None) == measured
-    assert K._against_live_link(env, measured, lambda: None) == measured
+    assert _against_live_link(replace(env, read_link=lambda: (None, 16)), measured, lambda: None) == measured
+    assert _against_live_link(env, measured, lambda: None) == measured
 
 
 def test_out_of_memory_is_recognised_in_each_form_the_allocators_raise() -> None:

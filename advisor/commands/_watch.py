@@ -7,10 +7,13 @@ import json
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from advisor.commands._output import stdout_console, table
 from advisor.errors import AdvisorError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from advisor.probe.backend import InventoryBackend
 
 COLUMNS = ("device", "util", "memory", "power", "clock", "temp", "clock events", "more")
 
@@ -55,7 +58,8 @@ def _tables(snapshot: Any, rows: list[dict[str, Any]]) -> list[Any]:
     return out
 
 
-def run_watch(args: argparse.Namespace, *, backend: Any = None, sleep: Callable[[float], None] | None = None) -> int:
+def run_watch(args: argparse.Namespace, *, backend: InventoryBackend | None = None,
+              sleep: Callable[[float], None] | None = None) -> int:
     """Refresh every ``args.watch`` seconds, ``args.count`` times (default: until Ctrl-C, which exits 0).
 
     Text goes to a live terminal view when stdout is a terminal, else one table per refresh;

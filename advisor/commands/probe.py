@@ -134,10 +134,12 @@ def run_probe(args: argparse.Namespace) -> int:
         return run_watch(args)
     if args.collectives:
         return _run_collectives(args)
-    if not 0 < args.max_memory_fraction <= 1:
-        raise AdvisorError(f"--max-memory-fraction must be in (0, 1], got {args.max_memory_fraction}")
-    if args.max_seconds is not None and args.max_seconds <= 0:
-        raise AdvisorError(f"--max-seconds must be > 0, got {args.max_seconds}")
+    if not 0 < args.max_memory_fraction <= 1:  # NaN fails this too
+        raise AdvisorError(f"--max-memory-fraction must be in (0, 1], got {args.max_memory_fraction}",
+                           hint="e.g. --max-memory-fraction 0.9 (the default)")
+    if args.max_seconds is not None and not args.max_seconds > 0:  # `not > 0`: NaN is no budget either
+        raise AdvisorError(f"--max-seconds must be > 0, got {args.max_seconds}",
+                           hint="a wall-clock budget in seconds, e.g. --max-seconds 60")
     from advisor.probe import parse_kernels, probe
 
     kernels: Any = [] if args.kernels is not None and args.kernels.strip().lower() == "none" \

@@ -129,8 +129,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _cloud_cell(gpu_id: str, cost: float | None, args: Any) -> str:
-    """The cloud-cost cell: the cost, "not rentable" where the catalog says no public on-demand offer exists,
-    or "no price" where nobody has found one yet."""
+    """The cloud-cost cell: the cost, "not rentable" or "no price".
+
+    "not rentable" where the catalog says no public on-demand offer exists, "no price" where nobody has
+    found one yet.
+    """
     from advisor.catalog import get_gpu
     from advisor.units import format_usd
 

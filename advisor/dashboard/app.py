@@ -30,8 +30,10 @@ def _page(module_name: str) -> Callable[[], None]:
 
 @st.cache_resource
 def _prewarm_chart_libraries() -> threading.Thread:
-    """Import pandas and altair in the background once the first page is drawn: the pages with charts
-    then open without paying for the imports (about 2 s on a 2-core machine)."""
+    """Import pandas and altair in the background once the first page is drawn.
+
+    The pages with charts then open without paying for the imports (about 2 s on a 2-core machine).
+    """
     thread = threading.Thread(target=lambda: [importlib.import_module(m) for m in ("pandas", "altair")],
                               name="gpu-advisor-prewarm", daemon=True)
     thread.start()

@@ -107,8 +107,9 @@ def memory_bars(memory: pd.DataFrame) -> alt.LayerChart:
 
 
 def time_cost(points: pd.DataFrame, cost: str, cost_title: str, title: str) -> alt.LayerChart:
-    """Time to train vs one kind of cost, a point per ranked row coloured by segment; the best
-    ``TOP_LABELS`` rows are labelled, every point names its card on hover.
+    """Time to train vs one kind of cost, a point per ranked row coloured by segment.
+
+    The best ``TOP_LABELS`` rows are labelled; every point names its card on hover.
 
     Args:
         points: ``rank``, ``card``, ``segment``, ``hours`` and the ``cost`` column.
@@ -200,8 +201,10 @@ def history_trends(trend: pd.DataFrame) -> alt.FacetChart:
 
 
 def collectives_lines(coll: pd.DataFrame) -> alt.Chart:
-    """Bus bandwidth per collective vs message size; the y scale covers every point (clip=True keeps
-    lines inside the plot)."""
+    """Bus bandwidth per collective vs message size.
+
+    The y scale covers every point (clip=True keeps lines inside the plot).
+    """
     top = float(coll["busbw_gbs"].max()) if not coll.empty else 1.0
     return (alt.Chart(coll).mark_line(point=True, clip=True)
             .encode(x=alt.X("size_bytes:Q", title="message size (bytes)", scale=alt.Scale(type="log"),

@@ -21,6 +21,8 @@ if TYPE_CHECKING:  # altair and pandas are imported by the pages that draw chart
     import altair as alt
     import pandas as pd
 
+    from advisor.probe.backend import InventoryBackend
+
 
 def module(name: str) -> ModuleType | None:
     """Import a library part, or None while it is not there (it is being built in parallel)."""
@@ -93,7 +95,7 @@ def spec_dicts() -> dict[str, dict[str, Any]]:
 # ---------------------------------------------------------------- the device backend
 
 @st.cache_resource
-def _backends() -> dict[Any, Future[Any]]:
+def _backends() -> dict[Any, Future[InventoryBackend]]:
     """Inventory backends being opened or opened, per factory, shared by every session of this server."""
     return {}
 
@@ -104,9 +106,11 @@ def _executor() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=4, thread_name_prefix="gpu-advisor-backend")
 
 
-def backend_future() -> Future[Any] | None:
-    """The default backend, opened in the background: the torch fallback alone takes seconds to import,
-    and the page should draw meanwhile.  None when the probe part is not installed."""
+def backend_future() -> Future[InventoryBackend] | None:
+    """The default backend, opened in the background; None when the probe part is not installed.
+
+    The torch fallback alone takes seconds to import, and the page should draw meanwhile.
+    """
     probe_mod = module("advisor.probe")
     if probe_mod is None or not hasattr(probe_mod, "default_backend"):
         return None
@@ -117,7 +121,7 @@ def backend_future() -> Future[Any] | None:
     return futures[factory]
 
 
-def ready_backend() -> Any | None:
+def ready_backend() -> InventoryBackend | None:
     """The opened backend, or None while it opens, when it failed, or without the probe part."""
     future = backend_future()
     if future is None or not future.done() or future.exception() is not None:
@@ -137,11 +141,11 @@ def devices() -> tuple[list[Any] | None, BaseException | None]:
         backend = future.result(timeout=0.2)
     except FutureTimeout:
         return None, None
-    except Exception as exc:  # no driver / no GPU is a notice, not a traceback
+    except AdvisorError as exc:  # no driver / no GPU is a notice, not a traceback (a bug reaches the page's boundary)
         return [], exc
     try:
         return [backend.device_info(i) for i in range(backend.device_count())], None
-    except Exception as exc:
+    except AdvisorError as exc:  # a lost GPU (DeviceError), a backend that stopped working (ProbeUnavailable)
         return [], exc
 
 

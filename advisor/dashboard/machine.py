@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import streamlit as st
 
 from advisor import dashboard_data as dd
 from advisor.dashboard import common
 from advisor.errors import AdvisorError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from advisor.probe.backend import InventoryBackend
+    from advisor.probe.watch import Snapshot
 
 #: Live view: refresh period and how many samples per device it keeps.
 LIVE_REFRESH_S = 2.0
@@ -32,7 +36,7 @@ def _health(info: Any) -> list[Any]:
         return []
     try:
         return list(verdicts_mod.device_verdicts(info))
-    except Exception as exc:
+    except AdvisorError as exc:  # a verdict's catalog lookup failed; a bug reaches the page's boundary
         common.notice(exc, f"Health checks of device {getattr(info, 'index', '?')}")
         return []
 
@@ -51,7 +55,7 @@ def _device_card(info: Any, verdicts: Any = ()) -> None:
             {"ok": st.success, "info": st.info, "warn": st.warning}.get(verdict["level"], st.error)(text)
 
 
-def _snapshot_rows(backend: Any) -> tuple[Any, list[dict[str, Any]]]:
+def _snapshot_rows(backend: InventoryBackend) -> tuple[Snapshot, list[dict[str, Any]]]:
     """Sample every device and the host CPU; rows against the previous sample of this session."""
     from advisor.probe.watch import device_rows, sample
 
@@ -63,8 +67,11 @@ def _snapshot_rows(backend: Any) -> tuple[Any, list[dict[str, Any]]]:
 
 @st.fragment(run_every=LIVE_REFRESH_S)
 def _live() -> None:
-    """Live figures of every device (GPUs through the probe backend, NVML on NVIDIA; the host CPU from
-    /proc): a table now, and charts of the last samples, kept in session_state across reruns."""
+    """Live figures of every device: a table now, and charts of the last samples.
+
+    GPUs are read through the probe backend (NVML on NVIDIA), the host CPU from /proc; the samples are kept
+    in session_state across reruns.
+    """
     from advisor.probe.watch import display_row, process_rows
 
     backend = common.ready_backend()
@@ -132,7 +139,7 @@ def _run_probe(quick: bool) -> None:
         bar.progress(1.0, text="Probe finished")
         st.session_state["probe_result"] = result.to_dict()
         _save_probe(result)
-    except Exception as exc:
+    except AdvisorError as exc:  # a bad setting or no usable device; a kernel's own failure is in its result
         common.notice(exc, "The probe")
         return
     finally:

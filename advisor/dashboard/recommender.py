@@ -28,8 +28,10 @@ def _read_upload(upload: Any) -> dict[str, Any]:
 
 @st.cache_data(show_spinner="Ranking cards…", max_entries=64)
 def _recommend(model_json: str, options_json: str) -> dict[str, Any]:
-    """Cached ``recommend()`` shaped for the page (keyed by the inputs' JSON); the memory bars come
-    with its rows."""
+    """Cached ``recommend()`` shaped for the page (keyed by the inputs' JSON).
+
+    The memory bars come with its rows.
+    """
     from advisor.recommend import recommend
 
     return dd.recommendation_view(recommend(json.loads(model_json), **json.loads(options_json)))
@@ -54,8 +56,10 @@ def _presets() -> list[str]:
 
 
 def _my_card() -> tuple[str | None, Any]:
-    """The catalogued card in this machine (the first GPU the probe's inventory finds), and the CPU
-    device when there is no GPU."""
+    """The catalogued card in this machine, and the CPU device when there is no GPU.
+
+    The card is the first GPU the probe's inventory finds with a catalog id.
+    """
     devices, _ = common.devices()
     for info in devices or []:
         if common.is_gpu(info) and getattr(info, "catalog_id", None):

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from advisor.errors import AdvisorError, DeviceError, ProbeUnavailable
-from advisor.probe.backend import InventoryBackend
+from advisor.probe.backend import InventoryBackend, LinkReader
 from advisor.probe.kernels import KERNEL_GROUPS
 from advisor.probe.results import DeviceInfo, KernelResult, Measurement, ProbeResult, Sample, Verdict
 
@@ -137,10 +137,11 @@ def probe(backend: InventoryBackend | None = None, device: int | str = "all", qu
     """
     t0 = clock()
     groups = parse_kernels(kernels)
-    if not 0 < max_memory_fraction <= 1:
-        raise AdvisorError(f"max_memory_fraction must be in (0, 1], got {max_memory_fraction}")
-    if max_seconds is not None and max_seconds <= 0:
-        raise AdvisorError(f"max_seconds must be > 0, got {max_seconds}")
+    if not 0 < max_memory_fraction <= 1:  # NaN fails this too
+        raise AdvisorError(f"max_memory_fraction must be in (0, 1], got {max_memory_fraction}",
+                           hint="the most of a device's free memory one kernel may use, e.g. 0.9")
+    if max_seconds is not None and not max_seconds > 0:  # `not > 0`: a NaN budget would never end
+        raise AdvisorError(f"max_seconds must be > 0, got {max_seconds}", hint="a wall-clock budget in seconds")
     own = backend is None
     if backend is None:
         backend = default_backend()
@@ -225,8 +226,9 @@ def _run_kernels(backend: InventoryBackend, devices: list[DeviceInfo], groups: t
 
 
 def _link_reader(backend: InventoryBackend, index: int) -> Callable[[], tuple[int | None, int | None]] | None:
-    link = getattr(backend, "pcie_link", None)
-    return None if link is None else (lambda: link(index))
+    if not isinstance(backend, LinkReader):
+        return None
+    return lambda: backend.pcie_link(index)
 
 
 def _sampler(backend: InventoryBackend, index: int) -> Callable[[], Sample] | None:

@@ -28,6 +28,19 @@ def _pcie_gen(speed_mts: Any) -> int | None:
         return None
 
 
+def _library_errors(amdsmi: Any) -> tuple[type[Exception], ...]:
+    """What an amdsmi call raises for a device or library problem, not a bug here.
+
+    ``AmdSmiException`` is the base of amdsmi's own errors (``AmdSmiLibraryException`` with the library's
+    status code, retry, timeout, parameter, key); its Python wrapper raises KeyError for a field this
+    release does not report, and AttributeError or TypeError for a function or argument that another
+    release spells differently.
+    """
+    base = getattr(amdsmi, "AmdSmiException", None)
+    own = (base,) if isinstance(base, type) and issubclass(base, Exception) else ()
+    return (*own, KeyError, AttributeError, TypeError)
+
+
 class AmdsmiBackend:
     """AMD GPUs through amdsmi.
 
@@ -44,10 +57,11 @@ class AmdsmiBackend:
             raise ProbeUnavailable("amdsmi unavailable: not installed",
                                    hint="pip install 'gpu-advisor[amd]' (needs ROCm)") from exc
         self._smi = amdsmi
+        self._errors = _library_errors(amdsmi)
         try:
             amdsmi.amdsmi_init()
             self._handles = list(amdsmi.amdsmi_get_processor_handles())
-        except Exception as exc:  # amdsmi raises AmdSmiLibraryException and friends
+        except self._errors as exc:
             raise ProbeUnavailable(f"amdsmi unavailable: {exc}",
                                    hint="is ROCm installed and the amdgpu driver loaded?") from exc
         self._open = True
@@ -57,7 +71,7 @@ class AmdsmiBackend:
         """Shut amdsmi down (idempotent)."""
         if getattr(self, "_open", False):
             self._open = False
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(*self._errors):
                 self._smi.amdsmi_shut_down()
 
     def device_count(self) -> int:
@@ -67,7 +81,7 @@ class AmdsmiBackend:
     def _field(self, missing: dict[str, str], key: str, fn: Callable[[], T]) -> T | None:
         try:
             return fn()
-        except Exception as exc:
+        except self._errors as exc:
             missing[key] = str(exc) or type(exc).__name__
             return None
 

@@ -9,7 +9,7 @@ from typing import Protocol, runtime_checkable
 
 from advisor.probe.results import DeviceInfo, Sample
 
-__all__ = ["InventoryBackend", "catalog_id"]
+__all__ = ["InventoryBackend", "LinkReader", "catalog_id"]
 
 
 @runtime_checkable
@@ -33,6 +33,15 @@ class InventoryBackend(Protocol):
 
     def close(self) -> None:
         """Release the library (idempotent)."""
+        ...
+
+
+@runtime_checkable
+class LinkReader(Protocol):
+    """A backend that can re-read a GPU's current PCIe link (NVML): the probe reads it while a transfer runs."""
+
+    def pcie_link(self, index: int) -> tuple[int | None, int | None]:
+        """(generation, width) of the device's PCIe link now; None where not reported."""
         ...
 
 

@@ -20,19 +20,21 @@ the functions only.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import socket
 import statistics
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from advisor.errors import AdvisorError
 
 OPS: tuple[str, ...] = ("all_reduce", "all_gather", "reduce_scatter", "broadcast", "all_to_all")
-#: Straggler threshold: a rank this far below the fleet median of its own-device rate is flagged.
+#: Straggler threshold: a rank (or a fleet page's GPU) this far below the fleet median is flagged (issue 8: 5%).
 STRAGGLER_FRACTION = 0.05
+RankKey = TypeVar("RankKey", int, str)
 CPU_SIZES_QUICK = (4 * 2**10, 64 * 2**10, 1 * 2**20)
 CPU_SIZES = (4 * 2**10, 64 * 2**10, 1 * 2**20, 4 * 2**20)
 GPU_SIZES_QUICK = (2**20, 16 * 2**20, 256 * 2**20)
@@ -92,7 +94,7 @@ class CollectiveResult:
 
     @property
     def fraction_of_link(self) -> float | None:
-        """busbw over the link's one-direction spec bandwidth, when the card is known."""
+        """Bus bandwidth over the link's one-direction spec bandwidth, when the card is known."""
         bw = self.busbw_gbs
         return None if bw is None or not self.link_gbs else bw / self.link_gbs
 
@@ -124,13 +126,18 @@ class RankInfo:
                 "matmul_tflops": self.matmul_tflops}
 
 
-def find_stragglers(values: Mapping[int, float | None], fraction: float = STRAGGLER_FRACTION) -> list[int]:
-    """Ranks whose value is more than ``fraction`` below the median of all measured values (higher = better)."""
-    measured = [v for v in values.values() if v is not None]
+def find_stragglers(values: Mapping[RankKey, float | None], fraction: float = STRAGGLER_FRACTION) -> list[RankKey]:
+    """Keys whose value is more than ``fraction`` below the median of all measured values (higher = better).
+
+    The one straggler rule: the collectives probe flags ranks with it, the dashboard's fleet page GPUs.
+    ``None`` and NaN are not measured: never stragglers, and not in the median; fewer than two measured
+    values flag nothing.
+    """
+    measured = {k: float(v) for k, v in values.items() if v is not None and not math.isnan(v)}
     if len(measured) < 2:
         return []
-    median = statistics.median(measured)
-    return sorted(r for r, v in values.items() if v is not None and v < (1 - fraction) * median)
+    median = statistics.median(measured.values())
+    return sorted(k for k, v in measured.items() if v < (1 - fraction) * median)
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,7 @@ import os
 import platform
 from pathlib import Path
 
-from advisor.errors import ProbeUnavailable
+from advisor.errors import DeviceError, ProbeUnavailable
 from advisor.probe.results import DeviceInfo, Sample
 
 
@@ -23,8 +23,12 @@ def _cpu_model() -> str | None:
     return platform.processor() or platform.machine() or None
 
 
-def _meminfo_bytes() -> tuple[int | None, int | None]:
-    """(total, available) memory in bytes from /proc/meminfo, else os.sysconf."""
+def host_memory_bytes() -> tuple[int | None, int | None]:
+    """The host's (total, available) RAM in bytes: /proc/meminfo, else ``os.sysconf`` for the total.
+
+    The one reader of host RAM (the CPU backend, validate's CPU card and the dashboard through the backend);
+    None where not reported.
+    """
     total = avail = None
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():
@@ -61,7 +65,7 @@ class CpuBackend:
         """The CPU's model, cores and memory."""
         if index != 0:
             raise ProbeUnavailable(f"no device {index} on the CPU backend", hint="the CPU is device 0")
-        total, avail = _meminfo_bytes()
+        total, avail = host_memory_bytes()
         missing = {k: "not reported for a CPU" for k in (
             "uuid", "pci_bus_id", "driver_version", "cuda_driver_version", "compute_capability",
             "power_draw_w", "temperature_c", "pcie_gen", "ecc_enabled", "throttle_reasons")}
@@ -98,6 +102,9 @@ class TorchCudaBackend:
             runtime = cuda_runtime()
         except ImportError as exc:
             raise ProbeUnavailable("torch is not installed", hint="pip install torch") from exc
+        except OSError as exc:  # torch's CUDA libraries failed to load (a broken or mismatched install)
+            raise ProbeUnavailable(f"torch cannot load its CUDA libraries: {exc}",
+                                   hint="reinstall torch for this machine's CUDA/ROCm") from exc
         if not runtime.is_available():
             raise ProbeUnavailable("torch sees no CUDA/ROCm device", hint="torch.cuda.is_available() is False")
         self._runtime = runtime
@@ -114,10 +121,13 @@ class TorchCudaBackend:
         rt = self._runtime
         if not 0 <= index < self.device_count():
             raise ProbeUnavailable(f"no CUDA device {index}", hint=f"devices are 0..{self.device_count() - 1}")
-        name = rt.name(index)
-        free, total = rt.mem_get_info(index)
-        cuda, hip = rt.versions()
-        major, minor = rt.capability(index)
+        try:
+            name = rt.name(index)
+            free, total = rt.mem_get_info(index)
+            cuda, hip = rt.versions()
+            major, minor = rt.capability(index)
+        except RuntimeError as exc:  # torch reports a CUDA/HIP error on the device as RuntimeError
+            raise DeviceError(f"torch cannot read CUDA device {index}: {exc}") from exc
         missing = {k: "not reported by torch (NVML unavailable)" for k in (
             "pci_bus_id", "power_draw_w", "temperature_c", "pcie_gen", "ecc_enabled", "throttle_reasons",
             "processes", "sm_clock_mhz")}
@@ -132,7 +142,7 @@ class TorchCudaBackend:
                           architecture=rt.arch_name(index) if hip else None, missing=missing)
 
     def sample(self, index: int) -> Sample:
-        """torch cannot read clocks or power: an empty reading."""
+        """An empty reading: torch cannot read clocks or power."""
         return Sample(t_s=0.0)
 
     def close(self) -> None:

@@ -13,15 +13,10 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from advisor.errors import DeviceError, ProbeUnavailable
-from advisor.probe.backend import InventoryBackend
 from advisor.probe.backend import catalog_id as lookup_catalog_id
 from advisor.probe.results import DeviceInfo, NvLinkInfo, ProcessInfo, Sample
 
 T = TypeVar("T")
-
-
-#: The inventory backend protocol lives in ``probe/backend.py``; this name is kept for existing imports.
-NvmlBackend = InventoryBackend
 
 
 # NVML clocks-event (throttle) reason bits -> words.  The values are NVML's public constants
@@ -307,17 +302,25 @@ class PynvmlBackend:
         return tuple(links)
 
     def pcie_link(self, index: int) -> tuple[int | None, int | None]:
-        """Current PCIe (generation, width). Read it under load: idle GPUs train the link down to save power."""
+        """Current PCIe (generation, width). Read it under load: idle GPUs train the link down to save power.
+
+        Raises:
+            DeviceError: the GPU is lost; ProbeUnavailable: no such device.
+        """
         nv = self._nvml
-        h = nv.nvmlDeviceGetHandleByIndex(index)
+        h = self._handle(index)
         m: dict[str, str] = {}
         return (self._field(m, "gen", lambda: int(nv.nvmlDeviceGetCurrPcieLinkGeneration(h))),
                 self._field(m, "width", lambda: int(nv.nvmlDeviceGetCurrPcieLinkWidth(h))))
 
     def sample(self, index: int) -> Sample:
-        """Clocks, power, temperature and throttle reasons right now (fields None if unsupported)."""
+        """Clocks, power, temperature and throttle reasons right now (fields None if unsupported).
+
+        Raises:
+            DeviceError: the GPU is lost; ProbeUnavailable: no such device.
+        """
         nv = self._nvml
-        h = nv.nvmlDeviceGetHandleByIndex(index)
+        h = self._handle(index)
         m: dict[str, str] = {}
         f = self._field
         power = f(m, "power", lambda: nv.nvmlDeviceGetPowerUsage(h))

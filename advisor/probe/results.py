@@ -13,7 +13,25 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from advisor.errors import AdvisorError
+
 SCHEMA_VERSION = 1
+PROBE_DOCUMENT_HINT = "expected the JSON document of `probe --json` (timestamp, host, devices, kernels)"
+
+
+class ProbeDocumentError(AdvisorError, ValueError):
+    """A document that is not a probe result: ``error: not a probe result: <detail>`` with a hint.
+
+    Also a ValueError whose ``str()`` is the detail alone, so that a caller that wraps malformed input in its
+    own message (``calibration file 'x' is not a probe result: <detail>``) does not repeat the words.
+    """
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(f"not a probe result: {detail}", hint=PROBE_DOCUMENT_HINT)
+        self.detail = detail
+
+    def __str__(self) -> str:
+        return self.detail
 
 Severity = Literal["ok", "info", "warning", "problem"]
 
@@ -392,7 +410,19 @@ class ProbeResult:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ProbeResult:
-        """Inverse of ``to_dict`` (derived keys such as ``efficiencies`` are recomputed)."""
+        """Inverse of ``to_dict`` (derived keys such as ``efficiencies`` are recomputed).
+
+        Raises:
+            ProbeDocumentError: ``data`` is not a probe result (a required key missing, a part of the wrong shape).
+        """
+        try:
+            return cls._from_dict(data)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:  # what a wrong shape raises in the above
+            detail = f"no {exc.args[0]!r} key" if isinstance(exc, KeyError) and exc.args else str(exc)
+            raise ProbeDocumentError(detail) from exc
+
+    @classmethod
+    def _from_dict(cls, data: Mapping[str, Any]) -> ProbeResult:
         return cls(timestamp=data["timestamp"], host=data["host"], versions=dict(data.get("versions") or {}),
                    devices=tuple(DeviceInfo.from_dict(d) for d in data.get("devices") or ()),
                    kernels=tuple(KernelResult.from_dict(k) for k in data.get("kernels") or ()),

@@ -109,7 +109,7 @@ class Sampler:
     def _one(self) -> bool:
         try:
             s = self._read()
-        except Exception:  # a sensor failing mid-run ends sampling, not the measurement
+        except AdvisorError:  # a sensor failing mid-run (DeviceError, a lost GPU) ends sampling, not the measurement
             return False
         t = self._clock() - self._t0
         self._samples.append(Sample(t_s=t, sm_clock_mhz=s.sm_clock_mhz, mem_clock_mhz=s.mem_clock_mhz,

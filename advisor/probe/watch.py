@@ -20,10 +20,13 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from advisor.errors import AdvisorError, DeviceError
 from advisor.probe.results import DeviceInfo
+
+if TYPE_CHECKING:  # pragma: no cover
+    from advisor.probe.backend import InventoryBackend
 
 #: The shortest refresh period accepted (NVML's counters move no faster than ~1/6 s anyway).
 MIN_INTERVAL_S = 0.1
@@ -117,8 +120,9 @@ def read_cpu_counters(root: Path = Path("/")) -> CpuCounters:
     return CpuCounters(jiffies=parse_proc_stat(stat) if stat else {}, load_avg=load_avg, core_mhz=tuple(mhz))
 
 
-def sample(backend: Any, *, clock: Callable[[], float] = time.monotonic,
-           read_cpu: Callable[[], CpuCounters] = read_cpu_counters, host: Any = None) -> Snapshot:
+def sample(backend: InventoryBackend, *, clock: Callable[[], float] = time.monotonic,
+           read_cpu: Callable[[], CpuCounters] = read_cpu_counters,
+           host: InventoryBackend | Literal[False] | None = None) -> Snapshot:
     """One snapshot of every device the backend sees, plus the host CPU.
 
     Args:

@@ -46,7 +46,6 @@ from advisor.validate.cases import (  # noqa: F401
 from advisor.validate.local import (  # noqa: F401
     _median_time,
     _stored_cpu_rates,
-    _total_ram_bytes,
     local_device,
     measure_cpu_rates,
 )

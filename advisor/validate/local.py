@@ -10,6 +10,7 @@ from typing import Any
 
 from advisor.device import CudaDevice
 from advisor.errors import AdvisorError
+from advisor.probe.cpu import host_memory_bytes
 from advisor.validate.records import DeviceContext
 from advisor.validate.runner import cpu_memory_method
 
@@ -72,12 +73,6 @@ def _stored_cpu_rates() -> tuple[dict[str, float], str] | None:
     return None
 
 
-def _total_ram_bytes() -> float | None:
-    with contextlib.suppress(OSError, ValueError, AttributeError):
-        return float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
-    return None
-
-
 def local_device(*, prefer_cuda: bool = True, use_store: bool = False) -> DeviceContext:
     """Describe the device validate runs on: the first CUDA GPU if torch sees one, else the CPU.
 
@@ -129,9 +124,9 @@ def local_device(*, prefer_cuda: bool = True, use_store: bool = False) -> Device
     else:
         rates = measure_cpu_rates()
         source = "measured by validate: 512^3 fp32 / 256^3 bf16 matmuls, a 64 MiB copy, 1-element adds"
-    ram = _total_ram_bytes()
+    ram, _available = host_memory_bytes()
     if ram:
-        rates["memory_bytes"] = ram
+        rates["memory_bytes"] = float(ram)
     cpu = platform.processor() or platform.machine()
     return DeviceContext("cpu", f"{cpu} ({os.cpu_count()} cores, {torch.get_num_threads()} torch threads)", None,
                          torch.__version__, None, cpu_memory_method(), rates, source)

@@ -1,0 +1,291 @@
+"""The recommender page's data: the form's options, an uploaded config, ranked cards, fit and memory views."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from advisor.units import GiB, format_bytes
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
+
+def memory_breakdown_frame(estimates: Iterable[Any], labels: Sequence[str] | None = None) -> pd.DataFrame:
+    """Long table for a stacked memory bar: card, category, GiB, capacity_gib.
+
+    Args:
+        estimates: ``Estimate`` objects or their ``to_dict()`` forms (DESIGN.md's estimate JSON),
+            each with ``gpu.name``, ``memory.breakdown_bytes`` and the card's capacity in
+            ``gpu.memory_bytes`` / ``gpu.memory_gb`` when given (else looked up by ``gpu.id``).
+        labels: the bar label of each estimate (default: the card's name).
+    """
+    import pandas as pd
+
+    rows: list[dict[str, Any]] = []
+    for i, est in enumerate(estimates):
+        d = est if isinstance(est, Mapping) else est.to_dict()
+        gpu = d.get("gpu", {})
+        card = labels[i] if labels is not None else (gpu.get("name") or gpu.get("id") or "?")
+        capacity = d.get("memory", {}).get("capacity_bytes") or _capacity_bytes(gpu)
+        for category, nbytes in (d.get("memory", {}).get("breakdown_bytes") or {}).items():
+            rows.append({"card": card, "category": category, "gib": float(nbytes or 0) / GiB,
+                         "label": format_bytes(nbytes),
+                         "capacity_gib": capacity / GiB if capacity else math.nan})
+    return pd.DataFrame(rows, columns=["card", "category", "gib", "label", "capacity_gib"])
+
+
+def _capacity_bytes(gpu: Mapping[str, Any]) -> float | None:
+    if gpu.get("memory_bytes"):
+        return float(gpu["memory_bytes"])
+    if gpu.get("memory_gb"):
+        return float(gpu["memory_gb"]) * 1e9
+    if gpu.get("id"):
+        from advisor.catalog import get_gpu
+        from advisor.errors import AdvisorError
+
+        try:
+            return get_gpu(gpu["id"]).memory_bytes
+        except AdvisorError:  # an unknown id only loses the capacity line, not the chart
+            return None
+    return None
+
+def parse_config_json(data: bytes, *, name: str = "config.json", max_bytes: int = 1024 * 1024) -> dict[str, Any]:
+    """Validate an uploaded HF-style config.json: size-limited UTF-8 JSON holding an object.
+
+    Never unpickles anything: only ``json.loads`` touches the bytes.
+
+    Raises:
+        WorkloadError: too large, not UTF-8, not JSON, or not a JSON object.
+    """
+    import json
+
+    from advisor.errors import WorkloadError
+
+    if len(data) > max_bytes:
+        raise WorkloadError(f"{name} is {format_bytes(len(data))}; uploads are limited to {format_bytes(max_bytes)}",
+                            hint="a model's config.json is a few KiB; upload the config, not the weights")
+    try:
+        parsed = json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise WorkloadError(f"{name} is not UTF-8 text", hint="upload a JSON config.json") from None
+    except json.JSONDecodeError as exc:
+        raise WorkloadError(f"{name} is not valid JSON: {exc.msg} at line {exc.lineno}",
+                            hint="upload a Hugging Face-style config.json") from None
+    if not isinstance(parsed, dict):
+        raise WorkloadError(f"{name} holds a JSON {type(parsed).__name__}, not an object",
+                            hint="a config.json is one JSON object of model hyper-parameters")
+    return parsed
+
+
+_VISION_WORDS = ("resnet", "vit", "convnext", "efficientnet", "vgg", "mobilenet", "unet", "densenet",
+                 "regnet", "swin", "inception", "alexnet", "yolo", "detr", "clip-vision")
+
+
+def _is_vision(model: Any) -> bool:
+    """Whether ``model`` is a vision model (CNN, ViT).
+
+    A config with an image size or channels, a preset of a vision family, else a name that says so.
+    """
+    if isinstance(model, Mapping):
+        return "image_size" in model or "num_channels" in model
+    from advisor.workload.presets import PRESETS
+
+    preset = PRESETS.get(str(model))
+    if preset is not None and preset.kind == "module":
+        return preset.family in ("cnn", "vit")
+    if preset is not None:
+        return False
+    return any(word in str(model).lower() for word in _VISION_WORDS)
+
+def _num(value: Any, scale: float = 1.0) -> float:
+    return math.nan if value is None else float(value) / scale
+
+
+def _first(row: Mapping[str, Any], *names: str) -> Any:
+    """The first of ``names`` that the row has (the recommender's cost columns are being renamed)."""
+    for name in names:
+        if row.get(name) is not None:
+            return row[name]
+    return None
+
+
+#: Cost columns of a recommend row, newest name first: the job's cloud rental, the cards' purchase price.
+CLOUD_COST_KEYS = ("cost_cloud_usd", "cloud_cost_usd")
+BUY_COST_KEYS = ("cost_buy_usd", "purchase_cost_usd")
+BREAK_EVEN_KEYS = ("break_even_hours", "break_even_h")
+
+
+def card_label(gpu_name: str, num_gpus: int) -> str:
+    """``H100 SXM5 80GB`` for one card, ``4x H100 SXM5 80GB`` for several."""
+    return gpu_name if num_gpus == 1 else f"{num_gpus}x {gpu_name}"
+
+
+def recommendation_view(rec: Any) -> dict[str, Any]:
+    """Everything the recommender page draws, as plain records (cacheable, JSON-safe).
+
+    Args:
+        rec: a ``Recommendation`` (``rows`` of candidates, ``rejected``, ``to_dict()``); each row's and
+            each memory rejection's ``memory_breakdown_bytes`` feed the stacked memory bars.
+
+    Returns ``{"ranked", "rejected", "time_cost", "memory", "raw", "assumptions", "partial", "job",
+    "workload"}``: ranked rows with units in the column names (cloud rental and purchase in separate
+    columns, never mixed), rejected cards with their reasons, the time vs cost points (``cloud_usd`` and
+    ``buy_usd`` apart), the memory bars' long table, and ``rec.to_dict()``.
+    """
+    raw = rec.to_dict()
+    ranked = []
+    points = []
+    for r in raw.get("rows", []):
+        label = card_label(r["gpu_name"], r["num_gpus"])
+        cloud, buy = _first(r, *CLOUD_COST_KEYS), _first(r, *BUY_COST_KEYS)
+        ranked.append({
+            "rank": r["rank"], "card": label, "segment": r.get("segment"),
+            "parallelism": r.get("parallelism") or "single GPU", "batch per GPU": r.get("per_gpu_batch"),
+            "memory per GPU (GiB)": _num(r.get("memory_per_gpu_bytes"), GiB),
+            "headroom (GiB)": _num(r.get("headroom_bytes"), GiB),
+            "step (s)": _num(r.get("step_s")), "samples/s": _num(r.get("samples_per_s")),
+            "tokens/s": _num(r.get("tokens_per_s")),
+            "time to train (h)": _num(r.get("time_to_train_s"), 3600),
+            "cloud cost of the job (USD)": _num(cloud), "purchase cost of the cards (USD)": _num(buy),
+            "break-even (h)": _num(_first(r, *BREAK_EVEN_KEYS)),
+            "energy (kWh)": _num(r.get("energy_kwh")), "bound": r.get("bound"), "limited by": r.get("limiter"),
+            "calibrated": bool(r.get("calibrated")),
+        })
+        points.append({"rank": r["rank"], "card": label, "segment": r.get("segment"),
+                       "hours": r["time_to_train_s"] / 3600, "cloud_usd": _num(cloud), "buy_usd": _num(buy)})
+    rejected = [{"card": x["gpu_name"], "GPUs": x["num_gpus"], "why": x["code"].replace("_", " "),
+                 "reason": x["reason"]} for x in raw.get("rejected", [])]
+    return {"ranked": ranked, "rejected": rejected, "time_cost": points,
+            "memory": memory_breakdown_records(rec), "raw": raw,
+            "assumptions": list(raw.get("assumptions", [])), "partial": raw.get("partial"),
+            "job": raw.get("job", {}), "workload": workload_summary(raw.get("workload", {}))}
+
+
+def memory_breakdown_records(rec: Any, limit: int = 8) -> list[dict[str, Any]]:
+    """Long table for the stacked memory bars, ``limit`` cards in all.
+
+    The best-ranked row of each card, then cards rejected for memory at one GPU (from each row's
+    ``memory_breakdown_bytes``).
+
+    Records: card, category, gib, label, capacity_gib (usable memory per GPU when known, else the card's).
+    """
+    seen: set[str] = set()
+    rows: list[dict[str, Any]] = []
+
+    def add(label: str, parts: Mapping[str, float] | None, capacity: float | None) -> None:
+        for category, nbytes in (parts or {}).items():
+            rows.append({"card": label, "category": category, "gib": float(nbytes or 0) / GiB,
+                         "label": format_bytes(nbytes), "capacity_gib": capacity / GiB if capacity else math.nan})
+
+    for r in rec.rows:
+        if r.gpu_id in seen or len(seen) >= limit:
+            continue
+        seen.add(r.gpu_id)
+        capacity = r.usable_per_gpu_bytes or _capacity_bytes({"id": r.gpu_id})
+        add(card_label(r.gpu_name, r.num_gpus), getattr(r, "memory_breakdown_bytes", None), capacity)
+    for x in rec.rejected:
+        if x.gpu_id in seen or x.code != "does_not_fit" or x.num_gpus != 1 or len(seen) >= limit:
+            continue
+        seen.add(x.gpu_id)
+        add(f"{x.gpu_name} (does not fit)", getattr(x, "memory_breakdown_bytes", None), x.available_bytes)
+    return rows
+
+
+def workload_summary(workload: Mapping[str, Any]) -> str:
+    """``train, global batch 64, image 224, amp-bf16``: the parts that are set, comma-separated."""
+    parts = [workload.get("mode")]
+    if workload.get("batch_size") is not None:
+        parts.append(f"global batch {workload['batch_size']}")
+    if workload.get("seq_len"):
+        parts.append(f"seq {workload['seq_len']}")
+    elif workload.get("image_size"):
+        parts.append(f"image {workload['image_size']}")
+    parts += [workload.get("precision"), workload.get("optimizer")]
+    return ", ".join(str(p) for p in parts if p)
+
+
+def fit_view(rec: Any, card: str) -> dict[str, Any]:
+    """Does the workload fit on one card: a ``recommend(..., gpus=[card], max_gpus=1)`` answer in words.
+
+    Returns ``{"fits": bool | None, "card", "needed_bytes", "usable_bytes", "headroom_bytes", "message",
+    "memory"}`` (``fits`` None when the card cannot run the workload at all, e.g. no such precision).
+    """
+    row = next((r for r in rec.rows if r.num_gpus == 1), None)
+    if row is not None:
+        needed, usable = row.memory_per_gpu_bytes, row.usable_per_gpu_bytes
+        return {"fits": True, "card": row.gpu_name, "needed_bytes": needed, "usable_bytes": usable,
+                "headroom_bytes": row.headroom_bytes,
+                "message": f"Fits on one {row.gpu_name}: needs {format_bytes(needed)} of "
+                           f"{format_bytes(usable) if usable else 'its memory'}"
+                           + (f", {format_bytes(row.headroom_bytes)} to spare" if row.headroom_bytes else "")
+                           + f"; a step takes {row.step_s:.3g} s.",
+                "memory": memory_breakdown_records(rec, limit=1)}
+    miss = next((x for x in rec.rejected if x.num_gpus == 1), None)
+    if miss is None:
+        return {"fits": None, "card": card, "needed_bytes": None, "usable_bytes": None, "headroom_bytes": None,
+                "message": f"No answer for {card}.", "memory": []}
+    fits = False if miss.code == "does_not_fit" else None
+    return {"fits": fits, "card": miss.gpu_name, "needed_bytes": miss.needed_bytes,
+            "usable_bytes": miss.available_bytes, "headroom_bytes": None,
+            "message": f"{miss.gpu_name}: {miss.reason}." + (f" {rec.partial}." if rec.partial and fits is False
+                                                             else ""),
+            "memory": memory_breakdown_records(rec, limit=1)}
+
+def recommend_options(*, model: Any, batch_size: int, seq_len: int | None, image_size: int | None, precision: str,
+                      optimizer: str, mode: str, gradient_checkpointing: bool, lora_rank: int | None,
+                      max_gpus: int, objective: str, budget_usd: float | None,
+                      runtime: str = "eager", gpus: Sequence[str] | None = None) -> dict[str, Any]:
+    """Keyword arguments for ``recommend(...)`` from the recommender's form.
+
+    The form shows only the inputs that mean something for the model (``model_inputs``); this
+    applies the same rule, so a hidden input never reaches ``recommend``: image size for vision
+    models, sequence length, LoRA and checkpointing for language models; the optimizer only when
+    training.  ``gpus``: keep only these cards (empty = all).  ``runtime``: ``eager`` (PyTorch eager,
+    host dispatch can bound small steps) or ``graph`` (CUDA graphs, vLLM, ...).
+    """
+    shown = model_inputs(model)
+    options: dict[str, Any] = {"batch_size": batch_size, "precision": precision, "mode": mode,
+                               "max_gpus": max_gpus, "objective": objective, "runtime": runtime}
+    if "image_size" in shown:
+        options["image_size"] = image_size
+    if "seq_len" in shown:
+        options["seq_len"] = seq_len
+    if mode == "train":
+        options["optimizer"] = optimizer
+        if "gradient_checkpointing" in shown:
+            options["gradient_checkpointing"] = gradient_checkpointing
+        if lora_rank and "lora_rank" in shown:
+            options["lora_rank"] = lora_rank
+    if budget_usd:
+        options["budget_usd"] = budget_usd
+    if gpus:
+        options["gpus"] = list(gpus)
+    return options
+
+
+def default_image_size(model: Any, fallback: int = 224) -> int:
+    """The image size a vision model was built for, else ``fallback`` pixels.
+
+    It is the config's ``image_size`` (a preset's or an uploaded config's).
+    """
+    config: Any = model if isinstance(model, Mapping) else None
+    if config is None:
+        from advisor.workload import presets as _presets
+
+        preset = getattr(_presets, "PRESETS", {}).get(model)
+        config = getattr(preset, "config", None)
+    size = config.get("image_size") if isinstance(config, Mapping) else None
+    return int(size) if isinstance(size, int) and size > 0 else fallback
+
+
+def model_inputs(model: Any) -> frozenset[str]:
+    """Which of the recommender's model-specific inputs apply.
+
+    ``image_size`` for vision models (CNN, ViT); ``seq_len``, ``lora_rank`` and ``gradient_checkpointing``
+    for language models.
+    """
+    if _is_vision(model):
+        return frozenset({"image_size"})
+    return frozenset({"seq_len", "lora_rank", "gradient_checkpointing"})
