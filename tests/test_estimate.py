@@ -540,3 +540,27 @@ def test_cnn_estimates_name_the_cudnn_host_cost() -> None:
     g = estimate("resnet50", "h100-sxm5-80gb", batch_size=32, precision="amp-fp16", calibration=None,
                  runtime="graph")
     assert not any("cuDNN convolution" in a for a in g.assumptions) and g.time.step_s < e.time.step_s
+
+
+def test_checkpointing_costs_the_host_its_hooks_and_recompute() -> None:
+    from advisor.estimate.efficiency import HOST_BACKWARD_FRACTION, defaults_for
+    from advisor.estimate.time import (
+        CHECKPOINT_FORWARD_FACTOR,
+        CHECKPOINT_RECOMPUTE_OPS,
+        PHASES,
+        host_floor,
+        prepare_ops,
+    )
+    from advisor.workload.base import OpCost
+
+    ops = prepare_ops([OpCost("f", "elementwise", "forward", 0.0, 1.0, count=100),
+                       OpCost("b", "elementwise", "backward", 0.0, 1.0, count=300)])
+    eff = defaults_for("hopper").replace(host_op_s=1e-5, host_launch_s=0.0)
+    gpu = [0.0] * len(PHASES)
+    plain, _ = host_floor(gpu, ops, {}, eff)
+    ckpt, _ = host_floor(gpu, ops, {}, eff, checkpointed=True)
+    assert ckpt[0] == pytest.approx(plain[0] * CHECKPOINT_FORWARD_FACTOR)
+    assert ckpt[1] - plain[1] == pytest.approx(100 * 1e-5 * (CHECKPOINT_RECOMPUTE_OPS - HOST_BACKWARD_FRACTION))
+    e = estimate("gpt2", "h100-sxm5-80gb", batch_size=1, seq_len=128, gradient_checkpointing=True,
+                 calibration=None)
+    assert any("checkpointing costs the host" in a for a in e.assumptions)

@@ -48,6 +48,7 @@ from advisor.estimate.parallel import (
 )
 from advisor.estimate.power import sustained_clock
 from advisor.estimate.time import (
+    CHECKPOINT_HOST_SOURCE,
     CUDNN_ARCHS,
     GROUPS,
     LAYOUT_SOURCE,
@@ -315,8 +316,10 @@ def estimate_workload(workload: Workload | PreparedWorkload, spec: GpuSpec, *, n
     phases, compute_s, memory_s, launch_s = detail.phases, detail.compute_s, detail.memory_s, detail.launch_s
     by_group = dict(zip(GROUPS, detail.by_group, strict=True))
     host_exposed = 0.0
+    train_ckpt = w.mode == "train" and w.gradient_checkpointing
     if runtime == "eager":
-        phases, host_exposed = host_floor(phases, step_ops, w.eager_ops, eff, serial_host)
+        phases, host_exposed = host_floor(phases, step_ops, w.eager_ops, eff, serial_host,
+                                          checkpointed=train_ckpt)
     k = w.grad_accum
     train = w.mode == "train"
     ic = spec.interconnect
@@ -495,6 +498,8 @@ def estimate_workload(workload: Workload | PreparedWorkload, spec: GpuSpec, *, n
         assumptions.append(LAYOUT_SOURCE)
     if runtime == "eager" and not serial_host and eff.arch in CUDNN_ARCHS and any(library_call_ops(step_ops)):
         assumptions.append(LIBRARY_HOST_SOURCE)
+    if runtime == "eager" and not serial_host and train_ckpt:
+        assumptions.append(CHECKPOINT_HOST_SOURCE)
     unaligned = unaligned_gemms(w.ops, 16 // compute_bytes(w.precision)) if rates.unaligned_flops else []
     if unaligned:
         extra = sum(f / min(rates.tensor_flops, rates.unaligned_flops * a) - f / rates.tensor_flops

@@ -74,6 +74,19 @@ _BATCH_NORMS = ("native_batch_norm", "cudnn_batch_norm", "_native_batch_norm_leg
 LIBRARY_CALL_HOST_OPS: dict[tuple[str, str], float] = {("conv", "forward"): 6.5, ("conv", "backward"): 20.0,
                                                        ("recurrent", "forward"): 30.0,
                                                        ("recurrent", "backward"): 87.0}
+#: Host cost of non-reentrant activation checkpointing (``torch.utils.checkpoint``, as validate and Hugging Face's
+#: ``gradient_checkpointing_enable`` run it): every tensor a checkpointed block saves goes through Python pack
+#: hooks in forward, and backward re-runs the blocks' Python forward under the recompute machinery.  MEASURED by
+#: benchmarks/count_checkpoint_host.py (CPU thread time, tiny widths so that only the host counts; torchvision ViT
+#: and the zoo's GPT-2, 12 blocks each, three runs): a checkpointed forward costs 1.4-2.2x the plain forward's
+#: host time per op (median 1.7); each recomputed op costs 1.1-2.1 plain forward ops in backward (median 1.5),
+#: where a plain backward op costs HOST_BACKWARD_FRACTION of one.  Applied to the whole forward (its blocks
+#: dominate it) and to as many recomputed ops as the forward dispatches.
+CHECKPOINT_FORWARD_FACTOR = 1.7
+CHECKPOINT_RECOMPUTE_OPS = 1.5
+CHECKPOINT_HOST_SOURCE = (f"non-reentrant checkpointing costs the host {CHECKPOINT_FORWARD_FACTOR}x a plain forward "
+                          f"op per checkpointed op, and {CHECKPOINT_RECOMPUTE_OPS} forward ops per recomputed op in "
+                          "backward (pack/unpack hooks, the recompute's Python; benchmarks/count_checkpoint_host.py)")
 #: Architectures whose convolutions and recurrent layers go through cuDNN (AMD's MIOpen is not measured: none).
 CUDNN_ARCHS = frozenset({"pascal", "volta", "turing", "ampere", "ada", "hopper", "blackwell", "orin"})
 LIBRARY_HOST_SOURCE = ("each cuDNN convolution / recurrent call costs the host more than a generic op (engine "
@@ -284,14 +297,17 @@ def library_call_ops(ops: Sequence[PreparedOp]) -> list[float]:
 
 
 def host_floor(phases: Sequence[float], ops: Sequence[PreparedOp], eager_ops: Mapping[str, int],
-               eff: Any, serial: bool = False) -> tuple[list[float], float]:
+               eff: Any, serial: bool = False, checkpointed: bool = False) -> tuple[list[float], float]:
     """Per-phase seconds with the eager host's dispatch time applied, and the host time exposed.
 
     Dispatched ops per phase come from ``eager_ops`` (the analytic builders' measured counts) or, for a
     phase it lacks, the ops' own counts (the tracer sees every dispatched op).  ``eff.host_op_s`` per
     forward op, ``HOST_BACKWARD_FRACTION`` of it per backward op, plus ``eff.host_launch_s`` per kernel the phase
     launches (the CUDA launch call), plus the cuDNN calls' own host time (``LIBRARY_CALL_HOST_OPS``) on NVIDIA
-    cards.  ``serial``: the host also computes (and launches nothing).
+    cards.  ``serial``: the host also computes (and launches nothing).  ``checkpointed``: the step checkpoints its
+    blocks; the forward's dispatch costs ``CHECKPOINT_FORWARD_FACTOR`` times more and the recomputed ops (as
+    many as the forward dispatches, counted among the backward's at the backward rate) ``CHECKPOINT_RECOMPUTE_OPS``
+    forward ops each.
     """
     counts = [0] * len(PHASES)
     kernels = [0] * len(PHASES)
@@ -309,6 +325,10 @@ def host_floor(phases: Sequence[float], ops: Sequence[PreparedOp], eager_ops: Ma
             continue
         per = eff.host_op_s * (HOST_BACKWARD_FRACTION if name == "backward" else 1.0)
         host = n * per + kernels[i] * launch + library[i] * eff.host_op_s
+        if checkpointed and not serial and name in ("forward", "backward"):
+            fwd = eager_ops.get("forward", counts[0])
+            host += fwd * eff.host_op_s * ((CHECKPOINT_FORWARD_FACTOR - 1.0) if name == "forward"
+                                           else (CHECKPOINT_RECOMPUTE_OPS - HOST_BACKWARD_FRACTION))
         if serial:
             out[i] += host
             exposed += host
