@@ -223,39 +223,54 @@ class Harness:
     lead_s: float
 
 
-def fit_harness(rows: Iterable[Row]) -> dict[str, Harness]:
-    """Per train card: floor = median of its ops moving <= 12 KiB; lead = intercept of measured = a + bytes / bw
-    over its elementwise ops moving >= 16 MiB (relative least squares).  Cards without train rows get the median
-    of the train cards' figures."""
+def _small(row: Row) -> bool:
+    """An op too small to time beyond the harness: < 2 MFLOP (GEMMs) or <= 12 KiB moved (the rest)."""
+    cost = op_cost(row)
+    return cost.flops < 2**21 if row.op in ("linear", "bmm") else cost.bytes <= 12 * 1024
+
+
+def fit_harness(rows: Iterable[Row]) -> dict[tuple[str, str], Harness]:
+    """Per train card and op class: ``floor_s`` = median of its small ops (``_small``); ``lead_s`` = intercept of
+    measured = a + bytes / bw over the card's elementwise ops moving >= 16 MiB (relative least squares), plus
+    the class's floor above the elementwise floor (``nn.Linear`` dispatches more host work than ``torch.add``).
+    A class without small ops takes the elementwise figures; cards without train rows the median of the train
+    cards' figures per class."""
     by_dev: dict[str, list[Row]] = defaultdict(list)
     for r in rows:
-        if r.split == "train" and r.op_class == "elementwise":
+        if r.split == "train":
             by_dev[r.device].append(r)
-    out: dict[str, Harness] = {}
+    out: dict[tuple[str, str], Harness] = {}
     for dev, rs in by_dev.items():
-        small = [r.latency_s for r in rs if op_cost(r).bytes <= 12 * 1024]
-        big = [(op_cost(r).bytes, r.latency_s) for r in rs if op_cost(r).bytes >= 16 * 2**20]
+        elem = [r for r in rs if r.op_class == "elementwise"]
+        small = [r.latency_s for r in elem if _small(r)]
+        big = [(op_cost(r).bytes, r.latency_s) for r in elem if op_cost(r).bytes >= 16 * 2**20]
         if not small or len(big) < 3:
             continue
         # weighted (1/y) least squares of y = a + b x, closed form
         w = [1.0 / y**2 for _, y in big]
-        sw, sx, sy = sum(w), sum(wi * x for wi, (x, _) in zip(w, big, strict=True)), \
-            sum(wi * y for wi, (_, y) in zip(w, big, strict=True))
+        sw = sum(w)
+        sx = sum(wi * x for wi, (x, _) in zip(w, big, strict=True))
+        sy = sum(wi * y for wi, (_, y) in zip(w, big, strict=True))
         sxx = sum(wi * x * x for wi, (x, _) in zip(w, big, strict=True))
         sxy = sum(wi * x * y for wi, (x, y) in zip(w, big, strict=True))
         slope = (sw * sxy - sx * sy) / (sw * sxx - sx * sx)
-        out[dev] = Harness(statistics.median(small), max(0.0, (sy - slope * sx) / sw))
-    if out:
-        mid = Harness(statistics.median(h.floor_s for h in out.values()),
-                      statistics.median(h.lead_s for h in out.values()))
-        for dev in DEVICES:
-            out.setdefault(dev, mid)
+        floor, lead = statistics.median(small), max(0.0, (sy - slope * sx) / sw)
+        for cls in CLASSES:
+            own = [r.latency_s for r in rs if r.op_class == cls and _small(r)]
+            f = statistics.median(own) if own else floor
+            out[(dev, cls)] = Harness(f, lead + f - floor)
+    for cls in CLASSES:
+        known = [h for (d, c), h in out.items() if c == cls]
+        if known:
+            mid = Harness(statistics.median(h.floor_s for h in known), statistics.median(h.lead_s for h in known))
+            for dev in DEVICES:
+                out.setdefault((dev, cls), mid)
     return out
 
 
-def predict(row: Row, harness: Mapping[str, Harness]) -> float:
+def predict(row: Row, harness: Mapping[tuple[str, str], Harness]) -> float:
     """Predicted measured latency: the estimator's kernel time seen through NeuSight's harness."""
-    h = harness.get(row.device, Harness(0.0, 0.0))
+    h = harness.get((row.device, row.op_class), Harness(0.0, 0.0))
     kernel = kernel_seconds(row) - rates_for(row.device).launch_s
     return max(h.floor_s, h.lead_s + kernel)
 
@@ -265,7 +280,8 @@ def _p90(xs: list[float]) -> float:
     return s[min(len(s) - 1, int(0.9 * len(s)))]
 
 
-def summarize(rows: Iterable[Row], harness: Mapping[str, Harness]) -> dict[tuple[str, str, str], dict[str, float]]:
+def summarize(rows: Iterable[Row], harness: Mapping[tuple[str, str], Harness]
+              ) -> dict[tuple[str, str, str], dict[str, float]]:
     """(split, device, op class) -> n, median |error|, p90 |error|, signed median (error = predicted/measured - 1)."""
     errs: dict[tuple[str, str, str], list[float]] = defaultdict(list)
     for r in rows:
@@ -332,12 +348,15 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     summary = summarize(rows, harness)
     if args.json:
-        print(json.dumps({"harness": {d: [h.floor_s, h.lead_s] for d, h in harness.items()},
+        print(json.dumps({"harness": {f"{d} / {c}": [h.floor_s, h.lead_s] for (d, c), h in harness.items()},
                           "rows": [{"split": k[0], "device": k[1], "op_class": k[2], **v}
                                    for k, v in sorted(summary.items(), key=lambda kv: _order(kv[0]))]}, indent=1))
     else:
-        print(f"{len(rows)} rows; harness per card (floor / lead, us, fitted on train elementwise rows): "
-              + ", ".join(f"{DEVICES[d]} {h.floor_s * 1e6:.0f}/{h.lead_s * 1e6:.0f}" for d, h in harness.items()))
+        print(f"{len(rows)} rows; harness floor / lead per card, us (fitted on train rows; linear, bmm, "
+              f"elementwise, layernorm, softmax):")
+        for d in DEVICES:
+            hs = [harness[(d, c)] for c in CLASSES if (d, c) in harness]
+            print(f"  {DEVICES[d]:16s} " + "  ".join(f"{h.floor_s * 1e6:4.0f}/{h.lead_s * 1e6:3.0f}" for h in hs))
         print(render(summary, markdown=args.markdown))
     return 0
 
