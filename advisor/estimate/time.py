@@ -183,7 +183,7 @@ def card_rates(spec: Any, precision: str, eff: Any, tensor_peak: float, vector_p
         conv_peak, conv_eff = ((spec.tf32_tflops * 1e12 * eff.clock, eff.conv) if spec.tf32_tflops
                                else (vector_held, eff.matmul))
     rates = CardRates(tensor_flops=tensor_held * eff.matmul, conv_flops=conv_peak * conv_eff,
-                      vector_flops=vector_held * eff.vector, matmul_vector_flops=vector_held * eff.matmul,
+                      vector_flops=vector_held * eff.vector, matmul_vector_flops=vector_held * eff.vector_matmul,
                       memory_bytes_s=spec.memory_bandwidth_bytes_s * eff.memory, launch_s=eff.launch_overhead_s,
                       half_dim=half, sm_count=spec.sm_count or 0,
                       unaligned_flops=tensor_held * unaligned_fraction(eff.arch),
