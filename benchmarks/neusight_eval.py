@@ -20,6 +20,7 @@ card on train rows); that is applied here only, never in the estimator (in a rea
 other and that wait is host time).
 
     .venv/bin/python benchmarks/neusight_eval.py [--data DIR] [--split train|test|both] [--markdown] [--json]
+        [--write-sample tests/data/neusight]
 
 ``--data`` is NeuSight's ``scripts/asplos/data/dataset`` folder (or the repository root holding it); without it
 the needed files are read from the read-only mirror (``/work/.mirror/sitar-lab+NeuSight/repo`` or
@@ -320,12 +321,61 @@ def render(summary: dict[tuple[str, str, str], dict[str, float]], markdown: bool
     return "\n".join(lines)
 
 
+SAMPLE_PER_GROUP = 10
+SAMPLE_COLUMNS = ("device", "op", "B", "M", "N", "K", "H", "latency_ms")
+
+
+def sample(rows: Iterable[Row], per_group: int = SAMPLE_PER_GROUP) -> list[Row]:
+    """A small, deterministic subset of the test split: ``per_group`` rows per card x op class, evenly spread
+    over the group's rows sorted by latency (small and large shapes alike)."""
+    groups: dict[tuple[str, str], list[Row]] = defaultdict(list)
+    for r in rows:
+        if r.split == "test":
+            groups[(r.device, r.op_class)].append(r)
+    out = []
+    for key in sorted(groups):
+        g = sorted(groups[key], key=lambda r: (r.latency_s, r.op, r.dims))
+        step = max(1, len(g) // per_group)
+        out += g[step // 2::step][:per_group]
+    return out
+
+
+def write_sample(rows: list[Row], harness: Mapping[tuple[str, str], Harness], folder: Path) -> None:
+    """``rows.csv`` (a ``sample`` of the test split) and ``harness.json`` (the train-fitted harness)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / "rows.csv").open("w", newline="") as fh:
+        w = csv.writer(fh, lineterminator="\n")
+        w.writerow(SAMPLE_COLUMNS)
+        for r in sample(rows):
+            b, m, n, k = r.dims if len(r.dims) == 4 else (r.dims[0], "", "", "")
+            h = "" if len(r.dims) == 4 else r.dims[1]
+            w.writerow((r.device, r.op, b, m, n, k, h, f"{r.latency_s * 1e3:.6g}"))
+    doc = {f"{d}|{c}": {"floor_s": round(h.floor_s, 9), "lead_s": round(h.lead_s, 9)}
+           for (d, c), h in sorted(harness.items())}
+    (folder / "harness.json").write_text(json.dumps(doc, indent=1) + "\n")
+
+
+def read_sample(folder: Path) -> tuple[list[Row], dict[tuple[str, str], Harness]]:
+    """What ``write_sample`` wrote."""
+    rows = []
+    with (folder / "rows.csv").open(newline="") as fh:
+        for rec in csv.DictReader(fh):
+            keys = ("B", "M", "N", "K") if rec["op"] in ("linear", "bmm") else ("B", "H")
+            rows.append(Row("test", rec["device"], rec["op"], tuple(int(rec[k]) for k in keys),
+                            float(rec["latency_ms"]) * 1e-3))
+    raw = json.loads((folder / "harness.json").read_text())
+    harness = {tuple(k.split("|", 1)): Harness(v["floor_s"], v["lead_s"]) for k, v in raw.items()}
+    return rows, harness  # type: ignore[return-value]
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", type=Path, help="NeuSight's dataset folder (default: extracted from the mirror)")
     ap.add_argument("--split", choices=("train", "test", "both"), default="both")
     ap.add_argument("--markdown", action="store_true", help="print a Markdown table")
     ap.add_argument("--json", action="store_true", help="print JSON")
+    ap.add_argument("--write-sample", type=Path, metavar="DIR",
+                    help="also write a small test-split sample and the harness (tests/data/neusight)")
     args = ap.parse_args(argv)
     splits = ("train", "test") if args.split == "both" else (args.split,)
     with tempfile.TemporaryDirectory() as tmp:
@@ -347,6 +397,8 @@ def main(argv: list[str] | None = None) -> int:
         print("error: no NeuSight rows found\nhint: check --data", file=sys.stderr)
         return 2
     summary = summarize(rows, harness)
+    if args.write_sample is not None:
+        write_sample(all_rows, harness, args.write_sample)
     if args.json:
         print(json.dumps({"harness": {f"{d} / {c}": [h.floor_s, h.lead_s] for (d, c), h in harness.items()},
                           "rows": [{"split": k[0], "device": k[1], "op_class": k[2], **v}

@@ -10,8 +10,9 @@ PyTorch 2.1, fp32) and prints, per card and per architecture:
   the FP32 peak at the card's sustained clock, the value that makes the estimator's tile/wave model
   (``advisor.estimate.gemm.gemm_seconds``) match the median compute-bound row (kernel time >= 3x the harness's
   lead, large GEMMs: smallest dimension >= 512);
-* ``norm_vs_elementwise`` and ``softmax_vs_elementwise``: the bandwidth layer norm and softmax reach relative to
-  the elementwise kernels (reported, not applied: see docs/accuracy-kernels.md).
+* ``norm_memory``: the bandwidth layer norm reaches relative to the elementwise kernels (same slope fit), and
+  ``softmax_vs_elementwise`` the same for softmax (reported only: the estimator's softmax ops are not a class of
+  their own).
 
 Per architecture the median over its cards is taken; a power-limited card (``advisor.estimate.power``) whose
 GEMM rate falls with size is reported but left out of the GEMM figure (the clock, not the kernel, sets it).
@@ -100,7 +101,8 @@ def by_arch(cards: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
     for arch, cs in groups.items():
         full = [c for c in cs if not c["power_limited"]] or cs
         out[arch] = {"memory": round(statistics.median(c["memory"] for c in cs), 2),
-                     "matmul_vector": round(statistics.median(c["matmul_vector"] for c in full), 2)}
+                     "matmul_vector": round(statistics.median(c["matmul_vector"] for c in full), 2),
+                     "norm_memory": round(statistics.median(c["norm_vs_elementwise"] for c in cs), 2)}
     return out
 
 
@@ -123,7 +125,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{'yes' if c['power_limited'] else 'no'}")
     print("per architecture (median of its cards):")
     for arch, f in by_arch(cards).items():
-        print(f"  {arch:8s} memory {f['memory']:.2f}  matmul_vector {f['matmul_vector']:.2f}")
+        print(f"  {arch:8s} memory {f['memory']:.2f}  matmul_vector {f['matmul_vector']:.2f}  "
+              f"norm_memory {f['norm_memory']:.2f}")
     return 0
 
 

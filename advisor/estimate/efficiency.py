@@ -68,6 +68,10 @@ class ArchEfficiency:
             without tensor cores) as a fraction of the vector peak; ``None``: the ``matmul`` figure.  Where it is
             set it comes from kernel-level measurements (``KERNEL_FITS``); a calibrated ``matmul`` replaces it
             (``replace``), since a probe's GEMM of the estimate's precision is the better figure for that card.
+        norm_memory: achieved bandwidth of normalization kernels (layer/RMS/group norm and their backward) relative
+            to ``memory``, per byte the op's tensors hold: PyTorch's layer norm reads its input twice (a
+            statistics pass, then the normalize pass), so it moves ~3 tensor sizes for the 2 counted.  1.0 where
+            no kernel-level data exists (``KERNEL_FITS``).
     """
 
     arch: str
@@ -83,6 +87,7 @@ class ArchEfficiency:
     host_launch_s: float = HOST_LAUNCH_S
     clock: float = 1.0
     matmul_vector: float | None = None
+    norm_memory: float = 1.0
 
     def replace(self, **changes: float | str | None) -> ArchEfficiency:
         """A copy with some figures replaced (calibration); a new ``matmul`` also stands for CUDA-core GEMMs
@@ -182,13 +187,16 @@ _LITERATURE: dict[str, ArchEfficiency] = {
 #:   dimension >= 512: P100 0.669, T4 0.630 (at the power model's 69% clock), V100 0.949, A100-40GB 0.885.  The
 #:   P4 (0.24, falling with GEMM size: its 75 W cap holds the clock far below the power model's) is left out of
 #:   the Pascal figure.
+#: * ``norm_memory``: bandwidth of ``nn.LayerNorm`` (forward, fp32) over that of the elementwise kernels on the
+#:   same card, both counted as input + output bytes: P4 0.71, P100 0.60, T4 0.79, V100 0.67, A100-40GB 0.80
+#:   (2/3 if the input is read twice from DRAM, more where the second read hits L2).
 #:
 #: Hopper, Blackwell, Ada and the AMD architectures have no train data and keep the literature figures.
 KERNEL_FITS: dict[str, dict[str, float]] = {
-    "pascal": {"memory": 0.75, "matmul_vector": 0.67},
-    "turing": {"memory": 0.75, "matmul_vector": 0.63},
-    "volta": {"memory": 0.92, "matmul_vector": 0.95},
-    "ampere": {"memory": 0.85, "matmul_vector": 0.89},
+    "pascal": {"memory": 0.75, "matmul_vector": 0.67, "norm_memory": 0.65},
+    "turing": {"memory": 0.75, "matmul_vector": 0.63, "norm_memory": 0.79},
+    "volta": {"memory": 0.92, "matmul_vector": 0.95, "norm_memory": 0.67},
+    "ampere": {"memory": 0.85, "matmul_vector": 0.89, "norm_memory": 0.80},
 }
 KERNEL_FITS_SOURCE = ("NeuSight train split (ASPLOS 2025, github.com/sitar-lab/NeuSight, MIT): PyTorch 2.1 fp32 "
                       "kernels on P4/P100/T4/V100/A100-40GB, fitted by benchmarks/neusight_fit.py")

@@ -30,6 +30,7 @@ GROUPS: tuple[str, ...] = ("gemm", "attention", "conv", "norm", "elementwise", "
                            "other")
 _GROUP_OF_KIND = {"matmul": 0, "recurrent": 0, "attention": 1, "conv": 2, "norm": 3, "elementwise": 4,
                   "reduction": 4, "embedding": 4, "optimizer": 5, "communication": 6}
+_NORM = GROUPS.index("norm")
 PHASES: tuple[str, ...] = ("forward", "backward", "optimizer", "prefill", "decode")
 #: ``eager``: PyTorch eager (host dispatch can bound a phase); ``graph``: CUDA graphs / compiled runtimes.
 RUNTIMES: tuple[str, ...] = ("eager", "graph")
@@ -159,6 +160,7 @@ class CardRates:
     bn_elements_s: float = 0.0  # NCHW batch-norm elements per second (0: priced by its bytes)
     layout_transposes: bool = False  # cuDNN tensor-core convs transpose NCHW tensors (NVIDIA Volta and later)
     step_latency_s: float = 0.0  # one dependent recurrent time step (RECURRENT_STEP_S on a GPU)
+    norm_bytes_s: float = 0.0  # normalization kernels' achieved bandwidth (eff.norm_memory; 0: memory_bytes_s)
 
 
 def card_rates(spec: Any, precision: str, eff: Any, tensor_peak: float, vector_peak: float, *,
@@ -191,7 +193,8 @@ def card_rates(spec: Any, precision: str, eff: Any, tensor_peak: float, vector_p
                       bn_elements_s=(spec.sm_count or 0) * (spec.boost_clock_mhz or 0) * 1e6 * eff.clock
                       * BN_NCHW_ELEMENTS_PER_SM_CYCLE,
                       layout_transposes=spec.vendor == "nvidia" and conv_tensor_cores
-                      and eff.arch not in ("pascal", "generic"), step_latency_s=RECURRENT_STEP_S)
+                      and eff.arch not in ("pascal", "generic"), step_latency_s=RECURRENT_STEP_S,
+                      norm_bytes_s=spec.memory_bandwidth_bytes_s * eff.memory * eff.norm_memory)
     if serial_host:
         rates = replace(rates, launch_s=0.0, bn_elements_s=0.0, layout_transposes=False, unaligned_flops=0.0,
                         unaligned_conv_flops=0.0, step_latency_s=0.0)
@@ -234,7 +237,7 @@ def ops_time_detail(ops: Sequence[PreparedOp], rates: CardRates) -> OpsTime:
             if dim and cls != VECTOR:
                 peak = max(peak * dim / (dim + h2), peak * 0.02)
             tc = flops / peak
-        tm = nbytes / bw
+        tm = nbytes / (rates.norm_bytes_s if group == _NORM and rates.norm_bytes_s else bw)
         if bn and rates.bn_elements_s:
             tm = max(tm, bn / rates.bn_elements_s)
         lt = count * launch if (flops or nbytes) else 0.0  # views and metadata ops launch no kernel
