@@ -20,7 +20,7 @@ card on train rows); that is applied here only, never in the estimator (in a rea
 other and that wait is host time).
 
     .venv/bin/python benchmarks/neusight_eval.py [--data DIR] [--split train|test|both] [--markdown] [--json]
-        [--write-sample tests/data/neusight]
+        [--baseline BEFORE.json] [--write-sample tests/data/neusight]
 
 ``--data`` is NeuSight's ``scripts/asplos/data/dataset`` folder (or the repository root holding it); without it
 the needed files are read from the read-only mirror (``/work/.mirror/sitar-lab+NeuSight/repo`` or
@@ -225,9 +225,10 @@ class Harness:
 
 
 def _small(row: Row) -> bool:
-    """An op too small to time beyond the harness: < 2 MFLOP (GEMMs) or <= 12 KiB moved (the rest)."""
+    """An op too small to time beyond the harness: < 2 MFLOP (GEMMs) or <= 256 KiB moved (the rest: ~1 us at the
+    P4's 192 GB/s)."""
     cost = op_cost(row)
-    return cost.flops < 2**21 if row.op in ("linear", "bmm") else cost.bytes <= 12 * 1024
+    return cost.flops < 2**21 if row.op in ("linear", "bmm") else cost.bytes <= 256 * 1024
 
 
 def fit_harness(rows: Iterable[Row]) -> dict[tuple[str, str], Harness]:
@@ -368,12 +369,32 @@ def read_sample(folder: Path) -> tuple[list[Row], dict[tuple[str, str], Harness]
     return rows, harness  # type: ignore[return-value]
 
 
+def render_compare(summary: dict[tuple[str, str, str], dict[str, float]], baseline: dict[str, Any]) -> str:
+    """Markdown: per split x card x op class, median / p90 / signed median before (``baseline``: an earlier
+    ``--json`` output) and now."""
+    old = {(r["split"], r["device"], r["op_class"]): r for r in baseline.get("rows", [])}
+    lines = ["| split | card (catalog id) | op class | n | median abs: before -> after | p90 abs: before -> after "
+             "| signed median: before -> after |", "|---|---|---|---|---|---|---|"]
+    for key in sorted(summary, key=_order):
+        s, b = summary[key], old.get(key)
+        card = f"{key[1]} ({DEVICES[key[1]]})" if key[1] in DEVICES else f"**{key[1]}**"
+
+        def pair(name: str, fmt: str, s: dict[str, float] = s, b: dict[str, float] | None = b) -> str:
+            return (format(b[name], fmt) + " -> " if b else "") + format(s[name], fmt)
+
+        lines.append(f"| {key[0]} | {card} | {key[2]} | {s['n']} | {pair('median_abs', '.1%')} | "
+                     f"{pair('p90_abs', '.1%')} | {pair('signed_median', '+.1%')} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", type=Path, help="NeuSight's dataset folder (default: extracted from the mirror)")
     ap.add_argument("--split", choices=("train", "test", "both"), default="both")
     ap.add_argument("--markdown", action="store_true", help="print a Markdown table")
     ap.add_argument("--json", action="store_true", help="print JSON")
+    ap.add_argument("--baseline", type=Path, metavar="JSON",
+                    help="an earlier --json output: print a Markdown before -> after table")
     ap.add_argument("--write-sample", type=Path, metavar="DIR",
                     help="also write a small test-split sample and the harness (tests/data/neusight)")
     args = ap.parse_args(argv)
@@ -399,7 +420,15 @@ def main(argv: list[str] | None = None) -> int:
     summary = summarize(rows, harness)
     if args.write_sample is not None:
         write_sample(all_rows, harness, args.write_sample)
-    if args.json:
+    if args.baseline is not None:
+        try:
+            baseline = json.loads(args.baseline.read_text())
+        except (OSError, ValueError) as exc:
+            print(f"error: cannot read the baseline {args.baseline}: {exc}\nhint: pass a file written by --json",
+                  file=sys.stderr)
+            return 2
+        print(render_compare(summary, baseline))
+    elif args.json:
         print(json.dumps({"harness": {f"{d} / {c}": [h.floor_s, h.lead_s] for (d, c), h in harness.items()},
                           "rows": [{"split": k[0], "device": k[1], "op_class": k[2], **v}
                                    for k, v in sorted(summary.items(), key=lambda kv: _order(kv[0]))]}, indent=1))
