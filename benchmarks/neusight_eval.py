@@ -178,10 +178,12 @@ def op_cost(row: Row) -> OpCost:
         else:  # B GEMMs (M, N) x (N, K)
             gm, gn, gk, batch = m, k, n, b
             nbytes = ELEM_BYTES * b * (m * n + n * k + m * k)
-        # the estimator's tracer gives a plain GEMM its shape (tiles, waves: advisor.estimate.gemm) and prices a
-        # batched one by its smallest dimension (advisor.workload.aten_ops._PLAIN_GEMMS)
+        # a batched GEMM carries its batch as a 4th dimension: one kernel whose tiles share the waves
+        # (advisor.estimate.gemm); the tracer does not emit these for torch.bmm yet (workload.aten_ops prices
+        # batched matmuls by min_dim), so this is the estimator's GEMM model, not yet its traced-model path
+        shape = (gm, gn, gk) if batch == 1 else (gm, gn, gk, batch)
         return OpCost(row.op, "matmul", "forward", 2.0 * batch * gm * gn * gk, float(nbytes),
-                      tensor_core=False, min_dim=min(gm, gn, gk), gemms=((gm, gn, gk),) if batch == 1 else None)
+                      tensor_core=False, min_dim=min(gm, gn, gk), gemms=(shape,))
     b, h = row.dims
     n = b * h
     tensors = 3 if row.op in BINARY else 2  # read x (and y), write out

@@ -18,12 +18,18 @@ Per architecture the median over its cards is taken; a power-limited card (``adv
 GEMM rate falls with size is reported but left out of the GEMM figure (the clock, not the kernel, sets it).
 The figures printed here are the ones in ``advisor.estimate.efficiency.KERNEL_FITS``.
 
-    .venv/bin/python benchmarks/neusight_fit.py [--data DIR]
+``--simt`` also searches the SIMT tile model's two free figures (``advisor.estimate.gemm.SIMT_SM_AREA``: output
+elements of tiles one SM runs at once; ``SIMT_K_OVERHEAD``: a tile's fixed cost in elements of K) on a fixed
+random 4,000-row subset of the train ``nn.Linear`` rows (P4 left out), refitting ``matmul_vector`` per card for
+each pair, and prints the median |error| and signed median of each.
+
+    .venv/bin/python benchmarks/neusight_fit.py [--data DIR] [--simt]
 """
 
 from __future__ import annotations
 
 import argparse
+import random
 import statistics
 import sys
 import tempfile
@@ -37,6 +43,7 @@ sys.path.insert(0, str(ROOT))
 import neusight_eval as ne  # noqa: E402
 
 from advisor.catalog import get_gpu  # noqa: E402
+from advisor.estimate import gemm  # noqa: E402
 from advisor.estimate.efficiency import arch_key  # noqa: E402
 from advisor.estimate.gemm import gemm_seconds  # noqa: E402
 from advisor.estimate.power import power_limited, sustained_clock  # noqa: E402
@@ -82,7 +89,8 @@ def fit(rows: list[ne.Row]) -> dict[str, dict[str, float]]:
             kernel = r.latency_s - lead
             if min(gm, gn, gk) < 512 or kernel < 3 * lead:
                 continue
-            at_peak = gemm_seconds(gm, gn, gk, rate_flops=spec.fp32_tflops * 1e12 * clock, sms=spec.sm_count)
+            at_peak = gemm_seconds(gm, gn, gk, rate_flops=spec.fp32_tflops * 1e12 * clock, sms=spec.sm_count,
+                                   simt=True)
             ratios.append(at_peak / kernel)
         out[dev] = {"arch": arch_key(spec.architecture, spec.segment), "memory": bws.get("elementwise", 0.0),
                     "matmul_vector": statistics.median(ratios) if ratios else 0.0, "gemm_rows": len(ratios),
@@ -106,9 +114,50 @@ def by_arch(cards: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
     return out
 
 
+SIMT_GRID = ((1024, 0), (2048, 0), (4096, 0), (4096, 16), (8192, 0), (8192, 16), (16384, 16), (16384, 32),
+             (16384, 128))
+
+
+def simt_search(rows: list[ne.Row]) -> list[tuple[int, int, float, float]]:
+    """(SM area, K overhead, median |error|, signed median) over a fixed train subset, per ``SIMT_GRID`` pair."""
+    train = [r for r in rows if r.split == "train"]
+    harness = ne.fit_harness(train)
+    linear = [r for r in train if r.op == "linear" and r.device != "Tesla P4"]
+    subset = random.Random(0).sample(linear, min(4000, len(linear)))
+    saved = gemm.SIMT_SM_AREA, gemm.SIMT_K_OVERHEAD
+    out = []
+    try:
+        for area, kov in SIMT_GRID:
+            gemm.SIMT_SM_AREA, gemm.SIMT_K_OVERHEAD = area, kov
+            errs = []
+            for dev in ne.TRAIN_DEVICES:
+                if dev == "Tesla P4":
+                    continue
+                spec = get_gpu(ne.DEVICES[dev])
+                rate = spec.fp32_tflops * 1e12 * sustained_clock(spec).fraction
+                bw = ne.rates_for(dev).memory_bytes_s
+                h = harness[(dev, "linear")]
+
+                def kernel(r: ne.Row, eff: float, spec: object = spec, rate: float = rate, bw: float = bw) -> float:
+                    b, m, n, k = r.dims
+                    tc = gemm_seconds(b * m, k, n, rate_flops=rate * eff, sms=spec.sm_count, simt=True)  # type: ignore[attr-defined]
+                    return max(tc, ne.op_cost(r).bytes / bw)
+
+                mine = [r for r in subset if r.device == dev]
+                big = [r for r in mine if min(r.dims[0] * r.dims[1], r.dims[2], r.dims[3]) >= 512
+                       and r.latency_s - h.lead_s > 3 * h.lead_s]
+                eff = statistics.median(kernel(r, 1.0) / (r.latency_s - h.lead_s) for r in big)
+                errs += [max(h.floor_s, h.lead_s + kernel(r, eff)) / r.latency_s - 1 for r in mine]
+            out.append((area, kov, statistics.median(abs(e) for e in errs), statistics.median(errs)))
+    finally:
+        gemm.SIMT_SM_AREA, gemm.SIMT_K_OVERHEAD = saved
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", type=Path, help="NeuSight's dataset folder (default: extracted from the mirror)")
+    ap.add_argument("--simt", action="store_true", help="also search the SIMT tile model's SM area and K overhead")
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         data = args.data if args.data is not None else ne.extract_from_mirror(Path(tmp))
@@ -127,6 +176,10 @@ def main(argv: list[str] | None = None) -> int:
     for arch, f in by_arch(cards).items():
         print(f"  {arch:8s} memory {f['memory']:.2f}  matmul_vector {f['matmul_vector']:.2f}  "
               f"norm_memory {f['norm_memory']:.2f}")
+    if args.simt:
+        print("SIMT tile model (train nn.Linear subset): SM area, K overhead -> median |error|, signed median")
+        for area, kov, med, signed in simt_search(rows):
+            print(f"  {area:6d} {kov:4d}  {med:6.1%}  {signed:+6.1%}")
     return 0
 
 

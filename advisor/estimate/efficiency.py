@@ -182,21 +182,21 @@ _LITERATURE: dict[str, ArchEfficiency] = {
 #: * ``memory``: achieved bandwidth of PyTorch's elementwise kernels (slope of time vs bytes over ops moving
 #:   >= 16 MiB) over the spec bandwidth: P4 0.753, P100 0.746, T4 0.750, V100 0.916, A100-40GB 0.848.  These
 #:   replace the copy-benchmark (BabelStream-style) figures: the estimator prices model ops, not copies.
-#: * ``matmul_vector``: fp32 GEMMs on the CUDA cores through the tile/wave model (``advisor.estimate.gemm``), as a
-#:   fraction of the FP32 peak at the sustained clock, median over compute-bound ``nn.Linear`` rows with every
-#:   dimension >= 512: P100 0.669, T4 0.630 (at the power model's 69% clock), V100 0.949, A100-40GB 0.885.  The
-#:   P4 (0.24, falling with GEMM size: its 75 W cap holds the clock far below the power model's) is left out of
-#:   the Pascal figure.
+#: * ``matmul_vector``: fp32 GEMMs on the CUDA cores through the SIMT tile/wave model (``advisor.estimate.gemm``,
+#:   ``SIMT_TILES``), as a fraction of the FP32 peak at the sustained clock, median over compute-bound
+#:   ``nn.Linear`` rows with every dimension >= 512: P100 0.660, T4 0.583 (at the power model's 69% clock), V100
+#:   0.880, A100-40GB 0.826.  The P4 (0.22, falling with GEMM size: its 75 W cap holds the clock far below the
+#:   power model's) is left out of the Pascal figure.
 #: * ``norm_memory``: bandwidth of ``nn.LayerNorm`` (forward, fp32) over that of the elementwise kernels on the
 #:   same card, both counted as input + output bytes: P4 0.71, P100 0.60, T4 0.79, V100 0.67, A100-40GB 0.80
 #:   (2/3 if the input is read twice from DRAM, more where the second read hits L2).
 #:
 #: Hopper, Blackwell, Ada and the AMD architectures have no train data and keep the literature figures.
 KERNEL_FITS: dict[str, dict[str, float]] = {
-    "pascal": {"memory": 0.75, "matmul_vector": 0.67, "norm_memory": 0.65},
-    "turing": {"memory": 0.75, "matmul_vector": 0.63, "norm_memory": 0.79},
-    "volta": {"memory": 0.92, "matmul_vector": 0.95, "norm_memory": 0.67},
-    "ampere": {"memory": 0.85, "matmul_vector": 0.89, "norm_memory": 0.80},
+    "pascal": {"memory": 0.75, "matmul_vector": 0.66, "norm_memory": 0.65},
+    "turing": {"memory": 0.75, "matmul_vector": 0.58, "norm_memory": 0.79},
+    "volta": {"memory": 0.92, "matmul_vector": 0.88, "norm_memory": 0.67},
+    "ampere": {"memory": 0.85, "matmul_vector": 0.83, "norm_memory": 0.80},
 }
 KERNEL_FITS_SOURCE = ("NeuSight train split (ASPLOS 2025, github.com/sitar-lab/NeuSight, MIT): PyTorch 2.1 fp32 "
                       "kernels on P4/P100/T4/V100/A100-40GB, fitted by benchmarks/neusight_fit.py")

@@ -20,7 +20,7 @@ from typing import Any
 
 from advisor.errors import EstimateError
 from advisor.estimate.efficiency import HALF_DIM_REF, HOST_BACKWARD_FRACTION, REF_SMS
-from advisor.estimate.gemm import aligned, common_alignment, gemm_seconds, unaligned_fraction
+from advisor.estimate.gemm import aligned, common_alignment, gemm_flops, shape_seconds, unaligned_fraction
 from advisor.workload.base import OpCost
 
 # Op classes (ints keep the per-card loop cheap).
@@ -109,9 +109,9 @@ def op_group(op: OpCost) -> int:
 def _gemm_plan(op: OpCost, tp: int, align_elems: int) -> Any:
     if not op.gemms or tp > 1 or not op.flops:
         return None
-    if not aligned(op.gemms, align_elems):
+    if op.tensor_core and not aligned(op.gemms, align_elems):  # CUDA-core GEMMs take any alignment
         return common_alignment(op.gemms, align_elems)
-    per_rep = sum(2.0 * m * n * k for m, n, k in op.gemms)
+    per_rep = sum(gemm_flops(g) for g in op.gemms)
     return (op.flops / per_rep, op.gemms)
 
 
@@ -232,7 +232,7 @@ def ops_time_detail(ops: Sequence[PreparedOp], rates: CardRates) -> OpsTime:
                 tc = flops / (min(peak, base * plan) if base and cls in (TENSOR, CONV) else peak)
             else:
                 reps, shapes = plan
-                tc = reps * sum(gemm_seconds(m, n, k, rate_flops=peak, sms=sms) for m, n, k in shapes)
+                tc = reps * sum(shape_seconds(g, rate_flops=peak, sms=sms, simt=cls == MATMUL_VECTOR) for g in shapes)
         else:
             if dim and cls != VECTOR:
                 peak = max(peak * dim / (dim + h2), peak * 0.02)
