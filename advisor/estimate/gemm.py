@@ -68,9 +68,9 @@ SIMT_TILES: tuple[tuple[int, int, float], ...] = tuple((r, c, 1.0) for r, c in (
     (128, 128), (128, 64), (64, 128), (128, 32), (32, 128), (64, 64), (64, 32), (32, 64), (32, 32)))
 #: Output elements of SIMT tiles one SM works on at once (tiles smaller than this run side by side), and their
 #: fixed cost in elements of K.  Fitted on NeuSight's train split (benchmarks/neusight_fit.py --simt: fp32
-#: ``nn.Linear`` on P100, T4, V100, A100-40GB, 4,000 rows): median |error| 7.7% at 4096 / 16, against 22% for
-#: the tensor-core tiles above (one tile per SM, K_OVERHEAD 128) and 14% at 16384 / 32; 1024-8192 / 0-16 all
-#: lie within 7.3-9.4%, so the figure is not sharp.
+#: ``nn.Linear`` on P100, T4, V100, A100-40GB, 4,000 rows): median |error| 7.7% at 4096 / 16, against 20.7% at
+#: 16384 / 128 (one 128x128 tile per SM with the tensor-core K overhead); 1024-8192 / 0-16 all lie within
+#: 7.3-9.4%, so the figure is not sharp; 4096 / 16 has the signed median nearest zero (+0.4%).
 SIMT_SM_AREA = 4096
 SIMT_K_OVERHEAD = 16
 SIMT_SOURCE = ("CUDA-core (SIMT) GEMMs: cuBLAS sgemm tiles 128x128 down to 32x32, 64x64 of output per SM at once, "
