@@ -184,3 +184,14 @@ def test_bad_data_folder_is_an_error_with_a_hint(tmp_path: Path, capsys: pytest.
     assert "error:" in str(exc.value) and "hint:" in str(exc.value)
     assert _eval().main(["--data", str(tmp_path / "absent")]) == 2
     assert "error:" in capsys.readouterr().err
+
+
+def test_an_estimate_with_cuda_core_gemms_names_the_simt_model() -> None:
+    torch = pytest.importorskip("torch")
+    from advisor.estimate import estimate
+    from advisor.estimate.gemm import SIMT_SOURCE
+
+    m = torch.nn.Sequential(torch.nn.Linear(512, 1000), torch.nn.ReLU(), torch.nn.Linear(1000, 10))
+    kw = dict(batch_size=64, calibration=None, example_inputs=torch.randn(64, 512))
+    assert SIMT_SOURCE in estimate(m, "v100-pcie-32gb", precision="fp32", **kw).assumptions
+    assert SIMT_SOURCE not in estimate(m, "v100-pcie-32gb", precision="amp-fp16", **kw).assumptions
