@@ -407,7 +407,12 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"error: NeuSight mirror not found at {MIRROR}\nhint: pass --data DIR (NeuSight's "
                       f"{DATASET} folder) or set NEUSIGHT_REPO", file=sys.stderr)
                 return 2
-            data = extract_from_mirror(Path(tmp))
+            try:
+                data = extract_from_mirror(Path(tmp))
+            except OSError as exc:  # no git on PATH, unreadable mirror
+                print(f"error: cannot read the NeuSight mirror at {MIRROR}: {exc}\nhint: pass --data DIR "
+                      f"(NeuSight's {DATASET} folder)", file=sys.stderr)
+                return 2
         else:
             data = args.data
             if not data.exists():
