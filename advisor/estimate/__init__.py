@@ -23,7 +23,7 @@ from advisor.estimate.efficiency import (
     HOST_SOURCE,
     defaults_for,
 )
-from advisor.estimate.gemm import UNALIGNED_SOURCE, unaligned_gemms
+from advisor.estimate.gemm import SIMT_SOURCE, UNALIGNED_SOURCE, unaligned_gemms
 from advisor.estimate.memory import (
     ALLOCATOR_SUMMARY,
     KERNEL_MODULES_INFER_BYTES,
@@ -500,6 +500,8 @@ def estimate_workload(workload: Workload | PreparedWorkload, spec: GpuSpec, *, n
         assumptions.append(LIBRARY_HOST_SOURCE)
     if runtime == "eager" and not serial_host and train_ckpt:
         assumptions.append(CHECKPOINT_HOST_SOURCE)
+    if rates.sm_count and any(op.gemms and not op.tensor_core for op in w.ops):
+        assumptions.append(SIMT_SOURCE)
     unaligned = unaligned_gemms(w.ops, 16 // compute_bytes(w.precision)) if rates.unaligned_flops else []
     if unaligned:
         extra = sum(f / min(rates.tensor_flops, rates.unaligned_flops * a) - f / rates.tensor_flops

@@ -64,6 +64,14 @@ class ArchEfficiency:
         clock: fraction of the boost clock the card sustains under a long dense GEMM (``advisor.estimate.power``;
             a probe's clock samples replace it).  The compute figures above are fractions of the peak at THAT
             clock, so a compute rate is peak x clock x efficiency.
+        matmul_vector: GEMMs on the CUDA cores (fp32 with TF32 off, PyTorch's matmul default; 16-bit on cards
+            without tensor cores) as a fraction of the vector peak; ``None``: the ``matmul`` figure.  Where it is
+            set it comes from kernel-level measurements (``KERNEL_FITS``); a calibrated ``matmul`` replaces it
+            (``replace``), since a probe's GEMM of the estimate's precision is the better figure for that card.
+        norm_memory: achieved bandwidth of normalization kernels (layer/RMS/group norm and their backward) relative
+            to ``memory``, per byte the op's tensors hold: PyTorch's layer norm reads its input twice (a
+            statistics pass, then the normalize pass), so it moves ~3 tensor sizes for the 2 counted.  1.0 where
+            no kernel-level data exists (``KERNEL_FITS``).
     """
 
     arch: str
@@ -78,18 +86,28 @@ class ArchEfficiency:
     host_op_s: float = HOST_OP_S
     host_launch_s: float = HOST_LAUNCH_S
     clock: float = 1.0
+    matmul_vector: float | None = None
+    norm_memory: float = 1.0
 
-    def replace(self, **changes: float | str) -> ArchEfficiency:
-        """A copy with some figures replaced (calibration)."""
+    def replace(self, **changes: float | str | None) -> ArchEfficiency:
+        """A copy with some figures replaced (calibration); a new ``matmul`` also stands for CUDA-core GEMMs
+        unless ``matmul_vector`` is given too."""
+        if "matmul" in changes and "matmul_vector" not in changes:
+            changes["matmul_vector"] = None
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+    @property
+    def vector_matmul(self) -> float:
+        """Efficiency of GEMMs on the CUDA cores (``matmul_vector``, else ``matmul``)."""
+        return self.matmul if self.matmul_vector is None else self.matmul_vector
 
 
 CONTEXT_SOURCE = ("CUDA context with lazy module loading (default since CUDA 11.7 / PyTorch 2.x): ~300-500 MiB "
             "reported in PyTorch forum threads and torch.cuda memory notes (the context is not in "
             "memory_allocated but nvidia-smi shows it)")
 
-#: Architecture key -> defaults.  Keys are lower-case; ``arch_key`` maps catalog names onto them.
-DEFAULTS: dict[str, ArchEfficiency] = {
+#: Architecture key -> defaults from the literature (``DEFAULTS`` adds ``KERNEL_FITS`` on top).
+_LITERATURE: dict[str, ArchEfficiency] = {
     "pascal": ArchEfficiency(
         "pascal", matmul=0.80, conv=0.70, vector=0.75, memory=0.85, h2d=0.80, launch_overhead_s=6e-6,
         cuda_context_bytes=300 * MiB,
@@ -152,6 +170,48 @@ DEFAULTS: dict[str, ArchEfficiency] = {
         source="Jetson AGX Orin: LPDDR5 shared with the CPU, copy ~75% of peak; GEMM ~65% (NVIDIA Jetson "
                "benchmarks forum reports); unified memory, so no host->device copy"),
 }
+
+#: Per-architecture figures fitted on public kernel-level measurements: NeuSight's train split (Lee et al.,
+#: "NeuSight: Forecasting GPU Performance for Deep Learning Training and Inference", ASPLOS 2025; github.com/
+#: sitar-lab/NeuSight, MIT license; files ``scripts/asplos/data/dataset/train/collect/{linear,bmm,<elementwise
+#: op>,ln,softmax}`` and ``train/{elem,ln,softmax}.csv``: PyTorch 2.1 fp32 ops timed with CUDA events on a Tesla
+#: P4, P100-PCIe-16GB, T4, V100-PCIe-32GB and A100-PCIe-40GB).  Its test split and end-to-end labels were not
+#: used for fitting (they measure generalization: docs/accuracy-kernels.md).  ``benchmarks/neusight_fit.py``
+#: prints these figures, per card and per architecture (median of its cards):
+#:
+#: * ``memory``: achieved bandwidth of PyTorch's elementwise kernels (slope of time vs bytes over ops moving
+#:   >= 16 MiB) over the spec bandwidth: P4 0.753, P100 0.746, T4 0.750, V100 0.916, A100-40GB 0.848.  These
+#:   replace the copy-benchmark (BabelStream-style) figures: the estimator prices model ops, not copies.
+#: * ``matmul_vector``: fp32 GEMMs on the CUDA cores through the SIMT tile/wave model (``advisor.estimate.gemm``,
+#:   ``SIMT_TILES``), as a fraction of the FP32 peak at the sustained clock, median over compute-bound
+#:   ``nn.Linear`` rows with every dimension >= 512: P100 0.660, T4 0.583 (at the power model's 69% clock), V100
+#:   0.880, A100-40GB 0.826.  The P4 (0.22, falling with GEMM size: its 75 W cap holds the clock far below the
+#:   power model's) is left out of the Pascal figure.
+#: * ``norm_memory``: bandwidth of ``nn.LayerNorm`` (forward, fp32) over that of the elementwise kernels on the
+#:   same card, both counted as input + output bytes: P4 0.71, P100 0.60, T4 0.79, V100 0.67, A100-40GB 0.80
+#:   (2/3 if the input is read twice from DRAM, more where the second read hits L2).
+#:
+#: Hopper, Blackwell, Ada and the AMD architectures have no train data and keep the literature figures.
+KERNEL_FITS: dict[str, dict[str, float]] = {
+    "pascal": {"memory": 0.75, "matmul_vector": 0.66, "norm_memory": 0.65},
+    "turing": {"memory": 0.75, "matmul_vector": 0.58, "norm_memory": 0.79},
+    "volta": {"memory": 0.92, "matmul_vector": 0.88, "norm_memory": 0.67},
+    "ampere": {"memory": 0.85, "matmul_vector": 0.83, "norm_memory": 0.80},
+}
+KERNEL_FITS_SOURCE = ("NeuSight train split (ASPLOS 2025, github.com/sitar-lab/NeuSight, MIT): PyTorch 2.1 fp32 "
+                      "kernels on P4/P100/T4/V100/A100-40GB, fitted by benchmarks/neusight_fit.py")
+
+
+def _with_fits(eff: ArchEfficiency) -> ArchEfficiency:
+    fits = KERNEL_FITS.get(eff.arch)
+    if not fits:
+        return eff
+    names = ", ".join(f"{k} {v:.2f}" for k, v in fits.items())
+    return dataclasses.replace(eff, **fits, source=f"{eff.source}; kernel-level fits ({names}): {KERNEL_FITS_SOURCE}")
+
+
+#: Architecture key -> defaults.  Keys are lower-case; ``arch_key`` maps catalog names onto them.
+DEFAULTS: dict[str, ArchEfficiency] = {key: _with_fits(eff) for key, eff in _LITERATURE.items()}
 
 #: Used when a card's architecture is not in ``DEFAULTS``.
 GENERIC = ArchEfficiency(

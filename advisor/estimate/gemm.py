@@ -17,6 +17,10 @@ The per-SM rate is set so that a 4096^3 GEMM, the probe's reference shape, runs 
 large-shape efficiency: a probe of the card therefore calibrates this model at that shape, and smaller or
 skinnier GEMMs fall below it by tile and wave quantization alone.
 
+CUDA-core GEMMs (fp32 with TF32 off, PyTorch's matmul default; 16-bit on cards without tensor cores) run cuBLAS's
+SIMT ``sgemm`` kernels instead (``SIMT_TILES``): smaller tiles, several resident on one SM at a time, any
+alignment.  Fitted on NeuSight's train split (``SIMT_SOURCE``).
+
 Pure arithmetic: no torch, no I/O.
 """
 
@@ -57,23 +61,45 @@ UNALIGNED_SOURCE = ("GEMMs with a dimension not a multiple of 16 bytes run on al
                     "doubling per alignment step")
 
 
+#: Output tiles of cuBLAS's CUDA-core SGEMM kernels: the ``{volta,ampere}_sgemm_<rows>x<cols>[_sliced1x4]`` names
+#: NeuSight's profiles record for fp32 ``nn.Linear`` / ``torch.bmm`` on P100, T4, V100 and A100 (train split,
+#: ``Kernel Name`` column), all taken at one per-SM rate.
+SIMT_TILES: tuple[tuple[int, int, float], ...] = tuple((r, c, 1.0) for r, c in (
+    (128, 128), (128, 64), (64, 128), (128, 32), (32, 128), (64, 64), (64, 32), (32, 64), (32, 32)))
+#: Output elements of SIMT tiles one SM works on at once (tiles smaller than this run side by side), and their
+#: fixed cost in elements of K.  Fitted on NeuSight's train split (benchmarks/neusight_fit.py --simt: fp32
+#: ``nn.Linear`` on P100, T4, V100, A100-40GB, 4,000 rows): median |error| 7.7% at 4096 / 16, against 20.7% at
+#: 16384 / 128 (one 128x128 tile per SM with the tensor-core K overhead); 1024-8192 / 0-16 all lie within
+#: 7.3-9.4%, so the figure is not sharp; 4096 / 16 has the signed median nearest zero (+0.4%).
+SIMT_SM_AREA = 4096
+SIMT_K_OVERHEAD = 16
+SIMT_SOURCE = ("CUDA-core (SIMT) GEMMs: cuBLAS sgemm tiles 128x128 down to 32x32, 64x64 of output per SM at once, "
+               "fitted on NeuSight's train split (fp32 nn.Linear on P100/T4/V100/A100)")
+
+
 def unaligned_fraction(arch: str, alignment: int = 1) -> float:
     """Fraction of the dense tensor peak a GEMM reaches on ``arch`` when its dimensions are multiples of
     ``alignment`` elements but not of 16 bytes (at most 0.9: it never reaches the aligned kernels)."""
     return min(0.9, UNALIGNED_FRACTION.get(arch, UNALIGNED_DEFAULT) * max(1, alignment))
 
 
-def common_alignment(gemms: Sequence[tuple[int, int, int]], align_elems: int) -> int:
-    """The largest power of two (up to ``align_elems``) dividing every dimension of every GEMM."""
+def common_alignment(gemms: Sequence[tuple[int, ...]], align_elems: int) -> int:
+    """The largest power of two (up to ``align_elems``) dividing every dimension (M, N, K) of every GEMM."""
     a = 1
-    while a < align_elems and all(d % (2 * a) == 0 for g in gemms for d in g):
+    while a < align_elems and all(d % (2 * a) == 0 for g in gemms for d in g[:3]):
         a *= 2
     return a
 
 
-def aligned(gemms: Sequence[tuple[int, int, int]], align_elems: int) -> bool:
-    """Whether every dimension of every GEMM is a multiple of ``align_elems`` (16 bytes of the element)."""
-    return all(d % align_elems == 0 for g in gemms for d in g)
+def aligned(gemms: Sequence[tuple[int, ...]], align_elems: int) -> bool:
+    """Whether every dimension (M, N, K) of every GEMM is a multiple of ``align_elems`` (16 bytes of the element)."""
+    return all(d % align_elems == 0 for g in gemms for d in g[:3])
+
+
+def gemm_flops(shape: Sequence[int]) -> float:
+    """FLOPs of one GEMM shape: ``(M, N, K)`` or ``(M, N, K, batch)`` (a batched GEMM: one kernel, ``batch``
+    independent products, as ``torch.bmm`` runs)."""
+    return 2.0 * shape[0] * shape[1] * shape[2] * (shape[3] if len(shape) > 3 else 1)
 
 
 def unaligned_gemms(ops: Iterable[Any], align_elems: int) -> list[tuple[str, float, int]]:
@@ -82,28 +108,41 @@ def unaligned_gemms(ops: Iterable[Any], align_elems: int) -> list[tuple[str, flo
             if op.gemms and op.tensor_core and op.flops and not aligned(op.gemms, align_elems)]
 
 
-def _tiled_units(m: int, n: int, k: int, sms: int) -> float:
-    """Multiply-add "units" one SM spends on the best schedule: waves x tile area x (K slice + overhead) / rate."""
+def _tiled_units(m: int, n: int, k: int, sms: int, simt: bool = False, batch: int = 1) -> float:
+    """Multiply-add "units" one SM spends on the best schedule: waves x tile area x (K slice + overhead) / rate
+    (``simt``: the CUDA-core tiles, ``SIMT_SM_AREA / tile area`` of them resident per SM; ``batch``: the tiles of
+    that many independent products share the waves, as one batched kernel's grid does)."""
     best = math.inf
-    for tm, tn, rate in TILES:
-        tiles = math.ceil(m / tm) * math.ceil(n / tn)
+    for tm, tn, rate in SIMT_TILES if simt else TILES:
+        tiles = batch * math.ceil(m / tm) * math.ceil(n / tn)
+        resident = max(1, SIMT_SM_AREA // (tm * tn)) if simt else 1
+        slots = sms * resident
         for split in SPLIT_K:
-            if split > 1 and (tiles * split > 2 * sms or k // split < 256):
+            if split > 1 and (tiles * split > 2 * slots or k // split < 256):
                 break
-            waves = math.ceil(tiles * split / sms)
-            best = min(best, waves * tm * tn * (math.ceil(k / split) + K_OVERHEAD) / rate)
+            waves = math.ceil(tiles * split / slots)
+            best = min(best, waves * resident * tm * tn
+                       * (math.ceil(k / split) + (SIMT_K_OVERHEAD if simt else K_OVERHEAD)) / rate)
     return best
 
 
-def quantization_factor(m: int, n: int, k: int, sms: int) -> float:
+def quantization_factor(m: int, n: int, k: int, sms: int, simt: bool = False) -> float:
     """Tiled work / useful work (>= 1 for a GEMM that fills every tile and wave exactly)."""
-    return _tiled_units(m, n, k, sms) * sms / (m * n * k) if m and n and k else 1.0
+    return _tiled_units(m, n, k, sms, simt) * sms / (m * n * k) if m and n and k else 1.0
 
 
-def gemm_seconds(m: int, n: int, k: int, *, rate_flops: float, sms: int) -> float:
-    """Seconds of one GEMM at a card's large-shape rate ``rate_flops`` (the rate a 4096^3 GEMM reaches)."""
-    if not (m and n and k):
+def gemm_seconds(m: int, n: int, k: int, *, rate_flops: float, sms: int, simt: bool = False,
+                 batch: int = 1) -> float:
+    """Seconds of one GEMM at a card's large-shape rate ``rate_flops`` (the rate a 4096^3 GEMM reaches);
+    ``simt``: on the CUDA cores (``SIMT_TILES``); ``batch``: a batched GEMM of that many products."""
+    if not (m and n and k and batch):
         return 0.0
-    ref = quantization_factor(*REFERENCE, sms)
+    ref = quantization_factor(*REFERENCE, sms, simt)
     per_sm = rate_flops * ref / sms  # the SM's own rate, before quantization
-    return 2.0 * _tiled_units(m, n, k, sms) / per_sm
+    return 2.0 * _tiled_units(m, n, k, sms, simt, batch) / per_sm
+
+
+def shape_seconds(shape: Sequence[int], *, rate_flops: float, sms: int, simt: bool = False) -> float:
+    """``gemm_seconds`` of an ``(M, N, K)`` or ``(M, N, K, batch)`` shape (``OpCost.gemms``)."""
+    return gemm_seconds(shape[0], shape[1], shape[2], rate_flops=rate_flops, sms=sms, simt=simt,
+                        batch=shape[3] if len(shape) > 3 else 1)

@@ -20,7 +20,7 @@ from typing import Any
 
 from advisor.errors import EstimateError
 from advisor.estimate.efficiency import HALF_DIM_REF, HOST_BACKWARD_FRACTION, REF_SMS
-from advisor.estimate.gemm import aligned, common_alignment, gemm_seconds, unaligned_fraction
+from advisor.estimate.gemm import aligned, common_alignment, gemm_flops, shape_seconds, unaligned_fraction
 from advisor.workload.base import OpCost
 
 # Op classes (ints keep the per-card loop cheap).
@@ -30,6 +30,7 @@ GROUPS: tuple[str, ...] = ("gemm", "attention", "conv", "norm", "elementwise", "
                            "other")
 _GROUP_OF_KIND = {"matmul": 0, "recurrent": 0, "attention": 1, "conv": 2, "norm": 3, "elementwise": 4,
                   "reduction": 4, "embedding": 4, "optimizer": 5, "communication": 6}
+_NORM = GROUPS.index("norm")
 PHASES: tuple[str, ...] = ("forward", "backward", "optimizer", "prefill", "decode")
 #: ``eager``: PyTorch eager (host dispatch can bound a phase); ``graph``: CUDA graphs / compiled runtimes.
 RUNTIMES: tuple[str, ...] = ("eager", "graph")
@@ -137,9 +138,9 @@ def op_group(op: OpCost) -> int:
 def _gemm_plan(op: OpCost, tp: int, align_elems: int) -> Any:
     if not op.gemms or tp > 1 or not op.flops:
         return None
-    if not aligned(op.gemms, align_elems):
+    if op.tensor_core and not aligned(op.gemms, align_elems):  # CUDA-core GEMMs take any alignment
         return common_alignment(op.gemms, align_elems)
-    per_rep = sum(2.0 * m * n * k for m, n, k in op.gemms)
+    per_rep = sum(gemm_flops(g) for g in op.gemms)
     return (op.flops / per_rep, op.gemms)
 
 
@@ -188,6 +189,7 @@ class CardRates:
     bn_elements_s: float = 0.0  # NCHW batch-norm elements per second (0: priced by its bytes)
     layout_transposes: bool = False  # cuDNN tensor-core convs transpose NCHW tensors (NVIDIA Volta and later)
     step_latency_s: float = 0.0  # one dependent recurrent time step (RECURRENT_STEP_S on a GPU)
+    norm_bytes_s: float = 0.0  # normalization kernels' achieved bandwidth (eff.norm_memory; 0: memory_bytes_s)
 
 
 def card_rates(spec: Any, precision: str, eff: Any, tensor_peak: float, vector_peak: float, *,
@@ -212,7 +214,7 @@ def card_rates(spec: Any, precision: str, eff: Any, tensor_peak: float, vector_p
         conv_peak, conv_eff = ((spec.tf32_tflops * 1e12 * eff.clock, eff.conv) if spec.tf32_tflops
                                else (vector_held, eff.matmul))
     rates = CardRates(tensor_flops=tensor_held * eff.matmul, conv_flops=conv_peak * conv_eff,
-                      vector_flops=vector_held * eff.vector, matmul_vector_flops=vector_held * eff.matmul,
+                      vector_flops=vector_held * eff.vector, matmul_vector_flops=vector_held * eff.vector_matmul,
                       memory_bytes_s=spec.memory_bandwidth_bytes_s * eff.memory, launch_s=eff.launch_overhead_s,
                       half_dim=half, sm_count=spec.sm_count or 0,
                       unaligned_flops=tensor_held * unaligned_fraction(eff.arch),
@@ -220,7 +222,8 @@ def card_rates(spec: Any, precision: str, eff: Any, tensor_peak: float, vector_p
                       bn_elements_s=(spec.sm_count or 0) * (spec.boost_clock_mhz or 0) * 1e6 * eff.clock
                       * BN_NCHW_ELEMENTS_PER_SM_CYCLE,
                       layout_transposes=spec.vendor == "nvidia" and conv_tensor_cores
-                      and eff.arch not in ("pascal", "generic"), step_latency_s=RECURRENT_STEP_S)
+                      and eff.arch not in ("pascal", "generic"), step_latency_s=RECURRENT_STEP_S,
+                      norm_bytes_s=spec.memory_bandwidth_bytes_s * eff.memory * eff.norm_memory)
     if serial_host:
         rates = replace(rates, launch_s=0.0, bn_elements_s=0.0, layout_transposes=False, unaligned_flops=0.0,
                         unaligned_conv_flops=0.0, step_latency_s=0.0)
@@ -258,12 +261,12 @@ def ops_time_detail(ops: Sequence[PreparedOp], rates: CardRates) -> OpsTime:
                 tc = flops / (min(peak, base * plan) if base and cls in (TENSOR, CONV) else peak)
             else:
                 reps, shapes = plan
-                tc = reps * sum(gemm_seconds(m, n, k, rate_flops=peak, sms=sms) for m, n, k in shapes)
+                tc = reps * sum(shape_seconds(g, rate_flops=peak, sms=sms, simt=cls == MATMUL_VECTOR) for g in shapes)
         else:
             if dim and cls != VECTOR:
                 peak = max(peak * dim / (dim + h2), peak * 0.02)
             tc = flops / peak
-        tm = nbytes / bw
+        tm = nbytes / (rates.norm_bytes_s if group == _NORM and rates.norm_bytes_s else bw)
         if bn and rates.bn_elements_s:
             tm = max(tm, bn / rates.bn_elements_s)
         lt = count * launch if (flops or nbytes) else 0.0  # views and metadata ops launch no kernel
