@@ -356,7 +356,8 @@ def recommend(model: Any, *, batch_size: int = 1, seq_len: int | None = None, im
         gpus: keep only these cards (names or specs).
         dataset_samples, epochs, total_tokens: the job; defaults are stated in ``job``.
         specs_dir: a directory of the user's own spec files (adds to / replaces shipped cards).
-        calibration: passed to the estimator (``auto``, ``None``, a ProbeResult or a path).
+        calibration: ``auto`` (the newest probe of each card in the history store, read once here), ``None``,
+            a ProbeResult, a probe JSON path or an efficiencies mapping.
         runtime: ``eager`` (PyTorch eager: host dispatch can bound small steps) or ``graph`` (CUDA graphs,
             compiled / TensorRT / vLLM / llama.cpp), as in ``estimate``.
 
@@ -371,10 +372,12 @@ def recommend(model: Any, *, batch_size: int = 1, seq_len: int | None = None, im
         alias_note = (f"objective {objective!r} is deprecated: it now means {OBJECTIVE_ALIASES[objective]!r} "
                       "(cost of this job at on-demand cloud rates); rank by 'cost-buy' for the cards' price")
         objective = OBJECTIVE_ALIASES[objective]
+    from advisor.calibration import resolve_calibration
     from advisor.estimate import matmul_rate
     from advisor.estimate.time import check_runtime
 
     check_runtime(runtime)
+    calibration = resolve_calibration(calibration)  # "auto": the history store is read here, once, not per card
     specs = load_specs(extra_dirs=[specs_dir]) if specs_dir is not None else load_specs()
     if gpus is not None:
         wanted = {(g.id if isinstance(g, GpuSpec) else find_gpu(g, specs).id) for g in gpus}

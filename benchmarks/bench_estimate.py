@@ -8,9 +8,10 @@ from __future__ import annotations
 import contextlib
 import time
 
+from advisor.api import estimate
 from advisor.catalog import load_specs
 from advisor.errors import AdvisorError
-from advisor.estimate import build_workload, estimate, estimate_workload, prepare_workload
+from advisor.estimate import build_workload, estimate_workload, prepare_workload
 
 
 def timed(label: str, fn, repeat: int = 1) -> object:

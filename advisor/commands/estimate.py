@@ -103,11 +103,15 @@ def workload_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     """The keyword arguments of ``advisor.estimate`` that ``add_workload_args`` parsed.
 
     ``model`` is not included (pass ``args.model`` positionally); neither are ``gpu``,
-    ``num_gpus`` and ``specs_dir``.
+    ``num_gpus`` and ``specs_dir``.  ``--calibration auto`` is resolved here, at the edge: the history
+    store is read once and the estimator gets its data (``StoredProbes``).
     """
+    from advisor.calibration import resolve_calibration
+
     calibration: Any = args.calibration
     if isinstance(calibration, str) and calibration.lower() == "none":
         calibration = None
+    calibration = resolve_calibration(calibration)
     return {
         "batch_size": args.batch_size,
         "seq_len": args.seq_len,
@@ -156,7 +160,7 @@ def _gib(n: float) -> str:
 def run(args: argparse.Namespace) -> int:
     """``estimate``."""
     from advisor.advice import fit_options
-    from advisor.estimate import estimate
+    from advisor.api import estimate
     from advisor.units import format_seconds
 
     specs_dir = args.specs_dir[0] if args.specs_dir else None
@@ -164,9 +168,7 @@ def run(args: argparse.Namespace) -> int:
     with tracing_spinner():
         e = estimate(args.model, args.gpu, num_gpus=args.num_gpus, specs_dir=specs_dir, **kwargs)
     if args.calibration == "auto":
-        from advisor.estimate.calibrate import store_problem
-
-        problem = store_problem()
+        problem = getattr(kwargs["calibration"], "problem", None)  # the history store, as read for this estimate
         if problem:
             stderr_console().print(f"warning: the history store could not be read, so no probe calibrates this "
                                    f"estimate: {problem}", markup=False)

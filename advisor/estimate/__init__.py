@@ -1,9 +1,10 @@
 """Estimates: per-GPU peak memory and step time of a workload on a card (and on several).
 
-``estimate(model, gpu, ...)`` builds the workload (``advisor.workload``), looks the card up and
-calls ``estimate_workload``, which ``recommend`` calls in a loop over cards and counts: everything
-that does not depend on the card is prepared once per workload (and cached), so each card costs
-plain arithmetic.  Nothing here imports torch.
+``estimate_workload(workload, spec, ...)`` is the estimator; the public ``advisor.estimate(model, gpu, ...)``
+(``advisor.api``) builds the workload, looks the card up, resolves ``calibration="auto"`` at the edge and
+calls it, and ``recommend`` calls it in a loop over cards and counts: everything that does not depend on
+the card is prepared once per workload (and cached), so each card costs plain arithmetic.  Nothing here
+imports torch or reads the history store: calibration comes in as data.
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from advisor.catalog import GpuSpec, get_gpu
+from advisor.catalog import GpuSpec
 from advisor.errors import EstimateError
-from advisor.estimate.calibrate import apply_efficiencies, load_efficiencies, store_problem
+from advisor.estimate.calibrate import StoredProbes, apply_efficiencies, load_efficiencies, uncalibrated_note
 from advisor.estimate.efficiency import (
     CONTEXT_SOURCE,
     HOST_BACKWARD_FRACTION,
@@ -64,8 +65,8 @@ from advisor.workload.base import MODES, OPTIMIZERS, PRECISIONS, Workload
 from advisor.workload.eager import SOURCE as EAGER_SOURCE
 from advisor.workload.transformer import compute_bytes
 
-__all__ = ["Estimate", "MemoryEstimate", "TimeEstimate", "estimate", "estimate_memory", "estimate_time",
-           "estimate_workload", "prepare_workload"]
+__all__ = ["Estimate", "MemoryEstimate", "StoredProbes", "TimeEstimate", "build_workload", "estimate_workload",
+           "matmul_rate", "prepare_workload"]
 
 #: Image presets: a CPU JPEG decode + RandomResizedCrop rate per core (Pillow, torchvision ImageFolder;
 #: NVIDIA DALI docs and the PyTorch ImageNet example report ~100-200 images/s/core) x cores per GPU.
@@ -247,7 +248,7 @@ def _sum_phases(phases: list[float], names: tuple[str, ...]) -> float:
 
 
 def estimate_workload(workload: Workload | PreparedWorkload, spec: GpuSpec, *, num_gpus: int = 1,
-                      parallelism: str | None = None, calibration: Any = "auto", batch_size: int | None = None,
+                      parallelism: str | None = None, calibration: Any = None, batch_size: int | None = None,
                       gen_len: int | None = None, loader_samples_per_s: float | None = None,
                       dataset_samples: int | None = None, epochs: float = 1, total_tokens: float | None = None,
                       model_name: str | None = None, runtime: str = "eager", channels_last: bool = False) -> Estimate:
@@ -258,7 +259,8 @@ def estimate_workload(workload: Workload | PreparedWorkload, spec: GpuSpec, *, n
         spec: the card.
         num_gpus: cards in all.
         parallelism: ``ddp``, ``zero1``, ``zero2``, ``zero3``, ``fsdp``, ``tp``; ``None``: ddp for several.
-        calibration: ``"auto"``, ``None``, a ``ProbeResult``, a probe JSON path or an efficiencies mapping.
+        calibration: ``None`` (defaults), a ``ProbeResult``, a probe JSON path, an efficiencies mapping or
+            ``StoredProbes`` (``"auto"`` as resolved by ``advisor.calibration.resolve_calibration``).
         batch_size: global batch; default the workload's.
         gen_len: tokens to generate (causal-LM infer); default the workload's.
         loader_samples_per_s: what the data loader delivers (whole host), for the input check.
@@ -502,10 +504,8 @@ def estimate_workload(workload: Workload | PreparedWorkload, spec: GpuSpec, *, n
         assumptions.append("advice: " + notes_pad)
     if calibrated:
         assumptions.append(f"calibrated by a probe of this card: {', '.join(changed)}")
-    elif calibration is not None and calibration != "none":
-        problem = store_problem() if isinstance(calibration, str) and calibration.lower() == "auto" else None
-        assumptions.append(f"the history store could not be read ({problem}): default efficiencies" if problem
-                           else "no probe of this card found: default efficiencies")
+    elif (note := uncalibrated_note(calibration)) is not None:
+        assumptions.append(note)
     if fallback:
         assumptions.append(fallback)
     if package_note:
@@ -526,7 +526,7 @@ def estimate_workload(workload: Workload | PreparedWorkload, spec: GpuSpec, *, n
                     assumptions=tuple(assumptions), calibrated_figures=tuple(changed))
 
 
-def _check_options(batch_size: Any, precision: Any, optimizer: Any, mode: Any, grad_accum: Any,
+def check_options(batch_size: Any, precision: Any, optimizer: Any, mode: Any, grad_accum: Any,
                    epochs: Any, num_gpus: Any) -> None:
     for name, value in (("batch_size", batch_size), ("grad_accum", grad_accum), ("num_gpus", num_gpus)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -541,7 +541,7 @@ def _check_options(batch_size: Any, precision: Any, optimizer: Any, mode: Any, g
         raise EstimateError(f"epochs must be > 0, got {epochs!r}")
 
 
-def _is_named_model(model: Any) -> bool:
+def is_named_model(model: Any) -> bool:
     """A preset name, config path or config dict (not an ``nn.Module``)."""
     return isinstance(model, (str, Path, Mapping))
 
@@ -559,7 +559,7 @@ def build_workload(model: Any, *, batch_size: int = 1, seq_len: int | None = Non
     except ImportError as exc:
         raise EstimateError("the workload builder (advisor.workload.load_workload) is not available") from exc
     kw: dict[str, Any] = {"precision": precision, "optimizer": optimizer, "mode": mode}
-    if _is_named_model(model):
+    if is_named_model(model):
         kw["batch_size"] = batch_size  # a traced module takes its batch from example_inputs
     optional = {"seq_len": seq_len, "image_size": image_size, "lora_rank": lora_rank,
                 "quantize_base": quantize_base, "example_inputs": example_inputs, "gen_len": gen_len}
@@ -572,59 +572,3 @@ def build_workload(model: Any, *, batch_size: int = 1, seq_len: int | None = Non
         model = str(model)
     result: Workload = load_workload(model, **kw)
     return result
-
-
-def estimate(model: Any, gpu: str | GpuSpec, *, num_gpus: int = 1, batch_size: int = 1, seq_len: int | None = None,
-             image_size: int | None = None, precision: str = "amp-bf16", optimizer: str | None = "adamw",
-             mode: str = "train", gradient_checkpointing: bool = False, lora_rank: int | None = None,
-             quantize_base: str | None = None, grad_accum: int = 1, parallelism: str | None = None,
-             example_inputs: Any = None, gen_len: int | None = None, calibration: Any = "auto",
-             loader_samples_per_s: float | None = None, dataset_samples: int | None = None, epochs: float = 1,
-             total_tokens: float | None = None, specs_dir: str | Path | None = None,
-             runtime: str = "eager", channels_last: bool = False) -> Estimate:
-    """Peak memory per GPU and step time of ``model`` on ``num_gpus`` x ``gpu``.
-
-    Args:
-        model: preset name, path to a config.json, config dict, ``torch.nn.Module`` (with
-            ``example_inputs``) or a built ``Workload``.
-        gpu: card name (catalog id, marketing or NVML name) or a ``GpuSpec``.
-        batch_size: GLOBAL batch of one micro-step across data-parallel replicas (for a module: default
-            the first dimension of ``example_inputs``).
-        calibration: ``"auto"`` (latest probe of the card in the history store), ``None``/``"none"``,
-            a ``ProbeResult``, a probe JSON path, or an efficiencies mapping.
-        runtime: ``eager`` (PyTorch eager, the default: host dispatch can bound small steps) or ``graph``
-            (CUDA graphs / compiled / TensorRT / vLLM / llama.cpp); see ``estimate_workload``.
-        channels_last: a CNN trained or run in ``torch.channels_last`` (see ``estimate_workload``).
-        (others: see DESIGN.md)
-
-    Raises:
-        EstimateError: bad option, unsupported precision on this card, bad parallelism.
-        UnknownGpuError / UnknownModelError / WorkloadError: from the catalog and workload builders.
-    """
-    _check_options(batch_size, precision, optimizer, mode, grad_accum, epochs, num_gpus)
-    check_runtime(runtime)
-    if quantize_base is not None and quantize_base != "nf4":
-        raise EstimateError(f"unknown quantize_base {quantize_base!r}", hint="accepted: nf4 (QLoRA)")
-    spec = get_gpu(gpu, specs_dir=specs_dir)
-    workload = build_workload(model, batch_size=batch_size, seq_len=seq_len, image_size=image_size,
-                              precision=precision, optimizer=optimizer, mode=mode,
-                              gradient_checkpointing=gradient_checkpointing, lora_rank=lora_rank,
-                              quantize_base=quantize_base, grad_accum=grad_accum, example_inputs=example_inputs,
-                              gen_len=gen_len)
-    # A traced module's batch is example_inputs' first dimension unless batch_size asks for another one
-    # (then per-sample parts scale linearly, as the tracer's rebuild does).
-    global_batch = batch_size if _is_named_model(model) or batch_size != 1 else None
-    return estimate_workload(workload, spec, num_gpus=num_gpus, parallelism=parallelism, calibration=calibration,
-                             batch_size=global_batch, gen_len=gen_len, loader_samples_per_s=loader_samples_per_s,
-                             dataset_samples=dataset_samples, epochs=epochs, total_tokens=total_tokens,
-                             runtime=runtime, channels_last=channels_last)
-
-
-def estimate_memory(*args: Any, **kwargs: Any) -> MemoryEstimate:
-    """``estimate(...).memory``: per-GPU peak memory with its breakdown (same arguments)."""
-    return estimate(*args, **kwargs).memory
-
-
-def estimate_time(*args: Any, **kwargs: Any) -> TimeEstimate:
-    """``estimate(...).time``: step time, throughput, bound (same arguments)."""
-    return estimate(*args, **kwargs).time
