@@ -12,17 +12,16 @@ from typing import Any
 
 from advisor.calibration import resolve_calibration
 from advisor.catalog import GpuSpec, get_gpu
-from advisor.errors import EstimateError
 from advisor.estimate import (
     Estimate,
     MemoryEstimate,
     TimeEstimate,
     build_workload,
-    check_options,
     estimate_workload,
     is_named_model,
 )
 from advisor.estimate.time import check_runtime
+from advisor.workload.options import WorkloadOptions
 
 __all__ = ["estimate", "estimate_memory", "estimate_time"]
 
@@ -54,17 +53,16 @@ def estimate(model: Any, gpu: str | GpuSpec, *, num_gpus: int = 1, batch_size: i
         EstimateError: bad option, unsupported precision on this card, bad parallelism.
         UnknownGpuError / UnknownModelError / WorkloadError: from the catalog and workload builders.
     """
-    check_options(batch_size, precision, optimizer, mode, grad_accum, epochs, num_gpus)
+    options = WorkloadOptions(batch_size=batch_size, seq_len=seq_len, image_size=image_size, precision=precision,
+                              optimizer=optimizer, mode=mode, gradient_checkpointing=gradient_checkpointing,
+                              lora_rank=lora_rank, quantize_base=quantize_base, grad_accum=grad_accum,
+                              gen_len=gen_len)
+    options.validate(num_gpus=num_gpus, epochs=epochs)
     check_runtime(runtime)
-    if quantize_base is not None and quantize_base != "nf4":
-        raise EstimateError(f"unknown quantize_base {quantize_base!r}", hint="accepted: nf4 (QLoRA)")
+    options.validate_quantize_base()
     calibration = resolve_calibration(calibration)
     spec = get_gpu(gpu, specs_dir=specs_dir)
-    workload = build_workload(model, batch_size=batch_size, seq_len=seq_len, image_size=image_size,
-                              precision=precision, optimizer=optimizer, mode=mode,
-                              gradient_checkpointing=gradient_checkpointing, lora_rank=lora_rank,
-                              quantize_base=quantize_base, grad_accum=grad_accum, example_inputs=example_inputs,
-                              gen_len=gen_len)
+    workload = build_workload(model, options, example_inputs=example_inputs)
     # A traced module's batch is example_inputs' first dimension unless batch_size asks for another one
     # (then per-sample parts scale linearly, as the tracer's rebuild does).
     global_batch = batch_size if is_named_model(model) or batch_size != 1 else None

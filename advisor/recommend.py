@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 from advisor.catalog import SEGMENTS, VENDORS, GpuSpec, find_gpu, load_specs
 from advisor.errors import AdvisorError, EstimateError
+from advisor.workload.options import WorkloadOptions
 
 Objective = Literal["time", "cost-cloud", "cost-buy", "energy"]
 #: ``time``: time to train (effective rate); ``cost-cloud``: dollars for this job at on-demand cloud rates;
@@ -388,14 +389,15 @@ def recommend(model: Any, *, batch_size: int = 1, seq_len: int | None = None, im
                             f"(vendor={vendor!r}, segment={segment!r}, gpus={list(gpus) if gpus else None})",
                             hint="loosen --vendor/--segment, or see `python -m advisor specs list`")
 
-    build_kwargs: dict[str, Any] = {
-        "batch_size": batch_size, "seq_len": seq_len, "image_size": image_size, "mode": mode,
-        "precision": precision, "optimizer": optimizer, "gradient_checkpointing": gradient_checkpointing,
-        "lora_rank": lora_rank, "quantize_base": quantize_base, "grad_accum": grad_accum, "gen_len": gen_len,
-    }
+    options = WorkloadOptions(batch_size=batch_size, seq_len=seq_len, image_size=image_size, precision=precision,
+                              optimizer=optimizer, mode=mode, gradient_checkpointing=gradient_checkpointing,
+                              lora_rank=lora_rank, quantize_base=quantize_base, grad_accum=grad_accum,
+                              gen_len=gen_len)
+    # every card estimates the same workload, built once (the batch is passed even to a traced module)
+    build_kwargs = {k: v for k, v in options.builder_kwargs(batch=True).items() if v is not None}
     if example_inputs is not None:
         build_kwargs["example_inputs"] = example_inputs
-    workload = _memoize_rebuild(_build_workload(model, **{k: v for k, v in build_kwargs.items() if v is not None}))
+    workload = _memoize_rebuild(_build_workload(model, **build_kwargs))
     job = _job(workload, mode, dataset_samples, epochs, total_tokens)
     counts = gpu_counts(max_gpus)
     estimate_workload = _estimator()
@@ -468,7 +470,9 @@ def recommend(model: Any, *, batch_size: int = 1, seq_len: int | None = None, im
     if not rows and best_misfit is not None:
         from advisor.advice import fit_options
 
-        est_kwargs = {k: v for k, v in build_kwargs.items() if v is not None}
+        est_kwargs = {k: v for k, v in options.keywords().items() if v is not None}
+        if example_inputs is not None:
+            est_kwargs["example_inputs"] = example_inputs
         est_kwargs.update(extra, calibration=calibration, parallelism=best_misfit["parallelism"])
         try:
             advice = fit_options(model, best_misfit["spec"], num_gpus=best_misfit["count"], max_gpus=max_gpus,

@@ -107,24 +107,16 @@ def workload_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     store is read once and the estimator gets its data (``StoredProbes``).
     """
     from advisor.calibration import resolve_calibration
+    from advisor.workload.options import WorkloadOptions
 
     calibration: Any = args.calibration
     if isinstance(calibration, str) and calibration.lower() == "none":
         calibration = None
     calibration = resolve_calibration(calibration)
+    options = WorkloadOptions(**{name: getattr(args, name) for name in WorkloadOptions.names()})
     return {
-        "batch_size": args.batch_size,
-        "seq_len": args.seq_len,
-        "image_size": args.image_size,
-        "precision": args.precision,
-        "optimizer": args.optimizer,
-        "mode": args.mode,
-        "gradient_checkpointing": args.gradient_checkpointing,
-        "lora_rank": args.lora_rank,
-        "quantize_base": args.quantize_base,
-        "grad_accum": args.grad_accum,
+        **options.keywords(),
         "parallelism": args.parallelism,
-        "gen_len": args.gen_len,
         "calibration": calibration,
         "loader_samples_per_s": args.loader_samples_per_s,
         "dataset_samples": args.dataset_samples,

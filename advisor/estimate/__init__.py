@@ -14,7 +14,7 @@ from typing import Any
 from advisor.catalog import GpuSpec
 from advisor.errors import EstimateError
 from advisor.estimate._assumptions import assumptions
-from advisor.estimate._build import build_workload, check_options, is_named_model
+from advisor.estimate._build import build_workload, is_named_model
 from advisor.estimate._input import DECODE_IMAGES_PER_S_PER_CORE, HOST_CORES_PER_GPU, InputPipeline, input_pipeline
 from advisor.estimate._peaks import HALF_ON_FP32_UNITS, matmul_rate, peaks
 from advisor.estimate._prepare import PreparedWorkload, is_nchw_cnn, prepare_workload
@@ -30,7 +30,7 @@ from advisor.workload.base import Workload
 
 __all__ = ["DECODE_IMAGES_PER_S_PER_CORE", "HALF_ON_FP32_UNITS", "HOST_CORES_PER_GPU", "Estimate", "InputPipeline",
            "MemoryEstimate", "PreparedWorkload", "StepTime", "StoredProbes", "TimeEstimate", "build_workload",
-           "check_options", "estimate_workload", "is_named_model", "is_nchw_cnn", "matmul_rate", "prepare_workload"]
+           "estimate_workload", "is_named_model", "is_nchw_cnn", "matmul_rate", "prepare_workload"]
 
 
 def estimate_workload(workload: Workload | PreparedWorkload, spec: GpuSpec, *, num_gpus: int = 1,
