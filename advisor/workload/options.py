@@ -15,7 +15,9 @@ from typing import Any
 from advisor.errors import EstimateError
 from advisor.workload.base import MODES, OPTIMIZERS, PRECISIONS
 
-#: ``quantize_base`` values the estimator accepts (QLoRA's 4-bit NormalFloat base).
+#: ``quantize_base`` values the analytic transformer builder models (a frozen base at 4-bit NormalFloat or int8).
+BUILDER_QUANTIZE_BASES = ("nf4", "int8")
+#: ``quantize_base`` values ``estimate()``, ``recommend()`` and the CLI accept (QLoRA's 4-bit NormalFloat base).
 QUANTIZE_BASES = ("nf4",)
 
 

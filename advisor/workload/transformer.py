@@ -31,6 +31,7 @@ from advisor.workload.costs import (
     weight_bytes,
 )
 from advisor.workload.eager import eager_ops
+from advisor.workload.options import BUILDER_QUANTIZE_BASES
 from advisor.workload.transformer_memory import (
     activation_bytes_breakdown,
     kv_cache_peak_bytes,
@@ -133,8 +134,9 @@ def build_transformer(
     if causal_lm and not train and gen_len is None:
         gen_len = DEFAULT_GEN_LEN
         assumptions.append(f"gen_len not given: generating {DEFAULT_GEN_LEN} tokens after the prefill")
-    if quantize_base not in (None, "nf4", "int8"):
-        raise WorkloadError(f"unknown quantize_base {quantize_base!r}", "accepted: nf4, int8")
+    if quantize_base is not None and quantize_base not in BUILDER_QUANTIZE_BASES:
+        raise WorkloadError(f"unknown quantize_base {quantize_base!r}",
+                            f"accepted: {', '.join(BUILDER_QUANTIZE_BASES)}")
     if quantize_base and lora_rank is None and train:
         raise WorkloadError("quantize_base needs lora_rank for training (a quantized base is frozen)",
                             "pass lora_rank (QLoRA), or use mode='infer'")
