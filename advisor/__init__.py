@@ -21,9 +21,9 @@ _EXPORTS: dict[str, str] = {
     "get_gpu": "advisor.catalog",
     "GpuSpec": "advisor.catalog",
     "probe": "advisor.probe",
-    "estimate": "advisor.estimate",
-    "estimate_memory": "advisor.estimate",
-    "estimate_time": "advisor.estimate",
+    "estimate": "advisor.api",
+    "estimate_memory": "advisor.api",
+    "estimate_time": "advisor.api",
     "recommend": "advisor.recommend",
     "AdvisorError": "advisor.errors",
 }
@@ -52,10 +52,11 @@ class _PublicApiModule(type(importlib)):  # type: ignore[misc]
     """
 
     def __setattr__(self, name: str, value: Any) -> None:
-        if isinstance(value, type(importlib)) and _EXPORTS.get(name) == value.__name__:
-            func = getattr(value, name, None)
-            if func is None:
-                return  # subpackage still initialising: __getattr__ resolves the function on first use
+        if isinstance(value, type(importlib)) and name in _EXPORTS and value.__name__ == f"{__name__}.{name}":
+            home = _sys.modules.get(_EXPORTS[name])
+            func = getattr(home, name, None) if home is not None else None
+            if func is None or isinstance(func, type(importlib)):
+                return  # not loaded yet (or still initialising): __getattr__ resolves the function on first use
             value = func
         super().__setattr__(name, value)
 

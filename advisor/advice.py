@@ -158,7 +158,8 @@ def fit_options(model: Any, gpu: str | GpuSpec, *, num_gpus: int = 1, max_gpus: 
     Raises:
         AdvisorError: the workload as given cannot be estimated at all (bad option, unknown card or model).
     """
-    from advisor.estimate import estimate, matmul_rate
+    from advisor.api import estimate
+    from advisor.estimate import matmul_rate
     from advisor.recommend import gpu_counts
 
     spec = gpu if isinstance(gpu, GpuSpec) else get_gpu(gpu, specs_dir=specs_dir)

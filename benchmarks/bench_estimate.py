@@ -8,9 +8,12 @@ from __future__ import annotations
 import contextlib
 import time
 
+from advisor.api import estimate
+from advisor.calibration import resolve_calibration
 from advisor.catalog import load_specs
 from advisor.errors import AdvisorError
-from advisor.estimate import build_workload, estimate, estimate_workload, prepare_workload
+from advisor.estimate import build_workload, estimate_workload, prepare_workload
+from advisor.workload.options import WorkloadOptions
 
 
 def timed(label: str, fn, repeat: int = 1) -> object:
@@ -42,7 +45,7 @@ def main() -> None:
                       ("llama-3-70b", {"mode": "infer", "precision": "bf16", "batch_size": 8, "seq_len": 2048,
                                        "gen_len": 256}),
                       ("gpt2", {"batch_size": 32, "seq_len": 1024})):
-        w = timed(f"{model}: build workload (analytic)", lambda m=model, k=kw: build_workload(m, **k))
+        w = timed(f"{model}: build workload (analytic)", lambda m=model, k=kw: build_workload(m, WorkloadOptions(**k)))
         timed(f"{model}: estimate() one card, end to end", lambda m=model, k=kw: estimate(
             m, "h100-sxm5-80gb", calibration=None, **k), repeat=5)
         prepare_workload(w)
@@ -51,9 +54,10 @@ def main() -> None:
                       lambda w=w, p=par: sweep(w, specs, 8, p))
             timed(f"{model}: same sweep again (micro-batches cached)", lambda w=w, p=par: sweep(w, specs, 8, p))
             print(f"{'':<60} ({n} estimates)")
-    cal = build_workload("llama-3-8b", batch_size=8, seq_len=2048)
-    timed("llama-3-8b: sweep with calibration='auto' (history store lookups)",
-          lambda: [estimate_workload(cal, s, calibration="auto") for s in specs if s.supports("amp-bf16")])
+    cal = build_workload("llama-3-8b", WorkloadOptions(batch_size=8, seq_len=2048))
+    timed("llama-3-8b: sweep with calibration='auto' (one history store read, then data)",
+          lambda: [estimate_workload(cal, s, calibration=auto) for auto in [resolve_calibration("auto")]
+                   for s in specs if s.supports("amp-bf16")])
 
 
 if __name__ == "__main__":

@@ -121,8 +121,8 @@ def build_row_workload(row: dict[str, str]) -> Any:
 
 def predict(row: dict[str, str]) -> tuple[float | None, str]:
     """The advisor's figure for the row's metric, and a note (why it is missing, or what was compared)."""
+    from advisor.api import estimate
     from advisor.errors import AdvisorError
-    from advisor.estimate import estimate
 
     kw = estimate_kwargs(row)
     metric = row["metric"]

@@ -5,15 +5,18 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import subprocess
+import sys
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from advisor.api import estimate, estimate_memory, estimate_time
+from advisor.calibration import clear_calibration_cache, resolve_calibration
 from advisor.catalog import get_gpu
 from advisor.errors import AdvisorError, EstimateError
-from advisor.estimate import Estimate, estimate, estimate_memory, estimate_time, estimate_workload
-from advisor.estimate.calibrate import clear_calibration_cache
+from advisor.estimate import Estimate, estimate_workload
 from advisor.estimate.efficiency import DEFAULTS, arch_key, compute_efficiency, defaults_for, shape_factor
 from advisor.estimate.memory import BREAKDOWN_KEYS, optimizer_bytes
 from advisor.workload.base import OpCost, Workload
@@ -242,7 +245,7 @@ def test_bad_calibration_files_are_errors(tmp_path) -> None:
 
 def test_auto_calibration_without_history_uses_defaults() -> None:
     clear_calibration_cache()
-    e = estimate_workload(make_workload(), H100, calibration="auto")
+    e = estimate_workload(make_workload(), H100, calibration=resolve_calibration("auto"))
     assert not e.calibrated and any("no probe of this card" in a for a in e.assumptions)
 
 
@@ -364,33 +367,48 @@ def test_calibration_from_a_real_probe_json_file(tmp_path) -> None:
     assert e.calibrated and "matmul=0.4" in e.calibrated_figures and "memory=0.48" in e.calibrated_figures
 
 
+def _auto() -> object:
+    return resolve_calibration("auto")
+
+
 def test_auto_calibration_reads_the_latest_probe_from_the_history_store() -> None:
     store = pytest.importorskip("advisor.store")
     clear_calibration_cache()
-    base = estimate_workload(make_workload(), H100, calibration="auto")
+    base = estimate_workload(make_workload(), H100, calibration=_auto())
     assert not base.calibrated
     store.HistoryStore().save_probe(_probe_of_h100(0.4))
     clear_calibration_cache()
-    e = estimate_workload(make_workload(), H100, calibration="auto")
+    e = estimate_workload(make_workload(), H100, calibration=_auto())
     assert e.calibrated and e.time.step_s > 1.3 * base.time.step_s
-    assert not estimate_workload(make_workload(), A100, calibration="auto").calibrated  # other card: defaults
+    assert not estimate_workload(make_workload(), A100, calibration=_auto()).calibrated  # other card: defaults
     clear_calibration_cache()
 
 
 def test_auto_calibration_keeps_a_store_lookup_for_its_ttl_on_the_injected_clock(monkeypatch) -> None:
-    from advisor.estimate import calibrate
+    from advisor import calibration as calibrate
 
     store = pytest.importorskip("advisor.store")
     now = [1000.0]
     monkeypatch.setattr(calibrate, "cache_clock", lambda: now[0])
     clear_calibration_cache()
-    assert not estimate_workload(make_workload(), H100, calibration="auto").calibrated  # empty store, now cached
+    assert not estimate_workload(make_workload(), H100, calibration=_auto()).calibrated  # empty store, now cached
     store.HistoryStore().save_probe(_probe_of_h100(0.4))
     now[0] += calibrate._AUTO_TTL_S - 0.01
-    assert not estimate_workload(make_workload(), H100, calibration="auto").calibrated  # within the TTL: cached
+    assert not estimate_workload(make_workload(), H100, calibration=_auto()).calibrated  # within the TTL: cached
     now[0] += 0.02
-    assert estimate_workload(make_workload(), H100, calibration="auto").calibrated  # expired: the new probe is read
+    assert estimate_workload(make_workload(), H100, calibration=_auto()).calibrated  # expired: the new probe is read
     clear_calibration_cache()
+
+
+def test_the_estimator_itself_never_reads_the_history_store() -> None:
+    # "auto" is the public API's: the estimator takes data and says where to resolve it
+    with pytest.raises(EstimateError, match="auto") as info:
+        estimate_workload(make_workload(), H100, calibration="auto")
+    assert "resolve_calibration" in (info.value.hint or "")
+    code = ("import sys, advisor.estimate, advisor.estimate.calibrate; "
+            "print('advisor.store' in sys.modules, 'advisor.calibration' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "False"]
 
 
 def test_llama_3_8b_preset_decode_is_bandwidth_bound_near_published_rates() -> None:

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from advisor.api import estimate
 from advisor.cli import main
 from advisor.commands.estimate import add_workload_args, workload_kwargs
-from advisor.estimate import estimate
 
 ROOT = Path(__file__).resolve().parent.parent
 BASE = ["estimate", "--model", "gpt2", "--gpu", "h100-sxm5-80gb", "--batch-size", "4", "--seq-len", "512",

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from advisor import validate as v
+from advisor.api import estimate
 from advisor.errors import WorkloadError
-from advisor.estimate import estimate
 from advisor.estimate.memory import (
     ALLOCATOR_ACTIVATIONS,
     ALLOCATOR_SEGMENTS_BYTES,

@@ -188,7 +188,7 @@ def test_bad_data_folder_is_an_error_with_a_hint(tmp_path: Path, capsys: pytest.
 
 def test_an_estimate_with_cuda_core_gemms_names_the_simt_model() -> None:
     torch = pytest.importorskip("torch")
-    from advisor.estimate import estimate
+    from advisor import estimate
     from advisor.estimate.gemm import SIMT_SOURCE
 
     m = torch.nn.Sequential(torch.nn.Linear(512, 1000), torch.nn.ReLU(), torch.nn.Linear(1000, 10))

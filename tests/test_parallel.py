@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from advisor.api import estimate
 from advisor.catalog import get_gpu
 from advisor.errors import EstimateError
-from advisor.estimate import estimate, estimate_workload
+from advisor.estimate import estimate_workload
 from advisor.estimate.parallel import (
     COLLECTIVE_LATENCY_S,
     ParallelPlan,

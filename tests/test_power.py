@@ -8,9 +8,10 @@ import sys
 
 import pytest
 
+from advisor.api import estimate
 from advisor.catalog import get_gpu, spec_from_mapping
 from advisor.errors import EstimateError, SpecError
-from advisor.estimate import estimate, matmul_rate
+from advisor.estimate import matmul_rate
 from advisor.estimate.calibrate import apply_efficiencies
 from advisor.estimate.efficiency import defaults_for
 from advisor.estimate.power import sustained_clock

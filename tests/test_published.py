@@ -45,7 +45,7 @@ def _rows() -> list[dict[str, str]]:
 
 def _estimator_ready() -> bool:
     try:
-        from advisor.estimate import estimate  # noqa: F401
+        from advisor.api import estimate  # noqa: F401
     except ImportError:
         return False
     return True

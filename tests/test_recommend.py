@@ -415,7 +415,7 @@ def test_ranking_and_time_to_train_use_the_effective_rate() -> None:
     assert [c.time_to_train_s for c in fed.rows] == sorted(c.time_to_train_s for c in fed.rows)
     assert all(c.effective_samples_per_s == pytest.approx(c.samples_per_s) for c in fed.rows)
     # the estimator's own time to train runs at the same effective rate
-    from advisor.estimate import estimate
+    from advisor.api import estimate
 
     e = estimate("mnist-cnn", "a100-sxm4-80gb", loader_samples_per_s=500.0, **{
         k: v for k, v in kw.items() if k not in ("gpus", "max_gpus")})

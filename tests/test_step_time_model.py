@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from advisor.api import estimate
 from advisor.cli import main
-from advisor.estimate import estimate
 from advisor.estimate.gemm import REFERENCE, aligned, common_alignment, gemm_seconds, unaligned_fraction
 from advisor.estimate.time import GROUPS
 

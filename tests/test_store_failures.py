@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from advisor.calibration import clear_calibration_cache
 from advisor.cli import main
-from advisor.estimate.calibrate import clear_calibration_cache
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -36,7 +36,7 @@ def test_estimate_with_a_corrupt_store_says_it_could_not_be_read(corrupt_home: P
 
 
 def test_estimate_without_a_store_still_says_no_probe(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from advisor.estimate import estimate
+    from advisor.api import estimate
 
     monkeypatch.setenv("GPU_ADVISOR_HOME", str(tmp_path))
     clear_calibration_cache()

@@ -215,8 +215,8 @@ def test_trace_predictor_counts_flops_and_saved_tensors() -> None:
 
 
 def test_calibration_is_read_back_by_the_estimator(tmp_path: Path) -> None:
+    from advisor.api import estimate
     from advisor.catalog import get_gpu
-    from advisor.estimate import estimate
     from advisor.store import HistoryStore
 
     spec = get_gpu("h100-sxm5-80gb")
@@ -240,7 +240,7 @@ def test_calibration_is_read_back_by_the_estimator(tmp_path: Path) -> None:
     calibrated = estimate("gpt2", spec, calibration=str(path), **kwargs)
     default = estimate("gpt2", spec, calibration=None, **kwargs)
     assert calibrated.calibrated and calibrated.time.step_s > default.time.step_s
-    from advisor.estimate.calibrate import clear_calibration_cache
+    from advisor.calibration import clear_calibration_cache
 
     clear_calibration_cache()
     auto = estimate("gpt2", spec, calibration="auto", **kwargs)  # what later estimates for the card do

@@ -20,6 +20,9 @@ from advisor.commands._output import (
     tracing_spinner,
 )
 from advisor.workload.base import MODES, OPTIMIZERS, PARALLELISMS, PRECISIONS
+from advisor.workload.options import QUANTIZE_BASES, WorkloadOptions
+
+_DEFAULT = WorkloadOptions()
 
 
 def _gen_len(text: str) -> int:
@@ -62,20 +65,21 @@ def add_workload_args(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("workload")
     g.add_argument("--model", required=True, metavar="M",
                    help="preset name (e.g. llama-3-8b, resnet50) or path to a HF-style config.json")
-    g.add_argument("--batch-size", type=_positive_int, default=1, metavar="B",
-                   help="global batch of one micro-step, across data-parallel replicas (default 1)")
+    g.add_argument("--batch-size", type=_positive_int, default=_DEFAULT.batch_size, metavar="B",
+                   help="global batch of one micro-step, across data-parallel replicas "
+                        f"(default {_DEFAULT.batch_size})")
     g.add_argument("--seq-len", type=_positive_int, metavar="L", help="sequence length (language models)")
     g.add_argument("--image-size", type=_positive_int, metavar="S", help="image side in pixels (vision models)")
-    g.add_argument("--precision", default="amp-bf16", choices=PRECISIONS, metavar="P",
-                   help=f"one of: {', '.join(PRECISIONS)} (default amp-bf16)")
-    g.add_argument("--optimizer", default="adamw", choices=OPTIMIZERS, metavar="O",
-                   help=f"one of: {', '.join(OPTIMIZERS)} (default adamw)")
-    g.add_argument("--mode", default="train", choices=MODES, help="train or infer (default train)")
+    g.add_argument("--precision", default=_DEFAULT.precision, choices=PRECISIONS, metavar="P",
+                   help=f"one of: {', '.join(PRECISIONS)} (default {_DEFAULT.precision})")
+    g.add_argument("--optimizer", default=_DEFAULT.optimizer, choices=OPTIMIZERS, metavar="O",
+                   help=f"one of: {', '.join(OPTIMIZERS)} (default {_DEFAULT.optimizer})")
+    g.add_argument("--mode", default=_DEFAULT.mode, choices=MODES, help=f"train or infer (default {_DEFAULT.mode})")
     g.add_argument("--gradient-checkpointing", action="store_true", help="recompute activations in backward")
     g.add_argument("--lora-rank", type=_positive_int, metavar="R", help="train LoRA adapters of this rank only")
-    g.add_argument("--quantize-base", choices=("nf4",), help="quantize the frozen base (QLoRA: nf4)")
-    g.add_argument("--grad-accum", type=_positive_int, default=1, metavar="K",
-                   help="micro-batches per optimizer step (default 1)")
+    g.add_argument("--quantize-base", choices=QUANTIZE_BASES, help="quantize the frozen base (QLoRA: nf4)")
+    g.add_argument("--grad-accum", type=_positive_int, default=_DEFAULT.grad_accum, metavar="K",
+                   help=f"micro-batches per optimizer step (default {_DEFAULT.grad_accum})")
     g.add_argument("--parallelism", choices=PARALLELISMS, metavar="X",
                    help=f"multi-GPU strategy: {', '.join(PARALLELISMS)} (default ddp when several GPUs)")
     from advisor.workload.transformer import DEFAULT_GEN_LEN
@@ -103,24 +107,19 @@ def workload_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     """The keyword arguments of ``advisor.estimate`` that ``add_workload_args`` parsed.
 
     ``model`` is not included (pass ``args.model`` positionally); neither are ``gpu``,
-    ``num_gpus`` and ``specs_dir``.
+    ``num_gpus`` and ``specs_dir``.  ``--calibration auto`` is resolved here, at the edge: the history
+    store is read once and the estimator gets its data (``StoredProbes``).
     """
+    from advisor.calibration import resolve_calibration
+
     calibration: Any = args.calibration
     if isinstance(calibration, str) and calibration.lower() == "none":
         calibration = None
+    calibration = resolve_calibration(calibration)
+    options = WorkloadOptions(**{name: getattr(args, name) for name in WorkloadOptions.names()})
     return {
-        "batch_size": args.batch_size,
-        "seq_len": args.seq_len,
-        "image_size": args.image_size,
-        "precision": args.precision,
-        "optimizer": args.optimizer,
-        "mode": args.mode,
-        "gradient_checkpointing": args.gradient_checkpointing,
-        "lora_rank": args.lora_rank,
-        "quantize_base": args.quantize_base,
-        "grad_accum": args.grad_accum,
+        **options.keywords(),
         "parallelism": args.parallelism,
-        "gen_len": args.gen_len,
         "calibration": calibration,
         "loader_samples_per_s": args.loader_samples_per_s,
         "dataset_samples": args.dataset_samples,
@@ -156,7 +155,7 @@ def _gib(n: float) -> str:
 def run(args: argparse.Namespace) -> int:
     """``estimate``."""
     from advisor.advice import fit_options
-    from advisor.estimate import estimate
+    from advisor.api import estimate
     from advisor.units import format_seconds
 
     specs_dir = args.specs_dir[0] if args.specs_dir else None
@@ -164,9 +163,7 @@ def run(args: argparse.Namespace) -> int:
     with tracing_spinner():
         e = estimate(args.model, args.gpu, num_gpus=args.num_gpus, specs_dir=specs_dir, **kwargs)
     if args.calibration == "auto":
-        from advisor.estimate.calibrate import store_problem
-
-        problem = store_problem()
+        problem = getattr(kwargs["calibration"], "problem", None)  # the history store, as read for this estimate
         if problem:
             stderr_console().print(f"warning: the history store could not be read, so no probe calibrates this "
                                    f"estimate: {problem}", markup=False)

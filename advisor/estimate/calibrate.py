@@ -1,31 +1,22 @@
 """Calibration: a probe of a card replaces the default efficiencies for that card.
 
-``calibration`` may be ``"auto"`` (the latest probe of the card in the history store, if any),
-``None`` / ``"none"`` (defaults), a ``ProbeResult``, a path to a probe JSON file
-(``probe --json`` output), or a mapping of efficiencies as ``ProbeResult.efficiencies()`` returns
-(``matmul_bf16``, ``conv_fp16``, ``memory_bandwidth``, ``h2d_pinned``, ``launch_overhead_s``, ...).
+``calibration`` may be ``None`` / ``"none"`` (defaults), a ``ProbeResult``, a path to a probe JSON file
+(``probe --json`` output, read when asked), a mapping of efficiencies as ``ProbeResult.efficiencies()``
+returns (``matmul_bf16``, ``conv_fp16``, ``memory_bandwidth``, ``h2d_pinned``, ``launch_overhead_s``, ...)
+or ``StoredProbes``: the public API's ``"auto"`` (the newest probe of each card in the history store),
+read by ``advisor.calibration`` at the edge.  Nothing here reads the store.
 """
 
 from __future__ import annotations
 
 import os
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from advisor.errors import AdvisorError, EstimateError, read_json_object
+from advisor.errors import EstimateError, read_json_object
 from advisor.estimate.efficiency import HOST_OP_PER_BARE_OP, HOST_OP_S, ArchEfficiency
-
-_AUTO_CACHE: dict[str, tuple[float, dict[str, Any], str | None]] = {}
-_AUTO_TTL_S = 5.0
-#: The clock the lookup cache's time-to-live is read on (seconds, monotonic); tests replace it.
-cache_clock: Callable[[], float] = time.monotonic
-
-
-def clear_calibration_cache() -> None:
-    """Forget cached history-store lookups (they are kept for a few seconds)."""
-    _AUTO_CACHE.clear()
 
 
 def precision_key(precision: str) -> str:
@@ -43,7 +34,8 @@ def _device_index(probe: Any, catalog_id: str) -> int | None:
     return None
 
 
-def _from_probe(probe: Any, catalog_id: str) -> dict[str, float] | None:
+def probe_efficiencies(probe: Any, catalog_id: str) -> dict[str, float] | None:
+    """The efficiencies a probe measured on its device of card ``catalog_id`` (``None``: no such device)."""
     index = _device_index(probe, catalog_id)
     if index is None:
         return None
@@ -63,57 +55,24 @@ def _from_file(path: Path, catalog_id: str) -> dict[str, float] | None:
             probe = ProbeResult.from_dict(data)
         except (KeyError, TypeError, ValueError) as exc:
             raise EstimateError(f"calibration file {str(path)!r} is not a probe result: {exc}", hint=_HINT) from exc
-        return _from_probe(probe, catalog_id)
+        return probe_efficiencies(probe, catalog_id)
     if "efficiencies" in data and isinstance(data["efficiencies"], Mapping):
         return {str(k): float(v) for k, v in data["efficiencies"].items()}
     raise EstimateError(f"calibration file {str(path)!r} is not a probe result",
                         hint="expected the JSON of `probe --json` (devices, kernels)")
 
 
-def _latest_by_card() -> dict[str, Any]:
-    """Efficiencies of the newest saved probe per catalog id, read in one query (empty without a store file)."""
-    key = os.environ.get("GPU_ADVISOR_HOME", "")
-    now = cache_clock()
-    hit = _AUTO_CACHE.get(key)
-    if hit is not None and now - hit[0] < _AUTO_TTL_S:
-        return hit[1]
-    latest: dict[str, Any] = {}
-    problem = None
-    try:
-        from advisor.store import HistoryStore, default_store_path
+@dataclass(frozen=True, slots=True)
+class StoredProbes:
+    """``calibration="auto"`` as data: the newest stored probe's efficiencies of each card.
 
-        path = default_store_path()
-        if path.exists():  # estimating never creates the history file
-            for record in HistoryStore(path).list_probes(limit=500):  # newest first
-                if record.catalog_id and record.catalog_id not in latest:
-                    latest[record.catalog_id] = _record_efficiencies(record, record.catalog_id)
-    except AdvisorError as exc:  # an unreadable store: defaults, calibrated stays False, and store_problem says why
-        latest = {}
-        problem = exc.message
-    except (ImportError, AttributeError):
-        latest = {}
-    _AUTO_CACHE[key] = (now, latest, problem)
-    return latest
+    The edge (``advisor.calibration.resolve_calibration``) reads the history store and hands the estimator
+    this; the estimator looks its card up with no I/O.  ``problem`` says why the store could not be read
+    (then ``by_card`` is empty and every card keeps the default efficiencies).
+    """
 
-
-def store_problem() -> str | None:
-    """Why the history store could not be read for ``calibration="auto"`` (``None`` when it could, or is absent)."""
-    _latest_by_card()
-    hit = _AUTO_CACHE.get(os.environ.get("GPU_ADVISOR_HOME", ""))
-    return hit[2] if hit is not None else None
-
-
-def _record_efficiencies(record: Any, catalog_id: str) -> dict[str, float] | None:
-    try:
-        probe = record.result() if hasattr(record, "result") else record
-        return _from_probe(probe, catalog_id)
-    except (KeyError, TypeError, ValueError, AttributeError):
-        return None  # an old or foreign document: fall back to defaults
-
-
-def _from_store(catalog_id: str) -> dict[str, float] | None:
-    result: dict[str, float] | None = _latest_by_card().get(catalog_id)
-    return result
+    by_card: Mapping[str, Mapping[str, float] | None]
+    problem: str | None = None
 
 
 def load_efficiencies(calibration: Any, catalog_id: str) -> dict[str, float] | None:
@@ -125,16 +84,29 @@ def load_efficiencies(calibration: Any, catalog_id: str) -> dict[str, float] | N
     """
     if calibration is None or (isinstance(calibration, str) and calibration.lower() in ("none", "off")):
         return None
+    if isinstance(calibration, StoredProbes):
+        found = calibration.by_card.get(catalog_id)
+        return None if found is None else dict(found)
     if isinstance(calibration, str) and calibration.lower() == "auto":
-        return _from_store(catalog_id)
+        raise EstimateError("calibration='auto' reads the history store, which the estimator itself never does",
+                            hint="resolve it at the edge first: advisor.calibration.resolve_calibration('auto')")
     if isinstance(calibration, (str, os.PathLike)):
         return _from_file(Path(calibration), catalog_id)
     if isinstance(calibration, Mapping):
         return {str(k): float(v) for k, v in calibration.items()}
     if hasattr(calibration, "efficiencies"):
-        return _from_probe(calibration, catalog_id)
+        return probe_efficiencies(calibration, catalog_id)
     raise EstimateError(f"calibration must be 'auto', 'none', a probe JSON path, a ProbeResult or a mapping, "
                         f"got {type(calibration).__name__}")
+
+
+def uncalibrated_note(calibration: Any) -> str | None:
+    """The assumption an estimate states when ``calibration`` was asked for but changed nothing on its card."""
+    if calibration is None or calibration == "none":
+        return None
+    problem = calibration.problem if isinstance(calibration, StoredProbes) else None
+    return (f"the history store could not be read ({problem}): default efficiencies" if problem
+            else "no probe of this card found: default efficiencies")
 
 
 def apply_efficiencies(eff: ArchEfficiency, measured: Mapping[str, float] | None,

@@ -32,7 +32,7 @@ def near_limit_cases(card: str, base: Case = NEAR_LIMIT_CASE) -> list[Case]:
     (:func:`estimator_model`, re-built at each batch tried), so the pair brackets the estimator's own verdict:
     ``fits`` at the first, not at the second.
     """
-    from advisor.estimate import estimate
+    from advisor.api import estimate
 
     def verdict(b: int) -> Any:
         case = dataclasses.replace(base, batch_size=b)

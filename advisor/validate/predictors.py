@@ -147,7 +147,7 @@ def estimate_predictor(card: Any, *, calibration: Any = "auto", cpu: bool = Fals
     """
 
     def predict(case: Case, device: DeviceContext) -> Prediction:
-        from advisor.estimate import estimate
+        from advisor.api import estimate
 
         model, kwargs = estimator_model(case)
         kwargs.update(batch_size=case.batch_size, precision=case.precision, mode=case.mode,

@@ -79,13 +79,14 @@ def replay(doc: Mapping[str, Any], *, calibration: Any = "auto", predict: Predic
             if not device.catalog_id:
                 raise AdvisorError(f"the run's device {device.name!r} is not a catalog card: nothing to predict for",
                                    hint="add the card to a specs directory (--specs-dir) and set its catalog_id")
+            from advisor.calibration import resolve_calibration
             from advisor.estimate.calibrate import load_efficiencies
 
             # read once (a bad calibration file fails here, not per row; a probe file is not parsed per row);
             # where it holds nothing for this card the original value stays, so the estimate still says so
-            resolved = load_efficiencies(calibration, device.catalog_id)
-            predict = estimate_predictor(device.catalog_id,
-                                         calibration=calibration if resolved is None else resolved)
+            given = resolve_calibration(calibration)
+            resolved = load_efficiencies(given, device.catalog_id)
+            predict = estimate_predictor(device.catalog_id, calibration=given if resolved is None else resolved)
         else:
             predict = estimate_predictor(cpu_card(device), calibration=cpu_calibration(device), cpu=True)
     rows = []

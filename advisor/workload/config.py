@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from advisor.errors import WorkloadError, read_json_object
-from advisor.workload.transformer import TransformerArch
+from advisor.workload.arch import TransformerArch
 
 _CONFIG_HINT = ("pass a Hugging Face config.json: one JSON object with model_type, hidden_size, "
                 "num_hidden_layers, ... (the file next to the model's weights)")

@@ -16,271 +16,30 @@ Conventions (also written into every workload's ``assumptions``):
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 from advisor.errors import WorkloadError
-from advisor.precision import activation_bytes, element_bytes
-from advisor.precision import optimizer_state_bytes as _state_bytes
-from advisor.workload.base import MODES, OPTIMIZERS, PRECISIONS, OpCost, Workload
+from advisor.workload.arch import DECODERS, FAMILIES, LORA_TARGETS, TransformerArch, analytic_params
+from advisor.workload.base import OpCost, Workload
+from advisor.workload.costs import (
+    OPTIMIZER_PASS_BYTES,
+    check_common,
+    compute_bytes,
+    optimizer_op,
+    optimizer_state_bytes,
+    weight_bytes,
+)
 from advisor.workload.eager import eager_ops
+from advisor.workload.options import BUILDER_QUANTIZE_BASES
+from advisor.workload.transformer_memory import (
+    activation_bytes_breakdown,
+    kv_cache_peak_bytes,
+    largest_temp,
+)
 
-DECODERS = ("gpt2", "gptj", "llama", "mistral", "qwen2", "gemma", "mixtral")
-FAMILIES = (*DECODERS, "bert", "t5")
 ATTENTIONS = ("eager", "sdpa", "flash")
-LORA_TARGETS = ("q", "k", "v", "o", "gate", "up", "down")
 DEFAULT_GEN_LEN = 128
-
-
-@dataclass(frozen=True, slots=True)
-class TransformerArch:
-    """Shape of a transformer, enough to count everything exactly.
-
-    Attributes:
-        family: one of ``FAMILIES``.
-        num_layers: blocks (encoder blocks for t5).
-        hidden_size, num_heads, num_kv_heads, head_dim, intermediate_size, vocab_size: as in HF configs.
-        tie_word_embeddings: the LM head shares the input embedding.
-        max_position_embeddings: learned position table rows (gpt2, bert); 0 for rotary/relative.
-        num_experts, experts_per_token: MoE (0 for dense).
-        num_decoder_layers: t5 decoder blocks.
-        type_vocab_size: bert token-type table rows.
-        relative_attention_num_buckets: t5 relative position buckets (first block of each stack).
-        gated_mlp: SwiGLU/GeGLU MLP (gate, up, down) instead of fc1/fc2.
-        qkv_bias, out_bias, mlp_bias, norm_bias, lm_head_bias: which layers carry biases
-            (``norm_bias`` false means RMSNorm / T5 norm: a scale only).
-        parallel_block: GPT-J style (attention and MLP in parallel, one norm per block).
-        pooler: bert pooler (dense h x h).
-        dropout: dropout layers active in training (masks saved for backward).
-        mlm_head: a BERT masked-LM head (``BertForMaskedLM``: dense h x h + GELU + LayerNorm, then a decoder
-            tied to the word embeddings with its own bias, logits at every position); no pooler then.
-        name: label.
-    """
-
-    family: str
-    num_layers: int
-    hidden_size: int
-    num_heads: int
-    num_kv_heads: int
-    head_dim: int
-    intermediate_size: int
-    vocab_size: int
-    tie_word_embeddings: bool
-    gated_mlp: bool
-    qkv_bias: bool = False
-    out_bias: bool = False
-    mlp_bias: bool = False
-    norm_bias: bool = False
-    lm_head_bias: bool = False
-    parallel_block: bool = False
-    pooler: bool = False
-    dropout: bool = False
-    max_position_embeddings: int = 0
-    num_experts: int = 0
-    experts_per_token: int = 0
-    num_decoder_layers: int = 0
-    type_vocab_size: int = 0
-    relative_attention_num_buckets: int = 0
-    mlm_head: bool = False
-    name: str = "transformer"
-
-    def __post_init__(self) -> None:
-        if self.family not in FAMILIES:
-            raise WorkloadError(f"unknown transformer family {self.family!r}", f"accepted: {', '.join(FAMILIES)}")
-        for key in ("num_layers", "hidden_size", "num_heads", "num_kv_heads", "head_dim",
-                    "intermediate_size", "vocab_size"):
-            value = getattr(self, key)
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise WorkloadError(f"{self.name}: {key} must be a positive integer, got {value!r}")
-        if self.num_heads % self.num_kv_heads:
-            raise WorkloadError(f"{self.name}: num_heads {self.num_heads} is not a multiple of "
-                                f"num_kv_heads {self.num_kv_heads}")
-        if self.num_experts and not 0 < self.experts_per_token <= self.num_experts:
-            raise WorkloadError(f"{self.name}: experts_per_token {self.experts_per_token} must be in "
-                                f"1..num_experts ({self.num_experts})")
-
-    @property
-    def kind(self) -> str:
-        """``decoder``, ``encoder`` or ``encoder-decoder``."""
-        return "encoder" if self.family == "bert" else "encoder-decoder" if self.family == "t5" else "decoder"
-
-    @property
-    def q_dim(self) -> int:
-        return self.num_heads * self.head_dim
-
-    @property
-    def kv_dim(self) -> int:
-        return self.num_kv_heads * self.head_dim
-
-    # -- parameters ---------------------------------------------------------------------------
-    def linear_shapes(self) -> dict[str, tuple[int, int, bool]]:
-        """(in, out, bias) of each linear of one block (one expert for MoE), keyed by LoRA target name."""
-        h, i = self.hidden_size, self.intermediate_size
-        shapes = {"q": (h, self.q_dim, self.qkv_bias), "k": (h, self.kv_dim, self.qkv_bias),
-                  "v": (h, self.kv_dim, self.qkv_bias), "o": (self.q_dim, h, self.out_bias),
-                  "up": (h, i, self.mlp_bias), "down": (i, h, self.mlp_bias)}
-        if self.gated_mlp:
-            shapes["gate"] = (h, i, self.mlp_bias)
-        return shapes
-
-    def _norm(self) -> int:
-        return 2 * self.hidden_size if self.norm_bias else self.hidden_size
-
-    def _attn_params(self) -> int:
-        s = self.linear_shapes()
-        return sum(a * b + (b if bias else 0) for key, (a, b, bias) in s.items() if key in ("q", "k", "v", "o"))
-
-    def _mlp_params(self) -> int:
-        s = self.linear_shapes()
-        return sum(a * b + (b if bias else 0) for key, (a, b, bias) in s.items() if key in ("gate", "up", "down"))
-
-    def block_params(self, decoder_block: bool = False) -> int:
-        """Parameters of one block (t5 decoder blocks add cross-attention and a third norm)."""
-        experts = max(self.num_experts, 1)
-        n = self._attn_params() + experts * self._mlp_params()
-        if self.num_experts:
-            n += self.hidden_size * self.num_experts  # router (no bias)
-        norms = 1 if self.parallel_block else 2
-        if decoder_block:
-            n += self._attn_params()
-            norms += 1
-        return n + norms * self._norm()
-
-    def param_breakdown(self) -> dict[str, int]:
-        """Exact parameter counts by part; sums to ``params``."""
-        h, v = self.hidden_size, self.vocab_size
-        parts = {"embedding": v * h + self.max_position_embeddings * h + self.type_vocab_size * h}
-        if self.family == "bert":
-            parts["embedding"] += self._norm()  # embedding LayerNorm
-        parts["blocks"] = self.num_layers * self.block_params()
-        if self.family == "t5":
-            parts["blocks"] += self.num_decoder_layers * self.block_params(decoder_block=True)
-            parts["relative_bias"] = 2 * self.relative_attention_num_buckets * self.num_heads
-            parts["final_norm"] = 2 * self._norm()
-        elif self.family != "bert":
-            parts["final_norm"] = self._norm()
-        if self.kind != "encoder" and not self.tie_word_embeddings:
-            parts["lm_head"] = v * h + (v if self.lm_head_bias else 0)
-        if self.pooler:
-            parts["pooler"] = h * h + h
-        if self.mlm_head:
-            parts["mlm_head"] = h * h + h + self._norm() + v  # transform dense + LayerNorm; decoder bias (tied)
-        return parts
-
-    @property
-    def params(self) -> int:
-        return sum(self.param_breakdown().values())
-
-    def lora_params(self, rank: int, targets: tuple[str, ...]) -> int:
-        """Adapter parameters: rank * (in + out) per targeted linear, in every block (and expert)."""
-        shapes = self.linear_shapes()
-        attn = sum(rank * (shapes[t][0] + shapes[t][1]) for t in targets if t in ("q", "k", "v", "o"))
-        mlp = sum(rank * (shapes[t][0] + shapes[t][1]) for t in targets if t in shapes and t in ("gate", "up", "down"))
-        per_block = attn + max(self.num_experts, 1) * mlp
-        blocks = self.num_layers + (self.num_decoder_layers if self.family == "t5" else 0)
-        cross = self.num_decoder_layers * attn if self.family == "t5" else 0
-        return blocks * per_block + cross
-
-    def param_tensors(self) -> int:
-        """Parameter tensors (weights, biases, norm scales): what an optimizer step iterates over."""
-        shapes = self.linear_shapes()
-        attn = sum(1 + bias for key, (_, _, bias) in shapes.items() if key in ("q", "k", "v", "o"))
-        if self.family == "gpt2":  # fused c_attn (q, k, v in one weight and bias) and c_proj
-            attn = 2 * (1 + self.qkv_bias)
-        mlp = sum(1 + bias for key, (_, _, bias) in shapes.items() if key in ("gate", "up", "down"))
-        norm = 2 if self.norm_bias else 1
-        block = attn + max(self.num_experts, 1) * mlp + (1 if self.num_experts else 0)
-        block += norm * (1 if self.parallel_block else 2)
-        n = self.num_layers * block + self.num_decoder_layers * (block + attn + norm)
-        n += 1 + (1 if self.max_position_embeddings else 0) + (1 if self.type_vocab_size else 0)
-        n += norm * (2 if self.family == "t5" else 1)
-        n += 0 if (self.kind == "encoder" or self.tie_word_embeddings) else 1 + self.lm_head_bias
-        return n + (2 if self.pooler else 0) + (5 if self.mlm_head else 0)
-
-    @property
-    def has_lm_head(self) -> bool:
-        """Logits over the vocabulary: a decoder's (or T5's) LM head, or an encoder's masked-LM head."""
-        return self.kind != "encoder" or self.mlm_head
-
-    def quantizable_params(self) -> int:
-        """Weights of the blocks' linear layers (what nf4/int8 quantization of a base model covers)."""
-        shapes = self.linear_shapes()
-        attn = sum(shapes[k][0] * shapes[k][1] for k in ("q", "k", "v", "o"))
-        mlp = sum(a * b for key, (a, b, _) in shapes.items() if key in ("gate", "up", "down"))
-        n = self.num_layers * (attn + max(self.num_experts, 1) * mlp)
-        if self.family == "t5":
-            n += self.num_decoder_layers * (2 * attn + mlp)
-        return n
-
-    def arch_dict(self) -> dict[str, int]:
-        return {"num_layers": self.num_layers + self.num_decoder_layers, "hidden_size": self.hidden_size,
-                "num_heads": self.num_heads, "num_kv_heads": self.num_kv_heads, "head_dim": self.head_dim,
-                "vocab_size": self.vocab_size, "intermediate_size": self.intermediate_size,
-                "num_experts": self.num_experts, "experts_per_token": self.experts_per_token}
-
-
-# ---------------------------------------------------------------------------------------------
-# precision helpers (shared with the traced path's assumptions)
-
-def compute_bytes(precision: str) -> int:
-    """Bytes of one activation element in matmul inputs/outputs at this precision."""
-    return activation_bytes(precision)
-
-
-def weight_bytes(precision: str) -> float:
-    """Bytes per weight element read by a forward matmul."""
-    return element_bytes(precision)
-
-
-def optimizer_state_bytes(optimizer: str | None, precision: str = "fp32", hidden: int | None = None) -> float:
-    """Optimizer-state bytes per trainable parameter (``advisor.precision.optimizer_state_bytes``)."""
-    return _state_bytes(optimizer, precision, hidden)
-
-
-_OPT_FLOPS = {"sgd": 2, "sgd-momentum": 4, "adam": 12, "adamw": 14, "adafactor": 12, "adamw-8bit": 14}
-#: torch.optim's foreach implementations (the CUDA default since PyTorch 2.0): bytes read + written per fp32
-#: parameter in one step, and the list-wide passes that move them, counted on torch 2.14 as it runs
-#: (benchmarks/count_optimizer_bytes.py).  Each ``_foreach_*`` op is a pass over every parameter, so AdamW
-#: moves 80 B/param in 9 passes where the bare update needs 28 (read p, g, m, v; write p, m, v).
-OPTIMIZER_PASS_BYTES: dict[str, tuple[float, int]] = {"sgd": (12.0, 1), "sgd-momentum": (32.0, 3),
-                                                      "adam": (72.0, 8), "adamw": (80.0, 9)}
-
-
-def optimizer_op(trainable: int, precision: str, optimizer: str | None) -> OpCost:
-    """One optimizer step over the trainable parameters: every pass of its implementation over them.
-
-    torch.optim's foreach optimizers move ``OPTIMIZER_PASS_BYTES`` per parameter (states in the parameters'
-    dtype: fp32 master weights under amp, 16-bit for pure fp16/bf16 training); Adafactor and 8-bit Adam
-    (other libraries) are costed by their bare update: read grad, read/write param and states.
-    """
-    master = 2 if precision in ("fp16", "bf16") else 4  # amp keeps fp32 master weights and grads
-    passes = 1
-    if optimizer in OPTIMIZER_PASS_BYTES:
-        per_fp32, passes = OPTIMIZER_PASS_BYTES[optimizer]
-        per_param = per_fp32 * master / 4
-    else:
-        per_param = 2 * master + master + 2 * optimizer_state_bytes(optimizer, precision)
-    return OpCost(name=f"optimizer.{optimizer}", kind="optimizer", phase="optimizer",
-                  flops=float(_OPT_FLOPS.get(optimizer or "sgd", 2) * trainable),
-                  bytes=float(per_param * trainable), count=passes)
-
-
-def check_common(batch_size: Any, mode: str, precision: str, optimizer: str | None, grad_accum: Any) -> None:
-    """Reject bad sizes and unknown choices with the accepted values named."""
-    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size <= 0:
-        raise WorkloadError(f"batch_size must be a positive integer, got {batch_size!r}")
-    if mode not in MODES:
-        raise WorkloadError(f"unknown mode {mode!r}", f"accepted: {', '.join(MODES)}")
-    if precision not in PRECISIONS:
-        raise WorkloadError(f"unknown precision {precision!r}", f"accepted: {', '.join(PRECISIONS)}")
-    if optimizer is not None and optimizer not in OPTIMIZERS:
-        raise WorkloadError(f"unknown optimizer {optimizer!r}", f"accepted: {', '.join(OPTIMIZERS)}")
-    if mode == "train" and precision in ("fp8", "int8", "int4"):
-        raise WorkloadError(f"precision {precision!r} is for inference and quantized fine-tuning only",
-                            "train with fp32, tf32, fp16, bf16, amp-fp16 or amp-bf16 (or use "
-                            "lora_rank with quantize_base='nf4' for QLoRA)")
-    if not isinstance(grad_accum, int) or isinstance(grad_accum, bool) or grad_accum <= 0:
-        raise WorkloadError(f"grad_accum must be a positive integer, got {grad_accum!r}")
 
 
 def _positive(name: str, value: Any) -> int:
@@ -375,8 +134,9 @@ def build_transformer(
     if causal_lm and not train and gen_len is None:
         gen_len = DEFAULT_GEN_LEN
         assumptions.append(f"gen_len not given: generating {DEFAULT_GEN_LEN} tokens after the prefill")
-    if quantize_base not in (None, "nf4", "int8"):
-        raise WorkloadError(f"unknown quantize_base {quantize_base!r}", "accepted: nf4, int8")
+    if quantize_base is not None and quantize_base not in BUILDER_QUANTIZE_BASES:
+        raise WorkloadError(f"unknown quantize_base {quantize_base!r}",
+                            f"accepted: {', '.join(BUILDER_QUANTIZE_BASES)}")
     if quantize_base and lora_rank is None and train:
         raise WorkloadError("quantize_base needs lora_rank for training (a quantized base is frozen)",
                             "pass lora_rank (QLoRA), or use mode='infer'")
@@ -568,7 +328,7 @@ def build_transformer(
                                                       gradient_checkpointing=gradient_checkpointing,
                                                       lora_rank=lora_rank or 0, lora_targets=targets)
     else:
-        act, largest_tmp = 0.0, _largest_temp(arch, b, s, a_b, softmax_b, flash)
+        act, largest_tmp = 0.0, largest_temp(arch, b, s, a_b, softmax_b, flash)
     transient = largest_tmp
     if arch.has_lm_head:
         if train:
@@ -666,128 +426,6 @@ def build_transformer(
     )
 
 
-def kv_cache_peak_bytes(arch: TransformerArch, b: int, s: int, gen_len: int, a_b: int) -> float:
-    """Peak bytes the KV cache holds while ``b`` sequences of ``s`` prompt tokens generate ``gen_len`` more.
-
-    After the prefill each layer's cache holds views of its projection's output: with a fused q/k/v
-    projection (GPT-2's ``c_attn``) the whole q|k|v tensor stays alive until the first ``torch.cat``
-    replaces it.  At the end the cache is ``2 x kv_dim`` per position for ``s + gen_len`` positions.  While
-    ``torch.cat`` grows a layer's keys (or values) the old and the new tensor live at once: one more
-    layer's keys for ``s + gen_len`` positions.
-    """
-    per_pos = arch.q_dim + 2 * arch.kv_dim if arch.family == "gpt2" else 2 * arch.kv_dim
-    prefill = arch.num_layers * b * s * per_pos * a_b
-    final = arch.num_layers * b * (s + gen_len) * 2 * arch.kv_dim * a_b
-    return float(max(prefill, final) + b * (s + gen_len) * arch.kv_dim * a_b)
-
-
-def _largest_temp(arch: TransformerArch, b: int, s: int, a_b: int, softmax_b: int, flash: bool) -> float:
-    mlp = b * s * arch.intermediate_size * a_b * (2 if arch.gated_mlp else 1)
-    scores = 0 if flash else b * arch.num_heads * s * s * (a_b + softmax_b)
-    return float(max(mlp, scores))
-
-
-def activation_bytes_breakdown(arch: TransformerArch, b: int, s: int, *, precision: str, attention: str,
-                               gradient_checkpointing: bool = False, lora_rank: int = 0,
-                               lora_targets: tuple[str, ...] = ()) -> tuple[float, float]:
-    """(bytes saved for backward at the peak, largest per-block temporary) for one micro-batch.
-
-    Per block, tensor by tensor (elements of s*b*h unless said):
-    norm inputs (residual dtype), norm outputs saved by the next matmul, q, k, v, attention
-    output, MLP input/activation tensors, dropout masks (1 byte) when the family uses dropout,
-    and either the s x s softmax output (eager) or the logsumexp stats (flash/SDPA).
-    """
-    flash = attention in ("sdpa", "flash")
-    a_b = compute_bytes(precision)
-    amp = precision.startswith("amp-")
-    res_b = 4 if amp else a_b
-    softmax_b = 4 if amp else a_b
-    h, heads = arch.hidden_size, arch.num_heads
-    inter = arch.intermediate_size
-    sbh = s * b * h
-    mask = 1 if arch.dropout else 0
-
-    rms = not arch.norm_bias  # RMSNorm / T5 norm as HF writes it (unfused)
-    fused_qkv = arch.family == "gpt2"  # one c_attn; the others project q, k, v separately
-
-    def norm_bytes(tokens: int, consumers: int) -> float:
-        """A norm's saved tensors: its input, the normalized tensor (unfused RMSNorm), and its output as
-        saved by the matmuls reading it (under amp each linear saves its own 16-bit cast of it)."""
-        n = tokens * h * res_b
-        if rms:
-            n += tokens * h * (4 if amp else a_b)
-        return n + tokens * h * a_b * (consumers if amp else 1)
-
-    def attn_bytes(q_len: int, k_len: int, with_norm: bool) -> float:
-        t_q, t_k = b * q_len, b * k_len
-        n = 0.0
-        if with_norm:
-            n += norm_bytes(t_q, 1 if fused_qkv else 3)
-        n += (t_q * arch.q_dim + 2 * t_k * arch.kv_dim) * a_b  # q, k, v
-        if flash:
-            # kernel output (laid out so the out-projection reads it as a view) + logsumexp (fp32);
-            # flash dropout regenerates its mask from the RNG state
-            n += t_q * arch.q_dim * a_b + b * heads * q_len * 4
-        else:
-            sc = b * heads * q_len * k_len
-            n += sc * softmax_b
-            if amp:
-                n += sc * a_b  # 16-bit copy of the probabilities saved by the AV matmul
-            if arch.dropout:
-                n += sc * (1 + a_b)  # dropout mask + dropped probabilities
-            n += t_q * arch.q_dim * a_b  # out-projection input (a copy of the transposed AV output)
-        n += t_q * h * mask  # residual dropout mask
-        return n
-
-    def mlp_bytes(tokens: int, with_norm: bool) -> float:
-        n = 0.0
-        if with_norm:
-            n += norm_bytes(tokens, 2 if arch.gated_mlp else 1)
-        routed = tokens * (arch.experts_per_token or 1)
-        if arch.gated_mlp:
-            n += routed * inter * 4 * a_b  # gate out (act input), act out, up out, product (down input)
-        else:
-            n += routed * inter * 2 * a_b  # fc1 out (act input), act out (fc2 input)
-        if arch.num_experts:
-            n += tokens * arch.num_experts * 4 + routed * h * a_b  # router logits, gathered expert inputs
-        n += tokens * h * mask
-        return n
-
-    def lora_bytes(tokens: int) -> float:
-        return float(tokens * lora_rank * a_b * len(lora_targets)) if lora_rank else 0.0
-
-    tokens = b * s
-    if arch.parallel_block:
-        layer = norm_bytes(tokens, 4) + attn_bytes(s, s, False) + mlp_bytes(tokens, False)
-    else:
-        layer = attn_bytes(s, s, True) + mlp_bytes(tokens, True)
-    layer += lora_bytes(tokens)
-    n_layers = arch.num_layers
-    # the loss runs in the logits' dtype (fp32 under amp: autocast runs cross_entropy in fp32); its
-    # log_softmax output is kept until the loss's backward
-    head_saved = tokens * arch.vocab_size * float(4 if amp else a_b) if arch.has_lm_head else 0.0
-    total: float
-    if arch.family == "t5":
-        dec_layer = layer + attn_bytes(s, s, True)
-        if gradient_checkpointing:
-            total = (arch.num_layers + arch.num_decoder_layers) * sbh * res_b + max(dec_layer, head_saved)
-        else:
-            total = arch.num_layers * layer + arch.num_decoder_layers * dec_layer + head_saved
-    elif gradient_checkpointing:
-        # each block's input, plus whichever is larger: the head's saved tensors (through the loss's
-        # backward) or one block's full activations while it is recomputed (after the head's are freed)
-        total = n_layers * sbh * res_b + max(layer, head_saved)
-    else:
-        total = n_layers * layer + head_saved
-    if arch.mlm_head:
-        # transform: dense input, GELU input, LayerNorm input (fp32 under amp), decoder input
-        total += tokens * h * (3 * a_b + res_b)
-    elif arch.kind != "encoder":
-        total += norm_bytes(tokens, 1)  # final norm (its output is the lm head input)
-    largest = _largest_temp(arch, b, s, a_b, softmax_b, flash)
-    return float(total), largest
-
-
 def _decode_ops(arch: TransformerArch, b: int, ctx: float, a_b: int, w_b: float) -> tuple[OpCost, ...]:
     """One generated token at context ``ctx``: every weight read once, KV cache read, tiny matmuls."""
     h = arch.hidden_size
@@ -815,9 +453,6 @@ def _decode_ops(arch: TransformerArch, b: int, ctx: float, a_b: int, w_b: float)
     return tuple(replace(op, flops=float(op.flops), bytes=float(op.bytes)) for op in out)
 
 
-def analytic_params(arch: TransformerArch) -> int:
-    """Exact parameter count (helper for tests and the catalog of presets)."""
-    return arch.params
-
-
-__all__ = ["FAMILIES", "TransformerArch", "activation_bytes_breakdown", "build_transformer"]
+__all__ = ["ATTENTIONS", "DECODERS", "DEFAULT_GEN_LEN", "FAMILIES", "LORA_TARGETS", "OPTIMIZER_PASS_BYTES",
+           "TransformerArch", "activation_bytes_breakdown", "analytic_params", "build_transformer", "check_common",
+           "compute_bytes", "kv_cache_peak_bytes", "optimizer_op", "optimizer_state_bytes", "weight_bytes"]

@@ -1,0 +1,56 @@
+"""The estimate of one workload on ``num_gpus`` cards of one kind, as the API and the JSON give it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from advisor.estimate.memory import MemoryEstimate
+from advisor.estimate.time import TimeEstimate
+from advisor.workload.base import Workload
+
+
+@dataclass(frozen=True, slots=True)
+class Estimate:
+    """Memory and time of a workload on ``num_gpus`` cards of one kind (see DESIGN.md "Estimate JSON")."""
+
+    model: str
+    gpu_id: str
+    gpu_name: str
+    num_gpus: int
+    parallelism: str
+    workload: Workload
+    batch_size: int
+    micro_batch_per_gpu: int
+    memory: MemoryEstimate
+    time: TimeEstimate
+    flops_per_step: float
+    calibrated: bool
+    assumptions: tuple[str, ...] = ()
+    calibrated_figures: tuple[str, ...] = field(default=())
+
+    def to_dict(self) -> dict[str, Any]:
+        """Exactly DESIGN.md's Estimate JSON, plus extra keys."""
+        w = self.workload
+        return {
+            "model": self.model,
+            "gpu": {"id": self.gpu_id, "name": self.gpu_name},
+            "num_gpus": self.num_gpus,
+            "workload": {"params": w.params, "trainable_params": w.trainable_params if w.mode == "train" else 0,
+                         "batch_size": self.batch_size, "seq_len": w.seq_len, "image_size": w.image_size,
+                         "precision": w.precision,
+                         "optimizer": w.optimizer if w.mode == "train" else None, "mode": w.mode,
+                         "micro_batch_per_gpu": self.micro_batch_per_gpu, "grad_accum": w.grad_accum,
+                         "gen_len": w.gen_len, "family": w.family},
+            "memory": self.memory.to_dict(),
+            "time": self.time.to_dict(),
+            "flops_per_step": self.flops_per_step,
+            "calibrated": self.calibrated,
+            "assumptions": list(self.assumptions),
+            "parallelism": self.parallelism,
+            "calibrated_figures": list(self.calibrated_figures),
+        }
+
+    def to_frame(self) -> Any:
+        """The memory breakdown as a table (bytes and GiB per category)."""
+        return self.memory.to_frame()

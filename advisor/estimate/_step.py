@@ -1,0 +1,231 @@
+"""One step's time on the card: the ops' roofline and host floor, then a train step (forward, backward,
+optimizer, gradient communication) or an inference request (prefill, then one decode step per generated
+token), and what that makes of throughput, MFU, the bound and the limiter."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from advisor.catalog import GpuSpec
+from advisor.estimate._prepare import PreparedWorkload
+from advisor.estimate.efficiency import ArchEfficiency
+from advisor.estimate.memory import grad_bytes_per_param
+from advisor.estimate.parallel import (
+    CommEstimate,
+    ParallelPlan,
+    allgather_s,
+    bus_bandwidth_bytes_s,
+    data_parallel_comm,
+    peer_link,
+    tensor_parallel_comm,
+)
+from advisor.estimate.time import (
+    CHECKPOINT_HOST_SOURCE,
+    CUDNN_ARCHS,
+    GROUPS,
+    LIBRARY_HOST_SOURCE,
+    PHASES,
+    CardRates,
+    host_floor,
+    library_call_ops,
+    ops_time_detail,
+)
+from advisor.precision import activation_bytes
+from advisor.workload.base import Workload
+
+
+@dataclass(frozen=True, slots=True)
+class StepTime:
+    """One step (train: one optimizer step of ``grad_accum`` micro-steps; infer: one request) on the card."""
+
+    step_s: float
+    samples_per_s: float
+    tokens_per_s: float | None
+    flops_global: float
+    mfu: float | None
+    bound: str
+    limiter: str
+    phases_s: dict[str, float]
+    compute_s: float
+    memory_s: float
+    launch_s: float
+    comm: CommEstimate
+    host_exposed_s: float
+    by_class_s: dict[str, float]
+    prefill_s: float | None
+    decode_step_s: float | None
+    decode_tokens_per_s: float | None
+    notes: tuple[str, ...]
+
+
+@dataclass(slots=True)
+class _Totals:
+    """The roofline sums of the step's ops, which the decode steps add to."""
+
+    compute_s: float
+    memory_s: float
+    launch_s: float
+    host_s: float
+    by_group: dict[str, float]
+
+
+@dataclass(frozen=True, slots=True)
+class _Link:
+    """The peer link the GPUs talk over: its bus bandwidth (bytes/s) and name."""
+
+    busbw: float
+    name: str
+
+
+def _sum_phases(phases: list[float], names: tuple[str, ...]) -> float:
+    return sum(phases[PHASES.index(n)] for n in names)
+
+
+def _train_step(w: Workload, arch: dict[str, Any], plan: ParallelPlan, phases: list[float], micro: int,
+                link: _Link) -> tuple[float, dict[str, float], CommEstimate]:
+    """Step time, its phases and communication of one optimizer step (``grad_accum`` micro-steps)."""
+    k = w.grad_accum
+    fwd = _sum_phases(phases, ("forward", "prefill"))
+    bwd = _sum_phases(phases, ("backward",))
+    opt = _sum_phases(phases, ("optimizer",)) / (plan.dp if plan.zero_stage >= 1 else 1)
+    comm = CommEstimate(0.0, 0.0, "")
+    if plan.strategy == "tp":
+        passes = 3 if w.gradient_checkpointing else 2
+        comm = tensor_parallel_comm(plan, num_layers=arch.get("num_layers") or 1, passes=passes,
+                                    busbw_bytes_s=link.busbw,
+                                    activation_bytes=micro * (w.seq_len or 1) * (arch.get("hidden_size") or 0)
+                                    * activation_bytes(w.precision))
+        comm = CommEstimate(comm.total_s * k, comm.exposed_s * k, comm.note)
+    elif plan.dp > 1:
+        grad_b = w.trainable_params * (2.0 if plan.zero_stage and w.precision.startswith("amp")
+                                       else grad_bytes_per_param(w.precision))
+        comm = data_parallel_comm(plan, grad_bytes=grad_b, param_bytes_16=w.params * 2.0,
+                                  overlap_s=bwd + (fwd if plan.zero_stage >= 3 else 0.0), busbw_bytes_s=link.busbw)
+    step_s = k * (fwd + bwd) + opt + comm.exposed_s
+    return step_s, {"forward": k * fwd, "backward": k * bwd, "optimizer": opt}, comm
+
+
+@dataclass(frozen=True, slots=True)
+class _Request:
+    step_s: float
+    phases_s: dict[str, float]
+    comm: CommEstimate
+    prefill_s: float
+    decode_step_s: float | None
+    decode_tokens_per_s: float | None
+
+
+def _infer_step(prep: PreparedWorkload, w: Workload, arch: dict[str, Any], plan: ParallelPlan,
+                phases: list[float], micro: int, global_batch: int, gen: int, link: _Link, totals: _Totals,
+                rates: CardRates, eff: ArchEfficiency, runtime: str, serial_host: bool) -> _Request:
+    """One inference request: a prefill (the whole forward), then ``gen`` decode steps when the model decodes."""
+    hidden = arch.get("hidden_size")
+    layers = arch.get("num_layers")
+    act_elem = activation_bytes(w.precision)
+    comm = CommEstimate(0.0, 0.0, "")
+    decode_step_s = decode_tps = None
+    prefill_s = _sum_phases(phases, ("forward", "prefill", "backward", "optimizer"))
+    if plan.strategy == "tp":
+        comm = tensor_parallel_comm(plan, num_layers=layers or 1, passes=1, busbw_bytes_s=link.busbw,
+                                    activation_bytes=micro * (w.seq_len or 1) * (hidden or 0) * act_elem)
+        prefill_s += comm.exposed_s
+    gather_s = 0.0
+    if plan.zero_stage >= 3 and plan.dp > 1:
+        # sharded weights are all-gathered for every forward pass (prefill and each decode step)
+        gather_s = allgather_s(w.params * float(act_elem), plan.dp, link.busbw)
+        comm = CommEstimate(gather_s, gather_s, f"{plan.strategy} inference: all weights all-gathered for "
+                                                "every forward pass (prefill and each decode step)")
+        prefill_s += gather_s
+    step_s = prefill_s
+    phase_out = {"prefill" if w.decode_ops else "forward": prefill_s}
+    if w.decode_ops and gen:
+        dops = prep.ops(micro, plan.tp, decode=True, runtime=runtime)
+        ddetail = ops_time_detail(dops, rates)
+        dphases, dc, dm, dl = ddetail.phases, ddetail.compute_s, ddetail.memory_s, ddetail.launch_s
+        for name, sec in zip(GROUPS, ddetail.by_group, strict=True):
+            totals.by_group[name] += gen * sec
+        if runtime == "eager":
+            dphases, dhost = host_floor(dphases, dops, w.eager_ops, eff, serial_host)
+            totals.host_s += gen * dhost
+        decode_step_s = sum(dphases) + gather_s
+        if gather_s:
+            comm = CommEstimate(comm.total_s + gen * gather_s, comm.exposed_s + gen * gather_s, comm.note)
+        if plan.strategy == "tp":
+            dcomm = tensor_parallel_comm(plan, num_layers=layers or 1, passes=1, busbw_bytes_s=link.busbw,
+                                         activation_bytes=micro * (hidden or 0) * act_elem)
+            decode_step_s += dcomm.exposed_s
+            comm = CommEstimate(comm.total_s + gen * dcomm.total_s, comm.exposed_s + gen * dcomm.exposed_s,
+                                comm.note)
+        totals.compute_s, totals.memory_s, totals.launch_s = (totals.compute_s + gen * dc, totals.memory_s + gen * dm,
+                                                              totals.launch_s + gen * dl)
+        step_s = prefill_s + gen * decode_step_s
+        decode_tps = global_batch / decode_step_s if decode_step_s > 0 else None
+        phase_out["decode"] = gen * decode_step_s
+    return _Request(step_s, phase_out, comm, prefill_s, decode_step_s, decode_tps)
+
+
+def step_time(prep: PreparedWorkload, w: Workload, spec: GpuSpec, plan: ParallelPlan, eff: ArchEfficiency,
+              rates: CardRates, *, arch: dict[str, Any], micro: int, global_batch: int, gen_len: int | None,
+              runtime: str, channels_last: bool, tensor_peak: float, serial_host: bool) -> StepTime:
+    """The step of ``w`` (at per-GPU micro-batch ``micro``) on ``plan.num_gpus`` x ``spec`` at ``rates``;
+    ``arch``: the workload's architecture figures (hidden size, layers) for tensor-parallel traffic."""
+    step_ops = prep.ops(micro, plan.tp, runtime=runtime, channels_last=channels_last)
+    detail = ops_time_detail(step_ops, rates)
+    phases = detail.phases
+    totals = _Totals(detail.compute_s, detail.memory_s, detail.launch_s, 0.0,
+                     dict(zip(GROUPS, detail.by_group, strict=True)))
+    train_ckpt = w.mode == "train" and w.gradient_checkpointing
+    host_notes: list[str] = []
+    if runtime == "eager":
+        phases, totals.host_s = host_floor(phases, step_ops, w.eager_ops, eff, serial_host, checkpointed=train_ckpt)
+        if not serial_host and eff.arch in CUDNN_ARCHS and any(library_call_ops(step_ops)):
+            host_notes.append(LIBRARY_HOST_SOURCE)
+        if not serial_host and train_ckpt:
+            host_notes.append(CHECKPOINT_HOST_SOURCE)
+    k = w.grad_accum
+    train = w.mode == "train"
+    peer_gbs, has_fabric, link_name = peer_link(spec.interconnect, plan.num_gpus)
+    link = _Link(bus_bandwidth_bytes_s(peer_gbs, has_fabric, plan.num_gpus), link_name)
+    gen = gen_len if gen_len is not None else (w.gen_len or 0)
+    notes: list[str] = host_notes
+    prefill_s = decode_step_s = decode_tps = None
+    if train:
+        step_s, phase_out, comm = _train_step(w, arch, plan, phases, micro, link)
+        samples = global_batch * k
+    else:
+        req = _infer_step(prep, w, arch, plan, phases, micro, global_batch, gen, link, totals, rates, eff, runtime,
+                          serial_host)
+        step_s, phase_out, comm = req.step_s, req.phases_s, req.comm
+        prefill_s, decode_step_s, decode_tps = req.prefill_s, req.decode_step_s, req.decode_tokens_per_s
+        samples = global_batch
+    if comm.total_s:
+        if train:  # inference folds it into prefill_s / decode_step_s already
+            phase_out["communication (exposed)"] = comm.exposed_s
+        notes.append(comm.note + f"; bus bandwidth {link.busbw / 1e9:.0f} GB/s "
+                     f"({link.name} peer link x efficiency)")
+    samples_per_s = samples / step_s if step_s > 0 else 0.0
+    tokens_per_sample = w.tokens_per_sample or w.seq_len
+    tokens_per_s = None
+    if tokens_per_sample:
+        if not train and decode_step_s is not None:
+            tokens_per_s = global_batch * gen / step_s
+        else:
+            tokens_per_s = samples * tokens_per_sample / step_s if step_s > 0 else 0.0
+    flops_global = (w.flops_per_step * k if train else w.flops_per_step) * plan.dp
+    if not train and decode_step_s is not None:
+        flops_global += gen * sum(op.flops for op in w.decode_ops) * plan.dp
+    mfu = flops_global / (step_s * tensor_peak * plan.num_gpus) if step_s > 0 else None
+    bound = "compute" if totals.compute_s >= totals.memory_s else "memory"
+    host_exposed = totals.host_s * (k if train else 1)
+    shares: dict[str, Any] = {"compute": totals.compute_s, "memory": totals.memory_s, "launch": totals.launch_s,
+                              "communication": comm.exposed_s, "host": host_exposed}
+    limiter = max(shares, key=lambda name: shares[name])
+    by_class = {name: sec * (k if train and name != "optimizer" else 1) for name, sec in totals.by_group.items()}
+    by_class["communication"] += comm.exposed_s
+    by_class["host (exposed)"] = host_exposed
+    return StepTime(step_s=step_s, samples_per_s=samples_per_s, tokens_per_s=tokens_per_s, flops_global=flops_global,
+                    mfu=mfu, bound=bound, limiter=limiter, phases_s=phase_out, compute_s=totals.compute_s,
+                    memory_s=totals.memory_s, launch_s=totals.launch_s, comm=comm, host_exposed_s=host_exposed,
+                    by_class_s=by_class, prefill_s=prefill_s, decode_step_s=decode_step_s,
+                    decode_tokens_per_s=decode_tps, notes=tuple(notes))

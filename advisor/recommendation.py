@@ -1,0 +1,191 @@
+"""The answer of ``recommend``: ranked candidates, rejections with their reasons, and its table and JSON."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from advisor.units import GiB
+
+#: Rejection codes (stable; the dashboard and tests rely on them).
+REJECTION_CODES: tuple[str, ...] = ("does_not_fit", "precision_unsupported", "over_budget", "no_price",
+                                    "not_estimable", "no_speedup")
+FRAME_COLUMNS: tuple[str, ...] = (
+    "rank", "gpu_id", "gpu_name", "vendor", "segment", "num_gpus", "parallelism", "per_gpu_batch",
+    "memory_per_gpu_gib", "usable_per_gpu_gib", "headroom_gib", "headroom_fraction", "step_s",
+    "samples_per_s", "effective_samples_per_s", "tokens_per_s", "time_to_train_s", "cloud_usd_per_hour",
+    "cost_cloud_usd", "price_usd", "cost_buy_usd", "break_even_hours", "energy_kwh", "samples_per_usd",
+    "samples_per_s_per_w", "bound", "calibrated", "input_bound", "limiter",
+)
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """One card x count that fits, with its time, cost and energy for the whole job.
+
+    Attributes:
+        rank: 1 = best by the objective.
+        memory_per_gpu_bytes / usable_per_gpu_bytes / headroom_bytes: per GPU.
+        step_s / samples_per_s: the GPUs' own (host dispatch included).
+        effective_samples_per_s: what the job runs at: ``samples_per_s`` capped by the data loader and
+            host->device copies; ``limiter`` says which one sets the pace.
+        time_to_train_s: the whole job (``job_samples`` / ``effective_samples_per_s``); the ranking uses it.
+        cloud_usd_per_hour: on-demand $/h of one card (``None``: not rentable / no price in the catalog).
+        cost_cloud_usd: this job at on-demand rates: $/h x count x hours (``None`` when not rentable).
+        price_usd: purchase price of one card; cost_buy_usd: price x count (``None`` without a price).
+        break_even_hours: hours of renting these cards that cost as much as buying them
+            (``price_usd / cloud_usd_per_hour``; ``None`` unless both prices are known).
+        energy_kwh: TDP x count x time x ``POWER_UTILIZATION``.
+        samples_per_usd: job samples per dollar of ``cost_cloud_usd``.
+        samples_per_s_per_w: GPU throughput per watt of TDP (all cards).
+        input_bound: the data loader or the copies (stated or assumed rate) cannot feed the GPUs; the
+            time to train already runs at their rate (see ``estimate(...).time.input_advice``).
+        limiter: what sets the pace (compute, memory, launch, communication, host dispatch, input).
+        memory_breakdown_bytes: per-GPU peak memory by category (weights, gradients, optimizer, ...).
+    """
+
+    rank: int
+    gpu_id: str
+    gpu_name: str
+    vendor: str
+    segment: str
+    num_gpus: int
+    parallelism: str | None
+    per_gpu_batch: int
+    memory_per_gpu_bytes: float
+    usable_per_gpu_bytes: float | None
+    headroom_bytes: float | None
+    step_s: float
+    samples_per_s: float
+    effective_samples_per_s: float
+    tokens_per_s: float | None
+    time_to_train_s: float
+    cloud_usd_per_hour: float | None
+    cost_cloud_usd: float | None
+    price_usd: float | None
+    cost_buy_usd: float | None
+    break_even_hours: float | None
+    energy_kwh: float
+    samples_per_usd: float | None
+    samples_per_s_per_w: float
+    bound: str | None
+    calibrated: bool
+    input_bound: bool = False
+    limiter: str | None = None
+    memory_breakdown_bytes: Mapping[str, float] | None = None
+
+    @property
+    def headroom_fraction(self) -> float | None:
+        """Headroom as a fraction of usable memory."""
+        if self.headroom_bytes is None or not self.usable_per_gpu_bytes:
+            return None
+        return self.headroom_bytes / self.usable_per_gpu_bytes
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe form."""
+        out = dataclasses.asdict(self)
+        out["headroom_fraction"] = self.headroom_fraction
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """A card x count left out, and why.
+
+    Attributes:
+        code: one of ``REJECTION_CODES``.
+        reason: the why, in words, with the numbers ("needs 92.1 GiB per GPU, has 74.5 GiB").
+        needed_bytes / available_bytes: per GPU, for ``does_not_fit``.
+        memory_breakdown_bytes: for ``does_not_fit``, the per-GPU need by category.
+    """
+
+    gpu_id: str
+    gpu_name: str
+    num_gpus: int
+    code: str
+    reason: str
+    needed_bytes: float | None = None
+    available_bytes: float | None = None
+    memory_breakdown_bytes: Mapping[str, float] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe form."""
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class Recommendation:
+    """The ranked answer of ``recommend``.
+
+    Attributes:
+        rows: candidates that fit and pass the filters, best first.
+        rejected: every other card x count with its reason.
+        assumptions: the workload's and the ranking's, in words.
+        partial: when nothing fits, the best partial answer (largest batch that fits on the
+            biggest card, or the card count needed); when no card supports the workload, why.
+        job: what "time to train" covers (samples, tokens, where the default came from).
+        fit_options: when nothing fits, ``advisor.advice.fit_options`` for the card with the most memory
+            in the selection (what does not fit, and the changes that would make it fit).
+    """
+
+    model: str
+    objective: str
+    counts: tuple[int, ...]
+    rows: tuple[Candidate, ...]
+    rejected: tuple[Rejection, ...]
+    assumptions: tuple[str, ...]
+    job: Mapping[str, Any]
+    workload: Mapping[str, Any]
+    partial: str | None = None
+    fit_options: Any = None
+
+    @property
+    def best(self) -> Candidate | None:
+        """The top-ranked candidate, ``None`` when nothing qualifies."""
+        return self.rows[0] if self.rows else None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe form (what ``recommend --json`` prints)."""
+        return {
+            "model": self.model,
+            "objective": self.objective,
+            "counts": list(self.counts),
+            "workload": dict(self.workload),
+            "job": dict(self.job),
+            "best": self.best.to_dict() if self.best else None,
+            "rows": [r.to_dict() for r in self.rows],
+            "rejected": [r.to_dict() for r in self.rejected],
+            "partial": self.partial,
+            "fit_options": self.fit_options.to_dict() if self.fit_options is not None else None,
+            "assumptions": list(self.assumptions),
+        }
+
+    def to_frame(self) -> Any:
+        """The ranked rows as a pandas DataFrame (columns ``FRAME_COLUMNS``; sizes in GiB)."""
+        import pandas as pd
+
+        records = []
+        for r in self.rows:
+            records.append({
+                "rank": r.rank, "gpu_id": r.gpu_id, "gpu_name": r.gpu_name, "vendor": r.vendor,
+                "segment": r.segment, "num_gpus": r.num_gpus, "parallelism": r.parallelism,
+                "per_gpu_batch": r.per_gpu_batch, "memory_per_gpu_gib": r.memory_per_gpu_bytes / GiB,
+                "usable_per_gpu_gib": None if r.usable_per_gpu_bytes is None else r.usable_per_gpu_bytes / GiB,
+                "headroom_gib": None if r.headroom_bytes is None else r.headroom_bytes / GiB,
+                "headroom_fraction": r.headroom_fraction, "step_s": r.step_s, "samples_per_s": r.samples_per_s,
+                "effective_samples_per_s": r.effective_samples_per_s, "tokens_per_s": r.tokens_per_s,
+                "time_to_train_s": r.time_to_train_s, "cloud_usd_per_hour": r.cloud_usd_per_hour,
+                "cost_cloud_usd": r.cost_cloud_usd, "price_usd": r.price_usd, "cost_buy_usd": r.cost_buy_usd,
+                "break_even_hours": r.break_even_hours, "energy_kwh": r.energy_kwh,
+                "samples_per_usd": r.samples_per_usd, "samples_per_s_per_w": r.samples_per_s_per_w,
+                "bound": r.bound, "calibrated": r.calibrated, "input_bound": r.input_bound, "limiter": r.limiter,
+            })
+        return pd.DataFrame.from_records(records, columns=list(FRAME_COLUMNS))
+
+    def rejected_frame(self) -> Any:
+        """The rejected card x counts as a pandas DataFrame."""
+        import pandas as pd
+
+        return pd.DataFrame.from_records([r.to_dict() for r in self.rejected],
+                                         columns=[f.name for f in dataclasses.fields(Rejection)])

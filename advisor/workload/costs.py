@@ -1,0 +1,72 @@
+"""Per-element and per-parameter costs and the option checks that the analytic and the traced builders share:
+bytes of an activation and a weight at a precision, optimizer state and the optimizer step's op."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from advisor.errors import WorkloadError
+from advisor.precision import activation_bytes, element_bytes
+from advisor.precision import optimizer_state_bytes as _state_bytes
+from advisor.workload.base import MODES, OPTIMIZERS, PRECISIONS, OpCost
+
+
+def compute_bytes(precision: str) -> int:
+    """Bytes of one activation element in matmul inputs/outputs at this precision."""
+    return activation_bytes(precision)
+
+
+def weight_bytes(precision: str) -> float:
+    """Bytes per weight element read by a forward matmul."""
+    return element_bytes(precision)
+
+
+def optimizer_state_bytes(optimizer: str | None, precision: str = "fp32", hidden: int | None = None) -> float:
+    """Optimizer-state bytes per trainable parameter (``advisor.precision.optimizer_state_bytes``)."""
+    return _state_bytes(optimizer, precision, hidden)
+
+
+_OPT_FLOPS = {"sgd": 2, "sgd-momentum": 4, "adam": 12, "adamw": 14, "adafactor": 12, "adamw-8bit": 14}
+#: torch.optim's foreach implementations (the CUDA default since PyTorch 2.0): bytes read + written per fp32
+#: parameter in one step, and the list-wide passes that move them, counted on torch 2.14 as it runs
+#: (benchmarks/count_optimizer_bytes.py).  Each ``_foreach_*`` op is a pass over every parameter, so AdamW
+#: moves 80 B/param in 9 passes where the bare update needs 28 (read p, g, m, v; write p, m, v).
+OPTIMIZER_PASS_BYTES: dict[str, tuple[float, int]] = {"sgd": (12.0, 1), "sgd-momentum": (32.0, 3),
+                                                      "adam": (72.0, 8), "adamw": (80.0, 9)}
+
+
+def optimizer_op(trainable: int, precision: str, optimizer: str | None) -> OpCost:
+    """One optimizer step over the trainable parameters: every pass of its implementation over them.
+
+    torch.optim's foreach optimizers move ``OPTIMIZER_PASS_BYTES`` per parameter (states in the parameters'
+    dtype: fp32 master weights under amp, 16-bit for pure fp16/bf16 training); Adafactor and 8-bit Adam
+    (other libraries) are costed by their bare update: read grad, read/write param and states.
+    """
+    master = 2 if precision in ("fp16", "bf16") else 4  # amp keeps fp32 master weights and grads
+    passes = 1
+    if optimizer in OPTIMIZER_PASS_BYTES:
+        per_fp32, passes = OPTIMIZER_PASS_BYTES[optimizer]
+        per_param = per_fp32 * master / 4
+    else:
+        per_param = 2 * master + master + 2 * optimizer_state_bytes(optimizer, precision)
+    return OpCost(name=f"optimizer.{optimizer}", kind="optimizer", phase="optimizer",
+                  flops=float(_OPT_FLOPS.get(optimizer or "sgd", 2) * trainable),
+                  bytes=float(per_param * trainable), count=passes)
+
+
+def check_common(batch_size: Any, mode: str, precision: str, optimizer: str | None, grad_accum: Any) -> None:
+    """Reject bad sizes and unknown choices with the accepted values named."""
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size <= 0:
+        raise WorkloadError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if mode not in MODES:
+        raise WorkloadError(f"unknown mode {mode!r}", f"accepted: {', '.join(MODES)}")
+    if precision not in PRECISIONS:
+        raise WorkloadError(f"unknown precision {precision!r}", f"accepted: {', '.join(PRECISIONS)}")
+    if optimizer is not None and optimizer not in OPTIMIZERS:
+        raise WorkloadError(f"unknown optimizer {optimizer!r}", f"accepted: {', '.join(OPTIMIZERS)}")
+    if mode == "train" and precision in ("fp8", "int8", "int4"):
+        raise WorkloadError(f"precision {precision!r} is for inference and quantized fine-tuning only",
+                            "train with fp32, tf32, fp16, bf16, amp-fp16 or amp-bf16 (or use "
+                            "lora_rank with quantize_base='nf4' for QLoRA)")
+    if not isinstance(grad_accum, int) or isinstance(grad_accum, bool) or grad_accum <= 0:
+        raise WorkloadError(f"grad_accum must be a positive integer, got {grad_accum!r}")

@@ -1,0 +1,108 @@
+"""The workload options: what one step of a model is, in one frozen record.
+
+``estimate()``, ``recommend()``, the CLI's workload flags and the dashboard all describe a workload with the
+same keywords (batch, sequence, precision, optimizer, mode, LoRA, ...).  ``WorkloadOptions`` is that list,
+with its defaults and its checks, in one place: the public functions keep their keyword arguments and
+build one of these; the builders in ``advisor.workload`` take its ``builder_kwargs()``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from advisor.errors import EstimateError
+from advisor.workload.base import MODES, OPTIMIZERS, PRECISIONS
+
+#: ``quantize_base`` values the analytic transformer builder models (a frozen base at 4-bit NormalFloat or int8).
+BUILDER_QUANTIZE_BASES = ("nf4", "int8")
+#: ``quantize_base`` values ``estimate()``, ``recommend()`` and the CLI accept (QLoRA's 4-bit NormalFloat base).
+QUANTIZE_BASES = ("nf4",)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkloadOptions:
+    """One step of a model: the workload keywords of ``estimate``, ``recommend`` and the CLI.
+
+    Attributes:
+        batch_size: GLOBAL batch of one micro-step across data-parallel replicas (samples).
+        seq_len: tokens per sample (language models; ``None``: the model's default).
+        image_size: input side in pixels (vision models; ``None``: the preset's own).
+        precision: one of ``advisor.workload.base.PRECISIONS``.
+        optimizer: one of ``OPTIMIZERS`` (training), or ``None``.
+        mode: ``train`` or ``infer``.
+        gradient_checkpointing: recompute activations in backward.
+        lora_rank: train LoRA adapters of this rank only (``None``: full training).
+        quantize_base: quantize the frozen base (``nf4``: QLoRA).
+        grad_accum: micro-batches per optimizer step.
+        gen_len: tokens generated per request (infer of causal LMs; ``None``: the builder's default).
+    """
+
+    batch_size: int = 1
+    seq_len: int | None = None
+    image_size: int | None = None
+    precision: str = "amp-bf16"
+    optimizer: str | None = "adamw"
+    mode: str = "train"
+    gradient_checkpointing: bool = False
+    lora_rank: int | None = None
+    quantize_base: str | None = None
+    grad_accum: int = 1
+    gen_len: int | None = None
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        """The option names, in declaration order."""
+        return tuple(f.name for f in dataclasses.fields(cls))
+
+    def keywords(self) -> dict[str, Any]:
+        """The options as keyword arguments of ``estimate()`` / ``recommend()`` (every field)."""
+        return {name: getattr(self, name) for name in self.names()}
+
+    def validate(self, *, num_gpus: Any = 1, epochs: Any = 1) -> None:
+        """Reject bad counts and unknown choices (with the accepted values named); the job's ``num_gpus``
+        and ``epochs`` are checked in the same pass, so the first bad input is the one reported.
+
+        Raises:
+            EstimateError: a count that is not a whole number >= 1, an unknown precision, optimizer or mode,
+                or epochs <= 0.
+        """
+        for name, value in (("batch_size", self.batch_size), ("grad_accum", self.grad_accum),
+                            ("num_gpus", num_gpus)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise EstimateError(f"{name} must be a whole number >= 1, got {value!r}")
+        if self.precision not in PRECISIONS:
+            raise EstimateError(f"unknown precision {self.precision!r}", hint=f"accepted: {', '.join(PRECISIONS)}")
+        if self.optimizer is not None and self.optimizer not in OPTIMIZERS:
+            raise EstimateError(f"unknown optimizer {self.optimizer!r}", hint=f"accepted: {', '.join(OPTIMIZERS)}")
+        if self.mode not in MODES:
+            raise EstimateError(f"unknown mode {self.mode!r}", hint=f"accepted: {', '.join(MODES)}")
+        if not isinstance(epochs, (int, float)) or isinstance(epochs, bool) or not epochs > 0:
+            raise EstimateError(f"epochs must be > 0, got {epochs!r}")
+
+    def validate_quantize_base(self) -> None:
+        """Reject a ``quantize_base`` the estimator does not model.
+
+        Raises:
+            EstimateError: anything but ``None`` or one of ``QUANTIZE_BASES``.
+        """
+        if self.quantize_base is not None and self.quantize_base not in QUANTIZE_BASES:
+            raise EstimateError(f"unknown quantize_base {self.quantize_base!r}",
+                                hint=f"accepted: {', '.join(QUANTIZE_BASES)} (QLoRA)")
+
+    def builder_kwargs(self, *, batch: bool = True) -> dict[str, Any]:
+        """Keyword arguments for ``advisor.workload.load_workload``: precision, optimizer and mode always, the
+        batch when ``batch`` (a traced module takes its own from ``example_inputs``), the rest when given
+        (``None``, ``False`` and one micro-batch are every builder's defaults)."""
+        kw: dict[str, Any] = {"precision": self.precision, "optimizer": self.optimizer, "mode": self.mode}
+        if batch:
+            kw["batch_size"] = self.batch_size
+        optional = {"seq_len": self.seq_len, "image_size": self.image_size, "lora_rank": self.lora_rank,
+                    "quantize_base": self.quantize_base, "gen_len": self.gen_len}
+        kw.update({k: v for k, v in optional.items() if v is not None})
+        if self.gradient_checkpointing:
+            kw["gradient_checkpointing"] = True
+        if self.grad_accum != 1:
+            kw["grad_accum"] = self.grad_accum
+        return kw

@@ -1,0 +1,64 @@
+"""WorkloadOptions: one home for the workload keywords of estimate(), recommend() and the CLI."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import inspect
+
+import pytest
+
+from advisor.api import estimate
+from advisor.commands.estimate import add_workload_args, workload_kwargs
+from advisor.errors import EstimateError
+from advisor.recommend import recommend
+from advisor.workload.options import WorkloadOptions
+
+
+@pytest.mark.parametrize("func", [estimate, recommend])
+def test_public_keywords_take_every_option_with_its_default(func) -> None:
+    params = inspect.signature(func).parameters
+    for f in dataclasses.fields(WorkloadOptions):
+        assert f.name in params, f"{func.__name__} lacks {f.name}"
+        assert params[f.name].default == f.default, f"{func.__name__}: {f.name} default differs"
+
+
+def test_cli_workload_flags_fill_every_option() -> None:
+    parser = argparse.ArgumentParser()
+    add_workload_args(parser)
+    args = parser.parse_args(["--model", "gpt2", "--batch-size", "4", "--grad-accum", "2", "--calibration", "none"])
+    kw = workload_kwargs(args)
+    assert {k: kw[k] for k in WorkloadOptions.names()} == WorkloadOptions(batch_size=4, grad_accum=2).keywords()
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"batch_size": 0}, "batch_size must be a whole number >= 1"),
+    ({"grad_accum": True}, "grad_accum must be a whole number >= 1"),
+    ({"precision": "fp99"}, "unknown precision 'fp99'"),
+    ({"optimizer": "lion"}, "unknown optimizer 'lion'"),
+    ({"mode": "serve"}, "unknown mode 'serve'"),
+])
+def test_validate_names_the_bad_option(change, message) -> None:
+    with pytest.raises(EstimateError, match=message) as info:
+        WorkloadOptions(**change).validate()
+    assert info.value.hint is None or "accepted" in info.value.hint
+
+
+def test_validate_checks_the_job_counts_in_the_same_pass() -> None:
+    with pytest.raises(EstimateError, match="num_gpus"):
+        WorkloadOptions(precision="fp99").validate(num_gpus=0)  # the count comes first, as estimate() reports it
+    with pytest.raises(EstimateError, match="epochs"):
+        WorkloadOptions().validate(epochs=0)
+    with pytest.raises(EstimateError, match="quantize_base"):
+        WorkloadOptions(quantize_base="int3").validate_quantize_base()
+    WorkloadOptions(quantize_base="nf4", lora_rank=8).validate_quantize_base()
+
+
+def test_builder_kwargs_pass_what_was_given() -> None:
+    assert WorkloadOptions().builder_kwargs() == {"precision": "amp-bf16", "optimizer": "adamw", "mode": "train",
+                                                  "batch_size": 1}
+    kw = WorkloadOptions(batch_size=8, seq_len=512, gradient_checkpointing=True, grad_accum=4).builder_kwargs(
+        batch=False)
+    assert "batch_size" not in kw and kw["seq_len"] == 512 and kw["gradient_checkpointing"] and kw["grad_accum"] == 4
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        WorkloadOptions().batch_size = 3  # type: ignore[misc]
