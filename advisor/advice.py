@@ -5,7 +5,7 @@
 change at a time -- gradient checkpointing, a smaller micro-batch with gradient accumulation, an 8-bit
 optimizer, LoRA, QLoRA, ZeRO-3 / tensor parallel over more cards, a bigger card -- and reports each
 change's per-GPU memory, whether it fits, and its step time and throughput.  Every number comes from
-``advisor.estimate.estimate``: nothing here has a memory or time formula of its own.
+``advisor.estimator.estimate``: nothing here has a memory or time formula of its own.
 
 Pure: no torch, no printing.  pandas only in ``FitAdvice.to_frame``.
 """
@@ -148,7 +148,7 @@ def fit_options(model: Any, gpu: str | GpuSpec, *, num_gpus: int = 1, max_gpus: 
     """Why ``model`` does not fit on ``num_gpus`` x ``gpu``, and the single changes that make it fit.
 
     Args:
-        model, gpu, num_gpus, specs_dir, kwargs: as for ``advisor.estimate.estimate``.
+        model, gpu, num_gpus, specs_dir, kwargs: as for ``advisor.estimator.estimate``.
         max_gpus: largest card count tried for ZeRO-3 / tensor parallel.
         base: the estimate of the workload as given, when the caller has it already.
 
@@ -159,8 +159,8 @@ def fit_options(model: Any, gpu: str | GpuSpec, *, num_gpus: int = 1, max_gpus: 
         AdvisorError: the workload as given cannot be estimated at all (bad option, unknown card or model).
     """
     from advisor.api import estimate
-    from advisor.estimate import matmul_rate
-    from advisor.recommend import gpu_counts
+    from advisor.estimator import matmul_rate
+    from advisor.recommender import gpu_counts
 
     spec = gpu if isinstance(gpu, GpuSpec) else get_gpu(gpu, specs_dir=specs_dir)
 

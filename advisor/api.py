@@ -2,7 +2,7 @@
 
 ``estimate(model, gpu, ...)`` builds the workload (``advisor.workload``), looks the card up, reads the
 history store for ``calibration="auto"`` (``advisor.calibration``) and hands the pure estimator
-(``advisor.estimate.estimate_workload``) data.  ``from advisor import estimate`` is this function.
+(``advisor.estimator.estimate_workload``) data.  ``from advisor import estimate`` is this function.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any
 
 from advisor.calibration import resolve_calibration
 from advisor.catalog import GpuSpec, get_gpu
-from advisor.estimate import (
+from advisor.estimator import (
     Estimate,
     MemoryEstimate,
     TimeEstimate,
@@ -20,7 +20,7 @@ from advisor.estimate import (
     estimate_workload,
     is_named_model,
 )
-from advisor.estimate.time import check_runtime
+from advisor.estimator.time import check_runtime
 from advisor.workload.options import WorkloadOptions
 
 __all__ = ["estimate", "estimate_memory", "estimate_time"]

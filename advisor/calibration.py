@@ -1,6 +1,6 @@
 """``calibration="auto"`` resolved at the edge: the newest probe of each card, read from the history store.
 
-The estimator (``advisor.estimate``) does no I/O of its own: the public API (``advisor.estimate``,
+The estimator (``advisor.estimator``) does no I/O of its own: the public API (``advisor.estimate``,
 ``recommend``), the CLI and the dashboard call ``resolve_calibration`` on what the user passed and hand
 the estimator data (``StoredProbes`` for ``"auto"``; anything else unchanged).  Lookups are cached for a
 few seconds, so a ranking over many cards, or a dashboard rerun, reads the store once.
@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from advisor.errors import AdvisorError
-from advisor.estimate.calibrate import StoredProbes, probe_efficiencies
+from advisor.estimator.calibrate import StoredProbes, probe_efficiencies
 
 _AUTO_CACHE: dict[str, tuple[float, StoredProbes]] = {}
 _AUTO_TTL_S = 5.0

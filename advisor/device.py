@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from advisor.errors import AdvisorError, ProbeUnavailable
 
-if TYPE_CHECKING:  # advisor.probe imports this module: a runtime import would be circular
-    from advisor.probe.backend import InventoryBackend
+if TYPE_CHECKING:  # advisor.probing imports this module: a runtime import would be circular
+    from advisor.probing.backend import InventoryBackend
 
 #: Times ``n`` back-to-back calls of ``fn`` and returns the seconds taken (see :meth:`Device.region_timer`).
 RegionTimer = Callable[[Callable[[], None], int], float]

@@ -4,7 +4,7 @@ Pure data, no imports beyond the errors: importing it is free.  Precision names 
 ``advisor.workload.base.PRECISIONS`` (the probe's kernel precisions are a subset of them).
 
 Not here: what a *parameter* costs in memory (fp32 master weights under AMP, int4 group scales,
-NF4), which is the memory model's rule (``advisor.estimate.memory.weight_bytes_per_param``).
+NF4), which is the memory model's rule (``advisor.estimator.memory.weight_bytes_per_param``).
 """
 
 from __future__ import annotations

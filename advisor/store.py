@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from advisor.errors import StoreError
 
 if TYPE_CHECKING:
-    from advisor.probe.results import ProbeResult
+    from advisor.probing.results import ProbeResult
 
 ENV_HOME = "GPU_ADVISOR_HOME"
 FILENAME = "history.sqlite3"
@@ -75,7 +75,7 @@ class ProbeRecord:
 
     def result(self) -> ProbeResult:
         """The saved run as a ``ProbeResult``."""
-        from advisor.probe.results import ProbeResult
+        from advisor.probing.results import ProbeResult
 
         return ProbeResult.from_dict(self.document)
 

@@ -12,7 +12,7 @@ from advisor.api import estimate
 from advisor.calibration import resolve_calibration
 from advisor.catalog import load_specs
 from advisor.errors import AdvisorError
-from advisor.estimate import build_workload, estimate_workload, prepare_workload
+from advisor.estimator import build_workload, estimate_workload, prepare_workload
 from advisor.workload.options import WorkloadOptions
 
 

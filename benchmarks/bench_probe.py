@@ -32,13 +32,13 @@ def main() -> int:
     if args.sweep:
         return sweep()
 
-    cmd = [sys.executable, "-c", "import advisor.probe"]
-    timed("import advisor.probe (fresh interpreter)", lambda: subprocess.run(cmd, check=True, cwd=ROOT))
+    cmd = [sys.executable, "-c", "import advisor.probing"]
+    timed("import advisor.probing (fresh interpreter)", lambda: subprocess.run(cmd, check=True, cwd=ROOT))
     cli = [sys.executable, "-m", "advisor", "probe", "--quick", "--json", "--no-save"]
     timed("python -m advisor probe --quick --json", lambda: subprocess.run(cli, check=True, cwd=ROOT,
                                                                           stdout=subprocess.DEVNULL))
 
-    from advisor.probe import KERNEL_GROUPS, default_backend, probe
+    from advisor.probing import KERNEL_GROUPS, default_backend, probe
 
     backend = timed("default_backend()", default_backend)
     print(f"  backend: {backend.name}; notes: {list(backend.notes)}")
@@ -64,7 +64,7 @@ def sweep() -> int:
     import torch
 
     from advisor.catalog import get_gpu
-    from advisor.probe import kernels as K
+    from advisor.probing import kernels as K
 
     if not torch.cuda.is_available():
         print("--sweep needs a CUDA GPU")

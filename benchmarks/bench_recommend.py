@@ -32,7 +32,7 @@ def _time(fn, repeat: int = 5) -> list[float]:  # type: ignore[no-untyped-def]
 def main() -> int:
     t0 = time.perf_counter()
     from advisor.catalog import load_specs
-    from advisor.recommend import recommend
+    from advisor.recommender import recommend
 
     specs = load_specs()
     print(f"import + load_specs ({len(specs)} cards): {1e3 * (time.perf_counter() - t0):.1f} ms")

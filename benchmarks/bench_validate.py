@@ -24,7 +24,7 @@ def timed(label: str, fn: Callable[[], Any]) -> Any:
 
 
 def main() -> None:
-    code = "import sys, advisor.validate, advisor.probe.collectives; print('torch' in sys.modules)"
+    code = "import sys, advisor.validate, advisor.probing.collectives; print('torch' in sys.modules)"
     out = timed("import advisor.validate + collectives in a fresh interpreter (must not import torch)",
                 lambda: subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True))
     print(f"{'':12}torch imported: {out.stdout.strip()}")
@@ -74,7 +74,7 @@ def main() -> None:
     with v._heap_peak_mode():
         timed("gpt2-tiny step under the heap-peak dispatch mode (mallinfo2 after every op)", step)
 
-    from advisor.probe.collectives import DistEnv, run_collectives
+    from advisor.probing.collectives import DistEnv, run_collectives
 
     timed("collectives, single process (gloo, world 1, quick sizes)",
           lambda: run_collectives(quick=True, env=DistEnv(0, 1, 0, False), backend="gloo"))

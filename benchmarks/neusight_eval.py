@@ -13,7 +13,7 @@ and softmax over H.  Files read (``scripts/asplos/data/dataset/``):
 * test (the held-out split; adds A100-80GB-PCIe, H100 80GB HBM3, L4): ``test/{linear,bmm,elem,ln,softmax}.csv``.
 
 Only train files feed any fitted figure (``benchmarks/neusight_fit.py``); test files only measure generalization.
-Each row is priced by the estimator's own per-op path (``advisor.estimate.time``: GEMM tiles/waves for linear and
+Each row is priced by the estimator's own per-op path (``advisor.estimator.time``: GEMM tiles/waves for linear and
 bmm, bytes / achieved bandwidth for the rest) on the catalog card with its default (uncalibrated) efficiencies and
 sustained clock.  An isolated op timed by CUDA events also waits for its own host dispatch (``Harness``, fitted per
 card on train rows); that is applied here only, never in the estimator (in a real step kernels queue behind each
@@ -48,9 +48,9 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from advisor.catalog import get_gpu  # noqa: E402
-from advisor.estimate.efficiency import defaults_for  # noqa: E402
-from advisor.estimate.power import sustained_clock  # noqa: E402
-from advisor.estimate.time import card_rates, ops_time_detail, prepare_ops  # noqa: E402
+from advisor.estimator.efficiency import defaults_for  # noqa: E402
+from advisor.estimator.power import sustained_clock  # noqa: E402
+from advisor.estimator.time import card_rates, ops_time_detail, prepare_ops  # noqa: E402
 from advisor.workload.base import OpCost  # noqa: E402
 
 MIRROR = Path(os.environ.get("NEUSIGHT_REPO", "/work/.mirror/sitar-lab+NeuSight/repo"))
@@ -179,7 +179,7 @@ def op_cost(row: Row) -> OpCost:
             gm, gn, gk, batch = m, k, n, b
             nbytes = ELEM_BYTES * b * (m * n + n * k + m * k)
         # a batched GEMM carries its batch as a 4th dimension: one kernel whose tiles share the waves
-        # (advisor.estimate.gemm); the tracer does not emit these for torch.bmm yet (workload.aten_ops prices
+        # (advisor.estimator.gemm); the tracer does not emit these for torch.bmm yet (workload.aten_ops prices
         # batched matmuls by min_dim), so this is the estimator's GEMM model, not yet its traced-model path
         shape = (gm, gn, gk) if batch == 1 else (gm, gn, gk, batch)
         return OpCost(row.op, "matmul", "forward", 2.0 * batch * gm * gn * gk, float(nbytes),

@@ -8,17 +8,17 @@ PyTorch 2.1, fp32) and prints, per card and per architecture:
   lead and the kernel's fixed latency, which this data cannot tell apart);
 * ``matmul_vector``: fp32 GEMMs on the CUDA cores (``nn.Linear``, TF32 off, as PyTorch defaults) as a fraction of
   the FP32 peak at the card's sustained clock, the value that makes the estimator's tile/wave model
-  (``advisor.estimate.gemm.gemm_seconds``) match the median compute-bound row (kernel time >= 3x the harness's
+  (``advisor.estimator.gemm.gemm_seconds``) match the median compute-bound row (kernel time >= 3x the harness's
   lead, large GEMMs: smallest dimension >= 512);
 * ``norm_memory``: the bandwidth layer norm reaches relative to the elementwise kernels (same slope fit), and
   ``softmax_vs_elementwise`` the same for softmax (reported only: the estimator's softmax ops are not a class of
   their own).
 
-Per architecture the median over its cards is taken; a power-limited card (``advisor.estimate.power``) whose
+Per architecture the median over its cards is taken; a power-limited card (``advisor.estimator.power``) whose
 GEMM rate falls with size is reported but left out of the GEMM figure (the clock, not the kernel, sets it).
-The figures printed here are the ones in ``advisor.estimate.efficiency.KERNEL_FITS``.
+The figures printed here are the ones in ``advisor.estimator.efficiency.KERNEL_FITS``.
 
-``--simt`` also searches the SIMT tile model's two free figures (``advisor.estimate.gemm.SIMT_SM_AREA``: output
+``--simt`` also searches the SIMT tile model's two free figures (``advisor.estimator.gemm.SIMT_SM_AREA``: output
 elements of tiles one SM runs at once; ``SIMT_K_OVERHEAD``: a tile's fixed cost in elements of K) on a fixed
 random 4,000-row subset of the train ``nn.Linear`` rows (P4 left out), refitting ``matmul_vector`` per card for
 each pair, and prints the median |error| and signed median of each.
@@ -43,10 +43,10 @@ sys.path.insert(0, str(ROOT))
 import neusight_eval as ne  # noqa: E402
 
 from advisor.catalog import get_gpu  # noqa: E402
-from advisor.estimate import gemm  # noqa: E402
-from advisor.estimate.efficiency import arch_key  # noqa: E402
-from advisor.estimate.gemm import gemm_seconds  # noqa: E402
-from advisor.estimate.power import power_limited, sustained_clock  # noqa: E402
+from advisor.estimator import gemm  # noqa: E402
+from advisor.estimator.efficiency import arch_key  # noqa: E402
+from advisor.estimator.gemm import gemm_seconds  # noqa: E402
+from advisor.estimator.power import power_limited, sustained_clock  # noqa: E402
 
 BIG_BYTES = 16 * 2**20
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from advisor.errors import DeviceError
-from advisor.probe.results import DeviceInfo, NvLinkInfo, ProcessInfo, Sample
+from advisor.probing.results import DeviceInfo, NvLinkInfo, ProcessInfo, Sample
 
 
 @dataclass

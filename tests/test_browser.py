@@ -131,7 +131,7 @@ def _seed_fleet(home: Path) -> None:
     env = os.environ.get("GPU_ADVISOR_HOME")
     os.environ["GPU_ADVISOR_HOME"] = str(home)
     try:
-        from advisor.probe.collectives import OPS, CollectiveResult, CollectivesReport, RankInfo
+        from advisor.probing.collectives import OPS, CollectiveResult, CollectivesReport, RankInfo
         from advisor.store import HistoryStore
 
         results = tuple(CollectiveResult(op=op, size_bytes=size, time_s=size / (40e9 + 20e9 * i) + 20e-6,

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from advisor.errors import AdvisorError
-from advisor.probe.collectives import (
+from advisor.probing.collectives import (
     OPS,
     CollectiveResult,
     CollectivesReport,
@@ -148,7 +148,7 @@ def test_torchrun_two_ranks_with_gloo(tmp_path: Path) -> None:
 def test_p2p_matrix_on_several_gpus() -> None:
     import torch
 
-    from advisor.probe.collectives import p2p_matrix
+    from advisor.probing.collectives import p2p_matrix
 
     if torch.cuda.device_count() < 2:
         pytest.skip("needs two or more GPUs in this process")

@@ -23,8 +23,8 @@ import torch
 from advisor import validate as v
 from advisor.catalog import get_gpu
 from advisor.device import CpuDevice, CudaDevice, Device, as_device, nvml_index_for, torch_index_for
-from advisor.probe import kernels as K
-from advisor.probe import probe
+from advisor.probing import kernels as K
+from advisor.probing import probe
 from tests import fakes
 from tests.fake_cuda import FakeCudaRuntime, ScriptedClock
 
@@ -111,7 +111,7 @@ def test_region_sizing_meets_its_minimum_when_calls_run_faster_back_to_back(fake
     def work() -> None:
         clock.advance(37e-6 if calls["in_region"] == 1 else 24e-6)
 
-    from advisor.probe.timing import measure
+    from advisor.probing.timing import measure
 
     m = measure(work, region_timer=counting_timer, min_region_s=5e-3, repetitions=5)
     assert m.median_s == pytest.approx(24e-6)
@@ -190,7 +190,7 @@ def test_conv_runs_as_what_it_is_labelled(fake_cuda: FakeCudaRuntime, precision:
 @contract
 def test_a_result_above_the_spec_peak_is_an_error_and_a_verdict(fake_cuda: FakeCudaRuntime) -> None:
     from advisor.catalog import spec_from_mapping
-    from advisor.probe.verdicts import device_verdicts
+    from advisor.probing.verdicts import device_verdicts
 
     base = get_gpu("h100-sxm5-80gb")
     slow = spec_from_mapping({"id": "slow", "name": "slow", "vendor": "nvidia", "segment": "edge",
@@ -273,7 +273,7 @@ def test_local_device_maps_torch_to_the_right_nvml_card(fake_cuda: FakeCudaRunti
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     # CUDA_VISIBLE_DEVICES=1: NVML's device 0 is not torch's device 0.
     nvml = fakes.FakeNvml([fakes.h100(0, name="NVIDIA A100-SXM4-80GB", catalog_id="a100-sxm4-80gb"), fakes.h100(1)])
-    monkeypatch.setattr(importlib.import_module("advisor.probe"), "default_backend", lambda: nvml)
+    monkeypatch.setattr(importlib.import_module("advisor.probing"), "default_backend", lambda: nvml)
     runtime = FakeCudaRuntime(uuids=(fakes.h100(1).uuid.removeprefix("GPU-"),), mode=fake_cuda.mode)
     monkeypatch.setattr("advisor.device.cuda_runtime", lambda: runtime)
     device = v.local_device()
@@ -329,7 +329,7 @@ def test_validate_cli_on_cuda(fake_cuda: FakeCudaRuntime, monkeypatch: pytest.Mo
     from advisor.cli import main
 
     nvml = fakes.FakeNvml([fakes.h100(0)])
-    monkeypatch.setattr(importlib.import_module("advisor.probe"), "default_backend", lambda: nvml)
+    monkeypatch.setattr(importlib.import_module("advisor.probing"), "default_backend", lambda: nvml)
     code = main(["validate", "--device", "cuda", "--models", "mnist-cnn", "--warmup", "0", "--iters", "1",
                  "--no-save", "--json"])
     doc = json.loads(capsys.readouterr().out)
@@ -356,9 +356,9 @@ def test_real_device_matches_the_protocol() -> None:
 @contract
 def test_local_device_without_nvml_names_the_card_from_torch(fake_cuda: FakeCudaRuntime,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    from advisor.probe.cpu import CpuBackend
+    from advisor.probing.cpu import CpuBackend
 
-    probe_pkg = importlib.import_module("advisor.probe")
+    probe_pkg = importlib.import_module("advisor.probing")
     monkeypatch.setattr(probe_pkg, "default_backend", CpuBackend)  # no NVML: the CPU inventory is all there is
     device = v.local_device()
     assert device.kind == "cuda" and device.name == "NVIDIA H100 80GB HBM3" and device.device.nvml_index is None
@@ -382,7 +382,7 @@ def test_failed_cases_are_rows_on_cuda(fake_cuda: FakeCudaRuntime) -> None:
 
 
 def test_cpu_rates_come_from_the_store_or_are_measured() -> None:
-    from advisor.probe.results import DeviceInfo, KernelResult, ProbeResult
+    from advisor.probing.results import DeviceInfo, KernelResult, ProbeResult
     from advisor.store import HistoryStore
 
     rates = v.measure_cpu_rates(n=64)
@@ -405,7 +405,7 @@ def test_cpu_rates_come_from_the_store_or_are_measured() -> None:
 @contract
 def test_torch_inventory_backend_reads_the_cuda_runtime(fake_cuda: FakeCudaRuntime) -> None:
     from advisor.errors import ProbeUnavailable
-    from advisor.probe.cpu import TorchCudaBackend
+    from advisor.probing.cpu import TorchCudaBackend
 
     backend = TorchCudaBackend()
     info = backend.device_info(0)

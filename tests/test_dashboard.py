@@ -12,7 +12,7 @@ import pytest
 from advisor import dashboard_data as dd
 from advisor.catalog import get_gpu, load_specs
 from advisor.errors import WorkloadError
-from advisor.probe.results import DeviceInfo, KernelResult, ProbeResult, Verdict
+from advisor.probing.results import DeviceInfo, KernelResult, ProbeResult, Verdict
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = str(ROOT / "dashboard.py")
@@ -147,7 +147,7 @@ def test_device_summary_formats_units_and_keeps_only_its_verdicts() -> None:
 
 
 def _watch_row(info: DeviceInfo) -> dict:
-    from advisor.probe.watch import Snapshot, device_rows
+    from advisor.probing.watch import Snapshot, device_rows
 
     return device_rows(None, Snapshot(0.0, (info,)))[0]
 
@@ -196,7 +196,7 @@ def test_history_helpers_and_run_comparison() -> None:
 
 
 def test_the_fleet_page_flags_stragglers_with_the_probes_rule() -> None:
-    from advisor.probe.collectives import STRAGGLER_FRACTION, find_stragglers
+    from advisor.probing.collectives import STRAGGLER_FRACTION, find_stragglers
 
     assert dd.STRAGGLER_FRACTION == STRAGGLER_FRACTION == 0.05
     assert find_stragglers({"a": 100.0, "b": 99.0, "c": 94.0, "d": 101.0, "e": None, "f": math.nan}) == ["c"]
@@ -272,10 +272,11 @@ def test_machine_page_without_gpu_shows_a_notice_and_the_cpu() -> None:
     assert at.radio(key="probe_mode").options == ["quick", "full"]
 
 
-@pytest.mark.skipif(not _has("advisor.probe", "default_backend"), reason="advisor.probe.default_backend not built yet")
+@pytest.mark.skipif(not _has("advisor.probing", "default_backend"),
+                    reason="advisor.probing.default_backend not built yet")
 def test_machine_page_draws_device_cards_and_live_charts_from_a_fake_backend(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    probe_mod = importlib.import_module("advisor.probe")  # not `advisor.probe`: that name is the probe() function
+    probe_mod = importlib.import_module("advisor.probing")  # not `advisor.probe`: that name is the probe() function
     fake = FakeBackend([_h100(0), DeviceInfo(index=1, error="GPU is lost")])
     monkeypatch.setattr(probe_mod, "default_backend", lambda: fake)
     at = _app("machine")
@@ -294,9 +295,9 @@ def test_machine_page_draws_device_cards_and_live_charts_from_a_fake_backend(
 
 
 def test_machine_page_runs_a_probe_once_and_draws_achieved_vs_spec(monkeypatch: pytest.MonkeyPatch) -> None:
-    probe_mod = pytest.importorskip("advisor.probe")
+    probe_mod = pytest.importorskip("advisor.probing")
     if not hasattr(probe_mod, "probe"):
-        pytest.skip("advisor.probe.probe not built yet")
+        pytest.skip("advisor.probing.probe not built yet")
     calls: list[bool] = []
 
     def fake_probe(quick: bool = False, **_: object) -> ProbeResult:
@@ -331,7 +332,7 @@ def test_a_failing_library_piece_is_a_notice_not_a_traceback(monkeypatch: pytest
     assert any("fp16_tflops must be > 0" in w.value and "fix the file" in w.value for w in at.warning)
 
 
-@pytest.mark.skipif(not _has("advisor.recommend", "recommend"), reason="advisor.recommend not built yet")
+@pytest.mark.skipif(not _has("advisor.recommender", "recommend"), reason="advisor.recommend not built yet")
 def test_recommender_defaults_to_llama_and_changes_with_the_model() -> None:
     at = _app("recommend")
     assert not at.exception, [e.value for e in at.exception]
@@ -376,7 +377,7 @@ def test_history_and_fleet_pages_read_the_store() -> None:
     _store_with([_probe_doc(host="node-a", stamp="2026-11-20T10:00:00+00:00", matmul=700.0, n_gpus=2),
                  _probe_doc(host="node-a", stamp="2026-11-21T10:00:00+00:00", matmul=600.0, n_gpus=2),
                  _probe_doc(host="node-b", stamp="2026-11-21T11:00:00+00:00", matmul=700.0, n_gpus=2),
-                 *([_collectives_doc()] if _has("advisor.probe.collectives", "CollectivesReport") else [])])
+                 *([_collectives_doc()] if _has("advisor.probing.collectives", "CollectivesReport") else [])])
     at = _app("history")
     assert not at.exception, [e.value for e in at.exception]
     assert len(at.dataframe[0].value) >= 3
@@ -384,7 +385,7 @@ def test_history_and_fleet_pages_read_the_store() -> None:
     fleet = _app("fleet")
     assert not fleet.exception
     assert any("straggler" in e.value for e in fleet.error)  # node-a's newest run is 14% slow
-    if _has("advisor.probe.collectives", "CollectivesReport"):
+    if _has("advisor.probing.collectives", "CollectivesReport"):
         assert any(s.value.startswith("Collectives: 4 ranks") for s in fleet.subheader)
     st.cache_data.clear()
 
@@ -415,7 +416,7 @@ def test_dashboard_data_imports_no_streamlit_or_pandas_at_import() -> None:
 
 
 def _collectives_doc() -> dict:
-    from advisor.probe.collectives import CollectiveResult, CollectivesReport, RankInfo
+    from advisor.probing.collectives import CollectiveResult, CollectivesReport, RankInfo
 
     results = tuple(CollectiveResult(op="all_reduce", size_bytes=size, time_s=size / 100e9, world_size=4,
                                      link_gbs=300.0) for size in (2**20, 2**26))
@@ -428,7 +429,7 @@ def _collectives_doc() -> dict:
 
 
 def test_collectives_frame_reads_busbw_from_a_stored_collectives_run() -> None:
-    pytest.importorskip("advisor.probe.collectives")
+    pytest.importorskip("advisor.probing.collectives")
     doc = _collectives_doc()
     coll = dd.collectives_frame([_probe_doc(), doc])
     assert list(coll["op"]) == ["all_reduce", "all_reduce"] and set(coll["ranks"]) == {4}
@@ -442,7 +443,7 @@ def test_collectives_frame_reads_busbw_from_a_stored_collectives_run() -> None:
 
 
 def test_fleet_frame_maps_per_rank_kernels_of_a_collectives_run_to_nodes_and_gpus() -> None:
-    pytest.importorskip("advisor.probe.collectives")
+    pytest.importorskip("advisor.probing.collectives")
     doc = _collectives_doc()
     doc["kernels"] += [_kernel("matmul", 700.0 if rank != 3 else 600.0, "TFLOP/s", "bf16", index=rank).to_dict()
                        for rank in range(4)]
@@ -452,7 +453,7 @@ def test_fleet_frame_maps_per_rank_kernels_of_a_collectives_run_to_nodes_and_gpu
     assert list(zip(*cells[cells["straggler"]][["node", "gpu"]].values.T, strict=True)) == [("node-1", 1)]
 
 
-@pytest.mark.skipif(not _has("advisor.recommend", "recommend"), reason="advisor.recommend not built yet")
+@pytest.mark.skipif(not _has("advisor.recommender", "recommend"), reason="advisor.recommend not built yet")
 def test_recommender_takes_an_uploaded_config_json_and_refuses_bad_uploads() -> None:
     from advisor.workload.presets import get_preset
 
@@ -482,9 +483,9 @@ def test_memory_breakdown_frame_stacks_categories_against_capacity() -> None:
     assert b["capacity_gib"].iloc[0] == pytest.approx(get_gpu("rtx-4090").memory_bytes / 2**30)
 
 
-@pytest.mark.skipif(not _has("advisor.recommend", "recommend"), reason="advisor.recommend not built yet")
+@pytest.mark.skipif(not _has("advisor.recommender", "recommend"), reason="advisor.recommend not built yet")
 def test_recommendation_view_keeps_every_row_and_reason_in_human_units() -> None:
-    from advisor.recommend import recommend
+    from advisor.recommender import recommend
 
     rec = recommend("llama-3-8b", batch_size=4, seq_len=2048, lora_rank=16, max_gpus=2)
     view = dd.recommendation_view(rec)
@@ -507,9 +508,9 @@ def test_recommendation_view_keeps_every_row_and_reason_in_human_units() -> None
     assert view["workload"] == "train, global batch 4, seq 2048, amp-bf16, adamw"
 
 
-@pytest.mark.skipif(not _has("advisor.recommend", "OBJECTIVES"), reason="advisor.recommend not built yet")
+@pytest.mark.skipif(not _has("advisor.recommender", "OBJECTIVES"), reason="advisor.recommend not built yet")
 def test_the_recommenders_choices_are_the_librarys() -> None:
-    from advisor.recommend import OBJECTIVES
+    from advisor.recommender import OBJECTIVES
     from advisor.workload.base import OPTIMIZERS, PRECISIONS
 
     assert dd.PRECISIONS == PRECISIONS and dd.OPTIMIZERS == OPTIMIZERS
@@ -519,7 +520,7 @@ def test_the_recommenders_choices_are_the_librarys() -> None:
 
 # ---------------------------------------------------------------- issue 16: items 10 and 11
 
-@pytest.mark.skipif(not _has("advisor.recommend", "recommend"), reason="advisor.recommend not built yet")
+@pytest.mark.skipif(not _has("advisor.recommender", "recommend"), reason="advisor.recommend not built yet")
 def test_recommender_form_adapts_to_the_model_and_filters_cards() -> None:
     at = _app("recommend")
     keys = {w.key for w in at.number_input} | {w.key for w in at.checkbox}
@@ -536,7 +537,7 @@ def test_recommender_form_adapts_to_the_model_and_filters_cards() -> None:
     assert set(ranked["card"].str.replace(r"^\d+x ", "", regex=True)) <= set(wanted) and len(ranked) >= 1
 
 
-@pytest.mark.skipif(not _has("advisor.recommend", "recommend"), reason="advisor.recommend not built yet")
+@pytest.mark.skipif(not _has("advisor.recommender", "recommend"), reason="advisor.recommend not built yet")
 def test_recommender_charts_rent_and_purchase_apart_and_shows_dashes() -> None:
     at = _app("recommend")
     subheaders = [s.value for s in at.subheader]
@@ -598,9 +599,9 @@ def test_capacity_tick_is_centred_on_its_bar() -> None:
     assert tick["encoding"]["y"]["bandPosition"] == 0.5
 
 
-@pytest.mark.skipif(not _has("advisor.recommend", "recommend"), reason="advisor.recommend not built yet")
+@pytest.mark.skipif(not _has("advisor.recommender", "recommend"), reason="advisor.recommend not built yet")
 def test_fit_view_starts_from_the_card_in_this_machine(monkeypatch: pytest.MonkeyPatch) -> None:
-    probe_mod = importlib.import_module("advisor.probe")
+    probe_mod = importlib.import_module("advisor.probing")
     monkeypatch.setattr(probe_mod, "default_backend", lambda: FakeBackend([_h100(0)]))
     at = _app("recommend")
     assert not at.exception, [e.value for e in at.exception]
@@ -619,7 +620,7 @@ def _known(card: str) -> bool:
     return True
 
 
-@pytest.mark.skipif(not _has("advisor.recommend", "recommend"), reason="advisor.recommend not built yet")
+@pytest.mark.skipif(not _has("advisor.recommender", "recommend"), reason="advisor.recommend not built yet")
 def test_fit_view_without_a_gpu_names_the_cpu_and_its_ram() -> None:
     at = _app("recommend")  # this test machine has no GPU: the inventory holds only the CPU
     assert not at.exception
@@ -630,7 +631,7 @@ def test_fit_view_without_a_gpu_names_the_cpu_and_its_ram() -> None:
 
 
 def test_fit_view_says_what_does_not_fit() -> None:
-    from advisor.recommend import recommend
+    from advisor.recommender import recommend
 
     rec = recommend("llama-3-8b", batch_size=4, seq_len=2048, gpus=["rtx-4090"], max_gpus=1)
     fit = dd.fit_view(rec, "rtx-4090")
@@ -643,7 +644,7 @@ def test_dashboard_entry_is_thin_and_the_package_imports_no_streamlit_from_the_l
     import subprocess
     import sys
 
-    code = "import sys, advisor, advisor.recommend, advisor.probe; print('streamlit' in sys.modules)"
+    code = "import sys, advisor, advisor.recommender, advisor.probing; print('streamlit' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert out.stdout.strip() == "False"
 
@@ -652,7 +653,7 @@ def test_a_probe_that_cannot_be_saved_keeps_its_result_and_says_so(monkeypatch: 
     from advisor.errors import StoreError
     from advisor.store import HistoryStore
 
-    probe_mod = importlib.import_module("advisor.probe")
+    probe_mod = importlib.import_module("advisor.probing")
     monkeypatch.setattr(probe_mod, "probe", lambda **_: ProbeResult.from_dict(_probe_doc()))
     monkeypatch.setattr(probe_mod, "default_backend", lambda: FakeBackend([_h100(0)]))
 

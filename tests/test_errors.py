@@ -86,7 +86,7 @@ def test_library_argument_checks_are_advisor_errors_with_a_hint() -> None:
     from advisor.catalog import get_gpu
     from advisor.device import as_device
     from advisor.errors import AdvisorError, EstimateError, ProbeUnavailable
-    from advisor.probe.kernels import bandwidth_bytes
+    from advisor.probing.kernels import bandwidth_bytes
 
     for call, kind, accepted in ((lambda: as_device("tpu:0"), ProbeUnavailable, "cuda:N"),
                                  (lambda: get_gpu("h100-sxm5-80gb").peak_flops("fp6"), EstimateError, "amp-bf16"),

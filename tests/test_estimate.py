@@ -16,9 +16,9 @@ from advisor.api import estimate, estimate_memory, estimate_time
 from advisor.calibration import clear_calibration_cache, resolve_calibration
 from advisor.catalog import get_gpu
 from advisor.errors import AdvisorError, EstimateError
-from advisor.estimate import Estimate, estimate_workload
-from advisor.estimate.efficiency import DEFAULTS, arch_key, compute_efficiency, defaults_for, shape_factor
-from advisor.estimate.memory import BREAKDOWN_KEYS, optimizer_bytes
+from advisor.estimator import Estimate, estimate_workload
+from advisor.estimator.efficiency import DEFAULTS, arch_key, compute_efficiency, defaults_for, shape_factor
+from advisor.estimator.memory import BREAKDOWN_KEYS, optimizer_bytes
 from advisor.workload.base import OpCost, Workload
 
 GIB = 1024**3
@@ -349,7 +349,7 @@ def test_to_frame_lists_the_breakdown() -> None:
 
 
 def _probe_of_h100(matmul_fraction: float):
-    from advisor.probe.results import DeviceInfo, KernelResult, ProbeResult
+    from advisor.probing.results import DeviceInfo, KernelResult, ProbeResult
 
     return ProbeResult(
         timestamp="2026-11-23T09:00:00Z", host="box", versions={},
@@ -405,7 +405,7 @@ def test_the_estimator_itself_never_reads_the_history_store() -> None:
     with pytest.raises(EstimateError, match="auto") as info:
         estimate_workload(make_workload(), H100, calibration="auto")
     assert "resolve_calibration" in (info.value.hint or "")
-    code = ("import sys, advisor.estimate, advisor.estimate.calibrate; "
+    code = ("import sys, advisor.estimator, advisor.estimator.calibrate; "
             "print('advisor.store' in sys.modules, 'advisor.calibration' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "False"]
@@ -465,8 +465,8 @@ def test_eager_decode_at_batch_1_is_host_bound_and_graph_runtimes_are_not() -> N
 
 
 def test_host_floor_is_a_max_on_a_gpu_and_a_sum_on_the_cpu() -> None:
-    from advisor.estimate.efficiency import HOST_BACKWARD_FRACTION, defaults_for
-    from advisor.estimate.time import PHASES, host_floor, prepare_ops
+    from advisor.estimator.efficiency import HOST_BACKWARD_FRACTION, defaults_for
+    from advisor.estimator.time import PHASES, host_floor, prepare_ops
     from advisor.workload.base import OpCost
 
     ops = prepare_ops([OpCost("f", "elementwise", "forward", 0.0, 1.0, count=100),
@@ -493,7 +493,7 @@ def test_kv_cache_concatenation_is_an_eager_only_cost() -> None:
     # read + write of k and v at the mean context: 2 x kv cache bytes at seq_len + gen_len / 2
     ctx = 2048 + 128
     assert cat[0].bytes == pytest.approx(2 * 2 * 32 * 32 * 128 * ctx * 8 * 2 * 1.0)
-    from advisor.estimate.time import prepare_ops
+    from advisor.estimator.time import prepare_ops
 
     assert len(prepare_ops(w.decode_ops, runtime="graph")) == len(w.decode_ops) - 1
 
@@ -514,8 +514,8 @@ def test_unknown_runtime_is_refused_with_the_accepted_names() -> None:
 
 
 def test_views_launch_no_kernel_but_cost_host_dispatch() -> None:
-    from advisor.estimate.efficiency import defaults_for
-    from advisor.estimate.time import CardRates, host_floor, ops_time, prepare_ops
+    from advisor.estimator.efficiency import defaults_for
+    from advisor.estimator.time import CardRates, host_floor, ops_time, prepare_ops
     from advisor.workload.base import OpCost
 
     ops = prepare_ops([OpCost("aten.view", "elementwise", "forward", 0.0, 0.0, count=100),
@@ -530,8 +530,8 @@ def test_views_launch_no_kernel_but_cost_host_dispatch() -> None:
 
 
 def test_cudnn_calls_cost_the_host_more_than_a_generic_op_on_nvidia_only() -> None:
-    from advisor.estimate.efficiency import HOST_BACKWARD_FRACTION, defaults_for
-    from advisor.estimate.time import LIBRARY_CALL_HOST_OPS, PHASES, host_floor, prepare_ops
+    from advisor.estimator.efficiency import HOST_BACKWARD_FRACTION, defaults_for
+    from advisor.estimator.time import LIBRARY_CALL_HOST_OPS, PHASES, host_floor, prepare_ops
     from advisor.workload.base import OpCost
 
     ops = prepare_ops([OpCost("aten.convolution", "conv", "forward", 1.0, 1.0, count=3),
@@ -561,8 +561,8 @@ def test_cnn_estimates_name_the_cudnn_host_cost() -> None:
 
 
 def test_checkpointing_costs_the_host_its_hooks_and_recompute() -> None:
-    from advisor.estimate.efficiency import HOST_BACKWARD_FRACTION, defaults_for
-    from advisor.estimate.time import (
+    from advisor.estimator.efficiency import HOST_BACKWARD_FRACTION, defaults_for
+    from advisor.estimator.time import (
         CHECKPOINT_FORWARD_FACTOR,
         CHECKPOINT_RECOMPUTE_OPS,
         PHASES,

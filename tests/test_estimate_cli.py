@@ -230,8 +230,8 @@ def test_qlora_costs_the_dequantization_of_its_base() -> None:
 
 
 def test_the_workload_flags_accept_exactly_the_library_s_names() -> None:
-    from advisor.estimate.parallel import STRATEGIES
-    from advisor.estimate.time import RUNTIMES
+    from advisor.estimator.parallel import STRATEGIES
+    from advisor.estimator.time import RUNTIMES
     from advisor.workload.base import MODES, OPTIMIZERS, PRECISIONS
 
     parser = argparse.ArgumentParser()

@@ -13,7 +13,7 @@ import pytest
 from advisor import validate as v
 from advisor.api import estimate
 from advisor.errors import WorkloadError
-from advisor.estimate.memory import (
+from advisor.estimator.memory import (
     ALLOCATOR_ACTIVATIONS,
     ALLOCATOR_SEGMENTS_BYTES,
     ALLOCATOR_STATIC,
@@ -241,8 +241,8 @@ def test_allocator_is_named_in_the_overhead_and_follows_its_formula() -> None:
     detail = e.memory.overhead_detail_bytes
     assert "allocator" in detail and "allocator_fragmentation" not in detail
     w = e.workload
-    from advisor.estimate.memory import memory_parts
-    from advisor.estimate.parallel import resolve_plan
+    from advisor.estimator.memory import memory_parts
+    from advisor.estimator.parallel import resolve_plan
 
     parts = memory_parts(w, resolve_plan(None, 1))
     expected = (ALLOCATOR_SEGMENTS_BYTES + ALLOCATOR_STATIC * (parts.static_bytes + parts.kv_cache)

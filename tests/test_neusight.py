@@ -3,7 +3,7 @@
 A committed sample of NeuSight's held-out test split (fp32 PyTorch 2.1 ops on eight NVIDIA cards) is priced by
 ``benchmarks/neusight_eval.py`` (the estimator's own per-op path, default efficiencies, no calibration) and the
 median errors per op class are held to a ratchet at what the per-architecture kernel fits
-(``advisor.estimate.efficiency.KERNEL_FITS``, fitted on the train split only) reach.  The full tables are in
+(``advisor.estimator.efficiency.KERNEL_FITS``, fitted on the train split only) reach.  The full tables are in
 docs/accuracy-kernels.md.
 """
 
@@ -18,7 +18,7 @@ from types import ModuleType
 
 import pytest
 
-from advisor.estimate.efficiency import _LITERATURE, DEFAULTS, KERNEL_FITS, defaults_for
+from advisor.estimator.efficiency import _LITERATURE, DEFAULTS, KERNEL_FITS, defaults_for
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "tests" / "data" / "neusight"
@@ -118,7 +118,7 @@ def test_a_calibrated_matmul_also_stands_for_cuda_core_gemms() -> None:
 
 def test_norm_kernels_run_at_their_own_bandwidth_in_the_estimator() -> None:
     from advisor.catalog import get_gpu
-    from advisor.estimate.time import card_rates, ops_time_detail, prepare_ops
+    from advisor.estimator.time import card_rates, ops_time_detail, prepare_ops
     from advisor.workload.base import OpCost
 
     spec = get_gpu("a100-pcie-40gb")
@@ -134,7 +134,7 @@ def test_norm_kernels_run_at_their_own_bandwidth_in_the_estimator() -> None:
 
 
 def test_simt_gemms_run_small_tiles_side_by_side_and_ignore_alignment() -> None:
-    from advisor.estimate.gemm import SIMT_SM_AREA, gemm_seconds
+    from advisor.estimator.gemm import SIMT_SM_AREA, gemm_seconds
 
     rate, sms = 19.5e12 * 0.83, 108
     # a 4096^3 GEMM runs at the card's rate on either tile set (the reference shape)
@@ -152,7 +152,7 @@ def test_simt_gemms_run_small_tiles_side_by_side_and_ignore_alignment() -> None:
 
 
 def test_batched_gemm_tiles_share_the_waves() -> None:
-    from advisor.estimate.gemm import aligned, common_alignment, gemm_flops, gemm_seconds, shape_seconds
+    from advisor.estimator.gemm import aligned, common_alignment, gemm_flops, gemm_seconds, shape_seconds
 
     rate, sms = 19.5e12, 108
     one = gemm_seconds(64, 64, 64, rate_flops=rate, sms=sms, simt=True)
@@ -166,7 +166,7 @@ def test_batched_gemm_tiles_share_the_waves() -> None:
 
 def test_bmm_priced_with_its_batch_by_the_estimator() -> None:
     from advisor.catalog import get_gpu
-    from advisor.estimate.time import card_rates, ops_time_detail, prepare_ops
+    from advisor.estimator.time import card_rates, ops_time_detail, prepare_ops
     from advisor.workload.base import OpCost
 
     spec = get_gpu("v100-pcie-32gb")
@@ -189,7 +189,7 @@ def test_bad_data_folder_is_an_error_with_a_hint(tmp_path: Path, capsys: pytest.
 def test_an_estimate_with_cuda_core_gemms_names_the_simt_model() -> None:
     torch = pytest.importorskip("torch")
     from advisor import estimate
-    from advisor.estimate.gemm import SIMT_SOURCE
+    from advisor.estimator.gemm import SIMT_SOURCE
 
     m = torch.nn.Sequential(torch.nn.Linear(512, 1000), torch.nn.ReLU(), torch.nn.Linear(1000, 10))
     kw = dict(batch_size=64, calibration=None, example_inputs=torch.randn(64, 512))

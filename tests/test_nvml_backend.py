@@ -7,8 +7,8 @@ import sys
 import pytest
 
 from advisor.errors import DeviceError, ProbeUnavailable
-from advisor.probe.backend import InventoryBackend, LinkReader
-from advisor.probe.nvml import PynvmlBackend, decode_throttle_reasons
+from advisor.probing.backend import InventoryBackend, LinkReader
+from advisor.probing.nvml import PynvmlBackend, decode_throttle_reasons
 from tests.fakes import (
     DRIVER_NOT_LOADED,
     GPU_IS_LOST,
@@ -149,7 +149,7 @@ def test_decode_throttle_reasons(mask, words) -> None:
 
 
 def test_default_backend_prefers_nvml(monkeypatch) -> None:
-    from advisor.probe import default_backend
+    from advisor.probing import default_backend
 
     install(monkeypatch, stub_device())
     backend = default_backend()

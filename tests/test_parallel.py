@@ -7,8 +7,8 @@ import pytest
 from advisor.api import estimate
 from advisor.catalog import get_gpu
 from advisor.errors import EstimateError
-from advisor.estimate import estimate_workload
-from advisor.estimate.parallel import (
+from advisor.estimator import estimate_workload
+from advisor.estimator.parallel import (
     COLLECTIVE_LATENCY_S,
     ParallelPlan,
     allgather_s,

@@ -11,11 +11,11 @@ import pytest
 from advisor.api import estimate
 from advisor.catalog import get_gpu, spec_from_mapping
 from advisor.errors import EstimateError, SpecError
-from advisor.estimate import matmul_rate
-from advisor.estimate.calibrate import apply_efficiencies
-from advisor.estimate.efficiency import defaults_for
-from advisor.estimate.power import sustained_clock
-from advisor.probe.results import DeviceInfo, KernelResult, ProbeResult, Sample
+from advisor.estimator import matmul_rate
+from advisor.estimator.calibrate import apply_efficiencies
+from advisor.estimator.efficiency import defaults_for
+from advisor.estimator.power import sustained_clock
+from advisor.probing.results import DeviceInfo, KernelResult, ProbeResult, Sample
 
 # --- sustained clock ---------------------------------------------------------------------------------------
 
@@ -140,7 +140,7 @@ def test_devices_per_package_is_validated() -> None:
 
 
 def test_amdsmi_maps_an_ambiguous_gcd_name_by_compute_units(monkeypatch) -> None:
-    from advisor.probe.amd import AmdsmiBackend
+    from advisor.probing.amd import AmdsmiBackend
     from tests.test_probe_amd import stub
 
     for cus, expected in ((110, "mi250x"), (104, "mi250"), (96, None)):
@@ -182,7 +182,7 @@ def test_bf16_on_pre_ampere_nvidia_is_still_refused_with_the_reason() -> None:
 def test_probe_compares_a_gcd_with_the_per_gcd_figures(monkeypatch: pytest.MonkeyPatch) -> None:
     import time
 
-    from advisor.probe import probe
+    from advisor.probing import probe
     from tests import fakes
     from tests.fake_cuda import FakeCudaRuntime
 

@@ -6,7 +6,7 @@ import pytest
 
 from advisor.errors import WorkloadError
 from advisor.precision import ELEMENT_BYTES, activation_bytes, element_bytes
-from advisor.probe.kernels import CONV_PRECISIONS, MATMUL_PRECISIONS
+from advisor.probing.kernels import CONV_PRECISIONS, MATMUL_PRECISIONS
 from advisor.workload.base import PRECISIONS
 
 

@@ -8,11 +8,11 @@ import sys
 import pytest
 
 from advisor.errors import AdvisorError
-from advisor.probe import default_backend, parse_kernels, probe
-from advisor.probe import kernels as K
-from advisor.probe.cpu import CpuBackend
-from advisor.probe.results import KernelResult, Measurement, ProbeResult, Sample
-from advisor.probe.verdicts import device_verdicts
+from advisor.probing import default_backend, parse_kernels, probe
+from advisor.probing import kernels as K
+from advisor.probing.cpu import CpuBackend
+from advisor.probing.results import KernelResult, Measurement, ProbeResult, Sample
+from advisor.probing.verdicts import device_verdicts
 from tests import fakes
 from tests.fakes import LIBRARY_NOT_FOUND, make_stub_pynvml
 
@@ -283,10 +283,10 @@ def test_pcie_generation_judged_under_load() -> None:
 def test_every_inventory_backend_class_has_the_protocols_methods() -> None:
     import inspect
 
-    from advisor.probe.amd import AmdsmiBackend
-    from advisor.probe.backend import InventoryBackend, LinkReader
-    from advisor.probe.cpu import TorchCudaBackend
-    from advisor.probe.nvml import PynvmlBackend
+    from advisor.probing.amd import AmdsmiBackend
+    from advisor.probing.backend import InventoryBackend, LinkReader
+    from advisor.probing.cpu import TorchCudaBackend
+    from advisor.probing.nvml import PynvmlBackend
 
     methods = [n for n, v in vars(InventoryBackend).items() if inspect.isfunction(v) and not n.startswith("_")]
     assert sorted(methods) == ["close", "device_count", "device_info", "sample"]
@@ -297,7 +297,7 @@ def test_every_inventory_backend_class_has_the_protocols_methods() -> None:
 
 
 def test_the_cpu_backend_reports_the_one_host_ram_reading() -> None:
-    from advisor.probe.cpu import host_memory_bytes
+    from advisor.probing.cpu import host_memory_bytes
 
     total, available = host_memory_bytes()
     info = CpuBackend().device_info(0)

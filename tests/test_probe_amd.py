@@ -9,7 +9,7 @@ import types
 import pytest
 
 from advisor.errors import ProbeUnavailable
-from advisor.probe.amd import AmdsmiBackend
+from advisor.probing.amd import AmdsmiBackend
 
 
 class AmdSmiException(Exception):  # amdsmi's base error (amdsmi_exception.py, exported by `amdsmi`)
@@ -91,7 +91,7 @@ def test_amdsmi_init_failure_and_absence(monkeypatch) -> None:
 
 
 def test_default_backend_uses_amdsmi_when_nvml_is_absent(monkeypatch) -> None:
-    from advisor.probe import default_backend, probe
+    from advisor.probing import default_backend, probe
     from tests.fakes import DRIVER_NOT_LOADED, make_stub_pynvml
 
     monkeypatch.setitem(sys.modules, "pynvml", make_stub_pynvml(init_error=DRIVER_NOT_LOADED))

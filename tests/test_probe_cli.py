@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def probe_package():
     # `advisor.probe` as an attribute is the probe() function (the public API); the package is in sys.modules.
-    return importlib.import_module("advisor.probe")
+    return importlib.import_module("advisor.probing")
 
 
 @pytest.fixture
@@ -54,7 +54,7 @@ def test_text_tables(fake_backend, capsys) -> None:
 
 
 def test_text_with_cpu_kernels(capsys, monkeypatch) -> None:
-    from advisor.probe.cpu import CpuBackend
+    from advisor.probing.cpu import CpuBackend
 
     monkeypatch.setattr(probe_package(), "default_backend", lambda: CpuBackend())
     assert main(["probe", "--kernels", "launch,transfer", "--no-save"]) == 0
@@ -93,7 +93,7 @@ def test_a_file_that_is_not_a_probe_result_is_an_error_with_a_hint(capsys, tmp_p
 
 def test_a_malformed_probe_document_is_an_advisor_error() -> None:
     from advisor.errors import AdvisorError
-    from advisor.probe.results import ProbeDocumentError, ProbeResult
+    from advisor.probing.results import ProbeDocumentError, ProbeResult
 
     with pytest.raises(ProbeDocumentError, match="no 'host' key") as exc:
         ProbeResult.from_dict({"timestamp": "t"})
@@ -117,21 +117,21 @@ def test_unwritable_out_is_an_error_but_the_result_is_printed(fake_backend, caps
 
 
 def test_collectives_missing_is_a_clear_error(capsys, monkeypatch) -> None:
-    monkeypatch.setitem(sys.modules, "advisor.probe.collectives", None)
+    monkeypatch.setitem(sys.modules, "advisor.probing.collectives", None)
     assert main(["probe", "--collectives"]) == 2
     assert "collectives are not available" in capsys.readouterr().err
 
 
 def test_collectives_are_delegated(monkeypatch) -> None:
-    mod = types.ModuleType("advisor.probe.collectives")
+    mod = types.ModuleType("advisor.probing.collectives")
     seen = []
     mod.run_collectives = lambda quick: seen.append(quick)  # not rank 0: no report, nothing printed
-    monkeypatch.setitem(sys.modules, "advisor.probe.collectives", mod)
+    monkeypatch.setitem(sys.modules, "advisor.probing.collectives", mod)
     assert main(["probe", "--collectives", "--quick"]) == 0 and seen == [True]
 
 
 def test_importing_the_probe_loads_neither_torch_nor_pynvml() -> None:
-    code = "import advisor.probe, advisor.store, advisor.commands.probe, sys; " \
+    code = "import advisor.probing, advisor.store, advisor.commands.probe, sys; " \
            "print(sorted(m for m in ('torch', 'pynvml', 'pandas', 'rich') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert out.stdout.strip() == "[]"
@@ -143,7 +143,7 @@ def test_quick_json_probe_on_a_machine_without_a_gpu(tmp_path) -> None:
     import os
 
     from advisor.errors import ProbeUnavailable
-    from advisor.probe.nvml import PynvmlBackend
+    from advisor.probing.nvml import PynvmlBackend
 
     try:
         PynvmlBackend().close()

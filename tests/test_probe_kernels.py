@@ -9,8 +9,8 @@ import pytest
 
 from advisor.catalog import get_gpu
 from advisor.errors import AdvisorError
-from advisor.probe import kernels as K
-from advisor.probe.kernels import KernelEnv
+from advisor.probing import kernels as K
+from advisor.probing.kernels import KernelEnv
 
 
 @pytest.fixture
@@ -163,7 +163,7 @@ def test_cuda_kernels_run_and_free_memory() -> None:
 @pytest.mark.gpu
 def test_quick_probe_on_a_real_gpu_measures_against_the_spec() -> None:
     from advisor.device import CudaDevice
-    from advisor.probe import probe
+    from advisor.probing import probe
 
     r = probe(device=0, quick=True, kernels="matmul,bandwidth,transfer,launch", max_seconds=120)
     dev = r.devices[0]
@@ -181,8 +181,8 @@ def test_quick_probe_on_a_real_gpu_measures_against_the_spec() -> None:
 def test_transfers_are_set_against_the_link_read_under_load(env) -> None:
     from dataclasses import replace
 
-    from advisor.probe.memory_kernels import _against_live_link
-    from advisor.probe.results import KernelResult, Measurement
+    from advisor.probing.memory_kernels import _against_live_link
+    from advisor.probing.results import KernelResult, Measurement
 
     measured = KernelResult(name="h2d_pinned", shape="256 MiB", value=50.0, unit="GB/s", work=1.0,
                             spec_peak=4.0,

@@ -87,7 +87,7 @@ def _evaluated() -> tuple[ModuleType, list]:  # type: ignore[type-arg]
     return table, results
 
 
-needs_estimator = pytest.mark.skipif(not _estimator_ready(), reason="advisor.estimate not built yet")
+needs_estimator = pytest.mark.skipif(not _estimator_ready(), reason="advisor.estimator not built yet")
 
 
 @pytest.mark.slow  # ~20 s once (shared): the first ResNet-50 trace imports torch and traces on fake tensors

@@ -22,19 +22,19 @@ import pytest
 from advisor.catalog import load_specs
 from advisor.cli import main
 from advisor.errors import AdvisorError, EstimateError, UnknownGpuError
-from advisor.recommend import FRAME_COLUMNS, REJECTION_CODES, Recommendation, gpu_counts, recommend
+from advisor.recommender import FRAME_COLUMNS, REJECTION_CODES, Recommendation, gpu_counts, recommend
 from advisor.workload.base import OpCost, Workload
 
-# importlib, not ``import advisor.recommend as m``: the package re-exports the function ``recommend``
+# importlib, not ``import advisor.recommender as m``: the package re-exports the function ``recommend``
 # under the same name as this module, and ``import a.b as m`` binds the package attribute.
-rec_mod = importlib.import_module("advisor.recommend")
+rec_mod = importlib.import_module("advisor.recommender")
 GIB = 1024**3
 SPEC_IDS = {s.id for s in load_specs()}
 
 
 def _has_real_stack() -> bool:
     try:
-        from advisor.estimate import estimate_workload  # noqa: F401
+        from advisor.estimator import estimate_workload  # noqa: F401
         from advisor.workload import load_workload  # noqa: F401
     except ImportError:
         return False
@@ -311,7 +311,8 @@ def test_cli_text_json_and_errors(fake: FakeEstimator, capsys: pytest.CaptureFix
         main(["recommend", "--model", "fake", "--max-gpus", "0"])
 
 
-@pytest.mark.skipif(not _has_real_stack(), reason="advisor.estimate.estimate_workload / advisor.workload not built yet")
+@pytest.mark.skipif(not _has_real_stack(),
+                    reason="advisor.estimator.estimate_workload / advisor.workload not built yet")
 class TestRealEstimator:
     def test_llama_infer_ranks_and_70b_needs_several_cards(self) -> None:
         r = recommend("llama-3-70b", mode="infer", batch_size=1, seq_len=2048, precision="bf16", max_gpus=8)
@@ -363,7 +364,7 @@ class TestRealEstimator:
 
 def test_input_bound_candidates_are_flagged_in_rows_frame_and_text(capsys) -> None:
     from advisor.cli import main
-    from advisor.recommend import recommend
+    from advisor.recommender import recommend
 
     slow = recommend("mnist-cnn", batch_size=512, image_size=28, precision="amp-bf16", optimizer="adam",
                      loader_samples_per_s=100.0, gpus=["a100-sxm4-80gb"], max_gpus=1)

@@ -7,8 +7,8 @@ import pytest
 
 from advisor.api import estimate
 from advisor.cli import main
-from advisor.estimate.gemm import REFERENCE, aligned, common_alignment, gemm_seconds, unaligned_fraction
-from advisor.estimate.time import GROUPS
+from advisor.estimator.gemm import REFERENCE, aligned, common_alignment, gemm_seconds, unaligned_fraction
+from advisor.estimator.time import GROUPS
 
 
 def test_gemm_reference_shape_runs_at_the_large_shape_rate() -> None:
@@ -101,7 +101,7 @@ def test_recurrent_time_steps_run_one_after_another() -> None:
     """A small LSTM over 512 steps costs at least 512 dependent step latencies per layer, whatever its FLOPs."""
     import torch
 
-    from advisor.estimate.time import RECURRENT_STEP_S
+    from advisor.estimator.time import RECURRENT_STEP_S
     from advisor.workload import from_module
 
     lstm = torch.nn.LSTM(16, 16, num_layers=2, batch_first=True)

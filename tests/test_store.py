@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from advisor.errors import StoreError
-from advisor.probe.results import ProbeResult
+from advisor.probing.results import ProbeResult
 from advisor.store import HistoryStore, default_store_path
 from tests import fakes
 
@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def result(ts: str = "2026-01-01T00:00:00+00:00", backend=None) -> ProbeResult:
-    from advisor.probe import probe
+    from advisor.probing import probe
 
     r = probe(backend=backend or fakes.two_h100s(), kernels=[])
     return ProbeResult.from_dict({**r.to_dict(), "timestamp": ts})
@@ -84,7 +84,7 @@ def test_concurrent_threads_do_not_lose_writes(tmp_path) -> None:
 
 def test_two_processes_at_once(tmp_path) -> None:
     path = tmp_path / "h.sqlite3"
-    code = ("import sys, json; from advisor.store import HistoryStore; from advisor.probe.results import ProbeResult;"
+    code = ("import sys, json; from advisor.store import HistoryStore; from advisor.probing.results import ProbeResult;"
             "doc = json.load(open(sys.argv[2])); s = HistoryStore(sys.argv[1]);"
             "[s.save_probe(ProbeResult.from_dict(doc)) for _ in range(25)]")
     import json

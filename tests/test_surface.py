@@ -26,8 +26,8 @@ def test_all_exports_the_design_api_and_each_resolves() -> None:
 
 
 def test_probe_and_estimate_are_the_functions_not_the_subpackages() -> None:
-    import advisor.estimate.memory
-    import advisor.probe.results
+    import advisor.estimator.memory
+    import advisor.probing.results
 
     assert callable(advisor.probe) and not isinstance(advisor.probe, type(sys))
     assert callable(advisor.estimate) and not isinstance(advisor.estimate, type(sys))

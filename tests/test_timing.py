@@ -8,8 +8,8 @@ import time
 import pytest
 
 from advisor.errors import AdvisorError, DeviceError
-from advisor.probe.results import Measurement, Sample
-from advisor.probe.timing import Sampler, clock_region_timer, measure
+from advisor.probing.results import Measurement, Sample
+from advisor.probing.timing import Sampler, clock_region_timer, measure
 from tests.fakes import FakeClock
 
 
@@ -137,7 +137,7 @@ def test_warmup_lasts_at_least_the_minimum_time() -> None:
 
 
 def test_a_region_short_of_its_minimum_is_resized_a_bounded_number_of_times() -> None:
-    from advisor.probe.timing import MAX_RESIZES
+    from advisor.probing.timing import MAX_RESIZES
 
     regions: list[int] = []
 

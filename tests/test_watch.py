@@ -1,4 +1,4 @@
-"""``advisor.probe.watch`` and ``probe --watch``: CPU counters from fake /proc files, rows from fake devices."""
+"""``advisor.probing.watch`` and ``probe --watch``: CPU counters from fake /proc files, rows from fake devices."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from advisor.cli import main
-from advisor.probe.results import DeviceInfo, ProcessInfo
-from advisor.probe.watch import (
+from advisor.probing.results import DeviceInfo, ProcessInfo
+from advisor.probing.watch import (
     CpuCounters,
     Snapshot,
     busy_pct,
@@ -135,7 +135,7 @@ def test_sample_keeps_going_past_a_lost_gpu_and_adds_the_host() -> None:
 
 
 def probe_package():
-    return importlib.import_module("advisor.probe")
+    return importlib.import_module("advisor.probing")
 
 
 def test_cli_watch_count_prints_tables(monkeypatch, capsys) -> None:

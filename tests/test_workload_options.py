@@ -11,7 +11,7 @@ import pytest
 from advisor.api import estimate
 from advisor.commands.estimate import add_workload_args, workload_kwargs
 from advisor.errors import EstimateError
-from advisor.recommend import recommend
+from advisor.recommender import recommend
 from advisor.workload.options import WorkloadOptions
 
 

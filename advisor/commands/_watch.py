@@ -13,7 +13,7 @@ from advisor.commands._output import stdout_console, table
 from advisor.errors import AdvisorError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from advisor.probe.backend import InventoryBackend
+    from advisor.probing.backend import InventoryBackend
 
 COLUMNS = ("device", "util", "memory", "power", "clock", "temp", "clock events", "more")
 
@@ -24,7 +24,7 @@ def check_args(args: argparse.Namespace) -> None:
     Raises:
         AdvisorError: the period is too short, the count is not positive, or ``--collectives`` was asked too.
     """
-    from advisor.probe.watch import MIN_INTERVAL_S
+    from advisor.probing.watch import MIN_INTERVAL_S
 
     if args.watch < MIN_INTERVAL_S:
         raise AdvisorError(f"--watch must be at least {MIN_INTERVAL_S} s, got {args.watch:g}",
@@ -40,7 +40,7 @@ def check_args(args: argparse.Namespace) -> None:
 def _tables(snapshot: Any, rows: list[dict[str, Any]]) -> list[Any]:
     from rich.markup import escape
 
-    from advisor.probe.watch import display_row, process_rows
+    from advisor.probing.watch import display_row, process_rows
 
     cells = []
     for row in rows:
@@ -67,8 +67,8 @@ def run_watch(args: argparse.Namespace, *, backend: InventoryBackend | None = No
     """
     check_args(args)
     sleep = sleep or time.sleep  # looked up now, not at import (tests replace time.sleep)
-    from advisor.probe import default_backend
-    from advisor.probe.watch import Snapshot, device_rows, json_rows, read_cpu_counters, sample
+    from advisor.probing import default_backend
+    from advisor.probing.watch import Snapshot, device_rows, json_rows, read_cpu_counters, sample
 
     own = backend is None
     backend = default_backend() if own else backend

@@ -229,7 +229,7 @@ def run(args: argparse.Namespace) -> int:
         trows.append(("input", "INPUT-BOUND: " + (t.get("input_advice") or "")))
     console.print(table("time", ("", "value"), trows, right_align=("value",)))
     if getattr(args, "breakdown", False):
-        from advisor.estimate.time import class_breakdown
+        from advisor.estimator.time import class_breakdown
 
         brows = [(name, format_seconds(sec), f"{share:.0%}", helps)
                  for name, sec, share, helps in class_breakdown(t.get("by_class", {}), t["step_s"])]

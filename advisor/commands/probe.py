@@ -9,7 +9,7 @@ from typing import Any
 
 from advisor.commands._output import add_json_flag, print_json, stderr_console, stdout_console, table
 from advisor.errors import AdvisorError, StoreError
-from advisor.probe.kernels import KERNEL_GROUPS
+from advisor.probing.kernels import KERNEL_GROUPS
 
 KERNEL_CHOICES = ",".join(KERNEL_GROUPS)
 
@@ -140,7 +140,7 @@ def run_probe(args: argparse.Namespace) -> int:
     if args.max_seconds is not None and not args.max_seconds > 0:  # `not > 0`: NaN is no budget either
         raise AdvisorError(f"--max-seconds must be > 0, got {args.max_seconds}",
                            hint="a wall-clock budget in seconds, e.g. --max-seconds 60")
-    from advisor.probe import parse_kernels, probe
+    from advisor.probing import parse_kernels, probe
 
     kernels: Any = [] if args.kernels is not None and args.kernels.strip().lower() == "none" \
         else parse_kernels(args.kernels)
@@ -192,10 +192,10 @@ def _run_with_progress(args: argparse.Namespace, kernels: Any, probe: Any) -> An
 def _run_collectives(args: argparse.Namespace) -> int:
     """``probe --collectives``: every rank probes; rank 0 alone prints (and saves, writes --out)."""
     try:
-        from advisor.probe.collectives import run_collectives
+        from advisor.probing.collectives import run_collectives
     except ImportError as exc:
         raise AdvisorError("collectives are not available in this build",
-                           hint=f"advisor.probe.collectives could not be imported: {exc}") from exc
+                           hint=f"advisor.probing.collectives could not be imported: {exc}") from exc
     report = run_collectives(quick=bool(args.quick))
     if report is None:
         return 0  # not rank 0: nothing on stdout

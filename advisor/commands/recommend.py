@@ -18,7 +18,7 @@ from advisor.commands._output import (
 )
 from advisor.commands.estimate import _positive_float, _positive_int, add_workload_args, workload_kwargs
 from advisor.errors import AdvisorError
-from advisor.recommend import OBJECTIVE_ALIASES, OBJECTIVES  # light: no torch, no pandas
+from advisor.recommender import OBJECTIVE_ALIASES, OBJECTIVES  # light: no torch, no pandas
 
 
 def add_parser(subparsers: Any) -> None:
@@ -61,7 +61,7 @@ def _limiter(name: str | None) -> str | None:
 
 def run(args: argparse.Namespace) -> int:
     """``recommend``."""
-    from advisor.recommend import recommend
+    from advisor.recommender import recommend
     from advisor.units import format_energy, format_hours, format_seconds, format_usd
 
     kwargs = workload_kwargs(args)

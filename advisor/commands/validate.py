@@ -186,7 +186,7 @@ def _print(args: argparse.Namespace, report: Any, doc: dict[str, Any], notes: li
 
 def _print_profiles(out: Any, report: Any) -> None:
     """Measured vs predicted time per op class of the profiled rows (``--profile``)."""
-    from advisor.estimate.time import GROUPS
+    from advisor.estimator.time import GROUPS
     from advisor.units import format_seconds
 
     classes = (*GROUPS, "host (exposed)")
@@ -246,7 +246,7 @@ def _nvml_used(device: Any) -> tuple[Any, Any]:
     if index is None:
         return None, None
     try:
-        from advisor.probe import default_backend
+        from advisor.probing import default_backend
 
         backend = default_backend()
     except AdvisorError:  # NVML is optional here

@@ -21,7 +21,7 @@ if TYPE_CHECKING:  # altair and pandas are imported by the pages that draw chart
     import altair as alt
     import pandas as pd
 
-    from advisor.probe.backend import InventoryBackend
+    from advisor.probing.backend import InventoryBackend
 
 
 def module(name: str) -> ModuleType | None:
@@ -111,7 +111,7 @@ def backend_future() -> Future[InventoryBackend] | None:
 
     The torch fallback alone takes seconds to import, and the page should draw meanwhile.
     """
-    probe_mod = module("advisor.probe")
+    probe_mod = module("advisor.probing")
     if probe_mod is None or not hasattr(probe_mod, "default_backend"):
         return None
     factory = probe_mod.default_backend

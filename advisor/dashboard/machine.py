@@ -12,8 +12,8 @@ from advisor.dashboard import common
 from advisor.errors import AdvisorError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from advisor.probe.backend import InventoryBackend
-    from advisor.probe.watch import Snapshot
+    from advisor.probing.backend import InventoryBackend
+    from advisor.probing.watch import Snapshot
 
 #: Live view: refresh period and how many samples per device it keeps.
 LIVE_REFRESH_S = 2.0
@@ -31,7 +31,7 @@ def _wait_for_backend() -> None:
 
 def _health(info: Any) -> list[Any]:
     """Health verdicts of one device from its inventory alone (a probe adds the measured ones)."""
-    verdicts_mod = common.module("advisor.probe.verdicts")
+    verdicts_mod = common.module("advisor.probing.verdicts")
     if verdicts_mod is None or not hasattr(verdicts_mod, "device_verdicts"):
         return []
     try:
@@ -57,7 +57,7 @@ def _device_card(info: Any, verdicts: Any = ()) -> None:
 
 def _snapshot_rows(backend: InventoryBackend) -> tuple[Snapshot, list[dict[str, Any]]]:
     """Sample every device and the host CPU; rows against the previous sample of this session."""
-    from advisor.probe.watch import device_rows, sample
+    from advisor.probing.watch import device_rows, sample
 
     previous = st.session_state.get("live_snapshot")
     snap = sample(backend)
@@ -72,7 +72,7 @@ def _live() -> None:
     GPUs are read through the probe backend (NVML on NVIDIA), the host CPU from /proc; the samples are kept
     in session_state across reruns.
     """
-    from advisor.probe.watch import display_row, process_rows
+    from advisor.probing.watch import display_row, process_rows
 
     backend = common.ready_backend()
     if backend is None:
@@ -120,7 +120,7 @@ def _live() -> None:
 
 
 def _run_probe(quick: bool) -> None:
-    probe_mod = common.module("advisor.probe")
+    probe_mod = common.module("advisor.probing")
     if probe_mod is None or not hasattr(probe_mod, "probe"):
         common.missing("probe")
         return
@@ -194,7 +194,7 @@ def _probe_charts(result: dict[str, Any]) -> None:
 def page() -> None:
     """My machine: devices and their health, live figures, probe with results."""
     st.title("My machine")
-    probe_mod = common.module("advisor.probe")
+    probe_mod = common.module("advisor.probing")
     if probe_mod is None or not hasattr(probe_mod, "default_backend"):
         common.missing("probe")
     else:

@@ -32,7 +32,7 @@ def _recommend(model_json: str, options_json: str) -> dict[str, Any]:
 
     The memory bars come with its rows.
     """
-    from advisor.recommend import recommend
+    from advisor.recommender import recommend
 
     return dd.recommendation_view(recommend(json.loads(model_json), **json.loads(options_json)))
 
@@ -40,7 +40,7 @@ def _recommend(model_json: str, options_json: str) -> dict[str, Any]:
 @st.cache_data(show_spinner="Checking the card…", max_entries=64)
 def _fit(model_json: str, options_json: str, card: str) -> dict[str, Any]:
     """Does the workload fit on one ``card``: ``recommend`` restricted to it, at one GPU."""
-    from advisor.recommend import recommend
+    from advisor.recommender import recommend
 
     options = {**json.loads(options_json), "gpus": [card], "max_gpus": 1}
     options.pop("budget_usd", None)
@@ -70,7 +70,7 @@ def _my_card() -> tuple[str | None, Any]:
 
 def _form(model: Any) -> dict[str, Any]:
     """The workload form; only the inputs that mean something for this model are shown."""
-    from advisor.recommend import OBJECTIVES
+    from advisor.recommender import OBJECTIVES
 
     inputs = dd.model_inputs(model)
     specs = common.specs_frame()
@@ -195,7 +195,7 @@ def page() -> None:
     import pandas as pd
 
     st.title("Recommender")
-    if common.module("advisor.recommend") is None:
+    if common.module("advisor.recommender") is None:
         common.missing("recommend")
         return
     presets = _presets()

@@ -52,7 +52,7 @@ from advisor.dashboard_data.specs import (
     tensor_peak,
 )
 from advisor.dashboard_data.tables import display_frame
-from advisor.probe.collectives import STRAGGLER_FRACTION  # the one straggler rule (the fleet page's threshold)
+from advisor.probing.collectives import STRAGGLER_FRACTION  # the one straggler rule (the fleet page's threshold)
 from advisor.workload.base import OPTIMIZERS, PRECISIONS  # the form's choices come from the workload contract
 
 __all__ = ["BREAK_EVEN_KEYS", "BUY_COST_KEYS", "CLOUD_COST_KEYS", "COMPARE_FIELDS", "LIVE_METRICS", "OPTIMIZERS",

@@ -1,6 +1,6 @@
 """The history and fleet pages' tables: runs over time, two runs compared, collectives, the fleet heatmap.
 
-Stragglers follow the collectives probe's rule (``advisor.probe.collectives.find_stragglers``).
+Stragglers follow the collectives probe's rule (``advisor.probing.collectives.find_stragglers``).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from advisor.dashboard_data.tables import round_for_display
-from advisor.probe.collectives import STRAGGLER_FRACTION, find_stragglers
+from advisor.probing.collectives import STRAGGLER_FRACTION, find_stragglers
 from advisor.units import format_bytes
 
 if TYPE_CHECKING:  # pragma: no cover

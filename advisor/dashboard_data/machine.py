@@ -14,7 +14,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 def live_sample_row(row: Mapping[str, Any], t_s: float) -> dict[str, Any]:
-    """One point of the live charts from a ``advisor.probe.watch.device_rows`` record: None where not reported.
+    """One point of the live charts from a ``advisor.probing.watch.device_rows`` record: None where not reported.
 
     Keys: t_s, device, utilization_pct, memory_used_gib, power_w, temperature_c, clock_mhz (a GPU's SM
     clock, a CPU's mean core clock).

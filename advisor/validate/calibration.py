@@ -24,8 +24,8 @@ def fit_calibration(report: ValidationReport, spec: Any) -> dict[str, dict[str, 
     Returns:
         ``{key: {"efficiency", "default", "rows", "ratio"}}``.
     """
-    from advisor.estimate.calibrate import precision_key
-    from advisor.estimate.efficiency import defaults_for
+    from advisor.estimator.calibrate import precision_key
+    from advisor.estimator.efficiency import defaults_for
 
     eff = defaults_for(spec.architecture, spec.segment)
     groups: dict[str, list[float]] = {}
@@ -53,7 +53,7 @@ def calibration_probe(report: ValidationReport, spec: Any, fitted: Mapping[str, 
     """
     import socket
 
-    from advisor.probe.results import DeviceInfo, KernelResult, ProbeResult
+    from advisor.probing.results import DeviceInfo, KernelResult, ProbeResult
 
     kernels = []
     for key, fit in fitted.items():

@@ -10,14 +10,14 @@ from typing import Any
 
 from advisor.device import CudaDevice
 from advisor.errors import AdvisorError
-from advisor.probe.cpu import host_memory_bytes
+from advisor.probing.cpu import host_memory_bytes
 from advisor.validate.records import DeviceContext
 from advisor.validate.runner import cpu_memory_method
 
 
 def _median_time(fn: Callable[[], Any], iters: int) -> float:
     """Median seconds per call of ``fn``, timed by the probe's loop (warm-up until settled, >= 5 ms regions)."""
-    from advisor.probe.timing import measure
+    from advisor.probing.timing import measure
 
     return measure(fn, repetitions=max(iters, 5), min_region_s=5e-3, warmup_max_s=0.5).median_s
 
@@ -94,7 +94,7 @@ def local_device(*, prefer_cuda: bool = True, use_store: bool = False) -> Device
         name = runtime.name(0)
         catalog_id, driver, nvml_index = None, None, None
         try:  # the probe's inventory is optional here: torch's name is enough
-            from advisor.probe import default_backend
+            from advisor.probing import default_backend
 
             backend = default_backend()
         except AdvisorError:

@@ -137,7 +137,7 @@ def _zoo_decode_ops(model: str, precision: str) -> dict[str, int]:
 
 
 def estimate_predictor(card: Any, *, calibration: Any = "auto", cpu: bool = False) -> Predictor:
-    """Ask ``advisor.estimate.estimate`` for the case on ``card`` (a catalog name or a ``GpuSpec``).
+    """Ask ``advisor.estimator.estimate`` for the case on ``card`` (a catalog name or a ``GpuSpec``).
 
     Args:
         card: the card to predict for.
@@ -185,7 +185,7 @@ def estimate_predictor(card: Any, *, calibration: Any = "auto", cpu: bool = Fals
 
 def cpu_calibration(device: DeviceContext) -> dict[str, float]:
     """Efficiencies for the CPU pseudo-card: its peaks *are* the measured rates, so GEMM and copy run at 1.0."""
-    from advisor.estimate.efficiency import HOST_OP_PER_BARE_OP
+    from advisor.estimator.efficiency import HOST_OP_PER_BARE_OP
 
     cal = {"matmul_fp32": 1.0, "matmul_bf16": 1.0, "memory_bandwidth": 1.0}
     if device.rates.get("op_overhead_s"):

@@ -80,7 +80,7 @@ def replay(doc: Mapping[str, Any], *, calibration: Any = "auto", predict: Predic
                 raise AdvisorError(f"the run's device {device.name!r} is not a catalog card: nothing to predict for",
                                    hint="add the card to a specs directory (--specs-dir) and set its catalog_id")
             from advisor.calibration import resolve_calibration
-            from advisor.estimate.calibrate import load_efficiencies
+            from advisor.estimator.calibrate import load_efficiencies
 
             # read once (a bad calibration file fails here, not per row; a probe file is not parsed per row);
             # where it holds nothing for this card the original value stays, so the estimate still says so

@@ -106,7 +106,7 @@ def _heap_peak_mode() -> Any:
 
 
 def _is_oom(exc: BaseException) -> bool:
-    from advisor.probe.kernels import is_out_of_memory
+    from advisor.probing.kernels import is_out_of_memory
 
     return isinstance(exc, ValidationOom) or is_out_of_memory(exc)
 

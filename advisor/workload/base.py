@@ -29,7 +29,7 @@ OpKind = Literal["matmul", "conv", "attention", "elementwise", "norm", "reductio
 PRECISIONS: tuple[str, ...] = ("fp32", "tf32", "fp16", "bf16", "amp-fp16", "amp-bf16", "fp8", "int8", "int4")
 OPTIMIZERS: tuple[str, ...] = ("sgd", "sgd-momentum", "adam", "adamw", "adafactor", "adamw-8bit")
 MODES: tuple[str, ...] = ("train", "infer")
-#: Multi-GPU strategies (``advisor.estimate.parallel`` prices them).
+#: Multi-GPU strategies (``advisor.estimator.parallel`` prices them).
 PARALLELISMS: tuple[str, ...] = ("ddp", "zero1", "zero2", "zero3", "fsdp", "tp")
 
 
@@ -53,11 +53,11 @@ class OpCost:
             of graph runtimes do not copy).
         gemms: the (M, N, K) of each GEMM one repetition of this op runs (forward: the layer's own; backward:
             the input-gradient and, when the weight trains, the weight-gradient GEMM), where the builder knows
-            them; the estimator then prices tiles, waves and alignment (``advisor.estimate.gemm``).  The op's
+            them; the estimator then prices tiles, waves and alignment (``advisor.estimator.gemm``).  The op's
             ``flops`` are a whole number of repetitions of these.
         serial_steps: dependent steps the op's kernels run one after another (a recurrent layer's time steps x
             layers x directions): each waits for the one before, so the op takes at least that many step
-            latencies however small its work (``advisor.estimate.time.RECURRENT_STEP_S``).
+            latencies however small its work (``advisor.estimator.time.RECURRENT_STEP_S``).
     """
 
     name: str

@@ -5,19 +5,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from advisor.estimate._prepare import is_nchw_cnn
-from advisor.estimate._step import StepTime
-from advisor.estimate.calibrate import uncalibrated_note
-from advisor.estimate.efficiency import CONTEXT_SOURCE, HOST_BACKWARD_FRACTION, HOST_SOURCE, ArchEfficiency
-from advisor.estimate.gemm import SIMT_SOURCE, UNALIGNED_SOURCE, unaligned_gemms
-from advisor.estimate.memory import (
+from advisor.estimator._prepare import is_nchw_cnn
+from advisor.estimator._step import StepTime
+from advisor.estimator.calibrate import uncalibrated_note
+from advisor.estimator.efficiency import CONTEXT_SOURCE, HOST_BACKWARD_FRACTION, HOST_SOURCE, ArchEfficiency
+from advisor.estimator.gemm import SIMT_SOURCE, UNALIGNED_SOURCE, unaligned_gemms
+from advisor.estimator.memory import (
     ALLOCATOR_SUMMARY,
     KERNEL_MODULES_INFER_BYTES,
     KERNEL_MODULES_TRAIN_BYTES,
     RESERVE_FRACTION,
 )
-from advisor.estimate.parallel import ParallelPlan
-from advisor.estimate.time import LAYOUT_SOURCE, CardRates
+from advisor.estimator.parallel import ParallelPlan
+from advisor.estimator.time import LAYOUT_SOURCE, CardRates
 from advisor.workload.base import Workload
 from advisor.workload.eager import SOURCE as EAGER_SOURCE
 from advisor.workload.transformer import compute_bytes

@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from advisor.catalog import GpuSpec
-from advisor.estimate._prepare import PreparedWorkload
-from advisor.estimate.efficiency import ArchEfficiency
-from advisor.estimate.memory import grad_bytes_per_param
-from advisor.estimate.parallel import (
+from advisor.estimator._prepare import PreparedWorkload
+from advisor.estimator.efficiency import ArchEfficiency
+from advisor.estimator.memory import grad_bytes_per_param
+from advisor.estimator.parallel import (
     CommEstimate,
     ParallelPlan,
     allgather_s,
@@ -20,7 +20,7 @@ from advisor.estimate.parallel import (
     peer_link,
     tensor_parallel_comm,
 )
-from advisor.estimate.time import (
+from advisor.estimator.time import (
     CHECKPOINT_HOST_SOURCE,
     CUDNN_ARCHS,
     GROUPS,

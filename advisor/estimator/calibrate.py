@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from advisor.errors import EstimateError, read_json_object
-from advisor.estimate.efficiency import HOST_OP_PER_BARE_OP, HOST_OP_S, ArchEfficiency
+from advisor.estimator.efficiency import HOST_OP_PER_BARE_OP, HOST_OP_S, ArchEfficiency
 
 
 def precision_key(precision: str) -> str:
@@ -49,7 +49,7 @@ def _from_file(path: Path, catalog_id: str) -> dict[str, float] | None:
     data = read_json_object(path, what="calibration file", hint=_HINT, error=EstimateError,
                             expected="a probe result object")
     if "kernels" in data and "devices" in data:
-        from advisor.probe.results import ProbeResult
+        from advisor.probing.results import ProbeResult
 
         try:
             probe = ProbeResult.from_dict(data)

@@ -8,7 +8,7 @@ Narayanan et al. 2021: 52% MFU of A100 peak end to end with non-GEMM time includ
 llm-foundry throughput tables: ~40-50% MFU on A100/H100), and the published-measurements table
 (tests/data) agreed once non-GEMM ops were costed separately.  Non-GEMM time is modelled per op,
 so these are GEMM-only figures (~0.72 A100, ~0.62 H100).  A probe of the card replaces them
-(``advisor.estimate.calibrate``).  Small ops run further below peak: ``compute_efficiency``
+(``advisor.estimator.calibrate``).  Small ops run further below peak: ``compute_efficiency``
 scales the large-shape figure by a saturating curve in the op's smallest dimension whose
 half-point grows with the number of SMs (a wide GPU needs more tiles to fill one wave).
 
@@ -61,7 +61,7 @@ class ArchEfficiency:
         host_op_s: host seconds per operator dispatched by PyTorch eager in a forward pass (backward ops
             cost ``HOST_BACKWARD_FRACTION`` of it): a host property, the same default for every card.
         host_launch_s: host seconds of the launch call per kernel (``HOST_LAUNCH_S``), on top of host_op_s.
-        clock: fraction of the boost clock the card sustains under a long dense GEMM (``advisor.estimate.power``;
+        clock: fraction of the boost clock the card sustains under a long dense GEMM (``advisor.estimator.power``;
             a probe's clock samples replace it).  The compute figures above are fractions of the peak at THAT
             clock, so a compute rate is peak x clock x efficiency.
         matmul_vector: GEMMs on the CUDA cores (fp32 with TF32 off, PyTorch's matmul default; 16-bit on cards
@@ -123,7 +123,7 @@ _LITERATURE: dict[str, ArchEfficiency] = {
         cuda_context_bytes=350 * MiB,
         source="T4/RTX 20xx FP16 GEMM ~65-75% of peak (Jia et al., 'Dissecting the NVidia Turing T4 GPU via "
                "Microbenchmarking', 2019); GDDR6 copy ~85%; the T4's 70 W clock drop is modelled apart "
-               "(advisor.estimate.power)"),
+               "(advisor.estimator.power)"),
     "ampere": ArchEfficiency(
         "ampere", matmul=0.72, conv=0.55, vector=0.85, memory=0.90, h2d=0.85, launch_overhead_s=4e-6,
         cuda_context_bytes=450 * MiB,
@@ -182,7 +182,7 @@ _LITERATURE: dict[str, ArchEfficiency] = {
 #: * ``memory``: achieved bandwidth of PyTorch's elementwise kernels (slope of time vs bytes over ops moving
 #:   >= 16 MiB) over the spec bandwidth: P4 0.753, P100 0.746, T4 0.750, V100 0.916, A100-40GB 0.848.  These
 #:   replace the copy-benchmark (BabelStream-style) figures: the estimator prices model ops, not copies.
-#: * ``matmul_vector``: fp32 GEMMs on the CUDA cores through the SIMT tile/wave model (``advisor.estimate.gemm``,
+#: * ``matmul_vector``: fp32 GEMMs on the CUDA cores through the SIMT tile/wave model (``advisor.estimator.gemm``,
 #:   ``SIMT_TILES``), as a fraction of the FP32 peak at the sustained clock, median over compute-bound
 #:   ``nn.Linear`` rows with every dimension >= 512: P100 0.660, T4 0.583 (at the power model's 69% clock), V100
 #:   0.880, A100-40GB 0.826.  The P4 (0.22, falling with GEMM size: its 75 W cap holds the clock far below the

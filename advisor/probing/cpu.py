@@ -10,7 +10,7 @@ import platform
 from pathlib import Path
 
 from advisor.errors import DeviceError, ProbeUnavailable
-from advisor.probe.results import DeviceInfo, Sample
+from advisor.probing.results import DeviceInfo, Sample
 
 
 def _cpu_model() -> str | None:
@@ -116,7 +116,7 @@ class TorchCudaBackend:
 
     def device_info(self, index: int) -> DeviceInfo:
         """Name, UUID, memory and compute capability as torch reports them."""
-        from advisor.probe.backend import catalog_id as _catalog_id
+        from advisor.probing.backend import catalog_id as _catalog_id
 
         rt = self._runtime
         if not 0 <= index < self.device_count():

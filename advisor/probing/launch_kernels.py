@@ -14,8 +14,8 @@ from collections.abc import Callable
 from typing import Any
 
 from advisor.device import clock_region_timer
-from advisor.probe.kernel_env import KERNEL_ERRORS, KernelEnv, failed_result, free_memory, import_torch, timed_result
-from advisor.probe.results import KernelResult
+from advisor.probing.kernel_env import KERNEL_ERRORS, KernelEnv, failed_result, free_memory, import_torch, timed_result
+from advisor.probing.results import KernelResult
 
 __all__ = ["HOST_DISPATCH_OPS", "run_host_dispatch", "run_launch"]
 

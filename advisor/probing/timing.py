@@ -15,7 +15,7 @@ from typing import Any
 
 from advisor.device import RegionTimer, clock_region_timer
 from advisor.errors import AdvisorError
-from advisor.probe.results import Measurement, Sample
+from advisor.probing.results import Measurement, Sample
 
 __all__ = ["MAX_ITERATIONS", "RegionTimer", "Sampler", "clock_region_timer", "measure"]
 

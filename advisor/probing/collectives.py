@@ -185,7 +185,7 @@ class CollectivesReport:
         The devices carry no ``catalog_id`` on purpose: the estimator calibrates from a card's newest probe,
         and this record has no single-device kernels to calibrate from.
         """
-        from advisor.probe.results import DeviceInfo, KernelResult, ProbeResult
+        from advisor.probing.results import DeviceInfo, KernelResult, ProbeResult
 
         devices = tuple(DeviceInfo(index=f.rank, kind="gpu" if f.device.startswith("cuda") else "cpu",
                                    backend="collectives", name=f"{f.hostname}/{f.device} {f.device_name}")

@@ -23,10 +23,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from advisor.errors import AdvisorError, DeviceError
-from advisor.probe.results import DeviceInfo
+from advisor.probing.results import DeviceInfo
 
 if TYPE_CHECKING:  # pragma: no cover
-    from advisor.probe.backend import InventoryBackend
+    from advisor.probing.backend import InventoryBackend
 
 #: The shortest refresh period accepted (NVML's counters move no faster than ~1/6 s anyway).
 MIN_INTERVAL_S = 0.1
@@ -126,7 +126,7 @@ def sample(backend: InventoryBackend, *, clock: Callable[[], float] = time.monot
     """One snapshot of every device the backend sees, plus the host CPU.
 
     Args:
-        backend: an inventory backend (``advisor.probe.default_backend()``: NVML, amdsmi, torch or CPU).
+        backend: an inventory backend (``advisor.probing.default_backend()``: NVML, amdsmi, torch or CPU).
         clock: monotonic clock, in seconds.
         read_cpu: reads the host CPU's counters.
         host: the backend that reports the host CPU's memory when ``backend`` is a GPU one
@@ -142,7 +142,7 @@ def sample(backend: InventoryBackend, *, clock: Callable[[], float] = time.monot
             devices.append(DeviceInfo(index=index, backend=getattr(backend, "name", None), error=str(exc)))
     if host is not False and not any(d.kind == "cpu" for d in devices):
         if host is None:
-            from advisor.probe.cpu import CpuBackend
+            from advisor.probing.cpu import CpuBackend
 
             host = CpuBackend()
         try:

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from advisor.errors import DeviceError, ProbeUnavailable
-from advisor.probe.results import DeviceInfo, Sample
+from advisor.probing.results import DeviceInfo, Sample
 
 T = TypeVar("T")
 
@@ -87,7 +87,7 @@ class AmdsmiBackend:
 
     def device_info(self, index: int) -> DeviceInfo:
         """Inventory of AMD GPU ``index``."""
-        from advisor.probe.backend import catalog_id as _catalog_id
+        from advisor.probing.backend import catalog_id as _catalog_id
 
         if not 0 <= index < len(self._handles):
             raise ProbeUnavailable(f"no AMD device {index}", hint=f"devices are 0..{len(self._handles) - 1}")

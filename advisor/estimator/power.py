@@ -36,7 +36,7 @@ import functools
 from dataclasses import dataclass
 
 from advisor.catalog import GpuSpec
-from advisor.estimate.efficiency import arch_key
+from advisor.estimator.efficiency import arch_key
 
 #: PCI Express CEM specification: an x16 slot supplies up to 75 W; cards at or under it have no power connector.
 SLOT_POWER_W = 75.0

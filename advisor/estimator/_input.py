@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from advisor.catalog import GpuSpec
-from advisor.estimate._step import StepTime
-from advisor.estimate.efficiency import ArchEfficiency
-from advisor.estimate.parallel import ParallelPlan
+from advisor.estimator._step import StepTime
+from advisor.estimator.efficiency import ArchEfficiency
+from advisor.estimator.parallel import ParallelPlan
 from advisor.workload.base import Workload
 
 #: Image presets: a CPU JPEG decode + RandomResizedCrop rate per core (Pillow, torchvision ImageFolder;

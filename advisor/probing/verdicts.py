@@ -6,8 +6,8 @@ import os
 import re
 from collections.abc import Iterable, Sequence
 
-from advisor.probe.nvml import POWER_REASONS, THERMAL_REASONS
-from advisor.probe.results import DeviceInfo, KernelResult, Verdict
+from advisor.probing.nvml import POWER_REASONS, THERMAL_REASONS
+from advisor.probing.results import DeviceInfo, KernelResult, Verdict
 
 #: Expected fractions of spec peak below which a figure is called "far below expected".
 MATMUL_MIN_FRACTION = 0.50
@@ -127,7 +127,7 @@ def _best(kernels: Sequence[KernelResult], name: str, precision: str | None = No
 
 
 def _kernel_verdicts(i: int, kernels: Sequence[KernelResult]) -> list[Verdict]:
-    from advisor.probe.kernels import ABOVE_PEAK
+    from advisor.probing.kernels import ABOVE_PEAK
 
     out: list[Verdict] = []
     above = [k for k in kernels if k.error and k.error.startswith(ABOVE_PEAK)]

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from advisor.errors import AdvisorError
-from advisor.probe.kernel_env import (
+from advisor.probing.kernel_env import (
     KERNEL_ERRORS,
     MIB,
     KernelEnv,
@@ -27,7 +27,7 @@ from advisor.probe.kernel_env import (
     skip_result,
     timed_result,
 )
-from advisor.probe.results import KernelResult
+from advisor.probing.results import KernelResult
 
 __all__ = ["bandwidth_buffer_bytes", "bandwidth_bytes", "run_bandwidth", "run_transfer"]
 

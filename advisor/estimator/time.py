@@ -19,8 +19,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from advisor.errors import EstimateError
-from advisor.estimate.efficiency import HALF_DIM_REF, HOST_BACKWARD_FRACTION, REF_SMS
-from advisor.estimate.gemm import aligned, common_alignment, gemm_flops, shape_seconds, unaligned_fraction
+from advisor.estimator.efficiency import HALF_DIM_REF, HOST_BACKWARD_FRACTION, REF_SMS
+from advisor.estimator.gemm import aligned, common_alignment, gemm_flops, shape_seconds, unaligned_fraction
 from advisor.workload.base import OpCost
 
 # Op classes (ints keep the per-card loop cheap).
@@ -244,7 +244,7 @@ class OpsTime:
 def ops_time_detail(ops: Sequence[PreparedOp], rates: CardRates) -> OpsTime:
     """Per-phase and per-group seconds, and the compute-bound, memory-bound and launch shares of the total.
 
-    A GEMM whose shapes are known is priced by tiles and waves (``advisor.estimate.gemm``) at its class's
+    A GEMM whose shapes are known is priced by tiles and waves (``advisor.estimator.gemm``) at its class's
     large-shape rate, or at the unaligned rate when a dimension is off the 16-byte grid; other matmuls by
     the saturating ``min_dim`` curve.
     """

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections import OrderedDict
 
 from advisor.errors import EstimateError
-from advisor.estimate.memory import MemoryParts, memory_parts
-from advisor.estimate.parallel import ParallelPlan
-from advisor.estimate.time import PreparedOp, prepare_ops
+from advisor.estimator.memory import MemoryParts, memory_parts
+from advisor.estimator.parallel import ParallelPlan
+from advisor.estimator.time import PreparedOp, prepare_ops
 from advisor.workload.base import Workload
 from advisor.workload.transformer import compute_bytes
 

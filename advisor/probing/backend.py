@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
-from advisor.probe.results import DeviceInfo, Sample
+from advisor.probing.results import DeviceInfo, Sample
 
 __all__ = ["InventoryBackend", "LinkReader", "catalog_id"]
 

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any, cast
 
 from advisor.device import Device, as_device
 from advisor.precision import element_bytes
-from advisor.probe.results import KernelResult, Sample
-from advisor.probe.timing import RegionTimer, Sampler, measure
+from advisor.probing.results import KernelResult, Sample
+from advisor.probing.timing import RegionTimer, Sampler, measure
 
 if TYPE_CHECKING:  # pragma: no cover
     from advisor.catalog import GpuSpec

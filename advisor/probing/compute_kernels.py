@@ -15,7 +15,7 @@ from dataclasses import replace
 from typing import Any
 
 from advisor.errors import AdvisorError
-from advisor.probe.kernel_env import (
+from advisor.probing.kernel_env import (
     KERNEL_ERRORS,
     MIB,
     KernelEnv,
@@ -29,7 +29,7 @@ from advisor.probe.kernel_env import (
     timed_result,
     whole_bytes,
 )
-from advisor.probe.results import KernelResult
+from advisor.probing.results import KernelResult
 
 __all__ = ["CONV_PRECISIONS", "MATMUL_PRECISIONS", "conv2d_flops", "conv2d_output_hw", "matmul_flops",
            "matmul_support", "run_conv", "run_matmul", "warm_device"]

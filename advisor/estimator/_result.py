@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from advisor.estimate.memory import MemoryEstimate
-from advisor.estimate.time import TimeEstimate
+from advisor.estimator.memory import MemoryEstimate
+from advisor.estimator.time import TimeEstimate
 from advisor.workload.base import Workload
 
 

@@ -1,7 +1,7 @@
 """Rank cards and card counts for a workload by time, cost or energy.
 
 ``recommend(model, ...)`` builds the workload once, then asks the estimator
-(``advisor.estimate.estimate_workload``) about every card of the catalog (user cards
+(``advisor.estimator.estimate_workload``) about every card of the catalog (user cards
 included) at card counts 1, 2, 4, ... up to ``max_gpus`` (powers of two, plus
 ``max_gpus`` itself).  Each (card, count) either becomes a ranked ``Candidate`` or a
 ``Rejection`` that says why (does not fit, precision unsupported, over budget, no price).
@@ -54,7 +54,7 @@ def gpu_counts(max_gpus: int) -> tuple[int, ...]:
 
 def _estimator() -> Callable[..., Any]:
     """The estimator's per-card entry point (imported lazily; tests may replace this)."""
-    from advisor.estimate import estimate_workload
+    from advisor.estimator import estimate_workload
 
     return estimate_workload  # type: ignore[no-any-return]
 
@@ -162,8 +162,8 @@ def recommend(model: Any, *, batch_size: int = 1, seq_len: int | None = None, im
                       "(cost of this job at on-demand cloud rates); rank by 'cost-buy' for the cards' price")
         objective = OBJECTIVE_ALIASES[objective]
     from advisor.calibration import resolve_calibration
-    from advisor.estimate import matmul_rate
-    from advisor.estimate.time import check_runtime
+    from advisor.estimator import matmul_rate
+    from advisor.estimator.time import check_runtime
 
     check_runtime(runtime)
     calibration = resolve_calibration(calibration)  # "auto": the history store is read here, once, not per card

@@ -13,8 +13,8 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from advisor.errors import DeviceError, ProbeUnavailable
-from advisor.probe.backend import catalog_id as lookup_catalog_id
-from advisor.probe.results import DeviceInfo, NvLinkInfo, ProcessInfo, Sample
+from advisor.probing.backend import catalog_id as lookup_catalog_id
+from advisor.probing.results import DeviceInfo, NvLinkInfo, ProcessInfo, Sample
 
 T = TypeVar("T")
 

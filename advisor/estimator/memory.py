@@ -20,8 +20,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from advisor.estimate.efficiency import ArchEfficiency
-from advisor.estimate.parallel import ParallelPlan, megatron_activation_factor
+from advisor.estimator.efficiency import ArchEfficiency
+from advisor.estimator.parallel import ParallelPlan, megatron_activation_factor
 from advisor.precision import optimizer_state_bytes
 from advisor.units import MiB
 from advisor.workload.base import Workload

@@ -16,9 +16,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from advisor.errors import AdvisorError, DeviceError, ProbeUnavailable
-from advisor.probe.backend import InventoryBackend, LinkReader
-from advisor.probe.kernels import KERNEL_GROUPS
-from advisor.probe.results import DeviceInfo, KernelResult, Measurement, ProbeResult, Sample, Verdict
+from advisor.probing.backend import InventoryBackend, LinkReader
+from advisor.probing.kernels import KERNEL_GROUPS
+from advisor.probing.results import DeviceInfo, KernelResult, Measurement, ProbeResult, Sample, Verdict
 
 __all__ = ["KERNEL_GROUPS", "DeviceInfo", "KernelResult", "Measurement", "ProbeResult", "Sample", "Verdict",
            "default_backend", "parse_kernels", "probe"]
@@ -39,9 +39,9 @@ def default_backend() -> InventoryBackend:
     The reasons the better ones could not be used are kept in the returned backend's ``notes``
     (e.g. ``"NVML unavailable: the NVIDIA driver is not loaded"``).  Call ``close()`` when done.
     """
-    from advisor.probe.amd import AmdsmiBackend
-    from advisor.probe.cpu import CpuBackend, TorchCudaBackend
-    from advisor.probe.nvml import PynvmlBackend
+    from advisor.probing.amd import AmdsmiBackend
+    from advisor.probing.cpu import CpuBackend, TorchCudaBackend
+    from advisor.probing.nvml import PynvmlBackend
 
     notes: list[str] = []
     classes: tuple[type[InventoryBackend], ...] = (PynvmlBackend, AmdsmiBackend, TorchCudaBackend)
@@ -161,7 +161,7 @@ def probe(backend: InventoryBackend | None = None, device: int | str = "all", qu
                                    clock)
         if progress is not None:
             progress("done", 1.0)
-        from advisor.probe.verdicts import probe_verdicts
+        from advisor.probing.verdicts import probe_verdicts
 
         unavailable = [n for n in notes if "unavailable" in n.lower()]
         verdicts = probe_verdicts(devices, results, unavailable)
@@ -180,7 +180,7 @@ def _run_kernels(backend: InventoryBackend, devices: list[DeviceInfo], groups: t
                  clock: Callable[[], float] = time.perf_counter) -> list[KernelResult]:
     from advisor.catalog import get_gpu, pcie_bandwidth_gbs
     from advisor.device import CudaDevice, cuda_runtime, torch_index_for
-    from advisor.probe import kernels as K
+    from advisor.probing import kernels as K
 
     live = [d for d in devices if d.error is None]
     out: list[KernelResult] = []

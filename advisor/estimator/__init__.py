@@ -13,19 +13,19 @@ from typing import Any
 
 from advisor.catalog import GpuSpec
 from advisor.errors import EstimateError
-from advisor.estimate._assumptions import assumptions
-from advisor.estimate._build import build_workload, is_named_model
-from advisor.estimate._input import DECODE_IMAGES_PER_S_PER_CORE, HOST_CORES_PER_GPU, InputPipeline, input_pipeline
-from advisor.estimate._peaks import HALF_ON_FP32_UNITS, matmul_rate, peaks
-from advisor.estimate._prepare import PreparedWorkload, is_nchw_cnn, prepare_workload
-from advisor.estimate._result import Estimate
-from advisor.estimate._step import StepTime, step_time
-from advisor.estimate.calibrate import StoredProbes, apply_efficiencies, load_efficiencies
-from advisor.estimate.efficiency import defaults_for
-from advisor.estimate.memory import MemoryEstimate, ceil_div, memory_on_card
-from advisor.estimate.parallel import resolve_plan
-from advisor.estimate.power import sustained_clock
-from advisor.estimate.time import TimeEstimate, card_rates, check_runtime
+from advisor.estimator._assumptions import assumptions
+from advisor.estimator._build import build_workload, is_named_model
+from advisor.estimator._input import DECODE_IMAGES_PER_S_PER_CORE, HOST_CORES_PER_GPU, InputPipeline, input_pipeline
+from advisor.estimator._peaks import HALF_ON_FP32_UNITS, matmul_rate, peaks
+from advisor.estimator._prepare import PreparedWorkload, is_nchw_cnn, prepare_workload
+from advisor.estimator._result import Estimate
+from advisor.estimator._step import StepTime, step_time
+from advisor.estimator.calibrate import StoredProbes, apply_efficiencies, load_efficiencies
+from advisor.estimator.efficiency import defaults_for
+from advisor.estimator.memory import MemoryEstimate, ceil_div, memory_on_card
+from advisor.estimator.parallel import resolve_plan
+from advisor.estimator.power import sustained_clock
+from advisor.estimator.time import TimeEstimate, card_rates, check_runtime
 from advisor.workload.base import Workload
 
 __all__ = ["DECODE_IMAGES_PER_S_PER_CORE", "HALF_ON_FP32_UNITS", "HOST_CORES_PER_GPU", "Estimate", "InputPipeline",

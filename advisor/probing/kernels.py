@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from advisor.errors import AdvisorError
-from advisor.probe.compute_kernels import (
+from advisor.probing.compute_kernels import (
     CONV_PRECISIONS,
     CPU_CONV_LAYERS,
     CPU_MATMUL_SHAPES,
@@ -32,10 +32,10 @@ from advisor.probe.compute_kernels import (
     run_matmul,
     warm_device,
 )
-from advisor.probe.kernel_env import ABOVE_PEAK, MIB, KernelEnv, cuda_env, is_out_of_memory, skip_result
-from advisor.probe.launch_kernels import HOST_DISPATCH_OPS, run_host_dispatch, run_launch
-from advisor.probe.memory_kernels import bandwidth_buffer_bytes, bandwidth_bytes, run_bandwidth, run_transfer
-from advisor.probe.results import KernelResult
+from advisor.probing.kernel_env import ABOVE_PEAK, MIB, KernelEnv, cuda_env, is_out_of_memory, skip_result
+from advisor.probing.launch_kernels import HOST_DISPATCH_OPS, run_host_dispatch, run_launch
+from advisor.probing.memory_kernels import bandwidth_buffer_bytes, bandwidth_bytes, run_bandwidth, run_transfer
+from advisor.probing.results import KernelResult
 
 __all__ = ["ABOVE_PEAK", "CONV_PRECISIONS", "CPU_CONV_LAYERS", "CPU_MATMUL_SHAPES", "CPU_MATMUL_SHAPES_QUICK",
            "GPU_MATMUL_SHAPES", "GPU_MATMUL_SHAPES_QUICK", "HOST_DISPATCH_OPS", "INT8_MIN_FRACTION", "KERNEL_GROUPS",
