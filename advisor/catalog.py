@@ -216,8 +216,11 @@ class GpuSpec:
         return self.memory_bandwidth_gbs * 1e9
 
     def per_device(self) -> GpuSpec:
-        """The spec of one device of the package: memory, bandwidth, throughputs, SMs, L2 and TDP divided by
-        ``devices_per_package`` (itself when it is 1).  Clocks, links and prices stay as they are."""
+        """The spec of one device of the package.
+
+        Memory, bandwidth, throughputs, SMs, L2 and TDP divided by ``devices_per_package`` (itself when it is 1).
+        Clocks, links and prices stay as they are.
+        """
         n = self.devices_per_package
         if n == 1:
             return self

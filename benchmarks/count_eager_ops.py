@@ -1,5 +1,6 @@
-"""Count (and time) the operators PyTorch eager dispatches per transformer layer: the source of
-``advisor/workload/eager.py``'s table and of ``advisor.estimator.efficiency.HOST_OP_S``.
+"""Count (and time) the operators PyTorch eager dispatches per transformer layer.
+
+The source of ``advisor/workload/eager.py``'s table and of ``advisor.estimator.efficiency.HOST_OP_S``.
 
 Needs Hugging Face ``transformers`` (not a dependency of gpu-advisor; install it beside, e.g.
 ``pip install --target /tmp/tf transformers==4.46.3`` and run with ``PYTHONPATH=/tmp/tf``).

@@ -227,18 +227,22 @@ class Harness:
 
 
 def _small(row: Row) -> bool:
-    """An op too small to time beyond the harness: < 2 MFLOP (GEMMs) or <= 256 KiB moved (the rest: ~1 us at the
-    P4's 192 GB/s)."""
+    """An op too small to time beyond the harness.
+
+    < 2 MFLOP (GEMMs) or <= 256 KiB moved (the rest: ~1 us at the P4's 192 GB/s).
+    """
     cost = op_cost(row)
     return cost.flops < 2**21 if row.op in ("linear", "bmm") else cost.bytes <= 256 * 1024
 
 
 def fit_harness(rows: Iterable[Row]) -> dict[tuple[str, str], Harness]:
-    """Per train card and op class: ``floor_s`` = median of its small ops (``_small``); ``lead_s`` = intercept of
-    measured = a + bytes / bw over the card's elementwise ops moving >= 16 MiB (relative least squares), plus
-    the class's floor above the elementwise floor (``nn.Linear`` dispatches more host work than ``torch.add``).
-    A class without small ops takes the elementwise figures; cards without train rows the median of the train
-    cards' figures per class."""
+    """Per train card and op class.
+
+    ``floor_s`` = median of its small ops (``_small``); ``lead_s`` = intercept of measured = a + bytes / bw over the
+    card's elementwise ops moving >= 16 MiB (relative least squares), plus the class's floor above the elementwise floor
+    (``nn.Linear`` dispatches more host work than ``torch.add``). A class without small ops takes the elementwise
+    figures; cards without train rows the median of the train cards' figures per class.
+    """
     by_dev: dict[str, list[Row]] = defaultdict(list)
     for r in rows:
         if r.split == "train":
@@ -329,8 +333,11 @@ SAMPLE_COLUMNS = ("device", "op", "B", "M", "N", "K", "H", "latency_ms")
 
 
 def sample(rows: Iterable[Row], per_group: int = SAMPLE_PER_GROUP) -> list[Row]:
-    """A small, deterministic subset of the test split: ``per_group`` rows per card x op class, evenly spread
-    over the group's rows sorted by latency (small and large shapes alike)."""
+    """A small, deterministic subset of the test split.
+
+    ``per_group`` rows per card x op class, evenly spread over the group's rows sorted by latency (small and large
+    shapes alike).
+    """
     groups: dict[tuple[str, str], list[Row]] = defaultdict(list)
     for r in rows:
         if r.split == "test":
@@ -372,8 +379,11 @@ def read_sample(folder: Path) -> tuple[list[Row], dict[tuple[str, str], Harness]
 
 
 def render_compare(summary: dict[tuple[str, str, str], dict[str, float]], baseline: dict[str, Any]) -> str:
-    """Markdown: per split x card x op class, median / p90 / signed median before (``baseline``: an earlier
-    ``--json`` output) and now."""
+    """Markdown.
+
+    Per split x card x op class, median / p90 / signed median before (``baseline``: an earlier ``--json`` output) and
+    now.
+    """
     old = {(r["split"], r["device"], r["op_class"]): r for r in baseline.get("rows", [])}
     lines = ["| split | card (catalog id) | op class | n | median abs: before -> after | p90 abs: before -> after "
              "| signed median: before -> after |", "|---|---|---|---|---|---|---|"]

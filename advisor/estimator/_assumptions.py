@@ -28,8 +28,11 @@ def assumptions(w: Workload, plan: ParallelPlan, eff: ArchEfficiency, rates: Car
                 clock_note: str, memory_notes: Sequence[str], calibration: Any, changed: Sequence[str],
                 fallback: str | None, package_note: str | None, loader_note: str | None,
                 loader_given: bool) -> list[str]:
-    """What the estimate of ``w`` on the card assumed: batch and parallelism, what memory counts, the
-    efficiencies and clock, the runtime's host floor, calibration, fallbacks and the workload's own."""
+    """What the estimate of ``w`` on the card assumed.
+
+    Batch and parallelism, what memory counts, the efficiencies and clock, the runtime's host floor, calibration,
+    fallbacks and the workload's own.
+    """
     train = w.mode == "train"
     k = w.grad_accum
     host_exposed = step.host_exposed_s

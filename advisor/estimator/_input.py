@@ -32,8 +32,11 @@ class InputPipeline:
 def input_pipeline(w: Workload, spec: GpuSpec, plan: ParallelPlan, eff: ArchEfficiency, step: StepTime, *,
                    micro: int, global_batch: int, loader_samples_per_s: float | None, dataset_samples: int | None,
                    epochs: float, total_tokens: float | None) -> InputPipeline:
-    """Whether the loader (given, or a CPU image decode assumed for vision presets) and the host->device
-    copies keep up with ``step``, and the time to train at the rate the job really runs at."""
+    """Whether the input pipeline keeps up with ``step``, and the time to train at the rate the job runs at.
+
+    The loader is the given rate, or a CPU image decode assumed for vision presets; the host->device copies are
+    checked beside it.
+    """
     ic = spec.interconnect
     h2d_gbs = (ic.c2c_gbs / 2) if ic.c2c_gbs else ic.pcie_gbs
     unified = eff.arch == "orin"

@@ -10,7 +10,8 @@ HALF_ON_FP32_UNITS = ("fp16", "amp-fp16")
 
 
 def matmul_rate(spec: GpuSpec, precision: str) -> tuple[float, str] | None:
-    """The dense tensor rate (FLOP/s) matmuls at ``precision`` run at on the card, and whose rate it is;
+    """The dense tensor rate (FLOP/s) matmuls at ``precision`` run at on the card, and whose rate it is.
+
     ``None`` when the card cannot run them.
 
     int4 is weight-only in practice (GPTQ, AWQ, bitsandbytes nf4, llama.cpp Q4): weights are dequantized

@@ -42,8 +42,10 @@ class PreparedWorkload:
 
     def ops(self, batch: int, tp: int, decode: bool = False, runtime: str = "eager",
             channels_last: bool = False) -> tuple[PreparedOp, ...]:
-        """Prepared op tuples at micro-batch ``batch``, per GPU under tensor parallel ``tp``, for ``runtime``
-        (a CNN's convolutions and batch norms on NCHW tensors unless ``channels_last``)."""
+        """Prepared op tuples at micro-batch ``batch``, per GPU under tensor parallel ``tp``, for ``runtime``.
+
+        A CNN's convolutions and batch norms run on NCHW tensors unless ``channels_last``.
+        """
         key = (batch, tp, decode, runtime, channels_last)
         o = self._ops.get(key)
         if o is None:

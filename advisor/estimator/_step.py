@@ -1,6 +1,9 @@
-"""One step's time on the card: the ops' roofline and host floor, then a train step (forward, backward,
-optimizer, gradient communication) or an inference request (prefill, then one decode step per generated
-token), and what that makes of throughput, MFU, the bound and the limiter."""
+"""One step's time on the card.
+
+The ops' roofline and host floor, then a train step (forward, backward, optimizer, gradient communication) or an
+inference request (prefill, then one decode step per generated token), and what that makes of throughput, MFU, the bound
+and the limiter.
+"""
 
 from __future__ import annotations
 
@@ -168,8 +171,10 @@ def _infer_step(prep: PreparedWorkload, w: Workload, arch: dict[str, Any], plan:
 def step_time(prep: PreparedWorkload, w: Workload, spec: GpuSpec, plan: ParallelPlan, eff: ArchEfficiency,
               rates: CardRates, *, arch: dict[str, Any], micro: int, global_batch: int, gen_len: int | None,
               runtime: str, channels_last: bool, tensor_peak: float, serial_host: bool) -> StepTime:
-    """The step of ``w`` (at per-GPU micro-batch ``micro``) on ``plan.num_gpus`` x ``spec`` at ``rates``;
-    ``arch``: the workload's architecture figures (hidden size, layers) for tensor-parallel traffic."""
+    """The step of ``w`` (at per-GPU micro-batch ``micro``) on ``plan.num_gpus`` x ``spec`` at ``rates``; ``arch``.
+
+    The workload's architecture figures (hidden size, layers) for tensor-parallel traffic.
+    """
     step_ops = prep.ops(micro, plan.tp, runtime=runtime, channels_last=channels_last)
     detail = ops_time_detail(step_ops, rates)
     phases = detail.phases

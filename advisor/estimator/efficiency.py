@@ -90,8 +90,10 @@ class ArchEfficiency:
     norm_memory: float = 1.0
 
     def replace(self, **changes: float | str | None) -> ArchEfficiency:
-        """A copy with some figures replaced (calibration); a new ``matmul`` also stands for CUDA-core GEMMs
-        unless ``matmul_vector`` is given too."""
+        """A copy with some figures replaced (calibration).
+
+        A new ``matmul`` also stands for CUDA-core GEMMs unless ``matmul_vector`` is given too.
+        """
         if "matmul" in changes and "matmul_vector" not in changes:
             changes["matmul_vector"] = None
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]

@@ -78,8 +78,11 @@ SIMT_SOURCE = ("CUDA-core (SIMT) GEMMs: cuBLAS sgemm tiles 128x128 down to 32x32
 
 
 def unaligned_fraction(arch: str, alignment: int = 1) -> float:
-    """Fraction of the dense tensor peak a GEMM reaches on ``arch`` when its dimensions are multiples of
-    ``alignment`` elements but not of 16 bytes (at most 0.9: it never reaches the aligned kernels)."""
+    """Fraction of the dense tensor peak a GEMM off the 16-byte grid reaches on ``arch``.
+
+    Its dimensions are multiples of ``alignment`` elements but not of 16 bytes; at most 0.9 (it never reaches the
+    aligned kernels).
+    """
     return min(0.9, UNALIGNED_FRACTION.get(arch, UNALIGNED_DEFAULT) * max(1, alignment))
 
 
@@ -97,8 +100,11 @@ def aligned(gemms: Sequence[tuple[int, ...]], align_elems: int) -> bool:
 
 
 def gemm_flops(shape: Sequence[int]) -> float:
-    """FLOPs of one GEMM shape: ``(M, N, K)`` or ``(M, N, K, batch)`` (a batched GEMM: one kernel, ``batch``
-    independent products, as ``torch.bmm`` runs)."""
+    """FLOPs of one GEMM shape.
+
+    ``(M, N, K)`` or ``(M, N, K, batch)`` (a batched GEMM: one kernel, ``batch`` independent products, as ``torch.bmm``
+    runs).
+    """
     return 2.0 * shape[0] * shape[1] * shape[2] * (shape[3] if len(shape) > 3 else 1)
 
 
@@ -109,9 +115,12 @@ def unaligned_gemms(ops: Iterable[Any], align_elems: int) -> list[tuple[str, flo
 
 
 def _tiled_units(m: int, n: int, k: int, sms: int, simt: bool = False, batch: int = 1) -> float:
-    """Multiply-add "units" one SM spends on the best schedule: waves x tile area x (K slice + overhead) / rate
-    (``simt``: the CUDA-core tiles, ``SIMT_SM_AREA / tile area`` of them resident per SM; ``batch``: the tiles of
-    that many independent products share the waves, as one batched kernel's grid does)."""
+    """Multiply-add "units" one SM spends on the best schedule.
+
+    Waves x tile area x (K slice + overhead) / rate (``simt``: the CUDA-core tiles, ``SIMT_SM_AREA / tile area`` of them
+    resident per SM; ``batch``: the tiles of that many independent products share the waves, as one batched kernel's
+    grid does).
+    """
     best = math.inf
     for tm, tn, rate in SIMT_TILES if simt else TILES:
         tiles = batch * math.ceil(m / tm) * math.ceil(n / tn)
@@ -133,8 +142,10 @@ def quantization_factor(m: int, n: int, k: int, sms: int, simt: bool = False) ->
 
 def gemm_seconds(m: int, n: int, k: int, *, rate_flops: float, sms: int, simt: bool = False,
                  batch: int = 1) -> float:
-    """Seconds of one GEMM at a card's large-shape rate ``rate_flops`` (the rate a 4096^3 GEMM reaches);
-    ``simt``: on the CUDA cores (``SIMT_TILES``); ``batch``: a batched GEMM of that many products."""
+    """Seconds of one GEMM at a card's large-shape rate ``rate_flops`` (the rate a 4096^3 GEMM reaches); ``simt``.
+
+    On the CUDA cores (``SIMT_TILES``); ``batch``: a batched GEMM of that many products.
+    """
     if not (m and n and k and batch):
         return 0.0
     ref = quantization_factor(*REFERENCE, sms, simt)

@@ -248,7 +248,7 @@ KERNEL_MODULES_INFER_BYTES = 256 * MiB
 
 
 def workspace_bytes(arch: str) -> float:
-    """cuBLAS workspaces held for the process (by architecture key)."""
+    """CuBLAS workspaces held for the process (by architecture key)."""
     return WORKSPACE_BYTES.get(arch, DEFAULT_WORKSPACE_BYTES)
 
 

@@ -33,9 +33,11 @@ def make_optimizer(name: str, params: Any) -> Any:
 
 
 def find_blocks(model: Any) -> Any:
-    """The repeated blocks of a model: the ``ModuleList``/``Sequential`` with the most parameterised children
-    (the tracer's own rule, ``advisor.workload.trace_blocks.find_blocks``, so the estimate checkpoints the blocks
-    validate does)."""
+    """The repeated blocks of a model.
+
+    The ``ModuleList``/``Sequential`` with the most parameterised children (the tracer's own rule,
+    ``advisor.workload.trace_blocks.find_blocks``, so the estimate checkpoints the blocks validate does).
+    """
     from advisor.workload.trace_blocks import find_blocks as blocks_of
 
     return blocks_of(model)

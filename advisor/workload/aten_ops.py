@@ -170,9 +170,11 @@ def _bucket(min_dim: int) -> int:
 
 
 def bucketed(records: Sequence[tuple[Any, ...]]) -> dict[tuple[str, str], OpGroup]:
-    """Group (phase, name, kind, tc, flops, bytes, min_dim[, dims]) records per (phase, name, GEMM shape) where
-    the record is a plain GEMM of known shape (the estimator prices its tiles, waves and alignment), else per
-    (phase, name, min_dim class)."""
+    """Group (phase, name, kind, tc, flops, bytes, min_dim[, dims]) records.
+
+    Per (phase, name, GEMM shape) where the record is a plain GEMM of known shape (the estimator prices its tiles,
+    waves and alignment), else per (phase, name, min_dim class).
+    """
     out: dict[tuple[str, str], OpGroup] = {}
     for phase, name, kind, tc, flops, nbytes, md, *rest in records:
         shapes = gemm_shapes(name, rest[0]) if rest else None

@@ -1,5 +1,7 @@
-"""Per-element and per-parameter costs and the option checks that the analytic and the traced builders share:
-bytes of an activation and a weight at a precision, optimizer state and the optimizer step's op."""
+"""Per-element and per-parameter costs and the option checks that the analytic and the traced builders share.
+
+Bytes of an activation and a weight at a precision, optimizer state and the optimizer step's op.
+"""
 
 from __future__ import annotations
 

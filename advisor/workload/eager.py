@@ -99,8 +99,11 @@ def style_of(family: str) -> str:
 def eager_ops(*, family: str, layers: int, decoder_layers: int = 0, attention: str, amp: bool, train: bool,
               causal_lm: bool, lora_targets: int = 0, experts: int = 0, gradient_checkpointing: bool = False,
               trainable_tensors: int = 0, optimizer: str | None = None) -> dict[str, int]:
-    """Dispatched ops per phase of one eager step (``forward``/``backward``/``optimizer``, or
-    ``prefill`` and per-token ``decode`` for causal-LM inference, ``forward`` for other inference)."""
+    """Dispatched ops per phase of one eager step.
+
+    ``forward``/``backward``/``optimizer`` for training, ``prefill`` and per-token ``decode`` for causal-LM
+    inference, ``forward`` for other inference.
+    """
     style = style_of(family)
     attn = "eager" if attention == "eager" else "sdpa"
     fwd32, fwd_amp, bwd32, bwd_amp, dec32, dec_amp = _PER_LAYER[style][attn]

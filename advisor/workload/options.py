@@ -61,8 +61,10 @@ class WorkloadOptions:
         return {name: getattr(self, name) for name in self.names()}
 
     def validate(self, *, num_gpus: Any = 1, epochs: Any = 1) -> None:
-        """Reject bad counts and unknown choices (with the accepted values named); the job's ``num_gpus``
-        and ``epochs`` are checked in the same pass, so the first bad input is the one reported.
+        """Reject bad counts and unknown choices, with the accepted values named.
+
+        The job's ``num_gpus`` and ``epochs`` are checked in the same pass, so the first bad input is the one
+        reported.
 
         Raises:
             EstimateError: a count that is not a whole number >= 1, an unknown precision, optimizer or mode,
@@ -92,9 +94,11 @@ class WorkloadOptions:
                                 hint=f"accepted: {', '.join(QUANTIZE_BASES)} (QLoRA)")
 
     def builder_kwargs(self, *, batch: bool = True) -> dict[str, Any]:
-        """Keyword arguments for ``advisor.workload.load_workload``: precision, optimizer and mode always, the
-        batch when ``batch`` (a traced module takes its own from ``example_inputs``), the rest when given
-        (``None``, ``False`` and one micro-batch are every builder's defaults)."""
+        """Keyword arguments for ``advisor.workload.load_workload``.
+
+        Precision, optimizer and mode always, the batch when ``batch`` (a traced module takes its own from
+        ``example_inputs``), the rest when given (``None``, ``False`` and one micro-batch are every builder's defaults).
+        """
         kw: dict[str, Any] = {"precision": self.precision, "optimizer": self.optimizer, "mode": self.mode}
         if batch:
             kw["batch_size"] = self.batch_size

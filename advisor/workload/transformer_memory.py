@@ -1,5 +1,7 @@
-"""Activation memory of the analytic transformers, tensor by tensor: bytes saved for backward, the largest
-per-block temporary and the KV cache's peak while generating."""
+"""Activation memory of the analytic transformers, tensor by tensor.
+
+Bytes saved for backward, the largest per-block temporary and the KV cache's peak while generating.
+"""
 
 from __future__ import annotations
 
@@ -53,8 +55,11 @@ def activation_bytes_breakdown(arch: TransformerArch, b: int, s: int, *, precisi
     fused_qkv = arch.family == "gpt2"  # one c_attn; the others project q, k, v separately
 
     def norm_bytes(tokens: int, consumers: int) -> float:
-        """A norm's saved tensors: its input, the normalized tensor (unfused RMSNorm), and its output as
-        saved by the matmuls reading it (under amp each linear saves its own 16-bit cast of it)."""
+        """A norm's saved tensors.
+
+        Its input, the normalized tensor (unfused RMSNorm), and its output as saved by the matmuls reading it
+        (under amp each linear saves its own 16-bit cast of it).
+        """
         n = tokens * h * res_b
         if rms:
             n += tokens * h * (4 if amp else a_b)

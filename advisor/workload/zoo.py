@@ -94,7 +94,7 @@ def mnist_cnn() -> Any:
 
 
 def vgg16_transfer(num_classes: int = 10) -> Any:
-    """torchvision VGG16 conv base (no top; frozen) + Flatten + Dense 256 + ReLU + Dense ``num_classes``."""
+    """Torchvision VGG16 conv base (no top; frozen) + Flatten + Dense 256 + ReLU + Dense ``num_classes``."""
     import torchvision
     from torch import nn
 
