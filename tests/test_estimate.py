@@ -582,3 +582,15 @@ def test_checkpointing_costs_the_host_its_hooks_and_recompute() -> None:
     e = estimate("gpt2", "h100-sxm5-80gb", batch_size=1, seq_len=128, gradient_checkpointing=True,
                  calibration=None)
     assert any("checkpointing costs the host" in a for a in e.assumptions)
+
+
+def test_a_calibration_figure_that_is_not_a_number_is_refused_by_name(tmp_path) -> None:
+    bad = tmp_path / "cal.json"
+    bad.write_text('{"efficiencies": {"matmul_bf16": "abc"}}')
+    with pytest.raises(EstimateError, match="'matmul_bf16' is 'abc', not a number"):
+        estimate("gpt2", "h100-sxm5-80gb", calibration=str(bad))
+    with pytest.raises(EstimateError, match="not a number"):
+        estimate("gpt2", "h100-sxm5-80gb", calibration={"memory_bandwidth": None})
+    out = subprocess.run([sys.executable, "-m", "advisor", "estimate", "--model", "gpt2", "--gpu", "h100-sxm5-80gb",
+                          "--calibration", str(bad)], capture_output=True, text=True)
+    assert out.returncode != 0 and "error:" in out.stderr and "Traceback" not in out.stderr

@@ -57,9 +57,22 @@ def _from_file(path: Path, catalog_id: str) -> dict[str, float] | None:
             raise EstimateError(f"calibration file {str(path)!r} is not a probe result: {exc}", hint=_HINT) from exc
         return probe_efficiencies(probe, catalog_id)
     if "efficiencies" in data and isinstance(data["efficiencies"], Mapping):
-        return {str(k): float(v) for k, v in data["efficiencies"].items()}
+        return _numbers(data["efficiencies"], f"calibration file {str(path)!r}")
     raise EstimateError(f"calibration file {str(path)!r} is not a probe result",
                         hint="expected the JSON of `probe --json` (devices, kernels)")
+
+
+def _numbers(figures: Mapping[Any, Any], what: str) -> dict[str, float]:
+    """Efficiency figures as floats, or an ``EstimateError`` naming the first figure that is not a number."""
+    out: dict[str, float] = {}
+    for k, v in figures.items():
+        try:
+            out[str(k)] = float(v)
+        except (TypeError, ValueError):
+            raise EstimateError(f"{what}: efficiency {str(k)!r} is {v!r}, not a number",
+                                hint="efficiencies are fractions of the spec peak (e.g. matmul_bf16: 0.78) or "
+                                     "seconds (launch_overhead_s)") from None
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +106,7 @@ def load_efficiencies(calibration: Any, catalog_id: str) -> dict[str, float] | N
     if isinstance(calibration, (str, os.PathLike)):
         return _from_file(Path(calibration), catalog_id)
     if isinstance(calibration, Mapping):
-        return {str(k): float(v) for k, v in calibration.items()}
+        return _numbers(calibration, "calibration mapping")
     if hasattr(calibration, "efficiencies"):
         return probe_efficiencies(calibration, catalog_id)
     raise EstimateError(f"calibration must be 'auto', 'none', a probe JSON path, a ProbeResult or a mapping, "
