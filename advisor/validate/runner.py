@@ -223,7 +223,7 @@ def run_case(case: Case, device: DeviceContext, *, build: Builder, predict: Pred
     try:
         row = ValidationRow(case.model, case, prediction,
                             _run_measured(case, runner, build, warmup, iters, nvml_used, profile))
-    except Exception as exc:
+    except (RuntimeError, MemoryError, AdvisorError) as exc:  # torch's OOM is a RuntimeError; anything else: a bug
         if _is_oom(exc):
             first_line = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
             row = ValidationRow(case.model, case, prediction, None, oom=True,
