@@ -204,12 +204,24 @@ KERNEL_FITS_SOURCE = ("NeuSight train split (ASPLOS 2025, github.com/sitar-lab/N
                       "kernels on P4/P100/T4/V100/A100-40GB, fitted by benchmarks/neusight_fit.py")
 
 
+#: Kernel-level figures from the H200 per-kernel profile (tests/data/gpu-runs/h200-2026-11-28/profile-ops.json;
+#: the H100 rows check them).  ``norm_memory`` 0.36: PyTorch's LayerNorm kernels are bound by per-row work, not
+#: bytes: in GPT-2 amp b16 (25 LayerNorms over 16384 x 768 fp32) the forward moved its 100 MB in 48 us (2.1 TB/s)
+#: and the backward's grad-input + GammaBeta kernels took 118 us for the 150 MB the estimator counts (the GammaBeta
+#: kernel reads x and dy again), i.e. 250 MB in 166 us = 1.5 TB/s, 0.36 of the 4.2 TB/s its elementwise kernels
+#: reach; BERT and ViT's LayerNorms agree within 10%.  NCHW training batch norm keeps its own element rate
+#: (``advisor.estimator.time``).
+PROFILE_FITS: dict[str, dict[str, float]] = {"hopper": {"norm_memory": 0.36}}
+PROFILE_FITS_SOURCE = "H200 per-kernel profile (torch.profiler, torch 2.11): LayerNorm forward + backward kernels"
+
+
 def _with_fits(eff: ArchEfficiency) -> ArchEfficiency:
-    fits = KERNEL_FITS.get(eff.arch)
-    if not fits:
-        return eff
-    names = ", ".join(f"{k} {v:.2f}" for k, v in fits.items())
-    return dataclasses.replace(eff, **fits, source=f"{eff.source}; kernel-level fits ({names}): {KERNEL_FITS_SOURCE}")
+    for table, source in ((KERNEL_FITS, KERNEL_FITS_SOURCE), (PROFILE_FITS, PROFILE_FITS_SOURCE)):
+        fits = table.get(eff.arch)
+        if fits:
+            names = ", ".join(f"{k} {v:.2f}" for k, v in fits.items())
+            eff = dataclasses.replace(eff, **fits, source=f"{eff.source}; kernel-level fits ({names}): {source}")
+    return eff
 
 
 #: Architecture key -> defaults.  Keys are lower-case; ``arch_key`` maps catalog names onto them.

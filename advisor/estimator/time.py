@@ -189,7 +189,8 @@ class CardRates:
     bn_elements_s: float = 0.0  # NCHW batch-norm elements per second (0: priced by its bytes)
     layout_transposes: bool = False  # cuDNN tensor-core convs transpose NCHW tensors (NVIDIA Volta and later)
     step_latency_s: float = 0.0  # one dependent recurrent time step (RECURRENT_STEP_S on a GPU)
-    norm_bytes_s: float = 0.0  # normalization kernels' achieved bandwidth (eff.norm_memory; 0: memory_bytes_s)
+    norm_bytes_s: float = 0.0  # normalization kernels' achieved bandwidth (eff.norm_memory; 0: memory_bytes_s),
+    # for every norm op not priced by the NCHW batch-norm element rate (inference batch norm included)
 
 
 def card_rates(spec: Any, precision: str, eff: Any, tensor_peak: float, vector_peak: float, *,
@@ -266,7 +267,7 @@ def ops_time_detail(ops: Sequence[PreparedOp], rates: CardRates) -> OpsTime:
             if dim and cls != VECTOR:
                 peak = max(peak * dim / (dim + h2), peak * 0.02)
             tc = flops / peak
-        tm = nbytes / (rates.norm_bytes_s if group == _NORM and rates.norm_bytes_s else bw)
+        tm = nbytes / (rates.norm_bytes_s if group == _NORM and rates.norm_bytes_s and not bn else bw)
         if bn and rates.bn_elements_s:
             tm = max(tm, bn / rates.bn_elements_s)
         lt = count * launch if (flops or nbytes) else 0.0  # views and metadata ops launch no kernel
