@@ -39,7 +39,9 @@ def _abs(rows: list[v.ValidationRow], attr: str) -> list[float]:
 
 
 @pytest.mark.parametrize("card", CARDS)
-@pytest.mark.parametrize(("calibration", "median", "worst"), [("probe", 0.20, 0.70), ("none", 0.18, 0.70)])
+# spec sheet ("none") 0.20: the traced amp LM rows' log-softmax runs in the logits' bf16, as CUDA autocast runs it
+# (advisor.workload.trace's autocast policy), not in fp32: 1-3.5 pt faster per row, H100 median 16.9% -> 19.1%
+@pytest.mark.parametrize(("calibration", "median", "worst"), [("probe", 0.20, 0.70), ("none", 0.20, 0.70)])
 def test_step_time_error_holds(replayed, card, calibration, median, worst) -> None:
     errors = _abs(replayed[(card, calibration)], "time_error")
     assert len(errors) == 37  # every measured row has a prediction (vit-b16 with checkpointing included)
@@ -51,7 +53,7 @@ def test_step_time_error_holds(replayed, card, calibration, median, worst) -> No
 def test_memory_error_holds(replayed, card) -> None:
     rows = replayed[(card, "probe")]
     errors = _abs(rows, "memory_error")
-    assert statistics.median(errors) <= 0.19  # every row on the safe side (see test_memory_model.py)
+    assert statistics.median(errors) <= 0.03  # 2.0% today (see test_memory_model.py)
     for r in rows:  # never under-promise: within 10% or 512 MiB below the measured reserved peak, or above
         m = r.measurement
         assert r.prediction.memory_bytes >= 0.9 * m.peak_bytes or m.peak_bytes - r.prediction.memory_bytes <= 2**29
