@@ -19,6 +19,7 @@ from advisor.estimate.memory import (
     ALLOCATOR_STATIC,
     ALLOCATOR_TRANSIENT,
 )
+from advisor.validate.predictors import estimate_case
 from advisor.workload.config import arch_from_config
 from advisor.workload.transformer import build_transformer, kv_cache_peak_bytes
 
@@ -345,16 +346,9 @@ def test_allocator_replay_reproduces_the_reserved_gap_of_the_h200_rows() -> None
     for card, r in _replayed():
         if card != "h200-2026-11-28":
             continue
-        case = r.case
-        model, kwargs = v.estimator_model(case)
-        kwargs.update(batch_size=case.batch_size, precision=case.precision, mode=case.mode,
-                      gradient_checkpointing=case.gradient_checkpointing,
-                      optimizer=case.optimizer if case.mode == "train" else None)
-        if case.gen_len:
-            kwargs["gen_len"] = case.gen_len
-        e = estimate(model, "h200-sxm-141gb", calibration=None, **kwargs)
+        e = estimate_case(r.case, "h200-sxm-141gb", calibration=None)
         if "allocations" not in e.workload.options:
-            assert case.gen_len
+            assert r.case.gen_len
             continue
         gap = r.measurement.reserved_bytes - r.measurement.allocated_bytes
         alloc = e.memory.overhead_detail_bytes["allocator"]
