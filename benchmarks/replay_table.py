@@ -112,7 +112,9 @@ def _memory_lines() -> list[str]:
              "allocated part is everything but the caching allocator's share; the allocator's share is what PyTorch's",
              "caching allocator reserves beyond the bytes allocated (`max_memory_reserved - max_memory_allocated`",
              "when measured). `replayed`: the allocator's rules run on the traced step's allocations",
-             "(`advisor/estimate/allocator.py`); `formula`: the fitted fallback for workloads that are not traced.",
+             "(`advisor/estimate/allocator.py`), and the share is the replayed reserved peak beyond the other items",
+             "(each of which is counted at its own peak, so the share can be smaller than the replayed gap);",
+             "`formula`: the fitted fallback for workloads that are not traced.",
              "The H100 rows' reserved bytes equal the H200's on 36 of 37 rows (same torch, same allocator):",
              "for memory the second card is not an independent check.", ""]
     for card, folder in CARDS:

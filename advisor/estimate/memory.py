@@ -121,8 +121,8 @@ class MemoryParts:
     kv_cache: float
     notes: tuple[str, ...] = ()
     train: bool = True
-    #: the caching allocator's reserved-beyond-allocated bytes replayed on the traced step (``None``: not traced,
-    #: or a plan the replay does not cover; then the fitted ``allocator_bytes`` formula)
+    #: the caching allocator's share from the replay of the traced step: its reserved peak beyond the items above
+    #: (``None``: not traced, or a plan the replay does not cover; then the fitted ``allocator_bytes`` formula)
     allocator_gap: float | None = None
 
     @property
@@ -187,8 +187,12 @@ def memory_parts(w: Workload, plan: ParallelPlan) -> MemoryParts:
     allocations = w.options.get("allocations")
     if allocations and plan.strategy == "single" and supports(w.optimizer if train else None) and \
             not w.options.get("grad_accum", 1) > 1:
-        gap = float(replay(allocations, w.optimizer if train else None,
-                           cast_from_fp32=w.precision in ("fp16", "bf16")).gap)
+        run = replay(allocations, w.optimizer if train else None, cast_from_fp32=w.precision in ("fp16", "bf16"))
+        # the replay's reserved peak is the step's; the items above are each at their own peak (all gradients, all
+        # activations), so their sum can exceed the step's allocated peak: the allocator's share is what the
+        # reserved peak holds beyond them
+        counted = (weights + grads + opt + cache) / plan.weights_divisor + act + transient + kv
+        gap = max(0.0, float(run.peak_reserved) - counted)
         notes.append(f"caching allocator: {ALLOCATOR_REPLAY_SUMMARY}")
     return MemoryParts(
         allocator_gap=gap,
