@@ -185,15 +185,21 @@ def memory_parts(w: Workload, plan: ParallelPlan) -> MemoryParts:
                      "per Korthikanti et al. 2022 (no sequence parallelism); KV cache split by KV heads")
     gap = None
     allocations = w.options.get("allocations")
-    if allocations and plan.strategy == "single" and supports(w.optimizer if train else None) and \
+    if allocations and plan.strategy != "tp" and supports(w.optimizer if train else None) and \
             not w.options.get("grad_accum", 1) > 1:
         run = replay(allocations, w.optimizer if train else None, cast_from_fp32=w.precision in ("fp16", "bf16"))
-        # the replay's reserved peak is the step's; the items above are each at their own peak (all gradients, all
-        # activations), so their sum can exceed the step's allocated peak: the allocator's share is what the
-        # reserved peak holds beyond them
-        counted = (weights + grads + opt + cache) / plan.weights_divisor + act + transient + kv
-        gap = max(0.0, float(run.peak_reserved) - counted)
-        notes.append(f"caching allocator: {ALLOCATOR_REPLAY_SUMMARY}")
+        if plan.strategy == "single":
+            # the replay's reserved peak is the step's; the items above are each at their own peak (all gradients,
+            # all activations), so their sum can exceed the step's allocated peak: the allocator's share is what
+            # the reserved peak holds beyond them
+            gap = max(0.0, float(run.peak_reserved) - (weights + grads + opt + cache + act + transient + kv))
+            notes.append(f"caching allocator: {ALLOCATOR_REPLAY_SUMMARY}")
+        else:
+            # data parallel: each GPU runs the single-GPU step on its slice (model states sharded or bucketed
+            # beside it): the replayed step's reserved-beyond-allocated gap
+            gap = float(run.gap)
+            notes.append(f"caching allocator: {ALLOCATOR_REPLAY_SUMMARY}; the single-GPU step's gap, taken for "
+                         f"each {plan.strategy} replica")
     return MemoryParts(
         allocator_gap=gap,
         micro_batch=w.batch_size,
