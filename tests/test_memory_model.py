@@ -378,7 +378,7 @@ def test_near_limit_pair_brackets_the_estimators_limit() -> None:
 
 @pytest.mark.parametrize("card", CARDS)
 def test_memory_replay_ratchet(card) -> None:
-    """Where the shared runs stand (calibration none): median |error| 1.6% on both cards (18% before the traced
+    """Where the shared runs stand (calibration none): median |error| 0.7% on both cards (18% before the traced
     timeline recorded frees in order, autocast followed CUDA's policy and the caching allocator was replayed).
     Seven rows more than 10% low, all by less than 512 MiB: lstm-lm (cuDNN's fused LSTM: its weight buffer,
     workspace and reserve space, which the CPU trace does not run), mnist-cnn and resnet50 inference (cuDNN
@@ -387,6 +387,6 @@ def test_memory_replay_ratchet(card) -> None:
 
     errors = [r.memory_error for c, r in _replayed() if c == card and r.memory_error is not None]
     assert len(errors) == 37  # every row has a prediction (vit-b16 with checkpointing included)
-    assert statistics.median(abs(e) for e in errors) <= 0.02
+    assert statistics.median(abs(e) for e in errors) <= 0.01
     assert sum(e < -0.10 for e in errors) <= 7
-    assert sum(abs(e) <= 0.05 for e in errors) >= 26
+    assert sum(abs(e) <= 0.05 for e in errors) >= 27

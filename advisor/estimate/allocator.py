@@ -174,12 +174,13 @@ def replay(allocations: Mapping[str, Any], optimizer: str | None, *, workspaces:
     for n in workspaces:
         sim.malloc(int(n))
     params = [(int(n), bool(t)) for n, t in allocations["params"]]
-    for n, _ in params:
-        if cast_from_fp32:
-            built = sim.malloc(2 * n)
+    if cast_from_fp32:  # the whole model is built in fp32, then ``module.to(dtype)`` casts it tensor by tensor
+        built = [sim.malloc(2 * n) for n, _ in params]
+        for (n, _), block in zip(params, built, strict=True):
             sim.malloc(n)
-            sim.free(built)
-        else:
+            sim.free(block)
+    else:
+        for n, _ in params:
             sim.malloc(n)
     for n in allocations["inputs"]:
         sim.malloc(int(n))

@@ -41,8 +41,8 @@ RESERVE_FRACTION = 0.03
 # finds its old segment split by smaller tensors and needs a fresh one: reserved grows with the size of the
 # per-step temporaries and with the churn of activations, not with the weights.
 # A traced workload carries its step's allocations in order: there the gap is replayed through these rules
-# (advisor.estimate.allocator), which reproduces the measured reserved bytes of the shared H200 rows within
-# 0-3%.  The formula below is the fallback for analytic workloads (presets and configs that are not traced).
+# (advisor.estimate.allocator), which reproduces the measured reserved bytes of the shared H200 transformer
+# rows within 0.8%.  The formula below is the fallback for analytic workloads (presets and configs that are not traced).
 # Sizes of the terms: fitted to the reserved - allocated gap of the 37 validate rows measured on the H100
 # (tests/data/gpu-runs/h100-2026-11-28; inputs: each row's predicted transient and activations), by
 # non-negative least squares on absolute bytes (107 MiB + 0.36 x transient + 0.09 x activations) and on
