@@ -96,8 +96,56 @@ def markdown(results: dict[tuple[str, bool], list[Any]]) -> str:
                 f"{'–' if m is None else f'{m.step_s * 1e3:.2f} ms'} | {_pct(r.time_error)} | "
                 f"{_gib(r.prediction.memory_bytes)} | {_gib(m.reserved_bytes if m else None)} | "
                 f"{_gib(m.allocated_bytes if m else None)} | {_pct(r.memory_error)} | {r.prediction.source} |")
+    lines += _memory_lines()
     lines.append("")
     return "\n".join(lines)
+
+
+def _memory_lines() -> list[str]:
+    """Per row and card.
+
+    Allocated and reserved bytes predicted and measured, with the caching allocator's share (reserved beyond allocated)
+    named, and how that share was predicted.
+    """
+    from advisor import validate as v
+    from advisor.validate.predictors import estimate_case
+
+    lines = ["", "## Peak memory, row by row (spec-sheet estimate; memory does not depend on the calibration)", "",
+             "Predicted = the estimate less the CUDA context (which `max_memory_reserved` does not see); its",
+             "allocated part is everything but the caching allocator's share; the allocator's share is what PyTorch's",
+             "caching allocator reserves beyond the bytes allocated (`max_memory_reserved - max_memory_allocated`",
+             "when measured). `replayed`: the allocator's rules run on the traced step's allocations",
+             "(`advisor/estimator/allocator.py`), and the share is the replayed reserved peak beyond the other items",
+             "(each of which is counted at its own peak, so the share can be smaller than the replayed gap);",
+             "`formula`: the fitted fallback for workloads that are not traced.",
+             "The H100 rows' reserved bytes equal the H200's on 36 of 37 rows (same torch, same allocator):",
+             "for memory the second card is not an independent check.", ""]
+    for card, folder in CARDS:
+        lines += [f"### {card}", "",
+                  "| model | config | allocated pred. GiB | allocated meas. GiB | allocator pred. GiB |"
+                  " allocator meas. GiB | allocator share of pred. | reserved pred. GiB | reserved meas. GiB |"
+                  " error | allocator by |",
+                  "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+        catalog_id = None
+        for part in ("a", "b"):
+            doc = json.loads((RUNS / folder / f"validate-{part}.json").read_text())
+            catalog_id = doc["device"]["catalog_id"]
+            for raw in doc["rows"]:
+                case = v.case_from_row(raw["model"], raw["config"])
+                e = estimate_case(case, catalog_id, calibration=None)
+                detail = e.memory.overhead_detail_bytes
+                predicted = e.memory.total_bytes - detail["cuda_context"]
+                alloc = detail["allocator"]
+                m = raw["memory"]
+                reserved, allocated = m.get("reserved_bytes"), m.get("allocated_bytes")
+                gap = None if reserved is None or allocated is None else reserved - allocated
+                error = None if not reserved else predicted / reserved - 1
+                how = "replayed" if "allocations" in e.workload.options else "formula"
+                lines.append(f"| {case.model} | {case.label()} | {_gib(predicted - alloc)} | {_gib(allocated)} | "
+                             f"{_gib(alloc)} | {_gib(gap)} | {alloc / predicted:.0%} | {_gib(predicted)} | "
+                             f"{_gib(reserved)} | {_pct(error)} | {how} |")
+        lines.append("")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,6 +19,7 @@ from advisor.estimator.memory import (
     ALLOCATOR_STATIC,
     ALLOCATOR_TRANSIENT,
 )
+from advisor.validate.predictors import estimate_case
 from advisor.workload.config import arch_from_config
 from advisor.workload.transformer import build_transformer, kv_cache_peak_bytes
 
@@ -96,6 +97,107 @@ def test_decode_row_is_within_ten_percent_on_both_cards() -> None:
         assert abs(r.memory_error) <= 0.10
 
 
+# --------------------------------------------------------------------------------------------- the CPU heap
+
+def _heap_peak(step, before=lambda: None) -> int:
+    """Peak C-heap bytes in use beyond the start while ``step()`` runs, sampled after every aten op (as validate
+    measures a CPU row); the lower of two runs (the first may grow the heap's arenas), ``before()`` each."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    heap = v.heap_in_use_bytes
+    if heap() is None:
+        pytest.skip("this C library has no mallinfo2: the CPU heap cannot be measured")
+
+    class Peak(TorchDispatchMode):
+        def __init__(self, base: int) -> None:
+            super().__init__()
+            self.base, self.peak = base, 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            self.peak = max(self.peak, (heap() or 0) - self.base)
+            return out
+
+    peaks = []
+    for _ in range(2):
+        before()
+        gc.collect()
+        with Peak(heap() or 0) as mode:
+            step()
+        peaks.append(mode.peak)
+    return min(peaks)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "amp-bf16"])
+def test_traced_training_peak_is_the_real_cpu_steps(precision) -> None:
+    """The fake run's peak (frees recorded before the next op allocates) is the real CPU step's heap peak, for
+    fp32, bf16 and autocast: validate's gpt2-tiny shape at b8 s128, forward + cross-entropy + backward.  Before
+    the frees were ordered (and every storage swept after every op) amp-bf16 came out 30-47% high here.  Both
+    runs use CUDA's autocast policy (see advisor.workload.trace): the trace always does, the real step here too."""
+    torch = pytest.importorskip("torch")
+    import torch.nn.functional as F
+
+    from advisor.validate.records import _autocast
+    from advisor.workload import zoo
+    from advisor.workload.trace import _cuda_autocast_policy, trace_module
+
+    b, s = 8, 128
+    tokens = torch.zeros((b, s), dtype=torch.long)
+    meta, _ = zoo.build("gpt2-tiny", "meta")
+    traced = trace_module(meta, (tokens,), precision=precision, optimizer="adamw", mode="train",
+                          loss_fn=lambda out: F.cross_entropy(out.flatten(0, 1), tokens.flatten()))
+    t = traced.options["traced_memory_bytes"]
+    predicted = t["peak_without_optimizer"] - t["parameters"] - tokens.numel() * 8
+
+    torch.manual_seed(0)
+    model, _ = zoo.build("gpt2-tiny", "cpu")
+    if precision == "bf16":
+        model = model.to(torch.bfloat16)
+
+    def zero_grad() -> None:
+        for p in model.parameters():
+            p.grad = None
+
+    def step() -> None:
+        with _cuda_autocast_policy(), _autocast(precision, "cpu"):
+            loss = F.cross_entropy(model(tokens).flatten(0, 1), tokens.flatten())
+        loss.backward()
+
+    measured = _heap_peak(step, zero_grad)
+    assert measured == pytest.approx(predicted, rel=0.03), (precision, measured / MiB, predicted / MiB)
+
+
+def test_cuda_autocast_policy_on_cpu_tensors() -> None:
+    """While entered, CPU autocast runs CUDA's policy: cross-entropy's log-softmax in the logits' dtype and nll_loss
+    in fp32, softmax / layer_norm / sum in fp32; CPU's own policy is back after it."""
+    torch = pytest.importorskip("torch")
+    import torch.nn.functional as F
+
+    from advisor.workload.trace import _cuda_autocast_policy
+
+    x, w, t = torch.randn(16, 8), torch.randn(32, 8, requires_grad=True), torch.zeros(16, dtype=torch.long)
+    seen = []
+
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Dtypes(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            seen.append((func.__name__.split(".")[0], getattr(out, "dtype", None)))
+            return out
+
+    with _cuda_autocast_policy(), torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = F.linear(x, w)
+        with Dtypes():
+            F.cross_entropy(logits, t)
+        assert F.softmax(logits, -1).dtype == torch.float32
+        assert F.layer_norm(logits, (32,)).dtype == torch.float32 and logits.sum().dtype == torch.float32
+    assert ("_log_softmax", torch.bfloat16) in seen and ("_to_copy", torch.float32) in seen
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # CPU's policy again
+        logits = F.linear(x, w)
+        assert F.softmax(logits, -1).dtype == torch.bfloat16 and F.cross_entropy(logits, t).dtype == torch.float32
+
+
 # --------------------------------------------------------------------------------------------- decode
 
 def _gpt_cfg(vocab: int, hidden: int, layers: int, heads: int) -> dict[str, object]:
@@ -119,39 +221,18 @@ def test_decode_memory_matches_the_zoo_generate_on_the_cpu() -> None:
     """The zoo's generate() run on the CPU: its peak beyond the weights is the KV cache at its peak plus the
     prefill's logits (at every prompt position), as the analytic model says."""
     torch = pytest.importorskip("torch")
-    from torch.utils._python_dispatch import TorchDispatchMode
 
     from advisor.workload import zoo
 
-    heap = v.heap_in_use_bytes
-    if heap() is None:
-        pytest.skip("this C library has no mallinfo2: the CPU heap cannot be measured")
     vocab, hidden, layers, heads, b, s, g = 8192, 128, 2, 4, 4, 128, 8
     model = zoo.TinyGPT(vocab_size=vocab, hidden=hidden, layers=layers, heads=heads, n_positions=256).eval()
     wl = build_transformer(arch_from_config(_gpt_cfg(vocab, hidden, layers, heads)), name="tiny", batch_size=b,
                            seq_len=s, mode="infer", precision="fp32", optimizer=None, gen_len=g,
                            attention="eager")
     predicted = wl.kv_cache_bytes + wl.transient_bytes
-
-    class Peak(TorchDispatchMode):
-        def __init__(self, base: int) -> None:
-            super().__init__()
-            self.base, self.peak = base, 0
-
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            out = func(*args, **(kwargs or {}))
-            self.peak = max(self.peak, (heap() or 0) - self.base)
-            return out
-
     tokens = torch.zeros(b, s, dtype=torch.long)
-    peaks = []
     with torch.inference_mode():
-        for _ in range(2):  # the first run may grow the heap's arenas
-            gc.collect()
-            with Peak(heap() or 0) as mode:
-                model.generate(tokens, g)
-            peaks.append(mode.peak)
-    measured = min(peaks)
+        measured = _heap_peak(lambda: model.generate(tokens, g))
     logits = b * s * vocab * 4
     assert measured > logits  # the prefill's logits are there: every prompt position
     assert 0.85 <= measured / predicted <= 1.2
@@ -254,26 +335,29 @@ def test_allocator_is_named_in_the_overhead_and_follows_its_formula() -> None:
     assert e2.memory.overhead_detail_bytes["allocator"] > 1.5 * detail["allocator"] - ALLOCATOR_SEGMENTS_BYTES
 
 
-def test_allocator_fit_covers_the_h200_gap_it_never_saw() -> None:
-    """Fitted on the H100 rows: on the H200 rows the median of predicted allocator / measured gap is near 1."""
+def test_allocator_replay_reproduces_the_reserved_gap_of_the_h200_rows() -> None:
+    """The traced rows' allocations replayed through the caching allocator's rules: the allocator's share (the
+    replayed reserved peak beyond the breakdown's other items) against the measured max_memory_reserved -
+    max_memory_allocated of the H200 rows, row by row within 1.5% of the reserved bytes at the median; in all
+    within 10% of the measured gaps.  The one row without a traced step (gpt2 decode,
+    an analytic workload) keeps the fitted formula."""
     import statistics
 
-    ratios = []
+    off, predicted, measured = [], 0.0, 0.0
     for card, r in _replayed():
-        if card != "h200-2026-11-28" or r.measurement.allocated_bytes is None:
+        if card != "h200-2026-11-28":
             continue
-        case = r.case
-        model, kwargs = v.estimator_model(case)
-        kwargs.update(batch_size=case.batch_size, precision=case.precision, mode=case.mode,
-                      gradient_checkpointing=case.gradient_checkpointing,
-                      optimizer=case.optimizer if case.mode == "train" else None)
-        if case.gen_len:
-            kwargs["gen_len"] = case.gen_len
-        e = estimate(model, "h200-sxm-141gb", calibration=None, **kwargs)
+        e = estimate_case(r.case, "h200-sxm-141gb", calibration=None)
+        if "allocations" not in e.workload.options:
+            assert r.case.gen_len
+            continue
         gap = r.measurement.reserved_bytes - r.measurement.allocated_bytes
-        ratios.append(e.memory.overhead_detail_bytes["allocator"] / gap)
-    assert len(ratios) == 37
-    assert 0.7 <= statistics.median(ratios) <= 1.5
+        alloc = e.memory.overhead_detail_bytes["allocator"]
+        off.append(abs(alloc - gap) / r.measurement.reserved_bytes)
+        predicted, measured = predicted + alloc, measured + gap
+    assert len(off) == 36
+    assert statistics.median(off) <= 0.015
+    assert predicted == pytest.approx(measured, rel=0.10)
 
 
 def test_near_limit_pair_brackets_the_estimators_limit() -> None:
@@ -294,13 +378,15 @@ def test_near_limit_pair_brackets_the_estimators_limit() -> None:
 
 @pytest.mark.parametrize("card", CARDS)
 def test_memory_replay_ratchet(card) -> None:
-    """Where the shared runs stand (calibration none): one row under-predicted by more than 10%; median |error|
-    18% (before the allocator model and the traced loss: 11.9% with 16 rows under by more than 10%).  Every row
-    errs on the safe side now; the traced amp rows' allocated bytes come out 10-24% high (docs/accuracy.md)."""
+    """Where the shared runs stand (calibration none): median |error| 0.7% on both cards (18% before the traced
+    timeline recorded frees in order, autocast followed CUDA's policy and the caching allocator was replayed).
+    Seven rows more than 10% low, all by less than 512 MiB: lstm-lm (cuDNN's fused LSTM: its weight buffer,
+    workspace and reserve space, which the CPU trace does not run), mnist-cnn and resnet50 inference (cuDNN
+    convolution workspaces) -- see docs/accuracy.md."""
     import statistics
 
     errors = [r.memory_error for c, r in _replayed() if c == card and r.memory_error is not None]
     assert len(errors) == 37  # every row has a prediction (vit-b16 with checkpointing included)
-    assert statistics.median(abs(e) for e in errors) <= 0.19
-    # one row more than 10% low: lstm-lm b128 fp32 (-28% of 1.03 GiB, 0.29 GiB: inside the 512 MiB slack)
-    assert sum(e < -0.10 for e in errors) <= 1
+    assert statistics.median(abs(e) for e in errors) <= 0.01
+    assert sum(e < -0.10 for e in errors) <= 7
+    assert sum(abs(e) <= 0.05 for e in errors) >= 27

@@ -39,7 +39,7 @@ def _abs(rows: list[v.ValidationRow], attr: str) -> list[float]:
 
 
 @pytest.mark.parametrize("card", CARDS)
-@pytest.mark.parametrize(("calibration", "median", "worst"), [("probe", 0.135, 0.50), ("none", 0.11, 0.55)])
+@pytest.mark.parametrize(("calibration", "median", "worst"), [("probe", 0.135, 0.50), ("none", 0.12, 0.55)])
 def test_step_time_error_holds(replayed, card, calibration, median, worst) -> None:
     errors = _abs(replayed[(card, calibration)], "time_error")
     assert len(errors) == 37  # every measured row has a prediction (vit-b16 with checkpointing included)
@@ -51,7 +51,7 @@ def test_step_time_error_holds(replayed, card, calibration, median, worst) -> No
 def test_memory_error_holds(replayed, card) -> None:
     rows = replayed[(card, "probe")]
     errors = _abs(rows, "memory_error")
-    assert statistics.median(errors) <= 0.19  # every row on the safe side (see test_memory_model.py)
+    assert statistics.median(errors) <= 0.01  # 0.7% today (see test_memory_model.py)
     for r in rows:  # never under-promise: within 10% or 512 MiB below the measured reserved peak, or above
         m = r.measurement
         assert r.prediction.memory_bytes >= 0.9 * m.peak_bytes or m.peak_bytes - r.prediction.memory_bytes <= 2**29

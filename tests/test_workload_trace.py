@@ -390,3 +390,36 @@ def test_a_meta_built_model_with_meta_targets_traces_with_a_step_loss():
     ckpt = trace_module(module, (x,), precision="fp32", optimizer="sgd", gradient_checkpointing=True,
                         checkpoint_blocks=module.blocks, step_loss=lambda out, _inputs: F.cross_entropy(out, target))
     assert ckpt.gradient_checkpointing and ckpt.activation_bytes < meta.activation_bytes
+
+
+def test_preset_allocations_scale_to_a_direct_trace():
+    """The step's allocations of a preset, scaled from the two traced batches, are a direct trace's at that batch
+    (what advisor.estimator.allocator replays)."""
+    from advisor.workload.trace import trace_module
+
+    preset = from_preset("mnist-cnn", batch_size=48, precision="fp32", optimizer="sgd")
+    module, _ = zoo.build("mnist-cnn", device="meta")
+    with torch.device("meta"):
+        x = torch.empty(48, 1, 28, 28)
+    direct = trace_module(module, (x,), precision="fp32", optimizer="sgd")
+    scaled, traced = preset.options["allocations"], direct.options["allocations"]
+    assert scaled["params"] == traced["params"] and scaled["grads"] == traced["grads"]
+    assert scaled["step"] == traced["step"] and scaled["inputs"] == traced["inputs"] == [48 * 28 * 28 * 4]
+
+
+def test_cuda_autocast_policy_is_undone_when_the_traced_module_fails():
+    from advisor.workload.trace import trace_module
+
+    class Broken(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = torch.nn.Linear(8, 8)
+
+        def forward(self, x):
+            return self.lin(x).reshape(3, -1)  # 4 x 8 elements: no shape with 3 rows
+
+    with pytest.raises(WorkloadError, match="tracing Broken"):
+        trace_module(Broken(), (torch.randn(4, 8),), precision="amp-bf16", optimizer="sgd")
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # CPU autocast's own policy again
+        assert torch.softmax(torch.nn.functional.linear(torch.randn(2, 8), torch.randn(4, 8)), -1).dtype == \
+            torch.bfloat16

@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from advisor.estimator.allocator import replay, supports
 from advisor.estimator.efficiency import ArchEfficiency
 from advisor.estimator.parallel import ParallelPlan, megatron_activation_factor
 from advisor.precision import optimizer_state_bytes
@@ -39,6 +40,9 @@ RESERVE_FRACTION = 0.03
 # tensor freed and re-requested each step (logits, their fp32 copy and gradient, the biggest activations)
 # finds its old segment split by smaller tensors and needs a fresh one: reserved grows with the size of the
 # per-step temporaries and with the churn of activations, not with the weights.
+# A traced workload carries its step's allocations in order: there the gap is replayed through these rules
+# (advisor.estimator.allocator), which reproduces the measured reserved bytes of the shared H200 transformer
+# rows within 0.8%.  The formula below is the fallback for analytic workloads (presets and configs that are not traced).
 # Sizes of the terms: fitted to the reserved - allocated gap of the 37 validate rows measured on the H100
 # (tests/data/gpu-runs/h100-2026-11-28; inputs: each row's predicted transient and activations), by
 # non-negative least squares on absolute bytes (107 MiB + 0.36 x transient + 0.09 x activations) and on
@@ -53,10 +57,17 @@ ALLOCATOR_ACTIVATIONS = 0.09
 #: On memory allocated once (weights, gradients, optimizer state, KV cache): rounding only.
 ALLOCATOR_STATIC = 0.01
 #: One line for an estimate's assumptions.
-ALLOCATOR_SUMMARY = (f"caching allocator (reserved beyond allocated): {ALLOCATOR_SEGMENTS_BYTES / MiB:.0f} MiB of "
-                     f"segments + {ALLOCATOR_TRANSIENT:.0%} of per-step temporaries + {ALLOCATOR_ACTIVATIONS:.0%} "
-                     f"of activations + {ALLOCATOR_STATIC:.0%} of model states (fitted to the H100 validate rows; "
-                     "near a full card the allocator frees cached segments before it fails, so part of it is soft)")
+ALLOCATOR_SUMMARY = ("caching allocator (reserved beyond allocated): for a traced workload, PyTorch's allocator "
+                     "rules replayed on the traced step's allocations (see the caching-allocator note); otherwise "
+                     f"{ALLOCATOR_SEGMENTS_BYTES / MiB:.0f} MiB of segments + {ALLOCATOR_TRANSIENT:.0%} of per-step "
+                     f"temporaries + {ALLOCATOR_ACTIVATIONS:.0%} of activations + {ALLOCATOR_STATIC:.0%} of model "
+                     "states (fitted to the H100 validate rows; near a full card the allocator frees cached "
+                     "segments before it fails, so part of it is soft)")
+#: One line for an estimate's assumptions when the traced step's allocations are replayed.
+ALLOCATOR_REPLAY_SUMMARY = ("reserved beyond allocated from PyTorch's caching-allocator rules (512 B rounding, "
+                            "2 MiB / 20 MiB / rounded segments, best-fit split blocks that merge only within "
+                            "their segment) replayed on the traced step's allocations in order, over 3 steps "
+                            "with the optimizer's state and temporaries (advisor.estimator.allocator)")
 #: cuBLAS(Lt) workspace per handle: 32 MiB on Hopper/Blackwell, 4 MiB elsewhere (CUBLAS_WORKSPACE_CONFIG docs);
 #: counted with a second stream's handle, plus cuDNN's handle for conv nets (in transient).
 WORKSPACE_BYTES = {"hopper": 2 * 32 * MiB, "blackwell": 2 * 32 * MiB}
@@ -110,6 +121,9 @@ class MemoryParts:
     kv_cache: float
     notes: tuple[str, ...] = ()
     train: bool = True
+    #: the caching allocator's share from the replay of the traced step: its reserved peak beyond the items above
+    #: (``None``: not traced, or a plan the replay does not cover; then the fitted ``allocator_bytes`` formula)
+    allocator_gap: float | None = None
 
     @property
     def static_bytes(self) -> float:
@@ -169,7 +183,25 @@ def memory_parts(w: Workload, plan: ParallelPlan) -> MemoryParts:
         kv /= min(plan.tp, kv_heads)
         notes.append("tp: weights, gradients, optimizer state and transient buffers split evenly; activations "
                      "per Korthikanti et al. 2022 (no sequence parallelism); KV cache split by KV heads")
+    gap = None
+    allocations = w.options.get("allocations")
+    if allocations and plan.strategy != "tp" and supports(w.optimizer if train else None) and \
+            not w.options.get("grad_accum", 1) > 1:
+        run = replay(allocations, w.optimizer if train else None, cast_from_fp32=w.precision in ("fp16", "bf16"))
+        if plan.strategy == "single":
+            # the replay's reserved peak is the step's; the items above are each at their own peak (all gradients,
+            # all activations), so their sum can exceed the step's allocated peak: the allocator's share is what
+            # the reserved peak holds beyond them
+            gap = max(0.0, float(run.peak_reserved) - (weights + grads + opt + cache + act + transient + kv))
+            notes.append(f"caching allocator: {ALLOCATOR_REPLAY_SUMMARY}")
+        else:
+            # data parallel: each GPU runs the single-GPU step on its slice (model states sharded or bucketed
+            # beside it): the replayed step's reserved-beyond-allocated gap
+            gap = float(run.gap)
+            notes.append(f"caching allocator: {ALLOCATOR_REPLAY_SUMMARY}; the single-GPU step's gap, taken for "
+                         f"each {plan.strategy} replica")
     return MemoryParts(
+        allocator_gap=gap,
         micro_batch=w.batch_size,
         weights=weights / plan.weights_divisor,
         gradients=grads / plan.gradients_divisor,
@@ -234,9 +266,24 @@ def allocator_bytes(static: float, activations: float, transient: float, kv: flo
             + ALLOCATOR_TRANSIENT * transient)
 
 
-def _total(parts_static: float, act: float, transient: float, kv: float, fixed_overhead: float) -> float:
-    return (parts_static + act + transient + kv + fixed_overhead
-            + allocator_bytes(parts_static, act, transient, kv))
+def part_allocator_bytes(parts: MemoryParts, batch: int | None = None) -> float:
+    """The allocator's share for ``parts`` at micro-batch ``batch`` (default its own).
+
+    The replayed gap, scaled with the batch (it comes from the per-step tensors, which scale with it), else the fitted
+    formula.
+    """
+    b0 = max(1, parts.micro_batch)
+    b = b0 if batch is None else batch
+    if parts.allocator_gap is not None:
+        return parts.allocator_gap * b / b0
+    return allocator_bytes(parts.static_bytes, parts.activations * b / b0, parts.transient * b / b0,
+                           parts.kv_cache * b / b0)
+
+
+def _total(parts: MemoryParts, b: int, fixed_overhead: float) -> float:
+    scale = b / max(1, parts.micro_batch)
+    return (parts.static_bytes + (parts.activations + parts.transient + parts.kv_cache) * scale + fixed_overhead
+            + part_allocator_bytes(parts, b))
 
 
 #: GPU kernel images loaded on first use (CUDA lazy loading): cuBLAS, cuDNN and PyTorch kernels a step runs.
@@ -265,7 +312,7 @@ def memory_on_card(parts: MemoryParts, capacity_bytes: float, eff: ArchEfficienc
     kernels = KERNEL_MODULES_TRAIN_BYTES if parts.train else KERNEL_MODULES_INFER_BYTES
     workspace = workspace_bytes(eff.arch)
     fixed = context + kernels + workspace
-    alloc = allocator_bytes(parts.static_bytes, parts.activations, parts.transient, parts.kv_cache)
+    alloc = part_allocator_bytes(parts)
     reserve = RESERVE_FRACTION * capacity_bytes
     usable = capacity_bytes - reserve
     overhead = context + kernels + workspace + parts.transient + alloc
@@ -293,7 +340,7 @@ def max_micro_batch(parts: MemoryParts, usable_bytes: float, fixed_overhead: flo
     act_ps, tr_ps, kv_ps = parts.activations / b0, parts.transient / b0, parts.kv_cache / b0
 
     def total(b: int) -> float:
-        return _total(parts.static_bytes, act_ps * b, tr_ps * b, kv_ps * b, fixed_overhead)
+        return _total(parts, b, fixed_overhead)
 
     if total(1) > usable_bytes:
         return 0

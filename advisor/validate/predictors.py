@@ -139,8 +139,21 @@ def _zoo_decode_ops(model: str, precision: str) -> dict[str, int]:
     return {"prefill": counts[1] - per_token, "decode": per_token}
 
 
+def estimate_case(case: Case, card: Any, *, calibration: Any = "auto") -> Any:
+    """``advisor.estimate`` of what a validate case runs (:func:`estimator_model`) on ``card``."""
+    from advisor.api import estimate
+
+    model, kwargs = estimator_model(case)
+    kwargs.update(batch_size=case.batch_size, precision=case.precision, mode=case.mode,
+                  gradient_checkpointing=case.gradient_checkpointing,
+                  optimizer=case.optimizer if case.mode == "train" else None)
+    if case.gen_len:
+        kwargs["gen_len"] = case.gen_len
+    return estimate(model, card, calibration=calibration, **kwargs)
+
+
 def estimate_predictor(card: Any, *, calibration: Any = "auto", cpu: bool = False) -> Predictor:
-    """Ask ``advisor.estimator.estimate`` for the case on ``card`` (a catalog name or a ``GpuSpec``).
+    """Ask ``advisor.estimate`` for the case on ``card`` (a catalog name or a ``GpuSpec``).
 
     Args:
         card: the card to predict for.
@@ -150,18 +163,7 @@ def estimate_predictor(card: Any, *, calibration: Any = "auto", cpu: bool = Fals
     """
 
     def predict(case: Case, device: DeviceContext) -> Prediction:
-        from advisor.api import estimate
-
-        model, kwargs = estimator_model(case)
-        kwargs.update(batch_size=case.batch_size, precision=case.precision, mode=case.mode,
-                      gradient_checkpointing=case.gradient_checkpointing)
-        if case.mode == "train":
-            kwargs["optimizer"] = case.optimizer
-        else:
-            kwargs["optimizer"] = None
-        if case.gen_len:
-            kwargs["gen_len"] = case.gen_len
-        e = estimate(model, card, calibration=calibration, **kwargs)
+        e = estimate_case(case, card, calibration=calibration)
         total = float(e.memory.total_bytes)
         detail = e.memory.to_dict().get("overhead_detail_bytes", {})
         assumptions = list(e.assumptions)

@@ -54,6 +54,8 @@ class TraceResult:
     weight_copy_bytes: float = 0.0
     gemms: tuple[Gemm, ...] = ()
     trainable_tensors: int = 0
+    temporaries_peak_bytes: float = 0.0
+    allocations: Mapping[str, Any] = field(default_factory=dict)  # for advisor.estimator.allocator.replay
 
     def all_groups(self) -> dict[tuple[str, str], OpGroup]:
         """Non-GEMM groups plus the GEMM records grouped by exact shape or ``min_dim`` class, at the traced batch."""
@@ -67,15 +69,102 @@ def _dtype_for(precision: str) -> Any:
     return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
 
 
+# -- CUDA's autocast policy on the fake CPU run ---------------------------------------------------------------
+# The trace runs on CPU tensors, so torch applies CPU autocast's op lists, which differ from CUDA's (the device
+# the estimate is for): CPU casts ``cross_entropy_loss`` to fp32 as a whole (an fp32 copy of the logits, fp32
+# log-probabilities, an fp32 gradient cast back), CUDA does not cast it and runs its parts by their own policy
+# (``log_softmax`` with the input's dtype, ``nll_loss`` in fp32); CUDA runs norms, softmax, sums and
+# transcendental ops in fp32, CPU in the input's dtype.  During the trace the AutocastCPU kernels of these ops
+# are replaced by CUDA's policy.  Source: aten/src/ATen/autocast_mode.h (AT_FORALL_FP32,
+# AT_FORALL_FP32_SET_OPT_DTYPE) and autocast_mode.cpp (the AutocastCPU registrations), torch 2.x.
+#: ops CUDA autocast runs in fp32 (inputs cast) that CPU autocast leaves alone (op, overloads)
+_CUDA_FP32_OPS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("acos", ("default",)), ("asin", ("default",)), ("cosh", ("default",)), ("erfinv", ("default",)),
+    ("exp", ("default",)), ("expm1", ("default",)), ("log", ("default",)), ("log10", ("default",)),
+    ("log2", ("default",)), ("log1p", ("default",)), ("reciprocal", ("default",)), ("rsqrt", ("default",)),
+    ("sinh", ("default",)), ("tan", ("default",)), ("pow", ("Tensor_Scalar", "Tensor_Tensor", "Scalar")),
+    ("softplus", ("default",)), ("layer_norm", ("default",)), ("native_layer_norm", ("default",)),
+    ("group_norm", ("default",)), ("frobenius_norm", ("dim",)), ("nuclear_norm", ("default", "dim")),
+    ("cosine_similarity", ("default",)), ("logsumexp", ("default",)), ("dist", ("default",)),
+    ("pdist", ("default",)), ("renorm", ("default",)))
+#: ops CUDA autocast gives ``dtype=float32`` when none is asked for (no input copy)
+_CUDA_FP32_SET_OPT_DTYPE_OPS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("prod", ("default", "dim_int")), ("softmax", ("int",)), ("log_softmax", ("int",)),
+    ("cumprod", ("default",)), ("cumsum", ("default",)), ("linalg_vector_norm", ("default",)),
+    ("linalg_matrix_norm", ("default", "str_ord")), ("sum", ("default", "dim_IntList")))
+#: ops CPU autocast casts to fp32 that CUDA autocast passes through
+_CPU_ONLY_FP32_OPS: tuple[str, ...] = ("cross_entropy_loss",)
+
+
+@contextlib.contextmanager
+def _cuda_autocast_policy() -> Iterator[None]:
+    """While entered, CPU autocast applies CUDA's policy to the ops where the two differ (see above)."""
+    import warnings
+
+    import torch
+    from torch.utils._pytree import tree_map
+
+    key = torch._C.DispatchKey.AutocastCPU
+    no_autocast = torch._C.DispatchKeySet(key)
+
+    def eligible(t: Any) -> bool:
+        return isinstance(t, torch.Tensor) and t.is_floating_point() and t.dtype != torch.float64
+
+    def fp32(op: Any) -> Callable[..., Any]:
+        def kernel(*args: Any, **kwargs: Any) -> Any:
+            with torch._C._ExcludeDispatchKeyGuard(no_autocast):
+                args, kwargs = tree_map(lambda t: t.to(torch.float32) if eligible(t) else t, (args, kwargs))
+                return op(*args, **kwargs)
+        return kernel
+
+    def set_opt_dtype(op: Any) -> Callable[..., Any]:
+        index = next(i for i, a in enumerate(op._schema.arguments) if a.name == "dtype")
+        kwarg_only = op._schema.arguments[index].kwarg_only
+
+        def kernel(*args: Any, **kwargs: Any) -> Any:
+            with torch._C._ExcludeDispatchKeyGuard(no_autocast):
+                if args and eligible(args[0]):
+                    if kwarg_only or len(args) <= index:
+                        kwargs = {**kwargs, "dtype": kwargs.get("dtype") or torch.float32}
+                    elif args[index] is None:
+                        args = (*args[:index], torch.float32, *args[index + 1:])
+                return op(*args, **kwargs)
+        return kernel
+
+    def qualified(name: str, overload: str) -> str:
+        return name if overload == "default" else f"{name}.{overload}"
+
+    lib = torch.library.Library("aten", "IMPL")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "overriding a previously registered kernel": for this trace only
+            for ops, policy in ((_CUDA_FP32_OPS, fp32), (_CUDA_FP32_SET_OPT_DTYPE_OPS, set_opt_dtype)):
+                for name, overloads in ops:
+                    for ov in overloads:
+                        op = getattr(getattr(torch.ops.aten, name), ov)
+                        lib.impl(qualified(name, ov), policy(op), "AutocastCPU")
+            for name in _CPU_ONLY_FP32_OPS:
+                lib.impl(name, torch.library.fallthrough_kernel, "AutocastCPU")
+        yield
+    finally:
+        lib._destroy()
+
+
 class _Timeline:
-    """Storage lifetimes of the fake run: ``("a"|"f", alloc id, nbytes)`` events in order."""
+    """Storage lifetimes of the fake run: ``("a"|"f", alloc id, nbytes)`` events in order.
+
+    A storage is freed between two ops (autograd releasing a node's saved tensors and its incoming gradient
+    after the node ran, a Python reference dropped), so every op first records the frees since the last one
+    (``sweep``, over every live storage) and then its own outputs (``track``): in that order the timeline's
+    peak is the real step's.  Frees recorded late, or after the next op's outputs, would count a freed
+    tensor and its successor at once (e.g. the fp32 logits, their gradient and its 16-bit cast in the
+    loss's backward under autocast).
+    """
 
     def __init__(self) -> None:
         self.live: dict[int, tuple[int, Any, int]] = {}  # storage cdata -> (alloc id, weakref, nbytes)
         self.events: list[tuple[str, int, int]] = []
-        self.young: list[int] = []  # cdata of storages allocated since the last full sweep
         self.next_id = 0
-        self.ops_seen = 0
 
     def track(self, t: Any) -> int | None:
         """The alloc id of a tensor's storage (a new one is an allocation); ``None`` for a non-tensor."""
@@ -91,24 +180,17 @@ class _Timeline:
         self.next_id += 1
         n = int(t.untyped_storage().nbytes())
         self.live[ref.cdata] = (self.next_id, ref, n)
-        self.young.append(ref.cdata)
         self.events.append(("a", self.next_id, n))
         return self.next_id
 
-    def sweep(self, full: bool = False) -> None:
-        """Record the frees: short-lived storages after every op, all of them every 32 ops.
+    def sweep(self) -> None:
+        """Record the frees of every storage that died since the last sweep."""
+        import torch
 
-        Checking every live storage after every op costs more than the fake dispatch itself.
-        """
-        self.ops_seen += 1
-        keys: list[int] = list(self.live) if full or self.ops_seen % 32 == 0 else self.young
-        if keys is not self.young:
-            self.young.clear()
-        for k in [k for k in keys if k in self.live and self.live[k][1].expired()]:
+        expired = torch.Storage._expired  # type: ignore[attr-defined]  # what StorageWeakRef.expired calls
+        for k in [k for k in self.live if expired(k)]:
             aid, _, n = self.live.pop(k)
             self.events.append(("f", aid, n))
-        if not full and keys is self.young:
-            self.young[:] = [k for k in self.young if k in self.live][-256:]
 
     def peaks(self, categorised: set[Any]) -> tuple[float, float]:
         """``(peak of all live bytes, peak of the bytes outside ``categorised`` alloc ids)``."""
@@ -121,6 +203,22 @@ class _Timeline:
             peak = max(peak, total)
             other_peak = max(other_peak, total - cat_live)
         return peak, other_peak
+
+    def step_events(self, start: int, grads: set[Any]) -> dict[str, list[int]]:
+        """The events from ``start`` on as ``advisor.estimator.allocator.replay`` takes them.
+
+        ``n >= 0`` allocates ``n`` bytes, ``-(i + 1)`` frees the ``i``-th of these allocations; ``grads``: the
+        gradients' indexes.
+        """
+        index: dict[int, int] = {}
+        out: list[int] = []
+        for kind, aid, n in self.events[start:]:
+            if kind == "a":
+                index[aid] = len(index)
+                out.append(int(n))
+            elif aid in index:
+                out.append(-index[aid] - 1)
+        return {"step": out, "grads": sorted(index[g] for g in grads if g in index)}
 
     def peak_of(self, ids: set[Any]) -> float:
         """Peak of the bytes of the ``ids`` alloc ids live at once."""
@@ -167,6 +265,7 @@ class _Recording:
             self.uncounted[f"aten.{name}"] = None  # compute-heavy, but no FLOP formula: listed, not zero
         if formula is None and not any(isinstance(t, torch.Tensor) for t in outs):
             return  # sym_size, device and the like: no kernel
+        self.timeline.sweep()  # the frees since the last op happened before this op's outputs were allocated
         moved = 0
         if not (getattr(func, "is_view", False) or name in ("detach", "alias", "lift_fresh")):
             ins, _ = tree_flatten((args, kwargs))
@@ -182,7 +281,6 @@ class _Recording:
         out_ids = tree_map(self.timeline.track, out)
         if name == "_to_copy" and isinstance(args[0], torch.Tensor) and self.timeline.track(args[0]) in self.persistent:
             self.weight_copies.add(out_ids)
-        self.timeline.sweep()
 
     def _add(self, key: tuple[str, str], kind: str, tc: bool, flops: float, moved: float, launches: int = 1) -> None:
         g = self.groups.get(key)
@@ -304,6 +402,7 @@ def run_traced(module: Any, inputs: tuple[Any, ...], kwargs: Mapping[str, Any], 
         rec.persistent.update(timeline.track(t) for t in (*fparams.values(), *fbuffers.values()))
         input_ids = {timeline.track(t) for t in fixed_tensors}
         param_bytes = sum(n for _kind, aid, n in timeline.events if aid in rec.persistent)
+        first_step_event = len(timeline.events)
 
         def pack(t: Any) -> Any:
             aid = timeline.track(t)
@@ -313,6 +412,7 @@ def run_traced(module: Any, inputs: tuple[Any, ...], kwargs: Mapping[str, Any], 
 
         autocast = (torch.autocast("cpu", dtype=_dtype_for(precision.removeprefix("amp-")))
                     if amp else torch.autocast("cpu", enabled=False))
+        policy = _cuda_autocast_policy() if amp else contextlib.nullcontext()
         if checkpoint and train:
             blocks = blocks if blocks is not None else find_blocks(module)
             if blocks is None:
@@ -324,7 +424,7 @@ def run_traced(module: Any, inputs: tuple[Any, ...], kwargs: Mapping[str, Any], 
         swapped = _reparametrize_module(module, {**fparams, **fbuffers}, tie_weights=True)
         grad_ctx = torch.enable_grad() if train else torch.no_grad()
         with fake_mode, _recorder_type()(rec), grad_ctx, rec.rnn, ckpt, swapped, _wrapped_errors(label, rec):
-            with autocast, torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            with policy, autocast, torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
                 out = module(*finputs, **fkwargs)
                 step_loss = (loss(out, finputs) if loss is not None else _default_loss(out, label)) if train else None
             del out
@@ -335,7 +435,7 @@ def run_traced(module: Any, inputs: tuple[Any, ...], kwargs: Mapping[str, Any], 
                 rec.phase = "backward"
                 step_loss.backward()
                 del step_loss
-            timeline.sweep(full=True)
+            timeline.sweep()
         grads = [p.grad for p in fparams.values() if p.grad is not None]
         grad_ids = {timeline.track(g) for g in grads}
     finally:
@@ -347,16 +447,26 @@ def run_traced(module: Any, inputs: tuple[Any, ...], kwargs: Mapping[str, Any], 
             g.serial_steps = rec.rnn.steps.get(rnn_label, 0)
     # replay the timeline: temporaries = live - params/buffers - inputs - gradients - saved activations
     peak, tmp_peak = timeline.peaks(rec.persistent | input_ids | rec.weight_copies | grad_ids | set(saved))
+    grad_bytes = float(sum(nbytes(g) for g in grads))
+    act_bytes = float(sum(saved.values())) if train else 0.0
+    copies = timeline.peak_of(rec.weight_copies)
+    # the estimate adds weights + all gradients + all activations + the weight copies + transient: transient is
+    # what the step's peak holds beyond them (its temporaries and inputs, less the gradients not yet made and the
+    # activations already freed when the peak comes), so the sum is the traced peak itself
+    transient = max(0.0, peak - param_bytes - grad_bytes - act_bytes - copies)
+    allocations = {"params": [[nbytes(t), int(t.requires_grad)] for t in (*fparams.values(), *fbuffers.values())],
+                   "inputs": [nbytes(t) for t in fixed_tensors],
+                   **timeline.step_events(first_step_event, grad_ids)}
     n_params = sum(p.numel() for p in params_in.values())
     trainable = [p for n, p in params_in.items() if p.requires_grad and not n.startswith(frozen)]
     n_train = sum(p.numel() for p in trainable)
     return TraceResult(groups=rec.groups, params=int(n_params), trainable_params=int(n_train) if train else 0,
                        trainable_tensors=len(trainable) if train else 0,
-                       param_bytes=int(param_bytes), activation_bytes=float(sum(saved.values())) if train else 0.0,
-                       transient_bytes=float(tmp_peak), gradient_bytes=float(sum(nbytes(g) for g in grads)),
-                       peak_bytes=float(peak), input_bytes=float(sum(nbytes(t) for t in fixed_tensors)),
-                       uncounted=tuple(rec.uncounted), weight_copy_bytes=timeline.peak_of(rec.weight_copies),
-                       gemms=tuple(rec.gemms))
+                       param_bytes=int(param_bytes), activation_bytes=act_bytes, transient_bytes=transient,
+                       gradient_bytes=grad_bytes, peak_bytes=float(peak),
+                       input_bytes=float(sum(nbytes(t) for t in fixed_tensors)), uncounted=tuple(rec.uncounted),
+                       weight_copy_bytes=copies, gemms=tuple(rec.gemms), temporaries_peak_bytes=float(tmp_peak),
+                       allocations=allocations)
 
 
 def _ops_from(groups: Mapping[tuple[str, str], OpGroup], mode: str, precision: str) -> list[OpCost]:
@@ -374,7 +484,12 @@ def common_assumptions(precision: str, optimizer: str | None, mode: str, checkpo
            "activations: unique storages autograd saves for backward (saved_tensors_hooks), parameters excluded"
            + ("; autocast's 16-bit weight copies (held through the forward, 2 bytes/param) are not activations: "
               "see options['traced_memory_bytes']['weight_copies']" if precision.startswith("amp-") else ""),
-           "transient: peak of the step's other short-lived storages (replayed storage lifetimes)"]
+           "transient: what the step's peak holds beyond the weights, all gradients, all activations and the weight "
+           "copies (its temporaries and inputs, less the gradients not yet made and the activations already freed "
+           "at the peak; replayed storage lifetimes, frees recorded before the next op allocates), so the memory "
+           "estimate's sum is the traced peak",
+           "autocast traced with CUDA's op policy (aten/src/ATen/autocast_mode.h), not CPU's: e.g. cross-entropy's "
+           "log-softmax in the logits' dtype and nll_loss in fp32; norms, softmax and sums in fp32"]
     if checkpoint:
         out.append("gradient checkpointing traced as torch.utils.checkpoint (non-reentrant) runs it on the children of "
                    "the ModuleList/Sequential with the most parameterised children (as validate does): activations = "
@@ -489,9 +604,11 @@ def trace_module(
         options={"gradient_checkpointing": ckpt, "grad_accum": grad_accum, "frozen": bool(frozen) or
                  res.trainable_params < res.params, "rebuild": rebuild,
                  "traced_memory_bytes": {"parameters": res.param_bytes, "gradients": res.gradient_bytes,
-                                         "activations": res.activation_bytes, "temporaries": res.transient_bytes,
+                                         "activations": res.activation_bytes, "transient": res.transient_bytes,
+                                         "temporaries": res.temporaries_peak_bytes,
                                          "weight_copies": res.weight_copy_bytes,
-                                         "peak_without_optimizer": res.peak_bytes}},
+                                         "peak_without_optimizer": res.peak_bytes},
+                 "allocations": res.allocations},
     )
 
 

@@ -68,6 +68,20 @@ def _lin(v1: float, v2: float, b: int) -> float:
     return max(0.0, v1 + slope * (b - b1))
 
 
+def _scaled_allocations(a1: Mapping[str, Any], a2: Mapping[str, Any], b: int) -> dict[str, Any] | None:
+    """The traced step's allocations at batch ``b`` from the two traced batches, each size scaled linearly.
+
+    ``None`` when the two steps differ in more than sizes: then nothing is replayed.
+    """
+    if not a1 or not a2 or a1["params"] != a2["params"] or a1["grads"] != a2["grads"] or \
+            len(a1["step"]) != len(a2["step"]) or len(a1["inputs"]) != len(a2["inputs"]) or \
+            any((e1 < 0 or e2 < 0) and e1 != e2 for e1, e2 in zip(a1["step"], a2["step"], strict=True)):
+        return None
+    return {"params": a1["params"], "grads": a1["grads"],
+            "inputs": [round(_lin(x1, x2, b)) for x1, x2 in zip(a1["inputs"], a2["inputs"], strict=True)],
+            "step": [e1 if e1 < 0 else round(_lin(e1, e2, b)) for e1, e2 in zip(a1["step"], a2["step"], strict=True)]}
+
+
 def _scaled_dim(d1: int, d2: int, b: int) -> int:
     return d1 if d1 == d2 else max(1, round(_lin(d1, d2, b)))
 
@@ -175,5 +189,7 @@ def preset_workload(preset: Any, *, batch_size: int, seq_len: int | None, image_
         uncounted_ops=r1.uncounted, assumptions=tuple(assumptions),
         eager_ops=optimizer_eager_ops(opt, r1.trainable_tensors),
         options={"gradient_checkpointing": ckpt, "grad_accum": grad_accum,
-                 "frozen": r1.trainable_params < r1.params and mode == "train", "rebuild": rebuild},
+                 "frozen": r1.trainable_params < r1.params and mode == "train", "rebuild": rebuild,
+                 **({"allocations": scaled} if (scaled := _scaled_allocations(r1.allocations, r2.allocations,
+                                                                               batch_size)) else {})},
     )

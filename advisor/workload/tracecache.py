@@ -33,8 +33,8 @@ from typing import Any
 from advisor.workload.base import OpCost, Workload
 
 ENV_CACHE_DIR = "GPU_ADVISOR_CACHE_DIR"
-#: Bump when the file layout changes.
-FORMAT = 1
+#: Bump when the file layout changes (2: options['allocations'], the traced step for the allocator replay).
+FORMAT = 2
 
 _progress_factory: Callable[[str], contextlib.AbstractContextManager[Any]] | None = None
 
