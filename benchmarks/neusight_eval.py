@@ -235,6 +235,18 @@ def _small(row: Row) -> bool:
     return cost.flops < 2**21 if row.op in ("linear", "bmm") else cost.bytes <= 256 * 1024
 
 
+def relative_least_squares(points: list[tuple[float, float]]) -> tuple[float, float]:
+    """(intercept, slope) of y = a + b x by least squares weighted by 1/y^2 (relative errors), closed form."""
+    w = [1.0 / y**2 for _, y in points]
+    sw = sum(w)
+    sx = sum(wi * x for wi, (x, _) in zip(w, points, strict=True))
+    sy = sum(wi * y for wi, (_, y) in zip(w, points, strict=True))
+    sxx = sum(wi * x * x for wi, (x, _) in zip(w, points, strict=True))
+    sxy = sum(wi * x * y for wi, (x, y) in zip(w, points, strict=True))
+    b = (sw * sxy - sx * sy) / (sw * sxx - sx * sx)
+    return (sy - b * sx) / sw, b
+
+
 def fit_harness(rows: Iterable[Row]) -> dict[tuple[str, str], Harness]:
     """Per train card and op class.
 
@@ -254,15 +266,8 @@ def fit_harness(rows: Iterable[Row]) -> dict[tuple[str, str], Harness]:
         big = [(op_cost(r).bytes, r.latency_s) for r in elem if op_cost(r).bytes >= 16 * 2**20]
         if not small or len(big) < 3:
             continue
-        # weighted (1/y) least squares of y = a + b x, closed form
-        w = [1.0 / y**2 for _, y in big]
-        sw = sum(w)
-        sx = sum(wi * x for wi, (x, _) in zip(w, big, strict=True))
-        sy = sum(wi * y for wi, (_, y) in zip(w, big, strict=True))
-        sxx = sum(wi * x * x for wi, (x, _) in zip(w, big, strict=True))
-        sxy = sum(wi * x * y for wi, (x, y) in zip(w, big, strict=True))
-        slope = (sw * sxy - sx * sy) / (sw * sxx - sx * sx)
-        floor, lead = statistics.median(small), max(0.0, (sy - slope * sx) / sw)
+        intercept, _slope = relative_least_squares(big)
+        floor, lead = statistics.median(small), max(0.0, intercept)
         for cls in CLASSES:
             own = [r.latency_s for r in rs if r.op_class == cls and _small(r)]
             f = statistics.median(own) if own else floor

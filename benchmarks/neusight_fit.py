@@ -51,16 +51,7 @@ from advisor.estimator.power import power_limited, sustained_clock  # noqa: E402
 BIG_BYTES = 16 * 2**20
 
 
-def _slope(points: list[tuple[float, float]]) -> tuple[float, float]:
-    """(intercept, slope) of y = a + b x by least squares weighted by 1/y^2 (relative errors)."""
-    w = [1.0 / y**2 for _, y in points]
-    sw = sum(w)
-    sx = sum(wi * x for wi, (x, _) in zip(w, points, strict=True))
-    sy = sum(wi * y for wi, (_, y) in zip(w, points, strict=True))
-    sxx = sum(wi * x * x for wi, (x, _) in zip(w, points, strict=True))
-    sxy = sum(wi * x * y for wi, (x, y) in zip(w, points, strict=True))
-    b = (sw * sxy - sx * sy) / (sw * sxx - sx * sx)
-    return (sy - b * sx) / sw, b
+_slope = ne.relative_least_squares
 
 
 def fit(rows: list[ne.Row]) -> dict[str, dict[str, float]]:
