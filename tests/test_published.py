@@ -115,3 +115,18 @@ def test_median_memory_error_meets_target() -> None:
     med = table.medians(results)["memory"]
     assert med is not None
     assert med <= table.MEMORY_TARGET, f"median |memory error| {med:.1%} > {table.MEMORY_TARGET:.0%}"
+    assert med <= table.MEMORY_RATCHET, f"median |memory error| {med:.1%} > {table.MEMORY_RATCHET:.0%}"
+
+
+@needs_estimator
+def test_a_source_measured_cuda_context_replaces_the_estimates() -> None:
+    table = _table_module()
+    rows = {r["id"]: r for r in table.load_rows()}
+    row = dict(rows["bert-large-v100-hf-vanilla-mem"])
+    assert "source_context_mib=1343" in row["options"]
+    with_source, note = table.predict(row)
+    row["options"] = row["options"].replace(";source_context_mib=1343", "")
+    without, _ = table.predict(row)
+    assert with_source is not None and without is not None
+    assert "1343 MiB" in note
+    assert 0 < with_source - without < 1343  # MiB: the source's 1343 less the estimate's own context
