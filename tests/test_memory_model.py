@@ -139,7 +139,8 @@ def test_traced_training_peak_is_the_real_cpu_steps(precision) -> None:
 
     from advisor.validate.records import _autocast
     from advisor.workload import zoo
-    from advisor.workload.trace import _cuda_autocast_policy, trace_module
+    from advisor.workload.trace import trace_module
+    from advisor.workload.trace_autocast import cuda_autocast_policy
 
     b, s = 8, 128
     tokens = torch.zeros((b, s), dtype=torch.long)
@@ -159,7 +160,7 @@ def test_traced_training_peak_is_the_real_cpu_steps(precision) -> None:
             p.grad = None
 
     def step() -> None:
-        with _cuda_autocast_policy(), _autocast(precision, "cpu"):
+        with cuda_autocast_policy(), _autocast(precision, "cpu"):
             loss = F.cross_entropy(model(tokens).flatten(0, 1), tokens.flatten())
         loss.backward()
 
@@ -173,7 +174,7 @@ def test_cuda_autocast_policy_on_cpu_tensors() -> None:
     torch = pytest.importorskip("torch")
     import torch.nn.functional as F
 
-    from advisor.workload.trace import _cuda_autocast_policy
+    from advisor.workload.trace_autocast import cuda_autocast_policy
 
     x, w, t = torch.randn(16, 8), torch.randn(32, 8, requires_grad=True), torch.zeros(16, dtype=torch.long)
     seen = []
@@ -186,7 +187,7 @@ def test_cuda_autocast_policy_on_cpu_tensors() -> None:
             seen.append((func.__name__.split(".")[0], getattr(out, "dtype", None)))
             return out
 
-    with _cuda_autocast_policy(), torch.autocast("cpu", dtype=torch.bfloat16):
+    with cuda_autocast_policy(), torch.autocast("cpu", dtype=torch.bfloat16):
         logits = F.linear(x, w)
         with Dtypes():
             F.cross_entropy(logits, t)

@@ -62,3 +62,22 @@ def test_builder_kwargs_pass_what_was_given() -> None:
     assert "batch_size" not in kw and kw["seq_len"] == 512 and kw["gradient_checkpointing"] and kw["grad_accum"] == 4
     with pytest.raises(dataclasses.FrozenInstanceError):
         WorkloadOptions().batch_size = 3  # type: ignore[misc]
+
+
+def test_the_transformer_builder_takes_the_options_or_their_keywords() -> None:
+    from advisor.workload.config import arch_from_config
+    from advisor.workload.presets import get_preset
+    from advisor.workload.transformer import BUILDER_OPTIONS, build_transformer
+
+    assert set(BUILDER_OPTIONS) == set(WorkloadOptions.names()) - {"image_size"}
+    arch = arch_from_config(get_preset("gpt2").config, "gpt2")
+    opts = WorkloadOptions(batch_size=4, seq_len=256, precision="bf16", gradient_checkpointing=True)
+    by_keywords = build_transformer(arch, name="gpt2", batch_size=4, seq_len=256, precision="bf16",
+                                    gradient_checkpointing=True)
+    by_options = build_transformer(arch, name="gpt2", options=opts)
+    assert by_options.to_dict() == by_keywords.to_dict()
+    # keywords win over the options they are given with; the rebuilt batch keeps every other option
+    assert build_transformer(arch, name="gpt2", options=opts, batch_size=2).to_dict() == \
+        by_options.options["rebuild"](2).to_dict()
+    with pytest.raises(TypeError, match="unexpected keyword argument 'image_size'"):
+        build_transformer(arch, name="gpt2", image_size=224)

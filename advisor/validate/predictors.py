@@ -40,8 +40,9 @@ def cpu_card(device: DeviceContext) -> Any:
 @functools.lru_cache(maxsize=64)
 def _zoo_workload(model: str, batch_size: int, seq_len: int, precision: str, optimizer: str | None,
                   gradient_checkpointing: bool = False) -> Any:
-    """The traced training step of a zoo transformer, with validate's own loss and checkpointed blocks (cached:
-    replays predict the same case for many cards).
+    """The traced training step of a zoo transformer, with validate's own loss and checkpointed blocks.
+
+    Cached: replays predict the same case for many cards.
     """
     import torch
     import torch.nn.functional as F
@@ -58,8 +59,10 @@ def _zoo_workload(model: str, batch_size: int, seq_len: int, precision: str, opt
 
 
 def estimator_model(case: Case) -> tuple[Any, dict[str, Any]]:
-    """What to hand ``estimate`` for a case: the zoo module itself (traced) for a transformer's training step,
-    an HF-style config of the model run for its decoding steps, or the preset name.
+    """What to hand ``estimate`` for a case, and the keywords that go with it.
+
+    The zoo module itself (traced) for a transformer's training step, an HF-style config of the model run for
+    its decoding steps, or the preset name.
     """
     kwargs: dict[str, Any] = {}
     if case.seq_len:
@@ -108,8 +111,9 @@ def estimator_model(case: Case) -> tuple[Any, dict[str, Any]]:
 
 @functools.lru_cache(maxsize=16)
 def _zoo_decode_ops(model: str, precision: str) -> dict[str, int]:
-    """Ops the zoo model's ``generate`` dispatches for the prefill and per generated token (a TorchDispatchMode
-    count of a 1- and a 3-token generation on the meta device; no memory, no compute).
+    """Ops the zoo model's ``generate`` dispatches for the prefill and per generated token.
+
+    A TorchDispatchMode count of a 1- and a 3-token generation on the meta device (no memory, no compute).
     """
     import torch
     from torch.utils._python_dispatch import TorchDispatchMode

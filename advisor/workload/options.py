@@ -3,7 +3,9 @@
 ``estimate()``, ``recommend()``, the CLI's workload flags and the dashboard all describe a workload with the
 same keywords (batch, sequence, precision, optimizer, mode, LoRA, ...).  ``WorkloadOptions`` is that list,
 with its defaults and its checks, in one place: the public functions keep their keyword arguments and
-build one of these; the builders in ``advisor.workload`` take its ``builder_kwargs()``.
+build one of these; the builders in ``advisor.workload`` take its ``builder_kwargs()``, and the analytic
+transformer builder (``advisor.workload.transformer.build_transformer``) takes its fields as its keywords, or the
+record itself (``options=``).
 """
 
 from __future__ import annotations

@@ -10,7 +10,9 @@ that lives and dies inside the step the temporaries.  So the counts are torch's 
 step: FLOPs as ``FlopCounterMode`` counts them (no backward for inputs that need no grad), saved
 bytes as autograd saves them.  Recurrent layers and gradient checkpointing: see
 ``advisor.workload.trace_blocks``; matmul/conv grouping by GEMM shape: ``advisor.workload.aten_ops``;
-presets traced at two batches and scaled: ``advisor.workload.trace_presets``.
+presets traced at two batches and scaled: ``advisor.workload.trace_presets``; the storage timeline (what
+``advisor.estimator.allocator`` replays): ``advisor.workload.trace_timeline``; CUDA's autocast policy on the CPU
+run: ``advisor.workload.trace_autocast``.
 
 This module is one of the designated torch importers; torch is still imported lazily, inside
 functions, so importing ``advisor.workload`` stays cheap.
@@ -28,7 +30,9 @@ from advisor.errors import WorkloadError
 from advisor.workload.aten_ops import Gemm, OpGroup, bucketed, flop_formulas, gemm_dims, merged, nbytes, op_kind
 from advisor.workload.base import OpCost, Workload
 from advisor.workload.eager import optimizer_eager_ops
+from advisor.workload.trace_autocast import cuda_autocast_policy
 from advisor.workload.trace_blocks import RecurrentFiling, checkpointed, find_blocks
+from advisor.workload.trace_timeline import StorageTimeline
 from advisor.workload.transformer import check_common, optimizer_op, optimizer_state_bytes
 
 StepLoss = Callable[[Any, tuple[Any, ...]], Any]  # (output, the step's inputs) -> scalar loss
@@ -69,172 +73,11 @@ def _dtype_for(precision: str) -> Any:
     return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
 
 
-# -- CUDA's autocast policy on the fake CPU run ---------------------------------------------------------------
-# The trace runs on CPU tensors, so torch applies CPU autocast's op lists, which differ from CUDA's (the device
-# the estimate is for): CPU casts ``cross_entropy_loss`` to fp32 as a whole (an fp32 copy of the logits, fp32
-# log-probabilities, an fp32 gradient cast back), CUDA does not cast it and runs its parts by their own policy
-# (``log_softmax`` with the input's dtype, ``nll_loss`` in fp32); CUDA runs norms, softmax, sums and
-# transcendental ops in fp32, CPU in the input's dtype.  During the trace the AutocastCPU kernels of these ops
-# are replaced by CUDA's policy.  Source: aten/src/ATen/autocast_mode.h (AT_FORALL_FP32,
-# AT_FORALL_FP32_SET_OPT_DTYPE) and autocast_mode.cpp (the AutocastCPU registrations), torch 2.x.
-#: ops CUDA autocast runs in fp32 (inputs cast) that CPU autocast leaves alone (op, overloads)
-_CUDA_FP32_OPS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("acos", ("default",)), ("asin", ("default",)), ("cosh", ("default",)), ("erfinv", ("default",)),
-    ("exp", ("default",)), ("expm1", ("default",)), ("log", ("default",)), ("log10", ("default",)),
-    ("log2", ("default",)), ("log1p", ("default",)), ("reciprocal", ("default",)), ("rsqrt", ("default",)),
-    ("sinh", ("default",)), ("tan", ("default",)), ("pow", ("Tensor_Scalar", "Tensor_Tensor", "Scalar")),
-    ("softplus", ("default",)), ("layer_norm", ("default",)), ("native_layer_norm", ("default",)),
-    ("group_norm", ("default",)), ("frobenius_norm", ("dim",)), ("nuclear_norm", ("default", "dim")),
-    ("cosine_similarity", ("default",)), ("logsumexp", ("default",)), ("dist", ("default",)),
-    ("pdist", ("default",)), ("renorm", ("default",)))
-#: ops CUDA autocast gives ``dtype=float32`` when none is asked for (no input copy)
-_CUDA_FP32_SET_OPT_DTYPE_OPS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("prod", ("default", "dim_int")), ("softmax", ("int",)), ("log_softmax", ("int",)),
-    ("cumprod", ("default",)), ("cumsum", ("default",)), ("linalg_vector_norm", ("default",)),
-    ("linalg_matrix_norm", ("default", "str_ord")), ("sum", ("default", "dim_IntList")))
-#: ops CPU autocast casts to fp32 that CUDA autocast passes through
-_CPU_ONLY_FP32_OPS: tuple[str, ...] = ("cross_entropy_loss",)
-
-
-@contextlib.contextmanager
-def _cuda_autocast_policy() -> Iterator[None]:
-    """While entered, CPU autocast applies CUDA's policy to the ops where the two differ (see above)."""
-    import warnings
-
-    import torch
-    from torch.utils._pytree import tree_map
-
-    key = torch._C.DispatchKey.AutocastCPU
-    no_autocast = torch._C.DispatchKeySet(key)
-
-    def eligible(t: Any) -> bool:
-        return isinstance(t, torch.Tensor) and t.is_floating_point() and t.dtype != torch.float64
-
-    def fp32(op: Any) -> Callable[..., Any]:
-        def kernel(*args: Any, **kwargs: Any) -> Any:
-            with torch._C._ExcludeDispatchKeyGuard(no_autocast):
-                args, kwargs = tree_map(lambda t: t.to(torch.float32) if eligible(t) else t, (args, kwargs))
-                return op(*args, **kwargs)
-        return kernel
-
-    def set_opt_dtype(op: Any) -> Callable[..., Any]:
-        index = next(i for i, a in enumerate(op._schema.arguments) if a.name == "dtype")
-        kwarg_only = op._schema.arguments[index].kwarg_only
-
-        def kernel(*args: Any, **kwargs: Any) -> Any:
-            with torch._C._ExcludeDispatchKeyGuard(no_autocast):
-                if args and eligible(args[0]):
-                    if kwarg_only or len(args) <= index:
-                        kwargs = {**kwargs, "dtype": kwargs.get("dtype") or torch.float32}
-                    elif args[index] is None:
-                        args = (*args[:index], torch.float32, *args[index + 1:])
-                return op(*args, **kwargs)
-        return kernel
-
-    def qualified(name: str, overload: str) -> str:
-        return name if overload == "default" else f"{name}.{overload}"
-
-    lib = torch.library.Library("aten", "IMPL")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # "overriding a previously registered kernel": for this trace only
-            for ops, policy in ((_CUDA_FP32_OPS, fp32), (_CUDA_FP32_SET_OPT_DTYPE_OPS, set_opt_dtype)):
-                for name, overloads in ops:
-                    for ov in overloads:
-                        op = getattr(getattr(torch.ops.aten, name), ov)
-                        lib.impl(qualified(name, ov), policy(op), "AutocastCPU")
-            for name in _CPU_ONLY_FP32_OPS:
-                lib.impl(name, torch.library.fallthrough_kernel, "AutocastCPU")
-        yield
-    finally:
-        lib._destroy()
-
-
-class _Timeline:
-    """Storage lifetimes of the fake run: ``("a"|"f", alloc id, nbytes)`` events in order.
-
-    A storage is freed between two ops (autograd releasing a node's saved tensors and its incoming gradient
-    after the node ran, a Python reference dropped), so every op first records the frees since the last one
-    (``sweep``, over every live storage) and then its own outputs (``track``): in that order the timeline's
-    peak is the real step's.  Frees recorded late, or after the next op's outputs, would count a freed
-    tensor and its successor at once (e.g. the fp32 logits, their gradient and its 16-bit cast in the
-    loss's backward under autocast).
-    """
-
-    def __init__(self) -> None:
-        self.live: dict[int, tuple[int, Any, int]] = {}  # storage cdata -> (alloc id, weakref, nbytes)
-        self.events: list[tuple[str, int, int]] = []
-        self.next_id = 0
-
-    def track(self, t: Any) -> int | None:
-        """The alloc id of a tensor's storage (a new one is an allocation); ``None`` for a non-tensor."""
-        import torch
-        from torch.multiprocessing.reductions import StorageWeakRef
-
-        if not isinstance(t, torch.Tensor):
-            return None
-        ref = StorageWeakRef(t.untyped_storage())
-        entry = self.live.get(ref.cdata)
-        if entry is not None:
-            return entry[0]
-        self.next_id += 1
-        n = int(t.untyped_storage().nbytes())
-        self.live[ref.cdata] = (self.next_id, ref, n)
-        self.events.append(("a", self.next_id, n))
-        return self.next_id
-
-    def sweep(self) -> None:
-        """Record the frees of every storage that died since the last sweep."""
-        import torch
-
-        expired = torch.Storage._expired  # type: ignore[attr-defined]  # what StorageWeakRef.expired calls
-        for k in [k for k in self.live if expired(k)]:
-            aid, _, n = self.live.pop(k)
-            self.events.append(("f", aid, n))
-
-    def peaks(self, categorised: set[Any]) -> tuple[float, float]:
-        """``(peak of all live bytes, peak of the bytes outside ``categorised`` alloc ids)``."""
-        total = other_peak = peak = cat_live = 0.0
-        for kind, aid, n in self.events:
-            sign = 1 if kind == "a" else -1
-            total += sign * n
-            if aid in categorised:
-                cat_live += sign * n
-            peak = max(peak, total)
-            other_peak = max(other_peak, total - cat_live)
-        return peak, other_peak
-
-    def step_events(self, start: int, grads: set[Any]) -> dict[str, list[int]]:
-        """The events from ``start`` on as ``advisor.estimator.allocator.replay`` takes them.
-
-        ``n >= 0`` allocates ``n`` bytes, ``-(i + 1)`` frees the ``i``-th of these allocations; ``grads``: the
-        gradients' indexes.
-        """
-        index: dict[int, int] = {}
-        out: list[int] = []
-        for kind, aid, n in self.events[start:]:
-            if kind == "a":
-                index[aid] = len(index)
-                out.append(int(n))
-            elif aid in index:
-                out.append(-index[aid] - 1)
-        return {"step": out, "grads": sorted(index[g] for g in grads if g in index)}
-
-    def peak_of(self, ids: set[Any]) -> float:
-        """Peak of the bytes of the ``ids`` alloc ids live at once."""
-        live = peak = 0.0
-        for kind, aid, n in self.events:
-            if aid in ids:
-                live += n if kind == "a" else -n
-                peak = max(peak, live)
-        return peak
-
-
 @dataclass
 class _Recording:
     """What the dispatch hook records, op by op (see ``_Recording.record``)."""
 
-    timeline: _Timeline
+    timeline: StorageTimeline
     rnn: RecurrentFiling
     phase: str = "forward"
     groups: dict[tuple[str, str], OpGroup] = field(default_factory=dict)
@@ -383,7 +226,7 @@ def run_traced(module: Any, inputs: tuple[Any, ...], kwargs: Mapping[str, Any], 
     pdtype = _dtype_for(precision)
     # real tensors the module or the loss holds as constants (e.g. targets in a closure) are faked on use
     fake_mode = FakeTensorMode(allow_non_fake_inputs=True)
-    timeline = _Timeline()
+    timeline = StorageTimeline()
     rec = _Recording(timeline, RecurrentFiling(module))
     was_training = getattr(module, "training", False)
     module.train(train)
@@ -412,7 +255,7 @@ def run_traced(module: Any, inputs: tuple[Any, ...], kwargs: Mapping[str, Any], 
 
         autocast = (torch.autocast("cpu", dtype=_dtype_for(precision.removeprefix("amp-")))
                     if amp else torch.autocast("cpu", enabled=False))
-        policy = _cuda_autocast_policy() if amp else contextlib.nullcontext()
+        policy = cuda_autocast_policy() if amp else contextlib.nullcontext()
         if checkpoint and train:
             blocks = blocks if blocks is not None else find_blocks(module)
             if blocks is None:

@@ -31,7 +31,7 @@ from advisor.workload.costs import (
     weight_bytes,
 )
 from advisor.workload.eager import eager_ops
-from advisor.workload.options import BUILDER_QUANTIZE_BASES
+from advisor.workload.options import BUILDER_QUANTIZE_BASES, WorkloadOptions
 from advisor.workload.transformer_memory import (
     activation_bytes_breakdown,
     kv_cache_peak_bytes,
@@ -82,30 +82,48 @@ class _Ops:
                                    float(bb) * count, count * launches * 2, tc, min_dim, gemms=bwd_gemms))
 
 
+#: the ``WorkloadOptions`` fields this builder takes as keywords (``image_size`` is a vision option)
+BUILDER_OPTIONS = tuple(n for n in WorkloadOptions.names() if n != "image_size")
+
+
 def build_transformer(
     arch: TransformerArch,
     *,
     name: str,
     source: str = "preset",
-    batch_size: int = 1,
-    seq_len: int | None = None,
-    mode: str = "train",
-    precision: str = "amp-bf16",
-    optimizer: str | None = "adamw",
-    gradient_checkpointing: bool = False,
-    lora_rank: int | None = None,
+    options: WorkloadOptions | None = None,
     lora_targets: tuple[str, ...] | list[str] | str | None = None,
-    quantize_base: str | None = None,
-    grad_accum: int = 1,
-    gen_len: int | None = None,
     attention: str = "sdpa",
     default_seq_len: int = 2048,
+    **keywords: Any,
 ) -> Workload:
     """One step of ``arch`` as a ``Workload``, in closed form (see the module docstring).
 
+    Args:
+        arch: the transformer's shape.
+        name: the workload's name.
+        source: where it came from (``preset``, ``config``).
+        options: the workload options (default: ``WorkloadOptions()``'s defaults).
+        lora_targets: the linear layers LoRA adapts (default q, k, v, o; ``all-linear``).
+        attention: the attention implementation (``ATTENTIONS``).
+        default_seq_len: the sequence when none is given (capped by a learned position table).
+        **keywords: any ``BUILDER_OPTIONS`` field (``batch_size``, ``seq_len``, ``mode``, ``precision``, ...),
+            over ``options``.
+
     Raises:
+        TypeError: a keyword that is not a ``BUILDER_OPTIONS`` field.
         WorkloadError: a non-positive size, an unknown choice, or an option that does not apply.
     """
+    unexpected = [k for k in keywords if k not in BUILDER_OPTIONS]
+    if unexpected:
+        raise TypeError(f"build_transformer() got an unexpected keyword argument {unexpected[0]!r}")
+    opts = replace(options or WorkloadOptions(), **keywords)
+    if opts.image_size is not None:
+        raise WorkloadError(f"image_size does not apply to {name} (a transformer)", "use seq_len")
+    batch_size, seq_len, mode, precision, optimizer = (opts.batch_size, opts.seq_len, opts.mode, opts.precision,
+                                                       opts.optimizer)
+    gradient_checkpointing, lora_rank, quantize_base, grad_accum, gen_len = (
+        opts.gradient_checkpointing, opts.lora_rank, opts.quantize_base, opts.grad_accum, opts.gen_len)
     check_common(batch_size, mode, precision, optimizer, grad_accum)
     if attention not in ATTENTIONS:
         raise WorkloadError(f"unknown attention implementation {attention!r}", f"accepted: {', '.join(ATTENTIONS)}")
@@ -399,13 +417,11 @@ def build_transformer(
         "lora_targets": list(targets) if lora_rank else None, "quantize_base": quantize_base,
         "grad_accum": grad_accum, "attention": attention, "frozen": frozen_base,
     }
-    kwargs = dict(name=name, source=source, seq_len=s, mode=mode, precision=precision, optimizer=optimizer,
-                  gradient_checkpointing=gradient_checkpointing, lora_rank=lora_rank,
-                  lora_targets=lora_targets, quantize_base=quantize_base, grad_accum=grad_accum,
-                  gen_len=gen_len if (causal_lm and not train) else None, attention=attention)
+    resolved = replace(opts, seq_len=s, gen_len=gen_len if (causal_lm and not train) else None)
 
     def rebuild(new_batch: int) -> Workload:
-        return build_transformer(arch, batch_size=new_batch, **kwargs)  # type: ignore[arg-type]
+        return build_transformer(arch, name=name, source=source, options=replace(resolved, batch_size=new_batch),
+                                 lora_targets=lora_targets, attention=attention)
 
     options["rebuild"] = rebuild
     blocks_total = arch.num_layers + arch.num_decoder_layers
