@@ -55,6 +55,11 @@ def _gib(n: float | None) -> str | None:
 _LIMITERS = {"host": "host dispatch", "input": "input", "communication": "communication"}
 
 
+def _samples(rate: float) -> str:
+    """Samples per second as a reader wants it: thousands separated, three significant digits below 100."""
+    return f"{rate:,.0f}" if rate >= 100 else f"{rate:.3g}"
+
+
 def _limiter(name: str | None) -> str | None:
     return None if name is None else _LIMITERS.get(name, name)
 
@@ -92,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
         rows.append((r.rank, r.gpu_name, f"{r.num_gpus} {r.parallelism}" if r.parallelism else r.num_gpus,
                      _gib(r.memory_per_gpu_bytes),
                      None if frac is None else f"{100 * frac:.0f}%", format_seconds(r.step_s),
-                     f"{r.effective_samples_per_s:,.0f}", _limiter(r.limiter),
+                     _samples(r.effective_samples_per_s), _limiter(r.limiter),
                      format_seconds(r.time_to_train_s),
                      _cloud_cell(r.gpu_id, r.cost_cloud_usd, args),
                      None if r.cost_buy_usd is None else format_usd(r.cost_buy_usd),
