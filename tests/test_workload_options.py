@@ -23,6 +23,17 @@ def test_public_keywords_take_every_option_with_its_default(func) -> None:
         assert params[f.name].default == f.default, f"{func.__name__}: {f.name} default differs"
 
 
+def test_from_preset_spells_the_options_with_the_same_defaults() -> None:
+    """from_preset keeps an explicit signature (help and type hints for users); it may not drift from the record."""
+    from advisor.workload import from_preset
+
+    params = inspect.signature(from_preset).parameters
+    for f in dataclasses.fields(WorkloadOptions):
+        if f.name in params:
+            assert params[f.name].default == f.default, f"from_preset: {f.name} default differs"
+    assert {"batch_size", "precision", "optimizer", "mode", "seq_len", "grad_accum"} <= set(params)
+
+
 def test_cli_workload_flags_fill_every_option() -> None:
     parser = argparse.ArgumentParser()
     add_workload_args(parser)
