@@ -90,9 +90,12 @@ CHECKPOINT_HOST_SOURCE = (f"non-reentrant checkpointing costs the host {CHECKPOI
                           "backward (pack/unpack hooks, the recompute's Python; benchmarks/count_checkpoint_host.py)")
 #: Architectures whose convolutions and recurrent layers go through cuDNN (AMD's MIOpen is not measured: none).
 CUDNN_ARCHS = frozenset({"pascal", "volta", "turing", "ampere", "ada", "hopper", "blackwell", "orin"})
+_CALL = LIBRARY_CALL_HOST_OPS
 LIBRARY_HOST_SOURCE = ("each cuDNN convolution / recurrent call costs the host more than a generic op (engine "
-                       "choice, plan cache, descriptors): 6.5 / 20 forward-op equivalents per conv forward / backward, "
-                       "30 / 87 per LSTM/GRU forward / backward (H200 torch.profiler CPU times per call)")
+                       f"choice, plan cache, descriptors): {_CALL['conv', 'forward']:g} / "
+                       f"{_CALL['conv', 'backward']:g} forward-op equivalents per conv forward / backward, "
+                       f"{_CALL['recurrent', 'forward']:g} / {_CALL['recurrent', 'backward']:g} per LSTM/GRU forward / "
+                       "backward (H200 torch.profiler CPU times per call)")
 
 
 #: What makes each op class faster, for ``estimate --breakdown`` and the dashboard.
