@@ -10,15 +10,14 @@ docs/accuracy-kernels.md.
 from __future__ import annotations
 
 import functools
-import importlib.util
 import statistics
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
 from advisor.estimator.efficiency import _LITERATURE, DEFAULTS, KERNEL_FITS, PROFILE_FITS, defaults_for
+from tests import benchmark_scripts
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "tests" / "data" / "neusight"
@@ -34,14 +33,8 @@ CARD_RATCHET = {"Tesla P100-PCIE-16GB": 0.14, "Tesla T4": 0.12, "Tesla V100-PCIE
                 "NVIDIA A100-PCIE-40GB": 0.10, "NVIDIA H100 80GB HBM3": 0.15}
 
 
-@functools.cache
 def _eval() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("neusight_eval", ROOT / "benchmarks" / "neusight_eval.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(module)
-    return module
+    return benchmark_scripts.load("neusight_eval")
 
 
 @functools.cache

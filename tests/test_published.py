@@ -9,15 +9,14 @@ from __future__ import annotations
 
 import csv
 import functools
-import importlib.util
 import re
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
 from advisor.workload.base import MODES, PRECISIONS
+from tests import benchmark_scripts
 
 ROOT = Path(__file__).resolve().parent.parent
 CSV_PATH = ROOT / "tests" / "data" / "published_measurements.csv"
@@ -28,12 +27,7 @@ METRICS = {"samples_per_s", "tokens_per_s", "tokens_per_s_per_gpu", "decode_toke
 
 
 def _table_module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("published_table", ROOT / "benchmarks" / "published_table.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(module)
-    return module
+    return benchmark_scripts.load("published_table")
 
 
 def _rows() -> list[dict[str, str]]:
