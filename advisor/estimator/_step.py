@@ -25,7 +25,6 @@ from advisor.estimator.parallel import (
 )
 from advisor.estimator.time import (
     CHECKPOINT_HOST_SOURCE,
-    CUDNN_ARCHS,
     GROUPS,
     LIBRARY_HOST_SOURCE,
     PHASES,
@@ -183,8 +182,10 @@ def step_time(prep: PreparedWorkload, w: Workload, spec: GpuSpec, plan: Parallel
     train_ckpt = w.mode == "train" and w.gradient_checkpointing
     host_notes: list[str] = []
     if runtime == "eager":
-        phases, totals.host_s = host_floor(phases, step_ops, w.eager_ops, eff, serial_host, checkpointed=train_ckpt)
-        if not serial_host and eff.arch in CUDNN_ARCHS and any(library_call_ops(step_ops)):
+        library = library_call_ops(step_ops, eff, serial_host)
+        phases, totals.host_s = host_floor(phases, step_ops, w.eager_ops, eff, serial_host, checkpointed=train_ckpt,
+                                           library=library)
+        if any(library):
             host_notes.append(LIBRARY_HOST_SOURCE)
         if not serial_host and train_ckpt:
             host_notes.append(CHECKPOINT_HOST_SOURCE)

@@ -291,9 +291,15 @@ def ops_time(ops: Sequence[PreparedOp], rates: CardRates) -> tuple[list[float], 
     return d.phases, d.compute_s, d.memory_s, d.launch_s
 
 
-def library_call_ops(ops: Sequence[PreparedOp]) -> list[float]:
-    """Per phase: the cuDNN calls' host time beyond a generic op, in forward-op units (``LIBRARY_CALL_HOST_OPS``)."""
+def library_call_ops(ops: Sequence[PreparedOp], eff: Any, serial: bool = False) -> list[float]:
+    """Per phase: the cuDNN calls' host time beyond a generic op, in forward-op units (``LIBRARY_CALL_HOST_OPS``).
+
+    All zero where the ops do not go through cuDNN: a card outside ``CUDNN_ARCHS``, or the host's own CPU
+    (``serial``).
+    """
     out = [0.0] * len(PHASES)
+    if serial or eff.arch not in CUDNN_ARCHS:
+        return out
     for op in ops:
         kind = "conv" if op[3] == CONV else "recurrent" if op[10] else None
         if kind is None:
@@ -304,7 +310,8 @@ def library_call_ops(ops: Sequence[PreparedOp]) -> list[float]:
 
 
 def host_floor(phases: Sequence[float], ops: Sequence[PreparedOp], eager_ops: Mapping[str, int],
-               eff: Any, serial: bool = False, checkpointed: bool = False) -> tuple[list[float], float]:
+               eff: Any, serial: bool = False, checkpointed: bool = False,
+               library: Sequence[float] | None = None) -> tuple[list[float], float]:
     """Per-phase seconds with the eager host's dispatch time applied, and the host time exposed.
 
     Dispatched ops per phase come from ``eager_ops`` (the analytic builders' measured counts) or, for a
@@ -314,7 +321,7 @@ def host_floor(phases: Sequence[float], ops: Sequence[PreparedOp], eager_ops: Ma
     cards.  ``serial``: the host also computes (and launches nothing).  ``checkpointed``: the step checkpoints its
     blocks; the forward's dispatch costs ``CHECKPOINT_FORWARD_FACTOR`` times more and the recomputed ops (as
     many as the forward dispatches, counted among the backward's at the backward rate) ``CHECKPOINT_RECOMPUTE_OPS``
-    forward ops each.
+    forward ops each.  ``library``: ``library_call_ops(ops, eff, serial)`` when the caller has it already.
     """
     counts = [0] * len(PHASES)
     kernels = [0] * len(PHASES)
@@ -323,7 +330,9 @@ def host_floor(phases: Sequence[float], ops: Sequence[PreparedOp], eager_ops: Ma
         if op[0] or op[1]:  # views and metadata ops launch no kernel
             kernels[op[5]] += op[2]
     launch = 0.0 if serial else eff.host_launch_s
-    library = library_call_ops(ops) if not serial and eff.arch in CUDNN_ARCHS else [0.0] * len(PHASES)
+    if library is None:
+        library = library_call_ops(ops, eff, serial)
+    ckpt_fwd = eager_ops.get("forward", counts[0]) if checkpointed and not serial else 0  # forward ops recomputed
     out = list(phases)
     exposed = 0.0
     for i, name in enumerate(PHASES):
@@ -332,10 +341,9 @@ def host_floor(phases: Sequence[float], ops: Sequence[PreparedOp], eager_ops: Ma
             continue
         per = eff.host_op_s * (HOST_BACKWARD_FRACTION if name == "backward" else 1.0)
         host = n * per + kernels[i] * launch + library[i] * eff.host_op_s
-        if checkpointed and not serial and name in ("forward", "backward"):
-            fwd = eager_ops.get("forward", counts[0])
-            host += fwd * eff.host_op_s * ((CHECKPOINT_FORWARD_FACTOR - 1.0) if name == "forward"
-                                           else (CHECKPOINT_RECOMPUTE_OPS - HOST_BACKWARD_FRACTION))
+        if ckpt_fwd and name in ("forward", "backward"):
+            host += ckpt_fwd * eff.host_op_s * ((CHECKPOINT_FORWARD_FACTOR - 1.0) if name == "forward"
+                                                else (CHECKPOINT_RECOMPUTE_OPS - HOST_BACKWARD_FRACTION))
         if serial:
             out[i] += host
             exposed += host
