@@ -83,7 +83,7 @@ def optimizer_step_ops(optimizer: str | None, trainable_tensors: int) -> int:
 
 def optimizer_eager_ops(optimizer: str | None, trainable_tensors: int) -> dict[str, int]:
     """The optimizer phase's host dispatch-equivalents for a traced workload (its other phases: the traced ops)."""
-    n = optimizer_step_ops(optimizer, trainable_tensors) if optimizer else 0
+    n = optimizer_step_ops(optimizer, trainable_tensors)
     return {"optimizer": n} if n else {}
 
 
