@@ -38,12 +38,18 @@ def _abs(rows: list[v.ValidationRow], attr: str) -> list[float]:
     return sorted(abs(getattr(r, attr)) for r in rows if getattr(r, attr) is not None)
 
 
-@pytest.mark.parametrize("card", CARDS)
-@pytest.mark.parametrize(("calibration", "median", "worst"), [("probe", 0.135, 0.50), ("none", 0.12, 0.55)])
-def test_step_time_error_holds(replayed, card, calibration, median, worst) -> None:
+#: (card, calibration, median, p90, worst) |error| today (docs/accuracy-gpu.md), each with a little room; the
+#: H100's own-probe figures are host-bound rows its probe cannot see (no host_dispatch kernel in that run)
+BOUNDS = [("h200-2026-11-28", "probe", 0.08, 0.23, 0.31), ("h100-2026-11-28", "probe", 0.13, 0.36, 0.47),
+          ("h200-2026-11-28", "none", 0.105, 0.27, 0.33), ("h100-2026-11-28", "none", 0.105, 0.36, 0.54)]
+
+
+@pytest.mark.parametrize(("card", "calibration", "median", "p90", "worst"), BOUNDS)
+def test_step_time_error_holds(replayed, card, calibration, median, p90, worst) -> None:
     errors = _abs(replayed[(card, calibration)], "time_error")
     assert len(errors) == 37  # every measured row has a prediction (vit-b16 with checkpointing included)
     assert statistics.median(errors) <= median
+    assert errors[int(0.9 * len(errors)) - 1] <= p90
     assert errors[-1] <= worst
 
 

@@ -28,6 +28,7 @@ from advisor.estimator.time import (
     GROUPS,
     LIBRARY_HOST_SOURCE,
     PHASES,
+    STRIDED_SOURCE,
     CardRates,
     host_floor,
     library_call_ops,
@@ -180,21 +181,23 @@ def step_time(prep: PreparedWorkload, w: Workload, spec: GpuSpec, plan: Parallel
     totals = _Totals(detail.compute_s, detail.memory_s, detail.launch_s, 0.0,
                      dict(zip(GROUPS, detail.by_group, strict=True)))
     train_ckpt = w.mode == "train" and w.gradient_checkpointing
-    host_notes: list[str] = []
+    step_notes: list[str] = []
+    if rates.strided_elements_s and any(op[11] for op in step_ops):
+        step_notes.append(STRIDED_SOURCE)
     if runtime == "eager":
         library = library_call_ops(step_ops, eff, serial_host)
         phases, totals.host_s = host_floor(phases, step_ops, w.eager_ops, eff, serial_host, checkpointed=train_ckpt,
                                            library=library)
         if any(library):
-            host_notes.append(LIBRARY_HOST_SOURCE)
+            step_notes.append(LIBRARY_HOST_SOURCE)
         if not serial_host and train_ckpt:
-            host_notes.append(CHECKPOINT_HOST_SOURCE)
+            step_notes.append(CHECKPOINT_HOST_SOURCE)
     k = w.grad_accum
     train = w.mode == "train"
     peer_gbs, has_fabric, link_name = peer_link(spec.interconnect, plan.num_gpus)
     link = _Link(bus_bandwidth_bytes_s(peer_gbs, has_fabric, plan.num_gpus), link_name)
     gen = gen_len if gen_len is not None else (w.gen_len or 0)
-    notes: list[str] = host_notes
+    notes: list[str] = step_notes
     prefill_s = decode_step_s = decode_tps = None
     if train:
         step_s, phase_out, comm = _train_step(w, arch, plan, phases, micro, link)

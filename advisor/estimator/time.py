@@ -44,7 +44,7 @@ def check_runtime(runtime: Any) -> None:
 #: Prepared op: (flops, bytes, count, class, min_dim or 0, phase index, breakdown group, GEMM plan, batch-norm
 #: elements, layout-transpose bytes, dependent serial steps).  The GEMM plan is ``None`` (priced by ``min_dim``),
 #: an int (an unaligned GEMM: the alignment in elements its dimensions do have) or ``(repetitions, shapes)``.
-PreparedOp = tuple[float, float, int, int, int, int, int, Any, float, float, int]
+PreparedOp = tuple[float, float, int, int, int, int, int, Any, float, float, int, float]
 
 #: cuDNN's NCHW training batch norm (``bn_fw_tr_1C11`` / ``bn_bw_1C11`` kernels: one block row per channel,
 #: several passes) is bound by its per-element work, not by bytes: the H200 profile of ResNet-50 measured
@@ -59,6 +59,26 @@ BN_NCHW_ELEMENTS_PER_SM_CYCLE = 1.37
 LAYOUT_SOURCE = ("cuDNN transposes NCHW tensors to NHWC for every tensor-core convolution call (one more read + "
                  "write of the call's tensors) and runs NCHW training batch norm at ~1.4 elements per SM per cycle "
                  "(H200 profile of ResNet-50); channels_last (estimate(..., channels_last=True)) avoids both")
+#: Elementwise kernels off TensorIterator's vectorized path (an operand broadcast, non-contiguous or cast; ``cat``
+#: along an inner dimension) compute an offset per operand per element (integer divisions per dimension) and load
+#: one element at a time: they are bound by elements per SM cycle, not bytes.  MEASURED in the H200 profile
+#: (profile-ops.json, torch 2.11), each non-vectorized kernel against the elements the trace gives its ops
+#: (benchmarks/strided_rates.py): broadcast bf16/fp32 mul, strided add, neg, the unrolled bf16->fp32 cast,
+#: transposing clones and RoPE's inner-dimension cat, in llama-small, bert-base, gpt2 and vit-b16 (10 ops with
+#: >= 0.1 G such elements per step): 0.91-1.49 elements per SM per boost cycle (132 SMs x 1.98 GHz), median 1.22,
+#: whatever the dtype (the NCHW batch norm's 1.37 is the same kind of bound).  A group is priced at the slower of
+#: its bytes and its elements.  Fitted on the H200 profile only: the H100 rows (same SM count and clock, 30% less
+#: bandwidth) check it.
+STRIDED_ELEMENTS_PER_SM_CYCLE = 1.2
+#: Reductions across rows (``sum`` over the batch keeping the innermost dimension: every bias gradient): the same
+#: profile's ``reduce_kernel`` times against the elements reduced (bert-base, gpt2, llama-small, vit-b16: 6 ops,
+#: 1.51-2.91, median 2.54).
+COLUMN_REDUCE_ELEMENTS_PER_SM_CYCLE = 2.5
+COLUMN_REDUCE_RATIO = STRIDED_ELEMENTS_PER_SM_CYCLE / COLUMN_REDUCE_ELEMENTS_PER_SM_CYCLE  # in elementwise units
+STRIDED_SOURCE = (f"elementwise ops with a broadcast, non-contiguous or cast operand run TensorIterator's "
+                  f"index-computing kernels at ~{STRIDED_ELEMENTS_PER_SM_CYCLE:g} elements per SM per cycle, "
+                  f"reductions across rows at ~{COLUMN_REDUCE_ELEMENTS_PER_SM_CYCLE:g} (H200 profile: "
+                  "benchmarks/strided_rates.py), not at the memory bandwidth")
 #: Latency of one dependent time step of a cuDNN recurrent layer (the persistent ``RNN_blockPersist_*`` kernels):
 #: the H200 profile of lstm-lm (b128, 256 steps, 1 layer) measured 0.629 ms forward and 0.600 ms backward, i.e.
 #: 2.3-2.5 us per step whatever the batch; a recurrent op takes at least its steps x this (the H100 rows check it).
@@ -171,7 +191,8 @@ def prepare_ops(ops: Sequence[OpCost], tp: int = 1, runtime: str = "eager",
         if nchw and op.kind == "conv":
             transpose = op.bytes / div
         out.append((op.flops / div, op.bytes / div, op.count, op_class(op), op.min_dim or 0, phase, op_group(op),
-                    _gemm_plan(op, tp, align_elems), bn, transpose, op.serial_steps))
+                    _gemm_plan(op, tp, align_elems), bn, transpose, op.serial_steps,
+                    op.strided_elements / div * (COLUMN_REDUCE_RATIO if op.kind == "reduction" else 1.0)))
     return tuple(out)
 
 
@@ -194,6 +215,7 @@ class CardRates:
     step_latency_s: float = 0.0  # one dependent recurrent time step (RECURRENT_STEP_S on a GPU)
     norm_bytes_s: float = 0.0  # normalization kernels' achieved bandwidth (eff.norm_memory; 0: memory_bytes_s),
     # for every norm op not priced by the NCHW batch-norm element rate (inference batch norm included)
+    strided_elements_s: float = 0.0  # index-bound elementwise elements per second (0: priced by bytes alone)
 
 
 def card_rates(spec: Any, precision: str, eff: Any, tensor_peak: float, vector_peak: float, *,
@@ -217,20 +239,24 @@ def card_rates(spec: Any, precision: str, eff: Any, tensor_peak: float, vector_p
         # else the FP32 units at the GEMM efficiency
         conv_peak, conv_eff = ((spec.tf32_tflops * 1e12 * eff.clock, eff.conv) if spec.tf32_tflops
                                else (vector_held, eff.matmul))
+    # SM cycles per second at the boost clock: index-bound elementwise kernels draw far from the power cap that
+    # eff.clock (measured under the largest GEMM) reflects, and STRIDED_ELEMENTS_PER_SM_CYCLE was fitted so
+    boost_cycles = (spec.sm_count or 0) * (spec.boost_clock_mhz or 0) * 1e6
     rates = CardRates(tensor_flops=tensor_held * eff.matmul, conv_flops=conv_peak * conv_eff,
                       vector_flops=vector_held * eff.vector, matmul_vector_flops=vector_held * eff.vector_matmul,
                       memory_bytes_s=spec.memory_bandwidth_bytes_s * eff.memory, launch_s=eff.launch_overhead_s,
                       half_dim=half, sm_count=spec.sm_count or 0,
-                      unaligned_flops=tensor_held * unaligned_fraction(eff.arch),
-                      unaligned_conv_flops=conv_peak * unaligned_fraction(eff.arch),
-                      bn_elements_s=(spec.sm_count or 0) * (spec.boost_clock_mhz or 0) * 1e6 * eff.clock
-                      * BN_NCHW_ELEMENTS_PER_SM_CYCLE,
+                      # UNALIGNED_FRACTION is measured as a fraction of the boost-clock peak: no clock factor
+                      unaligned_flops=tensor_peak * unaligned_fraction(eff.arch),
+                      unaligned_conv_flops=conv_peak / (eff.clock or 1.0) * unaligned_fraction(eff.arch),
+                      bn_elements_s=boost_cycles * eff.clock * BN_NCHW_ELEMENTS_PER_SM_CYCLE,
                       layout_transposes=spec.vendor == "nvidia" and conv_tensor_cores
                       and eff.arch not in ("pascal", "generic"), step_latency_s=RECURRENT_STEP_S,
-                      norm_bytes_s=spec.memory_bandwidth_bytes_s * eff.memory * eff.norm_memory)
+                      norm_bytes_s=spec.memory_bandwidth_bytes_s * eff.memory * eff.norm_memory,
+                      strided_elements_s=boost_cycles * STRIDED_ELEMENTS_PER_SM_CYCLE)
     if serial_host:
         rates = replace(rates, launch_s=0.0, bn_elements_s=0.0, layout_transposes=False, unaligned_flops=0.0,
-                        unaligned_conv_flops=0.0, step_latency_s=0.0)
+                        unaligned_conv_flops=0.0, step_latency_s=0.0, strided_elements_s=0.0)
     return rates
 
 
@@ -257,7 +283,8 @@ def ops_time_detail(ops: Sequence[PreparedOp], rates: CardRates) -> OpsTime:
     compute_s = memory_s = launch_s = 0.0
     peaks = (rates.tensor_flops, rates.conv_flops, rates.matmul_vector_flops, rates.vector_flops)
     bw, launch, h2, sms = rates.memory_bytes_s, rates.launch_s, rates.half_dim, rates.sm_count
-    for flops, nbytes, count, cls, dim, phase, group, plan, bn, transpose, steps in ops:
+    strided_s = rates.strided_elements_s
+    for flops, nbytes, count, cls, dim, phase, group, plan, bn, transpose, steps, strided in ops:
         peak = peaks[cls]
         if plan is not None and sms and cls != VECTOR:
             if isinstance(plan, int):  # off the 16-byte grid: tensor-core kernels fall back to align-1/2/4 ones
@@ -273,6 +300,8 @@ def ops_time_detail(ops: Sequence[PreparedOp], rates: CardRates) -> OpsTime:
         tm = nbytes / (rates.norm_bytes_s if group == _NORM and rates.norm_bytes_s and not bn else bw)
         if bn and rates.bn_elements_s:
             tm = max(tm, bn / rates.bn_elements_s)
+        if strided and strided_s:
+            tm = max(tm, strided / strided_s)
         lt = count * launch if (flops or nbytes) else 0.0  # views and metadata ops launch no kernel
         t = max(tc, tm, steps * rates.step_latency_s) + (transpose / bw if rates.layout_transposes else 0.0)
         if tc >= tm:

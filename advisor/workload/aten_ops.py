@@ -15,11 +15,19 @@ with two additions (``flop_formulas``): CPU's fused attention kernel, which has 
 own, takes the CUDA flash kernel's; and a convolution's backward counts grad-weight as its forward
 (torch's formula ignores ``groups`` there: a depthwise conv comes out C times too high).
 
+An elementwise op whose operands TensorIterator cannot walk as one dense, equally laid-out array (a broadcast
+or non-contiguous operand, a dtype cast) runs on its index-computing paths rather than the vectorized one; such
+calls are grouped apart (``aten.mul[strided]``) with their output elements (``index_bound_elements``), and so
+are reductions that keep the innermost dimension (a bias gradient's sum over the batch): the estimator prices
+them by elements (``advisor.estimator.time.STRIDED_ELEMENTS_PER_SM_CYCLE``).  Ops that launch no kernel
+(``NO_KERNEL``) move no bytes.
+
 torch is imported inside functions only.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -71,6 +79,7 @@ class OpGroup:
     min_dim: int | None = None
     gemms: tuple[tuple[int, int, int], ...] | None = None  # exact GEMM shapes when every op of the group has them
     serial_steps: int = 0  # dependent time steps of a recurrent group (each waits for the one before)
+    strided_elements: float = 0.0  # elements its calls run on an index-bound path (``index_bound_elements``)
 
 
 #: Ops whose GEMM view is one plain 2-D GEMM per call (batched matmuls run all batches in one kernel and are
@@ -200,6 +209,73 @@ def merged(groups: Mapping[tuple[str, str], OpGroup], gemm_groups: Mapping[tuple
     items = sorted([*groups.items(), *gemm_groups.items()], key=lambda kv: order.get(kv[0][0], 2))
     return dict(items)
 
+
+
+#: Ops that launch no kernel although torch does not mark them as views: ``_unsafe_view`` is a view without
+#: autograd's view tracking (``matmul`` on 3-D inputs ends in one: no kernel in the H200 profile's per-op times),
+#: ``_reshape_alias`` likewise; ``empty*`` only allocate; ``detach``/``alias``/``lift_fresh`` alias.
+NO_KERNEL = frozenset({"_unsafe_view", "_reshape_alias", "detach", "alias", "lift_fresh", "empty", "empty_like",
+                       "empty_strided", "new_empty", "new_empty_strided"})
+#: Copies that torch 2.x runs on a dedicated vectorized kernel although they cast: fp32 -> bf16 / fp16
+#: (``bfloat16_copy_kernel_cuda``: 3.6-4.0 TB/s in the H200 profile); every other cast copy runs TensorIterator's
+#: unrolled dynamic-casting path (``unrolled_elementwise_kernel<direct_copy_kernel_cuda...>``).
+_VECTOR_CASTS = frozenset({("float32", "bfloat16"), ("float32", "float16")})
+_COPIES = frozenset({"_to_copy", "copy_", "copy", "to", "clone"})
+#: Reductions that, keeping the innermost dimension, reduce across rows (strided reads per output element).
+_COLUMN_REDUCTIONS = frozenset({"sum", "mean"})
+
+
+def _dense(t: Any) -> bool:
+    """Whether a tensor's elements fill its memory without gaps or overlap, in some order of its dimensions."""
+    expect = 1
+    for stride, size in sorted((st, sz) for sz, st in zip(t.shape, t.stride(), strict=True) if sz != 1):
+        if stride != expect:
+            return False
+        expect *= size
+    return True
+
+
+def index_bound_elements(name: str, kind: str, pointwise: bool, args: Sequence[Any], kwargs: Mapping[str, Any],
+                         ins: Sequence[Any], outs: Sequence[Any]) -> int:
+    """Elements one call processes on an index-bound path (0: the vectorized, bandwidth-bound one).
+
+    Pointwise ops (torch's ``pointwise`` tag) and copies run on TensorIterator
+    (``aten/src/ATen/native/cuda/Loops.cuh``): its vectorized kernel needs every tensor operand laid out exactly
+    as the output, densely, in one dtype; a broadcast or non-contiguous operand takes ``elementwise_kernel`` (an
+    offset per operand per element), a cast the unrolled dynamic-casting kernel (``_VECTOR_CASTS`` excepted).
+    ``cat``/``stack`` along an inner dimension interleave their inputs (``CatArrayBatchedCopy``).  Reductions:
+    ``sum``/``mean`` keeping the innermost dimension.  Other ops (``select_backward``'s fill and slice copy,
+    indexing) are priced by their bytes.  ``ins``/``outs``: the call's tensors; single-element tensors count as
+    scalars.
+    """
+    if not outs:
+        return 0
+    o = outs[0]
+    if kind == "reduction":
+        x = ins[0] if ins else None
+        if (name in _COLUMN_REDUCTIONS and x is not None and o.dim() and x.dim() and o.numel() > 1
+                and x.numel() > o.numel() and x.shape[-1] == o.shape[-1] > 1):
+            return int(x.numel())
+        return 0
+    if kind != "elementwise" or name in NO_KERNEL or o.numel() <= 1:
+        return 0
+    if name in ("cat", "stack"):
+        dim = args[1] if len(args) > 1 else kwargs.get("dim", 0)
+        dim %= max(o.dim(), 1)
+        return int(o.numel()) if math.prod(o.shape[:dim]) > 1 else 0
+    if not (pointwise or name in _COPIES):
+        return 0
+    if not _dense(o):
+        return int(o.numel())
+    for t in ins:
+        if t.numel() <= 1:
+            continue
+        if tuple(t.shape) != tuple(o.shape) or tuple(t.stride()) != tuple(o.stride()):
+            return int(o.numel())
+        if t.is_floating_point() and o.is_floating_point() and t.dtype != o.dtype and not (
+                name in _COPIES and (str(t.dtype)[6:], str(o.dtype)[6:]) in _VECTOR_CASTS):
+            return int(o.numel())
+    return 0
 
 
 def nbytes(t: Any) -> int:

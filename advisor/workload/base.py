@@ -58,6 +58,11 @@ class OpCost:
         serial_steps: dependent steps the op's kernels run one after another (a recurrent layer's time steps x
             layers x directions): each waits for the one before, so the op takes at least that many step
             latencies however small its work (``advisor.estimator.time.RECURRENT_STEP_S``).
+        strided_elements: elements its kernels process on an index-bound path, summed over all launches: an
+            elementwise op with a broadcast, non-contiguous or cast operand (TensorIterator's offset-computing
+            and dynamic-casting kernels), a ``cat`` along an inner dimension, a reduction across rows
+            (``advisor.workload.aten_ops.index_bound_elements``); priced by elements per SM cycle
+            (``advisor.estimator.time.STRIDED_ELEMENTS_PER_SM_CYCLE``) where that is slower than its bytes.
     """
 
     name: str
@@ -71,6 +76,7 @@ class OpCost:
     runtime: str | None = None
     gemms: tuple[tuple[int, int, int], ...] | None = None
     serial_steps: int = 0
+    strided_elements: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe form."""

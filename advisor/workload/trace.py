@@ -27,7 +27,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from advisor.errors import WorkloadError
-from advisor.workload.aten_ops import Gemm, OpGroup, bucketed, flop_formulas, gemm_dims, merged, nbytes, op_kind
+from advisor.workload.aten_ops import (
+    NO_KERNEL,
+    Gemm,
+    OpGroup,
+    bucketed,
+    flop_formulas,
+    gemm_dims,
+    index_bound_elements,
+    merged,
+    nbytes,
+    op_kind,
+)
 from advisor.workload.base import OpCost, Workload
 from advisor.workload.eager import optimizer_eager_ops
 from advisor.workload.trace_autocast import cuda_autocast_policy
@@ -109,29 +120,35 @@ class _Recording:
         if formula is None and not any(isinstance(t, torch.Tensor) for t in outs):
             return  # sym_size, device and the like: no kernel
         self.timeline.sweep()  # the frees since the last op happened before this op's outputs were allocated
-        moved = 0
-        if not (getattr(func, "is_view", False) or name in ("detach", "alias", "lift_fresh")):
-            ins, _ = tree_flatten((args, kwargs))
-            moved = sum(nbytes(t) for t in (*ins, *outs) if isinstance(t, torch.Tensor))
+        moved = strided = 0
+        if not (getattr(func, "is_view", False) or name in NO_KERNEL):
+            ins = [t for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)]
+            touts = [t for t in outs if isinstance(t, torch.Tensor)]
+            moved = sum(nbytes(t) for t in (*ins, *touts))
+            pointwise = torch.Tag.pointwise in getattr(func, "tags", ())
+            strided = index_bound_elements(name, kind, pointwise, args, kwargs, ins, touts)
         rnn_label = self.rnn.label(self.phase)
         if rnn_label is not None:
             self._add((self.phase, rnn_label), "recurrent", True, flops, moved, launches=0)  # counted per call
         elif kind in ("matmul", "conv"):
             self.gemms.append(Gemm(self.phase, f"aten.{name}", kind, tc, flops, float(moved),
                                    gemm_dims(name, kind, func, args, kwargs, out)))
-        else:
-            self._add((self.phase, f"aten.{name}"), kind, tc, flops, moved)
+        else:  # calls on an index-bound path are grouped apart: they run at another rate
+            self._add((self.phase, f"aten.{name}[strided]" if strided else f"aten.{name}"), kind, tc, flops, moved,
+                      strided=strided)
         out_ids = tree_map(self.timeline.track, out)
         if name == "_to_copy" and isinstance(args[0], torch.Tensor) and self.timeline.track(args[0]) in self.persistent:
             self.weight_copies.add(out_ids)
 
-    def _add(self, key: tuple[str, str], kind: str, tc: bool, flops: float, moved: float, launches: int = 1) -> None:
+    def _add(self, key: tuple[str, str], kind: str, tc: bool, flops: float, moved: float, launches: int = 1,
+             strided: int = 0) -> None:
         g = self.groups.get(key)
         if g is None:
             g = self.groups[key] = OpGroup(kind, tc)
         g.flops += flops
         g.bytes += moved
         g.count += launches
+        g.strided_elements += strided
 
 
 @functools.cache
@@ -317,7 +334,7 @@ def _ops_from(groups: Mapping[tuple[str, str], OpGroup], mode: str, precision: s
     for (phase, name), g in groups.items():
         ops.append(OpCost(name=name, kind=g.kind, phase=phase, flops=g.flops, bytes=g.bytes,  # type: ignore[arg-type]
                           count=g.count, tensor_core=g.tc and precision not in ("fp32",), min_dim=g.min_dim,
-                          gemms=g.gemms, serial_steps=g.serial_steps))
+                          gemms=g.gemms, serial_steps=g.serial_steps, strided_elements=g.strided_elements))
     return ops
 
 

@@ -36,6 +36,7 @@ def _by_kind(groups: Mapping[tuple[str, str], OpGroup]) -> dict[tuple[str, str],
         m.flops += g.flops
         m.bytes += g.bytes
         m.count += g.count
+        m.strided_elements += g.strided_elements
         m.tc = m.tc or g.tc
         if g.min_dim is not None:
             m.min_dim = g.min_dim if m.min_dim is None else min(m.min_dim, g.min_dim)
@@ -100,7 +101,8 @@ def _preset_ops(builder: str, image_size: int | None, seq_len: int | None, mode:
         g2 = groups2.get(key, g1)
         scaled[key] = OpGroup(g1.kind, g1.tc, flops=_lin(g1.flops, g2.flops, batch),
                              bytes=_lin(g1.bytes, g2.bytes, batch), count=g1.count,
-                             serial_steps=g1.serial_steps)  # time steps do not grow with the batch
+                             serial_steps=g1.serial_steps,  # time steps do not grow with the batch
+                             strided_elements=_lin(g1.strided_elements, g2.strided_elements, batch))
     seqs: dict[tuple[str, str], tuple[list[Gemm], list[Gemm]]] = {}
     for i, res in enumerate((r1, r2)):
         for r in res.gemms:
@@ -130,7 +132,7 @@ def _preset_ops(builder: str, image_size: int | None, seq_len: int | None, mode:
     grouped = merged(scaled, bucketed(records))
     return tuple(OpCost(name=name, kind=g.kind, phase=phase, flops=g.flops, bytes=g.bytes,  # type: ignore[arg-type]
                         count=g.count, tensor_core=g.tc and precision != "fp32", min_dim=g.min_dim,
-                        gemms=g.gemms, serial_steps=g.serial_steps)
+                        gemms=g.gemms, serial_steps=g.serial_steps, strided_elements=g.strided_elements)
                  for (phase, name), g in grouped.items())
 
 

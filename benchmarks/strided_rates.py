@@ -1,0 +1,84 @@
+"""Elements per SM cycle of index-bound kernels, measured in a torch.profiler run of the validate zoo.
+
+Elementwise ops that TensorIterator cannot run vectorized (a broadcast, non-contiguous or cast operand; ``cat``
+along an inner dimension) and reductions across rows are priced by elements, not bytes
+(``STRIDED_ELEMENTS_PER_SM_CYCLE`` and ``COLUMN_REDUCE_ELEMENTS_PER_SM_CYCLE`` in advisor/estimator/time.py).
+This script is where those two figures come from.  For every profiled case of a ``profile-ops.json`` (written by
+benchmarks/profile_ops.py on a GPU; the H200 one is committed) it traces the same zoo step, and for each aten op
+whose traced calls are mostly index-bound it takes the op's measured device time per step (``top_ops``), removes
+the time of its vectorized calls at the probe's copy bandwidth, and divides the index-bound elements by the rest:
+
+    elements per SM cycle = strided elements / (measured s - vectorized bytes / bandwidth) / (SMs x boost clock)
+
+It prints one line per (case, op) and the median per class.  No end-to-end step time is used.
+
+    .venv/bin/python benchmarks/strided_rates.py [PROFILE.json PROBE.json]
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from advisor import estimate, validate  # noqa: E402
+from advisor.catalog import get_gpu  # noqa: E402
+
+RUN = ROOT / "tests/data/gpu-runs/h200-2026-11-28"
+#: ops whose device time the profile reports per aten name and whose calls are leaf kernels (no child ops traced)
+LEAF_OPS = ("mul", "add", "neg", "div", "cat", "stack", "clone", "_to_copy", "sum")
+MIN_SHARE = 0.5  # the index-bound calls must be at least this share of the op's measured time
+MIN_ELEMENTS = 1e8  # smaller ops are launch- and tail-bound (a few us per call), not element-bound
+
+
+def rates(profile_path: Path, probe_path: Path, card: str = "h200-sxm-141gb") -> dict[str, list[float]]:
+    """Elements per SM cycle per class (``elementwise``, ``reduction``) over the profile's cases."""
+    spec = get_gpu(card)
+    probe = json.loads(probe_path.read_text())
+    bw = spec.memory_bandwidth_bytes_s * next(iter(probe["efficiencies"].values()))["memory_bandwidth"]
+    cycles = spec.sm_count * spec.boost_clock_mhz * 1e6
+    out: dict[str, list[float]] = {"elementwise": [], "reduction": []}
+    for case in json.loads(profile_path.read_text())["cases"]:
+        row = case["row"]
+        c = validate.case_from_row(row["model"], row["config"])
+        if c.mode != "train":
+            continue  # the decode row is host-bound; its per-op device times are for another question
+        model, kw = validate.estimator_model(c)
+        kw.update(batch_size=c.batch_size, precision=c.precision, mode=c.mode, optimizer=c.optimizer,
+                  gradient_checkpointing=c.gradient_checkpointing)
+        w = estimate(model, card, calibration="none", **kw).workload
+        measured = {o["name"].removeprefix("aten::"): o for o in case["profile"]["top_ops"]}
+        for name in LEAF_OPS:
+            m = measured.get(name)
+            groups = [o for o in w.ops if o.name.removeprefix("aten.").split("[")[0] == name]
+            strided = sum(o.strided_elements for o in groups)
+            if m is None or strided < MIN_ELEMENTS:
+                continue
+            vec_s = sum(o.bytes for o in groups if not o.strided_elements) / bw
+            left = m["device_ms_per_step"] / 1e3 - vec_s
+            if left < MIN_SHARE * m["device_ms_per_step"] / 1e3:
+                continue
+            per_cycle = strided / left / cycles
+            kind = "reduction" if groups[0].kind == "reduction" else "elementwise"
+            out[kind].append(per_cycle)
+            print(f"{c.model:12s} {c.label():38s} {name:9s} {strided / 1e9:6.3f} G elements  measured "
+                  f"{m['device_ms_per_step']:6.2f} ms  vectorized {vec_s * 1e3:5.2f} ms  -> {per_cycle:4.2f} "
+                  f"elements/SM/cycle ({kind})")
+    return out
+
+
+def main(argv: list[str]) -> None:
+    profile = Path(argv[0]) if argv else RUN / "profile-ops.json"
+    probe = Path(argv[1]) if len(argv) > 1 else RUN / "probe-full.json"
+    for kind, vals in rates(profile, probe).items():
+        if vals:
+            print(f"{kind}: median {statistics.median(vals):.2f} elements per SM per cycle "
+                  f"(n={len(vals)}, {min(vals):.2f}-{max(vals):.2f})")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

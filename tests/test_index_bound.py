@@ -1,0 +1,127 @@
+"""Index-bound kernels: which traced calls leave TensorIterator's vectorized path, and how they are priced.
+
+The rule (``advisor.workload.aten_ops.index_bound_elements``) is checked on real CPU tensors of the shapes and
+layouts the trace sees; the rates (``STRIDED_ELEMENTS_PER_SM_CYCLE``, ``COLUMN_REDUCE_ELEMENTS_PER_SM_CYCLE``)
+are reproduced from the committed H200 profile by benchmarks/strided_rates.py, the script they come from.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from advisor import estimate  # noqa: E402
+from advisor.catalog import get_gpu  # noqa: E402
+from advisor.estimator import efficiency  # noqa: E402
+from advisor.estimator.gemm import unaligned_fraction  # noqa: E402
+from advisor.estimator.time import (  # noqa: E402
+    COLUMN_REDUCE_ELEMENTS_PER_SM_CYCLE,
+    STRIDED_ELEMENTS_PER_SM_CYCLE,
+    card_rates,
+    ops_time_detail,
+    prepare_ops,
+)
+from advisor.workload.aten_ops import index_bound_elements  # noqa: E402
+from advisor.workload.base import OpCost  # noqa: E402
+from tests import benchmark_scripts  # noqa: E402
+
+
+def _elements(name: str, out: object, *ins: object, pointwise: bool = True, kind: str = "elementwise",
+              args: tuple = (), kwargs: dict | None = None) -> int:
+    tensors = [t for t in ins if isinstance(t, torch.Tensor)]
+    return index_bound_elements(name, kind, pointwise, args, kwargs or {}, tensors, [out])
+
+
+def test_broadcast_and_non_contiguous_operands_leave_the_vectorized_path() -> None:
+    x, rms = torch.empty(4, 8, 16), torch.empty(4, 8, 1)
+    assert _elements("mul", x * rms, x, rms) == 4 * 8 * 16  # RMSNorm's x * rsqrt(mean): a broadcast operand
+    assert _elements("mul", x * x, x, x) == 0  # same shape, same layout: vectorized
+    assert _elements("mul", x * 2.0, x, torch.tensor(2.0)) == 0  # a one-element tensor is a scalar
+    t = x.transpose(1, 2)
+    assert _elements("add", t + t.contiguous(), t, t.contiguous()) == 4 * 8 * 16  # layouts differ
+    half = x[..., 8:]
+    assert _elements("neg", -half, half) == 4 * 8 * 8  # RoPE's rotate_half: a slice of the last dimension
+
+
+def test_channels_last_tensors_stay_vectorized() -> None:
+    x = torch.empty(2, 8, 5, 5).to(memory_format=torch.channels_last)
+    assert _elements("relu", torch.relu(x), x) == 0  # every operand dense in the same order
+
+
+def test_casts_run_the_unrolled_path_except_fp32_to_16_bit() -> None:
+    x32, x16 = torch.empty(64, 32), torch.empty(64, 32, dtype=torch.bfloat16)
+    assert _elements("_to_copy", x16.float(), x16, pointwise=False) == 64 * 32
+    assert _elements("_to_copy", x32.bfloat16(), x32, pointwise=False) == 0  # bfloat16_copy_kernel_cuda
+    assert _elements("add", x16 + x32, x16, x32) == 64 * 32  # mixed dtypes: dynamic casting
+
+
+def test_cat_along_an_inner_dimension_interleaves() -> None:
+    a = torch.empty(4, 8, 16)
+    assert _elements("cat", torch.cat([a, a], -1), a, a, pointwise=False, args=([a, a], -1)) == 4 * 8 * 32
+    assert _elements("cat", torch.cat([a, a], 0), a, a, pointwise=False, args=([a, a], 0)) == 0  # two blocks
+
+
+def test_column_reductions_count_their_input_elements() -> None:
+    g = torch.empty(512, 64)
+    assert _elements("sum", g.sum(0), g, kind="reduction", pointwise=False) == 512 * 64  # a bias gradient
+    assert _elements("sum", g.sum(-1, keepdim=True), g, kind="reduction", pointwise=False) == 0  # along rows
+
+
+def test_ops_outside_tensor_iterator_are_priced_by_bytes() -> None:
+    grad = torch.empty(4, 8, 16)
+    out = torch.zeros(3, 4, 8, 16)  # select_backward: a fill and one contiguous slice copy
+    assert _elements("select_backward", out, grad, pointwise=False) == 0
+
+
+def test_the_trace_groups_index_bound_calls_apart_and_skips_kernel_less_views() -> None:
+    class Block(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.ones(32))
+            self.lin = torch.nn.Linear(32, 32)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            x = x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-6) * self.w
+            return self.lin(x)  # 3-D input: mm, then _unsafe_view back to 3-D
+
+    w = estimate(Block(), "h200-sxm-141gb", example_inputs=(torch.randn(4, 16, 32),), mode="train",
+                 precision="fp32").workload
+    strided = [o for o in w.ops if o.name.endswith("[strided]")]
+    assert any(o.name == "aten.mul[strided]" and o.strided_elements >= 4 * 16 * 32 for o in strided)
+    assert all(o.strided_elements == 0 for o in w.ops if not o.name.endswith("[strided]")
+               and o.kind != "reduction")
+    assert all(o.bytes == 0 for o in w.ops if "_unsafe_view" in o.name)  # a view: no kernel, no bytes
+
+
+def test_strided_elements_are_priced_per_sm_cycle_at_the_boost_clock() -> None:
+    spec = get_gpu("h200-sxm-141gb")
+    eff = dataclasses.replace(efficiency.defaults_for("Hopper"), clock=0.5)
+    rates = card_rates(spec, "bf16", eff, 989e12, 67e12)
+    per_s = spec.sm_count * spec.boost_clock_mhz * 1e6 * STRIDED_ELEMENTS_PER_SM_CYCLE
+    assert rates.strided_elements_s == pytest.approx(per_s)  # not slowed by the GEMM's power-capped clock
+    assert rates.unaligned_flops == pytest.approx(989e12 * unaligned_fraction("hopper"))  # nor align-1 GEMMs
+    n = 1e9
+    ew = OpCost("aten.mul[strided]", "elementwise", "forward", 0.0, 4 * n, strided_elements=n)
+    red = OpCost("aten.sum[strided]", "reduction", "backward", 0.0, 2 * n, strided_elements=n)
+    plain = OpCost("aten.mul", "elementwise", "forward", 0.0, 4 * n)
+    details = [ops_time_detail(prepare_ops([op]), rates) for op in (ew, red, plain)]
+    t = [sum(d.phases) - d.launch_s for d in details]
+    assert t[0] == pytest.approx(n / per_s, rel=1e-3)  # 4 GB would take ~1 ms at the bandwidth: elements win
+    assert t[1] == pytest.approx(n / (spec.sm_count * spec.boost_clock_mhz * 1e6
+                                          * COLUMN_REDUCE_ELEMENTS_PER_SM_CYCLE), rel=1e-3)
+    assert t[2] < t[0] / 2  # the same bytes, vectorized
+    serial = card_rates(spec, "bf16", eff, 989e12, 67e12, serial_host=True)
+    assert serial.strided_elements_s == 0.0  # the host's own CPU: bytes only
+
+
+def test_the_rates_are_what_the_h200_profile_measured() -> None:
+    measured = benchmark_scripts.load("strided_rates").rates(
+        benchmark_scripts.BENCHMARKS.parent / "tests/data/gpu-runs/h200-2026-11-28/profile-ops.json",
+        benchmark_scripts.BENCHMARKS.parent / "tests/data/gpu-runs/h200-2026-11-28/probe-full.json")
+    assert len(measured["elementwise"]) >= 8 and len(measured["reduction"]) >= 5
+    assert statistics.median(measured["elementwise"]) == pytest.approx(STRIDED_ELEMENTS_PER_SM_CYCLE, abs=0.05)
+    assert statistics.median(measured["reduction"]) == pytest.approx(COLUMN_REDUCE_ELEMENTS_PER_SM_CYCLE, abs=0.1)
