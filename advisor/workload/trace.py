@@ -125,7 +125,7 @@ class _Recording:
             ins = [t for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)]
             touts = [t for t in outs if isinstance(t, torch.Tensor)]
             moved = sum(nbytes(t) for t in (*ins, *touts))
-            pointwise = torch.Tag.pointwise in getattr(func, "tags", ())
+            pointwise = getattr(torch.Tag, "pointwise", None) in getattr(func, "tags", ())
             strided = index_bound_elements(name, kind, pointwise, args, kwargs, ins, touts)
         rnn_label = self.rnn.label(self.phase)
         if rnn_label is not None:
@@ -340,7 +340,9 @@ def _ops_from(groups: Mapping[tuple[str, str], OpGroup], mode: str, precision: s
 
 def common_assumptions(precision: str, optimizer: str | None, mode: str, checkpoint: bool = False) -> list[str]:
     out = ["traced on fake tensors (FakeTensorMode, CPU dispatch): FLOPs from torch.utils.flop_counter formulas "
-           "(matmul/conv/attention); other ops costed by bytes of their tensor inputs and outputs (views: 0)",
+           "(matmul/conv/attention); other ops costed by bytes of their tensor inputs and outputs (views and "
+           "kernel-less ops such as _unsafe_view: 0); calls off TensorIterator's vectorized path grouped apart as "
+           "aten.<op>[strided] with their elements",
            "activations: unique storages autograd saves for backward (saved_tensors_hooks), parameters excluded"
            + ("; autocast's 16-bit weight copies (held through the forward, 2 bytes/param) are not activations: "
               "see options['traced_memory_bytes']['weight_copies']" if precision.startswith("amp-") else ""),
