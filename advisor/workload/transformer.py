@@ -81,6 +81,12 @@ class _Ops:
             self.bwd.append(OpCost(name + ".grad", kind, "backward", float(bwd_flops) * count,  # type: ignore[arg-type]
                                    float(bb) * count, count * launches * 2, tc, min_dim, gemms=bwd_gemms))
 
+    def add_backward(self, name: str, kind: str, nbytes: float, count: int, strided: float,
+                     launches: int = 1) -> None:
+        """A backward-only group of index-bound kernels: ``strided`` elements per repetition (see ``OpCost``)."""
+        self.bwd.append(OpCost(name, kind, "backward", 0.0, float(nbytes) * count,  # type: ignore[arg-type]
+                               count * launches, strided_elements=float(strided) * count))
+
 
 #: the ``WorkloadOptions`` fields this builder takes as keywords (``image_size`` is a vision option)
 BUILDER_OPTIONS = tuple(n for n in WorkloadOptions.names() if n != "image_size")
@@ -227,6 +233,18 @@ def build_transformer(
         bwd = fl * (1 if frozen_base else 2)
         ops.add(label, "matmul", fl, nb, count, tc=True, min_dim=min(tokens, fin, fout), bwd_flops=bwd, train=train,
                 gemm=(tokens, fout, fin) if multiplier == 1 else None)
+        weights_train = train and not frozen_base
+        if amp and weights_train:
+            # autocast casts each fp32 master weight to 16 bits in every forward (a vectorized copy) and its 16-bit
+            # gradient back to fp32 (TensorIterator's unrolled casting kernel: index-bound); a frozen LoRA base
+            # keeps the builder's own weight bytes
+            weights = fin * fout * multiplier
+            ops.add(label + ".cast", "elementwise", 0, weights * 6, count, train=False, launches=len(keys))
+            ops.add_backward(label + ".cast.grad", "elementwise", weights * 6, count, weights, launches=len(keys))
+        biased = sum(shapes[k][1] for k in keys if shapes[k][2]) * multiplier
+        if weights_train and biased:
+            # a bias gradient sums dY over the tokens: a reduction across rows (index-bound, advisor.estimator.time)
+            ops.add_backward(label + ".bias_grad", "reduction", tokens * biased * a_b, count, tokens * biased)
         if lora and lora_rank:
             hit = [k for k in keys if k in targets]
             if hit:
