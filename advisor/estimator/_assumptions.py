@@ -8,7 +8,13 @@ from typing import Any
 from advisor.estimator._prepare import is_nchw_cnn
 from advisor.estimator._step import StepTime
 from advisor.estimator.calibrate import uncalibrated_note
-from advisor.estimator.efficiency import CONTEXT_SOURCE, HOST_BACKWARD_FRACTION, HOST_SOURCE, ArchEfficiency
+from advisor.estimator.efficiency import (
+    CONTEXT_SOURCE,
+    HOST_BACKWARD_FRACTION,
+    HOST_SOURCE,
+    TRACED_HOST_BACKWARD_FRACTION,
+    ArchEfficiency,
+)
 from advisor.estimator.gemm import SIMT_SOURCE, UNALIGNED_SOURCE, unaligned_gemms
 from advisor.estimator.memory import (
     ALLOCATOR_SUMMARY,
@@ -36,6 +42,7 @@ def assumptions(w: Workload, plan: ParallelPlan, eff: ArchEfficiency, rates: Car
     train = w.mode == "train"
     k = w.grad_accum
     host_exposed = step.host_exposed_s
+    backward_fraction = HOST_BACKWARD_FRACTION if "backward" in w.eager_ops else TRACED_HOST_BACKWARD_FRACTION
     assumptions = [
         f"batch_size {global_batch} is the global batch of one micro-step across {plan.dp} data-parallel "
         f"replica(s): {micro} per GPU" + (f"; {k} micro-steps per optimizer step" if train and k > 1 else ""),
@@ -54,7 +61,7 @@ def assumptions(w: Workload, plan: ParallelPlan, eff: ArchEfficiency, rates: Car
         f"small ops; source: {eff.source}",
         clock_note,
         (f"runtime eager: each phase takes at least its dispatched operators x host time per op ("
-         f"{eff.host_op_s * 1e6:.1f} us forward, {eff.host_op_s * HOST_BACKWARD_FRACTION * 1e6:.1f} us backward; "
+         f"{eff.host_op_s * 1e6:.1f} us forward, {eff.host_op_s * backward_fraction * 1e6:.1f} us backward; "
          f"{HOST_SOURCE}; per-layer op counts: {EAGER_SOURCE}); host time beyond GPU time: "
          f"{host_exposed * 1e3:.3g} ms per step" + ("; the host runs the ops itself, so it adds" if serial_host
                                                      else "") + " (runtime='graph' for CUDA graphs / "

@@ -32,6 +32,13 @@ from advisor.units import MiB
 #: figure, a bare op, scales by HOST_OP_PER_BARE_OP).
 HOST_OP_S = 10e-6
 HOST_BACKWARD_FRACTION = 0.55
+#: The same fraction for a traced module, whose own ops are counted (the analytic builders count Hugging Face's):
+#: how much of a forward op's host time a backward op costs depends on how much Python the module's forward runs
+#: per op (a backward op runs in the C++ autograd engine).  MEASURED the same way on CPU tensors
+#: (benchmarks/host_per_op_zoo.py, 2-vCPU EPYC dev VM, 2026-11-28): the zoo's gpt2-tiny 0.87, llama-tiny 0.94, a
+#: tiny torchvision ViT 0.62 / 0.69 (2 / 4 layers); median 0.78.  Hugging Face's blocks, Python-heavier per op,
+#: are the 0.55 above.
+TRACED_HOST_BACKWARD_FRACTION = 0.78
 #: Forward eager op / bare tiny op (3.6 us measured beside the figures above on the same VM).  Used for a CPU
 #: "card" only: on a GPU host the bare op also pays cudaLaunchKernel and does not scale this way.
 HOST_OP_PER_BARE_OP = 2.8
@@ -41,7 +48,9 @@ HOST_OP_PER_BARE_OP = 2.8
 #: dispatch (HOST_OP_S / HOST_OP_PER_BARE_OP): 11.1 - 3.6 = 7.5 us on the virtualised H100/H200 hosts.
 HOST_LAUNCH_S = 4e-6
 HOST_SOURCE = ("eager host time per dispatched op measured on HF transformers blocks (benchmarks/count_eager_ops.py): "
-               "forward ~10 us, backward ~5.6 us on a 2-vCPU EPYC VM")
+               "forward ~10 us, backward ~5.6 us on a 2-vCPU EPYC VM; a traced module's backward op "
+               f"{TRACED_HOST_BACKWARD_FRACTION:g} of a forward op (benchmarks/host_per_op_zoo.py: leaner Python per "
+               "op than HF's)")
 
 
 @dataclass(frozen=True, slots=True)

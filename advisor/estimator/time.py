@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from advisor.errors import EstimateError
-from advisor.estimator.efficiency import HALF_DIM_REF, HOST_BACKWARD_FRACTION, REF_SMS
+from advisor.estimator.efficiency import HALF_DIM_REF, HOST_BACKWARD_FRACTION, REF_SMS, TRACED_HOST_BACKWARD_FRACTION
 from advisor.estimator.gemm import aligned, common_alignment, gemm_flops, shape_seconds, unaligned_fraction
 from advisor.workload.base import OpCost
 
@@ -345,7 +345,8 @@ def host_floor(phases: Sequence[float], ops: Sequence[PreparedOp], eager_ops: Ma
 
     Dispatched ops per phase come from ``eager_ops`` (the analytic builders' measured counts) or, for a
     phase it lacks, the ops' own counts (the tracer sees every dispatched op).  ``eff.host_op_s`` per
-    forward op, ``HOST_BACKWARD_FRACTION`` of it per backward op, plus ``eff.host_launch_s`` per kernel the phase
+    forward op, ``HOST_BACKWARD_FRACTION`` of it per backward op (``TRACED_HOST_BACKWARD_FRACTION`` where the
+    backward's ops are the traced module's own), plus ``eff.host_launch_s`` per kernel the phase
     launches (the CUDA launch call), plus the cuDNN calls' own host time (``LIBRARY_CALL_HOST_OPS``) on NVIDIA
     cards.  ``serial``: the host also computes (and launches nothing).  ``checkpointed``: the step checkpoints its
     blocks; the forward's dispatch costs ``CHECKPOINT_FORWARD_FACTOR`` times more and the recomputed ops (as
@@ -362,17 +363,18 @@ def host_floor(phases: Sequence[float], ops: Sequence[PreparedOp], eager_ops: Ma
     if library is None:
         library = library_call_ops(ops, eff, serial)
     ckpt_fwd = eager_ops.get("forward", counts[0]) if checkpointed and not serial else 0  # forward ops recomputed
+    backward = HOST_BACKWARD_FRACTION if "backward" in eager_ops else TRACED_HOST_BACKWARD_FRACTION
     out = list(phases)
     exposed = 0.0
     for i, name in enumerate(PHASES):
         n = eager_ops.get(name, counts[i]) if counts[i] else 0  # only phases these ops run in
         if not n:
             continue
-        per = eff.host_op_s * (HOST_BACKWARD_FRACTION if name == "backward" else 1.0)
+        per = eff.host_op_s * (backward if name == "backward" else 1.0)
         host = n * per + kernels[i] * launch + library[i] * eff.host_op_s
         if ckpt_fwd and name in ("forward", "backward"):
             host += ckpt_fwd * eff.host_op_s * ((CHECKPOINT_FORWARD_FACTOR - 1.0) if name == "forward"
-                                                else (CHECKPOINT_RECOMPUTE_OPS - HOST_BACKWARD_FRACTION))
+                                                else (CHECKPOINT_RECOMPUTE_OPS - backward))
         if serial:
             out[i] += host
             exposed += host
