@@ -43,6 +43,7 @@ def test_second_build_comes_from_disk_and_is_identical(cache: Path, monkeypatch:
     second = from_preset("mnist-cnn", **kw)
     assert calls == [8]  # not traced again
     assert second.ops == first.ops and second.params == first.params
+    assert second.calls == first.calls and second.calls  # the call order the launch queue replays, as tuples
     assert second.activation_bytes == first.activation_bytes and second.assumptions == first.assumptions
     # other batch sizes go through the cache too
     assert second.with_batch_size(16).batch_size == 16 and calls == [8, 16]

@@ -10,9 +10,7 @@ from advisor.estimator._step import StepTime
 from advisor.estimator.calibrate import uncalibrated_note
 from advisor.estimator.efficiency import (
     CONTEXT_SOURCE,
-    HOST_BACKWARD_FRACTION,
     HOST_SOURCE,
-    TRACED_HOST_BACKWARD_FRACTION,
     ArchEfficiency,
 )
 from advisor.estimator.gemm import SIMT_SOURCE, UNALIGNED_SOURCE, unaligned_gemms
@@ -23,7 +21,7 @@ from advisor.estimator.memory import (
     RESERVE_FRACTION,
 )
 from advisor.estimator.parallel import ParallelPlan
-from advisor.estimator.time import LAYOUT_SOURCE, CardRates
+from advisor.estimator.time import LAYOUT_SOURCE, CardRates, backward_fraction
 from advisor.workload.base import Workload
 from advisor.workload.eager import SOURCE as EAGER_SOURCE
 from advisor.workload.transformer import compute_bytes
@@ -42,7 +40,9 @@ def assumptions(w: Workload, plan: ParallelPlan, eff: ArchEfficiency, rates: Car
     train = w.mode == "train"
     k = w.grad_accum
     host_exposed = step.host_exposed_s
-    backward_fraction = HOST_BACKWARD_FRACTION if "backward" in w.eager_ops else TRACED_HOST_BACKWARD_FRACTION
+    backward = backward_fraction(w.eager_ops)
+    host_rule = ("replayed call by call: see the launch-queue note" if w.calls and not serial_host
+                 else "each phase takes at least its dispatched operators x host time per op")
     assumptions = [
         f"batch_size {global_batch} is the global batch of one micro-step across {plan.dp} data-parallel "
         f"replica(s): {micro} per GPU" + (f"; {k} micro-steps per optimizer step" if train and k > 1 else ""),
@@ -60,8 +60,8 @@ def assumptions(w: Workload, plan: ParallelPlan, eff: ArchEfficiency, rates: Car
         f"memory {eff.memory:.0%} of peak, launch {eff.launch_overhead_s * 1e6:.1f} us/kernel), falling for "
         f"small ops; source: {eff.source}",
         clock_note,
-        (f"runtime eager: each phase takes at least its dispatched operators x host time per op ("
-         f"{eff.host_op_s * 1e6:.1f} us forward, {eff.host_op_s * backward_fraction * 1e6:.1f} us backward; "
+        (f"runtime eager: the host dispatches every operator ({host_rule}; "
+         f"{eff.host_op_s * 1e6:.1f} us per op forward, {eff.host_op_s * backward * 1e6:.1f} us backward; "
          f"{HOST_SOURCE}; per-layer op counts: {EAGER_SOURCE}); host time beyond GPU time: "
          f"{host_exposed * 1e3:.3g} ms per step" + ("; the host runs the ops itself, so it adds" if serial_host
                                                      else "") + " (runtime='graph' for CUDA graphs / "

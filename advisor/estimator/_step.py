@@ -25,14 +25,19 @@ from advisor.estimator.parallel import (
 )
 from advisor.estimator.time import (
     CHECKPOINT_HOST_SOURCE,
+    GRAD_SCALER_SOURCE,
+    GRAD_SCALER_SYNC,
     GROUPS,
     LIBRARY_HOST_SOURCE,
     PHASES,
+    QUEUE_SOURCE,
     STRIDED_SOURCE,
     CardRates,
     host_floor,
     library_call_ops,
     ops_time_detail,
+    phase_host_s,
+    queue_replay,
 )
 from advisor.precision import activation_bytes
 from advisor.workload.base import Workload
@@ -186,8 +191,17 @@ def step_time(prep: PreparedWorkload, w: Workload, spec: GpuSpec, plan: Parallel
         step_notes.append(STRIDED_SOURCE)
     if runtime == "eager":
         library = library_call_ops(step_ops, eff, serial_host)
-        phases, totals.host_s = host_floor(phases, step_ops, w.eager_ops, eff, serial_host, checkpointed=train_ckpt,
-                                           library=library)
+        calls = prep.micro(micro).calls
+        if calls and not serial_host and len(step_ops) == len(prep.micro(micro).ops):
+            # a traced step: its calls in order, through the launch queue
+            host = phase_host_s(step_ops, w.eager_ops, eff, checkpointed=train_ckpt, library=library)
+            sync = [PHASES.index(p) for p in GRAD_SCALER_SYNC.get(w.precision, ())] if w.mode == "train" else []
+            phases, totals.host_s = queue_replay(calls, step_ops, detail.per_op, phases, host, eff, rates.launch_s,
+                                                 sync_before=sync)
+            step_notes += [QUEUE_SOURCE, GRAD_SCALER_SOURCE] if sync else [QUEUE_SOURCE]
+        else:
+            phases, totals.host_s = host_floor(phases, step_ops, w.eager_ops, eff, serial_host,
+                                               checkpointed=train_ckpt, library=library)
         if any(library):
             step_notes.append(LIBRARY_HOST_SOURCE)
         if not serial_host and train_ckpt:

@@ -178,6 +178,14 @@ def _bucket(min_dim: int) -> int:
     return _BUCKET_TOP if min_dim >= _BUCKET_TOP else 1 << (max(1, min_dim).bit_length() - 1)
 
 
+def bucket_label(name: str, min_dim: int | None, dims: Sequence[int] | None) -> str:
+    """The group label ``bucketed`` files a matmul/convolution record under: its exact GEMM shape, else its class."""
+    shapes = gemm_shapes(name, dims) if dims is not None else None
+    if shapes is not None:
+        return f"{name}[{','.join('x'.join(map(str, g)) for g in shapes)}]"
+    return name if min_dim is None else f"{name}[min_dim>={_bucket(min_dim)}]"
+
+
 def bucketed(records: Sequence[tuple[Any, ...]]) -> dict[tuple[str, str], OpGroup]:
     """Group (phase, name, kind, tc, flops, bytes, min_dim[, dims]) records.
 
@@ -187,10 +195,7 @@ def bucketed(records: Sequence[tuple[Any, ...]]) -> dict[tuple[str, str], OpGrou
     out: dict[tuple[str, str], OpGroup] = {}
     for phase, name, kind, tc, flops, nbytes, md, *rest in records:
         shapes = gemm_shapes(name, rest[0]) if rest else None
-        if shapes is not None:
-            label = f"{name}[{','.join('x'.join(map(str, g)) for g in shapes)}]"
-        else:
-            label = name if md is None else f"{name}[min_dim>={_bucket(md)}]"
+        label = bucket_label(name, md, rest[0] if rest else None)
         g = out.get((phase, label))
         if g is None:
             g = out[(phase, label)] = OpGroup(kind, tc, gemms=shapes)

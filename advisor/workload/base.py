@@ -103,6 +103,9 @@ class Workload:
             workspace of the biggest op), at the peak.
         kv_cache_bytes: KV cache for ``infer`` of causal LMs at ``seq_len + gen_len``; else 0.
         ops: per-step costs (train: forward + backward + optimizer; infer: forward/prefill).
+        calls: a traced step's dispatched calls in order, each ``(index into ops, share of that op's time)``
+            (the optimizer, costed analytically, is not among them); empty for analytic workloads.  The
+            estimator replays PyTorch eager's launch queue on them (``advisor.estimator.time.queue_replay``).
         decode_ops: for causal-LM ``infer``: the costs of generating ONE token (averaged over
             the generated length); empty otherwise.
         gen_len: tokens generated after the prefill (causal-LM ``infer`` only).
@@ -133,6 +136,7 @@ class Workload:
     activation_bytes: float
     transient_bytes: float
     ops: tuple[OpCost, ...]
+    calls: tuple[tuple[int, float], ...] = ()
     seq_len: int | None = None
     image_size: int | None = None
     lora_params: int = 0

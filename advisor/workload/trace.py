@@ -31,6 +31,7 @@ from advisor.workload.aten_ops import (
     NO_KERNEL,
     Gemm,
     OpGroup,
+    bucket_label,
     bucketed,
     flop_formulas,
     gemm_dims,
@@ -71,11 +72,16 @@ class TraceResult:
     trainable_tensors: int = 0
     temporaries_peak_bytes: float = 0.0
     allocations: Mapping[str, Any] = field(default_factory=dict)  # for advisor.estimator.allocator.replay
+    calls: tuple[tuple[tuple[str, str] | None, int, float], ...] | None = ()  # ``_Recording.calls``
 
     def all_groups(self) -> dict[tuple[str, str], OpGroup]:
         """Non-GEMM groups plus the GEMM records grouped by exact shape or ``min_dim`` class, at the traced batch."""
         return merged(self.groups, bucketed([(r.phase, r.name, r.kind, r.tc, r.flops, r.bytes,
                                               min(r.dims) if r.dims else None, r.dims) for r in self.gemms]))
+
+    def gemm_keys(self) -> list[tuple[str, str]]:
+        """The (phase, label) ``all_groups`` files each GEMM record under."""
+        return [(r.phase, bucket_label(r.name, min(r.dims) if r.dims else None, r.dims)) for r in self.gemms]
 
 
 def _dtype_for(precision: str) -> Any:
@@ -97,6 +103,10 @@ class _Recording:
     persistent: set[int | None] = field(default_factory=set)  # parameters and buffers
     weight_copies: set[Any] = field(default_factory=set)  # autocast's 16-bit copies of weights
     formulas: tuple[Any, Any] = field(default_factory=flop_formulas)
+    # the dispatched calls in order: (group key, or None for the GEMM record of that index; its weight in its
+    # group: FLOPs for matmul-like kinds, else bytes); None once a recurrent layer is traced (its cuDNN calls are
+    # not one aten op each)
+    calls: list[tuple[tuple[str, str] | None, int, float]] | None = field(default_factory=list)
 
     def record(self, func: Any, args: Any, kwargs: Any, out: Any) -> None:
         """Cost one dispatched op (FLOPs by torch's formula, bytes of its tensors) and track its outputs."""
@@ -130,12 +140,17 @@ class _Recording:
         rnn_label = self.rnn.label(self.phase)
         if rnn_label is not None:
             self._add((self.phase, rnn_label), "recurrent", True, flops, moved, launches=0)  # counted per call
+            self.calls = None
         elif kind in ("matmul", "conv"):
             self.gemms.append(Gemm(self.phase, f"aten.{name}", kind, tc, flops, float(moved),
                                    gemm_dims(name, kind, func, args, kwargs, out)))
+            if self.calls is not None:
+                self.calls.append((None, len(self.gemms) - 1, flops))
         else:  # calls on an index-bound path are grouped apart: they run at another rate
-            self._add((self.phase, f"aten.{name}[strided]" if strided else f"aten.{name}"), kind, tc, flops, moved,
-                      strided=strided)
+            key = (self.phase, f"aten.{name}[strided]" if strided else f"aten.{name}")
+            self._add(key, kind, tc, flops, moved, strided=strided)
+            if self.calls is not None:
+                self.calls.append((key, -1, flops if kind in _COMPUTE_KINDS else float(moved)))
         out_ids = tree_map(self.timeline.track, out)
         if name == "_to_copy" and isinstance(args[0], torch.Tensor) and self.timeline.track(args[0]) in self.persistent:
             self.weight_copies.add(out_ids)
@@ -149,6 +164,32 @@ class _Recording:
         g.bytes += moved
         g.count += launches
         g.strided_elements += strided
+
+
+_COMPUTE_KINDS = ("matmul", "conv", "attention", "recurrent")
+
+
+def call_order(calls: Sequence[tuple[tuple[str, str] | None, int, float]] | None,
+               gemm_keys: Sequence[tuple[str, str]], ops: Sequence[OpCost]) -> tuple[tuple[int, float], ...]:
+    """The traced calls in dispatch order as ``(index into ops, share of that op's time)``.
+
+    ``calls``: ``_Recording.calls``; ``gemm_keys``: the (phase, label) each GEMM record was grouped under.  A
+    call's share is its weight over its group's (equal shares where the group's weights are all zero: views).
+    Empty when there is no order to give (a recurrent layer traced) or a call's group is not among ``ops``.
+    """
+    if not calls:
+        return ()
+    index = {(op.phase, op.name): i for i, op in enumerate(ops)}
+    keyed = [(gemm_keys[g] if key is None else key, weight) for key, g, weight in calls]
+    totals: dict[tuple[str, str], list[float]] = {}
+    for key, weight in keyed:
+        t = totals.setdefault(key, [0.0, 0])
+        t[0] += weight
+        t[1] += 1
+    if any(key not in index for key in totals):
+        return ()
+    return tuple((index[key], weight / totals[key][0] if totals[key][0] else 1.0 / totals[key][1])
+                 for key, weight in keyed)
 
 
 @functools.cache
@@ -326,7 +367,7 @@ def run_traced(module: Any, inputs: tuple[Any, ...], kwargs: Mapping[str, Any], 
                        gradient_bytes=grad_bytes, peak_bytes=float(peak),
                        input_bytes=float(sum(nbytes(t) for t in fixed_tensors)), uncounted=tuple(rec.uncounted),
                        weight_copy_bytes=copies, gemms=tuple(rec.gemms), temporaries_peak_bytes=float(tmp_peak),
-                       allocations=allocations)
+                       allocations=allocations, calls=None if rec.calls is None else tuple(rec.calls))
 
 
 def _ops_from(groups: Mapping[tuple[str, str], OpGroup], mode: str, precision: str) -> list[OpCost]:
@@ -438,6 +479,7 @@ def trace_module(
     res = run_traced(module, inputs, dict(example_kwargs or {}), mode=mode, precision=precision, loss=step_loss,
                      frozen=tuple(frozen), label=label, checkpoint=ckpt, blocks=checkpoint_blocks)
     ops = _ops_from(res.all_groups(), mode, precision)
+    calls = call_order(res.calls, res.gemm_keys(), ops)
     opt = optimizer if mode == "train" else None
     if opt and res.trainable_params:
         ops.append(optimizer_op(res.trainable_params, precision, opt))
@@ -459,7 +501,7 @@ def trace_module(
         name=label, source="module", family=family or _guess_family(module), mode=mode,  # type: ignore[arg-type]
         batch_size=batch, precision=precision, optimizer=opt, params=res.params,
         trainable_params=res.trainable_params, activation_bytes=res.activation_bytes,
-        transient_bytes=res.transient_bytes, ops=tuple(ops), seq_len=seq_len, image_size=image_size,
+        transient_bytes=res.transient_bytes, ops=tuple(ops), calls=calls, seq_len=seq_len, image_size=image_size,
         tokens_per_sample=seq_len, input_bytes_per_sample=res.input_bytes / batch,
         uncounted_ops=res.uncounted, assumptions=tuple(common_assumptions(precision, opt, mode, ckpt)),
         eager_ops=optimizer_eager_ops(opt, res.trainable_tensors),

@@ -20,10 +20,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from advisor.errors import WorkloadError
-from advisor.workload.aten_ops import Gemm, OpGroup, bucketed, merged
+from advisor.workload.aten_ops import Gemm, OpGroup, bucket_label, bucketed, merged
 from advisor.workload.base import OpCost, Workload
 from advisor.workload.eager import optimizer_eager_ops
-from advisor.workload.trace import TraceResult, common_assumptions, run_traced
+from advisor.workload.trace import TraceResult, call_order, common_assumptions, run_traced
 from advisor.workload.transformer import check_common, optimizer_op
 
 _TRACE_BATCHES = (2, 4)  # batch 1 takes special kernel paths in places (addmm vs mm on squeezed shapes)
@@ -89,11 +89,15 @@ def _scaled_dim(d1: int, d2: int, b: int) -> int:
 
 @functools.lru_cache(maxsize=256)
 def _preset_ops(builder: str, image_size: int | None, seq_len: int | None, mode: str, precision: str,
-                batch: int, checkpoint: bool = False) -> tuple[OpCost, ...]:
-    """The traced ops (no optimizer) of a preset shape at ``batch`` (see the section comment)."""
+                batch: int, checkpoint: bool = False) -> tuple[tuple[OpCost, ...], tuple[tuple[int, float], ...]]:
+    """The traced ops (no optimizer) of a preset shape at ``batch``, and their calls in order.
+
+    See the section comment; the calls (``Workload.calls``) are the larger traced batch's order and shares.
+    """
     r1, r2, _facts = _preset_trace(builder, image_size, seq_len, mode, precision, checkpoint)
     groups1, groups2 = r1.groups, r2.groups
-    if groups1.keys() != groups2.keys():
+    same_groups = groups1.keys() == groups2.keys()
+    if not same_groups:
         # the two batches took different kernels (e.g. addmm vs mm + add): scale per (phase, kind)
         groups1, groups2 = _by_kind(groups1), _by_kind(groups2)
     scaled: dict[tuple[str, str], OpGroup] = {}
@@ -109,15 +113,21 @@ def _preset_ops(builder: str, image_size: int | None, seq_len: int | None, mode:
             seqs.setdefault((r.phase, r.name), ([], []))[i].append(r)
     records: list[tuple[Any, ...]] = []
     fallback: dict[tuple[str, str], list[OpGroup]] = {}
+    where2 = {id(r): i for i, r in enumerate(r2.gemms)}
+    keys2: dict[int, tuple[str, str]] = {}  # the group each of the larger batch's GEMM records lands in
     for (phase, name), (s1, s2) in seqs.items():
         if len(s1) == len(s2) and all(len(a.dims) == len(b.dims) for a, b in zip(s1, s2, strict=True)):
             for a, b in zip(s1, s2, strict=True):
                 dims = [_scaled_dim(d1, d2, batch) for d1, d2 in zip(a.dims, b.dims, strict=True)]
+                md = min(dims) if dims else None
                 records.append((phase, name, a.kind, a.tc, _lin(a.flops, b.flops, batch),
-                                _lin(a.bytes, b.bytes, batch), min(dims) if dims else None, tuple(dims)))
+                                _lin(a.bytes, b.bytes, batch), md, tuple(dims)))
+                keys2[where2[id(b)]] = (phase, bucket_label(name, md, tuple(dims)))
             continue
         for i, part in enumerate((s1, s2)):
             for r in part:
+                if i == 1:
+                    keys2[where2[id(r)]] = (phase, f"{r.kind} ops")
                 gs = fallback.setdefault((phase, f"{r.kind} ops"), [OpGroup(r.kind, r.tc), OpGroup(r.kind, r.tc)])
                 g = gs[i]
                 g.flops += r.flops
@@ -130,10 +140,12 @@ def _preset_ops(builder: str, image_size: int | None, seq_len: int | None, mode:
                              bytes=_lin(g1.bytes, g2.bytes, batch), count=g1.count or g2.count,
                              min_dim=g2.min_dim)
     grouped = merged(scaled, bucketed(records))
-    return tuple(OpCost(name=name, kind=g.kind, phase=phase, flops=g.flops, bytes=g.bytes,  # type: ignore[arg-type]
-                        count=g.count, tensor_core=g.tc and precision != "fp32", min_dim=g.min_dim,
-                        gemms=g.gemms, serial_steps=g.serial_steps, strided_elements=g.strided_elements)
-                 for (phase, name), g in grouped.items())
+    ops = tuple(OpCost(name=name, kind=g.kind, phase=phase, flops=g.flops, bytes=g.bytes,  # type: ignore[arg-type]
+                       count=g.count, tensor_core=g.tc and precision != "fp32", min_dim=g.min_dim,
+                       gemms=g.gemms, serial_steps=g.serial_steps, strided_elements=g.strided_elements)
+                for (phase, name), g in grouped.items())
+    calls = call_order(r2.calls, [keys2[i] for i in range(len(r2.gemms))], ops) if same_groups else ()
+    return ops, calls
 
 
 def preset_workload(preset: Any, *, batch_size: int, seq_len: int | None, image_size: int | None, mode: str,
@@ -163,7 +175,8 @@ def preset_workload(preset: Any, *, batch_size: int, seq_len: int | None, image_
             raise WorkloadError(f"{preset.name} takes 224x224 images only, got image_size {img}")
         seq = None
     r1, r2, _facts = _preset_trace(cfg["builder"], img, seq, mode, precision, ckpt)
-    ops = list(_preset_ops(cfg["builder"], img, seq, mode, precision, batch_size, ckpt))
+    traced_ops, calls = _preset_ops(cfg["builder"], img, seq, mode, precision, batch_size, ckpt)
+    ops = list(traced_ops)
     opt = optimizer if mode == "train" else None
     if opt and r1.trainable_params:
         ops.append(optimizer_op(r1.trainable_params, precision, opt))
@@ -185,7 +198,7 @@ def preset_workload(preset: Any, *, batch_size: int, seq_len: int | None, image_
         name=preset.name, source="preset", family=preset.family, mode=mode, batch_size=batch_size,  # type: ignore[arg-type]
         precision=precision, optimizer=opt, params=r1.params, trainable_params=r1.trainable_params,
         activation_bytes=_lin(r1.activation_bytes, r2.activation_bytes, batch_size),
-        transient_bytes=_lin(r1.transient_bytes, r2.transient_bytes, batch_size), ops=tuple(ops),
+        transient_bytes=_lin(r1.transient_bytes, r2.transient_bytes, batch_size), ops=tuple(ops), calls=calls,
         seq_len=seq, image_size=img, tokens_per_sample=seq,
         input_bytes_per_sample=(r2.input_bytes - r1.input_bytes) / (_TRACE_BATCHES[1] - _TRACE_BATCHES[0]),
         uncounted_ops=r1.uncounted, assumptions=tuple(assumptions),

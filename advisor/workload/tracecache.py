@@ -131,6 +131,7 @@ def _from_json(data: Mapping[str, Any]) -> Workload:
     kw["decode_ops"] = tuple(_op(op) for op in kw.get("decode_ops", ()))
     for name in ("uncounted_ops", "assumptions"):
         kw[name] = tuple(kw.get(name, ()))
+    kw["calls"] = tuple((int(i), float(share)) for i, share in kw.get("calls", ()))
     return Workload(**kw)
 
 
