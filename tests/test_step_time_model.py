@@ -111,3 +111,24 @@ def test_recurrent_time_steps_run_one_after_another() -> None:
     assert steps == [512 * 2]
     e = estimate(wl, "H100 SXM5 80GB", calibration=None, runtime="graph")
     assert e.time.step_s >= 512 * 2 * RECURRENT_STEP_S
+
+
+def test_cudnn_recurrent_layers_add_their_gemms_to_the_dependent_steps() -> None:
+    """cuDNN runs a layer's input projection (forward) and its input and weight gradients (backward) as GEMMs
+    beside the persistent kernel: the traced op carries them, and they add to the steps' latency."""
+    import torch
+
+    from advisor.estimator.time import RECURRENT_STEP_S
+    from advisor.workload import from_module
+
+    lstm = torch.nn.LSTM(32, 64, num_layers=2, batch_first=True)
+    wl = from_module(lstm, (torch.empty(8, 100, 32),), mode="train", precision="fp32",
+                     loss_fn=lambda out: out[0].sum(), optimizer="sgd")
+    fwd = next(op for op in wl.ops if op.kind == "recurrent" and op.phase == "forward")
+    bwd = next(op for op in wl.ops if op.kind == "recurrent" and op.phase == "backward")
+    assert fwd.gemms == ((800, 256, 32), (800, 256, 64))  # tokens x 4 gates x hidden, K = each layer's input
+    assert len(bwd.gemms) == 6 and (64, 256, 800) in bwd.gemms  # dX, dW_ih, dW_hh per layer
+    small = estimate(wl, "H100 SXM5 80GB", calibration=None, runtime="graph")
+    big = estimate(wl.with_batch_size(512), "H100 SXM5 80GB", calibration=None, runtime="graph")
+    floor = 2 * 100 * 2 * RECURRENT_STEP_S  # forward + backward, 100 steps x 2 layers each
+    assert floor < small.time.step_s < big.time.step_s  # the GEMMs grow with the batch, the steps do not

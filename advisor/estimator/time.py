@@ -169,6 +169,8 @@ def op_group(op: OpCost) -> int:
 
 
 def _gemm_plan(op: OpCost, tp: int, align_elems: int) -> Any:
+    if op.kind == "recurrent":  # the GEMMs cuDNN runs beside its persistent kernel, each once (RECURRENT_STEP_S)
+        return (1.0, op.gemms) if op.gemms and tp <= 1 else None
     if not op.gemms or tp > 1 or not op.flops:
         return None
     if op.tensor_core and not aligned(op.gemms, align_elems):  # CUDA-core GEMMs take any alignment
@@ -298,7 +300,9 @@ def ops_time_detail(ops: Sequence[PreparedOp], rates: CardRates) -> OpsTime:
     per_op: list[float] = []
     for flops, nbytes, count, cls, dim, phase, group, plan, bn, transpose, steps, strided in ops:
         peak = peaks[cls]
-        if plan is not None and sms and cls != VECTOR:
+        if steps and plan is not None and not (rates.step_latency_s and sms):
+            plan = None  # a recurrent layer off cuDNN (the host's CPU): all its FLOPs at the class's rate
+        if plan is not None and sms and cls != VECTOR and not steps:
             if isinstance(plan, int):  # off the 16-byte grid: tensor-core kernels fall back to align-1/2/4 ones
                 base = rates.unaligned_conv_flops if cls == CONV else rates.unaligned_flops
                 tc = flops / (min(peak, base * plan) if base and cls in (TENSOR, CONV) else peak)
@@ -315,7 +319,13 @@ def ops_time_detail(ops: Sequence[PreparedOp], rates: CardRates) -> OpsTime:
         if strided and strided_s:
             tm = max(tm, strided / strided_s)
         lt = count * launch if (flops or nbytes) else 0.0  # views and metadata ops launch no kernel
-        t = max(tc, tm, steps * rates.step_latency_s) + (transpose / bw if rates.layout_transposes else 0.0)
+        if steps and plan is not None:
+            # cuDNN's recurrent layer: the persistent kernel's dependent steps, then its GEMMs (at cuDNN's rate:
+            # TF32 for fp32 by default, as for convolutions); the traced per-step ops' bytes are not cuDNN's
+            tc = plan[0] * sum(shape_seconds(g, rate_flops=rates.conv_flops, sms=sms) for g in plan[1])
+            t = steps * rates.step_latency_s + tc
+        else:
+            t = max(tc, tm, steps * rates.step_latency_s) + (transpose / bw if rates.layout_transposes else 0.0)
         if tc >= tm:
             compute_s += tc
         else:

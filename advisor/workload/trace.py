@@ -342,10 +342,11 @@ def run_traced(module: Any, inputs: tuple[Any, ...], kwargs: Mapping[str, Any], 
     finally:
         module.train(was_training)
 
-    for (_phase, rnn_label), g in rec.groups.items():
+    for (phase, rnn_label), g in rec.groups.items():
         if rnn_label in rec.rnn.calls:
             g.count = rec.rnn.calls[rnn_label]
             g.serial_steps = rec.rnn.steps.get(rnn_label, 0)
+            g.gemms = tuple(rec.rnn.gemms.get((rnn_label, phase), ())) or None
     # replay the timeline: temporaries = live - params/buffers - inputs - gradients - saved activations
     peak, tmp_peak = timeline.peaks(rec.persistent | input_ids | rec.weight_copies | grad_ids | set(saved))
     grad_bytes = float(sum(nbytes(g) for g in grads))

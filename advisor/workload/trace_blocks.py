@@ -85,6 +85,8 @@ class RecurrentFiling:
         self.module = module
         self.calls: dict[str, int] = {}
         self.steps: dict[str, int] = {}  # dependent time steps per label: seq_len x layers x directions
+        # per (label, phase): the GEMMs cuDNN runs outside its persistent recurrent kernel (see ``_post``)
+        self.gemms: dict[tuple[str, str], list[tuple[int, int, int]]] = {}
         self._current: str | None = None
         self._stop: set[int] = set()
         self._nodes: dict[int, tuple[Any, str]] = {}  # id(autograd node) -> (node, label)
@@ -152,4 +154,17 @@ class RecurrentFiling:
         else:
             seq = 1 if isinstance(x, torch.Tensor) else 0
         self.steps[label] = self.steps.get(label, 0) + seq * layers
+        # cuDNN runs a layer's input projection for all time steps as one GEMM before its persistent recurrent
+        # kernel, and in backward the input gradient and both weight gradients as GEMMs after it (Appleyard,
+        # "Optimizing Recurrent Neural Networks in cuDNN 5", NVIDIA 2016): (M, N, K) per layer and direction
+        tokens = (int(x.data.shape[0]) if isinstance(x, torch.nn.utils.rnn.PackedSequence)
+                  else int(x.numel() // x.shape[-1]) if isinstance(x, torch.Tensor) and x.dim() >= 1 else 0)
+        gates = {"LSTM": 4, "GRU": 3}.get(type(mod).__name__, 1) * mod.hidden_size
+        dirs = 2 if mod.bidirectional else 1
+        fwd, bwd = self.gemms.setdefault((label, "forward"), []), self.gemms.setdefault((label, "backward"), [])
+        for layer in range(mod.num_layers):
+            width = mod.input_size if layer == 0 else (getattr(mod, "proj_size", 0) or mod.hidden_size) * dirs
+            for _ in range(dirs):
+                fwd.append((tokens, gates, width))
+                bwd.extend([(tokens, width, gates), (width, gates, tokens), (mod.hidden_size, gates, tokens)])
         self._current = None

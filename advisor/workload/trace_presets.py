@@ -87,6 +87,15 @@ def _scaled_dim(d1: int, d2: int, b: int) -> int:
     return d1 if d1 == d2 else max(1, round(_lin(d1, d2, b)))
 
 
+def _scaled_gemms(g1: tuple[tuple[int, int, int], ...] | None, g2: tuple[tuple[int, int, int], ...] | None,
+                  b: int) -> tuple[tuple[int, int, int], ...] | None:
+    """A group's GEMM shapes at batch ``b`` from the two traced batches (dimensions that grow scaled)."""
+    if not g1 or not g2 or len(g1) != len(g2):
+        return None
+    return tuple(tuple(_scaled_dim(d1, d2, b) for d1, d2 in zip(a, c, strict=True))  # type: ignore[misc]
+                 for a, c in zip(g1, g2, strict=True))
+
+
 @functools.lru_cache(maxsize=256)
 def _preset_ops(builder: str, image_size: int | None, seq_len: int | None, mode: str, precision: str,
                 batch: int, checkpoint: bool = False) -> tuple[tuple[OpCost, ...], tuple[tuple[int, float], ...]]:
@@ -106,7 +115,8 @@ def _preset_ops(builder: str, image_size: int | None, seq_len: int | None, mode:
         scaled[key] = OpGroup(g1.kind, g1.tc, flops=_lin(g1.flops, g2.flops, batch),
                              bytes=_lin(g1.bytes, g2.bytes, batch), count=g1.count,
                              serial_steps=g1.serial_steps,  # time steps do not grow with the batch
-                             strided_elements=_lin(g1.strided_elements, g2.strided_elements, batch))
+                             strided_elements=_lin(g1.strided_elements, g2.strided_elements, batch),
+                             gemms=_scaled_gemms(g1.gemms, g2.gemms, batch))
     seqs: dict[tuple[str, str], tuple[list[Gemm], list[Gemm]]] = {}
     for i, res in enumerate((r1, r2)):
         for r in res.gemms:
