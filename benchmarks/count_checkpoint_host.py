@@ -10,7 +10,7 @@ checkpointing of every block, counts the dispatched aten ops of each (``TorchDis
 - ``forward``: host seconds per op of a checkpointed forward / of a plain forward;
 - ``recompute``: the extra backward host seconds per recomputed op / a plain forward op's.
 
-Its output is ``CHECKPOINT_FORWARD_FACTOR`` and ``CHECKPOINT_RECOMPUTE_OPS`` in ``advisor/estimator/time.py``.
+Its output is ``CHECKPOINT_FORWARD_FACTOR`` and ``CHECKPOINT_RECOMPUTE_OPS`` in ``advisor/estimator/host.py``.
 
     .venv/bin/python benchmarks/count_checkpoint_host.py
 """

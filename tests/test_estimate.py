@@ -466,7 +466,8 @@ def test_eager_decode_at_batch_1_is_host_bound_and_graph_runtimes_are_not() -> N
 
 def test_host_floor_is_a_max_on_a_gpu_and_a_sum_on_the_cpu() -> None:
     from advisor.estimator.efficiency import HOST_BACKWARD_FRACTION, TRACED_HOST_BACKWARD_FRACTION, defaults_for
-    from advisor.estimator.time import PHASES, host_floor, prepare_ops
+    from advisor.estimator.host import host_floor
+    from advisor.estimator.time import PHASES, prepare_ops
     from advisor.workload.base import OpCost
 
     ops = prepare_ops([OpCost("f", "elementwise", "forward", 0.0, 1.0, count=100),
@@ -517,7 +518,8 @@ def test_unknown_runtime_is_refused_with_the_accepted_names() -> None:
 
 def test_views_launch_no_kernel_but_cost_host_dispatch() -> None:
     from advisor.estimator.efficiency import defaults_for
-    from advisor.estimator.time import CardRates, host_floor, ops_time, prepare_ops
+    from advisor.estimator.host import host_floor
+    from advisor.estimator.time import CardRates, ops_time, prepare_ops
     from advisor.workload.base import OpCost
 
     ops = prepare_ops([OpCost("aten.view", "elementwise", "forward", 0.0, 0.0, count=100),
@@ -533,7 +535,8 @@ def test_views_launch_no_kernel_but_cost_host_dispatch() -> None:
 
 def test_cudnn_calls_cost_the_host_more_than_a_generic_op_on_nvidia_only() -> None:
     from advisor.estimator.efficiency import TRACED_HOST_BACKWARD_FRACTION, defaults_for
-    from advisor.estimator.time import LIBRARY_CALL_HOST_OPS, PHASES, host_floor, prepare_ops
+    from advisor.estimator.host import LIBRARY_CALL_HOST_OPS, host_floor
+    from advisor.estimator.time import PHASES, prepare_ops
     from advisor.workload.base import OpCost
 
     ops = prepare_ops([OpCost("aten.convolution", "conv", "forward", 1.0, 1.0, count=3),
@@ -564,13 +567,8 @@ def test_cnn_estimates_name_the_cudnn_host_cost() -> None:
 
 def test_checkpointing_costs_the_host_its_hooks_and_recompute() -> None:
     from advisor.estimator.efficiency import TRACED_HOST_BACKWARD_FRACTION, defaults_for
-    from advisor.estimator.time import (
-        CHECKPOINT_FORWARD_FACTOR,
-        CHECKPOINT_RECOMPUTE_OPS,
-        PHASES,
-        host_floor,
-        prepare_ops,
-    )
+    from advisor.estimator.host import CHECKPOINT_FORWARD_FACTOR, CHECKPOINT_RECOMPUTE_OPS, host_floor
+    from advisor.estimator.time import PHASES, prepare_ops
     from advisor.workload.base import OpCost
 
     ops = prepare_ops([OpCost("f", "elementwise", "forward", 0.0, 1.0, count=100),

@@ -1,4 +1,4 @@
-"""PyTorch eager's launch queue, replayed call by call on a traced step (``advisor.estimator.time.queue_replay``).
+"""PyTorch eager's launch queue, replayed call by call on a traced step (``advisor.estimator.host.queue_replay``).
 
 The host issues each call in order; the GPU runs it once issued and once the kernel before it is done.  Checked by
 hand on small sequences, then on a traced module: its calls are recorded in dispatch order and the estimate replays
@@ -14,7 +14,8 @@ import pytest
 
 from advisor import estimate
 from advisor.estimator import efficiency
-from advisor.estimator.time import PHASES, QUEUE_SOURCE, queue_replay
+from advisor.estimator.host import QUEUE_SOURCE, queue_replay
+from advisor.estimator.time import PHASES
 
 FWD, BWD, OPT = PHASES.index("forward"), PHASES.index("backward"), PHASES.index("optimizer")
 EFF = dataclasses.replace(efficiency.defaults_for("Hopper"), host_op_s=1e-3, host_launch_s=0.0)

@@ -14,6 +14,7 @@ from advisor.estimator.efficiency import (
     ArchEfficiency,
 )
 from advisor.estimator.gemm import SIMT_SOURCE, UNALIGNED_SOURCE, unaligned_gemms
+from advisor.estimator.host import backward_fraction
 from advisor.estimator.memory import (
     ALLOCATOR_SUMMARY,
     KERNEL_MODULES_INFER_BYTES,
@@ -21,7 +22,7 @@ from advisor.estimator.memory import (
     RESERVE_FRACTION,
 )
 from advisor.estimator.parallel import ParallelPlan
-from advisor.estimator.time import LAYOUT_SOURCE, CardRates, backward_fraction
+from advisor.estimator.time import LAYOUT_SOURCE, CardRates
 from advisor.workload.base import Workload
 from advisor.workload.eager import SOURCE as EAGER_SOURCE
 from advisor.workload.transformer import compute_bytes

@@ -13,6 +13,17 @@ from typing import Any
 from advisor.catalog import GpuSpec
 from advisor.estimator._prepare import PreparedWorkload
 from advisor.estimator.efficiency import ArchEfficiency
+from advisor.estimator.host import (
+    CHECKPOINT_HOST_SOURCE,
+    GRAD_SCALER_SOURCE,
+    GRAD_SCALER_SYNC,
+    LIBRARY_HOST_SOURCE,
+    QUEUE_SOURCE,
+    host_floor,
+    library_call_ops,
+    phase_host_s,
+    queue_replay,
+)
 from advisor.estimator.memory import grad_bytes_per_param
 from advisor.estimator.parallel import (
     CommEstimate,
@@ -23,22 +34,7 @@ from advisor.estimator.parallel import (
     peer_link,
     tensor_parallel_comm,
 )
-from advisor.estimator.time import (
-    CHECKPOINT_HOST_SOURCE,
-    GRAD_SCALER_SOURCE,
-    GRAD_SCALER_SYNC,
-    GROUPS,
-    LIBRARY_HOST_SOURCE,
-    PHASES,
-    QUEUE_SOURCE,
-    STRIDED_SOURCE,
-    CardRates,
-    host_floor,
-    library_call_ops,
-    ops_time_detail,
-    phase_host_s,
-    queue_replay,
-)
+from advisor.estimator.time import GROUPS, PHASES, STRIDED_SOURCE, CardRates, ops_time_detail
 from advisor.precision import activation_bytes
 from advisor.workload.base import Workload
 

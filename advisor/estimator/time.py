@@ -2,9 +2,8 @@
 
 For every ``OpCost``: max(flops / (peak x compute efficiency), bytes / (bandwidth x memory
 efficiency)) + count x launch overhead.  In PyTorch eager the host dispatches every op and the GPU
-runs behind it asynchronously, so a phase takes max(GPU time, dispatched ops x host time per op)
-(``host_floor``; per phase, since the host's lead carries within a phase of repeated layers); on a
-CPU "card" the same cores dispatch and compute, so the host time adds instead.  Tensor-core ops
+runs behind it asynchronously: the host's side (dispatch, launch calls, the per-phase floor and the launch
+queue's replay) is ``advisor.estimator.host``.  Tensor-core ops
 (``tensor_core`` matmul / conv / attention) use the peak of the workload's precision; everything
 else the vector peak (FP32, or the 16-bit vector rate where the card lists one).  The compute
 efficiency falls for small ops (``efficiency.compute_efficiency``).  Pure arithmetic over tuples
@@ -19,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from advisor.errors import EstimateError
-from advisor.estimator.efficiency import HALF_DIM_REF, HOST_BACKWARD_FRACTION, REF_SMS, TRACED_HOST_BACKWARD_FRACTION
+from advisor.estimator.efficiency import HALF_DIM_REF, REF_SMS
 from advisor.estimator.gemm import aligned, common_alignment, gemm_flops, shape_seconds, unaligned_fraction
 from advisor.workload.base import OpCost
 
@@ -84,48 +83,6 @@ STRIDED_SOURCE = (f"elementwise ops with a broadcast, non-contiguous or cast ope
 #: 2.3-2.5 us per step whatever the batch; a recurrent op takes at least its steps x this (the H100 rows check it).
 RECURRENT_STEP_S = 2.4e-6
 _BATCH_NORMS = ("native_batch_norm", "cudnn_batch_norm", "_native_batch_norm_legit", "batch_norm")
-#: Host time of a cuDNN call beyond a generic dispatched op, in forward-op units (``host_op_s``, so that a probe of
-#: the host scales it): cuDNN picks an engine, builds or looks up its execution plan and sets descriptors on every
-#: call.  The H200 profile (torch.profiler CPU time per call, torch 2.11 / cuDNN 9, ResNet-50 fp32 b128 and lstm-lm
-#: b128: profile-ops.json) measured aten::cudnn_convolution 75 us, aten::convolution_backward 205 us,
-#: aten::_cudnn_rnn 314 us and aten::_cudnn_rnn_backward 877 us per call, i.e. less a generic op (10 us forward,
-#: 5.5 us backward): 6.5, 20, 30 and 87 op-equivalents.  PyTorch's own timing of the v8 conv API (pytorch#51390: a
-#: 1x1 conv call 52 us on the host) agrees in size.  Unprofiled, this is what makes ResNet-50 at batch 32 host-bound
-#: (24 ms measured on the H200 where 11 ms of generic dispatch and 15 ms of kernels were predicted).
-LIBRARY_CALL_HOST_OPS: dict[tuple[str, str], float] = {("conv", "forward"): 6.5, ("conv", "backward"): 20.0,
-                                                       ("recurrent", "forward"): 30.0,
-                                                       ("recurrent", "backward"): 87.0}
-#: Host cost of non-reentrant activation checkpointing (``torch.utils.checkpoint``, as validate and Hugging Face's
-#: ``gradient_checkpointing_enable`` run it): every tensor a checkpointed block saves goes through Python pack
-#: hooks in forward, and backward re-runs the blocks' Python forward under the recompute machinery.  MEASURED by
-#: benchmarks/count_checkpoint_host.py (CPU thread time, tiny widths so that only the host counts; torchvision ViT
-#: and the zoo's GPT-2, 12 blocks each, three runs): a checkpointed forward costs 1.4-2.2x the plain forward's
-#: host time per op (median 1.7); each recomputed op costs 1.1-2.1 plain forward ops in backward (median 1.5),
-#: where a plain backward op costs HOST_BACKWARD_FRACTION of one.  Applied to the whole forward (its blocks
-#: dominate it) and to as many recomputed ops as the forward dispatches.
-CHECKPOINT_FORWARD_FACTOR = 1.7
-CHECKPOINT_RECOMPUTE_OPS = 1.5
-CHECKPOINT_HOST_SOURCE = (f"non-reentrant checkpointing costs the host {CHECKPOINT_FORWARD_FACTOR}x a plain forward "
-                          f"op per checkpointed op, and {CHECKPOINT_RECOMPUTE_OPS} forward ops per recomputed op in "
-                          "backward (pack/unpack hooks, the recompute's Python; benchmarks/count_checkpoint_host.py)")
-#: ``torch.amp.GradScaler`` (what amp-fp16 training runs, validate included): ``scaler.step(optimizer)`` reads the
-#: inf/nan check with ``.item()`` before stepping, so the host waits for backward's last kernel and the optimizer's
-#: host work (its foreach dispatches) then runs with the GPU idle (torch/amp/grad_scaler.py, ``_maybe_opt_step``).
-#: H200 profile: ResNet-50 b128 leaves the GPU idle 3.3 ms per step with amp-fp16, 1.6 ms in fp32.
-GRAD_SCALER_SYNC: dict[str, tuple[str, ...]] = {"amp-fp16": ("optimizer",)}
-GRAD_SCALER_SOURCE = ("amp-fp16 trains with torch.amp.GradScaler, whose step() waits for backward's last kernel "
-                      "(.item() on the inf check): the optimizer's host work then runs with the GPU idle")
-QUEUE_SOURCE = ("eager launch queue replayed call by call on the traced step: the host issues each call (dispatch, "
-                "launch call, cuDNN's own cost), the GPU runs it once issued and free, so stretches of small kernels "
-                "wait on the host even where a phase has more GPU than host time")
-#: Architectures whose convolutions and recurrent layers go through cuDNN (AMD's MIOpen is not measured: none).
-CUDNN_ARCHS = frozenset({"pascal", "volta", "turing", "ampere", "ada", "hopper", "blackwell", "orin"})
-_CALL = LIBRARY_CALL_HOST_OPS
-LIBRARY_HOST_SOURCE = ("each cuDNN convolution / recurrent call costs the host more than a generic op (engine "
-                       f"choice, plan cache, descriptors): {_CALL['conv', 'forward']:g} / "
-                       f"{_CALL['conv', 'backward']:g} forward-op equivalents per conv forward / backward, "
-                       f"{_CALL['recurrent', 'forward']:g} / {_CALL['recurrent', 'backward']:g} per LSTM/GRU forward / "
-                       "backward (H200 torch.profiler CPU times per call)")
 
 
 #: What makes each op class faster, for ``estimate --breakdown`` and the dashboard.
@@ -341,158 +298,6 @@ def ops_time(ops: Sequence[PreparedOp], rates: CardRates) -> tuple[list[float], 
     """Per-phase seconds, and the compute-bound, memory-bound and launch shares of the total."""
     d = ops_time_detail(ops, rates)
     return d.phases, d.compute_s, d.memory_s, d.launch_s
-
-
-def _library_ops_per_call(op: PreparedOp) -> float:
-    """One call's host time beyond a generic op, in forward-op units, on a cuDNN card (``LIBRARY_CALL_HOST_OPS``)."""
-    kind = "conv" if op[3] == CONV else "recurrent" if op[10] else None
-    if kind is None:
-        return 0.0
-    return LIBRARY_CALL_HOST_OPS.get((kind, "backward" if PHASES[op[5]] == "backward" else "forward"), 0.0)
-
-
-def library_call_ops(ops: Sequence[PreparedOp], eff: Any, serial: bool = False) -> list[float]:
-    """Per phase: the cuDNN calls' host time beyond a generic op, in forward-op units (``LIBRARY_CALL_HOST_OPS``).
-
-    All zero where the ops do not go through cuDNN: a card outside ``CUDNN_ARCHS``, or the host's own CPU
-    (``serial``).
-    """
-    out = [0.0] * len(PHASES)
-    if serial or eff.arch not in CUDNN_ARCHS:
-        return out
-    for op in ops:
-        out[op[5]] += op[2] * _library_ops_per_call(op)
-    return out
-
-
-def backward_fraction(eager_ops: Mapping[str, int]) -> float:
-    """A backward op's share of a forward op's host time.
-
-    Hugging Face's with the builders' counts (``HOST_BACKWARD_FRACTION``), else a traced module's
-    (``TRACED_HOST_BACKWARD_FRACTION``).
-    """
-    return HOST_BACKWARD_FRACTION if "backward" in eager_ops else TRACED_HOST_BACKWARD_FRACTION
-
-
-def _dispatch_s(phase: int, eff: Any, backward: float) -> float:
-    """Host seconds to dispatch one generic op in ``phase`` (backward ops: ``backward`` of a forward one)."""
-    return eff.host_op_s * (backward if PHASES[phase] == "backward" else 1.0)
-
-
-def phase_host_s(ops: Sequence[PreparedOp], eager_ops: Mapping[str, int], eff: Any, serial: bool = False,
-                 checkpointed: bool = False, library: Sequence[float] | None = None) -> list[float]:
-    """Host seconds per phase of PyTorch eager: dispatch, CUDA launch calls, cuDNN calls, checkpointing.
-
-    Dispatched ops per phase come from ``eager_ops`` (the analytic builders' measured counts) or, for a
-    phase it lacks, the ops' own counts (the tracer sees every dispatched op).  ``eff.host_op_s`` per
-    forward op, ``HOST_BACKWARD_FRACTION`` of it per backward op (``TRACED_HOST_BACKWARD_FRACTION`` where the
-    backward's ops are the traced module's own), plus ``eff.host_launch_s`` per kernel the phase
-    launches (the CUDA launch call), plus the cuDNN calls' own host time (``LIBRARY_CALL_HOST_OPS``) on NVIDIA
-    cards.  ``serial``: the host's own CPU computes (and launches nothing).  ``checkpointed``: the step checkpoints
-    its blocks; the forward's dispatch costs ``CHECKPOINT_FORWARD_FACTOR`` times more and the recomputed ops (as
-    many as the forward dispatches, counted among the backward's at the backward rate) ``CHECKPOINT_RECOMPUTE_OPS``
-    forward ops each.  ``library``: ``library_call_ops(ops, eff, serial)`` when the caller has it already.
-    """
-    counts = [0] * len(PHASES)
-    kernels = [0] * len(PHASES)
-    for op in ops:
-        counts[op[5]] += op[2]
-        if op[0] or op[1]:  # views and metadata ops launch no kernel
-            kernels[op[5]] += op[2]
-    launch = 0.0 if serial else eff.host_launch_s
-    if library is None:
-        library = library_call_ops(ops, eff, serial)
-    ckpt_fwd = eager_ops.get("forward", counts[0]) if checkpointed and not serial else 0  # forward ops recomputed
-    backward = backward_fraction(eager_ops)
-    out = [0.0] * len(PHASES)
-    for i, name in enumerate(PHASES):
-        n = eager_ops.get(name, counts[i]) if counts[i] else 0  # only phases these ops run in
-        if not n:
-            continue
-        host = n * _dispatch_s(i, eff, backward) + kernels[i] * launch + library[i] * eff.host_op_s
-        if ckpt_fwd and name in ("forward", "backward"):
-            host += ckpt_fwd * eff.host_op_s * ((CHECKPOINT_FORWARD_FACTOR - 1.0) if name == "forward"
-                                                else (CHECKPOINT_RECOMPUTE_OPS - backward))
-        out[i] = host
-    return out
-
-
-def host_floor(phases: Sequence[float], ops: Sequence[PreparedOp], eager_ops: Mapping[str, int],
-               eff: Any, serial: bool = False, checkpointed: bool = False,
-               library: Sequence[float] | None = None) -> tuple[list[float], float]:
-    """Per-phase seconds with the eager host's dispatch time applied, and the host time exposed.
-
-    Each phase takes the longer of its GPU time and its host time (``phase_host_s``: the host's lead carries
-    within a phase of repeated layers); on the host's own CPU (``serial``) the two add.  The analytic builders'
-    rule; a traced step, whose calls are in order, replays the launch queue instead (``queue_replay``).
-    """
-    host = phase_host_s(ops, eager_ops, eff, serial, checkpointed, library)
-    out = list(phases)
-    exposed = 0.0
-    for i, h in enumerate(host):
-        if serial:
-            out[i] += h
-            exposed += h
-        elif h > out[i]:
-            exposed += h - out[i]
-            out[i] = h
-    return out, exposed
-
-
-def queue_replay(calls: Sequence[tuple[int, float]], ops: Sequence[PreparedOp], per_op_s: Sequence[float],
-                 phases: Sequence[float], host: Sequence[float], eff: Any, launch_s: float,
-                 sync_before: Sequence[int] = ()) -> tuple[list[float], float]:
-    """Per-phase seconds and the host time exposed, replaying PyTorch eager's launch queue call by call.
-
-    The host issues a traced step's calls in order; the GPU starts a call's kernel once it is issued and the
-    kernel before it is done: ``gpu = max(gpu, issued) + its time``.  So a stretch of small kernels (the last
-    layers of a CNN, the loss, the start of backward) leaves the GPU waiting on the host even where the phase as a
-    whole has more GPU than host time, which a per-phase floor cannot see.  A call's GPU time is its share of its
-    op's (``per_op_s``) plus one launch gap (``launch_s``) if the op launches kernels; its host time is its share
-    of the phase's (``host``: ``phase_host_s``), split in proportion to each call's own dispatch, launch-call and
-    cuDNN cost.  Phases without calls (the optimizer, costed analytically) follow as one stream of equal calls.
-    The step starts from an idle queue and ends when the host has issued everything and the GPU has run it: what
-    validate times (CUDA events around each step, synchronized before it).  ``sync_before``: phases the host
-    starts only once the GPU has caught up (``GRAD_SCALER_SYNC``).
-    """
-    n_ph = len(PHASES)
-    weights = [0.0] * len(calls)
-    totals = [0.0] * n_ph
-    for c, (idx, _share) in enumerate(calls):
-        op = ops[idx]
-        w = (_dispatch_s(op[5], eff, TRACED_HOST_BACKWARD_FRACTION) + (eff.host_launch_s if (op[0] or op[1]) else 0.0)
-             + (_library_ops_per_call(op) * eff.host_op_s if eff.arch in CUDNN_ARCHS else 0.0))
-        weights[c] = w
-        totals[op[5]] += w
-    issued = gpu = 0.0
-    end = [0.0] * n_ph
-    seen = [False] * n_ph
-    for c, (idx, share) in enumerate(calls):
-        op = ops[idx]
-        ph = op[5]
-        seen[ph] = True
-        issued += host[ph] * weights[c] / totals[ph] if totals[ph] else 0.0
-        if op[0] or op[1]:
-            gpu = max(gpu, issued) + per_op_s[idx] * share + launch_s
-        end[ph] = max(gpu, issued)
-    for ph in range(n_ph):  # phases the calls do not cover run after them
-        if seen[ph] or not (phases[ph] or host[ph]):
-            continue
-        if ph in sync_before:
-            issued = gpu = max(issued, gpu)
-        n = 64  # a stream of small calls (foreach passes over parameter lists)
-        for _ in range(n):
-            issued += host[ph] / n
-            gpu = max(gpu, issued) + phases[ph] / n
-        end[ph] = max(gpu, issued)
-    out = [0.0] * n_ph
-    last = 0.0
-    for ph in range(n_ph):
-        if seen[ph] or end[ph]:
-            out[ph] = max(0.0, end[ph] - last)
-            last = max(last, end[ph])
-    exposed = max(0.0, sum(out) - sum(phases))
-    return out, exposed
 
 
 @dataclass(frozen=True, slots=True)

@@ -283,6 +283,34 @@ def index_bound_elements(name: str, kind: str, pointwise: bool, args: Sequence[A
     return 0
 
 
+#: Kinds whose calls share their group's time by FLOPs (the rest by bytes) in ``call_order``.
+COMPUTE_KINDS = ("matmul", "conv", "attention", "recurrent")
+
+
+def call_order(calls: Sequence[tuple[tuple[str, str] | None, int, float]] | None,
+               gemm_keys: Sequence[tuple[str, str]], ops: Sequence[Any]) -> tuple[tuple[int, float], ...]:
+    """The traced calls in dispatch order as ``(index into ops, share of that op's time)``.
+
+    ``calls``: ``advisor.workload.trace_record.Recording.calls``; ``gemm_keys``: the (phase, label) each GEMM
+    record was grouped under.  A call's share is its weight over its group's (equal shares where the group's
+    weights are all zero: views).  Empty when there is no order to give (a recurrent layer traced) or a call's
+    group is not among ``ops`` (``OpCost``s).
+    """
+    if not calls:
+        return ()
+    index = {(op.phase, op.name): i for i, op in enumerate(ops)}
+    keyed = [(gemm_keys[g] if key is None else key, weight) for key, g, weight in calls]
+    totals: dict[tuple[str, str], list[float]] = {}
+    for key, weight in keyed:
+        t = totals.setdefault(key, [0.0, 0])
+        t[0] += weight
+        t[1] += 1
+    if any(key not in index for key in totals):
+        return ()
+    return tuple((index[key], weight / totals[key][0] if totals[key][0] else 1.0 / totals[key][1])
+                 for key, weight in keyed)
+
+
 def nbytes(t: Any) -> int:
     """Bytes of a tensor's elements (not of its storage)."""
     return int(t.numel()) * int(t.element_size())

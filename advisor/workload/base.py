@@ -105,7 +105,7 @@ class Workload:
         ops: per-step costs (train: forward + backward + optimizer; infer: forward/prefill).
         calls: a traced step's dispatched calls in order, each ``(index into ops, share of that op's time)``
             (the optimizer, costed analytically, is not among them); empty for analytic workloads.  The
-            estimator replays PyTorch eager's launch queue on them (``advisor.estimator.time.queue_replay``).
+            estimator replays PyTorch eager's launch queue on them (``advisor.estimator.host.queue_replay``).
         decode_ops: for causal-LM ``infer``: the costs of generating ONE token (averaged over
             the generated length); empty otherwise.
         gen_len: tokens generated after the prefill (causal-LM ``infer`` only).

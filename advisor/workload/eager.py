@@ -3,7 +3,7 @@
 In eager mode every operator call (a kernel launch, or a view that launches nothing) costs host time:
 Python, ``nn.Module.__call__``, the dispatcher, autocast and autograd bookkeeping.  The GPU runs
 asynchronously and idles whenever the host falls behind, so a phase takes at least
-``dispatched ops x host seconds per op`` (``advisor.estimator.time``).  Small batches, decoding and
+``dispatched ops x host seconds per op`` (``advisor.estimator.host``).  Small batches, decoding and
 small models live in that regime; graph runtimes (CUDA graphs, ``torch.compile(mode="reduce-overhead")``,
 TensorRT, vLLM, llama.cpp) do not.
 

@@ -21,29 +21,17 @@ functions, so importing ``advisor.workload`` stays cheap.
 from __future__ import annotations
 
 import contextlib
-import functools
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from advisor.errors import WorkloadError
-from advisor.workload.aten_ops import (
-    NO_KERNEL,
-    Gemm,
-    OpGroup,
-    bucket_label,
-    bucketed,
-    flop_formulas,
-    gemm_dims,
-    index_bound_elements,
-    merged,
-    nbytes,
-    op_kind,
-)
+from advisor.workload.aten_ops import Gemm, OpGroup, bucket_label, bucketed, call_order, merged, nbytes
 from advisor.workload.base import OpCost, Workload
 from advisor.workload.eager import optimizer_eager_ops
 from advisor.workload.trace_autocast import cuda_autocast_policy
 from advisor.workload.trace_blocks import RecurrentFiling, checkpointed, find_blocks
+from advisor.workload.trace_record import Recording, recorder_type
 from advisor.workload.trace_timeline import StorageTimeline
 from advisor.workload.transformer import check_common, optimizer_op, optimizer_state_bytes
 
@@ -72,7 +60,7 @@ class TraceResult:
     trainable_tensors: int = 0
     temporaries_peak_bytes: float = 0.0
     allocations: Mapping[str, Any] = field(default_factory=dict)  # for advisor.estimator.allocator.replay
-    calls: tuple[tuple[tuple[str, str] | None, int, float], ...] | None = ()  # ``_Recording.calls``
+    calls: tuple[tuple[tuple[str, str] | None, int, float], ...] | None = ()  # ``Recording.calls``
 
     def all_groups(self) -> dict[tuple[str, str], OpGroup]:
         """Non-GEMM groups plus the GEMM records grouped by exact shape or ``min_dim`` class, at the traced batch."""
@@ -88,142 +76,6 @@ def _dtype_for(precision: str) -> Any:
     import torch
 
     return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
-
-
-@dataclass
-class _Recording:
-    """What the dispatch hook records, op by op (see ``_Recording.record``)."""
-
-    timeline: StorageTimeline
-    rnn: RecurrentFiling
-    phase: str = "forward"
-    groups: dict[tuple[str, str], OpGroup] = field(default_factory=dict)
-    gemms: list[Gemm] = field(default_factory=list)
-    uncounted: dict[str, None] = field(default_factory=dict)
-    persistent: set[int | None] = field(default_factory=set)  # parameters and buffers
-    weight_copies: set[Any] = field(default_factory=set)  # autocast's 16-bit copies of weights
-    formulas: tuple[Any, Any] = field(default_factory=flop_formulas)
-    # the dispatched calls in order: (group key, or None for the GEMM record of that index; its weight in its
-    # group: FLOPs for matmul-like kinds, else bytes); None once a recurrent layer is traced (its cuDNN calls are
-    # not one aten op each)
-    calls: list[tuple[tuple[str, str] | None, int, float]] | None = field(default_factory=list)
-
-    def record(self, func: Any, args: Any, kwargs: Any, out: Any) -> None:
-        """Cost one dispatched op (FLOPs by torch's formula, bytes of its tensors) and track its outputs."""
-        import torch
-        from torch.utils._pytree import tree_flatten, tree_map
-
-        packet = func._overloadpacket
-        name = packet.__name__
-        namespace = getattr(func, "namespace", "aten")
-        if namespace not in ("aten", "prims", "prim"):
-            self.uncounted[f"{namespace}.{name}"] = None
-        registry, extra = self.formulas
-        formula = extra.get(name) or registry.get(packet)
-        kind, tc = op_kind(name)
-        outs, _ = tree_flatten(out)
-        flops = 0.0
-        if formula is not None:
-            flops = float(formula(*args, **kwargs, out_val=out))
-        elif kind in ("matmul", "conv", "attention", "recurrent"):
-            self.uncounted[f"aten.{name}"] = None  # compute-heavy, but no FLOP formula: listed, not zero
-        if formula is None and not any(isinstance(t, torch.Tensor) for t in outs):
-            return  # sym_size, device and the like: no kernel
-        self.timeline.sweep()  # the frees since the last op happened before this op's outputs were allocated
-        moved = strided = 0
-        if not (getattr(func, "is_view", False) or name in NO_KERNEL):
-            ins = [t for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)]
-            touts = [t for t in outs if isinstance(t, torch.Tensor)]
-            moved = sum(nbytes(t) for t in (*ins, *touts))
-            pointwise = getattr(torch.Tag, "pointwise", None) in getattr(func, "tags", ())
-            strided = index_bound_elements(name, kind, pointwise, args, kwargs, ins, touts)
-        rnn_label = self.rnn.label(self.phase)
-        if rnn_label is not None:
-            self._add((self.phase, rnn_label), "recurrent", True, flops, moved, launches=0)  # counted per call
-            self.calls = None
-        elif kind in ("matmul", "conv"):
-            self.gemms.append(Gemm(self.phase, f"aten.{name}", kind, tc, flops, float(moved),
-                                   gemm_dims(name, kind, func, args, kwargs, out)))
-            if self.calls is not None:
-                self.calls.append((None, len(self.gemms) - 1, flops))
-        else:  # calls on an index-bound path are grouped apart: they run at another rate
-            key = (self.phase, f"aten.{name}[strided]" if strided else f"aten.{name}")
-            self._add(key, kind, tc, flops, moved, strided=strided)
-            if self.calls is not None:
-                self.calls.append((key, -1, flops if kind in _COMPUTE_KINDS else float(moved)))
-        out_ids = tree_map(self.timeline.track, out)
-        if name == "_to_copy" and isinstance(args[0], torch.Tensor) and self.timeline.track(args[0]) in self.persistent:
-            self.weight_copies.add(out_ids)
-
-    def _add(self, key: tuple[str, str], kind: str, tc: bool, flops: float, moved: float, launches: int = 1,
-             strided: int = 0) -> None:
-        g = self.groups.get(key)
-        if g is None:
-            g = self.groups[key] = OpGroup(kind, tc)
-        g.flops += flops
-        g.bytes += moved
-        g.count += launches
-        g.strided_elements += strided
-
-
-_COMPUTE_KINDS = ("matmul", "conv", "attention", "recurrent")
-
-
-def call_order(calls: Sequence[tuple[tuple[str, str] | None, int, float]] | None,
-               gemm_keys: Sequence[tuple[str, str]], ops: Sequence[OpCost]) -> tuple[tuple[int, float], ...]:
-    """The traced calls in dispatch order as ``(index into ops, share of that op's time)``.
-
-    ``calls``: ``_Recording.calls``; ``gemm_keys``: the (phase, label) each GEMM record was grouped under.  A
-    call's share is its weight over its group's (equal shares where the group's weights are all zero: views).
-    Empty when there is no order to give (a recurrent layer traced) or a call's group is not among ``ops``.
-    """
-    if not calls:
-        return ()
-    index = {(op.phase, op.name): i for i, op in enumerate(ops)}
-    keyed = [(gemm_keys[g] if key is None else key, weight) for key, g, weight in calls]
-    totals: dict[tuple[str, str], list[float]] = {}
-    for key, weight in keyed:
-        t = totals.setdefault(key, [0.0, 0])
-        t[0] += weight
-        t[1] += 1
-    if any(key not in index for key in totals):
-        return ()
-    return tuple((index[key], weight / totals[key][0] if totals[key][0] else 1.0 / totals[key][1])
-                 for key, weight in keyed)
-
-
-@functools.cache
-def _recorder_type() -> type:
-    import torch
-    from torch.utils._python_dispatch import TorchDispatchMode
-    from torch.utils._pytree import tree_leaves, tree_map
-
-    class Recorder(TorchDispatchMode):
-        def __init__(self, recording: _Recording) -> None:
-            super().__init__()
-            self.recording = recording
-            self.cpu_copies: dict[int, tuple[Any, Any]] = {}  # id(meta tensor) -> (it, its fake CPU twin)
-
-        def on_cpu(self, t: Any) -> Any:
-            if type(t) is not torch.Tensor or t.device.type != "meta":
-                return t
-            entry = self.cpu_copies.get(id(t))
-            if entry is None or entry[0] is not t:
-                twin = torch.empty_strided(tuple(t.shape), tuple(t.stride()), dtype=t.dtype, device="cpu")
-                entry = self.cpu_copies[id(t)] = (t, twin)
-            return entry[1]
-
-        def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
-            kwargs = kwargs or {}
-            if any(type(t) is torch.Tensor and t.device.type == "meta" for t in tree_leaves((args, kwargs))):
-                # a meta tensor the loss or module holds (e.g. the targets of a model built on ``meta``):
-                # the same shape as a fake CPU tensor, so it meets the fake CPU activations
-                args, kwargs = tree_map(self.on_cpu, (args, kwargs))
-            out = func(*args, **kwargs)
-            self.recording.record(func, args, kwargs, out)
-            return out
-
-    return Recorder
 
 
 def _fake_like(t: Any, requires_grad: bool, dtype: Any = None) -> Any:
@@ -249,7 +101,7 @@ def _default_loss(out: Any, label: str) -> Any:
 
 
 @contextlib.contextmanager
-def _wrapped_errors(label: str, recording: _Recording) -> Iterator[None]:
+def _wrapped_errors(label: str, recording: Recording) -> Iterator[None]:
     """Any failure of the traced step as a ``WorkloadError`` naming the module and the phase."""
     from torch._subclasses.fake_tensor import DataDependentOutputException, DynamicOutputShapeException
 
@@ -285,7 +137,7 @@ def run_traced(module: Any, inputs: tuple[Any, ...], kwargs: Mapping[str, Any], 
     # real tensors the module or the loss holds as constants (e.g. targets in a closure) are faked on use
     fake_mode = FakeTensorMode(allow_non_fake_inputs=True)
     timeline = StorageTimeline()
-    rec = _Recording(timeline, RecurrentFiling(module))
+    rec = Recording(timeline, RecurrentFiling(module))
     was_training = getattr(module, "training", False)
     module.train(train)
     params_in: dict[str, Any] = dict(module.named_parameters())
@@ -324,7 +176,7 @@ def run_traced(module: Any, inputs: tuple[Any, ...], kwargs: Mapping[str, Any], 
         # the fake parameters stay in place through backward: a checkpointed block recomputes there
         swapped = _reparametrize_module(module, {**fparams, **fbuffers}, tie_weights=True)
         grad_ctx = torch.enable_grad() if train else torch.no_grad()
-        with fake_mode, _recorder_type()(rec), grad_ctx, rec.rnn, ckpt, swapped, _wrapped_errors(label, rec):
+        with fake_mode, recorder_type()(rec), grad_ctx, rec.rnn, ckpt, swapped, _wrapped_errors(label, rec):
             with policy, autocast, torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
                 out = module(*finputs, **fkwargs)
                 step_loss = (loss(out, finputs) if loss is not None else _default_loss(out, label)) if train else None

@@ -20,10 +20,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from advisor.errors import WorkloadError
-from advisor.workload.aten_ops import Gemm, OpGroup, bucket_label, bucketed, merged
+from advisor.workload.aten_ops import Gemm, OpGroup, bucket_label, bucketed, call_order, merged
 from advisor.workload.base import OpCost, Workload
 from advisor.workload.eager import optimizer_eager_ops
-from advisor.workload.trace import TraceResult, call_order, common_assumptions, run_traced
+from advisor.workload.trace import TraceResult, common_assumptions, run_traced
 from advisor.workload.transformer import check_common, optimizer_op
 
 _TRACE_BATCHES = (2, 4)  # batch 1 takes special kernel paths in places (addmm vs mm on squeezed shapes)

@@ -1,0 +1,137 @@
+"""The dispatch hook of a traced step: what each aten op costs, which group it joins, in which order.
+
+``Recording.record`` costs one dispatched op (FLOPs by torch's formula, bytes of its tensors, the elements an
+index-bound kernel processes), files it under its group (per phase and op; matmuls and convolutions one by one
+with their GEMM dimensions; a recurrent layer's ops under the layer) and keeps the calls in dispatch order;
+``recorder_type`` is the ``TorchDispatchMode`` that calls it.  Used by ``advisor.workload.trace``.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from typing import Any
+
+from advisor.workload.aten_ops import (
+    COMPUTE_KINDS,
+    NO_KERNEL,
+    Gemm,
+    OpGroup,
+    flop_formulas,
+    gemm_dims,
+    index_bound_elements,
+    nbytes,
+    op_kind,
+)
+from advisor.workload.trace_blocks import RecurrentFiling
+from advisor.workload.trace_timeline import StorageTimeline
+
+
+@dataclass
+class Recording:
+    """What the dispatch hook records, op by op (see ``Recording.record``)."""
+
+    timeline: StorageTimeline
+    rnn: RecurrentFiling
+    phase: str = "forward"
+    groups: dict[tuple[str, str], OpGroup] = field(default_factory=dict)
+    gemms: list[Gemm] = field(default_factory=list)
+    uncounted: dict[str, None] = field(default_factory=dict)
+    persistent: set[int | None] = field(default_factory=set)  # parameters and buffers
+    weight_copies: set[Any] = field(default_factory=set)  # autocast's 16-bit copies of weights
+    formulas: tuple[Any, Any] = field(default_factory=flop_formulas)
+    # the dispatched calls in order: (group key, or None for the GEMM record of that index; its weight in its
+    # group: FLOPs for matmul-like kinds, else bytes); None once a recurrent layer is traced (its cuDNN calls are
+    # not one aten op each)
+    calls: list[tuple[tuple[str, str] | None, int, float]] | None = field(default_factory=list)
+
+    def record(self, func: Any, args: Any, kwargs: Any, out: Any) -> None:
+        """Cost one dispatched op (FLOPs by torch's formula, bytes of its tensors) and track its outputs."""
+        import torch
+        from torch.utils._pytree import tree_flatten, tree_map
+
+        packet = func._overloadpacket
+        name = packet.__name__
+        namespace = getattr(func, "namespace", "aten")
+        if namespace not in ("aten", "prims", "prim"):
+            self.uncounted[f"{namespace}.{name}"] = None
+        registry, extra = self.formulas
+        formula = extra.get(name) or registry.get(packet)
+        kind, tc = op_kind(name)
+        outs, _ = tree_flatten(out)
+        flops = 0.0
+        if formula is not None:
+            flops = float(formula(*args, **kwargs, out_val=out))
+        elif kind in ("matmul", "conv", "attention", "recurrent"):
+            self.uncounted[f"aten.{name}"] = None  # compute-heavy, but no FLOP formula: listed, not zero
+        if formula is None and not any(isinstance(t, torch.Tensor) for t in outs):
+            return  # sym_size, device and the like: no kernel
+        self.timeline.sweep()  # the frees since the last op happened before this op's outputs were allocated
+        moved = strided = 0
+        if not (getattr(func, "is_view", False) or name in NO_KERNEL):
+            ins = [t for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)]
+            touts = [t for t in outs if isinstance(t, torch.Tensor)]
+            moved = sum(nbytes(t) for t in (*ins, *touts))
+            pointwise = getattr(torch.Tag, "pointwise", None) in getattr(func, "tags", ())
+            strided = index_bound_elements(name, kind, pointwise, args, kwargs, ins, touts)
+        rnn_label = self.rnn.label(self.phase)
+        if rnn_label is not None:
+            self._add((self.phase, rnn_label), "recurrent", True, flops, moved, launches=0)  # counted per call
+            self.calls = None
+        elif kind in ("matmul", "conv"):
+            self.gemms.append(Gemm(self.phase, f"aten.{name}", kind, tc, flops, float(moved),
+                                   gemm_dims(name, kind, func, args, kwargs, out)))
+            if self.calls is not None:
+                self.calls.append((None, len(self.gemms) - 1, flops))
+        else:  # calls on an index-bound path are grouped apart: they run at another rate
+            key = (self.phase, f"aten.{name}[strided]" if strided else f"aten.{name}")
+            self._add(key, kind, tc, flops, moved, strided=strided)
+            if self.calls is not None:
+                self.calls.append((key, -1, flops if kind in COMPUTE_KINDS else float(moved)))
+        out_ids = tree_map(self.timeline.track, out)
+        if name == "_to_copy" and isinstance(args[0], torch.Tensor) and self.timeline.track(args[0]) in self.persistent:
+            self.weight_copies.add(out_ids)
+
+    def _add(self, key: tuple[str, str], kind: str, tc: bool, flops: float, moved: float, launches: int = 1,
+             strided: int = 0) -> None:
+        g = self.groups.get(key)
+        if g is None:
+            g = self.groups[key] = OpGroup(kind, tc)
+        g.flops += flops
+        g.bytes += moved
+        g.count += launches
+        g.strided_elements += strided
+
+
+@functools.cache
+def recorder_type() -> type:
+    import torch
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils._pytree import tree_leaves, tree_map
+
+    class Recorder(TorchDispatchMode):
+        def __init__(self, recording: Recording) -> None:
+            super().__init__()
+            self.recording = recording
+            self.cpu_copies: dict[int, tuple[Any, Any]] = {}  # id(meta tensor) -> (it, its fake CPU twin)
+
+        def on_cpu(self, t: Any) -> Any:
+            if type(t) is not torch.Tensor or t.device.type != "meta":
+                return t
+            entry = self.cpu_copies.get(id(t))
+            if entry is None or entry[0] is not t:
+                twin = torch.empty_strided(tuple(t.shape), tuple(t.stride()), dtype=t.dtype, device="cpu")
+                entry = self.cpu_copies[id(t)] = (t, twin)
+            return entry[1]
+
+        def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+            kwargs = kwargs or {}
+            if any(type(t) is torch.Tensor and t.device.type == "meta" for t in tree_leaves((args, kwargs))):
+                # a meta tensor the loss or module holds (e.g. the targets of a model built on ``meta``):
+                # the same shape as a fake CPU tensor, so it meets the fake CPU activations
+                args, kwargs = tree_map(self.on_cpu, (args, kwargs))
+            out = func(*args, **kwargs)
+            self.recording.record(func, args, kwargs, out)
+            return out
+
+    return Recorder
