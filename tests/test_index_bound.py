@@ -125,3 +125,21 @@ def test_the_rates_are_what_the_h200_profile_measured() -> None:
     assert len(measured["elementwise"]) >= 8 and len(measured["reduction"]) >= 5
     assert statistics.median(measured["elementwise"]) == pytest.approx(STRIDED_ELEMENTS_PER_SM_CYCLE, abs=0.05)
     assert statistics.median(measured["reduction"]) == pytest.approx(COLUMN_REDUCE_ELEMENTS_PER_SM_CYCLE, abs=0.1)
+
+
+def test_analytic_llama_lists_hugging_faces_unfused_rmsnorm_and_rotary_in_eager_only() -> None:
+    from advisor.workload import load_workload
+
+    llama = load_workload("llama-2-7b", batch_size=1, seq_len=512, precision="bf16")
+    unfused = [op for op in llama.ops if ".norm_rope.unfused" in op.name or op.name.endswith("norm.weight_grad")]
+    assert {op.phase for op in unfused} == {"forward", "backward"} and all(op.runtime == "eager" for op in unfused)
+    fwd = next(op for op in unfused if op.phase == "forward")
+    tokens, h, layers = 512, 4096, 32  # 2 RMSNorms x 3 elements + 4.5 per rotated q and k element (MHA: 2 h)
+    assert fwd.strided_elements == pytest.approx(tokens * layers * (2 * 3 * h + 4.5 * 2 * h))
+    gpt2 = load_workload("gpt2", batch_size=1, seq_len=512)  # LayerNorm with bias, learned positions: none
+    assert not any("norm_rope" in op.name for op in gpt2.ops)
+    eager = estimate("llama-2-7b", "a100-sxm4-80gb", batch_size=1, seq_len=512, mode="infer", gen_len=0,
+                     precision="fp16", calibration="none")
+    graph = estimate("llama-2-7b", "a100-sxm4-80gb", batch_size=1, seq_len=512, mode="infer", gen_len=0,
+                     precision="fp16", calibration="none", runtime="graph")
+    assert eager.time.by_class_s["elementwise"] > graph.time.by_class_s["elementwise"] * 1.5  # fused in graphs

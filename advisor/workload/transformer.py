@@ -37,6 +37,7 @@ from advisor.workload.transformer_memory import (
     kv_cache_peak_bytes,
     largest_temp,
 )
+from advisor.workload.transformer_ops import OpList
 
 ATTENTIONS = ("eager", "sdpa", "flash")
 DEFAULT_GEN_LEN = 128
@@ -50,43 +51,6 @@ def _positive(name: str, value: Any) -> int:
 
 # ---------------------------------------------------------------------------------------------
 # the analytic builder
-
-class _Ops:
-    """Accumulates OpCost groups: forward ops and their backward counterparts."""
-
-    def __init__(self) -> None:
-        self.fwd: list[OpCost] = []
-        self.bwd: list[OpCost] = []
-
-    def add(self, name: str, kind: str, flops: float, nbytes: float, count: int, *, tc: bool = False,
-            min_dim: int | None = None, bwd_flops: float | None = None, bwd_bytes: float | None = None,
-            train: bool = True, phase: str = "forward", launches: int = 1,
-            gemm: tuple[int, int, int] | None = None) -> None:
-        """Add a group: ``flops``/``bytes`` are per repetition; ``count`` repetitions (layers).
-
-        ``gemm``: (M, N, K) of the forward GEMM Y[M,N] = X[M,K] W[K,N]; its backward runs dX = dY W^T
-        (M, K, N) and, when the weight trains (backward FLOPs twice the forward), dW = X^T dY (K, N, M).
-        """
-        fwd_gemms = bwd_gemms = None
-        if gemm is not None:
-            m, n, k = gemm
-            fwd_gemms = (gemm,)
-            if bwd_flops is not None and flops:
-                ratio = bwd_flops / flops
-                bwd_gemms = ((m, k, n), (k, n, m)) if ratio > 1.5 else ((m, k, n),) if ratio > 0.5 else None
-        self.fwd.append(OpCost(name, kind, phase, float(flops) * count, float(nbytes) * count,  # type: ignore[arg-type]
-                               count * launches, tc, min_dim, gemms=fwd_gemms))
-        if train and bwd_flops is not None:
-            bb = bwd_bytes if bwd_bytes is not None else 2 * nbytes
-            self.bwd.append(OpCost(name + ".grad", kind, "backward", float(bwd_flops) * count,  # type: ignore[arg-type]
-                                   float(bb) * count, count * launches * 2, tc, min_dim, gemms=bwd_gemms))
-
-    def add_backward(self, name: str, kind: str, nbytes: float, count: int, strided: float,
-                     launches: int = 1) -> None:
-        """A backward-only group of index-bound kernels: ``strided`` elements per repetition (see ``OpCost``)."""
-        self.bwd.append(OpCost(name, kind, "backward", 0.0, float(nbytes) * count,  # type: ignore[arg-type]
-                               count * launches, strided_elements=float(strided) * count))
-
 
 #: the ``WorkloadOptions`` fields this builder takes as keywords (``image_size`` is a vision option)
 BUILDER_OPTIONS = tuple(n for n in WorkloadOptions.names() if n != "image_size")
@@ -214,7 +178,7 @@ def build_transformer(
     inter = arch.intermediate_size
     v_size = arch.vocab_size
     flash = attention in ("sdpa", "flash")
-    ops = _Ops()
+    ops = OpList()
     shapes = arch.linear_shapes()
 
     def linear_group(label: str, tokens: int, keys: tuple[str, ...], count: int, lora: bool = True,
@@ -304,6 +268,32 @@ def build_transformer(
         else:
             linear_group(f"{prefix}.mlp.down", tokens, ("down",), count)
         ops.add(f"{prefix}.residual", "elementwise", 0, tokens * h * 3 * res_b * 2, count, bwd_flops=0, train=train)
+        unfused_norm_rope(prefix, tokens, count, nrm + (1 if cross_len else 0))
+
+    def unfused_norm_rope(prefix: str, tokens: int, count: int, norms: int) -> None:
+        # Hugging Face's eager RMSNorm and rotary embedding run as separate elementwise kernels on broadcast or
+        # transposed operands, index-bound (advisor.estimator.time.STRIDED_ELEMENTS_PER_SM_CYCLE); graph
+        # runtimes fuse them.  Elements per token, counted on the traced zoo Llama (its unfused RMSNorm and
+        # rotary as Hugging Face writes them; benchmarks/strided_rates.py's llama-small): per RMSNorm 2 broadcast
+        # muls (+1 cast into fp32 at 16-bit) forward, 5 backward plus the weight gradient's reduction across
+        # rows; per rotated q / k element 4.5 forward (cos and sin muls, the rotate-half slice, neg and cat, the
+        # add) and 3.75 backward
+        rms = norms if not arch.norm_bias else 0
+        rotated = (heads + kvh) * d if arch.family != "t5" and not arch.max_position_embeddings else 0
+        fwd_el = tokens * (rms * (3 if a_b == 2 and not amp else 2) * h + 4.5 * rotated)
+        if not fwd_el:
+            return
+        ops.fwd.append(OpCost(f"{prefix}.norm_rope.unfused", "elementwise", "forward", 0.0,  # type: ignore[arg-type]
+                              fwd_el * 2 * res_b * count, count, runtime="eager", strided_elements=fwd_el * count))
+        if train:
+            bwd_el = tokens * (rms * 5 * h + 3.75 * rotated)
+            ops.bwd.append(OpCost(f"{prefix}.norm_rope.unfused.grad", "elementwise", "backward",  # type: ignore[arg-type]
+                                  0.0, bwd_el * 2 * res_b * count, count, runtime="eager",
+                                  strided_elements=bwd_el * count))
+            if rms and not frozen_base:
+                ops.bwd.append(OpCost(f"{prefix}.norm.weight_grad", "reduction", "backward", 0.0,  # type: ignore[arg-type]
+                                      tokens * rms * h * res_b * count, count, runtime="eager",
+                                      strided_elements=tokens * rms * h * count))
 
     tokens = b * s
     # prefill of a causal LM only needs the logits of the last position to start generating

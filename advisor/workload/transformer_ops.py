@@ -1,0 +1,46 @@
+"""The analytic transformer builder's op list: forward groups, their backward counterparts, backward-only groups.
+
+``advisor.workload.transformer`` adds one group per kind of layer op (per repetition, ``count`` layers); a forward
+group with backward FLOPs gets its ``.grad`` counterpart, with the GEMM shapes of its input and weight gradients.
+"""
+
+from __future__ import annotations
+
+from advisor.workload.base import OpCost
+
+
+class OpList:
+    """Accumulates OpCost groups: forward ops and their backward counterparts."""
+
+    def __init__(self) -> None:
+        self.fwd: list[OpCost] = []
+        self.bwd: list[OpCost] = []
+
+    def add(self, name: str, kind: str, flops: float, nbytes: float, count: int, *, tc: bool = False,
+            min_dim: int | None = None, bwd_flops: float | None = None, bwd_bytes: float | None = None,
+            train: bool = True, phase: str = "forward", launches: int = 1,
+            gemm: tuple[int, int, int] | None = None) -> None:
+        """Add a group: ``flops``/``bytes`` are per repetition; ``count`` repetitions (layers).
+
+        ``gemm``: (M, N, K) of the forward GEMM Y[M,N] = X[M,K] W[K,N]; its backward runs dX = dY W^T
+        (M, K, N) and, when the weight trains (backward FLOPs twice the forward), dW = X^T dY (K, N, M).
+        """
+        fwd_gemms = bwd_gemms = None
+        if gemm is not None:
+            m, n, k = gemm
+            fwd_gemms = (gemm,)
+            if bwd_flops is not None and flops:
+                ratio = bwd_flops / flops
+                bwd_gemms = ((m, k, n), (k, n, m)) if ratio > 1.5 else ((m, k, n),) if ratio > 0.5 else None
+        self.fwd.append(OpCost(name, kind, phase, float(flops) * count, float(nbytes) * count,  # type: ignore[arg-type]
+                               count * launches, tc, min_dim, gemms=fwd_gemms))
+        if train and bwd_flops is not None:
+            bb = bwd_bytes if bwd_bytes is not None else 2 * nbytes
+            self.bwd.append(OpCost(name + ".grad", kind, "backward", float(bwd_flops) * count,  # type: ignore[arg-type]
+                                   float(bb) * count, count * launches * 2, tc, min_dim, gemms=bwd_gemms))
+
+    def add_backward(self, name: str, kind: str, nbytes: float, count: int, strided: float,
+                     launches: int = 1) -> None:
+        """A backward-only group of index-bound kernels: ``strided`` elements per repetition (see ``OpCost``)."""
+        self.bwd.append(OpCost(name, kind, "backward", 0.0, float(nbytes) * count,  # type: ignore[arg-type]
+                               count * launches, strided_elements=float(strided) * count))
