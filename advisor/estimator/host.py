@@ -172,25 +172,26 @@ def queue_replay(calls: Sequence[tuple[int, float]], ops: Sequence[PreparedOp], 
     starts only once the GPU has caught up (``GRAD_SCALER_SYNC``).
     """
     n_ph = len(PHASES)
-    weights = [0.0] * len(calls)
+    cudnn = eff.arch in CUDNN_ARCHS
+    # per op (a few dozen), then per call: the call's own host cost, whether it launches a kernel, its phase
+    own = [_dispatch_s(op[5], eff, TRACED_HOST_BACKWARD_FRACTION) + (eff.host_launch_s if (op[0] or op[1]) else 0.0)
+           + (_library_ops_per_call(op) * eff.host_op_s if cudnn else 0.0) for op in ops]
     totals = [0.0] * n_ph
-    for c, (idx, _share) in enumerate(calls):
-        op = ops[idx]
-        w = (_dispatch_s(op[5], eff, TRACED_HOST_BACKWARD_FRACTION) + (eff.host_launch_s if (op[0] or op[1]) else 0.0)
-             + (_library_ops_per_call(op) * eff.host_op_s if eff.arch in CUDNN_ARCHS else 0.0))
-        weights[c] = w
-        totals[op[5]] += w
+    for idx, _share in calls:
+        totals[ops[idx][5]] += own[idx]
+    scale = [host[ph] / totals[ph] if totals[ph] else 0.0 for ph in range(n_ph)]
+    issue = [own[i] * scale[op[5]] for i, op in enumerate(ops)]  # host seconds per call of each op
+    kernel = [bool(op[0] or op[1]) for op in ops]
     issued = gpu = 0.0
     end = [0.0] * n_ph
     seen = [False] * n_ph
-    for c, (idx, share) in enumerate(calls):
-        op = ops[idx]
-        ph = op[5]
+    for idx, share in calls:
+        issued += issue[idx]
+        if kernel[idx]:
+            gpu = (gpu if gpu > issued else issued) + per_op_s[idx] * share + launch_s
+        ph = ops[idx][5]
         seen[ph] = True
-        issued += host[ph] * weights[c] / totals[ph] if totals[ph] else 0.0
-        if op[0] or op[1]:
-            gpu = max(gpu, issued) + per_op_s[idx] * share + launch_s
-        end[ph] = max(gpu, issued)
+        end[ph] = gpu if gpu > issued else issued
     for ph in range(n_ph):  # phases the calls do not cover run after them
         if seen[ph] or not (phases[ph] or host[ph]):
             continue
