@@ -27,7 +27,9 @@ import torch.utils.checkpoint as cp
 from torch.utils._python_dispatch import TorchDispatchMode
 
 
-class _Count(TorchDispatchMode):
+class DispatchCount(TorchDispatchMode):
+    """Counts the aten ops dispatched while it is active (``n``); benchmarks/host_per_op_zoo.py uses it too."""
+
     def __init__(self) -> None:
         super().__init__()
         self.n = 0
@@ -60,7 +62,7 @@ def _best(fn: Callable[[], Any], reps: int = 7, n: int = 20) -> float:
 
 
 def _ops(fn: Callable[[], Any]) -> int:
-    mode = _Count()
+    mode = DispatchCount()
     with mode:
         fn()
     return mode.n

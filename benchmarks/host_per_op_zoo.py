@@ -19,24 +19,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
+from count_checkpoint_host import DispatchCount  # this script's folder is on sys.path when it runs
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
-class _Count(TorchDispatchMode):
-    def __init__(self) -> None:
-        super().__init__()
-        self.n = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
-        self.n += 1
-        return func(*args, **(kwargs or {}))
-
-
 def host_us_per_op(module: Any, x: Any, loss: Callable[[Any], Any], reps: int = 30) -> tuple[float, float]:
     """(forward, backward) host microseconds per dispatched op of one training step of ``module`` on ``x``."""
-    fwd, bwd = _Count(), _Count()
+    fwd, bwd = DispatchCount(), DispatchCount()
     with fwd:
         out = loss(module(x))
     with bwd:

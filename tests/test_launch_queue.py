@@ -19,6 +19,7 @@ from advisor.estimator.time import PHASES
 
 FWD, BWD, OPT = PHASES.index("forward"), PHASES.index("backward"), PHASES.index("optimizer")
 EFF = dataclasses.replace(efficiency.defaults_for("Hopper"), host_op_s=1e-3, host_launch_s=0.0)
+SHARE = efficiency.TRACED_HOST_BACKWARD_FRACTION  # a traced step's backward dispatch share
 
 
 def _op(phase: int, kernel: bool = True) -> tuple:
@@ -32,12 +33,12 @@ def test_the_gpu_waits_for_the_host_only_where_the_host_is_behind() -> None:
     gpu = [5e-3, 0.1e-3, 0.1e-3]  # one long kernel, then two short ones the host issues 1 ms apart
     phases = [sum(gpu)] + [0.0] * (len(PHASES) - 1)
     host = [3e-3] + [0.0] * (len(PHASES) - 1)
-    out, exposed = queue_replay(calls, ops, gpu, phases, host, EFF, 0.0)
+    out, exposed = queue_replay(calls, ops, gpu, phases, host, EFF, 0.0, SHARE)
     # first kernel issued at 1 ms, runs to 6 ms; the host has issued the rest by 3 ms: no wait after the first
     assert out[FWD] == pytest.approx(6.2e-3)
     assert exposed == pytest.approx(1e-3)  # only the first call's issue
     short_first = [0.1e-3, 0.1e-3, 5e-3]
-    out, exposed = queue_replay(calls, ops, short_first, phases, host, EFF, 0.0)
+    out, exposed = queue_replay(calls, ops, short_first, phases, host, EFF, 0.0, SHARE)
     assert out[FWD] == pytest.approx(8e-3)  # the long kernel can only start once issued at 3 ms
     assert out[FWD] > max(sum(short_first), sum(host))  # more than either total: a per-phase floor misses it
 
@@ -46,7 +47,7 @@ def test_views_cost_the_host_but_launch_nothing() -> None:
     ops = [_op(FWD, kernel=False), _op(FWD)]
     phases = [1e-3] + [0.0] * (len(PHASES) - 1)
     host = [2e-3] + [0.0] * (len(PHASES) - 1)
-    out, _ = queue_replay([(0, 1.0), (1, 1.0)], ops, [0.0, 1e-3], phases, host, EFF, 0.0)
+    out, _ = queue_replay([(0, 1.0), (1, 1.0)], ops, [0.0, 1e-3], phases, host, EFF, 0.0, SHARE)
     assert out[FWD] == pytest.approx(3e-3)  # the view's 1 ms of dispatch, then the kernel's, then its 1 ms
 
 
@@ -56,9 +57,9 @@ def test_the_optimizer_overlaps_backward_unless_a_grad_scaler_syncs() -> None:
     gpu = [1e-3, 10e-3]
     phases = [1e-3, 10e-3, 1e-3] + [0.0] * (len(PHASES) - 3)
     host = [1e-3, 1e-3, 4e-3] + [0.0] * (len(PHASES) - 3)
-    out, _ = queue_replay(calls, ops, gpu, phases, host, EFF, 0.0)
+    out, _ = queue_replay(calls, ops, gpu, phases, host, EFF, 0.0, SHARE)
     assert sum(out) == pytest.approx(13e-3, rel=0.02)  # the optimizer's 4 ms of host hide under backward's GPU
-    synced, exposed = queue_replay(calls, ops, gpu, phases, host, EFF, 0.0, sync_before=[OPT])
+    synced, exposed = queue_replay(calls, ops, gpu, phases, host, EFF, 0.0, SHARE, sync_before=[OPT])
     assert sum(synced) == pytest.approx(12e-3 + 4e-3, rel=0.02)  # .item() first: its host runs on an idle GPU
     assert exposed == pytest.approx(sum(synced) - sum(phases))
 

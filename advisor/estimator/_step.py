@@ -19,6 +19,7 @@ from advisor.estimator.host import (
     GRAD_SCALER_SYNC,
     LIBRARY_HOST_SOURCE,
     QUEUE_SOURCE,
+    backward_fraction,
     host_floor,
     library_call_ops,
     phase_host_s,
@@ -187,13 +188,12 @@ def step_time(prep: PreparedWorkload, w: Workload, spec: GpuSpec, plan: Parallel
         step_notes.append(STRIDED_SOURCE)
     if runtime == "eager":
         library = library_call_ops(step_ops, eff, serial_host)
-        calls = prep.micro(micro).calls
-        if calls and not serial_host and len(step_ops) == len(prep.micro(micro).ops):
+        if w.calls and not serial_host and len(step_ops) == len(w.ops):
             # a traced step: its calls in order, through the launch queue
             host = phase_host_s(step_ops, w.eager_ops, eff, checkpointed=train_ckpt, library=library)
             sync = [PHASES.index(p) for p in GRAD_SCALER_SYNC.get(w.precision, ())] if w.mode == "train" else []
-            phases, totals.host_s = queue_replay(calls, step_ops, detail.per_op, phases, host, eff, rates.launch_s,
-                                                 sync_before=sync)
+            phases, totals.host_s = queue_replay(w.calls, step_ops, detail.per_op, phases, host, eff, rates.launch_s,
+                                                 backward_fraction(w.eager_ops), sync_before=sync)
             step_notes += [QUEUE_SOURCE, GRAD_SCALER_SOURCE] if sync else [QUEUE_SOURCE]
         else:
             phases, totals.host_s = host_floor(phases, step_ops, w.eager_ops, eff, serial_host,

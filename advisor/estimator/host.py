@@ -156,7 +156,7 @@ def host_floor(phases: Sequence[float], ops: Sequence[PreparedOp], eager_ops: Ma
 
 
 def queue_replay(calls: Sequence[tuple[int, float]], ops: Sequence[PreparedOp], per_op_s: Sequence[float],
-                 phases: Sequence[float], host: Sequence[float], eff: Any, launch_s: float,
+                 phases: Sequence[float], host: Sequence[float], eff: Any, launch_s: float, backward: float,
                  sync_before: Sequence[int] = ()) -> tuple[list[float], float]:
     """Per-phase seconds and the host time exposed, replaying PyTorch eager's launch queue call by call.
 
@@ -166,15 +166,16 @@ def queue_replay(calls: Sequence[tuple[int, float]], ops: Sequence[PreparedOp], 
     whole has more GPU than host time, which a per-phase floor cannot see.  A call's GPU time is its share of its
     op's (``per_op_s``) plus one launch gap (``launch_s``) if the op launches kernels; its host time is its share
     of the phase's (``host``: ``phase_host_s``), split in proportion to each call's own dispatch, launch-call and
-    cuDNN cost.  Phases without calls (the optimizer, costed analytically) follow as one stream of equal calls.
-    The step starts from an idle queue and ends when the host has issued everything and the GPU has run it: what
-    validate times (CUDA events around each step, synchronized before it).  ``sync_before``: phases the host
-    starts only once the GPU has caught up (``GRAD_SCALER_SYNC``).
+    cuDNN cost (a backward op's dispatch ``backward`` of a forward one's: ``backward_fraction``).  Phases without
+    calls (the optimizer, costed analytically) follow as one stream of equal calls.  The step starts from an idle
+    queue and ends when the host has issued everything and the GPU has run it: what validate times (CUDA events
+    around each step, synchronized before it).  ``sync_before``: phases the host starts only once the GPU has
+    caught up (``GRAD_SCALER_SYNC``).
     """
     n_ph = len(PHASES)
     cudnn = eff.arch in CUDNN_ARCHS
     # per op (a few dozen), then per call: the call's own host cost, whether it launches a kernel, its phase
-    own = [_dispatch_s(op[5], eff, TRACED_HOST_BACKWARD_FRACTION) + (eff.host_launch_s if (op[0] or op[1]) else 0.0)
+    own = [_dispatch_s(op[5], eff, backward) + (eff.host_launch_s if (op[0] or op[1]) else 0.0)
            + (_library_ops_per_call(op) * eff.host_op_s if cudnn else 0.0) for op in ops]
     totals = [0.0] * n_ph
     for idx, _share in calls:

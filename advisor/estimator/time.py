@@ -257,9 +257,13 @@ def ops_time_detail(ops: Sequence[PreparedOp], rates: CardRates) -> OpsTime:
     per_op: list[float] = []
     for flops, nbytes, count, cls, dim, phase, group, plan, bn, transpose, steps, strided in ops:
         peak = peaks[cls]
-        if steps and plan is not None and not (rates.step_latency_s and sms):
-            plan = None  # a recurrent layer off cuDNN (the host's CPU): all its FLOPs at the class's rate
-        if plan is not None and sms and cls != VECTOR and not steps:
+        # cuDNN's recurrent layer on a GPU: its persistent kernel's dependent steps, then the GEMMs of its plan at
+        # cuDNN's rate (TF32 for fp32 by default, as for convolutions); the traced per-step ops' bytes are not
+        # cuDNN's.  Off cuDNN (the host's CPU) a recurrent op's FLOPs all run at its class's rate.
+        cudnn_rnn = bool(steps and plan is not None and rates.step_latency_s and sms)
+        if cudnn_rnn:
+            tc = plan[0] * sum(shape_seconds(g, rate_flops=rates.conv_flops, sms=sms) for g in plan[1])
+        elif plan is not None and sms and cls != VECTOR and not steps:
             if isinstance(plan, int):  # off the 16-byte grid: tensor-core kernels fall back to align-1/2/4 ones
                 base = rates.unaligned_conv_flops if cls == CONV else rates.unaligned_flops
                 tc = flops / (min(peak, base * plan) if base and cls in (TENSOR, CONV) else peak)
@@ -276,10 +280,7 @@ def ops_time_detail(ops: Sequence[PreparedOp], rates: CardRates) -> OpsTime:
         if strided and strided_s:
             tm = max(tm, strided / strided_s)
         lt = count * launch if (flops or nbytes) else 0.0  # views and metadata ops launch no kernel
-        if steps and plan is not None:
-            # cuDNN's recurrent layer: the persistent kernel's dependent steps, then its GEMMs (at cuDNN's rate:
-            # TF32 for fp32 by default, as for convolutions); the traced per-step ops' bytes are not cuDNN's
-            tc = plan[0] * sum(shape_seconds(g, rate_flops=rates.conv_flops, sms=sms) for g in plan[1])
+        if cudnn_rnn:
             t = steps * rates.step_latency_s + tc
         else:
             t = max(tc, tm, steps * rates.step_latency_s) + (transpose / bw if rates.layout_transposes else 0.0)

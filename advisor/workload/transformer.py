@@ -204,11 +204,13 @@ def build_transformer(
             # keeps the builder's own weight bytes
             weights = fin * fout * multiplier
             ops.add(label + ".cast", "elementwise", 0, weights * 6, count, train=False, launches=len(keys))
-            ops.add_backward(label + ".cast.grad", "elementwise", weights * 6, count, weights, launches=len(keys))
+            ops.add_index_bound(label + ".cast.grad", "elementwise", "backward", weights * 6, count, weights,
+                                launches=len(keys))
         biased = sum(shapes[k][1] for k in keys if shapes[k][2]) * multiplier
         if weights_train and biased:
             # a bias gradient sums dY over the tokens: a reduction across rows (index-bound, advisor.estimator.time)
-            ops.add_backward(label + ".bias_grad", "reduction", tokens * biased * a_b, count, tokens * biased)
+            ops.add_index_bound(label + ".bias_grad", "reduction", "backward", tokens * biased * a_b, count,
+                                tokens * biased)
         if lora and lora_rank:
             hit = [k for k in keys if k in targets]
             if hit:
@@ -283,17 +285,15 @@ def build_transformer(
         fwd_el = tokens * (rms * (3 if a_b == 2 and not amp else 2) * h + 4.5 * rotated)
         if not fwd_el:
             return
-        ops.fwd.append(OpCost(f"{prefix}.norm_rope.unfused", "elementwise", "forward", 0.0,  # type: ignore[arg-type]
-                              fwd_el * 2 * res_b * count, count, runtime="eager", strided_elements=fwd_el * count))
+        ops.add_index_bound(f"{prefix}.norm_rope.unfused", "elementwise", "forward", fwd_el * 2 * res_b, count,
+                            fwd_el, runtime="eager")
         if train:
             bwd_el = tokens * (rms * 5 * h + 3.75 * rotated)
-            ops.bwd.append(OpCost(f"{prefix}.norm_rope.unfused.grad", "elementwise", "backward",  # type: ignore[arg-type]
-                                  0.0, bwd_el * 2 * res_b * count, count, runtime="eager",
-                                  strided_elements=bwd_el * count))
+            ops.add_index_bound(f"{prefix}.norm_rope.unfused.grad", "elementwise", "backward", bwd_el * 2 * res_b,
+                                count, bwd_el, runtime="eager")
             if rms and not frozen_base:
-                ops.bwd.append(OpCost(f"{prefix}.norm.weight_grad", "reduction", "backward", 0.0,  # type: ignore[arg-type]
-                                      tokens * rms * h * res_b * count, count, runtime="eager",
-                                      strided_elements=tokens * rms * h * count))
+                ops.add_index_bound(f"{prefix}.norm.weight_grad", "reduction", "backward", tokens * rms * h * res_b,
+                                    count, tokens * rms * h, runtime="eager")
 
     tokens = b * s
     # prefill of a causal LM only needs the logits of the last position to start generating

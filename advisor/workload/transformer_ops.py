@@ -39,8 +39,12 @@ class OpList:
             self.bwd.append(OpCost(name + ".grad", kind, "backward", float(bwd_flops) * count,  # type: ignore[arg-type]
                                    float(bb) * count, count * launches * 2, tc, min_dim, gemms=bwd_gemms))
 
-    def add_backward(self, name: str, kind: str, nbytes: float, count: int, strided: float,
-                     launches: int = 1) -> None:
-        """A backward-only group of index-bound kernels: ``strided`` elements per repetition (see ``OpCost``)."""
-        self.bwd.append(OpCost(name, kind, "backward", 0.0, float(nbytes) * count,  # type: ignore[arg-type]
-                               count * launches, strided_elements=float(strided) * count))
+    def add_index_bound(self, name: str, kind: str, phase: str, nbytes: float, count: int, strided: float,
+                        launches: int = 1, runtime: str | None = None) -> None:
+        """A group of index-bound kernels in ``phase`` alone: ``strided`` elements per repetition (see ``OpCost``).
+
+        ``runtime``: the one runtime that runs it (``eager``: graph runtimes fuse it away), or every runtime.
+        """
+        target = self.bwd if phase == "backward" else self.fwd
+        target.append(OpCost(name, kind, phase, 0.0, float(nbytes) * count,  # type: ignore[arg-type]
+                             count * launches, runtime=runtime, strided_elements=float(strided) * count))
