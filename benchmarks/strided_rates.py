@@ -3,14 +3,16 @@
 Elementwise ops that TensorIterator cannot run vectorized (a broadcast, non-contiguous or cast operand; ``cat``
 along an inner dimension) and reductions across rows are priced by elements, not bytes
 (``STRIDED_ELEMENTS_PER_SM_CYCLE`` and ``COLUMN_REDUCE_ELEMENTS_PER_SM_CYCLE`` in advisor/estimator/time.py).
-This script is where those two figures come from.  For every profiled case of a ``profile-ops.json`` (written by
+This script is where those figures come from.  For every profiled case of a ``profile-ops.json`` (written by
 benchmarks/profile_ops.py on a GPU; the H200 one is committed) it traces the same zoo step, and for each aten op
 whose traced calls are mostly index-bound it takes the op's measured device time per step (``top_ops``), removes
 the time of its vectorized calls at the probe's copy bandwidth, and divides the index-bound elements by the rest:
 
     elements per SM cycle = strided elements / (measured s - vectorized bytes / bandwidth) / (SMs x boost clock)
 
-It prints one line per (case, op) and the median per class.  No end-to-end step time is used.
+NCHW max pooling (``MAX_POOL_ELEMENTS_PER_SM_CYCLE``) likewise: its threads (output elements forward, input
+elements backward) over the op's measured device time.  It prints one line per (case, op) and the median per
+class.  No end-to-end step time is used.
 
     .venv/bin/python benchmarks/strided_rates.py [PROFILE.json PROBE.json]
 """
@@ -27,12 +29,16 @@ sys.path.insert(0, str(ROOT))
 
 from advisor import estimate, validate  # noqa: E402
 from advisor.catalog import get_gpu  # noqa: E402
+from advisor.workload.aten_ops import MAX_POOLS  # noqa: E402
 
 RUN = ROOT / "tests/data/gpu-runs/h200-2026-11-28"
 #: ops whose device time the profile reports per aten name and whose calls are leaf kernels (no child ops traced)
 LEAF_OPS = ("mul", "add", "neg", "div", "cat", "stack", "clone", "_to_copy", "sum")
 MIN_SHARE = 0.5  # the index-bound calls must be at least this share of the op's measured time
 MIN_ELEMENTS = 1e8  # smaller ops are launch- and tail-bound (a few us per call), not element-bound
+#: NCHW max pooling: timed per op (its kernels and the backward's zero fill of the input gradient) against its
+#: threads; any size that runs at least a million threads per call (mnist-cnn's pools are small but many-threaded)
+POOL_MIN_ELEMENTS = 1e6
 
 
 def rates(profile_path: Path, probe_path: Path, card: str = "h200-sxm-141gb") -> dict[str, list[float]]:
@@ -41,7 +47,7 @@ def rates(profile_path: Path, probe_path: Path, card: str = "h200-sxm-141gb") ->
     probe = json.loads(probe_path.read_text())
     bw = spec.memory_bandwidth_bytes_s * next(iter(probe["efficiencies"].values()))["memory_bandwidth"]
     cycles = spec.sm_count * spec.boost_clock_mhz * 1e6
-    out: dict[str, list[float]] = {"elementwise": [], "reduction": []}
+    out: dict[str, list[float]] = {"elementwise": [], "reduction": [], **{name: [] for name in MAX_POOLS}}
     for case in json.loads(profile_path.read_text())["cases"]:
         row = case["row"]
         c = validate.case_from_row(row["model"], row["config"])
@@ -52,6 +58,17 @@ def rates(profile_path: Path, probe_path: Path, card: str = "h200-sxm-141gb") ->
                   gradient_checkpointing=c.gradient_checkpointing)
         w = estimate(model, card, calibration="none", **kw).workload
         measured = {o["name"].removeprefix("aten::"): o for o in case["profile"]["top_ops"]}
+        for name in MAX_POOLS:
+            m = measured.get(name)
+            groups = [o for o in w.ops if o.name.removeprefix("aten.").split("[")[0] == name]
+            threads = sum(o.strided_elements for o in groups)
+            calls = sum(o.count for o in groups)
+            if m is None or not calls or threads / calls < POOL_MIN_ELEMENTS:
+                continue
+            per_cycle = threads / (m["device_ms_per_step"] / 1e3) / cycles
+            out[name].append(per_cycle)
+            print(f"{c.model:12s} {c.label():38s} {name:32s} {threads / 1e6:7.1f} M threads  measured "
+                  f"{m['device_ms_per_step']:6.3f} ms  -> {per_cycle:4.2f} elements/SM/cycle")
         for name in LEAF_OPS:
             m = measured.get(name)
             groups = [o for o in w.ops if o.name.removeprefix("aten.").split("[")[0] == name]

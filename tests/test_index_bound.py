@@ -1,7 +1,8 @@
 """Index-bound kernels: which traced calls leave TensorIterator's vectorized path, and how they are priced.
 
 The rule (``advisor.workload.aten_ops.index_bound_elements``) is checked on real CPU tensors of the shapes and
-layouts the trace sees; the rates (``STRIDED_ELEMENTS_PER_SM_CYCLE``, ``COLUMN_REDUCE_ELEMENTS_PER_SM_CYCLE``)
+layouts the trace sees; the rates (``STRIDED_ELEMENTS_PER_SM_CYCLE``, ``COLUMN_REDUCE_ELEMENTS_PER_SM_CYCLE``,
+``MAX_POOL_ELEMENTS_PER_SM_CYCLE``)
 are reproduced from the committed H200 profile by benchmarks/strided_rates.py, the script they come from.
 """
 
@@ -20,6 +21,7 @@ from advisor.estimator import efficiency  # noqa: E402
 from advisor.estimator.gemm import unaligned_fraction  # noqa: E402
 from advisor.estimator.time import (  # noqa: E402
     COLUMN_REDUCE_ELEMENTS_PER_SM_CYCLE,
+    MAX_POOL_ELEMENTS_PER_SM_CYCLE,
     STRIDED_ELEMENTS_PER_SM_CYCLE,
     card_rates,
     ops_time_detail,
@@ -69,6 +71,33 @@ def test_column_reductions_count_their_input_elements() -> None:
     g = torch.empty(512, 64)
     assert _elements("sum", g.sum(0), g, kind="reduction", pointwise=False) == 512 * 64  # a bias gradient
     assert _elements("sum", g.sum(-1, keepdim=True), g, kind="reduction", pointwise=False) == 0  # along rows
+
+
+def test_nchw_max_pooling_counts_its_threads_channels_last_does_not() -> None:
+    x = torch.empty(2, 8, 12, 12)
+    y, idx = torch.ops.aten.max_pool2d_with_indices(x, [3, 3], [2, 2], [1, 1])
+    assert _elements("max_pool2d_with_indices", y, x, pointwise=False, kind="reduction") == y.numel()  # per output
+    gx = torch.ops.aten.max_pool2d_with_indices_backward(y, x, [3, 3], [2, 2], [1, 1], [1, 1], False, idx)
+    assert _elements("max_pool2d_with_indices_backward", gx, y, x, idx, pointwise=False,
+                     kind="reduction") == x.numel()  # per input element
+    xl = x.to(memory_format=torch.channels_last)
+    yl, _ = torch.ops.aten.max_pool2d_with_indices(xl, [3, 3], [2, 2], [1, 1])
+    assert yl.stride()[1] == 1  # the output keeps the input's layout: the NHWC kernels, priced by bytes
+    assert _elements("max_pool2d_with_indices", yl, xl, pointwise=False, kind="reduction") == 0
+
+
+def test_nchw_pools_are_priced_by_threads_unless_run_channels_last() -> None:
+    spec = get_gpu("h200-sxm-141gb")
+    rates = card_rates(spec, "fp32", efficiency.defaults_for("Hopper"), 67e12, 67e12)
+    cycles = spec.sm_count * spec.boost_clock_mhz * 1e6
+    n = 1e8
+    pool = OpCost("aten.max_pool2d_with_indices_backward[strided]", "reduction", "backward", 0.0, 8 * n,
+                  strided_elements=n)
+    t = {cl: ops_time_detail(prepare_ops([pool], channels_last=cl), rates).per_op[0] for cl in (False, True)}
+    assert t[False] == pytest.approx(n / (cycles * MAX_POOL_ELEMENTS_PER_SM_CYCLE[
+        "max_pool2d_with_indices_backward"]), rel=1e-3)
+    assert t[True] == pytest.approx(8 * n / rates.memory_bytes_s, rel=1e-3)  # NHWC kernels: its bytes
+    assert t[True] < t[False] / 2
 
 
 def test_ops_outside_tensor_iterator_are_priced_by_bytes() -> None:
@@ -125,6 +154,8 @@ def test_the_rates_are_what_the_h200_profile_measured() -> None:
     assert len(measured["elementwise"]) >= 8 and len(measured["reduction"]) >= 5
     assert statistics.median(measured["elementwise"]) == pytest.approx(STRIDED_ELEMENTS_PER_SM_CYCLE, abs=0.05)
     assert statistics.median(measured["reduction"]) == pytest.approx(COLUMN_REDUCE_ELEMENTS_PER_SM_CYCLE, abs=0.1)
+    for name, rate in MAX_POOL_ELEMENTS_PER_SM_CYCLE.items():  # ResNet-50 fp16 + fp32 and mnist-cnn
+        assert len(measured[name]) == 3 and statistics.median(measured[name]) == pytest.approx(rate, abs=0.01)
 
 
 def test_analytic_llama_lists_hugging_faces_unfused_rmsnorm_and_rotary_in_eager_only() -> None:
@@ -143,3 +174,13 @@ def test_analytic_llama_lists_hugging_faces_unfused_rmsnorm_and_rotary_in_eager_
     graph = estimate("llama-2-7b", "a100-sxm4-80gb", batch_size=1, seq_len=512, mode="infer", gen_len=0,
                      precision="fp16", calibration="none", runtime="graph")
     assert eager.time.by_class_s["elementwise"] > graph.time.by_class_s["elementwise"] * 1.5  # fused in graphs
+
+
+def test_a_cnn_estimate_states_the_pooling_rule_unless_run_channels_last() -> None:
+    kw = dict(batch_size=256, mode="train", precision="fp32", optimizer="sgd", image_size=28)
+    nchw = estimate("mnist-cnn", "h200-sxm-141gb", calibration="none", **kw)
+    nhwc = estimate("mnist-cnn", "h200-sxm-141gb", calibration="none", channels_last=True, **kw)
+    assert any("NCHW max pooling" in a for a in nchw.assumptions)
+    assert not any("NCHW max pooling" in a for a in nhwc.assumptions)
+    pools = [o for o in nchw.workload.ops if "max_pool2d" in o.name]
+    assert len(pools) == 2 and all(o.strided_elements for o in pools)

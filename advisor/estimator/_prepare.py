@@ -53,7 +53,7 @@ class PreparedWorkload:
             o = self._ops[key] = prepare_ops(w.decode_ops if decode else w.ops, tp, runtime,
                                              align_elems=16 // compute_bytes(w.precision),
                                              nchw=is_nchw_cnn(w) and not channels_last,
-                                             training_norms=w.mode == "train")
+                                             training_norms=w.mode == "train", channels_last=channels_last)
         return o
 
 

@@ -35,7 +35,15 @@ from advisor.estimator.parallel import (
     peer_link,
     tensor_parallel_comm,
 )
-from advisor.estimator.time import GROUPS, PHASES, STRIDED_SOURCE, CardRates, ops_time_detail
+from advisor.estimator.time import (
+    GROUPS,
+    PHASES,
+    POOL_SOURCE,
+    STRIDED_SOURCE,
+    CardRates,
+    max_pool_rate,
+    ops_time_detail,
+)
 from advisor.precision import activation_bytes
 from advisor.workload.base import Workload
 
@@ -186,6 +194,8 @@ def step_time(prep: PreparedWorkload, w: Workload, spec: GpuSpec, plan: Parallel
     step_notes: list[str] = []
     if rates.strided_elements_s and any(op[11] for op in step_ops):
         step_notes.append(STRIDED_SOURCE)
+        if not channels_last and any(max_pool_rate(op) for op in w.ops):
+            step_notes.append(POOL_SOURCE)
     if runtime == "eager":
         library = library_call_ops(step_ops, eff, serial_host)
         if w.calls and not serial_host and len(step_ops) == len(w.ops):

@@ -74,10 +74,23 @@ STRIDED_ELEMENTS_PER_SM_CYCLE = 1.2
 #: 1.51-2.91, median 2.54).
 COLUMN_REDUCE_ELEMENTS_PER_SM_CYCLE = 2.5
 COLUMN_REDUCE_RATIO = STRIDED_ELEMENTS_PER_SM_CYCLE / COLUMN_REDUCE_ELEMENTS_PER_SM_CYCLE  # in elementwise units
+#: NCHW max pooling (``advisor.workload.aten_ops.MAX_POOLS``: a thread per output element forward, per input element
+#: backward, each dividing its flat index into n, c, h, w and looping over its windows): the same profile's
+#: ``max_pool_forward_nchw`` / ``max_pool_backward_nchw`` kernels against those threads (benchmarks/strided_rates.py;
+#: ResNet-50's 3x3/2 pool at fp16 and fp32, mnist-cnn's two 2x2/2 pools): forward 0.24-0.30 output elements per SM
+#: per cycle (median 0.24), backward with its zero fill of the input gradient 0.32-0.34 input elements (median 0.33),
+#: whatever the window; their bytes at the bandwidth gave a quarter of that time.  Channels-last tensors take the
+#: NHWC kernels (unmeasured: priced by bytes).  Fitted on the H200 profile only.
+MAX_POOL_ELEMENTS_PER_SM_CYCLE: dict[str, float] = {"max_pool2d_with_indices": 0.24,
+                                                    "max_pool2d_with_indices_backward": 0.33}
 STRIDED_SOURCE = (f"elementwise ops with a broadcast, non-contiguous or cast operand run TensorIterator's "
                   f"index-computing kernels at ~{STRIDED_ELEMENTS_PER_SM_CYCLE:g} elements per SM per cycle, "
                   f"reductions across rows at ~{COLUMN_REDUCE_ELEMENTS_PER_SM_CYCLE:g} (H200 profile: "
                   "benchmarks/strided_rates.py), not at the memory bandwidth")
+POOL_SOURCE = ("NCHW max pooling runs a thread per output element forward and per input element backward at "
+               f"~{MAX_POOL_ELEMENTS_PER_SM_CYCLE['max_pool2d_with_indices']:g} and "
+               f"~{MAX_POOL_ELEMENTS_PER_SM_CYCLE['max_pool2d_with_indices_backward']:g} per SM per cycle (H200 "
+               "profile: benchmarks/strided_rates.py), not at the memory bandwidth; channels_last avoids it")
 #: Latency of one dependent time step of a cuDNN recurrent layer (the persistent ``RNN_blockPersist_*`` kernels):
 #: the H200 profile of lstm-lm (b128, 256 steps, 1 layer) measured 0.629 ms forward and 0.600 ms backward, i.e.
 #: 2.3-2.5 us per step whatever the batch; a recurrent op takes at least its steps x this (the H100 rows check it).
@@ -136,15 +149,34 @@ def _gemm_plan(op: OpCost, tp: int, align_elems: int) -> Any:
     return (op.flops / per_rep, op.gemms)
 
 
-def prepare_ops(ops: Sequence[OpCost], tp: int = 1, runtime: str = "eager",
-                align_elems: int = 8, nchw: bool = False, training_norms: bool = True) -> tuple[PreparedOp, ...]:
+def max_pool_rate(op: OpCost) -> float | None:
+    """Threads per SM per cycle of an NCHW max-pooling op (``MAX_POOL_ELEMENTS_PER_SM_CYCLE``); None for others."""
+    if not op.strided_elements:
+        return None
+    return MAX_POOL_ELEMENTS_PER_SM_CYCLE.get(op.name.removeprefix("aten.").split("[")[0])
+
+
+def _index_bound_elements(op: OpCost, channels_last: bool) -> float:
+    """An op's index-bound elements in ``STRIDED_ELEMENTS_PER_SM_CYCLE`` units (0 where it is priced by bytes)."""
+    if not op.strided_elements:
+        return 0.0
+    pool = max_pool_rate(op)
+    if pool is not None:  # a traced NCHW pool run channels_last takes the NHWC kernels
+        return 0.0 if channels_last else op.strided_elements * STRIDED_ELEMENTS_PER_SM_CYCLE / pool
+    return op.strided_elements * (COLUMN_REDUCE_RATIO if op.kind == "reduction" else 1.0)
+
+
+def prepare_ops(ops: Sequence[OpCost], tp: int = 1, runtime: str = "eager", align_elems: int = 8,
+                nchw: bool = False, training_norms: bool = True,
+                channels_last: bool = False) -> tuple[PreparedOp, ...]:
     """Ops as plain tuples; under tensor parallel ``tp`` each GPU runs 1/tp of all but norms.
 
     Megatron without sequence parallelism keeps layer norms (and dropout) replicated; launches
     stay per GPU.  Ops that only one runtime runs (``OpCost.runtime``) are left out for the others.
     ``align_elems``: elements in 16 bytes at the workload's precision (GEMM alignment).  ``nchw``: the model's
     convolutions and batch norms run on NCHW tensors through cuDNN (``LAYOUT_SOURCE``); ``training_norms``: its
-    batch norms compute batch statistics (inference in ``eval()`` applies the running ones in one pass).
+    batch norms compute batch statistics (inference in ``eval()`` applies the running ones in one pass);
+    ``channels_last``: the estimate runs a CNN traced on NCHW tensors as channels_last.
     """
     out = []
     elem = 16 // align_elems
@@ -161,7 +193,7 @@ def prepare_ops(ops: Sequence[OpCost], tp: int = 1, runtime: str = "eager",
             transpose = op.bytes / div
         out.append((op.flops / div, op.bytes / div, op.count, op_class(op), op.min_dim or 0, phase, op_group(op),
                     _gemm_plan(op, tp, align_elems), bn, transpose, op.serial_steps,
-                    op.strided_elements / div * (COLUMN_REDUCE_RATIO if op.kind == "reduction" else 1.0)))
+                    _index_bound_elements(op, channels_last) / div))
     return tuple(out)
 
 

@@ -228,6 +228,11 @@ _VECTOR_CASTS = frozenset({("float32", "bfloat16"), ("float32", "float16")})
 _COPIES = frozenset({"_to_copy", "copy_", "copy", "to", "clone"})
 #: Reductions that, keeping the innermost dimension, reduce across rows (strided reads per output element).
 _COLUMN_REDUCTIONS = frozenset({"sum", "mean"})
+#: Max pooling on NCHW tensors (``aten/src/ATen/native/cuda/DilatedMaxPool2d.cu``): ``max_pool_forward_nchw`` runs
+#: a thread per output element over its window, ``max_pool_backward_nchw`` a thread per input element over the
+#: windows that cover it, each splitting its flat index by integer division; the call's output (the forward's
+#: pooled map, the backward's input gradient) counts the threads.  Channels-last tensors take the NHWC kernels.
+MAX_POOLS = frozenset({"max_pool2d_with_indices", "max_pool2d_with_indices_backward"})
 
 
 def _dense(t: Any) -> bool:
@@ -249,13 +254,15 @@ def index_bound_elements(name: str, kind: str, pointwise: bool, args: Sequence[A
     as the output, densely, in one dtype; a broadcast or non-contiguous operand takes ``elementwise_kernel`` (an
     offset per operand per element), a cast the unrolled dynamic-casting kernel (``_VECTOR_CASTS`` excepted).
     ``cat``/``stack`` along an inner dimension interleave their inputs (``CatArrayBatchedCopy``).  Reductions:
-    ``sum``/``mean`` keeping the innermost dimension.  Other ops (``select_backward``'s fill and slice copy,
-    indexing) are priced by their bytes.  ``ins``/``outs``: the call's tensors; single-element tensors count as
-    scalars.
+    ``sum``/``mean`` keeping the innermost dimension.  NCHW max pooling: its threads (``MAX_POOLS``).  Other ops
+    (``select_backward``'s fill and slice copy, indexing) are priced by their bytes.  ``ins``/``outs``: the call's
+    tensors; single-element tensors count as scalars.
     """
     if not outs:
         return 0
     o = outs[0]
+    if name in MAX_POOLS:  # channels-last: stride 1 along C (suggest_memory_format's test for 4-D tensors)
+        return 0 if o.dim() == 4 and o.shape[1] > 1 and o.stride()[1] == 1 else int(o.numel())
     if kind == "reduction":
         x = ins[0] if ins else None
         if (name in _COLUMN_REDUCTIONS and x is not None and o.dim() and x.dim() and o.numel() > 1
