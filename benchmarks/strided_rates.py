@@ -30,6 +30,7 @@ sys.path.insert(0, str(ROOT))
 from advisor import estimate, validate  # noqa: E402
 from advisor.catalog import get_gpu  # noqa: E402
 from advisor.workload.aten_ops import MAX_POOLS  # noqa: E402
+from advisor.workload.costs import compute_bytes  # noqa: E402
 
 RUN = ROOT / "tests/data/gpu-runs/h200-2026-11-28"
 #: ops whose device time the profile reports per aten name and whose calls are leaf kernels (no child ops traced)
@@ -39,6 +40,11 @@ MIN_ELEMENTS = 1e8  # smaller ops are launch- and tail-bound (a few us per call)
 #: NCHW max pooling: timed per op (its kernels and the backward's zero fill of the input gradient) against its
 #: threads; any size that runs at least a million threads per call (mnist-cnn's pools are small but many-threaded)
 POOL_MIN_ELEMENTS = 1e6
+#: cuDNN's NCHW <-> NHWC transposes around tensor-core convolutions (kernel names), timed from the profile's top
+#: kernels (a lower bound: smaller variants may fall outside the top 25) against the elements the estimator charges
+#: them (each conv call's tensors once: advisor.estimator.time.LAYOUT_SOURCE); cases with at least a millisecond
+LAYOUT_KERNELS = ("nchwToNhwc", "nhwcToNchw")
+LAYOUT_MIN_S = 1e-3
 
 
 def rates(profile_path: Path, probe_path: Path, card: str = "h200-sxm-141gb") -> dict[str, list[float]]:
@@ -47,7 +53,8 @@ def rates(profile_path: Path, probe_path: Path, card: str = "h200-sxm-141gb") ->
     probe = json.loads(probe_path.read_text())
     bw = spec.memory_bandwidth_bytes_s * next(iter(probe["efficiencies"].values()))["memory_bandwidth"]
     cycles = spec.sm_count * spec.boost_clock_mhz * 1e6
-    out: dict[str, list[float]] = {"elementwise": [], "reduction": [], **{name: [] for name in MAX_POOLS}}
+    out: dict[str, list[float]] = {"elementwise": [], "reduction": [], "layout_transpose": [],
+                                   **{name: [] for name in MAX_POOLS}}
     for case in json.loads(profile_path.read_text())["cases"]:
         row = case["row"]
         c = validate.case_from_row(row["model"], row["config"])
@@ -58,6 +65,14 @@ def rates(profile_path: Path, probe_path: Path, card: str = "h200-sxm-141gb") ->
                   gradient_checkpointing=c.gradient_checkpointing)
         w = estimate(model, card, calibration="none", **kw).workload
         measured = {o["name"].removeprefix("aten::"): o for o in case["profile"]["top_ops"]}
+        layout_s = sum(k["ms_per_step"] for k in case["profile"]["top_kernels"]
+                       if any(n in k["name"] for n in LAYOUT_KERNELS)) / 1e3
+        if layout_s >= LAYOUT_MIN_S:
+            elements = sum(o.bytes for o in w.ops if o.kind == "conv") / compute_bytes(c.precision)
+            per_cycle = elements / layout_s / cycles
+            out["layout_transpose"].append(per_cycle)
+            print(f"{c.model:12s} {c.label():38s} {'cuDNN layout transposes':32s} {elements / 1e9:6.2f} G elements  "
+                  f"measured {layout_s * 1e3:6.2f} ms  -> {per_cycle:4.2f} elements/SM/cycle")
         for name in MAX_POOLS:
             m = measured.get(name)
             groups = [o for o in w.ops if o.name.removeprefix("aten.").split("[")[0] == name]

@@ -2,7 +2,7 @@
 
 The rule (``advisor.workload.aten_ops.index_bound_elements``) is checked on real CPU tensors of the shapes and
 layouts the trace sees; the rates (``STRIDED_ELEMENTS_PER_SM_CYCLE``, ``COLUMN_REDUCE_ELEMENTS_PER_SM_CYCLE``,
-``MAX_POOL_ELEMENTS_PER_SM_CYCLE``)
+``MAX_POOL_ELEMENTS_PER_SM_CYCLE``, ``LAYOUT_TRANSPOSE_ELEMENTS_PER_SM_CYCLE``)
 are reproduced from the committed H200 profile by benchmarks/strided_rates.py, the script they come from.
 """
 
@@ -21,6 +21,7 @@ from advisor.estimator import efficiency  # noqa: E402
 from advisor.estimator.gemm import unaligned_fraction  # noqa: E402
 from advisor.estimator.time import (  # noqa: E402
     COLUMN_REDUCE_ELEMENTS_PER_SM_CYCLE,
+    LAYOUT_TRANSPOSE_ELEMENTS_PER_SM_CYCLE,
     MAX_POOL_ELEMENTS_PER_SM_CYCLE,
     STRIDED_ELEMENTS_PER_SM_CYCLE,
     card_rates,
@@ -100,6 +101,24 @@ def test_nchw_pools_are_priced_by_threads_unless_run_channels_last() -> None:
     assert t[True] < t[False] / 2
 
 
+def test_cudnn_layout_transposes_take_the_slower_of_bytes_and_elements() -> None:
+    spec = get_gpu("h200-sxm-141gb")
+    eff = efficiency.defaults_for("Hopper")
+    cycles = spec.sm_count * spec.boost_clock_mhz * 1e6
+    n = 1e9  # elements of the conv call's tensors
+    seconds = {}
+    for precision, size in (("amp-fp16", 2), ("fp32", 4)):
+        rates = card_rates(spec, precision, eff, 989e12, 67e12)
+        conv = OpCost("aten.convolution", "conv", "forward", 1.0, n * size, tensor_core=True)
+        plain, nchw = (ops_time_detail(prepare_ops([conv], align_elems=16 // size, nchw=x), rates).per_op[0]
+                       for x in (False, True))
+        seconds[precision] = nchw - plain
+        assert seconds[precision] >= n * size / rates.memory_bytes_s * (1 - 1e-9)  # never faster than its bytes
+    # fp16 tensors are element-bound: the same elements take as long as at fp32 (the H200 profile: 6.25 vs 7.28 ms)
+    assert seconds["amp-fp16"] == pytest.approx(n / (cycles * LAYOUT_TRANSPOSE_ELEMENTS_PER_SM_CYCLE), rel=1e-3)
+    assert seconds["amp-fp16"] > 0.8 * seconds["fp32"]
+
+
 def test_ops_outside_tensor_iterator_are_priced_by_bytes() -> None:
     grad = torch.empty(4, 8, 16)
     out = torch.zeros(3, 4, 8, 16)  # select_backward: a fill and one contiguous slice copy
@@ -154,6 +173,9 @@ def test_the_rates_are_what_the_h200_profile_measured() -> None:
     assert len(measured["elementwise"]) >= 8 and len(measured["reduction"]) >= 5
     assert statistics.median(measured["elementwise"]) == pytest.approx(STRIDED_ELEMENTS_PER_SM_CYCLE, abs=0.05)
     assert statistics.median(measured["reduction"]) == pytest.approx(COLUMN_REDUCE_ELEMENTS_PER_SM_CYCLE, abs=0.1)
+    assert len(measured["layout_transpose"]) == 2  # ResNet-50 b128 at fp16 and fp32
+    assert statistics.median(measured["layout_transpose"]) == pytest.approx(LAYOUT_TRANSPOSE_ELEMENTS_PER_SM_CYCLE,
+                                                                            abs=0.05)
     for name, rate in MAX_POOL_ELEMENTS_PER_SM_CYCLE.items():  # ResNet-50 fp16 + fp32 and mnist-cnn
         assert len(measured[name]) == 3 and statistics.median(measured[name]) == pytest.approx(rate, abs=0.01)
 

@@ -21,6 +21,7 @@ from advisor.errors import EstimateError
 from advisor.estimator.efficiency import HALF_DIM_REF, REF_SMS
 from advisor.estimator.gemm import aligned, common_alignment, gemm_flops, shape_seconds, unaligned_fraction
 from advisor.workload.base import OpCost
+from advisor.workload.costs import compute_bytes
 
 # Op classes (ints keep the per-card loop cheap).
 TENSOR, CONV, MATMUL_VECTOR, VECTOR = 0, 1, 2, 3
@@ -55,9 +56,16 @@ BN_NCHW_ELEMENTS_PER_SM_CYCLE = 1.37
 #: (forward, data and weight gradient) launches an nchwToNhwc transpose, and some an nhwcToNchw one back (H200
 #: profile of ResNet-50: 158 + 68 transposes per step for 159 conv calls, 6.3 ms of 42.6); taken as one more
 #: read and write of the call's own tensors.  channels_last models do not pay it.
+#: The transposes are bound by elements, not bytes: the H200 profile's nchwToNhwc / nhwcToNchw kernels took 6.25 ms
+#: at fp16 and 7.28 ms at fp32 for the same 6.99 G elements the rule above charges ResNet-50 b128 (4.28 and 3.67
+#: elements per SM per boost cycle, median 3.98: benchmarks/strided_rates.py), where bytes would halve the fp16
+#: time.  A transpose takes the slower of its bytes and its elements.
+LAYOUT_TRANSPOSE_ELEMENTS_PER_SM_CYCLE = 4.0
 LAYOUT_SOURCE = ("cuDNN transposes NCHW tensors to NHWC for every tensor-core convolution call (one more read + "
-                 "write of the call's tensors) and runs NCHW training batch norm at ~1.4 elements per SM per cycle "
-                 "(H200 profile of ResNet-50); channels_last (estimate(..., channels_last=True)) avoids both")
+                 "write of the call's tensors, at the slower of the bandwidth and "
+                 f"~{LAYOUT_TRANSPOSE_ELEMENTS_PER_SM_CYCLE:g} elements per SM per cycle) and runs NCHW training "
+                 "batch norm at ~1.4 elements per SM per cycle (H200 profile of ResNet-50); channels_last "
+                 "(estimate(..., channels_last=True)) avoids both")
 #: Elementwise kernels off TensorIterator's vectorized path (an operand broadcast, non-contiguous or cast; ``cat``
 #: along an inner dimension) compute an offset per operand per element (integer divisions per dimension) and load
 #: one element at a time: they are bound by elements per SM cycle, not bytes.  MEASURED in the H200 profile
@@ -213,6 +221,7 @@ class CardRates:
     unaligned_conv_flops: float = 0.0  # the same for convolutions (their peak: TF32 for fp32 under cuDNN)
     bn_elements_s: float = 0.0  # NCHW batch-norm elements per second (0: priced by its bytes)
     layout_transposes: bool = False  # cuDNN tensor-core convs transpose NCHW tensors (NVIDIA Volta and later)
+    transpose_bytes_s: float = 0.0  # bytes/s of those transposes: the bandwidth, or their element rate if slower
     step_latency_s: float = 0.0  # one dependent recurrent time step (RECURRENT_STEP_S on a GPU)
     norm_bytes_s: float = 0.0  # normalization kernels' achieved bandwidth (eff.norm_memory; 0: memory_bytes_s),
     # for every norm op not priced by the NCHW batch-norm element rate (inference batch norm included)
@@ -243,16 +252,19 @@ def card_rates(spec: Any, precision: str, eff: Any, tensor_peak: float, vector_p
     # SM cycles per second at the boost clock: index-bound elementwise kernels draw far from the power cap that
     # eff.clock (measured under the largest GEMM) reflects, and STRIDED_ELEMENTS_PER_SM_CYCLE was fitted so
     boost_cycles = (spec.sm_count or 0) * (spec.boost_clock_mhz or 0) * 1e6
+    bw = spec.memory_bandwidth_bytes_s * eff.memory
+    transpose_s = boost_cycles * LAYOUT_TRANSPOSE_ELEMENTS_PER_SM_CYCLE * compute_bytes(precision)
     rates = CardRates(tensor_flops=tensor_held * eff.matmul, conv_flops=conv_peak * conv_eff,
                       vector_flops=vector_held * eff.vector, matmul_vector_flops=vector_held * eff.vector_matmul,
-                      memory_bytes_s=spec.memory_bandwidth_bytes_s * eff.memory, launch_s=eff.launch_overhead_s,
+                      memory_bytes_s=bw, launch_s=eff.launch_overhead_s,
                       half_dim=half, sm_count=spec.sm_count or 0,
                       # UNALIGNED_FRACTION is measured as a fraction of the boost-clock peak: no clock factor
                       unaligned_flops=tensor_peak * unaligned_fraction(eff.arch),
                       unaligned_conv_flops=conv_peak / (eff.clock or 1.0) * unaligned_fraction(eff.arch),
                       bn_elements_s=boost_cycles * eff.clock * BN_NCHW_ELEMENTS_PER_SM_CYCLE,
                       layout_transposes=spec.vendor == "nvidia" and conv_tensor_cores
-                      and eff.arch not in ("pascal", "generic"), step_latency_s=RECURRENT_STEP_S,
+                      and eff.arch not in ("pascal", "generic"),
+                      transpose_bytes_s=min(bw, transpose_s) if transpose_s else bw, step_latency_s=RECURRENT_STEP_S,
                       norm_bytes_s=spec.memory_bandwidth_bytes_s * eff.memory * eff.norm_memory,
                       strided_elements_s=boost_cycles * STRIDED_ELEMENTS_PER_SM_CYCLE)
     if serial_host:
@@ -315,7 +327,8 @@ def ops_time_detail(ops: Sequence[PreparedOp], rates: CardRates) -> OpsTime:
         if cudnn_rnn:
             t = steps * rates.step_latency_s + tc
         else:
-            t = max(tc, tm, steps * rates.step_latency_s) + (transpose / bw if rates.layout_transposes else 0.0)
+            t = max(tc, tm, steps * rates.step_latency_s) + (transpose / rates.transpose_bytes_s
+                                                             if rates.layout_transposes else 0.0)
         if tc >= tm:
             compute_s += tc
         else:
