@@ -75,6 +75,7 @@ if (out / "probe-full.json").exists():
         if k["name"] in ("conv2d", "matmul") and k["precision"] in ("fp32", "int8") and (k["error"] or k["skipped"]):
             print(k["name"], k["precision"], k["shape"], "->", k["error"] or k["skipped"])
     print("efficiencies:", {d: {x: v for x, v in e.items() if x in ("launch_overhead_s", "host_dispatch_s_per_op",
+                                                                     "host_backward_s_per_op",
                                                                      "matmul_bf16", "conv_fp32", "matmul_int8")}
                             for d, e in (doc.get("efficiencies") or {}).items()})
     print("verdicts:", [(v["severity"], v["code"]) for v in doc["verdicts"]])

@@ -212,8 +212,9 @@ def test_bandwidth_transfer_launch_and_dispatch_on_cuda(fake_cuda: FakeCudaRunti
     assert h2d.ok and h2d.work == K.MIB and fake_cuda.mode.pinned_requests >= 1
     assert "gen5 x16" in h2d.notes[-1]
     launch = K.run_launch(env)
-    dispatch = K.run_host_dispatch(env)
-    assert launch.ok and dispatch.ok and dispatch.shape.startswith("transformer block")
+    dispatch, backward = K.run_host_dispatch(env), K.run_host_backward(env)
+    assert launch.ok and dispatch.ok and dispatch.shape.startswith(K.HOST_MODEL) and backward.ok
+    assert dispatch.device == "cuda:0" and backward.value > 0  # validate's gpt2-tiny trained on the device
     assert K.warm_device(replace(env, clock=ScriptedClock(1.0)), 0.0) == 0.0
 
 
@@ -222,7 +223,7 @@ def test_deadline_and_warm_up_read_the_injected_clock(fake_cuda: FakeCudaRuntime
     clock = ScriptedClock(10.0)
     env = _env(fake_cuda, clock=clock, deadline=5.0)
     results = K.run_plan(env, K.plan(env, ["launch"]))
-    assert [r.skipped for r in results] == ["time budget (--max-seconds) used up"] * 2
+    assert [r.skipped for r in results] == ["time budget (--max-seconds) used up"] * 3
     assert K.bandwidth_buffer_bytes(env) == 16 * K.MIB
 
 
@@ -242,9 +243,9 @@ def test_probe_end_to_end_on_a_cuda_device(fake_cuda: FakeCudaRuntime) -> None:
     assert not errors
     ok = {(k.name, k.precision) for k in r.kernels if k.ok}
     assert {("matmul", "bf16"), ("conv2d", "bf16"), ("memory_copy", None), ("h2d_pinned", None),
-            ("launch", None), ("host_dispatch", None)} <= ok
+            ("launch", None), ("host_dispatch", None), ("host_backward", None)} <= ok
     assert nvml.sample_calls > 0  # sampled during kernels
-    assert "host_dispatch_s_per_op" in r.efficiencies(0)
+    assert {"host_dispatch_s_per_op", "host_backward_s_per_op"} <= set(r.efficiencies(0))
     assert json.loads(json.dumps(r.to_dict()))["kernels"]
 
 

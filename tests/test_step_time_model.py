@@ -97,6 +97,21 @@ def test_host_time_is_not_the_gpu_probes_bare_launch() -> None:
     assert measured.time.host_s > e.time.host_s  # a measured dispatch time of a realistic op mix does set it
 
 
+def test_a_probed_backward_cost_per_op_replaces_the_fraction() -> None:
+    """The probe's host_backward kernel (the autograd engine's cost per op on that host) sets the backward's host
+    time per op; without it a backward op costs the module's share of a forward op."""
+    kw = dict(batch_size=16, seq_len=512, precision="amp-bf16")
+    fwd_only = estimate("bert-base", "H100 SXM5 80GB", calibration={"host_dispatch_s_per_op": 8e-6}, **kw)
+    slow = estimate("bert-base", "H100 SXM5 80GB",
+                    calibration={"host_dispatch_s_per_op": 8e-6, "host_backward_s_per_op": 16e-6}, **kw)
+    assert "host_backward_op_s=1.6e-05" in slow.calibrated_figures
+    assert "8.0 us per op forward, 16.0 us backward" in " ".join(slow.assumptions)
+    assert "8.0 us per op forward, 4.4 us backward" in " ".join(fwd_only.assumptions)  # Hugging Face's 0.55
+    assert slow.time.host_s > fwd_only.time.host_s
+    alone = estimate("bert-base", "H100 SXM5 80GB", calibration={"host_backward_s_per_op": 16e-6}, **kw)
+    assert not any(c.startswith("host_backward") for c in alone.calibrated_figures)  # only with its forward
+
+
 def test_recurrent_time_steps_run_one_after_another() -> None:
     """A small LSTM over 512 steps costs at least 512 dependent step latencies per layer, whatever its FLOPs."""
     import torch

@@ -14,7 +14,7 @@ from advisor.estimator.efficiency import (
     ArchEfficiency,
 )
 from advisor.estimator.gemm import SIMT_SOURCE, UNALIGNED_SOURCE, unaligned_gemms
-from advisor.estimator.host import backward_fraction
+from advisor.estimator.host import backward_fraction, backward_op_s
 from advisor.estimator.memory import (
     ALLOCATOR_SUMMARY,
     KERNEL_MODULES_INFER_BYTES,
@@ -62,7 +62,7 @@ def assumptions(w: Workload, plan: ParallelPlan, eff: ArchEfficiency, rates: Car
         f"small ops; source: {eff.source}",
         clock_note,
         (f"runtime eager: the host dispatches every operator ({host_rule}; "
-         f"{eff.host_op_s * 1e6:.1f} us per op forward, {eff.host_op_s * backward * 1e6:.1f} us backward; "
+         f"{eff.host_op_s * 1e6:.1f} us per op forward, {backward_op_s(eff, backward) * 1e6:.1f} us backward; "
          f"{HOST_SOURCE}; per-layer op counts: {EAGER_SOURCE}); host time beyond GPU time: "
          f"{host_exposed * 1e3:.3g} ms per step" + ("; the host runs the ops itself, so it adds" if serial_host
                                                      else "") + " (runtime='graph' for CUDA graphs / "

@@ -129,8 +129,8 @@ def apply_efficiencies(eff: ArchEfficiency, measured: Mapping[str, float] | None
     ``matmul_<p>`` and ``conv_<p>`` are taken for the estimate's precision (``amp-bf16`` -> ``bf16``);
     ``memory_bandwidth`` (device copy), ``h2d_pinned`` whenever present (``conv_tf32`` for fp32: cuDNN's
     TF32 default); the probe's ``host_dispatch_s_per_op`` (or ``host_op_s``) sets the eager host time per
-    op; the bare-op ``launch_overhead_s`` less a bare op's CPU dispatch sets the host's launch call per kernel
-    and ``kernel_gap_s`` the GPU-side gap per kernel.
+    forward op and its ``host_backward_s_per_op`` the backward's; the bare-op ``launch_overhead_s`` less a bare
+    op's CPU dispatch sets the host's launch call per kernel and ``kernel_gap_s`` the GPU-side gap per kernel.
     ``sustained_clock_fraction_<p>`` (else ``sustained_clock_fraction``): the SM clock the probe's large GEMMs
     ran at over the device's maximum, replacing the power model's clock; the measured GEMM/conv fractions
     (of the boost-clock peak) are divided by the clock in force, so the calibrated GEMM rate stays the
@@ -152,12 +152,16 @@ def apply_efficiencies(eff: ArchEfficiency, measured: Mapping[str, float] | None
             changes[target] = float(value) / (per_clock if target in ("matmul", "conv") else 1.0)
     # The probe's bare-op launch figure is NOT a host time per op of a real model (11 us on the H100/H200 hosts,
     # whose models dispatched ~8 us per profiler-counted aten op): it is one bare op's CPU dispatch plus one CUDA
-    # launch call, so less the dispatch it gives the launch call's host cost per kernel.  A measured dispatch
-    # time of a realistic op sequence on the device (the probe's host_dispatch kernel) covers both.
+    # launch call, so less the dispatch it gives the launch call's host cost per kernel.  The probe's host_dispatch
+    # kernel (a training forward of validate's gpt2-tiny on the device, per aten op as the tracer counts them)
+    # covers both; its host_backward kernel sets the backward's cost per op.
     host = measured.get("host_dispatch_s_per_op")
     if host is not None and 0 < host < 1e-2:
         changes["host_op_s"] = float(host)
         changes["host_launch_s"] = 0.0
+        backward = measured.get("host_backward_s_per_op")
+        if backward is not None and 0 < backward < 1e-2:
+            changes["host_backward_op_s"] = float(backward)
     else:
         host = measured.get("host_op_s")
         if host is not None and 0 < host < 1e-2:

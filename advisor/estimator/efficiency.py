@@ -70,6 +70,8 @@ class ArchEfficiency:
         host_op_s: host seconds per operator dispatched by PyTorch eager in a forward pass (backward ops
             cost ``HOST_BACKWARD_FRACTION`` of it): a host property, the same default for every card.
         host_launch_s: host seconds of the launch call per kernel (``HOST_LAUNCH_S``), on top of host_op_s.
+        host_backward_op_s: host seconds per backward op, measured by a probe of this host (its autograd engine's
+            cost per op, the launch call included); 0: a backward op costs ``backward_fraction`` of ``host_op_s``.
         clock: fraction of the boost clock the card sustains under a long dense GEMM (``advisor.estimator.power``;
             a probe's clock samples replace it).  The compute figures above are fractions of the peak at THAT
             clock, so a compute rate is peak x clock x efficiency.
@@ -97,6 +99,7 @@ class ArchEfficiency:
     clock: float = 1.0
     matmul_vector: float | None = None
     norm_memory: float = 1.0
+    host_backward_op_s: float = 0.0
 
     def replace(self, **changes: float | str | None) -> ArchEfficiency:
         """A copy with some figures replaced (calibration).

@@ -90,9 +90,14 @@ def backward_fraction(eager_ops: Mapping[str, int]) -> float:
     return HOST_BACKWARD_FRACTION if "backward" in eager_ops else TRACED_HOST_BACKWARD_FRACTION
 
 
+def backward_op_s(eff: Any, backward: float) -> float:
+    """Host seconds per backward op: a probe's measured figure for this host, else ``backward`` of a forward op."""
+    return eff.host_backward_op_s or eff.host_op_s * backward
+
+
 def _dispatch_s(phase: int, eff: Any, backward: float) -> float:
-    """Host seconds to dispatch one generic op in ``phase`` (backward ops: ``backward`` of a forward one)."""
-    return eff.host_op_s * (backward if PHASES[phase] == "backward" else 1.0)
+    """Host seconds to dispatch one generic op in ``phase`` (backward ops: ``backward_op_s``)."""
+    return backward_op_s(eff, backward) if PHASES[phase] == "backward" else eff.host_op_s
 
 
 def phase_host_s(ops: Sequence[PreparedOp], eager_ops: Mapping[str, int], eff: Any, serial: bool = False,
@@ -126,9 +131,9 @@ def phase_host_s(ops: Sequence[PreparedOp], eager_ops: Mapping[str, int], eff: A
         if not n:
             continue
         host = n * _dispatch_s(i, eff, backward) + kernels[i] * launch + library[i] * eff.host_op_s
-        if ckpt_fwd and name in ("forward", "backward"):
-            host += ckpt_fwd * eff.host_op_s * ((CHECKPOINT_FORWARD_FACTOR - 1.0) if name == "forward"
-                                                else (CHECKPOINT_RECOMPUTE_OPS - backward))
+        if ckpt_fwd and name in ("forward", "backward"):  # recomputed ops are counted among backward's already
+            host += ckpt_fwd * ((CHECKPOINT_FORWARD_FACTOR - 1.0) * eff.host_op_s if name == "forward"
+                                else CHECKPOINT_RECOMPUTE_OPS * eff.host_op_s - backward_op_s(eff, backward))
         out[i] = host
     return out
 

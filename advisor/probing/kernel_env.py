@@ -116,6 +116,22 @@ def import_torch() -> Any:
     return torch
 
 
+def dispatch_counter() -> Any:
+    """A ``TorchDispatchMode`` counting the aten ops dispatched while it is active (``.n``), as the tracer does."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class DispatchCount(TorchDispatchMode):
+        def __init__(self) -> None:
+            super().__init__()
+            self.n = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+            self.n += 1
+            return func(*args, **(kwargs or {}))
+
+    return DispatchCount()
+
+
 def skip_result(env: KernelEnv, name: str, precision: str | None, shape: str | None, reason: str) -> KernelResult:
     """A kernel that did not run, and why."""
     return KernelResult(name=name, precision=precision, shape=shape, device_index=env.device_index,

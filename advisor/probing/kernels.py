@@ -33,16 +33,17 @@ from advisor.probing.compute_kernels import (
     warm_device,
 )
 from advisor.probing.kernel_env import ABOVE_PEAK, MIB, KernelEnv, cuda_env, is_out_of_memory, skip_result
-from advisor.probing.launch_kernels import HOST_DISPATCH_OPS, run_host_dispatch, run_launch
+from advisor.probing.launch_kernels import HOST_MODEL, run_host_backward, run_host_dispatch, run_launch
 from advisor.probing.memory_kernels import bandwidth_buffer_bytes, bandwidth_bytes, run_bandwidth, run_transfer
 from advisor.probing.results import KernelResult
 
 __all__ = ["ABOVE_PEAK", "CONV_PRECISIONS", "CPU_CONV_LAYERS", "CPU_MATMUL_SHAPES", "CPU_MATMUL_SHAPES_QUICK",
-           "GPU_MATMUL_SHAPES", "GPU_MATMUL_SHAPES_QUICK", "HOST_DISPATCH_OPS", "INT8_MIN_FRACTION", "KERNEL_GROUPS",
+           "GPU_MATMUL_SHAPES", "GPU_MATMUL_SHAPES_QUICK", "HOST_MODEL", "INT8_MIN_FRACTION", "KERNEL_GROUPS",
            "MATMUL_PRECISIONS", "MIB", "RESNET50_LAYERS", "KernelEnv", "KernelResult", "PlannedKernel",
            "bandwidth_buffer_bytes", "bandwidth_bytes", "conv2d_flops", "conv2d_output_hw", "cuda_env",
            "is_out_of_memory", "matmul_flops", "matmul_support", "plan", "run_bandwidth", "run_conv",
-           "run_host_dispatch", "run_launch", "run_matmul", "run_plan", "run_transfer", "warm_device"]
+           "run_host_backward", "run_host_dispatch", "run_launch", "run_matmul", "run_plan", "run_transfer",
+           "warm_device"]
 
 #: Kernel groups a user can ask for with ``--kernels`` (the one definition; ``advisor.probe`` re-exports it).
 KERNEL_GROUPS = ("matmul", "conv", "bandwidth", "transfer", "launch")
@@ -116,6 +117,7 @@ def plan(env: KernelEnv, groups: Iterable[str] = KERNEL_GROUPS) -> list[PlannedK
     if "launch" in groups:
         out.append(PlannedKernel("launch", "launch overhead", run_launch))
         out.append(PlannedKernel("launch", "host dispatch per op", run_host_dispatch))
+        out.append(PlannedKernel("launch", "host backward per op", run_host_backward))
     return out
 
 

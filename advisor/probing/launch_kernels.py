@@ -1,9 +1,10 @@
 """Launch kernels of the probe: the cost of one tiny launch and the host's cost per dispatched eager op.
 
 - launch: a tiny in-place add on one element; value is microseconds per launch.
-- host_dispatch: a transformer-block-like sequence of ~20 small ops (layer norm, linears, views,
-  attention matmuls, softmax, gelu, adds) on tiny tensors, timed on the host clock; value is
-  microseconds of host time per dispatched op (``host_dispatch_s_per_op`` in the efficiencies).
+- host_dispatch: the training forward of validate's own gpt2-tiny on 2 x 8 tokens (nn.Modules, autograd
+  recording), timed on the host clock; value is microseconds of host time per aten op it dispatches, counted as
+  the tracer counts them (``host_dispatch_s_per_op`` in the efficiencies: the estimator's ``host_op_s``).
+- host_backward: that step's backward, the same way (``host_backward_s_per_op``).
 
 torch is imported inside the functions only.
 """
@@ -11,13 +12,22 @@ torch is imported inside the functions only.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Any
 
 from advisor.device import clock_region_timer
-from advisor.probing.kernel_env import KERNEL_ERRORS, KernelEnv, failed_result, free_memory, import_torch, timed_result
+from advisor.probing.kernel_env import (
+    KERNEL_ERRORS,
+    KernelEnv,
+    dispatch_counter,
+    failed_result,
+    free_memory,
+    import_torch,
+    timed_result,
+)
 from advisor.probing.results import KernelResult
 
-__all__ = ["HOST_DISPATCH_OPS", "run_host_dispatch", "run_launch"]
+__all__ = ["HOST_BATCH", "HOST_MODEL", "HOST_TOKENS", "run_host_backward", "run_host_dispatch", "run_launch"]
 
 
 def run_launch(env: KernelEnv) -> KernelResult:
@@ -35,61 +45,91 @@ def run_launch(env: KernelEnv) -> KernelResult:
         free_memory(env)
 
 
-#: Ops per iteration of the host-dispatch sequence (Python-level torch calls, views included).
-HOST_DISPATCH_OPS = 23
+#: The probe's training step: validate's own gpt2-tiny (``advisor.workload.zoo``, nn.Modules with their Python, as
+#: the traced models the estimator costs) on 2 sequences of 8 tokens, small enough that the device's time is
+#: negligible beside the host's.
+HOST_MODEL, HOST_BATCH, HOST_TOKENS = "gpt2-tiny", 2, 8
 
 
-def _block_sequence(torch: Any, env: KernelEnv, batch: int = 2, tokens: int = 8, width: int = 64,
-                    heads: int = 4) -> Callable[[], None]:
-    """One tiny transformer block (pre-norm attention + MLP) as ``HOST_DISPATCH_OPS`` eager ops."""
-    F = torch.nn.functional
-    g = env.dev.generator(env.seed)
-    dev = env.torch_device
+@dataclass
+class _HostStep:
+    forward: Callable[[], Any]  # the loss, autograd recording (what a training forward dispatches)
+    step: Callable[[], None]  # zero_grad(set_to_none) + forward + backward
+    forward_ops: int  # aten ops each dispatches, counted once (TorchDispatchMode), as the tracer counts them
+    backward_ops: int
 
-    def w(*shape: int) -> Any:
-        return torch.randn(*shape, generator=g, device=dev) * 0.05
 
-    x = torch.randn(batch, tokens, width, generator=g, device=dev)
-    ln_w, ln_b = torch.ones(width, device=dev), torch.zeros(width, device=dev)
-    wq, wk, wv, wo = w(width, width), w(width, width), w(width, width), w(width, width)
-    w1, w2 = w(4 * width, width), w(width, 4 * width)
-    d = width // heads
-    scale = d ** -0.5
+def _host_step(torch: Any, env: KernelEnv) -> _HostStep:
+    from advisor.workload import zoo
 
-    def block() -> None:
-        h = F.layer_norm(x, (width,), ln_w, ln_b)                                   # 1
-        q = F.linear(h, wq).view(batch, tokens, heads, d).transpose(1, 2)           # 2-4
-        k = F.linear(h, wk).view(batch, tokens, heads, d).transpose(1, 2)           # 5-7
-        v = F.linear(h, wv).view(batch, tokens, heads, d).transpose(1, 2)           # 8-10
-        s = torch.matmul(q, k.transpose(-2, -1)) * scale                            # 11-13
-        o = torch.matmul(torch.softmax(s, dim=-1), v)                               # 14-15
-        o = F.linear(o.transpose(1, 2).reshape(batch, tokens, width), wo)           # 16-18
-        x1 = x + o                                                                   # 19
-        m = F.linear(F.gelu(F.linear(F.layer_norm(x1, (width,), ln_w, ln_b), w1)), w2)  # 20-23
-        _ = x1 + m
+    model, facts = zoo.build(HOST_MODEL, device="cpu")  # built, then moved, as validate does
+    model = model.to(env.torch_device).train()
+    shape = (HOST_BATCH, HOST_TOKENS)
+    tokens = torch.randint(0, facts["vocab_size"], shape, generator=env.dev.generator(env.seed),
+                           device=env.torch_device)
 
-    return block
+    def forward() -> Any:
+        return model(tokens, targets=tokens)
+
+    def step() -> None:
+        model.zero_grad(set_to_none=True)
+        forward().backward()
+
+    step()  # the first call builds lazy state (cuBLAS handles, autograd's device thread) outside the count
+    fwd, bwd = dispatch_counter(), dispatch_counter()
+    with fwd:
+        loss = forward()
+    with bwd:
+        loss.backward()
+    return _HostStep(forward, step, fwd.n, bwd.n)
 
 
 def run_host_dispatch(env: KernelEnv) -> KernelResult:
-    """Host microseconds per dispatched op on a realistic small-op sequence (a tiny transformer block).
+    """Host microseconds per aten op a training forward dispatches (validate's gpt2-tiny, autograd recording).
 
-    The bare ``launch`` figure is one op in a tight loop; a model's eager step mixes views, linears,
-    norms and activations with their argument parsing and autograd-free dispatch.  Timed on the host
-    clock (synchronized at both ends), so with tensors this small it is the host's cost, not the device's.
+    What the estimator's ``host_op_s`` is: the host's cost per op of the traced models' forward (module Python,
+    argument parsing, dispatch, autograd recording, the launch call), per aten op as the tracer counts them.  Timed
+    on the host clock (synchronized at both ends), so with tensors this small it is the host's cost.
     """
     torch = import_torch()
     try:
-        with torch.inference_mode():
-            block = _block_sequence(torch, env)
-            result = timed_result(env, name="host_dispatch", precision=None,
-                                  shape=f"transformer block, {HOST_DISPATCH_OPS} ops, 2x8x64", fn=block, work=None,
-                                  work_unit=None, unit="us", scale=HOST_DISPATCH_OPS * 1e-6, spec_peak=None,
-                                  region_timer=clock_region_timer(env.clock, env.dev.synchronize),
-                                  notes=(f"microseconds of host time per op: {HOST_DISPATCH_OPS} eager ops per block "
-                                   "(layer_norm, linear, view, transpose, matmul, mul, softmax, reshape, add, gelu)",))
-        return result
+        h = _host_step(torch, env)
+        return timed_result(env, name="host_dispatch", precision=None,
+                            shape=f"{HOST_MODEL} forward {HOST_BATCH}x{HOST_TOKENS}, {h.forward_ops} ops",
+                            fn=h.forward, work=None, work_unit=None, unit="us", scale=h.forward_ops * 1e-6,
+                            spec_peak=None, region_timer=clock_region_timer(env.clock, env.dev.synchronize),
+                            notes=(f"microseconds of host time per aten op of a training forward ({h.forward_ops} "
+                                   f"ops of validate's {HOST_MODEL}, autograd recording)",))
     except KERNEL_ERRORS as exc:
-        return failed_result(env, "host_dispatch", None, "transformer block", exc)
+        return failed_result(env, "host_dispatch", None, f"{HOST_MODEL} forward", exc)
+    finally:
+        free_memory(env)
+
+
+def run_host_backward(env: KernelEnv) -> KernelResult:
+    """Host microseconds per aten op the backward of that step dispatches (the autograd engine's own cost).
+
+    A whole step (zero_grad, forward, backward) is timed, less its forward (timed alike), over the backward's ops:
+    on a GPU the backward runs on the autograd engine's device thread, whose cost per op is the host's, not the
+    model's Python (``host_backward_s_per_op`` in the efficiencies).
+    """
+    torch = import_torch()
+    try:
+        h = _host_step(torch, env)
+        timer = clock_region_timer(env.clock, env.dev.synchronize)
+        fwd = timed_result(env, name="host_backward", precision=None, shape="forward", fn=h.forward, work=None,
+                           work_unit=None, unit="us", scale=1e-6, spec_peak=None, region_timer=timer)
+        step = timed_result(env, name="host_backward", precision=None,
+                            shape=f"{HOST_MODEL} backward {HOST_BATCH}x{HOST_TOKENS}, {h.backward_ops} ops",
+                            fn=h.step, work=None, work_unit=None, unit="us", scale=1e-6, spec_peak=None,
+                            region_timer=timer,
+                            notes=(f"microseconds of host time per aten op of a backward ({h.backward_ops} ops): "
+                                   "a training step less its forward",))
+        if fwd.measurement is None or step.measurement is None or not fwd.ok or not step.ok:
+            return step
+        value = max(0.0, step.measurement.median_s - fwd.measurement.median_s) / h.backward_ops * 1e6
+        return replace(step, value=value)
+    except KERNEL_ERRORS as exc:
+        return failed_result(env, "host_backward", None, f"{HOST_MODEL} backward", exc)
     finally:
         free_memory(env)
