@@ -206,3 +206,15 @@ def test_a_cnn_estimate_states_the_pooling_rule_unless_run_channels_last() -> No
     assert not any("NCHW max pooling" in a for a in nhwc.assumptions)
     pools = [o for o in nchw.workload.ops if "max_pool2d" in o.name]
     assert len(pools) == 2 and all(o.strided_elements for o in pools)
+
+
+def test_analytic_decode_prices_hugging_faces_kv_cache_cat_by_its_elements() -> None:
+    """DynamicCache grows k and v by torch.cat along the sequence dimension every token: an inner-dimension cat, as
+    the tracer files the same call (the zoo's traced decode), so the analytic presets price it by its elements."""
+    w = estimate("llama-2-7b", "A100 SXM4 80GB", mode="infer", batch_size=16, seq_len=512, gen_len=512,
+                 precision="fp16", calibration="none").workload
+    (cat,) = [o for o in w.decode_ops if o.name == "decode.kv_cache.cat"]
+    assert cat.strided_elements == pytest.approx(cat.bytes / 2 / 2)  # k and v, read and written, 2 bytes each
+    a = torch.empty(2, 4, 6, 8)
+    grown = torch.cat([a, a[:, :, :1]], 2)
+    assert _elements("cat", grown, a, a[:, :, :1], pointwise=False, args=([a, a[:, :, :1]], 2)) == grown.numel()

@@ -470,9 +470,12 @@ def _decode_ops(arch: TransformerArch, b: int, ctx: float, a_b: int, w_b: float)
                1, True, b),
         OpCost("decode.elementwise", "elementwise", "decode", 0.0, b * h * a_b * 12 * L, 6 * L),
         # transformers' DynamicCache (and the legacy tuple cache) grows k and v by torch.cat each token:
-        # the whole cache is read and written again (cache_utils.DynamicCache.update)
+        # the whole cache is read and written again (cache_utils.DynamicCache.update), along the sequence
+        # dimension of (batch, heads, seq, head_dim): an inner-dimension cat, index-bound by its elements
+        # (advisor.workload.aten_ops.index_bound_elements, as the tracer files the same call)
         OpCost("decode.kv_cache.cat", "elementwise", "decode", 0.0,
-               2.0 * 2.0 * b * arch.num_kv_heads * arch.head_dim * ctx * a_b * L, 2 * L, runtime="eager"),
+               2.0 * 2.0 * b * arch.num_kv_heads * arch.head_dim * ctx * a_b * L, 2 * L, runtime="eager",
+               strided_elements=2.0 * b * arch.num_kv_heads * arch.head_dim * ctx * L),
     ]
     return tuple(replace(op, flops=float(op.flops), bytes=float(op.bytes)) for op in out)
 
