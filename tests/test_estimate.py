@@ -19,6 +19,7 @@ from advisor.errors import AdvisorError, EstimateError
 from advisor.estimator import Estimate, estimate_workload
 from advisor.estimator.efficiency import DEFAULTS, arch_key, compute_efficiency, defaults_for, shape_factor
 from advisor.estimator.memory import BREAKDOWN_KEYS, optimizer_bytes
+from advisor.estimator.time import STRIDED_ELEMENTS_PER_SM_CYCLE
 from advisor.workload.base import OpCost, Workload
 
 GIB = 1024**3
@@ -454,14 +455,19 @@ def test_eager_decode_at_batch_1_is_host_bound_and_graph_runtimes_are_not() -> N
     assert graph.time.limiter == "memory" and graph.time.host_s == 0
     assert 20 < 1 / eager.time.decode_step_s < 60 < 90 < 1 / graph.time.decode_step_s < 130
     assert any(a.startswith("runtime eager") for a in eager.assumptions)
-    # at a large batch the GPU, not the host, sets the pace: the runtimes differ by eager's KV-cache copies
+    # at a large batch the GPU, not the host, sets the pace: the runtimes differ by eager's KV-cache copies, a cat
+    # along the sequence dimension priced at the slower of its bytes and its elements (index-bound)
     big = {**kw, "batch_size": 64, "seq_len": 1024}
     e64 = estimate("llama-2-7b", "a100-sxm4-80gb", **big)
     g64 = estimate("llama-2-7b", "a100-sxm4-80gb", runtime="graph", **big)
     assert e64.time.limiter == "memory" and e64.time.host_s == 0
     cat = next(op for op in e64.workload.decode_ops if op.name == "decode.kv_cache.cat")
-    bw = get_gpu("a100-sxm4-80gb").memory_bandwidth_bytes_s * DEFAULTS["ampere"].memory  # ampere achieved bandwidth
-    assert e64.time.decode_step_s - g64.time.decode_step_s == pytest.approx(cat.bytes / bw, rel=0.05)
+    a100 = get_gpu("a100-sxm4-80gb")
+    bw = a100.memory_bandwidth_bytes_s * DEFAULTS["ampere"].memory  # ampere achieved bandwidth
+    elements_s = a100.sm_count * a100.boost_clock_mhz * 1e6 * STRIDED_ELEMENTS_PER_SM_CYCLE
+    assert cat.strided_elements / elements_s > cat.bytes / bw  # 2-byte elements: the index math binds
+    assert e64.time.decode_step_s - g64.time.decode_step_s == pytest.approx(cat.strided_elements / elements_s,
+                                                                            rel=0.05)
 
 
 def test_host_floor_is_a_max_on_a_gpu_and_a_sum_on_the_cpu() -> None:

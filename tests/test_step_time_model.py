@@ -147,3 +147,30 @@ def test_cudnn_recurrent_layers_add_their_gemms_to_the_dependent_steps() -> None
     big = estimate(wl.with_batch_size(512), "H100 SXM5 80GB", calibration=None, runtime="graph")
     floor = 2 * 100 * 2 * RECURRENT_STEP_S  # forward + backward, 100 steps x 2 layers each
     assert floor < small.time.step_s < big.time.step_s  # the GEMMs grow with the batch, the steps do not
+
+
+def test_3x3_stride_1_fp32_convolutions_on_cuda_cores_take_winograd() -> None:
+    """cuDNN's Winograd algorithms (2.25x fewer multiplies) where convolutions run on CUDA cores: fp32 on a V100;
+    not where they run as implicit GEMMs on tensor cores (TF32 on an A100, 16-bit anywhere)."""
+    import torch
+
+    from advisor.estimator.time import CONV_3X3, WINOGRAD_MULTIPLY_REDUCTION, op_class
+    from advisor.workload import from_module
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(64, 64, 3, padding=1), torch.nn.Conv2d(64, 64, 3, stride=2, padding=1),
+                              torch.nn.Conv2d(64, 64, 1))
+    wl = from_module(net, (torch.empty(8, 64, 32, 32),), mode="train", precision="fp32")
+    marked = {o.name.split("[")[0] for o in wl.ops if op_class(o) == CONV_3X3}
+    assert marked == {"aten.convolution.3x3", "aten.convolution_backward.3x3"}  # stride 2 and 1x1 are not
+    kw = dict(batch_size=128, image_size=224, optimizer="sgd-momentum", calibration=None)
+    v100 = estimate("resnet50", "V100 SXM2 16GB", precision="fp32", **kw)
+    assert any("Winograd" in n for n in v100.assumptions)
+    for gpu, precision in (("A100 SXM4 80GB", "fp32"), ("V100 SXM2 16GB", "amp-fp16")):
+        assert not any("Winograd" in n for n in estimate("resnet50", gpu, precision=precision, **kw).assumptions)
+    from advisor.catalog import get_gpu
+    from advisor.estimator import efficiency
+    from advisor.estimator.time import card_rates
+
+    volta = card_rates(get_gpu("V100 SXM2 16GB"), "fp32", efficiency.defaults_for("Volta"), 125e12, 15.7e12)
+    ampere = card_rates(get_gpu("A100 SXM4 80GB"), "fp32", efficiency.defaults_for("Ampere"), 312e12, 19.5e12)
+    assert volta.winograd_factor == WINOGRAD_MULTIPLY_REDUCTION and ampere.winograd_factor == 1.0

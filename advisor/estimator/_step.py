@@ -36,10 +36,12 @@ from advisor.estimator.parallel import (
     tensor_parallel_comm,
 )
 from advisor.estimator.time import (
+    CONV_3X3,
     GROUPS,
     PHASES,
     POOL_SOURCE,
     STRIDED_SOURCE,
+    WINOGRAD_SOURCE,
     CardRates,
     max_pool_rate,
     ops_time_detail,
@@ -192,6 +194,8 @@ def step_time(prep: PreparedWorkload, w: Workload, spec: GpuSpec, plan: Parallel
                      dict(zip(GROUPS, detail.by_group, strict=True)))
     train_ckpt = w.mode == "train" and w.gradient_checkpointing
     step_notes: list[str] = []
+    if rates.winograd_factor > 1 and any(op[3] == CONV_3X3 for op in step_ops):
+        step_notes.append(WINOGRAD_SOURCE)
     if rates.strided_elements_s and any(op[11] for op in step_ops):
         step_notes.append(STRIDED_SOURCE)
         if not channels_last and any(max_pool_rate(op) for op in w.ops):

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from advisor.estimator.efficiency import HOST_BACKWARD_FRACTION, TRACED_HOST_BACKWARD_FRACTION
-from advisor.estimator.time import CONV, PHASES, PreparedOp
+from advisor.estimator.time import CONV_CLASSES, PHASES, PreparedOp
 
 #: Host time of a cuDNN call beyond a generic dispatched op, in forward-op units (``host_op_s``, so that a probe of
 #: the host scales it): cuDNN picks an engine, builds or looks up its execution plan and sets descriptors on every
@@ -61,7 +61,7 @@ LIBRARY_HOST_SOURCE = ("each cuDNN convolution / recurrent call costs the host m
 
 def _library_ops_per_call(op: PreparedOp) -> float:
     """One call's host time beyond a generic op, in forward-op units, on a cuDNN card (``LIBRARY_CALL_HOST_OPS``)."""
-    kind = "conv" if op[3] == CONV else "recurrent" if op[10] else None
+    kind = "conv" if op[3] in CONV_CLASSES else "recurrent" if op[10] else None
     if kind is None:
         return 0.0
     return LIBRARY_CALL_HOST_OPS.get((kind, "backward" if PHASES[op[5]] == "backward" else "forward"), 0.0)

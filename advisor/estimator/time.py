@@ -20,11 +20,13 @@ from typing import Any
 from advisor.errors import EstimateError
 from advisor.estimator.efficiency import HALF_DIM_REF, REF_SMS
 from advisor.estimator.gemm import aligned, common_alignment, gemm_flops, shape_seconds, unaligned_fraction
+from advisor.workload.aten_ops import WINOGRAD_SUFFIX
 from advisor.workload.base import OpCost
 from advisor.workload.costs import compute_bytes
 
 # Op classes (ints keep the per-card loop cheap).
-TENSOR, CONV, MATMUL_VECTOR, VECTOR = 0, 1, 2, 3
+TENSOR, CONV, MATMUL_VECTOR, VECTOR, CONV_3X3 = 0, 1, 2, 3, 4
+CONV_CLASSES = (CONV, CONV_3X3)
 #: What ``estimate --breakdown`` reports time by (an op's ``kind`` decides its group).
 GROUPS: tuple[str, ...] = ("gemm", "attention", "conv", "norm", "elementwise", "optimizer", "communication",
                            "other")
@@ -99,6 +101,16 @@ POOL_SOURCE = ("NCHW max pooling runs a thread per output element forward and pe
                f"~{MAX_POOL_ELEMENTS_PER_SM_CYCLE['max_pool2d_with_indices']:g} and "
                f"~{MAX_POOL_ELEMENTS_PER_SM_CYCLE['max_pool2d_with_indices_backward']:g} per SM per cycle (H200 "
                "profile: benchmarks/strided_rates.py), not at the memory bandwidth; channels_last avoids it")
+#: cuDNN runs 3x3 stride-1 convolutions that take the CUDA cores (fp32 on cards without TF32 tensor cores: Pascal,
+#: Volta, Turing) with its Winograd algorithms where they are fastest (cudnn.benchmark, and its heuristics for
+#: such layers): F(2x2, 3x3) computes a 2x2 output tile with 16 multiplies instead of 36, 2.25x fewer (Lavin & Gray,
+#: "Fast Algorithms for Convolutional Neural Networks", CVPR 2016; F(4x4, 3x3) saves 4x, with costlier transforms).
+#: Taken at the smaller reduction on the same achieved rate.  Without it a published fp32 ResNet-50 on a T4 would
+#: beat the card's FP32 peak (1,142 images/s x 8.2 GFLOP = 9.4 TFLOP/s of 8.1): the work done is not the direct
+#: convolution's.  Tensor-core convolutions (TF32, 16-bit) run implicit GEMMs at the FLOPs counted.
+WINOGRAD_MULTIPLY_REDUCTION = 2.25
+WINOGRAD_SOURCE = (f"3x3 stride-1 fp32 convolutions on CUDA cores run cuDNN's Winograd algorithms: "
+                   f"{WINOGRAD_MULTIPLY_REDUCTION:g}x fewer multiplies (F(2x2,3x3), Lavin & Gray 2016)")
 #: Latency of one dependent time step of a cuDNN recurrent layer (the persistent ``RNN_blockPersist_*`` kernels):
 #: the H200 profile of lstm-lm (b128, 256 steps, 1 layer) measured 0.629 ms forward and 0.600 ms backward, i.e.
 #: 2.3-2.5 us per step whatever the batch; a recurrent op takes at least its steps x this (the H100 rows check it).
@@ -135,7 +147,7 @@ def op_class(op: OpCost) -> int:
     (``torch.backends.cudnn.allow_tf32`` is True), and the caller sets that rate per precision.
     """
     if op.kind == "conv":
-        return CONV
+        return CONV_3X3 if op.name.split("[")[0].endswith(WINOGRAD_SUFFIX) else CONV
     if op.kind in ("matmul", "attention", "recurrent"):
         return TENSOR if op.tensor_core else MATMUL_VECTOR
     return VECTOR
@@ -226,6 +238,7 @@ class CardRates:
     norm_bytes_s: float = 0.0  # normalization kernels' achieved bandwidth (eff.norm_memory; 0: memory_bytes_s),
     # for every norm op not priced by the NCHW batch-norm element rate (inference batch norm included)
     strided_elements_s: float = 0.0  # index-bound elementwise elements per second (0: priced by bytes alone)
+    winograd_factor: float = 1.0  # 3x3 stride-1 convolutions' speed-up over direct FLOPs (WINOGRAD_MULTIPLY_REDUCTION)
 
 
 def card_rates(spec: Any, precision: str, eff: Any, tensor_peak: float, vector_peak: float, *,
@@ -266,10 +279,12 @@ def card_rates(spec: Any, precision: str, eff: Any, tensor_peak: float, vector_p
                       and eff.arch not in ("pascal", "generic"),
                       transpose_bytes_s=min(bw, transpose_s) if transpose_s else bw, step_latency_s=RECURRENT_STEP_S,
                       norm_bytes_s=spec.memory_bandwidth_bytes_s * eff.memory * eff.norm_memory,
-                      strided_elements_s=boost_cycles * STRIDED_ELEMENTS_PER_SM_CYCLE)
+                      strided_elements_s=boost_cycles * STRIDED_ELEMENTS_PER_SM_CYCLE,
+                      winograd_factor=1.0 if conv_tensor_cores or spec.vendor != "nvidia"
+                      else WINOGRAD_MULTIPLY_REDUCTION)
     if serial_host:
         rates = replace(rates, launch_s=0.0, bn_elements_s=0.0, layout_transposes=False, unaligned_flops=0.0,
-                        unaligned_conv_flops=0.0, step_latency_s=0.0, strided_elements_s=0.0)
+                        unaligned_conv_flops=0.0, step_latency_s=0.0, strided_elements_s=0.0, winograd_factor=1.0)
     return rates
 
 
@@ -295,7 +310,8 @@ def ops_time_detail(ops: Sequence[PreparedOp], rates: CardRates) -> OpsTime:
     phases = [0.0] * len(PHASES)
     groups = [0.0] * len(GROUPS)
     compute_s = memory_s = launch_s = 0.0
-    peaks = (rates.tensor_flops, rates.conv_flops, rates.matmul_vector_flops, rates.vector_flops)
+    peaks = (rates.tensor_flops, rates.conv_flops, rates.matmul_vector_flops, rates.vector_flops,
+             rates.conv_flops * rates.winograd_factor)
     bw, launch, h2, sms = rates.memory_bytes_s, rates.launch_s, rates.half_dim, rates.sm_count
     strided_s = rates.strided_elements_s
     per_op: list[float] = []
@@ -309,8 +325,8 @@ def ops_time_detail(ops: Sequence[PreparedOp], rates: CardRates) -> OpsTime:
             tc = plan[0] * sum(shape_seconds(g, rate_flops=rates.conv_flops, sms=sms) for g in plan[1])
         elif plan is not None and sms and cls != VECTOR and not steps:
             if isinstance(plan, int):  # off the 16-byte grid: tensor-core kernels fall back to align-1/2/4 ones
-                base = rates.unaligned_conv_flops if cls == CONV else rates.unaligned_flops
-                tc = flops / (min(peak, base * plan) if base and cls in (TENSOR, CONV) else peak)
+                base = rates.unaligned_conv_flops if cls in CONV_CLASSES else rates.unaligned_flops
+                tc = flops / (min(peak, base * plan) if base and cls in (TENSOR, *CONV_CLASSES) else peak)
             else:
                 reps, shapes = plan
                 tc = reps * sum(shape_seconds(g, rate_flops=peak, sms=sms, simt=cls == MATMUL_VECTOR) for g in shapes)

@@ -170,6 +170,27 @@ def gemm_dims(name: str, kind: str, func: Any, args: Sequence[Any], kwargs: Mapp
         return ()
 
 
+#: Name suffix of a convolution record cuDNN may run with its Winograd algorithms: 2-D, 3x3 filters, stride 1,
+#: dilation 1, one group, not transposed (``winograd_shaped``); ``advisor.estimator.time`` prices it.
+WINOGRAD_SUFFIX = ".3x3"
+
+
+def winograd_shaped(name: str, func: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -> bool:
+    """Whether a traced convolution (forward or backward) is in the domain of cuDNN's Winograd algorithms."""
+    if name not in ("convolution", "convolution_backward"):
+        return False
+    try:
+        w = args[2] if name == "convolution_backward" else args[1]
+        if tuple(int(d) for d in w.shape[2:]) != (3, 3):
+            return False
+        stride = _arg(func, args, kwargs, "stride", (1,))
+        dilation = _arg(func, args, kwargs, "dilation", (1,))
+        return (all(int(v) == 1 for v in (*stride, *dilation)) and int(_arg(func, args, kwargs, "groups", 1)) == 1
+                and not _arg(func, args, kwargs, "transposed", False))
+    except (AttributeError, IndexError, TypeError, ValueError):
+        return False
+
+
 _BUCKET_TOP = 1024
 
 

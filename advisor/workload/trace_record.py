@@ -15,6 +15,7 @@ from typing import Any
 from advisor.workload.aten_ops import (
     COMPUTE_KINDS,
     NO_KERNEL,
+    WINOGRAD_SUFFIX,
     Gemm,
     OpGroup,
     flop_formulas,
@@ -22,6 +23,7 @@ from advisor.workload.aten_ops import (
     index_bound_elements,
     nbytes,
     op_kind,
+    winograd_shaped,
 )
 from advisor.workload.trace_blocks import RecurrentFiling
 from advisor.workload.trace_timeline import StorageTimeline
@@ -79,7 +81,8 @@ class Recording:
             self._add((self.phase, rnn_label), "recurrent", True, flops, moved, launches=0)  # counted per call
             self.calls = None
         elif kind in ("matmul", "conv"):
-            self.gemms.append(Gemm(self.phase, f"aten.{name}", kind, tc, flops, float(moved),
+            label = f"aten.{name}" + (WINOGRAD_SUFFIX if winograd_shaped(name, func, args, kwargs) else "")
+            self.gemms.append(Gemm(self.phase, label, kind, tc, flops, float(moved),
                                    gemm_dims(name, kind, func, args, kwargs, out)))
             if self.calls is not None:
                 self.calls.append((None, len(self.gemms) - 1, flops))
