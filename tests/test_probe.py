@@ -218,6 +218,22 @@ def test_cpu_probe_runs_real_kernels() -> None:
     assert calls[-1] == ("done", 1.0) and all(0 <= f <= 1 for _, f in calls)
 
 
+def test_host_kernels_fail_clearly_when_no_op_is_counted(monkeypatch: pytest.MonkeyPatch) -> None:
+    import contextlib
+
+    from advisor.probing import launch_kernels
+
+    class Blind(contextlib.nullcontext):  # a dispatch counter that sees nothing
+        n = 0
+
+    monkeypatch.setattr(launch_kernels, "dispatch_counter", Blind)
+    r = probe(backend=CpuBackend(), kernels="launch")
+    for name in ("host_dispatch", "host_backward"):
+        k = next(k for k in r.kernels if k.name == name)
+        assert not k.ok and "no aten ops counted" in k.error
+    assert "host_dispatch_s_per_op" not in r.efficiencies(0)
+
+
 def test_deadline_skips_what_is_left() -> None:
     r = probe(backend=CpuBackend(), kernels="launch", max_seconds=1e-9)
     assert r.kernels[0].skipped == "time budget (--max-seconds) used up"

@@ -81,6 +81,8 @@ def _host_step(torch: Any, env: KernelEnv) -> _HostStep:
         loss = forward()
     with bwd:
         loss.backward()
+    if not (fwd.n and bwd.n):  # a dispatch mode that saw nothing would turn the time into nonsense per op
+        raise RuntimeError(f"no aten ops counted ({fwd.n} forward, {bwd.n} backward): cannot time per op")
     return _HostStep(forward, step, fwd.n, bwd.n)
 
 
