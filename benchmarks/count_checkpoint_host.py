@@ -18,25 +18,18 @@ Its output is ``CHECKPOINT_FORWARD_FACTOR`` and ``CHECKPOINT_RECOMPUTE_OPS`` in 
 from __future__ import annotations
 
 import statistics
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
 import torch.utils.checkpoint as cp
-from torch.utils._python_dispatch import TorchDispatchMode
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-class DispatchCount(TorchDispatchMode):
-    """Counts the aten ops dispatched while it is active (``n``); benchmarks/host_per_op_zoo.py uses it too."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.n = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
-        self.n += 1
-        return func(*args, **(kwargs or {}))
+from advisor.probing.kernel_env import dispatch_counter  # the probe's and the tracer's op count
 
 
 def _checkpoint(blocks: torch.nn.Module) -> None:
@@ -62,7 +55,7 @@ def _best(fn: Callable[[], Any], reps: int = 7, n: int = 20) -> float:
 
 
 def _ops(fn: Callable[[], Any]) -> int:
-    mode = DispatchCount()
+    mode = dispatch_counter()
     with mode:
         fn()
     return mode.n

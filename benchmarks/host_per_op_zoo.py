@@ -22,9 +22,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from count_checkpoint_host import DispatchCount  # this script's folder is on sys.path when it runs
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from advisor.probing.kernel_env import dispatch_counter  # the probe's and the tracer's op count
 
 
 def host_us_per_op(module: Any, x: Any, loss: Callable[[Any], Any], reps: int = 30) -> tuple[float, float, float]:
@@ -33,7 +34,7 @@ def host_us_per_op(module: Any, x: Any, loss: Callable[[Any], Any], reps: int = 
     The first two of one training step; the third of the same forward under ``torch.no_grad()`` (what the tracer
     runs an inference workload under), its ops counted there.
     """
-    fwd, bwd, free = DispatchCount(), DispatchCount(), DispatchCount()
+    fwd, bwd, free = dispatch_counter(), dispatch_counter(), dispatch_counter()
     with fwd:
         out = loss(module(x))
     with bwd:

@@ -23,6 +23,7 @@ import json
 import statistics
 import sys
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -45,6 +46,11 @@ POOL_MIN_ELEMENTS = 1e6
 #: them (each conv call's tensors once: advisor.estimator.time.LAYOUT_SOURCE); cases with at least a millisecond
 LAYOUT_KERNELS = ("nchwToNhwc", "nhwcToNchw")
 LAYOUT_MIN_S = 1e-3
+
+
+def _groups(ops: Any, name: str) -> list[Any]:
+    """The op groups the trace filed under aten op ``name`` (index-bound or not)."""
+    return [o for o in ops if o.name.removeprefix("aten.").split("[")[0] == name]
 
 
 def rates(profile_path: Path, probe_path: Path, card: str = "h200-sxm-141gb") -> dict[str, list[float]]:
@@ -74,8 +80,7 @@ def rates(profile_path: Path, probe_path: Path, card: str = "h200-sxm-141gb") ->
             print(f"{c.model:12s} {c.label():38s} {'cuDNN layout transposes':32s} {elements / 1e9:6.2f} G elements  "
                   f"measured {layout_s * 1e3:6.2f} ms  -> {per_cycle:4.2f} elements/SM/cycle")
         for name in MAX_POOLS:
-            m = measured.get(name)
-            groups = [o for o in w.ops if o.name.removeprefix("aten.").split("[")[0] == name]
+            m, groups = measured.get(name), _groups(w.ops, name)
             threads = sum(o.strided_elements for o in groups)
             calls = sum(o.count for o in groups)
             if m is None or not calls or threads / calls < POOL_MIN_ELEMENTS:
@@ -85,8 +90,7 @@ def rates(profile_path: Path, probe_path: Path, card: str = "h200-sxm-141gb") ->
             print(f"{c.model:12s} {c.label():38s} {name:32s} {threads / 1e6:7.1f} M threads  measured "
                   f"{m['device_ms_per_step']:6.3f} ms  -> {per_cycle:4.2f} elements/SM/cycle")
         for name in LEAF_OPS:
-            m = measured.get(name)
-            groups = [o for o in w.ops if o.name.removeprefix("aten.").split("[")[0] == name]
+            m, groups = measured.get(name), _groups(w.ops, name)
             strided = sum(o.strided_elements for o in groups)
             if m is None or strided < MIN_ELEMENTS:
                 continue
