@@ -99,5 +99,6 @@ for label, b in (("row-major B", torch.randint(-64, 64, (4096, 4096), dtype=torc
         print(f"{label}: {e.key[:120]}  {us:.0f} us/call = {2 * 4096**3 / us / 1e6:.0f} TOP/s")
 PY
 stage validate 200 bash -c "$py -m advisor validate --no-save --json > '$out/validate.json'"
-stage profile 200 "$py" benchmarks/profile_ops.py --out "$out/profile-ops.json"
+stage profile 200 "$py" benchmarks/profile_ops.py --out "$out/profile-ops.json" \
+  --new-first tests/data/gpu-runs/h200-2026-11-28/profile-ops.json
 echo "== done in $(( SECONDS - start_s ))s; files: $(ls "$out" | tr '\n' ' ')" | tee -a "$log"

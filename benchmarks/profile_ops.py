@@ -1,14 +1,15 @@
 """Per-op profile of validate's cases: where a step's time goes (GPU kernels vs the host dispatching them).
 
-    python benchmarks/profile_ops.py --out profile-ops.json [--models gpt2 resnet50] [--steps 3]
+    python benchmarks/profile_ops.py --out profile-ops.json [--models gpt2 resnet50] [--steps 3] [--new-first OLD.json]
 
 For each case validate runs (same models, builder, optimizer, precision and timing: ``advisor.validate``
 itself runs the case, as ``validate --profile`` does), ``--steps`` more steps run under ``torch.profiler``
 right after the timed ones (``advisor.profiling``: time per op class as the estimator classes it).
 Written per case, the shape of ``tests/data/gpu-runs/h200-2026-11-28/profile-ops.json``: wall time per
 profiled step, GPU kernel time per step (wall minus kernels = time the GPU waited for the host), kernel
-launches and aten ops per step, and the top 25 kernels and top 30 aten ops by device time.  On a CPU the
-kernel figures are empty and the rest still comes out (a dry run of the script).
+launches and aten ops per step, and the top 25 kernels and top 30 aten ops by device time.  The file is
+rewritten after every case; ``--new-first`` runs the cases an earlier profile lacks first (a GPU lease may end
+before the rest).  On a CPU the kernel figures are empty and the rest still comes out (a dry run of the script).
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="validate's quick set")
     parser.add_argument("--steps", type=int, default=3, help="profiled steps per case (default 3)")
     parser.add_argument("--iters", type=int, default=3, help="timed (unprofiled) steps per case (default 3)")
+    parser.add_argument("--new-first", metavar="PROFILE.json",
+                        help="run the cases this earlier profile lacks first (a GPU lease may end before the rest)")
     args = parser.parse_args(argv)
 
     import torch
@@ -38,7 +41,11 @@ def main(argv: list[str] | None = None) -> int:
 
     device = v.local_device(prefer_cuda=True)
     cases = v.default_cases(args.models, quick=args.quick or device.kind != "cuda", cuda=device.kind == "cuda")
+    if args.new_first:
+        seen = {(c["model"], c["case"]) for c in json.loads(Path(args.new_first).read_text())["cases"]}
+        cases = sorted(cases, key=lambda c: (c.model, c.label()) in seen)  # stable: the zoo's order otherwise
     out: list[dict[str, Any]] = []
+    doc = {"device": device.to_dict(), "torch": torch.__version__, "cases": out}
     for case in cases:
         t0 = time.perf_counter()
         # validate's own run of the case; --steps more steps under torch.profiler after the timed ones
@@ -56,8 +63,7 @@ def main(argv: list[str] | None = None) -> int:
                  f"{profile['kernel_launches_per_step']:.0f} launches, "
                  f"{profile['aten_ops_per_step']:.0f} aten ops"),
               file=sys.stderr)
-    doc = {"device": device.to_dict(), "torch": torch.__version__, "cases": out}
-    Path(args.out).write_text(json.dumps(doc, indent=1) + "\n")
+        Path(args.out).write_text(json.dumps(doc, indent=1) + "\n")  # after every case: a timeout keeps the rest
     return 0
 
 

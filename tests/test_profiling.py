@@ -81,3 +81,32 @@ def test_profile_must_be_positive(capsys) -> None:
 
     assert main(["validate", "--profile", "-1"]) != 0
     assert "--profile" in capsys.readouterr().err
+
+
+def test_profile_script_runs_unprofiled_cases_first_and_keeps_each_case(tmp_path, monkeypatch) -> None:
+    """benchmarks/profile_ops.py on a CPU (its dry run): cases an earlier profile lacks go first, and the file is
+    rewritten after every case, so a GPU lease that ends mid-run keeps what was measured."""
+    import json
+
+    from advisor import validate as v
+    from tests import benchmark_scripts
+
+    script = benchmark_scripts.load("profile_ops")
+    cases = v.default_cases(["mnist-cnn"], quick=True, cuda=False)
+    assert len(cases) == 2
+    earlier = tmp_path / "earlier.json"
+    earlier.write_text(json.dumps({"cases": [{"model": cases[0].model, "case": cases[0].label()}]}))
+    out = tmp_path / "profile.json"
+    writes = []
+    real_write = type(out).write_text
+
+    def spy(self, text, *a, **kw):  # type: ignore[no-untyped-def]
+        writes.append(len(json.loads(text)["cases"]))
+        return real_write(self, text, *a, **kw)
+
+    monkeypatch.setattr(type(out), "write_text", spy)
+    assert script.main(["--out", str(out), "--models", "mnist-cnn", "--steps", "1", "--iters", "1",
+                        "--new-first", str(earlier)]) == 0
+    ran = [(c["model"], c["case"]) for c in json.loads(out.read_text())["cases"]]
+    assert ran == [(cases[1].model, cases[1].label()), (cases[0].model, cases[0].label())]
+    assert writes == [1, 2]
