@@ -94,6 +94,7 @@ def run_host_dispatch(env: KernelEnv) -> KernelResult:
     on the host clock (synchronized at both ends), so with tensors this small it is the host's cost.
     """
     torch = import_torch()
+    h = None
     try:
         h = _host_step(torch, env)
         return timed_result(env, name="host_dispatch", precision=None,
@@ -105,6 +106,7 @@ def run_host_dispatch(env: KernelEnv) -> KernelResult:
     except KERNEL_ERRORS as exc:
         return failed_result(env, "host_dispatch", None, f"{HOST_MODEL} forward", exc)
     finally:
+        h = None  # the model and its gradients go before the cache is emptied
         free_memory(env)
 
 
@@ -116,6 +118,7 @@ def run_host_backward(env: KernelEnv) -> KernelResult:
     model's Python (``host_backward_s_per_op`` in the efficiencies).
     """
     torch = import_torch()
+    h = None
     try:
         h = _host_step(torch, env)
         timer = clock_region_timer(env.clock, env.dev.synchronize)
@@ -134,4 +137,5 @@ def run_host_backward(env: KernelEnv) -> KernelResult:
     except KERNEL_ERRORS as exc:
         return failed_result(env, "host_backward", None, f"{HOST_MODEL} backward", exc)
     finally:
+        h = None  # the model and its gradients go before the cache is emptied
         free_memory(env)
