@@ -218,3 +218,26 @@ def test_analytic_decode_prices_hugging_faces_kv_cache_cat_by_its_elements() -> 
     a = torch.empty(2, 4, 6, 8)
     grown = torch.cat([a, a[:, :, :1]], 2)
     assert _elements("cat", grown, a, a[:, :, :1], pointwise=False, args=([a, a[:, :, :1]], 2)) == grown.numel()
+
+
+def test_analytic_presets_list_autocasts_activation_casts_and_hugging_faces_loss_copies() -> None:
+    """As the tracer sees validate's zoo GPT-2 / Llama run under autocast, and as Hugging Face 4.46's loss reads."""
+    kw = dict(mode="train", batch_size=4, seq_len=512, optimizer="adamw", calibration="none")
+
+    def ops(model: str, precision: str) -> dict[str, OpCost]:
+        return {o.name: o for o in estimate(model, "h200-sxm-141gb", precision=precision, **kw).workload.ops}
+
+    gpt2, llama = ops("gpt2", "amp-bf16"), ops("llama-2-7b", "amp-bf16")
+    tokens, h = 4 * 512, 768
+    # GPT-2's fused c_attn casts the normed input once; Llama's separate q, k, v three times, and sums 3 gradients
+    assert gpt2["layers.*.attn.qkv.input_cast"].count == 12 and "layers.*.attn.qkv.input_grad_sum" not in gpt2
+    assert llama["layers.*.attn.qkv.input_cast"].count == 3 * 32 and llama["layers.*.attn.qkv.input_grad_sum"].bytes
+    assert gpt2["layers.*.attn.qkv.input_cast.grad"].strided_elements == pytest.approx(12 * tokens * h)
+    assert gpt2["layers.*.residual"].strided_elements == pytest.approx(12 * 2 * tokens * h)  # fp32 + bf16
+    assert not ops("gpt2", "bf16")["layers.*.residual"].strided_elements  # one dtype: vectorized
+    # the loss: a shifted copy of the logits; Llama's ForCausalLMLoss upcasts 16-bit logits first, GPT-2's does not
+    assert gpt2["loss.shift"].strided_elements == pytest.approx(tokens * 50257) and "loss.upcast" not in gpt2
+    assert llama["loss.upcast"].strided_elements == pytest.approx(tokens * 32000)
+    infer = estimate("gpt2", "h200-sxm-141gb", precision="amp-bf16", mode="infer", batch_size=4, seq_len=512,
+                     gen_len=0, calibration="none").workload.ops
+    assert not any(o.name.startswith("loss.") for o in infer)  # no loss without training

@@ -177,6 +177,11 @@ class TransformerArch:
         return n + (2 if self.pooler else 0) + (5 if self.mlm_head else 0)
 
     @property
+    def fused_qkv(self) -> bool:
+        """One q|k|v projection (GPT-2's ``c_attn``); the other families project q, k and v separately."""
+        return self.family == "gpt2"
+
+    @property
     def has_lm_head(self) -> bool:
         """Logits over the vocabulary: a decoder's (or T5's) LM head, or an encoder's masked-LM head."""
         return self.kind != "encoder" or self.mlm_head

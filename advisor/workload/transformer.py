@@ -172,7 +172,10 @@ def build_transformer(
         w_b = 1.0
     if amp:
         assumptions.append("amp: fp32 master weights, matmuls read 16-bit weight copies; residual stream and "
-                           "norm inputs saved in fp32, matmul inputs saved as 16-bit, eager softmax output fp32")
+                           "norm inputs saved in fp32, matmul inputs saved as 16-bit, eager softmax output fp32; "
+                           "each linear reading a norm's output casts it to 16 bits (per separate q/k/v or "
+                           "gate/up projection), and 16-bit outputs join the fp32 residual in mixed-dtype adds "
+                           "(index-bound), as the traced zoo models run")
 
     h, heads, kvh, d = arch.hidden_size, arch.num_heads, arch.num_kv_heads, arch.head_dim
     inter = arch.intermediate_size
@@ -182,8 +185,10 @@ def build_transformer(
     shapes = arch.linear_shapes()
 
     def linear_group(label: str, tokens: int, keys: tuple[str, ...], count: int, lora: bool = True,
-                     multiplier: int = 1) -> None:
+                     multiplier: int = 1, reads: int = 0) -> None:
         fin = shapes[keys[0]][0]
+        if reads:  # its input is a norm's output (fp32 under amp), read by ``reads`` separate linears
+            ops.add_shared_input(label, tokens * fin, reads, count, amp=amp, grad_bytes=res_b, train=train)
         fout = sum(shapes[k][1] for k in keys)
         fl = 2.0 * tokens * fin * fout
         nb = (tokens * fin + tokens * fout) * a_b + fin * fout * w_b * multiplier
@@ -241,7 +246,7 @@ def build_transformer(
         nrm = 1 if arch.parallel_block else 2
         ops.add(f"{prefix}.norm", "norm", 0, tokens * h * (res_b + a_b) * (nrm + (1 if cross_len else 0)),
                 count, bwd_flops=0, train=train)
-        linear_group(f"{prefix}.attn.qkv", tokens, ("q", "k", "v"), count)
+        linear_group(f"{prefix}.attn.qkv", tokens, ("q", "k", "v"), count, reads=1 if arch.fused_qkv else 3)
         attention_core(f"{prefix}.attn.core", q_len, q_len, count, causal)
         linear_group(f"{prefix}.attn.out", tokens, ("o",), count)
         if cross_len:
@@ -260,7 +265,7 @@ def build_transformer(
             mult_tokens = routed
         else:
             mkeys = ("gate", "up") if arch.gated_mlp else ("up",)
-            linear_group(f"{prefix}.mlp.in", tokens, mkeys, count)
+            linear_group(f"{prefix}.mlp.in", tokens, mkeys, count, reads=len(mkeys))
             mult_tokens = tokens
         act_elems = mult_tokens * inter * (2 if arch.gated_mlp else 1)
         ops.add(f"{prefix}.mlp.act", "elementwise", 0, act_elems * a_b + mult_tokens * inter * a_b, count,
@@ -269,7 +274,9 @@ def build_transformer(
             linear_group(f"{prefix}.moe.experts.down", mult_tokens, ("down",), count, multiplier=arch.num_experts)
         else:
             linear_group(f"{prefix}.mlp.down", tokens, ("down",), count)
-        ops.add(f"{prefix}.residual", "elementwise", 0, tokens * h * 3 * res_b * 2, count, bwd_flops=0, train=train)
+        # under amp the residual stream (fp32) adds a 16-bit linear output: mixed dtypes, index-bound
+        ops.add(f"{prefix}.residual", "elementwise", 0, tokens * h * 3 * res_b * 2, count, bwd_flops=0, train=train,
+                strided=2 * tokens * h if amp else 0)
         unfused_norm_rope(prefix, tokens, count, nrm + (1 if cross_len else 0))
 
     def unfused_norm_rope(prefix: str, tokens: int, count: int, norms: int) -> None:
@@ -323,6 +330,10 @@ def build_transformer(
         ops.add("lm_head", "matmul", fl, head_tokens * (h + v_size) * a_b + h * v_size * head_w_b, 1, tc=True,
                 min_dim=min(head_tokens, h), bwd_flops=fl * (1 if frozen_base else 2), train=train,
                 gemm=(head_tokens, v_size, h))
+        if train and causal_lm:  # ForCausalLMLoss upcasts 16-bit logits; GPT-2's own loss does not
+            ops.add_logits_shift(tokens * v_size, a_b, upcast=a_b == 2 and arch.family != "gpt2")
+            assumptions.append("loss as Hugging Face 4.46 computes it: the logits shifted by one position (a copy "
+                               "of a slice), 16-bit logits upcast to fp32 first except in GPT-2's own loss")
         if train:
             ops.add("loss.cross_entropy", "reduction", 0, tokens * v_size * (a_b + 2 * logits_b), 1,
                     bwd_flops=0, bwd_bytes=tokens * v_size * 2 * logits_b, train=train)

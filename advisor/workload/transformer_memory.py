@@ -52,7 +52,7 @@ def activation_bytes_breakdown(arch: TransformerArch, b: int, s: int, *, precisi
     mask = 1 if arch.dropout else 0
 
     rms = not arch.norm_bias  # RMSNorm / T5 norm as HF writes it (unfused)
-    fused_qkv = arch.family == "gpt2"  # one c_attn; the others project q, k, v separately
+    fused_qkv = arch.fused_qkv
 
     def norm_bytes(tokens: int, consumers: int) -> float:
         """A norm's saved tensors.
