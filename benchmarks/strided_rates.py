@@ -11,8 +11,9 @@ the time of its vectorized calls at the probe's copy bandwidth, and divides the 
     elements per SM cycle = strided elements / (measured s - vectorized bytes / bandwidth) / (SMs x boost clock)
 
 NCHW max pooling (``MAX_POOL_ELEMENTS_PER_SM_CYCLE``) likewise: its threads (output elements forward, input
-elements backward) over the op's measured device time.  It prints one line per (case, op) and the median per
-class.  No end-to-end step time is used.
+elements backward) over the op's measured device time; cuDNN's layout transposes by their elements; and fused
+attention's backward rate against its forward's (``ATTENTION_BACKWARD_RATE``).  It prints one line per (case, op)
+and the median per class.  No end-to-end step time is used.
 
     .venv/bin/python benchmarks/strided_rates.py [PROFILE.json PROBE.json]
 """
@@ -46,6 +47,9 @@ POOL_MIN_ELEMENTS = 1e6
 #: them (each conv call's tensors once: advisor.estimator.time.LAYOUT_SOURCE); cases with at least a millisecond
 LAYOUT_KERNELS = ("nchwToNhwc", "nhwcToNchw")
 LAYOUT_MIN_S = 1e-3
+#: Fused attention's backward against its forward (16-bit: cuDNN / flash kernels), per case where the profile lists
+#: both: the backward's rate relative to the forward's is 2.5 (its FLOPs ratio) over their time ratio
+ATTENTION_OPS = ("_scaled_dot_product_cudnn_attention", "_scaled_dot_product_flash_attention")
 
 
 def _groups(ops: Any, name: str) -> list[Any]:
@@ -60,7 +64,7 @@ def rates(profile_path: Path, probe_path: Path, card: str = "h200-sxm-141gb") ->
     bw = spec.memory_bandwidth_bytes_s * next(iter(probe["efficiencies"].values()))["memory_bandwidth"]
     cycles = spec.sm_count * spec.boost_clock_mhz * 1e6
     out: dict[str, list[float]] = {"elementwise": [], "reduction": [], "layout_transpose": [],
-                                   **{name: [] for name in MAX_POOLS}}
+                                   "attention_backward": [], **{name: [] for name in MAX_POOLS}}
     for case in json.loads(profile_path.read_text())["cases"]:
         row = case["row"]
         c = validate.case_from_row(row["model"], row["config"])
@@ -79,6 +83,14 @@ def rates(profile_path: Path, probe_path: Path, card: str = "h200-sxm-141gb") ->
             out["layout_transpose"].append(per_cycle)
             print(f"{c.model:12s} {c.label():38s} {'cuDNN layout transposes':32s} {elements / 1e9:6.2f} G elements  "
                   f"measured {layout_s * 1e3:6.2f} ms  -> {per_cycle:4.2f} elements/SM/cycle")
+        for name in ATTENTION_OPS:
+            fwd, bwd = measured.get(name), measured.get(name + "_backward")
+            if fwd and bwd:
+                rate = 2.5 / (bwd["device_ms_per_step"] / fwd["device_ms_per_step"])
+                out["attention_backward"].append(rate)
+                print(f"{c.model:12s} {c.label():38s} {'attention backward / forward':32s} "
+                      f"{bwd['device_ms_per_step']:6.2f} / {fwd['device_ms_per_step']:6.2f} ms  -> {rate:4.2f} of "
+                      "the forward's rate")
         for name in MAX_POOLS:
             m, groups = measured.get(name), _groups(w.ops, name)
             threads = sum(o.strided_elements for o in groups)
@@ -112,7 +124,8 @@ def main(argv: list[str]) -> None:
     probe = Path(argv[1]) if len(argv) > 1 else RUN / "probe-full.json"
     for kind, vals in rates(profile, probe).items():
         if vals:
-            print(f"{kind}: median {statistics.median(vals):.2f} elements per SM per cycle "
+            unit = "of the forward's rate" if kind == "attention_backward" else "elements per SM per cycle"
+            print(f"{kind}: median {statistics.median(vals):.2f} {unit} "
                   f"(n={len(vals)}, {min(vals):.2f}-{max(vals):.2f})")
 
 

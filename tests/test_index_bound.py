@@ -20,6 +20,7 @@ from advisor.catalog import get_gpu  # noqa: E402
 from advisor.estimator import efficiency  # noqa: E402
 from advisor.estimator.gemm import unaligned_fraction  # noqa: E402
 from advisor.estimator.time import (  # noqa: E402
+    ATTENTION_BACKWARD_RATE,
     COLUMN_REDUCE_ELEMENTS_PER_SM_CYCLE,
     LAYOUT_TRANSPOSE_ELEMENTS_PER_SM_CYCLE,
     MAX_POOL_ELEMENTS_PER_SM_CYCLE,
@@ -173,6 +174,8 @@ def test_the_rates_are_what_the_h200_profile_measured() -> None:
     assert len(measured["elementwise"]) >= 8 and len(measured["reduction"]) >= 5
     assert statistics.median(measured["elementwise"]) == pytest.approx(STRIDED_ELEMENTS_PER_SM_CYCLE, abs=0.05)
     assert statistics.median(measured["reduction"]) == pytest.approx(COLUMN_REDUCE_ELEMENTS_PER_SM_CYCLE, abs=0.1)
+    assert len(measured["attention_backward"]) == 3  # GPT-2 amp + bf16, llama-small: 16-bit cuDNN attention
+    assert statistics.median(measured["attention_backward"]) == pytest.approx(ATTENTION_BACKWARD_RATE, abs=0.01)
     assert len(measured["layout_transpose"]) == 2  # ResNet-50 b128 at fp16 and fp32
     assert statistics.median(measured["layout_transpose"]) == pytest.approx(LAYOUT_TRANSPOSE_ELEMENTS_PER_SM_CYCLE,
                                                                             abs=0.05)
@@ -241,3 +244,17 @@ def test_analytic_presets_list_autocasts_activation_casts_and_hugging_faces_loss
     infer = estimate("gpt2", "h200-sxm-141gb", precision="amp-bf16", mode="infer", batch_size=4, seq_len=512,
                      gen_len=0, calibration="none").workload.ops
     assert not any(o.name.startswith("loss.") for o in infer)  # no loss without training
+
+
+def test_16_bit_fused_attention_backward_runs_below_the_forwards_rate() -> None:
+    fwd = OpCost("aten.sdpa", "attention", "forward", 1e12, 1e6, tensor_core=True)
+    bwd = OpCost("aten.sdpa_backward", "attention", "backward", 2.5e12, 2.5e6, tensor_core=True)
+
+    def ratio(gpu: str, arch: str, precision: str) -> float:
+        rates = card_rates(get_gpu(gpu), precision, efficiency.defaults_for(arch), 989e12, 67e12)
+        t = [ops_time_detail(prepare_ops([op]), rates).per_op[0] for op in (fwd, bwd)]
+        return t[1] / t[0]
+
+    assert ratio("h200-sxm-141gb", "Hopper", "bf16") == pytest.approx(2.5 / ATTENTION_BACKWARD_RATE, rel=1e-3)
+    assert ratio("h200-sxm-141gb", "Hopper", "fp32") == pytest.approx(2.5, rel=1e-3)  # memory-efficient kernel
+    assert ratio("gtx-1080-ti", "Pascal", "fp16") == pytest.approx(2.5, rel=1e-3)  # no flash / cuDNN attention

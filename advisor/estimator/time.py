@@ -111,10 +111,21 @@ POOL_SOURCE = ("NCHW max pooling runs a thread per output element forward and pe
 WINOGRAD_MULTIPLY_REDUCTION = 2.25
 WINOGRAD_SOURCE = (f"3x3 stride-1 fp32 convolutions on CUDA cores run cuDNN's Winograd algorithms: "
                    f"{WINOGRAD_MULTIPLY_REDUCTION:g}x fewer multiplies (F(2x2,3x3), Lavin & Gray 2016)")
+#: A fused attention kernel's backward (FlashAttention-style: it recomputes the scores and runs five GEMMs to the
+#: forward's two, 2.5x the FLOPs, plus dQ's accumulation) runs below the forward's rate: in the H200 profile the
+#: 16-bit cuDNN attention backward took 3.23 / 3.25 / 3.00x its forward's time (GPT-2 amp and bf16 b16 s1024,
+#: llama-small b8 s2048; head dim 64; benchmarks/strided_rates.py), i.e. 0.77 / 0.77 / 0.83 of the forward's
+#: rate, median 0.77.  fp32 runs the memory-efficient kernel, whose backward measured 2.1x (bert-base fp32: not
+#: slower per FLOP): not applied there.
+ATTENTION_BACKWARD_RATE = 0.77
+#: Where 16-bit attention runs those kernels (FlashAttention / cuDNN's fused attention need sm80+); older cards and
+#: AMD run other kernels, priced at their FLOPs.
+FUSED_ATTENTION_ARCHS = frozenset({"ampere", "ada", "hopper", "blackwell"})
 #: Latency of one dependent time step of a cuDNN recurrent layer (the persistent ``RNN_blockPersist_*`` kernels):
 #: the H200 profile of lstm-lm (b128, 256 steps, 1 layer) measured 0.629 ms forward and 0.600 ms backward, i.e.
 #: 2.3-2.5 us per step whatever the batch; a recurrent op takes at least its steps x this (the H100 rows check it).
 RECURRENT_STEP_S = 2.4e-6
+_ATTENTION, _BACKWARD = GROUPS.index("attention"), PHASES.index("backward")
 _BATCH_NORMS = ("native_batch_norm", "cudnn_batch_norm", "_native_batch_norm_legit", "batch_norm")
 
 
@@ -239,6 +250,7 @@ class CardRates:
     # for every norm op not priced by the NCHW batch-norm element rate (inference batch norm included)
     strided_elements_s: float = 0.0  # index-bound elementwise elements per second (0: priced by bytes alone)
     winograd_factor: float = 1.0  # 3x3 stride-1 convolutions' speed-up over direct FLOPs (WINOGRAD_MULTIPLY_REDUCTION)
+    attention_backward_rate: float = 1.0  # fused attention's backward rate over its forward's (ATTENTION_BACKWARD_RATE)
 
 
 def card_rates(spec: Any, precision: str, eff: Any, tensor_peak: float, vector_peak: float, *,
@@ -281,7 +293,9 @@ def card_rates(spec: Any, precision: str, eff: Any, tensor_peak: float, vector_p
                       norm_bytes_s=spec.memory_bandwidth_bytes_s * eff.memory * eff.norm_memory,
                       strided_elements_s=boost_cycles * STRIDED_ELEMENTS_PER_SM_CYCLE,
                       winograd_factor=1.0 if conv_tensor_cores or spec.vendor != "nvidia"
-                      else WINOGRAD_MULTIPLY_REDUCTION)
+                      else WINOGRAD_MULTIPLY_REDUCTION,
+                      attention_backward_rate=ATTENTION_BACKWARD_RATE if precision not in ("fp32", "tf32")
+                      and eff.arch in FUSED_ATTENTION_ARCHS else 1.0)
     if serial_host:
         rates = replace(rates, launch_s=0.0, bn_elements_s=0.0, layout_transposes=False, unaligned_flops=0.0,
                         unaligned_conv_flops=0.0, step_latency_s=0.0, strided_elements_s=0.0, winograd_factor=1.0)
@@ -314,9 +328,12 @@ def ops_time_detail(ops: Sequence[PreparedOp], rates: CardRates) -> OpsTime:
              rates.conv_flops * rates.winograd_factor)
     bw, launch, h2, sms = rates.memory_bytes_s, rates.launch_s, rates.half_dim, rates.sm_count
     strided_s = rates.strided_elements_s
+    attention_bwd = rates.attention_backward_rate
     per_op: list[float] = []
     for flops, nbytes, count, cls, dim, phase, group, plan, bn, transpose, steps, strided in ops:
         peak = peaks[cls]
+        if group == _ATTENTION and phase == _BACKWARD:
+            peak *= attention_bwd
         # cuDNN's recurrent layer on a GPU: its persistent kernel's dependent steps, then the GEMMs of its plan at
         # cuDNN's rate (TF32 for fp32 by default, as for convolutions); the traced per-step ops' bytes are not
         # cuDNN's.  Off cuDNN (the host's CPU) a recurrent op's FLOPs all run at its class's rate.
