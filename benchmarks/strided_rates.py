@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from advisor import estimate, validate  # noqa: E402
 from advisor.catalog import get_gpu  # noqa: E402
-from advisor.workload.aten_ops import MAX_POOLS  # noqa: E402
+from advisor.workload.aten_ops import MAX_POOLS, label_op  # noqa: E402
 from advisor.workload.costs import compute_bytes  # noqa: E402
 
 RUN = ROOT / "tests/data/gpu-runs/h200-2026-11-28"
@@ -54,7 +54,7 @@ ATTENTION_OPS = ("_scaled_dot_product_cudnn_attention", "_scaled_dot_product_fla
 
 def _groups(ops: Any, name: str) -> list[Any]:
     """The op groups the trace filed under aten op ``name`` (index-bound or not)."""
-    return [o for o in ops if o.name.removeprefix("aten.").split("[")[0] == name]
+    return [o for o in ops if label_op(o.name) == name]
 
 
 def rates(profile_path: Path, probe_path: Path, card: str = "h200-sxm-141gb") -> dict[str, list[float]]:

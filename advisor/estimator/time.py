@@ -20,7 +20,7 @@ from typing import Any
 from advisor.errors import EstimateError
 from advisor.estimator.efficiency import HALF_DIM_REF, REF_SMS
 from advisor.estimator.gemm import aligned, common_alignment, gemm_flops, shape_seconds, unaligned_fraction
-from advisor.workload.aten_ops import WINOGRAD_SUFFIX
+from advisor.workload.aten_ops import label_op, winograd_label
 from advisor.workload.base import OpCost
 from advisor.workload.costs import compute_bytes
 
@@ -158,7 +158,7 @@ def op_class(op: OpCost) -> int:
     (``torch.backends.cudnn.allow_tf32`` is True), and the caller sets that rate per precision.
     """
     if op.kind == "conv":
-        return CONV_3X3 if op.name.split("[")[0].endswith(WINOGRAD_SUFFIX) else CONV
+        return CONV_3X3 if winograd_label(op.name) else CONV
     if op.kind in ("matmul", "attention", "recurrent"):
         return TENSOR if op.tensor_core else MATMUL_VECTOR
     return VECTOR
@@ -184,7 +184,7 @@ def max_pool_rate(op: OpCost) -> float | None:
     """Threads per SM per cycle of an NCHW max-pooling op (``MAX_POOL_ELEMENTS_PER_SM_CYCLE``); None for others."""
     if not op.strided_elements:
         return None
-    return MAX_POOL_ELEMENTS_PER_SM_CYCLE.get(op.name.removeprefix("aten.").split("[")[0])
+    return MAX_POOL_ELEMENTS_PER_SM_CYCLE.get(label_op(op.name))
 
 
 def _index_bound_elements(op: OpCost, channels_last: bool) -> float:
@@ -290,7 +290,7 @@ def card_rates(spec: Any, precision: str, eff: Any, tensor_peak: float, vector_p
                       layout_transposes=spec.vendor == "nvidia" and conv_tensor_cores
                       and eff.arch not in ("pascal", "generic"),
                       transpose_bytes_s=min(bw, transpose_s) if transpose_s else bw, step_latency_s=RECURRENT_STEP_S,
-                      norm_bytes_s=spec.memory_bandwidth_bytes_s * eff.memory * eff.norm_memory,
+                      norm_bytes_s=bw * eff.norm_memory,
                       strided_elements_s=boost_cycles * STRIDED_ELEMENTS_PER_SM_CYCLE,
                       winograd_factor=1.0 if conv_tensor_cores or spec.vendor != "nvidia"
                       else WINOGRAD_MULTIPLY_REDUCTION,

@@ -234,8 +234,9 @@ class Sample:
         return cls(**kw)
 
 
-#: Host kernels (lower is better: the smallest is kept) -> their efficiency keys.
-_HOST_KEYS = {"host_dispatch": "host_dispatch_s_per_op", "host_backward": "host_backward_s_per_op"}
+#: Kernels whose value is host microseconds (lower is better: the smallest is kept) -> their efficiency keys.
+_MICROSECOND_KEYS = {"launch": "launch_overhead_s", "host_dispatch": "host_dispatch_s_per_op",
+                     "host_backward": "host_backward_s_per_op"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -368,13 +369,8 @@ class ProbeResult:
                 keep(f"conv_{k.precision}", k.fraction_of_peak)
             elif k.name in by_name:
                 keep(by_name[k.name], k.fraction_of_peak)
-            elif k.name == "launch" and k.value is not None:
-                # Lower is better for overhead: keep the smallest.
-                seconds = k.value * 1e-6
-                if "launch_overhead_s" not in best or seconds < best["launch_overhead_s"]:
-                    best["launch_overhead_s"] = seconds
-            elif k.name in _HOST_KEYS and k.value is not None:
-                key, seconds = _HOST_KEYS[k.name], k.value * 1e-6
+            elif k.name in _MICROSECOND_KEYS and k.value is not None:
+                key, seconds = _MICROSECOND_KEYS[k.name], k.value * 1e-6
                 if key not in best or seconds < best[key]:
                     best[key] = seconds
         best.update(self._clock_fractions(device_index))

@@ -89,8 +89,7 @@ _PLAIN_GEMMS = ("linear", "mm", "addmm", "_addmm_activation", "convolution", "co
 
 def gemm_shapes(name: str, dims: Sequence[int]) -> tuple[tuple[int, int, int], ...] | None:
     """The (M, N, K) triples of a record's GEMM view(s), when it is a plain GEMM (see ``_PLAIN_GEMMS``)."""
-    base = name.removeprefix("aten.").split(".")[0]
-    if base not in _PLAIN_GEMMS or not dims or len(dims) % 3:
+    if label_op(name) not in _PLAIN_GEMMS or not dims or len(dims) % 3:
         return None
     return tuple((int(dims[i]), int(dims[i + 1]), int(dims[i + 2])) for i in range(0, len(dims), 3))
 
@@ -173,6 +172,19 @@ def gemm_dims(name: str, kind: str, func: Any, args: Sequence[Any], kwargs: Mapp
 #: Name suffix of a convolution record cuDNN may run with its Winograd algorithms: 2-D, 3x3 filters, stride 1,
 #: dilation 1, one group, not transposed (``winograd_shaped``); ``advisor.estimator.time`` prices it.
 WINOGRAD_SUFFIX = ".3x3"
+
+
+def label_op(label: str) -> str:
+    """The aten op a trace record or group label names.
+
+    ``aten.mul[strided]`` -> ``mul``; ``aten.convolution.3x3[min_dim>=64]`` -> ``convolution``.
+    """
+    return label.removeprefix("aten.").split("[")[0].split(".")[0]
+
+
+def winograd_label(label: str) -> bool:
+    """Whether a trace group label carries ``WINOGRAD_SUFFIX``."""
+    return label.split("[")[0].endswith(WINOGRAD_SUFFIX)
 
 
 def winograd_shaped(name: str, func: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -> bool:

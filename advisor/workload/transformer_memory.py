@@ -52,7 +52,6 @@ def activation_bytes_breakdown(arch: TransformerArch, b: int, s: int, *, precisi
     mask = 1 if arch.dropout else 0
 
     rms = not arch.norm_bias  # RMSNorm / T5 norm as HF writes it (unfused)
-    fused_qkv = arch.fused_qkv
 
     def norm_bytes(tokens: int, consumers: int) -> float:
         """A norm's saved tensors.
@@ -69,7 +68,7 @@ def activation_bytes_breakdown(arch: TransformerArch, b: int, s: int, *, precisi
         t_q, t_k = b * q_len, b * k_len
         n = 0.0
         if with_norm:
-            n += norm_bytes(t_q, 1 if fused_qkv else 3)
+            n += norm_bytes(t_q, 1 if arch.fused_qkv else 3)
         n += (t_q * arch.q_dim + 2 * t_k * arch.kv_dim) * a_b  # q, k, v
         if flash:
             # kernel output (laid out so the out-projection reads it as a view) + logsumexp (fp32);
