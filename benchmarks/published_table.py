@@ -29,7 +29,8 @@ MEMORY_METRICS = ("peak_memory_gib", "peak_memory_gb", "peak_memory_mib")
 #: Targets of issue 5 (median |error|).
 THROUGHPUT_TARGET = 0.25
 #: The throughput median may not get worse than it stood before the step-time model of issue 13 (20.9%).
-THROUGHPUT_RATCHET = 0.12  # 11.4% today
+#: 12.8% today; 11.4% until the DeepLearningExamples BERT rows took the eager attention their code runs.
+THROUGHPUT_RATCHET = 0.13
 MEMORY_TARGET = 0.10
 #: Issue 14: the peak-memory median may not get worse than 8% (it stood at 8.4%; 2.7% with each source's own
 #: measured CUDA context where it gave one, ``source_context_mib``).
