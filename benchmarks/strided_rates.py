@@ -15,12 +15,18 @@ elements backward) over the op's measured device time; cuDNN's layout transposes
 attention's backward rate against its forward's (``ATTENTION_BACKWARD_RATE``).  It prints one line per (case, op)
 and the median per class.  No end-to-end step time is used.
 
+``attention_tiles`` fits the 16-bit fused attention kernels' cost: each traced attention op's tile and block FLOPs
+(``OpCost.tile_flops``, ``block_flops``) against its measured device time, as a fraction of the probe's GEMM rate
+at that precision; the tiles-per-block cost (``FUSED_ATTENTION_BLOCK_TILES``) is the one that makes those fractions
+most alike, the forward's median is ``FUSED_ATTENTION_EFFICIENCY``.
+
     .venv/bin/python benchmarks/strided_rates.py [PROFILE.json PROBE.json]
 """
 
 from __future__ import annotations
 
 import json
+import math
 import statistics
 import sys
 from pathlib import Path
@@ -31,6 +37,7 @@ sys.path.insert(0, str(ROOT))
 
 from advisor import estimate, validate  # noqa: E402
 from advisor.catalog import get_gpu  # noqa: E402
+from advisor.estimator.time import FUSED_ATTENTION_BLOCK_TILES  # noqa: E402
 from advisor.workload.aten_ops import MAX_POOLS, label_op  # noqa: E402
 from advisor.workload.costs import compute_bytes  # noqa: E402
 
@@ -119,6 +126,67 @@ def rates(profile_path: Path, probe_path: Path, card: str = "h200-sxm-141gb") ->
     return out
 
 
+#: The fused kernels' names in the profile's top kernels (a forward whose op falls outside the top 30 ops is timed by
+#: its kernel): cuDNN's ``..._flash_fprop`` / ``..._flash_bprop``
+FUSED_KERNELS = {"forward": "flash_fprop", "backward": "flash_bprop"}
+TILE_SCAN = tuple(i / 20 for i in range(81))  # tiles per block, 0 to 4
+
+
+def _case_workload(case: dict[str, Any], card: str) -> tuple[Any, Any]:
+    row = case["row"]
+    c = validate.case_from_row(row["model"], row["config"])
+    model, kw = validate.estimator_model(c)
+    kw.update(batch_size=c.batch_size, precision=c.precision, mode=c.mode, optimizer=c.optimizer,
+              gradient_checkpointing=c.gradient_checkpointing)
+    return c, estimate(model, card, calibration="none", **kw).workload
+
+
+def attention_tiles(profile_path: Path, probe_path: Path, card: str = "h200-sxm-141gb") -> dict[str, Any]:
+    """16-bit fused attention per profiled case: (phase, tile FLOPs, block FLOPs, seconds, GEMM rate) and the fit.
+
+    Returns ``{"ops": [...], "block_tiles": the tiles-per-block cost that makes the rates most alike (least spread
+    of log rate over forward and backward), "forward"/"backward": each op's fraction of the GEMM rate at
+    ``FUSED_ATTENTION_BLOCK_TILES``}``.
+    """
+    probe = json.loads(probe_path.read_text())
+    ops: list[tuple[str, str, str, float, float, float, float]] = []
+    for case in json.loads(profile_path.read_text())["cases"]:
+        c, w = _case_workload(case, card)
+        if c.mode != "train" or c.precision in ("fp32", "tf32"):
+            continue
+        dtype = "bf16" if "bf16" in c.precision else "fp16"
+        rate = 1e12 * max(k["value"] for k in probe["kernels"]
+                          if k["name"] == "matmul" and k["precision"] == dtype and k["value"])
+        measured = {o["name"].removeprefix("aten::"): o["device_ms_per_step"] for o in case["profile"]["top_ops"]}
+        kernels = case["profile"]["top_kernels"]
+        for op in w.ops:
+            if op.kind != "attention" or not op.tile_flops:
+                continue
+            base = label_op(op.name).removesuffix("_backward")
+            ms = next((measured[n + ("_backward" if op.phase == "backward" else "")] for n in ATTENTION_OPS
+                       if n + ("_backward" if op.phase == "backward" else "") in measured), None)
+            if ms is None:  # outside the top ops: its kernel
+                ms = sum(k["ms_per_step"] for k in kernels if FUSED_KERNELS[op.phase] in k["name"]) or None
+            if ms is None or base not in (*ATTENTION_OPS, "_scaled_dot_product_flash_attention_for_cpu"):
+                continue
+            ops.append((c.model, c.label(), op.phase, op.tile_flops, op.block_flops, ms / 1e3, rate))
+
+    def fractions(block_tiles: float, phase: str) -> list[float]:
+        return [(t + block_tiles * b) / s / r for _m, _l, p, t, b, s, r in ops if p == phase]
+
+    def spread(block_tiles: float) -> float:
+        return sum(statistics.pstdev([math.log(f) for f in fractions(block_tiles, p)]) * len(fractions(block_tiles, p))
+                   for p in ("forward", "backward"))
+
+    best = min(TILE_SCAN, key=spread)
+    for m, label, phase, t, b, s, r in ops:
+        print(f"{m:12s} {label:38s} {'fused attention ' + phase:32s} {t / 1e9:7.1f} G tile + {b / 1e9:5.1f} G block "
+              f"FLOPs  measured {s * 1e3:6.3f} ms  -> {(t + FUSED_ATTENTION_BLOCK_TILES * b) / s / r:4.2f} of the "
+              f"GEMM rate ({t / s / r:4.2f} by tiles alone)")
+    return {"ops": ops, "block_tiles": best, "forward": fractions(FUSED_ATTENTION_BLOCK_TILES, "forward"),
+            "backward": fractions(FUSED_ATTENTION_BLOCK_TILES, "backward")}
+
+
 def main(argv: list[str]) -> None:
     profile = Path(argv[0]) if argv else RUN / "profile-ops.json"
     probe = Path(argv[1]) if len(argv) > 1 else RUN / "probe-full.json"
@@ -127,6 +195,12 @@ def main(argv: list[str]) -> None:
             unit = "of the forward's rate" if kind == "attention_backward" else "elements per SM per cycle"
             print(f"{kind}: median {statistics.median(vals):.2f} {unit} "
                   f"(n={len(vals)}, {min(vals):.2f}-{max(vals):.2f})")
+    fit = attention_tiles(profile, probe)
+    fwd, bwd = statistics.median(fit["forward"]), statistics.median(fit["backward"])
+    print(f"fused attention: {fit['block_tiles']:.2f} tiles per block make the rates most alike; at "
+          f"{FUSED_ATTENTION_BLOCK_TILES:g}, forward median {fwd:.2f} of the GEMM rate ({min(fit['forward']):.2f}-"
+          f"{max(fit['forward']):.2f}), backward {bwd:.2f} ({min(fit['backward']):.2f}-{max(fit['backward']):.2f}), "
+          f"backward / forward {bwd / fwd:.2f}")
 
 
 if __name__ == "__main__":

@@ -22,6 +22,8 @@ from advisor.estimator.gemm import unaligned_fraction  # noqa: E402
 from advisor.estimator.time import (  # noqa: E402
     ATTENTION_BACKWARD_RATE,
     COLUMN_REDUCE_ELEMENTS_PER_SM_CYCLE,
+    FUSED_ATTENTION_BLOCK_TILES,
+    FUSED_ATTENTION_EFFICIENCY,
     LAYOUT_TRANSPOSE_ELEMENTS_PER_SM_CYCLE,
     MAX_POOL_ELEMENTS_PER_SM_CYCLE,
     STRIDED_ELEMENTS_PER_SM_CYCLE,
@@ -181,6 +183,19 @@ def test_the_rates_are_what_the_h200_profile_measured() -> None:
                                                                             abs=0.05)
     for name, rate in MAX_POOL_ELEMENTS_PER_SM_CYCLE.items():  # ResNet-50 fp16 + fp32 and mnist-cnn
         assert len(measured[name]) == 3 and statistics.median(measured[name]) == pytest.approx(rate, abs=0.01)
+
+
+def test_fused_attention_tile_costs_are_what_the_h200_profile_measured() -> None:
+    fit = benchmark_scripts.load("strided_rates").attention_tiles(
+        benchmark_scripts.BENCHMARKS.parent / "tests/data/gpu-runs/h200-2026-11-28/profile-ops.json",
+        benchmark_scripts.BENCHMARKS.parent / "tests/data/gpu-runs/h200-2026-11-28/probe-full.json")
+    # ViT s197, GPT-2 s1024 (amp, bf16), llama-small s2048 forward; the same and BERT s512 backward
+    assert len(fit["forward"]) == 4 and len(fit["backward"]) == 5
+    assert fit["block_tiles"] == pytest.approx(FUSED_ATTENTION_BLOCK_TILES, abs=0.1)
+    fwd, bwd = statistics.median(fit["forward"]), statistics.median(fit["backward"])
+    assert fwd == pytest.approx(FUSED_ATTENTION_EFFICIENCY, abs=0.01)
+    assert bwd / fwd == pytest.approx(ATTENTION_BACKWARD_RATE, abs=0.02)
+    assert max(fit["forward"]) / min(fit["forward"]) < 1.1  # one rate per tile, where counted FLOPs spread 4x
 
 
 def test_analytic_llama_lists_hugging_faces_unfused_rmsnorm_and_rotary_in_eager_only() -> None:

@@ -36,6 +36,7 @@ from advisor.estimator.parallel import (
     tensor_parallel_comm,
 )
 from advisor.estimator.time import (
+    ATTENTION_SOURCE,
     CONV_3X3,
     GROUPS,
     PHASES,
@@ -196,6 +197,8 @@ def step_time(prep: PreparedWorkload, w: Workload, spec: GpuSpec, plan: Parallel
     step_notes: list[str] = []
     if rates.winograd_factor > 1 and any(op[3] == CONV_3X3 for op in step_ops):
         step_notes.append(WINOGRAD_SOURCE)
+    if rates.fused_attention_flops and any(op[12] for op in step_ops):
+        step_notes.append(ATTENTION_SOURCE)
     if rates.strided_elements_s and any(op[11] for op in step_ops):
         step_notes.append(STRIDED_SOURCE)
         if not channels_last and any(max_pool_rate(op) for op in w.ops):

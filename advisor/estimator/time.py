@@ -44,9 +44,10 @@ def check_runtime(runtime: Any) -> None:
         raise EstimateError(f"unknown runtime {runtime!r}", hint=f"accepted: {', '.join(RUNTIMES)}")
 
 #: Prepared op: (flops, bytes, count, class, min_dim or 0, phase index, breakdown group, GEMM plan, batch-norm
-#: elements, layout-transpose bytes, dependent serial steps).  The GEMM plan is ``None`` (priced by ``min_dim``),
-#: an int (an unaligned GEMM: the alignment in elements its dimensions do have) or ``(repetitions, shapes)``.
-PreparedOp = tuple[float, float, int, int, int, int, int, Any, float, float, int, float]
+#: elements, layout-transpose bytes, dependent serial steps, index-bound elements, fused attention tile work).  The
+#: GEMM plan is ``None`` (priced by ``min_dim``), an int (an unaligned GEMM: the alignment in elements its dimensions
+#: do have) or ``(repetitions, shapes)``.
+PreparedOp = tuple[float, float, int, int, int, int, int, Any, float, float, int, float, float]
 
 #: cuDNN's NCHW training batch norm (``bn_fw_tr_1C11`` / ``bn_bw_1C11`` kernels: one block row per channel,
 #: several passes) is bound by its per-element work, not by bytes: the H200 profile of ResNet-50 measured
@@ -118,6 +119,22 @@ WINOGRAD_SOURCE = (f"3x3 stride-1 fp32 convolutions on CUDA cores run cuDNN's Wi
 #: rate, median 0.77.  fp32 runs the memory-efficient kernel, whose backward measured 2.1x (bert-base fp32: not
 #: slower per FLOP): not applied there.
 ATTENTION_BACKWARD_RATE = 0.77
+#: 16-bit fused attention's work as its kernels do it (``OpCost.tile_flops``: the (query block x key block) tiles
+#: computed, padding and causal skipping included; ``block_flops``: one tile per query block, each thread block's
+#: fixed cost of loading its queries and rescaling and writing its output) is priced as tiles + this many tiles per
+#: block, at ``FUSED_ATTENTION_EFFICIENCY`` of the card's large-GEMM rate forward at head dim 64 (its backward at
+#: ``ATTENTION_BACKWARD_RATE`` of that).  Both from the H200 profile's 16-bit attention cases (ViT-B/16 s197, BERT-base
+#: s512, GPT-2 s1024 causal amp and bf16, llama-small s2048 causal; head dim 64; benchmarks/strided_rates.py): 1.45
+#: tiles per block make their rates most alike, and at 1.5 the forwards ran at 0.59-0.63 of the probe's bf16 GEMM
+#: rate (median 0.60) and the backwards at 0.46-0.50 (0.77 of the forward's, as ATTENTION_BACKWARD_RATE); by tiles
+#: alone they spread 0.26-0.51, by counted FLOPs 0.16-0.97.  Other head dims scale by the GEMM shape curve
+#: (``efficiency.shape_factor``).
+FUSED_ATTENTION_BLOCK_TILES = 1.5
+FUSED_ATTENTION_EFFICIENCY = 0.60
+FUSED_ATTENTION_HEAD_DIM = 64  # the head dim it was measured at
+ATTENTION_SOURCE = ("16-bit fused attention priced by the tiles its kernels compute (128 x 128 blocks: padded "
+                    "sequences, causal diagonals and each query block's fixed cost counted) at "
+                    f"{FUSED_ATTENTION_EFFICIENCY:g} of the GEMM rate forward (head dim 64; H200 profile)")
 #: Where 16-bit attention runs those kernels (FlashAttention / cuDNN's fused attention need sm80+); older cards and
 #: AMD run other kernels, priced at their FLOPs.
 FUSED_ATTENTION_ARCHS = frozenset({"ampere", "ada", "hopper", "blackwell"})
@@ -224,7 +241,8 @@ def prepare_ops(ops: Sequence[OpCost], tp: int = 1, runtime: str = "eager", alig
             transpose = op.bytes / div
         out.append((op.flops / div, op.bytes / div, op.count, op_class(op), op.min_dim or 0, phase, op_group(op),
                     _gemm_plan(op, tp, align_elems), bn, transpose, op.serial_steps,
-                    _index_bound_elements(op, channels_last) / div))
+                    _index_bound_elements(op, channels_last) / div,
+                    (op.tile_flops + FUSED_ATTENTION_BLOCK_TILES * op.block_flops) / div))
     return tuple(out)
 
 
@@ -251,6 +269,7 @@ class CardRates:
     strided_elements_s: float = 0.0  # index-bound elementwise elements per second (0: priced by bytes alone)
     winograd_factor: float = 1.0  # 3x3 stride-1 convolutions' speed-up over direct FLOPs (WINOGRAD_MULTIPLY_REDUCTION)
     attention_backward_rate: float = 1.0  # fused attention's backward rate over its forward's (ATTENTION_BACKWARD_RATE)
+    fused_attention_flops: float = 0.0  # fused attention's tile rate at head dim 64 (0: priced by its FLOPs)
 
 
 def card_rates(spec: Any, precision: str, eff: Any, tensor_peak: float, vector_peak: float, *,
@@ -279,6 +298,7 @@ def card_rates(spec: Any, precision: str, eff: Any, tensor_peak: float, vector_p
     boost_cycles = (spec.sm_count or 0) * (spec.boost_clock_mhz or 0) * 1e6
     bw = spec.memory_bandwidth_bytes_s * eff.memory
     transpose_s = boost_cycles * LAYOUT_TRANSPOSE_ELEMENTS_PER_SM_CYCLE * compute_bytes(precision)
+    fused = precision not in ("fp32", "tf32") and eff.arch in FUSED_ATTENTION_ARCHS  # 16-bit fused attention kernels
     rates = CardRates(tensor_flops=tensor_held * eff.matmul, conv_flops=conv_peak * conv_eff,
                       vector_flops=vector_held * eff.vector, matmul_vector_flops=vector_held * eff.vector_matmul,
                       memory_bytes_s=bw, launch_s=eff.launch_overhead_s,
@@ -294,11 +314,12 @@ def card_rates(spec: Any, precision: str, eff: Any, tensor_peak: float, vector_p
                       strided_elements_s=boost_cycles * STRIDED_ELEMENTS_PER_SM_CYCLE,
                       winograd_factor=1.0 if conv_tensor_cores or spec.vendor != "nvidia"
                       else WINOGRAD_MULTIPLY_REDUCTION,
-                      attention_backward_rate=ATTENTION_BACKWARD_RATE if precision not in ("fp32", "tf32")
-                      and eff.arch in FUSED_ATTENTION_ARCHS else 1.0)
+                      attention_backward_rate=ATTENTION_BACKWARD_RATE if fused else 1.0,
+                      fused_attention_flops=tensor_held * eff.matmul * FUSED_ATTENTION_EFFICIENCY if fused else 0.0)
     if serial_host:
         rates = replace(rates, launch_s=0.0, bn_elements_s=0.0, layout_transposes=False, unaligned_flops=0.0,
-                        unaligned_conv_flops=0.0, step_latency_s=0.0, strided_elements_s=0.0, winograd_factor=1.0)
+                        unaligned_conv_flops=0.0, step_latency_s=0.0, strided_elements_s=0.0, winograd_factor=1.0,
+                        attention_backward_rate=1.0, fused_attention_flops=0.0)
     return rates
 
 
@@ -329,11 +350,16 @@ def ops_time_detail(ops: Sequence[PreparedOp], rates: CardRates) -> OpsTime:
     bw, launch, h2, sms = rates.memory_bytes_s, rates.launch_s, rates.half_dim, rates.sm_count
     strided_s = rates.strided_elements_s
     attention_bwd = rates.attention_backward_rate
+    fused_rate = rates.fused_attention_flops
+    fused_dim = FUSED_ATTENTION_HEAD_DIM / (FUSED_ATTENTION_HEAD_DIM + h2)
     per_op: list[float] = []
-    for flops, nbytes, count, cls, dim, phase, group, plan, bn, transpose, steps, strided in ops:
+    for flops, nbytes, count, cls, dim, phase, group, plan, bn, transpose, steps, strided, tiles in ops:
         peak = peaks[cls]
         if group == _ATTENTION and phase == _BACKWARD:
             peak *= attention_bwd
+        if tiles and fused_rate:  # the tile work at FUSED_ATTENTION_EFFICIENCY, scaled to its head dim
+            head = dim / (dim + h2) / fused_dim if dim else 1.0
+            flops, peak, dim = tiles, fused_rate * head * (attention_bwd if phase == _BACKWARD else 1.0), 0
         # cuDNN's recurrent layer on a GPU: its persistent kernel's dependent steps, then the GEMMs of its plan at
         # cuDNN's rate (TF32 for fp32 by default, as for convolutions); the traced per-step ops' bytes are not
         # cuDNN's.  Off cuDNN (the host's CPU) a recurrent op's FLOPs all run at its class's rate.

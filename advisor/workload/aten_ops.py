@@ -80,6 +80,8 @@ class OpGroup:
     gemms: tuple[tuple[int, int, int], ...] | None = None  # exact GEMM shapes when every op of the group has them
     serial_steps: int = 0  # dependent time steps of a recurrent group (each waits for the one before)
     strided_elements: float = 0.0  # elements its calls run on an index-bound path (``index_bound_elements``)
+    tile_flops: float = 0.0  # a fused attention's tile and block FLOPs (``fused_attention_work``), over its calls
+    block_flops: float = 0.0
 
 
 #: Ops whose GEMM view is one plain 2-D GEMM per call (batched matmuls run all batches in one kernel and are
@@ -167,6 +169,67 @@ def gemm_dims(name: str, kind: str, func: Any, args: Sequence[Any], kwargs: Mapp
         return dims
     except (AttributeError, IndexError, TypeError, ValueError):
         return ()
+
+
+#: Fused attention kernels (FlashAttention-2, cuDNN's fused attention, the memory-efficient kernel) walk the score
+#: matrix in (query block x key block) tiles, one thread block per query block and (batch, head): a tile is
+#: computed whole even where the sequence ends inside it (ViT-B/16's 197 tokens fill two 128-row blocks, 256 x 256
+#: tiles of work for 197 x 197 scores: 1.69x), a causal kernel skips the tiles above the diagonal but computes the
+#: diagonal ones whole ((n + 1) / 2n of the n x n tiles, not half), and each thread block pays a fixed cost
+#: (loading its query block, rescaling and writing its output and log-sum-exp) on top of its tiles
+#: (``advisor.estimator.time.FUSED_ATTENTION_BLOCK_TILES``).  128 rows is FlashAttention-2's forward block at head
+#: dim <= 128 (flash_fwd_launch_template.h) and the larger side of the H200 profile's cuDNN kernels
+#: (``..._64x128x64``, ``..._64x64x64``).
+FUSED_ATTENTION_BLOCK = 128
+#: A fused backward recomputes the scores and runs five tile GEMMs to the forward's two (torch's FLOP formula).
+FUSED_ATTENTION_BACKWARD_WORK = 2.5
+
+
+def fused_attention_work(batch_heads: float, q_len: int, k_len: int, head_dim: int,
+                         causal: bool) -> tuple[float, float]:
+    """``(tile FLOPs, block FLOPs)`` of a fused attention kernel's forward (see ``FUSED_ATTENTION_BLOCK``).
+
+    A tile's FLOPs are ``4 x head_dim x block^2`` (the QK^T and PV products of one block pair): the first figure
+    counts them over the tiles the kernel computes, the second one tile's worth per query block (the unit of each
+    thread block's fixed cost), for ``batch_heads`` (batch x query heads) score matrices.  ``causal``: torch's
+    ``is_causal`` (query ``i`` sees keys ``0..i``).  (0, 0) for a single query (decoding: split-key kernels bound
+    by the bytes of the cache, priced by those).
+    """
+    if q_len <= 1 or k_len < 1:
+        return 0.0, 0.0
+    t = FUSED_ATTENTION_BLOCK
+    nq, nk = -(-q_len // t), -(-k_len // t)
+    tiles = sum(min(nk, i + 1) for i in range(nq)) if causal else nq * nk
+    tile = 4.0 * head_dim * t * t * batch_heads
+    return tile * tiles, tile * nq
+
+
+#: Fused attention ops the tracer sees with ``query`` and ``key`` as (batch, heads, seq, head_dim) and an ``is_causal``
+#: argument: forward and backward (their work ``FUSED_ATTENTION_BACKWARD_WORK`` times the forward's).
+_SDPA_OPS = {f"_scaled_dot_product_{impl}": 1.0 for impl in ("flash_attention", "efficient_attention",
+                                                             "cudnn_attention", "flash_attention_for_cpu")}
+_SDPA_OPS.update({name + "_backward": FUSED_ATTENTION_BACKWARD_WORK for name in list(_SDPA_OPS)})
+
+
+def attention_geometry(name: str, func: Any, args: Sequence[Any],
+                       kwargs: Mapping[str, Any]) -> tuple[float, float, int] | None:
+    """``(tile FLOPs, block FLOPs, smallest of query length and head dim)`` of a traced fused attention call.
+
+    The FLOPs are ``fused_attention_work``'s (times ``FUSED_ATTENTION_BACKWARD_WORK`` for a backward); an explicit
+    mask (``attn_mask`` / ``attn_bias``) skips no tiles.  None for other ops.
+    """
+    scale = _SDPA_OPS.get(name)
+    if scale is None:
+        return None
+    try:
+        q, k = _arg(func, args, kwargs, "query", None), _arg(func, args, kwargs, "key", None)
+        b, h, s_q, d = (int(x) for x in q.shape[-4:])
+        s_k = int(k.shape[-2])
+        causal = bool(_arg(func, args, kwargs, "is_causal", False))
+    except (AttributeError, TypeError, ValueError):
+        return None
+    tiles, blocks = fused_attention_work(b * h, s_q, s_k, d, causal)
+    return scale * tiles, scale * blocks, min(s_q, d)
 
 
 #: Name suffix of a convolution record cuDNN may run with its Winograd algorithms: 2-D, 3x3 filters, stride 1,

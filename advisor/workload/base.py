@@ -63,6 +63,11 @@ class OpCost:
             and dynamic-casting kernels), a ``cat`` along an inner dimension, a reduction across rows
             (``advisor.workload.aten_ops.index_bound_elements``); priced by elements per SM cycle
             (``advisor.estimator.time.STRIDED_ELEMENTS_PER_SM_CYCLE``) where that is slower than its bytes.
+        tile_flops, block_flops: a fused attention op's work as its kernels do it, summed over all launches: the
+            FLOPs of the (query block x key block) tiles they compute (padding and causal skipping included), and one
+            tile's FLOPs per query block, the unit of each thread block's fixed cost
+            (``advisor.workload.aten_ops.fused_attention_work``); where the card runs fused kernels the estimator
+            prices these instead of ``flops`` (0: priced by ``flops``).
     """
 
     name: str
@@ -77,6 +82,8 @@ class OpCost:
     gemms: tuple[tuple[int, int, int], ...] | None = None
     serial_steps: int = 0
     strided_elements: float = 0.0
+    tile_flops: float = 0.0
+    block_flops: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe form."""

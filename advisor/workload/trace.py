@@ -228,7 +228,8 @@ def _ops_from(groups: Mapping[tuple[str, str], OpGroup], mode: str, precision: s
     for (phase, name), g in groups.items():
         ops.append(OpCost(name=name, kind=g.kind, phase=phase, flops=g.flops, bytes=g.bytes,  # type: ignore[arg-type]
                           count=g.count, tensor_core=g.tc and precision not in ("fp32",), min_dim=g.min_dim,
-                          gemms=g.gemms, serial_steps=g.serial_steps, strided_elements=g.strided_elements))
+                          gemms=g.gemms, serial_steps=g.serial_steps, strided_elements=g.strided_elements,
+                          tile_flops=g.tile_flops, block_flops=g.block_flops))
     return ops
 
 

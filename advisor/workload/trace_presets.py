@@ -37,6 +37,8 @@ def _by_kind(groups: Mapping[tuple[str, str], OpGroup]) -> dict[tuple[str, str],
         m.bytes += g.bytes
         m.count += g.count
         m.strided_elements += g.strided_elements
+        m.tile_flops += g.tile_flops
+        m.block_flops += g.block_flops
         m.tc = m.tc or g.tc
         if g.min_dim is not None:
             m.min_dim = g.min_dim if m.min_dim is None else min(m.min_dim, g.min_dim)
@@ -116,6 +118,9 @@ def _preset_ops(builder: str, image_size: int | None, seq_len: int | None, mode:
                              bytes=_lin(g1.bytes, g2.bytes, batch), count=g1.count,
                              serial_steps=g1.serial_steps,  # time steps do not grow with the batch
                              strided_elements=_lin(g1.strided_elements, g2.strided_elements, batch),
+                             tile_flops=_lin(g1.tile_flops, g2.tile_flops, batch),
+                             block_flops=_lin(g1.block_flops, g2.block_flops, batch),
+                             min_dim=g1.min_dim,  # attention's head dim or query length: not the batch
                              gemms=_scaled_gemms(g1.gemms, g2.gemms, batch))
     seqs: dict[tuple[str, str], tuple[list[Gemm], list[Gemm]]] = {}
     for i, res in enumerate((r1, r2)):
@@ -152,7 +157,8 @@ def _preset_ops(builder: str, image_size: int | None, seq_len: int | None, mode:
     grouped = merged(scaled, bucketed(records))
     ops = tuple(OpCost(name=name, kind=g.kind, phase=phase, flops=g.flops, bytes=g.bytes,  # type: ignore[arg-type]
                        count=g.count, tensor_core=g.tc and precision != "fp32", min_dim=g.min_dim,
-                       gemms=g.gemms, serial_steps=g.serial_steps, strided_elements=g.strided_elements)
+                       gemms=g.gemms, serial_steps=g.serial_steps, strided_elements=g.strided_elements,
+                       tile_flops=g.tile_flops, block_flops=g.block_flops)
                 for (phase, name), g in grouped.items())
     calls = call_order(r2.calls, [keys2[i] for i in range(len(r2.gemms))], ops) if same_groups else ()
     return ops, calls

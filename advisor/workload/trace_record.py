@@ -18,6 +18,7 @@ from advisor.workload.aten_ops import (
     WINOGRAD_SUFFIX,
     Gemm,
     OpGroup,
+    attention_geometry,
     flop_formulas,
     gemm_dims,
     index_bound_elements,
@@ -88,7 +89,12 @@ class Recording:
                 self.calls.append((None, len(self.gemms) - 1, flops))
         else:  # calls on an index-bound path are grouped apart: they run at another rate
             key = (self.phase, f"aten.{name}[strided]" if strided else f"aten.{name}")
-            self._add(key, kind, tc, flops, moved, strided=strided)
+            geometry = attention_geometry(name, func, args, kwargs) if kind == "attention" else None
+            g = self._add(key, kind, tc, flops, moved, strided=strided)
+            if geometry is not None:  # priced, like the analytic builders' attention, at its smallest dimension
+                g.tile_flops += geometry[0]
+                g.block_flops += geometry[1]
+                g.min_dim = geometry[2] if g.min_dim is None else min(g.min_dim, geometry[2])
             if self.calls is not None:
                 self.calls.append((key, -1, flops if kind in COMPUTE_KINDS else float(moved)))
         out_ids = tree_map(self.timeline.track, out)
@@ -96,7 +102,7 @@ class Recording:
             self.weight_copies.add(out_ids)
 
     def _add(self, key: tuple[str, str], kind: str, tc: bool, flops: float, moved: float, launches: int = 1,
-             strided: int = 0) -> None:
+             strided: int = 0) -> OpGroup:
         g = self.groups.get(key)
         if g is None:
             g = self.groups[key] = OpGroup(kind, tc)
@@ -104,6 +110,7 @@ class Recording:
         g.bytes += moved
         g.count += launches
         g.strided_elements += strided
+        return g
 
 
 @functools.cache

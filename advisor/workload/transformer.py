@@ -21,6 +21,7 @@ from typing import Any
 
 from advisor.errors import WorkloadError
 from advisor.workload.arch import DECODERS, FAMILIES, LORA_TARGETS, TransformerArch, analytic_params
+from advisor.workload.aten_ops import FUSED_ATTENTION_BACKWARD_WORK, fused_attention_work
 from advisor.workload.base import OpCost, Workload
 from advisor.workload.costs import (
     OPTIMIZER_PASS_BYTES,
@@ -232,7 +233,8 @@ def build_transformer(
         if flash:
             nb = b * (2 * q_len * heads * d + 2 * k_len * kvh * d) * a_b
             ops.add(label, "attention", fl, nb, count, tc=True, min_dim=min(q_len, d),
-                    bwd_flops=2.5 * fl, bwd_bytes=2.5 * nb, train=train)
+                    bwd_flops=FUSED_ATTENTION_BACKWARD_WORK * fl, bwd_bytes=2.5 * nb, train=train,
+                    tiles=fused_attention_work(b * heads, q_len, k_len, d, causal))
         else:
             scores = b * heads * q_len * k_len
             ops.add(label + ".qk", "matmul", qk, (b * q_len * heads * d + b * k_len * kvh * d + scores) * a_b,

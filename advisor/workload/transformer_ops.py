@@ -19,12 +19,15 @@ class OpList:
     def add(self, name: str, kind: str, flops: float, nbytes: float, count: int, *, tc: bool = False,
             min_dim: int | None = None, bwd_flops: float | None = None, bwd_bytes: float | None = None,
             train: bool = True, phase: str = "forward", launches: int = 1,
-            gemm: tuple[int, int, int] | None = None, strided: float = 0.0) -> None:
+            gemm: tuple[int, int, int] | None = None, strided: float = 0.0,
+            tiles: tuple[float, float] = (0.0, 0.0)) -> None:
         """Add a group: ``flops``/``bytes`` are per repetition; ``count`` repetitions (layers).
 
         ``gemm``: (M, N, K) of the forward GEMM Y[M,N] = X[M,K] W[K,N]; its backward runs dX = dY W^T
         (M, K, N) and, when the weight trains (backward FLOPs twice the forward), dW = X^T dY (K, N, M).
         ``strided``: elements per repetition the forward runs on an index-bound path (see ``OpCost``).
+        ``tiles``: a fused attention's forward tile and block FLOPs per repetition (``OpCost.tile_flops``,
+        ``block_flops``); its backward's are as much larger as its FLOPs.
         """
         fwd_gemms = bwd_gemms = None
         if gemm is not None:
@@ -34,11 +37,14 @@ class OpList:
                 ratio = bwd_flops / flops
                 bwd_gemms = ((m, k, n), (k, n, m)) if ratio > 1.5 else ((m, k, n),) if ratio > 0.5 else None
         self.fwd.append(OpCost(name, kind, phase, float(flops) * count, float(nbytes) * count,  # type: ignore[arg-type]
-                               count * launches, tc, min_dim, gemms=fwd_gemms, strided_elements=float(strided) * count))
+                               count * launches, tc, min_dim, gemms=fwd_gemms, strided_elements=float(strided) * count,
+                               tile_flops=tiles[0] * count, block_flops=tiles[1] * count))
         if train and bwd_flops is not None:
             bb = bwd_bytes if bwd_bytes is not None else 2 * nbytes
             self.bwd.append(OpCost(name + ".grad", kind, "backward", float(bwd_flops) * count,  # type: ignore[arg-type]
-                                   float(bb) * count, count * launches * 2, tc, min_dim, gemms=bwd_gemms))
+                                   float(bb) * count, count * launches * 2, tc, min_dim, gemms=bwd_gemms,
+                                   tile_flops=tiles[0] * (bwd_flops / flops if flops else 0.0) * count,
+                                   block_flops=tiles[1] * (bwd_flops / flops if flops else 0.0) * count))
 
     def add_index_bound(self, name: str, kind: str, phase: str, nbytes: float, count: int, strided: float,
                         launches: int = 1, runtime: str | None = None) -> None:
