@@ -11,14 +11,15 @@ the time of its vectorized calls at the probe's copy bandwidth, and divides the 
     elements per SM cycle = strided elements / (measured s - vectorized bytes / bandwidth) / (SMs x boost clock)
 
 NCHW max pooling (``MAX_POOL_ELEMENTS_PER_SM_CYCLE``) likewise: its threads (output elements forward, input
-elements backward) over the op's measured device time; cuDNN's layout transposes by their elements; and fused
-attention's backward rate against its forward's (``ATTENTION_BACKWARD_RATE``).  It prints one line per (case, op)
+elements backward) over the op's measured device time; cuDNN's layout transposes by their elements.  It prints one
+line per (case, op)
 and the median per class.  No end-to-end step time is used.
 
-``attention_tiles`` fits the 16-bit fused attention kernels' cost: each traced attention op's tile and block FLOPs
-(``OpCost.tile_flops``, ``block_flops``) against its measured device time, as a fraction of the probe's GEMM rate
-at that precision; the tiles-per-block cost (``FUSED_ATTENTION_BLOCK_TILES``) is the one that makes those fractions
-most alike, the forward's median is ``FUSED_ATTENTION_EFFICIENCY``.
+``attention_tiles`` checks the 16-bit fused attention kernels' cost: each traced attention op's tile and block
+FLOPs (``OpCost.tile_flops``, ``block_flops``) at the probe's GEMM rate for that precision, then their exponentials
+at ``SFU_EXPONENTIALS_PER_SM_CYCLE``, against its measured device time; the tiles-per-block cost
+(``FUSED_ATTENTION_BLOCK_TILES``) is the one that makes the forwards' measured / modelled most alike, and the
+backwards' modelled / measured is ``ATTENTION_BACKWARD_RATE``.
 
     .venv/bin/python benchmarks/strided_rates.py [PROFILE.json PROBE.json]
 """
@@ -37,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 from advisor import estimate, validate  # noqa: E402
 from advisor.catalog import get_gpu  # noqa: E402
-from advisor.estimator.time import FUSED_ATTENTION_BLOCK_TILES  # noqa: E402
+from advisor.estimator.time import FUSED_ATTENTION_BLOCK_TILES, SFU_EXPONENTIALS_PER_SM_CYCLE  # noqa: E402
 from advisor.workload.aten_ops import MAX_POOLS, label_op  # noqa: E402
 from advisor.workload.costs import compute_bytes  # noqa: E402
 
@@ -54,8 +55,7 @@ POOL_MIN_ELEMENTS = 1e6
 #: them (each conv call's tensors once: advisor.estimator.time.LAYOUT_SOURCE); cases with at least a millisecond
 LAYOUT_KERNELS = ("nchwToNhwc", "nhwcToNchw")
 LAYOUT_MIN_S = 1e-3
-#: Fused attention's backward against its forward (16-bit: cuDNN / flash kernels), per case where the profile lists
-#: both: the backward's rate relative to the forward's is 2.5 (its FLOPs ratio) over their time ratio
+#: Fused attention ops (16-bit: cuDNN / flash kernels), forward and ``_backward``, timed per case for the tile model
 ATTENTION_OPS = ("_scaled_dot_product_cudnn_attention", "_scaled_dot_product_flash_attention")
 
 
@@ -71,7 +71,7 @@ def rates(profile_path: Path, probe_path: Path, card: str = "h200-sxm-141gb") ->
     bw = spec.memory_bandwidth_bytes_s * next(iter(probe["efficiencies"].values()))["memory_bandwidth"]
     cycles = spec.sm_count * spec.boost_clock_mhz * 1e6
     out: dict[str, list[float]] = {"elementwise": [], "reduction": [], "layout_transpose": [],
-                                   "attention_backward": [], **{name: [] for name in MAX_POOLS}}
+                                   **{name: [] for name in MAX_POOLS}}
     for case in json.loads(profile_path.read_text())["cases"]:
         row = case["row"]
         c = validate.case_from_row(row["model"], row["config"])
@@ -90,14 +90,6 @@ def rates(profile_path: Path, probe_path: Path, card: str = "h200-sxm-141gb") ->
             out["layout_transpose"].append(per_cycle)
             print(f"{c.model:12s} {c.label():38s} {'cuDNN layout transposes':32s} {elements / 1e9:6.2f} G elements  "
                   f"measured {layout_s * 1e3:6.2f} ms  -> {per_cycle:4.2f} elements/SM/cycle")
-        for name in ATTENTION_OPS:
-            fwd, bwd = measured.get(name), measured.get(name + "_backward")
-            if fwd and bwd:
-                rate = 2.5 / (bwd["device_ms_per_step"] / fwd["device_ms_per_step"])
-                out["attention_backward"].append(rate)
-                print(f"{c.model:12s} {c.label():38s} {'attention backward / forward':32s} "
-                      f"{bwd['device_ms_per_step']:6.2f} / {fwd['device_ms_per_step']:6.2f} ms  -> {rate:4.2f} of "
-                      "the forward's rate")
         for name in MAX_POOLS:
             m, groups = measured.get(name), _groups(w.ops, name)
             threads = sum(o.strided_elements for o in groups)
@@ -142,14 +134,17 @@ def _case_workload(case: dict[str, Any], card: str) -> tuple[Any, Any]:
 
 
 def attention_tiles(profile_path: Path, probe_path: Path, card: str = "h200-sxm-141gb") -> dict[str, Any]:
-    """16-bit fused attention per profiled case: (phase, tile FLOPs, block FLOPs, seconds, GEMM rate) and the fit.
+    """16-bit fused attention per profiled case against the tile model, and the fit of its two figures.
 
-    Returns ``{"ops": [...], "block_tiles": the tiles-per-block cost that makes the rates most alike (least spread
-    of log rate over forward and backward), "forward"/"backward": each op's fraction of the GEMM rate at
-    ``FUSED_ATTENTION_BLOCK_TILES``}``.
+    Returns ``{"ops": [(model, label, phase, tile FLOPs, block FLOPs, head dim, measured s, GEMM rate)],
+    "block_tiles": the tiles-per-block cost that makes the forwards' measured / modelled time most alike,
+    "forward": each forward's measured / modelled time at ``FUSED_ATTENTION_BLOCK_TILES``, "backward": each
+    backward's modelled (at the forward's rate) / measured time}``.
     """
+    spec = get_gpu(card)
+    exp_s = spec.sm_count * spec.boost_clock_mhz * 1e6 * SFU_EXPONENTIALS_PER_SM_CYCLE
     probe = json.loads(probe_path.read_text())
-    ops: list[tuple[str, str, str, float, float, float, float]] = []
+    ops: list[tuple[str, str, str, float, float, int, float, float]] = []
     for case in json.loads(profile_path.read_text())["cases"]:
         c, w = _case_workload(case, card)
         if c.mode != "train" or c.precision in ("fp32", "tf32"):
@@ -158,33 +153,38 @@ def attention_tiles(profile_path: Path, probe_path: Path, card: str = "h200-sxm-
         rate = 1e12 * max(k["value"] for k in probe["kernels"]
                           if k["name"] == "matmul" and k["precision"] == dtype and k["value"])
         measured = {o["name"].removeprefix("aten::"): o["device_ms_per_step"] for o in case["profile"]["top_ops"]}
-        kernels = case["profile"]["top_kernels"]
         for op in w.ops:
             if op.kind != "attention" or not op.tile_flops:
                 continue
-            base = label_op(op.name).removesuffix("_backward")
-            ms = next((measured[n + ("_backward" if op.phase == "backward" else "")] for n in ATTENTION_OPS
-                       if n + ("_backward" if op.phase == "backward" else "") in measured), None)
+            suffix = "_backward" if op.phase == "backward" else ""
+            ms = next((measured[n + suffix] for n in ATTENTION_OPS if n + suffix in measured), None)
             if ms is None:  # outside the top ops: its kernel
-                ms = sum(k["ms_per_step"] for k in kernels if FUSED_KERNELS[op.phase] in k["name"]) or None
-            if ms is None or base not in (*ATTENTION_OPS, "_scaled_dot_product_flash_attention_for_cpu"):
-                continue
-            ops.append((c.model, c.label(), op.phase, op.tile_flops, op.block_flops, ms / 1e3, rate))
+                ms = sum(k["ms_per_step"] for k in case["profile"]["top_kernels"]
+                         if FUSED_KERNELS[op.phase] in k["name"]) or None
+            if ms is not None:
+                ops.append((c.model, c.label(), op.phase, op.tile_flops, op.block_flops, op.min_dim or 0, ms / 1e3,
+                            rate))
 
-    def fractions(block_tiles: float, phase: str) -> list[float]:
-        return [(t + block_tiles * b) / s / r for _m, _l, p, t, b, s, r in ops if p == phase]
+    def modelled(block_tiles: float, t: float, b: float, d: int, r: float) -> float:
+        """Seconds at the forward's rate: the tiles' GEMMs at ``r``, then their exponentials."""
+        return (t + block_tiles * b) * (1 / r + 1 / (4 * d * exp_s))
 
-    def spread(block_tiles: float) -> float:
-        return sum(statistics.pstdev([math.log(f) for f in fractions(block_tiles, p)]) * len(fractions(block_tiles, p))
-                   for p in ("forward", "backward"))
+    def ratios(block_tiles: float, phase: str) -> list[float]:
+        out = []
+        for _m, _l, p, t, b, d, s, r in ops:
+            if p == phase:
+                m = modelled(block_tiles, t, b, d, r)
+                out.append(s / m if phase == "forward" else m / s)
+        return out
 
-    best = min(TILE_SCAN, key=spread)
-    for m, label, phase, t, b, s, r in ops:
+    best = min(TILE_SCAN, key=lambda bt: statistics.pstdev([math.log(x) for x in ratios(bt, "forward")]))
+    for m, label, phase, t, b, d, s, r in ops:
+        model_s = modelled(FUSED_ATTENTION_BLOCK_TILES, t, b, d, r)
         print(f"{m:12s} {label:38s} {'fused attention ' + phase:32s} {t / 1e9:7.1f} G tile + {b / 1e9:5.1f} G block "
-              f"FLOPs  measured {s * 1e3:6.3f} ms  -> {(t + FUSED_ATTENTION_BLOCK_TILES * b) / s / r:4.2f} of the "
-              f"GEMM rate ({t / s / r:4.2f} by tiles alone)")
-    return {"ops": ops, "block_tiles": best, "forward": fractions(FUSED_ATTENTION_BLOCK_TILES, "forward"),
-            "backward": fractions(FUSED_ATTENTION_BLOCK_TILES, "backward")}
+              f"FLOPs  measured {s * 1e3:6.3f} ms, tile model at the forward's rate {model_s * 1e3:6.3f} ms "
+              f"({t / s / r:4.2f} of the GEMM rate by tiles alone)")
+    return {"ops": ops, "block_tiles": best, "forward": ratios(FUSED_ATTENTION_BLOCK_TILES, "forward"),
+            "backward": ratios(FUSED_ATTENTION_BLOCK_TILES, "backward")}
 
 
 def main(argv: list[str]) -> None:
@@ -192,15 +192,14 @@ def main(argv: list[str]) -> None:
     probe = Path(argv[1]) if len(argv) > 1 else RUN / "probe-full.json"
     for kind, vals in rates(profile, probe).items():
         if vals:
-            unit = "of the forward's rate" if kind == "attention_backward" else "elements per SM per cycle"
+            unit = "elements per SM per cycle"
             print(f"{kind}: median {statistics.median(vals):.2f} {unit} "
                   f"(n={len(vals)}, {min(vals):.2f}-{max(vals):.2f})")
     fit = attention_tiles(profile, probe)
-    fwd, bwd = statistics.median(fit["forward"]), statistics.median(fit["backward"])
-    print(f"fused attention: {fit['block_tiles']:.2f} tiles per block make the rates most alike; at "
-          f"{FUSED_ATTENTION_BLOCK_TILES:g}, forward median {fwd:.2f} of the GEMM rate ({min(fit['forward']):.2f}-"
-          f"{max(fit['forward']):.2f}), backward {bwd:.2f} ({min(fit['backward']):.2f}-{max(fit['backward']):.2f}), "
-          f"backward / forward {bwd / fwd:.2f}")
+    fwd, bwd = fit["forward"], fit["backward"]
+    print(f"fused attention: {fit['block_tiles']:.2f} tiles per block make the forwards most alike; at "
+          f"{FUSED_ATTENTION_BLOCK_TILES:g} they measured {min(fwd):.2f}-{max(fwd):.2f}x the tile model's time, "
+          f"the backwards ran at {statistics.median(bwd):.2f} of the forward's rate ({min(bwd):.2f}-{max(bwd):.2f})")
 
 
 if __name__ == "__main__":

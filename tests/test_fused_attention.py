@@ -3,9 +3,9 @@
 FlashAttention-style kernels compute whole (query block x key block) tiles: a sequence that ends inside a block pays
 for the block, a causal kernel skips the tiles above the diagonal but not the diagonal ones, and each query block's
 thread block has a fixed cost.  The tracer and the analytic builders record that work (``OpCost.tile_flops``,
-``block_flops``); the estimator prices it at ``FUSED_ATTENTION_EFFICIENCY`` of the GEMM rate on cards that run the
-fused 16-bit kernels, and by FLOPs elsewhere.  The constants are reproduced from the H200 profile in
-tests/test_index_bound.py.
+``block_flops``); on cards that run the fused 16-bit kernels the estimator prices each tile's GEMMs at the GEMM rate
+and then its exponentials on the special-function units, and by FLOPs elsewhere.  The fitted figures (tiles per
+block, the backward's rate) are reproduced from the H200 profile in tests/test_index_bound.py.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from advisor.estimator.time import (
     ATTENTION_BACKWARD_RATE,
     ATTENTION_SOURCE,
     FUSED_ATTENTION_BLOCK_TILES,
-    FUSED_ATTENTION_EFFICIENCY,
+    SFU_EXPONENTIALS_PER_SM_CYCLE,
     card_rates,
     ops_time_detail,
     prepare_ops,
@@ -67,7 +67,7 @@ def test_the_tracer_records_each_calls_tiles_and_head_dim(causal: bool) -> None:
     tiles, blocks = fused_attention_work(2 * 4, 300, 300, 64, causal)  # 300 tokens: 3 blocks of 128
     assert ops["forward"].tile_flops == pytest.approx(tiles) and ops["forward"].block_flops == pytest.approx(blocks)
     assert ops["backward"].tile_flops == pytest.approx(2.5 * tiles)  # five tile GEMMs to the forward's two
-    assert ops["forward"].min_dim == 64  # the head dim, as the analytic builders' attention
+    assert ops["forward"].min_dim == 64  # the head dim: FLOPs per exponential
 
 
 def test_an_explicit_mask_skips_no_tiles() -> None:
@@ -85,18 +85,24 @@ def test_fused_attention_is_priced_by_its_tiles_where_the_card_runs_the_fused_ke
     rates = card_rates(h200, "bf16", efficiency.defaults_for("Hopper"), 989e12, 67e12)
     t = ops_time_detail(prepare_ops([fwd, bwd]), rates).per_op
     work = tiles + FUSED_ATTENTION_BLOCK_TILES * blocks
-    assert t[0] == pytest.approx(work / (FUSED_ATTENTION_EFFICIENCY * rates.tensor_flops), rel=1e-6)
+    exponentials_s = h200.sm_count * h200.boost_clock_mhz * 1e6 * SFU_EXPONENTIALS_PER_SM_CYCLE
+    # the tiles' GEMMs, then one exponential per score (4 x head dim FLOPs), one after the other
+    assert t[0] == pytest.approx(work / rates.tensor_flops + work / (4 * 64) / exponentials_s, rel=1e-6)
     assert t[1] == pytest.approx(2.5 * t[0] / ATTENTION_BACKWARD_RATE, rel=1e-6)
+    # a wider head runs more FLOPs per exponential: less time per tile FLOP, the GEMM time alone the limit
+    wide = OpCost("aten.sdpa", "attention", "forward", 2e12, 1e6, tensor_core=True, min_dim=128,
+                  tile_flops=2 * tiles, block_flops=2 * blocks)
+    assert 2 * work / rates.tensor_flops < ops_time_detail(prepare_ops([wide]), rates).per_op[0] < 2 * t[0]
+    # a card with fewer tensor FLOPs per exponential loses less to the softmax: Ampere's A100 against the H200
+    a100 = card_rates(get_gpu("a100-sxm4-80gb"), "bf16", efficiency.defaults_for("Ampere"), 312e12, 19.5e12)
+    share = [1 - work / r.tensor_flops / ops_time_detail(prepare_ops([fwd]), r).per_op[0] for r in (rates, a100)]
+    assert share[1] < share[0]
     # fp32 (the memory-efficient kernel) and cards without the fused kernels: the counted FLOPs, as before
     for gpu, arch, precision in (("h200-sxm-141gb", "Hopper", "fp32"), ("v100-sxm2-16gb", "Volta", "fp16")):
         other = card_rates(get_gpu(gpu), precision, efficiency.defaults_for(arch), 100e12, 10e12)
-        assert other.fused_attention_flops == 0.0
+        assert other.exponentials_s == 0.0
         plain = ops_time_detail(prepare_ops([fwd]), other).per_op[0]
         assert plain == pytest.approx(1e12 / (other.tensor_flops * 64 / (64 + other.half_dim)), rel=1e-6)
-    # a wider head runs more FLOPs per byte loaded: less time per tile FLOP
-    wide = OpCost("aten.sdpa", "attention", "forward", 2e12, 1e6, tensor_core=True, min_dim=128,
-                  tile_flops=2 * tiles, block_flops=2 * blocks)
-    assert ops_time_detail(prepare_ops([wide]), rates).per_op[0] < 2 * t[0]
 
 
 def test_the_analytic_builders_attention_carries_its_tiles_and_the_estimate_says_so() -> None:

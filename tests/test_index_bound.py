@@ -23,7 +23,6 @@ from advisor.estimator.time import (  # noqa: E402
     ATTENTION_BACKWARD_RATE,
     COLUMN_REDUCE_ELEMENTS_PER_SM_CYCLE,
     FUSED_ATTENTION_BLOCK_TILES,
-    FUSED_ATTENTION_EFFICIENCY,
     LAYOUT_TRANSPOSE_ELEMENTS_PER_SM_CYCLE,
     MAX_POOL_ELEMENTS_PER_SM_CYCLE,
     STRIDED_ELEMENTS_PER_SM_CYCLE,
@@ -176,8 +175,6 @@ def test_the_rates_are_what_the_h200_profile_measured() -> None:
     assert len(measured["elementwise"]) >= 8 and len(measured["reduction"]) >= 5
     assert statistics.median(measured["elementwise"]) == pytest.approx(STRIDED_ELEMENTS_PER_SM_CYCLE, abs=0.05)
     assert statistics.median(measured["reduction"]) == pytest.approx(COLUMN_REDUCE_ELEMENTS_PER_SM_CYCLE, abs=0.1)
-    assert len(measured["attention_backward"]) == 3  # GPT-2 amp + bf16, llama-small: 16-bit cuDNN attention
-    assert statistics.median(measured["attention_backward"]) == pytest.approx(ATTENTION_BACKWARD_RATE, abs=0.01)
     assert len(measured["layout_transpose"]) == 2  # ResNet-50 b128 at fp16 and fp32
     assert statistics.median(measured["layout_transpose"]) == pytest.approx(LAYOUT_TRANSPOSE_ELEMENTS_PER_SM_CYCLE,
                                                                             abs=0.05)
@@ -191,11 +188,10 @@ def test_fused_attention_tile_costs_are_what_the_h200_profile_measured() -> None
         benchmark_scripts.BENCHMARKS.parent / "tests/data/gpu-runs/h200-2026-11-28/probe-full.json")
     # ViT s197, GPT-2 s1024 (amp, bf16), llama-small s2048 forward; the same and BERT s512 backward
     assert len(fit["forward"]) == 4 and len(fit["backward"]) == 5
-    assert fit["block_tiles"] == pytest.approx(FUSED_ATTENTION_BLOCK_TILES, abs=0.1)
-    fwd, bwd = statistics.median(fit["forward"]), statistics.median(fit["backward"])
-    assert fwd == pytest.approx(FUSED_ATTENTION_EFFICIENCY, abs=0.01)
-    assert bwd / fwd == pytest.approx(ATTENTION_BACKWARD_RATE, abs=0.02)
-    assert max(fit["forward"]) / min(fit["forward"]) < 1.1  # one rate per tile, where counted FLOPs spread 4x
+    assert fit["block_tiles"] == pytest.approx(FUSED_ATTENTION_BLOCK_TILES, abs=0.05)
+    # the forwards within 3% of the tile model (GEMMs at the probe's rate, then the exponentials): nothing else fitted
+    assert all(0.97 < r < 1.03 for r in fit["forward"])
+    assert statistics.median(fit["backward"]) == pytest.approx(ATTENTION_BACKWARD_RATE, abs=0.01)
 
 
 def test_analytic_llama_lists_hugging_faces_unfused_rmsnorm_and_rotary_in_eager_only() -> None:

@@ -197,7 +197,7 @@ def step_time(prep: PreparedWorkload, w: Workload, spec: GpuSpec, plan: Parallel
     step_notes: list[str] = []
     if rates.winograd_factor > 1 and any(op[3] == CONV_3X3 for op in step_ops):
         step_notes.append(WINOGRAD_SOURCE)
-    if rates.fused_attention_flops and any(op[12] for op in step_ops):
+    if rates.exponentials_s and any(op[12] for op in step_ops):
         step_notes.append(ATTENTION_SOURCE)
     if rates.strided_elements_s and any(op[11] for op in step_ops):
         step_notes.append(STRIDED_SOURCE)

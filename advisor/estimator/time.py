@@ -112,29 +112,34 @@ POOL_SOURCE = ("NCHW max pooling runs a thread per output element forward and pe
 WINOGRAD_MULTIPLY_REDUCTION = 2.25
 WINOGRAD_SOURCE = (f"3x3 stride-1 fp32 convolutions on CUDA cores run cuDNN's Winograd algorithms: "
                    f"{WINOGRAD_MULTIPLY_REDUCTION:g}x fewer multiplies (F(2x2,3x3), Lavin & Gray 2016)")
-#: A fused attention kernel's backward (FlashAttention-style: it recomputes the scores and runs five GEMMs to the
-#: forward's two, 2.5x the FLOPs, plus dQ's accumulation) runs below the forward's rate: in the H200 profile the
-#: 16-bit cuDNN attention backward took 3.23 / 3.25 / 3.00x its forward's time (GPT-2 amp and bf16 b16 s1024,
-#: llama-small b8 s2048; head dim 64; benchmarks/strided_rates.py), i.e. 0.77 / 0.77 / 0.83 of the forward's
-#: rate, median 0.77.  fp32 runs the memory-efficient kernel, whose backward measured 2.1x (bert-base fp32: not
-#: slower per FLOP): not applied there.
-ATTENTION_BACKWARD_RATE = 0.77
+#: A fused attention kernel's backward (FlashAttention-style: it recomputes the scores and their exponentials and runs
+#: five GEMMs to the forward's two, 2.5x the FLOPs, plus dQ's accumulation) runs below the forward's rate per FLOP: in
+#: the H200 profile's five 16-bit cases (GPT-2 amp and bf16 b16 s1024, llama-small b8 s2048, BERT-base b16 s512,
+#: ViT-B/16 b64 s197; head dim 64) at 0.74-0.85 of the forward's tile-model rate (``FUSED_ATTENTION_BLOCK_TILES``),
+#: median 0.76 (benchmarks/strided_rates.py).  fp32 runs the memory-efficient kernel, whose backward measured 2.1x
+#: its forward's time (bert-base fp32: not slower per FLOP): not applied there.
+ATTENTION_BACKWARD_RATE = 0.76
 #: 16-bit fused attention's work as its kernels do it (``OpCost.tile_flops``: the (query block x key block) tiles
 #: computed, padding and causal skipping included; ``block_flops``: one tile per query block, each thread block's
 #: fixed cost of loading its queries and rescaling and writing its output) is priced as tiles + this many tiles per
-#: block, at ``FUSED_ATTENTION_EFFICIENCY`` of the card's large-GEMM rate forward at head dim 64 (its backward at
-#: ``ATTENTION_BACKWARD_RATE`` of that).  Both from the H200 profile's 16-bit attention cases (ViT-B/16 s197, BERT-base
-#: s512, GPT-2 s1024 causal amp and bf16, llama-small s2048 causal; head dim 64; benchmarks/strided_rates.py): 1.45
-#: tiles per block make their rates most alike, and at 1.5 the forwards ran at 0.59-0.63 of the probe's bf16 GEMM
-#: rate (median 0.60) and the backwards at 0.46-0.50 (0.77 of the forward's, as ATTENTION_BACKWARD_RATE); by tiles
-#: alone they spread 0.26-0.51, by counted FLOPs 0.16-0.97.  Other head dims scale by the GEMM shape curve
-#: (``efficiency.shape_factor``).
-FUSED_ATTENTION_BLOCK_TILES = 1.5
-FUSED_ATTENTION_EFFICIENCY = 0.60
-FUSED_ATTENTION_HEAD_DIM = 64  # the head dim it was measured at
+#: block.  Each tile runs its two GEMMs (4 x head dim FLOPs per score) and then exponentiates its scores on the
+#: special-function units, one after the other (FlashAttention-2, cuDNN): ``SFU_EXPONENTIALS_PER_SM_CYCLE``.  So a
+#: tile FLOP costs 1 / GEMM rate + 1 / (4 x head dim x exponential rate), nothing fitted; the backward (2.5x the
+#: FLOPs, the scores exponentiated again) runs at ``ATTENTION_BACKWARD_RATE`` of that.  1.25 tiles per block is the
+#: value that makes the H200 profile's forwards most alike (ViT-B/16 s197, GPT-2 s1024 causal amp and bf16,
+#: llama-small s2048 causal, head dim 64; benchmarks/strided_rates.py): they then measured 0.98-1.02x this model's
+#: time, where by counted FLOPs their rates spread 0.16-0.97 of the probe's GEMM rate.
+FUSED_ATTENTION_BLOCK_TILES = 1.25
+#: Exponentials per SM per clock on NVIDIA's special-function units (MUFU.EX2; exp2f): 16 next to a Hopper SM's 4,096
+#: dense 16-bit tensor FLOPs per clock (FlashAttention-3, Shah et al. 2024, section 3.1: "the H100 SXM5 GPU has 989
+#: TFLOPS of FP16 matmul but only 3.9 TFLOPS of special functions"; the CUDA C++ Programming Guide's throughput
+#: table lists 16 results per clock per SM for the 32-bit exponential on compute capability 7.x-9.0).  Taken at the
+#: boost clock: like index-bound kernels, attention runs far from the power cap that the sustained clock reflects.
+SFU_EXPONENTIALS_PER_SM_CYCLE = 16
 ATTENTION_SOURCE = ("16-bit fused attention priced by the tiles its kernels compute (128 x 128 blocks: padded "
-                    "sequences, causal diagonals and each query block's fixed cost counted) at "
-                    f"{FUSED_ATTENTION_EFFICIENCY:g} of the GEMM rate forward (head dim 64; H200 profile)")
+                    "sequences, causal diagonals and each query block's fixed cost counted), each tile's GEMMs then "
+                    f"its exponentials on the special-function units ({SFU_EXPONENTIALS_PER_SM_CYCLE} per SM per "
+                    "clock), one after the other")
 #: Where 16-bit attention runs those kernels (FlashAttention / cuDNN's fused attention need sm80+); older cards and
 #: AMD run other kernels, priced at their FLOPs.
 FUSED_ATTENTION_ARCHS = frozenset({"ampere", "ada", "hopper", "blackwell"})
@@ -269,7 +274,7 @@ class CardRates:
     strided_elements_s: float = 0.0  # index-bound elementwise elements per second (0: priced by bytes alone)
     winograd_factor: float = 1.0  # 3x3 stride-1 convolutions' speed-up over direct FLOPs (WINOGRAD_MULTIPLY_REDUCTION)
     attention_backward_rate: float = 1.0  # fused attention's backward rate over its forward's (ATTENTION_BACKWARD_RATE)
-    fused_attention_flops: float = 0.0  # fused attention's tile rate at head dim 64 (0: priced by its FLOPs)
+    exponentials_s: float = 0.0  # fused attention's softmax exponentials per second (0: no fused kernels, by FLOPs)
 
 
 def card_rates(spec: Any, precision: str, eff: Any, tensor_peak: float, vector_peak: float, *,
@@ -315,11 +320,11 @@ def card_rates(spec: Any, precision: str, eff: Any, tensor_peak: float, vector_p
                       winograd_factor=1.0 if conv_tensor_cores or spec.vendor != "nvidia"
                       else WINOGRAD_MULTIPLY_REDUCTION,
                       attention_backward_rate=ATTENTION_BACKWARD_RATE if fused else 1.0,
-                      fused_attention_flops=tensor_held * eff.matmul * FUSED_ATTENTION_EFFICIENCY if fused else 0.0)
+                      exponentials_s=boost_cycles * SFU_EXPONENTIALS_PER_SM_CYCLE if fused else 0.0)
     if serial_host:
         rates = replace(rates, launch_s=0.0, bn_elements_s=0.0, layout_transposes=False, unaligned_flops=0.0,
                         unaligned_conv_flops=0.0, step_latency_s=0.0, strided_elements_s=0.0, winograd_factor=1.0,
-                        attention_backward_rate=1.0, fused_attention_flops=0.0)
+                        attention_backward_rate=1.0, exponentials_s=0.0)
     return rates
 
 
@@ -350,16 +355,15 @@ def ops_time_detail(ops: Sequence[PreparedOp], rates: CardRates) -> OpsTime:
     bw, launch, h2, sms = rates.memory_bytes_s, rates.launch_s, rates.half_dim, rates.sm_count
     strided_s = rates.strided_elements_s
     attention_bwd = rates.attention_backward_rate
-    fused_rate = rates.fused_attention_flops
-    fused_dim = FUSED_ATTENTION_HEAD_DIM / (FUSED_ATTENTION_HEAD_DIM + h2)
+    exp_s = rates.exponentials_s
     per_op: list[float] = []
     for flops, nbytes, count, cls, dim, phase, group, plan, bn, transpose, steps, strided, tiles in ops:
         peak = peaks[cls]
         if group == _ATTENTION and phase == _BACKWARD:
             peak *= attention_bwd
-        if tiles and fused_rate:  # the tile work at FUSED_ATTENTION_EFFICIENCY, scaled to its head dim
-            head = dim / (dim + h2) / fused_dim if dim else 1.0
-            flops, peak, dim = tiles, fused_rate * head * (attention_bwd if phase == _BACKWARD else 1.0), 0
+        if tiles and exp_s and dim:  # each tile's GEMMs, then its scores' exponentials (SFU_EXPONENTIALS_...)
+            rate = 1.0 / (1.0 / peaks[cls] + 1.0 / (4.0 * dim * exp_s))
+            flops, peak, dim = tiles, rate * (attention_bwd if phase == _BACKWARD else 1.0), 0
         # cuDNN's recurrent layer on a GPU: its persistent kernel's dependent steps, then the GEMMs of its plan at
         # cuDNN's rate (TF32 for fp32 by default, as for convolutions); the traced per-step ops' bytes are not
         # cuDNN's.  Off cuDNN (the host's CPU) a recurrent op's FLOPs all run at its class's rate.

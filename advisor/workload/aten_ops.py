@@ -213,7 +213,7 @@ _SDPA_OPS.update({name + "_backward": FUSED_ATTENTION_BACKWARD_WORK for name in 
 
 def attention_geometry(name: str, func: Any, args: Sequence[Any],
                        kwargs: Mapping[str, Any]) -> tuple[float, float, int] | None:
-    """``(tile FLOPs, block FLOPs, smallest of query length and head dim)`` of a traced fused attention call.
+    """``(tile FLOPs, block FLOPs, head dim)`` of a traced fused attention call.
 
     The FLOPs are ``fused_attention_work``'s (times ``FUSED_ATTENTION_BACKWARD_WORK`` for a backward); an explicit
     mask (``attn_mask`` / ``attn_bias``) skips no tiles.  None for other ops.
@@ -229,7 +229,7 @@ def attention_geometry(name: str, func: Any, args: Sequence[Any],
     except (AttributeError, TypeError, ValueError):
         return None
     tiles, blocks = fused_attention_work(b * h, s_q, s_k, d, causal)
-    return scale * tiles, scale * blocks, min(s_q, d)
+    return scale * tiles, scale * blocks, d
 
 
 #: Name suffix of a convolution record cuDNN may run with its Winograd algorithms: 2-D, 3x3 filters, stride 1,

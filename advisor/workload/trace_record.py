@@ -91,7 +91,7 @@ class Recording:
             key = (self.phase, f"aten.{name}[strided]" if strided else f"aten.{name}")
             geometry = attention_geometry(name, func, args, kwargs) if kind == "attention" else None
             g = self._add(key, kind, tc, flops, moved, strided=strided)
-            if geometry is not None:  # priced, like the analytic builders' attention, at its smallest dimension
+            if geometry is not None:  # its head dim: what the tiles' GEMMs run at, per exponential
                 g.tile_flops += geometry[0]
                 g.block_flops += geometry[1]
                 g.min_dim = geometry[2] if g.min_dim is None else min(g.min_dim, geometry[2])

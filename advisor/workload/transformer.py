@@ -232,7 +232,7 @@ def build_transformer(
         fl = 2 * qk * frac
         if flash:
             nb = b * (2 * q_len * heads * d + 2 * k_len * kvh * d) * a_b
-            ops.add(label, "attention", fl, nb, count, tc=True, min_dim=min(q_len, d),
+            ops.add(label, "attention", fl, nb, count, tc=True, min_dim=d,
                     bwd_flops=FUSED_ATTENTION_BACKWARD_WORK * fl, bwd_bytes=2.5 * nb, train=train,
                     tiles=fused_attention_work(b * heads, q_len, k_len, d, causal))
         else:
