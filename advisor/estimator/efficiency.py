@@ -155,8 +155,11 @@ _LITERATURE: dict[str, ArchEfficiency] = {
     "hopper": ArchEfficiency(
         "hopper", matmul=0.62, conv=0.45, vector=0.80, memory=0.88, h2d=0.85, launch_overhead_s=4e-6,
         cuda_context_bytes=500 * MiB,
-        source="H100 SXM bf16 cuBLAS GEMM ~700-760 of 989 TFLOP/s (~75-78%; stas00/ml-engineering 'maximum "
-               "achievable matmul FLOPS' table); HBM3 copy ~2.9-3.0 of 3.35 TB/s (~88%, BabelStream / NVIDIA)"),
+        source="H100 SXM bf16 cuBLAS GEMM ~700-760 of 989 TFLOP/s at its best shapes (~75-78%; stas00/ml-engineering "
+               "'maximum achievable matmul FLOPS' table; the shared H200 / H100 probes: 0.79 / 0.77 bf16, 0.74 / 0.72 "
+               "fp8), but 0.62 without a probe: one figure for every precision, and at 0.77 the published H100 fp8 "
+               "rows (TensorRT-LLM) go +18 / +32% -> +31 / +59% optimistic; HBM3 copy ~2.9-3.0 of 3.35 TB/s (~88%, "
+               "BabelStream / NVIDIA)"),
     "blackwell": ArchEfficiency(
         "blackwell", matmul=0.62, conv=0.45, vector=0.80, memory=0.88, h2d=0.85, launch_overhead_s=4e-6,
         cuda_context_bytes=550 * MiB,
