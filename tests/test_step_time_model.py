@@ -57,6 +57,29 @@ def test_by_class_covers_the_step() -> None:
     assert max(by_class, key=lambda c: by_class[c]) == "gemm"
 
 
+def test_the_breakdown_advises_only_changes_that_apply_to_the_card_and_workload() -> None:
+    def advice(model: object, gpu: str, precision: str, **kw: object) -> dict[str, str]:
+        return estimate(model, gpu, batch_size=8, precision=precision, calibration=None, **kw).time.to_dict()[
+            "class_advice"]
+
+    pascal = advice("resnet50", "gtx-1080-ti", "amp-fp16", image_size=224)
+    assert "channels_last" not in pascal["conv"] and "amp" not in pascal["conv"]  # no tensor cores, no transposes
+    assert pascal["conv"] == "a card with tensor cores"
+    a100_fp32 = advice("resnet50", "a100-sxm4-80gb", "fp32", image_size=224)
+    assert "channels_last" in a100_fp32["conv"] and "amp" in a100_fp32["conv"]
+    nhwc = advice("resnet50", "a100-sxm4-80gb", "amp-fp16", image_size=224, channels_last=True)
+    assert "channels_last" not in nhwc["conv"] and "amp" not in nhwc["conv"]
+    gpt2 = advice("gpt2", "h100-sxm5-80gb", "bf16", seq_len=1024)
+    assert "padded" in gpt2["gemm"]  # the 50257-entry vocabulary
+    assert "head dim" in gpt2["attention"]  # fused already: what its tiles and exponentials cost
+    assert "amp" in advice("gpt2", "a100-sxm4-80gb", "fp32", seq_len=1024)["attention"]
+    from advisor.workload import load_workload
+
+    eager = load_workload("gpt2", batch_size=8, seq_len=1024, precision="bf16", attention="eager")
+    assert "fused kernel" in advice(eager, "a100-sxm4-80gb", "bf16")["attention"]
+    assert "padded" not in advice("llama-2-7b", "h100-sxm5-80gb", "bf16", seq_len=512)["gemm"]  # all aligned
+
+
 def test_channels_last_skips_the_cudnn_transposes() -> None:
     kw = dict(batch_size=256, image_size=224, precision="amp-fp16", optimizer="sgd-momentum", calibration=None)
     nchw = estimate("resnet50", "A100 SXM4 80GB", **kw)

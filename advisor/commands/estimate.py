@@ -232,7 +232,8 @@ def run(args: argparse.Namespace) -> int:
         from advisor.estimator.time import class_breakdown
 
         brows = [(name, format_seconds(sec), f"{share:.0%}", helps)
-                 for name, sec, share, helps in class_breakdown(t.get("by_class", {}), t["step_s"])]
+                 for name, sec, share, helps in class_breakdown(t.get("by_class", {}), t["step_s"],
+                                                                t.get("class_advice"))]
         console.print(table("step time by op class", ("class", "time", "share", "what would make it faster"), brows,
                             right_align=("time", "share")))
     if t.get("limiter") == "host":

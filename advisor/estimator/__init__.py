@@ -107,7 +107,7 @@ def estimate_workload(workload: Workload | PreparedWorkload, spec: GpuSpec, *, n
                         decode_tokens_per_s=step.decode_tokens_per_s, time_to_train_s=feed.time_to_train_s,
                         input_bound=feed.input_bound, input_advice=feed.advice, h2d_s=feed.h2d_s,
                         loader_samples_per_s=feed.loader_samples_per_s,
-                        effective_samples_per_s=feed.effective_samples_per_s)
+                        effective_samples_per_s=feed.effective_samples_per_s, class_advice=step.class_advice)
     said = assumptions(w, plan, eff, rates, step, global_batch=global_batch, micro=micro, runtime=runtime,
                        serial_host=serial_host, channels_last=channels_last, clock_note=clock_note,
                        memory_notes=parts.notes, calibration=calibration, changed=changed, fallback=fallback,

@@ -166,9 +166,44 @@ CLASS_ADVICE: dict[str, str] = {
 }
 
 
-def class_breakdown(by_class: Mapping[str, float], step_s: float) -> list[tuple[str, float, float, str]]:
-    """(class, seconds, share of the step, what would help) for the classes that take time, largest first."""
-    rows = [(name, sec, sec / step_s if step_s else 0.0, CLASS_ADVICE.get(name, "-"))
+def class_advice(ops: Sequence[PreparedOp], rates: CardRates, precision: str, arch: str, *, tensor_cores_16: bool,
+                 channels_last: bool) -> dict[str, str]:
+    """``CLASS_ADVICE`` for one estimate: only the changes that apply to this card and workload.
+
+    ``tensor_cores_16``: the card has 16-bit tensor cores.  16-bit math is offered to fp32/tf32 workloads on such
+    cards; channels_last where cuDNN transposes this step's NCHW convolutions; padding where a tensor-core GEMM is
+    off the 16-byte grid; for attention already fused (``OpCost.tile_flops``), 16-bit kernels where the card has
+    them (``FUSED_ATTENTION_ARCHS``), else what its tiles and exponentials cost (``ATTENTION_SOURCE``).
+    """
+    advice = dict(CLASS_ADVICE)
+    wide = precision in ("fp32", "tf32")
+    amp = ["amp / bf16 (16-bit tensor cores)"] if wide and tensor_cores_16 else []
+    faster = "a card with more tensor FLOP/s" if tensor_cores_16 else "a card with tensor cores"
+    unaligned = tensor_cores_16 and any(isinstance(op[7], int) for op in ops)
+    padded = ["dimensions padded to multiples of 8 (16 bytes)"] if unaligned else []
+    advice["gemm"] = ", ".join([*amp, *padded, faster])
+    transposes = rates.layout_transposes and not channels_last and any(op[9] for op in ops)
+    advice["conv"] = ", ".join([*(["channels_last (no NCHW<->NHWC transposes)"] if transposes else []), *amp,
+                                faster])
+    advice["norm"] = ", ".join([*(["channels_last batch norm"] if any(op[8] for op in ops) else []),
+                                "fused norm kernels (torch.compile, apex)"])
+    if any(op[12] for op in ops):  # a fused kernel already
+        advice["attention"] = ("a larger head dim (fewer softmax exponentials per FLOP), sequence lengths that "
+                               "fill 128-row tiles" if rates.exponentials_s
+                               else "amp / bf16 (FlashAttention / cuDNN fused kernels)" if wide and arch in
+                               FUSED_ATTENTION_ARCHS else "an Ampere or newer card (FlashAttention-2 / cuDNN "
+                               "fused attention)" if arch in ("pascal", "volta", "turing") else faster)
+    return advice
+
+
+def class_breakdown(by_class: Mapping[str, float], step_s: float,
+                    advice: Mapping[str, str] | None = None) -> list[tuple[str, float, float, str]]:
+    """(class, seconds, share of the step, what would help) for the classes that take time, largest first.
+
+    ``advice``: the estimate's own (``class_advice``; ``time.class_advice``), else ``CLASS_ADVICE``.
+    """
+    table = advice or CLASS_ADVICE
+    rows = [(name, sec, sec / step_s if step_s else 0.0, table.get(name, CLASS_ADVICE.get(name, "-")))
             for name, sec in by_class.items() if sec > 0]
     return sorted(rows, key=lambda r: -r[1])
 
@@ -429,6 +464,7 @@ class TimeEstimate:
         by_class_s: seconds per op class (``GROUPS``: GEMM, attention, conv, norm, elementwise, optimizer,
             communication, other) plus ``host (exposed)``; GPU-side classes include their launch gaps and sum,
             with the exposed host time, to about ``step_s`` (the per-phase host floor replaces, not adds).
+        class_advice: per op class, what would make it faster on this card and workload (``class_advice``).
         prefill_s, decode_step_s, decode_tokens_per_s: causal-LM inference.
         time_to_train_s: ``dataset_samples x epochs`` or ``total_tokens`` at this rate.
         input_bound, input_advice, h2d_s, loader_samples_per_s: the input pipeline check.
@@ -461,6 +497,7 @@ class TimeEstimate:
     runtime: str = "eager"
     by_class_s: Mapping[str, float] = field(default_factory=dict)
     effective_samples_per_s: float | None = None
+    class_advice: Mapping[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe form (DESIGN.md's ``time`` keys first)."""
@@ -472,7 +509,8 @@ class TimeEstimate:
                 "decode_tokens_per_s": self.decode_tokens_per_s, "time_to_train_s": self.time_to_train_s,
                 "input_bound": self.input_bound, "input_advice": self.input_advice, "h2d_s": self.h2d_s,
                 "loader_samples_per_s": self.loader_samples_per_s, "host_s": self.host_s, "runtime": self.runtime,
-                "by_class": dict(self.by_class_s), "effective_samples_per_s": self.effective_samples_per_s}
+                "by_class": dict(self.by_class_s), "effective_samples_per_s": self.effective_samples_per_s,
+                "class_advice": dict(self.class_advice)}
 
     def to_frame(self) -> Any:
         """One row per phase: seconds and share of the step."""
