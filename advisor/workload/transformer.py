@@ -397,8 +397,9 @@ def build_transformer(
                                "adapters trained")
     if causal_lm or arch.family == "t5":
         if flash:
-            assumptions.append(f"attention={attention}: causal masking skips half of QK^T/AV FLOPs; backward "
-                               "recomputes the scores (2.5x forward)")
+            assumptions.append(f"attention={attention}: causal masking skips half of QK^T/AV FLOPs (the fused "
+                               "kernels compute the diagonal tiles whole: OpCost.tile_flops); backward recomputes "
+                               f"the scores ({FUSED_ATTENTION_BACKWARD_WORK:g}x forward)")
         else:
             assumptions.append("attention=eager: the full s x s QK^T and AV are computed and counted, masked or not")
     if arch.num_experts:
