@@ -68,6 +68,10 @@ def test_cat_along_an_inner_dimension_interleaves() -> None:
     a = torch.empty(4, 8, 16)
     assert _elements("cat", torch.cat([a, a], -1), a, a, pointwise=False, args=([a, a], -1)) == 4 * 8 * 32
     assert _elements("cat", torch.cat([a, a], 0), a, a, pointwise=False, args=([a, a], 0)) == 0  # two blocks
+    # BERT's q/k/v gradients, permuted views stacked along dim 0: CatArrayBatchedCopy gathers them element by element
+    g = torch.empty(2, 16, 4, 8).permute(0, 2, 1, 3)
+    out = torch.stack([g, g, g])
+    assert _elements("stack", out, g, g, g, pointwise=False, args=([g, g, g],)) == out.numel()
 
 
 def test_column_reductions_count_their_input_elements() -> None:

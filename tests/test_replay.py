@@ -40,10 +40,11 @@ def _abs(rows: list[v.ValidationRow], attr: str) -> list[float]:
 
 #: (card, calibration, median, p90, worst) |error| today (docs/accuracy-gpu.md), each with a little room; the
 #: H100's own-probe figures are host-bound rows its probe cannot see (no host_dispatch kernel in that run)
-#: H200's spec-sheet median rose 8.0 -> 8.5% when fused attention took the time its tiles take: without a probe the
-#: Hopper defaults already over-predict these steps' GEMMs (docs/accuracy.md)
+#: H200's spec-sheet median rose 8.0 -> 9.2% when fused attention took the time its tiles take and stacks of
+#: permuted gradients theirs: without a probe the Hopper defaults already over-predict these steps' GEMMs, and each
+#: true cost added moves it further (docs/accuracy.md)
 BOUNDS = [("h200-2026-11-28", "probe", 0.055, 0.20, 0.29), ("h100-2026-11-28", "probe", 0.105, 0.31, 0.41),
-          ("h200-2026-11-28", "none", 0.09, 0.22, 0.31), ("h100-2026-11-28", "none", 0.105, 0.36, 0.47)]
+          ("h200-2026-11-28", "none", 0.095, 0.22, 0.31), ("h100-2026-11-28", "none", 0.105, 0.36, 0.47)]
 
 
 @pytest.mark.parametrize(("card", "calibration", "median", "p90", "worst"), BOUNDS)

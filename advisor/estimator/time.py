@@ -74,12 +74,12 @@ LAYOUT_SOURCE = ("cuDNN transposes NCHW tensors to NHWC for every tensor-core co
 #: one element at a time: they are bound by elements per SM cycle, not bytes.  MEASURED in the H200 profile
 #: (profile-ops.json, torch 2.11), each non-vectorized kernel against the elements the trace gives its ops
 #: (benchmarks/strided_rates.py): broadcast bf16/fp32 mul, strided add, neg, the unrolled bf16->fp32 cast,
-#: transposing clones and RoPE's inner-dimension cat, in llama-small, bert-base, gpt2 and vit-b16 (10 ops with
-#: >= 0.1 G such elements per step): 0.91-1.49 elements per SM per boost cycle (132 SMs x 1.98 GHz), median 1.22,
-#: whatever the dtype (the NCHW batch norm's 1.37 is the same kind of bound).  A group is priced at the slower of
-#: its bytes and its elements.  Fitted on the H200 profile only: the H100 rows (same SM count and clock, 30% less
-#: bandwidth) check it.
-STRIDED_ELEMENTS_PER_SM_CYCLE = 1.2
+#: transposing clones, RoPE's inner-dimension cat and BERT's stack of its permuted q/k/v gradients, in llama-small,
+#: bert-base, gpt2 and vit-b16 (12 ops with >= 0.1 G such elements per step): 0.91-1.49 elements per SM per boost
+#: cycle (132 SMs x 1.98 GHz), median 1.15, whatever the dtype (the NCHW batch norm's 1.37 is the same kind of
+#: bound).  A group is priced at the slower of its bytes and its elements.  Fitted on the H200 profile only: the
+#: H100 rows (same SM count and clock, 30% less bandwidth) check it.
+STRIDED_ELEMENTS_PER_SM_CYCLE = 1.15
 #: Reductions across rows (``sum`` over the batch keeping the innermost dimension: every bias gradient): the same
 #: profile's ``reduce_kernel`` times against the elements reduced (bert-base, gpt2, llama-small, vit-b16: 6 ops,
 #: 1.51-2.91, median 2.54).

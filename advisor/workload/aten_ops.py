@@ -349,7 +349,9 @@ def index_bound_elements(name: str, kind: str, pointwise: bool, args: Sequence[A
     (``aten/src/ATen/native/cuda/Loops.cuh``): its vectorized kernel needs every tensor operand laid out exactly
     as the output, densely, in one dtype; a broadcast or non-contiguous operand takes ``elementwise_kernel`` (an
     offset per operand per element), a cast the unrolled dynamic-casting kernel (``_VECTOR_CASTS`` excepted).
-    ``cat``/``stack`` along an inner dimension interleave their inputs (``CatArrayBatchedCopy``).  Reductions:
+    ``cat``/``stack`` along an inner dimension interleave their inputs, and with a non-contiguous input gather it,
+    on ``CatArrayBatchedCopy``'s element-by-element path (the H200 profile: BERT's q/k/v gradients stacked along dim 0
+    from attention's permuted layout ran at ~1 element per SM per cycle in bf16 and fp32 alike).  Reductions:
     ``sum``/``mean`` keeping the innermost dimension.  NCHW max pooling: its threads (``MAX_POOLS``).  Other ops
     (``select_backward``'s fill and slice copy, indexing) are priced by their bytes.  ``ins``/``outs``: the call's
     tensors; single-element tensors count as scalars.
@@ -367,10 +369,11 @@ def index_bound_elements(name: str, kind: str, pointwise: bool, args: Sequence[A
         return 0
     if kind != "elementwise" or name in NO_KERNEL or o.numel() <= 1:
         return 0
-    if name in ("cat", "stack"):
+    if name in ("cat", "stack"):  # interleaved (an inner dim) or gathered (a non-contiguous input): index math
         dim = args[1] if len(args) > 1 else kwargs.get("dim", 0)
         dim %= max(o.dim(), 1)
-        return int(o.numel()) if math.prod(o.shape[:dim]) > 1 else 0
+        inner = math.prod(o.shape[:dim]) > 1
+        return int(o.numel()) if inner or not all(t.is_contiguous() for t in ins if t.numel() > 1) else 0
     if not (pointwise or name in _COPIES):
         return 0
     if not _dense(o):
