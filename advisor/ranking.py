@@ -163,6 +163,8 @@ def price_and_rank(candidates: list[dict[str, Any]], job: Mapping[str, Any], obj
             bound=getattr(e.time, "bound", None), calibrated=bool(getattr(e, "calibrated", False)),
             input_bound=bool(getattr(e.time, "input_bound", False)), limiter=getattr(e.time, "limiter", None),
             memory_breakdown_bytes=breakdown(e.memory),
+            time_by_class_s=dict(getattr(e.time, "by_class_s", None) or {}) or None,
+            class_advice=dict(getattr(e.time, "class_advice", None) or {}) or None,
         ))
     return rows, rejected
 

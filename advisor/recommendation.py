@@ -43,6 +43,8 @@ class Candidate:
             time to train already runs at their rate (see ``estimate(...).time.input_advice``).
         limiter: what sets the pace (compute, memory, launch, communication, host dispatch, input).
         memory_breakdown_bytes: per-GPU peak memory by category (weights, gradients, optimizer, ...).
+        time_by_class_s: the step's seconds per op class (``estimate(...).time.by_class_s``) and class_advice what
+            would make each faster on this card (``time.class_advice``).
     """
 
     rank: int
@@ -74,6 +76,8 @@ class Candidate:
     input_bound: bool = False
     limiter: str | None = None
     memory_breakdown_bytes: Mapping[str, float] | None = None
+    time_by_class_s: Mapping[str, float] | None = None
+    class_advice: Mapping[str, str] | None = None
 
     @property
     def headroom_fraction(self) -> float | None:

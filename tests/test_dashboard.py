@@ -607,6 +607,9 @@ def test_fit_view_starts_from_the_card_in_this_machine(monkeypatch: pytest.Monke
     assert not at.exception, [e.value for e in at.exception]
     assert at.selectbox(key="fit_card").value == get_gpu("h100-sxm5-80gb").name
     assert any(s.value.startswith("Fits on one H100 SXM5") for s in at.success)
+    # where a step's time goes on that card, with what would help: the page's last table
+    times = at.dataframe[-1].value
+    assert {"class", "ms", "share", "what would make it faster"} <= set(times.columns) and len(times) >= 3
     at.selectbox(key="fit_card").set_value(get_gpu("rtx-3060").name if _known("rtx-3060") else
                                            get_gpu("rtx-4090").name).run()
     assert not at.exception
@@ -637,6 +640,18 @@ def test_fit_view_says_what_does_not_fit() -> None:
     fit = dd.fit_view(rec, "rtx-4090")
     assert fit["fits"] is False and "does not fit" in fit["message"] and fit["needed_bytes"] > fit["usable_bytes"]
     assert fit["memory"] and fit["memory"][0]["card"].endswith("(does not fit)")
+    assert fit["time"] == []  # no step to break down
+
+
+def test_fit_view_breaks_the_step_down_by_op_class_with_the_cards_own_advice() -> None:
+    from advisor.recommender import recommend
+
+    rec = recommend("resnet50", batch_size=64, image_size=224, precision="amp-fp16", gpus=["gtx-1080-ti"],
+                    max_gpus=1)
+    rows = dd.fit_view(rec, "gtx-1080-ti")["time"]
+    assert rows and rows[0]["class"] == "conv" and rows == sorted(rows, key=lambda r: -r["ms"])
+    assert sum(r["ms"] for r in rows) == pytest.approx(rec.rows[0].step_s * 1e3, rel=0.05)
+    assert rows[0]["what would make it faster"] == "a card with tensor cores"  # not channels_last or amp here
 
 
 def test_dashboard_entry_is_thin_and_the_package_imports_no_streamlit_from_the_library() -> None:

@@ -188,6 +188,14 @@ def _fit_section(model: Any, model_json: str, options: dict[str, Any]) -> None:
                    f"{format_bytes(ram)} ({'enough' if need <= ram else 'not enough'}).")
     _memory_chart(fit["memory"], f"Memory on one {fit['card']}", "Bars: estimated peak memory by category; "
                   "red tick: usable memory of the card.")
+    if fit.get("time"):
+        import pandas as pd
+
+        st.markdown(f"**Where a step's time goes on one {fit['card']}**")
+        st.dataframe(dd.display_frame(pd.DataFrame(fit["time"]), {"ms": "{:.2f}", "share": "{:.0%}"}),
+                     hide_index=True, key="fit_time")
+        st.caption("Estimated time per op class (the host's exposed dispatch time included) and what would make "
+                   "each class faster on this card: the same table as `estimate --breakdown`.")
 
 
 def page() -> None:

@@ -41,6 +41,7 @@ from advisor.dashboard_data.recommender import (
     parse_config_json,
     recommend_options,
     recommendation_view,
+    time_breakdown_records,
     workload_summary,
 )
 from advisor.dashboard_data.specs import (
@@ -61,4 +62,4 @@ __all__ = ["BREAK_EVEN_KEYS", "BUY_COST_KEYS", "CLOUD_COST_KEYS", "COMPARE_FIELD
            "fit_view", "fleet_frame", "history_runs_frame", "history_trend_frame", "kernel_frame", "live_frame",
            "live_sample_row", "matmul_intensity", "memory_breakdown_frame", "memory_breakdown_records",
            "model_inputs", "parse_config_json", "recommend_options", "recommendation_view", "roofline_frame",
-           "run_label", "specs_frame", "tensor_peak", "workload_summary"]
+           "run_label", "specs_frame", "tensor_peak", "time_breakdown_records", "workload_summary"]

@@ -210,7 +210,8 @@ def fit_view(rec: Any, card: str) -> dict[str, Any]:
     """Does the workload fit on one card: a ``recommend(..., gpus=[card], max_gpus=1)`` answer in words.
 
     Returns ``{"fits": bool | None, "card", "needed_bytes", "usable_bytes", "headroom_bytes", "message",
-    "memory"}`` (``fits`` None when the card cannot run the workload at all, e.g. no such precision).
+    "memory", "time"}`` (``fits`` None when the card cannot run the workload at all, e.g. no such precision);
+    ``time``: where a step's time goes when it fits (``time_breakdown_records``), else empty.
     """
     row = next((r for r in rec.rows if r.num_gpus == 1), None)
     if row is not None:
@@ -221,17 +222,31 @@ def fit_view(rec: Any, card: str) -> dict[str, Any]:
                            f"{format_bytes(usable) if usable else 'its memory'}"
                            + (f", {format_bytes(row.headroom_bytes)} to spare" if row.headroom_bytes else "")
                            + f"; a step takes {row.step_s:.3g} s.",
-                "memory": memory_breakdown_records(rec, limit=1)}
+                "memory": memory_breakdown_records(rec, limit=1), "time": time_breakdown_records(row)}
     miss = next((x for x in rec.rejected if x.num_gpus == 1), None)
     if miss is None:
         return {"fits": None, "card": card, "needed_bytes": None, "usable_bytes": None, "headroom_bytes": None,
-                "message": f"No answer for {card}.", "memory": []}
+                "message": f"No answer for {card}.", "memory": [], "time": []}
     fits = False if miss.code == "does_not_fit" else None
     return {"fits": fits, "card": miss.gpu_name, "needed_bytes": miss.needed_bytes,
             "usable_bytes": miss.available_bytes, "headroom_bytes": None,
             "message": f"{miss.gpu_name}: {miss.reason}." + (f" {rec.partial}." if rec.partial and fits is False
                                                              else ""),
-            "memory": memory_breakdown_records(rec, limit=1)}
+            "memory": memory_breakdown_records(rec, limit=1), "time": []}
+
+
+def time_breakdown_records(row: Any) -> list[dict[str, Any]]:
+    """Where one candidate's step time goes: ``[{"class", "ms", "share", "what would make it faster"}]``.
+
+    Largest first, the classes that take time (``advisor.estimator.time.class_breakdown`` with the candidate's own
+    advice); empty when the candidate carries no breakdown.
+    """
+    from advisor.estimator.time import class_breakdown
+
+    by_class = getattr(row, "time_by_class_s", None) or {}
+    return [{"class": name, "ms": sec * 1e3, "share": share, "what would make it faster": helps}
+            for name, sec, share, helps in class_breakdown(by_class, row.step_s, getattr(row, "class_advice", None))]
+
 
 def recommend_options(*, model: Any, batch_size: int, seq_len: int | None, image_size: int | None, precision: str,
                       optimizer: str, mode: str, gradient_checkpointing: bool, lora_rank: int | None,
