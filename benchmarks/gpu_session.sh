@@ -11,10 +11,12 @@
 #   probe-quick  probe --quick --json --no-save, twice (repeatability; quick vs full bf16 should agree within 3%)
 #   int8-kernel  the kernel torch._int_mm runs with a row- vs column-major B (torch.profiler), to the log
 #   validate     validate --json --no-save (the zoo), estimates calibrated from the full probe
+#   attention    benchmarks/attention_sweep.py: SDPA over sequence lengths, head dims 64/128, causal or not,
+#                beside the tile model's predictions (calibrated from the full probe)
 #   profile      benchmarks/profile_ops.py: a torch.profiler per-op profile of the validate cases
 #
-# Writes 7 files to $OUT (default ./gpu-out): session-log.txt, pytest-gpu.txt, probe-full.json,
-# probe-quick-1.json, probe-quick-2.json, validate.json, profile-ops.json.  Uses the machine's own Python
+# Writes 8 files to $OUT (default ./gpu-out): session-log.txt, pytest-gpu.txt, probe-full.json,
+# probe-quick-1.json, probe-quick-2.json, validate.json, attention-sweep.json, profile-ops.json.  Uses the machine's own Python
 # (torch, nvidia-ml-py, rich, pandas); the history store goes to a scratch directory.
 set -uo pipefail
 out="${OUT:-./gpu-out}"
@@ -99,6 +101,8 @@ for label, b in (("row-major B", torch.randint(-64, 64, (4096, 4096), dtype=torc
         print(f"{label}: {e.key[:120]}  {us:.0f} us/call = {2 * 4096**3 / us / 1e6:.0f} TOP/s")
 PY
 stage validate 200 bash -c "$py -m advisor validate --no-save --json > '$out/validate.json'"
+stage attention 60 "$py" benchmarks/attention_sweep.py --out "$out/attention-sweep.json" \
+  --calibration "$out/probe-full.json"
 stage profile 200 "$py" benchmarks/profile_ops.py --out "$out/profile-ops.json" \
   --new-first tests/data/gpu-runs/h200-2026-11-28/profile-ops.json
 echo "== done in $(( SECONDS - start_s ))s; files: $(ls "$out" | tr '\n' ' ')" | tee -a "$log"
