@@ -116,3 +116,30 @@ def test_the_analytic_builders_attention_carries_its_tiles_and_the_estimate_says
     on_h100 = estimate("gpt2", "h100-sxm5-80gb", batch_size=4, seq_len=1024, precision="bf16", calibration="none")
     on_v100 = estimate("gpt2", "v100-sxm2-16gb", batch_size=4, seq_len=1024, precision="fp16", calibration="none")
     assert ATTENTION_SOURCE in on_h100.assumptions and ATTENTION_SOURCE not in on_v100.assumptions
+
+
+def test_sdpa_with_dropout_is_traced_as_the_fused_kernel_a_gpu_runs() -> None:
+    """Hugging Face's BERT/GPT-2 train SDPA with dropout 0.1: one fused kernel on a GPU, the math path on the CPU."""
+    import torch
+    import torch.nn.functional as F
+
+    from advisor.workload.trace import trace_module
+
+    class Attend(torch.nn.Module):
+        def __init__(self, dropout: float) -> None:
+            super().__init__()
+            self.qkv, self.dropout = torch.nn.Linear(256, 768), dropout
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            q, k, v = self.qkv(x).view(2, 300, 3, 4, 64).permute(2, 0, 3, 1, 4)
+            return F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0).sum()
+
+    def trace(dropout: float) -> object:
+        return trace_module(Attend(dropout), (torch.randn(2, 300, 256),), precision="bf16", optimizer="sgd",
+                            mode="train", loss_fn=lambda out: out)
+
+    plain, dropped = trace(0.0), trace(0.1)
+    fused = {o.name for o in plain.ops if o.kind == "attention"}
+    assert fused and {o.name for o in dropped.ops if o.kind == "attention"} == fused
+    assert not any("bmm" in o.name or "softmax" in o.name for o in dropped.ops)  # no math path
+    assert dropped.activation_bytes == plain.activation_bytes  # no (batch, heads, s, s) probabilities saved

@@ -32,6 +32,7 @@ from advisor.workload.eager import optimizer_eager_ops
 from advisor.workload.trace_autocast import cuda_autocast_policy
 from advisor.workload.trace_blocks import RecurrentFiling, checkpointed, find_blocks
 from advisor.workload.trace_record import Recording, recorder_type
+from advisor.workload.trace_sdpa import cuda_attention_kernels
 from advisor.workload.trace_timeline import StorageTimeline
 from advisor.workload.transformer import check_common, optimizer_op, optimizer_state_bytes
 
@@ -176,7 +177,9 @@ def run_traced(module: Any, inputs: tuple[Any, ...], kwargs: Mapping[str, Any], 
         # the fake parameters stay in place through backward: a checkpointed block recomputes there
         swapped = _reparametrize_module(module, {**fparams, **fbuffers}, tie_weights=True)
         grad_ctx = torch.enable_grad() if train else torch.no_grad()
-        with fake_mode, recorder_type()(rec), grad_ctx, rec.rnn, ckpt, swapped, _wrapped_errors(label, rec):
+        # (a checkpointed block's recompute in backward runs under the attention-kernel choice too)
+        with fake_mode, recorder_type()(rec), grad_ctx, rec.rnn, ckpt, swapped, cuda_attention_kernels(), \
+                _wrapped_errors(label, rec):
             with policy, autocast, torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
                 out = module(*finputs, **fkwargs)
                 step_loss = (loss(out, finputs) if loss is not None else _default_loss(out, label)) if train else None
