@@ -12,10 +12,10 @@ torch is imported inside the functions only.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
-from advisor.device import clock_region_timer
+from advisor.device import RegionTimer, clock_region_timer
 from advisor.probing.kernel_env import (
     KERNEL_ERRORS,
     KernelEnv,
@@ -54,7 +54,8 @@ HOST_MODEL, HOST_BATCH, HOST_TOKENS = "gpt2-tiny", 2, 8
 @dataclass
 class _HostStep:
     forward: Callable[[], Any]  # the loss, autograd recording (what a training forward dispatches)
-    step: Callable[[], None]  # zero_grad(set_to_none) + forward + backward
+    prepare: Callable[[], None]  # zero_grad(set_to_none) + forward, its loss kept for ``backward``
+    backward: Callable[[], None]  # the kept loss's backward
     forward_ops: int  # aten ops each dispatches, counted once (TorchDispatchMode), as the tracer counts them
     backward_ops: int
 
@@ -71,11 +72,17 @@ def _host_step(torch: Any, env: KernelEnv) -> _HostStep:
     def forward() -> Any:
         return model(tokens, targets=tokens)
 
-    def step() -> None:
-        model.zero_grad(set_to_none=True)
-        forward().backward()
+    kept: list[Any] = []
 
-    step()  # the first call builds lazy state (cuBLAS handles, autograd's device thread) outside the count
+    def prepare() -> None:
+        model.zero_grad(set_to_none=True)
+        kept[:] = [forward()]
+
+    def backward() -> None:
+        kept.pop().backward()
+
+    prepare()
+    backward()  # the first step builds lazy state (cuBLAS handles, autograd's device thread) outside the count
     fwd, bwd = dispatch_counter(), dispatch_counter()
     with fwd:
         loss = forward()
@@ -83,7 +90,25 @@ def _host_step(torch: Any, env: KernelEnv) -> _HostStep:
         loss.backward()
     if not (fwd.n and bwd.n):  # a dispatch mode that saw nothing would turn the time into nonsense per op
         raise RuntimeError(f"no aten ops counted ({fwd.n} forward, {bwd.n} backward): cannot time per op")
-    return _HostStep(forward, step, fwd.n, bwd.n)
+    return _HostStep(forward, prepare, backward, fwd.n, bwd.n)
+
+
+def _backward_timer(clock: Callable[[], float], synchronize: Callable[[], None],
+                    prepare: Callable[[], None]) -> RegionTimer:
+    """A region timer that times only each call's backward: a fresh forward runs untimed before every call."""
+
+    def timer(fn: Callable[[], None], n: int) -> float:
+        total = 0.0
+        for _ in range(n):
+            prepare()
+            synchronize()
+            t0 = clock()
+            fn()
+            synchronize()
+            total += clock() - t0
+        return total
+
+    return timer
 
 
 def run_host_dispatch(env: KernelEnv) -> KernelResult:
@@ -113,27 +138,21 @@ def run_host_dispatch(env: KernelEnv) -> KernelResult:
 def run_host_backward(env: KernelEnv) -> KernelResult:
     """Host microseconds per aten op the backward of that step dispatches (the autograd engine's own cost).
 
-    A whole step (zero_grad, forward, backward) is timed, less its forward (timed alike), over the backward's ops:
-    on a GPU the backward runs on the autograd engine's device thread, whose cost per op is the host's, not the
-    model's Python (``host_backward_s_per_op`` in the efficiencies).
+    Each backward is timed alone, a fresh forward running untimed before it, over the backward's ops: on a GPU the
+    backward runs on the autograd engine's device thread, whose cost per op is the host's, not the model's Python
+    (``host_backward_s_per_op`` in the efficiencies).  (A whole step less a separately timed forward came out at
+    or below zero on a loaded host: two noisy medians subtracted.)
     """
     torch = import_torch()
     h = None
     try:
         h = _host_step(torch, env)
-        timer = clock_region_timer(env.clock, env.dev.synchronize)
-        fwd = timed_result(env, name="host_backward", precision=None, shape="forward", fn=h.forward, work=None,
-                           work_unit=None, unit="us", scale=1e-6, spec_peak=None, region_timer=timer)
-        step = timed_result(env, name="host_backward", precision=None,
+        return timed_result(env, name="host_backward", precision=None,
                             shape=f"{HOST_MODEL} backward {HOST_BATCH}x{HOST_TOKENS}, {h.backward_ops} ops",
-                            fn=h.step, work=None, work_unit=None, unit="us", scale=1e-6, spec_peak=None,
-                            region_timer=timer,
-                            notes=(f"microseconds of host time per aten op of a backward ({h.backward_ops} ops): "
-                                   "a training step less its forward",))
-        if fwd.measurement is None or step.measurement is None or not fwd.ok or not step.ok:
-            return step
-        value = max(0.0, step.measurement.median_s - fwd.measurement.median_s) / h.backward_ops * 1e6
-        return replace(step, value=value)
+                            fn=h.backward, work=None, work_unit=None, unit="us", scale=h.backward_ops * 1e-6,
+                            spec_peak=None, region_timer=_backward_timer(env.clock, env.dev.synchronize, h.prepare),
+                            notes=(f"microseconds of host time per aten op of a backward ({h.backward_ops} ops), "
+                                   "each timed alone after an untimed forward",))
     except KERNEL_ERRORS as exc:
         return failed_result(env, "host_backward", None, f"{HOST_MODEL} backward", exc)
     finally:
