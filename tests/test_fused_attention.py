@@ -70,6 +70,27 @@ def test_the_tracer_records_each_calls_tiles_and_head_dim(causal: bool) -> None:
     assert ops["forward"].min_dim == 64  # the head dim: FLOPs per exponential
 
 
+def test_leading_dimensions_all_count_as_score_matrices() -> None:
+    import torch
+    import torch.nn.functional as F
+
+    from advisor.workload.trace import trace_module
+
+    class Folded(torch.nn.Module):  # (batch x heads, seq, head dim): SDPA takes any leading dims
+        def __init__(self) -> None:
+            super().__init__()
+            self.qkv = torch.nn.Linear(64, 192)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            q, k, v = self.qkv(x).view(8, 200, 3, 64).permute(2, 0, 1, 3)
+            return F.scaled_dot_product_attention(q, k, v).sum()
+
+    w = trace_module(Folded(), (torch.randn(8, 200, 64),), precision="bf16", optimizer="sgd", mode="train",
+                     loss_fn=lambda out: out)
+    fwd = next(o for o in w.ops if o.kind == "attention" and o.phase == "forward")
+    assert (fwd.tile_flops, fwd.block_flops) == fused_attention_work(8, 200, 200, 64, False)
+
+
 def test_an_explicit_mask_skips_no_tiles() -> None:
     ops = _traced_attention(causal=False, mask=True)
     assert ops["forward"].tile_flops == pytest.approx(fused_attention_work(8, 300, 300, 64, False)[0])

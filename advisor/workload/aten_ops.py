@@ -204,8 +204,9 @@ def fused_attention_work(batch_heads: float, q_len: int, k_len: int, head_dim: i
     return tile * tiles, tile * nq
 
 
-#: Fused attention ops the tracer sees with ``query`` and ``key`` as (batch, heads, seq, head_dim) and an ``is_causal``
-#: argument: forward and backward (their work ``FUSED_ATTENTION_BACKWARD_WORK`` times the forward's).
+#: Fused attention ops the tracer sees with ``query`` and ``key`` as (..., seq, head_dim) (batch and heads leading)
+#: and an ``is_causal`` argument: forward and backward (their work ``FUSED_ATTENTION_BACKWARD_WORK`` times the
+#: forward's).
 _SDPA_OPS = {f"_scaled_dot_product_{impl}": 1.0 for impl in ("flash_attention", "efficient_attention",
                                                              "cudnn_attention", "flash_attention_for_cpu")}
 _SDPA_OPS.update({name + "_backward": FUSED_ATTENTION_BACKWARD_WORK for name in list(_SDPA_OPS)})
@@ -223,12 +224,12 @@ def attention_geometry(name: str, func: Any, args: Sequence[Any],
         return None
     try:
         q, k = _arg(func, args, kwargs, "query", None), _arg(func, args, kwargs, "key", None)
-        b, h, s_q, d = (int(x) for x in q.shape[-4:])
+        batch_heads, (s_q, d) = _prod(q.shape[:-2]), (int(x) for x in q.shape[-2:])  # (..., seq, head dim)
         s_k = int(k.shape[-2])
         causal = bool(_arg(func, args, kwargs, "is_causal", False))
-    except (AttributeError, TypeError, ValueError):
+    except (AttributeError, IndexError, TypeError, ValueError):
         return None
-    tiles, blocks = fused_attention_work(b * h, s_q, s_k, d, causal)
+    tiles, blocks = fused_attention_work(batch_heads, s_q, s_k, d, causal)
     return scale * tiles, scale * blocks, d
 
 
