@@ -188,11 +188,15 @@ def class_advice(ops: Sequence[PreparedOp], rates: CardRates, precision: str, ar
     advice["norm"] = ", ".join([*(["channels_last batch norm"] if any(op[8] for op in ops) else []),
                                 "fused norm kernels (torch.compile, apex)"])
     if any(op[12] for op in ops):  # a fused kernel already
-        advice["attention"] = ("a larger head dim (fewer softmax exponentials per FLOP), sequence lengths that "
-                               "fill 128-row tiles" if rates.exponentials_s
-                               else "amp / bf16 (FlashAttention / cuDNN fused kernels)" if wide and arch in
-                               FUSED_ATTENTION_ARCHS else "an Ampere or newer card (FlashAttention-2 / cuDNN "
-                               "fused attention)" if arch in ("pascal", "volta", "turing") else faster)
+        if rates.exponentials_s:
+            advice["attention"] = ("a larger head dim (fewer softmax exponentials per FLOP), sequence lengths that "
+                                   "fill 128-row tiles")
+        elif wide and arch in FUSED_ATTENTION_ARCHS:
+            advice["attention"] = "amp / bf16 (FlashAttention / cuDNN fused kernels)"
+        elif arch in ("pascal", "volta", "turing"):
+            advice["attention"] = "an Ampere or newer card (FlashAttention-2 / cuDNN fused attention)"
+        else:
+            advice["attention"] = faster
     return advice
 
 
