@@ -91,6 +91,15 @@ def test_leading_dimensions_all_count_as_score_matrices() -> None:
     assert (fwd.tile_flops, fwd.block_flops) == fused_attention_work(8, 200, 200, 64, False)
 
 
+def test_a_traced_preset_scales_its_tiles_with_the_batch() -> None:
+    # presets are traced at two small batches and scaled linearly: the tile work of ViT-B/16 at batch 48 is 12 layers
+    # of 48 x 12 score matrices of 197 tokens, exactly
+    w = load_workload("vit-b16", batch_size=48, image_size=224, precision="bf16", mode="train", optimizer="adamw")
+    fwd = next(o for o in w.ops if o.kind == "attention" and o.phase == "forward")
+    tiles, blocks = fused_attention_work(48 * 12, 197, 197, 64, False)
+    assert (fwd.tile_flops, fwd.block_flops, fwd.min_dim) == (pytest.approx(12 * tiles), pytest.approx(12 * blocks), 64)
+
+
 def test_an_explicit_mask_skips_no_tiles() -> None:
     ops = _traced_attention(causal=False, mask=True)
     assert ops["forward"].tile_flops == pytest.approx(fused_attention_work(8, 300, 300, 64, False)[0])
