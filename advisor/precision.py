@@ -38,6 +38,15 @@ def activation_bytes(precision: str) -> int:
     return 2 if precision in ("int8", "int4") else int(element_bytes(precision))
 
 
+def master_bytes(precision: str) -> int:
+    """Bytes of one trained weight, its gradient and its optimizer states' elements at ``precision``.
+
+    fp32 master weights under fp32, tf32 and AMP (``amp-*`` computes in 16 bits on copies); 16-bit for pure
+    fp16/bf16 training (and the inference precisions, which train nothing).
+    """
+    return 4 if precision in ("fp32", "tf32", "amp-fp16", "amp-bf16") else 2
+
+
 def optimizer_state_bytes(optimizer: str | None, precision: str = "fp32", hidden: int | None = None) -> float:
     """Optimizer-state bytes per trainable parameter: the one rule memory, the workload builders and validate use.
 
@@ -50,7 +59,7 @@ def optimizer_state_bytes(optimizer: str | None, precision: str = "fp32", hidden
     Raises:
         WorkloadError: an unknown optimizer name (the hint lists the accepted ones).
     """
-    state = 4.0 if precision in ("fp32", "tf32", "amp-fp16", "amp-bf16") else 2.0
+    state = float(master_bytes(precision))
     if optimizer is None or optimizer == "sgd":
         return 0.0
     if optimizer in ("adam", "adamw"):

@@ -19,7 +19,8 @@ and the median per class.  No end-to-end step time is used.
 FLOPs (``OpCost.tile_flops``, ``block_flops``) at the probe's GEMM rate for that precision, then their exponentials
 at ``SFU_EXPONENTIALS_PER_SM_CYCLE``, against its measured device time; the tiles-per-block cost
 (``FUSED_ATTENTION_BLOCK_TILES``) is the one that makes the forwards' measured / modelled most alike, and the
-backwards' modelled / measured is ``ATTENTION_BACKWARD_RATE``.
+backwards' modelled / measured is ``ATTENTION_BACKWARD_RATE``.  ``foreach_fractions``: the optimizer step's
+achieved bandwidth over the probe's copy bandwidth, per state dtype (``FOREACH_BANDWIDTH_FRACTION``).
 
     .venv/bin/python benchmarks/strided_rates.py [PROFILE.json PROBE.json]
 """
@@ -39,6 +40,7 @@ sys.path.insert(0, str(ROOT))
 from advisor import estimate, validate  # noqa: E402
 from advisor.catalog import get_gpu  # noqa: E402
 from advisor.estimator.time import FUSED_ATTENTION_BLOCK_TILES, SFU_EXPONENTIALS_PER_SM_CYCLE  # noqa: E402
+from advisor.precision import master_bytes  # noqa: E402
 from advisor.workload.aten_ops import MAX_POOLS, label_op  # noqa: E402
 from advisor.workload.costs import compute_bytes  # noqa: E402
 
@@ -187,6 +189,33 @@ def attention_tiles(profile_path: Path, probe_path: Path, card: str = "h200-sxm-
             "backward": ratios(FUSED_ATTENTION_BLOCK_TILES, "backward")}
 
 
+#: Optimizers moving fewer bytes than this per step are launch-bound, not bandwidth-bound (lstm-lm, mnist-cnn)
+FOREACH_MIN_BYTES = 1e8
+
+
+def foreach_fractions(profile_path: Path, probe_path: Path, card: str = "h200-sxm-141gb") -> dict[int, list[float]]:
+    """The foreach optimizer kernels' achieved bandwidth over the probe's copy bandwidth, by state element bytes.
+
+    Per profiled training step: the workload's optimizer op bytes (``OPTIMIZER_PASS_BYTES``) over the profile's
+    ``Optimizer.step`` device time; ``FOREACH_BANDWIDTH_FRACTION`` is the median per state dtype.
+    """
+    spec = get_gpu(card)
+    probe = json.loads(probe_path.read_text())
+    bw = spec.memory_bandwidth_bytes_s * next(iter(probe["efficiencies"].values()))["memory_bandwidth"]
+    out: dict[int, list[float]] = {}
+    for case in json.loads(profile_path.read_text())["cases"]:
+        c, w = _case_workload(case, card)
+        step = next((o for o in case["profile"]["top_ops"] if o["name"].startswith("Optimizer.step")), None)
+        nbytes = sum(o.bytes for o in w.ops if o.kind == "optimizer")
+        if c.mode != "train" or step is None or nbytes < FOREACH_MIN_BYTES:
+            continue
+        fraction = nbytes / (step["device_ms_per_step"] / 1e3) / bw
+        out.setdefault(master_bytes(c.precision), []).append(fraction)
+        print(f"{c.model:12s} {c.label():38s} {'foreach optimizer':32s} {nbytes / 1e9:6.2f} GB  measured "
+              f"{step['device_ms_per_step']:6.3f} ms  -> {fraction:4.2f} of the copy bandwidth")
+    return out
+
+
 def main(argv: list[str]) -> None:
     profile = Path(argv[0]) if argv else RUN / "profile-ops.json"
     probe = Path(argv[1]) if len(argv) > 1 else RUN / "probe-full.json"
@@ -200,6 +229,9 @@ def main(argv: list[str]) -> None:
     print(f"fused attention: {fit['block_tiles']:.2f} tiles per block make the forwards most alike; at "
           f"{FUSED_ATTENTION_BLOCK_TILES:g} they measured {min(fwd):.2f}-{max(fwd):.2f}x the tile model's time, "
           f"the backwards ran at {statistics.median(bwd):.2f} of the forward's rate ({min(bwd):.2f}-{max(bwd):.2f})")
+    for state, vals in sorted(foreach_fractions(profile, probe).items(), reverse=True):
+        print(f"foreach optimizer, {state}-byte states: median {statistics.median(vals):.2f} of the copy bandwidth "
+              f"(n={len(vals)}, {min(vals):.2f}-{max(vals):.2f})")
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from advisor.estimator.gemm import unaligned_fraction  # noqa: E402
 from advisor.estimator.time import (  # noqa: E402
     ATTENTION_BACKWARD_RATE,
     COLUMN_REDUCE_ELEMENTS_PER_SM_CYCLE,
+    FOREACH_BANDWIDTH_FRACTION,
     FUSED_ATTENTION_BLOCK_TILES,
     LAYOUT_TRANSPOSE_ELEMENTS_PER_SM_CYCLE,
     MAX_POOL_ELEMENTS_PER_SM_CYCLE,
@@ -196,6 +197,19 @@ def test_fused_attention_tile_costs_are_what_the_h200_profile_measured() -> None
     # the forwards within 3% of the tile model (GEMMs at the probe's rate, then the exponentials): nothing else fitted
     assert all(0.97 < r < 1.03 for r in fit["forward"])
     assert statistics.median(fit["backward"]) == pytest.approx(ATTENTION_BACKWARD_RATE, abs=0.01)
+
+
+def test_foreach_optimizer_bandwidth_is_what_the_h200_profile_measured() -> None:
+    measured = benchmark_scripts.load("strided_rates").foreach_fractions(
+        benchmark_scripts.BENCHMARKS.parent / "tests/data/gpu-runs/h200-2026-11-28/profile-ops.json",
+        benchmark_scripts.BENCHMARKS.parent / "tests/data/gpu-runs/h200-2026-11-28/probe-full.json")
+    assert len(measured[4]) == 6 and len(measured[2]) == 2  # fp32 states (amp, fp32), bf16 states
+    for state, fraction in FOREACH_BANDWIDTH_FRACTION.items():
+        assert statistics.median(measured[state]) == pytest.approx(fraction, abs=0.01)
+    rates = card_rates(get_gpu("h200-sxm-141gb"), "bf16", efficiency.defaults_for("Hopper"), 989e12, 67e12)
+    opt = OpCost("optimizer.adamw", "optimizer", "optimizer", 14e9, 40e9, count=9)  # 1 G bf16 params
+    t = ops_time_detail(prepare_ops([opt]), rates).per_op[0]
+    assert t == pytest.approx(40e9 / (rates.memory_bytes_s * FOREACH_BANDWIDTH_FRACTION[2]), rel=1e-6)
 
 
 def test_analytic_llama_lists_hugging_faces_unfused_rmsnorm_and_rotary_in_eager_only() -> None:

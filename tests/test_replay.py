@@ -40,11 +40,12 @@ def _abs(rows: list[v.ValidationRow], attr: str) -> list[float]:
 
 #: (card, calibration, median, p90, worst) |error| today (docs/accuracy-gpu.md), each with a little room; the
 #: H100's own-probe figures are host-bound rows its probe cannot see (no host_dispatch kernel in that run)
-#: H200's spec-sheet median rose 8.0 -> 9.2% when fused attention took the time its tiles take and stacks of
-#: permuted gradients theirs: without a probe the Hopper defaults already over-predict these steps' GEMMs, and each
-#: true cost added moves it further (docs/accuracy.md)
-BOUNDS = [("h200-2026-11-28", "probe", 0.055, 0.20, 0.29), ("h100-2026-11-28", "probe", 0.105, 0.31, 0.41),
-          ("h200-2026-11-28", "none", 0.095, 0.22, 0.31), ("h100-2026-11-28", "none", 0.105, 0.36, 0.47)]
+#: The spec-sheet medians rose 8.0 / 10.7% -> 11.2 / 11.7% as fused attention, stacks of permuted gradients and the
+#: foreach optimizer took the time their kernels take: without a probe the Hopper defaults already over-predict these
+#: steps' GEMMs (0.62 of peak where both probes measured 0.77-0.79), and each true cost added moves them further
+#: (docs/accuracy.md)
+BOUNDS = [("h200-2026-11-28", "probe", 0.055, 0.20, 0.29), ("h100-2026-11-28", "probe", 0.10, 0.31, 0.41),
+          ("h200-2026-11-28", "none", 0.115, 0.22, 0.31), ("h100-2026-11-28", "none", 0.12, 0.36, 0.47)]
 
 
 @pytest.mark.parametrize(("card", "calibration", "median", "p90", "worst"), BOUNDS)

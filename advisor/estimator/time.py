@@ -20,6 +20,7 @@ from typing import Any
 from advisor.errors import EstimateError
 from advisor.estimator.efficiency import HALF_DIM_REF, REF_SMS
 from advisor.estimator.gemm import aligned, common_alignment, gemm_flops, shape_seconds, unaligned_fraction
+from advisor.precision import master_bytes
 from advisor.workload.aten_ops import label_op, winograd_label
 from advisor.workload.base import OpCost
 from advisor.workload.costs import compute_bytes
@@ -143,11 +144,18 @@ ATTENTION_SOURCE = ("16-bit fused attention priced by the tiles its kernels comp
 #: Where 16-bit attention runs those kernels (FlashAttention / cuDNN's fused attention need sm80+); older cards and
 #: AMD run other kernels, priced at their FLOPs.
 FUSED_ATTENTION_ARCHS = frozenset({"ampere", "ada", "hopper", "blackwell"})
+#: torch.optim's foreach kernels (``multi_tensor_apply``: chunks of 64 Ki elements, four per thread-iteration, as many
+#: tensors per launch as its metadata holds) move their bytes below the copy bandwidth, and less with 16-bit states
+#: (four elements are 8 bytes per access, not 16).  MEASURED in the H200 profile (``Optimizer.step`` device time
+#: against the optimizer op's bytes, over the probe's copy bandwidth; benchmarks/strided_rates.py): fp32 states
+#: 0.29-0.85 (ResNet-50 SGD with momentum 0.68 / 0.70, BERT-base / GPT-2 / ViT-B/16 AdamW under amp 0.83 / 0.82 /
+#: 0.85, BERT-base fp32 0.29), median 0.76; 16-bit states 0.60 / 0.71 (GPT-2, llama-small in bf16), median 0.65.
+FOREACH_BANDWIDTH_FRACTION: dict[int, float] = {4: 0.76, 2: 0.65}
 #: Latency of one dependent time step of a cuDNN recurrent layer (the persistent ``RNN_blockPersist_*`` kernels):
 #: the H200 profile of lstm-lm (b128, 256 steps, 1 layer) measured 0.629 ms forward and 0.600 ms backward, i.e.
 #: 2.3-2.5 us per step whatever the batch; a recurrent op takes at least its steps x this (the H100 rows check it).
 RECURRENT_STEP_S = 2.4e-6
-_ATTENTION, _BACKWARD = GROUPS.index("attention"), PHASES.index("backward")
+_ATTENTION, _BACKWARD, _OPTIMIZER = GROUPS.index("attention"), PHASES.index("backward"), GROUPS.index("optimizer")
 _BATCH_NORMS = ("native_batch_norm", "cudnn_batch_norm", "_native_batch_norm_legit", "batch_norm")
 
 
@@ -314,6 +322,7 @@ class CardRates:
     winograd_factor: float = 1.0  # 3x3 stride-1 convolutions' speed-up over direct FLOPs (WINOGRAD_MULTIPLY_REDUCTION)
     attention_backward_rate: float = 1.0  # fused attention's backward rate over its forward's (ATTENTION_BACKWARD_RATE)
     exponentials_s: float = 0.0  # fused attention's softmax exponentials per second (0: no fused kernels, by FLOPs)
+    optimizer_bytes_s: float = 0.0  # the foreach optimizer kernels' bandwidth (FOREACH_BANDWIDTH_FRACTION; 0: bw)
 
 
 def card_rates(spec: Any, precision: str, eff: Any, tensor_peak: float, vector_peak: float, *,
@@ -359,11 +368,12 @@ def card_rates(spec: Any, precision: str, eff: Any, tensor_peak: float, vector_p
                       winograd_factor=1.0 if conv_tensor_cores or spec.vendor != "nvidia"
                       else WINOGRAD_MULTIPLY_REDUCTION,
                       attention_backward_rate=ATTENTION_BACKWARD_RATE if fused else 1.0,
-                      exponentials_s=boost_cycles * SFU_EXPONENTIALS_PER_SM_CYCLE if fused else 0.0)
+                      exponentials_s=boost_cycles * SFU_EXPONENTIALS_PER_SM_CYCLE if fused else 0.0,
+                      optimizer_bytes_s=bw * FOREACH_BANDWIDTH_FRACTION.get(master_bytes(precision), 1.0))
     if serial_host:
         rates = replace(rates, launch_s=0.0, bn_elements_s=0.0, layout_transposes=False, unaligned_flops=0.0,
                         unaligned_conv_flops=0.0, step_latency_s=0.0, strided_elements_s=0.0, winograd_factor=1.0,
-                        attention_backward_rate=1.0, exponentials_s=0.0)
+                        attention_backward_rate=1.0, exponentials_s=0.0, optimizer_bytes_s=0.0)
     return rates
 
 
@@ -420,7 +430,8 @@ def ops_time_detail(ops: Sequence[PreparedOp], rates: CardRates) -> OpsTime:
             if dim and cls != VECTOR:
                 peak = max(peak * dim / (dim + h2), peak * 0.02)
             tc = flops / peak
-        tm = nbytes / (rates.norm_bytes_s if group == _NORM and rates.norm_bytes_s and not bn else bw)
+        tm = nbytes / (rates.norm_bytes_s if group == _NORM and rates.norm_bytes_s and not bn
+                       else rates.optimizer_bytes_s if group == _OPTIMIZER and rates.optimizer_bytes_s else bw)
         if bn and rates.bn_elements_s:
             tm = max(tm, bn / rates.bn_elements_s)
         if strided and strided_s:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from advisor.errors import WorkloadError
-from advisor.precision import activation_bytes, element_bytes
+from advisor.precision import activation_bytes, element_bytes, master_bytes
 from advisor.precision import optimizer_state_bytes as _state_bytes
 from advisor.workload.base import MODES, OPTIMIZERS, PRECISIONS, OpCost
 
@@ -44,7 +44,7 @@ def optimizer_op(trainable: int, precision: str, optimizer: str | None) -> OpCos
     dtype: fp32 master weights under amp, 16-bit for pure fp16/bf16 training); Adafactor and 8-bit Adam
     (other libraries) are costed by their bare update: read grad, read/write param and states.
     """
-    master = 2 if precision in ("fp16", "bf16") else 4  # amp keeps fp32 master weights and grads
+    master = master_bytes(precision)  # amp keeps fp32 master weights and grads
     passes = 1
     if optimizer in OPTIMIZER_PASS_BYTES:
         per_fp32, passes = OPTIMIZER_PASS_BYTES[optimizer]
