@@ -111,6 +111,29 @@ def _backward_timer(clock: Callable[[], float], synchronize: Callable[[], None],
     return timer
 
 
+def _host_kernel(env: KernelEnv, name: str, phase: str,
+                 measure: Callable[[_HostStep], tuple[Callable[[], None], int, RegionTimer, str]]) -> KernelResult:
+    """Time one pass of the probe's training step, per aten op it dispatches.
+
+    ``measure(step)`` gives the call to time, its aten ops, the region timer and the note; the model and its
+    gradients go before the cache is emptied.
+    """
+    torch = import_torch()
+    h = None
+    try:
+        h = _host_step(torch, env)
+        fn, ops, timer, note = measure(h)
+        return timed_result(env, name=name, precision=None,
+                            shape=f"{HOST_MODEL} {phase} {HOST_BATCH}x{HOST_TOKENS}, {ops} ops", fn=fn, work=None,
+                            work_unit=None, unit="us", scale=ops * 1e-6, spec_peak=None, region_timer=timer,
+                            notes=(note,))
+    except KERNEL_ERRORS as exc:
+        return failed_result(env, name, None, f"{HOST_MODEL} {phase}", exc)
+    finally:
+        h = None
+        free_memory(env)
+
+
 def run_host_dispatch(env: KernelEnv) -> KernelResult:
     """Host microseconds per aten op a training forward dispatches (validate's gpt2-tiny, autograd recording).
 
@@ -118,21 +141,10 @@ def run_host_dispatch(env: KernelEnv) -> KernelResult:
     argument parsing, dispatch, autograd recording, the launch call), per aten op as the tracer counts them.  Timed
     on the host clock (synchronized at both ends), so with tensors this small it is the host's cost.
     """
-    torch = import_torch()
-    h = None
-    try:
-        h = _host_step(torch, env)
-        return timed_result(env, name="host_dispatch", precision=None,
-                            shape=f"{HOST_MODEL} forward {HOST_BATCH}x{HOST_TOKENS}, {h.forward_ops} ops",
-                            fn=h.forward, work=None, work_unit=None, unit="us", scale=h.forward_ops * 1e-6,
-                            spec_peak=None, region_timer=clock_region_timer(env.clock, env.dev.synchronize),
-                            notes=(f"microseconds of host time per aten op of a training forward ({h.forward_ops} "
-                                   f"ops of validate's {HOST_MODEL}, autograd recording)",))
-    except KERNEL_ERRORS as exc:
-        return failed_result(env, "host_dispatch", None, f"{HOST_MODEL} forward", exc)
-    finally:
-        h = None  # the model and its gradients go before the cache is emptied
-        free_memory(env)
+    return _host_kernel(env, "host_dispatch", "forward", lambda h: (
+        h.forward, h.forward_ops, clock_region_timer(env.clock, env.dev.synchronize),
+        f"microseconds of host time per aten op of a training forward ({h.forward_ops} ops of validate's "
+        f"{HOST_MODEL}, autograd recording)"))
 
 
 def run_host_backward(env: KernelEnv) -> KernelResult:
@@ -143,18 +155,7 @@ def run_host_backward(env: KernelEnv) -> KernelResult:
     (``host_backward_s_per_op`` in the efficiencies).  (A whole step less a separately timed forward came out at
     or below zero on a loaded host: two noisy medians subtracted.)
     """
-    torch = import_torch()
-    h = None
-    try:
-        h = _host_step(torch, env)
-        return timed_result(env, name="host_backward", precision=None,
-                            shape=f"{HOST_MODEL} backward {HOST_BATCH}x{HOST_TOKENS}, {h.backward_ops} ops",
-                            fn=h.backward, work=None, work_unit=None, unit="us", scale=h.backward_ops * 1e-6,
-                            spec_peak=None, region_timer=_backward_timer(env.clock, env.dev.synchronize, h.prepare),
-                            notes=(f"microseconds of host time per aten op of a backward ({h.backward_ops} ops), "
-                                   "each timed alone after an untimed forward",))
-    except KERNEL_ERRORS as exc:
-        return failed_result(env, "host_backward", None, f"{HOST_MODEL} backward", exc)
-    finally:
-        h = None  # the model and its gradients go before the cache is emptied
-        free_memory(env)
+    return _host_kernel(env, "host_backward", "backward", lambda h: (
+        h.backward, h.backward_ops, _backward_timer(env.clock, env.dev.synchronize, h.prepare),
+        f"microseconds of host time per aten op of a backward ({h.backward_ops} ops), each timed alone after an "
+        "untimed forward"))

@@ -120,7 +120,7 @@ def _preset_ops(builder: str, image_size: int | None, seq_len: int | None, mode:
                              strided_elements=_lin(g1.strided_elements, g2.strided_elements, batch),
                              tile_flops=_lin(g1.tile_flops, g2.tile_flops, batch),
                              block_flops=_lin(g1.block_flops, g2.block_flops, batch),
-                             min_dim=g1.min_dim,  # attention's head dim or query length: not the batch
+                             min_dim=g1.min_dim,  # attention's head dim: not the batch's
                              gemms=_scaled_gemms(g1.gemms, g2.gemms, batch))
     seqs: dict[tuple[str, str], tuple[list[Gemm], list[Gemm]]] = {}
     for i, res in enumerate((r1, r2)):

@@ -41,10 +41,10 @@ class OpList:
                                tile_flops=tiles[0] * count, block_flops=tiles[1] * count))
         if train and bwd_flops is not None:
             bb = bwd_bytes if bwd_bytes is not None else 2 * nbytes
+            per_flop = bwd_flops / flops if flops else 0.0  # the backward's tile work scales as its FLOPs
             self.bwd.append(OpCost(name + ".grad", kind, "backward", float(bwd_flops) * count,  # type: ignore[arg-type]
                                    float(bb) * count, count * launches * 2, tc, min_dim, gemms=bwd_gemms,
-                                   tile_flops=tiles[0] * (bwd_flops / flops if flops else 0.0) * count,
-                                   block_flops=tiles[1] * (bwd_flops / flops if flops else 0.0) * count))
+                                   tile_flops=tiles[0] * per_flop * count, block_flops=tiles[1] * per_flop * count))
 
     def add_index_bound(self, name: str, kind: str, phase: str, nbytes: float, count: int, strided: float,
                         launches: int = 1, runtime: str | None = None) -> None:
