@@ -44,8 +44,8 @@ def _abs(rows: list[v.ValidationRow], attr: str) -> list[float]:
 #: foreach optimizer took the time their kernels take: without a probe the Hopper defaults already over-predict these
 #: steps' GEMMs (0.62 of peak where both probes measured 0.77-0.79), and each true cost added moves them further
 #: (docs/accuracy.md)
-BOUNDS = [("h200-2026-11-28", "probe", 0.055, 0.20, 0.29), ("h100-2026-11-28", "probe", 0.10, 0.31, 0.41),
-          ("h200-2026-11-28", "none", 0.115, 0.22, 0.31), ("h100-2026-11-28", "none", 0.12, 0.36, 0.47)]
+BOUNDS = [("h200-2026-11-28", "probe", 0.055, 0.20, 0.28), ("h100-2026-11-28", "probe", 0.10, 0.31, 0.41),
+          ("h200-2026-11-28", "none", 0.115, 0.22, 0.30), ("h100-2026-11-28", "none", 0.12, 0.36, 0.47)]
 
 
 @pytest.mark.parametrize(("card", "calibration", "median", "p90", "worst"), BOUNDS)
@@ -62,6 +62,10 @@ def test_memory_error_holds(replayed, card) -> None:
     rows = replayed[(card, "probe")]
     errors = _abs(rows, "memory_error")
     assert statistics.median(errors) <= 0.01  # 0.7% today (see test_memory_model.py)
+    # the worst under-prediction: lstm-lm b128 fp32, -31.6% (caching-allocator fragmentation around cuDNN's
+    # recurrent buffers, which the CPU trace's per-time-step tensors do not reproduce); -43.6% before the traced
+    # presets trained with their cross-entropy
+    assert min(r.memory_error for r in rows if r.memory_error is not None) >= -0.33
     for r in rows:  # never under-promise: within 10% or 512 MiB below the measured reserved peak, or above
         m = r.measurement
         assert r.prediction.memory_bytes >= 0.9 * m.peak_bytes or m.peak_bytes - r.prediction.memory_bytes <= 2**29

@@ -131,13 +131,14 @@ def test_frozen_layers_count_only_trainable_params():
 
 def test_preset_trace_scales_linearly_in_batch():
     wl = from_preset("mnist-cnn", batch_size=16, precision="fp32")
-    module = zoo.mnist_cnn()
-    direct = from_module(module, (torch.empty(16, 1, 28, 28),), precision="fp32")
+    module, facts = zoo.build("mnist-cnn", device="cpu")
+    loss = zoo.task_loss(facts)  # the presets train with their task's loss (cross-entropy over the classes)
+    direct = from_module(module, (torch.empty(16, 1, 28, 28),), precision="fp32", step_loss=loss)
     assert wl.flops_per_step == pytest.approx(direct.flops_per_step, rel=1e-9)
     assert wl.bytes_per_step == pytest.approx(direct.bytes_per_step, rel=1e-6)
     assert wl.activation_bytes == pytest.approx(direct.activation_bytes, rel=1e-6)
     assert wl.with_batch_size(32).flops_per_step == pytest.approx(2 * wl.flops_per_step, rel=0.01)
-    resized = from_module(module, (torch.empty(2, 1, 28, 28),), precision="fp32", batch_size=16)
+    resized = from_module(module, (torch.empty(2, 1, 28, 28),), precision="fp32", batch_size=16, step_loss=loss)
     assert resized.batch_size == 16 and resized.flops_per_step == direct.flops_per_step
     assert direct.with_batch_size(16) is direct and direct.with_batch_size(4).batch_size == 4
     with pytest.raises(WorkloadError):
@@ -153,6 +154,20 @@ def test_lstm_preset_counts_recurrent_flops():
     tokens = 8 * 20
     fwd = sum(op.flops for op in wl.ops if op.phase == "forward")
     assert fwd == 2 * tokens * (4 * 128 * 256 + 128 * 1000)
+
+
+def test_traced_presets_train_with_their_tasks_cross_entropy():
+    """A preset's step is its task's loss, as validate and users train it: the LSTM language model's
+    cross-entropy over its 1000-word vocabulary at every position saves the (tokens x vocab) fp32 log-softmax
+    for backward, which the sum of the output's means (the default for a bare module) does not."""
+    wl = from_preset("lstm-lm", batch_size=8, seq_len=20, precision="fp32")
+    module, _facts = zoo.build("lstm-lm", device="cpu")
+    bare = from_module(module, (torch.zeros(8, 20, dtype=torch.long),), precision="fp32")
+    loss_ops = {"aten._log_softmax", "aten.nll_loss_forward", "aten._log_softmax_backward_data",
+                "aten.nll_loss_backward"}
+    assert loss_ops <= {op.name for op in wl.ops} and not loss_ops & {op.name for op in bare.ops}
+    assert wl.activation_bytes - bare.activation_bytes == pytest.approx(8 * 20 * 1000 * 4, abs=64)
+    assert loss_ops <= {op.name for op in from_preset("mnist-cnn", batch_size=8, precision="fp32").ops}
 
 
 def test_data_dependent_ops_are_a_clear_error():
@@ -398,10 +413,10 @@ def test_preset_allocations_scale_to_a_direct_trace():
     from advisor.workload.trace import trace_module
 
     preset = from_preset("mnist-cnn", batch_size=48, precision="fp32", optimizer="sgd")
-    module, _ = zoo.build("mnist-cnn", device="meta")
+    module, facts = zoo.build("mnist-cnn", device="meta")
     with torch.device("meta"):
         x = torch.empty(48, 1, 28, 28)
-    direct = trace_module(module, (x,), precision="fp32", optimizer="sgd")
+    direct = trace_module(module, (x,), precision="fp32", optimizer="sgd", step_loss=zoo.task_loss(facts))
     scaled, traced = preset.options["allocations"], direct.options["allocations"]
     assert scaled["params"] == traced["params"] and scaled["grads"] == traced["grads"]
     assert scaled["step"] == traced["step"] and scaled["inputs"] == traced["inputs"] == [48 * 28 * 28 * 4]

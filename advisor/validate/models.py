@@ -86,7 +86,6 @@ def build_model(case: Case, device: Device | str) -> Built:
         AdvisorError: ``seq_len`` (+ ``gen_len``) is more than the model's positions.
     """
     import torch
-    import torch.nn.functional as F
 
     from advisor.workload import zoo
 
@@ -105,12 +104,6 @@ def build_model(case: Case, device: Device | str) -> Built:
             return torch.empty(shape, dtype=dtype, device="meta")
         return torch.randn(shape, generator=gen, device="cpu").to(device=target, dtype=dtype)
 
-    def classify(target: Any) -> Callable[[Any, tuple[Any, ...]], Any]:
-        return lambda out, _inputs: F.cross_entropy(out, target)
-
-    def lm_loss(out: Any, inputs: tuple[Any, ...]) -> Any:
-        return F.cross_entropy(out.flatten(0, 1), inputs[0].flatten())
-
     if case.model not in TRANSFORMERS and case.model not in _ZOO_BUILDERS:
         raise UnknownModelError(f"unknown validate model {case.model!r}", hint=f"accepted: {', '.join(ALL_MODELS)}")
     with torch.device(target):
@@ -123,14 +116,14 @@ def build_model(case: Case, device: Device | str) -> Built:
             inputs = (ints(int(facts["vocab_size"]), (b, seq)),)
             generate = getattr(model, "generate", None)  # the decoders; BERT has none
             decode = None if generate is None else lambda inp: generate(inp[0], case.gen_len or 0)
-            return Built(model, lambda: inputs, lm_loss, decode=decode, blocks=model.blocks)
+            return Built(model, lambda: inputs, zoo.task_loss(facts), decode=decode, blocks=model.blocks)
         if case.model == "lstm-lm":
             model, facts = zoo.build("lstm-lm", target)
             inputs = (ints(int(facts["vocab_size"]), (b, case.seq_len or 20)),)
-            return Built(model, lambda: inputs, lm_loss)
+            return Built(model, lambda: inputs, zoo.task_loss(facts))
         size = case.image_size or (28 if case.model == "mnist-cnn" else 224)
         kwargs = {"image_size": size} if case.model == "vit-b16" else {}
         model, facts = zoo.build(_ZOO_BUILDERS[case.model], target, **kwargs)
         inputs = (floats((b, int(facts["channels"]), size, size)),)
         classes_out = 10 if case.model == "mnist-cnn" else 1000
-        return Built(model, lambda: inputs, classify(ints(classes_out, (b,))))
+        return Built(model, lambda: inputs, zoo.task_loss(facts, ints(classes_out, (b,))))

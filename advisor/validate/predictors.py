@@ -45,15 +45,14 @@ def _zoo_workload(model: str, batch_size: int, seq_len: int, precision: str, opt
     Cached: replays predict the same case for many cards.
     """
     import torch
-    import torch.nn.functional as F
 
     from advisor.workload import zoo
     from advisor.workload.trace import trace_module
 
-    module, _facts = zoo.build(model, "meta")
+    module, facts = zoo.build(model, "meta")
     tokens = torch.zeros((batch_size, seq_len), dtype=torch.long)
     return trace_module(module, (tokens,), precision=precision, optimizer=optimizer, mode="train", name=model,
-                        loss_fn=lambda out: F.cross_entropy(out.flatten(0, 1), tokens.flatten()),
+                        step_loss=zoo.task_loss(facts),
                         gradient_checkpointing=gradient_checkpointing,
                         checkpoint_blocks=module.blocks if gradient_checkpointing else None)
 

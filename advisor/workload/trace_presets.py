@@ -60,7 +60,7 @@ def _preset_trace(builder: str, image_size: int | None, seq_len: int | None, mod
                 x = torch.empty(b, facts["channels"], image_size, image_size)  # type: ignore[arg-type]
             else:
                 x = torch.empty(b, seq_len, dtype=torch.long)  # type: ignore[arg-type]
-        results.append(run_traced(module, (x,), {}, mode=mode, precision=precision, loss=None,
+        results.append(run_traced(module, (x,), {}, mode=mode, precision=precision, loss=zoo.task_loss(facts),
                                    frozen=tuple(facts["frozen_prefixes"]), label=builder, checkpoint=checkpoint))
     return results[0], results[1], facts
 

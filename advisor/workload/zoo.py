@@ -60,6 +60,26 @@ def build(name: str, device: str = "meta", **kwargs: Any) -> tuple[Any, dict[str
     raise UnknownModelError(f"unknown zoo model {name!r}", f"accepted: {', '.join(BUILDERS)}")
 
 
+def task_loss(facts: dict[str, Any], targets: Any = None) -> Any:
+    """The loss a zoo module trains with: ``(output, inputs) -> scalar`` (the shape of a traced step's loss).
+
+    Cross-entropy, as each is trained: a language model's over its vocabulary at every position against the
+    input ids (``facts['input'] == 'tokens'``: what validate times and the traced presets cost), an image
+    classifier's over its classes against one label per sample (``targets``; ``None``: zeros created in the
+    step, which a fake-tensor trace fakes).  Its log-softmax output is saved for backward, and its backward
+    writes two gradients the size of the logits: for a language model (logits at every position) that is
+    memory and time the sum of the output's means (``trace._default_loss``) does not have.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    if facts["input"] == "tokens":
+        return lambda out, inputs: F.cross_entropy(out.flatten(0, 1), inputs[0].flatten())
+    if targets is not None:
+        return lambda out, _inputs: F.cross_entropy(out, targets)
+    return lambda out, _inputs: F.cross_entropy(out, torch.zeros(out.shape[0], dtype=torch.long, device=out.device))
+
+
 def transformer(name: str, **overrides: Any) -> Any:
     """The ``TRANSFORMERS`` shape ``name`` as a :class:`TinyGPT` / :class:`TinyBert` / :class:`TinyLlama`.
 
