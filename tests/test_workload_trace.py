@@ -167,7 +167,11 @@ def test_traced_presets_train_with_their_tasks_cross_entropy():
                 "aten.nll_loss_backward"}
     assert loss_ops <= {op.name for op in wl.ops} and not loss_ops & {op.name for op in bare.ops}
     assert wl.activation_bytes - bare.activation_bytes == pytest.approx(8 * 20 * 1000 * 4, abs=64)
-    assert loss_ops <= {op.name for op in from_preset("mnist-cnn", batch_size=8, precision="fp32").ops}
+    mnist = from_preset("mnist-cnn", batch_size=8, precision="fp32")
+    assert loss_ops <= {op.name for op in mnist.ops}
+    assert "loss: cross-entropy over the vocabulary at every position" in " ".join(wl.assumptions)
+    assert "loss: cross-entropy over the classes" in " ".join(mnist.assumptions)
+    assert not any(a.startswith("loss:") for a in from_preset("mnist-cnn", mode="infer").assumptions)
 
 
 def test_data_dependent_ops_are_a_clear_error():

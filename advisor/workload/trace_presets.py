@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from advisor.errors import WorkloadError
+from advisor.workload import zoo
 from advisor.workload.aten_ops import Gemm, OpGroup, bucket_label, bucketed, call_order, merged
 from advisor.workload.base import OpCost, Workload
 from advisor.workload.eager import optimizer_eager_ops
@@ -49,8 +50,6 @@ def _by_kind(groups: Mapping[tuple[str, str], OpGroup]) -> dict[tuple[str, str],
 def _preset_trace(builder: str, image_size: int | None, seq_len: int | None, mode: str,
                   precision: str, checkpoint: bool = False) -> tuple[TraceResult, TraceResult, dict[str, Any]]:
     import torch
-
-    from advisor.workload import zoo
 
     module, facts = zoo.build(builder, device="meta")
     results = []
@@ -190,13 +189,15 @@ def preset_workload(preset: Any, *, batch_size: int, seq_len: int | None, image_
         if preset.family == "vit" and img != 224:
             raise WorkloadError(f"{preset.name} takes 224x224 images only, got image_size {img}")
         seq = None
-    r1, r2, _facts = _preset_trace(cfg["builder"], img, seq, mode, precision, ckpt)
+    r1, r2, facts = _preset_trace(cfg["builder"], img, seq, mode, precision, ckpt)
     traced_ops, calls = _preset_ops(cfg["builder"], img, seq, mode, precision, batch_size, ckpt)
     ops = list(traced_ops)
     opt = optimizer if mode == "train" else None
     if opt and r1.trainable_params:
         ops.append(optimizer_op(r1.trainable_params, precision, opt))
     assumptions += common_assumptions(precision, opt, mode, ckpt)
+    if mode == "train":
+        assumptions.append(zoo.task_loss_note(facts))
     assumptions.append(f"traced at batch {_TRACE_BATCHES[0]} and {_TRACE_BATCHES[1]} and scaled linearly in the "
                        "batch size (fixed weight traffic + per-sample costs); matmul/conv ops scaled one by "
                        "one (GEMM dims that grow with the batch scaled with it) and grouped by min(M, N, K) class "

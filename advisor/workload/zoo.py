@@ -80,6 +80,14 @@ def task_loss(facts: dict[str, Any], targets: Any = None) -> Any:
     return lambda out, _inputs: F.cross_entropy(out, torch.zeros(out.shape[0], dtype=torch.long, device=out.device))
 
 
+def task_loss_note(facts: dict[str, Any]) -> str:
+    """What :func:`task_loss` trains with, for a workload's assumptions."""
+    if facts["input"] == "tokens":
+        return ("loss: cross-entropy over the vocabulary at every position (log-softmax saved for backward, two "
+                "logits-sized gradients in backward)")
+    return "loss: cross-entropy over the classes against one label per sample"
+
+
 def transformer(name: str, **overrides: Any) -> Any:
     """The ``TRANSFORMERS`` shape ``name`` as a :class:`TinyGPT` / :class:`TinyBert` / :class:`TinyLlama`.
 
