@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 from pathlib import Path
 from typing import Any
@@ -38,9 +37,11 @@ def replay_card(folder: str, calibrated: bool) -> list[Any]:
 
 def stats(errors: list[float]) -> dict[str, float]:
     """Median, p90 and worst of |error|, and how many rows are within 10%."""
-    a = sorted(abs(e) for e in errors)
-    return {"n": len(a), "median": statistics.median(a), "p90": a[max(0, -(-9 * len(a) // 10) - 1)],
-            "worst": a[-1], "within10": sum(x <= 0.10 for x in a)}
+    from advisor import validate as v
+
+    s = v.error_stats(errors)  # validate's own summary: p90 is the nearest rank
+    return {"n": s["n"], "median": s["median_abs_error"], "p90": s["p90_abs_error"], "worst": s["max_abs_error"],
+            "within10": sum(abs(e) <= 0.10 for e in errors)}
 
 
 def _pct(x: float | None) -> str:

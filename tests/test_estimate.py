@@ -563,6 +563,38 @@ def test_cudnn_calls_cost_the_host_more_than_a_generic_op_on_nvidia_only() -> No
     assert sum(fast) == pytest.approx(sum(slow) / 2)
 
 
+def test_an_embedding_backward_costs_the_host_its_sort_and_segmented_sum() -> None:
+    """aten.embedding_dense_backward on CUDA is a cub sort of the indices and a segmented sum, ~20 kernels: each call
+    costs the host LIBRARY_CALL_HOST_OPS['embedding', 'backward'] generic ops more (the H200 profile's 443 us); the
+    embedding's forward lookup, and an embedding op recomputed under checkpointing, are generic ops."""
+    from advisor.estimator.efficiency import TRACED_HOST_BACKWARD_FRACTION, defaults_for
+    from advisor.estimator.host import LIBRARY_CALL_HOST_OPS, host_floor
+    from advisor.estimator.time import PHASES, prepare_ops
+    from advisor.workload.base import OpCost
+
+    ops = prepare_ops([OpCost("aten.embedding", "embedding", "forward", 0.0, 1.0, count=2),
+                       OpCost("aten.embedding_dense_backward", "embedding", "backward", 0.0, 1.0, count=2),
+                       OpCost("aten.embedding", "embedding", "backward", 0.0, 1.0, count=1)])
+    assert [op[13] for op in ops] == ["", "embedding", ""]
+    gpu = [0.0] * len(PHASES)
+    generic = (2 + 3 * TRACED_HOST_BACKWARD_FRACTION) * 1e-5
+    for arch, library in (("hopper", 2 * LIBRARY_CALL_HOST_OPS["embedding", "backward"]), ("cdna3", 0.0)):
+        out, _ = host_floor(gpu, ops, {}, defaults_for(arch).replace(host_op_s=1e-5, host_launch_s=0.0))
+        assert sum(out) == pytest.approx(generic + library * 1e-5), arch
+
+
+def test_analytic_builders_run_one_embedding_backward_per_trainable_table() -> None:
+    from advisor.workload import from_preset
+
+    def calls(name: str, **kw: object) -> int:
+        w = from_preset(name, batch_size=2, seq_len=128, precision="amp-bf16", **kw)
+        return sum(op.count for op in w.ops if op.name == "embedding.grad")
+
+    # GPT-2: tokens and learned positions; BERT: and token types; Llama: tokens (rotary positions have no table)
+    assert (calls("gpt2"), calls("bert-base"), calls("llama-2-7b")) == (2, 3, 1)
+    assert calls("llama-2-7b", lora_rank=8) == 0  # LoRA leaves the embeddings frozen, as PEFT does
+
+
 def test_cnn_estimates_name_the_cudnn_host_cost() -> None:
     e = estimate("resnet50", "h100-sxm5-80gb", batch_size=32, precision="amp-fp16", calibration=None)
     assert any("cuDNN convolution" in a for a in e.assumptions)

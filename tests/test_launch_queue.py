@@ -24,7 +24,7 @@ SHARE = efficiency.TRACED_HOST_BACKWARD_FRACTION  # a traced step's backward dis
 
 def _op(phase: int, kernel: bool = True) -> tuple:
     """A prepared op of one call in ``phase`` (bytes > 0: it launches a kernel)."""
-    return (0.0, 1.0 if kernel else 0.0, 1, 3, 0, phase, 0, None, 0.0, 0.0, 0, 0.0)
+    return (0.0, 1.0 if kernel else 0.0, 1, 3, 0, phase, 0, None, 0.0, 0.0, 0, 0.0, 0.0, "")
 
 
 def test_the_gpu_waits_for_the_host_only_where_the_host_is_behind() -> None:

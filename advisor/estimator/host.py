@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from advisor.estimator.efficiency import HOST_BACKWARD_FRACTION, TRACED_HOST_BACKWARD_FRACTION
-from advisor.estimator.time import CONV_CLASSES, PHASES, PreparedOp
+from advisor.estimator.time import PHASES, PreparedOp
 
 #: Host time of a cuDNN call beyond a generic dispatched op, in forward-op units (``host_op_s``, so that a probe of
 #: the host scales it): cuDNN picks an engine, builds or looks up its execution plan and sets descriptors on every
@@ -23,9 +23,16 @@ from advisor.estimator.time import CONV_CLASSES, PHASES, PreparedOp
 #: 5.5 us backward): 6.5, 20, 30 and 87 op-equivalents.  PyTorch's own timing of the v8 conv API (pytorch#51390: a
 #: 1x1 conv call 52 us on the host) agrees in size.  Unprofiled, this is what makes ResNet-50 at batch 32 host-bound
 #: (24 ms measured on the H200 where 11 ms of generic dispatch and 15 ms of kernels were predicted).
+#: An embedding's backward on CUDA is no single kernel either (aten/src/ATen/native/cuda/Embedding.cu,
+#: EmbeddingBackwardKernel.cu): a cub radix sort of the int64 indices over all 64 bits (the profile's 8
+#: ``DeviceRadixSortOnesweepKernel`` per call), then cub's unique-by-key, partial-segment counts, scans and the
+#: segmented sums, each with its own temporary storage: the same profile measured aten::embedding_dense_backward at
+#: 443 us of host per call (lstm-lm, 32,768 indices), 44 op-equivalents less a generic backward op.  Per embedding
+#: table (GPT-2: tokens and positions; BERT: and token types).
 LIBRARY_CALL_HOST_OPS: dict[tuple[str, str], float] = {("conv", "forward"): 6.5, ("conv", "backward"): 20.0,
                                                        ("recurrent", "forward"): 30.0,
-                                                       ("recurrent", "backward"): 87.0}
+                                                       ("recurrent", "backward"): 87.0,
+                                                       ("embedding", "backward"): 44.0}
 #: Host cost of non-reentrant activation checkpointing (``torch.utils.checkpoint``, as validate and Hugging Face's
 #: ``gradient_checkpointing_enable`` run it): every tensor a checkpointed block saves goes through Python pack
 #: hooks in forward, and backward re-runs the blocks' Python forward under the recompute machinery.  MEASURED by
@@ -49,22 +56,24 @@ GRAD_SCALER_SOURCE = ("amp-fp16 trains with torch.amp.GradScaler, whose step() w
 QUEUE_SOURCE = ("eager launch queue replayed call by call on the traced step: the host issues each call (dispatch, "
                 "launch call, cuDNN's own cost), the GPU runs it once issued and free, so stretches of small kernels "
                 "wait on the host even where a phase has more GPU than host time")
-#: Architectures whose convolutions and recurrent layers go through cuDNN (AMD's MIOpen is not measured: none).
+#: Architectures whose convolutions and recurrent layers go through cuDNN, and whose embedding backward is the cub
+#: one measured (AMD's MIOpen and hipcub are not measured: none).
 CUDNN_ARCHS = frozenset({"pascal", "volta", "turing", "ampere", "ada", "hopper", "blackwell", "orin"})
 _CALL = LIBRARY_CALL_HOST_OPS
-LIBRARY_HOST_SOURCE = ("each cuDNN convolution / recurrent call costs the host more than a generic op (engine "
-                       f"choice, plan cache, descriptors): {_CALL['conv', 'forward']:g} / "
+LIBRARY_HOST_SOURCE = ("each cuDNN convolution / recurrent call, and each embedding backward, costs the host more "
+                       "than a generic op (engine choice, plan cache, descriptors; cub's sort passes): "
+                       f"{_CALL['conv', 'forward']:g} / "
                        f"{_CALL['conv', 'backward']:g} forward-op equivalents per conv forward / backward, "
                        f"{_CALL['recurrent', 'forward']:g} / {_CALL['recurrent', 'backward']:g} per LSTM/GRU forward / "
-                       "backward (H200 torch.profiler CPU times per call)")
+                       f"backward, {_CALL['embedding', 'backward']:g} per embedding table's backward (a sort of its "
+                       "indices and a segmented sum; H200 torch.profiler CPU times per call)")
 
 
 def _library_ops_per_call(op: PreparedOp) -> float:
     """One call's host time beyond a generic op, in forward-op units, on a cuDNN card (``LIBRARY_CALL_HOST_OPS``)."""
-    kind = "conv" if op[3] in CONV_CLASSES else "recurrent" if op[10] else None
-    if kind is None:
+    if not op[13]:
         return 0.0
-    return LIBRARY_CALL_HOST_OPS.get((kind, "backward" if PHASES[op[5]] == "backward" else "forward"), 0.0)
+    return LIBRARY_CALL_HOST_OPS.get((op[13], "backward" if PHASES[op[5]] == "backward" else "forward"), 0.0)
 
 
 def library_call_ops(ops: Sequence[PreparedOp], eff: Any, serial: bool = False) -> list[float]:

@@ -45,10 +45,15 @@ def check_runtime(runtime: Any) -> None:
         raise EstimateError(f"unknown runtime {runtime!r}", hint=f"accepted: {', '.join(RUNTIMES)}")
 
 #: Prepared op: (flops, bytes, count, class, min_dim or 0, phase index, breakdown group, GEMM plan, batch-norm
-#: elements, layout-transpose bytes, dependent serial steps, index-bound elements, fused attention tile work).  The
-#: GEMM plan is ``None`` (priced by ``min_dim``), an int (an unaligned GEMM: the alignment in elements its dimensions
-#: do have) or ``(repetitions, shapes)``.
-PreparedOp = tuple[float, float, int, int, int, int, int, Any, float, float, int, float, float]
+#: elements, layout-transpose bytes, dependent serial steps, index-bound elements, fused attention tile work, library
+#: call).  The GEMM plan is ``None`` (priced by ``min_dim``), an int (an unaligned GEMM: the alignment in elements its
+#: dimensions do have) or ``(repetitions, shapes)``.  The library call names the host cost each of its calls adds
+#: beyond a generic op (``advisor.estimator.host.LIBRARY_CALL_HOST_OPS``): ``conv``, ``recurrent``, ``embedding``
+#: (an embedding's backward, ``count`` calls) or ``""``.
+PreparedOp = tuple[float, float, int, int, int, int, int, Any, float, float, int, float, float, str]
+#: An embedding's backward, traced (``aten.embedding_dense_backward``) or from the analytic builders (one call per
+#: embedding table): on CUDA a sort of the indices and a segmented sum, some twenty kernels (see ``host.py``).
+EMBEDDING_BACKWARDS = ("aten.embedding_dense_backward", "embedding.grad")
 
 #: cuDNN's NCHW training batch norm (``bn_fw_tr_1C11`` / ``bn_bw_1C11`` kernels: one block row per channel,
 #: several passes) is bound by its per-element work, not by bytes: the H200 profile of ResNet-50 measured
@@ -291,10 +296,12 @@ def prepare_ops(ops: Sequence[OpCost], tp: int = 1, runtime: str = "eager", alig
             bn = op.bytes / div / elem  # elements moved
         if nchw and op.kind == "conv":
             transpose = op.bytes / div
+        library = ("conv" if op.kind == "conv" else "recurrent" if op.serial_steps
+                   else "embedding" if op.name.split("[")[0] in EMBEDDING_BACKWARDS else "")
         out.append((op.flops / div, op.bytes / div, op.count, op_class(op), op.min_dim or 0, phase, op_group(op),
                     _gemm_plan(op, tp, align_elems), bn, transpose, op.serial_steps,
                     _index_bound_elements(op, channels_last) / div,
-                    (op.tile_flops + FUSED_ATTENTION_BLOCK_TILES * op.block_flops) / div))
+                    (op.tile_flops + FUSED_ATTENTION_BLOCK_TILES * op.block_flops) / div, library))
     return tuple(out)
 
 
@@ -406,7 +413,7 @@ def ops_time_detail(ops: Sequence[PreparedOp], rates: CardRates) -> OpsTime:
     attention_bwd = rates.attention_backward_rate
     exp_s = rates.exponentials_s
     per_op: list[float] = []
-    for flops, nbytes, count, cls, dim, phase, group, plan, bn, transpose, steps, strided, tiles in ops:
+    for flops, nbytes, count, cls, dim, phase, group, plan, bn, transpose, steps, strided, tiles, _library in ops:
         peak = peaks[cls]
         if group == _ATTENTION and phase == _BACKWARD:
             peak *= attention_bwd

@@ -86,7 +86,7 @@ from advisor.validate.records import (  # noqa: F401
     ValidationRow,
     _autocast,
     _dtype,
-    _stats,
+    error_stats,
     relative_error,
     summarize,
 )

@@ -234,7 +234,8 @@ class ValidationRow:
         }
 
 
-def _stats(values: Sequence[float]) -> dict[str, Any]:
+def error_stats(values: Sequence[float]) -> dict[str, Any]:
+    """``n``, median, p90 (nearest rank: the ceil(0.9 n)-th smallest) and max of |error|, and the signed median."""
     absolute = [abs(v) for v in values]
     ranked = sorted(absolute)
     return {"n": len(absolute),
@@ -269,9 +270,9 @@ def summarize(rows: Sequence[ValidationRow], memory_tolerance: float = 0.05,
         "measured": sum(1 for r in rows if r.measurement is not None),
         "oom": sum(1 for r in rows if r.oom),
         "failed": sum(1 for r in rows if r.measurement is None and not r.oom),
-        "memory": {**_stats(mem), "within_tolerance": within, "tolerance": memory_tolerance,
+        "memory": {**error_stats(mem), "within_tolerance": within, "tolerance": memory_tolerance,
                    "slack_bytes": memory_slack_bytes},
-        "time": _stats(tim),
+        "time": error_stats(tim),
         "fits": {"checked": len(fits), "right": sum(fits)},
     }
 

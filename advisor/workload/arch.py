@@ -150,6 +150,11 @@ class TransformerArch:
     def params(self) -> int:
         return sum(self.param_breakdown().values())
 
+    @property
+    def embedding_tables(self) -> int:
+        """Embedding tables each token is looked up in: the vocabulary's, learned positions' (gpt2, bert), types'."""
+        return 1 + (1 if self.max_position_embeddings else 0) + (1 if self.type_vocab_size else 0)
+
     def lora_params(self, rank: int, targets: tuple[str, ...]) -> int:
         """Adapter parameters: rank * (in + out) per targeted linear, in every block (and expert)."""
         shapes = self.linear_shapes()
@@ -171,7 +176,7 @@ class TransformerArch:
         block = attn + max(self.num_experts, 1) * mlp + (1 if self.num_experts else 0)
         block += norm * (1 if self.parallel_block else 2)
         n = self.num_layers * block + self.num_decoder_layers * (block + attn + norm)
-        n += 1 + (1 if self.max_position_embeddings else 0) + (1 if self.type_vocab_size else 0)
+        n += self.embedding_tables
         n += norm * (2 if self.family == "t5" else 1)
         n += 0 if (self.kind == "encoder" or self.tie_word_embeddings) else 1 + self.lm_head_bias
         return n + (2 if self.pooler else 0) + (5 if self.mlm_head else 0)

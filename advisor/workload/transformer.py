@@ -310,7 +310,11 @@ def build_transformer(
     # generation too -- a model's forward over the prompt (the validate zoo's generate(), Hugging Face's
     # before logits_to_keep) computes them all, then samples from the last one
     head_tokens = tokens
-    ops.add("embedding", "embedding", 0, tokens * h * (res_b + head_w_b), 1, bwd_flops=0, train=train)
+    # one lookup per embedding table; in backward one sort-and-segmented-sum call per trainable table (LoRA and
+    # QLoRA leave the embeddings frozen, as PEFT does: no embedding backward)
+    tables = arch.embedding_tables
+    ops.add("embedding", "embedding", 0, tokens * h * (res_b + head_w_b) / tables, tables, bwd_flops=0,
+            train=train and not frozen_base, bwd_launches=1)
     if arch.family == "t5":
         block("encoder.layers.*", tokens, s, arch.num_layers, causal=False)
         block("decoder.layers.*", tokens, s, arch.num_decoder_layers, causal=True, cross_len=s)

@@ -20,14 +20,15 @@ class OpList:
             min_dim: int | None = None, bwd_flops: float | None = None, bwd_bytes: float | None = None,
             train: bool = True, phase: str = "forward", launches: int = 1,
             gemm: tuple[int, int, int] | None = None, strided: float = 0.0,
-            tiles: tuple[float, float] = (0.0, 0.0)) -> None:
+            tiles: tuple[float, float] = (0.0, 0.0), bwd_launches: int | None = None) -> None:
         """Add a group: ``flops``/``bytes`` are per repetition; ``count`` repetitions (layers).
 
         ``gemm``: (M, N, K) of the forward GEMM Y[M,N] = X[M,K] W[K,N]; its backward runs dX = dY W^T
         (M, K, N) and, when the weight trains (backward FLOPs twice the forward), dW = X^T dY (K, N, M).
         ``strided``: elements per repetition the forward runs on an index-bound path (see ``OpCost``).
         ``tiles``: a fused attention's forward tile and block FLOPs per repetition (``OpCost.tile_flops``,
-        ``block_flops``); its backward's are as much larger as its FLOPs.
+        ``block_flops``); its backward's are as much larger as its FLOPs.  ``bwd_launches``: the backward's calls per
+        repetition (default twice the forward's launches).
         """
         fwd_gemms = bwd_gemms = None
         if gemm is not None:
@@ -43,7 +44,8 @@ class OpList:
             bb = bwd_bytes if bwd_bytes is not None else 2 * nbytes
             per_flop = bwd_flops / flops if flops else 0.0  # the backward's tile work scales as its FLOPs
             self.bwd.append(OpCost(name + ".grad", kind, "backward", float(bwd_flops) * count,  # type: ignore[arg-type]
-                                   float(bb) * count, count * launches * 2, tc, min_dim, gemms=bwd_gemms,
+                                   float(bb) * count, count * (launches * 2 if bwd_launches is None else bwd_launches),
+                                   tc, min_dim, gemms=bwd_gemms,
                                    tile_flops=tiles[0] * per_flop * count, block_flops=tiles[1] * per_flop * count))
 
     def add_index_bound(self, name: str, kind: str, phase: str, nbytes: float, count: int, strided: float,
