@@ -39,12 +39,13 @@ def _abs(rows: list[v.ValidationRow], attr: str) -> list[float]:
 
 
 #: (card, calibration, median, p90, worst) |error| today (docs/accuracy-gpu.md), each with a little room; p90 is
-#: validate's own (nearest rank, ``error_stats``).  The H100's own-probe p90 is host-bound rows its probe cannot see
-#: (no host_dispatch kernel in that run).  Without a probe the Hopper defaults over-predict these steps' GEMMs (0.62
+#: validate's own (nearest rank, ``error_stats``); the issue's targets (median <= 10%, p90 <= 25%, worst <= 50% with
+#: the own probe) hold on both cards.  The H100's worst rows are host-bound ones its probe cannot see (no
+#: host_dispatch kernel in that run).  Without a probe the Hopper defaults over-predict these steps' GEMMs (0.62
 #: of peak where both probes measured 0.77-0.79), so each true cost added moves the spec-sheet medians up
 #: (docs/accuracy.md)
-BOUNDS = [("h200-2026-11-28", "probe", 0.05, 0.15, 0.24), ("h100-2026-11-28", "probe", 0.09, 0.29, 0.32),
-          ("h200-2026-11-28", "none", 0.105, 0.20, 0.24), ("h100-2026-11-28", "none", 0.12, 0.34, 0.41)]
+BOUNDS = [("h200-2026-11-28", "probe", 0.045, 0.15, 0.21), ("h100-2026-11-28", "probe", 0.08, 0.23, 0.28),
+          ("h200-2026-11-28", "none", 0.10, 0.18, 0.24), ("h100-2026-11-28", "none", 0.12, 0.29, 0.36)]
 
 
 @pytest.mark.parametrize(("card", "calibration", "median", "p90", "worst"), BOUNDS)

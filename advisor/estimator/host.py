@@ -29,10 +29,20 @@ from advisor.estimator.time import PHASES, PreparedOp
 #: segmented sums, each with its own temporary storage: the same profile measured aten::embedding_dense_backward at
 #: 443 us of host per call (lstm-lm, 32,768 indices), 44 op-equivalents less a generic backward op.  Per embedding
 #: table (GPT-2: tokens and positions; BERT: and token types).
+#: SDPA's fused 16-bit attention on Hopper and newer is cuDNN's (PyTorch 2.5 made the cuDNN backend SDPA's default
+#: there; the profile's steps ran ``_scaled_dot_product_cudnn_attention``), a graph-API call that looks up its
+#: execution plan and sets up its tensors each time: the outer SDPA call took 111-121 us of host more than the same
+#: step's median simple op (add, gelu, casts) forward (GPT-2 amp and bf16, llama-small) and 78-130 us more backward
+#: (and BERT-base, ViT-B/16): the medians, 11 and 12 op-equivalents.  Generation's calls (inference mode: the GPT-2
+#: decode profile) measured 69 us more, 7, taken for a prefill's; a decode step's attention carries no tile work
+#: (priced by its KV-cache bytes), so its calls are not charged.
 LIBRARY_CALL_HOST_OPS: dict[tuple[str, str], float] = {("conv", "forward"): 6.5, ("conv", "backward"): 20.0,
                                                        ("recurrent", "forward"): 30.0,
                                                        ("recurrent", "backward"): 87.0,
-                                                       ("embedding", "backward"): 44.0}
+                                                       ("embedding", "backward"): 44.0,
+                                                       ("attention", "forward"): 11.0,
+                                                       ("attention", "backward"): 12.0,
+                                                       ("attention", "inference"): 7.0}
 #: Host cost of non-reentrant activation checkpointing (``torch.utils.checkpoint``, as validate and Hugging Face's
 #: ``gradient_checkpointing_enable`` run it): every tensor a checkpointed block saves goes through Python pack
 #: hooks in forward, and backward re-runs the blocks' Python forward under the recompute machinery.  MEASURED by
@@ -59,21 +69,30 @@ QUEUE_SOURCE = ("eager launch queue replayed call by call on the traced step: th
 #: Architectures whose convolutions and recurrent layers go through cuDNN, and whose embedding backward is the cub
 #: one measured (AMD's MIOpen and hipcub are not measured: none).
 CUDNN_ARCHS = frozenset({"pascal", "volta", "turing", "ampere", "ada", "hopper", "blackwell", "orin"})
+#: Where SDPA's fused attention is cuDNN's (Hopper and newer); Ampere and Ada run FlashAttention-2's kernels, whose
+#: host cost is not measured (none charged).
+CUDNN_ATTENTION_ARCHS = frozenset({"hopper", "blackwell"})
+_LIBRARY_ARCHS = {"attention": CUDNN_ATTENTION_ARCHS}
 _CALL = LIBRARY_CALL_HOST_OPS
-LIBRARY_HOST_SOURCE = ("each cuDNN convolution / recurrent call, and each embedding backward, costs the host more "
-                       "than a generic op (engine choice, plan cache, descriptors; cub's sort passes): "
+LIBRARY_HOST_SOURCE = ("each cuDNN convolution / recurrent / attention call, and each embedding backward, costs the "
+                       "host more than a generic op (engine choice, plan cache, descriptors; cub's sort passes): "
                        f"{_CALL['conv', 'forward']:g} / "
                        f"{_CALL['conv', 'backward']:g} forward-op equivalents per conv forward / backward, "
                        f"{_CALL['recurrent', 'forward']:g} / {_CALL['recurrent', 'backward']:g} per LSTM/GRU forward / "
                        f"backward, {_CALL['embedding', 'backward']:g} per embedding table's backward (a sort of its "
-                       "indices and a segmented sum; H200 torch.profiler CPU times per call)")
+                       f"indices and a segmented sum), on Hopper and newer {_CALL['attention', 'forward']:g} / "
+                       f"{_CALL['attention', 'backward']:g} per fused attention forward / backward (cuDNN's SDPA; "
+                       f"{_CALL['attention', 'inference']:g} in a prefill) (H200 torch.profiler CPU times per call)")
 
 
-def _library_ops_per_call(op: PreparedOp) -> float:
-    """One call's host time beyond a generic op, in forward-op units, on a cuDNN card (``LIBRARY_CALL_HOST_OPS``)."""
-    if not op[13]:
+def _library_ops_per_call(op: PreparedOp, arch: str) -> float:
+    """One call's host time beyond a generic op, in forward-op units, on ``arch`` (``LIBRARY_CALL_HOST_OPS``)."""
+    if not op[13] or arch not in _LIBRARY_ARCHS.get(op[13], CUDNN_ARCHS):
         return 0.0
-    return LIBRARY_CALL_HOST_OPS.get((op[13], "backward" if PHASES[op[5]] == "backward" else "forward"), 0.0)
+    phase = PHASES[op[5]]
+    key = "inference" if phase in ("prefill", "decode") and op[13] == "attention" else \
+        "backward" if phase == "backward" else "forward"
+    return LIBRARY_CALL_HOST_OPS.get((op[13], key), 0.0)
 
 
 def library_call_ops(ops: Sequence[PreparedOp], eff: Any, serial: bool = False) -> list[float]:
@@ -83,10 +102,10 @@ def library_call_ops(ops: Sequence[PreparedOp], eff: Any, serial: bool = False) 
     (``serial``).
     """
     out = [0.0] * len(PHASES)
-    if serial or eff.arch not in CUDNN_ARCHS:
+    if serial:
         return out
     for op in ops:
-        out[op[5]] += op[2] * _library_ops_per_call(op)
+        out[op[5]] += op[2] * _library_ops_per_call(op, eff.arch)
     return out
 
 
@@ -187,10 +206,9 @@ def queue_replay(calls: Sequence[tuple[int, float]], ops: Sequence[PreparedOp], 
     caught up (``GRAD_SCALER_SYNC``).
     """
     n_ph = len(PHASES)
-    cudnn = eff.arch in CUDNN_ARCHS
     # per op (a few dozen), then per call: the call's own host cost, whether it launches a kernel, its phase
     own = [_dispatch_s(op[5], eff, backward) + (eff.host_launch_s if (op[0] or op[1]) else 0.0)
-           + (_library_ops_per_call(op) * eff.host_op_s if cudnn else 0.0) for op in ops]
+           + _library_ops_per_call(op, eff.arch) * eff.host_op_s for op in ops]
     totals = [0.0] * n_ph
     for idx, _share in calls:
         totals[ops[idx][5]] += own[idx]
