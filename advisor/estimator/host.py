@@ -29,8 +29,9 @@ from advisor.estimator.time import PHASES, PreparedOp
 #: segmented sums, each with its own temporary storage: the same profile measured aten::embedding_dense_backward at
 #: 443 us of host per call (lstm-lm, 32,768 indices), 44 op-equivalents less a generic backward op.  Per embedding
 #: table (GPT-2: tokens and positions; BERT: and token types).
-#: SDPA's fused 16-bit attention on Hopper and newer is cuDNN's (PyTorch 2.5 made the cuDNN backend SDPA's default
-#: there; the profile's steps ran ``_scaled_dot_product_cudnn_attention``), a graph-API call that looks up its
+#: SDPA's fused 16-bit attention on Hopper and newer is cuDNN's (SDPA's first choice there since PyTorch 2.5's release
+#: notes and pytorch#143066, second on other sm80+ cards; the profile's torch 2.11 steps ran
+#: ``_scaled_dot_product_cudnn_attention``), a graph-API call that looks up its
 #: execution plan and sets up its tensors each time: the outer SDPA call took 111-121 us of host more than the same
 #: step's median simple op (add, gelu, casts) forward (GPT-2 amp and bf16, llama-small) and 78-130 us more backward
 #: (and BERT-base, ViT-B/16): the medians, 11 and 12 op-equivalents.  Generation's calls (inference mode: the GPT-2
