@@ -606,6 +606,18 @@ def test_fused_attention_costs_the_host_cudnns_call_on_hopper_only() -> None:
         assert sum(out) == pytest.approx(generic + library * 1e-5), arch
 
 
+def test_library_calls_are_counted_by_the_names_a_dispatch_mode_sees() -> None:
+    """What the probe's host kernels divide by beyond their ops: the library calls the estimate adds, by arch."""
+    from advisor.estimator.host import LIBRARY_CALL_HOST_OPS as L
+    from advisor.estimator.host import dispatched_library_ops
+
+    names = {"embedding_dense_backward": 2, "_scaled_dot_product_cudnn_attention_backward": 2, "mm": 40,
+             "_scaled_dot_product_efficient_attention_backward": 1}
+    assert dispatched_library_ops(names, "hopper") == 2 * L["embedding", "backward"] + 2 * L["attention", "backward"]
+    assert dispatched_library_ops(names, "ampere") == 2 * L["embedding", "backward"]
+    assert dispatched_library_ops(names, "cdna3") == dispatched_library_ops(names, "generic") == 0.0
+
+
 def test_analytic_builders_run_one_embedding_backward_per_trainable_table() -> None:
     from advisor.workload import from_preset
 

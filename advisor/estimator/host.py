@@ -86,6 +86,29 @@ LIBRARY_HOST_SOURCE = ("each cuDNN convolution / recurrent / attention call, and
                        f"{_CALL['attention', 'inference']:g} in a prefill) (H200 torch.profiler CPU times per call)")
 
 
+#: The aten ops a dispatch mode sees on a CUDA device that are library calls, and their ``LIBRARY_CALL_HOST_OPS`` key.
+LIBRARY_OPS: dict[str, tuple[str, str]] = {
+    "convolution": ("conv", "forward"), "convolution_backward": ("conv", "backward"),
+    "_cudnn_rnn": ("recurrent", "forward"), "_cudnn_rnn_backward": ("recurrent", "backward"),
+    "embedding_dense_backward": ("embedding", "backward"),
+    "_scaled_dot_product_cudnn_attention": ("attention", "forward"),
+    "_scaled_dot_product_cudnn_attention_backward": ("attention", "backward")}
+
+
+def dispatched_library_ops(names: Mapping[str, int], arch: str) -> float:
+    """Library op-equivalents, beyond a generic op each, of the aten ops dispatched on ``arch`` (name -> count).
+
+    What a host timing per dispatched op holds beyond its generic ops: the probe's host kernels divide by their ops
+    plus these, so that the ``host_op_s`` they set is a generic op's and the estimate adds the library calls once.
+    """
+    total = 0.0
+    for name, n in names.items():
+        key = LIBRARY_OPS.get(name)
+        if key is not None and arch in _LIBRARY_ARCHS.get(key[0], CUDNN_ARCHS):
+            total += n * LIBRARY_CALL_HOST_OPS[key]
+    return total
+
+
 def _library_ops_per_call(op: PreparedOp, arch: str) -> float:
     """One call's host time beyond a generic op, in forward-op units, on ``arch`` (``LIBRARY_CALL_HOST_OPS``)."""
     if not op[13] or arch not in _LIBRARY_ARCHS.get(op[13], CUDNN_ARCHS):

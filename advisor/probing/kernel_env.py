@@ -117,16 +117,23 @@ def import_torch() -> Any:
 
 
 def dispatch_counter() -> Any:
-    """A ``TorchDispatchMode`` counting the aten ops dispatched while it is active (``.n``), as the tracer does."""
+    """A ``TorchDispatchMode`` counting the aten ops dispatched while it is active (``.n``), as the tracer does.
+
+    ``.names`` counts each op by its name without the overload (``embedding_dense_backward``).
+    """
+    from collections import Counter
+
     from torch.utils._python_dispatch import TorchDispatchMode
 
     class DispatchCount(TorchDispatchMode):
         def __init__(self) -> None:
             super().__init__()
             self.n = 0
+            self.names: Counter[str] = Counter()
 
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
             self.n += 1
+            self.names[func.__name__.split(".")[0]] += 1
             return func(*args, **(kwargs or {}))
 
     return DispatchCount()

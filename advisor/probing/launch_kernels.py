@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from advisor.device import RegionTimer, clock_region_timer
+from advisor.estimator.host import dispatched_library_ops
 from advisor.probing.kernel_env import (
     KERNEL_ERRORS,
     KernelEnv,
@@ -58,6 +59,8 @@ class _HostStep:
     backward: Callable[[], None]  # the kept loss's backward
     forward_ops: int  # aten ops each dispatches, counted once (TorchDispatchMode), as the tracer counts them
     backward_ops: int
+    forward_library: float = 0.0  # library op-equivalents beyond those ops (cuDNN attention, embedding backward)
+    backward_library: float = 0.0
 
 
 def _host_step(torch: Any, env: KernelEnv) -> _HostStep:
@@ -90,7 +93,19 @@ def _host_step(torch: Any, env: KernelEnv) -> _HostStep:
         loss.backward()
     if not (fwd.n and bwd.n):  # a dispatch mode that saw nothing would turn the time into nonsense per op
         raise RuntimeError(f"no aten ops counted ({fwd.n} forward, {bwd.n} backward): cannot time per op")
-    return _HostStep(forward, prepare, backward, fwd.n, bwd.n)
+    # the library calls among them cost more than a generic op (cuDNN's attention, the embedding's sort): counted as
+    # the estimator will add them, so that the figure per op is a generic op's and they are not counted twice
+    arch = _arch(env)
+    library = [dispatched_library_ops(getattr(c, "names", {}), arch) if arch else 0.0 for c in (fwd, bwd)]
+    return _HostStep(forward, prepare, backward, fwd.n, bwd.n, library[0], library[1])
+
+
+def _arch(env: KernelEnv) -> str | None:
+    """The estimator's architecture key of the probed card (None: a CPU or a card the catalog lacks)."""
+    from advisor.estimator.efficiency import arch_key
+
+    spec = env.spec
+    return arch_key(spec.architecture, spec.segment) if spec is not None and env.torch_device != "cpu" else None
 
 
 def _backward_timer(clock: Callable[[], float], synchronize: Callable[[], None],
@@ -112,21 +127,23 @@ def _backward_timer(clock: Callable[[], float], synchronize: Callable[[], None],
 
 
 def _host_kernel(env: KernelEnv, name: str, phase: str,
-                 measure: Callable[[_HostStep], tuple[Callable[[], None], int, RegionTimer, str]]) -> KernelResult:
+                 measure: Callable[[_HostStep], tuple[Callable[[], None], int, float, RegionTimer, str]]
+                 ) -> KernelResult:
     """Time one pass of the probe's training step, per aten op it dispatches.
 
-    ``measure(step)`` gives the call to time, its aten ops, the region timer and the note; the model and its
-    gradients go before the cache is emptied.
+    ``measure(step)`` gives the call to time, its aten ops, the library op-equivalents beyond them (the time is
+    per op-equivalent: a generic op's), the region timer and the note; the model and its gradients go before the
+    cache is emptied.
     """
     torch = import_torch()
     h = None
     try:
         h = _host_step(torch, env)
-        fn, ops, timer, note = measure(h)
+        fn, ops, library, timer, note = measure(h)
         return timed_result(env, name=name, precision=None,
                             shape=f"{HOST_MODEL} {phase} {HOST_BATCH}x{HOST_TOKENS}, {ops} ops", fn=fn, work=None,
-                            work_unit=None, unit="us", scale=ops * 1e-6, spec_peak=None, region_timer=timer,
-                            notes=(note,))
+                            work_unit=None, unit="us", scale=(ops + library) * 1e-6, spec_peak=None,
+                            region_timer=timer, notes=(note,))
     except KERNEL_ERRORS as exc:
         return failed_result(env, name, None, f"{HOST_MODEL} {phase}", exc)
     finally:
@@ -142,9 +159,9 @@ def run_host_dispatch(env: KernelEnv) -> KernelResult:
     on the host clock (synchronized at both ends), so with tensors this small it is the host's cost.
     """
     return _host_kernel(env, "host_dispatch", "forward", lambda h: (
-        h.forward, h.forward_ops, clock_region_timer(env.clock, env.dev.synchronize),
+        h.forward, h.forward_ops, h.forward_library, clock_region_timer(env.clock, env.dev.synchronize),
         f"microseconds of host time per aten op of a training forward ({h.forward_ops} ops of validate's "
-        f"{HOST_MODEL}, autograd recording)"))
+        f"{HOST_MODEL}, autograd recording{_library_note(h.forward_library)})"))
 
 
 def run_host_backward(env: KernelEnv) -> KernelResult:
@@ -156,6 +173,11 @@ def run_host_backward(env: KernelEnv) -> KernelResult:
     or below zero on a loaded host: two noisy medians subtracted.)
     """
     return _host_kernel(env, "host_backward", "backward", lambda h: (
-        h.backward, h.backward_ops, _backward_timer(env.clock, env.dev.synchronize, h.prepare),
-        f"microseconds of host time per aten op of a backward ({h.backward_ops} ops), each timed alone after an "
-        "untimed forward"))
+        h.backward, h.backward_ops, h.backward_library, _backward_timer(env.clock, env.dev.synchronize, h.prepare),
+        f"microseconds of host time per aten op of a backward ({h.backward_ops} ops"
+        f"{_library_note(h.backward_library)}), each timed alone after an untimed forward"))
+
+
+def _library_note(library: float) -> str:
+    return (f"; plus {library:g} op-equivalents of library calls, advisor.estimator.host.LIBRARY_CALL_HOST_OPS, "
+            "which the estimate adds itself" if library else "")
