@@ -586,19 +586,22 @@ def test_an_embedding_backward_costs_the_host_its_sort_and_segmented_sum() -> No
 def test_fused_attention_costs_the_host_cudnns_call_on_hopper_only() -> None:
     """SDPA's fused 16-bit attention is cuDNN's on Hopper and newer: each call costs the host
     LIBRARY_CALL_HOST_OPS['attention', ...] generic ops more (the H200 profile); Ampere's FlashAttention-2 calls are
-    not charged, nor is attention without tile work (unfused, or a decode step priced by its KV-cache bytes)."""
+    not charged, nor is attention without tile work (unfused, or a decode step priced by its KV-cache bytes) or in
+    fp32 (the memory-efficient kernel, another library)."""
     from advisor.estimator.efficiency import TRACED_HOST_BACKWARD_FRACTION, defaults_for
     from advisor.estimator.host import LIBRARY_CALL_HOST_OPS, host_floor
     from advisor.estimator.time import PHASES, prepare_ops
     from advisor.workload.base import OpCost
 
-    ops = prepare_ops([OpCost("sdpa", "attention", "forward", 1.0, 1.0, count=3, tile_flops=1.0),
-                       OpCost("sdpa.grad", "attention", "backward", 1.0, 1.0, count=3, tile_flops=1.0),
-                       OpCost("sdpa", "attention", "prefill", 1.0, 1.0, count=2, tile_flops=1.0),
-                       OpCost("bmm", "attention", "decode", 1.0, 1.0, count=5)])
-    assert [op[13] for op in ops] == ["attention", "attention", "attention", ""]
+    fused = {"tensor_core": True, "tile_flops": 1.0}
+    ops = prepare_ops([OpCost("sdpa", "attention", "forward", 1.0, 1.0, count=3, **fused),
+                       OpCost("sdpa.grad", "attention", "backward", 1.0, 1.0, count=3, **fused),
+                       OpCost("sdpa", "attention", "prefill", 1.0, 1.0, count=2, **fused),
+                       OpCost("bmm", "attention", "decode", 1.0, 1.0, count=5, tensor_core=True),
+                       OpCost("sdpa_fp32", "attention", "forward", 1.0, 1.0, count=1, tile_flops=1.0)])
+    assert [op[13] for op in ops] == ["attention", "attention", "attention", "", ""]
     gpu = [0.0] * len(PHASES)
-    generic = (3 + 3 * TRACED_HOST_BACKWARD_FRACTION + 2 + 5) * 1e-5
+    generic = (3 + 3 * TRACED_HOST_BACKWARD_FRACTION + 2 + 5 + 1) * 1e-5
     hopper = (3 * LIBRARY_CALL_HOST_OPS["attention", "forward"] + 3 * LIBRARY_CALL_HOST_OPS["attention", "backward"]
               + 2 * LIBRARY_CALL_HOST_OPS["attention", "inference"])
     for arch, library in (("hopper", hopper), ("blackwell", hopper), ("ampere", 0.0), ("ada", 0.0)):

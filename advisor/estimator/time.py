@@ -49,7 +49,8 @@ def check_runtime(runtime: Any) -> None:
 #: call).  The GEMM plan is ``None`` (priced by ``min_dim``), an int (an unaligned GEMM: the alignment in elements its
 #: dimensions do have) or ``(repetitions, shapes)``.  The library call names the host cost each of its calls adds
 #: beyond a generic op (``advisor.estimator.host.LIBRARY_CALL_HOST_OPS``): ``conv``, ``recurrent``, ``embedding``
-#: (an embedding's backward, ``count`` calls), ``attention`` (a fused attention call: one with tile work) or ``""``.
+#: (an embedding's backward, ``count`` calls), ``attention`` (a fused 16-bit attention call: tile work on tensor cores;
+#: fp32's memory-efficient kernel is another library, unmeasured) or ``""``.
 PreparedOp = tuple[float, float, int, int, int, int, int, Any, float, float, int, float, float, str]
 #: An embedding's backward, traced (``aten.embedding_dense_backward``) or from the analytic builders (one call per
 #: embedding table): on CUDA a sort of the indices and a segmented sum, some twenty kernels (see ``host.py``).
@@ -298,7 +299,7 @@ def prepare_ops(ops: Sequence[OpCost], tp: int = 1, runtime: str = "eager", alig
             transpose = op.bytes / div
         library = ("conv" if op.kind == "conv" else "recurrent" if op.serial_steps
                    else "embedding" if op.name.split("[")[0] in EMBEDDING_BACKWARDS
-                   else "attention" if op.kind == "attention" and op.tile_flops else "")
+                   else "attention" if op.kind == "attention" and op.tile_flops and op.tensor_core else "")
         out.append((op.flops / div, op.bytes / div, op.count, op_class(op), op.min_dim or 0, phase, op_group(op),
                     _gemm_plan(op, tp, align_elems), bn, transpose, op.serial_steps,
                     _index_bound_elements(op, channels_last) / div,
