@@ -104,14 +104,19 @@ def dispatched_library_ops(names: Mapping[str, int], arch: str) -> float:
     total = 0.0
     for name, n in names.items():
         key = LIBRARY_OPS.get(name)
-        if key is not None and arch in _LIBRARY_ARCHS.get(key[0], CUDNN_ARCHS):
+        if key is not None and _runs_library(key[0], arch):
             total += n * LIBRARY_CALL_HOST_OPS[key]
     return total
 
 
+def _runs_library(kind: str, arch: str) -> bool:
+    """Whether ``arch`` runs the library whose calls ``LIBRARY_CALL_HOST_OPS`` measured for ``kind``."""
+    return arch in _LIBRARY_ARCHS.get(kind, CUDNN_ARCHS)
+
+
 def _library_ops_per_call(op: PreparedOp, arch: str) -> float:
     """One call's host time beyond a generic op, in forward-op units, on ``arch`` (``LIBRARY_CALL_HOST_OPS``)."""
-    if not op[13] or arch not in _LIBRARY_ARCHS.get(op[13], CUDNN_ARCHS):
+    if not op[13] or not _runs_library(op[13], arch):
         return 0.0
     phase = PHASES[op[5]]
     key = "inference" if phase in ("prefill", "decode") and op[13] == "attention" else \
@@ -120,10 +125,10 @@ def _library_ops_per_call(op: PreparedOp, arch: str) -> float:
 
 
 def library_call_ops(ops: Sequence[PreparedOp], eff: Any, serial: bool = False) -> list[float]:
-    """Per phase: the cuDNN calls' host time beyond a generic op, in forward-op units (``LIBRARY_CALL_HOST_OPS``).
+    """Per phase: the library calls' host time beyond a generic op, in forward-op units (``LIBRARY_CALL_HOST_OPS``).
 
-    All zero where the ops do not go through cuDNN: a card outside ``CUDNN_ARCHS``, or the host's own CPU
-    (``serial``).
+    Zero for a call whose library the card does not run (``CUDNN_ARCHS``; cuDNN's attention
+    ``CUDNN_ATTENTION_ARCHS``), and all zero on the host's own CPU (``serial``).
     """
     out = [0.0] * len(PHASES)
     if serial:
