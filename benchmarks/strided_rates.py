@@ -31,6 +31,7 @@ import json
 import math
 import statistics
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -69,20 +70,11 @@ def _groups(ops: Any, name: str) -> list[Any]:
 def rates(profile_path: Path, probe_path: Path, card: str = "h200-sxm-141gb") -> dict[str, list[float]]:
     """Elements per SM cycle per class (``elementwise``, ``reduction``) over the profile's cases."""
     spec = get_gpu(card)
-    probe = json.loads(probe_path.read_text())
-    bw = spec.memory_bandwidth_bytes_s * next(iter(probe["efficiencies"].values()))["memory_bandwidth"]
+    bw = _copy_bandwidth(spec, probe_path)
     cycles = spec.sm_count * spec.boost_clock_mhz * 1e6
     out: dict[str, list[float]] = {"elementwise": [], "reduction": [], "layout_transpose": [],
                                    **{name: [] for name in MAX_POOLS}}
-    for case in json.loads(profile_path.read_text())["cases"]:
-        row = case["row"]
-        c = validate.case_from_row(row["model"], row["config"])
-        if c.mode != "train":
-            continue  # the decode row is host-bound; its per-op device times are for another question
-        model, kw = validate.estimator_model(c)
-        kw.update(batch_size=c.batch_size, precision=c.precision, mode=c.mode, optimizer=c.optimizer,
-                  gradient_checkpointing=c.gradient_checkpointing)
-        w = estimate(model, card, calibration="none", **kw).workload
+    for case, c, w in _training_cases(profile_path, card):
         measured = {o["name"].removeprefix("aten::"): o for o in case["profile"]["top_ops"]}
         layout_s = sum(k["ms_per_step"] for k in case["profile"]["top_kernels"]
                        if any(n in k["name"] for n in LAYOUT_KERNELS)) / 1e3
@@ -126,13 +118,26 @@ FUSED_KERNELS = {"forward": "flash_fprop", "backward": "flash_bprop"}
 TILE_SCAN = tuple(i / 20 for i in range(81))  # tiles per block, 0 to 4
 
 
-def _case_workload(case: dict[str, Any], card: str) -> tuple[Any, Any]:
-    row = case["row"]
-    c = validate.case_from_row(row["model"], row["config"])
-    model, kw = validate.estimator_model(c)
-    kw.update(batch_size=c.batch_size, precision=c.precision, mode=c.mode, optimizer=c.optimizer,
-              gradient_checkpointing=c.gradient_checkpointing)
-    return c, estimate(model, card, calibration="none", **kw).workload
+def _training_cases(profile_path: Path, card: str) -> Iterator[tuple[dict[str, Any], Any, Any]]:
+    """(profiled case, validate case, its estimate's workload on ``card``) for each training case of the profile.
+
+    The decode row is host-bound; its per-op device times are for another question.
+    """
+    for case in json.loads(profile_path.read_text())["cases"]:
+        row = case["row"]
+        c = validate.case_from_row(row["model"], row["config"])
+        if c.mode != "train":
+            continue
+        model, kw = validate.estimator_model(c)
+        kw.update(batch_size=c.batch_size, precision=c.precision, mode=c.mode, optimizer=c.optimizer,
+                  gradient_checkpointing=c.gradient_checkpointing)
+        yield case, c, estimate(model, card, calibration="none", **kw).workload
+
+
+def _copy_bandwidth(spec: Any, probe_path: Path) -> float:
+    """The probe's device-copy bandwidth on ``spec`` (bytes/s)."""
+    probe = json.loads(probe_path.read_text())
+    return spec.memory_bandwidth_bytes_s * next(iter(probe["efficiencies"].values()))["memory_bandwidth"]
 
 
 def attention_tiles(profile_path: Path, probe_path: Path, card: str = "h200-sxm-141gb") -> dict[str, Any]:
@@ -147,9 +152,8 @@ def attention_tiles(profile_path: Path, probe_path: Path, card: str = "h200-sxm-
     exp_s = spec.sm_count * spec.boost_clock_mhz * 1e6 * SFU_EXPONENTIALS_PER_SM_CYCLE
     probe = json.loads(probe_path.read_text())
     ops: list[tuple[str, str, str, float, float, int, float, float]] = []
-    for case in json.loads(profile_path.read_text())["cases"]:
-        c, w = _case_workload(case, card)
-        if c.mode != "train" or c.precision in ("fp32", "tf32"):
+    for case, c, w in _training_cases(profile_path, card):
+        if c.precision in ("fp32", "tf32"):
             continue
         dtype = "bf16" if "bf16" in c.precision else "fp16"
         rate = 1e12 * max(k["value"] for k in probe["kernels"]
@@ -199,15 +203,12 @@ def foreach_fractions(profile_path: Path, probe_path: Path, card: str = "h200-sx
     Per profiled training step: the workload's optimizer op bytes (``OPTIMIZER_PASS_BYTES``) over the profile's
     ``Optimizer.step`` device time; ``FOREACH_BANDWIDTH_FRACTION`` is the median per state dtype.
     """
-    spec = get_gpu(card)
-    probe = json.loads(probe_path.read_text())
-    bw = spec.memory_bandwidth_bytes_s * next(iter(probe["efficiencies"].values()))["memory_bandwidth"]
+    bw = _copy_bandwidth(get_gpu(card), probe_path)
     out: dict[int, list[float]] = {}
-    for case in json.loads(profile_path.read_text())["cases"]:
-        c, w = _case_workload(case, card)
+    for case, c, w in _training_cases(profile_path, card):
         step = next((o for o in case["profile"]["top_ops"] if o["name"].startswith("Optimizer.step")), None)
         nbytes = sum(o.bytes for o in w.ops if o.kind == "optimizer")
-        if c.mode != "train" or step is None or nbytes < FOREACH_MIN_BYTES:
+        if step is None or nbytes < FOREACH_MIN_BYTES:
             continue
         fraction = nbytes / (step["device_ms_per_step"] / 1e3) / bw
         out.setdefault(master_bytes(c.precision), []).append(fraction)

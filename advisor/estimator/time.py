@@ -416,12 +416,11 @@ def ops_time_detail(ops: Sequence[PreparedOp], rates: CardRates) -> OpsTime:
     exp_s = rates.exponentials_s
     per_op: list[float] = []
     for flops, nbytes, count, cls, dim, phase, group, plan, bn, transpose, steps, strided, tiles, _library in ops:
-        peak = peaks[cls]
-        if group == _ATTENTION and phase == _BACKWARD:
-            peak *= attention_bwd
+        bwd_rate = attention_bwd if group == _ATTENTION and phase == _BACKWARD else 1.0
+        peak = peaks[cls] * bwd_rate
         if tiles and exp_s and dim:  # each tile's GEMMs, then its scores' exponentials (SFU_EXPONENTIALS_...)
             rate = 1.0 / (1.0 / peaks[cls] + 1.0 / (4.0 * dim * exp_s))
-            flops, peak, dim = tiles, rate * (attention_bwd if phase == _BACKWARD else 1.0), 0
+            flops, peak, dim = tiles, rate * bwd_rate, 0
         # cuDNN's recurrent layer on a GPU: its persistent kernel's dependent steps, then the GEMMs of its plan at
         # cuDNN's rate (TF32 for fp32 by default, as for convolutions); the traced per-step ops' bytes are not
         # cuDNN's.  Off cuDNN (the host's CPU) a recurrent op's FLOPs all run at its class's rate.

@@ -96,7 +96,7 @@ def _host_step(torch: Any, env: KernelEnv) -> _HostStep:
     # the library calls among them cost more than a generic op (cuDNN's attention, the embedding's sort): counted as
     # the estimator will add them, so that the figure per op is a generic op's and they are not counted twice
     arch = _arch(env)
-    library = [dispatched_library_ops(getattr(c, "names", {}), arch) if arch else 0.0 for c in (fwd, bwd)]
+    library = [dispatched_library_ops(c.names, arch) if arch else 0.0 for c in (fwd, bwd)]
     return _HostStep(forward, prepare, backward, fwd.n, bwd.n, library[0], library[1])
 
 
