@@ -20,6 +20,7 @@ from advisor.estimator import Estimate, estimate_workload
 from advisor.estimator.efficiency import DEFAULTS, arch_key, compute_efficiency, defaults_for, shape_factor
 from advisor.estimator.memory import BREAKDOWN_KEYS, optimizer_bytes
 from advisor.estimator.time import STRIDED_ELEMENTS_PER_SM_CYCLE
+from advisor.precision import NF4_BYTES_PER_WEIGHT
 from advisor.workload.base import OpCost, Workload
 
 GIB = 1024**3
@@ -428,7 +429,7 @@ def test_qlora_keeps_embedding_and_head_in_16_bits() -> None:
     plain = estimate_workload(w, H100, calibration=None).memory.breakdown_bytes["weights"]
     kept = estimate_workload(with_vocab, H100, calibration=None)
     tables = 2 * 32000 * 4096
-    assert kept.memory.breakdown_bytes["weights"] - plain == pytest.approx(tables * (2 - (0.5 + 0.127 / 8)))
+    assert kept.memory.breakdown_bytes["weights"] - plain == pytest.approx(tables * (2 - NF4_BYTES_PER_WEIGHT))
     assert any("LM head" in a for a in kept.assumptions)
 
 

@@ -23,7 +23,7 @@ from typing import Any
 from advisor.estimator.allocator import replay, supports
 from advisor.estimator.efficiency import ArchEfficiency
 from advisor.estimator.parallel import ParallelPlan, megatron_activation_factor
-from advisor.precision import optimizer_state_bytes
+from advisor.precision import NF4_BYTES_PER_WEIGHT, optimizer_state_bytes
 from advisor.units import MiB
 from advisor.workload.base import Workload
 
@@ -76,7 +76,7 @@ DEFAULT_WORKSPACE_BYTES = 2 * 4 * MiB
 _WEIGHT_BYTES = {"fp32": 4.0, "tf32": 4.0, "amp-fp16": 4.0, "amp-bf16": 4.0, "fp16": 2.0, "bf16": 2.0,
                  "fp8": 1.0, "int8": 1.0, "int4": 0.5 + 2 / 128}
 _FROZEN_BYTES = {**_WEIGHT_BYTES, "amp-fp16": 2.0, "amp-bf16": 2.0}
-NF4_BYTES = 0.5 + 0.127 / 8
+NF4_BYTES = NF4_BYTES_PER_WEIGHT
 
 
 def weight_bytes_per_param(precision: str, *, trainable: bool, mode: str, quantize_base: str | None = None) -> float:

@@ -20,6 +20,7 @@ from dataclasses import replace
 from typing import Any
 
 from advisor.errors import WorkloadError
+from advisor.precision import NF4_BYTES_PER_WEIGHT
 from advisor.workload.arch import DECODERS, FAMILIES, LORA_TARGETS, TransformerArch, analytic_params
 from advisor.workload.aten_ops import FUSED_ATTENTION_BACKWARD_WORK, fused_attention_work
 from advisor.workload.base import OpCost, Workload
@@ -163,7 +164,7 @@ def build_transformer(
     w_b = weight_bytes(precision)
     head_w_b = w_b  # embeddings, LM head and pooler are never quantized (bitsandbytes / PEFT default)
     if quantize_base == "nf4":
-        w_b = 0.5 + 0.5 / 64 * 4 / 4  # 4-bit + one fp32 absmax per 64 weights (double-quantised ~0.127 bit)
+        w_b = NF4_BYTES_PER_WEIGHT
         assumptions.append(f"nf4 base: 4-bit weights + quantization constants (~0.127 bit/weight with double "
                            f"quantization, block 64); bitsandbytes dequantizes each to a 16-bit copy before its "
                            f"matmul (op '.dequant': reads {w_b:.3f} B + writes 2 B per weight, memory-bound, one "
