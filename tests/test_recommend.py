@@ -294,9 +294,9 @@ def test_does_not_fit_reason_names_sizes(fake: FakeEstimator, monkeypatch: pytes
     x = reasons[0]
     assert "needs" in x.reason and "GiB" in x.reason and "has" in x.reason
     assert x.needed_bytes > x.available_bytes
-    assert r.partial is not None and "fits on no card" in r.partial
+    assert r.partial is not None and "fits on none of the" in r.partial
     # the fake model is unknown to the real estimator: no fit options, and the partial answer says so
-    assert r.fit_options is None and "no single change tried fits" in r.partial
+    assert r.fit_options is None and "no setup found that fits" in r.partial
 
 
 def test_sharding_fallback_makes_a_big_model_fit_on_several_cards(fake: FakeEstimator,
@@ -425,11 +425,12 @@ class TestRealEstimator:
     def test_batch_that_fits_nowhere_gets_a_partial_answer(self) -> None:
         r = recommend("llama-2-70b", batch_size=64, seq_len=4096, max_gpus=1)
         assert not r.rows
-        assert r.partial is not None and "fits on no card" in r.partial
+        assert r.partial is not None and "fits on none of the" in r.partial
         # the same fit-options table as estimate's, for the card with the most memory
         adv = r.fit_options
         assert adv is not None and not adv.fits and adv.why and adv.fitting
-        assert "it would fit with" in r.partial and adv.fitting[0].how in r.partial
+        assert "the smallest setup that fits" in r.partial and adv.fitting[0].how in r.partial
+        assert "GiB per GPU" in r.partial  # sized
         assert r.to_dict()["fit_options"]["options"][0]["fits"] is True
         assert {x.code for x in r.rejected} <= {"does_not_fit", "precision_unsupported"}
 
@@ -446,9 +447,10 @@ class TestRealEstimator:
 
     def test_recommend_is_fast_after_loading(self) -> None:
         recommend("llama-3-8b", batch_size=8, seq_len=2048)  # warm: specs and workload
-        t0 = time.perf_counter()
+        # CPU time of this process, not wall time: other processes on a shared, busy host do not count
+        t0 = time.process_time()
         recommend("llama-3-8b", batch_size=8, seq_len=2048)
-        assert time.perf_counter() - t0 < 1.0  # the 200 ms target is checked by benchmarks/bench_recommend.py
+        assert time.process_time() - t0 < 1.0  # the 200 ms target is checked by benchmarks/bench_recommend.py
 
     def test_cli_does_not_import_torch(self) -> None:
         code = ("import sys; from advisor.cli import main; rc = main(['recommend', '--model', 'llama-3-70b', "
@@ -487,7 +489,7 @@ def test_cli_exits_1_when_no_card_qualifies_but_still_prints_the_partial_answer(
     assert "best partial answer" in capsys.readouterr().out
     assert main([*argv, "--json"]) == 1
     doc = json.loads(capsys.readouterr().out)
-    assert doc["rows"] == [] and "fits on no card" in doc["partial"]
+    assert doc["rows"] == [] and "fits on none of the" in doc["partial"]
     assert main(["recommend", "--model", "gpt2", "--max-gpus", "1", "--json"]) == 0
 
 

@@ -68,15 +68,18 @@ def add_specs_dir_flag(parser: Any) -> None:
 
 
 def fit_table(advice: Any) -> Any:
-    """The table of ``advisor.advice.FitAdvice`` options (what would make a workload fit)."""
-    from advisor.units import format_seconds
+    """The table of ``advisor.advice.FitAdvice`` options (what would make a workload fit), smallest change first."""
+    from advisor.units import format_seconds, format_usd
 
-    return table("what would make it fit (one change at a time, then combined)",
-                 ("change", "how", "GiB/GPU", "fits", "step", "samples/s"),
-                 [(o.change, o.how, f"{o.memory_per_gpu_bytes / 1024**3:,.1f}", "yes" if o.fits else "no",
+    return table("what would make it fit (smallest change first; single changes, then combinations)",
+                 ("change", "how", "GiB/GPU", "fits", "step", "samples/s", "cloud $/h", "buy $"),
+                 [(o.change, o.how, f"{o.memory_per_gpu_bytes / 1024**3:,.1f}",
+                   ("yes" if o.fits else "no") + (" (more cards than --max-gpus)" if o.beyond_max_gpus else ""),
                    format_seconds(o.step_s), f"{o.effective_samples_per_s:,.0f}" if o.effective_samples_per_s >= 100
-                   else f"{o.effective_samples_per_s:.3g}") for o in advice.options],
-                 right_align=("GiB/GPU", "step", "samples/s"))
+                   else f"{o.effective_samples_per_s:.3g}",
+                   None if o.cloud_usd_per_hour is None else format_usd(o.cloud_usd_per_hour),
+                   None if o.price_usd is None else format_usd(o.price_usd)) for o in advice.options],
+                 right_align=("GiB/GPU", "step", "samples/s", "cloud $/h", "buy $"))
 
 
 @contextlib.contextmanager

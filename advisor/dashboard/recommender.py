@@ -162,6 +162,22 @@ def _cost_charts(view: dict[str, Any]) -> None:
                 st.caption(f"{title}: no ranked card has this price in the catalog.")
 
 
+FIT_FORMATS = {"memory per GPU (GiB)": "{:,.1f}", "step (s)": "{:.3g}", "samples/s": "{:,.3g}",
+               "cloud (USD/h)": "${:,.2f}", "to buy (USD)": "${:,.0f}"}
+
+
+def _fit_options_table(records: list[dict[str, Any]], key: str) -> None:
+    """What would make it fit, smallest change first: the same table as the CLI's."""
+    import pandas as pd
+
+    if not records:
+        return
+    st.markdown("**What would make it fit** (smallest change first)")
+    st.dataframe(dd.display_frame(pd.DataFrame(records), FIT_FORMATS), hide_index=True, key=key)
+    st.caption("Each row is the estimator's own estimate with the changes applied; 'settings' are the matching "
+               "`estimate` / `recommend` options.")
+
+
 def _fit_section(model: Any, model_json: str, options: dict[str, Any]) -> None:
     """Does it fit on my card: starts from the card in this machine (the probe's inventory)."""
     st.subheader("Does it fit on my card?")
@@ -196,6 +212,7 @@ def _fit_section(model: Any, model_json: str, options: dict[str, Any]) -> None:
         need, ram = fit["needed_bytes"], cpu.memory_total_bytes
         st.caption(f"On this machine's CPU the same job would need about {format_bytes(need)} of RAM; it has "
                    f"{format_bytes(ram)} ({'enough' if need <= ram else 'not enough'}).")
+    _fit_options_table(fit.get("options", []), "fit_options")
     _memory_chart(fit["memory"], f"Memory on one {fit['card']}", "Bars: estimated peak memory by category; "
                   "red tick: usable memory of the card.")
     if fit.get("time"):
@@ -255,6 +272,7 @@ def page() -> None:
         st.warning("No card fits this workload with these settings; see the rejected cards below.")
         if view.get("partial"):
             st.info(view["partial"])
+        _fit_options_table(view.get("fit_options", []), "rec_fit_options")
     else:
         st.dataframe(dd.display_frame(ranked, FORMATS), hide_index=True, key="rec_table")
     if view.get("job"):
