@@ -173,7 +173,8 @@ def price_and_rank(candidates: list[dict[str, Any]], job: Mapping[str, Any], obj
                                       f"over budget: {format_usd(cost)} {what} > {format_usd(budget_usd)}"))
             continue
         usable = getattr(e.memory, "usable_bytes", None)
-        row = {"spec": spec, "n": n, "e": e, "parallelism": c["parallelism"], "t": t, "cloud": cloud,
+        row = {"spec": spec, "n": n, "e": e, "parallelism": c["parallelism"], "precision": c.get("precision"),
+               "t": t, "cloud": cloud,
                "purchase": purchase, "energy": energy, "usable": usable, "sps": sps,
                "gpu_sps": float(e.time.samples_per_s)}
         row["primary"] = _objective_value(row, objective, job)
@@ -214,7 +215,7 @@ def price_and_rank(candidates: list[dict[str, Any]], job: Mapping[str, Any], obj
             buy_usd_per_sample_per_s=s["purchase"] / s["sps"] if s["purchase"] is not None else None,
             cloud_price_date=spec.cloud_price_date, price_date=getattr(spec, "price_date", None),
             price_kind=getattr(spec, "price_kind", None),
-            loader_samples_per_s=getattr(e.time, "loader_samples_per_s", None),
+            loader_samples_per_s=getattr(e.time, "loader_samples_per_s", None), precision=s["precision"],
         ))
     return rows, rejected
 

@@ -273,3 +273,46 @@ def test_the_workload_flags_accept_exactly_the_library_s_names() -> None:
     choices = {a.dest: tuple(a.choices) for a in parser._actions if a.choices is not None}
     assert choices["precision"] == PRECISIONS and choices["optimizer"] == OPTIMIZERS and choices["mode"] == MODES
     assert choices["parallelism"] == STRATEGIES and choices["runtime"] == RUNTIMES
+
+
+# ---------------------------------------------------------------- issue 26 item 4: no flag silently ignored
+
+@pytest.mark.parametrize(("argv", "flag"), [
+    (["--model", "gpt2", "--gpu", "rtx-4090", "--mode", "infer", "--optimizer", "sgd"], "--optimizer"),
+    (["--model", "gpt2", "--gpu", "rtx-4090", "--mode", "infer", "--gradient-checkpointing"],
+     "--gradient-checkpointing"),
+    (["--model", "mnist-cnn", "--gpu", "rtx-4090", "--total-tokens", "1e9"], "--total-tokens"),
+    (["--model", "gpt2", "--gpu", "rtx-4090", "--num-gpus", "3", "--batch-size", "4"], "--batch-size 4"),
+    (["--model", "gpt2", "--gpu", "rtx-4090", "--parallelism", "zero3"], "--parallelism zero3"),
+])
+def test_a_flag_that_does_nothing_gets_a_warning_naming_it(argv: list[str], flag: str,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["estimate", *argv, "--calibration", "none", "--json"]) == 0
+    captured = capsys.readouterr()
+    json.loads(captured.out)  # stdout stays one document
+    warnings = [line for line in " ".join(captured.err.split()).split("warning: ") if flag in line]
+    assert warnings, captured.err
+
+
+def test_a_plain_job_gets_no_warning(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["estimate", "--model", "gpt2", "--gpu", "rtx-4090", "--num-gpus", "2", "--batch-size", "4",
+                 "--calibration", "none", "--json"]) == 0
+    assert "warning" not in capsys.readouterr().err
+
+
+def test_a_calibration_file_of_another_card_is_an_error(capsys: pytest.CaptureFixture[str]) -> None:
+    probe = Path(__file__).parent / "data" / "gpu-runs" / "h100-2026-11-28" / "probe-full.json"
+    assert main(["estimate", "--model", "gpt2", "--gpu", "rtx-4090", "--calibration", str(probe)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "h100-sxm5-80gb" in err and "GeForce RTX 4090" in err and "hint:" in err
+    assert main(["estimate", "--model", "gpt2", "--gpu", "h100-sxm5-80gb", "--calibration", str(probe),
+                 "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["calibrated"] is True
+
+
+def test_amp_bf16_on_a_card_without_bf16_is_costed_at_amp_fp16(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["estimate", "--model", "bert-base", "--gpu", "t4", "--batch-size", "8", "--seq-len", "128",
+                 "--calibration", "none", "--json"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["workload"]["precision"] == "amp-fp16"
+    assert "costed at amp-fp16" in " ".join(captured.err.split())

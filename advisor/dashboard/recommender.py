@@ -72,7 +72,10 @@ def _my_card() -> tuple[str | None, Any]:
 def _form(model: Any) -> dict[str, Any]:
     """The workload form; only the inputs that mean something for this model are shown."""
     from advisor.ranking import TIE_BREAKS
-    from advisor.recommender import OBJECTIVES
+    from advisor.recommender import DEFAULT_MAX_GPUS, OBJECTIVES
+    from advisor.workload.options import WorkloadOptions
+
+    defaults = WorkloadOptions()  # the library's defaults, as the CLI's and the API's (docs/dashboard.md)
 
     inputs = dd.model_inputs(model)
     specs = common.specs_frame()
@@ -87,19 +90,20 @@ def _form(model: Any) -> dict[str, Any]:
             seq = b.number_input("Sequence length (tokens)", 1, 1_000_000, 2048, key="rec_seq")
         else:
             image = b.number_input("Image size (px)", 16, 4096, key="rec_image")
-        precision = c.selectbox("Precision", list(dd.PRECISIONS), index=list(dd.PRECISIONS).index("amp-bf16"),
+        precision = c.selectbox("Precision", list(dd.PRECISIONS), index=list(dd.PRECISIONS).index(defaults.precision),
                                 key="rec_precision")
         mode = d.selectbox("Mode", ["train", "infer"], key="rec_mode")
         a, b, c, d = st.columns(4)
         optimizer = a.selectbox("Optimizer (training)", list(dd.OPTIMIZERS),
-                                index=list(dd.OPTIMIZERS).index("adamw"), key="rec_optimizer")
+                                index=list(dd.OPTIMIZERS).index(defaults.optimizer), key="rec_optimizer")
         checkpointing, lora, lora_rank = False, False, 16
         if "gradient_checkpointing" in inputs:
-            checkpointing = b.checkbox("Gradient checkpointing", value=True, key="rec_ckpt")
+            checkpointing = b.checkbox("Gradient checkpointing", value=defaults.gradient_checkpointing,
+                                       key="rec_ckpt")
             lora = c.checkbox("LoRA fine-tuning", value=True, key="rec_lora")
             lora_rank = d.number_input("LoRA rank", 1, 1024, 16, key="rec_lora_rank")
         a, b, c, d = st.columns(4)
-        max_gpus = a.number_input("Max GPUs", 1, 64, 1, key="rec_gpus")
+        max_gpus = a.number_input("Max GPUs", 1, 64, DEFAULT_MAX_GPUS, key="rec_gpus")
         objective = b.selectbox("Objective", list(OBJECTIVES), key="rec_objective",
                                 help="what to rank by (recommend's objectives; rental and purchase cost apart where "
                                      "the library offers both)")
