@@ -173,7 +173,8 @@ def price_and_rank(candidates: list[dict[str, Any]], job: Mapping[str, Any], obj
                                       f"over budget: {format_usd(cost)} {what} > {format_usd(budget_usd)}"))
             continue
         usable = getattr(e.memory, "usable_bytes", None)
-        row = {"spec": spec, "n": n, "e": e, "parallelism": c["parallelism"], "t": t, "cloud": cloud,
+        row = {"spec": spec, "n": n, "e": e, "parallelism": c["parallelism"], "precision": c.get("precision"),
+               "t": t, "cloud": cloud,
                "purchase": purchase, "energy": energy, "usable": usable, "sps": sps,
                "gpu_sps": float(e.time.samples_per_s)}
         row["primary"] = _objective_value(row, objective, job)
@@ -214,7 +215,7 @@ def price_and_rank(candidates: list[dict[str, Any]], job: Mapping[str, Any], obj
             buy_usd_per_sample_per_s=s["purchase"] / s["sps"] if s["purchase"] is not None else None,
             cloud_price_date=spec.cloud_price_date, price_date=getattr(spec, "price_date", None),
             price_kind=getattr(spec, "price_kind", None),
-            loader_samples_per_s=getattr(e.time, "loader_samples_per_s", None),
+            loader_samples_per_s=getattr(e.time, "loader_samples_per_s", None), precision=s["precision"],
         ))
     return rows, rejected
 
@@ -288,6 +289,15 @@ def tie_summary(rows: Sequence[Candidate], objective: str, then: str | None,
             "message": "; ".join(parts)}
 
 
+def _sized(option: Any) -> str:
+    """A fit option in words, with what it needs: ``change (flags): 21.3 GiB per GPU, step 3.87 s``."""
+    from advisor.units import format_seconds
+
+    return (f"{option.change} ({option.how}: {gib(option.memory_per_gpu_bytes)} per GPU, step "
+            f"{format_seconds(option.step_s)}"
+            + (f", {option.num_gpus} cards" if option.num_gpus > 1 else "") + ")")
+
+
 def partial_answer(rejected: Sequence[Rejection], best_misfit: dict[str, Any] | None, precision: str,
                     batch_size: int, cards: Sequence[GpuSpec], advice: Any = None) -> str:
     """Why nothing qualified, and the closest thing to an answer."""
@@ -299,7 +309,11 @@ def partial_answer(rejected: Sequence[Rejection], best_misfit: dict[str, Any] | 
         spec, n, e = best_misfit["spec"], best_misfit["count"], best_misfit["estimate"]
         mem = e.memory
         has = getattr(mem, "usable_bytes", None) or spec.memory_bytes
-        parts = [f"batch {batch_size} fits on no card at up to {max(r.num_gpus for r in rejected)} GPUs"]
+        where = (f"on {cards[0].name}" if len(cards) == 1 else f"on none of the {len(cards)} cards in the selection")
+        upto = max(r.num_gpus for r in rejected)
+        parts = [f"batch {batch_size} fits {where} at up to {upto} GPU{'s' if upto > 1 else ''}"
+                 if len(cards) > 1 else f"batch {batch_size} does not fit {where} at up to {upto} "
+                 f"GPU{'s' if upto > 1 else ''}"]
         max_batch = getattr(mem, "max_batch_size", None)
         if max_batch:
             parts.append(f"largest global batch that fits on {n} x {spec.name}: {max_batch}")
@@ -310,11 +324,17 @@ def partial_answer(rejected: Sequence[Rejection], best_misfit: dict[str, Any] | 
                          f"has {gib(has)})")
         fitting = advice.fitting if advice is not None else ()
         if fitting:
-            parts.append("it would fit with: " + "; ".join(
-                f"{o.change} ({o.how}: {gib(o.memory_per_gpu_bytes)} per GPU)" for o in fitting[:4]))
+            best = fitting[0]
+            head = ("nothing fits within --max-gpus; the smallest setup that would" if best.beyond_max_gpus else
+                    "the smallest setup that fits")
+            parts.append(f"{head}: {_sized(best)}")
+            if len(fitting) > 1:
+                parts.append("it would also fit with: " + "; ".join(_sized(o) for o in fitting[1:4]))
         else:
-            parts.append("no single change tried fits (see fit_options); raise --max-gpus, or combine gradient "
-                         "checkpointing, LoRA/QLoRA and a lower precision")
+            from advisor.advice import BEYOND_MAX_GPUS
+
+            parts.append("no setup found that fits, up to "
+                         f"{BEYOND_MAX_GPUS} cards with checkpointing, ZeRO-3 and QLoRA or on a bigger card")
         return "; ".join(parts)
     if "over_budget" in codes:
         cheapest = min((r for r in rejected if r.code == "over_budget"), key=lambda r: r.reason)

@@ -18,7 +18,7 @@ FRAME_COLUMNS: tuple[str, ...] = (
     "samples_per_s", "effective_samples_per_s", "tokens_per_s", "time_to_train_s", "cloud_usd_per_hour",
     "cost_cloud_usd", "price_usd", "cost_buy_usd", "break_even_hours", "energy_kwh", "samples_per_usd",
     "samples_per_s_per_w", "bound", "calibrated", "input_bound", "limiter", "buy_usd_per_sample_per_s",
-    "cloud_price_date", "price_date", "price_kind", "loader_samples_per_s",
+    "cloud_price_date", "price_date", "price_kind", "loader_samples_per_s", "precision",
 )
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +50,8 @@ class Candidate:
         cloud_price_date / price_date / price_kind: when the catalog's cloud and purchase prices were seen, and
             the purchase price's kind (``list``, ``street``, ``used``, ``not sold``).
         loader_samples_per_s: the data loader's rate the job was capped by (given or assumed), when any.
+        precision: the precision this row was costed at when the card lacks the asked one (amp-bf16 on a card
+            without bf16 is costed at amp-fp16); ``None``: as asked.
     """
 
     rank: int
@@ -88,6 +90,7 @@ class Candidate:
     price_date: str | None = None
     price_kind: str | None = None
     loader_samples_per_s: float | None = None
+    precision: str | None = None
 
     @property
     def headroom_fraction(self) -> float | None:
@@ -206,7 +209,7 @@ class Recommendation:
                 "bound": r.bound, "calibrated": r.calibrated, "input_bound": r.input_bound, "limiter": r.limiter,
                 "buy_usd_per_sample_per_s": r.buy_usd_per_sample_per_s, "cloud_price_date": r.cloud_price_date,
                 "price_date": r.price_date, "price_kind": r.price_kind,
-                "loader_samples_per_s": r.loader_samples_per_s,
+                "loader_samples_per_s": r.loader_samples_per_s, "precision": r.precision,
             })
         return pd.DataFrame.from_records(records, columns=list(FRAME_COLUMNS))
 
