@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 from advisor.errors import AdvisorError
 from advisor.probing.compute_kernels import (
@@ -66,11 +67,14 @@ def plan(env: KernelEnv, groups: Iterable[str] = KERNEL_GROUPS) -> list[PlannedK
         raise AdvisorError(f"unknown kernel group {unknown[0]!r}", hint=f"choose from: {', '.join(KERNEL_GROUPS)}")
     out: list[PlannedKernel] = []
     cuda, quick, small = env.is_cuda, env.quick, env.small
+    precisions: tuple[str, ...]
+    sizes: tuple[int, ...]
     if "matmul" in groups:
         if cuda:
             precisions = MATMUL_PRECISIONS
         else:
             precisions = ("fp32", "bf16") if quick else ("fp32", "fp16", "bf16", "int8")
+        shapes: tuple[tuple[int, int, int], ...]
         if small:
             shapes = CPU_MATMUL_SHAPES_QUICK if quick else CPU_MATMUL_SHAPES
         else:
@@ -80,12 +84,13 @@ def plan(env: KernelEnv, groups: Iterable[str] = KERNEL_GROUPS) -> list[PlannedK
                 if small and prec != "fp32" and m > 256:
                     continue  # CPUs without native bf16/fp16/int8 GEMM take seconds at larger sizes
                 out.append(PlannedKernel("matmul", f"matmul {prec} {m}x{n}x{k}",
-                                         lambda e, p=prec, m=m, n=n, k=k: run_matmul(e, p, m, n, k)))
+                                         partial(run_matmul, precision=prec, m=m, n=n, k=k)))
     if "conv" in groups:
         if cuda:
             precisions = ("bf16", "fp16") if quick else CONV_PRECISIONS
         else:
             precisions = ("fp32",) if quick else ("fp32", "bf16")
+        layers: tuple[tuple[int, ...], ...]
         if small:
             layers, batch = CPU_CONV_LAYERS, 2
         else:
@@ -95,14 +100,15 @@ def plan(env: KernelEnv, groups: Iterable[str] = KERNEL_GROUPS) -> list[PlannedK
             for layer in layers:
                 for cl in (False, True):
                     out.append(PlannedKernel("conv", f"conv2d {prec} {'nhwc' if cl else 'nchw'} c{layer[0]}",
-                                             lambda e, p=prec, ly=layer, cl=cl: run_conv(e, p, ly, batch, cl)))
+                                             partial(run_conv, precision=prec, layer=layer, batch=batch,
+                                                     channels_last=cl)))
     if "bandwidth" in groups:
         size = bandwidth_buffer_bytes(env)
         sizes = (size,) if quick or small else (size, 4 * size)
         for mode in ("copy", "read", "write"):
             for sz in sizes:
                 out.append(PlannedKernel("bandwidth", f"memory {mode} {sz // MIB} MiB",
-                                         lambda e, md=mode, sz=sz: run_bandwidth(e, md, sz)))
+                                         partial(run_bandwidth, mode=mode, buffer_bytes=sz)))
     if "transfer" in groups:
         if small:
             sizes = (MIB,) if quick else (MIB, 4 * MIB)
@@ -113,7 +119,8 @@ def plan(env: KernelEnv, groups: Iterable[str] = KERNEL_GROUPS) -> list[PlannedK
                 for sz in sizes:
                     out.append(PlannedKernel("transfer", f"{direction} {'pinned' if pinned else 'pageable'} "
                                              f"{sz // MIB} MiB",
-                                             lambda e, d=direction, p=pinned, sz=sz: run_transfer(e, d, p, sz)))
+                                             partial(run_transfer, direction=direction, pinned=pinned,
+                                                     buffer_bytes=sz)))
     if "launch" in groups:
         out.append(PlannedKernel("launch", "launch overhead", run_launch))
         out.append(PlannedKernel("launch", "host dispatch per op", run_host_dispatch))
