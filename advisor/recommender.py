@@ -31,6 +31,7 @@ from advisor.ranking import (
     drop_no_speedup,
     effective_rate,
     gib,
+    gpu_counts,
     job_size,
     partial_answer,
     price_and_rank,
@@ -49,13 +50,6 @@ Objective = Literal["time", "cost-cloud", "cost-buy", "energy"]
 OBJECTIVES: tuple[str, ...] = ("time", "cost-cloud", "cost-buy", "energy")
 #: Old objective names still accepted (mapped, with a note in the assumptions).
 OBJECTIVE_ALIASES: Mapping[str, str] = {"cost": "cost-cloud"}
-
-def gpu_counts(max_gpus: int) -> tuple[int, ...]:
-    """Card counts considered: powers of two up to ``max_gpus``, plus ``max_gpus`` itself."""
-    counts = {1 << k for k in range(max_gpus.bit_length()) if (1 << k) <= max_gpus}
-    counts.add(max_gpus)
-    return tuple(sorted(counts))
-
 
 def _estimator() -> Callable[..., Any]:
     """The estimator's per-card entry point (imported lazily; tests may replace this)."""
