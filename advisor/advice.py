@@ -221,7 +221,7 @@ def fit_options(model: Any, gpu: str | GpuSpec, *, num_gpus: int = 1, max_gpus: 
     """
     from advisor.api import estimate
     from advisor.estimator import matmul_rate
-    from advisor.recommender import gpu_counts
+    from advisor.ranking import gpu_counts
 
     spec = gpu if isinstance(gpu, GpuSpec) else get_gpu(gpu, specs_dir=specs_dir)
     cache: dict[str, Any] = {}

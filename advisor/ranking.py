@@ -96,6 +96,13 @@ def breakdown(memory: Any) -> dict[str, float] | None:
     return None if parts is None else {k: float(v) for k, v in parts.items()}
 
 
+def gpu_counts(max_gpus: int) -> tuple[int, ...]:
+    """Card counts considered: powers of two up to ``max_gpus``, plus ``max_gpus`` itself."""
+    counts = {1 << k for k in range(max_gpus.bit_length()) if (1 << k) <= max_gpus}
+    counts.add(max_gpus)
+    return tuple(sorted(counts))
+
+
 def drop_no_speedup(candidates: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[Rejection]]:
     """Drop counts that are not faster than a smaller count of the same card (more cards, same time).
 
