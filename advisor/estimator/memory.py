@@ -68,10 +68,8 @@ ALLOCATOR_REPLAY_SUMMARY = ("reserved beyond allocated from PyTorch's caching-al
                             "2 MiB / 20 MiB / rounded segments, best-fit split blocks that merge only within "
                             "their segment) replayed on the traced step's allocations in order, over 3 steps "
                             "with the optimizer's state and temporaries (advisor.estimator.allocator)")
-#: cuBLAS(Lt) workspace per handle: 32 MiB on Hopper/Blackwell, 4 MiB elsewhere (CUBLAS_WORKSPACE_CONFIG docs);
-#: counted with a second stream's handle, plus cuDNN's handle for conv nets (in transient).
-WORKSPACE_BYTES = {"hopper": 2 * 32 * MiB, "blackwell": 2 * 32 * MiB}
-DEFAULT_WORKSPACE_BYTES = 2 * 4 * MiB
+#: cuBLAS(Lt) workspaces are the card profile's ``workspace_mib`` (32 MiB per handle on sm90+, 4 MiB before:
+#: CUBLAS_WORKSPACE_CONFIG docs; two handles), plus cuDNN's handle for conv nets (in transient).
 
 _WEIGHT_BYTES = {"fp32": 4.0, "tf32": 4.0, "amp-fp16": 4.0, "amp-bf16": 4.0, "fp16": 2.0, "bf16": 2.0,
                  "fp8": 1.0, "int8": 1.0, "int4": 0.5 + 2 / 128}
@@ -294,11 +292,6 @@ KERNEL_MODULES_TRAIN_BYTES = 512 * MiB
 KERNEL_MODULES_INFER_BYTES = 256 * MiB
 
 
-def workspace_bytes(arch: str) -> float:
-    """CuBLAS workspaces held for the process (by architecture key)."""
-    return WORKSPACE_BYTES.get(arch, DEFAULT_WORKSPACE_BYTES)
-
-
 def memory_on_card(parts: MemoryParts, capacity_bytes: float, eff: ArchEfficiency, dp: int) -> MemoryEstimate:
     """Total, fit and largest batch of ``parts`` on a card of ``capacity_bytes``.
 
@@ -310,7 +303,7 @@ def memory_on_card(parts: MemoryParts, capacity_bytes: float, eff: ArchEfficienc
     """
     context = eff.cuda_context_bytes
     kernels = KERNEL_MODULES_TRAIN_BYTES if parts.train else KERNEL_MODULES_INFER_BYTES
-    workspace = workspace_bytes(eff.arch)
+    workspace = eff.workspace_bytes
     fixed = context + kernels + workspace
     alloc = part_allocator_bytes(parts)
     reserve = RESERVE_FRACTION * capacity_bytes
