@@ -25,6 +25,7 @@ from typing import Any
 
 from advisor.catalog import GpuSpec, get_gpu, load_specs
 from advisor.errors import AdvisorError
+from advisor.ranking import BEYOND_MAX_GPUS
 
 #: LoRA rank suggested when the user gave none (the PEFT examples' and QLoRA paper's common choice).
 DEFAULT_LORA_RANK = 16
@@ -32,9 +33,6 @@ DEFAULT_LORA_RANK = 16
 FIT_COLUMNS: tuple[str, ...] = ("change", "how", "fits", "gpu_id", "gpu_name", "num_gpus", "memory_per_gpu_gib",
                                 "usable_per_gpu_gib", "step_s", "effective_samples_per_s", "time_to_train_s",
                                 "cloud_usd_per_hour", "price_usd", "levers", "note")
-#: Largest card count the search for "the smallest setup that would fit" goes to past ``max_gpus``.
-BEYOND_MAX_GPUS = 1024
-
 _GIB = 1024**3
 
 
@@ -221,7 +219,7 @@ def fit_options(model: Any, gpu: str | GpuSpec, *, num_gpus: int = 1, max_gpus: 
     """
     from advisor.api import estimate
     from advisor.estimator import matmul_rate
-    from advisor.recommender import gpu_counts
+    from advisor.ranking import gpu_counts
 
     spec = gpu if isinstance(gpu, GpuSpec) else get_gpu(gpu, specs_dir=specs_dir)
     cache: dict[str, Any] = {}

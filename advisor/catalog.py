@@ -18,7 +18,6 @@ import functools
 import math
 import os
 import re
-import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -381,15 +380,11 @@ def _check_price(where: str, data: Mapping[str, Any]) -> None:
 
 def load_spec_file(path: Path) -> GpuSpec:
     """Read and validate one spec file; its stem must equal its ``id``."""
-    try:
-        with path.open("rb") as fh:
-            data = tomllib.load(fh)
-    except tomllib.TOMLDecodeError as exc:
-        raise SpecError(f"{path}: not valid TOML: {exc}",
-                        hint=f"fix the syntax, or move the file out of {path.parent}; every file there is read "
-                             "as a card (`specs show h100-sxm5-80gb --json` shows every field)") from exc
-    except OSError as exc:
-        raise SpecError(f"{path}: cannot read: {exc.strerror}", hint="check the file's permissions") from exc
+    from advisor.files import read_toml
+
+    data = read_toml(path, kind="spec", what="spec file", error=SpecError,
+                     hint=f"fix the file, or move it out of {path.parent}; every *.toml file there is read as a card "
+                          "(`specs show h100-sxm5-80gb --json` shows every field)")
     spec = spec_from_mapping(data, where=str(path))
     if spec.id != path.stem:
         raise SpecError(f"{path}: id {spec.id!r} must equal the file name stem {path.stem!r}",

@@ -15,6 +15,9 @@ from advisor.errors import EstimateError
 from advisor.recommendation import Candidate, Rejection
 from advisor.units import GiB
 
+#: Largest card count the search for "the smallest setup that would fit" goes to past ``max_gpus`` (advisor.advice).
+BEYOND_MAX_GPUS = 1024
+
 #: Average board power while training or serving, as a fraction of TDP.  Sustained
 #: tensor-core work draws close to TDP; 0.8 is a middle figure for a mix of compute-bound
 #: and memory-bound kernels.
@@ -94,6 +97,13 @@ def breakdown(memory: Any) -> dict[str, float] | None:
     """An estimate's per-GPU memory by category (for the dashboard's stacked bars), None when it has none."""
     parts = getattr(memory, "breakdown_bytes", None)
     return None if parts is None else {k: float(v) for k, v in parts.items()}
+
+
+def gpu_counts(max_gpus: int) -> tuple[int, ...]:
+    """Card counts considered: powers of two up to ``max_gpus``, plus ``max_gpus`` itself."""
+    counts = {1 << k for k in range(max_gpus.bit_length()) if (1 << k) <= max_gpus}
+    counts.add(max_gpus)
+    return tuple(sorted(counts))
 
 
 def drop_no_speedup(candidates: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[Rejection]]:
@@ -331,8 +341,6 @@ def partial_answer(rejected: Sequence[Rejection], best_misfit: dict[str, Any] | 
             if len(fitting) > 1:
                 parts.append("it would also fit with: " + "; ".join(_sized(o) for o in fitting[1:4]))
         else:
-            from advisor.advice import BEYOND_MAX_GPUS
-
             parts.append("no setup found that fits, up to "
                          f"{BEYOND_MAX_GPUS} cards with checkpointing, ZeRO-3 and QLoRA or on a bigger card")
         return "; ".join(parts)

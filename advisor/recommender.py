@@ -31,6 +31,7 @@ from advisor.ranking import (
     drop_no_speedup,
     effective_rate,
     gib,
+    gpu_counts,
     job_size,
     partial_answer,
     price_and_rank,
@@ -54,13 +55,6 @@ DEFAULT_MAX_GPUS = 8
 #: A card without the asked precision's tensor rate is costed at this one instead, with a note (autocast to fp16
 #: needs loss scaling but holds the same memory): amp-bf16 on Volta, Turing, Pascal and GCN cards.
 PRECISION_FALLBACKS: Mapping[str, str] = {"amp-bf16": "amp-fp16"}
-
-def gpu_counts(max_gpus: int) -> tuple[int, ...]:
-    """Card counts considered: powers of two up to ``max_gpus``, plus ``max_gpus`` itself."""
-    counts = {1 << k for k in range(max_gpus.bit_length()) if (1 << k) <= max_gpus}
-    counts.add(max_gpus)
-    return tuple(sorted(counts))
-
 
 def _estimator() -> Callable[..., Any]:
     """The estimator's per-card entry point (imported lazily; tests may replace this)."""

@@ -112,12 +112,14 @@ def workload_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     ``num_gpus`` and ``specs_dir``.  ``--calibration auto`` is resolved here, at the edge: the history
     store is read once and the estimator gets its data (``StoredProbes``).
     """
-    from advisor.calibration import resolve_calibration
+    from advisor.calibration import resolve_calibration, skipped_rows_warning
 
     calibration: Any = args.calibration
     if isinstance(calibration, str) and calibration.lower() == "none":
         calibration = None
     calibration = resolve_calibration(calibration)
+    if (warning := skipped_rows_warning(calibration)) is not None:
+        stderr_console().print(warning, markup=False)
     options = WorkloadOptions(**{name: getattr(args, name) for name in WorkloadOptions.names()})
     return {
         **options.keywords(),

@@ -54,29 +54,19 @@ def _capacity_bytes(gpu: Mapping[str, Any]) -> float | None:
 def parse_config_json(data: bytes, *, name: str = "config.json", max_bytes: int = 1024 * 1024) -> dict[str, Any]:
     """Validate an uploaded HF-style config.json: size-limited UTF-8 JSON holding an object.
 
-    Never unpickles anything: only ``json.loads`` touches the bytes.
+    Never unpickles anything: only ``json.loads`` touches the bytes (through ``advisor.files``, as every user file).
 
     Raises:
-        WorkloadError: too large, not UTF-8, not JSON, or not a JSON object.
+        WorkloadError: too large, not UTF-8, not JSON, nested too deeply, or not a JSON object.
     """
-    import json
-
     from advisor.errors import WorkloadError
+    from advisor.files import parse_json_object, shown_path
 
     if len(data) > max_bytes:
         raise WorkloadError(f"{name} is {format_bytes(len(data))}; uploads are limited to {format_bytes(max_bytes)}",
                             hint="a model's config.json is a few KiB; upload the config, not the weights")
-    try:
-        parsed = json.loads(data.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise WorkloadError(f"{name} is not UTF-8 text", hint="upload a JSON config.json") from None
-    except json.JSONDecodeError as exc:
-        raise WorkloadError(f"{name} is not valid JSON: {exc.msg} at line {exc.lineno}",
-                            hint="upload a Hugging Face-style config.json") from None
-    if not isinstance(parsed, dict):
-        raise WorkloadError(f"{name} holds a JSON {type(parsed).__name__}, not an object",
-                            hint="a config.json is one JSON object of model hyper-parameters")
-    return parsed
+    return parse_json_object(data, name=f"the upload {shown_path(name)}", error=WorkloadError,
+                             hint="upload a Hugging Face-style config.json: one JSON object of model hyper-parameters")
 
 
 _VISION_WORDS = ("resnet", "vit", "convnext", "efficientnet", "vgg", "mobilenet", "unet", "densenet",
