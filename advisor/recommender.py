@@ -23,14 +23,20 @@ from typing import Any, Literal
 from advisor.catalog import SEGMENTS, VENDORS, GpuSpec, find_gpu, load_specs
 from advisor.errors import AdvisorError, EstimateError
 from advisor.ranking import (
+    DEFAULT_THEN,
+    OBJECTIVE_WORDS,
     POWER_UTILIZATION,
+    TIE_BREAKS,
     breakdown,
     drop_no_speedup,
     effective_rate,
     gib,
+    gpu_counts,
     job_size,
     partial_answer,
     price_and_rank,
+    summary_lines,
+    tie_summary,
 )
 from advisor.recommendation import FRAME_COLUMNS, REJECTION_CODES, Candidate, Recommendation, Rejection
 from advisor.workload.options import WorkloadOptions
@@ -44,13 +50,11 @@ Objective = Literal["time", "cost-cloud", "cost-buy", "energy"]
 OBJECTIVES: tuple[str, ...] = ("time", "cost-cloud", "cost-buy", "energy")
 #: Old objective names still accepted (mapped, with a note in the assumptions).
 OBJECTIVE_ALIASES: Mapping[str, str] = {"cost": "cost-cloud"}
-
-def gpu_counts(max_gpus: int) -> tuple[int, ...]:
-    """Card counts considered: powers of two up to ``max_gpus``, plus ``max_gpus`` itself."""
-    counts = {1 << k for k in range(max_gpus.bit_length()) if (1 << k) <= max_gpus}
-    counts.add(max_gpus)
-    return tuple(sorted(counts))
-
+#: Largest card count considered unless the caller says otherwise: the API's, the CLI's and the dashboard's default.
+DEFAULT_MAX_GPUS = 8
+#: A card without the asked precision's tensor rate is costed at this one instead, with a note (autocast to fp16
+#: needs loss scaling but holds the same memory): amp-bf16 on Volta, Turing, Pascal and GCN cards.
+PRECISION_FALLBACKS: Mapping[str, str] = {"amp-bf16": "amp-fp16"}
 
 def _estimator() -> Callable[..., Any]:
     """The estimator's per-card entry point (imported lazily; tests may replace this)."""
@@ -119,13 +123,13 @@ def recommend(model: Any, *, batch_size: int = 1, seq_len: int | None = None, im
               precision: str = "amp-bf16", optimizer: str = "adamw", mode: str = "train",
               gradient_checkpointing: bool = False, lora_rank: int | None = None,
               quantize_base: str | None = None, grad_accum: int = 1, parallelism: str | None = None,
-              gen_len: int | None = None, max_gpus: int = 8, objective: str = "time",
+              gen_len: int | None = None, max_gpus: int = DEFAULT_MAX_GPUS, objective: str = "time",
               budget_usd: float | None = None, vendor: str | None = None, segment: str | None = None,
               gpus: Sequence[str | GpuSpec] | None = None, dataset_samples: int | None = None,
               epochs: float = 1, total_tokens: float | None = None, specs_dir: str | Path | None = None,
               calibration: Any = "auto", example_inputs: Any = None,
               loader_samples_per_s: float | None = None, runtime: str = "eager",
-              channels_last: bool = False) -> Recommendation:
+              channels_last: bool = False, then: str | None = None) -> Recommendation:
     """Rank every catalog card x count for a workload.
 
     Args:
@@ -149,6 +153,8 @@ def recommend(model: Any, *, batch_size: int = 1, seq_len: int | None = None, im
             a ProbeResult, a probe JSON path or an efficiencies mapping.
         runtime: ``eager`` (PyTorch eager: host dispatch can bound small steps) or ``graph`` (CUDA graphs,
             compiled / TensorRT / vLLM / llama.cpp), as in ``estimate``.
+        then: what orders rows that tie on the objective (e.g. every card capped by one data loader):
+            ``gpu-speed`` (the GPUs' own rate) or another objective; ``None``: ``advisor.ranking.DEFAULT_THEN``.
 
     Raises:
         UnknownModelError: unknown preset (the message lists the closest names).
@@ -161,6 +167,9 @@ def recommend(model: Any, *, batch_size: int = 1, seq_len: int | None = None, im
         alias_note = (f"objective {objective!r} is deprecated: it now means {OBJECTIVE_ALIASES[objective]!r} "
                       "(cost of this job at on-demand cloud rates); rank by 'cost-buy' for the cards' price")
         objective = OBJECTIVE_ALIASES[objective]
+    if then is not None and then not in TIE_BREAKS:
+        raise EstimateError(f"unknown tie-break {then!r}", hint=f"accepted: {', '.join(TIE_BREAKS)}")
+    then = then or DEFAULT_THEN[objective]
     from advisor.calibration import resolve_calibration
     from advisor.estimator import matmul_rate
     from advisor.estimator.time import check_runtime
@@ -197,13 +206,24 @@ def recommend(model: Any, *, batch_size: int = 1, seq_len: int | None = None, im
     rejected: list[Rejection] = []
     estimator_assumptions: list[str] = []
     best_misfit: dict[str, Any] | None = None
+    fallback = PRECISION_FALLBACKS.get(precision)
+    fallback_workload: Any = None
+    fell_back: list[str] = []
     for spec in cards:
+        card_workload, card_precision = workload, None
         if matmul_rate(spec, precision) is None:
-            supported = ", ".join(spec.supported_precisions) or "none listed"
-            for n in counts:
-                rejected.append(Rejection(spec.id, spec.name, n, "precision_unsupported",
-                                          f"{spec.name} has no {precision} rate (supports: {supported})"))
-            continue
+            if fallback is not None and matmul_rate(spec, fallback) is not None:
+                if fallback_workload is None:  # built once, for every card that needs it
+                    fallback_workload = _memoize_rebuild(_build_workload(model, **{**build_kwargs,
+                                                                                   "precision": fallback}))
+                card_workload, card_precision = fallback_workload, fallback
+                fell_back.append(spec.name)
+            else:
+                supported = ", ".join(spec.supported_precisions) or "none listed"
+                for n in counts:
+                    rejected.append(Rejection(spec.id, spec.name, n, "precision_unsupported",
+                                              f"{spec.name} has no {precision} rate (supports: {supported})"))
+                continue
         single_fits: bool | None = None
         for n in counts:
             if n == 1:
@@ -215,8 +235,8 @@ def recommend(model: Any, *, batch_size: int = 1, seq_len: int | None = None, im
             est, used, error = None, None, None
             for strategy in strategies:
                 try:
-                    e = estimate_workload(workload, spec, num_gpus=n, parallelism=strategy, calibration=calibration,
-                                          **extra)
+                    e = estimate_workload(card_workload, spec, num_gpus=n, parallelism=strategy,
+                                          calibration=calibration, **extra)
                 except AdvisorError as exc:
                     error = exc
                     continue
@@ -244,11 +264,12 @@ def recommend(model: Any, *, batch_size: int = 1, seq_len: int | None = None, im
                     best_misfit = {"spec": spec, "count": n, "estimate": est, "memory": spec.memory_bytes * n,
                                    "parallelism": used}
                 continue
-            candidates.append({"spec": spec, "count": n, "estimate": est, "parallelism": used})
+            candidates.append({"spec": spec, "count": n, "estimate": est, "parallelism": used,
+                               "precision": card_precision})
 
     candidates, slow = drop_no_speedup(candidates)
     rejected.extend(slow)
-    rows, over = price_and_rank(candidates, job, objective, budget_usd, batch_size)
+    rows, over = price_and_rank(candidates, job, objective, budget_usd, batch_size, then)
     rejected.extend(over)
     if rows:  # the assumptions of the estimate behind the best row
         best_est = next(c["estimate"] for c in candidates
@@ -283,14 +304,23 @@ def recommend(model: Any, *, batch_size: int = 1, seq_len: int | None = None, im
         "rate, host dispatch included, capped by the data loader and host->device copies)",
         "cost-cloud: on-demand $/h per card (dated in the catalog) x count x hours of this job; 'not rentable' where "
         "the catalog found no public on-demand offer, 'no price' where none has been found yet",
-        "cost-buy: purchase price per card x count (launch/street price in the catalog); break-even: hours of "
+        "cost-buy: purchase price per card x count (dated list/street/used price in the catalog), ranked per "
+        "sample/s the job runs at; break-even: hours of "
         "renting the same cards that cost as much as buying them (power, hosting and resale not counted)",
         f"energy: TDP x count x time x {POWER_UTILIZATION:.0%} average power draw (stated utilization)",
-        f"ranked by {objective}" + (f"; budget ${budget_usd:,.0f}" if budget_usd else ""),
+        f"ranked by {objective} ({OBJECTIVE_WORDS[objective]}); ties by {then} ({OBJECTIVE_WORDS[then]})"
+        + (f"; budget ${budget_usd:,.0f}" if budget_usd else ""),
         *([alias_note] if alias_note else []),
         *(f"estimator: {a}" for a in estimator_assumptions),
         *(f"workload: {a}" for a in getattr(workload, "assumptions", ()) if a not in estimator_assumptions),
     ]
+    tie = tie_summary(rows, objective, then, job)
+    notes = ([f"{precision} is not supported by {len(fell_back)} card(s) ({', '.join(fell_back[:4])}"
+              + (", ..." if len(fell_back) > 4 else "") + f"): costed at {fallback} instead (same memory; fp16 "
+              "autocast needs loss scaling)"] if fell_back else [])
+    if notes:
+        assumptions.append(notes[0])
     return Recommendation(model=getattr(workload, "name", str(model)), objective=objective, counts=counts,
                           rows=tuple(rows), rejected=tuple(rejected), assumptions=tuple(assumptions), job=job,
-                          workload=wl, partial=partial, fit_options=advice)
+                          workload=wl, partial=partial, fit_options=advice, then=then, tie=tie,
+                          summary=(*summary_lines(rows, objective, tie), *notes))
