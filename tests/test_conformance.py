@@ -16,8 +16,10 @@ from advisor import estimate  # noqa: E402
 from advisor.workload import get_preset, zoo  # noqa: E402
 
 _SAME_MODULE = [("resnet50", "train", 16, "amp-bf16", "RTX 3090"), ("resnet50", "infer", 64, "amp-fp16", "RTX 4090"),
-                ("vit-b16", "train", 8, "amp-bf16", "H100 SXM5 80GB"), ("efficientnet-b0", "train", 16, "fp32", "A100 SXM4 80GB"),
-                ("mobilenet-v2", "infer", 32, "bf16", "H100 SXM5 80GB"), ("lstm-lm", "train", 16, "fp32", "A100 SXM4 80GB")]
+                ("vit-b16", "train", 8, "amp-bf16", "H100 SXM5 80GB"),
+                ("efficientnet-b0", "train", 16, "fp32", "A100 SXM4 80GB"),
+                ("mobilenet-v2", "infer", 32, "bf16", "H100 SXM5 80GB"),
+                ("lstm-lm", "train", 16, "fp32", "A100 SXM4 80GB")]
 
 
 @pytest.mark.parametrize(("preset", "mode", "batch", "precision", "gpu"), _SAME_MODULE,
