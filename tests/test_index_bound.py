@@ -158,7 +158,8 @@ def test_strided_elements_are_priced_per_sm_cycle_at_the_boost_clock() -> None:
     rates = card_rates(spec, "bf16", eff, 989e12, 67e12)
     per_s = spec.sm_count * spec.boost_clock_mhz * 1e6 * STRIDED_ELEMENTS_PER_SM_CYCLE
     assert rates.strided_elements_s == pytest.approx(per_s)  # not slowed by the GEMM's power-capped clock
-    assert rates.unaligned_flops == pytest.approx(989e12 * unaligned_fraction("hopper"))  # nor align-1 GEMMs
+    align1 = efficiency.defaults_for("hopper").unaligned
+    assert rates.unaligned_flops == pytest.approx(989e12 * unaligned_fraction(align1))  # nor align-1 GEMMs
     n = 1e9
     ew = OpCost("aten.mul[strided]", "elementwise", "forward", 0.0, 4 * n, strided_elements=n)
     red = OpCost("aten.sum[strided]", "reduction", "backward", 0.0, 2 * n, strided_elements=n)
