@@ -18,7 +18,8 @@ FRAME_COLUMNS: tuple[str, ...] = (
     "samples_per_s", "effective_samples_per_s", "tokens_per_s", "time_to_train_s", "cloud_usd_per_hour",
     "cost_cloud_usd", "price_usd", "cost_buy_usd", "break_even_hours", "energy_kwh", "samples_per_usd",
     "samples_per_s_per_w", "bound", "calibrated", "input_bound", "limiter", "buy_usd_per_sample_per_s",
-    "cloud_price_date", "price_date", "price_kind", "loader_samples_per_s", "step_s_low", "step_s_high", "evidence",
+    "cloud_price_date", "price_date", "price_kind", "loader_samples_per_s", "precision", "step_s_low", "step_s_high",
+    "evidence",
 )
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +51,8 @@ class Candidate:
         cloud_price_date / price_date / price_kind: when the catalog's cloud and purchase prices were seen, and
             the purchase price's kind (``list``, ``street``, ``used``, ``not sold``).
         loader_samples_per_s: the data loader's rate the job was capped by (given or assumed), when any.
+        precision: the precision this row was costed at when the card lacks the asked one (amp-bf16 on a card
+            without bf16 is costed at amp-fp16); ``None``: as asked.
         step_s_low / step_s_high / evidence / profile: the estimate's range and the evidence it rests on
             (``advisor.estimator.uncertainty``).
     """
@@ -90,6 +93,7 @@ class Candidate:
     price_date: str | None = None
     price_kind: str | None = None
     loader_samples_per_s: float | None = None
+    precision: str | None = None
     step_s_low: float | None = None
     step_s_high: float | None = None
     evidence: str | None = None
@@ -227,7 +231,7 @@ class Recommendation:
                 "bound": r.bound, "calibrated": r.calibrated, "input_bound": r.input_bound, "limiter": r.limiter,
                 "buy_usd_per_sample_per_s": r.buy_usd_per_sample_per_s, "cloud_price_date": r.cloud_price_date,
                 "price_date": r.price_date, "price_kind": r.price_kind,
-                "loader_samples_per_s": r.loader_samples_per_s,
+                "loader_samples_per_s": r.loader_samples_per_s, "precision": r.precision,
                 "step_s_low": r.step_s_low, "step_s_high": r.step_s_high, "evidence": r.evidence,
             })
         return pd.DataFrame.from_records(records, columns=list(FRAME_COLUMNS))

@@ -148,7 +148,7 @@ def simt_search(rows: list[ne.Row]) -> list[tuple[int, int, float, float]]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--data", type=Path, help="NeuSight's dataset folder (default: extracted from the mirror)")
+    ap.add_argument("--data", type=Path, help="NeuSight's dataset folder (default: from the clone at $NEUSIGHT_REPO)")
     ap.add_argument("--simt", action="store_true", help="also search the SIMT tile model's SM area and K overhead")
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:

@@ -606,6 +606,16 @@ def test_fit_view_starts_from_the_card_in_this_machine(monkeypatch: pytest.Monke
     at = _app("recommend")
     assert not at.exception, [e.value for e in at.exception]
     assert at.selectbox(key="fit_card").value == get_gpu("h100-sxm5-80gb").name
+    # the library's defaults (no checkpointing): LoRA at batch 4 x 2048 tokens needs ~96 GiB, so it does not fit, and
+    # the page says what would, sized, in the same table as the CLI's (issue 26 item 3)
+    assert any(e.value.startswith("H100 SXM5 80GB: does not fit") for e in at.error)
+    fit = next(d.value for d in at.dataframe if "change" in d.value.columns)
+    assert {"fits", "memory per GPU (GiB)", "step (s)", "settings"} <= set(fit.columns)
+    assert fit["fits"].iloc[0].startswith("yes") and "checkpointing" in " ".join(fit["change"])
+    assert "fits on no card" not in _texts(at) and "fit_options" not in _texts(at)
+    at.checkbox(key="rec_ckpt").check()
+    at.button[0].click().run()
+    assert not at.exception
     assert any(s.value.startswith("Fits on one H100 SXM5") for s in at.success)
     # where a step's time goes on that card, with what would help: the page's last table
     times = at.dataframe[-1].value

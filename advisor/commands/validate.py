@@ -7,7 +7,7 @@ import sys
 from typing import Any
 
 from advisor.commands._output import add_json_flag, print_json, stderr_console, stdout_console, table
-from advisor.errors import AdvisorError, UnknownModelError, read_json_object
+from advisor.errors import AdvisorError, UnknownModelError
 
 _DESCRIPTION = """\
 Run a zoo of real training and inference steps on this machine's GPU (the CPU when there is none),
@@ -211,17 +211,22 @@ def _load_run(ref: str) -> dict[str, Any]:
     """A saved run: a ``validate --json`` file, or the id of a validation in the history store."""
     from pathlib import Path
 
-    path = Path(ref)
-    if ref.isdigit() and not path.exists():
-        from advisor.store import HistoryStore
+    from advisor.files import path_state, shown_path
 
-        for doc in HistoryStore().list_validations(limit=100_000):
-            if doc.get("id") == int(ref):
-                return doc
-        raise AdvisorError(f"--replay: no validation {ref} in the history store",
-                           hint="pass a `validate --json` file, or an id the dashboard's History page lists")
-    return read_json_object(path, what="--replay: the run", hint="pass a file written by `validate --json`, or a "
-                            "validation id", expected="a validate run")
+    path = Path(ref)
+    if ref.isdigit() and path_state(path) == "missing":
+        from advisor.store import HistoryStore, default_store_path
+
+        if not default_store_path().exists():
+            raise AdvisorError(f"--replay: no validation {shown_path(ref)}: there is no history store at "
+                               f"{default_store_path()}",
+                               hint="pass a `validate --json` file, or set $GPU_ADVISOR_HOME to the store's directory")
+        return HistoryStore(default_store_path(), read_only=True).get_validation(int(ref))
+    from advisor.files import read_json_object
+
+    return read_json_object(path, kind="replay", what="--replay: the run",
+                            hint="pass a file written by `validate --json`, or a validation id",
+                            expected="a validate run")
 
 
 def _replay(args: argparse.Namespace) -> int:

@@ -121,7 +121,7 @@ def _zoo_decode_ops(model: str, precision: str) -> dict[str, int]:
 
     class Count(TorchDispatchMode):
         def __init__(self) -> None:
-            super().__init__()
+            super().__init__()  # type: ignore[no-untyped-call]  # torch leaves it unannotated
             self.n = 0
 
         def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:

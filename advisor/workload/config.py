@@ -9,7 +9,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from advisor.errors import WorkloadError, read_json_object
+from advisor.errors import WorkloadError
+from advisor.files import path_state, read_json_object, shown_path
 from advisor.workload.arch import TransformerArch
 
 _CONFIG_HINT = ("pass a Hugging Face config.json: one JSON object with model_type, hidden_size, "
@@ -115,20 +116,20 @@ def load_config(source: str | Path | Mapping[str, Any]) -> tuple[dict[str, Any],
     if isinstance(source, Mapping):
         return dict(source), str(source.get("_name_or_path") or source.get("model_type") or "config")
     path = Path(source)
-    if path.is_dir():
+    if path_state(path) == "dir":
         path = path / "config.json"
-    if path.is_file():
+    if path_state(path) != "missing":  # a file, or a FIFO/device/... that the reader names and refuses
         label = path.parent.name if path.name == "config.json" else path.stem
-        data = read_json_object(path, what="config", hint=_CONFIG_HINT, error=WorkloadError)
+        data = read_json_object(path, kind="config", what="config", hint=_CONFIG_HINT, error=WorkloadError)
         return data, label
     text = str(source)
     if str(source).endswith(".json"):
-        raise WorkloadError(f"config file {text!r} does not exist",
+        raise WorkloadError(f"config file {shown_path(text)} does not exist",
                             "check the path, or give a preset name (see `specs`/README) or a hub id (owner/name)")
     from advisor.workload.hub import fetch_config, looks_like_hub_id
 
     if looks_like_hub_id(text):
         return fetch_config(text), text
-    raise WorkloadError(f"{text!r} is neither a preset, a config.json path nor a hub id (owner/name)",
+    raise WorkloadError(f"{shown_path(text)} is neither a preset, a config.json path nor a hub id (owner/name)",
                         "see the presets in the README, pass a config.json path, or a Hugging Face id like "
                         "Qwen/Qwen2-7B")

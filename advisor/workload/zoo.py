@@ -132,12 +132,6 @@ def vgg16_transfer(num_classes: int = 10) -> Any:
     return nn.Sequential(base, nn.Flatten(), nn.Linear(512 * 7 * 7, 256), nn.ReLU(), nn.Linear(256, num_classes))
 
 
-def _module_base() -> Any:
-    from torch import nn
-
-    return nn.Module
-
-
 class _Lazy:
     """Defers class creation until torch is imported (classes subclass nn.Module)."""
 
