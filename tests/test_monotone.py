@@ -21,8 +21,8 @@ from advisor.catalog import get_gpu, load_specs
 from advisor.errors import EstimateError
 from advisor.estimator import build_workload, estimate_workload
 from advisor.estimator._peaks import peaks
-from advisor.estimator.efficiency import defaults_for
 from advisor.estimator.gemm import NO_TENSOR_CORE_ARCHS, gemm_seconds, has_tensor_cores, unaligned_seconds
+from advisor.estimator.profiles import efficiency_for
 from advisor.estimator.time import card_rates, ops_time_detail, prepare_ops
 from advisor.workload.aten_ops import FUSED_ATTENTION_BLOCK, fused_attention_work
 from advisor.workload.base import OpCost, Workload
@@ -100,7 +100,7 @@ def test_pricing_through_the_estimator_never_rewards_misalignment(rows, n, k) ->
     # activations are not a leading dimension; a feature dimension off the grid is priced at the fallback)
     spec = get_gpu("h100-sxm5-80gb")
     tensor, vector, _ = peaks(spec, "bf16")
-    rates = card_rates(spec, "bf16", defaults_for(spec.architecture, spec.segment), tensor, vector)
+    rates = card_rates(spec, "bf16", efficiency_for(spec), tensor, vector)
 
     def seconds(m: int) -> float:
         op = OpCost("linear", "matmul", "forward", 2.0 * m * n * k, 2.0 * (m * k + k * n + m * n), 1,
@@ -119,7 +119,7 @@ def test_tensor_cores_only_where_the_card_has_them() -> None:
     assert {"gtx-1080", "gtx-1080-ti", "p100-pcie-16gb", "p4", "mi50", "rx-6900-xt"} <= names
     assert not names & {"v100-sxm2-32gb", "t4", "a100-sxm4-80gb", "rx-7900-xtx", "mi300x"}
     for spec in CARDS:
-        eff = defaults_for(spec.architecture, spec.segment)
+        eff = efficiency_for(spec)
         for precision in (*spec.supported_precisions, "fp16", "amp-fp16"):
             try:
                 tensor, vector, _ = peaks(spec, precision)

@@ -11,9 +11,10 @@ the same per-SM rate.
 
 Alignment: tensor-core kernels need every leading dimension to be a multiple of 16 bytes (8 elements at
 16-bit, 4 at 32-bit); otherwise cuBLAS falls back to alignment-1/2 kernels (cuBLAS documentation,
-"Tensor Core usage" restrictions).  Their rate is ``UNALIGNED_FRACTION`` of the dense peak, and they tile the
-output no better than the aligned kernels do: an unaligned GEMM takes the slower of its aligned tile time and its
-FLOPs at that rate (``unaligned_seconds``), never less than its aligned neighbour.  Only leading dimensions count:
+"Tensor Core usage" restrictions).  Their rate is the card profile's ``unaligned_fraction`` of the dense peak, and
+they tile the output no better than the aligned kernels do: an unaligned GEMM takes the slower of its aligned tile
+time and its FLOPs at that rate (``unaligned_seconds``), never less than its aligned neighbour.  Only leading
+dimensions count:
 the rows of a step's activations (tokens = batch x sequence, or sequences; ``activation_rows``) never are one, since
 PyTorch's linear layers keep x[tokens, in] and y[tokens, out] row-major (tokens are M of the forward and grad-input
 GEMMs and the reduced K of the grad-weight one, whose leading dimensions are the features) and the kernels
@@ -61,8 +62,8 @@ REFERENCE = (4096, 4096, 4096)
 #: twice align2.  Other architectures keep mma.sync as their native path and lose only vectorised loads: ~35%
 #: assumed for align1 (nanoGPT's 25% step-time gain from padding GPT-2's vocabulary 50257 -> 50304 on A100
 #: implies the head ran ~2x slower; Karpathy, nanoGPT README 2023), doubling per alignment step.
-UNALIGNED_FRACTION: dict[str, float] = {"hopper": 0.12, "blackwell": 0.12}
-UNALIGNED_DEFAULT = 0.35
+#: The align-1 figure is each card's profile's (``unaligned_fraction``: 0.12 on Hopper / datacenter Blackwell, 0.35
+#: elsewhere).
 UNALIGNED_SOURCE = ("GEMMs with a dimension not a multiple of 16 bytes run on alignment-1/2 kernels: ~12% (align1) "
                     "and ~24% (align2) of the dense peak on Hopper (H200 profile of GPT-2's and BERT's vocabulary "
                     "projections), ~35% for align1 assumed elsewhere (nanoGPT's vocabulary-padding gain on A100), "
@@ -110,13 +111,13 @@ def tensor_core_gemms(spec: Any, precision: str, rate_used: str) -> bool:
     return has_tensor_cores(spec) and not on_fp32_units
 
 
-def unaligned_fraction(arch: str, alignment: int = 1) -> float:
-    """Fraction of the dense tensor peak a GEMM off the 16-byte grid reaches on ``arch``.
+def unaligned_fraction(align1: float, alignment: int = 1) -> float:
+    """Fraction of the dense tensor peak a GEMM off the 16-byte grid reaches, from the card's align-1 figure.
 
     Its dimensions are multiples of ``alignment`` elements but not of 16 bytes; at most 0.9 (it never reaches the
     aligned kernels).
     """
-    return min(0.9, UNALIGNED_FRACTION.get(arch, UNALIGNED_DEFAULT) * max(1, alignment))
+    return min(0.9, align1 * max(1, alignment))
 
 
 def activation_rows(batch: int, seq_len: int | None) -> tuple[int, ...]:
