@@ -16,7 +16,8 @@ def stored_probes(path: str) -> list[dict[str, Any]]:
     """Every stored probe run's document (newest first) with its store id; cached for 10 s per store file."""
     from advisor.store import HistoryStore
 
-    return [{**record.document, "id": record.id} for record in HistoryStore(path).list_probes(limit=500)]
+    store = HistoryStore(path, read_only=True)  # a store on read-only media is still shown
+    return [{**record.document, "id": record.id} for record in store.list_probes(limit=500)]
 
 
 def stored_probes_or_notice() -> list[dict[str, Any]] | None:
