@@ -226,6 +226,8 @@ def price_and_rank(candidates: list[dict[str, Any]], job: Mapping[str, Any], obj
             cloud_price_date=spec.cloud_price_date, price_date=getattr(spec, "price_date", None),
             price_kind=getattr(spec, "price_kind", None),
             loader_samples_per_s=getattr(e.time, "loader_samples_per_s", None), precision=s["precision"],
+            step_s_low=getattr(e, "step_s_low", None), step_s_high=getattr(e, "step_s_high", None),
+            evidence=getattr(e, "evidence", None), profile=getattr(e, "profile", None),
         ))
     return rows, rejected
 

@@ -393,7 +393,7 @@ class HistoryStore:
             try:
                 con.execute("SELECT count(*) FROM sqlite_master").fetchone()  # opens the WAL index now
                 return con
-            except sqlite3.OperationalError as exc:
+            except sqlite3.Error as exc:
                 con.close()
                 if _code(exc) not in (sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_READONLY):
                     raise

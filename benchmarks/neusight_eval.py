@@ -48,8 +48,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from advisor.catalog import get_gpu  # noqa: E402
-from advisor.estimator.efficiency import defaults_for  # noqa: E402
 from advisor.estimator.power import sustained_clock  # noqa: E402
+from advisor.estimator.profiles import efficiency_for  # noqa: E402
 from advisor.estimator.time import card_rates, ops_time_detail, prepare_ops  # noqa: E402
 from advisor.workload.base import OpCost  # noqa: E402
 
@@ -213,7 +213,7 @@ def rates_for(device: str) -> Any:
     """The estimator's fp32 ``CardRates`` for a NeuSight device (default efficiencies, sustained clock)."""
     if device not in _RATES:
         spec = get_gpu(DEVICES[device])
-        eff = defaults_for(spec.architecture, spec.segment).replace(clock=sustained_clock(spec).fraction)
+        eff = efficiency_for(spec).replace(clock=sustained_clock(spec).fraction)
         peak = spec.fp32_tflops * 1e12
         _RATES[device] = card_rates(spec, "fp32", eff, peak, peak)
     return _RATES[device]

@@ -382,3 +382,13 @@ def test_a_read_only_store_still_calibrates_and_saving_says_read_only(read_only_
     assert "estimates still read it" in info.value.hint and "move the file aside" not in info.value.hint
     assert main(["history", "--repair"]) == 2
     assert "read-only" in capsys.readouterr().err
+
+
+def test_a_corrupt_store_read_only_is_corrupt_and_estimates_go_on(corrupt_home: Path) -> None:
+    from advisor.calibration import stored_probes
+    from advisor.store import HistoryStore, StoreCorruptError
+
+    with pytest.raises(StoreCorruptError, match="corrupt or not an SQLite database") as info:
+        HistoryStore(corrupt_home / "history.sqlite3", read_only=True)
+    assert "move the file aside" in info.value.hint
+    assert "corrupt" in (stored_probes().problem or "")

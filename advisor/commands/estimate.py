@@ -262,11 +262,15 @@ def run(args: argparse.Namespace) -> int:
                   + (f", {w['optimizer']}" if w["mode"] == "train" else "")
                   + (f", {d['parallelism']}" if d["num_gpus"] > 1 else "")
                   + ("  [calibrated by a probe]" if d["calibrated"] else ""))
-    rows = [(k, _gib(v), f"{100 * v / m['total_bytes']:.1f}%" if m["total_bytes"] else "-")
-            for k, v in m["breakdown_bytes"].items()]
-    rows.append(("total (per GPU)", _gib(m["total_bytes"]), "100%"))
-    rows.append(("usable on card", _gib(m["usable_bytes"]), ""))
-    console.print(table("memory per GPU", ("category", "size", "share"), rows, right_align=("size", "share")))
+    # what a user can act on, largest first, each with what shrinks it (the JSON keeps breakdown_bytes as well)
+    parts = m.get("categories_bytes") or m["breakdown_bytes"]
+    shrink = m.get("category_advice", {})
+    rows = [(k, _gib(v), f"{100 * v / m['total_bytes']:.1f}%" if m["total_bytes"] else "-", shrink.get(k))
+            for k, v in sorted(parts.items(), key=lambda kv: -kv[1])]
+    rows.append(("total (per GPU)", _gib(m["total_bytes"]), "100%", None))
+    rows.append(("usable on card", _gib(m["usable_bytes"]), "", None))
+    console.print(table("memory per GPU", ("category", "size", "share", "what shrinks it"), rows,
+                        right_align=("size", "share")))
     verdict = "[green]fits[/green]" if m["fits"] else "[red]does not fit[/red]"
     mb = m["max_batch_size"]
     if m["fits"] or mb:

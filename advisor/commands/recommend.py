@@ -136,6 +136,8 @@ def run(args: argparse.Namespace) -> int:
         console.print(f"{starved} of these are input-bound: the data loader (--loader-samples-per-s, or the stated "
                       "CPU-decode rate) or the host->device copies set their pace, and time to train runs at it; "
                       "`estimate ... --json` gives time.input_advice")
+    if rec.uncertainty:
+        console.print(rec.uncertainty)
     if rec.partial:
         console.print(f"[bold]best partial answer:[/bold] {rec.partial}")
     if rec.fit_options is not None and rec.fit_options.options:

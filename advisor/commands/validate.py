@@ -8,6 +8,7 @@ from typing import Any
 
 from advisor.commands._output import add_json_flag, print_json, stderr_console, stdout_console, table
 from advisor.errors import AdvisorError, UnknownModelError
+from advisor.validate.records import NOISY_SPREAD
 
 _DESCRIPTION = """\
 Run a zoo of real training and inference steps on this machine's GPU (the CPU when there is none),
@@ -157,6 +158,9 @@ def _print(args: argparse.Namespace, report: Any, doc: dict[str, Any], notes: li
                               f" (estimate said fits={r.prediction.fits})")
         else:
             status = r.error_message or ""
+        if m is not None and m.noisy:
+            status = (f"{status}; " if status else "") + (f"noisy: step times spread {m.spread:.0%} (IQR/median), "
+                                                          "the time error is unreliable (a busy host?)")
         rows.append((r.model, r.case.label(), format_bytes(r.prediction.memory_bytes),
                      format_bytes(m.peak_bytes) if m else None, _pct(r.memory_error),
                      format_seconds(r.prediction.step_s), format_seconds(m.step_s) if m else None,
@@ -170,6 +174,10 @@ def _print(args: argparse.Namespace, report: Any, doc: dict[str, Any], notes: li
               f"{_abs_pct(s['memory']['max_abs_error'])} over {s['memory']['n']} rows; time |error|: median "
               f"{_abs_pct(s['time']['median_abs_error'])}, max {_abs_pct(s['time']['max_abs_error'])} over "
               f"{s['time']['n']} rows; {s['oom']} OOM, {s['failed']} failed")
+    noisy = sum(1 for r in report.rows if r.measurement is not None and r.measurement.noisy)
+    if noisy:
+        out.print(f"{noisy} of {len(report.rows)} rows are noisy (step times spread > {NOISY_SPREAD:.0%}): rerun on "
+                  "an idle host, or with more timed steps, before trusting their time errors")
     out.print(f"memory measured as: {device.memory_method}")
     if device.rates_source:
         out.print(f"CPU rates from: {device.rates_source}")

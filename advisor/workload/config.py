@@ -60,7 +60,7 @@ def arch_from_config(cfg: Mapping[str, Any], name: str | None = None) -> Transfo
         common: dict[str, Any] = dict(
             num_layers=g("n_layer", ..., "num_hidden_layers"), hidden_size=h, num_heads=heads, num_kv_heads=heads,
             head_dim=h // heads, intermediate_size=g("n_inner", 4 * h), vocab_size=g("vocab_size"),
-            gated_mlp=False, mlp_bias=True, norm_bias=True)
+            gated_mlp=False, mlp_bias=True, norm_bias=True, activation=str(g("activation_function", "gelu_new")))
         if family == "gpt2":
             return TransformerArch(family, **common, tie_word_embeddings=g("tie_word_embeddings", True),
                                    qkv_bias=True, out_bias=True, dropout=float(g("resid_pdrop", 0.1)) > 0,
