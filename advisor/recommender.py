@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -63,10 +64,70 @@ def _estimator() -> Callable[..., Any]:
     return estimate_workload  # type: ignore[no-any-return]
 
 
+_REUSE_SIZE = 8
+#: Presets and config files/dicts built in this process, per (what names the model, build options): the same
+#: request gets the same workload object, so ``_reused`` finds its estimates.
+_BUILT: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
+
+
 def _build_workload(model: Any, **kwargs: Any) -> Any:
     from advisor.workload import load_workload
 
-    return load_workload(model, **kwargs)
+    key = _build_key(model, kwargs)
+    if key is None:
+        return load_workload(model, **kwargs)
+    hit = _BUILT.get(key)
+    if hit is None:
+        hit = _BUILT[key] = load_workload(model, **kwargs)
+        while len(_BUILT) > _REUSE_SIZE:
+            _BUILT.popitem(last=False)
+    return hit
+
+
+def _build_key(model: Any, kwargs: Mapping[str, Any]) -> tuple[Any, ...] | None:
+    """What a build depends on, or ``None`` (a module, a Hub id, unhashable options).
+
+    A preset: its name (a fixed definition); a config file: its path and its state on disk; a config dict: its JSON.
+    """
+    import json
+
+    try:
+        options = tuple(sorted(kwargs.items()))
+        if isinstance(model, Mapping):
+            key: tuple[Any, ...] = ("config", json.dumps(model, sort_keys=True), options)
+        elif isinstance(model, (str, Path)) and Path(model).is_file():
+            st = Path(model).stat()
+            key = ("file", str(Path(model).resolve()), st.st_mtime_ns, st.st_size, options)
+        elif isinstance(model, str):
+            from advisor.workload.presets import resolve_preset
+
+            key = ("preset", resolve_preset(model), options)
+        else:
+            return None
+        hash(key)
+    except (AdvisorError, TypeError, ValueError, OSError):
+        return None
+    return key
+
+
+#: The last workloads recommend was given, each with its memoized copy (``_memoize_rebuild``) and the estimates
+#: made of it: a repeated request for the same workload object (the trace cache hands the same one back within a
+#: process; the dashboard re-ranks by another objective, budget or filter) reuses the estimator's preparation
+#: (``advisor.estimator.prepare_workload``, per workload object) and re-prices no (card, count) pair it priced.
+_REUSE: OrderedDict[int, tuple[Any, Any, dict[tuple[Any, ...], Any]]] = OrderedDict()
+
+
+def _reused(workload: Any) -> tuple[Any, dict[tuple[Any, ...], Any]]:
+    """(the memoized workload, its estimates so far) for a workload object, kept for the last few."""
+    hit = _REUSE.get(id(workload))
+    if hit is not None and hit[0] is workload:
+        _REUSE.move_to_end(id(workload))
+        return hit[1], hit[2]
+    entry = (workload, _memoize_rebuild(workload), {})
+    _REUSE[id(workload)] = entry
+    while len(_REUSE) > _REUSE_SIZE:
+        _REUSE.popitem(last=False)
+    return entry[1], entry[2]
 
 
 def _memoize_rebuild(workload: Any) -> Any:
@@ -107,6 +168,47 @@ def _check_inputs(max_gpus: int, objective: str, budget_usd: float | None, vendo
         raise EstimateError(f"dataset_samples must be a whole number > 0, got {dataset_samples!r}")
     if total_tokens is not None and not (isinstance(total_tokens, (int, float)) and total_tokens > 0):
         raise EstimateError(f"total_tokens must be > 0, got {total_tokens!r}")
+
+
+def _kept_for(estimates: dict[tuple[Any, ...], Any], calibration: Any) -> dict[tuple[Any, ...], Any] | None:
+    """``estimates`` to keep this request's in, or ``None`` when its calibration is not one to key them by.
+
+    Only none or the store's (``StoredProbes``: replaced when the store is re-read, every few seconds); a new one
+    drops what was priced under the old, so a long-lived process (the dashboard) keeps one calibration's worth.
+    """
+    from advisor.estimator import StoredProbes
+
+    if calibration is not None and not isinstance(calibration, StoredProbes):
+        return None
+    if estimates.get(("calibration",), (None, None))[1] is not calibration:
+        estimates.clear()
+        estimates[("calibration",)] = (None, calibration)
+    return estimates
+
+
+def _priced(priced: dict[tuple[Any, ...], Any] | None, estimate_workload: Callable[..., Any], workload: Any,
+            spec: GpuSpec, n: int, strategy: str | None, calibration: Any, extra: Mapping[str, Any]) -> Any:
+    """``estimate_workload(...)`` for one (card, count, strategy), from ``priced`` when it was made before.
+
+    ``priced`` is ``None`` (nothing kept) unless every input is immutable or held by identity: the card (the
+    catalog's own record), no calibration or the store's (``StoredProbes``, re-read after a few seconds), plain
+    runtime options.
+    """
+    if priced is None:
+        return estimate_workload(workload, spec, num_gpus=n, parallelism=strategy, calibration=calibration, **extra)
+    key = (id(spec), n, strategy, id(calibration), id(estimate_workload), tuple(sorted(extra.items())))
+    hit = priced.get(key)
+    if hit is not None and hit[0] is spec and hit[1] is calibration and hit[2] is estimate_workload:
+        if isinstance(hit[3], AdvisorError):
+            raise hit[3]
+        return hit[3]
+    try:
+        result = estimate_workload(workload, spec, num_gpus=n, parallelism=strategy, calibration=calibration, **extra)
+    except AdvisorError as exc:
+        priced[key] = (spec, calibration, estimate_workload, exc)
+        raise
+    priced[key] = (spec, calibration, estimate_workload, result)
+    return result
 
 
 def _auto_parallelism(mode: str, count: int, single_fits: bool | None) -> tuple[str | None, ...]:
@@ -194,7 +296,8 @@ def recommend(model: Any, *, batch_size: int = 1, seq_len: int | None = None, im
     build_kwargs = {k: v for k, v in options.builder_kwargs(batch=True).items() if v is not None}
     if example_inputs is not None:
         build_kwargs["example_inputs"] = example_inputs
-    workload = _memoize_rebuild(_build_workload(model, **build_kwargs))
+    workload, estimates = _reused(_build_workload(model, **build_kwargs))
+    priced = _kept_for(estimates, calibration)
     job = job_size(workload, mode, dataset_samples, epochs, total_tokens)
     counts = gpu_counts(max_gpus)
     estimate_workload = _estimator()
@@ -208,15 +311,17 @@ def recommend(model: Any, *, batch_size: int = 1, seq_len: int | None = None, im
     best_misfit: dict[str, Any] | None = None
     fallback = PRECISION_FALLBACKS.get(precision)
     fallback_workload: Any = None
+    fallback_priced: dict[tuple[Any, ...], Any] | None = None
     fell_back: list[str] = []
     for spec in cards:
-        card_workload, card_precision = workload, None
+        card_workload, card_precision, card_priced = workload, None, priced
         if matmul_rate(spec, precision) is None:
             if fallback is not None and matmul_rate(spec, fallback) is not None:
                 if fallback_workload is None:  # built once, for every card that needs it
-                    fallback_workload = _memoize_rebuild(_build_workload(model, **{**build_kwargs,
-                                                                                   "precision": fallback}))
-                card_workload, card_precision = fallback_workload, fallback
+                    fallback_workload, fallback_estimates = _reused(_build_workload(
+                        model, **{**build_kwargs, "precision": fallback}))
+                    fallback_priced = _kept_for(fallback_estimates, calibration)
+                card_workload, card_precision, card_priced = fallback_workload, fallback, fallback_priced
                 fell_back.append(spec.name)
             else:
                 supported = ", ".join(spec.supported_precisions) or "none listed"
@@ -235,8 +340,8 @@ def recommend(model: Any, *, batch_size: int = 1, seq_len: int | None = None, im
             est, used, error = None, None, None
             for strategy in strategies:
                 try:
-                    e = estimate_workload(card_workload, spec, num_gpus=n, parallelism=strategy,
-                                          calibration=calibration, **extra)
+                    e = _priced(card_priced, estimate_workload, card_workload, spec, n, strategy, calibration,
+                                extra)
                 except AdvisorError as exc:
                     error = exc
                     continue

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+
 import pytest
 
 
@@ -26,6 +29,23 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _temporary_trace_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Traces go to one temporary cache for the whole session, never the user's ``~/.cache/gpu-advisor``.
+
+    One directory for the session, not one per test: a shape traced once serves every later test (the suite
+    stays fast).  Set in ``os.environ`` so that subprocesses the tests start inherit it; tests that check the
+    cache itself point ``GPU_ADVISOR_CACHE_DIR`` at their own directory (monkeypatch, per test).
+    """
+    old = os.environ.get("GPU_ADVISOR_CACHE_DIR")
+    os.environ["GPU_ADVISOR_CACHE_DIR"] = str(tmp_path_factory.mktemp("trace-cache"))
+    yield
+    if old is None:
+        os.environ.pop("GPU_ADVISOR_CACHE_DIR", None)
+    else:
+        os.environ["GPU_ADVISOR_CACHE_DIR"] = old
 
 
 @pytest.fixture(autouse=True)

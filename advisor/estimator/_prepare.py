@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from advisor.errors import EstimateError
 from advisor.estimator.gemm import activation_rows
@@ -11,6 +13,8 @@ from advisor.estimator.parallel import ParallelPlan
 from advisor.estimator.time import PreparedOp, prepare_ops
 from advisor.workload.base import Workload
 from advisor.workload.transformer import compute_bytes
+
+T = TypeVar("T")
 
 
 class PreparedWorkload:
@@ -21,6 +25,7 @@ class PreparedWorkload:
         self._micro: dict[int, Workload] = {workload.batch_size: workload}
         self._parts: dict[tuple[int, ParallelPlan], MemoryParts] = {}
         self._ops: dict[tuple[int, int, bool, str, bool], tuple[PreparedOp, ...]] = {}
+        self._priced: dict[tuple[Any, ...], Any] = {}
 
     def micro(self, batch: int) -> Workload:
         """The workload at per-GPU micro-batch ``batch``."""
@@ -59,6 +64,20 @@ class PreparedWorkload:
         return o
 
 
+    def priced(self, key: tuple[Any, ...], price: Callable[[], T]) -> T:
+        """``price()``, once per ``key``: a step's op times on one card, which every card count of it shares.
+
+        ``key`` names everything ``price`` reads besides this workload: the prepared ops (by identity: they live
+        in this object) and the card's rates and efficiencies (frozen records, hashed by value).  Callers must not
+        mutate what comes back.
+        """
+        hit = self._priced.get(key, _MISSING)
+        if hit is _MISSING:
+            hit = self._priced[key] = price()
+        return hit  # type: ignore[no-any-return]
+
+
+_MISSING = object()
 _PREPARED: OrderedDict[int, PreparedWorkload] = OrderedDict()
 
 

@@ -191,8 +191,9 @@ def step_time(prep: PreparedWorkload, w: Workload, spec: GpuSpec, plan: Parallel
     The workload's architecture figures (hidden size, layers) for tensor-parallel traffic.
     """
     step_ops = prep.ops(micro, plan.tp, runtime=runtime, channels_last=channels_last)
-    detail = ops_time_detail(step_ops, rates)
-    phases = detail.phases
+    # a card's op times and launch queue are the same at every card count with this micro-batch: priced once
+    detail = prep.priced(("ops", id(step_ops), rates), lambda: ops_time_detail(step_ops, rates))
+    phases = list(detail.phases)
     totals = _Totals(detail.compute_s, detail.memory_s, detail.launch_s, 0.0,
                      dict(zip(GROUPS, detail.by_group, strict=True)))
     train_ckpt = w.mode == "train" and w.gradient_checkpointing
@@ -211,8 +212,11 @@ def step_time(prep: PreparedWorkload, w: Workload, spec: GpuSpec, plan: Parallel
             # a traced step: its calls in order, through the launch queue
             host = phase_host_s(step_ops, w.eager_ops, eff, checkpointed=train_ckpt, library=library)
             sync = [PHASES.index(p) for p in GRAD_SCALER_SYNC.get(w.precision, ())] if w.mode == "train" else []
-            phases, totals.host_s = queue_replay(w.calls, step_ops, detail.per_op, phases, host, eff, rates.launch_s,
-                                                 backward_fraction(w.eager_ops), sync_before=sync)
+            queued, totals.host_s = prep.priced(
+                ("queue", id(step_ops), rates, eff, serial_host, train_ckpt, tuple(sync)),
+                lambda: queue_replay(w.calls, step_ops, detail.per_op, phases, host, eff, rates.launch_s,
+                                     backward_fraction(w.eager_ops), sync_before=sync))
+            phases = list(queued)
             step_notes += [QUEUE_SOURCE, GRAD_SCALER_SOURCE] if sync else [QUEUE_SOURCE]
         else:
             phases, totals.host_s = host_floor(phases, step_ops, w.eager_ops, eff, serial_host,

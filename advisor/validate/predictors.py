@@ -42,19 +42,27 @@ def _zoo_workload(model: str, batch_size: int, seq_len: int, precision: str, opt
                   gradient_checkpointing: bool = False) -> Any:
     """The traced training step of a zoo transformer, with validate's own loss and checkpointed blocks.
 
-    Cached: replays predict the same case for many cards.
+    Cached: replays predict the same case for many cards; and kept in the trace cache, so a later replay of the
+    same run traces nothing (``advisor.workload.tracecache``).
     """
-    import torch
+    from advisor.workload.tracecache import cached_build
 
-    from advisor.workload import zoo
-    from advisor.workload.trace import trace_module
+    def build(batch: int) -> Any:
+        import torch
 
-    module, facts = zoo.build(model, "meta")
-    tokens = torch.zeros((batch_size, seq_len), dtype=torch.long)
-    return trace_module(module, (tokens,), precision=precision, optimizer=optimizer, mode="train", name=model,
-                        step_loss=zoo.task_loss(facts),
-                        gradient_checkpointing=gradient_checkpointing,
-                        checkpoint_blocks=module.blocks if gradient_checkpointing else None)
+        from advisor.workload import zoo
+        from advisor.workload.trace import trace_module
+
+        module, facts = zoo.build(model, "meta")
+        tokens = torch.zeros((batch, seq_len), dtype=torch.long)
+        return trace_module(module, (tokens,), precision=precision, optimizer=optimizer, mode="train", name=model,
+                            step_loss=zoo.task_loss(facts),
+                            gradient_checkpointing=gradient_checkpointing,
+                            checkpoint_blocks=module.blocks if gradient_checkpointing else None)
+
+    key = {"model": model, "seq_len": seq_len, "precision": precision, "optimizer": optimizer,
+           "gradient_checkpointing": gradient_checkpointing}
+    return cached_build("validate-zoo", key, batch_size, build, f"tracing validate's {model} (once; cached)")
 
 
 def estimator_model(case: Case) -> tuple[Any, dict[str, Any]]:

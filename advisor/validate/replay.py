@@ -90,13 +90,17 @@ def replay(doc: Mapping[str, Any], *, calibration: Any = "auto", predict: Predic
         else:
             predict = estimate_predictor(cpu_card(device), calibration=cpu_calibration(device), cpu=True)
     rows = []
+    predicted: dict[Case, Prediction] = {}  # rows of one case (repeated measurements) are predicted once
     for raw in doc["rows"]:
         case = case_from_row(raw.get("model", "?"), raw.get("config") or {})
         measurement = _measurement_from_row(raw)
-        try:
-            prediction = predict(case, device)
-        except AdvisorError as exc:
-            prediction = Prediction(None, None, source=f"estimate failed: {exc.message}")
+        prediction = predicted.get(case)
+        if prediction is None:
+            try:
+                prediction = predict(case, device)
+            except AdvisorError as exc:
+                prediction = Prediction(None, None, source=f"estimate failed: {exc.message}")
+            predicted[case] = prediction
         rows.append(ValidationRow(case.model, case, prediction, measurement, oom=bool(raw.get("oom")),
                                   error_message=raw.get("error_message")))
     return ValidationReport(device, tuple(rows), created_at=str(doc.get("created_at", "")),

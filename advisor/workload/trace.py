@@ -79,6 +79,15 @@ def _dtype_for(precision: str) -> Any:
     return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
 
 
+def trace_precision(precision: str) -> str:
+    """The precision a fake run is made at: those that run alike share one (tf32, fp8, int8, int4 run as fp32).
+
+    Only the parameters' dtype (``_dtype_for``) and autocast (``amp-*``) change the traced step; tensor-core
+    use is decided from the precision asked for, after the trace.
+    """
+    return precision if precision in ("fp16", "bf16", "amp-fp16", "amp-bf16") else "fp32"
+
+
 def _fake_like(t: Any, requires_grad: bool, dtype: Any = None) -> Any:
     import torch
 

@@ -24,7 +24,7 @@ from advisor.workload import zoo
 from advisor.workload.aten_ops import Gemm, OpGroup, bucket_label, bucketed, call_order, merged
 from advisor.workload.base import OpCost, Workload
 from advisor.workload.eager import optimizer_eager_ops
-from advisor.workload.trace import TraceResult, common_assumptions, run_traced
+from advisor.workload.trace import TraceResult, common_assumptions, run_traced, trace_precision
 from advisor.workload.transformer import check_common, optimizer_op
 
 _TRACE_BATCHES = (2, 4)  # batch 1 takes special kernel paths in places (addmm vs mm on squeezed shapes)
@@ -46,9 +46,26 @@ def _by_kind(groups: Mapping[tuple[str, str], OpGroup]) -> dict[tuple[str, str],
     return out
 
 
-@functools.lru_cache(maxsize=64)
 def _preset_trace(builder: str, image_size: int | None, seq_len: int | None, mode: str,
                   precision: str, checkpoint: bool = False) -> tuple[TraceResult, TraceResult, dict[str, Any]]:
+    """The two traced batches of a preset shape: shipped with the package where it is, else traced now."""
+    return _traces(builder, image_size, seq_len, mode, trace_precision(precision), checkpoint)
+
+
+@functools.lru_cache(maxsize=64)
+def _traces(builder: str, image_size: int | None, seq_len: int | None, mode: str, precision: str,
+            checkpoint: bool) -> tuple[TraceResult, TraceResult, dict[str, Any]]:
+    from advisor.workload.trace_shipped import shipped_trace
+
+    shipped = shipped_trace(builder, image_size, seq_len, mode, precision, checkpoint)
+    if shipped is not None:
+        return shipped
+    return trace_pair(builder, image_size, seq_len, mode, precision, checkpoint)
+
+
+def trace_pair(builder: str, image_size: int | None, seq_len: int | None, mode: str,
+               precision: str, checkpoint: bool = False) -> tuple[TraceResult, TraceResult, dict[str, Any]]:
+    """Trace a preset shape at the two ``_TRACE_BATCHES`` (torch imported): the traces and the model's facts."""
     import torch
 
     module, facts = zoo.build(builder, device="meta")
