@@ -27,6 +27,25 @@ DEFAULT_INFER_SAMPLES = 100_000
 #: A larger count of the same card must beat the best smaller count by this much to be listed.
 MIN_SPEEDUP = 1.05
 
+#: What orders rows that tie on the objective (``then``; e.g. every card capped by the same data loader):
+#: ``gpu-speed``: the GPUs' own rate (what a faster loader would give), or another objective.
+TIE_BREAKS: tuple[str, ...] = ("gpu-speed", "time", "cost-cloud", "cost-buy", "energy")
+#: The tie-break when the user names none: time ties go to the faster GPU, every other objective's to time.
+DEFAULT_THEN: Mapping[str, str] = {"time": "gpu-speed", "cost-cloud": "time", "cost-buy": "time",
+                                   "energy": "time"}
+#: Rows whose objective is within this fraction of each other tie (one loader cap gives exactly equal times).
+TIE_TOLERANCE = 1e-6
+#: What each objective ranks by, in words (the tie message and the assumptions).
+OBJECTIVE_WORDS: Mapping[str, str] = {
+    "time": "time to train", "cost-cloud": "cloud cost of the job",
+    "cost-buy": "purchase price per unit of the job's throughput ($ per sample/s)",
+    "energy": "energy of the job", "gpu-speed": "the GPUs' own speed, i.e. the time with a loader fast enough"}
+
+#: The default job of presets whose own dataset is not ImageNet-1k / a token budget (samples, what it is).
+PRESET_JOBS: Mapping[str, tuple[int, str]] = {
+    "mnist-cnn": (60_000, "MNIST training set (60,000 images; LeCun et al., yann.lecun.com/exdb/mnist)"),
+}
+
 def job_size(workload: Any, mode: str, dataset_samples: int | None, epochs: float,
          total_tokens: float | None) -> dict[str, Any]:
     """How many samples the job processes, and where that number came from."""
@@ -40,6 +59,10 @@ def job_size(workload: Any, mode: str, dataset_samples: int | None, epochs: floa
                                 hint="give dataset_samples (and epochs) for this model instead")
         samples = total_tokens / tokens_per_sample
         what = f"{total_tokens:,.0f} tokens / {tokens_per_sample} tokens per sample (given)"
+    elif getattr(workload, "name", None) in PRESET_JOBS:
+        n, name = PRESET_JOBS[workload.name]
+        samples = n * epochs
+        what = f"default: {epochs:g} epoch(s) of the {name}, none given"
     elif mode == "infer":
         samples = DEFAULT_INFER_SAMPLES * epochs
         what = f"default: {DEFAULT_INFER_SAMPLES:,} inference requests (none given)"
@@ -96,8 +119,25 @@ def drop_no_speedup(candidates: list[dict[str, Any]]) -> tuple[list[dict[str, An
     return kept, rejected
 
 
+def _objective_value(s: Mapping[str, Any], name: str, job: Mapping[str, Any]) -> float:
+    """A scored row's value for an objective or tie-break (lower is better; no price ranks last)."""
+    inf = math.inf
+    if name == "time":
+        return float(s["t"])
+    if name == "gpu-speed":
+        return job["samples"] / s["gpu_sps"] if s["gpu_sps"] > 0 else inf
+    if name == "cost-cloud":
+        return s["cloud"] if s["cloud"] is not None else inf
+    if name == "cost-buy":
+        return s["purchase"] / s["sps"] if s["purchase"] is not None else inf
+    return float(s["energy"])
+
+
 def price_and_rank(candidates: list[dict[str, Any]], job: Mapping[str, Any], objective: str,
-                    budget_usd: float | None, batch_size: int) -> tuple[list[Candidate], list[Rejection]]:
+                    budget_usd: float | None, batch_size: int,
+                    then: str | None = None) -> tuple[list[Candidate], list[Rejection]]:
+    """Price every candidate for the job and rank by ``objective``, ties by ``then`` (``DEFAULT_THEN``)."""
+    then = then or DEFAULT_THEN[objective]
     scored: list[dict[str, Any]] = []
     rejected: list[Rejection] = []
     for c in candidates:
@@ -121,7 +161,9 @@ def price_and_rank(candidates: list[dict[str, Any]], job: Mapping[str, Any], obj
                 (f"not rentable: no public on-demand offer for {spec.name} (catalog, checked "
                  f"{spec.cloud_price_date})" if spec.cloud_rentable is False else
                  f"no cloud price: the catalog has no on-demand price for {spec.name} yet") if basis == "cloud" else
-                f"no price: the catalog has no purchase price for {spec.name}"))
+                (f"not sold: {spec.name} is not sold new or used in volume (catalog, checked "
+                 f"{getattr(spec, 'price_date', None)})" if getattr(spec, "price_kind", None) == "not sold" else
+                 f"no price: the catalog has no purchase price for {spec.name}")))
             continue
         if budget_usd is not None and cost is not None and cost > budget_usd:
             from advisor.units import format_usd
@@ -131,16 +173,20 @@ def price_and_rank(candidates: list[dict[str, Any]], job: Mapping[str, Any], obj
                                       f"over budget: {format_usd(cost)} {what} > {format_usd(budget_usd)}"))
             continue
         usable = getattr(e.memory, "usable_bytes", None)
-        inf = math.inf
-        scored.append({
-            "spec": spec, "n": n, "e": e, "parallelism": c["parallelism"], "t": t, "cloud": cloud,
-            "purchase": purchase, "energy": energy, "usable": usable, "sps": sps,
-            "sort": {"time": (t, cloud if cloud is not None else inf),
-                     "cost-cloud": (cloud if cloud is not None else inf, t),
-                     "cost-buy": (purchase if purchase is not None else inf, t),
-                     "energy": (energy, t)}[objective],
-        })
-    scored.sort(key=lambda s: (s["sort"], s["n"], s["spec"].id))
+        row = {"spec": spec, "n": n, "e": e, "parallelism": c["parallelism"], "t": t, "cloud": cloud,
+               "purchase": purchase, "energy": energy, "usable": usable, "sps": sps,
+               "gpu_sps": float(e.time.samples_per_s)}
+        row["primary"] = _objective_value(row, objective, job)
+        row["then"] = _objective_value(row, then, job)
+        scored.append(row)
+    # rows whose objective is equal to TIE_TOLERANCE are ordered by ``then`` (groups formed in objective order)
+    scored.sort(key=lambda s: s["primary"])
+    group_key = 0.0
+    for i, s in enumerate(scored):
+        if i == 0 or not _ties(s["primary"], group_key):
+            group_key = s["primary"]
+        s["group"] = group_key
+    scored.sort(key=lambda s: (s["group"], s["then"], s["t"], s["n"], s["spec"].id))
     rows = []
     for rank, s in enumerate(scored, start=1):
         spec, n, e = s["spec"], s["n"], s["e"]
@@ -165,8 +211,81 @@ def price_and_rank(candidates: list[dict[str, Any]], job: Mapping[str, Any], obj
             memory_breakdown_bytes=breakdown(e.memory),
             time_by_class_s=dict(getattr(e.time, "by_class_s", None) or {}) or None,
             class_advice=dict(getattr(e.time, "class_advice", None) or {}) or None,
+            buy_usd_per_sample_per_s=s["purchase"] / s["sps"] if s["purchase"] is not None else None,
+            cloud_price_date=spec.cloud_price_date, price_date=getattr(spec, "price_date", None),
+            price_kind=getattr(spec, "price_kind", None),
+            loader_samples_per_s=getattr(e.time, "loader_samples_per_s", None),
         ))
     return rows, rejected
+
+
+def _ties(a: float, b: float) -> bool:
+    if math.isinf(a) or math.isinf(b):
+        return a == b
+    return abs(a - b) <= TIE_TOLERANCE * max(abs(a), abs(b))
+
+
+def _limiter_words(limiter: str | None, rate: float | None) -> str:
+    if limiter == "input":
+        return ("the input pipeline (data loader" + (f" at {rate:,.0f} samples/s" if rate else "")
+                + ", or the host->device copies)")
+    return {"host": "host dispatch", None: "an unnamed limit"}.get(limiter, str(limiter))
+
+
+def tie_summary(rows: Sequence[Candidate], objective: str, then: str | None,
+                job: Mapping[str, Any]) -> dict[str, Any] | None:
+    """What decides the ranking when its top rows tie on the objective, ``None`` when the top row wins outright.
+
+    Returns ``{"rows", "of", "limiter", "limited_rows", "value", "then", "change_rate", "fastest", "message"}``:
+    ``rows`` tie at the top (of ``of`` ranked rows) on ``objective``; ``limiter`` is their shared limit (``None``
+    when they differ) and ``limited_rows`` how many ranked rows it limits; ``change_rate`` (input-bound ties) the
+    loader rate above which the fastest tied card stops being input-bound, i.e. where the answer changes.
+    """
+    if len(rows) < 2:
+        return None
+    then = then or DEFAULT_THEN[objective]
+    row_job = dict(job)
+
+    def value(r: Candidate) -> float:
+        s = {"t": r.time_to_train_s, "gpu_sps": r.samples_per_s, "cloud": r.cost_cloud_usd,
+             "purchase": r.cost_buy_usd, "sps": r.effective_samples_per_s, "energy": r.energy_kwh}
+        return _objective_value(s, objective, row_job)
+
+    top = value(rows[0])
+    tied = [r for r in rows if _ties(value(r), top)]
+    if len(tied) < 2:
+        return None
+    limiters = {r.limiter for r in tied}
+    limiter = limiters.pop() if len(limiters) == 1 else None
+    limited = sum(r.limiter == limiter for r in rows) if limiter else 0
+    change_rate = fastest = None
+    rate = tied[0].effective_samples_per_s
+    if limiter == "input":
+        best = max(tied, key=lambda r: r.samples_per_s)
+        change_rate, fastest = best.samples_per_s, best.gpu_name
+    from advisor.units import format_seconds
+
+    how = f"all {len(tied)}" if len(tied) == len(rows) else f"the top {len(tied)} of {len(rows)}"
+    at = (f"at {format_seconds(rows[0].time_to_train_s)} to train" if objective == "time"
+          else f"on {OBJECTIVE_WORDS[objective]}")
+    if limiter is not None:
+        what = _limiter_words(limiter, rate if limiter == "input" else None)
+        if limited == len(tied) == len(rows):
+            head = f"{what} limits every ranked card: all {len(rows)} tie {at}"
+        elif limited == len(tied):
+            head = f"{what} limits the top {len(tied)} of {len(rows)} ranked rows, which tie {at}"
+        else:
+            head = f"{what} limits {limited} of {len(rows)} ranked rows; {how} tie {at}"
+    else:
+        head = f"{how} ranked rows tie {at}"
+    parts = [head, f"tied rows ranked by {OBJECTIVE_WORDS[then]} (--then {then})"]
+    if change_rate is not None:
+        parts.append(f"a loader faster than {change_rate:,.0f} samples/s would change the answer: above it "
+                     f"{fastest}, the fastest tied card, stops being input-bound (--loader-samples-per-s "
+                     "gives your measured rate)")
+    return {"rows": len(tied), "of": len(rows), "limiter": limiter, "limited_rows": limited,
+            "value": top, "then": then, "change_rate": change_rate, "fastest": fastest,
+            "message": "; ".join(parts)}
 
 
 def partial_answer(rejected: Sequence[Rejection], best_misfit: dict[str, Any] | None, precision: str,
@@ -201,3 +320,34 @@ def partial_answer(rejected: Sequence[Rejection], best_misfit: dict[str, Any] | 
         cheapest = min((r for r in rejected if r.code == "over_budget"), key=lambda r: r.reason)
         return f"nothing fits the budget; e.g. {cheapest.gpu_name} x{cheapest.num_gpus}: {cheapest.reason}"
     return "no card qualified: " + "; ".join(sorted({r.reason for r in rejected})[:3])
+
+
+def _date_range(dates: Sequence[str | None]) -> str | None:
+    known = sorted({d for d in dates if d})
+    if not known:
+        return None
+    return known[0] if len(known) == 1 else f"{known[0]} to {known[-1]}"
+
+
+def summary_lines(rows: Sequence[Candidate], objective: str, tie: Mapping[str, Any] | None) -> tuple[str, ...]:
+    """The lines that lead an answer: what decides a tie, the cheapest cards' time (cost-buy), the prices' dates."""
+    from advisor.units import format_seconds, format_usd
+
+    lines = []
+    if tie is not None:
+        lines.append(str(tie["message"]))
+    if objective == "cost-buy" and rows:
+        cheapest = sorted((r for r in rows if r.cost_buy_usd is not None),
+                          key=lambda r: (r.cost_buy_usd, r.time_to_train_s))[:3]
+        if cheapest:
+            lines.append("cheapest to buy: " + "; ".join(
+                f"{'' if r.num_gpus == 1 else f'{r.num_gpus}x '}{r.gpu_name} {format_usd(r.cost_buy_usd or 0)}, "
+                f"the job takes {format_seconds(r.time_to_train_s)}" for r in cheapest))
+    cloud = _date_range([r.cloud_price_date for r in rows if r.cloud_usd_per_hour])
+    buy = _date_range([r.price_date for r in rows if r.price_usd])
+    if cloud or buy:
+        lines.append("prices: " + ", ".join(
+            p for p in ((f"cloud on-demand $/h as of {cloud}" if cloud else None),
+                        (f"purchase as of {buy}" if buy else None)) if p)
+            + " (per card: --json rows' cloud_price_date, price_date, price_kind)")
+    return tuple(lines)

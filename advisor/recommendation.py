@@ -17,7 +17,8 @@ FRAME_COLUMNS: tuple[str, ...] = (
     "memory_per_gpu_gib", "usable_per_gpu_gib", "headroom_gib", "headroom_fraction", "step_s",
     "samples_per_s", "effective_samples_per_s", "tokens_per_s", "time_to_train_s", "cloud_usd_per_hour",
     "cost_cloud_usd", "price_usd", "cost_buy_usd", "break_even_hours", "energy_kwh", "samples_per_usd",
-    "samples_per_s_per_w", "bound", "calibrated", "input_bound", "limiter",
+    "samples_per_s_per_w", "bound", "calibrated", "input_bound", "limiter", "buy_usd_per_sample_per_s",
+    "cloud_price_date", "price_date", "price_kind", "loader_samples_per_s",
 )
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +46,10 @@ class Candidate:
         memory_breakdown_bytes: per-GPU peak memory by category (weights, gradients, optimizer, ...).
         time_by_class_s: the step's seconds per op class (``estimate(...).time.by_class_s``) and class_advice what
             would make each faster on this card (``time.class_advice``).
+        buy_usd_per_sample_per_s: ``cost_buy_usd`` per sample/s the job runs at (what ``cost-buy`` ranks by).
+        cloud_price_date / price_date / price_kind: when the catalog's cloud and purchase prices were seen, and
+            the purchase price's kind (``list``, ``street``, ``used``, ``not sold``).
+        loader_samples_per_s: the data loader's rate the job was capped by (given or assumed), when any.
     """
 
     rank: int
@@ -78,6 +83,11 @@ class Candidate:
     memory_breakdown_bytes: Mapping[str, float] | None = None
     time_by_class_s: Mapping[str, float] | None = None
     class_advice: Mapping[str, str] | None = None
+    buy_usd_per_sample_per_s: float | None = None
+    cloud_price_date: str | None = None
+    price_date: str | None = None
+    price_kind: str | None = None
+    loader_samples_per_s: float | None = None
 
     @property
     def headroom_fraction(self) -> float | None:
@@ -131,6 +141,10 @@ class Recommendation:
         job: what "time to train" covers (samples, tokens, where the default came from).
         fit_options: when nothing fits, ``advisor.advice.fit_options`` for the card with the most memory
             in the selection (what does not fit, and the changes that would make it fit).
+        then: what orders rows that tie on the objective (``advisor.ranking.TIE_BREAKS``).
+        tie: when the top rows tie, what they tie on and what decides (``advisor.ranking.tie_summary``).
+        summary: the lines that lead the answer: the tie and what would change it, the cheapest cards' time
+            (``cost-buy``), the prices' dates.
     """
 
     model: str
@@ -143,6 +157,9 @@ class Recommendation:
     workload: Mapping[str, Any]
     partial: str | None = None
     fit_options: Any = None
+    then: str | None = None
+    tie: Mapping[str, Any] | None = None
+    summary: tuple[str, ...] = ()
 
     @property
     def best(self) -> Candidate | None:
@@ -163,6 +180,9 @@ class Recommendation:
             "partial": self.partial,
             "fit_options": self.fit_options.to_dict() if self.fit_options is not None else None,
             "assumptions": list(self.assumptions),
+            "then": self.then,
+            "tie": dict(self.tie) if self.tie is not None else None,
+            "summary": list(self.summary),
         }
 
     def to_frame(self) -> Any:
@@ -184,6 +204,9 @@ class Recommendation:
                 "break_even_hours": r.break_even_hours, "energy_kwh": r.energy_kwh,
                 "samples_per_usd": r.samples_per_usd, "samples_per_s_per_w": r.samples_per_s_per_w,
                 "bound": r.bound, "calibrated": r.calibrated, "input_bound": r.input_bound, "limiter": r.limiter,
+                "buy_usd_per_sample_per_s": r.buy_usd_per_sample_per_s, "cloud_price_date": r.cloud_price_date,
+                "price_date": r.price_date, "price_kind": r.price_kind,
+                "loader_samples_per_s": r.loader_samples_per_s,
             })
         return pd.DataFrame.from_records(records, columns=list(FRAME_COLUMNS))
 

@@ -23,7 +23,10 @@ from typing import Any, Literal
 from advisor.catalog import SEGMENTS, VENDORS, GpuSpec, find_gpu, load_specs
 from advisor.errors import AdvisorError, EstimateError
 from advisor.ranking import (
+    DEFAULT_THEN,
+    OBJECTIVE_WORDS,
     POWER_UTILIZATION,
+    TIE_BREAKS,
     breakdown,
     drop_no_speedup,
     effective_rate,
@@ -31,6 +34,8 @@ from advisor.ranking import (
     job_size,
     partial_answer,
     price_and_rank,
+    summary_lines,
+    tie_summary,
 )
 from advisor.recommendation import FRAME_COLUMNS, REJECTION_CODES, Candidate, Recommendation, Rejection
 from advisor.workload.options import WorkloadOptions
@@ -125,7 +130,7 @@ def recommend(model: Any, *, batch_size: int = 1, seq_len: int | None = None, im
               epochs: float = 1, total_tokens: float | None = None, specs_dir: str | Path | None = None,
               calibration: Any = "auto", example_inputs: Any = None,
               loader_samples_per_s: float | None = None, runtime: str = "eager",
-              channels_last: bool = False) -> Recommendation:
+              channels_last: bool = False, then: str | None = None) -> Recommendation:
     """Rank every catalog card x count for a workload.
 
     Args:
@@ -149,6 +154,8 @@ def recommend(model: Any, *, batch_size: int = 1, seq_len: int | None = None, im
             a ProbeResult, a probe JSON path or an efficiencies mapping.
         runtime: ``eager`` (PyTorch eager: host dispatch can bound small steps) or ``graph`` (CUDA graphs,
             compiled / TensorRT / vLLM / llama.cpp), as in ``estimate``.
+        then: what orders rows that tie on the objective (e.g. every card capped by one data loader):
+            ``gpu-speed`` (the GPUs' own rate) or another objective; ``None``: ``advisor.ranking.DEFAULT_THEN``.
 
     Raises:
         UnknownModelError: unknown preset (the message lists the closest names).
@@ -161,6 +168,9 @@ def recommend(model: Any, *, batch_size: int = 1, seq_len: int | None = None, im
         alias_note = (f"objective {objective!r} is deprecated: it now means {OBJECTIVE_ALIASES[objective]!r} "
                       "(cost of this job at on-demand cloud rates); rank by 'cost-buy' for the cards' price")
         objective = OBJECTIVE_ALIASES[objective]
+    if then is not None and then not in TIE_BREAKS:
+        raise EstimateError(f"unknown tie-break {then!r}", hint=f"accepted: {', '.join(TIE_BREAKS)}")
+    then = then or DEFAULT_THEN[objective]
     from advisor.calibration import resolve_calibration
     from advisor.estimator import matmul_rate
     from advisor.estimator.time import check_runtime
@@ -248,7 +258,7 @@ def recommend(model: Any, *, batch_size: int = 1, seq_len: int | None = None, im
 
     candidates, slow = drop_no_speedup(candidates)
     rejected.extend(slow)
-    rows, over = price_and_rank(candidates, job, objective, budget_usd, batch_size)
+    rows, over = price_and_rank(candidates, job, objective, budget_usd, batch_size, then)
     rejected.extend(over)
     if rows:  # the assumptions of the estimate behind the best row
         best_est = next(c["estimate"] for c in candidates
@@ -283,14 +293,18 @@ def recommend(model: Any, *, batch_size: int = 1, seq_len: int | None = None, im
         "rate, host dispatch included, capped by the data loader and host->device copies)",
         "cost-cloud: on-demand $/h per card (dated in the catalog) x count x hours of this job; 'not rentable' where "
         "the catalog found no public on-demand offer, 'no price' where none has been found yet",
-        "cost-buy: purchase price per card x count (launch/street price in the catalog); break-even: hours of "
+        "cost-buy: purchase price per card x count (dated list/street/used price in the catalog), ranked per "
+        "sample/s the job runs at; break-even: hours of "
         "renting the same cards that cost as much as buying them (power, hosting and resale not counted)",
         f"energy: TDP x count x time x {POWER_UTILIZATION:.0%} average power draw (stated utilization)",
-        f"ranked by {objective}" + (f"; budget ${budget_usd:,.0f}" if budget_usd else ""),
+        f"ranked by {objective} ({OBJECTIVE_WORDS[objective]}); ties by {then} ({OBJECTIVE_WORDS[then]})"
+        + (f"; budget ${budget_usd:,.0f}" if budget_usd else ""),
         *([alias_note] if alias_note else []),
         *(f"estimator: {a}" for a in estimator_assumptions),
         *(f"workload: {a}" for a in getattr(workload, "assumptions", ()) if a not in estimator_assumptions),
     ]
+    tie = tie_summary(rows, objective, then, job)
     return Recommendation(model=getattr(workload, "name", str(model)), objective=objective, counts=counts,
                           rows=tuple(rows), rejected=tuple(rejected), assumptions=tuple(assumptions), job=job,
-                          workload=wl, partial=partial, fit_options=advice)
+                          workload=wl, partial=partial, fit_options=advice, then=then, tie=tie,
+                          summary=summary_lines(rows, objective, tie))

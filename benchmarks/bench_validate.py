@@ -71,7 +71,7 @@ def main() -> None:
     step()
     plain = timed("gpt2-tiny step, plain", step)
     del plain
-    with v._heap_peak_mode():
+    with v.heap_peak_mode():
         timed("gpt2-tiny step under the heap-peak dispatch mode (mallinfo2 after every op)", step)
 
     from advisor.probing.collectives import DistEnv, run_collectives

@@ -393,11 +393,12 @@ def test_failed_cases_are_rows_on_cuda(fake_cuda: FakeCudaRuntime) -> None:
 def test_cpu_rates_come_from_the_store_or_are_measured() -> None:
     from advisor.probing.results import DeviceInfo, KernelResult, ProbeResult
     from advisor.store import HistoryStore
+    from advisor.validate.local import _stored_cpu_rates
 
     rates = v.measure_cpu_rates(n=64)
     assert set(rates) == {"matmul_fp32_flops", "matmul_bf16_flops", "memory_copy_bytes_s", "op_overhead_s"}
     assert all(x > 0 for x in rates.values())
-    assert v._stored_cpu_rates() is None  # an empty store
+    assert _stored_cpu_rates() is None  # an empty store
     cpu = DeviceInfo(index=0, kind="cpu", backend="cpu", name="test cpu")
     kernels = (KernelResult(name="matmul", precision="fp32", value=0.5, unit="TFLOP/s"),
                KernelResult(name="matmul", precision="bf16", value=0.25, unit="TFLOP/s"),

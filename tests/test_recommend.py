@@ -133,7 +133,7 @@ def test_every_card_and_count_is_either_ranked_or_rejected(fake: FakeEstimator) 
 def test_ranking_order_follows_the_objective(fake: FakeEstimator, objective: str) -> None:
     r = recommend("fake", batch_size=8, max_gpus=8, objective=objective)
     key = {"time": lambda c: c.time_to_train_s, "cost-cloud": lambda c: c.cost_cloud_usd,
-           "cost": lambda c: c.cost_cloud_usd, "cost-buy": lambda c: c.cost_buy_usd,
+           "cost": lambda c: c.cost_cloud_usd, "cost-buy": lambda c: c.buy_usd_per_sample_per_s,
            "energy": lambda c: c.energy_kwh}[objective]
     values = [key(c) for c in r.rows]
     assert None not in values and values == sorted(values)
@@ -182,6 +182,106 @@ def test_default_job_is_stated(fake: FakeEstimator) -> None:
     assert "default" in r.job["description"]
     assert any("job:" in a for a in r.assumptions)
     assert any("counts considered: 1" in a for a in r.assumptions)
+
+
+@dataclass
+class _LoaderTime(_Time):
+    effective_samples_per_s: float = 0.0
+    limiter: str | None = None
+    input_bound: bool = False
+    loader_samples_per_s: float | None = None
+
+
+@dataclass
+class LoaderCappedEstimator(FakeEstimator):
+    """The fake physics, with a data loader of ``loader`` samples/s capping what the job runs at."""
+
+    loader: float = 50.0
+
+    def __call__(self, workload: Workload, spec: Any, **kw: Any) -> _Est:
+        e = super().__call__(workload, spec, **kw)
+        t = e.time
+        capped = t.samples_per_s > self.loader
+        e.time = _LoaderTime(t.step_s, t.samples_per_s, t.tokens_per_s, t.bound,
+                             effective_samples_per_s=min(t.samples_per_s, self.loader),
+                             limiter="input" if capped else "compute", input_bound=capped,
+                             loader_samples_per_s=self.loader)
+        return e
+
+
+@pytest.fixture
+def loader_capped(fake: FakeEstimator, monkeypatch: pytest.MonkeyPatch) -> LoaderCappedEstimator:
+    est = LoaderCappedEstimator()
+    monkeypatch.setattr(rec_mod, "_estimator", lambda: est)
+    return est
+
+
+def test_a_loader_tie_says_what_limits_and_what_would_change_it(loader_capped: LoaderCappedEstimator) -> None:
+    # every card is faster than a 0.01 samples/s loader: all tie on time, the loader decides
+    loader_capped.loader = 0.01
+    r = recommend("fake", batch_size=8, max_gpus=1, dataset_samples=1000)
+    assert r.rows and r.tie is not None
+    assert r.tie["rows"] == len(r.rows) and r.tie["limiter"] == "input" and r.then == "gpu-speed"
+    assert "limits every ranked card" in r.tie["message"] and r.summary[0] == r.tie["message"]
+    # not silently by cloud price: the tie goes to the faster GPU, and the change rate is the fastest card's own
+    gpu_rates = [c.samples_per_s for c in r.rows]
+    assert gpu_rates == sorted(gpu_rates, reverse=True)
+    assert r.tie["change_rate"] == pytest.approx(max(gpu_rates)) and r.tie["fastest"] == r.rows[0].gpu_name
+    assert f"{max(gpu_rates):,.0f} samples/s would change the answer" in r.tie["message"]
+    # the user's own tie-break
+    by_cloud = recommend("fake", batch_size=8, max_gpus=1, dataset_samples=1000, then="cost-cloud")
+    clouds = [c.cost_cloud_usd for c in by_cloud.rows if c.cost_cloud_usd is not None]
+    assert clouds == sorted(clouds) and by_cloud.tie["then"] == "cost-cloud"
+    with pytest.raises(EstimateError, match="tie-break"):
+        recommend("fake", batch_size=8, max_gpus=1, then="price")
+
+
+def test_a_partial_tie_names_the_tied_rows(loader_capped: LoaderCappedEstimator) -> None:
+    rates = sorted(c.samples_per_s for c in recommend("fake", batch_size=8, max_gpus=1).rows)
+    loader_capped.loader = rates[len(rates) // 2]  # half the cards are faster than the loader
+    r = recommend("fake", batch_size=8, max_gpus=1)
+    assert r.tie is not None and 2 <= r.tie["rows"] < len(r.rows)
+    assert f"the top {r.tie['rows']} of {len(r.rows)}" in r.tie["message"]
+    times = [c.time_to_train_s for c in r.rows]
+    assert times == sorted(times)
+    # no tie: nothing to say
+    loader_capped.loader = 1e12
+    assert recommend("fake", batch_size=8, max_gpus=1).tie is None
+
+
+def test_cli_leads_with_the_tie_and_the_deciding_columns(loader_capped: LoaderCappedEstimator,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    loader_capped.loader = 0.01
+    assert main(["recommend", "--model", "fake", "--batch-size", "8", "--max-gpus", "1"]) == 0
+    out = capsys.readouterr().out
+    assert out.index("limits every ranked card") < out.index("time to train")
+    header = next(line for line in out.splitlines() if "time to train" in line)
+    assert header.index("time to train") < header.index("limited by") < header.index("cloud $") < header.index("step")
+    assert "cloud on-demand $/h as of" in out
+
+
+def test_cost_buy_ranks_by_price_per_throughput_and_names_the_cheapest(fake: FakeEstimator) -> None:
+    r = recommend("fake", batch_size=8, max_gpus=1, objective="cost-buy")
+    per = [c.buy_usd_per_sample_per_s for c in r.rows]
+    assert per == sorted(per)
+    assert all(c.buy_usd_per_sample_per_s == pytest.approx(c.cost_buy_usd / c.effective_samples_per_s)
+               for c in r.rows)
+    cheapest = min(r.rows, key=lambda c: c.cost_buy_usd)
+    line = next(x for x in r.summary if x.startswith("cheapest to buy"))
+    assert cheapest.gpu_name in line and "the job takes" in line
+
+
+def test_mnist_cnn_defaults_to_mnist() -> None:
+    from advisor.ranking import job_size
+
+    @dataclass
+    class _W:
+        name: str
+        tokens_per_sample: int | None = None
+
+    job = job_size(_W("mnist-cnn"), "train", None, 2, None)
+    assert job["samples"] == 120_000 and "MNIST" in job["description"]
+    assert "ImageNet" in job_size(_W("resnet50"), "train", None, 1, None)["description"]
 
 
 def test_does_not_fit_reason_names_sizes(fake: FakeEstimator, monkeypatch: pytest.MonkeyPatch) -> None:

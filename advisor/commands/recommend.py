@@ -18,6 +18,7 @@ from advisor.commands._output import (
 )
 from advisor.commands.estimate import _positive_float, _positive_int, add_workload_args, workload_kwargs
 from advisor.errors import AdvisorError
+from advisor.ranking import TIE_BREAKS
 from advisor.recommender import OBJECTIVE_ALIASES, OBJECTIVES  # light: no torch, no pandas
 
 
@@ -38,6 +39,10 @@ def add_parser(subparsers: Any) -> None:
                    help="time: time to train at the effective rate (default); cost-cloud: $ for this job at "
                         "on-demand rates; cost-buy: purchase price of the cards; energy: kWh of the job "
                         "('cost' is the deprecated name of cost-cloud)")
+    p.add_argument("--then", choices=TIE_BREAKS, metavar="T",
+                   help="what orders rows that tie on the objective, e.g. every card capped by the same data "
+                        "loader: gpu-speed (the GPUs' own rate; the default for --objective time), time (the "
+                        "default for the others), cost-cloud, cost-buy or energy")
     p.add_argument("--vendor", choices=VENDORS, help="only this vendor")
     p.add_argument("--segment", choices=SEGMENTS, help="only this segment")
     p.add_argument("--gpus", nargs="+", metavar="G", help="only these cards (names or ids)")
@@ -75,7 +80,8 @@ def run(args: argparse.Namespace) -> int:
         raise AdvisorError("recommend takes one --specs-dir", hint="put your spec files in one directory")
     with tracing_spinner():
         rec = recommend(args.model, max_gpus=args.max_gpus, objective=args.objective, budget_usd=args.budget_usd,
-                        vendor=args.vendor, segment=args.segment, gpus=args.gpus, specs_dir=specs_dir, **kwargs)
+                        vendor=args.vendor, segment=args.segment, gpus=args.gpus, specs_dir=specs_dir, then=args.then,
+                        **kwargs)
     if args.objective in OBJECTIVE_ALIASES:
         stderr_console().print(f"note: --objective {args.objective} is deprecated; it means "
                                f"{OBJECTIVE_ALIASES[args.objective]} (use cost-buy for the cards' price)")
@@ -89,24 +95,28 @@ def run(args: argparse.Namespace) -> int:
     shape = f"seq {w['seq_len']}" if w.get("seq_len") else f"image {w['image_size']}" if w.get("image_size") else ""
     console.print(f"[bold]{rec.model}[/bold] {w['mode']}, global batch {w['batch_size']} {shape}, "
                   f"{w['precision']}; ranked by [bold]{rec.objective}[/bold]; job: {rec.job['description']}")
-    cols = ("#", "card", "GPUs", "GiB/GPU", "headroom", "step", "samples/s", "limited by", "time to train",
-            "cloud $", "buy $", "break-even", "energy")
+    for line in rec.summary:  # what decides (a tie and what would break it), the cheapest cards, price dates
+        console.print(f"[bold]>[/bold] {line}")
+    # what decides leads: time, what limits it and the costs, then the card's detail
+    cols = ("#", "card", "GPUs", "time to train", "limited by", "cloud $", "buy $", "GiB/GPU (free)", "step",
+            "samples/s (GPU alone)", "break-even", "energy")
     rows = []
     for r in rec.rows[: args.top]:
         frac = r.headroom_fraction
         rows.append((r.rank, r.gpu_name, f"{r.num_gpus} {r.parallelism}" if r.parallelism else r.num_gpus,
-                     _gib(r.memory_per_gpu_bytes),
-                     None if frac is None else f"{100 * frac:.0f}%", format_seconds(r.step_s),
-                     _samples(r.effective_samples_per_s), _limiter(r.limiter),
-                     format_seconds(r.time_to_train_s),
+                     format_seconds(r.time_to_train_s), _limiter(r.limiter),
                      _cloud_cell(r.gpu_id, r.cost_cloud_usd, args),
                      None if r.cost_buy_usd is None else format_usd(r.cost_buy_usd),
+                     _gib(r.memory_per_gpu_bytes) + ("" if frac is None else f" ({100 * frac:.0f}%)"),
+                     format_seconds(r.step_s),
+                     _samples(r.effective_samples_per_s) + (f" ({_samples(r.samples_per_s)})"
+                                                            if r.samples_per_s > r.effective_samples_per_s else ""),
                      None if r.break_even_hours is None else format_hours(r.break_even_hours),
                      format_energy(r.energy_kwh)))
     if rows:
         console.print(table(f"{len(rec.rows)} candidates (top {min(args.top, len(rec.rows))})", cols, rows,
-                            right_align=("#", "GPUs", "GiB/GPU", "headroom", "step", "samples/s", "time to train",
-                                         "cloud $", "buy $", "break-even", "energy")))
+                            right_align=("#", "GPUs", "GiB/GPU (free)", "step", "samples/s (GPU alone)",
+                                         "time to train", "cloud $", "buy $", "break-even", "energy")))
     else:
         console.print("[red]no card qualifies[/red]")
     starved = sum(r.input_bound for r in rec.rows[: args.top])

@@ -16,7 +16,8 @@ from advisor.errors import AdvisorError
 MAX_UPLOAD_BYTES = 1024 * 1024
 DEFAULT_MODEL = "llama-3-8b"
 FORMATS = {"memory per GPU (GiB)": "{:,.1f}", "headroom (GiB)": "{:,.1f}", "step (s)": "{:.3g}",
-           "samples/s": "{:,.3g}", "tokens/s": "{:,.0f}", "time to train (h)": "{:,.3g}",
+           "samples/s": "{:,.0f}", "GPU alone (samples/s)": "{:,.0f}", "tokens/s": "{:,.0f}",
+           "time to train (h)": "{:,.3g}",
            "cloud cost of the job (USD)": "${:,.2f}", "purchase cost of the cards (USD)": "${:,.0f}",
            "break-even (h)": "{:,.0f}", "energy (kWh)": "{:,.3g}"}
 
@@ -70,6 +71,7 @@ def _my_card() -> tuple[str | None, Any]:
 
 def _form(model: Any) -> dict[str, Any]:
     """The workload form; only the inputs that mean something for this model are shown."""
+    from advisor.ranking import TIE_BREAKS
     from advisor.recommender import OBJECTIVES
 
     inputs = dd.model_inputs(model)
@@ -102,9 +104,16 @@ def _form(model: Any) -> dict[str, Any]:
                                 help="what to rank by (recommend's objectives; rental and purchase cost apart where "
                                      "the library offers both)")
         budget = c.number_input("Budget (USD, 0 = none)", 0.0, 10_000_000.0, 0.0, step=500.0, key="rec_budget")
-        runtime = d.selectbox("Runtime", ["eager", "graph"], key="rec_runtime",
+        loader = d.number_input("Data loader (samples/s, 0 = assumed)", 0.0, 1e9, 0.0, step=100.0, key="rec_loader",
+                                help="what your input pipeline delivers (whole host); 0 uses the stated assumption "
+                                     "(vision presets: CPU JPEG decode, 150 images/s per core x 8 cores per GPU)")
+        a, b, c, d = st.columns(4)
+        runtime = a.selectbox("Runtime", ["eager", "graph"], key="rec_runtime",
                               help="eager: plain PyTorch, whose per-op host dispatch can bound small steps; graph: "
                                    "CUDA graphs / torch.compile reduce-overhead / TensorRT / vLLM / llama.cpp")
+        then = b.selectbox("Ties ranked by", ["default", *TIE_BREAKS], key="rec_then",
+                           help="what orders cards that tie on the objective (e.g. all capped by the same data "
+                                "loader); default: the GPUs' own speed for time, time for the other objectives")
         cards = st.multiselect("Only these cards (empty = every card in the catalog)", list(specs["name"]),
                                key="rec_cards")
         st.form_submit_button("Recommend", type="primary")
@@ -113,6 +122,7 @@ def _form(model: Any) -> dict[str, Any]:
                                 optimizer=optimizer, mode=mode, gradient_checkpointing=checkpointing,
                                 lora_rank=int(lora_rank) if lora else None, max_gpus=int(max_gpus),
                                 objective=objective, budget_usd=budget or None, model=model, runtime=runtime,
+                                loader_samples_per_s=loader or None, then=None if then == "default" else then,
                                 gpus=[dict(zip(specs["name"], specs["id"], strict=True))[n] for n in cards])
 
 
@@ -235,6 +245,12 @@ def page() -> None:
     label = model if isinstance(model, str) else model.get("_name_or_path", upload.name if upload else "config")
     st.subheader(f"Ranked cards for {label}")
     st.caption(view["workload"])
+    tie = view.get("tie")
+    for line in view.get("summary", []):  # what decides the ranking leads it
+        if tie is not None and line == tie.get("message"):
+            st.info(line, icon=":material/balance:")
+        else:
+            st.caption(line)
     if ranked.empty:
         st.warning("No card fits this workload with these settings; see the rejected cards below.")
         if view.get("partial"):

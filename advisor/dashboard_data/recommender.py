@@ -130,8 +130,9 @@ def recommendation_view(rec: Any) -> dict[str, Any]:
             each memory rejection's ``memory_breakdown_bytes`` feed the stacked memory bars.
 
     Returns ``{"ranked", "rejected", "time_cost", "memory", "raw", "assumptions", "partial", "job",
-    "workload"}``: ranked rows with units in the column names (cloud rental and purchase in separate
-    columns, never mixed), rejected cards with their reasons, the time vs cost points (``cloud_usd`` and
+    "workload", "summary", "tie"}``: ranked rows (time to train, what limits it and the costs first) with
+    units in the column names (cloud rental and purchase in separate columns, never mixed), rejected
+    cards with their reasons, the time vs cost points (``cloud_usd`` and
     ``buy_usd`` apart), the memory bars' long table, and ``rec.to_dict()``.
     """
     raw = rec.to_dict()
@@ -140,17 +141,24 @@ def recommendation_view(rec: Any) -> dict[str, Any]:
     for r in raw.get("rows", []):
         label = card_label(r["gpu_name"], r["num_gpus"])
         cloud, buy = _first(r, *CLOUD_COST_KEYS), _first(r, *BUY_COST_KEYS)
+        # what decides leads (time, what limits it, the costs), visible without scrolling; the detail follows
         ranked.append({
-            "rank": r["rank"], "card": label, "segment": r.get("segment"),
+            "rank": r["rank"], "card": label,
+            "time to train (h)": _num(r.get("time_to_train_s"), 3600), "limited by": r.get("limiter"),
+            "cloud cost of the job (USD)": _num(cloud), "purchase cost of the cards (USD)": _num(buy),
+            "segment": r.get("segment"),
             "parallelism": r.get("parallelism") or "single GPU", "batch per GPU": r.get("per_gpu_batch"),
             "memory per GPU (GiB)": _num(r.get("memory_per_gpu_bytes"), GiB),
             "headroom (GiB)": _num(r.get("headroom_bytes"), GiB),
-            "step (s)": _num(r.get("step_s")), "samples/s": _num(r.get("samples_per_s")),
+            "step (s)": _num(r.get("step_s")), "samples/s": _num(r.get("effective_samples_per_s")
+                                                                 or r.get("samples_per_s")),
+            "GPU alone (samples/s)": _num(r.get("samples_per_s")),
             "tokens/s": _num(r.get("tokens_per_s")),
-            "time to train (h)": _num(r.get("time_to_train_s"), 3600),
-            "cloud cost of the job (USD)": _num(cloud), "purchase cost of the cards (USD)": _num(buy),
             "break-even (h)": _num(_first(r, *BREAK_EVEN_KEYS)),
-            "energy (kWh)": _num(r.get("energy_kwh")), "bound": r.get("bound"), "limited by": r.get("limiter"),
+            "energy (kWh)": _num(r.get("energy_kwh")), "bound": r.get("bound"),
+            "cloud price date": r.get("cloud_price_date") if r.get("cloud_usd_per_hour") else None,
+            "purchase price": (f"{r.get('price_kind') or 'price'}, {r.get('price_date')}"
+                               if r.get("price_usd") and r.get("price_date") else None),
             "calibrated": bool(r.get("calibrated")),
         })
         points.append({"rank": r["rank"], "card": label, "segment": r.get("segment"),
@@ -160,7 +168,8 @@ def recommendation_view(rec: Any) -> dict[str, Any]:
     return {"ranked": ranked, "rejected": rejected, "time_cost": points,
             "memory": memory_breakdown_records(rec), "raw": raw,
             "assumptions": list(raw.get("assumptions", [])), "partial": raw.get("partial"),
-            "job": raw.get("job", {}), "workload": workload_summary(raw.get("workload", {}))}
+            "job": raw.get("job", {}), "workload": workload_summary(raw.get("workload", {})),
+            "summary": list(raw.get("summary", [])), "tie": raw.get("tie")}
 
 
 def memory_breakdown_records(rec: Any, limit: int = 8) -> list[dict[str, Any]]:
@@ -251,14 +260,17 @@ def time_breakdown_records(row: Any) -> list[dict[str, Any]]:
 def recommend_options(*, model: Any, batch_size: int, seq_len: int | None, image_size: int | None, precision: str,
                       optimizer: str, mode: str, gradient_checkpointing: bool, lora_rank: int | None,
                       max_gpus: int, objective: str, budget_usd: float | None,
-                      runtime: str = "eager", gpus: Sequence[str] | None = None) -> dict[str, Any]:
+                      runtime: str = "eager", gpus: Sequence[str] | None = None,
+                      loader_samples_per_s: float | None = None, then: str | None = None) -> dict[str, Any]:
     """Keyword arguments for ``recommend(...)`` from the recommender's form.
 
     The form shows only the inputs that mean something for the model (``model_inputs``); this
     applies the same rule, so a hidden input never reaches ``recommend``: image size for vision
     models, sequence length, LoRA and checkpointing for language models; the optimizer only when
-    training.  ``gpus``: keep only these cards (empty = all).  ``runtime``: ``eager`` (PyTorch eager,
-    host dispatch can bound small steps) or ``graph`` (CUDA graphs, vLLM, ...).
+    training.  ``gpus``: keep only these cards (empty = all).  ``loader_samples_per_s``: the user's data
+    loader rate (``None``: the stated assumption); ``then``: what orders ties (``None``: the default).
+    ``runtime``: ``eager`` (PyTorch eager, host dispatch can bound small steps) or ``graph`` (CUDA graphs,
+    vLLM, ...).
     """
     shown = model_inputs(model)
     options: dict[str, Any] = {"batch_size": batch_size, "precision": precision, "mode": mode,
@@ -277,6 +289,10 @@ def recommend_options(*, model: Any, batch_size: int, seq_len: int | None, image
         options["budget_usd"] = budget_usd
     if gpus:
         options["gpus"] = list(gpus)
+    if loader_samples_per_s:
+        options["loader_samples_per_s"] = float(loader_samples_per_s)
+    if then:
+        options["then"] = then
     return options
 
 

@@ -26,41 +26,36 @@ Nothing here prints; torch is imported inside the functions that need it.
 
 The package: ``records`` (cases, rows, report, summary), ``cases`` (the zoo's case table), ``models`` (the zoo's
 models as validate runs them), ``runner`` (timing and the measured run), ``local`` (the local device and the CPU
-rates), ``predictors``, ``calibration`` (``--calibrate``) and ``replay`` (``--replay``).  Everything is
-re-exported here, so ``from advisor import validate as v; v.run_validation(...)`` stays the API.
+rates), ``predictors``, ``calibration`` (``--calibrate``) and ``replay`` (``--replay``).  Every public name is
+re-exported here (``__all__``), so ``from advisor import validate as v; v.run_validation(...)`` stays the API;
+private helpers stay in their modules.
 """
 
 from __future__ import annotations
 
-from advisor.validate.calibration import (  # noqa: F401
+from advisor.validate.calibration import (
     CONV_MODELS,
     calibration_probe,
     fit_calibration,
 )
-from advisor.validate.cases import (  # noqa: F401
+from advisor.validate.cases import (
     NEAR_LIMIT_CASE,
-    _lm,
     default_cases,
     near_limit_cases,
 )
-from advisor.validate.local import (  # noqa: F401
-    _median_time,
-    _stored_cpu_rates,
+from advisor.validate.local import (
     local_device,
     measure_cpu_rates,
 )
-from advisor.validate.models import (  # noqa: F401
-    _ZOO_BUILDERS,
+from advisor.validate.models import (
     build_model,
     default_builder,
     enable_checkpointing,
     find_blocks,
     make_optimizer,
 )
-from advisor.validate.predictors import (  # noqa: F401
+from advisor.validate.predictors import (
     GPU_ONLY_OVERHEAD,
-    _meta_trace,
-    _zoo_workload,
     cpu_calibration,
     cpu_card,
     default_predictor,
@@ -68,7 +63,7 @@ from advisor.validate.predictors import (  # noqa: F401
     estimator_model,
     trace_predictor,
 )
-from advisor.validate.records import (  # noqa: F401
+from advisor.validate.records import (
     ALL_MODELS,
     QUICK_GPU_MODELS,
     QUICK_MODELS,
@@ -84,29 +79,31 @@ from advisor.validate.records import (  # noqa: F401
     ValidationOom,
     ValidationReport,
     ValidationRow,
-    _autocast,
-    _dtype,
     error_stats,
     relative_error,
     summarize,
 )
-from advisor.validate.replay import (  # noqa: F401
-    _measurement_from_row,
+from advisor.validate.replay import (
     case_from_row,
     device_from_dict,
     replay,
 )
-from advisor.validate.runner import (  # noqa: F401
+from advisor.validate.runner import (
     CPU_MEMORY_METHOD,
-    _heap_peak_mode,
-    _is_oom,
-    _MallInfo2,
-    _mallinfo2,
-    _release,
-    _run_measured,
     cpu_memory_method,
     heap_in_use_bytes,
+    heap_peak_mode,
     run_case,
     run_validation,
     time_steps,
 )
+
+__all__ = ["ALL_MODELS", "CONV_MODELS", "CPU_MEMORY_METHOD", "GPU_ONLY_OVERHEAD", "NEAR_LIMIT_CASE",
+           "QUICK_GPU_MODELS", "QUICK_MODELS", "VALIDATE_PRECISIONS", "ZOO_MODELS", "Builder", "Built", "Case",
+           "DeviceContext", "Measurement", "Prediction", "Predictor", "ValidationOom", "ValidationReport",
+           "ValidationRow", "build_model", "calibration_probe", "case_from_row", "cpu_calibration", "cpu_card",
+           "cpu_memory_method", "default_builder", "default_cases", "default_predictor", "device_from_dict",
+           "enable_checkpointing", "error_stats", "estimate_predictor", "estimator_model", "find_blocks",
+           "fit_calibration", "heap_in_use_bytes", "heap_peak_mode", "local_device", "make_optimizer",
+           "measure_cpu_rates", "near_limit_cases", "relative_error", "replay", "run_case", "run_validation",
+           "summarize", "time_steps", "trace_predictor"]

@@ -86,7 +86,7 @@ def cpu_memory_method() -> str:
     return "not measured: this C library has no mallinfo2"
 
 
-def _heap_peak_mode() -> Any:
+def heap_peak_mode() -> Any:
     """A dispatch mode that samples the heap after every aten op (so the peak of a step is seen)."""
     from torch.utils._python_dispatch import TorchDispatchMode
 
@@ -184,7 +184,7 @@ def _run_measured(case: Case, device: Device, build: Builder, warmup: int, iters
         peak: float | None = None
         if heap_base is not None:
             # one more step, sampled op by op: the steady-state peak (optimizer state exists after warm-up)
-            with _heap_peak_mode() as mode:
+            with heap_peak_mode() as mode:
                 step()
             peak = float(max(mode.peak - heap_base, 0))
         return Measurement(peak, statistics.median(times), tuple(times), profile=profiled)
