@@ -89,6 +89,11 @@ class Candidate:
     price_kind: str | None = None
     loader_samples_per_s: float | None = None
 
+    def __post_init__(self) -> None:
+        from advisor.estimator._checks import check_row
+
+        check_row(self)  # every figure finite and >= 0, or a loud EstimateBug
+
     @property
     def headroom_fraction(self) -> float | None:
         """Headroom as a fraction of usable memory."""
