@@ -18,7 +18,6 @@ import functools
 import math
 import os
 import re
-import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +30,9 @@ Segment = Literal["geforce", "workstation", "datacenter", "radeon", "instinct", 
 SEGMENTS: tuple[str, ...] = ("geforce", "workstation", "datacenter", "radeon", "instinct", "edge")
 VENDORS: tuple[str, ...] = ("nvidia", "amd")
 ENV_SPECS_DIR = "GPU_ADVISOR_SPECS"
+#: What a purchase price is: the vendor's list price (MSRP/SEP) at launch, what new cards sell for (street),
+#: the second-hand market (used), or ``not sold`` (no per-card sale to end users; no ``price_usd``).
+PRICE_KINDS: tuple[str, ...] = ("list", "street", "used", "not sold")
 
 #: Throughput fields, in the units their names carry (TFLOP/s, or TOP/s for integers).
 THROUGHPUT_FIELDS: tuple[str, ...] = (
@@ -83,6 +85,8 @@ _OPTIONAL: dict[str, type | tuple[type, ...]] = {
     "l2_cache_mb": (int, float),
     "interconnect": dict,
     "price_usd": (int, float),
+    "price_kind": str,
+    "price_date": str,
     "cloud_usd_per_hour": (int, float),
     "cloud_price_date": str,
     "cloud_rentable": bool,
@@ -222,6 +226,9 @@ class GpuSpec:
     l2_cache_mb: float | None = None
     interconnect: Interconnect = field(default_factory=Interconnect)
     price_usd: float | None = None
+    #: One of ``PRICE_KINDS``; ``price_date`` (YYYY-MM or YYYY) is when the price was seen / the card checked.
+    price_kind: str | None = None
+    price_date: str | None = None
     cloud_usd_per_hour: float | None = None
     cloud_price_date: str | None = None
     #: ``False``: no public on-demand offer was found on ``cloud_price_date``; ``None``: not checked.
@@ -385,6 +392,7 @@ def spec_from_mapping(data: Mapping[str, Any], where: str = "<spec>") -> GpuSpec
         raise SpecError(f"{where}: base_clock_mhz {data['base_clock_mhz']:g} is above boost_clock_mhz "
                         f"{data['boost_clock_mhz']:g}", hint="the base clock is the guaranteed floor, the boost the "
                         "maximum: base <= boost")
+    _check_price(where, data)
     if data.get("cloud_rentable") is False and "cloud_usd_per_hour" in data:
         raise SpecError(f"{where}: cloud_rentable = false contradicts cloud_usd_per_hour")
     kwargs = {k: v for k, v in data.items() if k not in ("interconnect", "sources", "aliases")}
@@ -395,17 +403,31 @@ def spec_from_mapping(data: Mapping[str, Any], where: str = "<spec>") -> GpuSpec
                    sources=sources, path=where)
 
 
+def _check_price(where: str, data: Mapping[str, Any]) -> None:
+    """A purchase price comes with its kind and date; ``not sold`` has a date and no price."""
+    kind, date = data.get("price_kind"), data.get("price_date")
+    if "price_usd" in data and (kind is None or date is None):
+        raise SpecError(f"{where}: price_usd needs price_kind and price_date (prices change)",
+                        hint=f"price_kind: one of {', '.join(PRICE_KINDS)}; price_date: YYYY-MM")
+    if kind is not None and kind not in PRICE_KINDS:
+        raise SpecError(f"{where}: price_kind must be one of {', '.join(PRICE_KINDS)}, got {kind!r}")
+    if kind == "not sold" and "price_usd" in data:
+        raise SpecError(f"{where}: price_kind = 'not sold' contradicts price_usd")
+    if (kind is None) != (date is None):
+        raise SpecError(f"{where}: price_kind and price_date go together")
+    if date is not None and not re.fullmatch(r"\d{4}(-(0[1-9]|1[0-2]))?", date):
+        raise SpecError(f"{where}: price_date must be YYYY-MM or YYYY, got {date!r}")
+    if kind == "not sold" and "price_kind" not in data.get("sources", {}):
+        raise SpecError(f"{where}: price_kind = 'not sold' needs sources.price_kind (where that was checked)")
+
+
 def load_spec_file(path: Path) -> GpuSpec:
     """Read and validate one spec file; its stem must equal its ``id``."""
-    try:
-        with path.open("rb") as fh:
-            data = tomllib.load(fh)
-    except tomllib.TOMLDecodeError as exc:
-        raise SpecError(f"{path}: not valid TOML: {exc}",
-                        hint=f"fix the syntax, or move the file out of {path.parent}; every file there is read "
-                             "as a card (`specs show h100-sxm5-80gb --json` shows every field)") from exc
-    except OSError as exc:
-        raise SpecError(f"{path}: cannot read: {exc.strerror}", hint="check the file's permissions") from exc
+    from advisor.files import read_toml
+
+    data = read_toml(path, kind="spec", what="spec file", error=SpecError,
+                     hint=f"fix the file, or move it out of {path.parent}; every *.toml file there is read as a card "
+                          "(`specs show h100-sxm5-80gb --json` shows every field)")
     spec = spec_from_mapping(data, where=str(path))
     if spec.id != path.stem:
         raise SpecError(f"{path}: id {spec.id!r} must equal the file name stem {path.stem!r}",

@@ -18,7 +18,7 @@ from advisor import __version__
 from advisor.errors import AdvisorError
 
 #: Sub-commands, in the order ``--help`` lists them.
-COMMANDS: tuple[str, ...] = ("specs", "probe", "estimate", "recommend", "validate")
+COMMANDS: tuple[str, ...] = ("specs", "probe", "estimate", "recommend", "validate", "history")
 
 
 class ArgumentParser(argparse.ArgumentParser):

@@ -58,36 +58,3 @@ class DeviceError(AdvisorError):
 class StoreError(AdvisorError):
     """The history store cannot be read or written (corrupt file, bad path)."""
 
-
-def read_json_object(path: object, *, what: str, hint: str, error: type[AdvisorError] = AdvisorError,
-                     expected: str = "an object") -> dict:  # type: ignore[type-arg]
-    """The JSON object in the file at ``path``; every way it can fail is ``error`` naming ``what`` and the path.
-
-    Args:
-        path: the file (``str`` or ``Path``).
-        what: how the message names the file ("config", "calibration file", "--replay:").
-        hint: what would be accepted.
-        error: the ``AdvisorError`` subclass to raise.
-        expected: what the object is, for a JSON value that is not one ("a probe result object").
-
-    Raises:
-        error: the file cannot be read, is empty, is not valid JSON, or holds something other than an object.
-    """
-    import json
-    from pathlib import Path
-
-    p = Path(str(path))
-    try:
-        text = p.read_text()
-    except OSError as exc:
-        raise error(f"cannot read {what} {str(p)!r}: {exc.strerror}", hint) from exc
-    if not text.strip():
-        raise error(f"{what} {str(p)!r} is empty", hint)
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise error(f"{what} {str(p)!r} is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})",
-                    hint) from exc
-    if not isinstance(data, dict):
-        raise error(f"{what} {str(p)!r} holds a JSON {type(data).__name__}, not {expected}", hint)
-    return data

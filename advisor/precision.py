@@ -3,8 +3,9 @@
 Pure data, no imports beyond the errors: importing it is free.  Precision names are
 ``advisor.workload.base.PRECISIONS`` (the probe's kernel precisions are a subset of them).
 
-Not here: what a *parameter* costs in memory (fp32 master weights under AMP, int4 group scales,
-NF4), which is the memory model's rule (``advisor.estimator.memory.weight_bytes_per_param``).
+Not here: what a *parameter* costs in memory (fp32 master weights under AMP, int4 group scales), which is the
+memory model's rule (``advisor.estimator.memory.weight_bytes_per_param``); an NF4 weight's bytes are here
+(``NF4_BYTES_PER_WEIGHT``), read by that rule and by the transformer builder's dequantization kernels.
 """
 
 from __future__ import annotations
@@ -15,6 +16,12 @@ from advisor.errors import WorkloadError
 #: matmuls run on the 16-bit copy; int4 packs two weights per byte.
 ELEMENT_BYTES: dict[str, float] = {"fp32": 4, "tf32": 4, "fp16": 2, "bf16": 2, "amp-fp16": 2, "amp-bf16": 2,
                                    "fp8": 1, "int8": 1, "int4": 0.5}
+
+
+#: Bytes of one NF4 weight as bitsandbytes stores a QLoRA base: 4 bits, plus its block's absmax (one per 64
+#: weights) quantized to 8 bits with one fp32 constant per 256 blocks (double quantization): 8/64 + 32/(64*256) =
+#: 0.127 bits per weight (Dettmers et al., "QLoRA: Efficient Finetuning of Quantized LLMs", 2023, section 3).
+NF4_BYTES_PER_WEIGHT = 0.5 + (8 / 64 + 32 / (64 * 256)) / 8
 
 
 def element_bytes(precision: str) -> float:

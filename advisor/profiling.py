@@ -74,7 +74,7 @@ def summarize(prof: Any, steps: int, wall_s: float) -> dict[str, Any]:
     class (``by_class_s``: GPU kernel time, or on a CPU the ops' own CPU time; plus ``host (exposed)`` = wall
     less kernel time on a GPU), and the top kernels and ops.
     """
-    from torch.autograd import DeviceType
+    from torch.profiler import DeviceType
 
     events = prof.key_averages()
     kernels = [e for e in events if getattr(e, "device_type", None) == DeviceType.CUDA]

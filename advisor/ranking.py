@@ -15,6 +15,9 @@ from advisor.errors import EstimateError
 from advisor.recommendation import Candidate, Rejection
 from advisor.units import GiB
 
+#: Largest card count the search for "the smallest setup that would fit" goes to past ``max_gpus`` (advisor.advice).
+BEYOND_MAX_GPUS = 1024
+
 #: Average board power while training or serving, as a fraction of TDP.  Sustained
 #: tensor-core work draws close to TDP; 0.8 is a middle figure for a mix of compute-bound
 #: and memory-bound kernels.
@@ -96,6 +99,13 @@ def breakdown(memory: Any) -> dict[str, float] | None:
     return None if parts is None else {k: float(v) for k, v in parts.items()}
 
 
+def gpu_counts(max_gpus: int) -> tuple[int, ...]:
+    """Card counts considered: powers of two up to ``max_gpus``, plus ``max_gpus`` itself."""
+    counts = {1 << k for k in range(max_gpus.bit_length()) if (1 << k) <= max_gpus}
+    counts.add(max_gpus)
+    return tuple(sorted(counts))
+
+
 def drop_no_speedup(candidates: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[Rejection]]:
     """Drop counts that are not faster than a smaller count of the same card (more cards, same time).
 
@@ -173,7 +183,8 @@ def price_and_rank(candidates: list[dict[str, Any]], job: Mapping[str, Any], obj
                                       f"over budget: {format_usd(cost)} {what} > {format_usd(budget_usd)}"))
             continue
         usable = getattr(e.memory, "usable_bytes", None)
-        row = {"spec": spec, "n": n, "e": e, "parallelism": c["parallelism"], "t": t, "cloud": cloud,
+        row = {"spec": spec, "n": n, "e": e, "parallelism": c["parallelism"], "precision": c.get("precision"),
+               "t": t, "cloud": cloud,
                "purchase": purchase, "energy": energy, "usable": usable, "sps": sps,
                "gpu_sps": float(e.time.samples_per_s)}
         row["primary"] = _objective_value(row, objective, job)
@@ -214,7 +225,9 @@ def price_and_rank(candidates: list[dict[str, Any]], job: Mapping[str, Any], obj
             buy_usd_per_sample_per_s=s["purchase"] / s["sps"] if s["purchase"] is not None else None,
             cloud_price_date=spec.cloud_price_date, price_date=getattr(spec, "price_date", None),
             price_kind=getattr(spec, "price_kind", None),
-            loader_samples_per_s=getattr(e.time, "loader_samples_per_s", None),
+            loader_samples_per_s=getattr(e.time, "loader_samples_per_s", None), precision=s["precision"],
+            step_s_low=getattr(e, "step_s_low", None), step_s_high=getattr(e, "step_s_high", None),
+            evidence=getattr(e, "evidence", None), profile=getattr(e, "profile", None),
         ))
     return rows, rejected
 
@@ -288,6 +301,15 @@ def tie_summary(rows: Sequence[Candidate], objective: str, then: str | None,
             "message": "; ".join(parts)}
 
 
+def _sized(option: Any) -> str:
+    """A fit option in words, with what it needs: ``change (flags): 21.3 GiB per GPU, step 3.87 s``."""
+    from advisor.units import format_seconds
+
+    return (f"{option.change} ({option.how}: {gib(option.memory_per_gpu_bytes)} per GPU, step "
+            f"{format_seconds(option.step_s)}"
+            + (f", {option.num_gpus} cards" if option.num_gpus > 1 else "") + ")")
+
+
 def partial_answer(rejected: Sequence[Rejection], best_misfit: dict[str, Any] | None, precision: str,
                     batch_size: int, cards: Sequence[GpuSpec], advice: Any = None) -> str:
     """Why nothing qualified, and the closest thing to an answer."""
@@ -299,7 +321,11 @@ def partial_answer(rejected: Sequence[Rejection], best_misfit: dict[str, Any] | 
         spec, n, e = best_misfit["spec"], best_misfit["count"], best_misfit["estimate"]
         mem = e.memory
         has = getattr(mem, "usable_bytes", None) or spec.memory_bytes
-        parts = [f"batch {batch_size} fits on no card at up to {max(r.num_gpus for r in rejected)} GPUs"]
+        where = (f"on {cards[0].name}" if len(cards) == 1 else f"on none of the {len(cards)} cards in the selection")
+        upto = max(r.num_gpus for r in rejected)
+        parts = [f"batch {batch_size} fits {where} at up to {upto} GPU{'s' if upto > 1 else ''}"
+                 if len(cards) > 1 else f"batch {batch_size} does not fit {where} at up to {upto} "
+                 f"GPU{'s' if upto > 1 else ''}"]
         max_batch = getattr(mem, "max_batch_size", None)
         if max_batch:
             parts.append(f"largest global batch that fits on {n} x {spec.name}: {max_batch}")
@@ -310,11 +336,15 @@ def partial_answer(rejected: Sequence[Rejection], best_misfit: dict[str, Any] | 
                          f"has {gib(has)})")
         fitting = advice.fitting if advice is not None else ()
         if fitting:
-            parts.append("it would fit with: " + "; ".join(
-                f"{o.change} ({o.how}: {gib(o.memory_per_gpu_bytes)} per GPU)" for o in fitting[:4]))
+            best = fitting[0]
+            head = ("nothing fits within --max-gpus; the smallest setup that would" if best.beyond_max_gpus else
+                    "the smallest setup that fits")
+            parts.append(f"{head}: {_sized(best)}")
+            if len(fitting) > 1:
+                parts.append("it would also fit with: " + "; ".join(_sized(o) for o in fitting[1:4]))
         else:
-            parts.append("no single change tried fits (see fit_options); raise --max-gpus, or combine gradient "
-                         "checkpointing, LoRA/QLoRA and a lower precision")
+            parts.append("no setup found that fits, up to "
+                         f"{BEYOND_MAX_GPUS} cards with checkpointing, ZeRO-3 and QLoRA or on a bigger card")
         return "; ".join(parts)
     if "over_budget" in codes:
         cheapest = min((r for r in rejected if r.code == "over_budget"), key=lambda r: r.reason)

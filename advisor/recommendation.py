@@ -18,7 +18,8 @@ FRAME_COLUMNS: tuple[str, ...] = (
     "samples_per_s", "effective_samples_per_s", "tokens_per_s", "time_to_train_s", "cloud_usd_per_hour",
     "cost_cloud_usd", "price_usd", "cost_buy_usd", "break_even_hours", "energy_kwh", "samples_per_usd",
     "samples_per_s_per_w", "bound", "calibrated", "input_bound", "limiter", "buy_usd_per_sample_per_s",
-    "cloud_price_date", "price_date", "price_kind", "loader_samples_per_s",
+    "cloud_price_date", "price_date", "price_kind", "loader_samples_per_s", "precision", "step_s_low", "step_s_high",
+    "evidence",
 )
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +51,10 @@ class Candidate:
         cloud_price_date / price_date / price_kind: when the catalog's cloud and purchase prices were seen, and
             the purchase price's kind (``list``, ``street``, ``used``, ``not sold``).
         loader_samples_per_s: the data loader's rate the job was capped by (given or assumed), when any.
+        precision: the precision this row was costed at when the card lacks the asked one (amp-bf16 on a card
+            without bf16 is costed at amp-fp16); ``None``: as asked.
+        step_s_low / step_s_high / evidence / profile: the estimate's range and the evidence it rests on
+            (``advisor.estimator.uncertainty``).
     """
 
     rank: int
@@ -88,6 +93,11 @@ class Candidate:
     price_date: str | None = None
     price_kind: str | None = None
     loader_samples_per_s: float | None = None
+    precision: str | None = None
+    step_s_low: float | None = None
+    step_s_high: float | None = None
+    evidence: str | None = None
+    profile: str | None = None
 
     def __post_init__(self) -> None:
         from advisor.estimator._checks import check_row
@@ -171,6 +181,20 @@ class Recommendation:
         """The top-ranked candidate, ``None`` when nothing qualifies."""
         return self.rows[0] if self.rows else None
 
+    @property
+    def uncertainty(self) -> str | None:
+        """Which of the next candidates' step ranges overlap the best's ("within the uncertainty"), or ``None``."""
+        best = self.best
+        if best is None or best.step_s_low is None or best.step_s_high is None:
+            return None
+        close = [r for r in self.rows[1:5] if r.step_s_low is not None and r.step_s_high is not None
+                 and r.step_s_low <= best.step_s_high and best.step_s_low <= r.step_s_high]
+        if not close:
+            return None
+        names = ", ".join(f"{r.num_gpus} x {r.gpu_name} ({r.evidence})" for r in close)
+        return (f"within the uncertainty: pick on price: the step-time ranges of {names} overlap the best's "
+                f"({best.num_gpus} x {best.gpu_name}, {best.evidence}: {best.step_s_low:.3g}-{best.step_s_high:.3g} s)")
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe form (what ``recommend --json`` prints)."""
         return {
@@ -183,6 +207,7 @@ class Recommendation:
             "rows": [r.to_dict() for r in self.rows],
             "rejected": [r.to_dict() for r in self.rejected],
             "partial": self.partial,
+            "uncertainty": self.uncertainty,
             "fit_options": self.fit_options.to_dict() if self.fit_options is not None else None,
             "assumptions": list(self.assumptions),
             "then": self.then,
@@ -211,7 +236,8 @@ class Recommendation:
                 "bound": r.bound, "calibrated": r.calibrated, "input_bound": r.input_bound, "limiter": r.limiter,
                 "buy_usd_per_sample_per_s": r.buy_usd_per_sample_per_s, "cloud_price_date": r.cloud_price_date,
                 "price_date": r.price_date, "price_kind": r.price_kind,
-                "loader_samples_per_s": r.loader_samples_per_s,
+                "loader_samples_per_s": r.loader_samples_per_s, "precision": r.precision,
+                "step_s_low": r.step_s_low, "step_s_high": r.step_s_high, "evidence": r.evidence,
             })
         return pd.DataFrame.from_records(records, columns=list(FRAME_COLUMNS))
 

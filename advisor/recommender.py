@@ -31,6 +31,7 @@ from advisor.ranking import (
     drop_no_speedup,
     effective_rate,
     gib,
+    gpu_counts,
     job_size,
     partial_answer,
     price_and_rank,
@@ -49,13 +50,11 @@ Objective = Literal["time", "cost-cloud", "cost-buy", "energy"]
 OBJECTIVES: tuple[str, ...] = ("time", "cost-cloud", "cost-buy", "energy")
 #: Old objective names still accepted (mapped, with a note in the assumptions).
 OBJECTIVE_ALIASES: Mapping[str, str] = {"cost": "cost-cloud"}
-
-def gpu_counts(max_gpus: int) -> tuple[int, ...]:
-    """Card counts considered: powers of two up to ``max_gpus``, plus ``max_gpus`` itself."""
-    counts = {1 << k for k in range(max_gpus.bit_length()) if (1 << k) <= max_gpus}
-    counts.add(max_gpus)
-    return tuple(sorted(counts))
-
+#: Largest card count considered unless the caller says otherwise: the API's, the CLI's and the dashboard's default.
+DEFAULT_MAX_GPUS = 8
+#: A card without the asked precision's tensor rate is costed at this one instead, with a note (autocast to fp16
+#: needs loss scaling but holds the same memory): amp-bf16 on Volta, Turing, Pascal and GCN cards.
+PRECISION_FALLBACKS: Mapping[str, str] = {"amp-bf16": "amp-fp16"}
 
 def _estimator() -> Callable[..., Any]:
     """The estimator's per-card entry point (imported lazily; tests may replace this)."""
@@ -124,7 +123,7 @@ def recommend(model: Any, *, batch_size: int = 1, seq_len: int | None = None, im
               precision: str = "amp-bf16", optimizer: str = "adamw", mode: str = "train",
               gradient_checkpointing: bool = False, lora_rank: int | None = None,
               quantize_base: str | None = None, grad_accum: int = 1, parallelism: str | None = None,
-              gen_len: int | None = None, max_gpus: int = 8, objective: str = "time",
+              gen_len: int | None = None, max_gpus: int = DEFAULT_MAX_GPUS, objective: str = "time",
               budget_usd: float | None = None, vendor: str | None = None, segment: str | None = None,
               gpus: Sequence[str | GpuSpec] | None = None, dataset_samples: int | None = None,
               epochs: float = 1, total_tokens: float | None = None, specs_dir: str | Path | None = None,
@@ -207,13 +206,24 @@ def recommend(model: Any, *, batch_size: int = 1, seq_len: int | None = None, im
     rejected: list[Rejection] = []
     estimator_assumptions: list[str] = []
     best_misfit: dict[str, Any] | None = None
+    fallback = PRECISION_FALLBACKS.get(precision)
+    fallback_workload: Any = None
+    fell_back: list[str] = []
     for spec in cards:
+        card_workload, card_precision = workload, None
         if matmul_rate(spec, precision) is None:
-            supported = ", ".join(spec.supported_precisions) or "none listed"
-            for n in counts:
-                rejected.append(Rejection(spec.id, spec.name, n, "precision_unsupported",
-                                          f"{spec.name} has no {precision} rate (supports: {supported})"))
-            continue
+            if fallback is not None and matmul_rate(spec, fallback) is not None:
+                if fallback_workload is None:  # built once, for every card that needs it
+                    fallback_workload = _memoize_rebuild(_build_workload(model, **{**build_kwargs,
+                                                                                   "precision": fallback}))
+                card_workload, card_precision = fallback_workload, fallback
+                fell_back.append(spec.name)
+            else:
+                supported = ", ".join(spec.supported_precisions) or "none listed"
+                for n in counts:
+                    rejected.append(Rejection(spec.id, spec.name, n, "precision_unsupported",
+                                              f"{spec.name} has no {precision} rate (supports: {supported})"))
+                continue
         single_fits: bool | None = None
         for n in counts:
             if n == 1:
@@ -225,8 +235,8 @@ def recommend(model: Any, *, batch_size: int = 1, seq_len: int | None = None, im
             est, used, error = None, None, None
             for strategy in strategies:
                 try:
-                    e = estimate_workload(workload, spec, num_gpus=n, parallelism=strategy, calibration=calibration,
-                                          **extra)
+                    e = estimate_workload(card_workload, spec, num_gpus=n, parallelism=strategy,
+                                          calibration=calibration, **extra)
                 except AdvisorError as exc:
                     error = exc
                     continue
@@ -254,7 +264,8 @@ def recommend(model: Any, *, batch_size: int = 1, seq_len: int | None = None, im
                     best_misfit = {"spec": spec, "count": n, "estimate": est, "memory": spec.memory_bytes * n,
                                    "parallelism": used}
                 continue
-            candidates.append({"spec": spec, "count": n, "estimate": est, "parallelism": used})
+            candidates.append({"spec": spec, "count": n, "estimate": est, "parallelism": used,
+                               "precision": card_precision})
 
     candidates, slow = drop_no_speedup(candidates)
     rejected.extend(slow)
@@ -304,7 +315,12 @@ def recommend(model: Any, *, batch_size: int = 1, seq_len: int | None = None, im
         *(f"workload: {a}" for a in getattr(workload, "assumptions", ()) if a not in estimator_assumptions),
     ]
     tie = tie_summary(rows, objective, then, job)
+    notes = ([f"{precision} is not supported by {len(fell_back)} card(s) ({', '.join(fell_back[:4])}"
+              + (", ..." if len(fell_back) > 4 else "") + f"): costed at {fallback} instead (same memory; fp16 "
+              "autocast needs loss scaling)"] if fell_back else [])
+    if notes:
+        assumptions.append(notes[0])
     return Recommendation(model=getattr(workload, "name", str(model)), objective=objective, counts=counts,
                           rows=tuple(rows), rejected=tuple(rejected), assumptions=tuple(assumptions), job=job,
                           workload=wl, partial=partial, fit_options=advice, then=then, tie=tie,
-                          summary=summary_lines(rows, objective, tie))
+                          summary=(*summary_lines(rows, objective, tie), *notes))

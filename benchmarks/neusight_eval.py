@@ -23,8 +23,8 @@ other and that wait is host time).
         [--baseline BEFORE.json] [--write-sample tests/data/neusight]
 
 ``--data`` is NeuSight's ``scripts/asplos/data/dataset`` folder (or the repository root holding it); without it
-the needed files are read from the read-only mirror (``/work/.mirror/sitar-lab+NeuSight/repo`` or
-``$NEUSIGHT_REPO``) into a temporary folder.
+the needed files are read with ``git show`` from the clone (bare or not) named by ``$NEUSIGHT_REPO`` into a
+temporary folder.
 """
 
 from __future__ import annotations
@@ -48,12 +48,13 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from advisor.catalog import get_gpu  # noqa: E402
-from advisor.estimator.efficiency import defaults_for  # noqa: E402
 from advisor.estimator.power import sustained_clock  # noqa: E402
+from advisor.estimator.profiles import efficiency_for  # noqa: E402
 from advisor.estimator.time import card_rates, ops_time_detail, prepare_ops  # noqa: E402
 from advisor.workload.base import OpCost  # noqa: E402
 
-MIRROR = Path(os.environ.get("NEUSIGHT_REPO", "/work/.mirror/sitar-lab+NeuSight/repo"))
+#: A git clone of github.com/sitar-lab/NeuSight (bare or not), when ``--data`` is not given.
+MIRROR = Path(os.environ["NEUSIGHT_REPO"]) if os.environ.get("NEUSIGHT_REPO") else None
 DATASET = "scripts/asplos/data/dataset"
 
 #: NeuSight's device names (``torch.cuda.get_device_name``) -> catalog ids.
@@ -106,8 +107,21 @@ def needed_files() -> list[str]:
     return [*out, *TRAIN_VEC_FILES, *TEST_FILES]
 
 
-def extract_from_mirror(dest: Path, repo: Path = MIRROR) -> Path:
-    """Copy the needed CSVs from the bare mirror into ``dest``; returns the dataset folder."""
+def neusight_repo() -> Path:
+    """The NeuSight clone named by ``$NEUSIGHT_REPO``; exits with an error and a hint when there is none."""
+    if MIRROR is None or not MIRROR.exists():
+        where = "NEUSIGHT_REPO is not set" if MIRROR is None else f"no NeuSight clone at {MIRROR}"
+        raise SystemExit(f"error: {where}\nhint: pass --data DIR (NeuSight's {DATASET} folder) or set NEUSIGHT_REPO "
+                         "to a clone of github.com/sitar-lab/NeuSight")
+    return MIRROR
+
+
+def extract_from_mirror(dest: Path, repo: Path | None = None) -> Path:
+    """Copy the needed CSVs from the NeuSight clone's HEAD (default ``$NEUSIGHT_REPO``) into ``dest``.
+
+    Returns the dataset folder.
+    """
+    repo = repo or neusight_repo()
     base = dest / "dataset"
     for rel in needed_files():
         blob = subprocess.run(["git", "-C", str(repo), "show", f"HEAD:{DATASET}/{rel}"], capture_output=True)
@@ -199,7 +213,7 @@ def rates_for(device: str) -> Any:
     """The estimator's fp32 ``CardRates`` for a NeuSight device (default efficiencies, sustained clock)."""
     if device not in _RATES:
         spec = get_gpu(DEVICES[device])
-        eff = defaults_for(spec.architecture, spec.segment).replace(clock=sustained_clock(spec).fraction)
+        eff = efficiency_for(spec).replace(clock=sustained_clock(spec).fraction)
         peak = spec.fp32_tflops * 1e12
         _RATES[device] = card_rates(spec, "fp32", eff, peak, peak)
     return _RATES[device]
@@ -406,7 +420,8 @@ def render_compare(summary: dict[tuple[str, str, str], dict[str, float]], baseli
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--data", type=Path, help="NeuSight's dataset folder (default: extracted from the mirror)")
+    ap.add_argument("--data", type=Path,
+                    help="NeuSight's dataset folder (default: extracted from the clone at $NEUSIGHT_REPO)")
     ap.add_argument("--split", choices=("train", "test", "both"), default="both")
     ap.add_argument("--markdown", action="store_true", help="print a Markdown table")
     ap.add_argument("--json", action="store_true", help="print JSON")
@@ -418,14 +433,10 @@ def main(argv: list[str] | None = None) -> int:
     splits = ("train", "test") if args.split == "both" else (args.split,)
     with tempfile.TemporaryDirectory() as tmp:
         if args.data is None:
-            if not MIRROR.exists():
-                print(f"error: NeuSight mirror not found at {MIRROR}\nhint: pass --data DIR (NeuSight's "
-                      f"{DATASET} folder) or set NEUSIGHT_REPO", file=sys.stderr)
-                return 2
             try:
                 data = extract_from_mirror(Path(tmp))
             except OSError as exc:  # no git on PATH, unreadable mirror
-                print(f"error: cannot read the NeuSight mirror at {MIRROR}: {exc}\nhint: pass --data DIR "
+                print(f"error: cannot read the NeuSight clone at {MIRROR}: {exc}\nhint: pass --data DIR "
                       f"(NeuSight's {DATASET} folder)", file=sys.stderr)
                 return 2
         else:

@@ -16,7 +16,8 @@ PyTorch 2.1, fp32) and prints, per card and per architecture:
 
 Per architecture the median over its cards is taken; a power-limited card (``advisor.estimator.power``) whose
 GEMM rate falls with size is reported but left out of the GEMM figure (the clock, not the kernel, sets it).
-The figures printed here are the ones in ``advisor.estimator.efficiency.KERNEL_FITS``.
+The figures printed here are the `measured` memory / matmul_vector / norm_memory figures of the profiles
+(``advisor/profiles/{pascal,turing,volta,ampere}.toml``).
 
 ``--simt`` also searches the SIMT tile model's two free figures (``advisor.estimator.gemm.SIMT_SM_AREA``: output
 elements of tiles one SM runs at once; ``SIMT_K_OVERHEAD``: a tile's fixed cost in elements of K) on a fixed
@@ -44,9 +45,9 @@ import neusight_eval as ne  # noqa: E402
 
 from advisor.catalog import get_gpu  # noqa: E402
 from advisor.estimator import gemm  # noqa: E402
-from advisor.estimator.efficiency import arch_key  # noqa: E402
 from advisor.estimator.gemm import gemm_seconds  # noqa: E402
 from advisor.estimator.power import power_limited, sustained_clock  # noqa: E402
+from advisor.estimator.profiles import profile_for  # noqa: E402
 
 BIG_BYTES = 16 * 2**20
 
@@ -83,7 +84,7 @@ def fit(rows: list[ne.Row]) -> dict[str, dict[str, float]]:
             at_peak = gemm_seconds(gm, gn, gk, rate_flops=spec.fp32_tflops * 1e12 * clock, sms=spec.sm_count,
                                    simt=True)
             ratios.append(at_peak / kernel)
-        out[dev] = {"arch": arch_key(spec.architecture, spec.segment), "memory": bws.get("elementwise", 0.0),
+        out[dev] = {"arch": profile_for(spec).id, "memory": bws.get("elementwise", 0.0),
                     "matmul_vector": statistics.median(ratios) if ratios else 0.0, "gemm_rows": len(ratios),
                     "norm_vs_elementwise": bws.get("layernorm", 0.0) / bws["elementwise"] if bws else 0.0,
                     "softmax_vs_elementwise": bws.get("softmax", 0.0) / bws["elementwise"] if bws else 0.0,
@@ -147,7 +148,7 @@ def simt_search(rows: list[ne.Row]) -> list[tuple[int, int, float, float]]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--data", type=Path, help="NeuSight's dataset folder (default: extracted from the mirror)")
+    ap.add_argument("--data", type=Path, help="NeuSight's dataset folder (default: from the clone at $NEUSIGHT_REPO)")
     ap.add_argument("--simt", action="store_true", help="also search the SIMT tile model's SM area and K overhead")
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:

@@ -228,6 +228,14 @@ BAD_CASES = {
     "rentable flag not a bool": (_record(cloud_rentable="no", cloud_price_date="2025-07"), "cloud_rentable"),
     "not rentable yet priced": (_record(cloud_rentable=False, cloud_usd_per_hour=1.0, cloud_price_date="2025-07"),
                                 "cloud_rentable"),
+    "purchase price without kind and date": (_record(price_usd=1000), "price_kind"),
+    "unknown price kind": (_record(price_usd=1000, price_kind="msrp", price_date="2025-01"), "price_kind"),
+    "not sold yet priced": (_record(price_usd=1000, price_kind="not sold", price_date="2025-01",
+                                    sources={"price_kind": "x"}), "not sold"),
+    "price kind without date": (_record(price_kind="list"), "price_date"),
+    "price date not a month": (_record(price_usd=1000, price_kind="list", price_date="Jan 2025"), "price_date"),
+    "not sold without where it was checked": (_record(price_kind="not sold", price_date="2025-01"),
+                                              "sources.price_kind"),
 }
 
 
@@ -243,7 +251,7 @@ def test_bad_file_error_names_file_and_field(case: str, tmp_path: Path) -> None:
 
 def test_invalid_toml_names_the_file(tmp_path: Path) -> None:
     (tmp_path / "broken.toml").write_text('id = "broken"\nname = "unterminated\n')
-    with pytest.raises(SpecError, match=r"broken\.toml: not valid TOML"):
+    with pytest.raises(SpecError, match=r"broken\.toml'?: not valid TOML"):
         load_specs(tmp_path, extra_dirs=[])
 
 

@@ -606,6 +606,16 @@ def test_fit_view_starts_from_the_card_in_this_machine(monkeypatch: pytest.Monke
     at = _app("recommend")
     assert not at.exception, [e.value for e in at.exception]
     assert at.selectbox(key="fit_card").value == get_gpu("h100-sxm5-80gb").name
+    # the library's defaults (no checkpointing): LoRA at batch 4 x 2048 tokens needs ~96 GiB, so it does not fit, and
+    # the page says what would, sized, in the same table as the CLI's (issue 26 item 3)
+    assert any(e.value.startswith("H100 SXM5 80GB: does not fit") for e in at.error)
+    fit = next(d.value for d in at.dataframe if "change" in d.value.columns)
+    assert {"fits", "memory per GPU (GiB)", "step (s)", "settings"} <= set(fit.columns)
+    assert fit["fits"].iloc[0].startswith("yes") and "checkpointing" in " ".join(fit["change"])
+    assert "fits on no card" not in _texts(at) and "fit_options" not in _texts(at)
+    at.checkbox(key="rec_ckpt").check()
+    at.button[0].click().run()
+    assert not at.exception
     assert any(s.value.startswith("Fits on one H100 SXM5") for s in at.success)
     # where a step's time goes on that card, with what would help: the page's last table
     times = at.dataframe[-1].value
@@ -713,3 +723,24 @@ def test_a_notice_of_a_bug_keeps_its_traceback_in_the_log(caplog: pytest.LogCapt
             common.notice(exc, "The recommendation")
     (record,) = caplog.records
     assert record.getMessage() == "The recommendation failed" and record.exc_info and record.exc_info[0] is KeyError
+
+
+def test_a_one_bar_memory_chart_keeps_every_category_and_tied_points_share_one_label() -> None:
+    """Issue 26 item 9: a single bar clipped its legend to 4 of 7 categories; tied points piled their labels up."""
+    import pandas as pd
+
+    from advisor.dashboard.charts import memory_bars, time_cost
+
+    cats = ["weights", "gradients", "optimizer", "activations", "kv_cache", "overhead", "transient"]
+    memory = pd.DataFrame([{"card": "A", "category": c, "gib": 1.0, "label": "1 GiB", "capacity_gib": 20.0}
+                           for c in cats])
+    spec = memory_bars(memory).to_dict()
+    assert spec["config"]["legend"]["orient"] == "bottom" and spec["config"]["legend"]["columns"] >= 4
+    points = pd.DataFrame([{"rank": i + 1, "card": f"card {i}", "segment": "datacenter", "hours": 0.3,
+                            "cloud_usd": 0.5, "buy_usd": 1000.0} for i in range(3)]
+                          + [{"rank": 4, "card": "lone", "segment": "geforce", "hours": 2.0, "cloud_usd": 2.0,
+                              "buy_usd": 500.0}])
+    chart = time_cost(points, "cloud_usd", "cloud (USD)", "t").to_dict()
+    datasets = chart["datasets"].values()
+    labels = next(d for d in datasets if d and "label" in d[0])
+    assert sorted(d["label"] for d in labels) == ["card 0 (+2)", "lone"]

@@ -25,7 +25,7 @@ def test_json_is_exactly_the_api_to_dict(capsys: pytest.CaptureFixture[str]) -> 
     doc = json.loads(out)
     api = estimate("gpt2", "h100-sxm5-80gb", batch_size=4, seq_len=512, calibration=None).to_dict()
     # the API's to_dict, plus what would make it fit (nothing to change here: it fits)
-    assert doc.pop("fit_options") == {"fits": True, "why": "", "options": []}
+    assert doc.pop("fit_options") == {"fits": True, "why": "", "options": [], "smallest": None}
     assert doc == json.loads(json.dumps(api))
     assert doc["gpu"]["id"] == "h100-sxm5-80gb" and doc["workload"]["batch_size"] == 4
     assert doc["memory"]["fits"] is True and doc["time"]["bound"] in ("compute", "memory")
@@ -149,6 +149,38 @@ def test_does_not_fit_says_what_does_not_fit_and_what_would(capsys: pytest.Captu
                                                   "--num-gpus 2 --parallelism zero3"}
 
 
+def test_fit_advice_searches_the_smallest_combination_that_fits() -> None:
+    """Issue 26 item 3: LoRA on a 4090 at batch 4 fits with checkpointing and a smaller micro-batch, neither alone."""
+    from advisor.advice import fit_options
+
+    kw = dict(batch_size=4, seq_len=2048, lora_rank=16, calibration=None, max_gpus=1)
+    adv = fit_options("llama-3-8b", "rtx-4090", **kw)
+    best = adv.smallest
+    assert best is not None and set(best.levers) == {"checkpointing", "micro-batch"} and best.num_gpus == 1
+    assert best.kwargs["gradient_checkpointing"] and best.kwargs["batch_size"] * best.kwargs["grad_accum"] == 4
+    assert best.memory_per_gpu_bytes <= best.usable_per_gpu_bytes and best.step_s > 0
+    assert best.price_usd == 1599 and best.cloud_usd_per_hour is not None  # the cards' price beside the change
+    alone = next(o for o in adv.options if o.levers == ("checkpointing",))
+    assert not alone.fits  # each change alone is listed with what it gives
+    # minimal: no listed combination contains a smaller one that fits
+    for o in adv.fitting:
+        assert not any(p is not o and set(p.levers) < set(o.levers) for p in adv.fitting)
+
+
+def test_nothing_fits_comes_with_the_smallest_setup_that_would() -> None:
+    """Issue 26 item 3: a 70B full fine-tune on one 24 GB card: sized setups beyond --max-gpus, never a bare no."""
+    from advisor.advice import fit_options
+
+    adv = fit_options("llama-3-70b", "rtx-4090", batch_size=4, seq_len=2048, gradient_checkpointing=True,
+                      calibration=None, max_gpus=1)
+    assert not adv.fits and adv.fitting
+    full = next(o for o in adv.fitting if o.beyond_max_gpus and "QLoRA" not in o.levers)
+    assert full.num_gpus > 8 and full.kwargs["parallelism"] == "zero3" and full.memory_per_gpu_bytes < 24e9
+    assert all(o.memory_per_gpu_bytes <= o.usable_per_gpu_bytes for o in adv.fitting)
+    assert main(["estimate", "--model", "llama-3-70b", "--gpu", "rtx-4090", "--batch-size", "4", "--seq-len", "2048",
+                 "--gradient-checkpointing", "--calibration", "none"]) == 0
+
+
 def test_fit_options_are_the_estimators_own_numbers() -> None:
     from advisor.advice import fit_options
 
@@ -172,8 +204,10 @@ def test_fit_options_are_the_estimators_own_numbers() -> None:
     ddp = next(o for o in micro.options if o.change.startswith("data parallel") and o.fits)
     assert ddp.kwargs["parallelism"] == "ddp"
     assert not any(o.kwargs.get("parallelism") == "zero3" and o.num_gpus >= ddp.num_gpus for o in micro.options)
-    rates = [o.effective_samples_per_s for o in micro.fitting]
-    assert rates == sorted(rates, reverse=True)  # fastest first
+    # the smallest change first (software before more cards), then the fastest
+    order = [(len(o.levers) + sum(lv == "bigger card" or lv[0].isdigit() for lv in o.levers),
+              -o.effective_samples_per_s) for o in micro.fitting]
+    assert order == sorted(order) and micro.smallest is micro.fitting[0]
     assert fit_options("gpt2", "h100-sxm5-80gb", batch_size=4, seq_len=512, calibration=None).options == ()
     frame = adv.to_frame()
     assert len(frame) == len(adv.options) and bool(frame["fits"].iloc[0])
@@ -239,3 +273,46 @@ def test_the_workload_flags_accept_exactly_the_library_s_names() -> None:
     choices = {a.dest: tuple(a.choices) for a in parser._actions if a.choices is not None}
     assert choices["precision"] == PRECISIONS and choices["optimizer"] == OPTIMIZERS and choices["mode"] == MODES
     assert choices["parallelism"] == STRATEGIES and choices["runtime"] == RUNTIMES
+
+
+# ---------------------------------------------------------------- issue 26 item 4: no flag silently ignored
+
+@pytest.mark.parametrize(("argv", "flag"), [
+    (["--model", "gpt2", "--gpu", "rtx-4090", "--mode", "infer", "--optimizer", "sgd"], "--optimizer"),
+    (["--model", "gpt2", "--gpu", "rtx-4090", "--mode", "infer", "--gradient-checkpointing"],
+     "--gradient-checkpointing"),
+    (["--model", "mnist-cnn", "--gpu", "rtx-4090", "--total-tokens", "1e9"], "--total-tokens"),
+    (["--model", "gpt2", "--gpu", "rtx-4090", "--num-gpus", "3", "--batch-size", "4"], "--batch-size 4"),
+    (["--model", "gpt2", "--gpu", "rtx-4090", "--parallelism", "zero3"], "--parallelism zero3"),
+])
+def test_a_flag_that_does_nothing_gets_a_warning_naming_it(argv: list[str], flag: str,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["estimate", *argv, "--calibration", "none", "--json"]) == 0
+    captured = capsys.readouterr()
+    json.loads(captured.out)  # stdout stays one document
+    warnings = [line for line in " ".join(captured.err.split()).split("warning: ") if flag in line]
+    assert warnings, captured.err
+
+
+def test_a_plain_job_gets_no_warning(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["estimate", "--model", "gpt2", "--gpu", "rtx-4090", "--num-gpus", "2", "--batch-size", "4",
+                 "--calibration", "none", "--json"]) == 0
+    assert "warning" not in capsys.readouterr().err
+
+
+def test_a_calibration_file_of_another_card_is_an_error(capsys: pytest.CaptureFixture[str]) -> None:
+    probe = Path(__file__).parent / "data" / "gpu-runs" / "h100-2026-11-28" / "probe-full.json"
+    assert main(["estimate", "--model", "gpt2", "--gpu", "rtx-4090", "--calibration", str(probe)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "h100-sxm5-80gb" in err and "GeForce RTX 4090" in err and "hint:" in err
+    assert main(["estimate", "--model", "gpt2", "--gpu", "h100-sxm5-80gb", "--calibration", str(probe),
+                 "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["calibrated"] is True
+
+
+def test_amp_bf16_on_a_card_without_bf16_is_costed_at_amp_fp16(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["estimate", "--model", "bert-base", "--gpu", "t4", "--batch-size", "8", "--seq-len", "128",
+                 "--calibration", "none", "--json"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["workload"]["precision"] == "amp-fp16"
+    assert "costed at amp-fp16" in " ".join(captured.err.split())

@@ -148,7 +148,7 @@ _SPEC_BASE: dict[str, Any] = {
     "release_year": 2024, "memory_gb": 80, "memory_type": "HBM3", "memory_bandwidth_gbs": 3350.0,
     "fp32_tflops": 67.0, "tf32_tflops": 494.7, "bf16_tflops": 989.4, "fp16_tflops": 989.4, "tdp_w": 700,
     "sm_count": 132, "boost_clock_mhz": 1980, "base_clock_mhz": 1590, "l2_cache_mb": 50, "price_usd": 30000,
-    "source": "fuzz"}
+    "price_kind": "list", "price_date": "2023-03", "source": "fuzz"}
 _SPEC_INTS = {"release_year", "tensor_cores", "sm_count", "devices_per_package", "interconnect.pcie_gen",
               "interconnect.pcie_lanes"}
 _SPEC_EDGES = sorted({b for lo, hi in SPEC_LIMITS.values() for b in (lo, hi, hi * 1.01, lo * 0.99)})

@@ -158,7 +158,8 @@ def test_strided_elements_are_priced_per_sm_cycle_at_the_boost_clock() -> None:
     rates = card_rates(spec, "bf16", eff, 989e12, 67e12)
     per_s = spec.sm_count * spec.boost_clock_mhz * 1e6 * STRIDED_ELEMENTS_PER_SM_CYCLE
     assert rates.strided_elements_s == pytest.approx(per_s)  # not slowed by the GEMM's power-capped clock
-    assert rates.unaligned_flops == pytest.approx(989e12 * unaligned_fraction("hopper"))  # nor align-1 GEMMs
+    align1 = efficiency.defaults_for("hopper").unaligned
+    assert rates.unaligned_flops == pytest.approx(989e12 * unaligned_fraction(align1))  # nor align-1 GEMMs
     n = 1e9
     ew = OpCost("aten.mul[strided]", "elementwise", "forward", 0.0, 4 * n, strided_elements=n)
     red = OpCost("aten.sum[strided]", "reduction", "backward", 0.0, 2 * n, strided_elements=n)
@@ -253,7 +254,7 @@ def test_analytic_decode_prices_hugging_faces_kv_cache_cat_by_its_elements() -> 
 
 
 def test_analytic_presets_list_autocasts_activation_casts_and_hugging_faces_loss_copies() -> None:
-    """As the tracer sees validate's zoo GPT-2 / Llama run under autocast, and as Hugging Face 4.46's loss reads."""
+    """As the tracer sees validate's zoo GPT-2 / Llama run under autocast, and as transformers 5's loss reads."""
     kw = dict(mode="train", batch_size=4, seq_len=512, optimizer="adamw", calibration="none")
 
     def ops(model: str, precision: str) -> dict[str, OpCost]:
@@ -267,9 +268,13 @@ def test_analytic_presets_list_autocasts_activation_casts_and_hugging_faces_loss
     assert gpt2["layers.*.attn.qkv.input_cast.grad"].strided_elements == pytest.approx(12 * tokens * h)
     assert gpt2["layers.*.residual"].strided_elements == pytest.approx(12 * 2 * tokens * h)  # fp32 + bf16
     assert not ops("gpt2", "bf16")["layers.*.residual"].strided_elements  # one dtype: vectorized
-    # the loss: a shifted copy of the logits; Llama's ForCausalLMLoss upcasts 16-bit logits first, GPT-2's does not
-    assert gpt2["loss.shift"].strided_elements == pytest.approx(tokens * 50257) and "loss.upcast" not in gpt2
+    # the loss as transformers 5 runs it: ForCausalLMLoss upcasts 16-bit logits (GPT-2's too), shifts the labels
+    # (no copy of the logits)
+    assert gpt2["loss.upcast"].strided_elements == pytest.approx(tokens * 50257) and "loss.shift" not in gpt2
     assert llama["loss.upcast"].strided_elements == pytest.approx(tokens * 32000)
+    # GPT-2's gelu_new runs unfused: 10 kernels forward per layer under autocast, 3 of them index-bound
+    assert gpt2["layers.*.mlp.act"].count == 12 * 10
+    assert gpt2["layers.*.mlp.act"].strided_elements == pytest.approx(12 * 3 * tokens * 4 * h)
     infer = estimate("gpt2", "h200-sxm-141gb", precision="amp-bf16", mode="infer", batch_size=4, seq_len=512,
                      gen_len=0, calibration="none").workload.ops
     assert not any(o.name.startswith("loss.") for o in infer)  # no loss without training

@@ -32,8 +32,20 @@ def test_slot_powered_cards_hold_less_than_boost_but_at_least_base() -> None:
 
 
 def test_full_tdp_edge_and_unclocked_cards_keep_boost() -> None:
-    for gpu in ("h100-sxm5-80gb", "a100-sxm4-80gb", "rtx-4090", "jetson-orin-nano-8gb"):
+    for gpu in ("h100-sxm5-80gb", "a100-sxm4-80gb", "rtx-6000-ada", "jetson-orin-nano-8gb"):
         assert sustained_clock(get_gpu(gpu)).fraction == 1.0
+
+
+def test_geforce_cards_run_above_boost_and_cdna3_below_it_under_a_gemm() -> None:
+    from advisor.estimator.profiles import profile_for
+
+    for gpu in ("rtx-4090", "rtx-3090", "rtx-5090"):  # GPU Boost above the rated figure at the power cap
+        spec = get_gpu(gpu)
+        assert sustained_clock(spec).fraction == profile_for(spec).value("clock_geforce") > 1.0
+    # AMD's MAF measurement: MI300X 1,207 of 2,100 MHz under a dense bf16 GEMM; the MI325X (1000 W) by the power
+    # rule lands near its own measured 1,447 MHz
+    assert sustained_clock(get_gpu("mi300x")).mhz == pytest.approx(1207, rel=0.01)
+    assert sustained_clock(get_gpu("mi325x")).mhz == pytest.approx(1447, rel=0.05)
     quadro = get_gpu("quadro-gv100")  # no boost clock in the catalog
     assert quadro.boost_clock_mhz is None and sustained_clock(quadro).fraction == 1.0
 

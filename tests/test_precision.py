@@ -27,3 +27,17 @@ def test_unknown_precision_is_a_workload_error_with_the_accepted_names() -> None
     with pytest.raises(WorkloadError, match="fp6") as info:
         element_bytes("fp6")
     assert info.value.hint is not None and "amp-bf16" in info.value.hint
+
+
+def test_nf4_bytes_have_one_home_read_by_the_memory_rule_and_the_builders_dequantization() -> None:
+    from advisor.estimator.memory import weight_bytes_per_param
+    from advisor.precision import NF4_BYTES_PER_WEIGHT
+    from advisor.workload import from_preset
+
+    assert pytest.approx(0.5 + 0.127 / 8, abs=1e-4) == NF4_BYTES_PER_WEIGHT  # QLoRA paper: 0.127 bit of constants
+    frozen = weight_bytes_per_param("amp-bf16", trainable=False, mode="train", quantize_base="nf4")
+    assert frozen == NF4_BYTES_PER_WEIGHT
+    w = from_preset("llama-2-7b", batch_size=1, seq_len=256, lora_rank=8, quantize_base="nf4", precision="amp-bf16")
+    dq = next(op for op in w.ops if op.name == "layers.*.mlp.down.dequant")
+    weights = 4096 * 11008 * 32
+    assert dq.bytes == pytest.approx(weights * (NF4_BYTES_PER_WEIGHT + 2.0))

@@ -9,6 +9,7 @@ exactly and fast.  ``TestRealEstimator`` runs the real estimator + workloads end
 from __future__ import annotations
 
 import importlib
+import itertools
 import json
 import math
 import subprocess
@@ -99,7 +100,7 @@ class FakeEstimator:
         usable = spec.memory_bytes * 0.95
         free = usable - states - 0.5 * GIB
         max_b = int(free // per_sample) * (num_gpus if parallelism != "tp" else 1) if free > 0 else None
-        peak = spec.peak_flops(w.precision)
+        peak = spec.peak_flops(w.precision) or spec.fp32_tflops * 1e12  # fp16 via vector units (Pascal)
         step = w.flops_per_step / (0.5 * peak)
         sps = per_gpu_batch * (num_gpus if parallelism != "tp" else 1) / step
         return _Est(_Mem(total, total <= usable, usable, max_b or None), _Time(step, sps, sps * 1024))
@@ -136,7 +137,7 @@ def test_ranking_order_follows_the_objective(fake: FakeEstimator, objective: str
            "cost": lambda c: c.cost_cloud_usd, "cost-buy": lambda c: c.buy_usd_per_sample_per_s,
            "energy": lambda c: c.energy_kwh}[objective]
     values = [key(c) for c in r.rows]
-    assert None not in values and values == sorted(values)
+    assert None not in values and all(b >= a * (1 - 1e-6) for a, b in itertools.pairwise(values))  # ties: --then
     assert len(r.rows) >= 2
     if objective == "cost":  # the old name ranks by the cloud cost of the job, and says so
         assert r.objective == "cost-cloud" and any("deprecated" in a for a in r.assumptions)
@@ -294,9 +295,9 @@ def test_does_not_fit_reason_names_sizes(fake: FakeEstimator, monkeypatch: pytes
     x = reasons[0]
     assert "needs" in x.reason and "GiB" in x.reason and "has" in x.reason
     assert x.needed_bytes > x.available_bytes
-    assert r.partial is not None and "fits on no card" in r.partial
+    assert r.partial is not None and "fits on none of the" in r.partial
     # the fake model is unknown to the real estimator: no fit options, and the partial answer says so
-    assert r.fit_options is None and "no single change tried fits" in r.partial
+    assert r.fit_options is None and "no setup found that fits" in r.partial
 
 
 def test_sharding_fallback_makes_a_big_model_fit_on_several_cards(fake: FakeEstimator,
@@ -425,16 +426,18 @@ class TestRealEstimator:
     def test_batch_that_fits_nowhere_gets_a_partial_answer(self) -> None:
         r = recommend("llama-2-70b", batch_size=64, seq_len=4096, max_gpus=1)
         assert not r.rows
-        assert r.partial is not None and "fits on no card" in r.partial
+        assert r.partial is not None and "fits on none of the" in r.partial
         # the same fit-options table as estimate's, for the card with the most memory
         adv = r.fit_options
         assert adv is not None and not adv.fits and adv.why and adv.fitting
-        assert "it would fit with" in r.partial and adv.fitting[0].how in r.partial
+        assert "the smallest setup that fits" in r.partial and adv.fitting[0].how in r.partial
+        assert "GiB per GPU" in r.partial  # sized
         assert r.to_dict()["fit_options"]["options"][0]["fits"] is True
         assert {x.code for x in r.rejected} <= {"does_not_fit", "precision_unsupported"}
 
     def test_bf16_on_volta_is_rejected_with_the_supported_list(self) -> None:
-        r = recommend("bert-base", batch_size=8, seq_len=128, precision="amp-bf16", max_gpus=1,
+        # pure bf16 has no fallback (amp-bf16 is costed at amp-fp16 instead: see the test below)
+        r = recommend("bert-base", batch_size=8, seq_len=128, precision="bf16", max_gpus=1,
                       gpus=["v100-sxm2-16gb", "a100-sxm4-80gb"])
         v100 = [x for x in r.rejected if x.gpu_id == "v100-sxm2-16gb"]
         assert v100 and v100[0].code == "precision_unsupported" and "fp16" in v100[0].reason
@@ -446,9 +449,10 @@ class TestRealEstimator:
 
     def test_recommend_is_fast_after_loading(self) -> None:
         recommend("llama-3-8b", batch_size=8, seq_len=2048)  # warm: specs and workload
-        t0 = time.perf_counter()
+        # CPU time of this process, not wall time: other processes on a shared, busy host do not count
+        t0 = time.process_time()
         recommend("llama-3-8b", batch_size=8, seq_len=2048)
-        assert time.perf_counter() - t0 < 1.0  # the 200 ms target is checked by benchmarks/bench_recommend.py
+        assert time.process_time() - t0 < 1.0  # the 200 ms target is checked by benchmarks/bench_recommend.py
 
     def test_cli_does_not_import_torch(self) -> None:
         code = ("import sys; from advisor.cli import main; rc = main(['recommend', '--model', 'llama-3-70b', "
@@ -487,7 +491,7 @@ def test_cli_exits_1_when_no_card_qualifies_but_still_prints_the_partial_answer(
     assert "best partial answer" in capsys.readouterr().out
     assert main([*argv, "--json"]) == 1
     doc = json.loads(capsys.readouterr().out)
-    assert doc["rows"] == [] and "fits on no card" in doc["partial"]
+    assert doc["rows"] == [] and "fits on none of the" in doc["partial"]
     assert main(["recommend", "--model", "gpt2", "--max-gpus", "1", "--json"]) == 0
 
 
@@ -545,3 +549,48 @@ def test_cloud_cell_tells_not_rentable_from_no_price(capsys) -> None:
     mi50 = next(line for line in out.splitlines() if "MI50 " in line)
     mi250 = next(line for line in out.splitlines() if "MI250" in line)
     assert "not rentable" in mi50 and "no price" in mi250
+
+
+def test_amp_bf16_is_costed_at_amp_fp16_on_cards_without_bf16_not_refused() -> None:
+    """Issue 26 item 5: older cards get an answer, with a note, instead of 'precision unsupported'."""
+    r = recommend("bert-base", batch_size=8, seq_len=128, max_gpus=1, calibration=None,
+                  gpus=["v100-sxm2-16gb", "t4", "a100-sxm4-80gb"])
+    by_id = {c.gpu_id: c for c in r.rows}
+    assert set(by_id) == {"v100-sxm2-16gb", "t4", "a100-sxm4-80gb"} and not r.rejected
+    assert by_id["t4"].precision == by_id["v100-sxm2-16gb"].precision == "amp-fp16"
+    assert by_id["a100-sxm4-80gb"].precision is None
+    assert any("costed at amp-fp16" in line and "Tesla T4" in line for line in r.summary)
+    assert any("costed at amp-fp16" in a for a in r.assumptions)
+    # a precision with no fallback is still a rejection that says what the card supports
+    fp8 = recommend("bert-base", batch_size=8, seq_len=128, mode="infer", precision="fp8", max_gpus=1,
+                    calibration=None, gpus=["t4"])
+    assert fp8.rejected[0].code == "precision_unsupported" and "supports" in fp8.rejected[0].reason
+
+
+def test_one_default_card_count_for_the_api_the_cli_and_the_dashboard() -> None:
+    import inspect
+
+    from advisor.commands.recommend import add_parser
+
+    assert inspect.signature(recommend).parameters["max_gpus"].default == rec_mod.DEFAULT_MAX_GPUS
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    add_parser(parser.add_subparsers())
+    args = parser.parse_args(["recommend", "--model", "gpt2"])
+    assert args.max_gpus == rec_mod.DEFAULT_MAX_GPUS
+
+
+def test_text_output_lists_the_key_assumptions_and_all_on_request(loader_capped: LoaderCappedEstimator,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    loader_capped.loader = 0.01
+    argv = ["recommend", "--model", "fake", "--batch-size", "8", "--max-gpus", "1"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    key = out[out.index("key assumptions"):].splitlines()[1:]
+    listed = [line for line in key if line.startswith("  - ")]
+    assert 2 <= len(listed) <= 5 and "job:" in listed[0] and "--assumptions" in out
+    assert main([*argv, "--assumptions"]) == 0
+    full = capsys.readouterr().out
+    r = recommend("fake", batch_size=8, max_gpus=1)
+    assert all(a.split()[0] in full for a in r.assumptions) and len(full.splitlines()) > len(out.splitlines())

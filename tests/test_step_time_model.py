@@ -33,7 +33,7 @@ def test_alignment_rules() -> None:
     assert aligned([(8192, 768, 3072)], 8) and not aligned([(8192, 50257, 768)], 8)
     assert common_alignment([(8192, 50257, 768)], 8) == 1
     assert common_alignment([(8192, 30522, 768)], 8) == 2
-    assert unaligned_fraction("hopper", 2) == pytest.approx(2 * unaligned_fraction("hopper", 1))
+    assert unaligned_fraction(0.12, 2) == pytest.approx(2 * unaligned_fraction(0.12, 1))
 
 
 def test_gpt2_vocabulary_padding_is_advised_and_pays() -> None:

@@ -101,7 +101,7 @@ def test_two_processes_at_once(tmp_path) -> None:
 def test_corrupt_file_is_a_store_error(tmp_path) -> None:
     path = tmp_path / "h.sqlite3"
     path.write_bytes(b"this is not a database" * 100)
-    with pytest.raises(StoreError, match="unreadable or corrupt") as exc:
+    with pytest.raises(StoreError, match="corrupt or not an SQLite database") as exc:
         HistoryStore(path)
     assert "move the file aside" in exc.value.hint
 

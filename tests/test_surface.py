@@ -36,12 +36,12 @@ def test_probe_and_estimate_are_the_functions_not_the_subpackages() -> None:
 def test_every_design_command_is_registered() -> None:
     parser = build_parser()
     sub = next(a for a in parser._actions if a.dest == "command")
-    assert set(COMMANDS) == {"specs", "probe", "estimate", "recommend", "validate"}
+    assert set(COMMANDS) == {"specs", "probe", "estimate", "recommend", "validate", "history"}
     assert set(COMMANDS) <= set(sub.choices)
 
 
 @pytest.mark.parametrize("argv", [[], ["specs"], ["specs", "list"], ["specs", "show"], ["specs", "compare"],
-                                  ["probe"], ["estimate"], ["recommend"], ["validate"]])
+                                  ["probe"], ["estimate"], ["recommend"], ["validate"], ["history"]])
 def test_every_command_has_help(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:
         main([*argv, "--help"])

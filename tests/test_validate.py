@@ -302,3 +302,14 @@ def test_gpu_rows_measure_reserved_memory_and_cuda_event_time() -> None:
     # Nothing left behind, exactly, once cuBLAS workspaces (allocator blocks, not tensors) are released too.
     device.device.empty_cache(workspaces=True)
     assert device.device.allocated_bytes() == 0
+
+
+def test_noisy_timings_are_marked_with_their_spread() -> None:
+    """Issue 26 item 10: validate on a busy CPU swung -69%..+707% between runs and did not say so."""
+    from advisor.validate.records import NOISY_SPREAD, Measurement
+
+    steady = Measurement(peak_bytes=1.0, step_s=1.0, step_times_s=(1.0, 1.01, 0.99, 1.0, 1.02))
+    busy = Measurement(peak_bytes=1.0, step_s=1.0, step_times_s=(0.5, 1.0, 2.5, 1.0, 4.0))
+    assert steady.spread is not None and steady.spread < NOISY_SPREAD and not steady.noisy
+    assert busy.spread > NOISY_SPREAD and busy.noisy
+    assert Measurement(peak_bytes=1.0, step_s=1.0, step_times_s=(1.0, 2.0)).spread is None  # too few to say

@@ -71,7 +71,8 @@ def run_watch(args: argparse.Namespace, *, backend: InventoryBackend | None = No
     from advisor.probing.watch import Snapshot, device_rows, json_rows, read_cpu_counters, sample
 
     own = backend is None
-    backend = default_backend() if own else backend
+    if backend is None:
+        backend = default_backend()
     console = stdout_console()
     live = None
     try:

@@ -11,9 +11,11 @@ import math
 from typing import Any
 
 from advisor.commands._output import (
+    add_assumptions_flag,
     add_json_flag,
     add_specs_dir_flag,
     fit_table,
+    print_assumptions,
     print_json,
     stderr_console,
     stdout_console,
@@ -111,12 +113,14 @@ def workload_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     ``num_gpus`` and ``specs_dir``.  ``--calibration auto`` is resolved here, at the edge: the history
     store is read once and the estimator gets its data (``StoredProbes``).
     """
-    from advisor.calibration import resolve_calibration
+    from advisor.calibration import resolve_calibration, skipped_rows_warning
 
     calibration: Any = args.calibration
     if isinstance(calibration, str) and calibration.lower() == "none":
         calibration = None
     calibration = resolve_calibration(calibration)
+    if (warning := skipped_rows_warning(calibration)) is not None:
+        stderr_console().print(warning, markup=False)
     options = WorkloadOptions(**{name: getattr(args, name) for name in WorkloadOptions.names()})
     return {
         **options.keywords(),
@@ -129,6 +133,41 @@ def workload_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         "runtime": args.runtime,
         "channels_last": args.channels_last,
     }
+
+
+def ignored_flags(args: argparse.Namespace, *, num_gpus: int | None = None,
+                  has_tokens: bool | None = None) -> list[str]:
+    """A warning for every flag given that does nothing for this job (shared by ``estimate`` and ``recommend``).
+
+    Args:
+        args: the parsed workload flags.
+        num_gpus: the card count (``estimate``), for the batch split and ``--parallelism``; ``None``: not fixed.
+        has_tokens: whether the model has a sequence (``--total-tokens`` needs one); ``None``: not known.
+    """
+    out = []
+    if args.mode == "infer":
+        given = [flag for flag, on in (("--optimizer", args.optimizer != _DEFAULT.optimizer),
+                                       ("--gradient-checkpointing", args.gradient_checkpointing),
+                                       ("--grad-accum", args.grad_accum != _DEFAULT.grad_accum),
+                                       ("--epochs", args.epochs != 1), ("--dataset-samples", args.dataset_samples))
+                 if on]
+        out += [f"warning: {flag} does nothing in --mode infer (no backward pass, no optimizer step); ignored"
+                for flag in given]
+    if has_tokens is False and args.total_tokens is not None:
+        out.append("warning: --total-tokens does nothing for a model without a token sequence (a CNN's job is "
+                   "samples: give --dataset-samples and --epochs); ignored")
+    if args.dataset_samples is not None and args.total_tokens is not None:
+        out.append("warning: --total-tokens is ignored when --dataset-samples is given (the job is dataset samples x "
+                   "epochs)")
+    if num_gpus is not None:
+        if num_gpus == 1 and args.parallelism is not None:
+            out.append(f"warning: --parallelism {args.parallelism} does nothing on one GPU (--num-gpus 1); ignored")
+        elif num_gpus > 1 and args.parallelism != "tp" and args.batch_size % num_gpus:
+            per = -(-args.batch_size // num_gpus)
+            out.append(f"warning: --batch-size {args.batch_size} does not split evenly over {num_gpus} GPUs: each "
+                       f"runs {per}, so {per * num_gpus} samples are computed per step (a multiple of {num_gpus}, "
+                       "e.g. --batch-size " f"{per * num_gpus}, says what runs)")
+    return out
 
 
 def add_parser(subparsers: Any) -> None:
@@ -145,6 +184,7 @@ def add_parser(subparsers: Any) -> None:
                         "communication) and what would make each faster")
     add_workload_args(p)
     add_specs_dir_flag(p)
+    add_assumptions_flag(p)
     add_json_flag(p)
     p.set_defaults(func=run)
 
@@ -153,16 +193,52 @@ def _gib(n: float) -> str:
     return f"{n / 1024**3:,.2f} GiB"
 
 
+def _check_calibration_card(calibration: Any, e: Any, spec: Any) -> None:
+    """A ``--calibration`` probe file of another card is an error: it would silently calibrate nothing."""
+    from pathlib import Path
+
+    from advisor.errors import EstimateError
+
+    if not isinstance(calibration, str) or calibration.lower() in ("auto", "none", "off") or e.calibrated:
+        return
+    import json
+
+    try:
+        data = json.loads(Path(calibration).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return  # the estimator already said what is wrong with an unreadable file
+    devices = [d.get("catalog_id") or d.get("name") for d in data.get("devices", []) if isinstance(d, dict)]
+    if devices:
+        raise EstimateError(f"--calibration {calibration} holds no probe of {spec.name} ({spec.id}): it was measured "
+                            f"on {', '.join(str(d) for d in devices)}",
+                            hint=f"probe a {spec.name} (`python -m advisor probe --json --out FILE` on it), estimate "
+                                 "the card the file was measured on, or use --calibration auto / none")
+
+
 def run(args: argparse.Namespace) -> int:
     """``estimate``."""
     from advisor.advice import fit_options
     from advisor.api import estimate
+    from advisor.catalog import get_gpu
+    from advisor.estimator import matmul_rate
+    from advisor.recommender import PRECISION_FALLBACKS
     from advisor.units import format_seconds
 
     specs_dir = args.specs_dir[0] if args.specs_dir else None
     kwargs = workload_kwargs(args)
+    spec = get_gpu(args.gpu, specs_dir=specs_dir)
+    fallback = PRECISION_FALLBACKS.get(args.precision)
+    if fallback and matmul_rate(spec, args.precision) is None and matmul_rate(spec, fallback) is not None:
+        # costed, not refused: the same rule as recommend's
+        kwargs["precision"] = fallback
+        stderr_console().print(f"note: {spec.name} has no {args.precision} rate: costed at {fallback} (same memory; "
+                               "fp16 autocast needs loss scaling)", markup=False)
     with tracing_spinner():
-        e = estimate(args.model, args.gpu, num_gpus=args.num_gpus, specs_dir=specs_dir, **kwargs)
+        e = estimate(args.model, spec, num_gpus=args.num_gpus, specs_dir=specs_dir, **kwargs)
+    _check_calibration_card(args.calibration, e, spec)
+    for warning in ignored_flags(args, num_gpus=args.num_gpus, has_tokens=e.to_dict()["workload"]["seq_len"]
+                                 is not None):
+        stderr_console().print(warning, markup=False)
     if args.calibration == "auto":
         problem = getattr(kwargs["calibration"], "problem", None)  # the history store, as read for this estimate
         if problem:
@@ -187,11 +263,15 @@ def run(args: argparse.Namespace) -> int:
                   + (f", {w['optimizer']}" if w["mode"] == "train" else "")
                   + (f", {d['parallelism']}" if d["num_gpus"] > 1 else "")
                   + ("  [calibrated by a probe]" if d["calibrated"] else ""))
-    rows = [(k, _gib(v), f"{100 * v / m['total_bytes']:.1f}%" if m["total_bytes"] else "-")
-            for k, v in m["breakdown_bytes"].items()]
-    rows.append(("total (per GPU)", _gib(m["total_bytes"]), "100%"))
-    rows.append(("usable on card", _gib(m["usable_bytes"]), ""))
-    console.print(table("memory per GPU", ("category", "size", "share"), rows, right_align=("size", "share")))
+    # what a user can act on, largest first, each with what shrinks it (the JSON keeps breakdown_bytes as well)
+    parts = m.get("categories_bytes") or m["breakdown_bytes"]
+    shrink = m.get("category_advice", {})
+    rows = [(k, _gib(v), f"{100 * v / m['total_bytes']:.1f}%" if m["total_bytes"] else "-", shrink.get(k))
+            for k, v in sorted(parts.items(), key=lambda kv: -kv[1])]
+    rows.append(("total (per GPU)", _gib(m["total_bytes"]), "100%", None))
+    rows.append(("usable on card", _gib(m["usable_bytes"]), "", None))
+    console.print(table("memory per GPU", ("category", "size", "share", "what shrinks it"), rows,
+                        right_align=("size", "share")))
     verdict = "[green]fits[/green]" if m["fits"] else "[red]does not fit[/red]"
     mb = m["max_batch_size"]
     if m["fits"] or mb:
@@ -242,7 +322,5 @@ def run(args: argparse.Namespace) -> int:
                       "CUDA graphs (mode='reduce-overhead'), or a graph runtime (vLLM, TensorRT-LLM) removes most "
                       "of it; --runtime graph estimates that")
     console.print(f"FLOPs per step: {d['flops_per_step']:.3e}")
-    console.print("[bold]assumptions[/bold]")
-    for a in d["assumptions"]:
-        console.print(f"  - {a}")
+    print_assumptions(console, d["assumptions"], args.assumptions, limiter=t.get("limiter"), fits=m["fits"])
     return 0

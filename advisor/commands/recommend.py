@@ -7,19 +7,27 @@ from typing import Any
 
 from advisor.catalog import SEGMENTS, VENDORS
 from advisor.commands._output import (
+    add_assumptions_flag,
     add_json_flag,
     add_specs_dir_flag,
     fit_table,
+    print_assumptions,
     print_json,
     stderr_console,
     stdout_console,
     table,
     tracing_spinner,
 )
-from advisor.commands.estimate import _positive_float, _positive_int, add_workload_args, workload_kwargs
+from advisor.commands.estimate import (
+    _positive_float,
+    _positive_int,
+    add_workload_args,
+    ignored_flags,
+    workload_kwargs,
+)
 from advisor.errors import AdvisorError
 from advisor.ranking import TIE_BREAKS
-from advisor.recommender import OBJECTIVE_ALIASES, OBJECTIVES  # light: no torch, no pandas
+from advisor.recommender import DEFAULT_MAX_GPUS, OBJECTIVE_ALIASES, OBJECTIVES  # light: no torch, no pandas
 
 
 def add_parser(subparsers: Any) -> None:
@@ -30,8 +38,8 @@ def add_parser(subparsers: Any) -> None:
                     "train, cost or energy; every rejected card x count says why. Exits 1 when no card qualifies "
                     "(the best partial answer is still printed).")
     add_workload_args(p)
-    p.add_argument("--max-gpus", type=_positive_int, default=8, metavar="N",
-                   help="largest card count considered (powers of two up to N, plus N; default 8)")
+    p.add_argument("--max-gpus", type=_positive_int, default=DEFAULT_MAX_GPUS, metavar="N",
+                   help=f"largest card count considered (powers of two up to N, plus N; default {DEFAULT_MAX_GPUS})")
     p.add_argument("--budget-usd", type=_positive_float, metavar="X",
                    help="drop candidates that cost more than this: the job at cloud rates (the cards' price "
                         "with --objective cost-buy)")
@@ -49,6 +57,7 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--top", type=_positive_int, default=15, metavar="K", help="rows shown (default 15)")
     p.add_argument("--show-rejected", action="store_true", help="also list rejected cards and why")
     add_specs_dir_flag(p)
+    add_assumptions_flag(p)
     add_json_flag(p)
     p.set_defaults(func=run)
 
@@ -82,6 +91,8 @@ def run(args: argparse.Namespace) -> int:
         rec = recommend(args.model, max_gpus=args.max_gpus, objective=args.objective, budget_usd=args.budget_usd,
                         vendor=args.vendor, segment=args.segment, gpus=args.gpus, specs_dir=specs_dir, then=args.then,
                         **kwargs)
+    for warning in ignored_flags(args, num_gpus=1 if args.max_gpus == 1 else None):
+        stderr_console().print(warning, markup=False)
     if args.objective in OBJECTIVE_ALIASES:
         stderr_console().print(f"note: --objective {args.objective} is deprecated; it means "
                                f"{OBJECTIVE_ALIASES[args.objective]} (use cost-buy for the cards' price)")
@@ -103,7 +114,8 @@ def run(args: argparse.Namespace) -> int:
     rows = []
     for r in rec.rows[: args.top]:
         frac = r.headroom_fraction
-        rows.append((r.rank, r.gpu_name, f"{r.num_gpus} {r.parallelism}" if r.parallelism else r.num_gpus,
+        card = r.gpu_name + (f" ({r.precision})" if r.precision else "")
+        rows.append((r.rank, card, f"{r.num_gpus} {r.parallelism}" if r.parallelism else r.num_gpus,
                      format_seconds(r.time_to_train_s), _limiter(r.limiter),
                      _cloud_cell(r.gpu_id, r.cost_cloud_usd, args),
                      None if r.cost_buy_usd is None else format_usd(r.cost_buy_usd),
@@ -124,6 +136,8 @@ def run(args: argparse.Namespace) -> int:
         console.print(f"{starved} of these are input-bound: the data loader (--loader-samples-per-s, or the stated "
                       "CPU-decode rate) or the host->device copies set their pace, and time to train runs at it; "
                       "`estimate ... --json` gives time.input_advice")
+    if rec.uncertainty:
+        console.print(rec.uncertainty)
     if rec.partial:
         console.print(f"[bold]best partial answer:[/bold] {rec.partial}")
     if rec.fit_options is not None and rec.fit_options.options:
@@ -137,9 +151,9 @@ def run(args: argparse.Namespace) -> int:
     if args.show_rejected and rec.rejected:
         console.print(table("rejected", ("card", "GPUs", "why"),
                             [(r.gpu_name, r.num_gpus, r.reason) for r in rec.rejected]))
-    console.print("[bold]assumptions[/bold]")
-    for a in rec.assumptions:
-        console.print(f"  - {a}")
+    best = rec.best
+    print_assumptions(console, rec.assumptions, args.assumptions, limiter=best.limiter if best else None,
+                      fits=best is not None)
     return status
 
 

@@ -7,7 +7,8 @@ import sys
 from typing import Any
 
 from advisor.commands._output import add_json_flag, print_json, stderr_console, stdout_console, table
-from advisor.errors import AdvisorError, UnknownModelError, read_json_object
+from advisor.errors import AdvisorError, UnknownModelError
+from advisor.validate.records import NOISY_SPREAD
 
 _DESCRIPTION = """\
 Run a zoo of real training and inference steps on this machine's GPU (the CPU when there is none),
@@ -157,6 +158,9 @@ def _print(args: argparse.Namespace, report: Any, doc: dict[str, Any], notes: li
                               f" (estimate said fits={r.prediction.fits})")
         else:
             status = r.error_message or ""
+        if m is not None and m.noisy:
+            status = (f"{status}; " if status else "") + (f"noisy: step times spread {m.spread:.0%} (IQR/median), "
+                                                          "the time error is unreliable (a busy host?)")
         rows.append((r.model, r.case.label(), format_bytes(r.prediction.memory_bytes),
                      format_bytes(m.peak_bytes) if m else None, _pct(r.memory_error),
                      format_seconds(r.prediction.step_s), format_seconds(m.step_s) if m else None,
@@ -170,6 +174,10 @@ def _print(args: argparse.Namespace, report: Any, doc: dict[str, Any], notes: li
               f"{_abs_pct(s['memory']['max_abs_error'])} over {s['memory']['n']} rows; time |error|: median "
               f"{_abs_pct(s['time']['median_abs_error'])}, max {_abs_pct(s['time']['max_abs_error'])} over "
               f"{s['time']['n']} rows; {s['oom']} OOM, {s['failed']} failed")
+    noisy = sum(1 for r in report.rows if r.measurement is not None and r.measurement.noisy)
+    if noisy:
+        out.print(f"{noisy} of {len(report.rows)} rows are noisy (step times spread > {NOISY_SPREAD:.0%}): rerun on "
+                  "an idle host, or with more timed steps, before trusting their time errors")
     out.print(f"memory measured as: {device.memory_method}")
     if device.rates_source:
         out.print(f"CPU rates from: {device.rates_source}")
@@ -211,17 +219,22 @@ def _load_run(ref: str) -> dict[str, Any]:
     """A saved run: a ``validate --json`` file, or the id of a validation in the history store."""
     from pathlib import Path
 
-    path = Path(ref)
-    if ref.isdigit() and not path.exists():
-        from advisor.store import HistoryStore
+    from advisor.files import path_state, shown_path
 
-        for doc in HistoryStore().list_validations(limit=100_000):
-            if doc.get("id") == int(ref):
-                return doc
-        raise AdvisorError(f"--replay: no validation {ref} in the history store",
-                           hint="pass a `validate --json` file, or an id the dashboard's History page lists")
-    return read_json_object(path, what="--replay: the run", hint="pass a file written by `validate --json`, or a "
-                            "validation id", expected="a validate run")
+    path = Path(ref)
+    if ref.isdigit() and path_state(path) == "missing":
+        from advisor.store import HistoryStore, default_store_path
+
+        if not default_store_path().exists():
+            raise AdvisorError(f"--replay: no validation {shown_path(ref)}: there is no history store at "
+                               f"{default_store_path()}",
+                               hint="pass a `validate --json` file, or set $GPU_ADVISOR_HOME to the store's directory")
+        return HistoryStore(default_store_path(), read_only=True).get_validation(int(ref))
+    from advisor.files import read_json_object
+
+    return read_json_object(path, kind="replay", what="--replay: the run",
+                            hint="pass a file written by `validate --json`, or a validation id",
+                            expected="a validate run")
 
 
 def _replay(args: argparse.Namespace) -> int:

@@ -72,7 +72,10 @@ def _my_card() -> tuple[str | None, Any]:
 def _form(model: Any) -> dict[str, Any]:
     """The workload form; only the inputs that mean something for this model are shown."""
     from advisor.ranking import TIE_BREAKS
-    from advisor.recommender import OBJECTIVES
+    from advisor.recommender import DEFAULT_MAX_GPUS, OBJECTIVES
+    from advisor.workload.options import WorkloadOptions
+
+    defaults = WorkloadOptions()  # the library's defaults, as the CLI's and the API's (docs/dashboard.md)
 
     inputs = dd.model_inputs(model)
     specs = common.specs_frame()
@@ -87,19 +90,20 @@ def _form(model: Any) -> dict[str, Any]:
             seq = b.number_input("Sequence length (tokens)", 1, 1_000_000, 2048, key="rec_seq")
         else:
             image = b.number_input("Image size (px)", 16, 4096, key="rec_image")
-        precision = c.selectbox("Precision", list(dd.PRECISIONS), index=list(dd.PRECISIONS).index("amp-bf16"),
+        precision = c.selectbox("Precision", list(dd.PRECISIONS), index=list(dd.PRECISIONS).index(defaults.precision),
                                 key="rec_precision")
         mode = d.selectbox("Mode", ["train", "infer"], key="rec_mode")
         a, b, c, d = st.columns(4)
         optimizer = a.selectbox("Optimizer (training)", list(dd.OPTIMIZERS),
-                                index=list(dd.OPTIMIZERS).index("adamw"), key="rec_optimizer")
+                                index=list(dd.OPTIMIZERS).index(defaults.optimizer), key="rec_optimizer")
         checkpointing, lora, lora_rank = False, False, 16
         if "gradient_checkpointing" in inputs:
-            checkpointing = b.checkbox("Gradient checkpointing", value=True, key="rec_ckpt")
+            checkpointing = b.checkbox("Gradient checkpointing", value=defaults.gradient_checkpointing,
+                                       key="rec_ckpt")
             lora = c.checkbox("LoRA fine-tuning", value=True, key="rec_lora")
             lora_rank = d.number_input("LoRA rank", 1, 1024, 16, key="rec_lora_rank")
         a, b, c, d = st.columns(4)
-        max_gpus = a.number_input("Max GPUs", 1, 64, 1, key="rec_gpus")
+        max_gpus = a.number_input("Max GPUs", 1, 64, DEFAULT_MAX_GPUS, key="rec_gpus")
         objective = b.selectbox("Objective", list(OBJECTIVES), key="rec_objective",
                                 help="what to rank by (recommend's objectives; rental and purchase cost apart where "
                                      "the library offers both)")
@@ -162,6 +166,22 @@ def _cost_charts(view: dict[str, Any]) -> None:
                 st.caption(f"{title}: no ranked card has this price in the catalog.")
 
 
+FIT_FORMATS = {"memory per GPU (GiB)": "{:,.1f}", "step (s)": "{:.3g}", "samples/s": "{:,.3g}",
+               "cloud (USD/h)": "${:,.2f}", "to buy (USD)": "${:,.0f}"}
+
+
+def _fit_options_table(records: list[dict[str, Any]], key: str) -> None:
+    """What would make it fit, smallest change first: the same table as the CLI's."""
+    import pandas as pd
+
+    if not records:
+        return
+    st.markdown("**What would make it fit** (smallest change first)")
+    st.dataframe(dd.display_frame(pd.DataFrame(records), FIT_FORMATS), hide_index=True, key=key)
+    st.caption("Each row is the estimator's own estimate with the changes applied; 'settings' are the matching "
+               "`estimate` / `recommend` options.")
+
+
 def _fit_section(model: Any, model_json: str, options: dict[str, Any]) -> None:
     """Does it fit on my card: starts from the card in this machine (the probe's inventory)."""
     st.subheader("Does it fit on my card?")
@@ -196,6 +216,7 @@ def _fit_section(model: Any, model_json: str, options: dict[str, Any]) -> None:
         need, ram = fit["needed_bytes"], cpu.memory_total_bytes
         st.caption(f"On this machine's CPU the same job would need about {format_bytes(need)} of RAM; it has "
                    f"{format_bytes(ram)} ({'enough' if need <= ram else 'not enough'}).")
+    _fit_options_table(fit.get("options", []), "fit_options")
     _memory_chart(fit["memory"], f"Memory on one {fit['card']}", "Bars: estimated peak memory by category; "
                   "red tick: usable memory of the card.")
     if fit.get("time"):
@@ -255,6 +276,7 @@ def page() -> None:
         st.warning("No card fits this workload with these settings; see the rejected cards below.")
         if view.get("partial"):
             st.info(view["partial"])
+        _fit_options_table(view.get("fit_options", []), "rec_fit_options")
     else:
         st.dataframe(dd.display_frame(ranked, FORMATS), hide_index=True, key="rec_table")
     if view.get("job"):

@@ -34,6 +34,7 @@ from advisor.dashboard_data.recommender import (
     CLOUD_COST_KEYS,
     card_label,
     default_image_size,
+    fit_option_records,
     fit_view,
     memory_breakdown_frame,
     memory_breakdown_records,
@@ -59,7 +60,8 @@ from advisor.workload.base import OPTIMIZERS, PRECISIONS  # the form's choices c
 __all__ = ["BREAK_EVEN_KEYS", "BUY_COST_KEYS", "CLOUD_COST_KEYS", "COMPARE_FIELDS", "LIVE_METRICS", "OPTIMIZERS",
            "PRECISIONS", "STRAGGLER_FRACTION", "TENSOR_PRECISION_ORDER", "card_label", "collectives_frame",
            "compare_frame", "compare_runs", "default_image_size", "device_summary", "display_frame", "filter_specs",
-           "fit_view", "fleet_frame", "history_runs_frame", "history_trend_frame", "kernel_frame", "live_frame",
+           "fit_option_records", "fit_view", "fleet_frame", "history_runs_frame", "history_trend_frame",
+           "kernel_frame", "live_frame",
            "live_sample_row", "matmul_intensity", "memory_breakdown_frame", "memory_breakdown_records",
            "model_inputs", "parse_config_json", "recommend_options", "recommendation_view", "roofline_frame",
            "run_label", "specs_frame", "tensor_peak", "time_breakdown_records", "workload_summary"]

@@ -54,29 +54,19 @@ def _capacity_bytes(gpu: Mapping[str, Any]) -> float | None:
 def parse_config_json(data: bytes, *, name: str = "config.json", max_bytes: int = 1024 * 1024) -> dict[str, Any]:
     """Validate an uploaded HF-style config.json: size-limited UTF-8 JSON holding an object.
 
-    Never unpickles anything: only ``json.loads`` touches the bytes.
+    Never unpickles anything: only ``json.loads`` touches the bytes (through ``advisor.files``, as every user file).
 
     Raises:
-        WorkloadError: too large, not UTF-8, not JSON, or not a JSON object.
+        WorkloadError: too large, not UTF-8, not JSON, nested too deeply, or not a JSON object.
     """
-    import json
-
     from advisor.errors import WorkloadError
+    from advisor.files import parse_json_object, shown_path
 
     if len(data) > max_bytes:
         raise WorkloadError(f"{name} is {format_bytes(len(data))}; uploads are limited to {format_bytes(max_bytes)}",
                             hint="a model's config.json is a few KiB; upload the config, not the weights")
-    try:
-        parsed = json.loads(data.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise WorkloadError(f"{name} is not UTF-8 text", hint="upload a JSON config.json") from None
-    except json.JSONDecodeError as exc:
-        raise WorkloadError(f"{name} is not valid JSON: {exc.msg} at line {exc.lineno}",
-                            hint="upload a Hugging Face-style config.json") from None
-    if not isinstance(parsed, dict):
-        raise WorkloadError(f"{name} holds a JSON {type(parsed).__name__}, not an object",
-                            hint="a config.json is one JSON object of model hyper-parameters")
-    return parsed
+    return parse_json_object(data, name=f"the upload {shown_path(name)}", error=WorkloadError,
+                             hint="upload a Hugging Face-style config.json: one JSON object of model hyper-parameters")
 
 
 _VISION_WORDS = ("resnet", "vit", "convnext", "efficientnet", "vgg", "mobilenet", "unet", "densenet",
@@ -130,7 +120,7 @@ def recommendation_view(rec: Any) -> dict[str, Any]:
             each memory rejection's ``memory_breakdown_bytes`` feed the stacked memory bars.
 
     Returns ``{"ranked", "rejected", "time_cost", "memory", "raw", "assumptions", "partial", "job",
-    "workload", "summary", "tie"}``: ranked rows (time to train, what limits it and the costs first) with
+    "workload", "summary", "tie", "fit_options"}``: ranked rows (time to train, what limits it and the costs first) with
     units in the column names (cloud rental and purchase in separate columns, never mixed), rejected
     cards with their reasons, the time vs cost points (``cloud_usd`` and
     ``buy_usd`` apart), the memory bars' long table, and ``rec.to_dict()``.
@@ -169,7 +159,23 @@ def recommendation_view(rec: Any) -> dict[str, Any]:
             "memory": memory_breakdown_records(rec), "raw": raw,
             "assumptions": list(raw.get("assumptions", [])), "partial": raw.get("partial"),
             "job": raw.get("job", {}), "workload": workload_summary(raw.get("workload", {})),
-            "summary": list(raw.get("summary", [])), "tie": raw.get("tie")}
+            "summary": list(raw.get("summary", [])), "tie": raw.get("tie"),
+            "fit_options": fit_option_records(getattr(rec, "fit_options", None))}
+
+
+def fit_option_records(advice: Any) -> list[dict[str, Any]]:
+    """What would make a workload fit (``advisor.advice.FitAdvice``), smallest change first, as table rows.
+
+    The same rows as the CLI's table under ``estimate`` / ``recommend``; empty when there is no advice.
+    """
+    if advice is None:
+        return []
+    return [{"change": o.change, "fits": ("yes" if o.fits else "no")
+             + (" (more cards than Max GPUs)" if o.beyond_max_gpus else ""),
+             "memory per GPU (GiB)": o.memory_per_gpu_bytes / GiB, "step (s)": o.step_s,
+             "samples/s": o.effective_samples_per_s,
+             "cloud (USD/h)": _num(o.cloud_usd_per_hour), "to buy (USD)": _num(o.price_usd),
+             "settings": o.how} for o in advice.options]
 
 
 def memory_breakdown_records(rec: Any, limit: int = 8) -> list[dict[str, Any]]:
@@ -219,7 +225,8 @@ def fit_view(rec: Any, card: str) -> dict[str, Any]:
     """Does the workload fit on one card: a ``recommend(..., gpus=[card], max_gpus=1)`` answer in words.
 
     Returns ``{"fits": bool | None, "card", "needed_bytes", "usable_bytes", "headroom_bytes", "message",
-    "memory", "time"}`` (``fits`` None when the card cannot run the workload at all, e.g. no such precision);
+    "memory", "time", "options"}`` (``options``: what would make it fit, ``fit_option_records``; ``fits`` None
+    when the card cannot run the workload at all, e.g. no such precision);
     ``time``: where a step's time goes when it fits (``time_breakdown_records``), else empty.
     """
     row = next((r for r in rec.rows if r.num_gpus == 1), None)
@@ -231,17 +238,18 @@ def fit_view(rec: Any, card: str) -> dict[str, Any]:
                            f"{format_bytes(usable) if usable else 'its memory'}"
                            + (f", {format_bytes(row.headroom_bytes)} to spare" if row.headroom_bytes else "")
                            + f"; a step takes {row.step_s:.3g} s.",
-                "memory": memory_breakdown_records(rec, limit=1), "time": time_breakdown_records(row)}
+                "memory": memory_breakdown_records(rec, limit=1), "time": time_breakdown_records(row), "options": []}
     miss = next((x for x in rec.rejected if x.num_gpus == 1), None)
     if miss is None:
         return {"fits": None, "card": card, "needed_bytes": None, "usable_bytes": None, "headroom_bytes": None,
-                "message": f"No answer for {card}.", "memory": [], "time": []}
+                "message": f"No answer for {card}.", "memory": [], "time": [], "options": []}
     fits = False if miss.code == "does_not_fit" else None
     return {"fits": fits, "card": miss.gpu_name, "needed_bytes": miss.needed_bytes,
             "usable_bytes": miss.available_bytes, "headroom_bytes": None,
             "message": f"{miss.gpu_name}: {miss.reason}." + (f" {rec.partial}." if rec.partial and fits is False
                                                              else ""),
-            "memory": memory_breakdown_records(rec, limit=1), "time": []}
+            "memory": memory_breakdown_records(rec, limit=1), "time": [],
+            "options": fit_option_records(getattr(rec, "fit_options", None))}
 
 
 def time_breakdown_records(row: Any) -> list[dict[str, Any]]:

@@ -9,6 +9,7 @@ imports torch or reads the history store: calibration comes in as data.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from advisor.catalog import GpuSpec
@@ -21,11 +22,12 @@ from advisor.estimator._prepare import PreparedWorkload, is_nchw_cnn, prepare_wo
 from advisor.estimator._result import Estimate
 from advisor.estimator._step import StepTime, step_time
 from advisor.estimator.calibrate import StoredProbes, apply_efficiencies, load_efficiencies
-from advisor.estimator.efficiency import defaults_for
 from advisor.estimator.memory import MemoryEstimate, ceil_div, memory_on_card
 from advisor.estimator.parallel import resolve_plan
 from advisor.estimator.power import sustained_clock
+from advisor.estimator.profiles import efficiency_for, profile_for
 from advisor.estimator.time import TimeEstimate, card_rates, check_runtime
+from advisor.estimator.uncertainty import RANGE_SOURCE, evidence_level, step_range
 from advisor.workload.base import Workload
 
 __all__ = ["DECODE_IMAGES_PER_S_PER_CORE", "HALF_ON_FP32_UNITS", "HOST_CORES_PER_GPU", "Estimate", "InputPipeline",
@@ -80,8 +82,11 @@ def estimate_workload(workload: Workload | PreparedWorkload, spec: GpuSpec, *, n
     tensor_peak, vector_peak, fallback = peaks(spec, w.precision)
 
     clock = sustained_clock(spec)
-    eff0 = defaults_for(spec.architecture, spec.segment).replace(clock=clock.fraction)
+    profile = profile_for(spec)
+    eff0 = efficiency_for(spec).replace(clock=clock.fraction)
     measured = load_efficiencies(calibration, spec.id)
+    if w.precision == "fp8" and eff0.fp8_matmul != 1.0:  # fp8 GEMMs reach less of their peak (a probe replaces it)
+        eff0 = dataclasses.replace(eff0, matmul=eff0.matmul * eff0.fp8_matmul)
     eff, changed = apply_efficiencies(eff0, measured, w.precision)
     clock_note = clock.note if eff.clock == clock.fraction else (
         f"sustained clock {eff.clock:.0%} of the maximum SM clock, from the probe's NVML clock samples under its "
@@ -113,7 +118,15 @@ def estimate_workload(workload: Workload | PreparedWorkload, spec: GpuSpec, *, n
                        memory_notes=parts.notes, calibration=calibration, changed=changed, fallback=fallback,
                        package_note=package_note, loader_note=feed.loader_note,
                        loader_given=loader_samples_per_s is not None)
+    evidence = evidence_level(profile.evidence, any(c.startswith(("matmul", "conv")) for c in changed))
+    low, high = step_range(step.step_s, evidence)
+    inherited = profile.inherited()
+    said.append(f"profile {profile.id} ({profile.name}), evidence {evidence}: step time "
+                f"{low * 1e3:.3g}-{high * 1e3:.3g} ms around {step.step_s * 1e3:.3g} ms ({RANGE_SOURCE})"
+                + (f"; inherited from other profiles: {', '.join(inherited)}" if inherited else ""))
     return Estimate(model=model_name or w0.name, gpu_id=spec.id, gpu_name=spec.name, num_gpus=plan.num_gpus,
                     parallelism=plan.strategy, workload=w, batch_size=global_batch, micro_batch_per_gpu=micro,
                     memory=mem, time=time, flops_per_step=step.flops_global, calibrated=bool(changed),
-                    assumptions=tuple(said), calibrated_figures=tuple(changed))
+                    assumptions=tuple(said), calibrated_figures=tuple(changed), profile=profile.id,
+                    profile_name=profile.name, evidence=evidence, inherited_figures=tuple(inherited),
+                    step_s_low=low, step_s_high=high)

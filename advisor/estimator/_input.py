@@ -39,7 +39,7 @@ def input_pipeline(w: Workload, spec: GpuSpec, plan: ParallelPlan, eff: ArchEffi
     """
     ic = spec.interconnect
     h2d_gbs = (ic.c2c_gbs / 2) if ic.c2c_gbs else ic.pcie_gbs
-    unified = eff.arch == "orin"
+    unified = eff.unified_memory
     h2d_s = 0.0
     if w.input_bytes_per_sample and not unified:
         h2d_s = micro * w.input_bytes_per_sample / ((h2d_gbs or 15.75) * 1e9 * eff.h2d)

@@ -61,8 +61,12 @@ _PREPARED: OrderedDict[int, PreparedWorkload] = OrderedDict()
 
 
 def is_nchw_cnn(w: Workload) -> bool:
-    """Whether a workload's convolutions run through cuDNN on PyTorch's default NCHW layout (the vision presets)."""
-    return w.source == "preset" and w.family == "cnn"
+    """Whether a workload has convolutions, which run through cuDNN on PyTorch's default NCHW layout.
+
+    Decided by the ops, not by where the workload came from: a preset and the same module traced are one model
+    (``estimate(..., channels_last=True)`` says the tensors are NHWC).
+    """
+    return any(op.kind == "conv" for op in w.ops)
 
 
 def prepare_workload(workload: Workload | PreparedWorkload) -> PreparedWorkload:

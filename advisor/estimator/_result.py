@@ -29,6 +29,17 @@ class Estimate:
     calibrated: bool
     assumptions: tuple[str, ...] = ()
     calibrated_figures: tuple[str, ...] = field(default=())
+    profile: str = "generic"
+    profile_name: str = ""
+    evidence: str = "inherited"
+    inherited_figures: tuple[str, ...] = ()
+    step_s_low: float = 0.0
+    step_s_high: float = 0.0
+
+    @property
+    def step_range_s(self) -> tuple[float, float]:
+        """(low, high) step seconds: the measured error spread of this estimate's evidence level."""
+        return self.step_s_low, self.step_s_high
 
     def __post_init__(self) -> None:
         check_estimate(self)  # every figure finite and >= 0, or a loud EstimateBug: never a silent wrong answer
@@ -53,7 +64,10 @@ class Estimate:
             "assumptions": list(self.assumptions),
             "parallelism": self.parallelism,
             "calibrated_figures": list(self.calibrated_figures),
-        }
+            "profile": {"id": self.profile, "name": self.profile_name, "evidence": self.evidence,
+                        "inherited_figures": list(self.inherited_figures)},
+        } | {"time": {**self.time.to_dict(), "step_s_low": self.step_s_low, "step_s_high": self.step_s_high,
+                      "evidence": self.evidence}}
 
     def to_frame(self) -> Any:
         """The memory breakdown as a table (bytes and GiB per category)."""

@@ -266,6 +266,6 @@ def step_time(prep: PreparedWorkload, w: Workload, spec: GpuSpec, plan: Parallel
                     mfu=mfu, bound=bound, limiter=limiter, phases_s=phase_out, compute_s=totals.compute_s,
                     memory_s=totals.memory_s, launch_s=totals.launch_s, comm=comm, host_exposed_s=host_exposed,
                     by_class_s=by_class, prefill_s=prefill_s, decode_step_s=decode_step_s,
-                    class_advice=class_advice(step_ops, rates, w.precision, eff.arch, channels_last=channels_last,
+                    class_advice=class_advice(step_ops, rates, w.precision, eff, channels_last=channels_last,
                                               tensor_cores_16=spec.peak_flops("fp16") is not None),
                     decode_tokens_per_s=decode_tps, notes=tuple(notes))

@@ -9,13 +9,14 @@ read by ``advisor.calibration`` at the edge.  Nothing here reads the store.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from advisor.errors import EstimateError, read_json_object
+from advisor.errors import EstimateError
 from advisor.estimator.efficiency import HOST_OP_PER_BARE_OP, HOST_OP_S, ArchEfficiency
 
 
@@ -44,35 +45,114 @@ def probe_efficiencies(probe: Any, catalog_id: str) -> dict[str, float] | None:
 
 _HINT = "pass a file written by `probe --json --out FILE`, 'auto' or 'none'"
 
+#: The accepted range (inclusive) of each calibration figure the estimator reads; one home for these bounds.
+#: Fractions of the spec peak: a probe's int8 matmul measured 0.067 on an H100 (tests/data/gpu-runs) and its fp32
+#: convolution 1.05 (cuDNN runs it as TF32, ``conv_fp32`` is not read for that reason); below 1 % of peak a figure is
+#: a failed measurement and would slow every estimate 100-fold, above 1.2 it beats the spec sheet.  The sustained
+#: SM clock under load is at least a card's idle clock (~0.1-0.2 of its maximum).  Host seconds per op or launch:
+#: 8-11 us on the H100/H200 hosts; 0.1 us to 0.5 ms covers a fast host to a small ARM board.  The GPU-side gap
+#: between kernels: 0 to 100 us.
+FRACTION_RANGE = (0.01, 1.2)
+CLOCK_RANGE = (0.1, 1.2)
+HOST_S_RANGE = (1e-7, 5e-4)
+GAP_S_RANGE = (0.0, 1e-4)
+_HOST_KEYS = ("host_dispatch_s_per_op", "host_backward_s_per_op", "host_op_s", "launch_overhead_s")
+
+
+def figure_range(key: str) -> tuple[float, float] | None:
+    """The accepted (low, high) of a calibration figure, or None for a figure the estimator does not read."""
+    if key.startswith("sustained_clock_fraction"):
+        return CLOCK_RANGE
+    if (key.startswith(("matmul_", "conv_")) and key != "conv_fp32") or key in ("memory_bandwidth", "h2d_pinned"):
+        return FRACTION_RANGE
+    if key in _HOST_KEYS:
+        return HOST_S_RANGE
+    if key == "kernel_gap_s":
+        return GAP_S_RANGE
+    return None
+
+
+def _range_text(key: str, bounds: tuple[float, float]) -> str:
+    unit = " s" if key.endswith("_s") or key in _HOST_KEYS else ""
+    kind = "seconds" if unit else "a fraction"
+    return f"{kind} from {bounds[0]:g}{unit} to {bounds[1]:g}{unit}"
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:30]}... ({type(value).__name__}, {len(text):,} characters)"
+
+
+def check_figures(figures: Mapping[Any, Any], where: str, *, strict: bool = True) -> tuple[dict[str, float], list[str]]:
+    """Calibration figures as floats, each a finite number inside its ``figure_range``.
+
+    Args:
+        figures: name -> value, as a probe's ``efficiencies()`` or a calibration file gives them.
+        where: how messages name the source ("calibration file 'p.json'").
+        strict: raise on the first bad figure (a file or a mapping the user passed); else drop it and say why
+            in the returned problems (a stored probe of ``calibration="auto"``, which must not stop an estimate).
+
+    Raises:
+        EstimateError: (``strict``) a figure that is not a number (a string, a bool, null, a list, an object), not
+            finite, too large for a float, or outside its range; the message names the figure, its value and the
+            accepted range.
+    """
+    out: dict[str, float] = {}
+    problems: list[str] = []
+    for key, value in figures.items():
+        name = str(key)
+        bounds = figure_range(name)
+        accepted = _range_text(name, bounds) if bounds else "a finite number"
+        problem = None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            problem = f"{name!r} is {_shown(value)}, not a number"
+        else:
+            try:
+                number = float(value)
+            except OverflowError:
+                number = None
+            if number is None or not math.isfinite(number):
+                problem = f"{name!r} is {_shown(value)}, not a finite number"
+            elif bounds is not None and not bounds[0] <= number <= bounds[1]:
+                problem = f"{name!r} is {number:g}, outside the accepted range"
+            else:
+                out[name] = number
+        if problem is None:
+            continue
+        if strict:
+            raise EstimateError(f"{where}: {problem} ({accepted})",
+                                hint=f"{name} must be {accepted}; a probe of the card (`probe --json --out FILE`) "
+                                     "writes these figures, or use --calibration none")
+        problems.append(f"{problem} ({accepted}): not used")
+    return out, problems
+
 
 def _from_file(path: Path, catalog_id: str) -> dict[str, float] | None:
-    data = read_json_object(path, what="calibration file", hint=_HINT, error=EstimateError,
+    from advisor.files import read_json_object
+
+    where = f"calibration file {str(path)!r}"
+    data = read_json_object(path, kind="calibration", what="calibration file", hint=_HINT, error=EstimateError,
                             expected="a probe result object")
     if "kernels" in data and "devices" in data:
-        from advisor.probing.results import ProbeResult
-
-        try:
-            probe = ProbeResult.from_dict(data)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise EstimateError(f"calibration file {str(path)!r} is not a probe result: {exc}", hint=_HINT) from exc
-        return probe_efficiencies(probe, catalog_id)
+        figures = _probe_document_figures(data, catalog_id, where)
+        return None if figures is None else check_figures(figures, where)[0]
     if "efficiencies" in data and isinstance(data["efficiencies"], Mapping):
-        return _numbers(data["efficiencies"], f"calibration file {str(path)!r}")
-    raise EstimateError(f"calibration file {str(path)!r} is not a probe result",
+        if not data["efficiencies"]:
+            raise EstimateError(f"{where}: its efficiencies object is empty", hint=_HINT)
+        return check_figures(data["efficiencies"], where)[0]
+    raise EstimateError(f"{where} is not a probe result",
                         hint="expected the JSON of `probe --json` (devices, kernels)")
 
 
-def _numbers(figures: Mapping[Any, Any], what: str) -> dict[str, float]:
-    """Efficiency figures as floats, or an ``EstimateError`` naming the first figure that is not a number."""
-    out: dict[str, float] = {}
-    for k, v in figures.items():
-        try:
-            out[str(k)] = float(v)
-        except (TypeError, ValueError):
-            raise EstimateError(f"{what}: efficiency {str(k)!r} is {v!r}, not a number",
-                                hint="efficiencies are fractions of the spec peak (e.g. matmul_bf16: 0.78) or "
-                                     "seconds (launch_overhead_s)") from None
-    return out
+def _probe_document_figures(data: Mapping[str, Any], catalog_id: str, where: str) -> dict[str, float] | None:
+    """The efficiencies a probe document gives card ``catalog_id``; any malformed part is an ``EstimateError``."""
+    from advisor.probing.results import ProbeResult
+
+    try:
+        return probe_efficiencies(ProbeResult.from_dict(data), catalog_id)
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError, RecursionError) as exc:
+        raise EstimateError(f"{where} is not a probe result: {type(exc).__name__}: {str(exc)[:120]}",
+                            hint=_HINT) from exc
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,34 +161,37 @@ class StoredProbes:
 
     The edge (``advisor.calibration.resolve_calibration``) reads the history store and hands the estimator
     this; the estimator looks its card up with no I/O.  ``problem`` says why the store could not be read
-    (then ``by_card`` is empty and every card keeps the default efficiencies).
+    (then ``by_card`` is empty and every card keeps the default efficiencies); ``skipped`` names the rows that
+    could not be read and were passed over ("probe 3 (document is not JSON ...)").
     """
 
     by_card: Mapping[str, Mapping[str, float] | None]
     problem: str | None = None
+    skipped: tuple[str, ...] = ()
 
 
 def load_efficiencies(calibration: Any, catalog_id: str) -> dict[str, float] | None:
     """Measured efficiencies for this card from ``calibration``, or ``None`` (use defaults).
 
     Raises:
-        EstimateError: a calibration file that is missing, unreadable or not a probe result; an
-            unknown kind of calibration value.
+        EstimateError: a calibration file that is missing, unreadable or not a probe result; a figure that is not
+            a finite number inside its ``figure_range`` (file, mapping or probe); an unknown kind of calibration value.
     """
     if calibration is None or (isinstance(calibration, str) and calibration.lower() in ("none", "off")):
         return None
-    if isinstance(calibration, StoredProbes):
+    if isinstance(calibration, StoredProbes):  # checked when read (advisor.calibration): bad figures dropped there
         found = calibration.by_card.get(catalog_id)
-        return None if found is None else dict(found)
+        return None if found is None else check_figures(found, "stored probe", strict=False)[0]
     if isinstance(calibration, str) and calibration.lower() == "auto":
         raise EstimateError("calibration='auto' reads the history store, which the estimator itself never does",
                             hint="resolve it at the edge first: advisor.calibration.resolve_calibration('auto')")
     if isinstance(calibration, (str, os.PathLike)):
         return _from_file(Path(calibration), catalog_id)
     if isinstance(calibration, Mapping):
-        return _numbers(calibration, "calibration mapping")
+        return check_figures(calibration, "calibration mapping")[0]
     if hasattr(calibration, "efficiencies"):
-        return probe_efficiencies(calibration, catalog_id)
+        figures = probe_efficiencies(calibration, catalog_id)
+        return None if figures is None else check_figures(figures, "calibration probe")[0]
     raise EstimateError(f"calibration must be 'auto', 'none', a probe JSON path, a ProbeResult or a mapping, "
                         f"got {type(calibration).__name__}")
 
@@ -134,7 +217,7 @@ def apply_efficiencies(eff: ArchEfficiency, measured: Mapping[str, float] | None
     ``sustained_clock_fraction_<p>`` (else ``sustained_clock_fraction``): the SM clock the probe's large GEMMs
     ran at over the device's maximum, replacing the power model's clock; the measured GEMM/conv fractions
     (of the boost-clock peak) are divided by the clock in force, so the calibrated GEMM rate stays the
-    measured one.  Fractions outside (0, 1.2] are ignored as implausible.
+    measured one.  ``measured`` is what ``load_efficiencies`` returns: every figure inside its ``figure_range``.
     """
     if not measured:
         return eff, []
@@ -142,13 +225,13 @@ def apply_efficiencies(eff: ArchEfficiency, measured: Mapping[str, float] | None
     conv = "tf32" if p == "fp32" else p  # cuDNN runs fp32 convolutions as TF32 by default
     changes: dict[str, float] = {}
     clock = measured.get(f"sustained_clock_fraction_{p}", measured.get("sustained_clock_fraction"))
-    if clock is not None and 0 < clock <= 1.2:
+    if clock is not None:
         changes["clock"] = float(clock)
     per_clock = changes.get("clock", eff.clock)
     for source, target in ((f"matmul_{p}", "matmul"), (f"conv_{conv}", "conv"), ("memory_bandwidth", "memory"),
                            ("h2d_pinned", "h2d")):
         value = measured.get(source)
-        if value is not None and 0 < value <= 1.2:
+        if value is not None:
             changes[target] = float(value) / (per_clock if target in ("matmul", "conv") else 1.0)
     # The probe's bare-op launch figure is NOT a host time per op of a real model (11 us on the H100/H200 hosts,
     # whose models dispatched ~8 us per profiler-counted aten op): it is one bare op's CPU dispatch plus one CUDA
@@ -156,21 +239,21 @@ def apply_efficiencies(eff: ArchEfficiency, measured: Mapping[str, float] | None
     # kernel (a training forward of validate's gpt2-tiny on the device, per aten op as the tracer counts them)
     # covers both; its host_backward kernel sets the backward's cost per op.
     host = measured.get("host_dispatch_s_per_op")
-    if host is not None and 0 < host < 1e-2:
+    if host is not None:
         changes["host_op_s"] = float(host)
         changes["host_launch_s"] = 0.0
         backward = measured.get("host_backward_s_per_op")
-        if backward is not None and 0 < backward < 1e-2:
+        if backward is not None:
             changes["host_backward_op_s"] = float(backward)
     else:
         host = measured.get("host_op_s")
-        if host is not None and 0 < host < 1e-2:
+        if host is not None:
             changes["host_op_s"] = float(host)
         launch = measured.get("launch_overhead_s")
-        if launch is not None and 0 < launch < 1e-2:
+        if launch is not None:
             changes["host_launch_s"] = max(0.0, float(launch) - HOST_OP_S / HOST_OP_PER_BARE_OP)
     gap = measured.get("kernel_gap_s")
-    if gap is not None and 0 <= gap < 1e-2:
+    if gap is not None:
         changes["launch_overhead_s"] = float(gap)
     if not changes:
         return eff, []

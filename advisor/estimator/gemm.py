@@ -11,7 +11,7 @@ the same per-SM rate.
 
 Alignment: tensor-core kernels need every leading dimension to be a multiple of 16 bytes (8 elements at
 16-bit, 4 at 32-bit); otherwise cuBLAS falls back to alignment-1/2 kernels (cuBLAS documentation,
-"Tensor Core usage" restrictions).  Their rate is ``UNALIGNED_FRACTION`` of the dense peak.
+"Tensor Core usage" restrictions).  Their rate is the card profile's ``unaligned_fraction`` of the dense peak.
 
 The per-SM rate is set so that a 4096^3 GEMM, the probe's reference shape, runs at exactly the card's
 large-shape efficiency: a probe of the card therefore calibrates this model at that shape, and smaller or
@@ -53,8 +53,8 @@ REFERENCE = (4096, 4096, 4096)
 #: twice align2.  Other architectures keep mma.sync as their native path and lose only vectorised loads: ~35%
 #: assumed for align1 (nanoGPT's 25% step-time gain from padding GPT-2's vocabulary 50257 -> 50304 on A100
 #: implies the head ran ~2x slower; Karpathy, nanoGPT README 2023), doubling per alignment step.
-UNALIGNED_FRACTION: dict[str, float] = {"hopper": 0.12, "blackwell": 0.12}
-UNALIGNED_DEFAULT = 0.35
+#: The align-1 figure is each card's profile's (``unaligned_fraction``: 0.12 on Hopper / datacenter Blackwell, 0.35
+#: elsewhere).
 UNALIGNED_SOURCE = ("GEMMs with a dimension not a multiple of 16 bytes run on alignment-1/2 kernels: ~12% (align1) "
                     "and ~24% (align2) of the dense peak on Hopper (H200 profile of GPT-2's and BERT's vocabulary "
                     "projections), ~35% for align1 assumed elsewhere (nanoGPT's vocabulary-padding gain on A100), "
@@ -77,13 +77,13 @@ SIMT_SOURCE = ("CUDA-core (SIMT) GEMMs: cuBLAS sgemm tiles 128x128 down to 32x32
                "fitted on NeuSight's train split (fp32 nn.Linear on P100/T4/V100/A100)")
 
 
-def unaligned_fraction(arch: str, alignment: int = 1) -> float:
-    """Fraction of the dense tensor peak a GEMM off the 16-byte grid reaches on ``arch``.
+def unaligned_fraction(align1: float, alignment: int = 1) -> float:
+    """Fraction of the dense tensor peak a GEMM off the 16-byte grid reaches, from the card's align-1 figure.
 
     Its dimensions are multiples of ``alignment`` elements but not of 16 bytes; at most 0.9 (it never reaches the
     aligned kernels).
     """
-    return min(0.9, UNALIGNED_FRACTION.get(arch, UNALIGNED_DEFAULT) * max(1, alignment))
+    return min(0.9, align1 * max(1, alignment))
 
 
 def common_alignment(gemms: Sequence[tuple[int, ...]], align_elems: int) -> int:

@@ -67,13 +67,9 @@ GRAD_SCALER_SOURCE = ("amp-fp16 trains with torch.amp.GradScaler, whose step() w
 QUEUE_SOURCE = ("eager launch queue replayed call by call on the traced step: the host issues each call (dispatch, "
                 "launch call, cuDNN's own cost), the GPU runs it once issued and free, so stretches of small kernels "
                 "wait on the host even where a phase has more GPU than host time")
-#: Architectures whose convolutions and recurrent layers go through cuDNN, and whose embedding backward is the cub
-#: one measured (AMD's MIOpen and hipcub are not measured: none).
-CUDNN_ARCHS = frozenset({"pascal", "volta", "turing", "ampere", "ada", "hopper", "blackwell", "orin"})
-#: Where SDPA's fused attention is cuDNN's (Hopper and newer); Ampere and Ada run FlashAttention-2's kernels, whose
-#: host cost is not measured (none charged).
-CUDNN_ATTENTION_ARCHS = frozenset({"hopper", "blackwell"})
-_LIBRARY_ARCHS = {"attention": CUDNN_ATTENTION_ARCHS}
+#: Which card runs which of these calls, and at what cost, is its profile's (``library_ops``: the figures above where
+#: the family runs cuDNN / cuDNN's attention / cub, MIOpen and hipcub inherited from them, 0 where the family runs
+#: other kernels, e.g. FlashAttention-2 on Ampere and Ada); ``LIBRARY_CALL_HOST_OPS`` is the measurement they cite.
 _CALL = LIBRARY_CALL_HOST_OPS
 LIBRARY_HOST_SOURCE = ("each cuDNN convolution / recurrent / attention call, and each embedding backward, costs the "
                        "host more than a generic op (engine choice, plan cache, descriptors; cub's sort passes): "
@@ -95,8 +91,8 @@ LIBRARY_OPS: dict[str, tuple[str, str]] = {
     "_scaled_dot_product_cudnn_attention_backward": ("attention", "backward")}
 
 
-def dispatched_library_ops(names: Mapping[str, int], arch: str) -> float:
-    """Library op-equivalents, beyond a generic op each, of the aten ops dispatched on ``arch`` (name -> count).
+def dispatched_library_ops(names: Mapping[str, int], eff: Any) -> float:
+    """Library op-equivalents, beyond a generic op each, of the aten ops dispatched on a card (name -> count).
 
     What a host timing per dispatched op holds beyond its generic ops: the probe's host kernels divide by their ops
     plus these, so that the ``host_op_s`` they set is a generic op's and the estimate adds the library calls once.
@@ -104,37 +100,32 @@ def dispatched_library_ops(names: Mapping[str, int], arch: str) -> float:
     total = 0.0
     for name, n in names.items():
         key = LIBRARY_OPS.get(name)
-        if key is not None and _runs_library(key[0], arch):
-            total += n * LIBRARY_CALL_HOST_OPS[key]
+        if key is not None:
+            total += n * eff.library_call_ops(*key)
     return total
 
 
-def _runs_library(kind: str, arch: str) -> bool:
-    """Whether ``arch`` runs the library whose calls ``LIBRARY_CALL_HOST_OPS`` measured for ``kind``."""
-    return arch in _LIBRARY_ARCHS.get(kind, CUDNN_ARCHS)
-
-
-def _library_ops_per_call(op: PreparedOp, arch: str) -> float:
-    """One call's host time beyond a generic op, in forward-op units, on ``arch`` (``LIBRARY_CALL_HOST_OPS``)."""
-    if not op[13] or not _runs_library(op[13], arch):
+def _library_ops_per_call(op: PreparedOp, eff: Any) -> float:
+    """One call's host time beyond a generic op, in forward-op units, on ``eff``'s card (its profile's figures)."""
+    if not op[13]:
         return 0.0
     phase = PHASES[op[5]]
     key = "inference" if phase in ("prefill", "decode") and op[13] == "attention" else \
         "backward" if phase == "backward" else "forward"
-    return LIBRARY_CALL_HOST_OPS.get((op[13], key), 0.0)
+    return eff.library_call_ops(op[13], key)
 
 
 def library_call_ops(ops: Sequence[PreparedOp], eff: Any, serial: bool = False) -> list[float]:
     """Per phase: the library calls' host time beyond a generic op, in forward-op units (``LIBRARY_CALL_HOST_OPS``).
 
-    Zero for a call whose library the card does not run (``CUDNN_ARCHS``; cuDNN's attention
-    ``CUDNN_ATTENTION_ARCHS``), and all zero on the host's own CPU (``serial``).
+    Zero for a call whose library the card does not run (its profile's ``library_ops``), and all zero on the
+    host's own CPU (``serial``).
     """
     out = [0.0] * len(PHASES)
     if serial:
         return out
     for op in ops:
-        out[op[5]] += op[2] * _library_ops_per_call(op, eff.arch)
+        out[op[5]] += op[2] * _library_ops_per_call(op, eff)
     return out
 
 
@@ -237,7 +228,7 @@ def queue_replay(calls: Sequence[tuple[int, float]], ops: Sequence[PreparedOp], 
     n_ph = len(PHASES)
     # per op (a few dozen), then per call: the call's own host cost, whether it launches a kernel, its phase
     own = [_dispatch_s(op[5], eff, backward) + (eff.host_launch_s if (op[0] or op[1]) else 0.0)
-           + _library_ops_per_call(op, eff.arch) * eff.host_op_s for op in ops]
+           + _library_ops_per_call(op, eff) * eff.host_op_s for op in ops]
     totals = [0.0] * n_ph
     for idx, _share in calls:
         totals[ops[idx][5]] += own[idx]

@@ -23,7 +23,7 @@ from typing import Any
 from advisor.estimator.allocator import replay, supports
 from advisor.estimator.efficiency import ArchEfficiency
 from advisor.estimator.parallel import ParallelPlan, megatron_activation_factor
-from advisor.precision import optimizer_state_bytes
+from advisor.precision import NF4_BYTES_PER_WEIGHT, optimizer_state_bytes
 from advisor.units import MiB
 from advisor.workload.base import Workload
 
@@ -68,15 +68,13 @@ ALLOCATOR_REPLAY_SUMMARY = ("reserved beyond allocated from PyTorch's caching-al
                             "2 MiB / 20 MiB / rounded segments, best-fit split blocks that merge only within "
                             "their segment) replayed on the traced step's allocations in order, over 3 steps "
                             "with the optimizer's state and temporaries (advisor.estimator.allocator)")
-#: cuBLAS(Lt) workspace per handle: 32 MiB on Hopper/Blackwell, 4 MiB elsewhere (CUBLAS_WORKSPACE_CONFIG docs);
-#: counted with a second stream's handle, plus cuDNN's handle for conv nets (in transient).
-WORKSPACE_BYTES = {"hopper": 2 * 32 * MiB, "blackwell": 2 * 32 * MiB}
-DEFAULT_WORKSPACE_BYTES = 2 * 4 * MiB
+#: cuBLAS(Lt) workspaces are the card profile's ``workspace_mib`` (32 MiB per handle on sm90+, 4 MiB before:
+#: CUBLAS_WORKSPACE_CONFIG docs; two handles), plus cuDNN's handle for conv nets (in transient).
 
 _WEIGHT_BYTES = {"fp32": 4.0, "tf32": 4.0, "amp-fp16": 4.0, "amp-bf16": 4.0, "fp16": 2.0, "bf16": 2.0,
                  "fp8": 1.0, "int8": 1.0, "int4": 0.5 + 2 / 128}
 _FROZEN_BYTES = {**_WEIGHT_BYTES, "amp-fp16": 2.0, "amp-bf16": 2.0}
-NF4_BYTES = 0.5 + 0.127 / 8
+NF4_BYTES = NF4_BYTES_PER_WEIGHT
 
 
 def weight_bytes_per_param(precision: str, *, trainable: bool, mode: str, quantize_base: str | None = None) -> float:
@@ -215,6 +213,27 @@ def memory_parts(w: Workload, plan: ParallelPlan) -> MemoryParts:
     )
 
 
+#: The memory categories a user can act on, each with the change that shrinks it (``categories_bytes``): the same
+#: bytes as ``breakdown_bytes``, with ``overhead`` and ``activations`` split into what they hold.
+CATEGORY_ADVICE: Mapping[str, str] = {
+    "weights": "quantize the frozen base (QLoRA: --quantize-base nf4), lower-precision weights, or shard them "
+               "(ZeRO-3 / FSDP over more cards)",
+    "gradients": "train fewer parameters (LoRA: --lora-rank), or shard them (ZeRO-2 / ZeRO-3)",
+    "optimizer states": "an 8-bit optimizer (--optimizer adamw-8bit), a stateless one (sgd), or shard them (ZeRO-1+)",
+    "activations saved for backward": "gradient checkpointing, or a smaller micro-batch with gradient accumulation",
+    "16-bit weight copies (autocast cache)": "keep the weights in 16 bits (no fp32 master copy), or autocast with "
+                                             "cache_enabled=False (re-casts per matmul instead)",
+    "logits, loss and other step temporaries": "a smaller micro-batch, or a chunked / fused cross-entropy that "
+                                               "never holds the whole fp32 logits (e.g. Liger kernel, Apple "
+                                               "cut-cross-entropy)",
+    "KV cache": "shorter contexts, fewer concurrent requests, or an 8-bit / 4-bit KV cache",
+    "CUDA context and kernels": "fixed per process (lazy module loading keeps it small)",
+    "library workspaces": "fixed (cuBLAS / cuDNN workspaces)",
+    "allocator reserve (fragmentation)": "PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True, or fewer distinct "
+                                         "tensor sizes per step (fixed-length batches)",
+}
+
+
 @dataclass(frozen=True, slots=True)
 class MemoryEstimate:
     """Peak memory of one GPU (bytes), as nvidia-smi would show it.
@@ -230,6 +249,9 @@ class MemoryEstimate:
         overhead_detail_bytes: what ``overhead`` holds (CUDA context, library workspaces,
             transient buffers, and ``allocator``: what PyTorch's caching allocator reserves beyond the
             bytes allocated -- segment rounding and blocks that do not coalesce).
+        categories_bytes: the same total split into what a user can act on (``CATEGORY_ADVICE`` says what shrinks
+            each): activations apart from autocast's 16-bit weight copies, the step's temporaries (logits and loss)
+            and the allocator's reserve apart from the fixed context and workspaces.
     """
 
     total_bytes: float
@@ -241,6 +263,7 @@ class MemoryEstimate:
     max_batch_size: int
     breakdown_bytes: Mapping[str, float]
     overhead_detail_bytes: Mapping[str, float] = field(default_factory=dict)
+    categories_bytes: Mapping[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe form (DESIGN.md's ``memory`` keys first)."""
@@ -249,7 +272,9 @@ class MemoryEstimate:
                 "usable_bytes": self.usable_bytes, "capacity_bytes": self.capacity_bytes,
                 "reserve_bytes": self.reserve_bytes, "margin_bytes": self.margin_bytes,
                 "max_batch_size": self.max_batch_size,
-                "overhead_detail_bytes": dict(self.overhead_detail_bytes)}
+                "overhead_detail_bytes": dict(self.overhead_detail_bytes),
+                "categories_bytes": dict(self.categories_bytes),
+                "category_advice": {k: CATEGORY_ADVICE[k] for k in self.categories_bytes if k in CATEGORY_ADVICE}}
 
     def to_frame(self) -> Any:
         """One row per category: bytes and GiB."""
@@ -294,11 +319,6 @@ KERNEL_MODULES_TRAIN_BYTES = 512 * MiB
 KERNEL_MODULES_INFER_BYTES = 256 * MiB
 
 
-def workspace_bytes(arch: str) -> float:
-    """CuBLAS workspaces held for the process (by architecture key)."""
-    return WORKSPACE_BYTES.get(arch, DEFAULT_WORKSPACE_BYTES)
-
-
 def memory_on_card(parts: MemoryParts, capacity_bytes: float, eff: ArchEfficiency, dp: int) -> MemoryEstimate:
     """Total, fit and largest batch of ``parts`` on a card of ``capacity_bytes``.
 
@@ -310,7 +330,7 @@ def memory_on_card(parts: MemoryParts, capacity_bytes: float, eff: ArchEfficienc
     """
     context = eff.cuda_context_bytes
     kernels = KERNEL_MODULES_TRAIN_BYTES if parts.train else KERNEL_MODULES_INFER_BYTES
-    workspace = workspace_bytes(eff.arch)
+    workspace = eff.workspace_bytes
     fixed = context + kernels + workspace
     alloc = part_allocator_bytes(parts)
     reserve = RESERVE_FRACTION * capacity_bytes
@@ -324,10 +344,17 @@ def memory_on_card(parts: MemoryParts, capacity_bytes: float, eff: ArchEfficienc
     # cuda_context includes the lazily loaded kernel images (one key: validate.py subtracts it for CPU rows)
     detail = {"cuda_context": context + kernels, "library_workspaces": workspace, "transient": parts.transient,
               "allocator": alloc, "autocast_weight_cache (in activations)": parts.autocast_cache}
+    categories = {"weights": parts.weights, "gradients": parts.gradients, "optimizer states": parts.optimizer,
+                  "activations saved for backward": parts.activations,
+                  "16-bit weight copies (autocast cache)": parts.autocast_cache,
+                  "logits, loss and other step temporaries": parts.transient, "KV cache": parts.kv_cache,
+                  "CUDA context and kernels": context + kernels, "library workspaces": workspace,
+                  "allocator reserve (fragmentation)": alloc}
     return MemoryEstimate(total_bytes=total, fits=total <= usable, capacity_bytes=capacity_bytes,
                           usable_bytes=usable, reserve_bytes=reserve, margin_bytes=usable - total,
                           max_batch_size=max_micro_batch(parts, usable, fixed) * dp,
-                          breakdown_bytes=breakdown, overhead_detail_bytes=detail)
+                          breakdown_bytes=breakdown, overhead_detail_bytes=detail,
+                          categories_bytes={k: v for k, v in categories.items() if v})
 
 
 def max_micro_batch(parts: MemoryParts, usable_bytes: float, fixed_overhead: float, limit: int = 1 << 24) -> int:

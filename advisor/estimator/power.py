@@ -17,6 +17,14 @@ Mechanism (``sustained_clock``):
   Conservation", 2017).  A capped low-power card runs in between, near its floor: exponent ``POWER_EXPONENT``
   = 2, so the sustained fraction is ``sqrt(TDP / P_needed)``, never below the datasheet base clock (NVIDIA's
   base clock is the clock guaranteed at TDP) and never above 1.
+* GeForce cards run ABOVE their rated boost clock at their power cap (NVIDIA GPU Boost: the rated figure is a
+  typical clock, not a ceiling): their profile's ``clock_geforce`` (1.08 on Ada and GA10x, from public clock logs
+  at the cap; the profile cites them).
+* A family whose clock under a long dense GEMM was measured far below boost on a full-power card (AMD CDNA 3:
+  an MI300X at 1,207 of 2,100 MHz under hipBLASLt bf16, AMD's MAF measurement) holds its profile's ``gemm_clock``
+  on that card (``power_reference``) and, on its other cards, the same figure scaled as ``sqrt(TDP / reference
+  TDP)`` for the same die (the exponent-2 rule below; the MI325X at 1000 W checks it: 0.664 predicted, 0.689
+  measured).
 * Applied to the power-limited classes only: cards powered by the PCIe slot alone (TDP <= 75 W, PCI Express
   CEM specification: 75 W from an x16 slot; T4, L4, A2, P4) and laptop parts.  Full-TDP desktop,
   workstation and datacenter cards keep 1.0 (their boost clock is taken as held; a probe's clock samples
@@ -36,23 +44,15 @@ import functools
 from dataclasses import dataclass
 
 from advisor.catalog import GpuSpec
-from advisor.estimator.efficiency import arch_key
+from advisor.estimator.profiles import profile_for
 
 #: PCI Express CEM specification: an x16 slot supplies up to 75 W; cards at or under it have no power connector.
 SLOT_POWER_W = 75.0
 #: P ~ f^k between the voltage-tracking range (k = 3) and the voltage floor (k = 1); see the module docstring.
 POWER_EXPONENT = 2.0
-#: Architecture key -> catalog id of a full-power card of that architecture whose TDP sets the watts per SM
-#: per GHz at boost.  Chosen as the datacenter/workstation part built on the largest die of the architecture.
-REFERENCE: dict[str, str] = {
-    "turing": "quadro-rtx-6000",   # TU102, 295 W, 72 SMs, 1,770 MHz
-    "ada": "l40s",                 # AD102, 350 W, 142 SMs, 2,520 MHz
-    "ampere": "rtx-a6000",         # GA102, 300 W, 84 SMs, 1,800 MHz (the GA10x parts: A10, A2, laptops)
-    "pascal": "p100-sxm2-16gb",    # GP100, 300 W
-    "volta": "v100-sxm2-16gb",     # GV100, 300 W
-    "hopper": "h100-sxm5-80gb",    # GH100, 700 W
-    "blackwell": "rtx-pro-6000-blackwell",  # GB202, 600 W
-}
+#: The full-power card whose TDP sets an architecture's watts per SM per GHz at boost is its profile's
+#: ``power_reference`` (the datacenter/workstation part on the family's largest die: l40s for Ada, quadro-rtx-6000
+#: for Turing, rtx-a6000 for GA10x, ...).
 SOURCE = ("power cap model: watts a die needs at boost = architecture's W per SM per GHz (from a full-power "
           "reference card) x SMs x boost GHz; clock falls as sqrt(TDP / needed) (P ~ C V^2 f near the voltage "
           "floor), not below the datasheet base clock; applied to slot-powered (<= 75 W, PCIe CEM) and laptop "
@@ -82,14 +82,9 @@ def power_limited(spec: GpuSpec) -> bool:
 
 
 @functools.cache
-def _density(key: str) -> tuple[float, str] | None:
-    """Watts per SM per GHz at boost of the architecture's reference card, and the card's id."""
-    ref_id = REFERENCE.get(key)
-    if ref_id is None:
-        return None
-    from advisor.catalog import load_specs
-
-    ref = next((s for s in load_specs() if s.id == ref_id), None)
+def _density(ref_id: str) -> tuple[float, str] | None:
+    """Watts per SM per GHz at boost of a profile's reference card, and the card's id."""
+    ref = _reference(ref_id)
     if ref is None or not ref.sm_count or not ref.boost_clock_mhz:
         return None
     return ref.tdp_w / (ref.sm_count * ref.boost_clock_mhz / 1000.0), ref_id
@@ -103,10 +98,20 @@ def sustained_clock(spec: GpuSpec) -> SustainedClock:
     if spec.segment == "edge":
         return SustainedClock(1.0, boost, f"edge module: {boost:.0f} MHz is the power mode's GPU clock cap "
                                           f"(nvpmodel) at {spec.tdp_w:.0f} W, taken as held")
+    profile = profile_for(spec)
+    gemm_clock = profile.value("gemm_clock")
+    if gemm_clock < 1.0 and not power_limited(spec):
+        return _measured_family_clock(spec, gemm_clock, profile.value("power_reference"),
+                                      profile.figures["gemm_clock"].source)
     if not power_limited(spec):
+        over = profile.value("clock_geforce") if spec.segment == "geforce" else 1.0
+        if over != 1.0:
+            return SustainedClock(over, boost, f"GeForce card: {boost * over:.0f} MHz sustained, {over:.2f}x the "
+                                               f"rated {boost:.0f} MHz boost at its {spec.tdp_w:.0f} W cap "
+                                               f"({profile.figures['clock_geforce'].source})")
         return SustainedClock(1.0, boost, f"boost clock {boost:.0f} MHz taken as held at the full "
                                           f"{spec.tdp_w:.0f} W TDP (not a slot-powered or laptop part)")
-    ref = _density(arch_key(spec.architecture, spec.segment))
+    ref = _density(profile.value("power_reference"))
     if ref is None or not spec.sm_count:
         return SustainedClock(1.0, boost, f"{spec.tdp_w:.0f} W part but no reference card or SM count for its "
                                           "architecture: boost clock taken as held")
@@ -119,3 +124,25 @@ def sustained_clock(spec: GpuSpec) -> SustainedClock:
                           f"sustained clock {boost * fraction:.0f} MHz of {boost:.0f} boost under the "
                           f"{spec.tdp_w:.0f} W cap (a dense GEMM at boost needs ~{needed:.0f} W at {ref_id}'s "
                           f"{density:.2f} W per SM-GHz; {SOURCE})")
+
+
+def _measured_family_clock(spec: GpuSpec, measured: float, ref_id: str, source: str) -> SustainedClock:
+    """The clock a card holds under a dense GEMM from its family's measurement on ``ref_id`` (``gemm_clock``)."""
+    boost = spec.boost_clock_mhz or 0.0
+    ref = _reference(ref_id)
+    scale = 1.0
+    if ref is not None and ref.id != spec.id and ref.boost_clock_mhz and boost:
+        # watts per SM-GHz against the reference's; a family's cards without an SM count are taken as its die's
+        units, ref_units = spec.sm_count or ref.sm_count or 1, ref.sm_count or spec.sm_count or 1
+        scale = ((spec.tdp_w / (units * boost)) / (ref.tdp_w / (ref_units * ref.boost_clock_mhz))) ** (
+            1.0 / POWER_EXPONENT)
+    fraction = min(1.0, measured * scale)
+    return SustainedClock(fraction, boost, f"sustained clock {boost * fraction:.0f} MHz of {boost:.0f} boost under a "
+                                           f"long dense GEMM at {spec.tdp_w:.0f} W ({source})")
+
+
+@functools.cache
+def _reference(ref_id: str) -> GpuSpec | None:
+    from advisor.catalog import load_specs
+
+    return next((s for s in load_specs() if s.id == ref_id), None) if ref_id else None

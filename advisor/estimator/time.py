@@ -147,9 +147,8 @@ ATTENTION_SOURCE = ("16-bit fused attention priced by the tiles its kernels comp
                     "sequences, causal diagonals and each query block's fixed cost counted), each tile's GEMMs then "
                     f"its exponentials on the special-function units ({SFU_EXPONENTIALS_PER_SM_CYCLE} per SM per "
                     "clock), one after the other")
-#: Where 16-bit attention runs those kernels (FlashAttention / cuDNN's fused attention need sm80+); older cards and
-#: AMD run other kernels, priced at their FLOPs.
-FUSED_ATTENTION_ARCHS = frozenset({"ampere", "ada", "hopper", "blackwell"})
+#: Where 16-bit attention runs those kernels is the card's profile's (``fused_attention``: FlashAttention / cuDNN's
+#: fused attention need sm80+); older cards and AMD run other kernels, priced at their FLOPs.
 #: torch.optim's foreach kernels (``multi_tensor_apply``: chunks of 64 Ki elements, four per thread-iteration, as many
 #: tensors per launch as its metadata holds) move their bytes below the copy bandwidth, and less with 16-bit states
 #: (four elements are 8 bytes per access, not 16).  MEASURED in the H200 profile (``Optimizer.step`` device time
@@ -180,14 +179,14 @@ CLASS_ADVICE: dict[str, str] = {
 }
 
 
-def class_advice(ops: Sequence[PreparedOp], rates: CardRates, precision: str, arch: str, *, tensor_cores_16: bool,
+def class_advice(ops: Sequence[PreparedOp], rates: CardRates, precision: str, eff: Any, *, tensor_cores_16: bool,
                  channels_last: bool) -> dict[str, str]:
     """``CLASS_ADVICE`` for one estimate: only the changes that apply to this card and workload.
 
     ``tensor_cores_16``: the card has 16-bit tensor cores.  16-bit math is offered to fp32/tf32 workloads on such
     cards; channels_last where cuDNN transposes this step's NCHW convolutions; padding where a tensor-core GEMM is
     off the 16-byte grid; for attention already fused (``OpCost.tile_flops``), 16-bit kernels where the card has
-    them (``FUSED_ATTENTION_ARCHS``), else what its tiles and exponentials cost (``ATTENTION_SOURCE``).
+    them (its profile's ``fused_attention``), else what its tiles and exponentials cost (``ATTENTION_SOURCE``).
     """
     advice = dict(CLASS_ADVICE)
     wide = precision in ("fp32", "tf32")
@@ -205,10 +204,10 @@ def class_advice(ops: Sequence[PreparedOp], rates: CardRates, precision: str, ar
         if rates.exponentials_s:
             advice["attention"] = ("a larger head dim (fewer softmax exponentials per FLOP), sequence lengths that "
                                    "fill 128-row tiles")
-        elif wide and arch in FUSED_ATTENTION_ARCHS:
+        elif wide and eff.fused_attention:
             advice["attention"] = "amp / bf16 (FlashAttention / cuDNN fused kernels)"
-        elif arch in ("pascal", "volta", "turing"):
-            advice["attention"] = "an Ampere or newer card (FlashAttention-2 / cuDNN fused attention)"
+        elif eff.attention_upgrade:
+            advice["attention"] = eff.attention_upgrade
         else:
             advice["attention"] = faster
     return advice
@@ -360,17 +359,16 @@ def card_rates(spec: Any, precision: str, eff: Any, tensor_peak: float, vector_p
     boost_cycles = (spec.sm_count or 0) * (spec.boost_clock_mhz or 0) * 1e6
     bw = spec.memory_bandwidth_bytes_s * eff.memory
     transpose_s = boost_cycles * LAYOUT_TRANSPOSE_ELEMENTS_PER_SM_CYCLE * compute_bytes(precision)
-    fused = precision not in ("fp32", "tf32") and eff.arch in FUSED_ATTENTION_ARCHS  # 16-bit fused attention kernels
+    fused = precision not in ("fp32", "tf32") and eff.fused_attention  # 16-bit fused attention kernels
     rates = CardRates(tensor_flops=tensor_held * eff.matmul, conv_flops=conv_peak * conv_eff,
                       vector_flops=vector_held * eff.vector, matmul_vector_flops=vector_held * eff.vector_matmul,
                       memory_bytes_s=bw, launch_s=eff.launch_overhead_s,
                       half_dim=half, sm_count=spec.sm_count or 0,
-                      # UNALIGNED_FRACTION is measured as a fraction of the boost-clock peak: no clock factor
-                      unaligned_flops=tensor_peak * unaligned_fraction(eff.arch),
-                      unaligned_conv_flops=conv_peak / (eff.clock or 1.0) * unaligned_fraction(eff.arch),
+                      # the profile's unaligned_fraction is a fraction of the boost-clock peak: no clock factor
+                      unaligned_flops=tensor_peak * unaligned_fraction(eff.unaligned),
+                      unaligned_conv_flops=conv_peak / (eff.clock or 1.0) * unaligned_fraction(eff.unaligned),
                       bn_elements_s=boost_cycles * eff.clock * BN_NCHW_ELEMENTS_PER_SM_CYCLE,
-                      layout_transposes=spec.vendor == "nvidia" and conv_tensor_cores
-                      and eff.arch not in ("pascal", "generic"),
+                      layout_transposes=eff.layout_transposes and conv_tensor_cores,
                       transpose_bytes_s=min(bw, transpose_s) if transpose_s else bw, step_latency_s=RECURRENT_STEP_S,
                       norm_bytes_s=bw * eff.norm_memory,
                       strided_elements_s=boost_cycles * STRIDED_ELEMENTS_PER_SM_CYCLE,

@@ -91,7 +91,8 @@ class AmdsmiBackend:
 
         if not 0 <= index < len(self._handles):
             raise ProbeUnavailable(f"no AMD device {index}", hint=f"devices are 0..{len(self._handles) - 1}")
-        smi, h, m = self._smi, self._handles[index], {}
+        smi, h = self._smi, self._handles[index]
+        m: dict[str, str] = {}
         f = self._field
         asic = f(m, "name", lambda: smi.amdsmi_get_gpu_asic_info(h))
         if asic is None and "name" in m and "lost" in m["name"].lower():

@@ -127,7 +127,7 @@ def dispatch_counter() -> Any:
 
     class DispatchCount(TorchDispatchMode):
         def __init__(self) -> None:
-            super().__init__()
+            super().__init__()  # type: ignore[no-untyped-call]  # torch leaves it unannotated
             self.n = 0
             self.names: Counter[str] = Counter()
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 from advisor.errors import AdvisorError
 from advisor.probing.compute_kernels import (
@@ -59,66 +60,87 @@ class PlannedKernel:
 
 
 def plan(env: KernelEnv, groups: Iterable[str] = KERNEL_GROUPS) -> list[PlannedKernel]:
-    """The kernels to run on ``env`` for the chosen groups, quick or full, GPU or CPU sizes."""
+    """The kernels to run on ``env`` for the chosen groups, quick or full, GPU or CPU sizes.
+
+    Groups run in ``KERNEL_GROUPS``' order, whatever the order asked.
+    """
     groups = tuple(groups)
     unknown = [g for g in groups if g not in KERNEL_GROUPS]
     if unknown:
         raise AdvisorError(f"unknown kernel group {unknown[0]!r}", hint=f"choose from: {', '.join(KERNEL_GROUPS)}")
-    out: list[PlannedKernel] = []
-    cuda, quick, small = env.is_cuda, env.quick, env.small
-    if "matmul" in groups:
-        if cuda:
-            precisions = MATMUL_PRECISIONS
-        else:
-            precisions = ("fp32", "bf16") if quick else ("fp32", "fp16", "bf16", "int8")
-        if small:
-            shapes = CPU_MATMUL_SHAPES_QUICK if quick else CPU_MATMUL_SHAPES
-        else:
-            shapes = GPU_MATMUL_SHAPES_QUICK if quick else GPU_MATMUL_SHAPES
-        for prec in precisions:
-            for m, n, k in shapes:
-                if small and prec != "fp32" and m > 256:
-                    continue  # CPUs without native bf16/fp16/int8 GEMM take seconds at larger sizes
-                out.append(PlannedKernel("matmul", f"matmul {prec} {m}x{n}x{k}",
-                                         lambda e, p=prec, m=m, n=n, k=k: run_matmul(e, p, m, n, k)))
-    if "conv" in groups:
-        if cuda:
-            precisions = ("bf16", "fp16") if quick else CONV_PRECISIONS
-        else:
-            precisions = ("fp32",) if quick else ("fp32", "bf16")
-        if small:
-            layers, batch = CPU_CONV_LAYERS, 2
-        else:
-            layers = RESNET50_LAYERS[:2] if quick else RESNET50_LAYERS
-            batch = 64
-        for prec in precisions:
-            for layer in layers:
-                for cl in (False, True):
-                    out.append(PlannedKernel("conv", f"conv2d {prec} {'nhwc' if cl else 'nchw'} c{layer[0]}",
-                                             lambda e, p=prec, ly=layer, cl=cl: run_conv(e, p, ly, batch, cl)))
-    if "bandwidth" in groups:
-        size = bandwidth_buffer_bytes(env)
-        sizes = (size,) if quick or small else (size, 4 * size)
-        for mode in ("copy", "read", "write"):
-            for sz in sizes:
-                out.append(PlannedKernel("bandwidth", f"memory {mode} {sz // MIB} MiB",
-                                         lambda e, md=mode, sz=sz: run_bandwidth(e, md, sz)))
-    if "transfer" in groups:
-        if small:
-            sizes = (MIB,) if quick else (MIB, 4 * MIB)
-        else:
-            sizes = (256 * MIB,) if quick else (16 * MIB, 256 * MIB, 1024 * MIB)
-        for direction in ("h2d", "d2h"):
-            for pinned in (True, False):
-                for sz in sizes:
-                    out.append(PlannedKernel("transfer", f"{direction} {'pinned' if pinned else 'pageable'} "
-                                             f"{sz // MIB} MiB",
-                                             lambda e, d=direction, p=pinned, sz=sz: run_transfer(e, d, p, sz)))
-    if "launch" in groups:
-        out.append(PlannedKernel("launch", "launch overhead", run_launch))
-        out.append(PlannedKernel("launch", "host dispatch per op", run_host_dispatch))
-        out.append(PlannedKernel("launch", "host backward per op", run_host_backward))
+    return [kernel for group in KERNEL_GROUPS if group in groups for kernel in _PLANNERS[group](env)]
+
+
+def _matmul_kernels(env: KernelEnv) -> list[PlannedKernel]:
+    quick, small = env.quick, env.small
+    precisions: tuple[str, ...]
+    if env.is_cuda:
+        precisions = MATMUL_PRECISIONS
+    else:
+        precisions = ("fp32", "bf16") if quick else ("fp32", "fp16", "bf16", "int8")
+    shapes: tuple[tuple[int, int, int], ...]
+    if small:
+        shapes = CPU_MATMUL_SHAPES_QUICK if quick else CPU_MATMUL_SHAPES
+    else:
+        shapes = GPU_MATMUL_SHAPES_QUICK if quick else GPU_MATMUL_SHAPES
+    out = []
+    for prec in precisions:
+        for m, n, k in shapes:
+            if small and prec != "fp32" and m > 256:
+                continue  # CPUs without native bf16/fp16/int8 GEMM take seconds at larger sizes
+            out.append(PlannedKernel("matmul", f"matmul {prec} {m}x{n}x{k}",
+                                     partial(run_matmul, precision=prec, m=m, n=n, k=k)))
     return out
+
+
+def _conv_kernels(env: KernelEnv) -> list[PlannedKernel]:
+    quick = env.quick
+    precisions: tuple[str, ...]
+    if env.is_cuda:
+        precisions = ("bf16", "fp16") if quick else CONV_PRECISIONS
+    else:
+        precisions = ("fp32",) if quick else ("fp32", "bf16")
+    layers: tuple[tuple[int, ...], ...]
+    if env.small:
+        layers, batch = CPU_CONV_LAYERS, 2
+    else:
+        layers = RESNET50_LAYERS[:2] if quick else RESNET50_LAYERS
+        batch = 64
+    return [PlannedKernel("conv", f"conv2d {prec} {'nhwc' if cl else 'nchw'} c{layer[0]}",
+                          partial(run_conv, precision=prec, layer=layer, batch=batch, channels_last=cl))
+            for prec in precisions for layer in layers for cl in (False, True)]
+
+
+def _bandwidth_kernels(env: KernelEnv) -> list[PlannedKernel]:
+    size = bandwidth_buffer_bytes(env)
+    sizes = (size,) if env.quick or env.small else (size, 4 * size)
+    return [PlannedKernel("bandwidth", f"memory {mode} {sz // MIB} MiB",
+                          partial(run_bandwidth, mode=mode, buffer_bytes=sz))
+            for mode in ("copy", "read", "write") for sz in sizes]
+
+
+def _transfer_kernels(env: KernelEnv) -> list[PlannedKernel]:
+    sizes: tuple[int, ...]
+    if env.small:
+        sizes = (MIB,) if env.quick else (MIB, 4 * MIB)
+    else:
+        sizes = (256 * MIB,) if env.quick else (16 * MIB, 256 * MIB, 1024 * MIB)
+    return [PlannedKernel("transfer", f"{direction} {'pinned' if pinned else 'pageable'} {sz // MIB} MiB",
+                          partial(run_transfer, direction=direction, pinned=pinned, buffer_bytes=sz))
+            for direction in ("h2d", "d2h") for pinned in (True, False) for sz in sizes]
+
+
+def _launch_kernels(env: KernelEnv) -> list[PlannedKernel]:
+    return [PlannedKernel("launch", "launch overhead", run_launch),
+            PlannedKernel("launch", "host dispatch per op", run_host_dispatch),
+            PlannedKernel("launch", "host backward per op", run_host_backward)]
+
+
+#: How each group's kernels are chosen for a device.
+_PLANNERS: dict[str, Callable[[KernelEnv], list[PlannedKernel]]] = {
+    "matmul": _matmul_kernels, "conv": _conv_kernels, "bandwidth": _bandwidth_kernels,
+    "transfer": _transfer_kernels, "launch": _launch_kernels,
+}
 
 
 def run_plan(env: KernelEnv, planned: Sequence[PlannedKernel],

@@ -95,17 +95,17 @@ def _host_step(torch: Any, env: KernelEnv) -> _HostStep:
         raise RuntimeError(f"no aten ops counted ({fwd.n} forward, {bwd.n} backward): cannot time per op")
     # the library calls among them cost more than a generic op (cuDNN's attention, the embedding's sort): counted as
     # the estimator will add them, so that the figure per op is a generic op's and they are not counted twice
-    arch = _arch(env)
-    library = [dispatched_library_ops(c.names, arch) if arch else 0.0 for c in (fwd, bwd)]
+    eff = _efficiency(env)
+    library = [dispatched_library_ops(c.names, eff) if eff is not None else 0.0 for c in (fwd, bwd)]
     return _HostStep(forward, prepare, backward, fwd.n, bwd.n, library[0], library[1])
 
 
-def _arch(env: KernelEnv) -> str | None:
-    """The estimator's architecture key of the probed card (None: a CPU or a card the catalog lacks)."""
-    from advisor.estimator.efficiency import arch_key
+def _efficiency(env: KernelEnv) -> Any:
+    """The estimator's default figures of the probed card (None: a CPU or a card the catalog lacks)."""
+    from advisor.estimator.profiles import efficiency_for
 
     spec = env.spec
-    return arch_key(spec.architecture, spec.segment) if spec is not None and env.torch_device != "cpu" else None
+    return efficiency_for(spec) if spec is not None and env.torch_device != "cpu" else None
 
 
 def _backward_timer(clock: Callable[[], float], synchronize: Callable[[], None],

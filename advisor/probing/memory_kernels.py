@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import replace
+from typing import Any
 
 from advisor.errors import AdvisorError
 from advisor.probing.kernel_env import (
@@ -68,7 +69,9 @@ def run_bandwidth(env: KernelEnv, mode: str, buffer_bytes: int) -> KernelResult:
     if not fits(env, buffers * nbytes + flush_bytes):
         return skip_result(env, name, None, shape, "buffers exceed the memory limit")
     torch = import_torch()
-    src = dst = flush = None
+    src: Any = None
+    dst: Any = None
+    flush: Any = None
     try:
         g = env.dev.generator(env.seed)
         src = torch.randn(nbytes // 4, generator=g, device=env.torch_device)
@@ -108,7 +111,8 @@ def run_transfer(env: KernelEnv, direction: str, pinned: bool, buffer_bytes: int
     if not fits(env, buffer_bytes):
         return skip_result(env, name, None, shape, "buffer exceeds the memory limit")
     torch = import_torch()
-    host = dev = None
+    host: Any = None
+    dev: Any = None
     try:
         host = torch.empty(buffer_bytes, dtype=torch.uint8, pin_memory=pinned)
         host.fill_(7)
@@ -129,6 +133,9 @@ def run_transfer(env: KernelEnv, direction: str, pinned: bool, buffer_bytes: int
         free_memory(env)
 
 
+_LINK_ERRORS: tuple[type[Exception], ...] = (AdvisorError, *KERNEL_ERRORS)
+
+
 def _against_live_link(env: KernelEnv, result: KernelResult, fn: Callable[[], None]) -> KernelResult:
     """Re-read the PCIe link while traffic flows (idle links train down) and set the result against it."""
     if env.read_link is None or not result.ok:
@@ -139,7 +146,7 @@ def _against_live_link(env: KernelEnv, result: KernelResult, fn: Callable[[], No
         fn()  # keep the link busy while it is read
         gen, width = env.read_link()
         env.dev.synchronize()
-    except (AdvisorError, *KERNEL_ERRORS):  # the backend cannot read the link, or the transfer failed this time
+    except _LINK_ERRORS:  # the backend cannot read the link, or the transfer failed this time
         return result  # the inventory figure stays
     peak = pcie_bandwidth_gbs(gen, width)
     if peak is None:

@@ -68,6 +68,11 @@ def decode_throttle_reasons(mask: int) -> tuple[str, ...]:
     return tuple(words)
 
 
+def _code(exc: BaseException) -> Any:
+    """An NVMLError's code (``None`` on other exceptions); pynvml is untyped, so the code is too."""
+    return getattr(exc, "value", None)
+
+
 def _text(value: Any) -> str:
     return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
 
@@ -97,7 +102,7 @@ class PynvmlBackend:
         try:
             pynvml.nvmlInit()
         except pynvml.NVMLError as exc:
-            code = getattr(exc, "value", None)
+            code = _code(exc)
             reason = {NVML_ERROR_LIBRARY_NOT_FOUND: "the NVML library (libnvidia-ml.so) was not found",
                       NVML_ERROR_DRIVER_NOT_LOADED: "the NVIDIA driver is not loaded",
                       NVML_ERROR_LIB_RM_VERSION_MISMATCH: "the NVIDIA driver and NVML library versions differ "
@@ -146,14 +151,14 @@ class PynvmlBackend:
         try:
             return self._nvml.nvmlDeviceGetHandleByIndex(index)
         except self._nvml.NVMLError as exc:
-            raise DeviceError(_DEVICE_FATAL.get(getattr(exc, "value", None), _text(exc))) from exc
+            raise DeviceError(_DEVICE_FATAL.get(_code(exc), _text(exc))) from exc
 
     def _field(self, missing: dict[str, str], key: str, fn: Callable[[], T]) -> T | None:
         """Call one NVML getter; NotSupported / NoPermission -> None with the reason; lost GPU -> DeviceError."""
         try:
             return fn()
         except self._nvml.NVMLError as exc:
-            code = getattr(exc, "value", None)
+            code = _code(exc)
             if code in _DEVICE_FATAL:
                 raise DeviceError(_DEVICE_FATAL[code]) from exc
             missing[key] = {NVML_ERROR_NOT_SUPPORTED: "not supported by this device",
@@ -177,7 +182,7 @@ class PynvmlBackend:
             try:
                 return nv.nvmlDeviceGetMemoryInfo(h, version=version)
             except nv.NVMLError as exc:
-                if getattr(exc, "value", None) in _DEVICE_FATAL:
+                if _code(exc) in _DEVICE_FATAL:
                     raise
                 # v2 (which also counts memory reserved by the driver) needs a newer driver; use v1.
         return nv.nvmlDeviceGetMemoryInfo(h)
@@ -291,7 +296,7 @@ class PynvmlBackend:
             try:
                 links.append(NvLinkInfo(index=link, active=bool(nv.nvmlDeviceGetNvLinkState(h, link))))
             except nv.NVMLError as exc:
-                code = getattr(exc, "value", None)
+                code = _code(exc)
                 if code in _DEVICE_FATAL:
                     raise DeviceError(_DEVICE_FATAL[code]) from exc
                 if not links:

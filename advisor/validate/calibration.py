@@ -25,9 +25,9 @@ def fit_calibration(report: ValidationReport, spec: Any) -> dict[str, dict[str, 
         ``{key: {"efficiency", "default", "rows", "ratio"}}``.
     """
     from advisor.estimator.calibrate import precision_key
-    from advisor.estimator.efficiency import defaults_for
+    from advisor.estimator.profiles import efficiency_for
 
-    eff = defaults_for(spec.architecture, spec.segment)
+    eff = efficiency_for(spec)
     groups: dict[str, list[float]] = {}
     for r in report.rows:
         if r.time_error is None or r.measurement is None or not r.prediction.step_s:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import operator
 import os
 import platform
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from advisor.device import CudaDevice
@@ -34,7 +36,7 @@ def measure_cpu_rates(n: int = 512) -> dict[str, float]:
     # bf16 at half the side: CPUs without bf16 matrix units run it 10-20x slower than fp32
     for precision, dtype, side in (("fp32", torch.float32, n), ("bf16", torch.bfloat16, n // 2)):
         a, b = torch.randn(side, side, dtype=dtype), torch.randn(side, side, dtype=dtype)
-        out[f"matmul_{precision}_flops"] = 2 * side**3 / _median_time(lambda a=a, b=b: a @ b, 5)
+        out[f"matmul_{precision}_flops"] = 2 * side**3 / _median_time(partial(operator.matmul, a, b), 5)
     src = torch.ones(16 * 2**20)
     dst = torch.empty_like(src)
     out["memory_copy_bytes_s"] = 2 * src.numel() * 4 / _median_time(lambda: dst.copy_(src), 6)

@@ -148,6 +148,11 @@ class Prediction:
     by_class_s: Mapping[str, float] | None = None
 
 
+#: Spread (IQR / median) of a row's timed steps above which its time is marked noisy: the limit the probe applies
+#: to its kernels (``advisor.probing.results.Measurement.spread_limit``); a busy host makes CPU rows swing.
+NOISY_SPREAD = 0.10
+
+
 @dataclass(frozen=True, slots=True)
 class Measurement:
     """What one case measured on the device.
@@ -168,6 +173,24 @@ class Measurement:
     reserved_bytes: float | None = None
     nvml_used_bytes: float | None = None
     profile: Mapping[str, Any] | None = None
+
+    @property
+    def spread(self) -> float | None:
+        """IQR / median of the timed steps (``None`` with fewer than 4)."""
+        times = sorted(self.step_times_s)
+        if len(times) < 4:
+            return None
+        import statistics
+
+        q1, _, q3 = statistics.quantiles(times, n=4)
+        median = statistics.median(times)
+        return (q3 - q1) / median if median > 0 else None
+
+    @property
+    def noisy(self) -> bool:
+        """The step times spread more than ``NOISY_SPREAD``: the measured time (and its error) is unreliable."""
+        spread = self.spread
+        return spread is not None and spread > NOISY_SPREAD
 
 
 def relative_error(predicted: float | None, measured: float | None) -> float | None:
@@ -223,7 +246,8 @@ class ValidationRow:
             "time": {"predicted_s": self.prediction.step_s,
                      "measured_s": m.step_s if m else None,
                      "error": self.time_error,
-                     "steps_s": list(m.step_times_s) if m else []},
+                     "steps_s": list(m.step_times_s) if m else [],
+                     "spread": m.spread if m else None, "noisy": bool(m and m.noisy)},
             "oom": self.oom,
             "fits": {"predicted": self.prediction.fits, "right": self.fits_right},
             "predictor": self.prediction.source,

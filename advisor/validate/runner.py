@@ -92,7 +92,7 @@ def heap_peak_mode() -> Any:
 
     class HeapPeak(TorchDispatchMode):
         def __init__(self) -> None:
-            super().__init__()
+            super().__init__()  # type: ignore[no-untyped-call]  # torch leaves it unannotated
             self.peak = heap_in_use_bytes() or 0
 
         def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from advisor.errors import UnknownModelError, WorkloadError
+from advisor.files import path_state
 from advisor.workload.base import OpCost, Workload
 from advisor.workload.presets import (
     PRESETS,
@@ -177,8 +178,9 @@ def load_workload(model: Any, *, example_inputs: Any = None, **options: Any) -> 
             resolve_preset(text)
         except UnknownModelError:
             path = Path(text)
-            if path.exists() or text.endswith(".json") or (text.count("/") == 1 and not text.startswith(".")):
-                return from_config(path if path.exists() else text, **options)
+            exists = path_state(path) != "missing"  # a 5,000-character name is no path, not an OSError
+            if exists or text.endswith(".json") or (text.count("/") == 1 and not text.startswith(".")):
+                return from_config(path if exists else text, **options)
             raise
         return from_preset(text, **options)
     if type(model).__module__.startswith("torch") or hasattr(model, "named_parameters"):

@@ -74,6 +74,9 @@ class TransformerArch:
         dropout: dropout layers active in training (masks saved for backward).
         mlm_head: a BERT masked-LM head (``BertForMaskedLM``: dense h x h + GELU + LayerNorm, then a decoder
             tied to the word embeddings with its own bias, logits at every position); no pooler then.
+        activation: the MLP's activation as the config names it (``activation_function`` / ``hidden_act``);
+            ``advisor.workload.transformer_ops.UNFUSED_ACTIVATIONS`` lists those Hugging Face writes as a chain
+            of elementwise kernels (GPT-2's ``gelu_new``); any other runs as one fused kernel.
         name: label.
     """
 
@@ -102,6 +105,7 @@ class TransformerArch:
     type_vocab_size: int = 0
     relative_attention_num_buckets: int = 0
     mlm_head: bool = False
+    activation: str = ""
     name: str = "transformer"
 
     def __post_init__(self) -> None:

@@ -10,7 +10,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from advisor.errors import WorkloadError, read_json_object
+from advisor.errors import WorkloadError
+from advisor.files import path_state, read_json_object, shown_path
 from advisor.numbers import real_number, show
 from advisor.workload.arch import TransformerArch, check_arch_field
 
@@ -153,7 +154,8 @@ def arch_from_config(cfg: Mapping[str, Any], name: str | None = None) -> Transfo
             num_layers=r.count("num_layers", "n_layer", ..., "num_hidden_layers"), hidden_size=h, num_heads=heads,
             num_kv_heads=heads, head_dim=r.head_dim(h, heads, "n_embd", "n_head"),
             intermediate_size=r.count("intermediate_size", "n_inner", 4 * h),
-            vocab_size=r.count("vocab_size", "vocab_size"), gated_mlp=False, mlp_bias=True, norm_bias=True)
+            vocab_size=r.count("vocab_size", "vocab_size"), gated_mlp=False, mlp_bias=True, norm_bias=True,
+            activation=r.text("activation_function", "gelu_new"))
         if family == "gpt2":
             return TransformerArch(family, **common, tie_word_embeddings=r.flag("tie_word_embeddings", True),
                                    qkv_bias=True, out_bias=True, dropout=r.probability("resid_pdrop", 0.1) > 0,
@@ -221,20 +223,20 @@ def load_config(source: str | Path | Mapping[str, Any]) -> tuple[dict[str, Any],
     if isinstance(source, Mapping):
         return dict(source), config_label(source)
     path = Path(source)
-    if path.is_dir():
+    if path_state(path) == "dir":
         path = path / "config.json"
-    if path.is_file():
+    if path_state(path) != "missing":  # a file, or a FIFO/device/... that the reader names and refuses
         label = path.parent.name if path.name == "config.json" else path.stem
-        data = read_json_object(path, what="config", hint=_CONFIG_HINT, error=WorkloadError)
+        data = read_json_object(path, kind="config", what="config", hint=_CONFIG_HINT, error=WorkloadError)
         return data, label
     text = str(source)
     if str(source).endswith(".json"):
-        raise WorkloadError(f"config file {text!r} does not exist",
+        raise WorkloadError(f"config file {shown_path(text)} does not exist",
                             "check the path, or give a preset name (see `specs`/README) or a hub id (owner/name)")
     from advisor.workload.hub import fetch_config, looks_like_hub_id
 
     if looks_like_hub_id(text):
         return fetch_config(text), text
-    raise WorkloadError(f"{text!r} is neither a preset, a config.json path nor a hub id (owner/name)",
+    raise WorkloadError(f"{shown_path(text)} is neither a preset, a config.json path nor a hub id (owner/name)",
                         "see the presets in the README, pass a config.json path, or a Hugging Face id like "
                         "Qwen/Qwen2-7B")

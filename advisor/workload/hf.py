@@ -147,11 +147,33 @@ def _hf_config(transformers: Any, cfg: Mapping[str, Any], name: str) -> Any:
 
 
 def _model_class(transformers: Any, cfg: Mapping[str, Any], config: Any) -> Any:
-    """The class the config names (``architectures``: with its task head), else the bare ``AutoModel`` one."""
-    for arch in cfg.get("architectures") or ():
-        cls = getattr(transformers, str(arch), None)
-        if cls is not None:
-            return cls
+    """The class the config names (``architectures``: with its task head), else the bare ``AutoModel`` one.
+
+    Only a model class is taken: a name in ``architectures`` is looked up in transformers' namespace when it is a
+    plain class name, and what it names must be a ``PreTrainedModel`` subclass (not a function, a pipeline or a
+    trainer, which a config must never get to call).
+
+    Raises:
+        WorkloadError: ``architectures`` is not a list of names, or names something in transformers that is not
+            a model class.
+    """
+    names = cfg.get("architectures") or ()
+    if not isinstance(names, (list, tuple)):
+        raise WorkloadError(f"the config's architectures is {str(names)[:60]!r}, not a list of model class names",
+                            'e.g. "architectures": ["LlamaForCausalLM"]')
+    for arch in names:
+        if not isinstance(arch, str) or not arch.isidentifier() or arch.startswith("_") or len(arch) > 100:
+            raise WorkloadError(f"the config's architectures entry {str(arch)[:60]!r} is not a model class name",
+                                'e.g. "architectures": ["LlamaForCausalLM"]')
+        cls = getattr(transformers, arch, None)
+        if cls is None:
+            continue  # a class this transformers does not have: the AutoModel class below
+        if not (isinstance(cls, type) and issubclass(cls, transformers.PreTrainedModel)):
+            raise WorkloadError(f"the config's architectures entry {arch!r} names a transformers "
+                                f"{type(cls).__name__}, not a model class",
+                                "architectures lists model classes, e.g. LlamaForCausalLM; remove the entry to build "
+                                "the bare AutoModel")
+        return cls
     try:
         return transformers.AutoModel._model_mapping[type(config)]
     except (KeyError, AttributeError) as exc:

@@ -8,21 +8,22 @@ download.  Every failure is a ``WorkloadError`` that says what to do instead.
 
 from __future__ import annotations
 
-import json
 import re
-from pathlib import Path
 from typing import Any
 
 from advisor.errors import WorkloadError
 
-#: owner/name as the hub spells repository ids (letters, digits, '-', '_', '.').
-_REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
+#: owner/name as the hub spells repository ids (letters, digits, '-', '_', '.'; at most 96 characters each, as
+#: huggingface_hub's validate_repo_id allows).
+_REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
 INSTALL_HINT = "pip install 'gpu-advisor[hub]' (huggingface_hub), or download config.json and pass its path"
 
 
 def looks_like_hub_id(text: str) -> bool:
     """``owner/name`` with hub-legal characters (and not a path that exists or a .json file)."""
-    return bool(_REPO_ID.match(text)) and not text.endswith(".json") and not Path(text).exists()
+    from advisor.files import path_state
+
+    return bool(_REPO_ID.match(text)) and not text.endswith(".json") and path_state(text) == "missing"
 
 
 def fetch_config(repo_id: str, *, revision: str | None = None) -> dict[str, Any]:
@@ -40,13 +41,10 @@ def fetch_config(repo_id: str, *, revision: str | None = None) -> dict[str, Any]
         path = hf_hub_download(repo_id, "config.json", revision=revision)
     except Exception as exc:  # the hub's errors differ by version: sort them by name, keep the cause
         raise _hub_error(repo_id, exc) from exc
-    try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as exc:
-        raise WorkloadError(f"config.json of {repo_id!r} from the hub is not readable JSON: {exc}",
-                            "download it and pass its path") from exc
-    if not isinstance(data, dict):
-        raise WorkloadError(f"config.json of {repo_id!r} holds a JSON {type(data).__name__}, not an object")
+    from advisor.files import read_json_object
+
+    data = read_json_object(path, kind="config", what=f"the hub's config.json of {repo_id!r}, cached as",
+                            hint="download it and pass its path", error=WorkloadError)
     data.setdefault("_name_or_path", repo_id)
     return data
 

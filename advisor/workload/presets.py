@@ -201,7 +201,9 @@ def resolve_preset(name: str) -> str:
     names = list(dict.fromkeys(_INDEX[c] for c in close))
     hint = (f"closest: {', '.join(names)}" if names else "no close match") + \
         "; or pass a config.json path/dict or a torch.nn.Module"
-    raise UnknownModelError(f"unknown model {name!r}", hint)
+    from advisor.files import shown_path
+
+    raise UnknownModelError(f"unknown model {shown_path(name)}", hint)
 
 
 def context_limit(config: dict[str, Any]) -> int | None:

@@ -20,6 +20,7 @@ from dataclasses import replace
 from typing import Any
 
 from advisor.errors import WorkloadError
+from advisor.precision import NF4_BYTES_PER_WEIGHT
 from advisor.workload.arch import DECODERS, FAMILIES, LORA_TARGETS, TransformerArch, analytic_params
 from advisor.workload.aten_ops import FUSED_ATTENTION_BACKWARD_WORK, fused_attention_work
 from advisor.workload.base import OpCost, Workload
@@ -38,7 +39,7 @@ from advisor.workload.transformer_memory import (
     kv_cache_peak_bytes,
     largest_temp,
 )
-from advisor.workload.transformer_ops import OpList
+from advisor.workload.transformer_ops import OpList, activation_kernels
 
 ATTENTIONS = ("eager", "sdpa", "flash")
 DEFAULT_GEN_LEN = 128
@@ -163,7 +164,7 @@ def build_transformer(
     w_b = weight_bytes(precision)
     head_w_b = w_b  # embeddings, LM head and pooler are never quantized (bitsandbytes / PEFT default)
     if quantize_base == "nf4":
-        w_b = 0.5 + 0.5 / 64 * 4 / 4  # 4-bit + one fp32 absmax per 64 weights (double-quantised ~0.127 bit)
+        w_b = NF4_BYTES_PER_WEIGHT
         assumptions.append(f"nf4 base: 4-bit weights + quantization constants (~0.127 bit/weight with double "
                            f"quantization, block 64); bitsandbytes dequantizes each to a 16-bit copy before its "
                            f"matmul (op '.dequant': reads {w_b:.3f} B + writes 2 B per weight, memory-bound, one "
@@ -269,9 +270,13 @@ def build_transformer(
             mkeys = ("gate", "up") if arch.gated_mlp else ("up",)
             linear_group(f"{prefix}.mlp.in", tokens, mkeys, count, reads=len(mkeys))
             mult_tokens = tokens
-        act_elems = mult_tokens * inter * (2 if arch.gated_mlp else 1)
-        ops.add(f"{prefix}.mlp.act", "elementwise", 0, act_elems * a_b + mult_tokens * inter * a_b, count,
-                bwd_flops=0, train=train)
+        unfused = activation_kernels(arch.activation, amp, a_b)
+        if unfused is not None and not arch.gated_mlp:
+            ops.add_activation(f"{prefix}.mlp.act", mult_tokens * inter, count, unfused, train)
+        else:
+            act_elems = mult_tokens * inter * (2 if arch.gated_mlp else 1)
+            ops.add(f"{prefix}.mlp.act", "elementwise", 0, act_elems * a_b + mult_tokens * inter * a_b, count,
+                    bwd_flops=0, train=train)
         if arch.num_experts:
             linear_group(f"{prefix}.moe.experts.down", mult_tokens, ("down",), count, multiplier=arch.num_experts)
         else:
@@ -332,17 +337,15 @@ def build_transformer(
                            "the vocabulary at every position (the loss over all of them)")
     if arch.has_lm_head:
         fl = 2.0 * head_tokens * h * v_size
-        logits_b = 4 if amp else a_b
         ops.add("lm_head", "matmul", fl, head_tokens * (h + v_size) * a_b + h * v_size * head_w_b, 1, tc=True,
                 min_dim=min(head_tokens, h), bwd_flops=fl * (1 if frozen_base else 2), train=train,
                 gemm=(head_tokens, v_size, h))
-        if train and causal_lm:  # ForCausalLMLoss upcasts 16-bit logits; GPT-2's own loss does not
-            ops.add_logits_shift(tokens * v_size, a_b, upcast=a_b == 2 and arch.family != "gpt2")
-            assumptions.append("loss as Hugging Face 4.46 computes it: the logits shifted by one position (a copy "
-                               "of a slice), 16-bit logits upcast to fp32 first except in GPT-2's own loss")
         if train:
-            ops.add("loss.cross_entropy", "reduction", 0, tokens * v_size * (a_b + 2 * logits_b), 1,
-                    bwd_flops=0, bwd_bytes=tokens * v_size * 2 * logits_b, train=train)
+            loss_b = _loss_bytes(causal_lm, amp, a_b)
+            ops.add_loss(tokens * v_size, upcast=loss_b > a_b, loss_b=loss_b)
+            assumptions.append("loss as transformers 5 computes it: the labels shifted (no copy of the logits), "
+                               "16-bit logits upcast to fp32 first (ForCausalLMLoss's logits.float(); autocast's "
+                               "fp32 log_softmax), then log_softmax and nll_loss over every position")
     elif arch.pooler:
         if train:
             assumptions.append("encoder: the bare model (BertModel, with pooler) and no task head; an MLM head "
@@ -376,11 +379,10 @@ def build_transformer(
     if arch.has_lm_head:
         if train:
             # the loss's backward: the gradients of the log-probabilities and of the logits live at once
-            # (beside the saved log-probabilities, in activations), in the loss's dtype (fp32 under amp);
-            # the forward's 16-bit logits and their fp32 copy are no more.  Not at the same time as a
+            # (beside the saved log-probabilities, in activations), in the loss's dtype (fp32 for 16-bit
+            # logits); the forward's 16-bit logits and their fp32 copy are no more.  Not at the same time as a
             # block's temporaries.
-            logits_b = 4 if amp else a_b
-            transient = max(largest_tmp, tokens * v_size * 2.0 * logits_b)
+            transient = max(largest_tmp, tokens * v_size * 2.0 * _loss_bytes(causal_lm, amp, a_b))
         else:
             # the logits of every position (in the compute dtype) beside the largest block temporary
             transient += head_tokens * v_size * a_b
@@ -466,6 +468,11 @@ def build_transformer(
         input_bytes_per_sample=float(s * 8 * (2 if train else 1)),
         arch=arch.arch_dict(), eager_ops=eager, assumptions=tuple(assumptions), options=options,
     )
+
+
+def _loss_bytes(causal_lm: bool, amp: bool, a_b: int) -> int:
+    """Bytes per logit the loss runs in: fp32 for a causal LM (ForCausalLMLoss upcasts) or under autocast."""
+    return 4 if causal_lm or amp else a_b
 
 
 def _decode_ops(arch: TransformerArch, b: int, ctx: float, a_b: int, w_b: float) -> tuple[OpCost, ...]:

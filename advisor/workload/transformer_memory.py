@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from advisor.workload.arch import TransformerArch
 from advisor.workload.costs import compute_bytes
+from advisor.workload.transformer_ops import activation_kernels
 
 
 def kv_cache_peak_bytes(arch: TransformerArch, b: int, s: int, gen_len: int, a_b: int) -> float:
@@ -90,8 +91,11 @@ def activation_bytes_breakdown(arch: TransformerArch, b: int, s: int, *, precisi
         if with_norm:
             n += norm_bytes(tokens, 2 if arch.gated_mlp else 1)
         routed = tokens * (arch.experts_per_token or 1)
+        unfused = activation_kernels(arch.activation, amp, a_b)
         if arch.gated_mlp:
             n += routed * inter * 4 * a_b  # gate out (act input), act out, up out, product (down input)
+        elif unfused is not None:
+            n += routed * inter * (a_b + unfused.saved)  # fc2 input + the unfused chain's saved tensors
         else:
             n += routed * inter * 2 * a_b  # fc1 out (act input), act out (fc2 input)
         if arch.num_experts:
@@ -109,9 +113,10 @@ def activation_bytes_breakdown(arch: TransformerArch, b: int, s: int, *, precisi
         layer = attn_bytes(s, s, True) + mlp_bytes(tokens, True)
     layer += lora_bytes(tokens)
     n_layers = arch.num_layers
-    # the loss runs in the logits' dtype (fp32 under amp: autocast runs cross_entropy in fp32); its
-    # log_softmax output is kept until the loss's backward
-    head_saved = tokens * arch.vocab_size * float(4 if amp else a_b) if arch.has_lm_head else 0.0
+    # the loss runs in fp32 for a causal LM (ForCausalLMLoss upcasts the logits) or under amp (autocast runs
+    # log_softmax in fp32), else in the logits' dtype; its log_softmax output is kept until the loss's backward
+    loss_b = 4 if (amp or arch.kind == "decoder") else a_b
+    head_saved = tokens * arch.vocab_size * float(loss_b) if arch.has_lm_head else 0.0
     total: float
     if arch.family == "t5":
         dec_layer = layer + attn_bytes(s, s, True)

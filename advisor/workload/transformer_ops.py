@@ -6,7 +6,54 @@ group with backward FLOPs gets its ``.grad`` counterpart, with the GEMM shapes o
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from advisor.workload.base import OpCost
+
+
+@dataclass(frozen=True, slots=True)
+class ActivationKernels:
+    """An unfused activation per element of its input: kernels, bytes moved, index-bound elements, bytes saved.
+
+    ``saved`` is what autograd keeps beyond the down projection's own input.  Bytes are per element at fp32 /
+    plain 16-bit in units of the compute dtype's bytes (``plain``) or in bytes under autocast (``amp``).
+    """
+
+    fwd_launches: int
+    fwd_bytes: float
+    fwd_strided: float
+    bwd_launches: int
+    bwd_bytes: float
+    bwd_strided: float
+    saved: float
+
+
+#: Activations Hugging Face writes as a chain of elementwise kernels (the rest run one fused kernel).
+#: ``gelu_new`` (``transformers.activations.NewGELUActivation``, GPT-2's and GPT-J's default):
+#: ``0.5 * x * (1 + tanh(sqrt(2/pi) * (x + 0.044715 * pow(x, 3))))``: 8 kernels forward (0.5*x, pow, the scalar
+#: mul, +, the scalar mul, tanh, 1+, *), 11 backward; autograd keeps pow's input, tanh's output and both operands of
+#: the last mul (4 tensors).  Under CUDA autocast ``pow`` is on the fp32 list: x is cast up (an index-bound cast),
+#: the chain runs in fp32, its adds / muls with the 16-bit ``0.5*x`` mix dtypes (index-bound), three of the four
+#: saved tensors are fp32 and the fp32 result is cast back to 16 bits for the down projection: 10 kernels forward,
+#: 15 backward (the gradients cast back), 14 saved bytes per element.  Counted from the formula by the tracer (a
+#: [4096, 1024] activation between two linears, less the same without it); tests/test_conformance.py re-traces it
+#: against this table.
+UNFUSED_ACTIVATIONS: dict[str, dict[str, ActivationKernels]] = {
+    "gelu_new": {"plain": ActivationKernels(8, 18, 0, 11, 28, 0, 4),
+                 "amp": ActivationKernels(10, 76, 3, 15, 118, 2, 14)},
+}
+
+
+def activation_kernels(activation: str, amp: bool, a_b: int) -> ActivationKernels | None:
+    """``activation``'s kernels in bytes at this precision, or ``None`` for a fused activation."""
+    table = UNFUSED_ACTIVATIONS.get(activation)
+    if table is None:
+        return None
+    if amp:
+        return table["amp"]
+    k = table["plain"]
+    return ActivationKernels(k.fwd_launches, k.fwd_bytes * a_b, k.fwd_strided, k.bwd_launches, k.bwd_bytes * a_b,
+                             k.bwd_strided, k.saved * a_b)
 
 
 class OpList:
@@ -77,17 +124,26 @@ class OpList:
             self.add_index_bound(label + ".input_grad_sum", "elementwise", "backward",
                                  elements * 3 * grad_bytes * (reads - 1), count, 0.0, launches=reads - 1)
 
-    def add_logits_shift(self, elements: float, logits_b: int, upcast: bool) -> None:
-        """Hugging Face 4.46's causal-LM loss before the cross-entropy, over ``elements`` logits.
+    def add_activation(self, label: str, elements: float, count: int, kernels: ActivationKernels,
+                       train: bool) -> None:
+        """An unfused activation (``UNFUSED_ACTIVATIONS``) over ``elements`` per repetition."""
+        self.add(label, "elementwise", 0, elements * kernels.fwd_bytes, count, train=False,
+                 launches=kernels.fwd_launches, strided=elements * kernels.fwd_strided)
+        if train:
+            self.add_index_bound(label + ".grad", "elementwise", "backward", elements * kernels.bwd_bytes, count,
+                                 elements * kernels.bwd_strided, launches=kernels.bwd_launches)
 
-        It shifts the logits by one position (``logits[..., :-1, :].contiguous()``: a copy of a slice, index-bound),
-        after upcasting 16-bit logits to fp32 where ``upcast`` (ForCausalLMLoss: an unrolled cast, index-bound);
-        their gradients are a fill plus a copy into the slice, and a vectorized cast back.
+    def add_loss(self, elements: float, upcast: bool, loss_b: int) -> None:
+        """The cross-entropy over ``elements`` logits, as transformers 5's losses run it.
+
+        ``upcast``: 16-bit logits cast to fp32 first (ForCausalLMLoss's ``logits.float()``, or autocast's fp32
+        policy for log_softmax: an unrolled cast, index-bound; its gradient a vectorized cast back).  The labels are
+        shifted (padded), not the logits: no copy of them.  Then log_softmax (read + write) and nll_loss (read)
+        forward; nll_loss's backward (a zero-filled gradient, written and scattered into) and log_softmax's (the
+        gradient and the saved output read, one written), all in ``loss_b`` bytes.
         """
         if upcast:
             self.add_index_bound("loss.upcast", "elementwise", "forward", elements * 6, 1, elements)
             self.add_index_bound("loss.upcast.grad", "elementwise", "backward", elements * 6, 1, 0.0)
-        shifted_b = 4 if upcast else logits_b
-        self.add_index_bound("loss.shift", "elementwise", "forward", elements * 2 * shifted_b, 1, elements)
-        self.add_index_bound("loss.shift.grad", "elementwise", "backward", elements * 3 * shifted_b, 1, 0.0,
-                             launches=2)
+        self.add("loss.cross_entropy", "reduction", 0, elements * 3 * loss_b, 1, bwd_flops=0,
+                 bwd_bytes=elements * 5 * loss_b, launches=2, bwd_launches=2)

@@ -132,12 +132,6 @@ def vgg16_transfer(num_classes: int = 10) -> Any:
     return nn.Sequential(base, nn.Flatten(), nn.Linear(512 * 7 * 7, 256), nn.ReLU(), nn.Linear(256, num_classes))
 
 
-def _module_base() -> Any:
-    from torch import nn
-
-    return nn.Module
-
-
 class _Lazy:
     """Defers class creation until torch is imported (classes subclass nn.Module)."""
 
@@ -276,7 +270,8 @@ def _gpt_cls() -> Any:
             self.lm_head = nn.Linear(hidden, vocab_size, bias=False)
             self.lm_head.weight = self.wte.weight
             self.config = {"model_type": "gpt2", "n_layer": layers, "n_embd": hidden, "n_head": heads,
-                           "vocab_size": vocab_size, "n_positions": n_positions, "resid_pdrop": 0.0}
+                           "vocab_size": vocab_size, "n_positions": n_positions, "resid_pdrop": 0.0,
+                           "activation_function": "gelu_pytorch_tanh"}  # nn.GELU(approximate="tanh"): fused
             if inner != 4 * hidden:
                 self.config["n_inner"] = inner
 

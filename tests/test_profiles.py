@@ -1,0 +1,81 @@
+"""Estimator profiles (advisor/profiles/*.toml): one per micro-architecture, every figure sourced, one per card."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from advisor.catalog import get_gpu, load_specs
+from advisor.errors import SpecError
+from advisor.estimator import profiles as prof
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_every_catalog_card_maps_to_exactly_one_profile_and_none_to_the_fallback() -> None:
+    for spec in load_specs():
+        found = prof.matching_profiles(spec)
+        assert len(found) == 1, (spec.id, [p.id for p in found])
+        assert found[0].id != prof.GENERIC_ID, spec.id
+
+
+def test_every_figure_has_a_value_an_evidence_level_and_a_source() -> None:
+    profiles = prof.load_profiles()
+    assert {"pascal", "volta", "turing", "ampere", "ampere-ga10x", "ada", "hopper", "blackwell", "blackwell-sm120",
+            "cdna1", "cdna2", "cdna3", "gcn5", "rdna2", "rdna3", "jetson-orin"} <= set(profiles)
+    for p in profiles.values():
+        assert set(p.figures) == set(prof.FIGURES), p.id
+        for name, fig in p.figures.items():
+            assert fig.evidence in prof.EVIDENCE and fig.source.strip(), (p.id, name)
+            assert fig.value is not None, (p.id, name)
+            if fig.inherited_from:  # explicit, and the parent exists and states it
+                assert fig.evidence == "inherited" and fig.inherited_from in profiles, (p.id, name)
+                assert fig.value == profiles[fig.inherited_from].value(name), (p.id, name)
+
+
+def test_no_architecture_name_is_branched_on_outside_the_loader() -> None:
+    names = ("hopper", "ampere", "blackwell", "volta", "turing", "pascal", "cdna", "rdna", "orin")
+    for path in (ROOT / "advisor" / "estimator").glob("*.py"):
+        if path.name == "profiles.py":
+            continue
+        for line in path.read_text().splitlines():
+            code = line.split("#")[0]
+            if ("==" in code or " in (" in code or " in {" in code or "frozenset" in code) and any(
+                    f'"{n}' in code.lower() for n in names):
+                pytest.fail(f"{path.name}: branches on an architecture name: {line.strip()}")
+
+
+def test_a_profile_file_without_a_figure_is_an_error(tmp_path: Path) -> None:
+    for path in prof.default_directory().glob("*.toml"):
+        (tmp_path / path.name).write_text(path.read_text())
+    bad = tmp_path / "hopper.toml"
+    bad.write_text("\n".join(line for line in bad.read_text().splitlines() if not line.startswith("conv =")))
+    with pytest.raises(SpecError, match="missing figures conv"):
+        prof.load_profiles(str(tmp_path))
+    bad.write_text(bad.read_text() + '\nconv = { inherit = "nowhere", evidence = "inherited", source = "x" }\n')
+    with pytest.raises(SpecError, match="unknown profile 'nowhere'"):
+        prof.load_profiles(str(tmp_path))
+
+
+def test_estimate_json_names_the_profile_its_evidence_and_a_range(capsys: pytest.CaptureFixture[str]) -> None:
+    from advisor.cli import main
+
+    assert main(["estimate", "--model", "gpt2", "--gpu", "rtx-5090", "--batch-size", "8", "--seq-len", "512",
+                 "--calibration", "none", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["profile"]["id"] == "blackwell-sm120" and out["profile"]["evidence"] == "inherited"
+    assert "matmul" in out["profile"]["inherited_figures"]
+    t = out["time"]
+    assert t["evidence"] == "inherited" and t["step_s_low"] < t["step_s"] < t["step_s_high"]
+
+
+def test_amd_cards_pay_their_library_calls_and_run_fp32_gemms_on_matrix_cores() -> None:
+    from advisor.estimator.efficiency import defaults_for
+
+    cdna2 = defaults_for("cdna2")
+    assert cdna2.library_call_ops("conv", "forward") == defaults_for("hopper").library_call_ops("conv", "forward") > 0
+    assert cdna2.vector_matmul == pytest.approx(2 * cdna2.matmul)  # MI210: 45.3 matrix vs 22.6 vector TFLOP/s
+    assert defaults_for("cdna3").fp32_matrix == 1.0  # the catalog's FP32 rate is already CDNA 3's matrix rate
+    assert get_gpu("mi250").devices_per_package == 2  # PyTorch sees one die per device (estimate's per_device)

@@ -1,0 +1,128 @@
+"""Rankings that hold: predicted cross-card ratios against published same-harness pairs.
+
+The pairs are in tests/data/published_ratios.csv.
+
+Each row is one workload measured on two cards by the same harness and software (Lambda's DeepLearningExamples
+tables, the MAMF / AMD MAF matmul tables).  The predicted ratio (card A over card B, uncalibrated) must point the
+same way and lie within +-25% of the published one.  Rows whose source chose a profile figure say so (``chose``):
+they check consistency, not independence.  The H200-vs-H100 pairs of the shared GPU runs are in test_replay.py.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+from pathlib import Path
+
+import pytest
+
+from advisor.api import estimate
+from advisor.recommender import recommend
+
+CSV_PATH = Path(__file__).resolve().parent / "data" / "published_ratios.csv"
+TOLERANCE = 0.25
+
+
+def _rows() -> list[dict[str, str]]:
+    with CSV_PATH.open(newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_the_table_names_source_date_license_and_rows() -> None:
+    rows = _rows()
+    assert len({r["id"] for r in rows}) == len(rows) >= 8
+    for r in rows:
+        assert r["source"].startswith("https://github.com/") and r["date"] and r["license"] and r["rows"], r["id"]
+        assert float(r["value_a"]) > 0 and float(r["value_b"]) > 0 and r["chose"], r["id"]
+    pairs = {(r["card_a"], r["card_b"]) for r in rows}
+    assert {("H100 SXM5 80GB", "A100 SXM4 80GB"), ("MI300X", "H100 SXM5 80GB"), ("RTX 4090", "RTX 3090"),
+            ("A100 SXM4 80GB", "V100 SXM2 16GB")} <= pairs
+
+
+def _estimate_rate(row: dict[str, str], card: str, batch: str) -> float:
+    opts = dict(part.split("=", 1) for part in row["options"].split(";") if "=" in part)
+    kw = {"batch_size": int(batch), "precision": row["precision"], "mode": row["mode"], "calibration": None}
+    if row["optimizer"]:
+        kw["optimizer"] = row["optimizer"]
+    if row["seq_len"]:
+        kw["seq_len"] = int(row["seq_len"])
+    if row["image_size"]:
+        kw["image_size"] = int(row["image_size"])
+    if "attention" in opts:
+        from advisor.workload import load_workload
+
+        model = load_workload(row["model"], attention=opts["attention"],
+                              **{k: v for k, v in kw.items() if k != "calibration"})
+    else:
+        model = row["model"]
+    return float(estimate(model, card, **kw).time.samples_per_s)
+
+
+def _gemm_tflops(card: str, precision: str, shape: str) -> float:
+    """One large GEMM priced by the estimator's own per-op path on the card (spec sheet, no probe)."""
+    from advisor.catalog import get_gpu
+    from advisor.estimator import peaks
+    from advisor.estimator.power import sustained_clock
+    from advisor.estimator.profiles import efficiency_for
+    from advisor.estimator.time import card_rates, ops_time_detail, prepare_ops
+    from advisor.workload.base import OpCost
+
+    spec = get_gpu(card)
+    spec = spec.per_device() if spec.devices_per_package > 1 else spec
+    tensor_peak, vector_peak, _ = peaks(spec, precision)
+    eff = efficiency_for(spec).replace(clock=sustained_clock(spec).fraction)
+    rates = card_rates(spec, precision, eff, tensor_peak, vector_peak)
+    m, n, k = (int(x) for x in shape.split("x"))
+    flops = 2.0 * m * n * k
+    ops = prepare_ops([OpCost("mm", "matmul", "forward", flops, 2.0 * (m * k + k * n + m * n), tensor_core=True,
+                              gemms=((m, n, k),), min_dim=min(m, n, k))])
+    seconds = ops_time_detail(ops, rates).phases[0] - rates.launch_s
+    return flops / seconds / 1e12
+
+
+@functools.cache
+def _predicted(row_id: str) -> tuple[float, float]:
+    row = next(r for r in _rows() if r["id"] == row_id)
+    published = float(row["value_a"]) / float(row["value_b"])
+    if row["kind"] == "gemm":
+        shape_a, shape_b = row["model"].split("|")
+        return published, _gemm_tflops(row["card_a"], row["precision"], shape_a) / _gemm_tflops(
+            row["card_b"], row["precision"], shape_b)
+    return published, _estimate_rate(row, row["card_a"], row["batch_a"]) / _estimate_rate(row, row["card_b"],
+                                                                                          row["batch_b"])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("row_id", [r["id"] for r in _rows()])
+def test_predicted_ratio_points_the_same_way_and_lies_within_25_percent(row_id: str) -> None:
+    published, predicted = _predicted(row_id)
+    if abs(published - 1.0) > 0.05:
+        assert (predicted > 1.0) == (published > 1.0), (row_id, published, predicted)
+    assert abs(predicted / published - 1.0) <= TOLERANCE, f"{row_id}: predicted {predicted:.2f} vs {published:.2f}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("model", "kw"), [
+    ("resnet50", {"batch_size": 128, "image_size": 224}), ("gpt2", {"batch_size": 8, "seq_len": 1024}),
+    ("llama-3-8b", {"batch_size": 1, "seq_len": 2048, "mode": "infer"})])
+def test_the_5090_beats_the_4090_on_every_preset(model: str, kw: dict) -> None:
+    times = {card: estimate(model, card, calibration=None, precision="amp-bf16" if kw.get("mode") != "infer"
+                            else "bf16", **kw).time.step_s for card in ("rtx-5090", "rtx-4090")}
+    assert times["rtx-5090"] < times["rtx-4090"], times
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("model", "kw"), [
+    ("resnet50", {"batch_size": 256, "image_size": 224}), ("gpt2", {"batch_size": 8, "seq_len": 1024}),
+    ("llama-3-8b", {"batch_size": 1, "seq_len": 2048, "mode": "infer", "precision": "bf16"})])
+def test_an_instinct_card_above_the_h100_h200_says_its_evidence_is_inherited(model: str, kw: dict) -> None:
+    """No end-to-end measurement of an Instinct card is in the repo: where one ranks above the Hopper cards, the row
+    says its figures are inherited (the widest range), never ``measured``.  (Issue 24 asks for no Instinct card above
+    the H100/H200 without a cited measurement; this is not met yet: docs/accuracy.md, "AMD".)"""
+    rec = recommend(model, calibration=None, max_gpus=1, **kw)
+    order = [r.gpu_id for r in rec.rows]
+    first = min(order.index(g) for g in ("h100-sxm5-80gb", "h200-sxm-141gb") if g in order)
+    for r in rec.rows[:first]:
+        if r.vendor == "amd":
+            assert r.evidence == "inherited" and r.profile in ("cdna2", "cdna3"), (model, r.gpu_id, r.evidence)
+            assert r.step_s_high / r.step_s > 1.3 and r.step_s_low / r.step_s < 0.5, (model, r.gpu_id)
