@@ -247,3 +247,15 @@ def test_an_infinite_rate_or_job_size_is_refused_found_by_the_fuzz_suite(capsys:
     for name in ("loader_samples_per_s", "total_tokens", "dataset_samples"):
         with pytest.raises(EstimateError, match=f"{name} must be a finite number > 0"):
             estimate("gpt2", GPU, calibration=None, **{name: float("inf")})
+
+
+def test_a_5000_digit_integer_in_a_file_is_a_clean_error(tmp_path: Path) -> None:
+    """json and tomllib refuse integers of more than 4,300 digits with a bare ValueError."""
+    lines = [f"{k} = {json.dumps(v)}" for k, v in _spec().items() if k not in ("interconnect", "memory_gb")]
+    (tmp_path / "test-card.toml").write_text("\n".join([*lines, "memory_gb = " + "1" * 5000]) + "\n")
+    with pytest.raises(SpecError, match=r"test-card\.toml.*number too long"):
+        load_specs(tmp_path, extra_dirs=[])
+    config = tmp_path / "config.json"
+    config.write_text('{"model_type": "gpt2", "n_embd": ' + "7" * 5000 + "}")
+    with pytest.raises(WorkloadError, match="number too long"):
+        estimate(str(config), GPU, calibration=None)
