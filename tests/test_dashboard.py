@@ -744,3 +744,16 @@ def test_a_one_bar_memory_chart_keeps_every_category_and_tied_points_share_one_l
     datasets = chart["datasets"].values()
     labels = next(d for d in datasets if d and "label" in d[0])
     assert sorted(d["label"] for d in labels) == ["card 0 (+2)", "lone"]
+
+
+def test_a_wide_spread_of_prices_gets_a_log_axis() -> None:
+    """Issue 26 item 9: the specs explorer's memory vs price was squashed by one 30,000-USD point."""
+    import pandas as pd
+
+    from advisor.dashboard.charts import spec_scatter
+
+    frame = pd.DataFrame([{"id": c, "name": c, "vendor": "nvidia", "segment": "geforce", "price_usd": p,
+                           "memory_gb": m} for c, p, m in (("a", 300.0, 8), ("b", 1600.0, 24), ("c", 40000.0, 141))])
+    spec = spec_scatter(frame, "price_usd", "purchase price (USD)", "memory_gb", "memory (GB)", "t").to_dict()
+    assert spec["encoding"]["x"]["scale"]["type"] == "log"
+    assert spec["encoding"]["y"]["scale"].get("type") != "log"  # 8..141 GB: within 20x, linear

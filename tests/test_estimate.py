@@ -17,9 +17,9 @@ from advisor.calibration import clear_calibration_cache, resolve_calibration
 from advisor.catalog import get_gpu
 from advisor.errors import AdvisorError, EstimateError
 from advisor.estimator import Estimate, estimate_workload
-from advisor.estimator.efficiency import compute_efficiency, defaults_for, shape_factor
+from advisor.estimator.efficiency import compute_efficiency, shape_factor
 from advisor.estimator.memory import BREAKDOWN_KEYS, optimizer_bytes
-from advisor.estimator.profiles import efficiency_of, load_profiles
+from advisor.estimator.profiles import defaults_for, efficiency_of, load_profiles
 from advisor.estimator.time import STRIDED_ELEMENTS_PER_SM_CYCLE
 from advisor.precision import NF4_BYTES_PER_WEIGHT
 from advisor.workload.base import OpCost, Workload
@@ -476,8 +476,9 @@ def test_eager_decode_at_batch_1_is_host_bound_and_graph_runtimes_are_not() -> N
 
 
 def test_host_floor_is_a_max_on_a_gpu_and_a_sum_on_the_cpu() -> None:
-    from advisor.estimator.efficiency import HOST_BACKWARD_FRACTION, TRACED_HOST_BACKWARD_FRACTION, defaults_for
+    from advisor.estimator.efficiency import HOST_BACKWARD_FRACTION, TRACED_HOST_BACKWARD_FRACTION
     from advisor.estimator.host import host_floor
+    from advisor.estimator.profiles import defaults_for
     from advisor.estimator.time import PHASES, prepare_ops
     from advisor.workload.base import OpCost
 
@@ -528,8 +529,8 @@ def test_unknown_runtime_is_refused_with_the_accepted_names() -> None:
 
 
 def test_views_launch_no_kernel_but_cost_host_dispatch() -> None:
-    from advisor.estimator.efficiency import defaults_for
     from advisor.estimator.host import host_floor
+    from advisor.estimator.profiles import defaults_for
     from advisor.estimator.time import CardRates, ops_time, prepare_ops
     from advisor.workload.base import OpCost
 
@@ -545,8 +546,9 @@ def test_views_launch_no_kernel_but_cost_host_dispatch() -> None:
 
 
 def test_library_calls_cost_the_host_more_than_a_generic_op_where_the_profile_says() -> None:
-    from advisor.estimator.efficiency import TRACED_HOST_BACKWARD_FRACTION, defaults_for
+    from advisor.estimator.efficiency import TRACED_HOST_BACKWARD_FRACTION
     from advisor.estimator.host import LIBRARY_CALL_HOST_OPS, host_floor
+    from advisor.estimator.profiles import defaults_for
     from advisor.estimator.time import PHASES, prepare_ops
     from advisor.workload.base import OpCost
 
@@ -572,8 +574,9 @@ def test_an_embedding_backward_costs_the_host_its_sort_and_segmented_sum() -> No
     """aten.embedding_dense_backward on CUDA is a cub sort of the indices and a segmented sum, ~20 kernels: each call
     costs the host LIBRARY_CALL_HOST_OPS['embedding', 'backward'] generic ops more (the H200 profile's 443 us); the
     embedding's forward lookup, and an embedding op recomputed under checkpointing, are generic ops."""
-    from advisor.estimator.efficiency import TRACED_HOST_BACKWARD_FRACTION, defaults_for
+    from advisor.estimator.efficiency import TRACED_HOST_BACKWARD_FRACTION
     from advisor.estimator.host import LIBRARY_CALL_HOST_OPS, host_floor
+    from advisor.estimator.profiles import defaults_for
     from advisor.estimator.time import PHASES, prepare_ops
     from advisor.workload.base import OpCost
 
@@ -594,8 +597,9 @@ def test_fused_attention_costs_the_host_cudnns_call_on_hopper_only() -> None:
     LIBRARY_CALL_HOST_OPS['attention', ...] generic ops more (the H200 profile); Ampere's FlashAttention-2 calls are
     not charged, nor is attention without tile work (unfused, or a decode step priced by its KV-cache bytes) or in
     fp32 (the memory-efficient kernel, another library)."""
-    from advisor.estimator.efficiency import TRACED_HOST_BACKWARD_FRACTION, defaults_for
+    from advisor.estimator.efficiency import TRACED_HOST_BACKWARD_FRACTION
     from advisor.estimator.host import LIBRARY_CALL_HOST_OPS, host_floor
+    from advisor.estimator.profiles import defaults_for
     from advisor.estimator.time import PHASES, prepare_ops
     from advisor.workload.base import OpCost
 
@@ -649,8 +653,9 @@ def test_cnn_estimates_name_the_cudnn_host_cost() -> None:
 
 
 def test_checkpointing_costs_the_host_its_hooks_and_recompute() -> None:
-    from advisor.estimator.efficiency import TRACED_HOST_BACKWARD_FRACTION, defaults_for
+    from advisor.estimator.efficiency import TRACED_HOST_BACKWARD_FRACTION
     from advisor.estimator.host import CHECKPOINT_FORWARD_FACTOR, CHECKPOINT_RECOMPUTE_OPS, host_floor
+    from advisor.estimator.profiles import defaults_for
     from advisor.estimator.time import PHASES, prepare_ops
     from advisor.workload.base import OpCost
 

@@ -14,7 +14,7 @@ import pytest
 
 from advisor import estimate
 from advisor.catalog import get_gpu
-from advisor.estimator import efficiency
+from advisor.estimator import profiles
 from advisor.estimator.time import (
     ATTENTION_BACKWARD_RATE,
     ATTENTION_SOURCE,
@@ -112,7 +112,7 @@ def test_fused_attention_is_priced_by_its_tiles_where_the_card_runs_the_fused_ke
     bwd = OpCost("aten.sdpa_backward", "attention", "backward", 2.5e12, 2.5e6, tensor_core=True, min_dim=64,
                  tile_flops=2.5 * tiles, block_flops=2.5 * blocks)
     h200 = get_gpu("h200-sxm-141gb")
-    rates = card_rates(h200, "bf16", efficiency.defaults_for("Hopper"), 989e12, 67e12)
+    rates = card_rates(h200, "bf16", profiles.defaults_for("Hopper"), 989e12, 67e12)
     t = ops_time_detail(prepare_ops([fwd, bwd]), rates).per_op
     work = tiles + FUSED_ATTENTION_BLOCK_TILES * blocks
     exponentials_s = h200.sm_count * h200.boost_clock_mhz * 1e6 * SFU_EXPONENTIALS_PER_SM_CYCLE
@@ -124,12 +124,12 @@ def test_fused_attention_is_priced_by_its_tiles_where_the_card_runs_the_fused_ke
                   tile_flops=2 * tiles, block_flops=2 * blocks)
     assert 2 * work / rates.tensor_flops < ops_time_detail(prepare_ops([wide]), rates).per_op[0] < 2 * t[0]
     # a card with fewer tensor FLOPs per exponential loses less to the softmax: Ampere's A100 against the H200
-    a100 = card_rates(get_gpu("a100-sxm4-80gb"), "bf16", efficiency.defaults_for("Ampere"), 312e12, 19.5e12)
+    a100 = card_rates(get_gpu("a100-sxm4-80gb"), "bf16", profiles.defaults_for("Ampere"), 312e12, 19.5e12)
     share = [1 - work / r.tensor_flops / ops_time_detail(prepare_ops([fwd]), r).per_op[0] for r in (rates, a100)]
     assert share[1] < share[0]
     # fp32 (the memory-efficient kernel) and cards without the fused kernels: the counted FLOPs, as before
     for gpu, arch, precision in (("h200-sxm-141gb", "Hopper", "fp32"), ("v100-sxm2-16gb", "Volta", "fp16")):
-        other = card_rates(get_gpu(gpu), precision, efficiency.defaults_for(arch), 100e12, 10e12)
+        other = card_rates(get_gpu(gpu), precision, profiles.defaults_for(arch), 100e12, 10e12)
         assert other.exponentials_s == 0.0
         plain = ops_time_detail(prepare_ops([fwd]), other).per_op[0]
         assert plain == pytest.approx(1e12 / (other.tensor_flops * 64 / (64 + other.half_dim)), rel=1e-6)

@@ -17,7 +17,7 @@ torch = pytest.importorskip("torch")
 
 from advisor import estimate  # noqa: E402
 from advisor.catalog import get_gpu  # noqa: E402
-from advisor.estimator import efficiency  # noqa: E402
+from advisor.estimator import profiles  # noqa: E402
 from advisor.estimator.gemm import unaligned_fraction  # noqa: E402
 from advisor.estimator.time import (  # noqa: E402
     ATTENTION_BACKWARD_RATE,
@@ -96,7 +96,7 @@ def test_nchw_max_pooling_counts_its_threads_channels_last_does_not() -> None:
 
 def test_nchw_pools_are_priced_by_threads_unless_run_channels_last() -> None:
     spec = get_gpu("h200-sxm-141gb")
-    rates = card_rates(spec, "fp32", efficiency.defaults_for("Hopper"), 67e12, 67e12)
+    rates = card_rates(spec, "fp32", profiles.defaults_for("Hopper"), 67e12, 67e12)
     cycles = spec.sm_count * spec.boost_clock_mhz * 1e6
     n = 1e8
     pool = OpCost("aten.max_pool2d_with_indices_backward[strided]", "reduction", "backward", 0.0, 8 * n,
@@ -110,7 +110,7 @@ def test_nchw_pools_are_priced_by_threads_unless_run_channels_last() -> None:
 
 def test_cudnn_layout_transposes_take_the_slower_of_bytes_and_elements() -> None:
     spec = get_gpu("h200-sxm-141gb")
-    eff = efficiency.defaults_for("Hopper")
+    eff = profiles.defaults_for("Hopper")
     cycles = spec.sm_count * spec.boost_clock_mhz * 1e6
     n = 1e9  # elements of the conv call's tensors
     seconds = {}
@@ -154,11 +154,11 @@ def test_the_trace_groups_index_bound_calls_apart_and_skips_kernel_less_views() 
 
 def test_strided_elements_are_priced_per_sm_cycle_at_the_boost_clock() -> None:
     spec = get_gpu("h200-sxm-141gb")
-    eff = dataclasses.replace(efficiency.defaults_for("Hopper"), clock=0.5)
+    eff = dataclasses.replace(profiles.defaults_for("Hopper"), clock=0.5)
     rates = card_rates(spec, "bf16", eff, 989e12, 67e12)
     per_s = spec.sm_count * spec.boost_clock_mhz * 1e6 * STRIDED_ELEMENTS_PER_SM_CYCLE
     assert rates.strided_elements_s == pytest.approx(per_s)  # not slowed by the GEMM's power-capped clock
-    align1 = efficiency.defaults_for("hopper").unaligned
+    align1 = profiles.defaults_for("hopper").unaligned
     assert rates.unaligned_flops == pytest.approx(989e12 * unaligned_fraction(align1))  # nor align-1 GEMMs
     n = 1e9
     ew = OpCost("aten.mul[strided]", "elementwise", "forward", 0.0, 4 * n, strided_elements=n)
@@ -207,7 +207,7 @@ def test_foreach_optimizer_bandwidth_is_what_the_h200_profile_measured() -> None
     assert len(measured[4]) == 6 and len(measured[2]) == 2  # fp32 states (amp, fp32), bf16 states
     for state, fraction in FOREACH_BANDWIDTH_FRACTION.items():
         assert statistics.median(measured[state]) == pytest.approx(fraction, abs=0.01)
-    rates = card_rates(get_gpu("h200-sxm-141gb"), "bf16", efficiency.defaults_for("Hopper"), 989e12, 67e12)
+    rates = card_rates(get_gpu("h200-sxm-141gb"), "bf16", profiles.defaults_for("Hopper"), 989e12, 67e12)
     opt = OpCost("optimizer.adamw", "optimizer", "optimizer", 14e9, 40e9, count=9)  # 1 G bf16 params
     t = ops_time_detail(prepare_ops([opt]), rates).per_op[0]
     assert t == pytest.approx(40e9 / (rates.memory_bytes_s * FOREACH_BANDWIDTH_FRACTION[2]), rel=1e-6)
@@ -285,7 +285,7 @@ def test_16_bit_fused_attention_backward_runs_below_the_forwards_rate() -> None:
     bwd = OpCost("aten.sdpa_backward", "attention", "backward", 2.5e12, 2.5e6, tensor_core=True)
 
     def ratio(gpu: str, arch: str, precision: str) -> float:
-        rates = card_rates(get_gpu(gpu), precision, efficiency.defaults_for(arch), 989e12, 67e12)
+        rates = card_rates(get_gpu(gpu), precision, profiles.defaults_for(arch), 989e12, 67e12)
         t = [ops_time_detail(prepare_ops([op]), rates).per_op[0] for op in (fwd, bwd)]
         return t[1] / t[0]
 

@@ -13,12 +13,12 @@ import dataclasses
 import pytest
 
 from advisor import estimate
-from advisor.estimator import efficiency
+from advisor.estimator import efficiency, profiles
 from advisor.estimator.host import QUEUE_SOURCE, queue_replay
 from advisor.estimator.time import PHASES
 
 FWD, BWD, OPT = PHASES.index("forward"), PHASES.index("backward"), PHASES.index("optimizer")
-EFF = dataclasses.replace(efficiency.defaults_for("Hopper"), host_op_s=1e-3, host_launch_s=0.0)
+EFF = dataclasses.replace(profiles.defaults_for("Hopper"), host_op_s=1e-3, host_launch_s=0.0)
 SHARE = efficiency.TRACED_HOST_BACKWARD_FRACTION  # a traced step's backward dispatch share
 
 

@@ -16,8 +16,7 @@ from types import ModuleType
 
 import pytest
 
-from advisor.estimator.efficiency import defaults_for
-from advisor.estimator.profiles import load_profiles
+from advisor.estimator.profiles import defaults_for, load_profiles
 from tests import benchmark_scripts
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -13,8 +13,8 @@ from advisor.catalog import get_gpu, spec_from_mapping
 from advisor.errors import EstimateError, SpecError
 from advisor.estimator import matmul_rate
 from advisor.estimator.calibrate import apply_efficiencies
-from advisor.estimator.efficiency import defaults_for
 from advisor.estimator.power import sustained_clock
+from advisor.estimator.profiles import defaults_for
 from advisor.probing.results import DeviceInfo, KernelResult, ProbeResult, Sample
 
 # --- sustained clock ---------------------------------------------------------------------------------------

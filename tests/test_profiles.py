@@ -72,7 +72,7 @@ def test_estimate_json_names_the_profile_its_evidence_and_a_range(capsys: pytest
 
 
 def test_amd_cards_pay_their_library_calls_and_run_fp32_gemms_on_matrix_cores() -> None:
-    from advisor.estimator.efficiency import defaults_for
+    from advisor.estimator.profiles import defaults_for
 
     cdna2 = defaults_for("cdna2")
     assert cdna2.library_call_ops("conv", "forward") == defaults_for("hopper").library_call_ops("conv", "forward") > 0

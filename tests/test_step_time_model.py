@@ -191,9 +191,9 @@ def test_3x3_stride_1_fp32_convolutions_on_cuda_cores_take_winograd() -> None:
     for gpu, precision in (("A100 SXM4 80GB", "fp32"), ("V100 SXM2 16GB", "amp-fp16")):
         assert not any("Winograd" in n for n in estimate("resnet50", gpu, precision=precision, **kw).assumptions)
     from advisor.catalog import get_gpu
-    from advisor.estimator import efficiency
+    from advisor.estimator import profiles
     from advisor.estimator.time import card_rates
 
-    volta = card_rates(get_gpu("V100 SXM2 16GB"), "fp32", efficiency.defaults_for("Volta"), 125e12, 15.7e12)
-    ampere = card_rates(get_gpu("A100 SXM4 80GB"), "fp32", efficiency.defaults_for("Ampere"), 312e12, 19.5e12)
+    volta = card_rates(get_gpu("V100 SXM2 16GB"), "fp32", profiles.defaults_for("Volta"), 125e12, 15.7e12)
+    ampere = card_rates(get_gpu("A100 SXM4 80GB"), "fp32", profiles.defaults_for("Ampere"), 312e12, 19.5e12)
     assert volta.winograd_factor == WINOGRAD_MULTIPLY_REDUCTION and ampere.winograd_factor == 1.0

@@ -79,9 +79,13 @@ def _title(text: str) -> alt.TitleParams:
 
 
 def spec_scatter(frame: pd.DataFrame, x: str, x_title: str, y: str, y_title: str, title: str) -> alt.Chart:
-    """One card per point, coloured by segment (the app palette), name and figures on hover."""
+    """One card per point, coloured by segment (the app palette), name and figures on hover.
+
+    An axis whose values span more than 20x is logarithmic, so one 40,000-USD card does not squash the rest.
+    """
     return (alt.Chart(frame, title=_title(title)).mark_circle(size=110, opacity=0.85)
-            .encode(x=alt.X(f"{x}:Q", title=x_title), y=alt.Y(f"{y}:Q", title=y_title),
+            .encode(x=alt.X(f"{x}:Q", title=x_title, scale=_spread_scale(frame[x].dropna())),
+                    y=alt.Y(f"{y}:Q", title=y_title, scale=_spread_scale(frame[y].dropna())),
                     color=color("segment", "segment", "segment", list(frame["segment"])),
                     tooltip=_spec_tooltip(alt.Tooltip(f"{x}:Q", title=x_title, format=",.3g"),
                                           alt.Tooltip(f"{y}:Q", title=y_title, format=",.3g")))

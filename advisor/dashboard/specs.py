@@ -17,7 +17,7 @@ FORMATS = {"release_year": "{:.0f}", "memory_gb": "{:,.0f}", "memory_bandwidth_g
 LABELS = {"name": "Card", "vendor": "Vendor", "segment": "Segment", "architecture": "Architecture",
           "release_year": "Year", "memory_gb": "Memory (GB)", "memory_bandwidth_gbs": "Bandwidth (GB/s)",
           "fp32_tflops": "FP32 (TFLOP/s)", "bf16_tflops": "BF16 (TFLOP/s)", "fp16_tflops": "FP16 (TFLOP/s)",
-          "fp8_tflops": "FP8 (TFLOP/s)", "tdp_w": "Power (W)", "price_usd": "Launch price (USD)",
+          "fp8_tflops": "FP8 (TFLOP/s)", "tdp_w": "Power (W)", "price_usd": "Purchase price (USD)",
           "cloud_usd_per_hour": "Cloud (USD/h)", "tflops_per_kusd": "TFLOP/s per $1k", "tflops_per_w": "TFLOP/s per W"}
 
 
@@ -37,7 +37,7 @@ def page() -> None:
         cap = None
         if not prices.empty:
             top = float(prices.max())
-            cap = st.slider("Maximum launch price (USD)", 0.0, top, top, step=100.0, key="spec_max_price")
+            cap = st.slider("Maximum purchase price (USD)", 0.0, top, top, step=100.0, key="spec_max_price")
         unpriced = st.checkbox("Include cards without a known price", value=True, key="spec_unpriced")
     shown = dd.filter_specs(frame, vendors=vendors, segments=segments, min_memory_gb=min_mem,
                             max_price_usd=cap, include_unpriced=unpriced)
@@ -71,10 +71,10 @@ def page() -> None:
         if priced.empty:
             st.caption("No card in this selection has a known price.")
         else:
-            common.chart(charts.spec_scatter(priced, "price_usd", "launch price (USD)", "memory_gb", "memory (GB)",
+            common.chart(charts.spec_scatter(priced, "price_usd", "purchase price (USD)", "memory_gb", "memory (GB)",
                                              "Memory vs price"))
     priced = shown.dropna(subset=["tflops_per_kusd"])
     if not priced.empty:
-        common.chart(charts.spec_scatter(priced, "tflops_per_kusd", "peak TFLOP/s per 1000 USD of launch price",
+        common.chart(charts.spec_scatter(priced, "tflops_per_kusd", "peak TFLOP/s per 1000 USD of purchase price",
                                          "tflops_per_w", "peak TFLOP/s per watt of board power",
                                          "Throughput per dollar and per watt"))

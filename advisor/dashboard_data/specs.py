@@ -36,7 +36,7 @@ COMPARE_FIELDS: tuple[tuple[str, str, str], ...] = (
     ("fp8_tflops", "FP8 (tensor)", " TFLOP/s"),
     ("int8_tops", "INT8 (tensor)", " TOP/s"),
     ("tdp_w", "Board power", " W"),
-    ("price_usd", "Launch price", " USD"),
+    ("price_usd", "Purchase price", " USD"),
     ("cloud_usd_per_hour", "Cloud rental", " USD/h"),
 )
 
@@ -59,7 +59,7 @@ def specs_frame(specs: Iterable[GpuSpec]) -> pd.DataFrame:
     Columns: id, name, vendor, segment, architecture, release_year, memory_gb,
     memory_bandwidth_gbs, fp32/tf32/fp16/bf16/fp8_tflops, int8_tops, tdp_w, price_usd,
     cloud_usd_per_hour, peak_precision, peak_tflops (BF16, else FP16/TF32/FP32),
-    tflops_per_kusd (peak TFLOP/s per 1000 USD of launch price; NaN without a price),
+    tflops_per_kusd (peak TFLOP/s per 1000 USD of purchase price; NaN without a price),
     tflops_per_w (peak TFLOP/s per watt of board power), bytes_per_flop
     (memory bandwidth / peak: how memory-bound the card is).
     """
@@ -112,7 +112,7 @@ def filter_specs(frame: pd.DataFrame, *, vendors: Sequence[str] | None = None,
         vendors: keep these vendors.
         segments: keep these segments.
         min_memory_gb: keep cards with at least this much memory, in GB.
-        max_price_usd: keep cards at or below this launch price, in USD.
+        max_price_usd: keep cards at or below this purchase price, in USD.
         include_unpriced: with a price cap, also keep cards with no known price.
     """
     mask = frame["memory_gb"] >= min_memory_gb

@@ -13,7 +13,7 @@ from advisor.estimator.efficiency import (
     HOST_SOURCE,
     ArchEfficiency,
 )
-from advisor.estimator.gemm import SIMT_SOURCE, UNALIGNED_SOURCE, unaligned_gemms
+from advisor.estimator.gemm import SIMT_SOURCE, UNALIGNED_SOURCE, activation_rows, unaligned_gemms
 from advisor.estimator.host import backward_fraction, backward_op_s
 from advisor.estimator.memory import (
     ALLOCATOR_SUMMARY,
@@ -77,7 +77,8 @@ def assumptions(w: Workload, plan: ParallelPlan, eff: ArchEfficiency, rates: Car
         assumptions.append(LAYOUT_SOURCE)
     if rates.sm_count and any(op.gemms and not op.tensor_core for op in w.ops):
         assumptions.append(SIMT_SOURCE)
-    unaligned = unaligned_gemms(w.ops, 16 // compute_bytes(w.precision)) if rates.unaligned_flops else []
+    unaligned = (unaligned_gemms(w.ops, 16 // compute_bytes(w.precision), activation_rows(w.batch_size, w.seq_len))
+                 if rates.unaligned_flops else [])
     if unaligned:
         extra = sum(f / min(rates.tensor_flops, rates.unaligned_flops * a) - f / rates.tensor_flops
                     for _n, f, a in unaligned) * (k if train else 1)

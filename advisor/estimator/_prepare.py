@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import OrderedDict
 
 from advisor.errors import EstimateError
+from advisor.estimator.gemm import activation_rows
 from advisor.estimator.memory import MemoryParts, memory_parts
 from advisor.estimator.parallel import ParallelPlan
 from advisor.estimator.time import PreparedOp, prepare_ops
@@ -53,7 +54,8 @@ class PreparedWorkload:
             o = self._ops[key] = prepare_ops(w.decode_ops if decode else w.ops, tp, runtime,
                                              align_elems=16 // compute_bytes(w.precision),
                                              nchw=is_nchw_cnn(w) and not channels_last,
-                                             training_norms=w.mode == "train", channels_last=channels_last)
+                                             training_norms=w.mode == "train", channels_last=channels_last,
+                                             rows=activation_rows(w.batch_size, w.seq_len))
         return o
 
 

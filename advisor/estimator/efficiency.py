@@ -154,19 +154,6 @@ CONTEXT_SOURCE = ("CUDA context with lazy module loading (default since CUDA 11.
             "reported in PyTorch forum threads and torch.cuda memory notes (the context is not in "
             "memory_allocated but nvidia-smi shows it)")
 
-def defaults_for(profile: str) -> ArchEfficiency:
-    """The default efficiencies of a profile named by id (``"hopper"``, ``"Ampere"``: GA100, ...).
-
-    A card's own come from ``advisor.estimator.profiles.efficiency_for(spec)``.
-
-    Raises:
-        SpecError: no such profile.
-    """
-    from advisor.estimator.profiles import efficiency_by_name
-
-    return efficiency_by_name(profile)
-
-
 #: Smallest dimension at which an op on a 108-SM card reaches half of its large-shape efficiency.
 HALF_DIM_REF = 32.0
 REF_SMS = 108.0

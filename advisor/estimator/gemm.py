@@ -11,7 +11,16 @@ the same per-SM rate.
 
 Alignment: tensor-core kernels need every leading dimension to be a multiple of 16 bytes (8 elements at
 16-bit, 4 at 32-bit); otherwise cuBLAS falls back to alignment-1/2 kernels (cuBLAS documentation,
-"Tensor Core usage" restrictions).  Their rate is the card profile's ``unaligned_fraction`` of the dense peak.
+"Tensor Core usage" restrictions).  Their rate is the card profile's ``unaligned_fraction`` of the dense peak, and
+they tile the output no better than the aligned kernels do: an unaligned GEMM takes the slower of its aligned tile
+time and its FLOPs at that rate (``unaligned_seconds``), never less than its aligned neighbour.  Only leading
+dimensions count:
+the rows of a step's activations (tokens = batch x sequence, or sequences; ``activation_rows``) never are one, since
+PyTorch's linear layers keep x[tokens, in] and y[tokens, out] row-major (tokens are M of the forward and grad-input
+GEMMs and the reduced K of the grad-weight one, whose leading dimensions are the features) and the kernels
+predicate the last partial tile of M or K rather than narrow their loads: one more sample never switches a GEMM to
+the fallback kernels.  Only cards with tensor cores (``has_tensor_cores``) at a precision whose matmuls use them
+(``tensor_core_gemms``) have such kernels; elsewhere a flagged GEMM runs the CUDA-core tiles.
 
 The per-SM rate is set so that a 4096^3 GEMM, the probe's reference shape, runs at exactly the card's
 large-shape efficiency: a probe of the card therefore calibrates this model at that shape, and smaller or
@@ -77,6 +86,31 @@ SIMT_SOURCE = ("CUDA-core (SIMT) GEMMs: cuBLAS sgemm tiles 128x128 down to 32x32
                "fitted on NeuSight's train split (fp32 nn.Linear on P100/T4/V100/A100)")
 
 
+#: Architecture names (lower case, as the catalog spells them) of cards without matrix units, for a spec file that
+#: does not give ``tensor_cores``: NVIDIA before Volta (Pascal: GP100's fp16 is packed half2 math on the CUDA
+#: cores), AMD GCN (MI50's fp16 is packed math) and RDNA 1/2 (no WMMA before RDNA 3).
+NO_TENSOR_CORE_ARCHS: tuple[str, ...] = ("pascal", "maxwell", "kepler", "gcn", "rdna 1", "rdna 2", "rdna1", "rdna2")
+
+
+def has_tensor_cores(spec: Any) -> bool:
+    """Whether a card (``GpuSpec``) has matrix units: its ``tensor_cores`` count, else by architecture name."""
+    if spec.tensor_cores is not None:
+        return spec.tensor_cores > 0
+    return not spec.architecture.strip().lower().startswith(NO_TENSOR_CORE_ARCHS)
+
+
+def tensor_core_gemms(spec: Any, precision: str, rate_used: str) -> bool:
+    """Whether matmuls the workload flags ``tensor_core`` at ``precision`` can run on the card's tensor cores.
+
+    ``rate_used``: whose rate the matmuls run at (``advisor.estimator._peaks.matmul_rate``: ``fp32`` or
+    ``fp16-vector`` where a card without 16-bit tensor rates computes 16-bit ones on its CUDA cores).  At fp32 the
+    workload's flag decides, as on any card with tensor cores: the tracer leaves fp32 matmuls unflagged (PyTorch
+    keeps TF32 off for matmuls by default), the analytic builders flag them at the FP32 rate.
+    """
+    on_fp32_units = precision != "fp32" and rate_used in ("fp32", "fp16-vector")
+    return has_tensor_cores(spec) and not on_fp32_units
+
+
 def unaligned_fraction(align1: float, alignment: int = 1) -> float:
     """Fraction of the dense tensor peak a GEMM off the 16-byte grid reaches, from the card's align-1 figure.
 
@@ -86,17 +120,28 @@ def unaligned_fraction(align1: float, alignment: int = 1) -> float:
     return min(0.9, align1 * max(1, alignment))
 
 
-def common_alignment(gemms: Sequence[tuple[int, ...]], align_elems: int) -> int:
-    """The largest power of two (up to ``align_elems``) dividing every dimension (M, N, K) of every GEMM."""
+def activation_rows(batch: int, seq_len: int | None) -> tuple[int, ...]:
+    """Row counts of a step's activations, which are never a GEMM's leading dimension: sequences and tokens."""
+    return (batch, batch * seq_len) if seq_len else (batch,)
+
+
+def common_alignment(gemms: Sequence[tuple[int, ...]], align_elems: int, rows: Sequence[int] = ()) -> int:
+    """The largest power of two (up to ``align_elems``) dividing every dimension (M, N, K) of every GEMM.
+
+    Dimensions in ``rows`` (``activation_rows``) are left out.
+    """
     a = 1
-    while a < align_elems and all(d % (2 * a) == 0 for g in gemms for d in g[:3]):
+    while a < align_elems and all(d % (2 * a) == 0 for g in gemms for d in g[:3] if d not in rows):
         a *= 2
     return a
 
 
-def aligned(gemms: Sequence[tuple[int, ...]], align_elems: int) -> bool:
-    """Whether every dimension (M, N, K) of every GEMM is a multiple of ``align_elems`` (16 bytes of the element)."""
-    return all(d % align_elems == 0 for g in gemms for d in g[:3])
+def aligned(gemms: Sequence[tuple[int, ...]], align_elems: int, rows: Sequence[int] = ()) -> bool:
+    """Whether every dimension (M, N, K) of every GEMM is a multiple of ``align_elems`` (16 bytes of the element).
+
+    Dimensions in ``rows`` (``activation_rows``) are left out.
+    """
+    return all(d % align_elems == 0 for g in gemms for d in g[:3] if d not in rows)
 
 
 def gemm_flops(shape: Sequence[int]) -> float:
@@ -108,10 +153,10 @@ def gemm_flops(shape: Sequence[int]) -> float:
     return 2.0 * shape[0] * shape[1] * shape[2] * (shape[3] if len(shape) > 3 else 1)
 
 
-def unaligned_gemms(ops: Iterable[Any], align_elems: int) -> list[tuple[str, float, int]]:
+def unaligned_gemms(ops: Iterable[Any], align_elems: int, rows: Sequence[int] = ()) -> list[tuple[str, float, int]]:
     """(name, FLOPs, alignment) of the tensor-core GEMM ops (``OpCost``) whose shapes are off the 16-byte grid."""
-    return [(op.name, op.flops, common_alignment(op.gemms, align_elems)) for op in ops
-            if op.gemms and op.tensor_core and op.flops and not aligned(op.gemms, align_elems)]
+    return [(op.name, op.flops, common_alignment(op.gemms, align_elems, rows)) for op in ops
+            if op.gemms and op.tensor_core and op.flops and not aligned(op.gemms, align_elems, rows)]
 
 
 def _tiled_units(m: int, n: int, k: int, sms: int, simt: bool = False, batch: int = 1) -> float:
@@ -151,6 +196,18 @@ def gemm_seconds(m: int, n: int, k: int, *, rate_flops: float, sms: int, simt: b
     ref = quantization_factor(*REFERENCE, sms, simt)
     per_sm = rate_flops * ref / sms  # the SM's own rate, before quantization
     return 2.0 * _tiled_units(m, n, k, sms, simt, batch) / per_sm
+
+
+def unaligned_seconds(shapes: Sequence[Sequence[int]], reps: float, *, rate_flops: float, fallback_flops: float,
+                      sms: int) -> float:
+    """Seconds of GEMMs off the 16-byte grid: the slower of their aligned tile time and their FLOPs at the fallback.
+
+    cuBLAS's alignment-1/2 kernels tile the output as its aligned ones do, at a lower rate, so neither tiling nor
+    the rate can make them faster than the same shapes on the grid (``reps`` repetitions of ``shapes``).
+    """
+    tiled = reps * sum(shape_seconds(g, rate_flops=rate_flops, sms=sms) for g in shapes)
+    flat = reps * sum(gemm_flops(g) for g in shapes) / min(rate_flops, fallback_flops)
+    return max(tiled, flat)
 
 
 def shape_seconds(shape: Sequence[int], *, rate_flops: float, sms: int, simt: bool = False) -> float:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from advisor.errors import SpecError
+from advisor.estimator.efficiency import ArchEfficiency
 from advisor.units import MiB
 
 #: Evidence levels, strongest first: ``measured`` on this family (kernel data, a published matmul table, the
@@ -230,10 +231,8 @@ class _Card:
     segment: str
 
 
-def efficiency_of(profile: Profile) -> Any:
+def efficiency_of(profile: Profile) -> ArchEfficiency:
     """The profile's figures as the estimator's ``ArchEfficiency`` (defaults before any probe)."""
-    from advisor.estimator.efficiency import ArchEfficiency
-
     v = profile.value
     vector = v("matmul_vector")
     sources = "; ".join(f"{k}: {profile.figures[k].source}" for k in ("matmul", "conv", "memory"))
@@ -250,15 +249,21 @@ def efficiency_of(profile: Profile) -> Any:
 
 
 @functools.cache
-def _efficiency_by_id(pid: str) -> Any:
+def _efficiency_by_id(pid: str) -> ArchEfficiency:
     return efficiency_of(load_profiles()[pid])
 
 
-def efficiency_for(spec: Any) -> Any:
+def efficiency_for(spec: Any) -> ArchEfficiency:
     """The default ``ArchEfficiency`` of ``spec``'s profile."""
     return _efficiency_by_id(profile_for(spec).id)
 
 
-def efficiency_by_name(name: str) -> Any:
-    """The default ``ArchEfficiency`` of a profile named by id (``"hopper"``, ``"Ampere"``, ...)."""
+def defaults_for(name: str) -> ArchEfficiency:
+    """The default efficiencies of a profile named by id (``"hopper"``, ``"Ampere"``: GA100, ...).
+
+    A card's own come from ``efficiency_for(spec)``.
+
+    Raises:
+        SpecError: no such profile.
+    """
     return _efficiency_by_id(profile_by_id(name).id)

@@ -18,8 +18,18 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from advisor.errors import EstimateError
+from advisor.estimator._peaks import matmul_rate
 from advisor.estimator.efficiency import HALF_DIM_REF, REF_SMS
-from advisor.estimator.gemm import aligned, common_alignment, gemm_flops, shape_seconds, unaligned_fraction
+from advisor.estimator.gemm import (
+    aligned,
+    common_alignment,
+    gemm_flops,
+    has_tensor_cores,
+    shape_seconds,
+    tensor_core_gemms,
+    unaligned_fraction,
+    unaligned_seconds,
+)
 from advisor.precision import master_bytes
 from advisor.workload.aten_ops import label_op, winograd_label
 from advisor.workload.base import OpCost
@@ -46,11 +56,12 @@ def check_runtime(runtime: Any) -> None:
 
 #: Prepared op: (flops, bytes, count, class, min_dim or 0, phase index, breakdown group, GEMM plan, batch-norm
 #: elements, layout-transpose bytes, dependent serial steps, index-bound elements, fused attention tile work, library
-#: call).  The GEMM plan is ``None`` (priced by ``min_dim``), an int (an unaligned GEMM: the alignment in elements its
-#: dimensions do have) or ``(repetitions, shapes)``.  The library call names the host cost each of its calls adds
-#: beyond a generic op (``advisor.estimator.host.LIBRARY_CALL_HOST_OPS``): ``conv``, ``recurrent``, ``embedding``
-#: (an embedding's backward, ``count`` calls), ``attention`` (a fused 16-bit attention call: tile work on tensor cores;
-#: fp32's memory-efficient kernel is another library, unmeasured) or ``""``.
+#: call).  The GEMM plan is ``None`` (priced by ``min_dim``), ``(repetitions, shapes)`` or, for a tensor-core GEMM off
+#: the 16-byte grid, ``(repetitions, shapes, alignment)`` (the alignment in elements its dimensions do have).  The
+#: library call names the host cost each of its calls adds beyond a generic op
+#: (``advisor.estimator.host.LIBRARY_CALL_HOST_OPS``): ``conv``, ``recurrent``, ``embedding`` (an embedding's
+#: backward, ``count`` calls), ``attention`` (a fused 16-bit attention call: tile work on tensor cores; fp32's
+#: memory-efficient kernel is another library, unmeasured) or ``""``.
 PreparedOp = tuple[float, float, int, int, int, int, int, Any, float, float, int, float, float, str]
 #: An embedding's backward, traced (``aten.embedding_dense_backward``) or from the analytic builders (one call per
 #: embedding table): on CUDA a sort of the indices and a segmented sum, some twenty kernels (see ``host.py``).
@@ -192,7 +203,7 @@ def class_advice(ops: Sequence[PreparedOp], rates: CardRates, precision: str, ef
     wide = precision in ("fp32", "tf32")
     amp = ["amp / bf16 (16-bit tensor cores)"] if wide and tensor_cores_16 else []
     faster = "a card with more tensor FLOP/s" if tensor_cores_16 else "a card with tensor cores"
-    unaligned = tensor_cores_16 and any(isinstance(op[7], int) for op in ops)
+    unaligned = bool(rates.unaligned_flops) and any(op[7] is not None and len(op[7]) > 2 for op in ops)
     padded = ["dimensions padded to multiples of 8 (16 bytes)"] if unaligned else []
     advice["gemm"] = ", ".join([*amp, *padded, faster])
     transposes = rates.layout_transposes and not channels_last and any(op[9] for op in ops)
@@ -243,14 +254,14 @@ def op_group(op: OpCost) -> int:
     return _GROUP_OF_KIND.get(op.kind, len(GROUPS) - 1)
 
 
-def _gemm_plan(op: OpCost, tp: int, align_elems: int) -> Any:
+def _gemm_plan(op: OpCost, tp: int, align_elems: int, rows: Sequence[int]) -> Any:
     if op.kind == "recurrent":  # the GEMMs cuDNN runs beside its persistent kernel, each once (RECURRENT_STEP_S)
         return (1.0, op.gemms) if op.gemms and tp <= 1 else None
     if not op.gemms or tp > 1 or not op.flops:
         return None
-    if op.tensor_core and not aligned(op.gemms, align_elems):  # CUDA-core GEMMs take any alignment
-        return common_alignment(op.gemms, align_elems)
     per_rep = sum(gemm_flops(g) for g in op.gemms)
+    if op.tensor_core and not aligned(op.gemms, align_elems, rows):  # CUDA-core GEMMs take any alignment
+        return (op.flops / per_rep, op.gemms, common_alignment(op.gemms, align_elems, rows))
     return (op.flops / per_rep, op.gemms)
 
 
@@ -273,7 +284,7 @@ def _index_bound_elements(op: OpCost, channels_last: bool) -> float:
 
 def prepare_ops(ops: Sequence[OpCost], tp: int = 1, runtime: str = "eager", align_elems: int = 8,
                 nchw: bool = False, training_norms: bool = True,
-                channels_last: bool = False) -> tuple[PreparedOp, ...]:
+                channels_last: bool = False, rows: Sequence[int] = ()) -> tuple[PreparedOp, ...]:
     """Ops as plain tuples; under tensor parallel ``tp`` each GPU runs 1/tp of all but norms.
 
     Megatron without sequence parallelism keeps layer norms (and dropout) replicated; launches
@@ -281,7 +292,8 @@ def prepare_ops(ops: Sequence[OpCost], tp: int = 1, runtime: str = "eager", alig
     ``align_elems``: elements in 16 bytes at the workload's precision (GEMM alignment).  ``nchw``: the model's
     convolutions and batch norms run on NCHW tensors through cuDNN (``LAYOUT_SOURCE``); ``training_norms``: its
     batch norms compute batch statistics (inference in ``eval()`` applies the running ones in one pass);
-    ``channels_last``: the estimate runs a CNN traced on NCHW tensors as channels_last.
+    ``channels_last``: the estimate runs a CNN traced on NCHW tensors as channels_last.  ``rows``: the step's
+    activation row counts (``advisor.estimator.gemm.activation_rows``), left out of the GEMMs' alignment.
     """
     out = []
     elem = 16 // align_elems
@@ -300,7 +312,7 @@ def prepare_ops(ops: Sequence[OpCost], tp: int = 1, runtime: str = "eager", alig
                    else "embedding" if op.name.split("[")[0] in EMBEDDING_BACKWARDS
                    else "attention" if op.kind == "attention" and op.tile_flops and op.tensor_core else "")
         out.append((op.flops / div, op.bytes / div, op.count, op_class(op), op.min_dim or 0, phase, op_group(op),
-                    _gemm_plan(op, tp, align_elems), bn, transpose, op.serial_steps,
+                    _gemm_plan(op, tp, align_elems, rows), bn, transpose, op.serial_steps,
                     _index_bound_elements(op, channels_last) / div,
                     (op.tile_flops + FUSED_ATTENTION_BLOCK_TILES * op.block_flops) / div, library))
     return tuple(out)
@@ -318,6 +330,7 @@ class CardRates:
     launch_s: float
     half_dim: float  # d_half of the shape curve (efficiency.shape_factor) for this card's SM count
     sm_count: int = 0  # 0: unknown, GEMMs priced by the shape curve alone
+    tensor_cores: bool = True  # the precision's matmuls run on tensor cores (else the CUDA cores' SIMT tiles)
     unaligned_flops: float = 0.0  # rate of an align-1 GEMM, doubling per alignment step (0: not modelled)
     unaligned_conv_flops: float = 0.0  # the same for convolutions (their peak: TF32 for fp32 under cuDNN)
     bn_elements_s: float = 0.0  # NCHW batch-norm elements per second (0: priced by its bytes)
@@ -360,13 +373,19 @@ def card_rates(spec: Any, precision: str, eff: Any, tensor_peak: float, vector_p
     bw = spec.memory_bandwidth_bytes_s * eff.memory
     transpose_s = boost_cycles * LAYOUT_TRANSPOSE_ELEMENTS_PER_SM_CYCLE * compute_bytes(precision)
     fused = precision not in ("fp32", "tf32") and eff.fused_attention  # 16-bit fused attention kernels
-    rates = CardRates(tensor_flops=tensor_held * eff.matmul, conv_flops=conv_peak * conv_eff,
+    used = matmul_rate(spec, precision)
+    # tensor-core matmuls on a card without matrix units (or 16-bit ones computed on its FP32 units) run cuBLAS's
+    # CUDA-core kernels: their efficiency, their tiles, any alignment
+    tensor_cores = used is not None and tensor_core_gemms(spec, precision, used[1])
+    rates = CardRates(tensor_flops=tensor_held * (eff.matmul if tensor_cores else eff.vector_matmul),
+                      conv_flops=conv_peak * conv_eff,
                       vector_flops=vector_held * eff.vector, matmul_vector_flops=vector_held * eff.vector_matmul,
                       memory_bytes_s=bw, launch_s=eff.launch_overhead_s,
-                      half_dim=half, sm_count=spec.sm_count or 0,
+                      half_dim=half, sm_count=spec.sm_count or 0, tensor_cores=tensor_cores,
                       # the profile's unaligned_fraction is a fraction of the boost-clock peak: no clock factor
-                      unaligned_flops=tensor_peak * unaligned_fraction(eff.unaligned),
-                      unaligned_conv_flops=conv_peak / (eff.clock or 1.0) * unaligned_fraction(eff.unaligned),
+                      unaligned_flops=tensor_peak * unaligned_fraction(eff.unaligned) if tensor_cores else 0.0,
+                      unaligned_conv_flops=conv_peak / (eff.clock or 1.0) * unaligned_fraction(eff.unaligned)
+                      if conv_tensor_cores and has_tensor_cores(spec) else 0.0,
                       bn_elements_s=boost_cycles * eff.clock * BN_NCHW_ELEMENTS_PER_SM_CYCLE,
                       layout_transposes=eff.layout_transposes and conv_tensor_cores,
                       transpose_bytes_s=min(bw, transpose_s) if transpose_s else bw, step_latency_s=RECURRENT_STEP_S,
@@ -400,8 +419,8 @@ def ops_time_detail(ops: Sequence[PreparedOp], rates: CardRates) -> OpsTime:
     """Per-phase and per-group seconds, and the compute-bound, memory-bound and launch shares of the total.
 
     A GEMM whose shapes are known is priced by tiles and waves (``advisor.estimator.gemm``) at its class's
-    large-shape rate, or at the unaligned rate when a dimension is off the 16-byte grid; other matmuls by
-    the saturating ``min_dim`` curve.
+    large-shape rate, and no faster than the unaligned rate when a dimension is off the 16-byte grid on tensor
+    cores; other matmuls by the saturating ``min_dim`` curve.
     """
     phases = [0.0] * len(PHASES)
     groups = [0.0] * len(GROUPS)
@@ -426,12 +445,14 @@ def ops_time_detail(ops: Sequence[PreparedOp], rates: CardRates) -> OpsTime:
         if cudnn_rnn:
             tc = plan[0] * sum(shape_seconds(g, rate_flops=rates.conv_flops, sms=sms) for g in plan[1])
         elif plan is not None and sms and cls != VECTOR and not steps:
-            if isinstance(plan, int):  # off the 16-byte grid: tensor-core kernels fall back to align-1/2/4 ones
-                base = rates.unaligned_conv_flops if cls in CONV_CLASSES else rates.unaligned_flops
-                tc = flops / (min(peak, base * plan) if base and cls in (TENSOR, *CONV_CLASSES) else peak)
+            reps, shapes = plan[0], plan[1]
+            base = (rates.unaligned_conv_flops if cls in CONV_CLASSES else rates.unaligned_flops if cls == TENSOR
+                    else 0.0)
+            if len(plan) > 2 and base:  # off the 16-byte grid: tensor-core kernels fall back to align-1/2/4 ones
+                tc = unaligned_seconds(shapes, reps, rate_flops=peak, fallback_flops=base * plan[2], sms=sms)
             else:
-                reps, shapes = plan
-                tc = reps * sum(shape_seconds(g, rate_flops=peak, sms=sms, simt=cls == MATMUL_VECTOR) for g in shapes)
+                simt = cls == MATMUL_VECTOR or (cls == TENSOR and not rates.tensor_cores)
+                tc = reps * sum(shape_seconds(g, rate_flops=peak, sms=sms, simt=simt) for g in shapes)
         else:
             if dim and cls != VECTOR:
                 peak = max(peak * dim / (dim + h2), peak * 0.02)

@@ -199,7 +199,8 @@ def fused_attention_work(batch_heads: float, q_len: int, k_len: int, head_dim: i
         return 0.0, 0.0
     t = FUSED_ATTENTION_BLOCK
     nq, nk = -(-q_len // t), -(-k_len // t)
-    tiles = sum(min(nk, i + 1) for i in range(nq)) if causal else nq * nk
+    # query block i computes key blocks 0..i (at most nk): closed form, so a huge sequence costs no loop
+    tiles = (nq * (nq + 1) // 2 if nq <= nk else nk * (nk + 1) // 2 + (nq - nk) * nk) if causal else nq * nk
     tile = 4.0 * head_dim * t * t * batch_heads
     return tile * tiles, tile * nq
 
