@@ -57,7 +57,8 @@ def estimate(model: Any, gpu: str | GpuSpec, *, num_gpus: int = 1, batch_size: i
                               optimizer=optimizer, mode=mode, gradient_checkpointing=gradient_checkpointing,
                               lora_rank=lora_rank, quantize_base=quantize_base, grad_accum=grad_accum,
                               gen_len=gen_len)
-    options.validate(num_gpus=num_gpus, epochs=epochs)
+    options.validate(num_gpus=num_gpus, epochs=epochs, dataset_samples=dataset_samples, total_tokens=total_tokens,
+                     loader_samples_per_s=loader_samples_per_s)
     check_runtime(runtime)
     options.validate_quantize_base()
     calibration = resolve_calibration(calibration)

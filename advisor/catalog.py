@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from advisor.errors import EstimateError, SpecError, UnknownGpuError
+from advisor.numbers import show
 
 Segment = Literal["geforce", "workstation", "datacenter", "radeon", "instinct", "edge"]
 SEGMENTS: tuple[str, ...] = ("geforce", "workstation", "datacenter", "radeon", "instinct", "edge")
@@ -101,7 +102,6 @@ _INTERCONNECT: dict[str, type | tuple[type, ...]] = {
     "c2c_gbs": (int, float),
     "fabric": str,
 }
-_POSITIVE = {k for k, t in {**_REQUIRED, **_OPTIONAL}.items() if t == (int, float) or t is int}
 
 # Words that do not tell cards apart: vendor and brand names.
 _VENDOR_WORDS = re.compile(r"\b(nvidia|geforce|tesla|quadro|amd|radeon|instinct|ati)\b")
@@ -162,6 +162,32 @@ def pcie_bandwidth_gbs(gen: int | None, lanes: int | None) -> float | None:
         return None
     rate, efficiency = _PCIE[gen]
     return rate * efficiency * lanes / 8
+
+
+#: The accepted range (inclusive) of every number a spec file may hold, in the units its name carries: the one
+#: table of spec bounds.  Wide of any real card both ways (today's span: 8-256 GB, 68-8,000 GB/s, 0.09-4,500
+#: TFLOPS, 15-1,000 W), they refuse typos of units (bytes/s for GB/s, FLOP/s for TFLOPS), zero, negatives, NaN,
+#: infinity and 1e308 or 5e-324, so every figure the estimator derives from a card stays finite and positive.
+SPEC_LIMITS: dict[str, tuple[float, float]] = {
+    "release_year": (1990, 2100),
+    "memory_gb": (0.01, 1e5),  # 10 MB .. 100 TB
+    "memory_bandwidth_gbs": (0.1, 1e6),  # 100 MB/s .. 1 PB/s
+    **{name: (1e-6, 1e6) for name in THROUGHPUT_FIELDS},  # 1 MFLOP/s .. 1 EFLOP/s (TFLOPS or TOPS)
+    "tdp_w": (1, 1e5),
+    "tensor_cores": (1, 1e6),
+    "sm_count": (1, 1e5),
+    "boost_clock_mhz": (10, 1e5),
+    "base_clock_mhz": (10, 1e5),
+    "devices_per_package": (1, 64),
+    "l2_cache_mb": (1e-3, 1e5),
+    "price_usd": (0.01, 1e9),
+    "cloud_usd_per_hour": (1e-4, 1e5),
+    "interconnect.pcie_gen": (1, max(_PCIE)),
+    "interconnect.pcie_lanes": (1, 32),
+    "interconnect.nvlink_gbs": (0.1, 1e6),
+    "interconnect.infinity_fabric_gbs": (0.1, 1e6),
+    "interconnect.c2c_gbs": (0.1, 1e6),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -294,12 +320,25 @@ def _check_type(where: str, key: str, value: Any, expected: type | tuple[type, .
     types = expected if isinstance(expected, tuple) else (expected,)
     if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
         names = " or ".join(t.__name__ for t in types)
-        raise SpecError(f"{where}: {key} must be {names}, got {type(value).__name__} {value!r}")
-    field_name = key.removeprefix("interconnect.")
-    numeric = isinstance(value, (int, float))
-    positive = key in _POSITIVE or (field_name in _INTERCONNECT and numeric)
-    if positive and (not math.isfinite(value) or value <= 0):
-        raise SpecError(f"{where}: {key} must be > 0, got {value!r}")
+        raise SpecError(f"{where}: {key} must be {names}, got {type(value).__name__} {show(value)}")
+    if key in SPEC_LIMITS:
+        _check_range(where, key, value)
+
+
+def _check_range(where: str, key: str, value: int | float) -> None:
+    """``value`` inside ``SPEC_LIMITS[key]``, else a ``SpecError`` naming the file, the field, the value and range."""
+    low, high = SPEC_LIMITS[key]
+    if isinstance(value, float) and not math.isfinite(value):
+        problem = f"must be a finite number, got {value!r}"
+    elif value <= 0:
+        problem = f"must be > 0, got {show(value)}"
+    elif not low <= value <= high:
+        problem = f"= {show(value)} is outside the accepted range"
+    else:
+        return
+    raise SpecError(f"{where}: {key} {problem} (accepted: {low:g} to {high:g})",
+                    hint="the accepted ranges are catalog.SPEC_LIMITS, in the units the field's name carries "
+                         "(GB, GB/s, TFLOPS, W, MHz, USD); check for a unit slip (bytes for GB, FLOPS for TFLOPS)")
 
 
 def spec_from_mapping(data: Mapping[str, Any], where: str = "<spec>") -> GpuSpec:
@@ -349,6 +388,10 @@ def spec_from_mapping(data: Mapping[str, Any], where: str = "<spec>") -> GpuSpec
         raise SpecError(f"{where}: cloud_rentable needs cloud_price_date (the date it was checked)")
     if data.get("devices_per_package", 1) > 1 and "notes" not in data:
         raise SpecError(f"{where}: devices_per_package > 1 needs notes saying how the package splits")
+    if data.get("base_clock_mhz", 0) > data.get("boost_clock_mhz", math.inf):
+        raise SpecError(f"{where}: base_clock_mhz {data['base_clock_mhz']:g} is above boost_clock_mhz "
+                        f"{data['boost_clock_mhz']:g}", hint="the base clock is the guaranteed floor, the boost the "
+                        "maximum: base <= boost")
     _check_price(where, data)
     if data.get("cloud_rentable") is False and "cloud_usd_per_hour" in data:
         raise SpecError(f"{where}: cloud_rentable = false contradicts cloud_usd_per_hour")

@@ -149,6 +149,8 @@ def parse_json_object(data: bytes | str, *, name: str, hint: str, error: type[Ad
         raise error(f"{name} is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})", hint) from None
     except RecursionError:
         raise error(f"{name} is JSON nested too deeply to read", hint) from None
+    except ValueError as exc:  # an integer of more than 4,300 digits (Python's int-from-text limit)
+        raise error(f"{name} holds a number too long to read: {str(exc).split(';')[0]}", hint) from None
     if not isinstance(parsed, dict):
         raise error(f"{name} holds a JSON {type(parsed).__name__}, not {expected}", hint)
     return parsed
@@ -201,3 +203,6 @@ def read_toml(path: str | os.PathLike[str], *, kind: str, what: str, hint: str,
         raise error(f"{what} {shown_path(path)}: not valid TOML: {exc}", hint) from exc
     except RecursionError:
         raise error(f"{what} {shown_path(path)}: TOML nested too deeply to read", hint) from None
+    except ValueError as exc:  # an integer of more than 4,300 digits (Python's int-from-text limit)
+        raise error(f"{what} {shown_path(path)}: holds a number too long to read: {str(exc).split(';')[0]}",
+                    hint) from None

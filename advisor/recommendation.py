@@ -99,6 +99,11 @@ class Candidate:
     evidence: str | None = None
     profile: str | None = None
 
+    def __post_init__(self) -> None:
+        from advisor.estimator._checks import check_row
+
+        check_row(self)  # every figure finite and >= 0, or a loud EstimateBug
+
     @property
     def headroom_fraction(self) -> float | None:
         """Headroom as a fraction of usable memory."""

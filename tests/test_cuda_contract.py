@@ -195,7 +195,7 @@ def test_a_result_above_the_spec_peak_is_an_error_and_a_verdict(fake_cuda: FakeC
     base = get_gpu("h100-sxm5-80gb")
     slow = spec_from_mapping({"id": "slow", "name": "slow", "vendor": "nvidia", "segment": "edge",
                               "architecture": "test", "release_year": 2020, "memory_gb": 1, "memory_type": "x",
-                              "memory_bandwidth_gbs": 1, "fp32_tflops": 1e-9, "tdp_w": 1, "source": "test"})
+                              "memory_bandwidth_gbs": 1, "fp32_tflops": 1e-6, "tdp_w": 1, "source": "test"})
     r = K.run_matmul(_env(fake_cuda, spec=slow), "fp32", 64, 64, 64)
     assert r.value is None and r.error.startswith(K.ABOVE_PEAK) and r.measurement is not None
     codes = {x.code: x for x in device_verdicts(fakes.h100(0), [r])}

@@ -7,6 +7,7 @@ every flag that describes the workload (not the card) lives there.
 from __future__ import annotations
 
 import argparse
+import math
 from typing import Any
 
 from advisor.commands._output import (
@@ -53,8 +54,8 @@ def _positive_float(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    if not value > 0 or value == math.inf:  # float() of a 400-digit number is inf: no rate or count is infinite
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text[:40]}")
     return value
 
 

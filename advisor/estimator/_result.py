@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from advisor.estimator._checks import check_estimate
 from advisor.estimator.memory import MemoryEstimate
 from advisor.estimator.time import TimeEstimate
 from advisor.workload.base import Workload
@@ -39,6 +40,9 @@ class Estimate:
     def step_range_s(self) -> tuple[float, float]:
         """(low, high) step seconds: the measured error spread of this estimate's evidence level."""
         return self.step_s_low, self.step_s_high
+
+    def __post_init__(self) -> None:
+        check_estimate(self)  # every figure finite and >= 0, or a loud EstimateBug: never a silent wrong answer
 
     def to_dict(self) -> dict[str, Any]:
         """Exactly DESIGN.md's Estimate JSON, plus extra keys."""

@@ -5,10 +5,51 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from advisor.errors import WorkloadError
+from advisor.numbers import show, whole_number
 
 DECODERS = ("gpt2", "gptj", "llama", "mistral", "qwen2", "gemma", "mixtral")
 FAMILIES = (*DECODERS, "bert", "t5")
 LORA_TARGETS = ("q", "k", "v", "o", "gate", "up", "down")
+
+#: The accepted range of each count of a ``TransformerArch`` (the one table; config.py checks a config's keys
+#: against it too).  The bounds are far beyond any published model (the largest have ~130 blocks, hidden 25,600,
+#: heads 128, vocabulary 256k, 384 experts, 10M-token contexts) and keep every parameter, FLOP and byte count
+#: of the largest accepted shape below 1e30, far from float overflow.
+ARCH_LIMITS: dict[str, tuple[int, int]] = {
+    "num_layers": (1, 4096),
+    "hidden_size": (1, 2**18),
+    "num_heads": (1, 2**14),
+    "num_kv_heads": (1, 2**14),
+    "head_dim": (1, 2**14),
+    "intermediate_size": (1, 2**20),
+    "vocab_size": (1, 2**24),
+    "max_position_embeddings": (0, 2**26),
+    "num_experts": (0, 4096),
+    "experts_per_token": (0, 4096),
+    "num_decoder_layers": (0, 4096),
+    "type_vocab_size": (0, 1024),
+    "relative_attention_num_buckets": (0, 4096),
+}
+_FLAGS = ("tie_word_embeddings", "gated_mlp", "qkv_bias", "out_bias", "mlp_bias", "norm_bias", "lm_head_bias",
+          "parallel_block", "pooler", "dropout", "mlm_head")
+
+
+def check_arch_field(field: str, value: object, *, key: str | None = None, where: str | None = None) -> int:
+    """``value`` if it is a whole number in ``ARCH_LIMITS[field]``; else a ``WorkloadError`` naming ``key``.
+
+    Args:
+        field: the ``TransformerArch`` field.
+        value: what was given.
+        key: the name the user wrote (a config's ``n_embd`` for ``hidden_size``); default ``field``.
+        where: what holds it (``config 'my-model'``).
+
+    Raises:
+        WorkloadError: not an int (a bool, float or string is refused) or outside the range.
+    """
+    low, high = ARCH_LIMITS[field]
+    hint = None if key in (None, field) else f"{key} is the model's {field.replace('_', ' ')}"
+    return whole_number(key or field, value, minimum=low, maximum=high, error=WorkloadError, where=where,
+                        hint=hint)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,17 +111,22 @@ class TransformerArch:
     def __post_init__(self) -> None:
         if self.family not in FAMILIES:
             raise WorkloadError(f"unknown transformer family {self.family!r}", f"accepted: {', '.join(FAMILIES)}")
-        for key in ("num_layers", "hidden_size", "num_heads", "num_kv_heads", "head_dim",
-                    "intermediate_size", "vocab_size"):
-            value = getattr(self, key)
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise WorkloadError(f"{self.name}: {key} must be a positive integer, got {value!r}")
+        for key in ARCH_LIMITS:
+            check_arch_field(key, getattr(self, key), where=self.name)
+        for key in _FLAGS:
+            if not isinstance(getattr(self, key), bool):
+                raise WorkloadError(f"{self.name}: {key} must be true or false, got {show(getattr(self, key))}")
         if self.num_heads % self.num_kv_heads:
             raise WorkloadError(f"{self.name}: num_heads {self.num_heads} is not a multiple of "
-                                f"num_kv_heads {self.num_kv_heads}")
+                                f"num_kv_heads {self.num_kv_heads}",
+                                "each key/value head serves a whole group of query heads (num_attention_heads / "
+                                "num_key_value_heads must be whole)")
         if self.num_experts and not 0 < self.experts_per_token <= self.num_experts:
             raise WorkloadError(f"{self.name}: experts_per_token {self.experts_per_token} must be in "
                                 f"1..num_experts ({self.num_experts})")
+        if self.family == "t5" and self.num_decoder_layers < 1:
+            raise WorkloadError(f"{self.name}: a t5 (encoder-decoder) needs num_decoder_layers >= 1, got "
+                                f"{self.num_decoder_layers}", "num_decoder_layers defaults to num_layers")
 
     @property
     def kind(self) -> str:

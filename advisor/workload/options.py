@@ -14,13 +14,43 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from advisor.errors import EstimateError
+from advisor.errors import EstimateError, WorkloadError
+from advisor.numbers import real_number, whole_number
 from advisor.workload.base import MODES, OPTIMIZERS, PRECISIONS
 
 #: ``quantize_base`` values the analytic transformer builder models (a frozen base at 4-bit NormalFloat or int8).
 BUILDER_QUANTIZE_BASES = ("nf4", "int8")
 #: ``quantize_base`` values ``estimate()``, ``recommend()`` and the CLI accept (QLoRA's 4-bit NormalFloat base).
 QUANTIZE_BASES = ("nf4",)
+
+#: The accepted range of every count a workload or job is described by (the one home of these checks).  The upper
+#: bounds are far beyond any real job (16M samples per step, 16M tokens of context, 131,072 GPUs) and keep the
+#: estimator's products finite and its loops short.
+COUNT_LIMITS: dict[str, tuple[int, int]] = {
+    "batch_size": (1, 2**24),
+    "seq_len": (1, 2**24),
+    "image_size": (1, 2**15),
+    "lora_rank": (1, 2**16),
+    "grad_accum": (1, 2**20),
+    "gen_len": (0, 2**24),
+    "num_gpus": (1, 2**17),
+}
+#: The longest job ``epochs`` may describe.
+MAX_EPOCHS = 1e6
+
+
+class OptionError(EstimateError, WorkloadError):
+    """A workload option out of range: an estimate's bad input and a workload builder's alike."""
+
+
+def check_count(name: str, value: Any, *, error: type[EstimateError] = OptionError) -> int:
+    """``value`` if it is a whole number in ``COUNT_LIMITS[name]``; else ``error`` naming it and the range.
+
+    Raises:
+        OptionError: not an int (a bool, float or string is refused), or out of range.
+    """
+    low, high = COUNT_LIMITS[name]
+    return whole_number(name, value, minimum=low, maximum=high, error=error)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +83,17 @@ class WorkloadOptions:
     grad_accum: int = 1
     gen_len: int | None = None
 
+    def __post_init__(self) -> None:
+        """Every count is checked when the record is made, so no path builds a workload from a bad one.
+
+        Raises:
+            OptionError: a count that is not a whole number in its ``COUNT_LIMITS`` range.
+        """
+        for name in ("batch_size", "grad_accum", "seq_len", "image_size", "lora_rank", "gen_len"):
+            value = getattr(self, name)
+            if value is not None or name in ("batch_size", "grad_accum"):  # the others: None is "not given"
+                check_count(name, value)
+
     @classmethod
     def names(cls) -> tuple[str, ...]:
         """The option names, in declaration order."""
@@ -62,28 +103,28 @@ class WorkloadOptions:
         """The options as keyword arguments of ``estimate()`` / ``recommend()`` (every field)."""
         return {name: getattr(self, name) for name in self.names()}
 
-    def validate(self, *, num_gpus: Any = 1, epochs: Any = 1) -> None:
+    def validate(self, *, num_gpus: Any = 1, epochs: Any = 1, **job: Any) -> None:
         """Reject bad counts and unknown choices, with the accepted values named.
 
         The job's ``num_gpus`` and ``epochs`` are checked in the same pass, so the first bad input is the one
-        reported.
+        reported; so are ``job`` figures given (``dataset_samples``, ``total_tokens``, ``loader_samples_per_s``:
+        finite and > 0 when not ``None``).
 
         Raises:
-            EstimateError: a count that is not a whole number >= 1, an unknown precision, optimizer or mode,
-                or epochs <= 0.
+            EstimateError: a count outside ``COUNT_LIMITS``, an unknown precision, optimizer or mode, or epochs
+                not in (0, ``MAX_EPOCHS``].
         """
-        for name, value in (("batch_size", self.batch_size), ("grad_accum", self.grad_accum),
-                            ("num_gpus", num_gpus)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise EstimateError(f"{name} must be a whole number >= 1, got {value!r}")
+        check_count("num_gpus", num_gpus)
         if self.precision not in PRECISIONS:
             raise EstimateError(f"unknown precision {self.precision!r}", hint=f"accepted: {', '.join(PRECISIONS)}")
         if self.optimizer is not None and self.optimizer not in OPTIMIZERS:
             raise EstimateError(f"unknown optimizer {self.optimizer!r}", hint=f"accepted: {', '.join(OPTIMIZERS)}")
         if self.mode not in MODES:
             raise EstimateError(f"unknown mode {self.mode!r}", hint=f"accepted: {', '.join(MODES)}")
-        if not isinstance(epochs, (int, float)) or isinstance(epochs, bool) or not epochs > 0:
-            raise EstimateError(f"epochs must be > 0, got {epochs!r}")
+        real_number("epochs", epochs, minimum=0, maximum=MAX_EPOCHS, above_minimum=True, error=EstimateError)
+        for name, value in job.items():
+            if value is not None:
+                real_number(name, value, minimum=0, maximum=1e30, above_minimum=True, error=EstimateError)
 
     def validate_quantize_base(self) -> None:
         """Reject a ``quantize_base`` the estimator does not model.
