@@ -182,7 +182,11 @@ def test_half_precision_on_pascal_geforce_runs_at_the_fp32_rate(precision: str) 
     e = estimate("gpt2", "GTX 1080 Ti", precision=precision, batch_size=4, seq_len=512, calibration="none")
     assert any("16-bit storage and fp32 math" in a for a in e.assumptions)
     fp32 = estimate("gpt2", "GTX 1080 Ti", precision="fp32", batch_size=4, seq_len=512, calibration="none")
-    assert e.time.step_s <= fp32.time.step_s  # same math rate, half the bytes
+    assert e.time.by_class_s["gemm"] == pytest.approx(fp32.time.by_class_s["gemm"], rel=1e-9)  # same math rate
+    if precision == "fp16":
+        assert e.time.step_s <= fp32.time.step_s  # half the bytes everywhere else
+    else:  # autocast's weight casts and fp32 upcasts (logits, residual adds) buy nothing without 16-bit math
+        assert fp32.time.step_s <= e.time.step_s <= 1.10 * fp32.time.step_s
 
 
 def test_bf16_on_pre_ampere_nvidia_is_still_refused_with_the_reason() -> None:
