@@ -222,6 +222,8 @@ def _json_column(value: Any, column: str) -> Any:
         raise _RowProblem(f"{column} is not JSON ({exc.msg}, line {exc.lineno} column {exc.colno})") from None
     except RecursionError:
         raise _RowProblem(f"{column} is JSON nested too deeply to read") from None
+    except ValueError:  # Python refuses integers of over 4,300 digits (int_max_str_digits)
+        raise _RowProblem(f"{column} holds a number too long to read") from None
 
 
 def _object_column(value: Any, column: str) -> dict[str, Any]:

@@ -16,6 +16,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -250,6 +251,74 @@ def test_recommend_api(model: str, batch: Any, seq: Any, mode: str, max_gpus: An
     _clean_or_finite(lambda: recommend(model, calibration=None, batch_size=batch, seq_len=seq, mode=mode,
                                        max_gpus=max_gpus, budget_usd=budget, epochs=epochs, segment="datacenter"),
                      "recommend")
+
+
+#: the figures a calibration file may hold (advisor.estimator.calibrate.figure_range), and a few it may not
+CALIBRATION_KEYS = ("matmul_bf16", "matmul_fp32", "conv_bf16", "memory_bandwidth", "h2d_pinned",
+                    "sustained_clock_fraction", "host_dispatch_s_per_op", "host_backward_s_per_op",
+                    "launch_overhead_s", "kernel_gap_s", "conv_fp32", "unknown_figure", "")
+CALIBRATION_VALUES = st.one_of(NUMBERS, st.floats(0, 2), st.floats(1e-8, 1e-3), st.dictionaries(
+    st.text(max_size=3), st.integers(), max_size=2))
+
+
+@fuzz(120)
+@given(figures=st.dictionaries(st.sampled_from(CALIBRATION_KEYS), CALIBRATION_VALUES, max_size=5),
+       wrap=st.sampled_from(["efficiencies", "bare", "probe-shaped"]))
+def test_calibration_files(tmp_path_factory: pytest.TempPathFactory, figures: dict[str, Any], wrap: str) -> None:
+    """A hand-edited --calibration file: refused with its figure named, or a finite answer; never a traceback."""
+    doc: Any = ({"efficiencies": figures} if wrap == "efficiencies" else figures if wrap == "bare" else
+                {"devices": [figures], "kernels": [figures]})
+    path = tmp_path_factory.mktemp("calibration") / "probe.json"
+    path.write_text(_dumps(doc))
+    _clean_or_finite(lambda: estimate("gpt2", GPU, batch_size=4, seq_len=256, calibration=str(path)), "calibration")
+
+
+def _dumps(doc: Any) -> str:
+    """JSON as a hand-edited file may hold it: integers of any length (Python's str() limit lifted to write them)."""
+    import sys
+
+    limit = sys.get_int_max_str_digits()
+    sys.set_int_max_str_digits(0)
+    try:
+        return json.dumps(doc, default=str)
+    finally:
+        sys.set_int_max_str_digits(limit)
+
+
+H100_PROBE = Path(__file__).parent / "data" / "gpu-runs" / "h100-2026-11-28" / "probe-full.json"
+#: what a stored row's document can be after a crash, a hand edit or another program's write
+STORED_DOCUMENTS = st.one_of(
+    st.binary(max_size=40), st.text(max_size=40), st.sampled_from(["{", "[]", "null", "5", '{"devices": 3}']),
+    st.dictionaries(st.sampled_from(["devices", "kernels", "efficiencies", "timestamp"]),
+                    st.one_of(NUMBERS, st.lists(st.dictionaries(st.text(max_size=4), NUMBERS, max_size=3),
+                                                max_size=2)), max_size=4).map(_dumps))
+
+
+@fuzz(60)
+@given(document=STORED_DOCUMENTS, column=st.sampled_from(["document", "versions", "timestamp"]))
+def test_stored_rows(tmp_path_factory: pytest.TempPathFactory, document: Any, column: str) -> None:
+    """A damaged row of the history store never breaks calibration='auto': skipped with a warning, or a clean error."""
+    import sqlite3
+    import warnings
+    from unittest import mock
+
+    from advisor.calibration import clear_calibration_cache
+    from advisor.probing.results import ProbeResult
+    from advisor.store import HistoryStore
+
+    home = tmp_path_factory.mktemp("store")
+    store = HistoryStore(home / "history.sqlite3")
+    store.save_probe(ProbeResult.from_dict(json.loads(H100_PROBE.read_text())))  # a good, older row of the card
+    row = store.save_probe(ProbeResult.from_dict(json.loads(H100_PROBE.read_text())))
+    con = sqlite3.connect(store.path)
+    with con:
+        con.execute(f"UPDATE probe_runs SET {column} = ? WHERE id = ?", (document, row))
+    con.close()
+    clear_calibration_cache()
+    with mock.patch.dict(os.environ, {"GPU_ADVISOR_HOME": str(home)}), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        _clean_or_finite(lambda: estimate("gpt2", GPU, batch_size=4, seq_len=256, calibration="auto"), "stored row")
+    clear_calibration_cache()
 
 
 def test_the_suite_fuzzes_every_bound() -> None:
