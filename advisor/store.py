@@ -20,13 +20,15 @@ import os
 import sqlite3
 import time
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from advisor.errors import StoreError
+
+_T = TypeVar("_T")
 
 if TYPE_CHECKING:
     from advisor.probing.results import ProbeResult
@@ -231,6 +233,18 @@ def _object_column(value: Any, column: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise _RowProblem(f"{column} holds a JSON {type(data).__name__}, not an object")
     return data
+
+
+def _partition(rows: Sequence[Any], table: str, read: Callable[[Any], _T]) -> tuple[list[_T], list[BadRow]]:
+    """The rows ``read`` turns into records, and those it cannot (each a ``BadRow`` saying why)."""
+    good: list[_T] = []
+    bad: list[BadRow] = []
+    for row in rows:
+        try:
+            good.append(read(row))
+        except _RowProblem as exc:
+            bad.append(_bad_row(table, row, str(exc)))
+    return good, bad
 
 
 def _text_column(value: Any, column: str, *, optional: bool = False) -> str | None:
@@ -455,13 +469,7 @@ class HistoryStore:
         sql += " ORDER BY timestamp DESC, id DESC LIMIT ?"
         with self._connect() as con:
             rows = con.execute(sql, (*args, limit)).fetchall() if self._has_table(con, "probe_runs") else []
-        good, bad = [], []
-        for row in rows:
-            try:
-                good.append(_probe_record(row))
-            except _RowProblem as exc:
-                bad.append(_bad_row("probe_runs", row, str(exc)))
-        return good, bad
+        return _partition(rows, "probe_runs", _probe_record)
 
     def list_probes(self, catalog_id: str | None = None, limit: int = 50) -> list[ProbeRecord]:
         """Saved probe runs, newest first, optionally only those of one catalog card.
@@ -514,13 +522,7 @@ class HistoryStore:
             rows = con.execute("SELECT id, timestamp, device, document FROM validation_runs "
                                "ORDER BY timestamp DESC, id DESC LIMIT ?", (limit,)).fetchall() \
                 if self._has_table(con, "validation_runs") else []
-        good, bad = [], []
-        for row in rows:
-            try:
-                good.append(_validation_doc(row))
-            except _RowProblem as exc:
-                bad.append(_bad_row("validation_runs", row, str(exc)))
-        return good, bad
+        return _partition(rows, "validation_runs", _validation_doc)
 
     def list_validations(self, limit: int = 50) -> list[dict[str, Any]]:
         """Saved validation documents, newest first, each with ``id`` and ``saved_at`` added.
