@@ -89,11 +89,16 @@ def test_refresh_writes_the_prices_and_leaves_every_other_line(tmp_path: Path) -
     assert _refresh_module().refresh(prices, specs) == ([], [])
 
 
-def test_refresh_restores_a_card_it_would_break_and_names_it(tmp_path: Path) -> None:
+def _l4_only(tmp_path: Path) -> tuple[Path, str]:
+    """A specs directory holding just the catalog's L4, and that file's text before any refresh."""
     specs = tmp_path / "specs"
     specs.mkdir()
     shutil.copy(ROOT / "specs" / "l4.toml", specs)
-    original = (specs / "l4.toml").read_text()
+    return specs, (specs / "l4.toml").read_text()
+
+
+def test_refresh_restores_a_card_it_would_break_and_names_it(tmp_path: Path) -> None:
+    specs, original = _l4_only(tmp_path)
     prices = _csv(tmp_path / "p.csv", [
         {"id": "l4", "price_usd": "2500", "price_kind": "msrp", "price_date": "2026-01", "source": "x"},
         {"id": "no-such-card", "price_usd": "1", "price_kind": "list", "price_date": "2026-01", "source": "x"},
@@ -107,10 +112,7 @@ def test_refresh_restores_a_card_it_would_break_and_names_it(tmp_path: Path) -> 
 
 
 def test_refresh_dry_run_writes_nothing(tmp_path: Path) -> None:
-    specs = tmp_path / "specs"
-    specs.mkdir()
-    shutil.copy(ROOT / "specs" / "l4.toml", specs)
-    original = (specs / "l4.toml").read_text()
+    specs, original = _l4_only(tmp_path)
     prices = _csv(tmp_path / "p.csv", [
         {"id": "l4", "price_usd": "2400", "price_kind": "street", "price_date": "2026-10", "source": "x"}])
     assert _refresh_module().refresh(prices, specs, dry_run=True) == (["l4"], [])
