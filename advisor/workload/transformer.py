@@ -33,7 +33,7 @@ from advisor.workload.costs import (
     weight_bytes,
 )
 from advisor.workload.eager import eager_ops
-from advisor.workload.options import BUILDER_QUANTIZE_BASES, WorkloadOptions
+from advisor.workload.options import BUILDER_QUANTIZE_BASES, WorkloadOptions, check_count
 from advisor.workload.transformer_memory import (
     activation_bytes_breakdown,
     kv_cache_peak_bytes,
@@ -43,12 +43,6 @@ from advisor.workload.transformer_ops import OpList, activation_kernels
 
 ATTENTIONS = ("eager", "sdpa", "flash")
 DEFAULT_GEN_LEN = 128
-
-
-def _positive(name: str, value: Any) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-        raise WorkloadError(f"{name} must be a positive integer, got {value!r}")
-    return value
 
 
 # ---------------------------------------------------------------------------------------------
@@ -106,7 +100,7 @@ def build_transformer(
     if seq_len is None:
         seq_len = min(default_seq_len, arch.max_position_embeddings or default_seq_len)
         assumptions.append(f"seq_len not given: using {seq_len}")
-    s = _positive("seq_len", seq_len)
+    s = check_count("seq_len", seq_len)
     if arch.max_position_embeddings and s > arch.max_position_embeddings:
         raise WorkloadError(f"seq_len {s} exceeds {name}'s learned position table ({arch.max_position_embeddings})",
                             f"use seq_len <= {arch.max_position_embeddings}")
@@ -132,7 +126,7 @@ def build_transformer(
                             "pass lora_rank (QLoRA), or use mode='infer'")
     targets: tuple[str, ...] = ()
     if lora_rank is not None:
-        _positive("lora_rank", lora_rank)
+        check_count("lora_rank", lora_rank)
         if lora_targets is None:
             targets = ("q", "k", "v", "o")
             assumptions.append("LoRA targets not given: q, k, v, o projections of every block")
