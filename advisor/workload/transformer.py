@@ -39,7 +39,7 @@ from advisor.workload.transformer_memory import (
     kv_cache_peak_bytes,
     largest_temp,
 )
-from advisor.workload.transformer_ops import OpList, activation_kernels
+from advisor.workload.transformer_ops import OpList, activation_kernels, rms_norm_kernels, rotary_kernels
 
 ATTENTIONS = ("eager", "sdpa", "flash")
 DEFAULT_GEN_LEN = 128
@@ -157,6 +157,7 @@ def build_transformer(
     softmax_b = 4 if amp else a_b
     w_b = weight_bytes(precision)
     head_w_b = w_b  # embeddings, LM head and pooler are never quantized (bitsandbytes / PEFT default)
+    emb_b = 4 if amp else head_w_b  # the embedding table's own dtype (autocast leaves the lookup in fp32)
     if quantize_base == "nf4":
         w_b = NF4_BYTES_PER_WEIGHT
         assumptions.append(f"nf4 base: 4-bit weights + quantization constants (~0.127 bit/weight with double "
@@ -180,6 +181,15 @@ def build_transformer(
     ops = OpList()
     shapes = arch.linear_shapes()
 
+    def weight_cast(label: str, weights: float, count: int, launches: int = 1) -> None:
+        if amp and train and not frozen_base:
+            # autocast casts each fp32 master weight to 16 bits in every forward (a vectorized copy) and its 16-bit
+            # gradient back to fp32 (TensorIterator's unrolled casting kernel: index-bound); a frozen LoRA base
+            # keeps the builder's own weight bytes
+            ops.add(label + ".cast", "elementwise", 0, weights * 6, count, train=False, launches=launches)
+            ops.add_index_bound(label + ".cast.grad", "elementwise", "backward", weights * 6, count, weights,
+                                launches=launches)
+
     def linear_group(label: str, tokens: int, keys: tuple[str, ...], count: int, lora: bool = True,
                      multiplier: int = 1, reads: int = 0) -> None:
         fin = shapes[keys[0]][0]
@@ -187,10 +197,12 @@ def build_transformer(
             ops.add_shared_input(label, tokens * fin, reads, count, amp=amp, grad_bytes=res_b, train=train)
         fout = sum(shapes[k][1] for k in keys)
         fl = 2.0 * tokens * fin * fout
-        nb = (tokens * fin + tokens * fout) * a_b + fin * fout * w_b * multiplier
+        # each separate linear (q, k, v; gate, up) reads the shared input itself
+        activations = (tokens * fin * max(reads, 1) + tokens * fout) * a_b
+        nb = activations + fin * fout * w_b * multiplier
         if quantize_base == "nf4":  # QLoRA: dequantize to a 16-bit copy (its own kernel), then a 16-bit matmul
             weights = fin * fout * multiplier
-            nb = (tokens * fin + tokens * fout) * a_b + weights * 2.0
+            nb = activations + weights * 2.0
             dq = weights * (w_b + 2.0)
             ops.add(label + ".dequant", "elementwise", weights, dq, count, bwd_flops=weights, bwd_bytes=dq,
                     train=train, launches=len(keys))
@@ -199,14 +211,7 @@ def build_transformer(
         ops.add(label, "matmul", fl, nb, count, tc=True, min_dim=min(tokens, fin, fout), bwd_flops=bwd, train=train,
                 gemm=(tokens, fout, fin) if multiplier == 1 else None)
         weights_train = train and not frozen_base
-        if amp and weights_train:
-            # autocast casts each fp32 master weight to 16 bits in every forward (a vectorized copy) and its 16-bit
-            # gradient back to fp32 (TensorIterator's unrolled casting kernel: index-bound); a frozen LoRA base
-            # keeps the builder's own weight bytes
-            weights = fin * fout * multiplier
-            ops.add(label + ".cast", "elementwise", 0, weights * 6, count, train=False, launches=len(keys))
-            ops.add_index_bound(label + ".cast.grad", "elementwise", "backward", weights * 6, count, weights,
-                                launches=len(keys))
+        weight_cast(label, fin * fout * multiplier, count, len(keys))
         biased = sum(shapes[k][1] for k in keys if shapes[k][2]) * multiplier
         if weights_train and biased:
             # a bias gradient sums dY over the tokens: a reduction across rows (index-bound, advisor.estimator.time)
@@ -239,10 +244,23 @@ def build_transformer(
             ops.add(label + ".av", "matmul", qk, (scores + b * k_len * kvh * d + b * q_len * heads * d) * a_b,
                     count, tc=True, min_dim=min(q_len, d), bwd_flops=2 * qk, train=train)
 
+    rms = rms_norm_kernels(arch.family, arch.norm_bias, amp, a_b)
+
+    def norms(label: str, tokens: int, count: int, per: int) -> None:
+        """``per`` norms over ``tokens`` (per repetition): read the residual, write the compute dtype's output."""
+        fused = tokens * h * (res_b + a_b) * per
+        if rms is None:  # LayerNorm: torch's fused kernels
+            ops.add(label, "norm", 0, fused, count, bwd_flops=0, train=train)
+            return
+        # RMSNorm as Hugging Face writes it: a chain of kernels in fp32 (transformer_ops.RMS_NORMS); graph runtimes
+        # fuse it into one kernel
+        ops.add(label, "norm", 0, fused, count, bwd_flops=0, train=train, runtime="graph")
+        ops.add_unfused(label + ".unfused", tokens * h * per, count, rms, train, reduce=not frozen_base,
+                        runtime="eager")
+
     def block(prefix: str, tokens: int, q_len: int, count: int, causal: bool, cross_len: int = 0) -> None:
         nrm = 1 if arch.parallel_block else 2
-        ops.add(f"{prefix}.norm", "norm", 0, tokens * h * (res_b + a_b) * (nrm + (1 if cross_len else 0)),
-                count, bwd_flops=0, train=train)
+        norms(f"{prefix}.norm", tokens, count, nrm + (1 if cross_len else 0))
         linear_group(f"{prefix}.attn.qkv", tokens, ("q", "k", "v"), count, reads=1 if arch.fused_qkv else 3)
         attention_core(f"{prefix}.attn.core", q_len, q_len, count, causal)
         linear_group(f"{prefix}.attn.out", tokens, ("o",), count)
@@ -266,11 +284,17 @@ def build_transformer(
             mult_tokens = tokens
         unfused = activation_kernels(arch.activation, amp, a_b)
         if unfused is not None and not arch.gated_mlp:
-            ops.add_activation(f"{prefix}.mlp.act", mult_tokens * inter, count, unfused, train)
+            ops.add_unfused(f"{prefix}.mlp.act", mult_tokens * inter, count, unfused, train)
+        elif arch.gated_mlp:
+            # Hugging Face's gated MLP: act_fn(gate) (one fused kernel: read, write), then its product with up (read
+            # two, write one), all in the linears' 16-bit output dtype under amp; backward the product's two
+            # gradients (read two, write one each) and the activation's (read its gradient and input, write one)
+            el = mult_tokens * inter
+            ops.add(f"{prefix}.mlp.act", "elementwise", 0, el * 5 * a_b, count, bwd_flops=0, bwd_bytes=el * 9 * a_b,
+                    train=train, launches=2, bwd_launches=3)
         else:
-            act_elems = mult_tokens * inter * (2 if arch.gated_mlp else 1)
-            ops.add(f"{prefix}.mlp.act", "elementwise", 0, act_elems * a_b + mult_tokens * inter * a_b, count,
-                    bwd_flops=0, train=train)
+            el = mult_tokens * inter
+            ops.add(f"{prefix}.mlp.act", "elementwise", 0, el * 2 * a_b, count, bwd_flops=0, train=train)
         if arch.num_experts:
             linear_group(f"{prefix}.moe.experts.down", mult_tokens, ("down",), count, multiplier=arch.num_experts)
         else:
@@ -278,30 +302,15 @@ def build_transformer(
         # under amp the residual stream (fp32) adds a 16-bit linear output: mixed dtypes, index-bound
         ops.add(f"{prefix}.residual", "elementwise", 0, tokens * h * 3 * res_b * 2, count, bwd_flops=0, train=train,
                 strided=2 * tokens * h if amp else 0)
-        unfused_norm_rope(prefix, tokens, count, nrm + (1 if cross_len else 0))
+        rotary(prefix, tokens, count)
 
-    def unfused_norm_rope(prefix: str, tokens: int, count: int, norms: int) -> None:
-        # Hugging Face's eager RMSNorm and rotary embedding run as separate elementwise kernels on broadcast or
-        # transposed operands, index-bound (advisor.estimator.time.STRIDED_ELEMENTS_PER_SM_CYCLE); graph
-        # runtimes fuse them.  Elements per token, counted on the traced zoo Llama (its unfused RMSNorm and
-        # rotary as Hugging Face writes them; benchmarks/strided_rates.py's llama-small): per RMSNorm 2 broadcast
-        # muls (+1 cast into fp32 at 16-bit) forward, 5 backward plus the weight gradient's reduction across
-        # rows; per rotated q / k element 4.5 forward (cos and sin muls, the rotate-half slice, neg and cat, the
-        # add) and 3.75 backward
-        rms = norms if not arch.norm_bias else 0
-        rotated = (heads + kvh) * d if arch.family != "t5" and not arch.max_position_embeddings else 0
-        fwd_el = tokens * (rms * (3 if a_b == 2 and not amp else 2) * h + 4.5 * rotated)
-        if not fwd_el:
+    def rotary(prefix: str, tokens: int, count: int) -> None:
+        # Hugging Face's rotary embedding of q and k (transformer_ops.ROTARY): index-bound kernels on broadcast or
+        # halved operands (advisor.estimator.time.STRIDED_ELEMENTS_PER_SM_CYCLE); graph runtimes fuse them
+        if arch.family == "t5" or arch.max_position_embeddings:  # relative bias / a learned position table
             return
-        ops.add_index_bound(f"{prefix}.norm_rope.unfused", "elementwise", "forward", fwd_el * 2 * res_b, count,
-                            fwd_el, runtime="eager")
-        if train:
-            bwd_el = tokens * (rms * 5 * h + 3.75 * rotated)
-            ops.add_index_bound(f"{prefix}.norm_rope.unfused.grad", "elementwise", "backward", bwd_el * 2 * res_b,
-                                count, bwd_el, runtime="eager")
-            if rms and not frozen_base:
-                ops.add_index_bound(f"{prefix}.norm.weight_grad", "reduction", "backward", tokens * rms * h * res_b,
-                                    count, tokens * rms * h, runtime="eager")
+        ops.add_unfused(f"{prefix}.rotary", tokens * (heads + kvh) * d, count, rotary_kernels(amp, a_b), train,
+                        runtime="eager")
 
     tokens = b * s
     # prefill of a causal LM only needs the logits of the last position to start generating
@@ -309,22 +318,30 @@ def build_transformer(
     # generation too -- a model's forward over the prompt (the validate zoo's generate(), Hugging Face's
     # before logits_to_keep) computes them all, then samples from the last one
     head_tokens = tokens
-    # one lookup per embedding table; in backward one sort-and-segmented-sum call per trainable table (LoRA and
-    # QLoRA leave the embeddings frozen, as PEFT does: no embedding backward)
+    # one lookup per embedding table, reading the rows it gathers (the tracer counts the whole table as read: its
+    # convention for every tensor input, not what the gather moves); in backward one embedding_dense_backward per
+    # trainable table, reading the output's gradient and writing a gradient the size of the whole table (zero-filled,
+    # the gathered rows summed in).  LoRA and QLoRA leave the embeddings frozen, as PEFT does: no embedding backward
     tables = arch.embedding_tables
-    ops.add("embedding", "embedding", 0, tokens * h * (res_b + head_w_b) / tables, tables, bwd_flops=0,
-            train=train and not frozen_base, bwd_launches=1)
+    table_elements = (v_size + arch.max_position_embeddings + arch.type_vocab_size) * h
+    ops.add("embedding", "embedding", 0, tokens * h * (res_b + emb_b) / tables, tables, bwd_flops=0,
+            bwd_bytes=(tokens * h * res_b + table_elements * emb_b / tables), train=train and not frozen_base,
+            bwd_launches=1)
     if arch.family == "t5":
         block("encoder.layers.*", tokens, s, arch.num_layers, causal=False)
         block("decoder.layers.*", tokens, s, arch.num_decoder_layers, causal=True, cross_len=s)
         assumptions.append("t5: decoder target length = seq_len")
     else:
         block("layers.*", tokens, s, arch.num_layers, causal=causal_lm)
+    # the stack's own norm: a decoder's last (ln_f, model.norm), BERT's embedding LayerNorm, T5's encoder and
+    # decoder final norms (each counted in analytic_params)
+    norms("final_norm", tokens, 2 if arch.family == "t5" else 1, 1)
     if arch.mlm_head:
         # BertForMaskedLM's transform: dense h x h (+ GELU, LayerNorm) before the tied decoder
         fl = 2.0 * tokens * h * h
         ops.add("mlm_head.transform", "matmul", fl, 2 * tokens * h * a_b + h * h * w_b, 1, tc=True,
                 min_dim=min(tokens, h), bwd_flops=2 * fl, train=train, gemm=(tokens, h, h))
+        weight_cast("mlm_head.transform", h * h, 1)
         ops.add("mlm_head.gelu_norm", "elementwise", 0, tokens * h * (2 * a_b + 2 * res_b), 1, bwd_flops=0,
                 train=train)
         assumptions.append("encoder with a masked-LM head (BertForMaskedLM): dense + LayerNorm, then logits over "
@@ -334,6 +351,10 @@ def build_transformer(
         ops.add("lm_head", "matmul", fl, head_tokens * (h + v_size) * a_b + h * v_size * head_w_b, 1, tc=True,
                 min_dim=min(head_tokens, h), bwd_flops=fl * (1 if frozen_base else 2), train=train,
                 gemm=(head_tokens, v_size, h))
+        weight_cast("lm_head", h * v_size, 1)
+        if arch.tie_word_embeddings and train and not frozen_base:
+            # the head's weight gradient and the embedding's dense one accumulate into the one tied parameter's .grad
+            ops.add_index_bound("lm_head.tied_grad_sum", "elementwise", "backward", 3 * h * v_size * emb_b, 1, 0.0)
         if train:
             loss_b = _loss_bytes(causal_lm, amp, a_b)
             ops.add_loss(tokens * v_size, upcast=loss_b > a_b, loss_b=loss_b)

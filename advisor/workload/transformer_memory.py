@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from advisor.workload.arch import TransformerArch
 from advisor.workload.costs import compute_bytes
-from advisor.workload.transformer_ops import activation_kernels
+from advisor.workload.transformer_ops import activation_kernels, rms_norm_kernels
 
 
 def kv_cache_peak_bytes(arch: TransformerArch, b: int, s: int, gen_len: int, a_b: int) -> float:
@@ -52,17 +52,16 @@ def activation_bytes_breakdown(arch: TransformerArch, b: int, s: int, *, precisi
     sbh = s * b * h
     mask = 1 if arch.dropout else 0
 
-    rms = not arch.norm_bias  # RMSNorm / T5 norm as HF writes it (unfused)
+    rms = rms_norm_kernels(arch.family, arch.norm_bias, amp, a_b)  # RMSNorm / T5 norm as HF writes it (unfused)
 
     def norm_bytes(tokens: int, consumers: int) -> float:
         """A norm's saved tensors.
 
-        Its input, the normalized tensor (unfused RMSNorm), and its output as saved by the matmuls reading it
-        (under amp each linear saves its own 16-bit cast of it).
+        A LayerNorm's input, or what an unfused RMSNorm's chain keeps (``RMS_NORMS``: its fp32 input and the weight
+        mul's other operand), and its output as saved by the matmuls reading it (under amp each linear saves its own
+        16-bit cast of it).
         """
-        n = tokens * h * res_b
-        if rms:
-            n += tokens * h * (4 if amp else a_b)
+        n = tokens * h * (rms.saved if rms is not None else res_b)
         return n + tokens * h * a_b * (consumers if amp else 1)
 
     def attn_bytes(q_len: int, k_len: int, with_norm: bool) -> float:

@@ -12,11 +12,15 @@ from advisor.workload.base import OpCost
 
 
 @dataclass(frozen=True, slots=True)
-class ActivationKernels:
-    """An unfused activation per element of its input: kernels, bytes moved, index-bound elements, bytes saved.
+class UnfusedKernels:
+    """A chain of elementwise kernels Hugging Face writes out, per element it runs on.
 
-    ``saved`` is what autograd keeps beyond the down projection's own input.  Bytes are per element at fp32 /
-    plain 16-bit in units of the compute dtype's bytes (``plain``) or in bytes under autocast (``amp``).
+    Kernels, bytes, index-bound elements (``OpCost.strided_elements``) and bytes autograd saves, forward and backward.
+
+    ``saved`` is what autograd keeps beyond the tensors the closed form tallies elsewhere (an activation: beyond the
+    down projection's input).  ``reduce_bytes``: a backward reduction across rows (a norm's weight gradient, one
+    index-bound call; 0: none).  Kernels over one value per token (a norm's variance and its rsqrt: 1/hidden of the
+    elements) launch but their bytes are left out.
     """
 
     fwd_launches: int
@@ -26,7 +30,12 @@ class ActivationKernels:
     bwd_bytes: float
     bwd_strided: float
     saved: float
+    reduce_bytes: float = 0.0
 
+
+#: Which of a chain's counts applies: ``16-bit`` (the module cast to fp16 / bf16), ``fp32`` (and tf32), ``amp``
+#: (fp32 parameters and residual under autocast).
+PRECISION_KEYS = ("16-bit", "fp32", "amp")
 
 #: Activations Hugging Face writes as a chain of elementwise kernels (the rest run one fused kernel).
 #: ``gelu_new`` (``transformers.activations.NewGELUActivation``, GPT-2's and GPT-J's default):
@@ -38,22 +47,75 @@ class ActivationKernels:
 #: 15 backward (the gradients cast back), 14 saved bytes per element.  Counted from the formula by the tracer (a
 #: [4096, 1024] activation between two linears, less the same without it); tests/test_conformance.py re-traces it
 #: against this table.
-UNFUSED_ACTIVATIONS: dict[str, dict[str, ActivationKernels]] = {
-    "gelu_new": {"plain": ActivationKernels(8, 18, 0, 11, 28, 0, 4),
-                 "amp": ActivationKernels(10, 76, 3, 15, 118, 2, 14)},
+UNFUSED_ACTIVATIONS: dict[str, dict[str, UnfusedKernels]] = {
+    "gelu_new": {"16-bit": UnfusedKernels(8, 36, 0, 11, 56, 0, 8),
+                 "fp32": UnfusedKernels(8, 72, 0, 11, 112, 0, 16),
+                 "amp": UnfusedKernels(10, 76, 3, 15, 118, 2, 14)},
+}
+
+#: RMSNorm as Hugging Face writes it, per normalized element, by the model_type's norm class.  Llama's (Mistral's,
+#: Qwen2's, Mixtral's: copies): ``x.to(float32)``, ``pow(2)``, ``mean(-1)``, ``x * rsqrt(var + eps)`` (a broadcast
+#: mul), ``.to(input_dtype)``, ``weight * x``: the chain runs in fp32 whatever the precision.  At 16 bits the casts
+#: in (unrolled: index-bound) and out are kernels of their own and the weight's mul is 16-bit (36 B forward); in
+#: fp32 or under autocast, whose residual stream is fp32, the casts are no-ops (28 B).  Gemma's multiplies by
+#: ``1 + weight`` in fp32 before its cast back (40 B at 16 bits).  T5's ``T5LayerNorm`` multiplies its 16-bit input by
+#: the fp32 rsqrt (34 B at 16 bits).  Backward: the muls' and pow's gradients, the mean's (a broadcast div), the sum
+#: of the variance's gradient per row, their add, the casts back; the weight gradient sums ``grad * x`` across rows
+#: (``reduce_bytes``).  Autograd keeps the fp32 input and the weight's other operand.  Counted by the tracer (the
+#: norm on a [512, 256] input, less the same without it); tests/test_conformance.py re-traces each class.
+RMS_NORMS: dict[str, dict[str, UnfusedKernels]] = {
+    "llama": {"16-bit": UnfusedKernels(8, 36, 3, 15, 94, 4, 6, 2),
+              "fp32": UnfusedKernels(6, 28, 2, 13, 92, 3, 8, 4),
+              "amp": UnfusedKernels(6, 28, 2, 13, 92, 3, 8, 4)},
+    "gemma": {"16-bit": UnfusedKernels(10, 40, 3, 16, 104, 4, 8, 4),
+              "fp32": UnfusedKernels(7, 28, 2, 13, 92, 3, 8, 4),
+              "amp": UnfusedKernels(7, 28, 2, 13, 92, 3, 8, 4)},
+    "t5": {"16-bit": UnfusedKernels(8, 34, 3, 16, 92, 5, 8, 2),
+           "fp32": UnfusedKernels(6, 28, 2, 13, 92, 3, 8, 4),
+           "amp": UnfusedKernels(6, 28, 2, 13, 92, 3, 8, 4)},
+}
+#: the norm class of the families whose own differs from Llama's
+RMS_NORM_OF = {"gemma": "gemma", "t5": "t5"}
+
+#: Rotary position embedding as Hugging Face applies it (``apply_rotary_pos_emb``) to q and k, per rotated element
+#: (of q and k together): ``q * cos + rotate_half(q) * sin``, ``rotate_half`` a neg of one half and a cat: 5 kernels
+#: per tensor forward, all index-bound (broadcast cos / sin, the halves' strides); backward the two muls, the neg,
+#: two zero-filled slice_backward copies and their adds.  Under autocast cos / sin are fp32 (the residual's dtype):
+#: the muls write fp32, the adds run in fp32 and SDPA casts q and k back to 16 bits (a kernel each, and their
+#: gradients cast up again in backward).  The cos / sin reads (one table per sequence, broadcast over batch and heads)
+#: are left out.  Counted by the tracer (the panel's Llama of benchmarks/conformance.py with and without
+#: ``apply_rotary_pos_emb``, and q, k, v projections into SDPA likewise); tests/test_conformance.py re-traces it.
+ROTARY: dict[str, UnfusedKernels] = {
+    "16-bit": UnfusedKernels(10, 20, 4.5, 16, 32, 4.5, 0),
+    "fp32": UnfusedKernels(10, 40, 4.5, 16, 64, 4.5, 0),
+    "amp": UnfusedKernels(12, 36, 4.5, 22, 58, 5.5, 0),
 }
 
 
-def activation_kernels(activation: str, amp: bool, a_b: int) -> ActivationKernels | None:
+def precision_key(amp: bool, a_b: float) -> str:
+    """The ``PRECISION_KEYS`` entry of a precision: autocast, or the compute dtype's width.
+
+    8-bit compute (fp8) counts as 16-bit: torch runs no elementwise arithmetic in 8 bits.
+    """
+    return "amp" if amp else "fp32" if a_b >= 4 else "16-bit"
+
+
+def activation_kernels(activation: str, amp: bool, a_b: int) -> UnfusedKernels | None:
     """``activation``'s kernels in bytes at this precision, or ``None`` for a fused activation."""
     table = UNFUSED_ACTIVATIONS.get(activation)
-    if table is None:
+    return None if table is None else table[precision_key(amp, a_b)]
+
+
+def rms_norm_kernels(family: str, norm_bias: bool, amp: bool, a_b: int) -> UnfusedKernels | None:
+    """The family's RMSNorm kernels at this precision, or ``None`` for a LayerNorm (``norm_bias``: one fused kernel)."""
+    if norm_bias:
         return None
-    if amp:
-        return table["amp"]
-    k = table["plain"]
-    return ActivationKernels(k.fwd_launches, k.fwd_bytes * a_b, k.fwd_strided, k.bwd_launches, k.bwd_bytes * a_b,
-                             k.bwd_strided, k.saved * a_b)
+    return RMS_NORMS[RMS_NORM_OF.get(family, "llama")][precision_key(amp, a_b)]
+
+
+def rotary_kernels(amp: bool, a_b: int) -> UnfusedKernels:
+    """Rotary embedding's kernels at this precision."""
+    return ROTARY[precision_key(amp, a_b)]
 
 
 class OpList:
@@ -67,7 +129,8 @@ class OpList:
             min_dim: int | None = None, bwd_flops: float | None = None, bwd_bytes: float | None = None,
             train: bool = True, phase: str = "forward", launches: int = 1,
             gemm: tuple[int, int, int] | None = None, strided: float = 0.0,
-            tiles: tuple[float, float] = (0.0, 0.0), bwd_launches: int | None = None) -> None:
+            tiles: tuple[float, float] = (0.0, 0.0), bwd_launches: int | None = None,
+            runtime: str | None = None) -> None:
         """Add a group: ``flops``/``bytes`` are per repetition; ``count`` repetitions (layers).
 
         ``gemm``: (M, N, K) of the forward GEMM Y[M,N] = X[M,K] W[K,N]; its backward runs dX = dY W^T
@@ -75,7 +138,7 @@ class OpList:
         ``strided``: elements per repetition the forward runs on an index-bound path (see ``OpCost``).
         ``tiles``: a fused attention's forward tile and block FLOPs per repetition (``OpCost.tile_flops``,
         ``block_flops``); its backward's are as much larger as its FLOPs.  ``bwd_launches``: the backward's calls per
-        repetition (default twice the forward's launches).
+        repetition (default twice the forward's launches).  ``runtime``: the one runtime that runs it, or every one.
         """
         fwd_gemms = bwd_gemms = None
         if gemm is not None:
@@ -86,14 +149,15 @@ class OpList:
                 bwd_gemms = ((m, k, n), (k, n, m)) if ratio > 1.5 else ((m, k, n),) if ratio > 0.5 else None
         self.fwd.append(OpCost(name, kind, phase, float(flops) * count, float(nbytes) * count,  # type: ignore[arg-type]
                                count * launches, tc, min_dim, gemms=fwd_gemms, strided_elements=float(strided) * count,
-                               tile_flops=tiles[0] * count, block_flops=tiles[1] * count))
+                               tile_flops=tiles[0] * count, block_flops=tiles[1] * count, runtime=runtime))
         if train and bwd_flops is not None:
             bb = bwd_bytes if bwd_bytes is not None else 2 * nbytes
             per_flop = bwd_flops / flops if flops else 0.0  # the backward's tile work scales as its FLOPs
             self.bwd.append(OpCost(name + ".grad", kind, "backward", float(bwd_flops) * count,  # type: ignore[arg-type]
                                    float(bb) * count, count * (launches * 2 if bwd_launches is None else bwd_launches),
                                    tc, min_dim, gemms=bwd_gemms,
-                                   tile_flops=tiles[0] * per_flop * count, block_flops=tiles[1] * per_flop * count))
+                                   tile_flops=tiles[0] * per_flop * count, block_flops=tiles[1] * per_flop * count,
+                                   runtime=runtime))
 
     def add_index_bound(self, name: str, kind: str, phase: str, nbytes: float, count: int, strided: float,
                         launches: int = 1, runtime: str | None = None) -> None:
@@ -124,14 +188,22 @@ class OpList:
             self.add_index_bound(label + ".input_grad_sum", "elementwise", "backward",
                                  elements * 3 * grad_bytes * (reads - 1), count, 0.0, launches=reads - 1)
 
-    def add_activation(self, label: str, elements: float, count: int, kernels: ActivationKernels,
-                       train: bool) -> None:
-        """An unfused activation (``UNFUSED_ACTIVATIONS``) over ``elements`` per repetition."""
-        self.add(label, "elementwise", 0, elements * kernels.fwd_bytes, count, train=False,
-                 launches=kernels.fwd_launches, strided=elements * kernels.fwd_strided)
+    def add_unfused(self, label: str, elements: float, count: int, kernels: UnfusedKernels, train: bool, *,
+                    reduce: bool = True, runtime: str | None = None) -> None:
+        """An unfused chain (``UNFUSED_ACTIVATIONS``, ``RMS_NORMS``, ``ROTARY``) over ``elements`` per repetition.
+
+        ``reduce``: its backward reduction across rows runs (a norm's weight gradient: not for a frozen weight).
+        ``runtime``: the one runtime that runs it as these kernels (``eager``: graph runtimes fuse it), or every one.
+        """
+        self.add_index_bound(label, "elementwise", "forward", elements * kernels.fwd_bytes, count,
+                             elements * kernels.fwd_strided, launches=kernels.fwd_launches, runtime=runtime)
         if train:
             self.add_index_bound(label + ".grad", "elementwise", "backward", elements * kernels.bwd_bytes, count,
-                                 elements * kernels.bwd_strided, launches=kernels.bwd_launches)
+                                 elements * kernels.bwd_strided, launches=kernels.bwd_launches, runtime=runtime)
+            if reduce and kernels.reduce_bytes:
+                # a reduction across rows (index-bound, advisor.estimator.time)
+                self.add_index_bound(label + ".weight_grad", "reduction", "backward", elements * kernels.reduce_bytes,
+                                     count, elements, runtime=runtime)
 
     def add_loss(self, elements: float, upcast: bool, loss_b: int) -> None:
         """The cross-entropy over ``elements`` logits, as transformers 5's losses run it.
