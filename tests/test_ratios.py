@@ -32,16 +32,28 @@ def test_the_table_names_source_date_license_and_rows() -> None:
     rows = _rows()
     assert len({r["id"] for r in rows}) == len(rows) >= 8
     for r in rows:
-        assert r["source"].startswith("https://github.com/") and r["date"] and r["license"] and r["rows"], r["id"]
+        assert r["source"].startswith("https://") and r["date"] and r["license"] and r["rows"], r["id"]
         assert float(r["value_a"]) > 0 and float(r["value_b"]) > 0 and r["chose"], r["id"]
     pairs = {(r["card_a"], r["card_b"]) for r in rows}
     assert {("H100 SXM5 80GB", "A100 SXM4 80GB"), ("MI300X", "H100 SXM5 80GB"), ("RTX 4090", "RTX 3090"),
-            ("A100 SXM4 80GB", "V100 SXM2 16GB")} <= pairs
+            ("A100 SXM4 80GB", "V100 SXM2 16GB"), ("MI250", "A100 SXM4 40GB")} <= pairs
 
 
 def _estimate_rate(row: dict[str, str], card: str, batch: str) -> float:
+    """Samples/s per catalog card (per package: an MI250 is two devices), as the source reports per GPU.
+
+    ``options``: ``attention=...`` (the model's attention path), ``gpus=N`` and ``parallelism=...`` (the source's
+    devices per run and its sharding); ``batch`` is then the global batch over the N devices.
+    """
+    from advisor.catalog import get_gpu
+
     opts = dict(part.split("=", 1) for part in row["options"].split(";") if "=" in part)
-    kw = {"batch_size": int(batch), "precision": row["precision"], "mode": row["mode"], "calibration": None}
+    kw: dict[str, object] = {"batch_size": int(batch), "precision": row["precision"], "mode": row["mode"],
+                             "calibration": None}
+    gpus = int(opts.get("gpus", 1))
+    if gpus > 1:
+        kw["num_gpus"] = gpus
+        kw["parallelism"] = opts.get("parallelism", "ddp")
     if row["optimizer"]:
         kw["optimizer"] = row["optimizer"]
     if row["seq_len"]:
@@ -52,10 +64,12 @@ def _estimate_rate(row: dict[str, str], card: str, batch: str) -> float:
         from advisor.workload import load_workload
 
         model = load_workload(row["model"], attention=opts["attention"],
-                              **{k: v for k, v in kw.items() if k != "calibration"})
+                              **{k: v for k, v in kw.items() if k in ("batch_size", "precision", "mode", "seq_len",
+                                                                      "image_size", "optimizer")})
     else:
         model = row["model"]
-    return float(estimate(model, card, **kw).time.samples_per_s)
+    packages = gpus / get_gpu(card).devices_per_package
+    return float(estimate(model, card, **kw).time.samples_per_s) / packages
 
 
 def _gemm_tflops(card: str, precision: str, shape: str) -> float:
