@@ -116,13 +116,19 @@ def test_predicted_ratio_points_the_same_way_and_lies_within_25_percent(row_id: 
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("model", "kw"), [
-    ("resnet50", {"batch_size": 128, "image_size": 224}), ("gpt2", {"batch_size": 8, "seq_len": 1024}),
-    ("llama-3-8b", {"batch_size": 1, "seq_len": 2048, "mode": "infer"})])
-def test_the_5090_beats_the_4090_on_every_preset(model: str, kw: dict) -> None:
-    times = {card: estimate(model, card, calibration=None, precision="amp-bf16" if kw.get("mode") != "infer"
-                            else "bf16", **kw).time.step_s for card in ("rtx-5090", "rtx-4090")}
-    assert times["rtx-5090"] < times["rtx-4090"], times
+@pytest.mark.parametrize("mode", ["train", "infer"])
+def test_the_5090_beats_the_4090_on_every_preset(mode: str) -> None:
+    """Every preset at its defaults: the 5090's GPU time (the step less exposed host dispatch) is shorter, and its
+    step never longer (at batch 1 both can wait on the same host: a tie, not a loss).  BERT / T5 inference at batch 1
+    was 15% slower on the 5090 while sm_120 inherited datacenter Blackwell's cuDNN-attention host cost; PyTorch runs
+    FlashAttention-2 there (profile blackwell-sm120)."""
+    from advisor.workload.presets import list_presets
+
+    for preset in list_presets():
+        t = {card: estimate(preset, card, calibration=None, mode=mode).time for card in ("rtx-5090", "rtx-4090")}
+        gpu = {card: x.step_s - x.host_s for card, x in t.items()}
+        assert gpu["rtx-5090"] < gpu["rtx-4090"], (preset, mode, gpu)
+        assert t["rtx-5090"].step_s <= t["rtx-4090"].step_s * (1 + 1e-9), (preset, mode, t)
 
 
 @pytest.mark.slow
