@@ -34,6 +34,7 @@ def test_the_table_names_source_date_license_and_rows() -> None:
     for r in rows:
         assert r["source"].startswith("https://") and r["date"] and r["license"] and r["rows"], r["id"]
         assert float(r["value_a"]) > 0 and float(r["value_b"]) > 0 and r["chose"], r["id"]
+        assert None not in r, f"{r['id']}: more cells than the header has (an unquoted comma?)"
     pairs = {(r["card_a"], r["card_b"]) for r in rows}
     assert {("H100 SXM5 80GB", "A100 SXM4 80GB"), ("MI300X", "H100 SXM5 80GB"), ("RTX 4090", "RTX 3090"),
             ("A100 SXM4 80GB", "V100 SXM2 16GB"), ("MI250", "A100 SXM4 40GB")} <= pairs
