@@ -40,7 +40,7 @@ from advisor.ranking import (
     tie_summary,
 )
 from advisor.recommendation import FRAME_COLUMNS, REJECTION_CODES, Candidate, Recommendation, Rejection
-from advisor.workload.options import WorkloadOptions
+from advisor.workload.options import WorkloadOptions, check_count
 
 __all__ = ["FRAME_COLUMNS", "OBJECTIVES", "OBJECTIVE_ALIASES", "REJECTION_CODES", "Candidate", "Objective",
            "Recommendation", "Rejection", "effective_rate", "gpu_counts", "recommend"]
@@ -149,10 +149,7 @@ def _memoize_rebuild(workload: Any) -> Any:
 def _check_inputs(max_gpus: int, objective: str, budget_usd: float | None, vendor: str | None,
                   segment: str | None, epochs: float, dataset_samples: int | None,
                   total_tokens: float | None) -> None:
-    if isinstance(max_gpus, bool) or not isinstance(max_gpus, int) or max_gpus < 1:
-        raise EstimateError(f"max_gpus must be a whole number >= 1, got {max_gpus!r}")
-    if max_gpus > 1024:
-        raise EstimateError(f"max_gpus must be <= 1024, got {max_gpus}")
+    check_count("max_gpus", max_gpus)
     if objective not in OBJECTIVES and objective not in OBJECTIVE_ALIASES:
         raise EstimateError(f"unknown objective {objective!r}", hint=f"accepted: {', '.join(OBJECTIVES)}")
     if budget_usd is not None and (not isinstance(budget_usd, (int, float)) or not math.isfinite(budget_usd)
@@ -164,8 +161,8 @@ def _check_inputs(max_gpus: int, objective: str, budget_usd: float | None, vendo
         raise EstimateError(f"unknown segment {segment!r}", hint=f"accepted: {', '.join(SEGMENTS)}")
     if not (isinstance(epochs, (int, float)) and math.isfinite(epochs) and epochs > 0):
         raise EstimateError(f"epochs must be > 0, got {epochs!r}")
-    if dataset_samples is not None and (not isinstance(dataset_samples, int) or dataset_samples <= 0):
-        raise EstimateError(f"dataset_samples must be a whole number > 0, got {dataset_samples!r}")
+    if dataset_samples is not None:
+        check_count("dataset_samples", dataset_samples)
     if total_tokens is not None and not (isinstance(total_tokens, (int, float)) and total_tokens > 0):
         raise EstimateError(f"total_tokens must be > 0, got {total_tokens!r}")
 

@@ -107,14 +107,9 @@ def build_transformer(
     b = batch_size
     train = mode == "train"
     causal_lm = arch.kind == "decoder"
-    if gen_len is not None:
-        if isinstance(gen_len, bool) or not isinstance(gen_len, int) or gen_len < 0:
-            raise WorkloadError(f"gen_len must be a whole number >= 0, got {gen_len!r}",
-                                "0: one forward over the whole sequence (scoring, eval, embeddings); "
-                                "N > 0: a prefill, then N generated tokens")
-        if not (causal_lm and not train):
-            raise WorkloadError("gen_len applies to infer of decoder (causal LM) models only",
-                                f"{name} is a {arch.kind} in {mode} mode")
+    if gen_len is not None and not (causal_lm and not train):  # its range: checked by WorkloadOptions
+        raise WorkloadError("gen_len applies to infer of decoder (causal LM) models only",
+                            f"{name} is a {arch.kind} in {mode} mode")
     if causal_lm and not train and gen_len is None:
         gen_len = DEFAULT_GEN_LEN
         assumptions.append(f"gen_len not given: generating {DEFAULT_GEN_LEN} tokens after the prefill")
