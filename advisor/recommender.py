@@ -40,6 +40,7 @@ from advisor.ranking import (
     tie_summary,
 )
 from advisor.recommendation import FRAME_COLUMNS, REJECTION_CODES, Candidate, Recommendation, Rejection
+from advisor.workload.base import Workload
 from advisor.workload.options import WorkloadOptions, check_count
 
 __all__ = ["FRAME_COLUMNS", "OBJECTIVES", "OBJECTIVE_ALIASES", "REJECTION_CODES", "Candidate", "Objective",
@@ -61,16 +62,16 @@ def _estimator() -> Callable[..., Any]:
     """The estimator's per-card entry point (imported lazily; tests may replace this)."""
     from advisor.estimator import estimate_workload
 
-    return estimate_workload  # type: ignore[no-any-return]
+    return estimate_workload
 
 
 _REUSE_SIZE = 8
 #: Presets and config files/dicts built in this process, per (what names the model, build options): the same
 #: request gets the same workload object, so ``_reused`` finds its estimates.
-_BUILT: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
+_BUILT: OrderedDict[tuple[Any, ...], Workload] = OrderedDict()
 
 
-def _build_workload(model: Any, **kwargs: Any) -> Any:
+def _build_workload(model: Any, **kwargs: Any) -> Workload:
     from advisor.workload import load_workload
 
     key = _build_key(model, kwargs)
@@ -114,34 +115,32 @@ def _build_key(model: Any, kwargs: Mapping[str, Any]) -> tuple[Any, ...] | None:
 #: made of it: a repeated request for the same workload object (the trace cache hands the same one back within a
 #: process; the dashboard re-ranks by another objective, budget or filter) reuses the estimator's preparation
 #: (``advisor.estimator.prepare_workload``, per workload object) and re-prices no (card, count) pair it priced.
-_REUSE: OrderedDict[int, tuple[Any, Any, dict[tuple[Any, ...], Any]]] = OrderedDict()
+_REUSE: OrderedDict[int, tuple[Workload, Workload, dict[tuple[Any, ...], Any]]] = OrderedDict()
 
 
-def _reused(workload: Any) -> tuple[Any, dict[tuple[Any, ...], Any]]:
+def _reused(workload: Workload) -> tuple[Workload, dict[tuple[Any, ...], Any]]:
     """(the memoized workload, its estimates so far) for a workload object, kept for the last few."""
     hit = _REUSE.get(id(workload))
     if hit is not None and hit[0] is workload:
         _REUSE.move_to_end(id(workload))
         return hit[1], hit[2]
-    entry = (workload, _memoize_rebuild(workload), {})
+    entry: tuple[Workload, Workload, dict[tuple[Any, ...], Any]] = (workload, _memoize_rebuild(workload), {})
     _REUSE[id(workload)] = entry
     while len(_REUSE) > _REUSE_SIZE:
         _REUSE.popitem(last=False)
     return entry[1], entry[2]
 
 
-def _memoize_rebuild(workload: Any) -> Any:
+def _memoize_rebuild(workload: Workload) -> Workload:
     """Make ``with_batch_size`` cached, so each distinct per-GPU micro-batch is built once."""
-    rebuild = workload.options.get("rebuild") if isinstance(getattr(workload, "options", None), Mapping) else None
-    if rebuild is None or not dataclasses.is_dataclass(workload):
+    rebuild = workload.options.get("rebuild")
+    if rebuild is None:
         return workload
 
     @functools.cache
-    def rebuild_cached(batch_size: int) -> Any:
-        built = rebuild(batch_size)
-        if isinstance(getattr(built, "options", None), Mapping) and dataclasses.is_dataclass(built):
-            built = dataclasses.replace(built, options={**built.options, "rebuild": rebuild_cached})
-        return built
+    def rebuild_cached(batch_size: int) -> Workload:
+        built: Workload = rebuild(batch_size)
+        return dataclasses.replace(built, options={**built.options, "rebuild": rebuild_cached})
 
     return dataclasses.replace(workload, options={**workload.options, "rebuild": rebuild_cached})
 
