@@ -29,6 +29,7 @@ from advisor.errors import WorkloadError
 from advisor.workload.aten_ops import Gemm, OpGroup, bucket_label, bucketed, call_order, merged, nbytes
 from advisor.workload.base import OpCost, Workload
 from advisor.workload.eager import optimizer_eager_ops
+from advisor.workload.options import check_count
 from advisor.workload.trace_autocast import cuda_autocast_policy
 from advisor.workload.trace_blocks import RecurrentFiling, checkpointed, find_blocks
 from advisor.workload.trace_record import Recording, recorder_type
@@ -353,8 +354,7 @@ def trace_module(
     def rebuild(new_batch: int) -> Workload:
         import torch
 
-        if not isinstance(new_batch, int) or new_batch <= 0:
-            raise WorkloadError(f"batch_size must be a positive integer, got {new_batch!r}")
+        check_count("batch_size", new_batch)
         with torch.device("meta"):
             new_inputs = tuple(torch.empty((new_batch, *x.shape[1:]), dtype=x.dtype) if hasattr(x, "shape") else x
                                for x in inputs)
