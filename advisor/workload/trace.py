@@ -345,11 +345,6 @@ def trace_module(
     step_loss = step_loss or ((lambda out, _inputs: loss_fn(out)) if loss_fn is not None else None)
     res = run_traced(module, inputs, dict(example_kwargs or {}), mode=mode, precision=precision, loss=step_loss,
                      frozen=tuple(frozen), label=label, checkpoint=ckpt, blocks=checkpoint_blocks)
-    ops = _ops_from(res.all_groups(), mode, precision)
-    calls = call_order(res.calls, res.gemm_keys(), ops)
-    opt = optimizer if mode == "train" else None
-    if opt and res.trainable_params:
-        ops.append(optimizer_op(res.trainable_params, precision, opt))
 
     def rebuild(new_batch: int) -> Workload:
         import torch
@@ -363,15 +358,32 @@ def trace_module(
                             gradient_checkpointing=gradient_checkpointing, grad_accum=grad_accum, seq_len=seq_len,
                             image_size=image_size, checkpoint_blocks=checkpoint_blocks, step_loss=step_loss)
 
+    return traced_workload(res, label=label, family=family or _guess_family(module), mode=mode, batch=batch,
+                           precision=precision, optimizer=optimizer, frozen=bool(frozen), checkpoint=ckpt,
+                           grad_accum=grad_accum, seq_len=seq_len, image_size=image_size, rebuild=rebuild)
+
+
+def traced_workload(res: TraceResult, *, label: str, family: str, mode: str, batch: int, precision: str,
+                    optimizer: str | None, frozen: bool, checkpoint: bool, grad_accum: int, seq_len: int | None,
+                    image_size: int | None, rebuild: Callable[[int], Workload]) -> Workload:
+    """The ``Workload`` of one traced step (``run_traced``'s result) of a module, as ``trace_module`` returns it.
+
+    ``rebuild(batch)``: the same module at another batch size.
+    """
+    ops = _ops_from(res.all_groups(), mode, precision)
+    calls = call_order(res.calls, res.gemm_keys(), ops)
+    opt = optimizer if mode == "train" else None
+    if opt and res.trainable_params:
+        ops.append(optimizer_op(res.trainable_params, precision, opt))
     return Workload(
-        name=label, source="module", family=family or _guess_family(module), mode=mode,  # type: ignore[arg-type]
+        name=label, source="module", family=family, mode=mode,  # type: ignore[arg-type]
         batch_size=batch, precision=precision, optimizer=opt, params=res.params,
         trainable_params=res.trainable_params, activation_bytes=res.activation_bytes,
         transient_bytes=res.transient_bytes, ops=tuple(ops), calls=calls, seq_len=seq_len, image_size=image_size,
         tokens_per_sample=seq_len, input_bytes_per_sample=res.input_bytes / batch,
-        uncounted_ops=res.uncounted, assumptions=tuple(common_assumptions(precision, opt, mode, ckpt)),
+        uncounted_ops=res.uncounted, assumptions=tuple(common_assumptions(precision, opt, mode, checkpoint)),
         eager_ops=optimizer_eager_ops(opt, res.trainable_tensors),
-        options={"gradient_checkpointing": ckpt, "grad_accum": grad_accum, "frozen": bool(frozen) or
+        options={"gradient_checkpointing": checkpoint, "grad_accum": grad_accum, "frozen": frozen or
                  res.trainable_params < res.params, "rebuild": rebuild,
                  "traced_memory_bytes": {"parameters": res.param_bytes, "gradients": res.gradient_bytes,
                                          "activations": res.activation_bytes, "transient": res.transient_bytes,
