@@ -11,8 +11,12 @@ Torch is imported inside the functions; the classifiers are pure string rules (t
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 #: The CUDA/HIP runtime calls that launch a kernel (counted as launches).
@@ -110,9 +114,40 @@ def summarize(prof: Any, steps: int, wall_s: float) -> dict[str, Any]:
     }
 
 
+@contextlib.contextmanager
+def captured_output() -> Iterator[list[str]]:
+    """Hold what this process writes to its stdout and stderr file descriptors; yields the lines, filled on exit.
+
+    The profiler's C++ side (Kineto) logs to file descriptor 2 itself ("profiler_start", "gpuGetDeviceCount
+    failed" on a machine without a GPU); redirecting the descriptors, not ``sys.stderr``, is what keeps those
+    lines out of the user's output.  Python's own streams are flushed first so nothing already written moves.
+    """
+    lines: list[str] = []
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    saved = [os.dup(fd) for fd in (1, 2)]
+    with tempfile.TemporaryFile(mode="w+b") as sink:
+        try:
+            for fd in (1, 2):
+                os.dup2(sink.fileno(), fd)
+            yield lines
+        finally:
+            for stream in (sys.stdout, sys.stderr):
+                stream.flush()
+            for fd, copy in zip((1, 2), saved, strict=True):
+                os.dup2(copy, fd)
+                os.close(copy)
+            sink.seek(0)
+            lines.extend(line for line in sink.read().decode(errors="replace").splitlines() if line.strip())
+
+
 def profile_steps(step: Callable[[], Any], *, cuda: bool, synchronize: Callable[[], None], steps: int = 3,
                   clock: Callable[[], float] = time.perf_counter) -> dict[str, Any]:
-    """Run ``steps`` more steps under ``torch.profiler`` and summarize them (see :func:`summarize`)."""
+    """Run ``steps`` more steps under ``torch.profiler`` and summarize them (see :func:`summarize`).
+
+    What the profiler itself prints goes into the summary's ``profiler_log`` (see :func:`captured_output`),
+    not to the terminal between the caller's lines.
+    """
     import torch
     import torch.profiler as tp
 
@@ -120,10 +155,13 @@ def profile_steps(step: Callable[[], Any], *, cuda: bool, synchronize: Callable[
     activities = [tp.ProfilerActivity.CPU] + ([tp.ProfilerActivity.CUDA] if cuda and torch.cuda.is_available()
                                               else [])
     synchronize()
-    with tp.profile(activities=activities) as prof:
-        t0 = clock()
-        for _ in range(steps):
-            step()
-        synchronize()
-        wall = clock() - t0
-    return summarize(prof, steps, wall)
+    with captured_output() as log:
+        with tp.profile(activities=activities) as prof:
+            t0 = clock()
+            for _ in range(steps):
+                step()
+            synchronize()
+            wall = clock() - t0
+        out = summarize(prof, steps, wall)
+        del prof  # its event buffers go now, not at the next case's gc.collect()
+    return {**out, "profiler_log": log}

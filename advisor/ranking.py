@@ -44,6 +44,24 @@ OBJECTIVE_WORDS: Mapping[str, str] = {
     "cost-buy": "purchase price per unit of the job's throughput ($ per sample/s)",
     "energy": "energy of the job", "gpu-speed": "the GPUs' own speed, i.e. the time with a loader fast enough"}
 
+#: What the whole job's time is called, per mode: a training run trains, an inference job serves its requests.
+#: The one home of the words: ``job_size`` puts them in the job (``job["time_words"]``), which every table,
+#: message and the dashboard read.
+JOB_TIME_WORDS: Mapping[str, str] = {"train": "time to train", "infer": "time to serve"}
+
+
+def job_time_words(mode: str) -> str:
+    """``time to train`` (train) or ``time to serve`` (infer): what the job's time is called in this mode."""
+    return JOB_TIME_WORDS.get(mode, JOB_TIME_WORDS["train"])
+
+
+def objective_words(name: str, job: Mapping[str, Any]) -> str:
+    """What an objective (or tie-break) ranks by, in words, for this job (``time`` is the job's own time)."""
+    if name == "time":
+        return str(job.get("time_words") or OBJECTIVE_WORDS["time"])
+    return OBJECTIVE_WORDS[name]
+
+
 #: The default job of presets whose own dataset is not ImageNet-1k / a token budget (samples, what it is).
 PRESET_JOBS: Mapping[str, tuple[int, str]] = {
     "mnist-cnn": (60_000, "MNIST training set (60,000 images; LeCun et al., yann.lecun.com/exdb/mnist)"),
@@ -76,7 +94,8 @@ def job_size(workload: Any, mode: str, dataset_samples: int | None, epochs: floa
     else:
         samples = IMAGENET_TRAIN_SAMPLES * epochs
         what = f"default: {epochs:g} epoch(s) of ImageNet-1k ({IMAGENET_TRAIN_SAMPLES:,} images; none given)"
-    return {"samples": samples, "tokens_per_sample": tokens_per_sample, "description": what}
+    return {"samples": samples, "tokens_per_sample": tokens_per_sample, "description": what,
+            "time_words": job_time_words(mode)}
 
 
 def gib(n: float) -> str:
@@ -279,8 +298,8 @@ def tie_summary(rows: Sequence[Candidate], objective: str, then: str | None,
     from advisor.units import format_seconds
 
     how = f"all {len(tied)}" if len(tied) == len(rows) else f"the top {len(tied)} of {len(rows)}"
-    at = (f"at {format_seconds(rows[0].time_to_train_s)} to train" if objective == "time"
-          else f"on {OBJECTIVE_WORDS[objective]}")
+    at = (f"at {format_seconds(rows[0].time_to_train_s)} {objective_words('time', job).removeprefix('time ')}"
+          if objective == "time" else f"on {objective_words(objective, job)}")
     if limiter is not None:
         what = _limiter_words(limiter, rate if limiter == "input" else None)
         if limited == len(tied) == len(rows):
@@ -291,7 +310,7 @@ def tie_summary(rows: Sequence[Candidate], objective: str, then: str | None,
             head = f"{what} limits {limited} of {len(rows)} ranked rows; {how} tie {at}"
     else:
         head = f"{how} ranked rows tie {at}"
-    parts = [head, f"tied rows ranked by {OBJECTIVE_WORDS[then]} (--then {then})"]
+    parts = [head, f"tied rows ranked by {objective_words(then, job)} (--then {then})"]
     if change_rate is not None:
         parts.append(f"a loader faster than {change_rate:,.0f} samples/s would change the answer: above it "
                      f"{fastest}, the fastest tied card, stops being input-bound (--loader-samples-per-s "

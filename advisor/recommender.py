@@ -25,7 +25,6 @@ from advisor.catalog import SEGMENTS, VENDORS, GpuSpec, find_gpu, load_specs
 from advisor.errors import AdvisorError, EstimateError
 from advisor.ranking import (
     DEFAULT_THEN,
-    OBJECTIVE_WORDS,
     POWER_UTILIZATION,
     TIE_BREAKS,
     breakdown,
@@ -34,6 +33,7 @@ from advisor.ranking import (
     gib,
     gpu_counts,
     job_size,
+    objective_words,
     partial_answer,
     price_and_rank,
     summary_lines,
@@ -401,7 +401,7 @@ def recommend(model: Any, *, batch_size: int = 1, seq_len: int | None = None, im
                            ("auto: ddp, falling back to zero3 when ddp does not fit" if mode == "train" else
                             "auto: replicas (ddp) when one card holds the model, else tensor parallel (tp)")),
         f"batch_size {batch_size} is the global micro-batch across data-parallel replicas",
-        f"job: {job['description']}; time to train = job samples / effective samples per second (the GPUs' "
+        f"job: {job['description']}; {job['time_words']} = job samples / effective samples per second (the GPUs' "
         "rate, host dispatch included, capped by the data loader and host->device copies)",
         "cost-cloud: on-demand $/h per card (dated in the catalog) x count x hours of this job; 'not rentable' where "
         "the catalog found no public on-demand offer, 'no price' where none has been found yet",
@@ -409,7 +409,7 @@ def recommend(model: Any, *, batch_size: int = 1, seq_len: int | None = None, im
         "sample/s the job runs at; break-even: hours of "
         "renting the same cards that cost as much as buying them (power, hosting and resale not counted)",
         f"energy: TDP x count x time x {POWER_UTILIZATION:.0%} average power draw (stated utilization)",
-        f"ranked by {objective} ({OBJECTIVE_WORDS[objective]}); ties by {then} ({OBJECTIVE_WORDS[then]})"
+        f"ranked by {objective} ({objective_words(objective, job)}); ties by {then} ({objective_words(then, job)})"
         + (f"; budget ${budget_usd:,.0f}" if budget_usd else ""),
         *([alias_note] if alias_note else []),
         *(f"estimator: {a}" for a in estimator_assumptions),

@@ -14,8 +14,9 @@ from advisor.catalog import PRICE_KINDS, load_spec_file, load_specs
 
 ROOT = Path(__file__).resolve().parent.parent
 PRICES_CSV = ROOT / "tests" / "data" / "prices" / "purchase-2026-12.csv"
-#: Cards with no public price found yet (docs/prices.md, "Gaps"): each must leave this set once it has a price.
-UNPRICED = {"a10", "a30", "a40", "l40", "h100-nvl-94gb", "p4", "v100-pcie-32gb", "mi100", "mi210"}
+#: Cards with no public price found yet (docs/prices.md, "Gaps"; searched again 2026-12-07): each must leave this
+#: set once it has a price, or a cited "not sold".
+UNPRICED = {"a10", "a30", "a40", "h100-nvl-94gb", "p4", "v100-pcie-32gb", "mi100", "mi210"}
 
 
 def _refresh_module():

@@ -110,3 +110,76 @@ def test_profile_script_runs_unprofiled_cases_first_and_keeps_each_case(tmp_path
     ran = [(c["model"], c["case"]) for c in json.loads(out.read_text())["cases"]]
     assert ran == [(cases[1].model, cases[1].label()), (cases[0].model, cases[0].label())]
     assert writes == [1, 2]
+
+
+def test_captured_output_holds_what_the_process_writes_to_its_descriptors(capfd) -> None:
+    import os
+
+    with profiling.captured_output() as lines:
+        os.write(2, b"ERROR: gpuGetDeviceCount failed with code 35\n")  # what Kineto writes, from C++
+        os.write(1, b"profiler_start\n")
+    print("after")
+    out, err = capfd.readouterr()
+    assert lines == ["ERROR: gpuGetDeviceCount failed with code 35", "profiler_start"]
+    assert out == "after\n" and err == ""
+
+
+def test_profile_steps_keeps_the_profilers_lines_out_of_the_output(capfd) -> None:
+    import os
+
+    import torch
+
+    model = torch.nn.Linear(16, 4)
+    x = torch.randn(2, 16)
+
+    def step() -> None:
+        os.write(2, b"noise from inside the profiled region\n")
+        model(x).sum().backward()
+
+    out = profiling.profile_steps(step, cuda=False, synchronize=lambda: None, steps=1)
+    captured = capfd.readouterr()
+    assert "noise from inside the profiled region" in out["profiler_log"]
+    assert captured.err == "" and captured.out == ""
+
+
+def test_validate_profile_leaves_the_results_as_they_are(tmp_path: Path, monkeypatch, capfd) -> None:
+    """Issue 26 item 10: --profile printed Kineto's lines into the output; its rows are those of a run without it."""
+    from advisor.cli import main
+
+    monkeypatch.setenv("GPU_ADVISOR_HOME", str(tmp_path))
+    args = ["validate", "--models", "mnist-cnn", "--device", "cpu", "--warmup", "0", "--iters", "1", "--no-save",
+            "--json"]
+    assert main(args) == 0
+    plain = json.loads(capfd.readouterr().out)
+    assert main([*args, "--profile", "1"]) == 0
+    out, err = capfd.readouterr()
+    profiled = json.loads(out)
+    assert [line for line in err.splitlines() if not line.startswith("[")] == []  # the progress lines only
+    for a, b in zip(plain["rows"], profiled["rows"], strict=True):
+        assert {k for k in b if k != "profile"} == set(a) and "profile" in b and "profile" not in a
+        # (the CPU's rates, and so the predicted times, are measured again by each run)
+        assert (a["config"], a["memory"]["predicted_bytes"]) == (b["config"], b["memory"]["predicted_bytes"])
+        assert set(a["time"]) == set(b["time"]) and isinstance(b["profile"]["profiler_log"], list)
+
+
+def test_the_profilers_memory_is_not_the_measured_peak(monkeypatch) -> None:
+    """The heap peak is read before the profiled steps: memory the profiler keeps is not the model's."""
+    from advisor import validate as v
+    from tests.test_validate import CPU, _fixed_predictor, _mlp_builder
+
+    if v.heap_in_use_bytes() is None:
+        pytest.skip("no glibc mallinfo2 here")
+    import torch
+
+    kept = []
+
+    def hungry_profiler(step, **kwargs):  # a profiler whose buffers outlive its steps
+        kept.append(torch.ones(64 * 2**20 // 4))
+        step()
+        return {"by_class_s": {}}
+
+    monkeypatch.setattr(profiling, "profile_steps", hungry_profiler)
+    report = v.run_validation([v.Case("mlp", "infer", 4, "fp32")], CPU, build=_mlp_builder(64),
+                              predict=_fixed_predictor(1e6, 1e-4), warmup=1, iters=1, profile=1)
+    m = report.rows[0].measurement
+    assert kept and m.profile == {"by_class_s": {}} and m.peak_bytes < 16 * 2**20

@@ -594,3 +594,36 @@ def test_text_output_lists_the_key_assumptions_and_all_on_request(loader_capped:
     full = capsys.readouterr().out
     r = recommend("fake", batch_size=8, max_gpus=1)
     assert all(a.split()[0] in full for a in r.assumptions) and len(full.splitlines()) > len(out.splitlines())
+
+
+def test_an_inference_job_is_timed_to_serve_not_to_train(capsys) -> None:
+    """Issue 26: `recommend --mode infer` said "time to train"; the job's time is named once, by its mode."""
+    from advisor.ranking import job_time_words
+
+    args = ["recommend", "--model", "bert-base", "--batch-size", "8", "--seq-len", "128", "--precision", "fp16",
+            "--gpus", "a100-sxm4-80gb", "l4", "--max-gpus", "1"]
+    assert main([*args, "--mode", "infer"]) == 0
+    served = capsys.readouterr().out
+    assert "time to serve" in served and "to train" not in served
+    assert main([*args, "--mode", "train"]) == 0
+    trained = capsys.readouterr().out
+    assert "time to train" in trained and "time to serve" not in trained
+    r = recommend("bert-base", batch_size=8, seq_len=128, precision="fp16", mode="infer", max_gpus=1,
+                  gpus=["a100-sxm4-80gb", "l4"])
+    assert r.job["time_words"] == job_time_words("infer") == "time to serve"
+    assert r.to_dict()["job"]["time_words"] == "time to serve"  # what the dashboard reads
+    assert any(a.startswith("ranked by time (time to serve)") for a in r.assumptions)
+    assert any(a.startswith("job: ") and "; time to serve = job samples" in a for a in r.assumptions)
+
+
+def test_a_card_nobody_sells_says_not_sold_in_the_table_and_the_rejections(capsys) -> None:
+    """Issue 26: "not sold" cards (GH200: only inside servers) carry no price; the tables say so, not a blank."""
+    args = ["recommend", "--model", "bert-base", "--batch-size", "8", "--seq-len", "128", "--precision", "fp16",
+            "--mode", "infer", "--gpus", "gh200-96gb", "l4", "--max-gpus", "1"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    gh200 = next(line for line in out.splitlines() if "GH200" in line and "│" in line)
+    assert "not sold" in gh200
+    assert main([*args, "--objective", "cost-buy", "--show-rejected"]) == 0
+    out = capsys.readouterr().out
+    assert "rejected: 1 not sold" in out and "not sold: GH200" in out

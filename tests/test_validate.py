@@ -306,10 +306,60 @@ def test_gpu_rows_measure_reserved_memory_and_cuda_event_time() -> None:
 
 def test_noisy_timings_are_marked_with_their_spread() -> None:
     """Issue 26 item 10: validate on a busy CPU swung -69%..+707% between runs and did not say so."""
-    from advisor.validate.records import NOISY_SPREAD, Measurement
+    from advisor.probing.results import Measurement as ProbeMeasurement
+    from advisor.validate.records import Measurement
 
     steady = Measurement(peak_bytes=1.0, step_s=1.0, step_times_s=(1.0, 1.01, 0.99, 1.0, 1.02))
     busy = Measurement(peak_bytes=1.0, step_s=1.0, step_times_s=(0.5, 1.0, 2.5, 1.0, 4.0))
-    assert steady.spread is not None and steady.spread < NOISY_SPREAD and not steady.noisy
-    assert busy.spread > NOISY_SPREAD and busy.noisy
-    assert Measurement(peak_bytes=1.0, step_s=1.0, step_times_s=(1.0, 2.0)).spread is None  # too few to say
+    assert steady.spread is not None and steady.spread < steady.spread_limit and not steady.noisy
+    assert busy.spread > busy.spread_limit and busy.noisy
+    # the probe's rule, not a copy of it: its spread, its limit, its "too few repetitions to trust"
+    assert busy.spread == ProbeMeasurement(busy.step_times_s, 1).spread
+    assert busy.spread_limit == ProbeMeasurement((1.0,), 1).spread_limit
+    assert Measurement(peak_bytes=1.0, step_s=1.0, step_times_s=(1.0, 1.0)).noisy  # too few to tell
+    assert not Measurement(peak_bytes=1.0, step_s=1.0).noisy  # nothing timed: nothing to judge
+
+
+def _scripted_steps(durations: list[float]) -> tuple[Any, Any]:
+    """A step that takes the next scripted duration on a fake clock, and that clock's device."""
+    from advisor.device import CpuDevice
+
+    now = [0.0]
+    left = iter(durations)
+
+    def step() -> None:
+        now[0] += next(left)
+
+    return step, CpuDevice(lambda: now[0])
+
+
+def test_timing_repeats_a_spread_round_and_keeps_the_steadiest() -> None:
+    noisy, steady = [1.0, 1.0, 5.0, 1.0, 9.0], [2.0, 2.0, 2.02, 1.98, 2.0]
+    step, device = _scripted_steps(noisy + steady)
+    times, rounds = v.time_until_stable(step, device=device, warmup=0, iters=5, budget_s=1e9)
+    assert times == pytest.approx(steady) and rounds == 2
+    # never trusted: every allowed round runs, the steadiest is kept and still judged noisy
+    rounds_of = [[1.0, 1.0, 5.0, 1.0, 9.0], [1.0, 3.0, 1.0, 2.0, 1.0], [1.0, 1.0, 9.0, 1.0, 9.0],
+                 [1.0, 4.0, 1.0, 1.0, 9.0]]
+    step, device = _scripted_steps([t for r in rounds_of for t in r])
+    times, rounds = v.time_until_stable(step, device=device, warmup=0, iters=5, max_repeats=3, budget_s=1e9)
+    assert rounds == 4 and times == pytest.approx(rounds_of[1])
+    assert v.Measurement(1.0, 1.0, tuple(times), timing_rounds=rounds).noisy
+    # a round too short for the rule is not repeated (more of it cannot be trusted either), and says so
+    step, device = _scripted_steps([1.0, 1.0])
+    times, rounds = v.time_until_stable(step, device=device, warmup=0, iters=1, budget_s=1e9)
+    assert rounds == 1 and v.Measurement(1.0, 1.0, tuple(times)).noisy
+    # the time budget stops the repeats: a slow case is not rerun for minutes
+    step, device = _scripted_steps(noisy + steady)
+    times, rounds = v.time_until_stable(step, device=device, warmup=0, iters=5, budget_s=10.0)
+    assert times == pytest.approx(noisy) and rounds == 1
+
+
+def test_rows_say_how_many_rounds_were_timed() -> None:
+    report = v.run_validation([v.Case("mlp", "infer", 8, "fp32")], CPU, build=_mlp_builder(64),
+                              predict=_fixed_predictor(1e6, 1e-4), warmup=1, iters=5)
+    doc = report.to_dict()["rows"][0]["time"]
+    m = report.rows[0].measurement
+    assert 1 <= doc["rounds"] == m.timing_rounds <= 1 + v.MAX_REPEATS and len(doc["steps_s"]) == 5
+    assert doc["noisy"] == m.noisy and doc["spread"] == m.spread
+    assert v.replay(report.to_dict()).rows[0].measurement.timing_rounds == m.timing_rounds

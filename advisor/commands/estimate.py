@@ -93,7 +93,8 @@ def add_workload_args(parser: argparse.ArgumentParser) -> None:
                         "logits at every position (scoring, evaluation, embeddings, reward models)")
     g.add_argument("--loader-samples-per-s", type=_positive_float, metavar="X",
                    help="what your data loader delivers (samples/s), to flag input-bound steps")
-    g.add_argument("--dataset-samples", type=_positive_int, metavar="N", help="samples per epoch (time to train)")
+    g.add_argument("--dataset-samples", type=_positive_int, metavar="N",
+                   help="samples per epoch (the job: time to train, or to serve with --mode infer)")
     g.add_argument("--epochs", type=_positive_float, default=1, metavar="E", help="epochs (default 1)")
     g.add_argument("--total-tokens", type=_positive_float, metavar="T", help="tokens to train on (time to train)")
     g.add_argument("--runtime", default="eager", choices=("eager", "graph"),
@@ -221,6 +222,7 @@ def run(args: argparse.Namespace) -> int:
     from advisor.api import estimate
     from advisor.catalog import get_gpu
     from advisor.estimator import matmul_rate
+    from advisor.ranking import job_time_words
     from advisor.recommender import PRECISION_FALLBACKS
     from advisor.units import format_seconds
 
@@ -305,7 +307,7 @@ def run(args: argparse.Namespace) -> int:
         if not phase.startswith("communication"):
             trows.append((f"  {phase}", format_seconds(seconds)))
     if t.get("time_to_train_s") is not None:
-        trows.append(("time to train", format_seconds(t["time_to_train_s"])))
+        trows.append((job_time_words(w["mode"]), format_seconds(t["time_to_train_s"])))
     if t.get("input_bound"):
         trows.append(("input", "INPUT-BOUND: " + (t.get("input_advice") or "")))
     console.print(table("time", ("", "value"), trows, right_align=("value",)))

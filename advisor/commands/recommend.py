@@ -34,9 +34,9 @@ def add_parser(subparsers: Any) -> None:
     """Register ``recommend``."""
     p = subparsers.add_parser(
         "recommend", help="rank cards and card counts for a workload",
-        description="Rank every catalog card (and your own) at 1, 2, 4, ... up to --max-gpus cards by time to "
-                    "train, cost or energy; every rejected card x count says why. Exits 1 when no card qualifies "
-                    "(the best partial answer is still printed).")
+        description="Rank every catalog card (and your own) at 1, 2, 4, ... up to --max-gpus cards by the job's "
+                    "time (to train, or to serve with --mode infer), cost or energy; every rejected card x count "
+                    "says why. Exits 1 when no card qualifies (the best partial answer is still printed).")
     add_workload_args(p)
     p.add_argument("--max-gpus", type=_positive_int, default=DEFAULT_MAX_GPUS, metavar="N",
                    help=f"largest card count considered (powers of two up to N, plus N; default {DEFAULT_MAX_GPUS})")
@@ -44,7 +44,8 @@ def add_parser(subparsers: Any) -> None:
                    help="drop candidates that cost more than this: the job at cloud rates (the cards' price "
                         "with --objective cost-buy)")
     p.add_argument("--objective", choices=(*OBJECTIVES, *OBJECTIVE_ALIASES), default="time", metavar="OBJ",
-                   help="time: time to train at the effective rate (default); cost-cloud: $ for this job at "
+                   help="time: the job's time (to train, or to serve with --mode infer) at the effective rate "
+                        "(default); cost-cloud: $ for this job at "
                         "on-demand rates; cost-buy: purchase price of the cards; energy: kWh of the job "
                         "('cost' is the deprecated name of cost-cloud)")
     p.add_argument("--then", choices=TIE_BREAKS, metavar="T",
@@ -81,7 +82,7 @@ def _limiter(name: str | None) -> str | None:
 def run(args: argparse.Namespace) -> int:
     """``recommend``."""
     from advisor.recommender import recommend
-    from advisor.units import format_energy, format_hours, format_seconds, format_usd
+    from advisor.units import format_energy, format_hours, format_seconds
 
     kwargs = workload_kwargs(args)
     specs_dir = args.specs_dir[0] if args.specs_dir else None
@@ -109,7 +110,8 @@ def run(args: argparse.Namespace) -> int:
     for line in rec.summary:  # what decides (a tie and what would break it), the cheapest cards, price dates
         console.print(f"[bold]>[/bold] {line}")
     # what decides leads: time, what limits it and the costs, then the card's detail
-    cols = ("#", "card", "GPUs", "time to train", "limited by", "cloud $", "buy $", "GiB/GPU (free)", "step",
+    time_words = rec.job["time_words"]  # "time to train", or "time to serve" for an inference job
+    cols = ("#", "card", "GPUs", time_words, "limited by", "cloud $", "buy $", "GiB/GPU (free)", "step",
             "samples/s (GPU alone)", "break-even", "energy")
     rows = []
     for r in rec.rows[: args.top]:
@@ -118,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
         rows.append((r.rank, card, f"{r.num_gpus} {r.parallelism}" if r.parallelism else r.num_gpus,
                      format_seconds(r.time_to_train_s), _limiter(r.limiter),
                      _cloud_cell(r.gpu_id, r.cost_cloud_usd, args),
-                     None if r.cost_buy_usd is None else format_usd(r.cost_buy_usd),
+                     _buy_cell(r.cost_buy_usd, r.price_kind),
                      _gib(r.memory_per_gpu_bytes) + ("" if frac is None else f" ({100 * frac:.0f}%)"),
                      format_seconds(r.step_s),
                      _samples(r.effective_samples_per_s) + (f" ({_samples(r.samples_per_s)})"
@@ -128,13 +130,13 @@ def run(args: argparse.Namespace) -> int:
     if rows:
         console.print(table(f"{len(rec.rows)} candidates (top {min(args.top, len(rec.rows))})", cols, rows,
                             right_align=("#", "GPUs", "GiB/GPU (free)", "step", "samples/s (GPU alone)",
-                                         "time to train", "cloud $", "buy $", "break-even", "energy")))
+                                         time_words, "cloud $", "buy $", "break-even", "energy")))
     else:
         console.print("[red]no card qualifies[/red]")
     starved = sum(r.input_bound for r in rec.rows[: args.top])
     if starved:
         console.print(f"{starved} of these are input-bound: the data loader (--loader-samples-per-s, or the stated "
-                      "CPU-decode rate) or the host->device copies set their pace, and time to train runs at it; "
+                      f"CPU-decode rate) or the host->device copies set their pace, and {time_words} runs at it; "
                       "`estimate ... --json` gives time.input_advice")
     if rec.uncertainty:
         console.print(rec.uncertainty)
@@ -144,7 +146,8 @@ def run(args: argparse.Namespace) -> int:
         console.print(fit_table(rec.fit_options))
     by_code: dict[str, int] = {}
     for r in rec.rejected:
-        by_code[r.code] = by_code.get(r.code, 0) + 1
+        code = "not_sold" if r.code == "no_price" and _not_sold(r.gpu_id, args) else r.code
+        by_code[code] = by_code.get(code, 0) + 1
     if by_code:
         console.print("rejected: " + ", ".join(f"{n} {code.replace('_', ' ')}" for code, n in sorted(by_code.items()))
                       + ("" if args.show_rejected else " (--show-rejected lists them)"))
@@ -155,6 +158,23 @@ def run(args: argparse.Namespace) -> int:
     print_assumptions(console, rec.assumptions, args.assumptions, limiter=best.limiter if best else None,
                       fits=best is not None)
     return status
+
+
+def _buy_cell(cost: float | None, price_kind: str | None) -> str:
+    """The purchase cell: the cards' price, "not sold" (the catalog says nobody sells it) or "no price" (none found)."""
+    from advisor.units import format_usd
+
+    if cost is not None:
+        return format_usd(cost)
+    return "not sold" if price_kind == "not sold" else "no price"
+
+
+def _not_sold(gpu_id: str, args: Any) -> bool:
+    """Whether the catalog says the card is not sold (a ``no_price`` rejection of ``cost-buy`` then says so)."""
+    from advisor.catalog import get_gpu
+
+    specs_dir = args.specs_dir[0] if getattr(args, "specs_dir", None) else None
+    return get_gpu(gpu_id, specs_dir=specs_dir).price_kind == "not sold"
 
 
 def _cloud_cell(gpu_id: str, cost: float | None, args: Any) -> str:

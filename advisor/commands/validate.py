@@ -8,7 +8,6 @@ from typing import Any
 
 from advisor.commands._output import add_json_flag, print_json, stderr_console, stdout_console, table
 from advisor.errors import AdvisorError, UnknownModelError
-from advisor.validate.records import NOISY_SPREAD
 
 _DESCRIPTION = """\
 Run a zoo of real training and inference steps on this machine's GPU (the CPU when there is none),
@@ -23,7 +22,7 @@ calibrated (estimate's calibration="auto")."""
 
 def add_parser(subparsers: Any) -> None:
     """Register ``validate``."""
-    from advisor.validate import ALL_MODELS, QUICK_MODELS
+    from advisor.validate import ALL_MODELS, MAX_REPEATS, QUICK_MODELS, REPEAT_BUDGET_S
 
     p = subparsers.add_parser("validate", help="measure real steps here and compare them with the estimates",
                               description=_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -38,11 +37,16 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto",
                    help="where to run (default: cuda if torch sees a GPU, else cpu)")
     p.add_argument("--warmup", type=int, default=2, metavar="N", help="untimed steps per case (default 2)")
-    p.add_argument("--iters", type=int, default=5, metavar="N", help="timed steps per case; the median is kept "
-                                                                    "(default 5)")
+    p.add_argument("--iters", type=int, default=5, metavar="N",
+                   help="timed steps per case; the median is kept (default 5).  A round of N steps that spreads "
+                        "more than the probe's rule allows (IQR/median over its limit, as `probe` marks noisy "
+                        f"kernels) is timed again, up to {MAX_REPEATS} more rounds while under {REPEAT_BUDGET_S:g} s; "
+                        "the steadiest round is kept, and a row still untrusted (or with too few steps to tell) is "
+                        "marked noisy")
     p.add_argument("--no-save", action="store_true", help="do not save the run to the history store")
     p.add_argument("--profile", type=int, nargs="?", const=3, default=0, metavar="STEPS",
-                   help="after the timed steps, run STEPS more (default 3) under torch.profiler and set the measured "
+                   help="after the timed steps (and the memory peak), run STEPS more (default 3) under torch.profiler "
+                        "(its own log lines go into the profile, not the output) and set the measured "
                         "time per op class (GEMM, attention, conv, norm, elementwise, optimizer, host) beside the "
                         "estimate's; saved with the run")
     p.add_argument("--replay", metavar="RUN", help="run nothing: re-predict the measured rows of a saved run (a "
@@ -144,6 +148,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _print(args: argparse.Namespace, report: Any, doc: dict[str, Any], notes: list[str]) -> None:
     """The table and summary of a run (or ``doc`` as JSON with ``--json``)."""
+    from advisor import validate as v
     from advisor.units import format_bytes, format_seconds
 
     device = report.device
@@ -159,8 +164,7 @@ def _print(args: argparse.Namespace, report: Any, doc: dict[str, Any], notes: li
         else:
             status = r.error_message or ""
         if m is not None and m.noisy:
-            status = (f"{status}; " if status else "") + (f"noisy: step times spread {m.spread:.0%} (IQR/median), "
-                                                          "the time error is unreliable (a busy host?)")
+            status = (f"{status}; " if status else "") + _noisy_note(m)
         rows.append((r.model, r.case.label(), format_bytes(r.prediction.memory_bytes),
                      format_bytes(m.peak_bytes) if m else None, _pct(r.memory_error),
                      format_seconds(r.prediction.step_s), format_seconds(m.step_s) if m else None,
@@ -174,10 +178,12 @@ def _print(args: argparse.Namespace, report: Any, doc: dict[str, Any], notes: li
               f"{_abs_pct(s['memory']['max_abs_error'])} over {s['memory']['n']} rows; time |error|: median "
               f"{_abs_pct(s['time']['median_abs_error'])}, max {_abs_pct(s['time']['max_abs_error'])} over "
               f"{s['time']['n']} rows; {s['oom']} OOM, {s['failed']} failed")
-    noisy = sum(1 for r in report.rows if r.measurement is not None and r.measurement.noisy)
+    noisy = [r.measurement for r in report.rows if r.measurement is not None and r.measurement.noisy]
     if noisy:
-        out.print(f"{noisy} of {len(report.rows)} rows are noisy (step times spread > {NOISY_SPREAD:.0%}): rerun on "
-                  "an idle host, or with more timed steps, before trusting their time errors")
+        out.print(f"{len(noisy)} of {len(report.rows)} rows are noisy (step times spread more than "
+                  f"{noisy[0].spread_limit:.0%} IQR/median, or too few timed steps to tell, after up to "
+                  f"{1 + v.MAX_REPEATS} rounds): rerun on an idle host, or with more --iters, before trusting "
+                  "their time errors")
     out.print(f"memory measured as: {device.memory_method}")
     if device.rates_source:
         out.print(f"CPU rates from: {device.rates_source}")
@@ -190,6 +196,15 @@ def _print(args: argparse.Namespace, report: Any, doc: dict[str, Any], notes: li
                       f"{fit['rows']} rows)")
     if doc.get("saved_id") is not None:
         print(f"saved to the history store as validation {doc['saved_id']}", file=sys.stderr)
+
+
+def _noisy_note(m: Any) -> str:
+    """Why a row's time is not trusted, with its spread and how many rounds of timed steps ran."""
+    rounds = f" after {m.timing_rounds} rounds" if m.timing_rounds > 1 else ""
+    if m.spread is not None and m.spread > m.spread_limit:
+        return (f"noisy: step times spread {m.spread:.0%} (IQR/median){rounds}, the time error is unreliable "
+                "(a busy host?)")
+    return f"noisy: {len(m.step_times_s)} timed step(s) are too few to tell their spread (more --iters)"
 
 
 def _print_profiles(out: Any, report: Any) -> None:

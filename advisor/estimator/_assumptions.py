@@ -69,7 +69,8 @@ def assumptions(w: Workload, plan: ParallelPlan, eff: ArchEfficiency, rates: Car
          "torch.compile reduce-overhead / TensorRT / vLLM / llama.cpp)") if runtime == "eager" else
         "runtime graph: no per-op host floor (CUDA graphs / compiled runtime); kernel gaps only",
         "step_s is GPU time; the input pipeline (loader, host->device copies) is assumed overlapped with it, "
-        "and the job runs at the slower of the two (effective_samples_per_s, used for time to train)",
+        "and the job runs at the slower of the two (effective_samples_per_s, used for the job's time to "
+        + ("train)" if train else "serve)"),
         *memory_notes,
         *step.notes,
     ]

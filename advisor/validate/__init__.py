@@ -81,6 +81,7 @@ from advisor.validate.records import (
     ValidationRow,
     error_stats,
     relative_error,
+    step_timing,
     summarize,
 )
 from advisor.validate.replay import (
@@ -90,20 +91,23 @@ from advisor.validate.replay import (
 )
 from advisor.validate.runner import (
     CPU_MEMORY_METHOD,
+    MAX_REPEATS,
+    REPEAT_BUDGET_S,
     cpu_memory_method,
     heap_in_use_bytes,
     heap_peak_mode,
     run_case,
     run_validation,
     time_steps,
+    time_until_stable,
 )
 
-__all__ = ["ALL_MODELS", "CONV_MODELS", "CPU_MEMORY_METHOD", "GPU_ONLY_OVERHEAD", "NEAR_LIMIT_CASE",
-           "QUICK_GPU_MODELS", "QUICK_MODELS", "VALIDATE_PRECISIONS", "ZOO_MODELS", "Builder", "Built", "Case",
-           "DeviceContext", "Measurement", "Prediction", "Predictor", "ValidationOom", "ValidationReport",
-           "ValidationRow", "build_model", "calibration_probe", "case_from_row", "cpu_calibration", "cpu_card",
-           "cpu_memory_method", "default_builder", "default_cases", "default_predictor", "device_from_dict",
-           "enable_checkpointing", "error_stats", "estimate_predictor", "estimator_model", "find_blocks",
-           "fit_calibration", "heap_in_use_bytes", "heap_peak_mode", "local_device", "make_optimizer",
-           "measure_cpu_rates", "near_limit_cases", "relative_error", "replay", "run_case", "run_validation",
-           "summarize", "time_steps", "trace_predictor"]
+__all__ = ["ALL_MODELS", "CONV_MODELS", "CPU_MEMORY_METHOD", "GPU_ONLY_OVERHEAD", "MAX_REPEATS", "NEAR_LIMIT_CASE",
+           "QUICK_GPU_MODELS", "QUICK_MODELS", "REPEAT_BUDGET_S", "VALIDATE_PRECISIONS", "ZOO_MODELS", "Builder",
+           "Built", "Case", "DeviceContext", "Measurement", "Prediction", "Predictor", "ValidationOom",
+           "ValidationReport", "ValidationRow", "build_model", "calibration_probe", "case_from_row",
+           "cpu_calibration", "cpu_card", "cpu_memory_method", "default_builder", "default_cases",
+           "default_predictor", "device_from_dict", "enable_checkpointing", "error_stats", "estimate_predictor",
+           "estimator_model", "find_blocks", "fit_calibration", "heap_in_use_bytes", "heap_peak_mode", "local_device",
+           "make_optimizer", "measure_cpu_rates", "near_limit_cases", "relative_error", "replay", "run_case",
+           "run_validation", "step_timing", "summarize", "time_steps", "time_until_stable", "trace_predictor"]

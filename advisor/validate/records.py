@@ -8,10 +8,13 @@ import statistics
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from advisor.device import CpuDevice, CudaDevice, Device
 from advisor.errors import AdvisorError
+
+if TYPE_CHECKING:
+    from advisor.probing.results import Measurement as Repetitions
 
 #: Models of the full zoo, in the order the table lists them.
 ZOO_MODELS: tuple[str, ...] = ("resnet50", "vit-b16", "bert-base", "gpt2", "gpt2-medium", "llama-small",
@@ -148,9 +151,15 @@ class Prediction:
     by_class_s: Mapping[str, float] | None = None
 
 
-#: Spread (IQR / median) of a row's timed steps above which its time is marked noisy: the limit the probe applies
-#: to its kernels (``advisor.probing.results.Measurement.spread_limit``); a busy host makes CPU rows swing.
-NOISY_SPREAD = 0.10
+def step_timing(times_s: Sequence[float]) -> Repetitions:
+    """Timed steps as the probe's ``advisor.probing.results.Measurement`` (one step per repetition).
+
+    Its ``spread`` (IQR / median) and ``trustworthy`` (enough repetitions, spread within ``spread_limit``) are the
+    rule validate applies to its step times: one rule for the probe's kernels and validate's steps.
+    """
+    from advisor.probing.results import Measurement  # lazy: the probe package is not light
+
+    return Measurement(times_s=tuple(times_s), iterations=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,10 +169,12 @@ class Measurement:
     Attributes:
         peak_bytes: the peak compared with the prediction (CUDA: reserved; CPU: resident-set growth).
         step_s: median step time.
-        step_times_s: every timed step, for the spread.
+        step_times_s: every timed step of the round kept, for the spread.
         allocated_bytes, reserved_bytes, nvml_used_bytes: the CUDA views, where they exist.
         profile: ``validate --profile``: a few more steps under torch.profiler, time per op class
             (``advisor.profiling.summarize``).
+        timing_rounds: rounds of timed steps run (more than one when a round was too spread to trust, see
+            ``advisor.validate.runner.time_until_stable``).
     """
 
     peak_bytes: float | None
@@ -173,24 +184,22 @@ class Measurement:
     reserved_bytes: float | None = None
     nvml_used_bytes: float | None = None
     profile: Mapping[str, Any] | None = None
+    timing_rounds: int = 1
 
     @property
     def spread(self) -> float | None:
-        """IQR / median of the timed steps (``None`` with fewer than 4)."""
-        times = sorted(self.step_times_s)
-        if len(times) < 4:
-            return None
-        import statistics
+        """IQR / median of the timed steps, by the probe's rule (``None`` without timed steps)."""
+        return step_timing(self.step_times_s).spread if self.step_times_s else None
 
-        q1, _, q3 = statistics.quantiles(times, n=4)
-        median = statistics.median(times)
-        return (q3 - q1) / median if median > 0 else None
+    @property
+    def spread_limit(self) -> float:
+        """The spread above which the time is not trusted (the probe's limit)."""
+        return float(step_timing(self.step_times_s or (1.0,)).spread_limit)
 
     @property
     def noisy(self) -> bool:
-        """The step times spread more than ``NOISY_SPREAD``: the measured time (and its error) is unreliable."""
-        spread = self.spread
-        return spread is not None and spread > NOISY_SPREAD
+        """The probe's rule does not trust these step times (too spread, or too few to tell): nor the time error."""
+        return bool(self.step_times_s) and not step_timing(self.step_times_s).trustworthy
 
 
 def relative_error(predicted: float | None, measured: float | None) -> float | None:
@@ -247,7 +256,8 @@ class ValidationRow:
                      "measured_s": m.step_s if m else None,
                      "error": self.time_error,
                      "steps_s": list(m.step_times_s) if m else [],
-                     "spread": m.spread if m else None, "noisy": bool(m and m.noisy)},
+                     "spread": m.spread if m else None, "noisy": bool(m and m.noisy),
+                     "rounds": m.timing_rounds if m else None},
             "oom": self.oom,
             "fits": {"predicted": self.prediction.fits, "right": self.fits_right},
             "predictor": self.prediction.source,

@@ -42,7 +42,7 @@ def _measurement_from_row(row: Mapping[str, Any]) -> Measurement | None:
     return Measurement(peak_bytes=mem.get("measured_bytes"), step_s=float(tim["measured_s"]),
                        step_times_s=tuple(float(s) for s in tim.get("steps_s") or ()),
                        allocated_bytes=mem.get("allocated_bytes"), reserved_bytes=mem.get("reserved_bytes"),
-                       nvml_used_bytes=mem.get("nvml_used_bytes"),
+                       nvml_used_bytes=mem.get("nvml_used_bytes"), timing_rounds=int(tim.get("rounds") or 1),
                        profile={k: v for k, v in row["profile"].items() if k != "predicted_by_class_s"}
                        if isinstance(row.get("profile"), Mapping) else None)
 

@@ -26,6 +26,7 @@ from advisor.validate.records import (
     ValidationRow,
     _autocast,
     _dtype,
+    step_timing,
 )
 from advisor.workload.base import OPTIMIZERS
 
@@ -43,6 +44,41 @@ def time_steps(step: Callable[[], Any], *, device: Device | str, warmup: int, it
     dev.synchronize()
     timer = dev.region_timer()
     return [timer(step, 1) for _ in range(iters)]
+
+
+#: More rounds of ``iters`` timed steps a case may run when a round's times are too spread to trust.
+MAX_REPEATS = 3
+#: ... while the steps timed so far took less than this many seconds (a slow case is not rerun for minutes).
+REPEAT_BUDGET_S = 20.0
+
+
+def time_until_stable(step: Callable[[], Any], *, device: Device | str, warmup: int, iters: int,
+                      clock: Callable[[], float] = time.perf_counter, max_repeats: int = MAX_REPEATS,
+                      budget_s: float = REPEAT_BUDGET_S) -> tuple[list[float], int]:
+    """:func:`time_steps`, repeated while its times spread more than the probe's rule allows (:func:`step_timing`).
+
+    A busy host (another process on the cores) makes CPU step times swing; rounds of ``iters`` steps are
+    timed again, at most ``max_repeats`` more and while the timed steps so far took under ``budget_s``.
+    The steadiest round (smallest spread) is kept: interference only adds time, so it is the closest to the
+    step's own time; when even that one is not trusted the row says so (``Measurement.noisy``).  A round
+    too short for the rule (fewer steps than it needs) is not repeated: more rounds of it cannot help.
+
+    Returns the kept round's step times and how many rounds ran.
+    """
+    best = time_steps(step, device=device, warmup=warmup, iters=iters, clock=clock)
+    spent, rounds = sum(best), 1
+    while _too_spread(best) and rounds <= max_repeats and spent < budget_s:
+        again = time_steps(step, device=device, warmup=0, iters=iters, clock=clock)
+        rounds += 1
+        spent += sum(again)
+        if step_timing(again).spread < step_timing(best).spread:
+            best = again
+    return best, rounds
+
+
+def _too_spread(times: Sequence[float]) -> bool:
+    timing = step_timing(times)
+    return timing.spread > timing.spread_limit
 
 
 class _MallInfo2(ctypes.Structure):
@@ -169,25 +205,24 @@ def _run_measured(case: Case, device: Device, build: Builder, warmup: int, iters
                     else:
                         model(*inputs)
 
-        times = time_steps(step, device=device, warmup=warmup, iters=iters)
-        profiled = None
-        if profile:  # after the timed steps, so the profiler's own cost never enters the measured time
-            from advisor.profiling import profile_steps
-
-            profiled = profile_steps(step, cuda=cuda, synchronize=device.synchronize, steps=profile)
+        times, rounds = time_until_stable(step, device=device, warmup=warmup, iters=iters)
+        allocated = reserved = used = peak = None
         if cuda:
             allocated = float(device.peak_allocated_bytes() or 0)
-            reserved = float(device.peak_reserved_bytes() or 0)
+            reserved = peak = float(device.peak_reserved_bytes() or 0)
             used = nvml_used() if nvml_used else None
-            return Measurement(reserved, statistics.median(times), tuple(times), allocated, reserved, used,
-                               profiled)
-        peak: float | None = None
-        if heap_base is not None:
+        elif heap_base is not None:
             # one more step, sampled op by op: the steady-state peak (optimizer state exists after warm-up)
             with heap_peak_mode() as mode:
                 step()
             peak = float(max(mode.peak - heap_base, 0))
-        return Measurement(peak, statistics.median(times), tuple(times), profile=profiled)
+        profiled = None
+        if profile:  # after time and memory are read, so neither holds the profiler's own cost or buffers
+            from advisor.profiling import profile_steps
+
+            profiled = profile_steps(step, cuda=cuda, synchronize=device.synchronize, steps=profile)
+        return Measurement(peak, statistics.median(times), tuple(times), allocated, reserved, used, profiled,
+                           timing_rounds=rounds)
     finally:
         torch.backends.cuda.matmul.allow_tf32 = saved_tf32
         state.clear()
