@@ -29,10 +29,11 @@ MEMORY_METRICS = ("peak_memory_gib", "peak_memory_gb", "peak_memory_mib")
 #: Targets of issue 5 (median |error|).
 THROUGHPUT_TARGET = 0.25
 #: The throughput median may not get worse than it stood before the step-time model of issue 13 (20.9%).
-#: 11.4% since the estimator profiles of issue 24, 13.0% before them: 11.4% until the DeepLearningExamples BERT rows
+#: 11.1% since the closed form follows Hugging Face's RMSNorm / rotary kernels (issue 25), 11.4% since the estimator
+#: profiles of issue 24, 13.0% before them: 11.4% until the DeepLearningExamples BERT rows
 #: took the eager attention their code runs, 12.8% until the foreach optimizer kernels ran at their measured share of
 #: the bandwidth (docs/accuracy.md).
-THROUGHPUT_RATCHET = 0.12
+THROUGHPUT_RATCHET = 0.115
 MEMORY_TARGET = 0.10
 #: Issue 14: the peak-memory median may not get worse than 8% (it stood at 8.4%; 2.7% with each source's own
 #: measured CUDA context where it gave one, ``source_context_mib``).
