@@ -583,7 +583,7 @@ def test_an_embedding_backward_costs_the_host_its_sort_and_segmented_sum() -> No
     ops = prepare_ops([OpCost("aten.embedding", "embedding", "forward", 0.0, 1.0, count=2),
                        OpCost("aten.embedding_dense_backward", "embedding", "backward", 0.0, 1.0, count=2),
                        OpCost("aten.embedding", "embedding", "backward", 0.0, 1.0, count=1)])
-    assert [op[13] for op in ops] == ["", "embedding", ""]
+    assert [op.library for op in ops] == ["", "embedding", ""]
     gpu = [0.0] * len(PHASES)
     generic = (2 + 3 * TRACED_HOST_BACKWARD_FRACTION) * 1e-5
     for arch, library in (("hopper", 2 * LIBRARY_CALL_HOST_OPS["embedding", "backward"]),
@@ -609,7 +609,7 @@ def test_fused_attention_costs_the_host_cudnns_call_on_hopper_only() -> None:
                        OpCost("sdpa", "attention", "prefill", 1.0, 1.0, count=2, **fused),
                        OpCost("bmm", "attention", "decode", 1.0, 1.0, count=5, tensor_core=True),
                        OpCost("sdpa_fp32", "attention", "forward", 1.0, 1.0, count=1, tile_flops=1.0)])
-    assert [op[13] for op in ops] == ["attention", "attention", "attention", "", ""]
+    assert [op.library for op in ops] == ["attention", "attention", "attention", "", ""]
     gpu = [0.0] * len(PHASES)
     generic = (3 + 3 * TRACED_HOST_BACKWARD_FRACTION + 2 + 5 + 1) * 1e-5
     hopper = (3 * LIBRARY_CALL_HOST_OPS["attention", "forward"] + 3 * LIBRARY_CALL_HOST_OPS["attention", "backward"]

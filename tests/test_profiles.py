@@ -32,7 +32,28 @@ def test_every_figure_has_a_value_an_evidence_level_and_a_source() -> None:
             assert fig.value is not None, (p.id, name)
             if fig.inherited_from:  # explicit, and the parent exists and states it
                 assert fig.evidence == "inherited" and fig.inherited_from in profiles, (p.id, name)
-                assert fig.value == profiles[fig.inherited_from].value(name), (p.id, name)
+                parent = profiles[fig.inherited_from]
+                scale = 1.0
+                if fig.relative:  # the parent's ratio to its aligned GEMMs, on this family's aligned GEMMs
+                    assert name in prof.RELATIVE_FIGURES, (p.id, name)
+                    scale = (p.value("matmul") * p.value("gemm_clock")) / (
+                        parent.value("matmul") * parent.value("gemm_clock"))
+                expected = parent.value(name) * scale if fig.relative else parent.value(name)
+                assert fig.value == (pytest.approx(expected) if fig.relative else expected), (p.id, name)
+
+
+def test_a_relative_inherit_is_refused_on_other_figures(tmp_path: Path) -> None:
+    import shutil
+
+    for path in prof.default_directory().glob("*.toml"):
+        shutil.copy(path, tmp_path / path.name)
+    target = tmp_path / "cdna3.toml"
+    text = target.read_text().replace('norm_memory = { inherit = "ampere",', 'norm_memory = { inherit = "ampere", '
+                                      'relative = true,')
+    assert text != target.read_text()
+    target.write_text(text)
+    with pytest.raises(SpecError, match="relative = true"):
+        prof.load_profiles.__wrapped__(str(tmp_path))
 
 
 def test_no_architecture_name_is_branched_on_outside_the_loader() -> None:

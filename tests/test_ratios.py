@@ -2,8 +2,8 @@
 
 The pairs are in tests/data/published_ratios.csv.
 
-Each row is one workload measured on two cards by the same harness and software (Lambda's DeepLearningExamples
-tables, the MAMF / AMD MAF matmul tables).  The predicted ratio (card A over card B, uncalibrated) must point the
+Each row is one workload measured on two cards by the same harness (Lambda's DeepLearningExamples tables, the MAMF /
+AMD MAF matmul tables, MosaicML's LLM Foundry, torch-performance-test-data's square-matmul script).  The predicted ratio (card A over card B, uncalibrated) must point the
 same way and lie within +-25% of the published one.  Rows whose source chose a profile figure say so (``chose``):
 they check consistency, not independence.  The H200-vs-H100 pairs of the shared GPU runs are in test_replay.py.
 """
@@ -32,16 +32,29 @@ def test_the_table_names_source_date_license_and_rows() -> None:
     rows = _rows()
     assert len({r["id"] for r in rows}) == len(rows) >= 8
     for r in rows:
-        assert r["source"].startswith("https://github.com/") and r["date"] and r["license"] and r["rows"], r["id"]
+        assert r["source"].startswith("https://") and r["date"] and r["license"] and r["rows"], r["id"]
         assert float(r["value_a"]) > 0 and float(r["value_b"]) > 0 and r["chose"], r["id"]
+        assert None not in r, f"{r['id']}: more cells than the header has (an unquoted comma?)"
     pairs = {(r["card_a"], r["card_b"]) for r in rows}
     assert {("H100 SXM5 80GB", "A100 SXM4 80GB"), ("MI300X", "H100 SXM5 80GB"), ("RTX 4090", "RTX 3090"),
-            ("A100 SXM4 80GB", "V100 SXM2 16GB")} <= pairs
+            ("A100 SXM4 80GB", "V100 SXM2 16GB"), ("MI250", "A100 SXM4 40GB")} <= pairs
 
 
 def _estimate_rate(row: dict[str, str], card: str, batch: str) -> float:
+    """Samples/s per catalog card (per package: an MI250 is two devices), as the source reports per GPU.
+
+    ``options``: ``attention=...`` (the model's attention path), ``gpus=N`` and ``parallelism=...`` (the source's
+    devices per run and its sharding); ``batch`` is then the global batch over the N devices.
+    """
+    from advisor.catalog import get_gpu
+
     opts = dict(part.split("=", 1) for part in row["options"].split(";") if "=" in part)
-    kw = {"batch_size": int(batch), "precision": row["precision"], "mode": row["mode"], "calibration": None}
+    kw: dict[str, object] = {"batch_size": int(batch), "precision": row["precision"], "mode": row["mode"],
+                             "calibration": None}
+    gpus = int(opts.get("gpus", 1))
+    if gpus > 1:
+        kw["num_gpus"] = gpus
+        kw["parallelism"] = opts.get("parallelism", "ddp")
     if row["optimizer"]:
         kw["optimizer"] = row["optimizer"]
     if row["seq_len"]:
@@ -52,10 +65,12 @@ def _estimate_rate(row: dict[str, str], card: str, batch: str) -> float:
         from advisor.workload import load_workload
 
         model = load_workload(row["model"], attention=opts["attention"],
-                              **{k: v for k, v in kw.items() if k != "calibration"})
+                              **{k: v for k, v in kw.items() if k in ("batch_size", "precision", "mode", "seq_len",
+                                                                      "image_size", "optimizer")})
     else:
         model = row["model"]
-    return float(estimate(model, card, **kw).time.samples_per_s)
+    packages = gpus / get_gpu(card).devices_per_package
+    return float(estimate(model, card, **kw).time.samples_per_s) / packages
 
 
 def _gemm_tflops(card: str, precision: str, shape: str) -> float:
@@ -74,16 +89,24 @@ def _gemm_tflops(card: str, precision: str, shape: str) -> float:
     rates = card_rates(spec, precision, eff, tensor_peak, vector_peak)
     m, n, k = (int(x) for x in shape.split("x"))
     flops = 2.0 * m * n * k
-    ops = prepare_ops([OpCost("mm", "matmul", "forward", flops, 2.0 * (m * k + k * n + m * n), tensor_core=True,
+    # PyTorch keeps TF32 off for fp32 matmuls by default: a fp32 torch.matmul runs cuBLAS SGEMM on the CUDA cores
+    ops = prepare_ops([OpCost("mm", "matmul", "forward", flops, 2.0 * (m * k + k * n + m * n), tensor_core=precision != "fp32",
                               gemms=((m, n, k),), min_dim=min(m, n, k))])
     seconds = ops_time_detail(ops, rates).phases[0] - rates.launch_s
     return flops / seconds / 1e12
+
+
+def _square_max(card: str, precision: str) -> float:
+    """The best rate over square GEMMs of 1024 to 10240 (the sizes torch-performance-test-data times)."""
+    return max(_gemm_tflops(card, precision, f"{n}x{n}x{n}") for n in (1024, 2048, 4096, 8192, 10240))
 
 
 @functools.cache
 def _predicted(row_id: str) -> tuple[float, float]:
     row = next(r for r in _rows() if r["id"] == row_id)
     published = float(row["value_a"]) / float(row["value_b"])
+    if row["kind"] == "gemm" and row["model"] == "square-max":  # the best of the square sizes the source timed
+        return published, _square_max(row["card_a"], row["precision"]) / _square_max(row["card_b"], row["precision"])
     if row["kind"] == "gemm":
         shape_a, shape_b = row["model"].split("|")
         return published, _gemm_tflops(row["card_a"], row["precision"], shape_a) / _gemm_tflops(
@@ -93,8 +116,12 @@ def _predicted(row_id: str) -> tuple[float, float]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("row_id", [r["id"] for r in _rows()])
+@pytest.mark.parametrize("row_id", [
+    pytest.param(r["id"], marks=pytest.mark.xfail(strict=True, reason=r["known_gap"])) if r["known_gap"] else r["id"]
+    for r in _rows()])
 def test_predicted_ratio_points_the_same_way_and_lies_within_25_percent(row_id: str) -> None:
+    """Rows with a ``known_gap`` are off by more than the tolerance, for the reason given there: strict xfails, so
+    a fix that brings one within it fails here until the row's gap is cleared."""
     published, predicted = _predicted(row_id)
     if abs(published - 1.0) > 0.05:
         assert (predicted > 1.0) == (published > 1.0), (row_id, published, predicted)
@@ -102,13 +129,19 @@ def test_predicted_ratio_points_the_same_way_and_lies_within_25_percent(row_id: 
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("model", "kw"), [
-    ("resnet50", {"batch_size": 128, "image_size": 224}), ("gpt2", {"batch_size": 8, "seq_len": 1024}),
-    ("llama-3-8b", {"batch_size": 1, "seq_len": 2048, "mode": "infer"})])
-def test_the_5090_beats_the_4090_on_every_preset(model: str, kw: dict) -> None:
-    times = {card: estimate(model, card, calibration=None, precision="amp-bf16" if kw.get("mode") != "infer"
-                            else "bf16", **kw).time.step_s for card in ("rtx-5090", "rtx-4090")}
-    assert times["rtx-5090"] < times["rtx-4090"], times
+@pytest.mark.parametrize("mode", ["train", "infer"])
+def test_the_5090_beats_the_4090_on_every_preset(mode: str) -> None:
+    """Every preset at its defaults: the 5090's GPU time (the step less exposed host dispatch) is shorter, and its
+    step never longer (at batch 1 both can wait on the same host: a tie, not a loss).  BERT / T5 inference at batch 1
+    was 15% slower on the 5090 while sm_120 inherited datacenter Blackwell's cuDNN-attention host cost; PyTorch runs
+    FlashAttention-2 there (profile blackwell-sm120)."""
+    from advisor.workload.presets import list_presets
+
+    for preset in list_presets():
+        t = {card: estimate(preset, card, calibration=None, mode=mode).time for card in ("rtx-5090", "rtx-4090")}
+        gpu = {card: x.step_s - x.host_s for card, x in t.items()}
+        assert gpu["rtx-5090"] < gpu["rtx-4090"], (preset, mode, gpu)
+        assert t["rtx-5090"].step_s <= t["rtx-4090"].step_s * (1 + 1e-9), (preset, mode, t)
 
 
 @pytest.mark.slow
@@ -116,13 +149,14 @@ def test_the_5090_beats_the_4090_on_every_preset(model: str, kw: dict) -> None:
     ("resnet50", {"batch_size": 256, "image_size": 224}), ("gpt2", {"batch_size": 8, "seq_len": 1024}),
     ("llama-3-8b", {"batch_size": 1, "seq_len": 2048, "mode": "infer", "precision": "bf16"})])
 def test_an_instinct_card_above_the_h100_h200_says_its_evidence_is_inherited(model: str, kw: dict) -> None:
-    """No end-to-end measurement of an Instinct card is in the repo: where one ranks above the Hopper cards, the row
-    says its figures are inherited (the widest range), never ``measured``.  (Issue 24 asks for no Instinct card above
-    the H100/H200 without a cited measurement; this is not met yet: docs/accuracy.md, "AMD".)"""
+    """No end-to-end measurement of a CDNA 3 card is in the repo (CDNA 2 has one, MI250 vs A100, above): where an
+    Instinct card ranks above the Hopper cards, the row says its figures are inherited (the widest range), never
+    ``measured``.  (Issue 24 asks for no Instinct card above the H100/H200 without a cited measurement; this is not
+    met yet: docs/accuracy.md, "AMD".)"""
     rec = recommend(model, calibration=None, max_gpus=1, **kw)
     order = [r.gpu_id for r in rec.rows]
     first = min(order.index(g) for g in ("h100-sxm5-80gb", "h200-sxm-141gb") if g in order)
     for r in rec.rows[:first]:
         if r.vendor == "amd":
-            assert r.evidence == "inherited" and r.profile in ("cdna2", "cdna3"), (model, r.gpu_id, r.evidence)
+            assert r.evidence == "inherited" and r.profile == "cdna3", (model, r.gpu_id, r.evidence)
             assert r.step_s_high / r.step_s > 1.3 and r.step_s_low / r.step_s < 0.5, (model, r.gpu_id)

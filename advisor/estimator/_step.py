@@ -198,11 +198,11 @@ def step_time(prep: PreparedWorkload, w: Workload, spec: GpuSpec, plan: Parallel
                      dict(zip(GROUPS, detail.by_group, strict=True)))
     train_ckpt = w.mode == "train" and w.gradient_checkpointing
     step_notes: list[str] = []
-    if rates.winograd_factor > 1 and any(op[3] == CONV_3X3 for op in step_ops):
+    if rates.winograd_factor > 1 and any(op.cls == CONV_3X3 for op in step_ops):
         step_notes.append(WINOGRAD_SOURCE)
-    if rates.exponentials_s and any(op[12] for op in step_ops):
+    if rates.exponentials_s and any(op.tiles for op in step_ops):
         step_notes.append(ATTENTION_SOURCE)
-    if rates.strided_elements_s and any(op[11] for op in step_ops):
+    if rates.strided_elements_s and any(op.strided for op in step_ops):
         step_notes.append(STRIDED_SOURCE)
         if not channels_last and any(max_pool_rate(op) for op in w.ops):
             step_notes.append(POOL_SOURCE)

@@ -107,12 +107,12 @@ def dispatched_library_ops(names: Mapping[str, int], eff: Any) -> float:
 
 def _library_ops_per_call(op: PreparedOp, eff: Any) -> float:
     """One call's host time beyond a generic op, in forward-op units, on ``eff``'s card (its profile's figures)."""
-    if not op[13]:
+    if not op.library:
         return 0.0
-    phase = PHASES[op[5]]
-    key = "inference" if phase in ("prefill", "decode") and op[13] == "attention" else \
+    phase = PHASES[op.phase]
+    key = "inference" if phase in ("prefill", "decode") and op.library == "attention" else \
         "backward" if phase == "backward" else "forward"
-    return eff.library_call_ops(op[13], key)
+    return eff.library_call_ops(op.library, key)
 
 
 def library_call_ops(ops: Sequence[PreparedOp], eff: Any, serial: bool = False) -> list[float]:
@@ -125,7 +125,7 @@ def library_call_ops(ops: Sequence[PreparedOp], eff: Any, serial: bool = False) 
     if serial:
         return out
     for op in ops:
-        out[op[5]] += op[2] * _library_ops_per_call(op, eff)
+        out[op.phase] += op.calls * _library_ops_per_call(op, eff)
     return out
 
 
@@ -165,9 +165,9 @@ def phase_host_s(ops: Sequence[PreparedOp], eager_ops: Mapping[str, int], eff: A
     counts = [0] * len(PHASES)
     kernels = [0] * len(PHASES)
     for op in ops:
-        counts[op[5]] += op[2]
-        if op[0] or op[1]:  # views and metadata ops launch no kernel
-            kernels[op[5]] += op[2]
+        counts[op.phase] += op.calls
+        if op.flops or op.bytes:  # views and metadata ops launch no kernel
+            kernels[op.phase] += op.calls
     launch = 0.0 if serial else eff.host_launch_s
     if library is None:
         library = library_call_ops(ops, eff, serial)
@@ -227,14 +227,14 @@ def queue_replay(calls: Sequence[tuple[int, float]], ops: Sequence[PreparedOp], 
     """
     n_ph = len(PHASES)
     # per op (a few dozen), then per call: the call's own host cost, whether it launches a kernel, its phase
-    own = [_dispatch_s(op[5], eff, backward) + (eff.host_launch_s if (op[0] or op[1]) else 0.0)
+    own = [_dispatch_s(op.phase, eff, backward) + (eff.host_launch_s if (op.flops or op.bytes) else 0.0)
            + _library_ops_per_call(op, eff) * eff.host_op_s for op in ops]
     totals = [0.0] * n_ph
     for idx, _share in calls:
         totals[ops[idx][5]] += own[idx]
     scale = [host[ph] / totals[ph] if totals[ph] else 0.0 for ph in range(n_ph)]
-    issue = [own[i] * scale[op[5]] for i, op in enumerate(ops)]  # host seconds per call of each op
-    kernel = [bool(op[0] or op[1]) for op in ops]
+    issue = [own[i] * scale[op.phase] for i, op in enumerate(ops)]  # host seconds per call of each op
+    kernel = [bool(op.flops or op.bytes) for op in ops]
     issued = gpu = 0.0
     end = [0.0] * n_ph
     seen = [False] * n_ph

@@ -48,6 +48,13 @@ LIBRARY_FIGURES: dict[tuple[str, str], str] = {
     ("recurrent", "forward"): "recurrent_forward_ops", ("recurrent", "backward"): "recurrent_backward_ops",
     ("embedding", "backward"): "embedding_backward_ops", ("attention", "forward"): "attention_forward_ops",
     ("attention", "backward"): "attention_backward_ops", ("attention", "inference"): "attention_inference_ops"}
+#: Figures that may be inherited *relative to the aligned GEMM* (``relative = true``): the parent's value times
+#: this family's aligned GEMM rate over the parent's (``matmul`` x ``gemm_clock``, both fractions of the
+#: boost-clock peak), i.e. the parent's ratio to its own aligned GEMMs carried over, not its absolute fraction.
+#: An align-1 GEMM is slowed by its scalar loads relative to what the same matrix units reach with vector loads;
+#: a family whose aligned GEMMs reach half the parent's would otherwise get an unaligned GEMM nearly as fast as
+#: its aligned one.
+RELATIVE_FIGURES = ("unaligned_fraction",)
 GENERIC_ID = "generic"
 _HINT = "each figure is { value = ..., evidence = \"measured|literature|inherited\", source = \"...\" } or " \
         "{ inherit = \"<profile id>\", evidence = \"inherited\", source = \"why it applies\" }"
@@ -66,6 +73,7 @@ class Figure:
     evidence: str
     source: str
     inherited_from: str | None = None
+    relative: bool = False  # inherited relative to the aligned GEMM (RELATIVE_FIGURES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +134,9 @@ def _raw(path: Path) -> dict[str, Any]:
             raise SpecError(f"{path.name}: figure {name!r} needs an evidence level and a source", hint=_HINT)
         if "inherit" in fig and fig["evidence"] != "inherited":
             raise SpecError(f"{path.name}: figure {name!r} is inherited: its evidence is 'inherited'", hint=_HINT)
+        if "relative" in fig and not (name in RELATIVE_FIGURES and "inherit" in fig and fig["relative"] is True):
+            raise SpecError(f"{path.name}: figure {name!r}: `relative = true` goes with an inherit, and only on "
+                            f"{', '.join(RELATIVE_FIGURES)}", hint=_HINT)
         if "value" in fig:
             kind = FIGURES[name]
             value = fig["value"]
@@ -150,13 +161,20 @@ def _resolve(raw: Mapping[str, dict[str, Any]]) -> dict[str, Profile]:
         fig = raw[pid]["figures"][name]
         if "inherit" in fig:
             parent = figure(fig["inherit"], name, (*seen, pid))
-            out = Figure(parent.value, "inherited", f"{fig['source']} ({fig['inherit']}: {parent.source})",
-                         fig["inherit"])
+            value = parent.value
+            if fig.get("relative"):
+                value *= aligned_gemm(pid, seen) / aligned_gemm(fig["inherit"], seen)
+            out = Figure(value, "inherited", f"{fig['source']} ({fig['inherit']}: {parent.source})",
+                         fig["inherit"], bool(fig.get("relative")))
         else:
             value = fig["value"]
             out = Figure(float(value) if FIGURES[name] is float else value, fig["evidence"], fig["source"])
         resolved[(pid, name)] = out
         return out
+
+    def aligned_gemm(pid: str, seen: tuple[str, ...]) -> float:
+        """A family's aligned GEMM rate as a fraction of its boost-clock peak."""
+        return float(figure(pid, "matmul", seen).value) * float(figure(pid, "gemm_clock", seen).value)
 
     out = {}
     for pid, data in raw.items():

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 from advisor.errors import EstimateError
 from advisor.estimator._peaks import matmul_rate
@@ -54,15 +54,32 @@ def check_runtime(runtime: Any) -> None:
     if runtime not in RUNTIMES:
         raise EstimateError(f"unknown runtime {runtime!r}", hint=f"accepted: {', '.join(RUNTIMES)}")
 
-#: Prepared op: (flops, bytes, count, class, min_dim or 0, phase index, breakdown group, GEMM plan, batch-norm
-#: elements, layout-transpose bytes, dependent serial steps, index-bound elements, fused attention tile work, library
-#: call).  The GEMM plan is ``None`` (priced by ``min_dim``), ``(repetitions, shapes)`` or, for a tensor-core GEMM off
-#: the 16-byte grid, ``(repetitions, shapes, alignment)`` (the alignment in elements its dimensions do have).  The
-#: library call names the host cost each of its calls adds beyond a generic op
-#: (``advisor.estimator.host.LIBRARY_CALL_HOST_OPS``): ``conv``, ``recurrent``, ``embedding`` (an embedding's
-#: backward, ``count`` calls), ``attention`` (a fused 16-bit attention call: tile work on tensor cores; fp32's
-#: memory-efficient kernel is another library, unmeasured) or ``""``.
-PreparedOp = tuple[float, float, int, int, int, int, int, Any, float, float, int, float, float, str]
+class PreparedOp(NamedTuple):
+    """One op as the pricing loop reads it (``prepare_ops``): a tuple, so the hot loop unpacks it.
+
+    ``plan`` is the GEMM plan: ``None`` (priced by ``min_dim``), ``(repetitions, shapes)`` or, for a tensor-core
+    GEMM off the 16-byte grid, ``(repetitions, shapes, alignment)`` (the alignment in elements its dimensions do
+    have).  ``library`` names the host cost each of its calls adds beyond a generic op
+    (``advisor.estimator.host.LIBRARY_CALL_HOST_OPS``): ``conv``, ``recurrent``, ``embedding`` (an embedding's
+    backward, ``count`` calls), ``attention`` (a fused 16-bit attention call: tile work on tensor cores; fp32's
+    memory-efficient kernel is another library, unmeasured) or ``""``.
+    """
+
+    flops: float
+    bytes: float
+    calls: int  # the op's count (kernel calls per step)
+    cls: int  # TENSOR, CONV, ... (``op_class``)
+    min_dim: int  # 0: unknown
+    phase: int  # index in PHASES
+    group: int  # index in GROUPS
+    plan: Any
+    bn_elements: float  # NCHW training batch-norm elements (BN_NCHW_ELEMENTS_PER_SM_CYCLE)
+    transpose_bytes: float  # NCHW<->NHWC layout-transpose bytes (LAYOUT_SOURCE)
+    steps: int  # dependent serial steps (a recurrent layer)
+    strided: float  # index-bound elements (STRIDED_ELEMENTS_PER_SM_CYCLE units)
+    tiles: float  # fused attention tile work
+    library: str
+
 #: An embedding's backward, traced (``aten.embedding_dense_backward``) or from the analytic builders (one call per
 #: embedding table): on CUDA a sort of the indices and a segmented sum, some twenty kernels (see ``host.py``).
 EMBEDDING_BACKWARDS = ("aten.embedding_dense_backward", "embedding.grad")
@@ -203,15 +220,15 @@ def class_advice(ops: Sequence[PreparedOp], rates: CardRates, precision: str, ef
     wide = precision in ("fp32", "tf32")
     amp = ["amp / bf16 (16-bit tensor cores)"] if wide and tensor_cores_16 else []
     faster = "a card with more tensor FLOP/s" if tensor_cores_16 else "a card with tensor cores"
-    unaligned = bool(rates.unaligned_flops) and any(op[7] is not None and len(op[7]) > 2 for op in ops)
+    unaligned = bool(rates.unaligned_flops) and any(op.plan is not None and len(op.plan) > 2 for op in ops)
     padded = ["dimensions padded to multiples of 8 (16 bytes)"] if unaligned else []
     advice["gemm"] = ", ".join([*amp, *padded, faster])
-    transposes = rates.layout_transposes and not channels_last and any(op[9] for op in ops)
+    transposes = rates.layout_transposes and not channels_last and any(op.transpose_bytes for op in ops)
     advice["conv"] = ", ".join([*(["channels_last (no NCHW<->NHWC transposes)"] if transposes else []), *amp,
                                 faster])
-    advice["norm"] = ", ".join([*(["channels_last batch norm"] if any(op[8] for op in ops) else []),
+    advice["norm"] = ", ".join([*(["channels_last batch norm"] if any(op.bn_elements for op in ops) else []),
                                 "fused norm kernels (torch.compile, apex)"])
-    if any(op[12] for op in ops):  # a fused kernel already
+    if any(op.tiles for op in ops):  # a fused kernel already
         if rates.exponentials_s:
             advice["attention"] = ("a larger head dim (fewer softmax exponentials per FLOP), sequence lengths that "
                                    "fill 128-row tiles")
@@ -285,7 +302,7 @@ def _index_bound_elements(op: OpCost, channels_last: bool) -> float:
 def prepare_ops(ops: Sequence[OpCost], tp: int = 1, runtime: str = "eager", align_elems: int = 8,
                 nchw: bool = False, training_norms: bool = True,
                 channels_last: bool = False, rows: Sequence[int] = ()) -> tuple[PreparedOp, ...]:
-    """Ops as plain tuples; under tensor parallel ``tp`` each GPU runs 1/tp of all but norms.
+    """Ops as ``PreparedOp`` tuples; under tensor parallel ``tp`` each GPU runs 1/tp of all but norms.
 
     Megatron without sequence parallelism keeps layer norms (and dropout) replicated; launches
     stay per GPU.  Ops that only one runtime runs (``OpCost.runtime``) are left out for the others.
@@ -311,10 +328,10 @@ def prepare_ops(ops: Sequence[OpCost], tp: int = 1, runtime: str = "eager", alig
         library = ("conv" if op.kind == "conv" else "recurrent" if op.serial_steps
                    else "embedding" if op.name.split("[")[0] in EMBEDDING_BACKWARDS
                    else "attention" if op.kind == "attention" and op.tile_flops and op.tensor_core else "")
-        out.append((op.flops / div, op.bytes / div, op.count, op_class(op), op.min_dim or 0, phase, op_group(op),
-                    _gemm_plan(op, tp, align_elems, rows), bn, transpose, op.serial_steps,
-                    _index_bound_elements(op, channels_last) / div,
-                    (op.tile_flops + FUSED_ATTENTION_BLOCK_TILES * op.block_flops) / div, library))
+        out.append(PreparedOp(op.flops / div, op.bytes / div, op.count, op_class(op), op.min_dim or 0, phase,
+                              op_group(op), _gemm_plan(op, tp, align_elems, rows), bn, transpose, op.serial_steps,
+                              _index_bound_elements(op, channels_last) / div,
+                              (op.tile_flops + FUSED_ATTENTION_BLOCK_TILES * op.block_flops) / div, library))
     return tuple(out)
 
 
