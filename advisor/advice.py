@@ -34,6 +34,8 @@ FIT_COLUMNS: tuple[str, ...] = ("change", "how", "fits", "gpu_id", "gpu_name", "
                                 "usable_per_gpu_gib", "step_s", "effective_samples_per_s", "time_to_train_s",
                                 "cloud_usd_per_hour", "price_usd", "levers", "note")
 _GIB = 1024**3
+#: One part of a combination tried: (its levers, its estimate keywords, its words, its CLI flags).
+_Combo = tuple[tuple[str, ...], dict[str, Any], str, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -263,9 +265,9 @@ def fit_options(model: Any, gpu: str | GpuSpec, *, num_gpus: int = 1, max_gpus: 
     rank = lora or DEFAULT_LORA_RANK
 
     # what each change is: (lever, words, flags, note, estimate keywords)
-    ckpt = ("checkpointing", "gradient checkpointing", "--gradient-checkpointing",
-            "recomputes activations in backward: about one more forward pass of compute",
-            {"gradient_checkpointing": True})
+    ckpt: tuple[str, str, str, str, dict[str, Any]] = (
+        "checkpointing", "gradient checkpointing", "--gradient-checkpointing",
+        "recomputes activations in backward: about one more forward pass of compute", {"gradient_checkpointing": True})
     model_levers: list[tuple[str, str, str, str, dict[str, Any]]] = []
     if train and optimizer in ("adam", "adamw") and not lora:
         model_levers.append(("8-bit optimizer", "8-bit optimizer", "--optimizer adamw-8bit",
@@ -321,13 +323,14 @@ def fit_options(model: Any, gpu: str | GpuSpec, *, num_gpus: int = 1, max_gpus: 
 
     # 2. combinations, fewest changes first; one is listed only when no smaller combination fits
     shard = "zero3" if train else "tp"
-    sw_first = [((), {}, "", "")]
+    sw_first: list[_Combo] = [((), {}, "", "")]
     if train and not kwargs.get("gradient_checkpointing"):
         sw_first.append(((ckpt[0],), ckpt[4], ckpt[1], ckpt[2]))
-    sw_second = [((), {}, "", "")] + [((lv,), kw, what, how) for lv, what, how, _, kw in model_levers]
-    hardware = [((), {}, "", "")] + [((f"{n} x {shard}",), {"num_gpus": n, "parallelism": shard},
-                                     f"{'ZeRO-3' if train else 'tensor parallel'} over {n} x {spec.name}",
-                                     f"--num-gpus {n} --parallelism {shard}") for n in more_cards]
+    sw_second: list[_Combo] = [((), {}, "", "")] + [((lv,), kw, what, how) for lv, what, how, _, kw in model_levers]
+    hardware: list[_Combo] = [((), {}, "", "")] + [
+        ((f"{n} x {shard}",), {"num_gpus": n, "parallelism": shard},
+         f"{'ZeRO-3' if train else 'tensor parallel'} over {n} x {spec.name}", f"--num-gpus {n} --parallelism {shard}")
+        for n in more_cards]
     combos = []
     for a in sw_first:
         for b in sw_second:
@@ -361,11 +364,11 @@ def fit_options(model: Any, gpu: str | GpuSpec, *, num_gpus: int = 1, max_gpus: 
             continue
         k = math.ceil(batch / m) * accum
         step = "accumulation steps" if train else "requests at a time"
+        changes: dict[str, Any] = {**kw, "batch_size": m, **({"grad_accum": k} if train else {})}
         opt = attempt(" + ".join([*words, f"micro-batch {m} x {k} {step}" if train else f"batches of {m}"]),
                       " ".join([*flags, f"--batch-size {m}"] + ([f"--grad-accum {k}"] if train else [])),
                       f"{m} x {k} = {m * k} samples per optimizer step (asked {batch * accum})" if train else
-                      f"serve {m} at a time", (*levers, "micro-batch"), **kw, batch_size=m,
-                      **({"grad_accum": k} if train else {}))
+                      f"serve {m} at a time", (*levers, "micro-batch"), **changes)
         if opt is not None and not opt.fits:
             options.remove(opt)  # the micro-batch was sized to fit: a miss here is rounding, not a lever
 

@@ -40,7 +40,8 @@ from advisor.ranking import (
     tie_summary,
 )
 from advisor.recommendation import FRAME_COLUMNS, REJECTION_CODES, Candidate, Recommendation, Rejection
-from advisor.workload.options import WorkloadOptions
+from advisor.workload.base import Workload
+from advisor.workload.options import WorkloadOptions, check_count
 
 __all__ = ["FRAME_COLUMNS", "OBJECTIVES", "OBJECTIVE_ALIASES", "REJECTION_CODES", "Candidate", "Objective",
            "Recommendation", "Rejection", "effective_rate", "gpu_counts", "recommend"]
@@ -61,16 +62,16 @@ def _estimator() -> Callable[..., Any]:
     """The estimator's per-card entry point (imported lazily; tests may replace this)."""
     from advisor.estimator import estimate_workload
 
-    return estimate_workload  # type: ignore[no-any-return]
+    return estimate_workload
 
 
 _REUSE_SIZE = 8
 #: Presets and config files/dicts built in this process, per (what names the model, build options): the same
 #: request gets the same workload object, so ``_reused`` finds its estimates.
-_BUILT: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
+_BUILT: OrderedDict[tuple[Any, ...], Workload] = OrderedDict()
 
 
-def _build_workload(model: Any, **kwargs: Any) -> Any:
+def _build_workload(model: Any, **kwargs: Any) -> Workload:
     from advisor.workload import load_workload
 
     key = _build_key(model, kwargs)
@@ -114,34 +115,32 @@ def _build_key(model: Any, kwargs: Mapping[str, Any]) -> tuple[Any, ...] | None:
 #: made of it: a repeated request for the same workload object (the trace cache hands the same one back within a
 #: process; the dashboard re-ranks by another objective, budget or filter) reuses the estimator's preparation
 #: (``advisor.estimator.prepare_workload``, per workload object) and re-prices no (card, count) pair it priced.
-_REUSE: OrderedDict[int, tuple[Any, Any, dict[tuple[Any, ...], Any]]] = OrderedDict()
+_REUSE: OrderedDict[int, tuple[Workload, Workload, dict[tuple[Any, ...], Any]]] = OrderedDict()
 
 
-def _reused(workload: Any) -> tuple[Any, dict[tuple[Any, ...], Any]]:
+def _reused(workload: Workload) -> tuple[Workload, dict[tuple[Any, ...], Any]]:
     """(the memoized workload, its estimates so far) for a workload object, kept for the last few."""
     hit = _REUSE.get(id(workload))
     if hit is not None and hit[0] is workload:
         _REUSE.move_to_end(id(workload))
         return hit[1], hit[2]
-    entry = (workload, _memoize_rebuild(workload), {})
+    entry: tuple[Workload, Workload, dict[tuple[Any, ...], Any]] = (workload, _memoize_rebuild(workload), {})
     _REUSE[id(workload)] = entry
     while len(_REUSE) > _REUSE_SIZE:
         _REUSE.popitem(last=False)
     return entry[1], entry[2]
 
 
-def _memoize_rebuild(workload: Any) -> Any:
+def _memoize_rebuild(workload: Workload) -> Workload:
     """Make ``with_batch_size`` cached, so each distinct per-GPU micro-batch is built once."""
-    rebuild = workload.options.get("rebuild") if isinstance(getattr(workload, "options", None), Mapping) else None
-    if rebuild is None or not dataclasses.is_dataclass(workload):
+    rebuild = workload.options.get("rebuild")
+    if rebuild is None:
         return workload
 
     @functools.cache
-    def rebuild_cached(batch_size: int) -> Any:
-        built = rebuild(batch_size)
-        if isinstance(getattr(built, "options", None), Mapping) and dataclasses.is_dataclass(built):
-            built = dataclasses.replace(built, options={**built.options, "rebuild": rebuild_cached})
-        return built
+    def rebuild_cached(batch_size: int) -> Workload:
+        built: Workload = rebuild(batch_size)
+        return dataclasses.replace(built, options={**built.options, "rebuild": rebuild_cached})
 
     return dataclasses.replace(workload, options={**workload.options, "rebuild": rebuild_cached})
 
@@ -149,10 +148,7 @@ def _memoize_rebuild(workload: Any) -> Any:
 def _check_inputs(max_gpus: int, objective: str, budget_usd: float | None, vendor: str | None,
                   segment: str | None, epochs: float, dataset_samples: int | None,
                   total_tokens: float | None) -> None:
-    if isinstance(max_gpus, bool) or not isinstance(max_gpus, int) or max_gpus < 1:
-        raise EstimateError(f"max_gpus must be a whole number >= 1, got {max_gpus!r}")
-    if max_gpus > 1024:
-        raise EstimateError(f"max_gpus must be <= 1024, got {max_gpus}")
+    check_count("max_gpus", max_gpus)
     if objective not in OBJECTIVES and objective not in OBJECTIVE_ALIASES:
         raise EstimateError(f"unknown objective {objective!r}", hint=f"accepted: {', '.join(OBJECTIVES)}")
     if budget_usd is not None and (not isinstance(budget_usd, (int, float)) or not math.isfinite(budget_usd)
@@ -164,8 +160,8 @@ def _check_inputs(max_gpus: int, objective: str, budget_usd: float | None, vendo
         raise EstimateError(f"unknown segment {segment!r}", hint=f"accepted: {', '.join(SEGMENTS)}")
     if not (isinstance(epochs, (int, float)) and math.isfinite(epochs) and epochs > 0):
         raise EstimateError(f"epochs must be > 0, got {epochs!r}")
-    if dataset_samples is not None and (not isinstance(dataset_samples, int) or dataset_samples <= 0):
-        raise EstimateError(f"dataset_samples must be a whole number > 0, got {dataset_samples!r}")
+    if dataset_samples is not None:
+        check_count("dataset_samples", dataset_samples)
     if total_tokens is not None and not (isinstance(total_tokens, (int, float)) and total_tokens > 0):
         raise EstimateError(f"total_tokens must be > 0, got {total_tokens!r}")
 

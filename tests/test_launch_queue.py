@@ -15,16 +15,16 @@ import pytest
 from advisor import estimate
 from advisor.estimator import efficiency, profiles
 from advisor.estimator.host import QUEUE_SOURCE, queue_replay
-from advisor.estimator.time import PHASES
+from advisor.estimator.time import PHASES, PreparedOp
 
 FWD, BWD, OPT = PHASES.index("forward"), PHASES.index("backward"), PHASES.index("optimizer")
 EFF = dataclasses.replace(profiles.defaults_for("Hopper"), host_op_s=1e-3, host_launch_s=0.0)
 SHARE = efficiency.TRACED_HOST_BACKWARD_FRACTION  # a traced step's backward dispatch share
 
 
-def _op(phase: int, kernel: bool = True) -> tuple:
+def _op(phase: int, kernel: bool = True) -> PreparedOp:
     """A prepared op of one call in ``phase`` (bytes > 0: it launches a kernel)."""
-    return (0.0, 1.0 if kernel else 0.0, 1, 3, 0, phase, 0, None, 0.0, 0.0, 0, 0.0, 0.0, "")
+    return PreparedOp(0.0, 1.0 if kernel else 0.0, 1, 3, 0, phase, 0, None, 0.0, 0.0, 0, 0.0, 0.0, "")
 
 
 def test_the_gpu_waits_for_the_host_only_where_the_host_is_behind() -> None:

@@ -3,9 +3,10 @@
 The pairs are in tests/data/published_ratios.csv.
 
 Each row is one workload measured on two cards by the same harness (Lambda's DeepLearningExamples tables, the MAMF /
-AMD MAF matmul tables, MosaicML's LLM Foundry, torch-performance-test-data's square-matmul script).  The predicted ratio (card A over card B, uncalibrated) must point the
-same way and lie within +-25% of the published one.  Rows whose source chose a profile figure say so (``chose``):
-they check consistency, not independence.  The H200-vs-H100 pairs of the shared GPU runs are in test_replay.py.
+AMD MAF matmul tables, MosaicML's LLM Foundry, torch-performance-test-data's square-matmul script).  The predicted
+ratio (card A over card B, uncalibrated) must point the same way and lie within +-25% of the published one.  Rows
+whose source chose a profile figure say so (``chose``): they check consistency, not independence.  The H200-vs-H100
+pairs of the shared GPU runs are in test_replay.py.
 """
 
 from __future__ import annotations
@@ -90,8 +91,8 @@ def _gemm_tflops(card: str, precision: str, shape: str) -> float:
     m, n, k = (int(x) for x in shape.split("x"))
     flops = 2.0 * m * n * k
     # PyTorch keeps TF32 off for fp32 matmuls by default: a fp32 torch.matmul runs cuBLAS SGEMM on the CUDA cores
-    ops = prepare_ops([OpCost("mm", "matmul", "forward", flops, 2.0 * (m * k + k * n + m * n), tensor_core=precision != "fp32",
-                              gemms=((m, n, k),), min_dim=min(m, n, k))])
+    ops = prepare_ops([OpCost("mm", "matmul", "forward", flops, 2.0 * (m * k + k * n + m * n),
+                              tensor_core=precision != "fp32", gemms=((m, n, k),), min_dim=min(m, n, k))])
     seconds = ops_time_detail(ops, rates).phases[0] - rates.launch_s
     return flops / seconds / 1e12
 

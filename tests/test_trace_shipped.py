@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from advisor.workload import from_preset, trace_presets, trace_shipped
+from advisor.workload import from_preset, trace_presets, trace_shipped, trace_zoo
 from advisor.workload.trace_shipped import DATA_DIR, MANIFEST, MODES, TRACE_PRECISIONS
+from tests.benchmark_scripts import load
 
 ROOT = Path(__file__).resolve().parent.parent
 REGENERATE = "regenerate them: python benchmarks/ship_traces.py (see advisor/workload/trace_shipped.py)"
@@ -39,6 +40,8 @@ def test_every_traced_preset_ships_every_mode_and_trace_precision() -> None:
     entries = _manifest()["entries"]
     want = {trace_shipped.entry_name(b, img, seq, mode, prec)
             for _preset, b, img, seq in trace_shipped.default_shapes() for mode in MODES for prec in TRACE_PRECISIONS}
+    want |= {trace_shipped.zoo_entry_name(*case) for case in load("ship_traces").zoo_cases()}
+    want |= {trace_shipped.zoo_decode_entry_name(*case) for case in load("ship_traces").zoo_decode_cases()}
     assert set(entries) == want, REGENERATE
     assert {p.name for p in DATA_DIR.glob("*.json.gz")} == want
     total = sum(p.stat().st_size for p in DATA_DIR.glob("*.json.gz"))
@@ -56,6 +59,59 @@ def test_a_fresh_trace_gives_the_shipped_bytes(builder: str, size: int, mode: st
     name = trace_shipped.entry_name(builder, img, seq, mode, precision)
     _data, digest = trace_shipped.encode(trace_presets.trace_pair(builder, img, seq, mode, precision))
     assert digest == _manifest()["entries"][name], REGENERATE
+
+
+def test_a_fresh_zoo_trace_gives_the_shipped_bytes_and_workload(monkeypatch: pytest.MonkeyPatch) -> None:
+    from advisor.workload.zoo import TRANSFORMERS
+
+    # the case with the fewest layers, not checkpointed: one trace of ~10-30 s on the loaded 2-core VM
+    case = min(load("ship_traces").zoo_cases(), key=lambda c: (c[4], TRANSFORMERS[c[0]]["layers"], c[1] * c[2]))
+    fresh = trace_zoo.zoo_trace(*case)
+    assert trace_shipped.encode_zoo(fresh)[1] == _manifest()["entries"][trace_shipped.zoo_entry_name(*case)], \
+        REGENERATE
+    model, batch, seq, precision, ckpt = case
+    shipped = trace_zoo.zoo_workload(model, batch, seq, precision, "adamw", ckpt)
+    monkeypatch.setattr(trace_shipped, "shipped_zoo_trace", lambda *a, **k: None)
+    monkeypatch.setattr(trace_zoo, "zoo_trace", lambda *a: fresh)
+    traced = trace_zoo.zoo_workload(model, batch, seq, precision, "adamw", ckpt)
+    assert traced.ops == shipped.ops and traced.calls == shipped.calls and traced.family == shipped.family
+    assert {k: v for k, v in traced.options.items() if k != "rebuild"} == \
+        {k: v for k, v in shipped.options.items() if k != "rebuild"}
+
+
+def test_a_fresh_count_of_a_decoding_loop_gives_the_shipped_one() -> None:
+    from advisor.validate.records import _autocast
+
+    model, precision = load("ship_traces").zoo_decode_cases()[0]
+    fresh = trace_zoo.zoo_decode_count(model, precision, lambda: _autocast(precision, "cpu"))
+    assert trace_shipped.shipped_zoo_decode_ops(model, precision) == fresh, REGENERATE
+
+
+def test_replaying_the_shared_runs_traces_no_zoo_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # each zoo row of the shared runs, as validate's predictor builds it, comes from the shipped set
+    from advisor.validate import predictors
+    from advisor.validate.replay import case_from_row
+
+    def no_trace(*args: object) -> None:
+        raise AssertionError(f"traced {args}: not shipped ({REGENERATE})")
+
+    monkeypatch.setenv("GPU_ADVISOR_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(trace_zoo, "zoo_trace", no_trace)
+    monkeypatch.setattr(trace_zoo, "zoo_decode_count", no_trace)
+    predictors._zoo_workload.cache_clear()
+    predictors._zoo_decode_ops.cache_clear()
+    built = 0
+    try:
+        for path in sorted((ROOT / "tests" / "data" / "gpu-runs").glob("*/validate-*.json")):
+            for row in json.loads(path.read_text())["rows"]:
+                case = case_from_row(row["model"], row["config"])
+                if case.model in predictors.TRANSFORMERS and (case.mode == "train" or case.gen_len):
+                    predictors.estimator_model(case)
+                    built += 1
+    finally:
+        predictors._zoo_workload.cache_clear()
+        predictors._zoo_decode_ops.cache_clear()
+    assert built >= 21
 
 
 def test_shipped_pair_round_trips_exactly() -> None:

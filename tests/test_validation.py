@@ -209,6 +209,17 @@ def test_num_gpus_and_epochs_have_ranges_too() -> None:
         estimate("gpt2", GPU, calibration=None, epochs=float("inf"))
 
 
+@pytest.mark.parametrize(("name", "value"), [
+    ("max_gpus", 0), ("max_gpus", 1025), ("max_gpus", True), ("dataset_samples", 0), ("dataset_samples", True),
+    ("dataset_samples", 10**31), ("dataset_samples", 1.5e6),
+], ids=_id)
+def test_recommends_job_counts_are_checked_by_the_one_count_rule(name: str, value: Any) -> None:
+    low, high = COUNT_LIMITS[name]
+    with pytest.raises(OptionError) as info:
+        recommend("gpt2", calibration=None, **{name: value})
+    assert f"{name} must be a whole number >= {low:,} and <= {high:,}, got {show(value)}" == info.value.message
+
+
 def test_the_cli_refuses_a_huge_sequence_cleanly(capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["estimate", "--model", "llama-3-8b", "--gpu", GPU, "--seq-len", str(2**40), "--calibration", "none"])
     err = capsys.readouterr().err

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from advisor.precision import ELEMENT_BYTES
 from advisor.units import GiB, format_bytes
@@ -34,7 +34,13 @@ def live_sample_row(row: Mapping[str, Any], t_s: float) -> dict[str, Any]:
 _LEVELS = {"ok": "ok", "info": "info", "warning": "warn", "problem": "error"}
 
 
-def _as_dict(obj: Any) -> dict[str, Any]:
+class _Recorded(Protocol):
+    """A result record (``DeviceInfo``, ``Verdict``): its JSON-safe dict."""
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+def _as_dict(obj: Mapping[str, Any] | _Recorded) -> dict[str, Any]:
     if isinstance(obj, Mapping):
         return dict(obj)
     return obj.to_dict()
@@ -195,9 +201,9 @@ def roofline_frame(result: Mapping[str, Any], specs: Mapping[str, Mapping[str, A
             continue
         if k.get("skipped") or k.get("error") or k.get("unit") != "TFLOP/s":
             continue
-        x = matmul_intensity(k.get("shape"), k.get("precision"))
-        if x is not None:
-            points.append({"kernel": _kernel_label(k), "precision": k.get("precision"), "intensity": x,
+        intensity = matmul_intensity(k.get("shape"), k.get("precision"))
+        if intensity is not None:
+            points.append({"kernel": _kernel_label(k), "precision": k.get("precision"), "intensity": intensity,
                            "tflops": float(k["value"])})
     return {"lines": pd.DataFrame(lines, columns=["intensity", "tflops", "roof"]),
             "points": pd.DataFrame(points, columns=["kernel", "precision", "intensity", "tflops"])}

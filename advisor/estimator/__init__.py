@@ -13,7 +13,6 @@ import dataclasses
 from typing import Any
 
 from advisor.catalog import GpuSpec
-from advisor.errors import EstimateError
 from advisor.estimator._assumptions import assumptions
 from advisor.estimator._build import build_workload, is_named_model
 from advisor.estimator._input import DECODE_IMAGES_PER_S_PER_CORE, HOST_CORES_PER_GPU, InputPipeline, input_pipeline
@@ -29,6 +28,7 @@ from advisor.estimator.profiles import efficiency_for, profile_for
 from advisor.estimator.time import TimeEstimate, card_rates, check_runtime
 from advisor.estimator.uncertainty import RANGE_SOURCE, evidence_level, step_range
 from advisor.workload.base import Workload
+from advisor.workload.options import check_count
 
 __all__ = ["DECODE_IMAGES_PER_S_PER_CORE", "HALF_ON_FP32_UNITS", "HOST_CORES_PER_GPU", "Estimate", "InputPipeline",
            "MemoryEstimate", "PreparedWorkload", "StepTime", "StoredProbes", "TimeEstimate", "build_workload",
@@ -68,9 +68,7 @@ def estimate_workload(workload: Workload | PreparedWorkload, spec: GpuSpec, *, n
     w0 = prep.workload
     arch = dict(w0.arch or {})
     plan = resolve_plan(parallelism, num_gpus, num_heads=arch.get("num_heads"))
-    global_batch = batch_size if batch_size is not None else w0.batch_size
-    if isinstance(global_batch, bool) or not isinstance(global_batch, int) or global_batch < 1:
-        raise EstimateError(f"batch_size must be a whole number >= 1, got {global_batch!r}")
+    global_batch = check_count("batch_size", batch_size if batch_size is not None else w0.batch_size)
     micro = ceil_div(global_batch, plan.dp)
     w = prep.micro(micro)
     package_note = None

@@ -25,7 +25,7 @@ def build_workload(model: Any, options: WorkloadOptions | None = None, *, exampl
     if isinstance(model, Workload):
         return model
     try:
-        from advisor.workload import load_workload  # type: ignore[attr-defined]
+        from advisor.workload import load_workload
     except ImportError as exc:
         raise EstimateError("the workload builder (advisor.workload.load_workload) is not available") from exc
     kw = (options or WorkloadOptions()).builder_kwargs(batch=is_named_model(model))

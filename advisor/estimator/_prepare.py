@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from advisor.errors import EstimateError
 from advisor.estimator.gemm import activation_rows
@@ -74,7 +74,7 @@ class PreparedWorkload:
         hit = self._priced.get(key, _MISSING)
         if hit is _MISSING:
             hit = self._priced[key] = price()
-        return hit  # type: ignore[no-any-return]
+        return cast(T, hit)  # the cache holds, per key, what that key's ``price`` returned
 
 
 _MISSING = object()

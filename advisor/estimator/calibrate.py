@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,7 @@ def precision_key(precision: str) -> str:
 
 
 def _device_index(probe: Any, catalog_id: str) -> int | None:
-    devices = getattr(probe, "devices", ()) or ()
+    devices: Sequence[Any] = getattr(probe, "devices", ()) or ()  # a ProbeResult's, or a duck-typed probe's
     for d in devices:
         if getattr(d, "catalog_id", None) == catalog_id:
             return int(d.index)

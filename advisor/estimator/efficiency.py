@@ -135,6 +135,7 @@ class ArchEfficiency:
         if "matmul" in changes and "matmul_vector" not in changes:
             changes["matmul_vector"] = None
             changes.setdefault("fp32_matrix", 1.0)
+        # each keyword names a field of its own type (a figure, ``matmul_vector``'s None, a text): no one type fits all
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
 
     @property

@@ -37,7 +37,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from advisor.catalog import GpuSpec
 
 #: Output tile shapes (rows, columns) a cuBLAS heuristic chooses from, with the per-SM rate each reaches relative
 #: to the largest: a smaller tile re-uses each loaded operand fewer times, so it runs below the SM's peak but fills
@@ -92,14 +95,14 @@ SIMT_SOURCE = ("CUDA-core (SIMT) GEMMs: cuBLAS sgemm tiles 128x128 down to 32x32
 NO_TENSOR_CORE_ARCHS: tuple[str, ...] = ("pascal", "maxwell", "kepler", "gcn", "rdna 1", "rdna 2", "rdna1", "rdna2")
 
 
-def has_tensor_cores(spec: Any) -> bool:
+def has_tensor_cores(spec: GpuSpec) -> bool:
     """Whether a card (``GpuSpec``) has matrix units: its ``tensor_cores`` count, else by architecture name."""
     if spec.tensor_cores is not None:
         return spec.tensor_cores > 0
     return not spec.architecture.strip().lower().startswith(NO_TENSOR_CORE_ARCHS)
 
 
-def tensor_core_gemms(spec: Any, precision: str, rate_used: str) -> bool:
+def tensor_core_gemms(spec: GpuSpec, precision: str, rate_used: str) -> bool:
     """Whether matmuls the workload flags ``tensor_core`` at ``precision`` can run on the card's tensor cores.
 
     ``rate_used``: whose rate the matmuls run at (``advisor.estimator._peaks.matmul_rate``: ``fp32`` or

@@ -10,9 +10,8 @@ compute, so the host time adds instead.  Pure arithmetic over ``advisor.estimato
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
 
-from advisor.estimator.efficiency import HOST_BACKWARD_FRACTION, TRACED_HOST_BACKWARD_FRACTION
+from advisor.estimator.efficiency import HOST_BACKWARD_FRACTION, TRACED_HOST_BACKWARD_FRACTION, ArchEfficiency
 from advisor.estimator.time import PHASES, PreparedOp
 
 #: Host time of a cuDNN call beyond a generic dispatched op, in forward-op units (``host_op_s``, so that a probe of
@@ -91,7 +90,7 @@ LIBRARY_OPS: dict[str, tuple[str, str]] = {
     "_scaled_dot_product_cudnn_attention_backward": ("attention", "backward")}
 
 
-def dispatched_library_ops(names: Mapping[str, int], eff: Any) -> float:
+def dispatched_library_ops(names: Mapping[str, int], eff: ArchEfficiency) -> float:
     """Library op-equivalents, beyond a generic op each, of the aten ops dispatched on a card (name -> count).
 
     What a host timing per dispatched op holds beyond its generic ops: the probe's host kernels divide by their ops
@@ -105,7 +104,7 @@ def dispatched_library_ops(names: Mapping[str, int], eff: Any) -> float:
     return total
 
 
-def _library_ops_per_call(op: PreparedOp, eff: Any) -> float:
+def _library_ops_per_call(op: PreparedOp, eff: ArchEfficiency) -> float:
     """One call's host time beyond a generic op, in forward-op units, on ``eff``'s card (its profile's figures)."""
     if not op.library:
         return 0.0
@@ -115,7 +114,7 @@ def _library_ops_per_call(op: PreparedOp, eff: Any) -> float:
     return eff.library_call_ops(op.library, key)
 
 
-def library_call_ops(ops: Sequence[PreparedOp], eff: Any, serial: bool = False) -> list[float]:
+def library_call_ops(ops: Sequence[PreparedOp], eff: ArchEfficiency, serial: bool = False) -> list[float]:
     """Per phase: the library calls' host time beyond a generic op, in forward-op units (``LIBRARY_CALL_HOST_OPS``).
 
     Zero for a call whose library the card does not run (its profile's ``library_ops``), and all zero on the
@@ -138,17 +137,17 @@ def backward_fraction(eager_ops: Mapping[str, int]) -> float:
     return HOST_BACKWARD_FRACTION if "backward" in eager_ops else TRACED_HOST_BACKWARD_FRACTION
 
 
-def backward_op_s(eff: Any, backward: float) -> float:
+def backward_op_s(eff: ArchEfficiency, backward: float) -> float:
     """Host seconds per backward op: a probe's measured figure for this host, else ``backward`` of a forward op."""
     return eff.host_backward_op_s or eff.host_op_s * backward
 
 
-def _dispatch_s(phase: int, eff: Any, backward: float) -> float:
+def _dispatch_s(phase: int, eff: ArchEfficiency, backward: float) -> float:
     """Host seconds to dispatch one generic op in ``phase`` (backward ops: ``backward_op_s``)."""
     return backward_op_s(eff, backward) if PHASES[phase] == "backward" else eff.host_op_s
 
 
-def phase_host_s(ops: Sequence[PreparedOp], eager_ops: Mapping[str, int], eff: Any, serial: bool = False,
+def phase_host_s(ops: Sequence[PreparedOp], eager_ops: Mapping[str, int], eff: ArchEfficiency, serial: bool = False,
                  checkpointed: bool = False, library: Sequence[float] | None = None) -> list[float]:
     """Host seconds per phase of PyTorch eager: dispatch, CUDA launch calls, cuDNN calls, checkpointing.
 
@@ -187,7 +186,7 @@ def phase_host_s(ops: Sequence[PreparedOp], eager_ops: Mapping[str, int], eff: A
 
 
 def host_floor(phases: Sequence[float], ops: Sequence[PreparedOp], eager_ops: Mapping[str, int],
-               eff: Any, serial: bool = False, checkpointed: bool = False,
+               eff: ArchEfficiency, serial: bool = False, checkpointed: bool = False,
                library: Sequence[float] | None = None) -> tuple[list[float], float]:
     """Per-phase seconds with the eager host's dispatch time applied, and the host time exposed.
 
@@ -209,7 +208,7 @@ def host_floor(phases: Sequence[float], ops: Sequence[PreparedOp], eager_ops: Ma
 
 
 def queue_replay(calls: Sequence[tuple[int, float]], ops: Sequence[PreparedOp], per_op_s: Sequence[float],
-                 phases: Sequence[float], host: Sequence[float], eff: Any, launch_s: float, backward: float,
+                 phases: Sequence[float], host: Sequence[float], eff: ArchEfficiency, launch_s: float, backward: float,
                  sync_before: Sequence[int] = ()) -> tuple[list[float], float]:
     """Per-phase seconds and the host time exposed, replaying PyTorch eager's launch queue call by call.
 

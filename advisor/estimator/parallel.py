@@ -23,6 +23,7 @@ from typing import Any
 
 from advisor.errors import EstimateError
 from advisor.workload.base import PARALLELISMS as STRATEGIES
+from advisor.workload.options import check_count
 
 #: Achieved NCCL bus bandwidth as a fraction of the one-direction link peak.
 NVLINK_BUS_EFFICIENCY = 0.80  # nccl-tests all_reduce_perf on 8x H100 SXM: ~360 of 450 GB/s without NVLS
@@ -89,8 +90,7 @@ def resolve_plan(parallelism: str | None, num_gpus: int, *, num_heads: int | Non
         EstimateError: unknown strategy, non-positive count, tensor parallel beyond one node or
             over a head count it does not divide.
     """
-    if isinstance(num_gpus, bool) or not isinstance(num_gpus, int) or num_gpus < 1:
-        raise EstimateError(f"num_gpus must be a whole number >= 1, got {num_gpus!r}")
+    check_count("num_gpus", num_gpus)
     if parallelism is not None and parallelism not in STRATEGIES:
         raise EstimateError(f"unknown parallelism {parallelism!r}", hint=f"accepted: {', '.join(STRATEGIES)}")
     if num_gpus == 1:

@@ -48,17 +48,9 @@ def _zoo_workload(model: str, batch_size: int, seq_len: int, precision: str, opt
     from advisor.workload.tracecache import cached_build
 
     def build(batch: int) -> Any:
-        import torch
+        from advisor.workload.trace_zoo import zoo_workload
 
-        from advisor.workload import zoo
-        from advisor.workload.trace import trace_module
-
-        module, facts = zoo.build(model, "meta")
-        tokens = torch.zeros((batch, seq_len), dtype=torch.long)
-        return trace_module(module, (tokens,), precision=precision, optimizer=optimizer, mode="train", name=model,
-                            step_loss=zoo.task_loss(facts),
-                            gradient_checkpointing=gradient_checkpointing,
-                            checkpoint_blocks=module.blocks if gradient_checkpointing else None)
+        return zoo_workload(model, batch, seq_len, precision, optimizer, gradient_checkpointing)
 
     key = {"model": model, "seq_len": seq_len, "precision": precision, "optimizer": optimizer,
            "gradient_checkpointing": gradient_checkpointing}
@@ -118,36 +110,10 @@ def estimator_model(case: Case) -> tuple[Any, dict[str, Any]]:
 
 @functools.lru_cache(maxsize=16)
 def _zoo_decode_ops(model: str, precision: str) -> dict[str, int]:
-    """Ops the zoo model's ``generate`` dispatches for the prefill and per generated token.
+    """Ops the zoo model's ``generate`` dispatches for the prefill and per generated token (``trace_zoo``)."""
+    from advisor.workload.trace_zoo import zoo_decode_ops
 
-    A TorchDispatchMode count of a 1- and a 3-token generation on the meta device (no memory, no compute).
-    """
-    import torch
-    from torch.utils._python_dispatch import TorchDispatchMode
-
-    from advisor.workload import zoo
-
-    class Count(TorchDispatchMode):
-        def __init__(self) -> None:
-            super().__init__()  # type: ignore[no-untyped-call]  # torch leaves it unannotated
-            self.n = 0
-
-        def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
-            self.n += 1
-            return func(*args, **(kwargs or {}))
-
-    module, _facts = zoo.build(model, "meta")
-    if precision in ("fp16", "bf16"):
-        module = module.to(dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
-    tokens = torch.zeros((1, 8), dtype=torch.long, device="meta")
-    counts = {}
-    for gen in (1, 3):
-        mode = Count()
-        with torch.inference_mode(), _autocast(precision, "cpu"), mode:
-            module.generate(tokens, gen)
-        counts[gen] = mode.n
-    per_token = (counts[3] - counts[1]) // 2
-    return {"prefill": counts[1] - per_token, "decode": per_token}
+    return zoo_decode_ops(model, precision, lambda: _autocast(precision, "cpu"))
 
 
 def estimate_case(case: Case, card: Any, *, calibration: Any = "auto") -> Any:

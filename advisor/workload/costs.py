@@ -11,6 +11,7 @@ from advisor.errors import WorkloadError
 from advisor.precision import activation_bytes, element_bytes, master_bytes
 from advisor.precision import optimizer_state_bytes as _state_bytes
 from advisor.workload.base import MODES, OPTIMIZERS, PRECISIONS, OpCost
+from advisor.workload.options import check_count
 
 
 def compute_bytes(precision: str) -> int:
@@ -57,9 +58,13 @@ def optimizer_op(trainable: int, precision: str, optimizer: str | None) -> OpCos
 
 
 def check_common(batch_size: Any, mode: str, precision: str, optimizer: str | None, grad_accum: Any) -> None:
-    """Reject bad sizes and unknown choices with the accepted values named."""
-    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size <= 0:
-        raise WorkloadError(f"batch_size must be a positive integer, got {batch_size!r}")
+    """Reject bad sizes and unknown choices with the accepted values named.
+
+    Raises:
+        WorkloadError: an unknown mode, precision or optimizer, a training-only precision in train mode, or
+            (``OptionError``, a ``WorkloadError``) a count outside ``COUNT_LIMITS``.
+    """
+    check_count("batch_size", batch_size)
     if mode not in MODES:
         raise WorkloadError(f"unknown mode {mode!r}", f"accepted: {', '.join(MODES)}")
     if precision not in PRECISIONS:
@@ -70,5 +75,4 @@ def check_common(batch_size: Any, mode: str, precision: str, optimizer: str | No
         raise WorkloadError(f"precision {precision!r} is for inference and quantized fine-tuning only",
                             "train with fp32, tf32, fp16, bf16, amp-fp16 or amp-bf16 (or use "
                             "lora_rank with quantize_base='nf4' for QLoRA)")
-    if not isinstance(grad_accum, int) or isinstance(grad_accum, bool) or grad_accum <= 0:
-        raise WorkloadError(f"grad_accum must be a positive integer, got {grad_accum!r}")
+    check_count("grad_accum", grad_accum)

@@ -34,9 +34,13 @@ COUNT_LIMITS: dict[str, tuple[int, int]] = {
     "grad_accum": (1, 2**20),
     "gen_len": (0, 2**24),
     "num_gpus": (1, 2**17),
+    "max_gpus": (1, 1024),  # recommend's largest card count tried (its loops try counts up to it)
+    "dataset_samples": (1, 10**30),  # the bound of every job figure (``MAX_JOB_FIGURE``)
 }
 #: The longest job ``epochs`` may describe.
 MAX_EPOCHS = 1e6
+#: The largest job figure (``dataset_samples``, ``total_tokens``, ``loader_samples_per_s``) accepted.
+MAX_JOB_FIGURE = 1e30
 
 
 class OptionError(EstimateError, WorkloadError):
@@ -124,7 +128,7 @@ class WorkloadOptions:
         real_number("epochs", epochs, minimum=0, maximum=MAX_EPOCHS, above_minimum=True, error=EstimateError)
         for name, value in job.items():
             if value is not None:
-                real_number(name, value, minimum=0, maximum=1e30, above_minimum=True, error=EstimateError)
+                real_number(name, value, minimum=0, maximum=MAX_JOB_FIGURE, above_minimum=True, error=EstimateError)
 
     def validate_quantize_base(self) -> None:
         """Reject a ``quantize_base`` the estimator does not model.

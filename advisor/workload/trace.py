@@ -29,6 +29,7 @@ from advisor.errors import WorkloadError
 from advisor.workload.aten_ops import Gemm, OpGroup, bucket_label, bucketed, call_order, merged, nbytes
 from advisor.workload.base import OpCost, Workload
 from advisor.workload.eager import optimizer_eager_ops
+from advisor.workload.options import check_count
 from advisor.workload.trace_autocast import cuda_autocast_policy
 from advisor.workload.trace_blocks import RecurrentFiling, checkpointed, find_blocks
 from advisor.workload.trace_record import Recording, recorder_type
@@ -344,17 +345,11 @@ def trace_module(
     step_loss = step_loss or ((lambda out, _inputs: loss_fn(out)) if loss_fn is not None else None)
     res = run_traced(module, inputs, dict(example_kwargs or {}), mode=mode, precision=precision, loss=step_loss,
                      frozen=tuple(frozen), label=label, checkpoint=ckpt, blocks=checkpoint_blocks)
-    ops = _ops_from(res.all_groups(), mode, precision)
-    calls = call_order(res.calls, res.gemm_keys(), ops)
-    opt = optimizer if mode == "train" else None
-    if opt and res.trainable_params:
-        ops.append(optimizer_op(res.trainable_params, precision, opt))
 
     def rebuild(new_batch: int) -> Workload:
         import torch
 
-        if not isinstance(new_batch, int) or new_batch <= 0:
-            raise WorkloadError(f"batch_size must be a positive integer, got {new_batch!r}")
+        check_count("batch_size", new_batch)
         with torch.device("meta"):
             new_inputs = tuple(torch.empty((new_batch, *x.shape[1:]), dtype=x.dtype) if hasattr(x, "shape") else x
                                for x in inputs)
@@ -363,15 +358,32 @@ def trace_module(
                             gradient_checkpointing=gradient_checkpointing, grad_accum=grad_accum, seq_len=seq_len,
                             image_size=image_size, checkpoint_blocks=checkpoint_blocks, step_loss=step_loss)
 
+    return traced_workload(res, label=label, family=family or _guess_family(module), mode=mode, batch=batch,
+                           precision=precision, optimizer=optimizer, frozen=bool(frozen), checkpoint=ckpt,
+                           grad_accum=grad_accum, seq_len=seq_len, image_size=image_size, rebuild=rebuild)
+
+
+def traced_workload(res: TraceResult, *, label: str, family: str, mode: str, batch: int, precision: str,
+                    optimizer: str | None, frozen: bool, checkpoint: bool, grad_accum: int, seq_len: int | None,
+                    image_size: int | None, rebuild: Callable[[int], Workload]) -> Workload:
+    """The ``Workload`` of one traced step (``run_traced``'s result) of a module, as ``trace_module`` returns it.
+
+    ``rebuild(batch)``: the same module at another batch size.
+    """
+    ops = _ops_from(res.all_groups(), mode, precision)
+    calls = call_order(res.calls, res.gemm_keys(), ops)
+    opt = optimizer if mode == "train" else None
+    if opt and res.trainable_params:
+        ops.append(optimizer_op(res.trainable_params, precision, opt))
     return Workload(
-        name=label, source="module", family=family or _guess_family(module), mode=mode,  # type: ignore[arg-type]
+        name=label, source="module", family=family, mode=mode,  # type: ignore[arg-type]
         batch_size=batch, precision=precision, optimizer=opt, params=res.params,
         trainable_params=res.trainable_params, activation_bytes=res.activation_bytes,
         transient_bytes=res.transient_bytes, ops=tuple(ops), calls=calls, seq_len=seq_len, image_size=image_size,
         tokens_per_sample=seq_len, input_bytes_per_sample=res.input_bytes / batch,
-        uncounted_ops=res.uncounted, assumptions=tuple(common_assumptions(precision, opt, mode, ckpt)),
+        uncounted_ops=res.uncounted, assumptions=tuple(common_assumptions(precision, opt, mode, checkpoint)),
         eager_ops=optimizer_eager_ops(opt, res.trainable_tensors),
-        options={"gradient_checkpointing": ckpt, "grad_accum": grad_accum, "frozen": bool(frozen) or
+        options={"gradient_checkpointing": checkpoint, "grad_accum": grad_accum, "frozen": frozen or
                  res.trainable_params < res.params, "rebuild": rebuild,
                  "traced_memory_bytes": {"parameters": res.param_bytes, "gradients": res.gradient_bytes,
                                          "activations": res.activation_bytes, "transient": res.transient_bytes,

@@ -24,6 +24,7 @@ from advisor.workload import zoo
 from advisor.workload.aten_ops import Gemm, OpGroup, bucket_label, bucketed, call_order, merged
 from advisor.workload.base import OpCost, Workload
 from advisor.workload.eager import optimizer_eager_ops
+from advisor.workload.options import check_count
 from advisor.workload.trace import TraceResult, common_assumptions, run_traced, trace_precision
 from advisor.workload.transformer import check_common, optimizer_op
 
@@ -194,13 +195,11 @@ def preset_workload(preset: Any, *, batch_size: int, seq_len: int | None, image_
     assumptions: list[str] = []
     if preset.family == "rnn":
         seq = seq_len if seq_len is not None else cfg["seq_len"]
-        if not isinstance(seq, int) or isinstance(seq, bool) or seq <= 0:
-            raise WorkloadError(f"seq_len must be a positive integer, got {seq!r}")
+        check_count("seq_len", seq)
         img = None
     else:
         img = image_size if image_size is not None else cfg["image_size"]
-        if not isinstance(img, int) or isinstance(img, bool) or img <= 0:
-            raise WorkloadError(f"image_size must be a positive integer, got {img!r}")
+        check_count("image_size", img)
         if preset.name == "mnist-cnn" and img < 28:
             raise WorkloadError(f"image_size {img} is too small for mnist-cnn", "use image_size >= 28")
         if preset.family == "vit" and img != 224:

@@ -7,6 +7,9 @@ preset at its default image size / sequence length, in both modes and at every p
 differently (``TRACE_PRECISIONS``; tf32, fp8, int8 and int4 trace as fp32), without gradient checkpointing.
 Any batch size, optimizer and accumulation is built from them exactly as from a fresh trace (the same scaling
 code runs on the same numbers); other shapes are traced as before (and kept in the user's trace cache).
+Beside them ship the raw traces of the ``validate`` zoo's training steps that the shared GPU runs
+(``tests/data/gpu-runs``) need, one file per case (``zoo_entry_name``; see ``advisor.workload.trace_zoo``), so a
+first ``validate --replay`` of those runs traces nothing either.
 
 The set is keyed by the tracer's code (``tracer_fingerprint``: a hash of the tracing modules and the zoo's
 model definitions) and the torch and torchvision versions it was made with.  It is used only where the code
@@ -14,7 +17,7 @@ matches and the installed torch is the same release (major.minor) or absent; eac
 manifest and checked before use.  Anything else -> trace.  ``tests/test_trace_shipped.py`` fails when the set is
 stale; regenerate it with::
 
-    python benchmarks/ship_traces.py            # ~16 min on a loaded 2-core VM
+    python benchmarks/ship_traces.py            # ~10 min on a loaded 2-core VM
 
 Deterministic: the same tracer and torch give byte-identical files (sorted keys, gzip without a timestamp).
 """
@@ -74,6 +77,16 @@ def entry_name(builder: str, image_size: int | None, seq_len: int | None, mode: 
     """The file name of one shipped shape."""
     size = f"img{image_size}" if image_size is not None else f"seq{seq_len}"
     return f"{builder}-{size}-{mode}-{precision}.json.gz"
+
+
+def zoo_entry_name(model: str, batch_size: int, seq_len: int, precision: str, checkpoint: bool) -> str:
+    """The file name of one shipped zoo training step (``advisor.workload.trace_zoo``)."""
+    return f"zoo-{model}-b{batch_size}-seq{seq_len}-train-{precision}{'-ckpt' if checkpoint else ''}.json.gz"
+
+
+def zoo_decode_entry_name(model: str, precision: str) -> str:
+    """The file name of one shipped count of a zoo model's decoding loop (``trace_zoo.zoo_decode_ops``)."""
+    return f"zoo-{model}-decode-{precision}.json.gz"
 
 
 # -- JSON form ---------------------------------------------------------------------------------------------------
@@ -163,6 +176,17 @@ def _from_document(doc: Mapping[str, Any]) -> tuple[TraceResult, TraceResult, di
     return r1, r2, facts
 
 
+def _zoo_document(traced: tuple[TraceResult, str]) -> dict[str, Any]:
+    res, family = traced
+    return {"trace": trace_to_json(res), "family": family}
+
+
+def _zoo_from_document(doc: Mapping[str, Any]) -> tuple[TraceResult, str]:
+    if not isinstance(doc.get("family"), str):
+        raise ValueError("family: not a string")
+    return trace_from_json(doc["trace"]), doc["family"]
+
+
 # -- reading -----------------------------------------------------------------------------------------------------
 
 @functools.cache
@@ -188,10 +212,32 @@ def shipped_trace(builder: str, image_size: int | None, seq_len: int | None, mod
                   checkpoint: bool = False, directory: Path | None = None,
                   ) -> tuple[TraceResult, TraceResult, dict[str, Any]] | None:
     """The shipped raw trace pair of a preset shape, or ``None`` (not shipped, stale, or failing its checksum)."""
-    directory = directory or DATA_DIR
-    if checkpoint or not _usable(directory):
+    if checkpoint:
         return None
-    name = entry_name(builder, image_size, seq_len, mode, precision)
+    return _entry(directory or DATA_DIR, entry_name(builder, image_size, seq_len, mode, precision), _from_document)
+
+
+def shipped_zoo_trace(model: str, batch_size: int, seq_len: int, precision: str, checkpoint: bool,
+                      directory: Path | None = None) -> tuple[TraceResult, str] | None:
+    """The shipped raw trace of a zoo training step and the model's family, or ``None`` (as ``shipped_trace``)."""
+    return _entry(directory or DATA_DIR, zoo_entry_name(model, batch_size, seq_len, precision, checkpoint),
+                  _zoo_from_document)
+
+
+def shipped_zoo_decode_ops(model: str, precision: str, directory: Path | None = None) -> dict[str, int] | None:
+    """The shipped op counts of a zoo model's decoding loop (prefill, per token), or ``None`` (as ``shipped_trace``)."""
+    return _entry(directory or DATA_DIR, zoo_decode_entry_name(model, precision), _decode_counts)
+
+
+def _decode_counts(doc: Mapping[str, Any]) -> dict[str, int]:
+    if set(doc) != {"prefill", "decode"}:
+        raise ValueError("decode counts: not prefill and decode")
+    return {k: _number(v, k, integral=True) for k, v in doc.items()}
+
+
+def _entry(directory: Path, name: str, decode: Any) -> Any:
+    if not _usable(directory):
+        return None
     manifest = _manifest(directory)
     assert manifest is not None  # _usable checked it
     want = manifest["entries"].get(name)
@@ -201,8 +247,8 @@ def shipped_trace(builder: str, image_size: int | None, seq_len: int | None, mod
         raw = gzip.decompress((directory / name).read_bytes())
         if hashlib.sha256(raw).hexdigest() != want:
             return None
-        return _from_document(json.loads(raw))
-    except (OSError, EOFError, ValueError, TypeError, KeyError, gzip.BadGzipFile):
+        return decode(json.loads(raw))
+    except (OSError, EOFError, ValueError, TypeError, KeyError, AttributeError, gzip.BadGzipFile):
         return None
 
 
@@ -225,5 +271,18 @@ def default_shapes() -> list[tuple[str, str, int | None, int | None]]:
 
 def encode(pair: tuple[TraceResult, TraceResult, Mapping[str, Any]]) -> tuple[bytes, str]:
     """(gzip bytes, SHA-256 of the JSON inside) of one shape's trace pair; deterministic."""
-    raw = _canonical(_document(pair))
+    return _compressed(_canonical(_document(pair)))
+
+
+def encode_zoo(traced: tuple[TraceResult, str]) -> tuple[bytes, str]:
+    """(gzip bytes, SHA-256 of the JSON inside) of one zoo training step (``trace_zoo.zoo_trace``); deterministic."""
+    return _compressed(_canonical(_zoo_document(traced)))
+
+
+def encode_counts(counts: Mapping[str, int]) -> tuple[bytes, str]:
+    """(gzip bytes, SHA-256 of the JSON inside) of a zoo model's decoding-loop op counts; deterministic."""
+    return _compressed(_canonical(dict(counts)))
+
+
+def _compressed(raw: bytes) -> tuple[bytes, str]:
     return gzip.compress(raw, compresslevel=9, mtime=0), hashlib.sha256(raw).hexdigest()

@@ -9,6 +9,7 @@ One of the designated torch importers; torch is imported lazily, inside the meth
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 
@@ -17,16 +18,22 @@ class StorageTimeline:
 
     A storage is freed between two ops (autograd releasing a node's saved tensors and its incoming gradient
     after the node ran, a Python reference dropped), so every op first records the frees since the last one
-    (``sweep``, over every live storage) and then its own outputs (``track``): in that order the timeline's
-    peak is the real step's.  Frees recorded late, or after the next op's outputs, would count a freed
-    tensor and its successor at once (e.g. the fp32 logits, their gradient and its 16-bit cast in the
-    loss's backward under autocast).
+    (``sweep``) and then its own outputs (``track``): in that order the timeline's peak is the real step's.
+    Frees recorded late, or after the next op's outputs, would count a freed tensor and its successor at once
+    (e.g. the fp32 logits, their gradient and its 16-bit cast in the loss's backward under autocast).  A
+    storage's death is noted when it happens, by a weak reference to its Python object (which torch keeps alive
+    exactly as long as the storage itself), so a sweep costs the frees it records, not a look at every live
+    storage (that was quadratic in a step's storages: ~40% of an unrolled LSTM's trace time).
     """
 
     def __init__(self) -> None:
-        self.live: dict[int, tuple[int, Any, int]] = {}  # storage cdata -> (alloc id, weakref, nbytes)
+        # storage cdata -> (alloc id, StorageWeakRef (keeps the cdata from being reused before its free is
+        # recorded), weakref.ref to the Python storage (its callback notes the death), nbytes)
+        self.live: dict[int, tuple[int, Any, Any, int]] = {}
         self.events: list[tuple[str, int, int]] = []
         self.next_id = 0
+        self._died: list[int] = []  # cdata of storages dead since the last sweep
+        self._polled: set[int] = set()  # storages no weak reference could be made to: looked at every sweep
 
     def track(self, t: Any) -> int | None:
         """The alloc id of a tensor's storage (a new one is an allocation); ``None`` for a non-tensor."""
@@ -35,23 +42,37 @@ class StorageTimeline:
 
         if not isinstance(t, torch.Tensor):
             return None
-        ref = StorageWeakRef(t.untyped_storage())
-        entry = self.live.get(ref.cdata)
+        storage = t.untyped_storage()
+        ref = StorageWeakRef(storage)
+        key = ref.cdata
+        entry = self.live.get(key)
         if entry is not None:
             return entry[0]
         self.next_id += 1
-        n = int(t.untyped_storage().nbytes())
-        self.live[ref.cdata] = (self.next_id, ref, n)
+        n = int(storage.nbytes())
+        try:
+            death = weakref.ref(storage, lambda _r, died=self._died, key=key: died.append(key))
+        except TypeError:
+            death = None
+            self._polled.add(key)
+        self.live[key] = (self.next_id, ref, death, n)
         self.events.append(("a", self.next_id, n))
         return self.next_id
 
     def sweep(self) -> None:
         """Record the frees of every storage that died since the last sweep."""
-        import torch
+        died = self._died[:]
+        del self._died[:len(died)]  # in place: the callbacks hold this list
+        if self._polled:
+            import torch
 
-        expired = torch.Storage._expired  # type: ignore[attr-defined]  # what StorageWeakRef.expired calls
-        for k in [k for k in self.live if expired(k)]:
-            aid, _, n = self.live.pop(k)
+            expired = torch.Storage._expired  # type: ignore[attr-defined]  # what StorageWeakRef.expired calls
+            gone = [k for k in self._polled if expired(k)]
+            self._polled.difference_update(gone)
+            died.extend(gone)
+        # in allocation order, as a look over every live storage (the dict's order) would find them
+        for aid, k in sorted((self.live[k][0], k) for k in set(died) if k in self.live):
+            _, _, _, n = self.live.pop(k)
             self.events.append(("f", aid, n))
 
     def peaks(self, categorised: set[Any]) -> tuple[float, float]:

@@ -17,7 +17,7 @@ Conventions (also written into every workload's ``assumptions``):
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
+from typing import Any, Literal
 
 from advisor.errors import WorkloadError
 from advisor.precision import NF4_BYTES_PER_WEIGHT
@@ -56,7 +56,7 @@ def build_transformer(
     arch: TransformerArch,
     *,
     name: str,
-    source: str = "preset",
+    source: Literal["preset", "config"] = "preset",
     options: WorkloadOptions | None = None,
     lora_targets: tuple[str, ...] | list[str] | str | None = None,
     attention: str = "sdpa",
@@ -107,14 +107,9 @@ def build_transformer(
     b = batch_size
     train = mode == "train"
     causal_lm = arch.kind == "decoder"
-    if gen_len is not None:
-        if isinstance(gen_len, bool) or not isinstance(gen_len, int) or gen_len < 0:
-            raise WorkloadError(f"gen_len must be a whole number >= 0, got {gen_len!r}",
-                                "0: one forward over the whole sequence (scoring, eval, embeddings); "
-                                "N > 0: a prefill, then N generated tokens")
-        if not (causal_lm and not train):
-            raise WorkloadError("gen_len applies to infer of decoder (causal LM) models only",
-                                f"{name} is a {arch.kind} in {mode} mode")
+    if gen_len is not None and not (causal_lm and not train):  # its range: checked by WorkloadOptions
+        raise WorkloadError("gen_len applies to infer of decoder (causal LM) models only",
+                            f"{name} is a {arch.kind} in {mode} mode")
     if causal_lm and not train and gen_len is None:
         gen_len = DEFAULT_GEN_LEN
         assumptions.append(f"gen_len not given: generating {DEFAULT_GEN_LEN} tokens after the prefill")
@@ -433,7 +428,7 @@ def build_transformer(
         assumptions.append(f"{quantize_base} base: only the blocks' linear weights are quantized "
                            "(options['quantized_params']); embeddings, LM head, norms and biases stay 16-bit "
                            "(bitsandbytes / PEFT default)")
-    options: dict[str, Any] = {
+    built_options: dict[str, Any] = {
         "quantized_params": arch.quantizable_params() if quantize_base else 0,
         "gradient_checkpointing": bool(gradient_checkpointing), "lora_rank": lora_rank,
         "lora_targets": list(targets) if lora_rank else None, "quantize_base": quantize_base,
@@ -445,7 +440,7 @@ def build_transformer(
         return build_transformer(arch, name=name, source=source, options=replace(resolved, batch_size=new_batch),
                                  lora_targets=lora_targets, attention=attention)
 
-    options["rebuild"] = rebuild
+    built_options["rebuild"] = rebuild
     blocks_total = arch.num_layers + arch.num_decoder_layers
     eager = eager_ops(
         family=arch.family, layers=arch.num_layers, decoder_layers=arch.num_decoder_layers, attention=attention,
@@ -454,13 +449,15 @@ def build_transformer(
         trainable_tensors=(2 * len(targets) * blocks_total if lora_rank else arch.param_tensors()) if train else 0,
         optimizer=optimizer_used)
     return Workload(
-        name=name, source=source, family=arch.kind, mode=mode, batch_size=b,  # type: ignore[arg-type]
+        name=name, source=source, family=arch.kind, batch_size=b,
+        # mode: a str of MODES (check_common refused any other), a Literal only once WorkloadOptions.mode is one
+        mode=mode,  # type: ignore[arg-type]
         precision=precision, optimizer=optimizer_used, params=params, trainable_params=trainable,
         activation_bytes=float(act), transient_bytes=float(transient), ops=tuple(all_ops), seq_len=s,
         lora_params=lora_p, kv_cache_bytes=kv_cache, decode_ops=decode,
         gen_len=gen_len if (causal_lm and not train) else None, tokens_per_sample=s,
         input_bytes_per_sample=float(s * 8 * (2 if train else 1)),
-        arch=arch.arch_dict(), eager_ops=eager, assumptions=tuple(assumptions), options=options,
+        arch=arch.arch_dict(), eager_ops=eager, assumptions=tuple(assumptions), options=built_options,
     )
 
 

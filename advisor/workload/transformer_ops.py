@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from advisor.workload.base import OpCost
+from advisor.workload.base import OpCost, OpKind, Phase
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,9 +63,9 @@ class OpList:
         self.fwd: list[OpCost] = []
         self.bwd: list[OpCost] = []
 
-    def add(self, name: str, kind: str, flops: float, nbytes: float, count: int, *, tc: bool = False,
+    def add(self, name: str, kind: OpKind, flops: float, nbytes: float, count: int, *, tc: bool = False,
             min_dim: int | None = None, bwd_flops: float | None = None, bwd_bytes: float | None = None,
-            train: bool = True, phase: str = "forward", launches: int = 1,
+            train: bool = True, phase: Phase = "forward", launches: int = 1,
             gemm: tuple[int, int, int] | None = None, strided: float = 0.0,
             tiles: tuple[float, float] = (0.0, 0.0), bwd_launches: int | None = None) -> None:
         """Add a group: ``flops``/``bytes`` are per repetition; ``count`` repetitions (layers).
@@ -84,25 +84,25 @@ class OpList:
             if bwd_flops is not None and flops:
                 ratio = bwd_flops / flops
                 bwd_gemms = ((m, k, n), (k, n, m)) if ratio > 1.5 else ((m, k, n),) if ratio > 0.5 else None
-        self.fwd.append(OpCost(name, kind, phase, float(flops) * count, float(nbytes) * count,  # type: ignore[arg-type]
+        self.fwd.append(OpCost(name, kind, phase, float(flops) * count, float(nbytes) * count,
                                count * launches, tc, min_dim, gemms=fwd_gemms, strided_elements=float(strided) * count,
                                tile_flops=tiles[0] * count, block_flops=tiles[1] * count))
         if train and bwd_flops is not None:
             bb = bwd_bytes if bwd_bytes is not None else 2 * nbytes
             per_flop = bwd_flops / flops if flops else 0.0  # the backward's tile work scales as its FLOPs
-            self.bwd.append(OpCost(name + ".grad", kind, "backward", float(bwd_flops) * count,  # type: ignore[arg-type]
+            self.bwd.append(OpCost(name + ".grad", kind, "backward", float(bwd_flops) * count,
                                    float(bb) * count, count * (launches * 2 if bwd_launches is None else bwd_launches),
                                    tc, min_dim, gemms=bwd_gemms,
                                    tile_flops=tiles[0] * per_flop * count, block_flops=tiles[1] * per_flop * count))
 
-    def add_index_bound(self, name: str, kind: str, phase: str, nbytes: float, count: int, strided: float,
+    def add_index_bound(self, name: str, kind: OpKind, phase: Phase, nbytes: float, count: int, strided: float,
                         launches: int = 1, runtime: str | None = None) -> None:
         """A group of index-bound kernels in ``phase`` alone: ``strided`` elements per repetition (see ``OpCost``).
 
         ``runtime``: the one runtime that runs it (``eager``: graph runtimes fuse it away), or every runtime.
         """
         target = self.bwd if phase == "backward" else self.fwd
-        target.append(OpCost(name, kind, phase, 0.0, float(nbytes) * count,  # type: ignore[arg-type]
+        target.append(OpCost(name, kind, phase, 0.0, float(nbytes) * count,
                              count * launches, runtime=runtime, strided_elements=float(strided) * count))
 
     def add_shared_input(self, label: str, elements: float, reads: int, count: int, *, amp: bool, grad_bytes: int,

@@ -160,7 +160,8 @@ def _lstm_lm_cls() -> Any:
 
         def forward(self, tokens: torch.Tensor) -> torch.Tensor:
             out, _ = self.lstm(self.embedding(tokens))
-            return self.head(out)
+            logits: torch.Tensor = self.head(out)
+            return logits
 
     return LstmLMModule
 
@@ -210,7 +211,7 @@ def _attention() -> SimpleNamespace:
     def generate(model: Any, tokens: torch.Tensor, gen_len: int) -> torch.Tensor:
         """Greedy decoding with a KV cache: a prefill of ``tokens``, then ``gen_len`` one-token steps."""
         caches: list[dict[str, Any]] = [{} for _ in model.blocks]
-        logits = model(tokens, caches=caches)
+        logits: torch.Tensor = model(tokens, caches=caches)
         for _ in range(gen_len):
             logits = model(logits[:, -1:].argmax(-1), caches=caches)
         return logits
@@ -249,7 +250,8 @@ def _gpt_cls() -> Any:
                 mask = att.causal_mask(s, k.shape[2], x.device)
                 y = F.softmax(scores.masked_fill(~mask, float("-inf")), dim=-1) @ v
             x = x + self.c_proj(y.transpose(1, 2).reshape(b, s, h))
-            return x + self.mlp_proj(self.act(self.c_fc(self.ln_2(x))))
+            out: torch.Tensor = x + self.mlp_proj(self.act(self.c_fc(self.ln_2(x))))
+            return out
 
     class TinyGPT(nn.Module):
         """GPT-2 architecture (pre-LN, learned positions, tied LM head, biases), without dropout.
@@ -287,14 +289,15 @@ def _gpt_cls() -> Any:
             x = self.wte(tokens) + self.wpe(pos)
             for i, block in enumerate(self.h):
                 x = block(x) if caches is None else block(x, caches[i])
-            logits = self.lm_head(self.ln_f(x))
+            logits: torch.Tensor = self.lm_head(self.ln_f(x))
             if targets is None:
                 return logits
             return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())
 
         def generate(self, tokens: torch.Tensor, gen_len: int) -> torch.Tensor:
             """Greedy decoding with a KV cache: a prefill of ``tokens``, then ``gen_len`` one-token steps."""
-            return att.generate(self, tokens, gen_len)
+            out: torch.Tensor = att.generate(self, tokens, gen_len)
+            return out
 
     return TinyGPT
 
@@ -323,7 +326,8 @@ def _bert_cls() -> Any:
             q, k, v = self.qkv(x).view(b, s, 3, self.heads, h // self.heads).permute(2, 0, 3, 1, 4)
             y = F.scaled_dot_product_attention(q, k, v)  # bidirectional: no mask
             x = self.attn_norm(x + self.attn_out(y.transpose(1, 2).reshape(b, s, h)))
-            return self.output_norm(x + self.output(F.gelu(self.intermediate(x), approximate="tanh")))
+            out: torch.Tensor = self.output_norm(x + self.output(F.gelu(self.intermediate(x), approximate="tanh")))
+            return out
 
     class TinyBert(nn.Module):
         """BERT-style encoder (post-LN, learned positions, bidirectional) with a tied masked-LM head, no dropout.
@@ -353,7 +357,7 @@ def _bert_cls() -> Any:
             x = self.word_embeddings(tokens) + self.position_embeddings(pos)
             for layer in self.layer:
                 x = layer(x)
-            logits = self.decoder(self.norm(x))
+            logits: torch.Tensor = self.decoder(self.norm(x))
             if targets is None:
                 return logits
             return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())
@@ -415,7 +419,8 @@ def _llama_cls() -> Any:
             y = att.sdpa(q, k, v, causal=True, gqa=self.kv_heads != self.heads)
             x = x + self.o_proj(y.transpose(1, 2).reshape(b, s, h))
             n = self.post_attention_layernorm(x)
-            return x + self.down_proj(F.silu(self.gate_proj(n)) * self.up_proj(n))
+            out: torch.Tensor = x + self.down_proj(F.silu(self.gate_proj(n)) * self.up_proj(n))
+            return out
 
     class TinyLlama(nn.Module):
         """Llama architecture (RMSNorm, rotary, GQA, SwiGLU, untied head).
@@ -450,14 +455,15 @@ def _llama_cls() -> Any:
             cos, sin = emb.cos().to(x.dtype), emb.sin().to(x.dtype)
             for i, block in enumerate(self.layers):
                 x = block(x, cos, sin) if caches is None else block(x, cos, sin, caches[i])
-            logits = self.lm_head(self.norm(x))
+            logits: torch.Tensor = self.lm_head(self.norm(x))
             if targets is None:
                 return logits
             return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())
 
         def generate(self, tokens: torch.Tensor, gen_len: int) -> torch.Tensor:
             """Greedy decoding with a KV cache: a prefill of ``tokens``, then ``gen_len`` one-token steps."""
-            return att.generate(self, tokens, gen_len)
+            out: torch.Tensor = att.generate(self, tokens, gen_len)
+            return out
 
     return TinyLlama
 
