@@ -125,9 +125,14 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, floa
         stop_server(proc)
 
 
+#: Runs _seed_fleet stores: the collectives run, then one probe per GPU node (the machine page's probe comes next).
+SEEDED_RUNS = 3
+
+
 def _seed_fleet(home: Path) -> None:
-    """A stored 4-rank collectives run over two nodes, every collective at three sizes, one slow GPU: the
-    Fleet page's charts have something to draw.  Synthetic figures, built through the library's own types."""
+    """A stored 4-rank collectives run over two nodes, every collective at three sizes, and a probe of each of two
+    2-GPU nodes with one slow GPU: the Fleet page's charts have something to draw.  Synthetic figures, built through
+    the library's own types; the probes' devices name no catalog card, so no estimate is calibrated by them."""
     env = os.environ.get("GPU_ADVISOR_HOME")
     os.environ["GPU_ADVISOR_HOME"] = str(home)
     try:
@@ -142,7 +147,20 @@ def _seed_fleet(home: Path) -> None:
                                matmul_tflops=610.0 if r == 3 else 700.0) for r in range(4))
         report = CollectivesReport(backend="nccl", world_size=4, launcher="torchrun", device_kind="cuda",
                                    results=results, fleet=fleet, timestamp="2026-11-27T10:00:00+00:00")
-        HistoryStore().save_probe(report.to_probe_result())
+        store = HistoryStore()
+        store.save_probe(report.to_probe_result())
+        from advisor.probing.results import DeviceInfo, KernelResult, ProbeResult
+
+        for node, matmuls in (("gpu-node-a", (702.0, 698.0)), ("gpu-node-b", (700.0, 610.0))):
+            devices = tuple(DeviceInfo(index=i, kind="gpu", backend="nvml", name="NVIDIA H100 80GB HBM3")
+                            for i in range(2))
+            kernels = tuple(k for i, tflops in enumerate(matmuls) for k in (
+                KernelResult(name="matmul", precision="bf16", shape="8192x8192x8192", device_index=i,
+                             device=f"cuda:{i}", value=tflops, unit="TFLOP/s"),
+                KernelResult(name="memory_copy", precision=None, shape="1 GiB", device_index=i, device=f"cuda:{i}",
+                             value=2900.0 + 10 * i, unit="GB/s")))
+            store.save_probe(ProbeResult(timestamp="2026-11-27T11:00:00+00:00", host=node, versions={},
+                                         devices=devices, kernels=kernels, verdicts=(), backend="nvml"))
     finally:
         if env is None:
             os.environ.pop("GPU_ADVISOR_HOME", None)
@@ -215,8 +233,8 @@ def test_every_page_renders_in_chromium_and_is_screenshotted(server: tuple[int, 
                 if path == "specs":
                     assert "Compare side by side" in body and page.locator(".vega-embed").count() >= 2
                 if path == "":
-                    # run #1 is the seeded fleet run
-                    assert "Run probe" in body and "saved to the history store as run #2" in body
+                    # runs #1..#SEEDED_RUNS are the seeded fleet's
+                    assert "Run probe" in body and f"saved to the history store as run #{SEEDED_RUNS + 1}" in body
                 if path == "history":
                     assert "Compare two runs" in body  # the run the machine page just saved
                 if path == "recommend" and shot != RESNET[3]:
@@ -225,6 +243,8 @@ def test_every_page_renders_in_chromium_and_is_screenshotted(server: tuple[int, 
                     # issue 26: the default job does not fit one RTX 4090; the page says what would, sized, and
                     # never that it "fits on no card" under a ranking where it fits
                     assert "What would make it fit" in body and "fits on no card" not in body
+                    # issue 24: every ranked row's step time with its low..high range, coloured by evidence
+                    assert "Step time and its range" in body and "evidence" in body
                     assert "None" not in page.inner_text('[data-testid="stMain"]')
                 if shot == RESNET[3]:
                     assert "Sequence length" not in body and "LoRA" not in body, page.screenshot(

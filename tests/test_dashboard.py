@@ -617,6 +617,9 @@ def test_fit_view_starts_from_the_card_in_this_machine(monkeypatch: pytest.Monke
     at.button[0].click().run()
     assert not at.exception
     assert any(s.value.startswith("Fits on one H100 SXM5") for s in at.success)
+    # the card's step time with its range and evidence (issue 24 item 3), in words and drawn
+    assert any(" s (measured))." in s.value or " s (calibrated))." in s.value for s in at.success)
+    assert any("Step time on one H100 SXM5 80GB, with its range" in c.proto.spec for c in at.get("vega_lite_chart"))
     # where a step's time goes on that card, with what would help: the page's last table
     times = at.dataframe[-1].value
     assert {"class", "ms", "share", "what would make it faster"} <= set(times.columns) and len(times) >= 3

@@ -29,9 +29,13 @@ PALETTE: dict[str, dict[str, str]] = {
     "memory": {"weights": _BASE[0], "gradients": _BASE[4], "optimizer": _BASE[1], "activations": _BASE[2],
                "kv_cache": _BASE[3], "overhead": _BASE[8], "quantization": _BASE[6]},
     "unit": {"TFLOP/s": _BASE[0], "GB/s": _BASE[1]},
+    # the estimate's evidence level (advisor.estimator.uncertainty): narrow to wide range, dark to light
+    "evidence": {"calibrated": _BASE[7], "measured": _BASE[0], "literature": _BASE[1], "inherited": _BASE[5]},
 }
 #: Colour of a card's capacity mark (not used by any category above).
 CAPACITY_COLOR = "#B00020"
+#: Colour of the fleet's straggler mark: a light red, readable on viridis' dark end, where a straggler's cell is.
+SLOW_COLOR = "#FF7B7B"
 #: How many points of a scatter carry a text label (the best-ranked ones); the rest show their name on hover.
 TOP_LABELS = 6
 
@@ -126,6 +130,8 @@ def time_cost(points: pd.DataFrame, cost: str, cost_title: str, title: str) -> a
     shown = shown.assign(order=range(1, len(shown) + 1))  # label the best rows of this chart, not of the ranking
     tooltip = ["card", "rank", "segment", alt.Tooltip("hours:Q", title="time to train (h)", format=",.3g"),
                alt.Tooltip(f"{cost}:Q", title=cost_title, format="$,.2f")]
+    if "step_range" in shown:  # the step's low..high range and the evidence it rests on
+        tooltip.append(alt.Tooltip("step_range:N", title="step range (evidence)"))
     base = alt.Chart(shown, title=_title(title)).encode(
         x=alt.X("hours:Q", title="time to train (hours)", scale=_spread_scale(shown["hours"])),
         y=alt.Y(f"{cost}:Q", title=cost_title, scale=_spread_scale(shown[cost])))
@@ -155,6 +161,53 @@ def time_cost(points: pd.DataFrame, cost: str, cost_title: str, title: str) -> a
     labels = (alt.Chart(firsts).mark_text(align="left", dx=8, dy=-6, fontSize=11)
               .encode(x="hours:Q", y=f"{cost}:Q", text="label:N"))
     return alt.layer(dots, labels).properties(height=320)
+
+
+def step_ranges(ranges: pd.DataFrame, title: str) -> alt.LayerChart:
+    """Each row's step time (dot) with its low..high range (line), coloured by evidence, best row first.
+
+    A grey band marks the best row's range: a row whose line reaches into it is "within the uncertainty" of the
+    best (the rule itself is ``Recommendation.uncertainty``; this only draws the ranges it compares).
+
+    Args:
+        ranges: ``dashboard_data.step_range_record`` rows: ``rank``, ``card``, ``step_s``, ``step_s_low``,
+            ``step_s_high``, ``evidence``, ``profile``.
+    """
+    shown = ranges.sort_values("rank")
+    order = list(dict.fromkeys(shown["card"]))
+    every = _values(shown, ("step_s_low", "step_s", "step_s_high"))
+    x_scale = _spread_scale(every)
+    y = alt.Y("card:N", title=None, sort=order, axis=alt.Axis(labelLimit=220))
+    colour = color("evidence", "evidence", "evidence", list(shown["evidence"]))
+    tooltip = ["card", "rank", alt.Tooltip("evidence:N", title="evidence"), alt.Tooltip("profile:N", title="profile"),
+               alt.Tooltip("step_s:Q", title="step (s)", format=".3g"),
+               alt.Tooltip("step_s_low:Q", title="low (s)", format=".3g"),
+               alt.Tooltip("step_s_high:Q", title="high (s)", format=".3g")]
+    base = alt.Chart(shown)
+    layers: list[Any] = []
+    best = shown.head(1)
+    if len(shown) > 1:
+        layers.append(alt.Chart(best).mark_rect(color="#999999", opacity=0.18)
+                      .encode(x="step_s_low:Q", x2="step_s_high:Q",
+                              tooltip=[alt.Tooltip("card:N", title="best row"),
+                                       alt.Tooltip("step_s_low:Q", title="its low (s)", format=".3g"),
+                                       alt.Tooltip("step_s_high:Q", title="its high (s)", format=".3g")]))
+    layers += [
+        base.mark_rule(strokeWidth=3, opacity=0.75)
+        .encode(x=alt.X("step_s_low:Q", title="step time (s): low .. high, dot = estimate", scale=x_scale),
+                x2="step_s_high:Q", y=y, color=colour, tooltip=tooltip),
+        base.mark_point(filled=True, size=80, opacity=1)
+        .encode(x="step_s:Q", y=y, color=colour, tooltip=tooltip),
+    ]
+    return (alt.layer(*layers, title=_title(title)).properties(height=alt.Step(24))
+            .configure_legend(orient="bottom", title=None))
+
+
+def _values(frame: pd.DataFrame, columns: Sequence[str]) -> pd.Series:
+    """Every value of ``columns`` in one series (what an axis that shows all of them must cover)."""
+    import pandas as pd
+
+    return pd.concat([frame[c] for c in columns], ignore_index=True).dropna()
 
 
 def _spread_scale(values: pd.Series) -> alt.Scale:
@@ -248,13 +301,17 @@ def collectives_lines(coll: pd.DataFrame) -> alt.Chart:
 def fleet_heatmap(shown: pd.DataFrame) -> alt.LayerChart:
     """Per-node, per-GPU cells of one measurement, the value written in each, stragglers marked."""
     heat = (alt.Chart(shown).mark_rect()
-            .encode(x=alt.X("gpu:O", title="GPU index"), y=alt.Y("node:N", title="node"),
+            .encode(x=alt.X("gpu:O", title="GPU index", axis=alt.Axis(labelAngle=0)), y=alt.Y("node:N", title="node"),
                     color=alt.Color("value:Q", title=shown["unit"].iloc[0], scale=alt.Scale(scheme="viridis")),
                     tooltip=["node", "gpu", "name", alt.Tooltip("value:Q", format=".1f"), "unit",
                              alt.Tooltip("vs_median_pct:Q", title="vs fleet median (%)", format="+.1f")]))
-    marks = (alt.Chart(shown[shown["straggler"]]).mark_text(text="▼ slow", color=CAPACITY_COLOR, fontWeight="bold",
+    marks = (alt.Chart(shown[shown["straggler"]]).mark_text(text="▼ slow", color=SLOW_COLOR, fontWeight="bold",
                                                              dy=14)
              .encode(x="gpu:O", y="node:N"))
-    values = (alt.Chart(shown).mark_text(color="white", fontSize=13)
-              .encode(x="gpu:O", y="node:N", text=alt.Text("value:Q", format=".4g")))
-    return alt.layer(heat, values, marks).properties(height=max(120, 40 * shown["node"].nunique()))
+    # viridis runs from dark purple to light yellow: white text on the darker half of the scale, black on the lighter
+    light = shown["value"] > (float(shown["value"].min()) + float(shown["value"].max())) / 2
+    values = [alt.Chart(part).mark_text(fontSize=13, color=ink)
+              .encode(x="gpu:O", y="node:N", text=alt.Text("value:Q", format=".4g"))
+              for part, ink in ((shown[light], "black"), (shown[~light], "white")) if not part.empty]
+    # a fixed height per node row: the value and the straggler mark (14 px below it) both stay inside the cell
+    return alt.layer(heat, *values, marks).properties(height=alt.Step(52))

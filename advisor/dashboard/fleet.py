@@ -31,9 +31,8 @@ def page() -> None:
         return
     _collectives_section(probes)
     cells = dd.fleet_frame(probes)
-    if cells.empty:
-        st.info("No fleet results stored yet. Run `torchrun --nproc-per-node N -m advisor probe --collectives` "
-                "(or under `srun` across nodes): rank 0 saves one fleet result per run.")
+    if cells.empty:  # nothing stored, CPU runs only, or no per-GPU figure: say which, and what to run
+        st.info(dd.fleet_empty_reason(probes), icon=":material/info:")
         return
     from advisor.dashboard import charts
 

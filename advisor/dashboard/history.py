@@ -58,7 +58,7 @@ def page() -> None:
     b = c2.selectbox("Run B", labels, index=0, key="hist_b")
     cmp = dd.compare_runs(probes[labels.index(a)], probes[labels.index(b)])
     if cmp.empty:
-        st.caption("These two runs have no kernel in common.")
+        st.caption("These two runs have no kernel measured on the same device in common.")
     else:
         st.dataframe(dd.display_frame(cmp, {"A": "{:,.4g}", "B": "{:,.4g}", "change_pct": "{:+.1f}%"}),
                      hide_index=True, key="hist_compare", column_config={"change_pct": "B vs A"})

@@ -15,7 +15,10 @@ from advisor.errors import AdvisorError
 #: Upload limit for config.json files (a real HF config is a few KiB).
 MAX_UPLOAD_BYTES = 1024 * 1024
 DEFAULT_MODEL = "llama-3-8b"
+#: How many ranked rows the step-range chart shows (the best first; the table has them all).
+RANGE_ROWS = 12
 FORMATS = {"memory per GPU (GiB)": "{:,.1f}", "headroom (GiB)": "{:,.1f}", "step (s)": "{:.3g}",
+           "step low (s)": "{:.3g}", "step high (s)": "{:.3g}",
            "samples/s": "{:,.0f}", "GPU alone (samples/s)": "{:,.0f}", "tokens/s": "{:,.0f}",
            "time to train (h)": "{:,.3g}",
            "cloud cost of the job (USD)": "${:,.2f}", "purchase cost of the cards (USD)": "${:,.0f}",
@@ -46,6 +49,17 @@ def _fit(model_json: str, options_json: str, card: str) -> dict[str, Any]:
     options = {**json.loads(options_json), "gpus": [card], "max_gpus": 1}
     options.pop("budget_usd", None)
     return dd.fit_view(recommend(json.loads(model_json), **options), card)
+
+
+def _config_words(config: dict[str, Any]) -> str:
+    """``model_type llama; my-small-llama``: what an uploaded config says it is."""
+    words = [f"model_type {config['model_type']}" if isinstance(config.get("model_type"), str) else "no model_type"]
+    if isinstance(config.get("_name_or_path"), str) and config["_name_or_path"]:
+        words.append(config["_name_or_path"])
+    if not dd.has_analytic_model(config):
+        words.append("no closed-form model: built with transformers and traced, so LoRA and checkpointing do not "
+                     "apply")
+    return "; ".join(words)
 
 
 def _presets() -> list[str]:
@@ -170,6 +184,23 @@ FIT_FORMATS = {"memory per GPU (GiB)": "{:,.1f}", "step (s)": "{:.3g}", "samples
                "cloud (USD/h)": "${:,.2f}", "to buy (USD)": "${:,.0f}"}
 
 
+def _range_chart(records: list[dict[str, Any]], title: str) -> None:
+    """Step time with its low..high range per row, coloured by the evidence it rests on."""
+    import pandas as pd
+
+    from advisor.dashboard import charts
+    from advisor.estimator.uncertainty import RANGE_SOURCE
+
+    ranges = pd.DataFrame(records)
+    if ranges.empty:
+        return
+    common.chart(charts.step_ranges(ranges, title))
+    st.caption("Line: the step time's likely range, low .. high; dot: the estimate; colour: the evidence behind the "
+               "card's figures (calibrated: a probe of this card, narrowest; measured: its architecture's profile "
+               "rests on measurements; literature / inherited: published figures or a related architecture's, "
+               f"widest). The range is the {RANGE_SOURCE}.")
+
+
 def _fit_options_table(records: list[dict[str, Any]], key: str) -> None:
     """What would make it fit, smallest change first: the same table as the CLI's."""
     import pandas as pd
@@ -219,6 +250,7 @@ def _fit_section(model: Any, model_json: str, options: dict[str, Any]) -> None:
     _fit_options_table(fit.get("options", []), "fit_options")
     _memory_chart(fit["memory"], f"Memory on one {fit['card']}", "Bars: estimated peak memory by category; "
                   "red tick: usable memory of the card.")
+    _range_chart(fit.get("range", []), f"Step time on one {fit['card']}, with its range")
     if fit.get("time"):
         import pandas as pd
 
@@ -238,11 +270,17 @@ def page() -> None:
         common.missing("recommend")
         return
     presets = _presets()
+    # The uploader's value is known before it is drawn: while a file is uploaded, the preset box is greyed out and
+    # says so, so that only one model looks chosen.
+    uploaded = st.session_state.get("rec_upload") is not None
     c1, c2 = st.columns([2, 1])
     with c1:
-        model_name = st.selectbox("Model preset", presets,
+        model_name = st.selectbox("Model preset (not used: the uploaded config is costed)" if uploaded
+                                  else "Model preset", presets,
                                   index=presets.index(DEFAULT_MODEL) if DEFAULT_MODEL in presets else 0,
-                                  key="rec_model")
+                                  key="rec_model", disabled=uploaded,
+                                  help="remove the uploaded file (its x) to pick a preset again" if uploaded
+                                  else None)
     with c2:
         upload = st.file_uploader("…or upload a config.json", type=["json"], key="rec_upload",
                                   max_upload_size=1, help="Hugging Face-style config.json, 1 MB at most; "
@@ -251,10 +289,11 @@ def page() -> None:
     if upload is not None:
         try:
             model = _read_upload(upload)
-            st.caption(f"Using the uploaded config {upload.name}.")
         except AdvisorError as exc:
             common.notice(exc, "The uploaded config")
             return
+        st.info(f"Costing the uploaded config **{upload.name}** ({_config_words(model)}), not a preset. "
+                "Remove the file to go back to the presets.", icon=":material/upload_file:")
     options = _form(model)
     model_json = json.dumps(model, sort_keys=True)
     try:
@@ -272,6 +311,8 @@ def page() -> None:
             st.info(line, icon=":material/balance:")
         else:
             st.caption(line)
+    if view.get("uncertainty"):  # the recommendation's own sentence, as `recommend` prints it
+        st.info(view["uncertainty"], icon=":material/straighten:")
     if ranked.empty:
         st.warning("No card fits this workload with these settings; see the rejected cards below.")
         if view.get("partial"):
@@ -284,6 +325,11 @@ def page() -> None:
     with st.expander("Assumptions"):
         for line in view.get("assumptions", []):
             st.markdown(f"- {line}")
+    if not ranked.empty:
+        shown = min(RANGE_ROWS, len(ranked))
+        st.subheader("Step time and its range")
+        rows = f"The best {shown} of {len(ranked)} rows" if shown < len(ranked) else "Every ranked row"
+        _range_chart(view["step_ranges"][:RANGE_ROWS], f"{rows}; grey band: the best row's range")
     _memory_chart(view["memory"], "Memory per card vs capacity",
                   "Bars: estimated peak memory per GPU by category; red tick: the card's usable memory.")
     _cost_charts(view)

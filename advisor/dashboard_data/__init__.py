@@ -14,6 +14,7 @@ from __future__ import annotations
 from advisor.dashboard_data.history import (
     collectives_frame,
     compare_runs,
+    fleet_empty_reason,
     fleet_frame,
     history_runs_frame,
     history_trend_frame,
@@ -36,12 +37,15 @@ from advisor.dashboard_data.recommender import (
     default_image_size,
     fit_option_records,
     fit_view,
+    has_analytic_model,
     memory_breakdown_frame,
     memory_breakdown_records,
     model_inputs,
     parse_config_json,
     recommend_options,
     recommendation_view,
+    step_range_label,
+    step_range_record,
     time_breakdown_records,
     workload_summary,
 )
@@ -60,8 +64,9 @@ from advisor.workload.base import OPTIMIZERS, PRECISIONS  # the form's choices c
 __all__ = ["BREAK_EVEN_KEYS", "BUY_COST_KEYS", "CLOUD_COST_KEYS", "COMPARE_FIELDS", "LIVE_METRICS", "OPTIMIZERS",
            "PRECISIONS", "STRAGGLER_FRACTION", "TENSOR_PRECISION_ORDER", "card_label", "collectives_frame",
            "compare_frame", "compare_runs", "default_image_size", "device_summary", "display_frame", "filter_specs",
-           "fit_option_records", "fit_view", "fleet_frame", "history_runs_frame", "history_trend_frame",
-           "kernel_frame", "live_frame",
+           "fit_option_records", "fit_view", "fleet_empty_reason", "fleet_frame", "has_analytic_model",
+           "history_runs_frame", "history_trend_frame", "kernel_frame", "live_frame",
            "live_sample_row", "matmul_intensity", "memory_breakdown_frame", "memory_breakdown_records",
            "model_inputs", "parse_config_json", "recommend_options", "recommendation_view", "roofline_frame",
-           "run_label", "specs_frame", "tensor_peak", "time_breakdown_records", "workload_summary"]
+           "run_label", "specs_frame", "step_range_label", "step_range_record", "tensor_peak",
+           "time_breakdown_records", "workload_summary"]

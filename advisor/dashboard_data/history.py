@@ -72,12 +72,16 @@ def history_trend_frame(results: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
 
 
 def compare_runs(a: Mapping[str, Any], b: Mapping[str, Any]) -> pd.DataFrame:
-    """Kernels measured in both runs: device, kernel, precision, A, B, unit, change_pct (B vs A)."""
+    """Kernels measured in both runs on the same device: device, kernel, precision, A, B, unit, change_pct (B vs A).
+
+    The same device is the same index holding the same device name: a GPU run and a CPU run share index 0 but are
+    not one device, and "-100%" between them would be no finding.
+    """
     import pandas as pd
 
     best_a, best_b = _best_per_kernel(a), _best_per_kernel(b)
     rows = []
-    for key in sorted(best_a.keys() & best_b.keys()):
+    for key in sorted(k for k in best_a.keys() & best_b.keys() if best_a[k][2] == best_b[k][2]):
         (va, unit, device), (vb, _, _) = best_a[key], best_b[key]
         rows.append({"device": f"{key[0]}: {device}", "kernel": key[1], "precision": key[2], "A": va, "B": vb,
                      "unit": unit, "change_pct": round_for_display((vb / va - 1) * 100, 1) if va else math.nan})
@@ -99,7 +103,7 @@ def _collectives_members(result: Mapping[str, Any]) -> list[tuple[str, Mapping[s
         rank = d.get("index", 0)
         node = nodes.setdefault(host or str(result.get("host") or "?"),
                                 {"host": host, "timestamp": result.get("timestamp"), "devices": [], "kernels": []})
-        node["devices"].append({"index": local, "name": card or name})
+        node["devices"].append({"index": local, "name": card or name, "kind": d.get("kind", "gpu")})
         node["kernels"] += [{**k, "device_index": local} for k in result.get("kernels", [])
                             if k.get("device_index") == rank and not str(k.get("name", "")).startswith("collective_")]
     return list(nodes.items())
@@ -141,10 +145,38 @@ def _fleet_members(result: Mapping[str, Any]) -> list[tuple[str, Mapping[str, An
     return [(str(result.get("host") or "?"), result)]
 
 
+def _gpu_indices(result: Mapping[str, Any]) -> set[int]:
+    """The device indices of a result's GPUs (a probe on a CPU-only host reports its CPU as a device of kind cpu)."""
+    return {int(d.get("index", 0)) for d in result.get("devices", []) if d.get("kind", "gpu") != "cpu"}
+
+
+def fleet_empty_reason(results: Sequence[Mapping[str, Any]]) -> str:
+    """Why the fleet view has no GPU to show, and what to run: for a store where ``fleet_frame`` is empty.
+
+    Three cases: nothing stored; only CPU runs (a probe on a host without a GPU measures its CPU); GPU runs that
+    hold no per-GPU measurement (e.g. a collectives run without its per-rank matmul).
+    """
+    if not results:
+        return ("No probe runs stored yet. Run `python -m advisor probe` on each GPU machine with this store "
+                "(or `torchrun --nproc-per-node N -m advisor probe --collectives`, under `srun` across nodes): "
+                "each GPU then gets a cell here.")
+    members = [member for r in results for _, member in _fleet_members(r)]
+    if not any(_gpu_indices(m) for m in members):
+        hosts = sorted({str(m.get("host") or r.get("host") or "?") for r in results for _, m in _fleet_members(r)})
+        return (f"No GPU probes stored: the {len(results)} stored run(s) measured CPUs only ({', '.join(hosts)}), "
+                "and the fleet view compares GPUs. Run `python -m advisor probe` on a GPU machine (or "
+                "`torchrun --nproc-per-node N -m advisor probe --collectives` across GPU nodes) with this store "
+                "(`GPU_ADVISOR_HOME`) to fill it.")
+    return ("The stored GPU runs hold no per-GPU measurement (matmul, conv or bandwidth) to compare. Run "
+            "`python -m advisor probe` on each GPU machine, or `torchrun --nproc-per-node N -m advisor probe "
+            "--collectives`: rank 0 saves one fleet result per run.")
+
+
 def fleet_frame(results: Sequence[Mapping[str, Any]], fraction: float = STRAGGLER_FRACTION) -> pd.DataFrame:
     """Per-node, per-GPU cells for the fleet heatmap, with stragglers flagged per measurement.
 
-    Uses the newest stored result of each node (a fleet document counts for all its nodes).
+    Uses the newest stored result of each node with a GPU measurement (a fleet document counts for all its
+    nodes); CPUs (devices of kind ``cpu``) are left out: ``fleet_empty_reason`` says why a frame is empty.
     A GPU is a straggler for a measurement when it is more than ``fraction`` below the median
     of all GPUs of the same card model for that measurement.
 
@@ -156,13 +188,17 @@ def fleet_frame(results: Sequence[Mapping[str, Any]], fraction: float = STRAGGLE
     for r in results:
         when = str(r.get("timestamp", ""))
         for node, member in _fleet_members(r):
-            if not _best_per_kernel(member):
-                continue  # e.g. a collectives run without per-rank measurements: nothing per GPU to show
+            gpus = _gpu_indices(member)
+            if not any(key[0] in gpus for key in _best_per_kernel(member)):
+                continue  # a CPU-only run, or a collectives run without per-rank measurements: no GPU to show
             if node not in latest or when > latest[node][0]:
                 latest[node] = (when, member)
     rows = []
     for node, (_, member) in sorted(latest.items()):
+        gpus = _gpu_indices(member)
         for (index, name, precision), (value, unit, device) in _best_per_kernel(member).items():
+            if index not in gpus:
+                continue  # a CPU's figures are not a GPU of the fleet
             if name not in ("matmul", "conv2d", "memory_copy", "memory_read", "memory_write", "h2d_pinned",
                             "d2h_pinned") and unit != "GB/s":
                 continue

@@ -119,15 +119,18 @@ def recommendation_view(rec: Any) -> dict[str, Any]:
         rec: a ``Recommendation`` (``rows`` of candidates, ``rejected``, ``to_dict()``); each row's and
             each memory rejection's ``memory_breakdown_bytes`` feed the stacked memory bars.
 
-    Returns ``{"ranked", "rejected", "time_cost", "memory", "raw", "assumptions", "partial", "job",
-    "workload", "summary", "tie", "fit_options"}``: ranked rows (time to train, what limits it and the costs first) with
-    units in the column names (cloud rental and purchase in separate columns, never mixed), rejected
-    cards with their reasons, the time vs cost points (``cloud_usd`` and
-    ``buy_usd`` apart), the memory bars' long table, and ``rec.to_dict()``.
+    Returns ``{"ranked", "rejected", "time_cost", "step_ranges", "uncertainty", "memory", "raw", "assumptions",
+    "partial", "job", "workload", "summary", "tie", "fit_options"}``: ranked rows (time to train, what limits it and
+    the costs first) with units in the column names (cloud rental and purchase in separate columns, never mixed),
+    rejected cards with their reasons, the time vs cost points (``cloud_usd`` and ``buy_usd`` apart), each row's
+    step time with its low..high range and evidence (``step_range_record``), the recommendation's own "within the
+    uncertainty" sentence (``Recommendation.uncertainty``, as the CLI prints it; ``None`` when the top ranges do not
+    overlap), the memory bars' long table, and ``rec.to_dict()``.
     """
     raw = rec.to_dict()
     ranked = []
     points = []
+    ranges: list[dict[str, Any]] = []
     for r in raw.get("rows", []):
         label = card_label(r["gpu_name"], r["num_gpus"])
         cloud, buy = _first(r, *CLOUD_COST_KEYS), _first(r, *BUY_COST_KEYS)
@@ -140,8 +143,9 @@ def recommendation_view(rec: Any) -> dict[str, Any]:
             "parallelism": r.get("parallelism") or "single GPU", "batch per GPU": r.get("per_gpu_batch"),
             "memory per GPU (GiB)": _num(r.get("memory_per_gpu_bytes"), GiB),
             "headroom (GiB)": _num(r.get("headroom_bytes"), GiB),
-            "step (s)": _num(r.get("step_s")), "samples/s": _num(r.get("effective_samples_per_s")
-                                                                 or r.get("samples_per_s")),
+            "step (s)": _num(r.get("step_s")), "step low (s)": _num(r.get("step_s_low")),
+            "step high (s)": _num(r.get("step_s_high")), "evidence": r.get("evidence"),
+            "samples/s": _num(r.get("effective_samples_per_s") or r.get("samples_per_s")),
             "GPU alone (samples/s)": _num(r.get("samples_per_s")),
             "tokens/s": _num(r.get("tokens_per_s")),
             "break-even (h)": _num(_first(r, *BREAK_EVEN_KEYS)),
@@ -152,15 +156,47 @@ def recommendation_view(rec: Any) -> dict[str, Any]:
             "calibrated": bool(r.get("calibrated")),
         })
         points.append({"rank": r["rank"], "card": label, "segment": r.get("segment"),
-                       "hours": r["time_to_train_s"] / 3600, "cloud_usd": _num(cloud), "buy_usd": _num(buy)})
+                       "hours": r["time_to_train_s"] / 3600, "cloud_usd": _num(cloud), "buy_usd": _num(buy),
+                       "evidence": r.get("evidence"), "step_range": step_range_label(r)})
+        ranges.append(step_range_record(r, label))
     rejected = [{"card": x["gpu_name"], "GPUs": x["num_gpus"], "why": x["code"].replace("_", " "),
                  "reason": x["reason"]} for x in raw.get("rejected", [])]
-    return {"ranked": ranked, "rejected": rejected, "time_cost": points,
+    return {"ranked": ranked, "rejected": rejected, "time_cost": points, "step_ranges": ranges,
+            "uncertainty": raw.get("uncertainty"),
             "memory": memory_breakdown_records(rec), "raw": raw,
             "assumptions": list(raw.get("assumptions", [])), "partial": raw.get("partial"),
             "job": raw.get("job", {}), "workload": workload_summary(raw.get("workload", {})),
             "summary": list(raw.get("summary", [])), "tie": raw.get("tie"),
             "fit_options": fit_option_records(getattr(rec, "fit_options", None))}
+
+
+def step_range_record(row: Mapping[str, Any], label: str | None = None) -> dict[str, Any]:
+    """One ranked row's step time and its range, for the range chart.
+
+    Args:
+        row: a candidate's ``to_dict()`` (``step_s``, ``step_s_low`` / ``step_s_high`` and ``evidence`` from
+            ``advisor.estimator.uncertainty``, ``profile``).
+        label: the card's label (default: ``card_label`` of the row).
+
+    Returns ``{"rank", "card", "segment", "step_s", "step_s_low", "step_s_high", "evidence", "profile"}``; a row
+    without a range gets its expected step time at both ends (drawn as a point only).
+    """
+    step = _num(row.get("step_s"))
+    low, high = row.get("step_s_low"), row.get("step_s_high")
+    profile = row.get("profile")
+    return {"rank": row.get("rank"), "card": label or card_label(row["gpu_name"], row["num_gpus"]),
+            "segment": row.get("segment"), "step_s": step,
+            "step_s_low": step if low is None else float(low), "step_s_high": step if high is None else float(high),
+            "evidence": row.get("evidence") or "unknown",
+            "profile": profile.get("id") if isinstance(profile, Mapping) else profile}
+
+
+def step_range_label(row: Mapping[str, Any]) -> str | None:
+    """``"0.15-0.25 s (measured)"``: a row's step-time range and its evidence, for tooltips; ``None`` without one."""
+    low, high = row.get("step_s_low"), row.get("step_s_high")
+    if low is None or high is None:
+        return None
+    return f"{low:.3g}-{high:.3g} s ({row.get('evidence') or 'unknown'})"
 
 
 def fit_option_records(advice: Any) -> list[dict[str, Any]]:
@@ -225,9 +261,10 @@ def fit_view(rec: Any, card: str) -> dict[str, Any]:
     """Does the workload fit on one card: a ``recommend(..., gpus=[card], max_gpus=1)`` answer in words.
 
     Returns ``{"fits": bool | None, "card", "needed_bytes", "usable_bytes", "headroom_bytes", "message",
-    "memory", "time", "options"}`` (``options``: what would make it fit, ``fit_option_records``; ``fits`` None
-    when the card cannot run the workload at all, e.g. no such precision);
-    ``time``: where a step's time goes when it fits (``time_breakdown_records``), else empty.
+    "memory", "time", "options", "range"}`` (``options``: what would make it fit, ``fit_option_records``; ``fits``
+    None when the card cannot run the workload at all, e.g. no such precision);
+    ``time``: where a step's time goes when it fits (``time_breakdown_records``), else empty; ``range``: the step
+    time with its low..high range and evidence when it fits (one ``step_range_record``), else empty.
     """
     row = next((r for r in rec.rows if r.num_gpus == 1), None)
     if row is not None:
@@ -237,19 +274,21 @@ def fit_view(rec: Any, card: str) -> dict[str, Any]:
                 "message": f"Fits on one {row.gpu_name}: needs {format_bytes(needed)} of "
                            f"{format_bytes(usable) if usable else 'its memory'}"
                            + (f", {format_bytes(row.headroom_bytes)} to spare" if row.headroom_bytes else "")
-                           + f"; a step takes {row.step_s:.3g} s.",
-                "memory": memory_breakdown_records(rec, limit=1), "time": time_breakdown_records(row), "options": []}
+                           + f"; a step takes {row.step_s:.3g} s"
+                           + (f" ({step_range_label(row.to_dict())})" if row.step_s_low is not None else "") + ".",
+                "memory": memory_breakdown_records(rec, limit=1), "time": time_breakdown_records(row), "options": [],
+                "range": [step_range_record(row.to_dict())]}
     miss = next((x for x in rec.rejected if x.num_gpus == 1), None)
     if miss is None:
         return {"fits": None, "card": card, "needed_bytes": None, "usable_bytes": None, "headroom_bytes": None,
-                "message": f"No answer for {card}.", "memory": [], "time": [], "options": []}
+                "message": f"No answer for {card}.", "memory": [], "time": [], "options": [], "range": []}
     fits = False if miss.code == "does_not_fit" else None
     return {"fits": fits, "card": miss.gpu_name, "needed_bytes": miss.needed_bytes,
             "usable_bytes": miss.available_bytes, "headroom_bytes": None,
             "message": f"{miss.gpu_name}: {miss.reason}." + (f" {rec.partial}." if rec.partial and fits is False
                                                              else ""),
             "memory": memory_breakdown_records(rec, limit=1), "time": [],
-            "options": fit_option_records(getattr(rec, "fit_options", None))}
+            "options": fit_option_records(getattr(rec, "fit_options", None)), "range": []}
 
 
 def time_breakdown_records(row: Any) -> list[dict[str, Any]]:
@@ -323,8 +362,23 @@ def model_inputs(model: Any) -> frozenset[str]:
     """Which of the recommender's model-specific inputs apply.
 
     ``image_size`` for vision models (CNN, ViT); ``seq_len``, ``lora_rank`` and ``gradient_checkpointing``
-    for language models.
+    for language models; ``seq_len`` alone for a config with no analytic model (``has_analytic_model``).
     """
     if _is_vision(model):
         return frozenset({"image_size"})
+    if isinstance(model, Mapping) and not has_analytic_model(model):
+        # built with transformers and traced: LoRA and checkpointing are the analytic builder's options only, so
+        # offering them would make every such upload fail on them rather than on what really decides
+        return frozenset({"seq_len"})
     return frozenset({"seq_len", "lora_rank", "gradient_checkpointing"})
+
+
+def has_analytic_model(config: Mapping[str, Any]) -> bool:
+    """Whether a config's ``model_type`` has a closed-form model (``advisor.workload.config.MODEL_TYPES``).
+
+    Any other model type is built with transformers and traced, when transformers is installed.
+    """
+    from advisor.workload.config import MODEL_TYPES
+
+    model_type = config.get("model_type")
+    return isinstance(model_type, str) and model_type in MODEL_TYPES
