@@ -263,3 +263,19 @@ def test_two_runs_on_different_devices_are_not_compared() -> None:
                       verdicts=(), backend="nvml").to_dict()
     assert dd.compare_runs(gpu, _cpu_probe().to_dict()).empty
     assert list(dd.compare_runs(gpu, gpu)["kernel"]) == ["matmul"]
+
+
+def test_an_inference_job_is_costed_as_time_to_serve() -> None:
+    """The ranked table's time column and the time vs cost charts name the job's time (ranking.JOB_TIME_WORDS)."""
+    from advisor.dashboard.charts import time_cost
+    from advisor.dashboard_data.recommender import recommendation_view
+    from advisor.recommender import recommend
+
+    for mode, words in (("infer", "time to serve"), ("train", "time to train")):
+        view = recommendation_view(recommend("gpt2", calibration=None, max_gpus=1, mode=mode,
+                                             gpus=["h100-sxm5-80gb", "a100-sxm4-80gb"]))
+        assert f"{words} (h)" in view["ranked"][0], (mode, list(view["ranked"][0]))
+        import pandas as pd
+
+        spec = time_cost(pd.DataFrame(view["time_cost"]), "cloud_usd", "cloud (USD)", "t", time_words=words).to_dict()
+        assert f"{words} (hours)" in str(spec)

@@ -117,8 +117,9 @@ def memory_bars(memory: pd.DataFrame) -> alt.LayerChart:
             .configure_legend(orient="bottom", columns=4, labelLimit=260, title=None))
 
 
-def time_cost(points: pd.DataFrame, cost: str, cost_title: str, title: str) -> alt.LayerChart:
-    """Time to train vs one kind of cost, a point per ranked row coloured by segment.
+def time_cost(points: pd.DataFrame, cost: str, cost_title: str, title: str,
+              time_words: str = "time to train") -> alt.LayerChart:
+    """The job's time (``time_words``: to train, or to serve) vs one kind of cost, a point per ranked row.
 
     The best ``TOP_LABELS`` rows are labelled; every point names its card on hover.
 
@@ -128,12 +129,12 @@ def time_cost(points: pd.DataFrame, cost: str, cost_title: str, title: str) -> a
     """
     shown = points.dropna(subset=[cost]).sort_values("rank")
     shown = shown.assign(order=range(1, len(shown) + 1))  # label the best rows of this chart, not of the ranking
-    tooltip = ["card", "rank", "segment", alt.Tooltip("hours:Q", title="time to train (h)", format=",.3g"),
+    tooltip = ["card", "rank", "segment", alt.Tooltip("hours:Q", title=f"{time_words} (h)", format=",.3g"),
                alt.Tooltip(f"{cost}:Q", title=cost_title, format="$,.2f")]
     if "step_range" in shown:  # the step's low..high range and the evidence it rests on
         tooltip.append(alt.Tooltip("step_range:N", title="step range (evidence)"))
     base = alt.Chart(shown, title=_title(title)).encode(
-        x=alt.X("hours:Q", title="time to train (hours)", scale=_spread_scale(shown["hours"])),
+        x=alt.X("hours:Q", title=f"{time_words} (hours)", scale=_spread_scale(shown["hours"])),
         y=alt.Y(f"{cost}:Q", title=cost_title, scale=_spread_scale(shown[cost])))
     dots = base.mark_circle(size=110, opacity=0.85).encode(
         color=color("segment", "segment", "segment", list(shown["segment"])), tooltip=tooltip)

@@ -11,6 +11,7 @@ import streamlit as st
 from advisor import dashboard_data as dd
 from advisor.dashboard import common
 from advisor.errors import AdvisorError
+from advisor.ranking import JOB_TIME_WORDS
 
 #: Upload limit for config.json files (a real HF config is a few KiB).
 MAX_UPLOAD_BYTES = 1024 * 1024
@@ -20,7 +21,7 @@ RANGE_ROWS = 12
 FORMATS = {"memory per GPU (GiB)": "{:,.1f}", "headroom (GiB)": "{:,.1f}", "step (s)": "{:.3g}",
            "step low (s)": "{:.3g}", "step high (s)": "{:.3g}",
            "samples/s": "{:,.0f}", "GPU alone (samples/s)": "{:,.0f}", "tokens/s": "{:,.0f}",
-           "time to train (h)": "{:,.3g}",
+           **{f"{words} (h)": "{:,.3g}" for words in JOB_TIME_WORDS.values()},
            "cloud cost of the job (USD)": "${:,.2f}", "purchase cost of the cards (USD)": "${:,.0f}",
            "break-even (h)": "{:,.0f}", "energy (kWh)": "{:,.3g}"}
 
@@ -175,7 +176,8 @@ def _cost_charts(view: dict[str, Any]) -> None:
             (c2, "buy_usd", "Buying: purchase price of the cards", "purchase price (USD)")):
         with col:
             if points[key].notna().any():
-                common.chart(charts.time_cost(points, key, axis, title))
+                common.chart(charts.time_cost(points, key, axis, title,
+                                              time_words=view["job"].get("time_words") or "time to train"))
             else:
                 st.caption(f"{title}: no ranked card has this price in the catalog.")
 

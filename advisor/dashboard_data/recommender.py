@@ -128,6 +128,8 @@ def recommendation_view(rec: Any) -> dict[str, Any]:
     overlap), the memory bars' long table, and ``rec.to_dict()``.
     """
     raw = rec.to_dict()
+    # "time to train", or "time to serve" for an inference job (advisor.ranking.JOB_TIME_WORDS, as the CLI says it)
+    time_column = f"{raw.get('job', {}).get('time_words') or 'time to train'} (h)"
     ranked = []
     points = []
     ranges: list[dict[str, Any]] = []
@@ -137,7 +139,7 @@ def recommendation_view(rec: Any) -> dict[str, Any]:
         # what decides leads (time, what limits it, the costs), visible without scrolling; the detail follows
         ranked.append({
             "rank": r["rank"], "card": label,
-            "time to train (h)": _num(r.get("time_to_train_s"), 3600), "limited by": r.get("limiter"),
+            time_column: _num(r.get("time_to_train_s"), 3600), "limited by": r.get("limiter"),
             "cloud cost of the job (USD)": _num(cloud), "purchase cost of the cards (USD)": _num(buy),
             "segment": r.get("segment"),
             "parallelism": r.get("parallelism") or "single GPU", "batch per GPU": r.get("per_gpu_batch"),
