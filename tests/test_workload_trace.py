@@ -188,6 +188,29 @@ def test_data_dependent_ops_are_a_clear_error():
         from_module(Picky(), (torch.randn(2, 4),))
 
 
+def test_a_step_past_the_op_budget_stops_with_a_clear_error(monkeypatch):
+    """A module looping in Python over its sequence stops at TRACE_OP_BUDGET ops, not after many minutes."""
+    from advisor.workload import trace_record
+
+    class Scan(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = torch.nn.Linear(4, 4)
+
+        def forward(self, x):
+            h = torch.zeros_like(x[:, 0])
+            for t in range(x.shape[1]):  # one step at a time, as a slow-path state-space scan does
+                h = torch.tanh(self.lin(x[:, t]) + h)
+            return h.sum()
+
+    monkeypatch.setattr(trace_record, "TRACE_OP_BUDGET", 200)
+    with pytest.raises(WorkloadError, match="dispatched more than 200 ops") as err:
+        from_module(Scan(), (torch.randn(2, 64, 4),))
+    assert "seq_len" in err.value.hint
+    monkeypatch.setattr(trace_record, "TRACE_OP_BUDGET", 100_000)
+    assert from_module(Scan(), (torch.randn(2, 64, 4),)).ops  # the same module under the budget traces
+
+
 def test_inputs_that_do_not_fit_are_wrapped():
     with pytest.raises(WorkloadError, match="tracing Sequential") as err:
         from_module(zoo.mnist_cnn(), (torch.randn(2, 3, 28, 28),))

@@ -12,6 +12,7 @@ import functools
 from dataclasses import dataclass, field
 from typing import Any
 
+from advisor.errors import WorkloadError
 from advisor.workload.aten_ops import (
     COMPUTE_KINDS,
     NO_KERNEL,
@@ -28,6 +29,13 @@ from advisor.workload.aten_ops import (
 )
 from advisor.workload.trace_blocks import RecurrentFiling
 from advisor.workload.trace_timeline import StorageTimeline
+
+#: Most ops one traced step may dispatch before tracing stops with an error.  A module that loops in Python over its
+#: sequence (a state-space scan on Hugging Face's slow path, a hand-written RNN cell) dispatches ops per time step:
+#: a Mamba config traced for 14+ minutes without an answer (2-core VM, 2026-12-07).  The tracer follows ~2,400 ops a
+#: second there (a 2-layer LSTM LM at seq 256: ~71,000 ops in ~30 s, docs/performance.md), so this bounds a trace at
+#: several minutes; every shipped preset and zoo model dispatches far fewer.
+TRACE_OP_BUDGET = 1_000_000
 
 
 @dataclass
@@ -47,11 +55,25 @@ class Recording:
     # group: FLOPs for matmul-like kinds, else bytes); None once a recurrent layer is traced (its cuDNN calls are
     # not one aten op each)
     calls: list[tuple[tuple[str, str] | None, int, float]] | None = field(default_factory=list)
+    dispatched: int = 0
 
     def record(self, func: Any, args: Any, kwargs: Any, out: Any) -> None:
-        """Cost one dispatched op (FLOPs by torch's formula, bytes of its tensors) and track its outputs."""
+        """Cost one dispatched op (FLOPs by torch's formula, bytes of its tensors) and track its outputs.
+
+        Raises:
+            WorkloadError: the step has dispatched more than ``TRACE_OP_BUDGET`` ops.
+        """
         import torch
         from torch.utils._pytree import tree_flatten, tree_map
+
+        self.dispatched += 1
+        if self.dispatched > TRACE_OP_BUDGET:
+            raise WorkloadError(
+                f"the traced step dispatched more than {TRACE_OP_BUDGET:,} ops ({self.phase}): the module loops in "
+                "Python over its sequence (e.g. a recurrent cell or a state-space scan without fused kernels), which "
+                "would take many minutes to trace; tracing stopped",
+                "estimate it with a shorter seq_len (the cost per step is the same), or a preset / config.json with "
+                "a closed form (presets: `estimate --help`)")
 
         packet = func._overloadpacket
         name = packet.__name__
