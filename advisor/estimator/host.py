@@ -230,7 +230,7 @@ def queue_replay(calls: Sequence[tuple[int, float]], ops: Sequence[PreparedOp], 
            + _library_ops_per_call(op, eff) * eff.host_op_s for op in ops]
     totals = [0.0] * n_ph
     for idx, _share in calls:
-        totals[ops[idx][5]] += own[idx]
+        totals[ops[idx].phase] += own[idx]
     scale = [host[ph] / totals[ph] if totals[ph] else 0.0 for ph in range(n_ph)]
     issue = [own[i] * scale[op.phase] for i, op in enumerate(ops)]  # host seconds per call of each op
     kernel = [bool(op.flops or op.bytes) for op in ops]
@@ -241,7 +241,7 @@ def queue_replay(calls: Sequence[tuple[int, float]], ops: Sequence[PreparedOp], 
         issued += issue[idx]
         if kernel[idx]:
             gpu = (gpu if gpu > issued else issued) + per_op_s[idx] * share + launch_s
-        ph = ops[idx][5]
+        ph = ops[idx].phase
         seen[ph] = True
         end[ph] = gpu if gpu > issued else issued
     for ph in range(n_ph):  # phases the calls do not cover run after them
