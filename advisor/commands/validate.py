@@ -201,7 +201,7 @@ def _print(args: argparse.Namespace, report: Any, doc: dict[str, Any], notes: li
 def _noisy_note(m: Any) -> str:
     """Why a row's time is not trusted, with its spread and how many rounds of timed steps ran."""
     rounds = f" after {m.timing_rounds} rounds" if m.timing_rounds > 1 else ""
-    if m.spread is not None and m.spread > m.spread_limit:
+    if m.too_spread:
         return (f"noisy: step times spread {m.spread:.0%} (IQR/median){rounds}, the time error is unreliable "
                 "(a busy host?)")
     return f"noisy: {len(m.step_times_s)} timed step(s) are too few to tell their spread (more --iters)"

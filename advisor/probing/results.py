@@ -187,9 +187,14 @@ class Measurement:
         return self.iqr_s / m if m > 0 else math.inf
 
     @property
+    def too_spread(self) -> bool:
+        """The spread is above ``spread_limit``."""
+        return self.spread > self.spread_limit
+
+    @property
     def trustworthy(self) -> bool:
         """Enough repetitions (>= 5) and a spread within ``spread_limit``."""
-        return len(self.times_s) >= 5 and self.spread <= self.spread_limit
+        return len(self.times_s) >= 5 and not self.too_spread
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe form, derived statistics included."""

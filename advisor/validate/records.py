@@ -197,6 +197,11 @@ class Measurement:
         return float(step_timing(self.step_times_s or (1.0,)).spread_limit)
 
     @property
+    def too_spread(self) -> bool:
+        """The timed steps spread more than the probe's limit (``False`` without timed steps)."""
+        return bool(self.step_times_s) and step_timing(self.step_times_s).too_spread
+
+    @property
     def noisy(self) -> bool:
         """The probe's rule does not trust these step times (too spread, or too few to tell): nor the time error."""
         return bool(self.step_times_s) and not step_timing(self.step_times_s).trustworthy

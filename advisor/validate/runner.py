@@ -67,18 +67,13 @@ def time_until_stable(step: Callable[[], Any], *, device: Device | str, warmup: 
     """
     best = time_steps(step, device=device, warmup=warmup, iters=iters, clock=clock)
     spent, rounds = sum(best), 1
-    while _too_spread(best) and rounds <= max_repeats and spent < budget_s:
+    while step_timing(best).too_spread and rounds <= max_repeats and spent < budget_s:
         again = time_steps(step, device=device, warmup=0, iters=iters, clock=clock)
         rounds += 1
         spent += sum(again)
         if step_timing(again).spread < step_timing(best).spread:
             best = again
     return best, rounds
-
-
-def _too_spread(times: Sequence[float]) -> bool:
-    timing = step_timing(times)
-    return timing.spread > timing.spread_limit
 
 
 class _MallInfo2(ctypes.Structure):
