@@ -220,7 +220,7 @@ def test_calibration_changes_step_time_and_sets_calibrated(tmp_path) -> None:
     # a probe JSON file with an efficiencies mapping works the same way
     path = tmp_path / "probe.json"
     path.write_text(json.dumps({"efficiencies": {"matmul_bf16": 0.4, "memory_bandwidth": 0.5}}))
-    from_file = estimate_workload(w, H100, calibration=str(path))
+    from_file = estimate_workload(w, H100, calibration=resolve_calibration(str(path)))  # read at the edge
     assert from_file.calibrated and from_file.time.step_s == pytest.approx(slow.time.step_s)
 
 
@@ -242,11 +242,15 @@ def test_calibration_from_a_probe_result_object() -> None:
 
 def test_bad_calibration_files_are_errors(tmp_path) -> None:
     with pytest.raises(EstimateError, match="cannot read"):
-        estimate_workload(make_workload(), H100, calibration=str(tmp_path / "missing.json"))
+        resolve_calibration(str(tmp_path / "missing.json"))
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
     with pytest.raises(EstimateError, match="not valid JSON"):
+        resolve_calibration(str(bad))
+    # the estimator reads no file: a path not resolved at the edge is refused, with the way to resolve it
+    with pytest.raises(EstimateError, match="read at the edge") as info:
         estimate_workload(make_workload(), H100, calibration=str(bad))
+    assert "resolve_calibration" in (info.value.hint or "")
 
 
 def test_auto_calibration_without_history_uses_defaults() -> None:
@@ -369,7 +373,7 @@ def _probe_of_h100(matmul_fraction: float):
 def test_calibration_from_a_real_probe_json_file(tmp_path) -> None:
     path = tmp_path / "probe.json"
     path.write_text(json.dumps(_probe_of_h100(0.4).to_dict()))
-    e = estimate_workload(make_workload(), H100, calibration=str(path))
+    e = estimate_workload(make_workload(), H100, calibration=resolve_calibration(str(path)))
     assert e.calibrated and "matmul=0.4" in e.calibrated_figures and "memory=0.48" in e.calibrated_figures
 
 
