@@ -18,9 +18,9 @@ from advisor.catalog import get_gpu
 from advisor.errors import AdvisorError, EstimateError
 from advisor.estimator import Estimate, estimate_workload
 from advisor.estimator.efficiency import compute_efficiency, shape_factor
+from advisor.estimator.index_bound import STRIDED_ELEMENTS_PER_SM_CYCLE
 from advisor.estimator.memory import BREAKDOWN_KEYS, optimizer_bytes
 from advisor.estimator.profiles import defaults_for, efficiency_of, load_profiles
-from advisor.estimator.time import STRIDED_ELEMENTS_PER_SM_CYCLE
 from advisor.precision import NF4_BYTES_PER_WEIGHT
 from advisor.workload.base import OpCost, Workload
 
@@ -220,7 +220,7 @@ def test_calibration_changes_step_time_and_sets_calibrated(tmp_path) -> None:
     # a probe JSON file with an efficiencies mapping works the same way
     path = tmp_path / "probe.json"
     path.write_text(json.dumps({"efficiencies": {"matmul_bf16": 0.4, "memory_bandwidth": 0.5}}))
-    from_file = estimate_workload(w, H100, calibration=str(path))
+    from_file = estimate_workload(w, H100, calibration=resolve_calibration(str(path)))  # read at the edge
     assert from_file.calibrated and from_file.time.step_s == pytest.approx(slow.time.step_s)
 
 
@@ -242,11 +242,15 @@ def test_calibration_from_a_probe_result_object() -> None:
 
 def test_bad_calibration_files_are_errors(tmp_path) -> None:
     with pytest.raises(EstimateError, match="cannot read"):
-        estimate_workload(make_workload(), H100, calibration=str(tmp_path / "missing.json"))
+        resolve_calibration(str(tmp_path / "missing.json"))
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
     with pytest.raises(EstimateError, match="not valid JSON"):
+        resolve_calibration(str(bad))
+    # the estimator reads no file: a path not resolved at the edge is refused, with the way to resolve it
+    with pytest.raises(EstimateError, match="read at the edge") as info:
         estimate_workload(make_workload(), H100, calibration=str(bad))
+    assert "resolve_calibration" in (info.value.hint or "")
 
 
 def test_auto_calibration_without_history_uses_defaults() -> None:
@@ -369,7 +373,7 @@ def _probe_of_h100(matmul_fraction: float):
 def test_calibration_from_a_real_probe_json_file(tmp_path) -> None:
     path = tmp_path / "probe.json"
     path.write_text(json.dumps(_probe_of_h100(0.4).to_dict()))
-    e = estimate_workload(make_workload(), H100, calibration=str(path))
+    e = estimate_workload(make_workload(), H100, calibration=resolve_calibration(str(path)))
     assert e.calibrated and "matmul=0.4" in e.calibrated_figures and "memory=0.48" in e.calibrated_figures
 
 
@@ -478,8 +482,8 @@ def test_eager_decode_at_batch_1_is_host_bound_and_graph_runtimes_are_not() -> N
 def test_host_floor_is_a_max_on_a_gpu_and_a_sum_on_the_cpu() -> None:
     from advisor.estimator.efficiency import HOST_BACKWARD_FRACTION, TRACED_HOST_BACKWARD_FRACTION
     from advisor.estimator.host import host_floor
+    from advisor.estimator.ops import PHASES, prepare_ops
     from advisor.estimator.profiles import defaults_for
-    from advisor.estimator.time import PHASES, prepare_ops
     from advisor.workload.base import OpCost
 
     ops = prepare_ops([OpCost("f", "elementwise", "forward", 0.0, 1.0, count=100),
@@ -508,7 +512,7 @@ def test_kv_cache_concatenation_is_an_eager_only_cost() -> None:
     # read + write of k and v at the mean context: 2 x kv cache bytes at seq_len + gen_len / 2
     ctx = 2048 + 128
     assert cat[0].bytes == pytest.approx(2 * 2 * 32 * 32 * 128 * ctx * 8 * 2 * 1.0)
-    from advisor.estimator.time import prepare_ops
+    from advisor.estimator.ops import prepare_ops
 
     assert len(prepare_ops(w.decode_ops, runtime="graph")) == len(w.decode_ops) - 1
 
@@ -530,8 +534,9 @@ def test_unknown_runtime_is_refused_with_the_accepted_names() -> None:
 
 def test_views_launch_no_kernel_but_cost_host_dispatch() -> None:
     from advisor.estimator.host import host_floor
+    from advisor.estimator.ops import prepare_ops
     from advisor.estimator.profiles import defaults_for
-    from advisor.estimator.time import CardRates, ops_time, prepare_ops
+    from advisor.estimator.time import CardRates, ops_time
     from advisor.workload.base import OpCost
 
     ops = prepare_ops([OpCost("aten.view", "elementwise", "forward", 0.0, 0.0, count=100),
@@ -548,8 +553,8 @@ def test_views_launch_no_kernel_but_cost_host_dispatch() -> None:
 def test_library_calls_cost_the_host_more_than_a_generic_op_where_the_profile_says() -> None:
     from advisor.estimator.efficiency import TRACED_HOST_BACKWARD_FRACTION
     from advisor.estimator.host import LIBRARY_CALL_HOST_OPS, host_floor
+    from advisor.estimator.ops import PHASES, prepare_ops
     from advisor.estimator.profiles import defaults_for
-    from advisor.estimator.time import PHASES, prepare_ops
     from advisor.workload.base import OpCost
 
     ops = prepare_ops([OpCost("aten.convolution", "conv", "forward", 1.0, 1.0, count=3),
@@ -576,8 +581,8 @@ def test_an_embedding_backward_costs_the_host_its_sort_and_segmented_sum() -> No
     embedding's forward lookup, and an embedding op recomputed under checkpointing, are generic ops."""
     from advisor.estimator.efficiency import TRACED_HOST_BACKWARD_FRACTION
     from advisor.estimator.host import LIBRARY_CALL_HOST_OPS, host_floor
+    from advisor.estimator.ops import PHASES, prepare_ops
     from advisor.estimator.profiles import defaults_for
-    from advisor.estimator.time import PHASES, prepare_ops
     from advisor.workload.base import OpCost
 
     ops = prepare_ops([OpCost("aten.embedding", "embedding", "forward", 0.0, 1.0, count=2),
@@ -599,8 +604,8 @@ def test_fused_attention_costs_the_host_cudnns_call_on_hopper_only() -> None:
     fp32 (the memory-efficient kernel, another library)."""
     from advisor.estimator.efficiency import TRACED_HOST_BACKWARD_FRACTION
     from advisor.estimator.host import LIBRARY_CALL_HOST_OPS, host_floor
+    from advisor.estimator.ops import PHASES, prepare_ops
     from advisor.estimator.profiles import defaults_for
-    from advisor.estimator.time import PHASES, prepare_ops
     from advisor.workload.base import OpCost
 
     fused = {"tensor_core": True, "tile_flops": 1.0}
@@ -658,8 +663,8 @@ def test_cnn_estimates_name_the_cudnn_host_cost() -> None:
 def test_checkpointing_costs_the_host_its_hooks_and_recompute() -> None:
     from advisor.estimator.efficiency import TRACED_HOST_BACKWARD_FRACTION
     from advisor.estimator.host import CHECKPOINT_FORWARD_FACTOR, CHECKPOINT_RECOMPUTE_OPS, host_floor
+    from advisor.estimator.ops import PHASES, prepare_ops
     from advisor.estimator.profiles import defaults_for
-    from advisor.estimator.time import PHASES, prepare_ops
     from advisor.workload.base import OpCost
 
     ops = prepare_ops([OpCost("f", "elementwise", "forward", 0.0, 1.0, count=100),

@@ -78,9 +78,10 @@ def _gemm_tflops(card: str, precision: str, shape: str) -> float:
     """One large GEMM priced by the estimator's own per-op path on the card (spec sheet, no probe)."""
     from advisor.catalog import get_gpu
     from advisor.estimator import peaks
+    from advisor.estimator.ops import prepare_ops
     from advisor.estimator.power import sustained_clock
     from advisor.estimator.profiles import efficiency_for
-    from advisor.estimator.time import card_rates, ops_time_detail, prepare_ops
+    from advisor.estimator.time import card_rates, ops_time_detail
     from advisor.workload.base import OpCost
 
     spec = get_gpu(card)

@@ -47,8 +47,9 @@ def estimate_workload(workload: Workload | PreparedWorkload, spec: GpuSpec, *, n
         spec: the card.
         num_gpus: cards in all.
         parallelism: ``ddp``, ``zero1``, ``zero2``, ``zero3``, ``fsdp``, ``tp``; ``None``: ddp for several.
-        calibration: ``None`` (defaults), a ``ProbeResult``, a probe JSON path, an efficiencies mapping or
-            ``StoredProbes`` (``"auto"`` as resolved by ``advisor.calibration.resolve_calibration``).
+        calibration: ``None`` (defaults), a ``ProbeResult``, an efficiencies mapping, or what
+            ``advisor.calibration.resolve_calibration`` makes of ``"auto"`` (``StoredProbes``) and of a probe JSON
+            path (``CalibrationFile``).
         batch_size: global batch; default the workload's.
         gen_len: tokens to generate (causal-LM infer); default the workload's.
         loader_samples_per_s: what the data loader delivers (whole host), for the input check.
@@ -61,7 +62,7 @@ def estimate_workload(workload: Workload | PreparedWorkload, spec: GpuSpec, *, n
             its NHWC batch norm (default: PyTorch's NCHW).
 
     Raises:
-        EstimateError: unsupported precision, bad parallelism or count, bad calibration file.
+        EstimateError: unsupported precision, bad parallelism or count, bad calibration figures.
     """
     check_runtime(runtime)
     prep = prepare_workload(workload)

@@ -8,6 +8,7 @@ from typing import Any
 from advisor.estimator._prepare import is_nchw_cnn
 from advisor.estimator._step import StepTime
 from advisor.estimator.calibrate import uncalibrated_note
+from advisor.estimator.conv import LAYOUT_SOURCE
 from advisor.estimator.efficiency import (
     CONTEXT_SOURCE,
     HOST_SOURCE,
@@ -22,7 +23,7 @@ from advisor.estimator.memory import (
     RESERVE_FRACTION,
 )
 from advisor.estimator.parallel import ParallelPlan
-from advisor.estimator.time import LAYOUT_SOURCE, CardRates
+from advisor.estimator.time import CardRates
 from advisor.workload.base import Workload
 from advisor.workload.eager import SOURCE as EAGER_SOURCE
 from advisor.workload.transformer import compute_bytes

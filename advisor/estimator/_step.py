@@ -12,6 +12,8 @@ from typing import Any
 
 from advisor.catalog import GpuSpec
 from advisor.estimator._prepare import PreparedWorkload
+from advisor.estimator.attention import ATTENTION_SOURCE
+from advisor.estimator.conv import WINOGRAD_SOURCE
 from advisor.estimator.efficiency import ArchEfficiency
 from advisor.estimator.host import (
     CHECKPOINT_HOST_SOURCE,
@@ -25,7 +27,9 @@ from advisor.estimator.host import (
     phase_host_s,
     queue_replay,
 )
+from advisor.estimator.index_bound import POOL_SOURCE, STRIDED_SOURCE, max_pool_rate
 from advisor.estimator.memory import grad_bytes_per_param
+from advisor.estimator.ops import CONV_3X3, GROUPS, PHASES
 from advisor.estimator.parallel import (
     CommEstimate,
     ParallelPlan,
@@ -35,19 +39,7 @@ from advisor.estimator.parallel import (
     peer_link,
     tensor_parallel_comm,
 )
-from advisor.estimator.time import (
-    ATTENTION_SOURCE,
-    CONV_3X3,
-    GROUPS,
-    PHASES,
-    POOL_SOURCE,
-    STRIDED_SOURCE,
-    WINOGRAD_SOURCE,
-    CardRates,
-    class_advice,
-    max_pool_rate,
-    ops_time_detail,
-)
+from advisor.estimator.time import CardRates, class_advice, ops_time_detail
 from advisor.precision import activation_bytes
 from advisor.workload.base import Workload
 
