@@ -33,6 +33,9 @@ ENV_SPECS_DIR = "GPU_ADVISOR_SPECS"
 #: What a purchase price is: the vendor's list price (MSRP/SEP) at launch, what new cards sell for (street),
 #: the second-hand market (used), or ``not sold`` (no per-card sale to end users; no ``price_usd``).
 PRICE_KINDS: tuple[str, ...] = ("list", "street", "used", "not sold")
+#: Who a cloud price is from (docs/prices.md, "one price basis"): a GPU cloud (Lambda, RunPod Secure Cloud, ...),
+#: a marketplace of third-party hosts (RunPod Community Cloud, ...) or a hyperscaler (AWS, Google Cloud, Azure).
+CLOUD_PRICE_CLASSES: tuple[str, ...] = ("gpu cloud", "marketplace", "hyperscaler")
 
 #: Throughput fields, in the units their names carry (TFLOP/s, or TOP/s for integers).
 THROUGHPUT_FIELDS: tuple[str, ...] = (
@@ -89,6 +92,7 @@ _OPTIONAL: dict[str, type | tuple[type, ...]] = {
     "price_date": str,
     "cloud_usd_per_hour": (int, float),
     "cloud_price_date": str,
+    "cloud_price_class": str,
     "cloud_rentable": bool,
     "tensor_accumulate": str,
     "notes": str,
@@ -231,6 +235,8 @@ class GpuSpec:
     price_date: str | None = None
     cloud_usd_per_hour: float | None = None
     cloud_price_date: str | None = None
+    #: One of ``CLOUD_PRICE_CLASSES``: whose on-demand rate ``cloud_usd_per_hour`` is.
+    cloud_price_class: str | None = None
     #: ``False``: no public on-demand offer was found on ``cloud_price_date``; ``None``: not checked.
     cloud_rentable: bool | None = None
     tensor_accumulate: str | None = None
@@ -386,6 +392,11 @@ def spec_from_mapping(data: Mapping[str, Any], where: str = "<spec>") -> GpuSpec
         raise SpecError(f"{where}: cloud_usd_per_hour needs cloud_price_date (prices change)")
     if "cloud_rentable" in data and "cloud_price_date" not in data:
         raise SpecError(f"{where}: cloud_rentable needs cloud_price_date (the date it was checked)")
+    if data.get("cloud_price_class", CLOUD_PRICE_CLASSES[0]) not in CLOUD_PRICE_CLASSES:
+        raise SpecError(f"{where}: cloud_price_class must be one of {', '.join(CLOUD_PRICE_CLASSES)}, "
+                        f"got {data['cloud_price_class']!r}")
+    if not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])(-\d{2})?", data.get("cloud_price_date", "2000-01")):
+        raise SpecError(f"{where}: cloud_price_date must be YYYY-MM or YYYY-MM-DD, got {data['cloud_price_date']!r}")
     if data.get("devices_per_package", 1) > 1 and "notes" not in data:
         raise SpecError(f"{where}: devices_per_package > 1 needs notes saying how the package splits")
     if data.get("base_clock_mhz", 0) > data.get("boost_clock_mhz", math.inf):
