@@ -40,7 +40,7 @@ class PreparedOp(NamedTuple):
     have).  ``library`` names the host cost each of its calls adds beyond a generic op
     (``advisor.estimator.host.LIBRARY_CALL_HOST_OPS``): ``conv``, ``recurrent``, ``embedding`` (an embedding's
     backward, ``count`` calls), ``attention`` (a fused 16-bit attention call: tile work on tensor cores; fp32's
-    memory-efficient kernel is another library, unmeasured) or ``""``.
+    memory-efficient kernel is another library, unmeasured), ``gemm`` (a BLAS call) or ``""``.
     """
 
     flops: float
@@ -92,7 +92,8 @@ def _library(op: OpCost) -> str:
     """The library whose host cost each of the op's calls adds (``PreparedOp.library``)."""
     return ("conv" if op.kind == "conv" else "recurrent" if op.serial_steps
             else "embedding" if op.name.split("[")[0] in EMBEDDING_BACKWARDS
-            else "attention" if op.kind == "attention" and op.tile_flops and op.tensor_core else "")
+            else "attention" if op.kind == "attention" and op.tile_flops and op.tensor_core
+            else "gemm" if op.kind == "matmul" else "")
 
 
 def prepare_ops(ops: Sequence[OpCost], tp: int = 1, runtime: str = "eager", align_elems: int = 8,

@@ -34,6 +34,8 @@ from advisor.workload.costs import (
 )
 from advisor.workload.eager import eager_ops
 from advisor.workload.options import BUILDER_QUANTIZE_BASES, WorkloadOptions, check_count
+from advisor.workload.qlora import SOURCE as DEQUANT_SOURCE
+from advisor.workload.qlora import add_dequant
 from advisor.workload.transformer_memory import (
     activation_bytes_breakdown,
     kv_cache_peak_bytes,
@@ -155,11 +157,9 @@ def build_transformer(
     emb_b = 4 if amp else head_w_b  # the embedding table's own dtype (autocast leaves the lookup in fp32)
     if quantize_base == "nf4":
         w_b = NF4_BYTES_PER_WEIGHT
-        assumptions.append(f"nf4 base: 4-bit weights + quantization constants (~0.127 bit/weight with double "
-                           f"quantization, block 64); bitsandbytes dequantizes each to a 16-bit copy before its "
-                           f"matmul (op '.dequant': reads {w_b:.3f} B + writes 2 B per weight, memory-bound, one "
-                           f"kernel per linear), in the forward and again in the backward for the input gradient "
-                           f"(and in the recompute when checkpointing); the matmul reads the 2-byte copy")
+        assumptions.append("nf4 base: 4-bit weights + quantization constants (~0.127 bit/weight, double quantization, "
+                           "block 64), dequantized to a 16-bit copy before every matmul, in the forward, the "
+                           "recompute and the backward (op '.dequant'; advisor.workload.qlora): " + DEQUANT_SOURCE)
     elif quantize_base == "int8":
         w_b = 1.0
     if amp:
@@ -196,11 +196,8 @@ def build_transformer(
         activations = (tokens * fin * max(reads, 1) + tokens * fout) * a_b
         nb = activations + fin * fout * w_b * multiplier
         if quantize_base == "nf4":  # QLoRA: dequantize to a 16-bit copy (its own kernel), then a 16-bit matmul
-            weights = fin * fout * multiplier
-            nb = activations + weights * 2.0
-            dq = weights * (w_b + 2.0)
-            ops.add(label + ".dequant", "elementwise", weights, dq, count, bwd_flops=weights, bwd_bytes=dq,
-                    train=train, launches=len(keys))
+            nb = activations + fin * fout * multiplier * 2.0
+            add_dequant(ops, label, fin * fout * multiplier, count, linears=len(keys), train=train)
         # input grad always (unless the very input needs none); weight grad only when trainable
         bwd = fl * (1 if frozen_base else 2)
         ops.add(label, "matmul", fl, nb, count, tc=True, min_dim=min(tokens, fin, fout), bwd_flops=bwd, train=train,
