@@ -81,7 +81,7 @@ def _limiter(name: str | None) -> str | None:
 
 def run(args: argparse.Namespace) -> int:
     """``recommend``."""
-    from advisor.recommender import recommend
+    from advisor.recommender import RecommendRequest, recommend_request
     from advisor.units import format_energy, format_hours, format_seconds
 
     kwargs = workload_kwargs(args)
@@ -89,9 +89,9 @@ def run(args: argparse.Namespace) -> int:
     if args.specs_dir and len(args.specs_dir) > 1:
         raise AdvisorError("recommend takes one --specs-dir", hint="put your spec files in one directory")
     with tracing_spinner():
-        rec = recommend(args.model, max_gpus=args.max_gpus, objective=args.objective, budget_usd=args.budget_usd,
-                        vendor=args.vendor, segment=args.segment, gpus=args.gpus, specs_dir=specs_dir, then=args.then,
-                        **kwargs)
+        rec = recommend_request(RecommendRequest(
+            model=args.model, max_gpus=args.max_gpus, objective=args.objective, budget_usd=args.budget_usd,
+            vendor=args.vendor, segment=args.segment, gpus=args.gpus, specs_dir=specs_dir, then=args.then, **kwargs))
     for warning in ignored_flags(args, num_gpus=1 if args.max_gpus == 1 else None):
         stderr_console().print(warning, markup=False)
     if args.objective in OBJECTIVE_ALIASES:

@@ -344,6 +344,9 @@ def recommend_options(*, model: Any, batch_size: int, seq_len: int | None, image
         options["loader_samples_per_s"] = float(loader_samples_per_s)
     if then:
         options["then"] = then
+    from advisor.request import RecommendRequest
+
+    RecommendRequest(model=model, **options)  # every key is one of recommend()'s: a misnamed one fails here
     return options
 
 

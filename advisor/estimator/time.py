@@ -62,7 +62,7 @@ class PreparedOp(NamedTuple):
     have).  ``library`` names the host cost each of its calls adds beyond a generic op
     (``advisor.estimator.host.LIBRARY_CALL_HOST_OPS``): ``conv``, ``recurrent``, ``embedding`` (an embedding's
     backward, ``count`` calls), ``attention`` (a fused 16-bit attention call: tile work on tensor cores; fp32's
-    memory-efficient kernel is another library, unmeasured) or ``""``.
+    memory-efficient kernel is another library, unmeasured), ``gemm`` (a BLAS call) or ``""``.
     """
 
     flops: float
@@ -327,7 +327,8 @@ def prepare_ops(ops: Sequence[OpCost], tp: int = 1, runtime: str = "eager", alig
             transpose = op.bytes / div
         library = ("conv" if op.kind == "conv" else "recurrent" if op.serial_steps
                    else "embedding" if op.name.split("[")[0] in EMBEDDING_BACKWARDS
-                   else "attention" if op.kind == "attention" and op.tile_flops and op.tensor_core else "")
+                   else "attention" if op.kind == "attention" and op.tile_flops and op.tensor_core
+                   else "gemm" if op.kind == "matmul" else "")
         out.append(PreparedOp(op.flops / div, op.bytes / div, op.count, op_class(op), op.min_dim or 0, phase,
                               op_group(op), _gemm_plan(op, tp, align_elems, rows), bn, transpose, op.serial_steps,
                               _index_bound_elements(op, channels_last) / div,
