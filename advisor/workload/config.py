@@ -20,7 +20,8 @@ _CONFIG_HINT = ("pass a Hugging Face config.json: one JSON object with model_typ
 
 # model_type -> our family
 MODEL_TYPES = {"gpt2": "gpt2", "gptj": "gptj", "llama": "llama", "mistral": "mistral", "qwen2": "qwen2",
-               "gemma": "gemma", "gemma2": "gemma", "mixtral": "mixtral", "bert": "bert", "t5": "t5"}
+               "gemma": "gemma", "gemma2": "gemma", "mixtral": "mixtral", "bert": "bert", "t5": "t5",
+               "mt5": "t5"}  # mT5: T5 v1.1's blocks (gated-gelu), its own class in transformers
 
 
 class UnsupportedModelType(WorkloadError):

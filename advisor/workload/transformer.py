@@ -89,6 +89,11 @@ def build_transformer(
         TypeError: a keyword that is not a ``BUILDER_OPTIONS`` field.
         WorkloadError: a non-positive size, an unknown choice, or an option that does not apply.
     """
+    if arch.family == "t5":  # encoder-decoder: its own closed form (advisor.workload.encoder_decoder)
+        from advisor.workload.encoder_decoder import build_encoder_decoder
+
+        return build_encoder_decoder(arch, name=name, source=source, options=options, lora_targets=lora_targets,
+                                     attention=attention, default_seq_len=default_seq_len, **keywords)
     unexpected = [k for k in keywords if k not in BUILDER_OPTIONS]
     if unexpected:
         raise TypeError(f"build_transformer() got an unexpected keyword argument {unexpected[0]!r}")

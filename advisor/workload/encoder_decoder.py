@@ -1,0 +1,611 @@
+"""T5-style encoder-decoder workloads in closed form, kernel by kernel as transformers 5 runs T5 on a GPU.
+
+``advisor.workload.transformer.build_transformer`` hands a ``t5`` architecture here.  What the module
+(``T5ForConditionalGeneration``, transformers 5.25) does, and what is priced for it:
+
+- Two stacks over their own lengths: the encoder over ``seq_len`` tokens, the decoder over ``decoder_len`` (the
+  labels' length: transformers shifts the labels right into the decoder's input; default ``seq_len``, as a
+  ``model(input_ids, labels=input_ids)`` step feeds it).  One embedding table shared by both stacks (and, tied, the
+  LM head).
+- Every block: T5's RMSNorm (``T5LayerNorm``: ``transformer_ops.RMS_NORMS['t5']``) before each sub-layer, the
+  residual added after a dropout.  Self-attention; in the decoder, cross-attention to the encoder's output, whose
+  keys and values each decoder block projects again.  The feed-forward is ``wi``, ReLU, dropout, ``wo`` (t5 v1.0),
+  or ``act(wi_0) * wi_1`` (``gated-gelu``, t5 v1.1 / flan: ``gelu_new``, a chain of kernels,
+  ``transformer_ops.UNFUSED_ACTIVATIONS``).  ``wo``'s input is cast to ``wo.weight``'s dtype first (the module keeps
+  ``wo`` in fp32 for 8-bit inference): under autocast, whose master weights are fp32, the 16-bit activation goes to
+  fp32 and autocast casts it back for the matmul: two casts of the d_ff-wide tensor per block.
+- Attention is unscaled (``scaling=1.0``) and takes a relative position bias, computed once per stack by the first
+  block (``compute_bias``: an embedding of (query, key) buckets, a learned table per stack) and added in every
+  block.  transformers 5 runs T5 through SDPA by default (``_supports_sdpa``; flash attention refused): the bias is
+  passed as a float ``attn_mask`` (``create_position_bias_mask``: the encoder's permuted bias made contiguous, the
+  decoder's merged with the causal mask by ``torch.where``, both per block), which rules out the flash kernel and
+  the ``is_causal`` fast path: CUDA runs the memory-efficient (or cuDNN) kernel with an additive bias, every
+  query x key tile computed, the decoder's masked half too.  Under autocast SDPA casts the fp32 bias to 16 bits
+  (one copy per block).  The bias is a learned parameter, so in training the kernel's backward writes its gradient
+  (batch x heads x query x key, summed over the batch) and the stack accumulates it over its blocks
+  (``position_bias.grad``).  Cross-attention's bias is a zero tensor made once (no gradient).  (On the CPU torch
+  takes its math path for a mask that needs a gradient: a trace of the module there sees two batched matmuls and a
+  softmax per block; CUDA's choice is the fused kernel, ``cuda/sdp_utils.cpp``: the efficient kernel's checks
+  never look at the mask's gradient.)
+- Dropout (``dropout_rate``) on the embeddings, each sub-layer's output, the feed-forward's hidden and the stacks'
+  outputs: CUDA's ``native_dropout`` (one kernel, a 1-byte mask saved).
+- With the embeddings tied (t5 v1.0: ``tie_word_embeddings``), the decoder's output is rescaled by d_model^-0.5
+  before the LM head (``scale_decoder_outputs``); the loss is ``CrossEntropyLoss`` over every decoder position.
+- In decoder blocks transformers 5 keeps an ``EncoderDecoderCache`` even in training (``use_cache`` defaults on):
+  each block's self and cross keys and values are ``torch.cat`` into it (four copies per block).
+
+Pure arithmetic, no torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any, Literal
+
+from advisor.errors import WorkloadError
+from advisor.numbers import whole_number
+from advisor.precision import NF4_BYTES_PER_WEIGHT
+from advisor.workload.arch import TransformerArch
+from advisor.workload.aten_ops import FUSED_ATTENTION_BACKWARD_WORK, fused_attention_work
+from advisor.workload.base import OpCost, Workload
+from advisor.workload.costs import check_common, compute_bytes, optimizer_op, weight_bytes
+from advisor.workload.eager import LORA_BWD_PER_TARGET, LORA_FWD_PER_TARGET, optimizer_step_ops
+from advisor.workload.options import BUILDER_QUANTIZE_BASES, COUNT_LIMITS, OptionError, WorkloadOptions, check_count
+from advisor.workload.qlora import SOURCE as DEQUANT_SOURCE
+from advisor.workload.qlora import add_dequant
+from advisor.workload.transformer_ops import OpList, activation_kernels, precision_key, rms_norm_kernels
+
+#: LoRA targets of a T5 block, by the module's names: q, k, v, o of every attention (self and cross) and the
+#: feed-forward's wi (``up``; ``gate`` is wi_0 of a gated one) and wo (``down``).  PEFT's default for t5: q, v.
+DEFAULT_LORA_TARGETS = ("q", "v")
+
+#: Host dispatches (every aten call, views included) of one block and of the rest of the step (embeddings, bias
+#: tables, masks, final norms, head, loss), per phase, as the tracer counts transformers 5.25's
+#: ``T5ForConditionalGeneration`` on the kernels CUDA runs (fused SDPA with the bias, ``native_dropout``): the
+#: panel's T5 of benchmarks/conformance.py with 1 and 2 encoder / decoder blocks.  (encoder fwd, encoder bwd,
+#: decoder fwd, decoder bwd, rest fwd, rest bwd) per precision key; inference forward: (encoder, decoder, rest).
+DISPATCHES: dict[str, tuple[int, int, int, int, int, int]] = {
+    "amp": (67, 149, 124, 250, 91, 74),
+    "fp32": (54, 135, 104, 228, 88, 71),
+    "16-bit": (58, 141, 110, 237, 92, 77),
+}
+INFER_DISPATCHES: dict[str, tuple[int, int, int]] = {"16-bit": (54, 105, 74)}
+#: A gated feed-forward's (``gated-gelu``: wi_0, gelu_new, wi_1, the product) dispatches beyond ReLU's, per block:
+#: (forward, backward) per precision key, counted as ``DISPATCHES``.
+GATED_DISPATCHES: dict[str, tuple[int, int]] = {"amp": (14, 34), "fp32": (12, 29), "16-bit": (12, 29)}
+#: ``T5Attention._relative_position_bucket`` per (query, key) pair of one stack: (bytes, kernels), counted from its
+#: code on int64 positions.  Encoder (bidirectional): the difference, ``> 0`` to long times the half of the buckets,
+#: ``abs``, ``< max_exact``, the log-spaced buckets (to float, div, log, div, mul, to long, add, ``min`` with a
+#: ``full_like``), the ``where`` and its add: 240 B.  Decoder (causal): ``-min(rp, zeros_like(rp))`` in place of the
+#: sign and ``abs``: 214 B.
+RELATIVE_BUCKET_KERNELS: dict[str, tuple[float, int]] = {"encoder": (240.0, 18), "decoder": (214.0, 17)}
+#: dropout calls a training forward makes that an inference one does not: per encoder block, decoder block, rest
+_DROPOUTS = (3, 4, 4)
+
+
+@dataclass(frozen=True, slots=True)
+class _Step:
+    """What every op of one step depends on: the shapes and the precision's byte widths."""
+
+    arch: TransformerArch
+    b: int
+    enc_len: int
+    dec_len: int
+    train: bool
+    amp: bool
+    a_b: int  # activations (matmul inputs and outputs)
+    res_b: int  # the residual stream and norms (fp32 under autocast)
+    w_b: float  # a weight as a matmul reads it
+    head_w_b: float  # the LM head's (never quantized)
+    bias_b: int  # the relative bias table's dtype (the parameters')
+    mask_b: int  # the bias as SDPA reads it (autocast casts it to 16 bits)
+    frozen: bool
+    lora_rank: int
+    targets: tuple[str, ...]
+    nf4: bool
+
+    @property
+    def enc_tokens(self) -> int:
+        return self.b * self.enc_len
+
+    @property
+    def dec_tokens(self) -> int:
+        return self.b * self.dec_len
+
+
+def build_encoder_decoder(
+    arch: TransformerArch,
+    *,
+    name: str,
+    source: Literal["preset", "config"] = "preset",
+    options: WorkloadOptions | None = None,
+    lora_targets: tuple[str, ...] | list[str] | str | None = None,
+    attention: str = "sdpa",
+    default_seq_len: int = 2048,
+    decoder_len: int | None = None,
+    **keywords: Any,
+) -> Workload:
+    """One step of a T5-style encoder-decoder as a ``Workload`` (see the module docstring).
+
+    Args:
+        arch: the model's shape (family ``t5``).
+        name, source, options, lora_targets, default_seq_len, **keywords: as ``build_transformer``.
+        attention: ``sdpa`` (transformers 5's default for T5; flash attention takes no bias, eager attention is not
+            modelled).
+        decoder_len: the decoder's (labels') length; default the encoder's ``seq_len``.
+
+    Raises:
+        TypeError: a keyword that is not a builder option.
+        WorkloadError: a bad size or choice, or an option that does not apply to an encoder-decoder.
+    """
+    unexpected = [k for k in keywords if k not in WorkloadOptions.names()]
+    if unexpected:
+        raise TypeError(f"build_transformer() got an unexpected keyword argument {unexpected[0]!r}")
+    opts = replace(options or WorkloadOptions(), **keywords)
+    if opts.image_size is not None:
+        raise WorkloadError(f"image_size does not apply to {name} (a transformer)", "use seq_len")
+    check_common(opts.batch_size, opts.mode, opts.precision, opts.optimizer, opts.grad_accum)
+    if attention != "sdpa":
+        raise WorkloadError(f"unknown attention implementation {attention!r} for {name} (T5)",
+                            "T5 is priced as transformers 5 runs it: SDPA with the relative bias as its mask "
+                            "(attention='sdpa'); flash attention takes no bias, eager attention is not modelled")
+    if arch.family != "t5":
+        raise WorkloadError(f"{name} is a {arch.family}, not an encoder-decoder", "use build_transformer")
+    train = opts.mode == "train"
+    if opts.gen_len is not None:
+        raise WorkloadError("gen_len applies to infer of decoder (causal LM) models only",
+                            f"{name} is an encoder-decoder in {opts.mode} mode")
+    assumptions: list[str] = [
+        "FLOPs count matrix multiplies (incl. attention QK^T and AV) only, as torch.utils.flop_counter does; "
+        "elementwise, norm, softmax and embedding ops are costed by bytes moved",
+    ]
+    seq_len = opts.seq_len
+    if seq_len is None:
+        seq_len = default_seq_len
+        assumptions.append(f"seq_len not given: using {seq_len}")
+    s = check_count("seq_len", seq_len)
+    # the decoder's length takes the sequence's range (advisor.workload.options.COUNT_LIMITS)
+    t = (whole_number("decoder_len", decoder_len, minimum=1, maximum=COUNT_LIMITS["seq_len"][1], error=OptionError)
+         if decoder_len is not None else s)
+    quantize = opts.quantize_base
+    if quantize is not None and quantize not in BUILDER_QUANTIZE_BASES:
+        raise WorkloadError(f"unknown quantize_base {quantize!r}", f"accepted: {', '.join(BUILDER_QUANTIZE_BASES)}")
+    if quantize and opts.lora_rank is None and train:
+        raise WorkloadError("quantize_base needs lora_rank for training (a quantized base is frozen)",
+                            "pass lora_rank (QLoRA), or use mode='infer'")
+    targets = _lora_targets(arch, name, opts.lora_rank, lora_targets, assumptions)
+    rank = check_count("lora_rank", opts.lora_rank) if opts.lora_rank is not None else 0
+    a_b = compute_bytes(opts.precision)
+    amp = opts.precision.startswith("amp-")
+    w_b = NF4_BYTES_PER_WEIGHT if quantize == "nf4" else 1.0 if quantize == "int8" else weight_bytes(opts.precision)
+    st = _Step(arch=arch, b=opts.batch_size, enc_len=s, dec_len=t, train=train, amp=amp, a_b=a_b,
+               res_b=4 if amp else a_b, w_b=w_b, head_w_b=weight_bytes(opts.precision), bias_b=4 if amp else a_b,
+               mask_b=a_b, frozen=bool(rank), lora_rank=rank, targets=targets, nf4=quantize == "nf4")
+    ops = OpList()
+    _embeddings(ops, st)
+    for stack in ("encoder", "decoder"):
+        _stack(ops, st, stack)
+    _head(ops, st)
+    recompute: list[OpCost] = []
+    if train and opts.gradient_checkpointing:
+        recompute = [replace(op, name="recompute." + op.name, phase="backward") for op in ops.fwd
+                     if op.name.startswith(("encoder.layers.", "decoder.layers."))]
+    # transformers 5 ties T5's head to the shared embedding whatever the config says (T5Config.__post_init__ forces
+    # tie_word_embeddings; the config's own flag only decides the decoder output's rescale)
+    params_base = arch.params - (0 if arch.tie_word_embeddings else arch.vocab_size * arch.hidden_size)
+    lora_p = arch.lora_params(rank, targets) if rank else 0
+    trainable = (lora_p if rank else params_base) if train else 0
+    optimizer = opts.optimizer if train else None
+    all_ops = list(ops.fwd)
+    if train:
+        all_ops += ops.bwd + recompute
+        if trainable and optimizer:
+            all_ops.append(optimizer_op(trainable, opts.precision, optimizer))
+    saved = _saved_bytes(st, bool(opts.gradient_checkpointing)) if train else 0.0
+    transient = _transient_bytes(st)
+    assumptions += _assumptions(st, opts, quantize)
+    resolved = replace(opts, seq_len=s, gen_len=None)
+
+    def rebuild(new_batch: int) -> Workload:
+        return build_encoder_decoder(arch, name=name, source=source, options=replace(resolved, batch_size=new_batch),
+                                     lora_targets=lora_targets, attention=attention, decoder_len=decoder_len)
+
+    built_options: dict[str, Any] = {
+        "quantized_params": arch.quantizable_params() if quantize else 0,
+        "gradient_checkpointing": bool(opts.gradient_checkpointing), "lora_rank": opts.lora_rank,
+        "lora_targets": list(targets) if rank else None, "quantize_base": quantize, "grad_accum": opts.grad_accum,
+        "attention": "sdpa", "frozen": bool(rank), "decoder_len": t, "rebuild": rebuild,
+    }
+    return Workload(
+        name=name, source=source, family=arch.kind, batch_size=st.b,
+        mode=opts.mode,  # type: ignore[arg-type]
+        precision=opts.precision, optimizer=optimizer, params=params_base + lora_p, trainable_params=trainable,
+        activation_bytes=float(saved), transient_bytes=float(transient), ops=tuple(all_ops), seq_len=s,
+        lora_params=lora_p, tokens_per_sample=s, input_bytes_per_sample=float((s + t) * 8 if train else s * 8),
+        arch=arch.arch_dict(), eager_ops=_dispatches(st, opts, optimizer, trainable),
+        assumptions=tuple(assumptions), options=built_options)
+
+
+def _lora_targets(arch: TransformerArch, name: str, rank: int | None,
+                  given: tuple[str, ...] | list[str] | str | None, assumptions: list[str]) -> tuple[str, ...]:
+    if rank is None:
+        return ()
+    shapes = arch.linear_shapes()
+    if given is None:
+        assumptions.append("LoRA targets not given: q and v of every attention (PEFT's default for t5)")
+        return DEFAULT_LORA_TARGETS
+    if given in ("all", "all-linear"):
+        return tuple(shapes)
+    targets = (given,) if isinstance(given, str) else tuple(given)
+    bad = [x for x in targets if x not in shapes]
+    if bad:
+        raise WorkloadError(f"unknown LoRA target(s) {bad} for {name}",
+                            f"accepted: {', '.join(shapes)} or 'all-linear'")
+    return targets
+
+
+# -- ops ----------------------------------------------------------------------------------------------------------
+
+def _linear(ops: OpList, st: _Step, label: str, tokens: int, keys: tuple[str, ...], count: int, *,
+            input_b: int | None = None, reads: int = 1) -> None:
+    """The linears ``keys`` (separate layers, one input) over ``tokens``, their casts and LoRA adapters.
+
+    ``input_b``: the input's dtype when it is not the compute dtype (a norm's fp32 output under autocast): each of
+    the ``reads`` linears casts it (``OpList.add_shared_input``).
+    """
+    shapes = st.arch.linear_shapes()
+    fin = shapes[keys[0]][0]
+    fout = sum(shapes[k][1] for k in keys)
+    if reads > 1 or (input_b is not None and input_b != st.a_b):
+        ops.add_shared_input(label, tokens * fin, reads, count, amp=st.amp and input_b != st.a_b,
+                             grad_bytes=input_b or st.a_b, train=st.train)
+    weights = fin * fout
+    fl = 2.0 * tokens * fin * fout
+    nb = (tokens * fin * reads + tokens * fout) * st.a_b + weights * (2.0 if st.nf4 else st.w_b)
+    if st.nf4:
+        add_dequant(ops, label, weights, count, linears=len(keys), train=st.train)
+    ops.add(label, "matmul", fl, nb, count, tc=True, min_dim=min(tokens, fin, fout),
+            bwd_flops=fl * (1 if st.frozen else 2), train=st.train, gemm=(tokens, fout, fin), launches=len(keys))
+    if st.amp and st.train and not st.frozen:
+        # autocast casts each fp32 master weight to 16 bits every forward, and its gradient back (index-bound)
+        ops.add(label + ".cast", "elementwise", 0, weights * 6, count, train=False, launches=len(keys))
+        ops.add_index_bound(label + ".cast.grad", "elementwise", "backward", weights * 6, count, weights,
+                            launches=len(keys))
+    hit = [k for k in keys if k in st.targets]
+    if hit:
+        r = st.lora_rank
+        lfl = sum(2.0 * tokens * r * (shapes[k][0] + shapes[k][1]) for k in hit)
+        lnb = sum(tokens * (shapes[k][0] + 2 * r + shapes[k][1]) for k in hit) * st.a_b
+        ops.add(label + ".lora", "matmul", lfl, lnb, count, tc=True, min_dim=r, bwd_flops=2 * lfl,
+                train=st.train, launches=2 * len(hit))
+
+
+def _elementwise(ops: OpList, st: _Step, label: str, elements: float, count: int, fwd_b: float, bwd_b: float | None,
+                 *, strided: bool = False, launches: int = 1) -> None:
+    """``elements`` per repetition through one kernel (``fwd_b`` bytes each), its backward ``bwd_b`` (None: none)."""
+    ops.add(label, "elementwise", 0, elements * fwd_b, count, bwd_flops=0 if bwd_b is not None else None,
+            bwd_bytes=elements * (bwd_b or 0), train=st.train and bwd_b is not None, launches=launches,
+            bwd_launches=launches, strided=elements if strided else 0.0)
+
+
+def _dropout(ops: OpList, st: _Step, label: str, elements: float, count: int, x_b: int) -> None:
+    """CUDA's ``native_dropout``: x read, the output and a 1-byte mask written.
+
+    Backward reads the gradient and the mask and writes the input's gradient.
+    """
+    if st.train and st.arch.dropout:
+        _elementwise(ops, st, label, elements, count, 2 * x_b + 1, 2 * x_b + 1)
+
+
+def _norms(ops: OpList, st: _Step, label: str, tokens: int, count: int, per: int) -> None:
+    rms = rms_norm_kernels("t5", False, st.amp, st.a_b)
+    assert rms is not None  # T5LayerNorm is an RMSNorm
+    h = st.arch.hidden_size
+    ops.add(label, "norm", 0, tokens * h * (st.res_b + st.a_b) * per, count, bwd_flops=0, train=st.train,
+            runtime="graph")
+    ops.add_unfused(label + ".unfused", tokens * h * per, count, rms, st.train, reduce=not st.frozen,
+                    runtime="eager")
+
+
+def _residual(ops: OpList, st: _Step, label: str, tokens: int, count: int, per: int) -> None:
+    """``per`` residual adds: the stream (fp32 under autocast) plus a 16-bit sub-layer output.
+
+    Mixed dtypes make the add index-bound; in backward autograd sums the stream's two gradients (the sub-layer's norm
+    and the skip).
+    """
+    el = tokens * st.arch.hidden_size * per
+    _elementwise(ops, st, label, el, count, 2 * st.res_b + st.a_b, None, strided=st.amp)
+    if st.train:
+        ops.add_index_bound(label + ".grad_sum", "elementwise", "backward", el * 3 * st.res_b, count, 0.0,
+                            launches=per)
+
+
+def _attention(ops: OpList, st: _Step, label: str, q_tokens: int, q_len: int, k_len: int, count: int, *,
+               bias_grad: bool) -> None:
+    """Fused SDPA with an additive bias (memory-efficient / cuDNN kernel): every tile computed, the bias read."""
+    a = st.arch
+    heads, d = a.num_heads, a.head_dim
+    bh = st.b * heads
+    fl = 4.0 * bh * q_len * k_len * d
+    bias = heads * q_len * k_len * st.mask_b
+    qkvo = st.b * (2 * q_len + 2 * k_len) * heads * d * st.a_b
+    lse = bh * q_len * 4.0
+    tiles = fused_attention_work(bh, q_len, k_len, d, False)
+    # backward: q, k, v, output and its gradient read, q, k, v gradients written, with the bias and logsumexp
+    bwd = 2 * qkvo + bias + lse
+    ops.add(label, "attention", fl, qkvo + bias + lse, count, tc=True, min_dim=d,
+            bwd_flops=FUSED_ATTENTION_BACKWARD_WORK * fl, bwd_bytes=bwd, train=st.train, tiles=tiles)
+    if bias_grad and st.train:
+        # the bias's gradient the kernel writes, batch x heads x q x k in the mask's dtype, then summed over the batch
+        # (a reduction across rows) back to the bias's shape
+        full = st.b * heads * q_len * k_len
+        ops.add_index_bound(label + ".position_bias.grad", "elementwise", "backward", full * st.mask_b, count, 0.0)
+        ops.add_index_bound(label + ".position_bias.grad_sum", "reduction", "backward",
+                            (full + full / st.b) * st.mask_b, count, full)
+
+
+def _position_bias(ops: OpList, st: _Step, label: str, q_len: int, k_len: int, count: int, causal: bool) -> None:
+    """Per block, the bias made an SDPA mask (``create_position_bias_mask``).
+
+    The encoder's permuted bias copied contiguous, the decoder's merged with a causal mask (``torch.where``, then
+    copied), then cast to 16 bits by autocast; in backward the where's and the casts' gradients and the sum over the
+    stack's blocks.
+    """
+    heads = st.arch.num_heads
+    el = heads * q_len * k_len
+    copy_b = 2 * st.bias_b
+    if causal:  # the causal mask (arange >= arange) and the where, index-bound over broadcast operands
+        ops.add_index_bound(label + ".causal_mask", "elementwise", "forward", q_len * k_len, count, q_len * k_len)
+        _elementwise(ops, st, label + ".where", el, count, copy_b, None, strided=True)
+    _elementwise(ops, st, label + ".contiguous", el, count, copy_b, None, strided=True)
+    if st.amp:
+        _elementwise(ops, st, label + ".cast", el, count, st.bias_b + st.mask_b, None)
+    if st.train and not st.frozen:
+        # backward: the cast's and the where's gradients, and the sum of the blocks' gradients of the one bias
+        back = (st.mask_b + st.bias_b if st.amp else 0) + (2 * st.bias_b if causal else 0) + 3 * st.bias_b
+        ops.add_index_bound(label + ".position_bias.grad", "elementwise", "backward", el * back, count, 0.0,
+                            launches=1 + st.amp + causal)
+
+
+def _activation(a: TransformerArch) -> str:
+    """The feed-forward's activation: the config's, else T5Config's (``gated-gelu`` runs ``gelu_new``)."""
+    return a.activation or ("gelu_new" if a.gated_mlp else "relu")
+
+
+def _feed_forward(ops: OpList, st: _Step, prefix: str, tokens: int, count: int) -> None:
+    a = st.arch
+    f = a.intermediate_size
+    el = tokens * f
+    norm_out = st.res_b if st.amp else st.a_b
+    if a.gated_mlp:
+        _linear(ops, st, f"{prefix}.ff.wi", tokens, ("gate", "up"), count, input_b=norm_out, reads=2)
+        act = activation_kernels(_activation(a), st.amp, st.a_b)
+        if act is not None:
+            ops.add_unfused(f"{prefix}.ff.act", el, count, act, st.train)
+        else:
+            _elementwise(ops, st, f"{prefix}.ff.act", el, count, 2 * st.a_b, 3 * st.a_b)
+        # act(wi_0) * wi_1: read two, write one; backward both operands' gradients
+        _elementwise(ops, st, f"{prefix}.ff.gate_mul", el, count, 3 * st.a_b, 6 * st.a_b)
+    else:
+        _linear(ops, st, f"{prefix}.ff.wi", tokens, ("up",), count, input_b=norm_out)
+        # ReLU: read, write; backward (threshold_backward) reads the gradient and the output, writes one
+        _elementwise(ops, st, f"{prefix}.ff.act", el, count, 2 * st.a_b, 3 * st.a_b)
+    _dropout(ops, st, f"{prefix}.ff.dropout", el, count, st.a_b)
+    if st.amp:
+        # hidden.to(wo.weight.dtype): 16-bit -> fp32 (wo's master weight), then autocast's cast back for the matmul
+        _elementwise(ops, st, f"{prefix}.ff.to_wo_dtype", el, count, st.a_b + 4, st.a_b + 4)
+        _elementwise(ops, st, f"{prefix}.ff.autocast", el, count, 4 + st.a_b, 4 + st.a_b, strided=True)
+    _linear(ops, st, f"{prefix}.ff.wo", tokens, ("down",), count)
+    _dropout(ops, st, f"{prefix}.ff.out_dropout", tokens * a.hidden_size, count, st.a_b)
+
+
+def _stack(ops: OpList, st: _Step, stack: str) -> None:
+    a = st.arch
+    decoder = stack == "decoder"
+    n = a.num_decoder_layers if decoder else a.num_layers
+    q_len = st.dec_len if decoder else st.enc_len
+    tokens = st.b * q_len
+    prefix = f"{stack}.layers.*"
+    norm_out = st.res_b if st.amp else st.a_b
+    _norms(ops, st, f"{prefix}.norm", tokens, n, 3 if decoder else 2)
+    # self-attention
+    _linear(ops, st, f"{prefix}.self.qkv", tokens, ("q", "k", "v"), n, input_b=norm_out, reads=3)
+    _position_bias(ops, st, f"{prefix}.self.bias", q_len, q_len, n, causal=decoder)
+    # a frozen bias table (LoRA) needs no gradient
+    _attention(ops, st, f"{prefix}.self.core", tokens, q_len, q_len, n, bias_grad=not st.frozen)
+    _linear(ops, st, f"{prefix}.self.o", tokens, ("o",), n)
+    _dropout(ops, st, f"{prefix}.self.dropout", tokens * a.hidden_size, n, st.a_b)
+    if decoder:
+        h = a.hidden_size
+        enc_tokens = st.enc_tokens
+        _linear(ops, st, f"{prefix}.cross.q", tokens, ("q",), n, input_b=norm_out)
+        # keys and values of the encoder's output (fp32 under autocast), projected again by every block
+        _linear(ops, st, f"{prefix}.cross.kv", enc_tokens, ("k", "v"), n, input_b=norm_out, reads=2)
+        _attention(ops, st, f"{prefix}.cross.core", tokens, q_len, st.enc_len, n, bias_grad=False)
+        _linear(ops, st, f"{prefix}.cross.o", tokens, ("o",), n)
+        _dropout(ops, st, f"{prefix}.cross.dropout", tokens * h, n, st.a_b)
+        # EncoderDecoderCache: torch.cat of each block's self and cross keys and values (an inner-dimension cat)
+        kv = (tokens + enc_tokens) * a.q_dim
+        ops.add_index_bound(f"{prefix}.cache.cat", "elementwise", "forward", 2 * kv * 2 * st.a_b, n, 2 * kv,
+                            launches=4, runtime="eager")
+    _feed_forward(ops, st, prefix, tokens, n)
+    _residual(ops, st, f"{prefix}.residual", tokens, n, 3 if decoder else 2)
+
+
+def _embeddings(ops: OpList, st: _Step) -> None:
+    """The shared table looked up by each stack, its dropout; the relative bias tables (each stack's first block).
+
+    The table's gradient sums the two stacks' dense embedding gradients and the (always tied) head's.
+    """
+    a = st.arch
+    h, v = a.hidden_size, a.vocab_size
+    emb_b = st.bias_b  # the parameters' dtype
+    for stack, tokens, length in (("encoder", st.enc_tokens, st.enc_len), ("decoder", st.dec_tokens, st.dec_len)):
+        ops.add(f"{stack}.embedding", "embedding", 0, tokens * h * 2 * emb_b, 1, bwd_flops=0,
+                bwd_bytes=tokens * h * st.res_b + v * h * emb_b, train=st.train and not st.frozen, bwd_launches=1)
+        _dropout(ops, st, f"{stack}.embedding.dropout", tokens * h, 1, emb_b)
+        # compute_bias: the (query, key) positions' buckets, then the bias table's lookup (its backward: the bias's)
+        el = a.num_heads * length * length
+        pairs = length * length
+        per_pair, launches = RELATIVE_BUCKET_KERNELS[stack]
+        ops.add_index_bound(f"{stack}.relative_bias.buckets", "elementwise", "forward", pairs * per_pair, 1, pairs,
+                            launches=launches)
+        ops.add(f"{stack}.relative_bias", "embedding", 0, el * emb_b + pairs * 8, 1, train=False)
+        if st.train and not st.frozen:
+            ops.add_index_bound(f"{stack}.relative_bias.position_bias.grad", "embedding", "backward",
+                                el * emb_b + a.relative_attention_num_buckets * a.num_heads * emb_b, 1, 0.0)
+    if st.train and not st.frozen:
+        # the shared table's gradient: the two stacks' dense embedding gradients (and a tied head's) summed
+        ops.add_index_bound("embedding.tied_grad_sum", "elementwise", "backward", 3 * v * h * emb_b * 2, 1, 0.0,
+                            launches=2)
+
+
+def _head(ops: OpList, st: _Step) -> None:
+    a = st.arch
+    h, v = a.hidden_size, a.vocab_size
+    for stack, tokens in (("encoder", st.enc_tokens), ("decoder", st.dec_tokens)):
+        _norms(ops, st, f"{stack}.final_norm", tokens, 1, 1)
+        _dropout(ops, st, f"{stack}.final_dropout", tokens * h, 1, st.res_b)
+    d = st.dec_tokens
+    if a.tie_word_embeddings:  # scale_decoder_outputs: sequence_output * d_model ** -0.5
+        _elementwise(ops, st, "decoder.rescale", d * h, 1, 2 * st.res_b, 2 * st.res_b)
+    if st.amp:  # the head reads the fp32 stream: autocast casts it
+        ops.add_shared_input("lm_head", d * h, 1, 1, amp=True, grad_bytes=st.res_b, train=st.train)
+    fl = 2.0 * d * h * v
+    ops.add("lm_head", "matmul", fl, d * (h + v) * st.a_b + h * v * st.head_w_b, 1, tc=True, min_dim=min(d, h),
+            bwd_flops=fl * (1 if st.frozen else 2), train=st.train, gemm=(d, v, h))
+    if st.amp and st.train and not st.frozen:
+        ops.add("lm_head.cast", "elementwise", 0, h * v * 6, 1, train=False)
+        ops.add_index_bound("lm_head.cast.grad", "elementwise", "backward", h * v * 6, 1, h * v)
+    if st.train:
+        _cross_entropy(ops, st, d * v)
+
+
+def _cross_entropy(ops: OpList, st: _Step, logits: float) -> None:
+    """``CrossEntropyLoss`` on the head's logits, as CUDA runs it.
+
+    Autocast does not cast ``cross_entropy_loss`` on CUDA: its ``log_softmax`` runs in the logits' dtype (the loss
+    passes it explicitly, so the fp32-if-unset policy keeps it), ``nll_loss`` in fp32 (an fp32 copy of the
+    log-probabilities, index-bound).  Backward: ``nll_loss_backward`` (a zero-filled gradient written and scattered
+    into), the cast back, ``log_softmax``'s backward (the gradient and the saved output read, one written).
+    ``advisor.workload.trace_autocast`` applies the same policy to a trace.
+    """
+    x = st.a_b
+    nll_b = 4 if st.amp else x
+    ops.add("loss.log_softmax", "reduction", 0, logits * 2 * x, 1, bwd_flops=0, bwd_bytes=logits * 3 * x)
+    if st.amp:
+        ops.add_index_bound("loss.upcast", "elementwise", "forward", logits * (x + 4), 1, logits)
+        ops.add_index_bound("loss.upcast.grad", "elementwise", "backward", logits * (x + 4), 1, 0.0)
+    ops.add("loss.nll", "reduction", 0, logits * nll_b, 1, bwd_flops=0, bwd_bytes=logits * 2 * nll_b)
+
+
+# -- memory --------------------------------------------------------------------------------------------------------
+
+def _saved_bytes(st: _Step, checkpointing: bool) -> float:
+    """Bytes autograd saves at the peak, tensor by tensor (see the module docstring for what each op keeps)."""
+    a = st.arch
+    h, f, inner, heads = a.hidden_size, a.intermediate_size, a.q_dim, a.num_heads
+    rms = rms_norm_kernels("t5", False, st.amp, st.a_b)
+    assert rms is not None
+    cast = st.a_b if st.amp else 0  # a 16-bit cast of a norm's output, saved by each linear reading it
+    shared = 0 if st.amp else st.a_b  # without autocast the linears share the norm's output
+    mask = 1 if (st.arch.dropout and st.train) else 0
+
+    def norm(tokens: int, readers: int) -> float:
+        return tokens * h * (rms.saved + shared + cast * readers)
+
+    def self_attn(tokens: int, length: int) -> float:
+        n = norm(tokens, 3) + tokens * 3 * inner * st.a_b  # q, k, v
+        n += tokens * inner * st.a_b + tokens * heads * 4  # the kernel's output (o's input) and logsumexp
+        n += heads * length * length * st.mask_b  # the bias mask the backward reads
+        return n + tokens * h * mask
+
+    def feed_forward(tokens: int) -> float:
+        el = tokens * f
+        n = norm(tokens, 2 if a.gated_mlp else 1)
+        if a.gated_mlp:
+            act = activation_kernels(_activation(a), st.amp, st.a_b)
+            # the activation's own saved tensors (its input, wi_0's output, among them), its output and wi_1's (the
+            # product's operands)
+            n += el * 2 * st.a_b + el * (act.saved if act is not None else st.a_b)
+        else:
+            n += el * st.a_b  # ReLU's output
+        n += el * mask + el * st.a_b  # dropout mask, wo's (16-bit) input
+        return n + tokens * h * mask
+
+    enc, dec = st.enc_tokens, st.dec_tokens
+    enc_layer = self_attn(enc, st.enc_len) + feed_forward(enc)
+    cross = norm(dec, 1) + dec * inner * st.a_b + enc * 2 * inner * st.a_b + enc * h * (2 * cast)
+    cross += dec * inner * st.a_b + dec * heads * 4 + dec * h * mask
+    dec_layer = self_attn(dec, st.dec_len) + cross + feed_forward(dec)
+    lora = st.lora_rank * st.a_b * (enc * len(st.targets) + dec * 2 * len(st.targets))
+    rest = (enc + dec) * h * (rms.saved + mask) * 2  # final norms; embedding and output dropout masks
+    rest += enc * h * st.res_b + dec * h * (st.a_b if st.amp else st.res_b)  # encoder output; head's input
+    rest += heads * st.dec_len * st.enc_len * st.a_b  # cross-attention's zero bias
+    # log_softmax's output (the logits' dtype), and under autocast the fp32 copy nll_loss keeps
+    head = dec * a.vocab_size * (st.a_b + (4 if st.amp else 0))
+    if checkpointing:
+        blocks = a.num_layers * enc * h * st.res_b + a.num_decoder_layers * dec * h * st.res_b
+        return float(blocks + rest + lora + max(dec_layer, head))
+    return float(a.num_layers * enc_layer + a.num_decoder_layers * dec_layer + lora + rest + head)
+
+
+def _transient_bytes(st: _Step) -> float:
+    """The largest temporary beside the saved tensors: a block's feed-forward hidden tensors, or the loss's backward.
+
+    In training the loss's backward: one logits-sized gradient in ``nll_loss``'s dtype (fp32 under autocast) beside
+    the saved tensors, as the traced module's allocator replay holds it (benchmarks/conformance.py's T5, within 1%
+    at amp-bf16 and bf16, -4% in fp32); at inference the logits of every decoder position.
+    """
+    a = st.arch
+    ff = max(st.enc_tokens, st.dec_tokens) * a.intermediate_size * st.a_b * (3 if a.gated_mlp else 2)
+    logits = st.dec_tokens * a.vocab_size
+    if st.train:
+        return float(max(ff, logits * (4 if st.amp else st.a_b)))
+    return float(ff + logits * st.a_b)
+
+
+def _dispatches(st: _Step, opts: WorkloadOptions, optimizer: str | None, trainable: int) -> dict[str, int]:
+    key = precision_key(st.amp, st.a_b)
+    a = st.arch
+    enc_f, enc_b, dec_f, dec_b, rest_f, rest_b = DISPATCHES[key]
+    gated_f, gated_b = GATED_DISPATCHES[key] if a.gated_mlp else (0, 0)
+    enc_f, dec_f, enc_b, dec_b = enc_f + gated_f, dec_f + gated_f, enc_b + gated_b, dec_b + gated_b
+    lora_fwd = LORA_FWD_PER_TARGET * len(st.targets)
+    lora_bwd = LORA_BWD_PER_TARGET * len(st.targets)
+    # a decoder block has two attentions
+    fwd = rest_f + a.num_layers * (enc_f + lora_fwd) + a.num_decoder_layers * (dec_f + 2 * lora_fwd)
+    if not st.train:
+        if key in INFER_DISPATCHES:
+            e, d, r = INFER_DISPATCHES[key]
+            e, d = e + gated_f, d + gated_f
+        else:  # the training forward less its dropouts
+            e, d, r = enc_f - _DROPOUTS[0], dec_f - _DROPOUTS[1], rest_f - _DROPOUTS[2]
+        return {"forward": r + a.num_layers * (e + lora_fwd) + a.num_decoder_layers * (d + 2 * lora_fwd)}
+    bwd = rest_b + a.num_layers * (enc_b + lora_bwd) + a.num_decoder_layers * (dec_b + 2 * lora_bwd)
+    if opts.gradient_checkpointing:
+        bwd += fwd - rest_f
+    tensors = 2 * len(st.targets) * (a.num_layers + 2 * a.num_decoder_layers) if st.targets else a.param_tensors()
+    return {"forward": fwd, "backward": bwd, "optimizer": optimizer_step_ops(optimizer, tensors if trainable else 0)}
+
+
+def _assumptions(st: _Step, opts: WorkloadOptions, quantize: str | None) -> list[str]:
+    out = [f"encoder-decoder (T5, transformers 5): encoder over seq_len={st.enc_len}, decoder over "
+           f"{st.dec_len} target tokens (labels shifted right); relative position bias added in every block as "
+           "SDPA's float mask (memory-efficient / cuDNN kernel, every tile computed, the bias read; its gradient "
+           "written in training), unscaled attention; T5LayerNorm as transformers writes it (fp32 chain); "
+           "cross-attention keys and values projected from the encoder's output in every decoder block"]
+    if st.amp:
+        out.append("amp: the feed-forward's hidden is cast to fp32 (wo.weight's dtype) and back by autocast; "
+                   "each linear reading a norm's fp32 output casts it; the bias is cast to 16 bits per block")
+    if st.train:
+        out.append("activations: every tensor autograd saves, block by block (norms' fp32 inputs, q/k/v, the "
+                   "fused kernel's output and logsumexp, the bias mask, dropout masks, ReLU's output, wo's input), "
+                   "the loss's fp32 log-probabilities"
+                   + ("; checkpointing keeps each block's input plus one block's" if opts.gradient_checkpointing
+                      else ""))
+    if st.frozen:
+        out.append("LoRA: base weights frozen (input gradients only); adapters trained")
+    if quantize:
+        out.append(f"{quantize} base: only the blocks' linear weights quantized; " + DEQUANT_SOURCE)
+    return out
