@@ -17,33 +17,21 @@ MAX_MODULE_LINES = 450
 
 #: Functions over ``MAX_FUNCTION_LINES`` today, as ``path::qualified name`` (each being split: issue 27).
 LONG_FUNCTIONS: set[str] = {
-    "advisor/advice.py::fit_options",
-    "advisor/commands/estimate.py::run",
     "advisor/dashboard/recommender.py::page",
     "advisor/estimator/__init__.py::estimate_workload",
     "advisor/estimator/_assumptions.py::assumptions",
     "advisor/estimator/_step.py::step_time",
     "advisor/probing/collectives.py::run_collectives",
     "advisor/probing/nvml.py::PynvmlBackend.device_info",
-    "advisor/ranking.py::price_and_rank",
-    "advisor/recommender.py::recommend",
     "advisor/workload/config.py::arch_from_config",
-    "advisor/workload/trace.py::run_traced",
-    "advisor/workload/trace.py::trace_module",
     "advisor/workload/transformer.py::build_transformer",
     "advisor/workload/transformer_memory.py::activation_bytes_breakdown",
-    "advisor/workload/zoo.py::_gpt_cls",
-    "advisor/workload/zoo.py::_llama_cls",
 }
 #: Modules over ``MAX_MODULE_LINES`` today (each being split: issue 27).
 LONG_MODULES: set[str] = {
-    "advisor/catalog.py",
     "advisor/probing/collectives.py",
     "advisor/probing/results.py",
-    "advisor/store.py",
-    "advisor/workload/aten_ops.py",
     "advisor/workload/transformer.py",
-    "advisor/workload/zoo.py",
 }
 
 
