@@ -17,6 +17,7 @@ Pure: no torch, no printing.  pandas only in ``FitAdvice.to_frame``.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -25,17 +26,28 @@ from typing import Any
 
 from advisor.catalog import GpuSpec, get_gpu, load_specs
 from advisor.errors import AdvisorError
+from advisor.fit_levers import (
+    CHECKPOINTING,
+    DEFAULT_LORA_RANK,
+    NO_CHANGE,
+    Combo,
+    Lever,
+    card_strategies,
+    combinations,
+    covers,
+    micro_batch,
+    model_levers,
+    shard_words,
+    weight,
+)
 from advisor.ranking import BEYOND_MAX_GPUS
 
-#: LoRA rank suggested when the user gave none (the PEFT examples' and QLoRA paper's common choice).
-DEFAULT_LORA_RANK = 16
+__all__ = ["DEFAULT_LORA_RANK", "FIT_COLUMNS", "FitAdvice", "FitOption", "fit_options", "why_it_does_not_fit"]
 
 FIT_COLUMNS: tuple[str, ...] = ("change", "how", "fits", "gpu_id", "gpu_name", "num_gpus", "memory_per_gpu_gib",
                                 "usable_per_gpu_gib", "step_s", "effective_samples_per_s", "time_to_train_s",
                                 "cloud_usd_per_hour", "price_usd", "levers", "note")
 _GIB = 1024**3
-#: One part of a combination tried: (its levers, its estimate keywords, its words, its CLI flags).
-_Combo = tuple[tuple[str, ...], dict[str, Any], str, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,31 +184,6 @@ def _option(change: str, how: str, kwargs: Mapping[str, Any], e: Any, note: str 
                      beyond_max_gpus=beyond)
 
 
-def _micro(batch: int, dp: int, max_batch: int | None) -> int | None:
-    """The largest micro-batch (a multiple of the ``dp`` replicas, below ``batch``) within ``max_batch``."""
-    if not max_batch or max_batch < dp or batch <= dp:
-        return None
-    return max(dp, (min(int(max_batch), batch - 1) // dp) * dp)
-
-
-def _cards(levers: tuple[str, ...]) -> int:
-    """The card count a row's levers ask for (``"4 x zero3"`` -> 4), 0 when it keeps the cards."""
-    return max((int(lv.partition(" x ")[0]) for lv in levers if lv.partition(" x ")[0].isdigit()), default=0)
-
-
-def _covers(small: tuple[str, ...], big: tuple[str, ...]) -> bool:
-    """Whether the changes ``small`` are among ``big``: the same changes, and no more cards (any strategy)."""
-    plain = {lv for lv in small if not lv.partition(" x ")[0].isdigit()}
-    need = _cards(small)
-    return plain <= set(big) and (need == 0 or _cards(big) >= need)
-
-
-def _weight(option: FitOption) -> tuple[int, int]:
-    """How big a change a row is: software changes count 1, more or other cards 2; the same cards first."""
-    hardware = [lv for lv in option.levers if lv == "bigger card" or lv.partition(" x ")[0].isdigit()]
-    return len(option.levers) + len(hardware), len(hardware)
-
-
 def fit_options(model: Any, gpu: str | GpuSpec, *, num_gpus: int = 1, max_gpus: int = 8,
                 specs_dir: str | Path | None = None, base: Any = None, **kwargs: Any) -> FitAdvice:
     """Why ``model`` does not fit on ``num_gpus`` x ``gpu``, and the smallest changes that make it fit.
@@ -219,208 +206,205 @@ def fit_options(model: Any, gpu: str | GpuSpec, *, num_gpus: int = 1, max_gpus: 
     Raises:
         AdvisorError: the workload as given cannot be estimated at all (bad option, unknown card or model).
     """
-    from advisor.api import estimate
-    from advisor.estimator import matmul_rate
-    from advisor.ranking import gpu_counts
-
     spec = gpu if isinstance(gpu, GpuSpec) else get_gpu(gpu, specs_dir=specs_dir)
-    cache: dict[str, Any] = {}
+    search = _FitSearch(model, spec, num_gpus, max_gpus, specs_dir, kwargs)
+    e = base if base is not None else search.run()
+    if e.memory.fits:
+        return FitAdvice(fits=True, why="", options=())
+    search.dp = max(1, math.ceil(e.batch_size / max(1, e.micro_batch_per_gpu)))  # the data-parallel replicas
+    search.single_changes(e)
+    search.combinations()
+    if not search.bigger_card() and search.checkpointing:  # a bigger card as given; else with checkpointing
+        search.bigger_card(CHECKPOINTING.combo())
+    if not any(o.fits for o in search.options):
+        search.beyond_max_gpus()
+    # fitting ones first: the smallest change (software before hardware), then the fastest (samples/s, so that
+    # accumulation's longer steps compare fairly); then the rest, smallest memory first
+    options = sorted(search.options, key=lambda o: (not o.fits, o.beyond_max_gpus,
+                                                    weight(o.levers) if o.fits else (0, 0),
+                                                    -o.effective_samples_per_s if o.fits else o.memory_per_gpu_bytes))
+    return FitAdvice(fits=False, why=why_it_does_not_fit(e), options=tuple(options))
 
-    def run(**changes: Any) -> Any:
-        kw = {"num_gpus": num_gpus, **kwargs, **changes}
+
+class _FitSearch:
+    """One fit search: the job as given, the estimates made (each once), and the rows found so far."""
+
+    def __init__(self, model: Any, spec: GpuSpec, num_gpus: int, max_gpus: int, specs_dir: str | Path | None,
+                 kwargs: Mapping[str, Any]) -> None:
+        from advisor.ranking import gpu_counts
+
+        self.model, self.spec, self.num_gpus, self.max_gpus, self.specs_dir = model, spec, num_gpus, max_gpus, specs_dir
+        self.kwargs = kwargs
+        self.train = kwargs.get("mode", "train") == "train"
+        self.batch = int(kwargs.get("batch_size", 1))
+        self.accum = int(kwargs.get("grad_accum", 1))
+        self.precision = kwargs.get("precision", "amp-bf16")
+        #: gradient checkpointing is a change to try (training, and not already on)
+        self.checkpointing = self.train and not kwargs.get("gradient_checkpointing")
+        self.levers: list[Lever] = model_levers(train=self.train, optimizer=kwargs.get("optimizer", "adamw"),
+                                                lora=kwargs.get("lora_rank"), quantize_base=kwargs.get("quantize_base"),
+                                                precision=self.precision)
+        self.more_cards = [n for n in gpu_counts(max_gpus) if n > num_gpus]
+        self.shard = "zero3" if self.train else "tp"
+        #: data-parallel replicas of the job as given (set from its estimate)
+        self.dp = 1
+        self.options: list[FitOption] = []
+        self._cache: dict[str, Any] = {}
+
+    def run(self, **changes: Any) -> Any:
+        """``estimate`` of the job with ``changes`` (each distinct one made once; its error raised again)."""
+        from advisor.api import estimate
+
+        kw = {"num_gpus": self.num_gpus, **self.kwargs, **changes}
         key = repr(sorted((k, v.id if isinstance(v, GpuSpec) else v) for k, v in kw.items()))
-        if key not in cache:
-            card = kw.pop("gpu", spec)
+        if key not in self._cache:
+            card = kw.pop("gpu", self.spec)
             try:
-                cache[key] = estimate(model, card, specs_dir=specs_dir, **kw)
+                self._cache[key] = estimate(self.model, card, specs_dir=self.specs_dir, **kw)
             except AdvisorError as exc:
-                cache[key] = exc
-        result = cache[key]
+                self._cache[key] = exc
+        result = self._cache[key]
         if isinstance(result, AdvisorError):
             raise result
         return result
 
-    e = base if base is not None else run()
-    if e.memory.fits:
-        return FitAdvice(fits=True, why="", options=())
-    options: list[FitOption] = []
-
-    def attempt(change: str, how: str, note: str = "", levers: tuple[str, ...] = (), card: GpuSpec | None = None,
-                beyond: bool = False, **changes: Any) -> FitOption | None:
+    def attempt(self, change: str, how: str, note: str = "", levers: tuple[str, ...] = (),
+                **changes: Any) -> FitOption | None:
+        """Estimate one change and list it, fitting or not (``None``: it does not apply, e.g. LoRA on a CNN)."""
         try:
-            est = run(**changes)
-        except AdvisorError:  # the change does not apply to this model (e.g. LoRA on a CNN)
+            est = self.run(**changes)
+        except AdvisorError:
             return None
-        opt = _option(change, how, changes, est, note, levers or (change,), card or spec, beyond)
-        options.append(opt)
+        opt = _option(change, how, changes, est, note, levers or (change,), self.spec)
+        self.options.append(opt)
         return opt
 
-    train = kwargs.get("mode", "train") == "train"
-    batch = int(kwargs.get("batch_size", 1))
-    accum = int(kwargs.get("grad_accum", 1))
-    lora = kwargs.get("lora_rank")
-    precision = kwargs.get("precision", "amp-bf16")
-    optimizer = kwargs.get("optimizer", "adamw")
-    dp = max(1, math.ceil(e.batch_size / max(1, e.micro_batch_per_gpu)))
-    rank = lora or DEFAULT_LORA_RANK
+    def single_changes(self, e: Any) -> None:
+        """One change at a time (what each gives on its own): checkpointing, a micro-batch, each lever, more cards."""
+        train, batch = self.train, self.batch
+        if self.checkpointing:
+            ck = CHECKPOINTING
+            self.attempt(ck.words, ck.flags, ck.note, (ck.lever,), **ck.kwargs)
+        micro = micro_batch(batch, self.dp, e.memory.max_batch_size)
+        if micro is not None:
+            k = math.ceil(batch / micro) * self.accum
+            if train:
+                self.attempt("smaller micro-batch + gradient accumulation", f"--batch-size {micro} --grad-accum {k}",
+                             f"{micro} x {k} accumulation steps = {micro * k} samples per optimizer step "
+                             f"(asked {batch * self.accum})", ("micro-batch",), batch_size=micro, grad_accum=k)
+            else:
+                self.attempt("smaller request batches", f"--batch-size {micro}", f"serve {micro} at a time",
+                             ("micro-batch",), batch_size=micro)
+        for lever in self.levers:
+            opt = self.attempt(lever.words, lever.flags, lever.note, (lever.lever,), **lever.kwargs)
+            if not train and opt is not None and opt.fits:
+                break  # int8 fits: int4 is not needed
+        # more cards: split the batch (ddp), then also shard the model states (zero3); inference splits the layers
+        fits_at = math.inf  # sharding is listed only where splitting the batch alone is not enough
+        for strategy, what, note in card_strategies(train):
+            for n in self.more_cards:
+                if n >= fits_at:
+                    break
+                opt = self.attempt(f"{what} over {n} x {self.spec.name}", f"--num-gpus {n} --parallelism {strategy}",
+                                   note, (f"{n} x {strategy}",), num_gpus=n, parallelism=strategy)
+                if opt is not None and opt.fits:
+                    fits_at = n
+                    break
 
-    # what each change is: (lever, words, flags, note, estimate keywords)
-    ckpt: tuple[str, str, str, str, dict[str, Any]] = (
-        "checkpointing", "gradient checkpointing", "--gradient-checkpointing",
-        "recomputes activations in backward: about one more forward pass of compute", {"gradient_checkpointing": True})
-    model_levers: list[tuple[str, str, str, str, dict[str, Any]]] = []
-    if train and optimizer in ("adam", "adamw") and not lora:
-        model_levers.append(("8-bit optimizer", "8-bit optimizer", "--optimizer adamw-8bit",
-                             "bitsandbytes AdamW8bit: 2 B/param of state instead of 8; close to AdamW in published "
-                             "results", {"optimizer": "adamw-8bit"}))
-    if train and not lora:
-        model_levers.append(("LoRA", f"LoRA rank {DEFAULT_LORA_RANK}", f"--lora-rank {DEFAULT_LORA_RANK}",
-                             "trains low-rank adapters only (base frozen): fine-tuning quality close to full for most "
-                             "tasks", {"lora_rank": DEFAULT_LORA_RANK}))
-    if train and not kwargs.get("quantize_base"):
-        model_levers.append(("QLoRA", f"QLoRA (nf4 base, LoRA rank {rank})", f"--lora-rank {rank} --quantize-base nf4",
-                             "4-bit frozen base dequantized per matmul: slower steps, near-LoRA quality (QLoRA paper)",
-                             {"lora_rank": rank, "quantize_base": "nf4"}))
-    if not train and precision not in ("int8", "int4"):
-        model_levers += [(p, what, f"--precision {p}", "quantized weights: a small accuracy loss", {"precision": p})
-                         for p, what in (("int8", "8-bit weights (W8A8 / LLM.int8)"),
-                                         ("int4", "4-bit weights (GPTQ / AWQ)"))]
+    def _found(self, levers: tuple[str, ...]) -> bool:
+        return any(o.fits and covers(o.levers, levers) for o in self.options)
 
-    # 1. one change at a time (what each gives on its own)
-    if train and not kwargs.get("gradient_checkpointing"):
-        attempt(ckpt[1], ckpt[2], ckpt[3], (ckpt[0],), **ckpt[4])
-    micro = _micro(batch, dp, e.memory.max_batch_size)
-    if micro is not None:
-        k = math.ceil(batch / micro) * accum
-        if train:
-            attempt("smaller micro-batch + gradient accumulation", f"--batch-size {micro} --grad-accum {k}",
-                    f"{micro} x {k} accumulation steps = {micro * k} samples per optimizer step "
-                    f"(asked {batch * accum})", ("micro-batch",), batch_size=micro, grad_accum=k)
-        else:
-            attempt("smaller request batches", f"--batch-size {micro}", f"serve {micro} at a time",
-                    ("micro-batch",), batch_size=micro)
-    for lever, what, how, note, kw in model_levers:
-        opt = attempt(what, how, note, (lever,), **kw)
-        if not train and opt is not None and opt.fits:
-            break  # int8 fits: int4 is not needed
-    # more cards: split the batch (ddp), then also shard the model states (zero3); inference splits the layers (tp)
-    more_cards = [n for n in gpu_counts(max_gpus) if n > num_gpus]
-    strategies = (("ddp", "data parallel (DDP)", "splits the global batch across the cards; each holds the whole "
-                   "model"),
-                  ("zero3", "ZeRO-3 / FSDP", "splits the batch and shards weights, gradients and optimizer states "
-                   "across the cards")) if train else (("tp", "tensor parallel", "splits every layer across the "
-                                                        "cards"),)
-    fits_at = math.inf  # sharding is listed only where splitting the batch alone is not enough
-    for strategy, what, note in strategies:
-        for n in more_cards:
-            if n >= fits_at:
-                break
-            opt = attempt(f"{what} over {n} x {spec.name}", f"--num-gpus {n} --parallelism {strategy}", note,
-                          (f"{n} x {strategy}",), num_gpus=n, parallelism=strategy)
-            if opt is not None and opt.fits:
-                fits_at = n
-                break
-
-    # 2. combinations, fewest changes first; one is listed only when no smaller combination fits
-    shard = "zero3" if train else "tp"
-    sw_first: list[_Combo] = [((), {}, "", "")]
-    if train and not kwargs.get("gradient_checkpointing"):
-        sw_first.append(((ckpt[0],), ckpt[4], ckpt[1], ckpt[2]))
-    sw_second: list[_Combo] = [((), {}, "", "")] + [((lv,), kw, what, how) for lv, what, how, _, kw in model_levers]
-    hardware: list[_Combo] = [((), {}, "", "")] + [
-        ((f"{n} x {shard}",), {"num_gpus": n, "parallelism": shard},
-         f"{'ZeRO-3' if train else 'tensor parallel'} over {n} x {spec.name}", f"--num-gpus {n} --parallelism {shard}")
-        for n in more_cards]
-    combos = []
-    for a in sw_first:
-        for b in sw_second:
-            for h in hardware:
-                levers = a[0] + b[0] + h[0]
-                if levers:
-                    combos.append((levers, {**a[1], **b[1], **h[1]}, [p for p in (a[2], b[2], h[2]) if p],
-                                   [p for p in (a[3], b[3], h[3]) if p]))
-    combos.sort(key=lambda c: len(c[0]))
-
-    def found(levers: tuple[str, ...]) -> bool:
-        return any(o.fits and _covers(o.levers, levers) for o in options)
-
-    for levers, kw, words, flags in combos:
-        if found(levers):
-            continue
-        try:
-            est = run(**kw)
-        except AdvisorError:
-            continue
-        if est.memory.fits:
-            if len(levers) > 1:
-                attempt(" + ".join(words), " ".join(flags), "the changes above, together", levers, **kw)
-            continue
-        if found((*levers, "micro-batch")):
-            continue
-        n = kw.get("num_gpus", num_gpus)
-        replicas = n if kw.get("parallelism", "ddp") != "tp" and n > 1 else dp
-        m = _micro(batch, replicas, est.memory.max_batch_size)
-        if m is None:
-            continue
-        k = math.ceil(batch / m) * accum
-        step = "accumulation steps" if train else "requests at a time"
-        changes: dict[str, Any] = {**kw, "batch_size": m, **({"grad_accum": k} if train else {})}
-        opt = attempt(" + ".join([*words, f"micro-batch {m} x {k} {step}" if train else f"batches of {m}"]),
-                      " ".join([*flags, f"--batch-size {m}"] + ([f"--grad-accum {k}"] if train else [])),
-                      f"{m} x {k} = {m * k} samples per optimizer step (asked {batch * accum})" if train else
-                      f"serve {m} at a time", (*levers, "micro-batch"), **changes)
-        if opt is not None and not opt.fits:
-            options.remove(opt)  # the micro-batch was sized to fit: a miss here is rounding, not a lever
-
-    # 3. a bigger card, smallest first (as given; else with checkpointing)
-    specs = load_specs(extra_dirs=[specs_dir]) if specs_dir is not None else load_specs()
-    bigger = sorted((s for s in specs if s.memory_bytes > spec.memory_bytes and matmul_rate(s, precision)),
-                    key=lambda s: (s.memory_bytes, s.price_usd or math.inf, s.id))
-
-    def bigger_card(extra: dict[str, Any], words: str, flags: str, levers: tuple[str, ...]) -> bool:
-        for card in bigger:
+    def combinations(self) -> None:
+        """The combinations, fewest changes first; one is listed only when no smaller combination fits."""
+        for combo in combinations(train=self.train, checkpointing=self.checkpointing, levers=self.levers,
+                                  more_cards=self.more_cards, card_name=self.spec.name):
+            if self._found(combo.levers):
+                continue
             try:
-                est = run(gpu=card, **extra)
+                est = self.run(**combo.kwargs)
             except AdvisorError:
                 continue
             if est.memory.fits:
-                options.append(_option(f"a bigger card: {card.name}" + (f" + {words}" if words else ""),
-                                       f"--gpu {card.id}" + (f" {flags}" if flags else ""), {"gpu": card.id, **extra},
-                                       est, f"{card.memory_gb:g} GB; the smallest card in the catalog that fits"
-                                       + (" with these changes" if words else ""), ("bigger card", *levers), card))
+                if len(combo.levers) > 1:
+                    self.attempt(" + ".join(combo.words), " ".join(combo.flags), "the changes above, together",
+                                 combo.levers, **combo.kwargs)
+                continue
+            if not self._found((*combo.levers, "micro-batch")):
+                self._with_micro_batch(combo, est)
+
+    def _with_micro_batch(self, combo: Combo, est: Any) -> None:
+        """A combination that fits only with a smaller micro-batch: sized from its own largest batch that fits."""
+        train, batch, kw = self.train, self.batch, combo.kwargs
+        n = kw.get("num_gpus", self.num_gpus)
+        replicas = n if kw.get("parallelism", "ddp") != "tp" and n > 1 else self.dp
+        m = micro_batch(batch, replicas, est.memory.max_batch_size)
+        if m is None:
+            return
+        k = math.ceil(batch / m) * self.accum
+        step = "accumulation steps" if train else "requests at a time"
+        changes: dict[str, Any] = {**kw, "batch_size": m, **({"grad_accum": k} if train else {})}
+        opt = self.attempt(" + ".join([*combo.words, f"micro-batch {m} x {k} {step}" if train else f"batches of {m}"]),
+                           " ".join([*combo.flags, f"--batch-size {m}"] + ([f"--grad-accum {k}"] if train else [])),
+                           f"{m} x {k} = {m * k} samples per optimizer step (asked {batch * self.accum})" if train
+                           else f"serve {m} at a time", (*combo.levers, "micro-batch"), **changes)
+        if opt is not None and not opt.fits:
+            self.options.remove(opt)  # the micro-batch was sized to fit: a miss here is rounding, not a lever
+
+    @functools.cached_property
+    def bigger_cards(self) -> list[GpuSpec]:
+        """The catalog's cards with more memory that run the precision, smallest (then cheapest) first."""
+        from advisor.estimator import matmul_rate
+
+        specs = load_specs(extra_dirs=[self.specs_dir]) if self.specs_dir is not None else load_specs()
+        return sorted((s for s in specs if s.memory_bytes > self.spec.memory_bytes and matmul_rate(s, self.precision)),
+                      key=lambda s: (s.memory_bytes, s.price_usd or math.inf, s.id))
+
+    def bigger_card(self, combo: Combo = NO_CHANGE) -> bool:
+        """The smallest bigger card that fits with ``combo``'s changes, listed; whether one was found."""
+        words, flags = " + ".join(combo.words), " ".join(combo.flags)
+        for card in self.bigger_cards:
+            try:
+                est = self.run(gpu=card, **combo.kwargs)
+            except AdvisorError:
+                continue
+            if est.memory.fits:
+                self.options.append(_option(
+                    f"a bigger card: {card.name}" + (f" + {words}" if words else ""),
+                    f"--gpu {card.id}" + (f" {flags}" if flags else ""), {"gpu": card.id, **combo.kwargs}, est,
+                    f"{card.memory_gb:g} GB; the smallest card in the catalog that fits"
+                    + (" with these changes" if words else ""), ("bigger card", *combo.levers), card))
                 return True
         return False
 
-    if not bigger_card({}, "", "", ()) and train and not kwargs.get("gradient_checkpointing"):
-        bigger_card(ckpt[4], ckpt[1], ckpt[2], (ckpt[0],))
+    def beyond_max_gpus(self) -> None:
+        """Nothing fits within max_gpus: the smallest setup that would.
 
-    # 4. nothing fits within max_gpus: the smallest setup that would (more of these cards, the method kept first;
-    # then with QLoRA / int4 weights), and the smallest bigger card for each
-    if not any(o.fits for o in options):
-        use_ckpt = train and not kwargs.get("gradient_checkpointing")
-        first = ((ckpt[0],), ckpt[4], [ckpt[1]], [ckpt[2]]) if use_ckpt else ((), {}, [], [])
-        setups = [first] + [((*first[0], lv), {**first[1], **kw}, [*first[2], what], [*first[3], how])
-                            for lv, what, how, _, kw in model_levers if lv in ("QLoRA", "int4")]
-        for levers, kw, words, flags in setups:
-            n = max(max_gpus, num_gpus) * 2
-            while n <= BEYOND_MAX_GPUS:
-                try:
-                    est = run(**kw, num_gpus=n, parallelism=shard)
-                except AdvisorError:
-                    break
-                if est.memory.fits:
-                    options.append(_option(
-                        " + ".join([*words, f"{'ZeRO-3' if train else 'tensor parallel'} over {n} x {spec.name}"]),
-                        " ".join([*flags, f"--num-gpus {n} --parallelism {shard}"]),
-                        {**kw, "num_gpus": n, "parallelism": shard}, est,
-                        f"more cards than --max-gpus {max_gpus}: the smallest count of this card that fits",
-                        (*levers, f"{n} x {shard}"), spec, beyond=True))
-                    break
-                n *= 2
-            if levers and not any(o.fits and "bigger card" in o.levers for o in options):
-                bigger_card(kw, " + ".join(words), " ".join(flags), levers)
-    # fitting ones first: the smallest change (software before hardware), then the fastest (samples/s, so that
-    # accumulation's longer steps compare fairly); then the rest, smallest memory first
-    options.sort(key=lambda o: (not o.fits, o.beyond_max_gpus, _weight(o) if o.fits else (0, 0),
-                                -o.effective_samples_per_s if o.fits else o.memory_per_gpu_bytes))
-    return FitAdvice(fits=False, why=why_it_does_not_fit(e), options=tuple(options))
+        More of these cards (the method kept first; then with QLoRA / int4 weights), and the smallest bigger card
+        for each.
+        """
+        first = CHECKPOINTING.combo() if self.checkpointing else NO_CHANGE
+        setups = [first] + [Combo((*first.levers, lv.lever), {**first.kwargs, **lv.kwargs}, [*first.words, lv.words],
+                                  [*first.flags, lv.flags]) for lv in self.levers if lv.lever in ("QLoRA", "int4")]
+        for setup in setups:
+            self._more_cards(setup)
+            if setup.levers and not any(o.fits and "bigger card" in o.levers for o in self.options):
+                self.bigger_card(setup)
+
+    def _more_cards(self, setup: Combo) -> None:
+        """The smallest count of this card past max_gpus (doubling, up to ``BEYOND_MAX_GPUS``) that fits ``setup``."""
+        shard = self.shard
+        n = max(self.max_gpus, self.num_gpus) * 2
+        while n <= BEYOND_MAX_GPUS:
+            try:
+                est = self.run(**setup.kwargs, num_gpus=n, parallelism=shard)
+            except AdvisorError:
+                return
+            if est.memory.fits:
+                self.options.append(_option(
+                    " + ".join([*setup.words, f"{shard_words(self.train)} over {n} x {self.spec.name}"]),
+                    " ".join([*setup.flags, f"--num-gpus {n} --parallelism {shard}"]),
+                    {**setup.kwargs, "num_gpus": n, "parallelism": shard}, est,
+                    f"more cards than --max-gpus {self.max_gpus}: the smallest count of this card that fits",
+                    (*setup.levers, f"{n} x {shard}"), self.spec, beyond=True))
+                return
+            n *= 2

@@ -170,45 +170,11 @@ def price_and_rank(candidates: list[dict[str, Any]], job: Mapping[str, Any], obj
     scored: list[dict[str, Any]] = []
     rejected: list[Rejection] = []
     for c in candidates:
-        spec: GpuSpec = c["spec"]
-        n: int = c["count"]
-        e = c["estimate"]
-        sps = effective_rate(e.time)
-        if not sps > 0:
-            rejected.append(Rejection(spec.id, spec.name, n, "not_estimable", "estimated throughput is zero"))
-            continue
-        t = job["samples"] / sps
-        hours = t / 3600
-        cloud = spec.cloud_usd_per_hour * n * hours if spec.cloud_usd_per_hour else None
-        purchase = spec.price_usd * n if spec.price_usd else None
-        energy = spec.tdp_w * n * t * POWER_UTILIZATION / 3.6e6
-        basis = "buy" if objective == "cost-buy" else "cloud"
-        cost = purchase if basis == "buy" else cloud
-        if cost is None and (objective in ("cost-cloud", "cost-buy") or budget_usd is not None):
-            rejected.append(Rejection(
-                spec.id, spec.name, n, "no_price",
-                (f"not rentable: no public on-demand offer for {spec.name} (catalog, checked "
-                 f"{spec.cloud_price_date})" if spec.cloud_rentable is False else
-                 f"no cloud price: the catalog has no on-demand price for {spec.name} yet") if basis == "cloud" else
-                (f"not sold: {spec.name} is not sold new or used in volume (catalog, checked "
-                 f"{getattr(spec, 'price_date', None)})" if getattr(spec, "price_kind", None) == "not sold" else
-                 f"no price: the catalog has no purchase price for {spec.name}")))
-            continue
-        if budget_usd is not None and cost is not None and cost > budget_usd:
-            from advisor.units import format_usd
-
-            what = "to buy the cards" if basis == "buy" else "for this job in the cloud"
-            rejected.append(Rejection(spec.id, spec.name, n, "over_budget",
-                                      f"over budget: {format_usd(cost)} {what} > {format_usd(budget_usd)}"))
-            continue
-        usable = getattr(e.memory, "usable_bytes", None)
-        row = {"spec": spec, "n": n, "e": e, "parallelism": c["parallelism"], "precision": c.get("precision"),
-               "t": t, "cloud": cloud,
-               "purchase": purchase, "energy": energy, "usable": usable, "sps": sps,
-               "gpu_sps": float(e.time.samples_per_s)}
-        row["primary"] = _objective_value(row, objective, job)
-        row["then"] = _objective_value(row, then, job)
-        scored.append(row)
+        row = _scored(c, job, objective, then, budget_usd)
+        if isinstance(row, Rejection):
+            rejected.append(row)
+        else:
+            scored.append(row)
     # rows whose objective is equal to TIE_TOLERANCE are ordered by ``then`` (groups formed in objective order)
     scored.sort(key=lambda s: s["primary"])
     group_key = 0.0
@@ -217,38 +183,86 @@ def price_and_rank(candidates: list[dict[str, Any]], job: Mapping[str, Any], obj
             group_key = s["primary"]
         s["group"] = group_key
     scored.sort(key=lambda s: (s["group"], s["then"], s["t"], s["n"], s["spec"].id))
-    rows = []
-    for rank, s in enumerate(scored, start=1):
-        spec, n, e = s["spec"], s["n"], s["e"]
-        total = float(e.memory.total_bytes)
-        rows.append(Candidate(
-            rank=rank, gpu_id=spec.id, gpu_name=spec.name, vendor=spec.vendor, segment=spec.segment, num_gpus=n,
-            parallelism=s["parallelism"],
-            per_gpu_batch=math.ceil(batch_size / n) if s["parallelism"] in ("ddp", "zero1", "zero2", "zero3", "fsdp")
-            else batch_size,
-            memory_per_gpu_bytes=total, usable_per_gpu_bytes=s["usable"],
-            headroom_bytes=None if s["usable"] is None else s["usable"] - total,
-            step_s=float(e.time.step_s), samples_per_s=float(e.time.samples_per_s), effective_samples_per_s=s["sps"],
-            tokens_per_s=getattr(e.time, "tokens_per_s", None), time_to_train_s=s["t"],
-            cloud_usd_per_hour=spec.cloud_usd_per_hour, cost_cloud_usd=s["cloud"], price_usd=spec.price_usd,
-            cost_buy_usd=s["purchase"],
-            break_even_hours=spec.price_usd / spec.cloud_usd_per_hour if spec.price_usd and spec.cloud_usd_per_hour
-            else None, energy_kwh=s["energy"],
-            samples_per_usd=job["samples"] / s["cloud"] if s["cloud"] else None,
-            samples_per_s_per_w=float(e.time.samples_per_s) / (spec.tdp_w * n),
-            bound=getattr(e.time, "bound", None), calibrated=bool(getattr(e, "calibrated", False)),
-            input_bound=bool(getattr(e.time, "input_bound", False)), limiter=getattr(e.time, "limiter", None),
-            memory_breakdown_bytes=breakdown(e.memory),
-            time_by_class_s=dict(getattr(e.time, "by_class_s", None) or {}) or None,
-            class_advice=dict(getattr(e.time, "class_advice", None) or {}) or None,
-            buy_usd_per_sample_per_s=s["purchase"] / s["sps"] if s["purchase"] is not None else None,
-            cloud_price_date=spec.cloud_price_date, price_date=getattr(spec, "price_date", None),
-            price_kind=getattr(spec, "price_kind", None),
-            loader_samples_per_s=getattr(e.time, "loader_samples_per_s", None), precision=s["precision"],
-            step_s_low=getattr(e, "step_s_low", None), step_s_high=getattr(e, "step_s_high", None),
-            evidence=getattr(e, "evidence", None), profile=getattr(e, "profile", None),
-        ))
-    return rows, rejected
+    return [_candidate(rank, s, job, batch_size) for rank, s in enumerate(scored, start=1)], rejected
+
+
+def _scored(c: Mapping[str, Any], job: Mapping[str, Any], objective: str, then: str,
+            budget_usd: float | None) -> dict[str, Any] | Rejection:
+    """One candidate priced for the job (time, cloud cost, purchase, energy, its objective values), or why not."""
+    spec: GpuSpec = c["spec"]
+    n: int = c["count"]
+    e = c["estimate"]
+    sps = effective_rate(e.time)
+    if not sps > 0:
+        return Rejection(spec.id, spec.name, n, "not_estimable", "estimated throughput is zero")
+    t = job["samples"] / sps
+    hours = t / 3600
+    cloud = spec.cloud_usd_per_hour * n * hours if spec.cloud_usd_per_hour else None
+    purchase = spec.price_usd * n if spec.price_usd else None
+    energy = spec.tdp_w * n * t * POWER_UTILIZATION / 3.6e6
+    basis = "buy" if objective == "cost-buy" else "cloud"
+    cost = purchase if basis == "buy" else cloud
+    if cost is None and (objective in ("cost-cloud", "cost-buy") or budget_usd is not None):
+        return Rejection(spec.id, spec.name, n, "no_price", _no_price(spec, basis))
+    if budget_usd is not None and cost is not None and cost > budget_usd:
+        from advisor.units import format_usd
+
+        what = "to buy the cards" if basis == "buy" else "for this job in the cloud"
+        return Rejection(spec.id, spec.name, n, "over_budget",
+                         f"over budget: {format_usd(cost)} {what} > {format_usd(budget_usd)}")
+    usable = getattr(e.memory, "usable_bytes", None)
+    row = {"spec": spec, "n": n, "e": e, "parallelism": c["parallelism"], "precision": c.get("precision"),
+           "t": t, "cloud": cloud,
+           "purchase": purchase, "energy": energy, "usable": usable, "sps": sps,
+           "gpu_sps": float(e.time.samples_per_s)}
+    row["primary"] = _objective_value(row, objective, job)
+    row["then"] = _objective_value(row, then, job)
+    return row
+
+
+def _no_price(spec: GpuSpec, basis: str) -> str:
+    """Why a card has no price to rank by: not rentable / no cloud price (cloud), not sold / no price (buy)."""
+    if basis == "cloud":
+        return (f"not rentable: no public on-demand offer for {spec.name} (catalog, checked "
+                f"{spec.cloud_price_date})" if spec.cloud_rentable is False else
+                f"no cloud price: the catalog has no on-demand price for {spec.name} yet")
+    return (f"not sold: {spec.name} is not sold new or used in volume (catalog, checked "
+            f"{getattr(spec, 'price_date', None)})" if getattr(spec, "price_kind", None) == "not sold" else
+            f"no price: the catalog has no purchase price for {spec.name}")
+
+
+def _candidate(rank: int, s: Mapping[str, Any], job: Mapping[str, Any], batch_size: int) -> Candidate:
+    """A scored row as the ranked ``Candidate`` at ``rank``."""
+    spec, n, e = s["spec"], s["n"], s["e"]
+    total = float(e.memory.total_bytes)
+    return Candidate(
+        rank=rank, gpu_id=spec.id, gpu_name=spec.name, vendor=spec.vendor, segment=spec.segment, num_gpus=n,
+        parallelism=s["parallelism"],
+        per_gpu_batch=math.ceil(batch_size / n) if s["parallelism"] in ("ddp", "zero1", "zero2", "zero3", "fsdp")
+        else batch_size,
+        memory_per_gpu_bytes=total, usable_per_gpu_bytes=s["usable"],
+        headroom_bytes=None if s["usable"] is None else s["usable"] - total,
+        step_s=float(e.time.step_s), samples_per_s=float(e.time.samples_per_s), effective_samples_per_s=s["sps"],
+        tokens_per_s=getattr(e.time, "tokens_per_s", None), time_to_train_s=s["t"],
+        cloud_usd_per_hour=spec.cloud_usd_per_hour, cost_cloud_usd=s["cloud"], price_usd=spec.price_usd,
+        cost_buy_usd=s["purchase"],
+        break_even_hours=spec.price_usd / spec.cloud_usd_per_hour if spec.price_usd and spec.cloud_usd_per_hour
+        else None, energy_kwh=s["energy"],
+        samples_per_usd=job["samples"] / s["cloud"] if s["cloud"] else None,
+        samples_per_s_per_w=float(e.time.samples_per_s) / (spec.tdp_w * n),
+        bound=getattr(e.time, "bound", None), calibrated=bool(getattr(e, "calibrated", False)),
+        input_bound=bool(getattr(e.time, "input_bound", False)), limiter=getattr(e.time, "limiter", None),
+        memory_breakdown_bytes=breakdown(e.memory),
+        time_by_class_s=dict(getattr(e.time, "by_class_s", None) or {}) or None,
+        class_advice=dict(getattr(e.time, "class_advice", None) or {}) or None,
+        buy_usd_per_sample_per_s=s["purchase"] / s["sps"] if s["purchase"] is not None else None,
+        cloud_price_date=spec.cloud_price_date, cloud_price_class=getattr(spec, "cloud_price_class", None),
+        price_date=getattr(spec, "price_date", None),
+        price_kind=getattr(spec, "price_kind", None),
+        loader_samples_per_s=getattr(e.time, "loader_samples_per_s", None), precision=s["precision"],
+        step_s_low=getattr(e, "step_s_low", None), step_s_high=getattr(e, "step_s_high", None),
+        evidence=getattr(e, "evidence", None), profile=getattr(e, "profile", None),
+    )
 
 
 def _ties(a: float, b: float) -> bool:
@@ -394,9 +408,13 @@ def summary_lines(rows: Sequence[Candidate], objective: str, tie: Mapping[str, A
                 f"the job takes {format_seconds(r.time_to_train_s)}" for r in cheapest))
     cloud = _date_range([r.cloud_price_date for r in rows if r.cloud_usd_per_hour])
     buy = _date_range([r.price_date for r in rows if r.price_usd])
+    # one basis (docs/prices.md): GPU clouds' on-demand rates; a card priced by another class is named
+    other = {r.gpu_name: r.cloud_price_class for r in rows if r.cloud_usd_per_hour and r.cloud_price_class
+             not in (None, "gpu cloud")}
+    if cloud:
+        cloud = f"cloud on-demand $/GPU-hour at GPU clouds as of {cloud}" + "".join(
+            f"; {c} rates for {', '.join(n for n, k in other.items() if k == c)}" for c in sorted(set(other.values())))
     if cloud or buy:
-        lines.append("prices: " + ", ".join(
-            p for p in ((f"cloud on-demand $/h as of {cloud}" if cloud else None),
-                        (f"purchase as of {buy}" if buy else None)) if p)
-            + " (per card: --json rows' cloud_price_date, price_date, price_kind)")
+        lines.append("prices: " + ", ".join(p for p in (cloud, f"purchase as of {buy}" if buy else None) if p)
+                     + " (per card: --json rows' cloud_price_date, cloud_price_class, price_date, price_kind)")
     return tuple(lines)

@@ -9,33 +9,58 @@ own hint.  One unreadable row (a document that is not JSON, a BLOB, a wrong type
 ``StoreRowWarning`` naming it, never a failure of the whole read; ``bad_rows()`` lists them and ``repair()``
 exports and drops them (``gpu-advisor history --repair``).  ``HistoryStore(path, read_only=True)`` reads a
 store on read-only media or in a directory that is not writable (``mode=ro``, else ``immutable=1``).
+The error kinds are ``advisor.store_errors``'s and the rows' reading ``advisor.store_rows``'s (re-exported here).
 """
 
 from __future__ import annotations
 
-import base64
 import errno
 import json
 import os
 import sqlite3
 import time
-import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from advisor.errors import StoreError
-
-_T = TypeVar("_T")
+from advisor.store_errors import (
+    BUSY_TIMEOUT_S,
+    ENV_HOME,
+    StoreCorruptError,
+    StoreFullError,
+    StoreLockedError,
+    StoreReadOnlyError,
+    StoreRowWarning,
+    StoreSchemaError,
+    sqlite_code,
+    store_error,
+)
+from advisor.store_rows import (
+    COLUMNS,
+    REPAIR_HINT,
+    BadRow,
+    ProbeRecord,
+    RepairReport,
+    RowProblem,
+    bad_row,
+    partition,
+    probe_record,
+    row_id,
+    validation_doc,
+    warn_skipped,
+)
 
 if TYPE_CHECKING:
     from advisor.probing.results import ProbeResult
 
-ENV_HOME = "GPU_ADVISOR_HOME"
+__all__ = ["BUSY_TIMEOUT_S", "ENV_HOME", "FILENAME", "SCHEMA_VERSION", "BadRow", "HistoryStore", "ProbeRecord",
+           "RepairReport", "StoreCorruptError", "StoreError", "StoreFullError", "StoreLockedError",
+           "StoreReadOnlyError", "StoreRowWarning", "StoreSchemaError", "data_dir", "default_store_path",
+           "store_error"]
+
 FILENAME = "history.sqlite3"
-BUSY_TIMEOUT_S = 30.0
 #: The schema this code reads and writes (``PRAGMA user_version``); 0 is the unversioned file of the same tables.
 SCHEMA_VERSION = 1
 
@@ -57,91 +82,6 @@ CREATE TABLE IF NOT EXISTS validation_runs (
     document TEXT NOT NULL
 );
 """
-_COLUMNS: dict[str, tuple[str, ...]] = {
-    "probe_runs": ("id", "timestamp", "host", "device_name", "catalog_id", "versions", "document"),
-    "validation_runs": ("id", "timestamp", "device", "document"),
-}
-_REPAIR = "`gpu-advisor history` lists unreadable rows; `gpu-advisor history --repair` exports them to a file and " \
-          "drops them"
-
-
-class StoreReadOnlyError(StoreError):
-    """The store (its file, its directory or the disk) cannot be written; reading it still works."""
-
-
-class StoreFullError(StoreError):
-    """The disk holding the store is full (the store itself is intact)."""
-
-
-class StoreLockedError(StoreError):
-    """Another process held the store's lock longer than the busy timeout."""
-
-
-class StoreCorruptError(StoreError):
-    """The file is not an SQLite database, or its pages are damaged."""
-
-
-class StoreSchemaError(StoreError):
-    """The file's schema is newer than this code, or its tables are not the store's."""
-
-
-class StoreRowWarning(UserWarning):
-    """One stored row could not be read and was skipped (the warning names it)."""
-
-
-def _code(exc: BaseException) -> int | None:
-    code = getattr(exc, "sqlite_errorcode", None)
-    return None if code is None else int(code) & 0xFF  # the primary code (extended codes add high bits)
-
-
-def _writable(path: Path) -> bool:
-    """Whether ``path`` (a file, or its nearest existing directory when absent) can be written by this user."""
-    target = path if path.exists() else path.parent
-    return os.access(target, os.W_OK)
-
-
-def store_error(exc: BaseException, path: Path, doing: str) -> StoreError:
-    """The ``StoreError`` kind that says what went wrong with the store at ``path`` (SQLite's code or errno).
-
-    Only a corrupt file is told to move aside: a store that is read-only, full, locked or of a newer schema is
-    healthy and keeps its history.
-
-    Args:
-        exc: the ``sqlite3.Error`` or ``OSError``.
-        path: the store file.
-        doing: what was being done, for the message ("read", "write", "open").
-    """
-    code = _code(exc)
-    err = getattr(exc, "errno", None)
-    where = f"history store {path}"
-    other = f"or set ${ENV_HOME} to another directory"
-    if code == sqlite3.SQLITE_FULL or err in (errno.ENOSPC, errno.EDQUOT):
-        return StoreFullError(f"cannot {doing} the {where}: the disk is full ({exc})",
-                              hint=f"free space on that disk, {other}; the store itself is intact, do not delete it")
-    if code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
-        return StoreLockedError(f"the {where} is locked by another process (waited {BUSY_TIMEOUT_S:g} s): {exc}",
-                                hint="wait for the other gpu-advisor (probe, validate, dashboard) to finish and "
-                                     f"retry; `fuser {path}` names it. The file is healthy: do not move it")
-    if code in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
-        return StoreCorruptError(f"the {where} is corrupt or not an SQLite database: {exc}",
-                                 hint=f"move the file aside (a new one is created; `sqlite3 {path} .recover` may "
-                                      f"save its rows), {other}")
-    if code in (sqlite3.SQLITE_READONLY, sqlite3.SQLITE_PERM, sqlite3.SQLITE_AUTH) or \
-            err in (errno.EROFS, errno.EACCES, errno.EPERM) or \
-            (code == sqlite3.SQLITE_CANTOPEN and path.is_file() and not _writable(path.parent)):
-        return StoreReadOnlyError(f"cannot {doing} the {where}: it is read-only ({exc})",
-                                  hint="estimates still read it; to save runs make the file and its directory "
-                                       f"writable, {other}")
-    if code == sqlite3.SQLITE_CANTOPEN:
-        if path.is_dir():
-            return StoreError(f"the {where} is a directory, not a file", hint=f"remove or rename it, {other}")
-        return StoreReadOnlyError(f"cannot open the {where}: {exc} (the file, or its directory for the -wal and "
-                                  "-shm journal files, is not writable or not reachable)",
-                                  hint=f"check the permissions of {path.parent} and the disk it is on, {other}")
-    if code == sqlite3.SQLITE_IOERR or isinstance(exc, OSError):
-        return StoreError(f"cannot {doing} the {where}: input/output error ({exc})",
-                          hint=f"check the disk (dmesg, free space), {other}; the file was not changed on purpose")
-    return StoreError(f"cannot {doing} the {where}: {exc}", hint=f"{other}; `gpu-advisor history` checks it")
 
 
 def data_dir() -> Path:
@@ -157,152 +97,6 @@ def data_dir() -> Path:
 def default_store_path() -> Path:
     """Where the history file lives by default."""
     return data_dir() / FILENAME
-
-
-@dataclass(frozen=True, slots=True)
-class ProbeRecord:
-    """One saved probe run (summary columns; ``result()`` loads the whole ``ProbeResult``)."""
-
-    id: int
-    timestamp: str
-    host: str
-    device_name: str | None
-    catalog_id: str | None
-    versions: Mapping[str, Any]
-    document: Mapping[str, Any]
-
-    def result(self) -> ProbeResult:
-        """The saved run as a ``ProbeResult``."""
-        from advisor.probing.results import ProbeResult
-
-        return ProbeResult.from_dict(self.document)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-safe summary (without the full document)."""
-        return {"id": self.id, "timestamp": self.timestamp, "host": self.host, "device_name": self.device_name,
-                "catalog_id": self.catalog_id, "versions": dict(self.versions)}
-
-
-@dataclass(frozen=True, slots=True)
-class BadRow:
-    """A stored row that cannot be read: where it is, why, and its columns as stored (for export).
-
-    ``columns`` is JSON-safe: text stays text, a BLOB becomes ``{"blob_base64": ...}``.
-    """
-
-    table: str
-    id: int
-    problem: str
-    columns: Mapping[str, Any]
-
-    @property
-    def label(self) -> str:
-        """How messages name the row ("probe 3", "validation 7")."""
-        return f"{'probe' if self.table == 'probe_runs' else 'validation'} {self.id}"
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-safe form (the export file's rows)."""
-        return {"table": self.table, "id": self.id, "problem": self.problem, "columns": dict(self.columns)}
-
-
-class _RowProblem(Exception):
-    """Why one row cannot be read (internal: becomes a ``BadRow``)."""
-
-
-def _json_column(value: Any, column: str) -> Any:
-    if isinstance(value, bytes):
-        try:
-            value = value.decode("utf-8")
-        except UnicodeDecodeError:
-            raise _RowProblem(f"{column} is a {len(value)}-byte BLOB, not UTF-8 text") from None
-    if not isinstance(value, str):
-        raise _RowProblem(f"{column} is {'NULL' if value is None else type(value).__name__ + ' ' + repr(value)[:40]},"
-                          " not JSON text")
-    try:
-        return json.loads(value)
-    except json.JSONDecodeError as exc:
-        raise _RowProblem(f"{column} is not JSON ({exc.msg}, line {exc.lineno} column {exc.colno})") from None
-    except RecursionError:
-        raise _RowProblem(f"{column} is JSON nested too deeply to read") from None
-    except ValueError:  # Python refuses integers of over 4,300 digits (int_max_str_digits)
-        raise _RowProblem(f"{column} holds a number too long to read") from None
-
-
-def _object_column(value: Any, column: str) -> dict[str, Any]:
-    data = _json_column(value, column)
-    if not isinstance(data, dict):
-        raise _RowProblem(f"{column} holds a JSON {type(data).__name__}, not an object")
-    return data
-
-
-def _partition(rows: Sequence[Any], table: str, read: Callable[[Any], _T]) -> tuple[list[_T], list[BadRow]]:
-    """The rows ``read`` turns into records, and those it cannot (each a ``BadRow`` saying why)."""
-    good: list[_T] = []
-    bad: list[BadRow] = []
-    for row in rows:
-        try:
-            good.append(read(row))
-        except _RowProblem as exc:
-            bad.append(_bad_row(table, row, str(exc)))
-    return good, bad
-
-
-def _text_column(value: Any, column: str, *, optional: bool = False) -> str | None:
-    if value is None and optional:
-        return None
-    if not isinstance(value, str):
-        raise _RowProblem(f"{column} is {'NULL' if value is None else type(value).__name__ + ' ' + repr(value)[:40]},"
-                          " not text")
-    return value
-
-
-def _probe_record(row: tuple[Any, ...]) -> ProbeRecord:
-    document = _object_column(row[6], "document")
-    for key in ("devices", "kernels"):
-        if not isinstance(document.get(key), list):
-            raise _RowProblem(f"document is not a probe result (its {key!r} is not a list)")
-    return ProbeRecord(id=int(row[0]), timestamp=str(_text_column(row[1], "timestamp")),
-                       host=str(_text_column(row[2], "host")),
-                       device_name=_text_column(row[3], "device_name", optional=True),
-                       catalog_id=_text_column(row[4], "catalog_id", optional=True),
-                       versions=_object_column(row[5], "versions"), document=document)
-
-
-def _validation_doc(row: tuple[Any, ...]) -> dict[str, Any]:
-    """``(id, timestamp, device, document)`` as the saved document with ``id`` and ``saved_at``."""
-    document = _object_column(row[3], "document")
-    return {**document, "id": int(row[0]), "saved_at": _text_column(row[1], "timestamp")}
-
-
-def _bad_row(table: str, row: tuple[Any, ...], problem: str) -> BadRow:
-    def safe(value: Any) -> Any:
-        return {"blob_base64": base64.b64encode(value).decode("ascii")} if isinstance(value, bytes) else value
-
-    return BadRow(table, int(row[0]), problem, {c: safe(v) for c, v in zip(_COLUMNS[table], row, strict=False)})
-
-
-def _row_id(value: Any) -> bool:
-    """Whether ``value`` can be a row id (SQLite's INTEGER is 64-bit: a 5,000-digit id is no row, not an error)."""
-    return isinstance(value, int) and 0 < value < 2**63
-
-
-def _warn_skipped(bad: list[BadRow], path: Path) -> None:
-    for b in bad:
-        warnings.warn(f"history store {path}: skipped {b.label}: {b.problem} ({_REPAIR})", StoreRowWarning,
-                      stacklevel=3)
-
-
-@dataclass(frozen=True, slots=True)
-class RepairReport:
-    """What ``HistoryStore.repair`` did: the rows it dropped and the file it exported them to first."""
-
-    dropped: tuple[BadRow, ...]
-    export_path: Path | None
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-safe summary."""
-        return {"dropped": [{"table": b.table, "id": b.id, "problem": b.problem} for b in self.dropped],
-                "exported_to": None if self.export_path is None else str(self.export_path)}
 
 
 class HistoryStore:
@@ -362,7 +156,7 @@ class HistoryStore:
                 f"{SCHEMA_VERSION}",
                 hint=f"a newer gpu-advisor wrote it: upgrade (pip install -U gpu-advisor), or set ${ENV_HOME} to "
                      "another directory for this version. The file is left as it is")
-        for table, columns in _COLUMNS.items():
+        for table, columns in COLUMNS.items():
             have = {r[1] for r in con.execute(f"PRAGMA table_info({table})")}
             missing = [c for c in columns if c not in have]
             if have and missing:
@@ -411,7 +205,7 @@ class HistoryStore:
                 return con
             except sqlite3.Error as exc:
                 con.close()
-                if _code(exc) not in (sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_READONLY):
+                if sqlite_code(exc) not in (sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_READONLY):
                     raise
                 self._immutable = True  # the directory cannot hold the -shm file: read the file as it is
         return sqlite3.connect(f"{uri}?immutable=1", uri=True, timeout=BUSY_TIMEOUT_S)
@@ -425,7 +219,8 @@ class HistoryStore:
             with con:  # one transaction: commit on success, roll back on error
                 yield con
         except sqlite3.Error as exc:
-            raise store_error(exc, self.path, "read" if self.read_only else "use") from exc
+            raise store_error(exc, self.path, "read" if self.read_only else "use",
+                              busy_timeout_s=BUSY_TIMEOUT_S) from exc
         finally:
             if con is not None:
                 con.close()
@@ -469,7 +264,7 @@ class HistoryStore:
         sql += " ORDER BY timestamp DESC, id DESC LIMIT ?"
         with self._connect() as con:
             rows = con.execute(sql, (*args, limit)).fetchall() if self._has_table(con, "probe_runs") else []
-        return _partition(rows, "probe_runs", _probe_record)
+        return partition(rows, "probe_runs", probe_record)
 
     def list_probes(self, catalog_id: str | None = None, limit: int = 50) -> list[ProbeRecord]:
         """Saved probe runs, newest first, optionally only those of one catalog card.
@@ -477,7 +272,7 @@ class HistoryStore:
         A row that cannot be read is skipped with a ``StoreRowWarning`` naming it.
         """
         good, bad = self.read_probes(catalog_id, limit)
-        _warn_skipped(bad, self.path)
+        warn_skipped(bad, self.path)
         return good
 
     def get_probe(self, probe_id: int) -> ProbeRecord:
@@ -489,18 +284,18 @@ class HistoryStore:
         with self._connect() as con:
             row = con.execute("SELECT id, timestamp, host, device_name, catalog_id, versions, document "
                               "FROM probe_runs WHERE id = ?", (probe_id,)).fetchone() \
-                if self._has_table(con, "probe_runs") and _row_id(probe_id) else None
+                if self._has_table(con, "probe_runs") and row_id(probe_id) else None
         if row is None:
             raise StoreError(f"no saved probe with id {str(probe_id)[:30]}", hint="`gpu-advisor history` lists them")
         try:
-            return _probe_record(row)
-        except _RowProblem as exc:
-            raise StoreError(f"saved probe {probe_id} in {self.path} cannot be read: {exc}", hint=_REPAIR) from None
+            return probe_record(row)
+        except RowProblem as exc:
+            raise StoreError(f"saved probe {probe_id} in {self.path} cannot be read: {exc}", hint=REPAIR_HINT) from None
 
     def latest_probe(self, catalog_id: str | None = None) -> ProbeRecord | None:
         """The newest readable saved run (of one card if ``catalog_id``), or None."""
         good, bad = self.read_probes(catalog_id=catalog_id, limit=50)
-        _warn_skipped(bad, self.path)
+        warn_skipped(bad, self.path)
         return good[0] if good else None
 
     def save_validation(self, document: Mapping[str, Any]) -> int:
@@ -522,7 +317,7 @@ class HistoryStore:
             rows = con.execute("SELECT id, timestamp, device, document FROM validation_runs "
                                "ORDER BY timestamp DESC, id DESC LIMIT ?", (limit,)).fetchall() \
                 if self._has_table(con, "validation_runs") else []
-        return _partition(rows, "validation_runs", _validation_doc)
+        return partition(rows, "validation_runs", validation_doc)
 
     def list_validations(self, limit: int = 50) -> list[dict[str, Any]]:
         """Saved validation documents, newest first, each with ``id`` and ``saved_at`` added.
@@ -530,7 +325,7 @@ class HistoryStore:
         A row that cannot be read is skipped with a ``StoreRowWarning`` naming it.
         """
         good, bad = self.read_validations(limit)
-        _warn_skipped(bad, self.path)
+        warn_skipped(bad, self.path)
         return good
 
     def get_validation(self, validation_id: int) -> dict[str, Any]:
@@ -542,38 +337,38 @@ class HistoryStore:
         with self._connect() as con:
             row = con.execute("SELECT id, timestamp, device, document FROM validation_runs WHERE id = ?",
                               (validation_id,)).fetchone() \
-                if self._has_table(con, "validation_runs") and _row_id(validation_id) else None
+                if self._has_table(con, "validation_runs") and row_id(validation_id) else None
         if row is None:
             raise StoreError(f"no validation {str(validation_id)[:30]} in the history store {self.path}",
                              hint="`gpu-advisor history` lists them")
         try:
-            return _validation_doc(row)
-        except _RowProblem as exc:
+            return validation_doc(row)
+        except RowProblem as exc:
             raise StoreError(f"saved validation {validation_id} in {self.path} cannot be read: {exc}",
-                             hint=_REPAIR) from None
+                             hint=REPAIR_HINT) from None
 
     def bad_rows(self) -> list[BadRow]:
         """Every row of either table that cannot be read, oldest first."""
         bad: list[BadRow] = []
         with self._connect() as con:
-            for table, columns in _COLUMNS.items():
+            for table, columns in COLUMNS.items():
                 if not self._has_table(con, table):
                     continue
                 for row in con.execute(f"SELECT {', '.join(columns)} FROM {table} ORDER BY id"):
                     try:
                         if table == "probe_runs":
-                            _probe_record(row)
+                            probe_record(row)
                         else:
-                            _validation_doc(row)
-                    except _RowProblem as exc:
-                        bad.append(_bad_row(table, row, str(exc)))
+                            validation_doc(row)
+                    except RowProblem as exc:
+                        bad.append(bad_row(table, row, str(exc)))
         return bad
 
     def counts(self) -> dict[str, int]:
         """Rows per table (bad ones included)."""
         with self._connect() as con:
             return {t: int(con.execute(f"SELECT count(*) FROM {t}").fetchone()[0]) if self._has_table(con, t) else 0
-                    for t in _COLUMNS}
+                    for t in COLUMNS}
 
     def repair(self, export_path: str | os.PathLike[str] | None = None) -> RepairReport:
         """Export every unreadable row to a JSON file, then drop those rows (nothing else is touched).

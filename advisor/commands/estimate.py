@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import argparse
 import math
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from advisor.commands._output import (
     add_assumptions_flag,
@@ -24,6 +25,12 @@ from advisor.commands._output import (
 )
 from advisor.workload.base import MODES, OPTIMIZERS, PARALLELISMS, PRECISIONS
 from advisor.workload.options import QUANTIZE_BASES, WorkloadOptions
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from advisor.advice import FitAdvice
+    from advisor.estimator import Estimate
 
 _DEFAULT = WorkloadOptions()
 
@@ -218,13 +225,46 @@ def _check_calibration_card(calibration: Any, e: Any, spec: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """``estimate``."""
+    e, advice = _estimate_and_advise(args)
+    if args.json:
+        print_json({**e.to_dict(), "fit_options": advice.to_dict()})
+        return 0
+    d = e.to_dict()
+    m, t, w = d["memory"], d["time"], d["workload"]
+    console = stdout_console()
+    shape = f"seq {w['seq_len']}" if w["seq_len"] else f"image {w['image_size']}" if w["image_size"] else ""
+    console.print(f"[bold]{d['model']}[/bold] on {d['num_gpus']} x {d['gpu']['name']} ({d['gpu']['id']}): "
+                  f"{w['mode']}, batch {w['batch_size']} {shape}, {w['precision']}"
+                  + (f", {w['optimizer']}" if w["mode"] == "train" else "")
+                  + (f", {d['parallelism']}" if d["num_gpus"] > 1 else "")
+                  + ("  [calibrated by a probe]" if d["calibrated"] else ""))
+    _print_memory(console, m, advice)
+    console.print(table("time", ("", "value"), _time_rows(t, w["mode"]), right_align=("value",)))
+    if getattr(args, "breakdown", False):
+        from advisor.estimator.time import class_breakdown
+        from advisor.units import format_seconds
+
+        brows = [(name, format_seconds(sec), f"{share:.0%}", helps)
+                 for name, sec, share, helps in class_breakdown(t.get("by_class", {}), t["step_s"],
+                                                                t.get("class_advice"))]
+        console.print(table("step time by op class", ("class", "time", "share", "what would make it faster"), brows,
+                            right_align=("time", "share")))
+    if t.get("limiter") == "host":
+        console.print("hint: the GPU waits for PyTorch's per-op dispatch here: a larger batch, torch.compile with "
+                      "CUDA graphs (mode='reduce-overhead'), or a graph runtime (vLLM, TensorRT-LLM) removes most "
+                      "of it; --runtime graph estimates that")
+    console.print(f"FLOPs per step: {d['flops_per_step']:.3e}")
+    print_assumptions(console, d["assumptions"], args.assumptions, limiter=t.get("limiter"), fits=m["fits"])
+    return 0
+
+
+def _estimate_and_advise(args: argparse.Namespace) -> tuple[Estimate, FitAdvice]:
+    """The estimate of the job as the flags give it, what would make it fit, and every warning on stderr."""
     from advisor.advice import fit_options
     from advisor.api import estimate
     from advisor.catalog import get_gpu
     from advisor.estimator import matmul_rate
-    from advisor.ranking import job_time_words
     from advisor.recommender import PRECISION_FALLBACKS
-    from advisor.units import format_seconds
 
     specs_dir = args.specs_dir[0] if args.specs_dir else None
     kwargs = workload_kwargs(args)
@@ -252,24 +292,17 @@ def run(args: argparse.Namespace) -> int:
     for note in e.assumptions:  # warnings stay in the assumptions (and the JSON), and are said on stderr too
         if note.startswith("warning:"):
             stderr_console().print(note, markup=False)
-    if args.json:
-        print_json({**e.to_dict(), "fit_options": advice.to_dict()})
-        return 0
-    d = e.to_dict()
-    m, t = d["memory"], d["time"]
-    console = stdout_console()
-    w = d["workload"]
-    shape = f"seq {w['seq_len']}" if w["seq_len"] else f"image {w['image_size']}" if w["image_size"] else ""
-    console.print(f"[bold]{d['model']}[/bold] on {d['num_gpus']} x {d['gpu']['name']} ({d['gpu']['id']}): "
-                  f"{w['mode']}, batch {w['batch_size']} {shape}, {w['precision']}"
-                  + (f", {w['optimizer']}" if w["mode"] == "train" else "")
-                  + (f", {d['parallelism']}" if d["num_gpus"] > 1 else "")
-                  + ("  [calibrated by a probe]" if d["calibrated"] else ""))
+    return e, advice
+
+
+def _print_memory(console: Console, m: Mapping[str, Any], advice: FitAdvice) -> None:
+    """The memory table, the verdict, why it does not fit and what would make it fit."""
     # what a user can act on, largest first, each with what shrinks it (the JSON keeps breakdown_bytes as well)
     parts = m.get("categories_bytes") or m["breakdown_bytes"]
     shrink = m.get("category_advice", {})
-    rows = [(k, _gib(v), f"{100 * v / m['total_bytes']:.1f}%" if m["total_bytes"] else "-", shrink.get(k))
-            for k, v in sorted(parts.items(), key=lambda kv: -kv[1])]
+    rows: list[tuple[str, str, str, str | None]] = [
+        (k, _gib(v), f"{100 * v / m['total_bytes']:.1f}%" if m["total_bytes"] else "-", shrink.get(k))
+        for k, v in sorted(parts.items(), key=lambda kv: -kv[1])]
     rows.append(("total (per GPU)", _gib(m["total_bytes"]), "100%", None))
     rows.append(("usable on card", _gib(m["usable_bytes"]), "", None))
     console.print(table("memory per GPU", ("category", "size", "share", "what shrinks it"), rows,
@@ -284,6 +317,13 @@ def run(args: argparse.Namespace) -> int:
         console.print(f"why: {advice.why}")
     if advice.options:
         console.print(fit_table(advice))
+
+
+def _time_rows(t: Mapping[str, Any], mode: str) -> list[tuple[str, str]]:
+    """The time table's rows: the step, the rates, the phases, what limits it and the job's time."""
+    from advisor.ranking import job_time_words
+    from advisor.units import format_seconds
+
     trows: list[tuple[str, str]] = [("step", format_seconds(t["step_s"])),
                                     ("samples/s (GPUs)", f"{t['samples_per_s']:,.1f}")]
     eff = t.get("effective_samples_per_s")
@@ -307,22 +347,7 @@ def run(args: argparse.Namespace) -> int:
         if not phase.startswith("communication"):
             trows.append((f"  {phase}", format_seconds(seconds)))
     if t.get("time_to_train_s") is not None:
-        trows.append((job_time_words(w["mode"]), format_seconds(t["time_to_train_s"])))
+        trows.append((job_time_words(mode), format_seconds(t["time_to_train_s"])))
     if t.get("input_bound"):
         trows.append(("input", "INPUT-BOUND: " + (t.get("input_advice") or "")))
-    console.print(table("time", ("", "value"), trows, right_align=("value",)))
-    if getattr(args, "breakdown", False):
-        from advisor.estimator.time import class_breakdown
-
-        brows = [(name, format_seconds(sec), f"{share:.0%}", helps)
-                 for name, sec, share, helps in class_breakdown(t.get("by_class", {}), t["step_s"],
-                                                                t.get("class_advice"))]
-        console.print(table("step time by op class", ("class", "time", "share", "what would make it faster"), brows,
-                            right_align=("time", "share")))
-    if t.get("limiter") == "host":
-        console.print("hint: the GPU waits for PyTorch's per-op dispatch here: a larger batch, torch.compile with "
-                      "CUDA graphs (mode='reduce-overhead'), or a graph runtime (vLLM, TensorRT-LLM) removes most "
-                      "of it; --runtime graph estimates that")
-    console.print(f"FLOPs per step: {d['flops_per_step']:.3e}")
-    print_assumptions(console, d["assumptions"], args.assumptions, limiter=t.get("limiter"), fits=m["fits"])
-    return 0
+    return trows

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from advisor.estimator.efficiency import HOST_BACKWARD_FRACTION, TRACED_HOST_BACKWARD_FRACTION, ArchEfficiency
-from advisor.estimator.time import PHASES, PreparedOp
+from advisor.estimator.ops import PHASES, PreparedOp
 
 #: Host time of a cuDNN call beyond a generic dispatched op, in forward-op units (``host_op_s``, so that a probe of
 #: the host scales it): cuDNN picks an engine, builds or looks up its execution plan and sets descriptors on every
@@ -78,7 +78,10 @@ LIBRARY_HOST_SOURCE = ("each cuDNN convolution / recurrent / attention call, and
                        f"backward, {_CALL['embedding', 'backward']:g} per embedding table's backward (a sort of its "
                        f"indices and a segmented sum), on Hopper and newer {_CALL['attention', 'forward']:g} / "
                        f"{_CALL['attention', 'backward']:g} per fused attention forward / backward (cuDNN's SDPA; "
-                       f"{_CALL['attention', 'inference']:g} in a prefill) (H200 torch.profiler CPU times per call)")
+                       f"{_CALL['attention', 'inference']:g} in a prefill) (H200 torch.profiler CPU times per call); "
+                       "where PyTorch's ROCm build runs hipBLASLt (gfx90a / gfx942), each GEMM call's heuristic query "
+                       "(the card's profile: gemm_forward_ops / gemm_backward_ops; AMD's hipBLASLt api_overhead "
+                       "benchmark, ~15 us per call)")
 
 
 #: The aten ops a dispatch mode sees on a CUDA device that are library calls, and their ``LIBRARY_CALL_HOST_OPS`` key.
@@ -87,7 +90,9 @@ LIBRARY_OPS: dict[str, tuple[str, str]] = {
     "_cudnn_rnn": ("recurrent", "forward"), "_cudnn_rnn_backward": ("recurrent", "backward"),
     "embedding_dense_backward": ("embedding", "backward"),
     "_scaled_dot_product_cudnn_attention": ("attention", "forward"),
-    "_scaled_dot_product_cudnn_attention_backward": ("attention", "backward")}
+    "_scaled_dot_product_cudnn_attention_backward": ("attention", "backward"),
+    # BLAS calls: a profile prices them alike forward and backward, so the forward key stands for both phases
+    **{name: ("gemm", "forward") for name in ("mm", "addmm", "bmm", "baddbmm", "_addmm_activation")}}
 
 
 def dispatched_library_ops(names: Mapping[str, int], eff: ArchEfficiency) -> float:

@@ -40,14 +40,16 @@ FIGURES: dict[str, type | tuple[type, ...]] = {
     "fp32_matrix": float, "fp8_matmul": float,
     "conv_forward_ops": float, "conv_backward_ops": float, "recurrent_forward_ops": float,
     "recurrent_backward_ops": float, "embedding_backward_ops": float, "attention_forward_ops": float,
-    "attention_backward_ops": float, "attention_inference_ops": float,
+    "attention_backward_ops": float, "attention_inference_ops": float, "gemm_forward_ops": float,
+    "gemm_backward_ops": float,
 }
 #: The library-call figures: (call kind, phase) -> figure name (``advisor.estimator.host``).
 LIBRARY_FIGURES: dict[tuple[str, str], str] = {
     ("conv", "forward"): "conv_forward_ops", ("conv", "backward"): "conv_backward_ops",
     ("recurrent", "forward"): "recurrent_forward_ops", ("recurrent", "backward"): "recurrent_backward_ops",
     ("embedding", "backward"): "embedding_backward_ops", ("attention", "forward"): "attention_forward_ops",
-    ("attention", "backward"): "attention_backward_ops", ("attention", "inference"): "attention_inference_ops"}
+    ("attention", "backward"): "attention_backward_ops", ("attention", "inference"): "attention_inference_ops",
+    ("gemm", "forward"): "gemm_forward_ops", ("gemm", "backward"): "gemm_backward_ops"}
 #: Figures that may be inherited *relative to the aligned GEMM* (``relative = true``): the parent's value times
 #: this family's aligned GEMM rate over the parent's (``matmul`` x ``gemm_clock``, both fractions of the
 #: boost-clock peak), i.e. the parent's ratio to its own aligned GEMMs carried over, not its absolute fraction.

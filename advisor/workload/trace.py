@@ -12,7 +12,7 @@ bytes as autograd saves them.  Recurrent layers and gradient checkpointing: see
 ``advisor.workload.trace_blocks``; matmul/conv grouping by GEMM shape: ``advisor.workload.aten_ops``;
 presets traced at two batches and scaled: ``advisor.workload.trace_presets``; the storage timeline (what
 ``advisor.estimator.allocator`` replays): ``advisor.workload.trace_timeline``; CUDA's autocast policy on the CPU
-run: ``advisor.workload.trace_autocast``.
+run: ``advisor.workload.trace_autocast``; the step's fake inputs and contexts: ``advisor.workload.trace_step``.
 
 This module is one of the designated torch importers; torch is still imported lazily, inside
 functions, so importing ``advisor.workload`` stays cheap.
@@ -20,8 +20,7 @@ functions, so importing ``advisor.workload`` stays cheap.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,10 +29,10 @@ from advisor.workload.aten_ops import Gemm, OpGroup, bucket_label, bucketed, cal
 from advisor.workload.base import OpCost, Workload
 from advisor.workload.eager import optimizer_eager_ops
 from advisor.workload.options import check_count
-from advisor.workload.trace_autocast import cuda_autocast_policy
-from advisor.workload.trace_blocks import RecurrentFiling, checkpointed, find_blocks
+from advisor.workload.trace_blocks import RecurrentFiling
 from advisor.workload.trace_record import Recording, recorder_type
 from advisor.workload.trace_sdpa import cuda_attention_kernels
+from advisor.workload.trace_step import FakeStep, default_loss, fake_step, step_contexts, wrapped_errors
 from advisor.workload.trace_timeline import StorageTimeline
 from advisor.workload.transformer import check_common, optimizer_op, optimizer_state_bytes
 
@@ -74,60 +73,13 @@ class TraceResult:
         return [(r.phase, bucket_label(r.name, min(r.dims) if r.dims else None, r.dims)) for r in self.gemms]
 
 
-def _dtype_for(precision: str) -> Any:
-    import torch
-
-    return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
-
-
 def trace_precision(precision: str) -> str:
     """The precision a fake run is made at: those that run alike share one (tf32, fp8, int8, int4 run as fp32).
 
-    Only the parameters' dtype (``_dtype_for``) and autocast (``amp-*``) change the traced step; tensor-core
+    Only the parameters' dtype (``dtype_for``) and autocast (``amp-*``) change the traced step; tensor-core
     use is decided from the precision asked for, after the trace.
     """
     return precision if precision in ("fp16", "bf16", "amp-fp16", "amp-bf16") else "fp32"
-
-
-def _fake_like(t: Any, requires_grad: bool, dtype: Any = None) -> Any:
-    import torch
-
-    dt = dtype if (dtype is not None and t.is_floating_point()) else t.dtype
-    return torch.empty_strided(tuple(t.shape), tuple(t.stride()) if t.is_contiguous() else
-                               torch.empty(tuple(t.shape)).stride(), dtype=dt,
-                               device="cpu").requires_grad_(requires_grad)
-
-
-def _default_loss(out: Any, label: str) -> Any:
-    """The output if scalar, else the sum of the means of its float tensors."""
-    import torch
-    from torch.utils._pytree import tree_flatten
-
-    if isinstance(out, torch.Tensor) and out.numel() == 1:
-        return out
-    leaves = [t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor) and t.is_floating_point()]
-    if not leaves:
-        raise WorkloadError(f"{label}: the module's output has no float tensor to differentiate", "pass loss_fn=")
-    return sum(t.float().mean() for t in leaves)
-
-
-@contextlib.contextmanager
-def _wrapped_errors(label: str, recording: Recording) -> Iterator[None]:
-    """Any failure of the traced step as a ``WorkloadError`` naming the module and the phase."""
-    from torch._subclasses.fake_tensor import DataDependentOutputException, DynamicOutputShapeException
-
-    try:
-        yield
-    except (DataDependentOutputException, DynamicOutputShapeException) as exc:
-        raise WorkloadError(
-            f"{label}: a data-dependent op ({exc.func if hasattr(exc, 'func') else exc}) cannot be "
-            "traced on fake tensors (e.g. nonzero, .item(), boolean-mask indexing)",
-            "make the shapes independent of the values, or estimate from a preset/config") from exc
-    except WorkloadError:
-        raise
-    except Exception as exc:
-        raise WorkloadError(f"tracing {label} ({recording.phase}) failed: {type(exc).__name__}: {exc}",
-                            "check that example_inputs fit the module (batch dimension first)") from exc
 
 
 def run_traced(module: Any, inputs: tuple[Any, ...], kwargs: Mapping[str, Any], *, mode: str, precision: str,
@@ -135,64 +87,40 @@ def run_traced(module: Any, inputs: tuple[Any, ...], kwargs: Mapping[str, Any], 
                blocks: Any = None) -> TraceResult:
     """One step of ``module`` on fake copies of ``inputs``: ops, parameters and memory by category.
 
-    ``loss(output, fake inputs)`` (default ``_default_loss``) is differentiated in ``train`` mode;
+    ``loss(output, fake inputs)`` (default ``default_loss``) is differentiated in ``train`` mode;
     ``checkpoint`` wraps ``blocks`` (default ``find_blocks(module)``) in ``torch.utils.checkpoint``.
     """
     import torch
     from torch._subclasses.fake_tensor import FakeTensorMode
-    from torch.nn.utils.stateless import _reparametrize_module
 
     train = mode == "train"
-    amp = precision.startswith("amp-")
-    pdtype = _dtype_for(precision)
     # real tensors the module or the loss holds as constants (e.g. targets in a closure) are faked on use
     fake_mode = FakeTensorMode(allow_non_fake_inputs=True)
     timeline = StorageTimeline()
     rec = Recording(timeline, RecurrentFiling(module))
     was_training = getattr(module, "training", False)
     module.train(train)
-    params_in: dict[str, Any] = dict(module.named_parameters())
     saved: dict[int, int] = {}  # alloc id -> nbytes, activations packed by autograd (not params)
     try:
-        with fake_mode:
-            fparams = {n: _fake_like(p, train and p.requires_grad and not n.startswith(frozen), pdtype)
-                       for n, p in params_in.items()}
-            fbuffers = {n: _fake_like(b, False, pdtype if b.is_floating_point() else None)
-                        for n, b in module.named_buffers()}
-            finputs = tuple(_fake_like(x, False, pdtype if (not amp and x.is_floating_point()) else None)
-                            if isinstance(x, torch.Tensor) else x for x in inputs)
-            fkwargs = {k: _fake_like(v, False) if isinstance(v, torch.Tensor) else v for k, v in kwargs.items()}
-        fixed_tensors = [t for t in (*finputs, *fkwargs.values()) if isinstance(t, torch.Tensor)]
-        rec.persistent.update(timeline.track(t) for t in (*fparams.values(), *fbuffers.values()))
-        input_ids = {timeline.track(t) for t in fixed_tensors}
-        param_bytes = sum(n for _kind, aid, n in timeline.events if aid in rec.persistent)
-        first_step_event = len(timeline.events)
+        fake = fake_step(module, inputs, kwargs, fake_mode, rec, train=train, precision=precision, frozen=frozen)
 
         def pack(t: Any) -> Any:
             aid = timeline.track(t)
-            if aid is not None and aid not in rec.persistent and aid not in input_ids and aid not in rec.weight_copies:
+            if aid is not None and aid not in rec.persistent and aid not in fake.input_ids \
+                    and aid not in rec.weight_copies:
                 saved[aid] = int(t.untyped_storage().nbytes())
             return t
 
-        autocast = (torch.autocast("cpu", dtype=_dtype_for(precision.removeprefix("amp-")))
-                    if amp else torch.autocast("cpu", enabled=False))
-        policy = cuda_autocast_policy() if amp else contextlib.nullcontext()
-        if checkpoint and train:
-            blocks = blocks if blocks is not None else find_blocks(module)
-            if blocks is None:
-                raise WorkloadError(f"{label}: no repeated blocks found to checkpoint",
-                                    "gradient checkpointing wraps the children of the ModuleList/Sequential with "
-                                    "the most parameterised children; the module has none with two")
-        ckpt = checkpointed(blocks, on_input=pack) if checkpoint and train else contextlib.nullcontext()
-        # the fake parameters stay in place through backward: a checkpointed block recomputes there
-        swapped = _reparametrize_module(module, {**fparams, **fbuffers}, tie_weights=True)
+        autocast, policy, ckpt, swapped = step_contexts(module, rec, fake, train=train, precision=precision,
+                                                    checkpoint=checkpoint, blocks=blocks, label=label, pack=pack)
         grad_ctx = torch.enable_grad() if train else torch.no_grad()
         # (a checkpointed block's recompute in backward runs under the attention-kernel choice too)
         with fake_mode, recorder_type()(rec), grad_ctx, rec.rnn, ckpt, swapped, cuda_attention_kernels(), \
-                _wrapped_errors(label, rec):
+                wrapped_errors(label, rec):
             with policy, autocast, torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-                out = module(*finputs, **fkwargs)
-                step_loss = (loss(out, finputs) if loss is not None else _default_loss(out, label)) if train else None
+                out = module(*fake.inputs, **fake.kwargs)
+                step_loss = (loss(out, fake.inputs) if loss is not None else default_loss(out, label)) \
+                    if train else None
             del out
             if step_loss is not None:
                 if not step_loss.requires_grad:
@@ -202,36 +130,44 @@ def run_traced(module: Any, inputs: tuple[Any, ...], kwargs: Mapping[str, Any], 
                 step_loss.backward()
                 del step_loss
             timeline.sweep()
-        grads = [p.grad for p in fparams.values() if p.grad is not None]
-        grad_ids = {timeline.track(g) for g in grads}
+        grads = [p.grad for p in fake.params.values() if p.grad is not None]
     finally:
         module.train(was_training)
+    return _result(module, rec, fake, grads, saved, train=train, frozen=frozen)
 
+
+def _result(module: Any, rec: Recording, fake: FakeStep, grads: list[Any], saved: Mapping[int, int], *,
+            train: bool, frozen: tuple[str, ...]) -> TraceResult:
+    """The ``TraceResult`` of a recorded step: groups, parameters and the memory replayed by category."""
+    timeline = rec.timeline
+    grad_ids = {timeline.track(g) for g in grads}
     for (phase, rnn_label), g in rec.groups.items():
         if rnn_label in rec.rnn.calls:
             g.count = rec.rnn.calls[rnn_label]
             g.serial_steps = rec.rnn.steps.get(rnn_label, 0)
             g.gemms = tuple(rec.rnn.gemms.get((rnn_label, phase), ())) or None
     # replay the timeline: temporaries = live - params/buffers - inputs - gradients - saved activations
-    peak, tmp_peak = timeline.peaks(rec.persistent | input_ids | rec.weight_copies | grad_ids | set(saved))
+    peak, tmp_peak = timeline.peaks(rec.persistent | fake.input_ids | rec.weight_copies | grad_ids | set(saved))
     grad_bytes = float(sum(nbytes(g) for g in grads))
     act_bytes = float(sum(saved.values())) if train else 0.0
     copies = timeline.peak_of(rec.weight_copies)
     # the estimate adds weights + all gradients + all activations + the weight copies + transient: transient is
     # what the step's peak holds beyond them (its temporaries and inputs, less the gradients not yet made and the
     # activations already freed when the peak comes), so the sum is the traced peak itself
-    transient = max(0.0, peak - param_bytes - grad_bytes - act_bytes - copies)
-    allocations = {"params": [[nbytes(t), int(t.requires_grad)] for t in (*fparams.values(), *fbuffers.values())],
-                   "inputs": [nbytes(t) for t in fixed_tensors],
-                   **timeline.step_events(first_step_event, grad_ids)}
+    transient = max(0.0, peak - fake.param_bytes - grad_bytes - act_bytes - copies)
+    allocations = {"params": [[nbytes(t), int(t.requires_grad)] for t in (*fake.params.values(),
+                                                                         *fake.buffers.values())],
+                   "inputs": [nbytes(t) for t in fake.fixed],
+                   **timeline.step_events(fake.first_event, grad_ids)}
+    params_in = dict(module.named_parameters())
     n_params = sum(p.numel() for p in params_in.values())
     trainable = [p for n, p in params_in.items() if p.requires_grad and not n.startswith(frozen)]
     n_train = sum(p.numel() for p in trainable)
     return TraceResult(groups=rec.groups, params=int(n_params), trainable_params=int(n_train) if train else 0,
                        trainable_tensors=len(trainable) if train else 0,
-                       param_bytes=int(param_bytes), activation_bytes=act_bytes, transient_bytes=transient,
+                       param_bytes=int(fake.param_bytes), activation_bytes=act_bytes, transient_bytes=transient,
                        gradient_bytes=grad_bytes, peak_bytes=float(peak),
-                       input_bytes=float(sum(nbytes(t) for t in fixed_tensors)), uncounted=tuple(rec.uncounted),
+                       input_bytes=float(sum(nbytes(t) for t in fake.fixed)), uncounted=tuple(rec.uncounted),
                        weight_copy_bytes=copies, gemms=tuple(rec.gemms), temporaries_peak_bytes=float(tmp_peak),
                        allocations=allocations, calls=None if rec.calls is None else tuple(rec.calls))
 
@@ -322,25 +258,9 @@ def trace_module(
         if bad:
             raise WorkloadError(f"option(s) {bad} are not supported for a traced module ({label})",
                                 "LoRA/QLoRA/attention/gen_len options apply to presets and configs")
-    inputs = example_inputs if isinstance(example_inputs, tuple) else (
-        tuple(example_inputs) if isinstance(example_inputs, list) else (example_inputs,))
-    first = next((x for x in (*inputs, *(example_kwargs or {}).values()) if hasattr(x, "shape")), None)
-    if first is None or len(first.shape) == 0:
-        raise WorkloadError(f"example_inputs of {label} need a tensor with a batch dimension first")
-    batch = int(first.shape[0])
-    if batch_override is not None and batch_override != batch:
-        # the batch dimension of the example inputs is a shape only: take the one asked for
-        check_common(batch_override, mode, precision, optimizer if mode == "train" else None, grad_accum)
-        import torch
-
-        with torch.device("meta"):
-            inputs = tuple(torch.empty((batch_override, *x.shape[1:]), dtype=x.dtype) if hasattr(x, "shape") else x
-                           for x in inputs)
-        batch = batch_override
-    check_common(batch, mode, precision, optimizer if mode == "train" else None, grad_accum)
-    for x in inputs:
-        if hasattr(x, "shape") and any(int(d) <= 0 for d in x.shape):
-            raise WorkloadError(f"example input of shape {tuple(x.shape)} has a zero-size dimension")
+    inputs, batch = _example_inputs(example_inputs, example_kwargs, label, batch_override,
+                                    lambda b: check_common(b, mode, precision, optimizer if mode == "train" else None,
+                                                           grad_accum))
     ckpt = bool(gradient_checkpointing) and mode == "train"
     step_loss = step_loss or ((lambda out, _inputs: loss_fn(out)) if loss_fn is not None else None)
     res = run_traced(module, inputs, dict(example_kwargs or {}), mode=mode, precision=precision, loss=step_loss,
@@ -361,6 +281,35 @@ def trace_module(
     return traced_workload(res, label=label, family=family or _guess_family(module), mode=mode, batch=batch,
                            precision=precision, optimizer=optimizer, frozen=bool(frozen), checkpoint=ckpt,
                            grad_accum=grad_accum, seq_len=seq_len, image_size=image_size, rebuild=rebuild)
+
+
+def _example_inputs(example_inputs: Any, example_kwargs: Mapping[str, Any] | None, label: str,
+                    batch_override: int | None, check: Callable[[int], None]) -> tuple[tuple[Any, ...], int]:
+    """``(positional inputs as a tuple, batch size)``, at ``batch_override`` where given; ``check(batch)`` vets it.
+
+    Raises:
+        WorkloadError: no tensor with a batch dimension, or a zero-size dimension.
+    """
+    inputs = example_inputs if isinstance(example_inputs, tuple) else (
+        tuple(example_inputs) if isinstance(example_inputs, list) else (example_inputs,))
+    first = next((x for x in (*inputs, *(example_kwargs or {}).values()) if hasattr(x, "shape")), None)
+    if first is None or len(first.shape) == 0:
+        raise WorkloadError(f"example_inputs of {label} need a tensor with a batch dimension first")
+    batch = int(first.shape[0])
+    if batch_override is not None and batch_override != batch:
+        # the batch dimension of the example inputs is a shape only: take the one asked for
+        check(batch_override)
+        import torch
+
+        with torch.device("meta"):
+            inputs = tuple(torch.empty((batch_override, *x.shape[1:]), dtype=x.dtype) if hasattr(x, "shape") else x
+                           for x in inputs)
+        batch = batch_override
+    check(batch)
+    for x in inputs:
+        if hasattr(x, "shape") and any(int(d) <= 0 for d in x.shape):
+            raise WorkloadError(f"example input of shape {tuple(x.shape)} has a zero-size dimension")
+    return inputs, batch
 
 
 def traced_workload(res: TraceResult, *, label: str, family: str, mode: str, batch: int, precision: str,

@@ -134,7 +134,7 @@ class RecurrentFiling:
 
         label = self._current or f"aten.{type(mod).__name__.lower()}"
         # the autograd nodes between the module's outputs and its inputs are its backward
-        todo = [t.grad_fn for t in torch.utils._pytree.tree_leaves(out)
+        todo: list[Any] = [t.grad_fn for t in torch.utils._pytree.tree_leaves(out)
                 if isinstance(t, torch.Tensor) and t.grad_fn is not None]
         while todo:
             node = todo.pop()

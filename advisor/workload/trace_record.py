@@ -38,6 +38,57 @@ from advisor.workload.trace_timeline import StorageTimeline
 TRACE_OP_BUDGET = 1_000_000
 
 
+def tensors(tree: Any) -> list[Any]:
+    """The tensors of an op's arguments or outputs, in ``torch.utils._pytree.tree_flatten``'s order.
+
+    An aten op's arguments and outputs nest only in lists, tuples (``torch.return_types`` included) and keyword
+    dicts, so this walks those directly: pytree's generic walk cost ~15% of a trace.
+    """
+    import torch
+
+    out: list[Any] = []
+    _walk(tree, out, torch.Tensor)
+    return out
+
+
+def _walk(x: Any, out: list[Any], tensor: type) -> None:
+    if isinstance(x, tensor):
+        out.append(x)
+    elif isinstance(x, (list, tuple)):
+        for y in x:
+            _walk(y, out, tensor)
+    elif isinstance(x, dict):
+        for y in x.values():
+            _walk(y, out, tensor)
+
+
+@dataclass(frozen=True, slots=True)
+class _OpFacts:
+    """What ``Recording.record`` needs of an op overload that is the same at every call (looked up once)."""
+
+    name: str
+    foreign: str | None  # ``namespace.name`` of an op outside aten/prims (listed as uncounted)
+    formula: Any
+    kind: str
+    tc: bool
+    kernel: bool  # launches a kernel (not a view nor in ``NO_KERNEL``): its tensors' bytes move
+    pointwise: bool  # torch's ``pointwise`` tag
+
+    @staticmethod
+    def of(func: Any, formulas: tuple[Any, Any]) -> _OpFacts:
+        import torch
+
+        packet = func._overloadpacket
+        name = packet.__name__
+        namespace = getattr(func, "namespace", "aten")
+        registry, extra = formulas
+        kind, tc = op_kind(name)
+        return _OpFacts(name=name, foreign=None if namespace in ("aten", "prims", "prim") else f"{namespace}.{name}",
+                        formula=extra.get(name) or registry.get(packet), kind=kind, tc=tc,
+                        kernel=not (getattr(func, "is_view", False) or name in NO_KERNEL),
+                        pointwise=getattr(torch.Tag, "pointwise", None) in getattr(func, "tags", ()))
+
+
 @dataclass
 class Recording:
     """What the dispatch hook records, op by op (see ``Recording.record``)."""
@@ -56,6 +107,7 @@ class Recording:
     # not one aten op each)
     calls: list[tuple[tuple[str, str] | None, int, float]] | None = field(default_factory=list)
     dispatched: int = 0
+    _facts: dict[Any, _OpFacts] = field(default_factory=dict)  # per op overload: what does not change per call
 
     def record(self, func: Any, args: Any, kwargs: Any, out: Any) -> None:
         """Cost one dispatched op (FLOPs by torch's formula, bytes of its tensors) and track its outputs.
@@ -63,9 +115,6 @@ class Recording:
         Raises:
             WorkloadError: the step has dispatched more than ``TRACE_OP_BUDGET`` ops.
         """
-        import torch
-        from torch.utils._pytree import tree_flatten, tree_map
-
         self.dispatched += 1
         if self.dispatched > TRACE_OP_BUDGET:
             raise WorkloadError(
@@ -74,54 +123,50 @@ class Recording:
                 "would take many minutes to trace; tracing stopped",
                 "estimate it with a shorter seq_len (the cost per step is the same), or a preset / config.json with "
                 "a closed form (presets: `estimate --help`)")
-
-        packet = func._overloadpacket
-        name = packet.__name__
-        namespace = getattr(func, "namespace", "aten")
-        if namespace not in ("aten", "prims", "prim"):
-            self.uncounted[f"{namespace}.{name}"] = None
-        registry, extra = self.formulas
-        formula = extra.get(name) or registry.get(packet)
-        kind, tc = op_kind(name)
-        outs, _ = tree_flatten(out)
+        facts = self._facts.get(func)
+        if facts is None:
+            facts = self._facts[func] = _OpFacts.of(func, self.formulas)
+        if facts.foreign:
+            self.uncounted[facts.foreign] = None
+        name, kind, formula = facts.name, facts.kind, facts.formula
+        touts = tensors(out)
         flops = 0.0
         if formula is not None:
             flops = float(formula(*args, **kwargs, out_val=out))
         elif kind in ("matmul", "conv", "attention", "recurrent"):
             self.uncounted[f"aten.{name}"] = None  # compute-heavy, but no FLOP formula: listed, not zero
-        if formula is None and not any(isinstance(t, torch.Tensor) for t in outs):
+        if formula is None and not touts:
             return  # sym_size, device and the like: no kernel
         self.timeline.sweep()  # the frees since the last op happened before this op's outputs were allocated
         moved = strided = 0
-        if not (getattr(func, "is_view", False) or name in NO_KERNEL):
-            ins = [t for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)]
-            touts = [t for t in outs if isinstance(t, torch.Tensor)]
+        if facts.kernel:
+            ins = tensors((args, kwargs))
             moved = sum(nbytes(t) for t in (*ins, *touts))
-            pointwise = getattr(torch.Tag, "pointwise", None) in getattr(func, "tags", ())
-            strided = index_bound_elements(name, kind, pointwise, args, kwargs, ins, touts)
+            strided = index_bound_elements(name, kind, facts.pointwise, args, kwargs, ins, touts)
         rnn_label = self.rnn.label(self.phase)
         if rnn_label is not None:
             self._add((self.phase, rnn_label), "recurrent", True, flops, moved, launches=0)  # counted per call
             self.calls = None
         elif kind in ("matmul", "conv"):
             label = f"aten.{name}" + (WINOGRAD_SUFFIX if winograd_shaped(name, func, args, kwargs) else "")
-            self.gemms.append(Gemm(self.phase, label, kind, tc, flops, float(moved),
+            self.gemms.append(Gemm(self.phase, label, kind, facts.tc, flops, float(moved),
                                    gemm_dims(name, kind, func, args, kwargs, out)))
             if self.calls is not None:
                 self.calls.append((None, len(self.gemms) - 1, flops))
         else:  # calls on an index-bound path are grouped apart: they run at another rate
             key = (self.phase, f"aten.{name}[strided]" if strided else f"aten.{name}")
             geometry = attention_geometry(name, func, args, kwargs) if kind == "attention" else None
-            g = self._add(key, kind, tc, flops, moved, strided=strided)
+            g = self._add(key, kind, facts.tc, flops, moved, strided=strided)
             if geometry is not None:  # its head dim: what the tiles' GEMMs run at, per exponential
                 g.tile_flops += geometry[0]
                 g.block_flops += geometry[1]
                 g.min_dim = geometry[2] if g.min_dim is None else min(g.min_dim, geometry[2])
             if self.calls is not None:
                 self.calls.append((key, -1, flops if kind in COMPUTE_KINDS else float(moved)))
-        out_ids = tree_map(self.timeline.track, out)
-        if name == "_to_copy" and isinstance(args[0], torch.Tensor) and self.timeline.track(args[0]) in self.persistent:
-            self.weight_copies.add(out_ids)
+        track = self.timeline.track
+        out_ids = [track(t) for t in touts]
+        if name == "_to_copy" and out_ids and track(args[0]) in self.persistent:
+            self.weight_copies.add(out_ids[0])
 
     def _add(self, key: tuple[str, str], kind: str, tc: bool, flops: float, moved: float, launches: int = 1,
              strided: int = 0) -> OpGroup:
@@ -139,11 +184,11 @@ class Recording:
 def recorder_type() -> type:
     import torch
     from torch.utils._python_dispatch import TorchDispatchMode
-    from torch.utils._pytree import tree_leaves, tree_map
+    from torch.utils._pytree import tree_map
 
     class Recorder(TorchDispatchMode):
         def __init__(self, recording: Recording) -> None:
-            super().__init__()
+            super().__init__()  # type: ignore[no-untyped-call]  # torch leaves it unannotated
             self.recording = recording
             self.cpu_copies: dict[int, tuple[Any, Any]] = {}  # id(meta tensor) -> (it, its fake CPU twin)
 
@@ -158,7 +203,7 @@ def recorder_type() -> type:
 
         def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
             kwargs = kwargs or {}
-            if any(type(t) is torch.Tensor and t.device.type == "meta" for t in tree_leaves((args, kwargs))):
+            if any(type(t) is torch.Tensor and t.device.type == "meta" for t in tensors((args, kwargs))):
                 # a meta tensor the loss or module holds (e.g. the targets of a model built on ``meta``):
                 # the same shape as a fake CPU tensor, so it meets the fake CPU activations
                 args, kwargs = tree_map(self.on_cpu, (args, kwargs))

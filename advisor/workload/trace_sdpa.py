@@ -74,6 +74,7 @@ def _fused_dropout(torch: Any, x: Any, p: float = 0.5, training: bool = True, in
 
 def _grouped_mm_meta(a: Any, b: Any, offs: Any = None, bias: Any = None, out_dtype: Any = None) -> Any:
     """``_grouped_mm``'s output as CUDA's ``create_grouped_gemm_output_tensor`` shapes it, for any float dtype."""
+    shape: tuple[int, ...]
     if a.dim() == 2 and b.dim() == 2:  # the contraction split between the groups: one output per group
         shape = (offs.shape[0], a.shape[0], b.shape[1])
     elif a.dim() == 2:

@@ -30,9 +30,9 @@ import gzip
 import hashlib
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from advisor.workload.aten_ops import Gemm, OpGroup
 from advisor.workload.trace import TraceResult
@@ -49,7 +49,7 @@ MODES = ("train", "infer")
 def _tracer_files() -> list[Path]:
     here = Path(__file__).resolve().parent
     # not this module: its layout is FORMAT's
-    return sorted([here / "aten_ops.py", here / "zoo.py", here / "trace.py",
+    return sorted([here / "trace.py", *here.glob("aten_*.py"), *here.glob("zoo*.py"),
                    *(p for p in here.glob("trace_*.py") if p.name != "trace_shipped.py")])
 
 
@@ -235,7 +235,10 @@ def _decode_counts(doc: Mapping[str, Any]) -> dict[str, int]:
     return {k: _number(v, k, integral=True) for k, v in doc.items()}
 
 
-def _entry(directory: Path, name: str, decode: Any) -> Any:
+_T = TypeVar("_T")
+
+
+def _entry(directory: Path, name: str, decode: Callable[[Any], _T]) -> _T | None:
     if not _usable(directory):
         return None
     manifest = _manifest(directory)
@@ -258,7 +261,7 @@ def default_shapes() -> list[tuple[str, str, int | None, int | None]]:
     """(preset, builder, image_size, seq_len) of every traced preset at its default shape."""
     from advisor.workload.presets import PRESETS
 
-    out = []
+    out: list[tuple[str, str, int | None, int | None]] = []
     for p in PRESETS.values():
         if p.kind != "module":
             continue

@@ -9,8 +9,14 @@ One of the designated torch importers; torch is imported lazily, inside the meth
 
 from __future__ import annotations
 
+import functools
 import weakref
 from typing import Any
+
+
+def _note_death(died: list[int], key: int, _ref: Any) -> None:
+    """A weak reference's callback: the storage ``key`` died."""
+    died.append(key)
 
 
 class StorageTimeline:
@@ -51,7 +57,7 @@ class StorageTimeline:
         self.next_id += 1
         n = int(storage.nbytes())
         try:
-            death = weakref.ref(storage, lambda _r, died=self._died, key=key: died.append(key))
+            death = weakref.ref(storage, functools.partial(_note_death, self._died, key))
         except TypeError:
             death = None
             self._polled.add(key)

@@ -298,8 +298,10 @@ def cached_build(kind: str, key: Mapping[str, Any], batch_size: int, build: Call
     memo = _MEMO.get(str(path))
     if memo is not None and memo[0] == signature:
         return memo[1]  # this file (or no file: built here), read or made by this process before, unchanged
-    w = _read(path) if signature is not None else None
-    if w is None:
+    found = _read(path) if signature is not None else None
+    if found is not None:
+        w = found
+    else:
         import sys
 
         fresh = "torch" not in sys.modules

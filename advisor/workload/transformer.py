@@ -34,6 +34,7 @@ from advisor.workload.costs import (
 )
 from advisor.workload.eager import eager_ops
 from advisor.workload.options import BUILDER_QUANTIZE_BASES, WorkloadOptions, check_count
+from advisor.workload.qlora import SOURCE as DEQUANT_SOURCE
 from advisor.workload.transformer_blocks import Dtypes, StepOps, StepShape
 from advisor.workload.transformer_memory import (
     activation_bytes_breakdown,
@@ -214,11 +215,9 @@ def _dtypes(precision: str, quantize_base: str | None, assumptions: list[str]) -
     w_b = head_w_b = weight_bytes(precision)  # embeddings, LM head and pooler are never quantized (bitsandbytes / PEFT)
     if quantize_base == "nf4":
         w_b = NF4_BYTES_PER_WEIGHT
-        assumptions.append(f"nf4 base: 4-bit weights + quantization constants (~0.127 bit/weight with double "
-                           f"quantization, block 64); bitsandbytes dequantizes each to a 16-bit copy before its "
-                           f"matmul (op '.dequant': reads {w_b:.3f} B + writes 2 B per weight, memory-bound, one "
-                           f"kernel per linear), in the forward and again in the backward for the input gradient "
-                           f"(and in the recompute when checkpointing); the matmul reads the 2-byte copy")
+        assumptions.append("nf4 base: 4-bit weights + quantization constants (~0.127 bit/weight, double quantization, "
+                           "block 64), dequantized to a 16-bit copy before every matmul, in the forward, the "
+                           "recompute and the backward (op '.dequant'; advisor.workload.qlora): " + DEQUANT_SOURCE)
     elif quantize_base == "int8":
         w_b = 1.0
     if amp:

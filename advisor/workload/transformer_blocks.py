@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from advisor.workload.arch import TransformerArch
 from advisor.workload.aten_ops import FUSED_ATTENTION_BACKWARD_WORK, fused_attention_work
+from advisor.workload.qlora import add_dequant
 from advisor.workload.transformer_ops import (
     OpList,
     activation_kernels,
@@ -161,11 +162,8 @@ class StepOps:
         activations = (tokens * fin * max(reads, 1) + tokens * fout) * dt.a_b
         nb = activations + fin * fout * dt.w_b * multiplier
         if st.quantize_base == "nf4":  # QLoRA: dequantize to a 16-bit copy (its own kernel), then a 16-bit matmul
-            weights = fin * fout * multiplier
-            nb = activations + weights * 2.0
-            dq = weights * (dt.w_b + 2.0)
-            ops.add(label + ".dequant", "elementwise", weights, dq, count, bwd_flops=weights, bwd_bytes=dq,
-                    train=st.train, launches=len(keys))
+            nb = activations + fin * fout * multiplier * 2.0
+            add_dequant(ops, label, fin * fout * multiplier, count, linears=len(keys), train=st.train)
         # input grad always (unless the very input needs none); weight grad only when trainable
         bwd = fl * (1 if st.frozen_base else 2)
         ops.add(label, "matmul", fl, nb, count, tc=True, min_dim=min(tokens, fin, fout), bwd_flops=bwd,
