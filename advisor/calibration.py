@@ -1,20 +1,29 @@
-"""``calibration="auto"`` resolved at the edge: the newest probe of each card, read from the history store.
+"""Calibration resolved at the edge: ``"auto"`` (the newest probe of each card in the history store) and files.
 
 The estimator (``advisor.estimator``) does no I/O of its own: the public API (``advisor.estimate``,
 ``recommend``), the CLI and the dashboard call ``resolve_calibration`` on what the user passed and hand
-the estimator data (``StoredProbes`` for ``"auto"``; anything else unchanged).  Lookups are cached for a
-few seconds, so a ranking over many cards, or a dashboard rerun, reads the store once.
+the estimator data (``StoredProbes`` for ``"auto"``, ``CalibrationFile`` for a probe JSON path; anything else
+unchanged).  Store lookups are cached for a few seconds, so a ranking over many cards, or a dashboard rerun,
+reads the store once; a file is read once per call.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
-from advisor.errors import AdvisorError
-from advisor.estimator.calibrate import StoredProbes, check_figures, probe_efficiencies
+from advisor.errors import AdvisorError, EstimateError
+from advisor.estimator.calibrate import (
+    FILE_HINT,
+    PROBE_DOCUMENT_ERRORS,
+    CalibrationFile,
+    StoredProbes,
+    check_figures,
+    probe_efficiencies,
+)
 
 _AUTO_CACHE: dict[str, tuple[float, StoredProbes]] = {}
 _AUTO_TTL_S = 5.0
@@ -28,10 +37,46 @@ def clear_calibration_cache() -> None:
 
 
 def resolve_calibration(calibration: Any) -> Any:
-    """What the estimator takes for ``calibration``: ``"auto"`` becomes ``stored_probes()``, the rest is unchanged."""
+    """What the estimator takes for ``calibration``.
+
+    ``"auto"`` becomes ``stored_probes()``, a path (other than ``"none"`` / ``"off"``) the ``CalibrationFile`` read
+    from it; the rest is unchanged.
+
+    Raises:
+        EstimateError: a calibration file that is missing, unreadable or not a probe result.
+    """
     if isinstance(calibration, str) and calibration.lower() == "auto":
         return stored_probes()
+    if isinstance(calibration, os.PathLike) or (isinstance(calibration, str)
+                                                and calibration.lower() not in ("none", "off")):
+        return read_calibration_file(Path(calibration))
     return calibration
+
+
+def read_calibration_file(path: Path) -> CalibrationFile:
+    """A probe JSON file (``probe --json`` output, or ``{"efficiencies": {...}}``) as the estimator takes it.
+
+    Raises:
+        EstimateError: the file is missing, unreadable, not JSON, not a probe result, or its efficiencies are empty.
+    """
+    from advisor.files import read_json_object
+    from advisor.probing.results import ProbeResult
+
+    where = CalibrationFile(str(path)).where
+    data = read_json_object(path, kind="calibration", what="calibration file", hint=FILE_HINT, error=EstimateError,
+                            expected="a probe result object")
+    if "kernels" in data and "devices" in data:
+        try:
+            return CalibrationFile(str(path), probe=ProbeResult.from_dict(data))
+        except PROBE_DOCUMENT_ERRORS as exc:
+            raise EstimateError(f"{where} is not a probe result: {type(exc).__name__}: {str(exc)[:120]}",
+                                hint=FILE_HINT) from exc
+    if "efficiencies" in data and isinstance(data["efficiencies"], Mapping):
+        if not data["efficiencies"]:
+            raise EstimateError(f"{where}: its efficiencies object is empty", hint=FILE_HINT)
+        return CalibrationFile(str(path), efficiencies=data["efficiencies"])
+    raise EstimateError(f"{where} is not a probe result",
+                        hint="expected the JSON of `probe --json` (devices, kernels)")
 
 
 def _record_efficiencies(record: Any, catalog_id: str) -> tuple[dict[str, float] | None, str | None]:
@@ -43,7 +88,7 @@ def _record_efficiencies(record: Any, catalog_id: str) -> tuple[dict[str, float]
     try:
         probe = record.result() if hasattr(record, "result") else record
         figures = probe_efficiencies(probe, catalog_id)
-    except (KeyError, TypeError, ValueError, AttributeError, OverflowError, RecursionError) as exc:
+    except PROBE_DOCUMENT_ERRORS as exc:
         return None, f"document is not a probe result ({type(exc).__name__}: {str(exc)[:80]})"
     if figures is None:
         return None, None

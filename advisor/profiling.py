@@ -1,7 +1,7 @@
 """Where a measured step's time went, by the estimator's op classes: ``validate --profile``.
 
 A few steps run under ``torch.profiler``; every GPU kernel (or, on a CPU, every aten op's own CPU time) is put
-in one of ``advisor.estimator.time.GROUPS`` by its name, so the measured time per class sits beside the
+in one of ``advisor.estimator.ops.GROUPS`` by its name, so the measured time per class sits beside the
 estimate's ``time.by_class``.  This is how the next step-time error is found: the class whose measured time
 differs most from its prediction is where the model is wrong.  The exposed host time is wall time less
 kernel time (the GPU waiting for the host).

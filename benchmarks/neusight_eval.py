@@ -48,9 +48,10 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from advisor.catalog import get_gpu  # noqa: E402
+from advisor.estimator.ops import prepare_ops  # noqa: E402
 from advisor.estimator.power import sustained_clock  # noqa: E402
 from advisor.estimator.profiles import efficiency_for  # noqa: E402
-from advisor.estimator.time import card_rates, ops_time_detail, prepare_ops  # noqa: E402
+from advisor.estimator.time import card_rates, ops_time_detail  # noqa: E402
 from advisor.workload.base import OpCost  # noqa: E402
 
 #: A git clone of github.com/sitar-lab/NeuSight (bare or not), when ``--data`` is not given.

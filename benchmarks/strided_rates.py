@@ -2,7 +2,7 @@
 
 Elementwise ops that TensorIterator cannot run vectorized (a broadcast, non-contiguous or cast operand; ``cat``
 along an inner dimension) and reductions across rows are priced by elements, not bytes
-(``STRIDED_ELEMENTS_PER_SM_CYCLE`` and ``COLUMN_REDUCE_ELEMENTS_PER_SM_CYCLE`` in advisor/estimator/time.py).
+(``STRIDED_ELEMENTS_PER_SM_CYCLE`` and ``COLUMN_REDUCE_ELEMENTS_PER_SM_CYCLE`` in advisor/estimator/index_bound.py).
 This script is where those figures come from.  For every profiled case of a ``profile-ops.json`` (written by
 benchmarks/profile_ops.py on a GPU; the H200 one is committed) it traces the same zoo step, and for each aten op
 whose traced calls are mostly index-bound it takes the op's measured device time per step (``top_ops``), removes
@@ -40,7 +40,7 @@ sys.path.insert(0, str(ROOT))
 
 from advisor import estimate, validate  # noqa: E402
 from advisor.catalog import get_gpu  # noqa: E402
-from advisor.estimator.time import FUSED_ATTENTION_BLOCK_TILES, SFU_EXPONENTIALS_PER_SM_CYCLE  # noqa: E402
+from advisor.estimator.attention import FUSED_ATTENTION_BLOCK_TILES, SFU_EXPONENTIALS_PER_SM_CYCLE  # noqa: E402
 from advisor.precision import master_bytes  # noqa: E402
 from advisor.workload.aten_ops import MAX_POOLS, label_op  # noqa: E402
 from advisor.workload.costs import compute_bytes  # noqa: E402
@@ -55,7 +55,7 @@ MIN_ELEMENTS = 1e8  # smaller ops are launch- and tail-bound (a few us per call)
 POOL_MIN_ELEMENTS = 1e6
 #: cuDNN's NCHW <-> NHWC transposes around tensor-core convolutions (kernel names), timed from the profile's top
 #: kernels (a lower bound: smaller variants may fall outside the top 25) against the elements the estimator charges
-#: them (each conv call's tensors once: advisor.estimator.time.LAYOUT_SOURCE); cases with at least a millisecond
+#: them (each conv call's tensors once: advisor.estimator.conv.LAYOUT_SOURCE); cases with at least a millisecond
 LAYOUT_KERNELS = ("nchwToNhwc", "nhwcToNchw")
 LAYOUT_MIN_S = 1e-3
 #: Fused attention ops (16-bit: cuDNN / flash kernels), forward and ``_backward``, timed per case for the tile model

@@ -15,15 +15,14 @@ import pytest
 from advisor import estimate
 from advisor.catalog import get_gpu
 from advisor.estimator import profiles
-from advisor.estimator.time import (
+from advisor.estimator.attention import (
     ATTENTION_BACKWARD_RATE,
     ATTENTION_SOURCE,
     FUSED_ATTENTION_BLOCK_TILES,
     SFU_EXPONENTIALS_PER_SM_CYCLE,
-    card_rates,
-    ops_time_detail,
-    prepare_ops,
 )
+from advisor.estimator.ops import prepare_ops
+from advisor.estimator.time import card_rates, ops_time_detail
 from advisor.workload import OpCost, load_workload
 from advisor.workload.aten_ops import FUSED_ATTENTION_BLOCK, fused_attention_work
 

@@ -18,19 +18,17 @@ torch = pytest.importorskip("torch")
 from advisor import estimate  # noqa: E402
 from advisor.catalog import get_gpu  # noqa: E402
 from advisor.estimator import profiles  # noqa: E402
+from advisor.estimator.attention import ATTENTION_BACKWARD_RATE, FUSED_ATTENTION_BLOCK_TILES  # noqa: E402
+from advisor.estimator.conv import LAYOUT_TRANSPOSE_ELEMENTS_PER_SM_CYCLE  # noqa: E402
 from advisor.estimator.gemm import unaligned_fraction  # noqa: E402
-from advisor.estimator.time import (  # noqa: E402
-    ATTENTION_BACKWARD_RATE,
+from advisor.estimator.index_bound import (  # noqa: E402
     COLUMN_REDUCE_ELEMENTS_PER_SM_CYCLE,
-    FOREACH_BANDWIDTH_FRACTION,
-    FUSED_ATTENTION_BLOCK_TILES,
-    LAYOUT_TRANSPOSE_ELEMENTS_PER_SM_CYCLE,
     MAX_POOL_ELEMENTS_PER_SM_CYCLE,
     STRIDED_ELEMENTS_PER_SM_CYCLE,
-    card_rates,
-    ops_time_detail,
-    prepare_ops,
 )
+from advisor.estimator.ops import prepare_ops  # noqa: E402
+from advisor.estimator.optimizer import FOREACH_BANDWIDTH_FRACTION  # noqa: E402
+from advisor.estimator.time import card_rates, ops_time_detail  # noqa: E402
 from advisor.workload.aten_ops import index_bound_elements  # noqa: E402
 from advisor.workload.base import OpCost  # noqa: E402
 from tests import benchmark_scripts  # noqa: E402

@@ -15,7 +15,7 @@ import pytest
 from advisor import estimate
 from advisor.estimator import efficiency, profiles
 from advisor.estimator.host import QUEUE_SOURCE, queue_replay
-from advisor.estimator.time import PHASES, PreparedOp
+from advisor.estimator.ops import PHASES, PreparedOp
 
 FWD, BWD, OPT = PHASES.index("forward"), PHASES.index("backward"), PHASES.index("optimizer")
 EFF = dataclasses.replace(profiles.defaults_for("Hopper"), host_op_s=1e-3, host_launch_s=0.0)

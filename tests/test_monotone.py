@@ -22,8 +22,9 @@ from advisor.errors import EstimateError
 from advisor.estimator import build_workload, estimate_workload
 from advisor.estimator._peaks import peaks
 from advisor.estimator.gemm import NO_TENSOR_CORE_ARCHS, gemm_seconds, has_tensor_cores, unaligned_seconds
+from advisor.estimator.ops import prepare_ops
 from advisor.estimator.profiles import efficiency_for
-from advisor.estimator.time import card_rates, ops_time_detail, prepare_ops
+from advisor.estimator.time import card_rates, ops_time_detail
 from advisor.workload.aten_ops import FUSED_ATTENTION_BLOCK, fused_attention_work
 from advisor.workload.base import OpCost, Workload
 from advisor.workload.options import WorkloadOptions

@@ -124,7 +124,8 @@ def test_a_calibrated_matmul_also_stands_for_cuda_core_gemms() -> None:
 
 def test_norm_kernels_run_at_their_own_bandwidth_in_the_estimator() -> None:
     from advisor.catalog import get_gpu
-    from advisor.estimator.time import card_rates, ops_time_detail, prepare_ops
+    from advisor.estimator.ops import prepare_ops
+    from advisor.estimator.time import card_rates, ops_time_detail
     from advisor.workload.base import OpCost
 
     spec = get_gpu("a100-pcie-40gb")
@@ -172,7 +173,8 @@ def test_batched_gemm_tiles_share_the_waves() -> None:
 
 def test_bmm_priced_with_its_batch_by_the_estimator() -> None:
     from advisor.catalog import get_gpu
-    from advisor.estimator.time import card_rates, ops_time_detail, prepare_ops
+    from advisor.estimator.ops import prepare_ops
+    from advisor.estimator.time import card_rates, ops_time_detail
     from advisor.workload.base import OpCost
 
     spec = get_gpu("v100-pcie-32gb")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from advisor import profiling
-from advisor.estimator.time import GROUPS
+from advisor.estimator.ops import GROUPS
 
 PROFILE = Path(__file__).parent / "data" / "gpu-runs" / "h200-2026-11-28" / "profile-ops.json"
 

@@ -9,8 +9,8 @@ from typing import Any, TypeVar, cast
 from advisor.errors import EstimateError
 from advisor.estimator.gemm import activation_rows
 from advisor.estimator.memory import MemoryParts, memory_parts
+from advisor.estimator.ops import PreparedOp, prepare_ops
 from advisor.estimator.parallel import ParallelPlan
-from advisor.estimator.time import PreparedOp, prepare_ops
 from advisor.workload.base import Workload
 from advisor.workload.transformer import compute_bytes
 

@@ -1,10 +1,10 @@
 """Calibration: a probe of a card replaces the default efficiencies for that card.
 
-``calibration`` may be ``None`` / ``"none"`` (defaults), a ``ProbeResult``, a path to a probe JSON file
-(``probe --json`` output, read when asked), a mapping of efficiencies as ``ProbeResult.efficiencies()``
-returns (``matmul_bf16``, ``conv_fp16``, ``memory_bandwidth``, ``h2d_pinned``, ``launch_overhead_s``, ...)
-or ``StoredProbes``: the public API's ``"auto"`` (the newest probe of each card in the history store),
-read by ``advisor.calibration`` at the edge.  Nothing here reads the store.
+``calibration`` may be ``None`` / ``"none"`` (defaults), a ``ProbeResult``, a mapping of efficiencies as
+``ProbeResult.efficiencies()`` returns (``matmul_bf16``, ``conv_fp16``, ``memory_bandwidth``, ``h2d_pinned``,
+``launch_overhead_s``, ...), a ``CalibrationFile`` (a probe JSON file, ``probe --json`` output) or ``StoredProbes``
+(the public API's ``"auto"``: the newest probe of each card in the history store).  Files and the store are read
+at the edge, by ``advisor.calibration.resolve_calibration``: nothing here reads a file or imports the probe.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from advisor.errors import EstimateError
@@ -43,7 +42,10 @@ def probe_efficiencies(probe: Any, catalog_id: str) -> dict[str, float] | None:
     return dict(probe.efficiencies(index))
 
 
-_HINT = "pass a file written by `probe --json --out FILE`, 'auto' or 'none'"
+#: The hint of every error about a calibration file (the edge's reading and the figures' check here).
+FILE_HINT = "pass a file written by `probe --json --out FILE`, 'auto' or 'none'"
+#: What a probe document that does not parse raises (``ProbeResult.from_dict`` at the edge, ``efficiencies()`` here).
+PROBE_DOCUMENT_ERRORS = (KeyError, TypeError, ValueError, AttributeError, OverflowError, RecursionError)
 
 #: The accepted range (inclusive) of each calibration figure the estimator reads; one home for these bounds.
 #: Fractions of the spec peak: a probe's int8 matmul measured 0.067 on an H100 (tests/data/gpu-runs) and its fp32
@@ -127,32 +129,35 @@ def check_figures(figures: Mapping[Any, Any], where: str, *, strict: bool = True
     return out, problems
 
 
-def _from_file(path: Path, catalog_id: str) -> dict[str, float] | None:
-    from advisor.files import read_json_object
+@dataclass(frozen=True, slots=True)
+class CalibrationFile:
+    """A calibration file as the edge read it (``advisor.calibration.read_calibration_file``): data, no I/O left.
 
-    where = f"calibration file {str(path)!r}"
-    data = read_json_object(path, kind="calibration", what="calibration file", hint=_HINT, error=EstimateError,
-                            expected="a probe result object")
-    if "kernels" in data and "devices" in data:
-        figures = _probe_document_figures(data, catalog_id, where)
-        return None if figures is None else check_figures(figures, where)[0]
-    if "efficiencies" in data and isinstance(data["efficiencies"], Mapping):
-        if not data["efficiencies"]:
-            raise EstimateError(f"{where}: its efficiencies object is empty", hint=_HINT)
-        return check_figures(data["efficiencies"], where)[0]
-    raise EstimateError(f"{where} is not a probe result",
-                        hint="expected the JSON of `probe --json` (devices, kernels)")
+    ``name`` is the path as messages name it; ``probe`` the probe document (a ``ProbeResult``), or ``efficiencies``
+    the bare ``{"efficiencies": {...}}`` form.  Its figures are checked here, for the card estimated.
+    """
+
+    name: str
+    probe: Any = None
+    efficiencies: Mapping[str, Any] | None = None
+
+    @property
+    def where(self) -> str:
+        """How messages name the file."""
+        return f"calibration file {self.name!r}"
 
 
-def _probe_document_figures(data: Mapping[str, Any], catalog_id: str, where: str) -> dict[str, float] | None:
-    """The efficiencies a probe document gives card ``catalog_id``; any malformed part is an ``EstimateError``."""
-    from advisor.probing.results import ProbeResult
-
+def _file_figures(calibration: CalibrationFile, catalog_id: str) -> dict[str, float] | None:
+    """The checked figures a calibration file gives card ``catalog_id``; a malformed probe is an ``EstimateError``."""
+    where = calibration.where
+    if calibration.probe is None:
+        return check_figures(calibration.efficiencies or {}, where)[0]
     try:
-        return probe_efficiencies(ProbeResult.from_dict(data), catalog_id)
-    except (KeyError, TypeError, ValueError, AttributeError, OverflowError, RecursionError) as exc:
+        figures = probe_efficiencies(calibration.probe, catalog_id)
+    except PROBE_DOCUMENT_ERRORS as exc:
         raise EstimateError(f"{where} is not a probe result: {type(exc).__name__}: {str(exc)[:120]}",
-                            hint=_HINT) from exc
+                            hint=FILE_HINT) from exc
+    return None if figures is None else check_figures(figures, where)[0]
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,8 +179,9 @@ def load_efficiencies(calibration: Any, catalog_id: str) -> dict[str, float] | N
     """Measured efficiencies for this card from ``calibration``, or ``None`` (use defaults).
 
     Raises:
-        EstimateError: a calibration file that is missing, unreadable or not a probe result; a figure that is not
-            a finite number inside its ``figure_range`` (file, mapping or probe); an unknown kind of calibration value.
+        EstimateError: a probe file whose device list is malformed; a figure that is not a finite number inside its
+            ``figure_range`` (file, mapping or probe); a path or ``"auto"`` not resolved at the edge; an unknown kind
+            of calibration value.
     """
     if calibration is None or (isinstance(calibration, str) and calibration.lower() in ("none", "off")):
         return None
@@ -185,8 +191,11 @@ def load_efficiencies(calibration: Any, catalog_id: str) -> dict[str, float] | N
     if isinstance(calibration, str) and calibration.lower() == "auto":
         raise EstimateError("calibration='auto' reads the history store, which the estimator itself never does",
                             hint="resolve it at the edge first: advisor.calibration.resolve_calibration('auto')")
+    if isinstance(calibration, CalibrationFile):
+        return _file_figures(calibration, catalog_id)
     if isinstance(calibration, (str, os.PathLike)):
-        return _from_file(Path(calibration), catalog_id)
+        raise EstimateError(f"calibration file {str(calibration)!r} is read at the edge, which the estimator itself "
+                            "never does", hint="resolve it first: advisor.calibration.resolve_calibration(path)")
     if isinstance(calibration, Mapping):
         return check_figures(calibration, "calibration mapping")[0]
     if hasattr(calibration, "efficiencies"):

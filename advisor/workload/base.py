@@ -57,12 +57,12 @@ class OpCost:
             ``flops`` are a whole number of repetitions of these.
         serial_steps: dependent steps the op's kernels run one after another (a recurrent layer's time steps x
             layers x directions): each waits for the one before, so the op takes at least that many step
-            latencies however small its work (``advisor.estimator.time.RECURRENT_STEP_S``).
+            latencies however small its work (``advisor.estimator.recurrent.RECURRENT_STEP_S``).
         strided_elements: elements its kernels process on an index-bound path, summed over all launches: an
             elementwise op with a broadcast, non-contiguous or cast operand (TensorIterator's offset-computing
             and dynamic-casting kernels), a ``cat`` along an inner dimension, a reduction across rows
             (``advisor.workload.aten_ops.index_bound_elements``); priced by elements per SM cycle
-            (``advisor.estimator.time.STRIDED_ELEMENTS_PER_SM_CYCLE``) where that is slower than its bytes.
+            (``advisor.estimator.index_bound.STRIDED_ELEMENTS_PER_SM_CYCLE``) where that is slower than its bytes.
         tile_flops, block_flops: a fused attention op's work as its kernels do it, summed over all launches: the
             FLOPs of the (query block x key block) tiles they compute (padding and causal skipping included), and one
             tile's FLOPs per query block, the unit of each thread block's fixed cost
