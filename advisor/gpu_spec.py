@@ -20,8 +20,8 @@ VENDORS: tuple[str, ...] = ("nvidia", "amd")
 #: What a purchase price is: the vendor's list price (MSRP/SEP) at launch, what new cards sell for (street),
 #: the second-hand market (used), or ``not sold`` (no per-card sale to end users; no ``price_usd``).
 PRICE_KINDS: tuple[str, ...] = ("list", "street", "used", "not sold")
-#: Who a cloud price is from (docs/prices.md, "one price basis"): a GPU cloud (Lambda, RunPod Secure Cloud, ...),
-#: a marketplace of third-party hosts (RunPod Community Cloud, ...) or a hyperscaler (AWS, Google Cloud, Azure).
+#: Who a cloud price is from (docs/prices.md, "One cloud price basis"): a GPU cloud (Lambda, RunPod Secure Cloud,
+#: ...), a marketplace of third-party hosts (RunPod Community Cloud, ...) or a hyperscaler (AWS, Google Cloud, Azure).
 CLOUD_PRICE_CLASSES: tuple[str, ...] = ("gpu cloud", "marketplace", "hyperscaler")
 
 #: Throughput fields, in the units their names carry (TFLOP/s, or TOP/s for integers).

@@ -1,12 +1,13 @@
 """How long tracing a user's recurrent model takes (issue 28: an LSTM-heavy model should trace in <= 5 s).
 
-    .venv/bin/python benchmarks/bench_trace_rnn.py [--seq-len 256] [--runs 3] [--mode train]
+    .venv/bin/python benchmarks/bench_trace_rnn.py [--seq-len 256] [--runs 3] [--mode train] [--unrolled]
 
 Traces a user's ``nn.Module`` (``advisor.trace_module``: no preset, so neither the shipped traces nor the trace
 cache are involved) that holds a 2-layer ``nn.LSTM`` (Embedding 1000x256 -> LSTM 256->512 x 2 -> Linear 1000, batch
 8), built on the meta device.  The tracer runs a recurrent layer on ATen's per-time-step path (see
-``advisor.workload.trace_blocks.RecurrentFiling``), so its cost grows with seq_len x layers.  Prints min and median
-wall seconds of ``--runs`` traces and how many ops were dispatched.
+``advisor.workload.trace_blocks.RecurrentFiling``) for a few time steps and extrapolates the rest
+(``advisor.workload.trace_rnn``); ``--unrolled`` times the unrolled trace instead (its cost grows with seq_len x
+layers).  Prints min and median wall seconds of ``--runs`` traces and the recurrent ops.
 """
 
 from __future__ import annotations
@@ -46,7 +47,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seq-len", type=int, default=256)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--mode", choices=("train", "infer"), default="train")
+    parser.add_argument("--unrolled", action="store_true", help="trace every time step (no extrapolation)")
     args = parser.parse_args(argv)
+    if args.unrolled:
+        from advisor.workload import trace
+
+        trace.has_recurrent = lambda _module: False  # type: ignore[assignment]
     times = []
     for _ in range(args.runs):
         module, x = lstm_lm(args.seq_len)

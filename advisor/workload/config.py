@@ -131,6 +131,17 @@ def arch_from_config(cfg: Mapping[str, Any], name: str | None = None) -> Transfo
     if not isinstance(cfg, Mapping):
         raise WorkloadError(f"a config must be a dict or a path to config.json, got {type(cfg).__name__}")
     label = name or config_label(cfg)
+    family = _family(cfg, label)
+    r = _Reader(cfg, label)
+    for key in _CONTEXT_KEYS:
+        if cfg.get(key) is not None:
+            r.count("max_position_embeddings", key)
+    build = {"gpt2": _gpt_arch, "gptj": _gpt_arch, "bert": _bert_arch, "t5": _t5_arch}.get(family, _llama_arch)
+    return build(r, cfg, family, label)
+
+
+def _family(cfg: Mapping[str, Any], label: str) -> str:
+    """The closed form's family of the config's ``model_type`` (``MODEL_TYPES``)."""
     model_type = cfg.get("model_type")
     if model_type is None:
         raise WorkloadError(f"config {label!r} is missing required key 'model_type'",
@@ -144,61 +155,70 @@ def arch_from_config(cfg: Mapping[str, Any], name: str | None = None) -> Transfo
         raise UnsupportedModelType(f"unsupported model_type {show(model_type)} in config {label!r}",
                                    f"accepted: {', '.join(sorted(MODEL_TYPES))}; other models: pass the torch "
                                    "module, or install transformers (gpu-advisor[hf]) to build and trace it")
-    r = _Reader(cfg, label)
-    for key in _CONTEXT_KEYS:
-        if cfg.get(key) is not None:
-            r.count("max_position_embeddings", key)
-    if family in ("gpt2", "gptj"):
-        h = r.count("hidden_size", "n_embd", ..., "hidden_size")
-        heads = r.count("num_heads", "n_head", ..., "num_attention_heads")
-        common: dict[str, Any] = dict(
-            num_layers=r.count("num_layers", "n_layer", ..., "num_hidden_layers"), hidden_size=h, num_heads=heads,
-            num_kv_heads=heads, head_dim=r.head_dim(h, heads, "n_embd", "n_head"),
-            intermediate_size=r.count("intermediate_size", "n_inner", 4 * h),
-            vocab_size=r.count("vocab_size", "vocab_size"), gated_mlp=False, mlp_bias=True, norm_bias=True,
-            activation=r.text("activation_function", "gelu_new"))
-        if family == "gpt2":
-            return TransformerArch(family, **common, tie_word_embeddings=r.flag("tie_word_embeddings", True),
-                                   qkv_bias=True, out_bias=True, dropout=r.probability("resid_pdrop", 0.1) > 0,
-                                   max_position_embeddings=r.count("max_position_embeddings", "n_positions", ...,
-                                                                   "max_position_embeddings"),
-                                   name=label)
-        return TransformerArch(family, **common, tie_word_embeddings=r.flag("tie_word_embeddings", False),
-                               lm_head_bias=True, parallel_block=True,
-                               dropout=r.probability("resid_pdrop", 0.0) > 0, name=label)
-    if family == "bert":
-        h, heads = r.count("hidden_size", "hidden_size"), r.count("num_heads", "num_attention_heads")
-        # BertForMaskedLM / BertForPreTraining carry the MLM head (logits over the vocabulary at every
-        # position); the masked-LM class has no pooler (add_pooling_layer=False), pre-training keeps it
-        archs = cfg.get("architectures") or []
-        if not isinstance(archs, list) or not all(isinstance(a, str) for a in archs):
-            raise WorkloadError(f"config {label!r}: architectures must be a list of class names, got {show(archs)}",
-                                'e.g. ["BertForMaskedLM"]')
-        mlm = any(a in ("BertForMaskedLM", "BertForPreTraining") for a in archs)
-        pooler = not mlm or "BertForPreTraining" in archs
-        return TransformerArch(
-            family, num_layers=r.count("num_layers", "num_hidden_layers"), hidden_size=h, num_heads=heads,
-            num_kv_heads=heads, head_dim=r.head_dim(h, heads, "hidden_size", "num_attention_heads"),
-            intermediate_size=r.count("intermediate_size", "intermediate_size"),
-            vocab_size=r.count("vocab_size", "vocab_size"), tie_word_embeddings=True, gated_mlp=False,
-            qkv_bias=True, out_bias=True, mlp_bias=True, norm_bias=True, pooler=pooler, mlm_head=mlm,
-            dropout=r.probability("hidden_dropout_prob", 0.1) > 0,
-            max_position_embeddings=r.count("max_position_embeddings", "max_position_embeddings"),
-            type_vocab_size=r.count("type_vocab_size", "type_vocab_size", 2), name=label)
-    if family == "t5":
-        heads = r.count("num_heads", "num_heads")
-        n_layers = r.count("num_layers", "num_layers")
-        ff = r.text("feed_forward_proj", "relu")
-        return TransformerArch(
-            family, num_layers=n_layers, hidden_size=r.count("hidden_size", "d_model"), num_heads=heads,
-            num_kv_heads=heads, head_dim=r.count("head_dim", "d_kv"), intermediate_size=r.count("intermediate_size",
-                                                                                             "d_ff"),
-            vocab_size=r.count("vocab_size", "vocab_size"), tie_word_embeddings=r.flag("tie_word_embeddings", True),
-            gated_mlp=ff.startswith("gated"), dropout=r.probability("dropout_rate", 0.1) > 0,
-            num_decoder_layers=r.count("num_decoder_layers", "num_decoder_layers", n_layers),
-            relative_attention_num_buckets=r.count("relative_attention_num_buckets",
-                                                   "relative_attention_num_buckets", 32), name=label)
-    # llama-like decoders
+    return family
+
+
+def _gpt_arch(r: _Reader, cfg: Mapping[str, Any], family: str, label: str) -> TransformerArch:
+    """GPT-2 and GPT-J."""
+    h = r.count("hidden_size", "n_embd", ..., "hidden_size")
+    heads = r.count("num_heads", "n_head", ..., "num_attention_heads")
+    common: dict[str, Any] = dict(
+        num_layers=r.count("num_layers", "n_layer", ..., "num_hidden_layers"), hidden_size=h, num_heads=heads,
+        num_kv_heads=heads, head_dim=r.head_dim(h, heads, "n_embd", "n_head"),
+        intermediate_size=r.count("intermediate_size", "n_inner", 4 * h),
+        vocab_size=r.count("vocab_size", "vocab_size"), gated_mlp=False, mlp_bias=True, norm_bias=True,
+        activation=r.text("activation_function", "gelu_new"))
+    if family == "gpt2":
+        return TransformerArch(family, **common, tie_word_embeddings=r.flag("tie_word_embeddings", True),
+                               qkv_bias=True, out_bias=True, dropout=r.probability("resid_pdrop", 0.1) > 0,
+                               max_position_embeddings=r.count("max_position_embeddings", "n_positions", ...,
+                                                               "max_position_embeddings"),
+                               name=label)
+    return TransformerArch(family, **common, tie_word_embeddings=r.flag("tie_word_embeddings", False),
+                           lm_head_bias=True, parallel_block=True,
+                           dropout=r.probability("resid_pdrop", 0.0) > 0, name=label)
+
+
+def _bert_arch(r: _Reader, cfg: Mapping[str, Any], family: str, label: str) -> TransformerArch:
+    """BERT: the bare encoder, or with the masked-LM head its ``architectures`` name."""
+    h, heads = r.count("hidden_size", "hidden_size"), r.count("num_heads", "num_attention_heads")
+    # BertForMaskedLM / BertForPreTraining carry the MLM head (logits over the vocabulary at every
+    # position); the masked-LM class has no pooler (add_pooling_layer=False), pre-training keeps it
+    archs = cfg.get("architectures") or []
+    if not isinstance(archs, list) or not all(isinstance(a, str) for a in archs):
+        raise WorkloadError(f"config {label!r}: architectures must be a list of class names, got {show(archs)}",
+                            'e.g. ["BertForMaskedLM"]')
+    mlm = any(a in ("BertForMaskedLM", "BertForPreTraining") for a in archs)
+    pooler = not mlm or "BertForPreTraining" in archs
+    return TransformerArch(
+        family, num_layers=r.count("num_layers", "num_hidden_layers"), hidden_size=h, num_heads=heads,
+        num_kv_heads=heads, head_dim=r.head_dim(h, heads, "hidden_size", "num_attention_heads"),
+        intermediate_size=r.count("intermediate_size", "intermediate_size"),
+        vocab_size=r.count("vocab_size", "vocab_size"), tie_word_embeddings=True, gated_mlp=False,
+        qkv_bias=True, out_bias=True, mlp_bias=True, norm_bias=True, pooler=pooler, mlm_head=mlm,
+        dropout=r.probability("hidden_dropout_prob", 0.1) > 0,
+        max_position_embeddings=r.count("max_position_embeddings", "max_position_embeddings"),
+        type_vocab_size=r.count("type_vocab_size", "type_vocab_size", 2), name=label)
+
+
+def _t5_arch(r: _Reader, cfg: Mapping[str, Any], family: str, label: str) -> TransformerArch:
+    """T5 (encoder-decoder)."""
+    heads = r.count("num_heads", "num_heads")
+    n_layers = r.count("num_layers", "num_layers")
+    ff = r.text("feed_forward_proj", "relu")
+    return TransformerArch(
+        family, num_layers=n_layers, hidden_size=r.count("hidden_size", "d_model"), num_heads=heads,
+        num_kv_heads=heads, head_dim=r.count("head_dim", "d_kv"), intermediate_size=r.count("intermediate_size",
+                                                                                         "d_ff"),
+        vocab_size=r.count("vocab_size", "vocab_size"), tie_word_embeddings=r.flag("tie_word_embeddings", True),
+        gated_mlp=ff.startswith("gated"), dropout=r.probability("dropout_rate", 0.1) > 0,
+        num_decoder_layers=r.count("num_decoder_layers", "num_decoder_layers", n_layers),
+        relative_attention_num_buckets=r.count("relative_attention_num_buckets",
+                                               "relative_attention_num_buckets", 32), name=label)
+
+
+def _llama_arch(r: _Reader, cfg: Mapping[str, Any], family: str, label: str) -> TransformerArch:
+    """Llama-like decoders (Llama, Mistral, Qwen2, Gemma, Mixtral)."""
     h, heads = r.count("hidden_size", "hidden_size"), r.count("num_heads", "num_attention_heads")
     attn_bias = r.flag("attention_bias", False)
     head_dim = (r.count("head_dim", "head_dim") if cfg.get("head_dim") is not None

@@ -20,6 +20,7 @@ functions, so importing ``advisor.workload`` stays cheap.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,9 +32,10 @@ from advisor.workload.eager import optimizer_eager_ops
 from advisor.workload.options import check_count
 from advisor.workload.trace_blocks import RecurrentFiling
 from advisor.workload.trace_record import Recording, recorder_type
+from advisor.workload.trace_rnn import COPY, GRAD, SAVED, RawStep, cut_calls, extrapolated, has_recurrent
 from advisor.workload.trace_sdpa import cuda_attention_kernels
 from advisor.workload.trace_step import FakeStep, default_loss, fake_step, step_contexts, wrapped_errors
-from advisor.workload.trace_timeline import StorageTimeline
+from advisor.workload.trace_timeline import StorageTimeline, memory_figures
 from advisor.workload.transformer import check_common, optimizer_op, optimizer_state_bytes
 
 StepLoss = Callable[[Any, tuple[Any, ...]], Any]  # (output, the step's inputs) -> scalar loss
@@ -88,8 +90,25 @@ def run_traced(module: Any, inputs: tuple[Any, ...], kwargs: Mapping[str, Any], 
     """One step of ``module`` on fake copies of ``inputs``: ops, parameters and memory by category.
 
     ``loss(output, fake inputs)`` (default ``default_loss``) is differentiated in ``train`` mode;
-    ``checkpoint`` wraps ``blocks`` (default ``find_blocks(module)``) in ``torch.utils.checkpoint``.
+    ``checkpoint`` wraps ``blocks`` (default ``find_blocks(module)``) in ``torch.utils.checkpoint``.  Recurrent
+    layers are traced for a few time steps and extrapolated where that reproduces the unrolled trace
+    (``advisor.workload.trace_rnn``).
     """
+    def step(cut: int | None) -> tuple[TraceResult, RawStep | None]:
+        return _traced_step(module, inputs, kwargs, mode=mode, precision=precision, loss=loss, frozen=frozen,
+                            label=label, checkpoint=checkpoint, blocks=blocks, cut=cut)
+
+    if not checkpoint and has_recurrent(module):
+        fast: TraceResult | None = extrapolated(step)
+        if fast is not None:
+            return fast
+    return step(None)[0]
+
+
+def _traced_step(module: Any, inputs: tuple[Any, ...], kwargs: Mapping[str, Any], *, mode: str, precision: str,
+                 loss: StepLoss | None, frozen: tuple[str, ...], label: str, checkpoint: bool, blocks: Any,
+                 cut: int | None) -> tuple[TraceResult, RawStep | None]:
+    """``run_traced``'s step, unrolled (``cut`` None) or with every recurrent call cut to ``cut`` time steps."""
     import torch
     from torch._subclasses.fake_tensor import FakeTensorMode
 
@@ -114,9 +133,10 @@ def run_traced(module: Any, inputs: tuple[Any, ...], kwargs: Mapping[str, Any], 
         autocast, policy, ckpt, swapped = step_contexts(module, rec, fake, train=train, precision=precision,
                                                     checkpoint=checkpoint, blocks=blocks, label=label, pack=pack)
         grad_ctx = torch.enable_grad() if train else torch.no_grad()
+        cutting = cut_calls(module, rec, fake.params, cut) if cut is not None else contextlib.nullcontext()
         # (a checkpointed block's recompute in backward runs under the attention-kernel choice too)
         with fake_mode, recorder_type()(rec), grad_ctx, rec.rnn, ckpt, swapped, cuda_attention_kernels(), \
-                wrapped_errors(label, rec):
+                wrapped_errors(label, rec), cutting as cuts:
             with policy, autocast, torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
                 out = module(*fake.inputs, **fake.kwargs)
                 step_loss = (loss(out, fake.inputs) if loss is not None else default_loss(out, label)) \
@@ -133,7 +153,17 @@ def run_traced(module: Any, inputs: tuple[Any, ...], kwargs: Mapping[str, Any], 
         grads = [p.grad for p in fake.params.values() if p.grad is not None]
     finally:
         module.train(was_training)
-    return _result(module, rec, fake, grads, saved, train=train, frozen=frozen)
+    res = _result(module, rec, fake, grads, saved, train=train, frozen=frozen)
+    if cuts is None:
+        return res, None
+    first, events = fake.first_event, timeline.events
+    flags: dict[int, int] = {}
+    for ids, bit in ((saved, SAVED), (rec.weight_copies, COPY), ({timeline.lookup(g) for g in grads}, GRAD)):
+        for aid in ids:
+            if aid is not None:
+                flags[aid] = flags.get(aid, 0) | bit
+    return res, RawStep(cut or 0, cuts.lengths, events[:first], events[first:], flags,
+                        [(i - first, key) for i, key in rec.marks or ()], res, {i - first for i in timeline.sweeps})
 
 
 def _result(module: Any, rec: Recording, fake: FakeStep, grads: list[Any], saved: Mapping[int, int], *,
@@ -146,30 +176,22 @@ def _result(module: Any, rec: Recording, fake: FakeStep, grads: list[Any], saved
             g.count = rec.rnn.calls[rnn_label]
             g.serial_steps = rec.rnn.steps.get(rnn_label, 0)
             g.gemms = tuple(rec.rnn.gemms.get((rnn_label, phase), ())) or None
-    # replay the timeline: temporaries = live - params/buffers - inputs - gradients - saved activations
-    peak, tmp_peak = timeline.peaks(rec.persistent | fake.input_ids | rec.weight_copies | grad_ids | set(saved))
     grad_bytes = float(sum(nbytes(g) for g in grads))
-    act_bytes = float(sum(saved.values())) if train else 0.0
-    copies = timeline.peak_of(rec.weight_copies)
-    # the estimate adds weights + all gradients + all activations + the weight copies + transient: transient is
-    # what the step's peak holds beyond them (its temporaries and inputs, less the gradients not yet made and the
-    # activations already freed when the peak comes), so the sum is the traced peak itself
-    transient = max(0.0, peak - fake.param_bytes - grad_bytes - act_bytes - copies)
+    mem = memory_figures(timeline, fake.first_event, rec.persistent | fake.input_ids, rec.weight_copies, grad_ids,
+                         float(sum(saved.values())) if train else 0.0, set(saved), fake.param_bytes, grad_bytes)
+    step = mem.pop("step")
     allocations = {"params": [[nbytes(t), int(t.requires_grad)] for t in (*fake.params.values(),
                                                                          *fake.buffers.values())],
-                   "inputs": [nbytes(t) for t in fake.fixed],
-                   **timeline.step_events(fake.first_event, grad_ids)}
+                   "inputs": [nbytes(t) for t in fake.fixed], **step}
     params_in = dict(module.named_parameters())
     n_params = sum(p.numel() for p in params_in.values())
     trainable = [p for n, p in params_in.items() if p.requires_grad and not n.startswith(frozen)]
     n_train = sum(p.numel() for p in trainable)
     return TraceResult(groups=rec.groups, params=int(n_params), trainable_params=int(n_train) if train else 0,
-                       trainable_tensors=len(trainable) if train else 0,
-                       param_bytes=int(fake.param_bytes), activation_bytes=act_bytes, transient_bytes=transient,
-                       gradient_bytes=grad_bytes, peak_bytes=float(peak),
-                       input_bytes=float(sum(nbytes(t) for t in fake.fixed)), uncounted=tuple(rec.uncounted),
-                       weight_copy_bytes=copies, gemms=tuple(rec.gemms), temporaries_peak_bytes=float(tmp_peak),
-                       allocations=allocations, calls=None if rec.calls is None else tuple(rec.calls))
+                       trainable_tensors=len(trainable) if train else 0, param_bytes=int(fake.param_bytes),
+                       gradient_bytes=grad_bytes, input_bytes=float(sum(nbytes(t) for t in fake.fixed)),
+                       uncounted=tuple(rec.uncounted), gemms=tuple(rec.gemms), allocations=allocations,
+                       calls=None if rec.calls is None else tuple(rec.calls), **mem)
 
 
 def _ops_from(groups: Mapping[tuple[str, str], OpGroup], mode: str, precision: str) -> list[OpCost]:

@@ -107,6 +107,14 @@ class Recording:
     # not one aten op each)
     calls: list[tuple[tuple[str, str] | None, int, float]] | None = field(default_factory=list)
     dispatched: int = 0
+    # the recurrent fast path (``advisor.workload.trace_rnn``): its stand-in ops are not recorded (``paused``, and
+    # in backward the autograd nodes in ``paused_nodes``); ``marks`` (when a list) gets (event index, (phase, name))
+    # at every op that multiplies by a recurrent layer's hidden-to-hidden weight (``hidden``: alloc id -> name)
+    paused: bool = False
+    paused_nodes: set[int] = field(default_factory=set)
+    marks: list[tuple[int, Any]] | None = None
+    hidden: dict[int | None, str] = field(default_factory=dict)
+    copy_of: dict[int | None, int | None] = field(default_factory=dict)  # autocast weight copy -> the weight
     _facts: dict[Any, _OpFacts] = field(default_factory=dict)  # per op overload: what does not change per call
 
     def record(self, func: Any, args: Any, kwargs: Any, out: Any) -> None:
@@ -123,6 +131,8 @@ class Recording:
                 "would take many minutes to trace; tracing stopped",
                 "estimate it with a shorter seq_len (the cost per step is the same), or a preset / config.json with "
                 "a closed form (presets: `estimate --help`)")
+        if self.paused or (self.paused_nodes and self.phase == "backward" and self._in_paused_node()):
+            return
         facts = self._facts.get(func)
         if facts is None:
             facts = self._facts[func] = _OpFacts.of(func, self.formulas)
@@ -137,14 +147,18 @@ class Recording:
             self.uncounted[f"aten.{name}"] = None  # compute-heavy, but no FLOP formula: listed, not zero
         if formula is None and not touts:
             return  # sym_size, device and the like: no kernel
+        start = len(self.timeline.events)
         self.timeline.sweep()  # the frees since the last op happened before this op's outputs were allocated
         moved = strided = 0
+        ins: list[Any] = []
         if facts.kernel:
             ins = tensors((args, kwargs))
             moved = sum(nbytes(t) for t in (*ins, *touts))
             strided = index_bound_elements(name, kind, facts.pointwise, args, kwargs, ins, touts)
         rnn_label = self.rnn.label(self.phase)
         if rnn_label is not None:
+            if self.marks is not None and ins:
+                self._mark(start, ins)
             self._add((self.phase, rnn_label), "recurrent", True, flops, moved, launches=0)  # counted per call
             self.calls = None
         elif kind in ("matmul", "conv"):
@@ -167,6 +181,22 @@ class Recording:
         out_ids = [track(t) for t in touts]
         if name == "_to_copy" and out_ids and track(args[0]) in self.persistent:
             self.weight_copies.add(out_ids[0])
+            self.copy_of[out_ids[0]] = track(args[0])
+
+    def _in_paused_node(self) -> bool:
+        import torch
+
+        node = torch._C._current_autograd_node()
+        return node is not None and id(node) in self.paused_nodes
+
+    def _mark(self, start: int, ins: list[Any]) -> None:
+        assert self.marks is not None
+        for t in ins:
+            aid = self.timeline.lookup(t)
+            key = self.hidden.get(aid) or self.hidden.get(self.copy_of.get(aid))
+            if key is not None:
+                self.marks.append((start, (self.phase, key)))
+                return
 
     def _add(self, key: tuple[str, str], kind: str, tc: bool, flops: float, moved: float, launches: int = 1,
              strided: int = 0) -> OpGroup:

@@ -15,6 +15,7 @@ from advisor.errors import WorkloadError
 from advisor.workload.trace_autocast import cuda_autocast_policy
 from advisor.workload.trace_blocks import checkpointed, find_blocks
 from advisor.workload.trace_record import Recording
+from advisor.workload.trace_rnn import NotCut
 
 
 def dtype_for(precision: str) -> Any:
@@ -57,7 +58,7 @@ def wrapped_errors(label: str, recording: Recording) -> Iterator[None]:
             f"{label}: a data-dependent op ({exc.func if hasattr(exc, 'func') else exc}) cannot be "
             "traced on fake tensors (e.g. nonzero, .item(), boolean-mask indexing)",
             "make the shapes independent of the values, or estimate from a preset/config") from exc
-    except WorkloadError:
+    except (WorkloadError, NotCut):
         raise
     except Exception as exc:
         raise WorkloadError(f"tracing {label} ({recording.phase}) failed: {type(exc).__name__}: {exc}",

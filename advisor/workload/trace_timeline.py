@@ -40,30 +40,53 @@ class StorageTimeline:
         self.next_id = 0
         self._died: list[int] = []  # cdata of storages dead since the last sweep
         self._polled: set[int] = set()  # storages no weak reference could be made to: looked at every sweep
+        self._silent: set[int] = set()  # storages whose allocation another storage took over (``alias``)
+        self.sweeps: list[int] = []  # the index of each sweep's first free in ``events``
 
     def track(self, t: Any) -> int | None:
         """The alloc id of a tensor's storage (a new one is an allocation); ``None`` for a non-tensor."""
         import torch
-        from torch.multiprocessing.reductions import StorageWeakRef
 
         if not isinstance(t, torch.Tensor):
             return None
         storage = t.untyped_storage()
-        ref = StorageWeakRef(storage)
-        key = ref.cdata
+        key = storage._cdata
         entry = self.live.get(key)
         if entry is not None:
             return entry[0]
         self.next_id += 1
         n = int(storage.nbytes())
+        self._watch(storage, key, self.next_id, n)
+        self.events.append(("a", self.next_id, n))
+        return self.next_id
+
+    def _watch(self, storage: Any, key: int, aid: int, n: int) -> None:
+        from torch.multiprocessing.reductions import StorageWeakRef
+
         try:
             death = weakref.ref(storage, functools.partial(_note_death, self._died, key))
         except TypeError:
             death = None
             self._polled.add(key)
-        self.live[key] = (self.next_id, ref, death, n)
-        self.events.append(("a", self.next_id, n))
-        return self.next_id
+        self.live[key] = (aid, StorageWeakRef(storage), death, n)
+
+    def lookup(self, t: Any) -> int | None:
+        """The alloc id of a tensor's storage if it is tracked (no allocation is recorded), else ``None``."""
+        entry = self.live.get(t.untyped_storage()._cdata)
+        return None if entry is None else entry[0]
+
+    def alias(self, t: Any, of: Any) -> None:
+        """Record ``t``'s storage as ``of``'s allocation (its free is that allocation's); ``of``'s dies silently.
+
+        For a stand-in tensor the traced step holds in place of another (``advisor.workload.trace_rnn``).
+        """
+        old = self.live.get(of.untyped_storage()._cdata)
+        if old is None:
+            return
+        self._silent.add(of.untyped_storage()._cdata)
+        storage = t.untyped_storage()
+        if storage._cdata not in self.live:
+            self._watch(storage, storage._cdata, old[0], old[3])
 
     def sweep(self) -> None:
         """Record the frees of every storage that died since the last sweep."""
@@ -77,9 +100,14 @@ class StorageTimeline:
             self._polled.difference_update(gone)
             died.extend(gone)
         # in allocation order, as a look over every live storage (the dict's order) would find them
+        if died:
+            self.sweeps.append(len(self.events))
         for aid, k in sorted((self.live[k][0], k) for k in set(died) if k in self.live):
             _, _, _, n = self.live.pop(k)
-            self.events.append(("f", aid, n))
+            if k in self._silent:
+                self._silent.discard(k)
+            else:
+                self.events.append(("f", aid, n))
 
     def peaks(self, categorised: set[Any]) -> tuple[float, float]:
         """``(peak of all live bytes, peak of the bytes outside ``categorised`` alloc ids)``."""
@@ -117,3 +145,22 @@ class StorageTimeline:
                 live += n if kind == "a" else -n
                 peak = max(peak, live)
         return peak
+
+
+def memory_figures(timeline: StorageTimeline, first_event: int, fixed_ids: set[Any], copies: set[Any],
+                   grad_ids: set[Any], saved_bytes: float, saved_ids: set[Any], param_bytes: float,
+                   grad_bytes: float) -> dict[str, Any]:
+    """A step's memory by category from its storage timeline (``TraceResult``'s fields, and its ``step`` events).
+
+    ``fixed_ids``: the parameters', buffers' and inputs' alloc ids; ``copies``: autocast's weight copies.
+    """
+    # replay the timeline: temporaries = live - params/buffers - inputs - gradients - saved activations
+    peak, tmp_peak = timeline.peaks(fixed_ids | copies | grad_ids | saved_ids)
+    copies_peak = timeline.peak_of(copies)
+    # the estimate adds weights + all gradients + all activations + the weight copies + transient: transient is
+    # what the step's peak holds beyond them (its temporaries and inputs, less the gradients not yet made and the
+    # activations already freed when the peak comes), so the sum is the traced peak itself
+    transient = max(0.0, peak - param_bytes - grad_bytes - saved_bytes - copies_peak)
+    return {"activation_bytes": saved_bytes, "transient_bytes": transient, "peak_bytes": float(peak),
+            "weight_copy_bytes": copies_peak, "temporaries_peak_bytes": float(tmp_peak),
+            "step": timeline.step_events(first_event, grad_ids)}

@@ -5,6 +5,8 @@ Bytes saved for backward, the largest per-block temporary and the KV cache's pea
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from advisor.workload.arch import TransformerArch
 from advisor.workload.costs import compute_bytes
 from advisor.workload.transformer_ops import CrossEntropy, activation_kernels, cross_entropy, rms_norm_kernels
@@ -46,6 +48,83 @@ def largest_temp(arch: TransformerArch, b: int, s: int, a_b: int, softmax_b: int
     return float(max(mlp, scores))
 
 
+@dataclass(frozen=True, slots=True)
+class _Tally:
+    """What one block of ``arch`` saves for backward, tensor by tensor (``activation_bytes_breakdown``)."""
+
+    arch: TransformerArch
+    b: int
+    flash: bool
+    a_b: int
+    amp: bool
+
+    @property
+    def res_b(self) -> int:
+        """The residual stream's (and norm inputs') bytes: fp32 under amp."""
+        return 4 if self.amp else self.a_b
+
+    @property
+    def mask(self) -> int:
+        """A dropout mask's bytes per element (1: CUDA's bool mask), 0 without dropout."""
+        return 1 if self.arch.dropout else 0
+
+    def norm_bytes(self, tokens: int, consumers: int) -> float:
+        """A norm's saved tensors.
+
+        A LayerNorm's input, or what an unfused RMSNorm's chain keeps (``RMS_NORMS``: its fp32 input and the weight
+        mul's other operand), and its output as saved by the matmuls reading it (under amp each linear saves its own
+        16-bit cast of it).
+        """
+        h = self.arch.hidden_size
+        rms = rms_norm_kernels(self.arch.family, self.arch.norm_bias, self.amp, self.a_b)  # as HF writes it
+        n = tokens * h * (rms.saved if rms is not None else self.res_b)
+        return n + tokens * h * self.a_b * (consumers if self.amp else 1)
+
+    def attn_bytes(self, q_len: int, k_len: int, with_norm: bool) -> float:
+        """Attention's saved tensors (and its norm's): q, k, v, the output, the softmax or the fused kernel's stats."""
+        arch, b, a_b = self.arch, self.b, self.a_b
+        t_q, t_k = b * q_len, b * k_len
+        n = self.norm_bytes(t_q, 1 if arch.fused_qkv else 3) if with_norm else 0.0
+        n += (t_q * arch.q_dim + 2 * t_k * arch.kv_dim) * a_b  # q, k, v
+        if self.flash:
+            # kernel output (laid out so the out-projection reads it as a view) + logsumexp (fp32);
+            # flash dropout regenerates its mask from the RNG state
+            n += t_q * arch.q_dim * a_b + b * arch.num_heads * q_len * 4
+        else:
+            sc = b * arch.num_heads * q_len * k_len
+            n += sc * (4 if self.amp else a_b)  # the softmax output (fp32 under amp)
+            if self.amp:
+                n += sc * a_b  # 16-bit copy of the probabilities saved by the AV matmul
+            if arch.dropout:
+                n += sc * (1 + a_b)  # dropout mask + dropped probabilities
+            n += t_q * arch.q_dim * a_b  # out-projection input (a copy of the transposed AV output)
+        return n + t_q * arch.hidden_size * self.mask  # residual dropout mask
+
+    def mlp_bytes(self, tokens: int, with_norm: bool) -> float:
+        """The MLP's (or the experts') saved tensors, and its norm's."""
+        arch, a_b = self.arch, self.a_b
+        n = self.norm_bytes(tokens, 2 if arch.gated_mlp else 1) if with_norm else 0.0
+        routed = tokens * (arch.experts_per_token or 1)
+        unfused = activation_kernels(arch.activation, self.amp, a_b)
+        if arch.gated_mlp:
+            n += routed * arch.intermediate_size * 4 * a_b  # gate out (act input), act out, up out, product
+        elif unfused is not None:
+            n += routed * arch.intermediate_size * (a_b + unfused.saved)  # fc2 input + the unfused chain's saved
+        else:
+            n += routed * arch.intermediate_size * 2 * a_b  # fc1 out (act input), act out (fc2 input)
+        if arch.num_experts:
+            n += tokens * arch.num_experts * 4 + routed * arch.hidden_size * a_b  # router logits, expert inputs
+        return n + tokens * arch.hidden_size * self.mask
+
+    def layer_bytes(self, tokens: int, s: int, lora_rank: int, lora_targets: tuple[str, ...]) -> float:
+        """One block (parallel or sequential), its LoRA adapters' rank-r activations included."""
+        if self.arch.parallel_block:
+            layer = self.norm_bytes(tokens, 4) + self.attn_bytes(s, s, False) + self.mlp_bytes(tokens, False)
+        else:
+            layer = self.attn_bytes(s, s, True) + self.mlp_bytes(tokens, True)
+        return layer + (float(tokens * lora_rank * self.a_b * len(lora_targets)) if lora_rank else 0.0)
+
+
 def activation_bytes_breakdown(arch: TransformerArch, b: int, s: int, *, precision: str, attention: str,
                                gradient_checkpointing: bool = False, lora_rank: int = 0,
                                lora_targets: tuple[str, ...] = ()) -> tuple[float, float]:
@@ -59,94 +138,30 @@ def activation_bytes_breakdown(arch: TransformerArch, b: int, s: int, *, precisi
     flash = attention in ("sdpa", "flash")
     a_b = compute_bytes(precision)
     amp = precision.startswith("amp-")
-    res_b = 4 if amp else a_b
-    softmax_b = 4 if amp else a_b
-    h, heads = arch.hidden_size, arch.num_heads
-    inter = arch.intermediate_size
-    sbh = s * b * h
-    mask = 1 if arch.dropout else 0
-
-    rms = rms_norm_kernels(arch.family, arch.norm_bias, amp, a_b)  # RMSNorm / T5 norm as HF writes it (unfused)
-
-    def norm_bytes(tokens: int, consumers: int) -> float:
-        """A norm's saved tensors.
-
-        A LayerNorm's input, or what an unfused RMSNorm's chain keeps (``RMS_NORMS``: its fp32 input and the weight
-        mul's other operand), and its output as saved by the matmuls reading it (under amp each linear saves its own
-        16-bit cast of it).
-        """
-        n = tokens * h * (rms.saved if rms is not None else res_b)
-        return n + tokens * h * a_b * (consumers if amp else 1)
-
-    def attn_bytes(q_len: int, k_len: int, with_norm: bool) -> float:
-        t_q, t_k = b * q_len, b * k_len
-        n = 0.0
-        if with_norm:
-            n += norm_bytes(t_q, 1 if arch.fused_qkv else 3)
-        n += (t_q * arch.q_dim + 2 * t_k * arch.kv_dim) * a_b  # q, k, v
-        if flash:
-            # kernel output (laid out so the out-projection reads it as a view) + logsumexp (fp32);
-            # flash dropout regenerates its mask from the RNG state
-            n += t_q * arch.q_dim * a_b + b * heads * q_len * 4
-        else:
-            sc = b * heads * q_len * k_len
-            n += sc * softmax_b
-            if amp:
-                n += sc * a_b  # 16-bit copy of the probabilities saved by the AV matmul
-            if arch.dropout:
-                n += sc * (1 + a_b)  # dropout mask + dropped probabilities
-            n += t_q * arch.q_dim * a_b  # out-projection input (a copy of the transposed AV output)
-        n += t_q * h * mask  # residual dropout mask
-        return n
-
-    def mlp_bytes(tokens: int, with_norm: bool) -> float:
-        n = 0.0
-        if with_norm:
-            n += norm_bytes(tokens, 2 if arch.gated_mlp else 1)
-        routed = tokens * (arch.experts_per_token or 1)
-        unfused = activation_kernels(arch.activation, amp, a_b)
-        if arch.gated_mlp:
-            n += routed * inter * 4 * a_b  # gate out (act input), act out, up out, product (down input)
-        elif unfused is not None:
-            n += routed * inter * (a_b + unfused.saved)  # fc2 input + the unfused chain's saved tensors
-        else:
-            n += routed * inter * 2 * a_b  # fc1 out (act input), act out (fc2 input)
-        if arch.num_experts:
-            n += tokens * arch.num_experts * 4 + routed * h * a_b  # router logits, gathered expert inputs
-        n += tokens * h * mask
-        return n
-
-    def lora_bytes(tokens: int) -> float:
-        return float(tokens * lora_rank * a_b * len(lora_targets)) if lora_rank else 0.0
-
+    t = _Tally(arch, b, flash, a_b, amp)
     tokens = b * s
-    if arch.parallel_block:
-        layer = norm_bytes(tokens, 4) + attn_bytes(s, s, False) + mlp_bytes(tokens, False)
-    else:
-        layer = attn_bytes(s, s, True) + mlp_bytes(tokens, True)
-    layer += lora_bytes(tokens)
-    n_layers = arch.num_layers
+    sbh = tokens * arch.hidden_size
+    layer = t.layer_bytes(tokens, s, lora_rank, lora_targets)
     # the loss's log_softmax output (and nll_loss's fp32 cast of it) kept until the loss's backward
     head_saved = (tokens * arch.vocab_size * cross_entropy(arch.kind == "decoder", amp, a_b).saved
                   if arch.has_lm_head else 0.0)
     total: float
     if arch.family == "t5":
-        dec_layer = layer + attn_bytes(s, s, True)
+        dec_layer = layer + t.attn_bytes(s, s, True)
         if gradient_checkpointing:
-            total = (arch.num_layers + arch.num_decoder_layers) * sbh * res_b + max(dec_layer, head_saved)
+            total = (arch.num_layers + arch.num_decoder_layers) * sbh * t.res_b + max(dec_layer, head_saved)
         else:
             total = arch.num_layers * layer + arch.num_decoder_layers * dec_layer + head_saved
     elif gradient_checkpointing:
         # each block's input, plus whichever is larger: the head's saved tensors (through the loss's
         # backward) or one block's full activations while it is recomputed (after the head's are freed)
-        total = n_layers * sbh * res_b + max(layer, head_saved)
+        total = arch.num_layers * sbh * t.res_b + max(layer, head_saved)
     else:
-        total = n_layers * layer + head_saved
-    total += tokens * h * mask  # the embeddings' dropout mask
+        total = arch.num_layers * layer + head_saved
+    total += sbh * t.mask  # the embeddings' dropout mask
     if arch.mlm_head:
         # transform: dense input, GELU input, LayerNorm input (fp32 under amp), decoder input
-        total += tokens * h * (3 * a_b + res_b)
+        total += sbh * (3 * a_b + t.res_b)
     elif arch.kind != "encoder":
-        total += norm_bytes(tokens, 1)  # final norm (its output is the lm head input)
-    largest = largest_temp(arch, b, s, a_b, softmax_b, flash)
-    return float(total), largest
+        total += t.norm_bytes(tokens, 1)  # final norm (its output is the lm head input)
+    return float(total), largest_temp(arch, b, s, a_b, 4 if amp else a_b, flash)
