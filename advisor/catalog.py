@@ -21,6 +21,7 @@ from pathlib import Path
 
 from advisor.errors import SpecError, UnknownGpuError
 from advisor.gpu_spec import (
+    CLOUD_PRICE_CLASSES,
     PRECISION_FIELDS,
     PRICE_KINDS,
     SEGMENTS,
@@ -36,9 +37,10 @@ from advisor.spec_schema import _OPTIONAL as _OPTIONAL
 from advisor.spec_schema import _REQUIRED as _REQUIRED
 from advisor.spec_schema import SPEC_LIMITS, spec_from_mapping
 
-__all__ = ["ENV_SPECS_DIR", "PRECISION_FIELDS", "PRICE_KINDS", "SEGMENTS", "SPEC_LIMITS", "THROUGHPUT_FIELDS",
-           "VENDORS", "GpuSpec", "Interconnect", "Segment", "closest_ids", "default_specs_dir", "find_gpu", "get_gpu",
-           "load_spec_file", "load_specs", "normalize_name", "pcie_bandwidth_gbs", "spec_from_mapping"]
+__all__ = ["CLOUD_PRICE_CLASSES", "ENV_SPECS_DIR", "PRECISION_FIELDS", "PRICE_KINDS", "SEGMENTS", "SPEC_LIMITS",
+           "THROUGHPUT_FIELDS", "VENDORS", "GpuSpec", "Interconnect", "Segment", "closest_ids", "default_specs_dir",
+           "find_gpu", "get_gpu", "load_spec_file", "load_specs", "normalize_name", "pcie_bandwidth_gbs",
+           "spec_from_mapping"]
 
 ENV_SPECS_DIR = "GPU_ADVISOR_SPECS"
 

@@ -20,6 +20,9 @@ VENDORS: tuple[str, ...] = ("nvidia", "amd")
 #: What a purchase price is: the vendor's list price (MSRP/SEP) at launch, what new cards sell for (street),
 #: the second-hand market (used), or ``not sold`` (no per-card sale to end users; no ``price_usd``).
 PRICE_KINDS: tuple[str, ...] = ("list", "street", "used", "not sold")
+#: Who a cloud price is from (docs/prices.md, "one price basis"): a GPU cloud (Lambda, RunPod Secure Cloud, ...),
+#: a marketplace of third-party hosts (RunPod Community Cloud, ...) or a hyperscaler (AWS, Google Cloud, Azure).
+CLOUD_PRICE_CLASSES: tuple[str, ...] = ("gpu cloud", "marketplace", "hyperscaler")
 
 #: Throughput fields, in the units their names carry (TFLOP/s, or TOP/s for integers).
 THROUGHPUT_FIELDS: tuple[str, ...] = (
@@ -134,6 +137,8 @@ class GpuSpec:
     price_date: str | None = None
     cloud_usd_per_hour: float | None = None
     cloud_price_date: str | None = None
+    #: One of ``CLOUD_PRICE_CLASSES``: whose on-demand rate ``cloud_usd_per_hour`` is.
+    cloud_price_class: str | None = None
     #: ``False``: no public on-demand offer was found on ``cloud_price_date``; ``None``: not checked.
     cloud_rentable: bool | None = None
     tensor_accumulate: str | None = None

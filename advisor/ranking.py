@@ -256,7 +256,8 @@ def _candidate(rank: int, s: Mapping[str, Any], job: Mapping[str, Any], batch_si
         time_by_class_s=dict(getattr(e.time, "by_class_s", None) or {}) or None,
         class_advice=dict(getattr(e.time, "class_advice", None) or {}) or None,
         buy_usd_per_sample_per_s=s["purchase"] / s["sps"] if s["purchase"] is not None else None,
-        cloud_price_date=spec.cloud_price_date, price_date=getattr(spec, "price_date", None),
+        cloud_price_date=spec.cloud_price_date, cloud_price_class=getattr(spec, "cloud_price_class", None),
+        price_date=getattr(spec, "price_date", None),
         price_kind=getattr(spec, "price_kind", None),
         loader_samples_per_s=getattr(e.time, "loader_samples_per_s", None), precision=s["precision"],
         step_s_low=getattr(e, "step_s_low", None), step_s_high=getattr(e, "step_s_high", None),
@@ -407,9 +408,13 @@ def summary_lines(rows: Sequence[Candidate], objective: str, tie: Mapping[str, A
                 f"the job takes {format_seconds(r.time_to_train_s)}" for r in cheapest))
     cloud = _date_range([r.cloud_price_date for r in rows if r.cloud_usd_per_hour])
     buy = _date_range([r.price_date for r in rows if r.price_usd])
+    # one basis (docs/prices.md): GPU clouds' on-demand rates; a card priced by another class is named
+    other = {r.gpu_name: r.cloud_price_class for r in rows if r.cloud_usd_per_hour and r.cloud_price_class
+             not in (None, "gpu cloud")}
+    if cloud:
+        cloud = f"cloud on-demand $/GPU-hour at GPU clouds as of {cloud}" + "".join(
+            f"; {c} rates for {', '.join(n for n, k in other.items() if k == c)}" for c in sorted(set(other.values())))
     if cloud or buy:
-        lines.append("prices: " + ", ".join(
-            p for p in ((f"cloud on-demand $/h as of {cloud}" if cloud else None),
-                        (f"purchase as of {buy}" if buy else None)) if p)
-            + " (per card: --json rows' cloud_price_date, price_date, price_kind)")
+        lines.append("prices: " + ", ".join(p for p in (cloud, f"purchase as of {buy}" if buy else None) if p)
+                     + " (per card: --json rows' cloud_price_date, cloud_price_class, price_date, price_kind)")
     return tuple(lines)

@@ -18,8 +18,8 @@ FRAME_COLUMNS: tuple[str, ...] = (
     "samples_per_s", "effective_samples_per_s", "tokens_per_s", "time_to_train_s", "cloud_usd_per_hour",
     "cost_cloud_usd", "price_usd", "cost_buy_usd", "break_even_hours", "energy_kwh", "samples_per_usd",
     "samples_per_s_per_w", "bound", "calibrated", "input_bound", "limiter", "buy_usd_per_sample_per_s",
-    "cloud_price_date", "price_date", "price_kind", "loader_samples_per_s", "precision", "step_s_low", "step_s_high",
-    "evidence",
+    "cloud_price_date", "cloud_price_class", "price_date", "price_kind", "loader_samples_per_s", "precision",
+    "step_s_low", "step_s_high", "evidence",
 )
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +49,8 @@ class Candidate:
             would make each faster on this card (``time.class_advice``).
         buy_usd_per_sample_per_s: ``cost_buy_usd`` per sample/s the job runs at (what ``cost-buy`` ranks by).
         cloud_price_date / price_date / price_kind: when the catalog's cloud and purchase prices were seen, and
-            the purchase price's kind (``list``, ``street``, ``used``, ``not sold``).
+            the purchase price's kind (``list``, ``street``, ``used``, ``not sold``); cloud_price_class whose
+            on-demand rate the cloud price is (``gpu cloud``, ``marketplace``, ``hyperscaler``; docs/prices.md).
         loader_samples_per_s: the data loader's rate the job was capped by (given or assumed), when any.
         precision: the precision this row was costed at when the card lacks the asked one (amp-bf16 on a card
             without bf16 is costed at amp-fp16); ``None``: as asked.
@@ -90,6 +91,7 @@ class Candidate:
     class_advice: Mapping[str, str] | None = None
     buy_usd_per_sample_per_s: float | None = None
     cloud_price_date: str | None = None
+    cloud_price_class: str | None = None
     price_date: str | None = None
     price_kind: str | None = None
     loader_samples_per_s: float | None = None
@@ -235,7 +237,7 @@ class Recommendation:
                 "samples_per_usd": r.samples_per_usd, "samples_per_s_per_w": r.samples_per_s_per_w,
                 "bound": r.bound, "calibrated": r.calibrated, "input_bound": r.input_bound, "limiter": r.limiter,
                 "buy_usd_per_sample_per_s": r.buy_usd_per_sample_per_s, "cloud_price_date": r.cloud_price_date,
-                "price_date": r.price_date, "price_kind": r.price_kind,
+                "cloud_price_class": r.cloud_price_class, "price_date": r.price_date, "price_kind": r.price_kind,
                 "loader_samples_per_s": r.loader_samples_per_s, "precision": r.precision,
                 "step_s_low": r.step_s_low, "step_s_high": r.step_s_high, "evidence": r.evidence,
             })

@@ -12,7 +12,16 @@ from collections.abc import Mapping
 from typing import Any, cast
 
 from advisor.errors import SpecError
-from advisor.gpu_spec import PCIE_LANE_RATES, PRICE_KINDS, SEGMENTS, THROUGHPUT_FIELDS, VENDORS, GpuSpec, Interconnect
+from advisor.gpu_spec import (
+    CLOUD_PRICE_CLASSES,
+    PCIE_LANE_RATES,
+    PRICE_KINDS,
+    SEGMENTS,
+    THROUGHPUT_FIELDS,
+    VENDORS,
+    GpuSpec,
+    Interconnect,
+)
 from advisor.numbers import show
 
 _REQUIRED: dict[str, type | tuple[type, ...]] = {
@@ -44,6 +53,7 @@ _OPTIONAL: dict[str, type | tuple[type, ...]] = {
     "price_date": str,
     "cloud_usd_per_hour": (int, float),
     "cloud_price_date": str,
+    "cloud_price_class": str,
     "cloud_rentable": bool,
     "tensor_accumulate": str,
     "notes": str,
@@ -176,6 +186,11 @@ def _check_together(where: str, data: Mapping[str, Any]) -> None:
         raise SpecError(f"{where}: cloud_usd_per_hour needs cloud_price_date (prices change)")
     if "cloud_rentable" in data and "cloud_price_date" not in data:
         raise SpecError(f"{where}: cloud_rentable needs cloud_price_date (the date it was checked)")
+    if data.get("cloud_price_class", CLOUD_PRICE_CLASSES[0]) not in CLOUD_PRICE_CLASSES:
+        raise SpecError(f"{where}: cloud_price_class must be one of {', '.join(CLOUD_PRICE_CLASSES)}, "
+                        f"got {data['cloud_price_class']!r}")
+    if not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])(-\d{2})?", data.get("cloud_price_date", "2000-01")):
+        raise SpecError(f"{where}: cloud_price_date must be YYYY-MM or YYYY-MM-DD, got {data['cloud_price_date']!r}")
     if data.get("devices_per_package", 1) > 1 and "notes" not in data:
         raise SpecError(f"{where}: devices_per_package > 1 needs notes saying how the package splits")
     if data.get("base_clock_mhz", 0) > data.get("boost_clock_mhz", math.inf):

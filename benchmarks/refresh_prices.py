@@ -4,11 +4,13 @@
 
 The CSV is the record of where each price came from (one row per card; docs/prices.md has the format):
 
-    id,price_usd,price_kind,price_date,source[,cloud_usd_per_hour,cloud_price_date,cloud_source]
+    id,price_usd,price_kind,price_date,source[,cloud_usd_per_hour,cloud_price_date,cloud_price_class,cloud_source]
 
 ``price_kind`` is ``list`` (vendor MSRP / SEP at launch), ``street`` (what new cards sell for), ``used``
 (second-hand market) or ``not sold`` (no per-card sale to end users; ``price_usd`` empty).  ``price_date`` is
-``YYYY-MM`` (or ``YYYY``).  Empty cells leave a field as it is.  No network: fetch the public pages yourself,
+``YYYY-MM`` (or ``YYYY``).  ``cloud_price_class`` is ``gpu cloud``, ``marketplace`` or ``hyperscaler`` (whose
+on-demand per-GPU-hour rate it is).  Empty cells leave a field as it is; a price without its source (``source``,
+``cloud_source``) or a cloud price without its class is refused.  No network: fetch the public pages yourself,
 write what they say into the CSV with the page and its date, then run this.  Every file it writes is read back
 through the catalog's validator; a card that fails is restored and named, and the run exits 1.
 """
@@ -27,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 #: The CSV columns written as top-level fields of a spec file (each also a column of the CSV).
 PRICE_COLUMNS = ("price_usd", "price_kind", "price_date")
-CLOUD_COLUMNS = ("cloud_usd_per_hour", "cloud_price_date")
+CLOUD_COLUMNS = ("cloud_usd_per_hour", "cloud_price_date", "cloud_price_class")
 NUMBERS = {"price_usd", "cloud_usd_per_hour"}
 _TABLE = re.compile(r"^\s*\[")
 
@@ -83,6 +85,12 @@ def apply_row(text: str, row: Mapping[str, str]) -> str:
     if lines and not lines[-1].endswith("\n"):
         lines[-1] += "\n"
     kind = (row.get("price_kind") or "").strip()
+    cell = {k: (row.get(k) or "").strip() for k in ("price_usd", "source", "cloud_usd_per_hour", "cloud_source",
+                                                       "cloud_price_class")}
+    if cell["price_usd"] and not cell["source"]:
+        raise ValueError("price_usd without a source (the page and the date it was read)")
+    if cell["cloud_usd_per_hour"] and not (cell["cloud_source"] and cell["cloud_price_class"]):
+        raise ValueError("cloud_usd_per_hour needs cloud_source and cloud_price_class")
     updates: dict[str, str | None] = {}
     for field in PRICE_COLUMNS + CLOUD_COLUMNS:
         cell = (row.get(field) or "").strip()

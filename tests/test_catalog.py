@@ -137,10 +137,10 @@ def test_catalog_has_at_least_sixty_cards_over_all_six_segments() -> None:
     assert {s.segment for s in specs} == set(SEGMENTS)
 
 
-# Server cards whose rental status no public source settled (2026-11): RunPod lists an A30 type but no price
-# was found; the V100 PCIe 32GB, MI100, MI250 and MI250X have neither a sourced price nor a checked absence
+# Server cards whose rental status no public source settled (2026-11; the A30 got RunPod's 2025-05 rate in 2026-12):
+# the V100 PCIe 32GB, MI100, MI250 and MI250X have neither a sourced price nor a checked absence
 # (an undated aggregator lists MI100/MI250/MI250X offers).  Remove a card from here when it gets either.
-RENTAL_UNRESOLVED = {"a30", "v100-pcie-32gb", "mi100", "mi250", "mi250x"}
+RENTAL_UNRESOLVED = {"v100-pcie-32gb", "mi100", "mi250", "mi250x"}
 
 
 def test_every_datacenter_card_has_a_cloud_price_or_says_not_rentable() -> None:

@@ -191,26 +191,32 @@ def harness():  # type: ignore[no-untyped-def]
     return load("conformance")
 
 
-@pytest.mark.parametrize("model", ["gpt2", "llama", "bert"])
-def test_the_closed_form_does_the_hugging_face_modules_matmul_work(harness, model: str) -> None:  # type: ignore[no-untyped-def]
-    """benchmarks/conformance.py's panel: GEMM FLOPs and fused attention's tiles within 3% of the traced module."""
-    (row,) = harness.run([model], ["train amp-bf16"])
-    d = row.diffs()
-    assert abs(d["gemm_flops"]) <= harness.BOUNDS["gemm_flops"], d
-    assert abs(d["attention_work"]) <= harness.BOUNDS["attention_work"], d
-    if model == "llama":
-        # RMSNorm and rotary as Hugging Face writes them (transformer_ops.RMS_NORMS, ROTARY), the gated MLP's two
-        # kernels, each separate linear reading its input, the embedding's dense gradient, the head's weight cast
-        assert abs(d["bytes"]) <= harness.BOUNDS["bytes"] and abs(d["saved"]) <= harness.BOUNDS["saved"], d
-    if model == "gpt2":
-        # the issue's GPT-2 training (amp-bf16): gelu_new unfused and transformers 5's loss, as the module runs them
-        assert abs(d["saved"]) <= harness.BOUNDS["saved"] and abs(d["peak"]) <= harness.BOUNDS["peak"], d
-        assert abs(d["step_s"]) <= 0.10, d
+#: Panel rows (model, case) -> the classes outside the bounds, each listed in docs/conformance.md with its reason:
+#: the caching allocator's share (the closed form's fitted formula against the trace's replayed timeline), the
+#: eager dispatch table's Qwen2 biases, and the T5 and MoE blocks being rebuilt (issue 25).
+OPEN: dict[tuple[str, str], set[str]] = {
+    ("gpt2", "train fp32"): {"peak"}, ("gemma", "train fp32"): {"peak"}, ("gemma", "forward bf16"): {"peak"},
+    ("qwen2", "train amp-bf16"): {"dispatched"}, ("qwen2", "train fp32"): {"dispatched"},
+    **{("t5", c): {"gemm_flops", "attention_work", "bytes", "dispatched", "saved", "peak"}
+       for c in ("train amp-bf16", "train fp32", "forward bf16")},
+    **{("mixtral", c): {"bytes", "dispatched", "saved", "peak"} for c in ("train amp-bf16", "train fp32",
+                                                                         "forward bf16")},
+}
 
 
-@pytest.mark.parametrize("model", ["llama", "gemma"])
-def test_the_closed_form_moves_the_bytes_of_the_hugging_face_modules_forward(harness, model: str) -> None:  # type: ignore[no-untyped-def]
-    """A bf16 forward (gen_len=0): RMSNorm's fp32 chain and rotary's kernels were a third of the bytes it missed."""
-    (row,) = harness.run([model], ["forward bf16"])
-    d = row.diffs()
-    assert abs(d["bytes"]) <= harness.BOUNDS["bytes"] and abs(d["gemm_flops"]) <= harness.BOUNDS["gemm_flops"], d
+@pytest.mark.parametrize("model", ["gpt2", "bert", "llama", "mistral", "qwen2", "gemma", "t5", "mixtral"])
+def test_the_closed_form_is_the_hugging_face_module_it_names(harness, model: str) -> None:  # type: ignore[no-untyped-def]
+    """benchmarks/conformance.py's panel, every case: each class within its bound but those ``OPEN`` lists; and what
+    ``OPEN`` lists is still out (a row back in bounds leaves the list and docs/conformance.md), T5's and the MoE's
+    aside (their blocks are being rebuilt)."""
+    for row in harness.run([model], list(harness.CASES)):
+        assert row.closed and row.module, (row.case, row.note)
+        d, open_ = row.diffs(), OPEN.get((model, row.case), set())
+        assert set(row.outside()) <= open_, (row.case, d)
+        if model not in ("t5", "mixtral"):
+            assert open_ <= set(row.outside()), (row.case, d)
+            assert abs(d["gemm_flops"]) <= harness.BOUNDS["gemm_flops"], (row.case, d)
+        if model == "mixtral":  # transformers 5's grouped experts: the routed tokens' GEMMs, top-k of them each
+            assert abs(d["gemm_flops"]) <= harness.BOUNDS["gemm_flops"], (row.case, d)
+        if (model, row.case) == ("gpt2", "train amp-bf16"):  # the issue's GPT-2 training: gelu_new and the loss
+            assert abs(d["step_s"]) <= 0.10, d

@@ -86,6 +86,7 @@ def test_specs_frame_has_one_row_per_card_and_the_derived_figures() -> None:
     assert row["tflops_per_kusd"] == pytest.approx(165.2 / 1599 * 1000)
     assert row["tflops_per_w"] == pytest.approx(165.2 / 450)
     assert row["bytes_per_flop"] == pytest.approx(1008e9 / 165.2e12)
+    assert (row["price_note"], row["cloud_note"]) == ("list, 2022-09", "gpu cloud, 2025-07")
 
 
 def test_filter_specs_by_vendor_segment_memory_and_price() -> None:
@@ -292,6 +293,27 @@ def test_machine_page_draws_device_cards_and_live_charts_from_a_fake_backend(
     assert len(at.get("vega_lite_chart")) >= 1  # the live chart
     devices = {s["device"] for s in at.session_state["live_samples"]}
     assert "GPU 0: NVIDIA H100 80GB HBM3" in devices and any(d.startswith("CPU 2:") for d in devices)
+    # the time axis starts at the first sample (it once began at -5 s: a start read after the sample, rounded)
+    assert {s["t_s"] for s in at.session_state["live_samples"]} == {0.0}
+    at.run()
+    assert min(s["t_s"] for s in at.session_state["live_samples"]) == 0.0
+    chart = json.loads(at.get("vega_lite_chart")[0].proto.spec)
+    assert chart["spec"]["encoding"]["x"]["scale"] == {"zero": False}
+
+
+
+def test_live_lines_break_where_the_refreshes_paused() -> None:
+    """A probe run pauses the live view: the line must not join the samples on either side of the pause."""
+    import pandas as pd
+
+    from advisor.dashboard.charts import live_lines
+
+    frame = pd.DataFrame([{"t_s": t, "device": "GPU 0: x", "metric": "power (W)", "value": 100.0}
+                          for t in (0.0, 2.0, 4.0, 40.0, 42.0)])
+    spec = live_lines(frame, gap_s=6.0).to_dict()
+    assert spec["spec"]["encoding"]["detail"]["field"] == "run"
+    runs = next(iter(spec["datasets"].values()))
+    assert [r["run"] for r in runs] == [0, 0, 0, 1, 1]
 
 
 def test_machine_page_runs_a_probe_once_and_draws_achieved_vs_spec(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -500,6 +522,13 @@ def test_recommendation_view_keeps_every_row_and_reason_in_human_units() -> None
     assert "cost (USD)" not in top
     assert "cloud cost of the job (USD)" in top and "purchase cost of the cards (USD)" in top
     assert {"cloud_usd", "buy_usd"} <= set(view["time_cost"][0])
+    # every price says whose and when (docs/prices.md): the table's columns, the charts' hover
+    priced = next(r for r in rec.rows if r.cloud_usd_per_hour and r.price_usd)
+    row = next(x for x in view["ranked"] if x["rank"] == priced.rank)
+    assert row["cloud price"] == f"{priced.cloud_price_class}, {priced.cloud_price_date}"
+    assert row["purchase price"] == f"{priced.price_kind}, {priced.price_date}"
+    point = next(p for p in view["time_cost"] if p["rank"] == priced.rank)
+    assert (point["cloud_usd_price"], point["buy_usd_price"]) == (row["cloud price"], row["purchase price"])
     # The memory bars come from recommend's own rows: no second estimate loop in the dashboard.
     cards = list(dict.fromkeys(m["card"] for m in view["memory"]))
     assert cards[0] == dd.card_label(best.gpu_name, best.num_gpus)
@@ -545,6 +574,10 @@ def test_recommender_charts_rent_and_purchase_apart_and_shows_dashes() -> None:
     specs = [json.loads(c.proto.spec) for c in at.get("vega_lite_chart")]
     titles = json.dumps(specs)
     assert "Renting: cloud cost of this job" in titles and "Buying: purchase price of the cards" in titles
+    # the prices' dates lead the table and follow the charts, in the page's words (no --json pointer)
+    dated = [c.value for c in at.caption if c.value.startswith("prices: cloud on-demand $/GPU-hour at GPU clouds")]
+    assert len(dated) == 2 and all("--json" not in c and "'cloud price'" in c for c in dated)
+    assert '"price (kind, date)"' in titles  # and each point's on hover
     for spec in specs:  # rental and purchase never share a y axis
         text = json.dumps(spec)
         assert not ("cloud_usd" in text and "buy_usd" in text)
@@ -759,4 +792,6 @@ def test_a_wide_spread_of_prices_gets_a_log_axis() -> None:
                            "memory_gb": m} for c, p, m in (("a", 300.0, 8), ("b", 1600.0, 24), ("c", 40000.0, 141))])
     spec = spec_scatter(frame, "price_usd", "purchase price (USD)", "memory_gb", "memory (GB)", "t").to_dict()
     assert spec["encoding"]["x"]["scale"]["type"] == "log"
+    # ticks and grid lines at 1 and 3 x each power of ten, not Vega's mesh at every 2..9 multiple
+    assert spec["encoding"]["x"]["axis"]["values"] == [100, 300, 1000, 3000, 10000, 30000, 100000]
     assert spec["encoding"]["y"]["scale"].get("type") != "log"  # 8..141 GB: within 20x, linear

@@ -20,6 +20,7 @@ from advisor.estimator import Estimate, estimate_workload
 from advisor.estimator.efficiency import compute_efficiency, shape_factor
 from advisor.estimator.index_bound import STRIDED_ELEMENTS_PER_SM_CYCLE
 from advisor.estimator.memory import BREAKDOWN_KEYS, optimizer_bytes
+from advisor.estimator.power import sustained_clock
 from advisor.estimator.profiles import defaults_for, efficiency_of, load_profiles
 from advisor.precision import NF4_BYTES_PER_WEIGHT
 from advisor.workload.base import OpCost, Workload
@@ -206,7 +207,8 @@ def test_every_architecture_default_has_a_source_and_sane_figures() -> None:
     # CDNA 3's GEMM figure is at its measured dense-GEMM clock (0.575 of boost): 0.40 of the boost-clock peak
     cdna3 = load_profiles()["cdna3"]
     boost_fraction = cdna3.value("matmul") * cdna3.value("gemm_clock")
-    assert boost_fraction < defaults_for("hopper").matmul < defaults_for("ampere").matmul
+    hopper = load_profiles()["hopper"]  # at its measured dense-GEMM clock too (0.79): 0.62 of the boost-clock peak
+    assert boost_fraction < hopper.value("matmul") * hopper.value("gemm_clock") < defaults_for("ampere").matmul
     assert defaults_for("Hopper").arch == "hopper" and defaults_for("generic").arch == "generic"
 
 
@@ -235,7 +237,9 @@ def test_calibration_from_a_probe_result_object() -> None:
     e = estimate_workload(make_workload(), H100, calibration=FakeProbe())
     # the host's measured dispatch time of a realistic op sequence sets the eager host time per op; the bare-op
     # launch figure (on a GPU host a cudaLaunchKernel-bound loop, 11 us on the H100/H200 hosts) does not
-    assert e.calibrated and set(e.calibrated_figures) == {"matmul=0.9", "host_op_s=7e-06", "host_launch_s=0"}
+    # a probe without clock samples: its GEMM fraction (of the boost-clock peak) over the card's default clock
+    matmul = f"matmul={0.9 / sustained_clock(H100).fraction:.3g}"
+    assert e.calibrated and set(e.calibrated_figures) == {matmul, "host_op_s=7e-06", "host_launch_s=0"}
     other = estimate_workload(make_workload(), A100, calibration=FakeProbe())  # probe of another card
     assert not other.calibrated
 
@@ -374,7 +378,8 @@ def test_calibration_from_a_real_probe_json_file(tmp_path) -> None:
     path = tmp_path / "probe.json"
     path.write_text(json.dumps(_probe_of_h100(0.4).to_dict()))
     e = estimate_workload(make_workload(), H100, calibration=resolve_calibration(str(path)))
-    assert e.calibrated and "matmul=0.4" in e.calibrated_figures and "memory=0.48" in e.calibrated_figures
+    matmul = f"matmul={0.4 / sustained_clock(H100).fraction:.3g}"  # no clock samples: over the default clock
+    assert e.calibrated and matmul in e.calibrated_figures and "memory=0.48" in e.calibrated_figures
 
 
 def _auto() -> object:

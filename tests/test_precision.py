@@ -40,4 +40,8 @@ def test_nf4_bytes_have_one_home_read_by_the_memory_rule_and_the_builders_dequan
     w = from_preset("llama-2-7b", batch_size=1, seq_len=256, lora_rank=8, quantize_base="nf4", precision="amp-bf16")
     dq = next(op for op in w.ops if op.name == "layers.*.mlp.down.dequant")
     weights = 4096 * 11008 * 32
-    assert dq.bytes == pytest.approx(weights * (NF4_BYTES_PER_WEIGHT + 2.0))
+    # the nf4 weight (this one figure) read, its 16-bit copy written, plus the absmax kernels' fp32 constants
+    from advisor.workload.qlora import dequant_bytes_per_weight
+
+    assert dq.bytes == pytest.approx(weights * dequant_bytes_per_weight())
+    assert 0 < dequant_bytes_per_weight() - (NF4_BYTES_PER_WEIGHT + 2.0) < 0.25

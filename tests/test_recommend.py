@@ -258,7 +258,7 @@ def test_cli_leads_with_the_tie_and_the_deciding_columns(loader_capped: LoaderCa
     assert out.index("limits every ranked card") < out.index("time to train")
     header = next(line for line in out.splitlines() if "time to train" in line)
     assert header.index("time to train") < header.index("limited by") < header.index("cloud $") < header.index("step")
-    assert "cloud on-demand $/h as of" in out
+    assert "cloud on-demand $/GPU-hour at GPU clouds as of" in out
 
 
 def test_cost_buy_ranks_by_price_per_throughput_and_names_the_cheapest(fake: FakeEstimator) -> None:

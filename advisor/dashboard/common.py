@@ -18,9 +18,9 @@ from advisor import dashboard_data as dd
 from advisor.errors import AdvisorError
 
 if TYPE_CHECKING:  # altair and pandas are imported by the pages that draw charts, not on every page
-    import altair as alt
     import pandas as pd
 
+    from advisor.dashboard.charts import TopChart
     from advisor.probing.backend import InventoryBackend
 
 
@@ -66,7 +66,20 @@ def guarded(fn: Callable[[], None]) -> Callable[[], None]:
     return page
 
 
-def chart(c: alt.TopLevelMixin) -> None:
+def when(timestamp: object) -> str:
+    """An ISO timestamp as people read it: "2026-11-27 10:00 UTC" (unchanged when it is not one)."""
+    from datetime import UTC, datetime
+
+    try:
+        moment = datetime.fromisoformat(str(timestamp))
+    except ValueError:
+        return str(timestamp)
+    if moment.tzinfo is None:
+        return moment.strftime("%Y-%m-%d %H:%M")
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def chart(c: TopChart) -> None:
     """Draw an Altair chart at the container's width."""
     st.altair_chart(c, width="stretch")
 

@@ -18,7 +18,7 @@ def _collectives_section(probes: list[dict[str, Any]]) -> None:
     coll = dd.collectives_frame(probes)
     if coll.empty:
         return
-    st.subheader(f"Collectives: {coll['ranks'].iloc[0]} ranks, {coll['timestamp'].iloc[0]}")
+    st.subheader(f"Collectives: {coll['ranks'].iloc[0]} ranks, {common.when(coll['timestamp'].iloc[0])}")
     common.chart(charts.collectives_lines(coll))
     st.caption("Bus bandwidth as nccl-tests defines it (e.g. all-reduce: algbw x 2(n-1)/n).")
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING, Any
 
 import streamlit as st
@@ -105,7 +104,9 @@ def _live() -> None:
         frame["GPU memory (GiB)"] = frame.pop("used_memory_bytes") / 2**30
         common.table(frame, key="live_procs")
     history: list[dict[str, Any]] = st.session_state.setdefault("live_samples", [])
-    start = st.session_state.setdefault("live_start", time.monotonic())
+    # time runs from this session's first sample: a start read after the sample would put it at -0.001 s, which
+    # the chart's rounded axis drew from -5 s
+    start = st.session_state.setdefault("live_start", snap.t_s)
     for row in rows:
         if not row.get("error"):
             history.append(dd.live_sample_row(row, snap.t_s - start))
@@ -114,7 +115,7 @@ def _live() -> None:
     if not frame.empty:
         from advisor.dashboard import charts
 
-        common.chart(charts.live_lines(frame))
+        common.chart(charts.live_lines(frame, gap_s=3 * LIVE_REFRESH_S))
     st.caption(f"Refreshes every {LIVE_REFRESH_S:.0f} s; keeps the last {LIVE_KEEP} samples per device. "
                "The same figures in a terminal: `python -m advisor probe --watch`.")
 
@@ -230,7 +231,7 @@ def page() -> None:
     result = st.session_state.get("probe_result")
     if result:
         saved = st.session_state.get("probe_saved_id")
-        st.caption(f"Probe of {result.get('timestamp', '?')} on {result.get('host', '?')}, "
+        st.caption(f"Probe of {common.when(result.get('timestamp', '?'))} on {result.get('host', '?')}, "
                    f"{'quick' if result.get('quick') else 'full'}, {result.get('elapsed_s') or 0:.1f} s"
                    + (f"; saved to the history store as run #{saved}." if saved else "."))
         if st.session_state.get("probe_save_error"):

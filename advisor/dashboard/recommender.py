@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import streamlit as st
 
@@ -12,6 +12,9 @@ from advisor import dashboard_data as dd
 from advisor.dashboard import common
 from advisor.errors import AdvisorError
 from advisor.ranking import JOB_TIME_WORDS
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 #: Upload limit for config.json files (a real HF config is a few KiB).
 MAX_UPLOAD_BYTES = 1024 * 1024
@@ -24,6 +27,13 @@ FORMATS = {"memory per GPU (GiB)": "{:,.1f}", "headroom (GiB)": "{:,.1f}", "step
            **{f"{words} (h)": "{:,.3g}" for words in JOB_TIME_WORDS.values()},
            "cloud cost of the job (USD)": "${:,.2f}", "purchase cost of the cards (USD)": "${:,.0f}",
            "break-even (h)": "{:,.0f}", "energy (kWh)": "{:,.3g}"}
+
+
+def _page_words(line: str) -> str:
+    """A ``recommend`` summary line as the page says it: its per-card pointer names this page's columns."""
+    head, sep, _ = line.partition(" (per card: --json rows'")
+    return f"{head} (per card: the table's 'cloud price' and 'purchase price' columns; hover a chart's point)" if sep \
+        else line
 
 
 def _read_upload(upload: Any) -> dict[str, Any]:
@@ -109,8 +119,9 @@ def _form(model: Any) -> dict[str, Any]:
                                 key="rec_precision")
         mode = d.selectbox("Mode", ["train", "infer"], key="rec_mode")
         a, b, c, d = st.columns(4)
-        optimizer = a.selectbox("Optimizer (training)", list(dd.OPTIMIZERS),
-                                index=list(dd.OPTIMIZERS).index(defaults.optimizer), key="rec_optimizer")
+        optimizers: list[str] = list(dd.OPTIMIZERS)
+        optimizer = a.selectbox("Optimizer (training)", optimizers,
+                                index=optimizers.index(defaults.optimizer or optimizers[0]), key="rec_optimizer")
         checkpointing, lora, lora_rank = False, False, 16
         if "gradient_checkpointing" in inputs:
             checkpointing = b.checkbox("Gradient checkpointing", value=defaults.gradient_checkpointing,
@@ -138,7 +149,7 @@ def _form(model: Any) -> dict[str, Any]:
         st.form_submit_button("Recommend", type="primary")
     return dd.recommend_options(batch_size=int(batch), seq_len=None if seq is None else int(seq),
                                 image_size=None if image is None else int(image), precision=precision,
-                                optimizer=optimizer, mode=mode, gradient_checkpointing=checkpointing,
+                                optimizer=optimizer or optimizers[0], mode=mode, gradient_checkpointing=checkpointing,
                                 lora_rank=int(lora_rank) if lora else None, max_gpus=int(max_gpus),
                                 objective=objective, budget_usd=budget or None, model=model, runtime=runtime,
                                 loader_samples_per_s=loader or None, then=None if then == "default" else then,
@@ -180,6 +191,9 @@ def _cost_charts(view: dict[str, Any]) -> None:
                                               time_words=view["job"].get("time_words") or "time to train"))
             else:
                 st.caption(f"{title}: no ranked card has this price in the catalog.")
+    prices = [_page_words(line) for line in view.get("summary", []) if line.startswith("prices:")]
+    if prices:  # the ranking's own dating line, under the charts as above the table
+        st.caption(prices[0])
 
 
 FIT_FORMATS = {"memory per GPU (GiB)": "{:,.1f}", "step (s)": "{:.3g}", "samples/s": "{:,.3g}",
@@ -263,14 +277,8 @@ def _fit_section(model: Any, model_json: str, options: dict[str, Any]) -> None:
                    "each class faster on this card: the same table as `estimate --breakdown`.")
 
 
-def page() -> None:
-    """Recommender: a workload in, ranked cards out, with memory breakdown and cost."""
-    import pandas as pd
-
-    st.title("Recommender")
-    if common.module("advisor.recommender") is None:
-        common.missing("recommend")
-        return
+def _model_choice() -> tuple[Any, str] | None:
+    """The model to cost, a preset or an uploaded config, and its label; ``None`` when the upload is bad."""
     presets = _presets()
     # The uploader's value is known before it is drawn: while a file is uploaded, the preset box is greyed out and
     # says so, so that only one model looks chosen.
@@ -287,24 +295,21 @@ def page() -> None:
         upload = st.file_uploader("…or upload a config.json", type=["json"], key="rec_upload",
                                   max_upload_size=1, help="Hugging Face-style config.json, 1 MB at most; "
                                   "parsed as JSON, never unpickled.")
-    model: Any = model_name
-    if upload is not None:
-        try:
-            model = _read_upload(upload)
-        except AdvisorError as exc:
-            common.notice(exc, "The uploaded config")
-            return
-        st.info(f"Costing the uploaded config **{upload.name}** ({_config_words(model)}), not a preset. "
-                "Remove the file to go back to the presets.", icon=":material/upload_file:")
-    options = _form(model)
-    model_json = json.dumps(model, sort_keys=True)
+    if upload is None:
+        return model_name, model_name
     try:
-        view = _recommend(model_json, json.dumps(options, sort_keys=True))
-    except AdvisorError as exc:  # anything else is a bug: the page's guard shows and logs it
-        common.notice(exc, "The recommendation")
-        return
-    ranked = pd.DataFrame(view["ranked"])
-    label = model if isinstance(model, str) else model.get("_name_or_path", upload.name if upload else "config")
+        model = _read_upload(upload)
+    except AdvisorError as exc:
+        common.notice(exc, "The uploaded config")
+        return None
+    st.info(f"Costing the uploaded config **{upload.name}** ({_config_words(model)}), not a preset. "
+            "Remove the file to go back to the presets.", icon=":material/upload_file:")
+    name = model.get("_name_or_path")
+    return model, name if isinstance(name, str) and name else upload.name
+
+
+def _ranked_table(view: dict[str, Any], ranked: pd.DataFrame, label: str) -> None:
+    """What decides the ranking (a tie, the cheapest cards, the prices' dates), then the ranked table."""
     st.subheader(f"Ranked cards for {label}")
     st.caption(view["workload"])
     tie = view.get("tie")
@@ -312,7 +317,7 @@ def page() -> None:
         if tie is not None and line == tie.get("message"):
             st.info(line, icon=":material/balance:")
         else:
-            st.caption(line)
+            st.caption(_page_words(line))
     if view.get("uncertainty"):  # the recommendation's own sentence, as `recommend` prints it
         st.info(view["uncertainty"], icon=":material/straighten:")
     if ranked.empty:
@@ -323,18 +328,13 @@ def page() -> None:
     else:
         st.dataframe(dd.display_frame(ranked, FORMATS), hide_index=True, key="rec_table")
     if view.get("job"):
-        st.caption(f"Time to train covers: {view['job'].get('description', '')}.")
-    with st.expander("Assumptions"):
-        for line in view.get("assumptions", []):
-            st.markdown(f"- {line}")
-    if not ranked.empty:
-        shown = min(RANGE_ROWS, len(ranked))
-        st.subheader("Step time and its range")
-        rows = f"The best {shown} of {len(ranked)} rows" if shown < len(ranked) else "Every ranked row"
-        _range_chart(view["step_ranges"][:RANGE_ROWS], f"{rows}; grey band: the best row's range")
-    _memory_chart(view["memory"], "Memory per card vs capacity",
-                  "Bars: estimated peak memory per GPU by category; red tick: the card's usable memory.")
-    _cost_charts(view)
+        words = view["job"].get("time_words") or "time to train"
+        st.caption(f"{words[0].upper()}{words[1:]} covers: {view['job'].get('description', '')}.")
+
+
+def _rejected_and_downloads(view: dict[str, Any], ranked: pd.DataFrame) -> None:
+    import pandas as pd
+
     rejected = pd.DataFrame(view["rejected"])
     st.subheader("Rejected cards")
     if rejected.empty:
@@ -347,4 +347,39 @@ def page() -> None:
     c1.download_button("Download CSV", buf.getvalue(), file_name="recommendation.csv", mime="text/csv")
     c2.download_button("Download JSON", json.dumps(view["raw"], indent=2), file_name="recommendation.json",
                        mime="application/json")
+
+
+def page() -> None:
+    """Recommender: a workload in, ranked cards out, with memory breakdown and cost."""
+    import pandas as pd
+
+    st.title("Recommender")
+    if common.module("advisor.recommender") is None:
+        common.missing("recommend")
+        return
+    choice = _model_choice()
+    if choice is None:
+        return
+    model, label = choice
+    options = _form(model)
+    model_json = json.dumps(model, sort_keys=True)
+    try:
+        view = _recommend(model_json, json.dumps(options, sort_keys=True))
+    except AdvisorError as exc:  # anything else is a bug: the page's guard shows and logs it
+        common.notice(exc, "The recommendation")
+        return
+    ranked = pd.DataFrame(view["ranked"])
+    _ranked_table(view, ranked, label)
+    with st.expander("Assumptions"):
+        for line in view.get("assumptions", []):
+            st.markdown(f"- {line}")
+    if not ranked.empty:
+        shown = min(RANGE_ROWS, len(ranked))
+        st.subheader("Step time and its range")
+        rows = f"The best {shown} of {len(ranked)} rows" if shown < len(ranked) else "Every ranked row"
+        _range_chart(view["step_ranges"][:RANGE_ROWS], f"{rows}; grey band: the best row's range")
+    _memory_chart(view["memory"], "Memory per card vs capacity",
+                  "Bars: estimated peak memory per GPU by category; red tick: the card's usable memory.")
+    _cost_charts(view)
+    _rejected_and_downloads(view, ranked)
     _fit_section(model, model_json, options)

@@ -8,8 +8,8 @@ from advisor import dashboard_data as dd
 from advisor.dashboard import common
 
 COLUMNS = ["name", "vendor", "segment", "architecture", "release_year", "memory_gb", "memory_bandwidth_gbs",
-           "fp32_tflops", "bf16_tflops", "fp16_tflops", "fp8_tflops", "tdp_w", "price_usd", "cloud_usd_per_hour",
-           "tflops_per_kusd", "tflops_per_w"]
+           "fp32_tflops", "bf16_tflops", "fp16_tflops", "fp8_tflops", "tdp_w", "price_usd", "price_note",
+           "cloud_usd_per_hour", "cloud_note", "tflops_per_kusd", "tflops_per_w"]
 FORMATS = {"release_year": "{:.0f}", "memory_gb": "{:,.0f}", "memory_bandwidth_gbs": "{:,.0f}",
            "fp32_tflops": "{:,.1f}", "bf16_tflops": "{:,.1f}", "fp16_tflops": "{:,.1f}", "fp8_tflops": "{:,.1f}",
            "tdp_w": "{:,.0f}", "price_usd": "${:,.0f}", "cloud_usd_per_hour": "${:,.2f}",
@@ -18,7 +18,9 @@ LABELS = {"name": "Card", "vendor": "Vendor", "segment": "Segment", "architectur
           "release_year": "Year", "memory_gb": "Memory (GB)", "memory_bandwidth_gbs": "Bandwidth (GB/s)",
           "fp32_tflops": "FP32 (TFLOP/s)", "bf16_tflops": "BF16 (TFLOP/s)", "fp16_tflops": "FP16 (TFLOP/s)",
           "fp8_tflops": "FP8 (TFLOP/s)", "tdp_w": "Power (W)", "price_usd": "Purchase price (USD)",
-          "cloud_usd_per_hour": "Cloud (USD/h)", "tflops_per_kusd": "TFLOP/s per $1k", "tflops_per_w": "TFLOP/s per W"}
+          "price_note": "Price (kind, date)", "cloud_usd_per_hour": "Cloud (USD/GPU-h)",
+          "cloud_note": "Cloud price (class, date)", "tflops_per_kusd": "TFLOP/s per $1k",
+          "tflops_per_w": "TFLOP/s per W"}
 
 
 def page() -> None:
@@ -32,12 +34,13 @@ def page() -> None:
         vendors = st.multiselect("Vendor", sorted(frame["vendor"].unique()), key="spec_vendor")
         segments = st.multiselect("Segment", sorted(frame["segment"].unique()), key="spec_segment")
         max_mem = float(frame["memory_gb"].max()) if not frame.empty else 0.0
-        min_mem = st.slider("Minimum memory (GB)", 0.0, max_mem, 0.0, step=1.0, key="spec_min_mem")
+        min_mem = st.slider("Minimum memory (GB)", 0.0, max_mem, 0.0, step=1.0, format="%.0f GB", key="spec_min_mem")
         prices = frame["price_usd"].dropna()
         cap = None
         if not prices.empty:
             top = float(prices.max())
-            cap = st.slider("Maximum purchase price (USD)", 0.0, top, top, step=100.0, key="spec_max_price")
+            cap = st.slider("Maximum purchase price (USD)", 0.0, top, top, step=100.0, format="$%.0f",
+                            key="spec_max_price")
         unpriced = st.checkbox("Include cards without a known price", value=True, key="spec_unpriced")
     shown = dd.filter_specs(frame, vendors=vendors, segments=segments, min_memory_gb=min_mem,
                             max_price_usd=cap, include_unpriced=unpriced)

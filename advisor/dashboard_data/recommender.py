@@ -152,14 +152,16 @@ def recommendation_view(rec: Any) -> dict[str, Any]:
             "tokens/s": _num(r.get("tokens_per_s")),
             "break-even (h)": _num(_first(r, *BREAK_EVEN_KEYS)),
             "energy (kWh)": _num(r.get("energy_kwh")), "bound": r.get("bound"),
-            "cloud price date": r.get("cloud_price_date") if r.get("cloud_usd_per_hour") else None,
-            "purchase price": (f"{r.get('price_kind') or 'price'}, {r.get('price_date')}"
-                               if r.get("price_usd") and r.get("price_date") else None),
+            "cloud price": (f"{r.get('cloud_price_class') or 'on demand'}, {r.get('cloud_price_date')}"
+                            if r.get("cloud_usd_per_hour") else None),
+            "purchase price": (f"{r.get('price_kind') or 'price'}, {r.get('price_date')}"  # "not sold, 2026-06" too
+                               if (r.get("price_usd") or r.get("price_kind")) and r.get("price_date") else None),
             "calibrated": bool(r.get("calibrated")),
         })
         points.append({"rank": r["rank"], "card": label, "segment": r.get("segment"),
                        "hours": r["time_to_train_s"] / 3600, "cloud_usd": _num(cloud), "buy_usd": _num(buy),
-                       "evidence": r.get("evidence"), "step_range": step_range_label(r)})
+                       "evidence": r.get("evidence"), "step_range": step_range_label(r),
+                       "cloud_usd_price": ranked[-1]["cloud price"], "buy_usd_price": ranked[-1]["purchase price"]})
         ranges.append(step_range_record(r, label))
     rejected = [{"card": x["gpu_name"], "GPUs": x["num_gpus"], "why": x["code"].replace("_", " "),
                  "reason": x["reason"]} for x in raw.get("rejected", [])]

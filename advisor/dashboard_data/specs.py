@@ -57,8 +57,9 @@ def specs_frame(specs: Iterable[GpuSpec]) -> pd.DataFrame:
     """One row per card with the explorer's columns and the derived efficiency figures.
 
     Columns: id, name, vendor, segment, architecture, release_year, memory_gb,
-    memory_bandwidth_gbs, fp32/tf32/fp16/bf16/fp8_tflops, int8_tops, tdp_w, price_usd,
-    cloud_usd_per_hour, peak_precision, peak_tflops (BF16, else FP16/TF32/FP32),
+    memory_bandwidth_gbs, fp32/tf32/fp16/bf16/fp8_tflops, int8_tops, tdp_w, price_usd, price_note (the price's
+    kind and date: "street, 2025-06"), cloud_usd_per_hour, cloud_note (its provider class and date),
+    peak_precision, peak_tflops (BF16, else FP16/TF32/FP32),
     tflops_per_kusd (peak TFLOP/s per 1000 USD of purchase price; NaN without a price),
     tflops_per_w (peak TFLOP/s per watt of board power), bytes_per_flop
     (memory bandwidth / peak: how memory-bound the card is).
@@ -86,7 +87,10 @@ def specs_frame(specs: Iterable[GpuSpec]) -> pd.DataFrame:
             "int8_tops": spec.int8_tops,
             "tdp_w": spec.tdp_w,
             "price_usd": price,
+            "price_note": f"{spec.price_kind}, {spec.price_date}" if spec.price_kind else None,
             "cloud_usd_per_hour": spec.cloud_usd_per_hour,
+            "cloud_note": (f"{spec.cloud_price_class or 'on demand'}, {spec.cloud_price_date}"
+                           if spec.cloud_usd_per_hour is not None else None),
             "peak_precision": precision,
             "peak_tflops": peak,
             "tflops_per_kusd": peak / price * 1000 if price else math.nan,

@@ -7,6 +7,7 @@ and the limiter.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +30,7 @@ from advisor.estimator.host import (
 )
 from advisor.estimator.index_bound import POOL_SOURCE, STRIDED_SOURCE, max_pool_rate
 from advisor.estimator.memory import grad_bytes_per_param
-from advisor.estimator.ops import CONV_3X3, GROUPS, PHASES
+from advisor.estimator.ops import CONV_3X3, GROUPS, PHASES, PreparedOp
 from advisor.estimator.parallel import (
     CommEstimate,
     ParallelPlan,
@@ -39,9 +40,35 @@ from advisor.estimator.parallel import (
     peer_link,
     tensor_parallel_comm,
 )
-from advisor.estimator.time import CardRates, class_advice, ops_time_detail
+from advisor.estimator.time import CardRates, OpsTime, class_advice, ops_time_detail
 from advisor.precision import activation_bytes
 from advisor.workload.base import Workload
+
+
+@dataclass(frozen=True, slots=True)
+class StepInputs:
+    """What one step is priced from: the workload at its per-GPU micro-batch on one card, at the card's rates.
+
+    ``prep`` is the workload prepared once, ``w`` it at micro-batch ``micro``; ``arch`` its architecture figures
+    (hidden size, layers) for tensor-parallel traffic; ``gen_len`` the tokens to generate (``None``: the
+    workload's); ``tensor_peak`` the dense tensor peak MFU is counted against; ``serial_host``: the card is the
+    host's CPU (validate's pseudo-card).
+    """
+
+    prep: PreparedWorkload
+    w: Workload
+    spec: GpuSpec
+    plan: ParallelPlan
+    eff: ArchEfficiency
+    rates: CardRates
+    arch: Mapping[str, Any]
+    micro: int
+    global_batch: int
+    gen_len: int | None
+    runtime: str
+    channels_last: bool
+    tensor_peak: float
+    serial_host: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,9 +96,9 @@ class StepTime:
     notes: tuple[str, ...]
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class _Totals:
-    """The roofline sums of the step's ops, which the decode steps add to."""
+    """The roofline sums of the step's ops (the decode steps', when it decodes, added)."""
 
     compute_s: float
     memory_s: float
@@ -92,7 +119,7 @@ def _sum_phases(phases: list[float], names: tuple[str, ...]) -> float:
     return sum(phases[PHASES.index(n)] for n in names)
 
 
-def _train_step(w: Workload, arch: dict[str, Any], plan: ParallelPlan, phases: list[float], micro: int,
+def _train_step(w: Workload, arch: Mapping[str, Any], plan: ParallelPlan, phases: list[float], micro: int,
                 link: _Link) -> tuple[float, dict[str, float], CommEstimate]:
     """Step time, its phases and communication of one optimizer step (``grad_accum`` micro-steps)."""
     k = w.grad_accum
@@ -124,14 +151,17 @@ class _Request:
     prefill_s: float
     decode_step_s: float | None
     decode_tokens_per_s: float | None
+    totals: _Totals
 
 
-def _infer_step(prep: PreparedWorkload, w: Workload, arch: dict[str, Any], plan: ParallelPlan,
-                phases: list[float], micro: int, global_batch: int, gen: int, link: _Link, totals: _Totals,
-                rates: CardRates, eff: ArchEfficiency, runtime: str, serial_host: bool) -> _Request:
-    """One inference request: a prefill (the whole forward), then ``gen`` decode steps when the model decodes."""
-    hidden = arch.get("hidden_size")
-    layers = arch.get("num_layers")
+def _infer_step(s: StepInputs, phases: list[float], gen: int, link: _Link, totals: _Totals) -> _Request:
+    """One inference request: a prefill (the whole forward), then ``gen`` decode steps when the model decodes.
+
+    Returns the request with ``totals`` plus the decode steps' (``totals`` itself is not changed).
+    """
+    w, plan, micro = s.w, s.plan, s.micro
+    hidden = s.arch.get("hidden_size")
+    layers = s.arch.get("num_layers")
     act_elem = activation_bytes(w.precision)
     comm = CommEstimate(0.0, 0.0, "")
     decode_step_s = decode_tps = None
@@ -150,14 +180,16 @@ def _infer_step(prep: PreparedWorkload, w: Workload, arch: dict[str, Any], plan:
     step_s = prefill_s
     phase_out = {"prefill" if w.decode_ops else "forward": prefill_s}
     if w.decode_ops and gen:
-        dops = prep.ops(micro, plan.tp, decode=True, runtime=runtime)
-        ddetail = ops_time_detail(dops, rates)
+        dops = s.prep.ops(micro, plan.tp, decode=True, runtime=s.runtime)
+        ddetail = ops_time_detail(dops, s.rates)
         dphases, dc, dm, dl = ddetail.phases, ddetail.compute_s, ddetail.memory_s, ddetail.launch_s
+        by_group = dict(totals.by_group)
         for name, sec in zip(GROUPS, ddetail.by_group, strict=True):
-            totals.by_group[name] += gen * sec
-        if runtime == "eager":
-            dphases, dhost = host_floor(dphases, dops, w.eager_ops, eff, serial_host)
-            totals.host_s += gen * dhost
+            by_group[name] += gen * sec
+        host_s = totals.host_s
+        if s.runtime == "eager":
+            dphases, dhost = host_floor(dphases, dops, w.eager_ops, s.eff, s.serial_host)
+            host_s += gen * dhost
         decode_step_s = sum(dphases) + gather_s
         if gather_s:
             comm = CommEstimate(comm.total_s + gen * gather_s, comm.exposed_s + gen * gather_s, comm.note)
@@ -167,77 +199,94 @@ def _infer_step(prep: PreparedWorkload, w: Workload, arch: dict[str, Any], plan:
             decode_step_s += dcomm.exposed_s
             comm = CommEstimate(comm.total_s + gen * dcomm.total_s, comm.exposed_s + gen * dcomm.exposed_s,
                                 comm.note)
-        totals.compute_s, totals.memory_s, totals.launch_s = (totals.compute_s + gen * dc, totals.memory_s + gen * dm,
-                                                              totals.launch_s + gen * dl)
+        totals = _Totals(totals.compute_s + gen * dc, totals.memory_s + gen * dm, totals.launch_s + gen * dl, host_s,
+                         by_group)
         step_s = prefill_s + gen * decode_step_s
-        decode_tps = global_batch / decode_step_s if decode_step_s > 0 else None
+        decode_tps = s.global_batch / decode_step_s if decode_step_s > 0 else None
         phase_out["decode"] = gen * decode_step_s
-    return _Request(step_s, phase_out, comm, prefill_s, decode_step_s, decode_tps)
+    return _Request(step_s, phase_out, comm, prefill_s, decode_step_s, decode_tps, totals)
 
 
-def step_time(prep: PreparedWorkload, w: Workload, spec: GpuSpec, plan: ParallelPlan, eff: ArchEfficiency,
-              rates: CardRates, *, arch: dict[str, Any], micro: int, global_batch: int, gen_len: int | None,
-              runtime: str, channels_last: bool, tensor_peak: float, serial_host: bool) -> StepTime:
-    """The step of ``w`` (at per-GPU micro-batch ``micro``) on ``plan.num_gpus`` x ``spec`` at ``rates``; ``arch``.
-
-    The workload's architecture figures (hidden size, layers) for tensor-parallel traffic.
-    """
-    step_ops = prep.ops(micro, plan.tp, runtime=runtime, channels_last=channels_last)
-    # a card's op times and launch queue are the same at every card count with this micro-batch: priced once
-    detail = prep.priced(("ops", id(step_ops), rates), lambda: ops_time_detail(step_ops, rates))
-    phases = list(detail.phases)
-    totals = _Totals(detail.compute_s, detail.memory_s, detail.launch_s, 0.0,
-                     dict(zip(GROUPS, detail.by_group, strict=True)))
-    train_ckpt = w.mode == "train" and w.gradient_checkpointing
-    step_notes: list[str] = []
+def _mechanism_notes(s: StepInputs, step_ops: tuple[PreparedOp, ...]) -> list[str]:
+    """The assumption text of each mechanism that priced some op of this step on this card."""
+    rates = s.rates
+    notes = []
     if rates.winograd_factor > 1 and any(op.cls == CONV_3X3 for op in step_ops):
-        step_notes.append(WINOGRAD_SOURCE)
+        notes.append(WINOGRAD_SOURCE)
     if rates.exponentials_s and any(op.tiles for op in step_ops):
-        step_notes.append(ATTENTION_SOURCE)
+        notes.append(ATTENTION_SOURCE)
     if rates.strided_elements_s and any(op.strided for op in step_ops):
-        step_notes.append(STRIDED_SOURCE)
-        if not channels_last and any(max_pool_rate(op) for op in w.ops):
-            step_notes.append(POOL_SOURCE)
-    if runtime == "eager":
-        library = library_call_ops(step_ops, eff, serial_host)
-        if w.calls and not serial_host and len(step_ops) == len(w.ops):
-            # a traced step: its calls in order, through the launch queue
-            host = phase_host_s(step_ops, w.eager_ops, eff, checkpointed=train_ckpt, library=library)
-            sync = [PHASES.index(p) for p in GRAD_SCALER_SYNC.get(w.precision, ())] if w.mode == "train" else []
-            queued, totals.host_s = prep.priced(
-                ("queue", id(step_ops), rates, eff, serial_host, train_ckpt, tuple(sync)),
-                lambda: queue_replay(w.calls, step_ops, detail.per_op, phases, host, eff, rates.launch_s,
-                                     backward_fraction(w.eager_ops), sync_before=sync))
-            phases = list(queued)
-            step_notes += [QUEUE_SOURCE, GRAD_SCALER_SOURCE] if sync else [QUEUE_SOURCE]
-        else:
-            phases, totals.host_s = host_floor(phases, step_ops, w.eager_ops, eff, serial_host,
-                                               checkpointed=train_ckpt, library=library)
-        if any(library):
-            step_notes.append(LIBRARY_HOST_SOURCE)
-        if not serial_host and train_ckpt:
-            step_notes.append(CHECKPOINT_HOST_SOURCE)
+        notes.append(STRIDED_SOURCE)
+        if not s.channels_last and any(max_pool_rate(op) for op in s.w.ops):
+            notes.append(POOL_SOURCE)
+    return notes
+
+
+def _eager_host(s: StepInputs, step_ops: tuple[PreparedOp, ...], detail: OpsTime,
+                phases: list[float]) -> tuple[list[float], float, list[str]]:
+    """(the phases with the eager host's side, the host time beyond the GPU's, the host's notes)."""
+    w, eff, serial_host = s.w, s.eff, s.serial_host
+    train_ckpt = w.mode == "train" and w.gradient_checkpointing
+    notes: list[str] = []
+    library = library_call_ops(step_ops, eff, serial_host)
+    if w.calls and not serial_host and len(step_ops) == len(w.ops):
+        # a traced step: its calls in order, through the launch queue
+        host = phase_host_s(step_ops, w.eager_ops, eff, checkpointed=train_ckpt, library=library)
+        sync = [PHASES.index(p) for p in GRAD_SCALER_SYNC.get(w.precision, ())] if w.mode == "train" else []
+        queued, host_s = s.prep.priced(
+            ("queue", id(step_ops), s.rates, eff, serial_host, train_ckpt, tuple(sync)),
+            lambda: queue_replay(w.calls, step_ops, detail.per_op, phases, host, eff, s.rates.launch_s,
+                                 backward_fraction(w.eager_ops), sync_before=sync))
+        phases = list(queued)
+        notes += [QUEUE_SOURCE, GRAD_SCALER_SOURCE] if sync else [QUEUE_SOURCE]
+    else:
+        phases, host_s = host_floor(phases, step_ops, w.eager_ops, eff, serial_host,
+                                    checkpointed=train_ckpt, library=library)
+    if any(library):
+        notes.append(LIBRARY_HOST_SOURCE)
+    if not serial_host and train_ckpt:
+        notes.append(CHECKPOINT_HOST_SOURCE)
+    return phases, host_s, notes
+
+
+def step_time(s: StepInputs) -> StepTime:
+    """The step of ``s.w`` (at per-GPU micro-batch ``s.micro``) on ``s.plan.num_gpus`` x ``s.spec`` at ``s.rates``."""
+    w, plan = s.w, s.plan
+    step_ops = s.prep.ops(s.micro, plan.tp, runtime=s.runtime, channels_last=s.channels_last)
+    # a card's op times and launch queue are the same at every card count with this micro-batch: priced once
+    detail = s.prep.priced(("ops", id(step_ops), s.rates), lambda: ops_time_detail(step_ops, s.rates))
+    phases = list(detail.phases)
+    notes = _mechanism_notes(s, step_ops)
+    host_s = 0.0
+    if s.runtime == "eager":
+        phases, host_s, host_notes = _eager_host(s, step_ops, detail, phases)
+        notes += host_notes
+    totals = _Totals(detail.compute_s, detail.memory_s, detail.launch_s, host_s,
+                     dict(zip(GROUPS, detail.by_group, strict=True)))
+    peer_gbs, has_fabric, link_name = peer_link(s.spec.interconnect, plan.num_gpus)
+    link = _Link(bus_bandwidth_bytes_s(peer_gbs, has_fabric, plan.num_gpus), link_name)
+    gen = s.gen_len if s.gen_len is not None else (w.gen_len or 0)
+    if w.mode == "train":
+        step_s, phase_out, comm = _train_step(w, s.arch, plan, phases, s.micro, link)
+        req = _Request(step_s, phase_out, comm, 0.0, None, None, totals)
+    else:
+        req = _infer_step(s, phases, gen, link, totals)
+    if req.comm.total_s:
+        notes.append(req.comm.note + f"; bus bandwidth {link.busbw / 1e9:.0f} GB/s "
+                     f"({link.name} peer link x efficiency)")
+    return _result(s, step_ops, req, gen, notes)
+
+
+def _result(s: StepInputs, step_ops: tuple[PreparedOp, ...], req: _Request, gen: int, notes: list[str]) -> StepTime:
+    """Throughput, MFU, bound, limiter and the breakdown by class of a priced step."""
+    w, plan, global_batch, totals = s.w, s.plan, s.global_batch, req.totals
     k = w.grad_accum
     train = w.mode == "train"
-    peer_gbs, has_fabric, link_name = peer_link(spec.interconnect, plan.num_gpus)
-    link = _Link(bus_bandwidth_bytes_s(peer_gbs, has_fabric, plan.num_gpus), link_name)
-    gen = gen_len if gen_len is not None else (w.gen_len or 0)
-    notes: list[str] = step_notes
-    prefill_s = decode_step_s = decode_tps = None
-    if train:
-        step_s, phase_out, comm = _train_step(w, arch, plan, phases, micro, link)
-        samples = global_batch * k
-    else:
-        req = _infer_step(prep, w, arch, plan, phases, micro, global_batch, gen, link, totals, rates, eff, runtime,
-                          serial_host)
-        step_s, phase_out, comm = req.step_s, req.phases_s, req.comm
-        prefill_s, decode_step_s, decode_tps = req.prefill_s, req.decode_step_s, req.decode_tokens_per_s
-        samples = global_batch
-    if comm.total_s:
-        if train:  # inference folds it into prefill_s / decode_step_s already
-            phase_out["communication (exposed)"] = comm.exposed_s
-        notes.append(comm.note + f"; bus bandwidth {link.busbw / 1e9:.0f} GB/s "
-                     f"({link.name} peer link x efficiency)")
+    step_s, comm, decode_step_s = req.step_s, req.comm, req.decode_step_s
+    phase_out = dict(req.phases_s)
+    if comm.total_s and train:  # inference folds it into prefill_s / decode_step_s already
+        phase_out["communication (exposed)"] = comm.exposed_s
+    samples = global_batch * k if train else global_batch
     samples_per_s = samples / step_s if step_s > 0 else 0.0
     tokens_per_sample = w.tokens_per_sample or w.seq_len
     tokens_per_s = None
@@ -249,7 +298,7 @@ def step_time(prep: PreparedWorkload, w: Workload, spec: GpuSpec, plan: Parallel
     flops_global = (w.flops_per_step * k if train else w.flops_per_step) * plan.dp
     if not train and decode_step_s is not None:
         flops_global += gen * sum(op.flops for op in w.decode_ops) * plan.dp
-    mfu = flops_global / (step_s * tensor_peak * plan.num_gpus) if step_s > 0 else None
+    mfu = flops_global / (step_s * s.tensor_peak * plan.num_gpus) if step_s > 0 else None
     bound = "compute" if totals.compute_s >= totals.memory_s else "memory"
     host_exposed = totals.host_s * (k if train else 1)
     shares: dict[str, Any] = {"compute": totals.compute_s, "memory": totals.memory_s, "launch": totals.launch_s,
@@ -261,7 +310,7 @@ def step_time(prep: PreparedWorkload, w: Workload, spec: GpuSpec, plan: Parallel
     return StepTime(step_s=step_s, samples_per_s=samples_per_s, tokens_per_s=tokens_per_s, flops_global=flops_global,
                     mfu=mfu, bound=bound, limiter=limiter, phases_s=phase_out, compute_s=totals.compute_s,
                     memory_s=totals.memory_s, launch_s=totals.launch_s, comm=comm, host_exposed_s=host_exposed,
-                    by_class_s=by_class, prefill_s=prefill_s, decode_step_s=decode_step_s,
-                    class_advice=class_advice(step_ops, rates, w.precision, eff, channels_last=channels_last,
-                                              tensor_cores_16=spec.peak_flops("fp16") is not None),
-                    decode_tokens_per_s=decode_tps, notes=tuple(notes))
+                    by_class_s=by_class, prefill_s=None if train else req.prefill_s, decode_step_s=decode_step_s,
+                    class_advice=class_advice(step_ops, s.rates, w.precision, s.eff, channels_last=s.channels_last,
+                                              tensor_cores_16=s.spec.peak_flops("fp16") is not None),
+                    decode_tokens_per_s=req.decode_tokens_per_s, notes=tuple(notes))

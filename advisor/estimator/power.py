@@ -11,7 +11,8 @@ Mechanism (``sustained_clock``):
 
 * Power a die needs at its boost clock under a dense GEMM ~ the architecture's watts per SM per GHz x SMs x
   boost GHz.  The watts per SM per GHz of an architecture come from a named full-power card of the same
-  architecture (``REFERENCE``), whose TDP is taken as what its die draws at boost.
+  architecture (its profile's ``power_reference``), whose TDP is taken as what its die draws at the clock it holds
+  there (``gemm_clock``; boost where none is on record).
 * Below that, power falls with the clock as ``P ~ C V^2 f``: P ~ f^3 while the voltage tracks the clock, P ~ f
   at the voltage floor (textbook DVFS; e.g. Mei et al., "A Survey and Measurement Study of GPU DVFS on Energy
   Conservation", 2017).  A capped low-power card runs in between, near its floor: exponent ``POWER_EXPONENT``
@@ -20,20 +21,27 @@ Mechanism (``sustained_clock``):
 * GeForce cards run ABOVE their rated boost clock at their power cap (NVIDIA GPU Boost: the rated figure is a
   typical clock, not a ceiling): their profile's ``clock_geforce`` (1.08 on Ada and GA10x, from public clock logs
   at the cap; the profile cites them).
-* A family whose clock under a long dense GEMM was measured far below boost on a full-power card (AMD CDNA 3:
-  an MI300X at 1,207 of 2,100 MHz under hipBLASLt bf16, AMD's MAF measurement) holds its profile's ``gemm_clock``
-  on that card (``power_reference``) and, on its other cards, the same figure scaled as ``sqrt(TDP / reference
-  TDP)`` for the same die (the exponent-2 rule below; the MI325X at 1000 W checks it: 0.664 predicted, 0.689
-  measured).
-* Applied to the power-limited classes only: cards powered by the PCIe slot alone (TDP <= 75 W, PCI Express
-  CEM specification: 75 W from an x16 slot; T4, L4, A2, P4) and laptop parts.  Full-TDP desktop,
-  workstation and datacenter cards keep 1.0 (their boost clock is taken as held; a probe's clock samples
-  replace this).  Jetson (edge) modules keep 1.0: their catalog clock is already the nvpmodel power mode's
+* A family whose power reference was seen at its cap under load, at a clock on record (``gemm_clock`` != 1), holds
+  that clock on the reference and, on its other cards, the same fraction scaled as the square root of their watts
+  per SM-GHz over the reference's (the exponent-2 rule), up to the card's boost (a GeForce card's
+  ``clock_geforce``): AMD CDNA 3, an MI300X at 1,207 of 2,100 MHz under hipBLASLt bf16 (AMD's MAF measurement; the
+  MI325X at 1000 W checks it: 0.664 predicted, 0.689 measured); Hopper, the H100 SXM at ~0.79 of boost at 590-690 W
+  of its 700 W cap under the shared probe's GEMMs (the 350 W H100 PCIe: 0.64, its square GEMM measured at 0.63 of
+  the SXM's rate; the H200, same cap: 0.79, its probe 0.83); Ada, the RTX 4090 at 1.08x boost at its 450 W cap (the
+  350 W L40S: 0.90, its square GEMM measured at 0.74 of its peak where the 4090 reaches 1.0).  A module whose TDP
+  also feeds a CPU (a chip-to-chip link in the catalog: GH200) is not scaled above the reference.  Families with
+  no such record (``gemm_clock`` 1: GA100, whose 250 W PCIe card measured 0.93 of the 400 W SXM's GEMM rate, so
+  the SXM is not at its cap) keep their boost clock outside the power-limited classes below.
+* Power-limited classes: cards powered by the PCIe slot alone (TDP <= 75 W, PCI Express CEM specification: 75 W
+  from an x16 slot; T4, L4, A2, P4) and laptop parts, priced by the reference's watts per SM-GHz at the clock it
+  holds at its cap.  Jetson (edge) modules keep 1.0: their catalog clock is already the nvpmodel power mode's
   GPU clock cap, which the mode's budget is specified at (NVIDIA Jetson Linux Developer Guide, "Power
-  Management", nvpmodel tables).  Cards without a boost clock or SM count in the catalog keep 1.0.
+  Management", nvpmodel tables).  Cards without a boost clock or SM count in the catalog keep 1.0; a probe's
+  clock samples replace all of this.
 
 Check against public measurements (not fitted): T4 predicted ~1,100 MHz vs ~900 MHz reported under BERT (the
-model is still ~20% optimistic there); L4 predicted ~1,610 MHz of 2,040.
+model is still ~20% optimistic there); L4 predicted ~1,400 MHz of 2,040 (NeuSight's held-out L4 linear rows -39
+-> -30%).
 
 Pure arithmetic: no torch, no I/O (the reference cards are read from the catalog once).
 """
@@ -82,12 +90,15 @@ def power_limited(spec: GpuSpec) -> bool:
 
 
 @functools.cache
-def _density(ref_id: str) -> tuple[float, str] | None:
-    """Watts per SM per GHz at boost of a profile's reference card, and the card's id."""
+def _density(ref_id: str, held: float = 1.0) -> tuple[float, str] | None:
+    """Watts per SM per GHz of a profile's reference card at the clock it holds at its cap, and the card's id.
+
+    ``held``: that clock as a fraction of its boost (its profile's ``gemm_clock``; 1.0 where unmeasured).
+    """
     ref = _reference(ref_id)
     if ref is None or not ref.sm_count or not ref.boost_clock_mhz:
         return None
-    return ref.tdp_w / (ref.sm_count * ref.boost_clock_mhz / 1000.0), ref_id
+    return ref.tdp_w / (ref.sm_count * ref.boost_clock_mhz * held / 1000.0), ref_id
 
 
 def sustained_clock(spec: GpuSpec) -> SustainedClock:
@@ -100,18 +111,18 @@ def sustained_clock(spec: GpuSpec) -> SustainedClock:
                                           f"(nvpmodel) at {spec.tdp_w:.0f} W, taken as held")
     profile = profile_for(spec)
     gemm_clock = profile.value("gemm_clock")
-    if gemm_clock < 1.0 and not power_limited(spec):
+    over = profile.value("clock_geforce") if spec.segment == "geforce" else 1.0
+    if gemm_clock != 1.0 and not power_limited(spec):
         return _measured_family_clock(spec, gemm_clock, profile.value("power_reference"),
-                                      profile.figures["gemm_clock"].source)
+                                      profile.figures["gemm_clock"].source, over)
     if not power_limited(spec):
-        over = profile.value("clock_geforce") if spec.segment == "geforce" else 1.0
         if over != 1.0:
             return SustainedClock(over, boost, f"GeForce card: {boost * over:.0f} MHz sustained, {over:.2f}x the "
                                                f"rated {boost:.0f} MHz boost at its {spec.tdp_w:.0f} W cap "
                                                f"({profile.figures['clock_geforce'].source})")
         return SustainedClock(1.0, boost, f"boost clock {boost:.0f} MHz taken as held at the full "
                                           f"{spec.tdp_w:.0f} W TDP (not a slot-powered or laptop part)")
-    ref = _density(profile.value("power_reference"))
+    ref = _density(profile.value("power_reference"), gemm_clock)
     if ref is None or not spec.sm_count:
         return SustainedClock(1.0, boost, f"{spec.tdp_w:.0f} W part but no reference card or SM count for its "
                                           "architecture: boost clock taken as held")
@@ -126,8 +137,16 @@ def sustained_clock(spec: GpuSpec) -> SustainedClock:
                           f"{density:.2f} W per SM-GHz; {SOURCE})")
 
 
-def _measured_family_clock(spec: GpuSpec, measured: float, ref_id: str, source: str) -> SustainedClock:
-    """The clock a card holds under a dense GEMM from its family's measurement on ``ref_id`` (``gemm_clock``)."""
+def _measured_family_clock(spec: GpuSpec, measured: float, ref_id: str, source: str,
+                           ceiling: float = 1.0) -> SustainedClock:
+    """The clock a card holds under a dense GEMM from its family's measurement on ``ref_id`` (``gemm_clock``).
+
+    ``measured`` is the fraction of its boost clock the reference holds at its power cap; another card of the family
+    scales it by the square root of its watts per SM-GHz over the reference's (P ~ f^2, POWER_EXPONENT), up to
+    ``ceiling`` (its rated boost, or a GeForce card's ``clock_geforce``).  A module whose TDP also feeds a CPU on a
+    chip-to-chip link (the catalog's ``c2c_gbs``: GH200) is not scaled above the reference: the GPU's share of the
+    module's watts is not in the catalog.
+    """
     boost = spec.boost_clock_mhz or 0.0
     ref = _reference(ref_id)
     scale = 1.0
@@ -136,9 +155,13 @@ def _measured_family_clock(spec: GpuSpec, measured: float, ref_id: str, source: 
         units, ref_units = spec.sm_count or ref.sm_count or 1, ref.sm_count or spec.sm_count or 1
         scale = ((spec.tdp_w / (units * boost)) / (ref.tdp_w / (ref_units * ref.boost_clock_mhz))) ** (
             1.0 / POWER_EXPONENT)
-    fraction = min(1.0, measured * scale)
+        if spec.interconnect.c2c_gbs:
+            scale = min(scale, 1.0)
+    fraction = min(ceiling, measured * scale)
     return SustainedClock(fraction, boost, f"sustained clock {boost * fraction:.0f} MHz of {boost:.0f} boost under a "
-                                           f"long dense GEMM at {spec.tdp_w:.0f} W ({source})")
+                                           f"long dense GEMM at {spec.tdp_w:.0f} W (the family's reference {ref_id} "
+                                           f"holds {measured:.2f} of its boost at its cap, scaled by the square root "
+                                           f"of the watts per SM-GHz: {source})")
 
 
 @functools.cache

@@ -6,11 +6,8 @@ device (a matmul rate) so stragglers show.  Rank 0 gathers one fleet result (hos
 flags ranks more than 5% below the fleet median.  ``probe --collectives`` (``advisor/commands/probe.py``)
 prints rank 0's document (other ranks print nothing on stdout) and saves the run to the history store.
 
-Bandwidths follow nccl-tests (``doc/PERFORMANCE.md``): ``size`` is the whole buffer of one rank (for
-all-gather the gathered output, for reduce-scatter the input), ``algbw = size / time`` and
-``busbw = algbw x factor`` with factor ``2(n-1)/n`` for all-reduce, ``(n-1)/n`` for all-gather,
-reduce-scatter and all-to-all, and ``1`` for broadcast.  busbw is what compares with a link's
-one-direction bandwidth (the card's NVLink or PCIe figure from the catalog).
+Bandwidths follow nccl-tests (``advisor.probing.collective_results``, the report's records): busbw is what
+compares with a link's one-direction bandwidth (the card's NVLink or PCIe figure from the catalog).
 
 A single process that sees several GPUs also measures the device-to-device copy matrix (P2P).
 Without torchrun's environment the probe runs as a world of one and says so.  torch is imported inside
@@ -20,187 +17,35 @@ the functions only.
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import socket
 import statistics
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from typing import Any
 
 from advisor.errors import AdvisorError
+from advisor.probing.collective_results import (
+    OPS,
+    STRAGGLER_FRACTION,
+    CollectiveResult,
+    CollectivesReport,
+    RankInfo,
+    algbw_bytes_s,
+    bus_factor,
+    busbw_bytes_s,
+    find_stragglers,
+)
 
-OPS: tuple[str, ...] = ("all_reduce", "all_gather", "reduce_scatter", "broadcast", "all_to_all")
-#: Straggler threshold: a rank (or a fleet page's GPU) this far below the fleet median is flagged (issue 8: 5%).
-STRAGGLER_FRACTION = 0.05
-RankKey = TypeVar("RankKey", int, str)
+__all__ = ["CPU_SIZES", "CPU_SIZES_QUICK", "GPU_SIZES", "GPU_SIZES_QUICK", "OPS", "STRAGGLER_FRACTION",
+           "CollectiveResult", "CollectivesReport", "DistEnv", "RankInfo", "algbw_bytes_s", "bus_factor",
+           "busbw_bytes_s", "find_stragglers", "p2p_matrix", "run_collectives"]
+
 CPU_SIZES_QUICK = (4 * 2**10, 64 * 2**10, 1 * 2**20)
 CPU_SIZES = (4 * 2**10, 64 * 2**10, 1 * 2**20, 4 * 2**20)
 GPU_SIZES_QUICK = (2**20, 16 * 2**20, 256 * 2**20)
 GPU_SIZES = tuple(2**k for k in range(10, 31, 2))  # 1 KiB .. 1 GiB
-
-
-def bus_factor(op: str, world_size: int) -> float:
-    """nccl-tests' bus-bandwidth factor of a collective on ``world_size`` ranks.
-
-    Raises:
-        AdvisorError: an unknown collective or a world size below 1.
-    """
-    if world_size < 1:
-        raise AdvisorError(f"world size must be >= 1, got {world_size}")
-    n = world_size
-    factors = {"all_reduce": 2 * (n - 1) / n, "all_gather": (n - 1) / n, "reduce_scatter": (n - 1) / n,
-               "broadcast": 1.0, "all_to_all": (n - 1) / n}
-    if op not in factors:
-        raise AdvisorError(f"unknown collective {op!r}", hint=f"accepted: {', '.join(OPS)}")
-    return factors[op]
-
-
-def algbw_bytes_s(size_bytes: float, time_s: float) -> float:
-    """Algorithm bandwidth: the rank's buffer size over the time (bytes/s)."""
-    if time_s <= 0:
-        raise AdvisorError(f"time must be > 0 s, got {time_s}")
-    return size_bytes / time_s
-
-
-def busbw_bytes_s(op: str, size_bytes: float, time_s: float, world_size: int) -> float:
-    """Bus bandwidth (bytes/s): ``algbw x bus_factor(op, n)``, comparable with a link's one-way speed."""
-    return algbw_bytes_s(size_bytes, time_s) * bus_factor(op, world_size)
-
-
-@dataclass(frozen=True, slots=True)
-class CollectiveResult:
-    """One collective at one size across the world (time = the slowest rank's median)."""
-
-    op: str
-    size_bytes: int
-    time_s: float | None
-    world_size: int
-    rank_times_s: tuple[float, ...] = ()
-    link_gbs: float | None = None
-    skipped: str | None = None
-
-    @property
-    def algbw_gbs(self) -> float | None:
-        """Algorithm bandwidth in GB/s (1e9 bytes)."""
-        return None if not self.time_s else algbw_bytes_s(self.size_bytes, self.time_s) / 1e9
-
-    @property
-    def busbw_gbs(self) -> float | None:
-        """Bus bandwidth in GB/s (1e9 bytes)."""
-        return None if not self.time_s else busbw_bytes_s(self.op, self.size_bytes, self.time_s,
-                                                          self.world_size) / 1e9
-
-    @property
-    def fraction_of_link(self) -> float | None:
-        """Bus bandwidth over the link's one-direction spec bandwidth, when the card is known."""
-        bw = self.busbw_gbs
-        return None if bw is None or not self.link_gbs else bw / self.link_gbs
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-safe form."""
-        return {"op": self.op, "size_bytes": self.size_bytes, "time_s": self.time_s,
-                "algbw_gbs": self.algbw_gbs, "busbw_gbs": self.busbw_gbs,
-                "bus_factor": bus_factor(self.op, self.world_size), "link_gbs": self.link_gbs,
-                "fraction_of_link": self.fraction_of_link, "rank_times_s": list(self.rank_times_s),
-                "skipped": self.skipped}
-
-
-@dataclass(frozen=True, slots=True)
-class RankInfo:
-    """What one rank is and what its own device measured."""
-
-    rank: int
-    local_rank: int
-    hostname: str
-    device: str
-    device_name: str
-    catalog_id: str | None
-    matmul_tflops: float | None
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-safe form."""
-        return {"rank": self.rank, "local_rank": self.local_rank, "hostname": self.hostname, "device": self.device,
-                "device_name": self.device_name, "catalog_id": self.catalog_id,
-                "matmul_tflops": self.matmul_tflops}
-
-
-def find_stragglers(values: Mapping[RankKey, float | None], fraction: float = STRAGGLER_FRACTION) -> list[RankKey]:
-    """Keys whose value is more than ``fraction`` below the median of all measured values (higher = better).
-
-    The one straggler rule: the collectives probe flags ranks with it, the dashboard's fleet page GPUs.
-    ``None`` and NaN are not measured: never stragglers, and not in the median; fewer than two measured
-    values flag nothing.
-    """
-    measured = {k: float(v) for k, v in values.items() if v is not None and not math.isnan(v)}
-    if len(measured) < 2:
-        return []
-    median = statistics.median(measured.values())
-    return sorted(k for k, v in measured.items() if v < (1 - fraction) * median)
-
-
-@dataclass(frozen=True, slots=True)
-class CollectivesReport:
-    """The fleet result rank 0 prints and saves."""
-
-    backend: str
-    world_size: int
-    launcher: str
-    device_kind: str
-    results: tuple[CollectiveResult, ...]
-    fleet: tuple[RankInfo, ...]
-    link: Mapping[str, Any] = field(default_factory=dict)
-    p2p: Mapping[str, Any] | None = None
-    notes: tuple[str, ...] = ()
-    timestamp: str = ""
-    elapsed_s: float | None = None
-
-    @property
-    def stragglers(self) -> list[int]:
-        """Ranks more than 5% below the fleet median of their own device's matmul rate."""
-        return find_stragglers({r.rank: r.matmul_tflops for r in self.fleet})
-
-    def peak_busbw_gbs(self) -> dict[str, float | None]:
-        """Best bus bandwidth per collective (GB/s), ``None`` where skipped."""
-        out: dict[str, float | None] = {}
-        for op in OPS:
-            values = [r.busbw_gbs for r in self.results if r.op == op and r.busbw_gbs is not None]
-            out[op] = max(values) if values else None
-        return out
-
-    def to_dict(self) -> dict[str, Any]:
-        """The ``probe --collectives --json`` document."""
-        return {"kind": "collectives", "timestamp": self.timestamp, "backend": self.backend,
-                "world_size": self.world_size, "launcher": self.launcher, "device_kind": self.device_kind,
-                "link": dict(self.link), "results": [r.to_dict() for r in self.results],
-                "peak_busbw_gbs": self.peak_busbw_gbs(), "fleet": [f.to_dict() for f in self.fleet],
-                "stragglers": self.stragglers, "straggler_fraction": STRAGGLER_FRACTION,
-                "p2p": None if self.p2p is None else dict(self.p2p), "notes": list(self.notes),
-                "elapsed_s": self.elapsed_s}
-
-    def to_probe_result(self) -> Any:
-        """A ``ProbeResult`` for the history store: one device per rank, one kernel per collective and size.
-
-        The devices carry no ``catalog_id`` on purpose: the estimator calibrates from a card's newest probe,
-        and this record has no single-device kernels to calibrate from.
-        """
-        from advisor.probing.results import DeviceInfo, KernelResult, ProbeResult
-
-        devices = tuple(DeviceInfo(index=f.rank, kind="gpu" if f.device.startswith("cuda") else "cpu",
-                                   backend="collectives", name=f"{f.hostname}/{f.device} {f.device_name}")
-                        for f in self.fleet)
-        kernels = tuple(KernelResult(name=f"collective_{r.op}", shape=f"{r.size_bytes} bytes x {r.world_size} ranks",
-                                     device_index=0, device=self.device_kind, value=r.busbw_gbs, unit="GB/s",
-                                     work=float(r.size_bytes), work_unit="bytes", spec_peak=r.link_gbs,
-                                     fraction_of_peak=r.fraction_of_link, skipped=r.skipped,
-                                     notes=(f"busbw (nccl-tests); algbw {r.algbw_gbs} GB/s; {self.backend}",))
-                        for r in self.results)
-        return ProbeResult(timestamp=self.timestamp, host=socket.gethostname(),
-                           versions={"backend": self.backend, "world_size": str(self.world_size)},
-                           devices=devices, kernels=kernels, backend="collectives",
-                           notes=(*self.notes, f"stragglers: {self.stragglers or 'none'}"),
-                           elapsed_s=self.elapsed_s)
 
 
 # --------------------------------------------------------------------------------------------- running
@@ -399,72 +244,27 @@ def run_collectives(*, quick: bool = False, sizes: Sequence[int] | None = None, 
     for op in ops:
         bus_factor(op, 1)  # validates the name
     env = env or DistEnv.from_environ()
-    cuda = torch.cuda.is_available()
-    backend = backend or ("nccl" if cuda else "gloo")
-    if backend not in ("nccl", "gloo"):
-        raise AdvisorError(f"unknown backend {backend!r}", hint="accepted: nccl (CUDA), gloo (CPU)")
-    if backend == "nccl" and not cuda:
-        raise AdvisorError("backend nccl needs CUDA devices", hint="use gloo on the CPU")
+    backend, device = _backend_and_device(backend, env)
     notes: list[str] = []
-    if cuda and backend == "nccl":
-        torch.cuda.set_device(env.local_rank % torch.cuda.device_count())
-        device = torch.device("cuda", torch.cuda.current_device())
-    else:
-        device = torch.device("cpu")
-    own_group = not dist.is_initialized()
-    if own_group:
-        try:
-            if env.launched:
-                dist.init_process_group(backend, rank=env.rank, world_size=env.world_size)
-            else:
-                notes.append("no torchrun environment: ran as a single process (world size 1); bus bandwidth is "
-                             "0 by definition for most collectives - launch with torchrun --nproc-per-node N")
-                dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{_free_port()}", rank=0,
-                                        world_size=1)
-        except (RuntimeError, ValueError) as exc:
-            raise AdvisorError(f"cannot join the {backend} process group: {exc}",
-                               hint="launch with torchrun; check MASTER_ADDR/MASTER_PORT") from exc
+    own_group = _join(backend, env, notes)
     try:
         rank, world = dist.get_rank(), dist.get_world_size()
         if sizes is None:
             sizes = (GPU_SIZES_QUICK if quick else GPU_SIZES) if device.type == "cuda" else (
                 CPU_SIZES_QUICK if quick else CPU_SIZES)
         iters = iters or (5 if quick or device.type == "cpu" else 20)
-        dtype = torch.float32
         device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else None
         link = _link_spec(device_name)
-        link_gbs = link.get("link_gbs")
-        my_times: dict[str, dict[int, float]] = {}
-        skipped: dict[str, str] = {}
-        for op in ops:
-            for size in sizes:
-                try:
-                    run = _make_op(op, int(size), world, rank, device, dtype)
-                    elapsed = _time_op(run, device, iters, reps, dist.barrier, clock)
-                except (RuntimeError, NotImplementedError, ValueError) as exc:
-                    # the same backend fails the same way on every rank, so no rank is left waiting
-                    skipped[op] = f"{backend} cannot run {op}: {str(exc).splitlines()[0][:160]}"
-                    break
-                my_times.setdefault(op, {})[int(size)] = elapsed
+        my_times, skipped = _time_all(ops, sizes, world, rank, device, iters, reps, backend, clock)
         info = RankInfo(rank, env.local_rank, socket.gethostname(), str(device),
                         device_name or "cpu", link.get("card"), _local_matmul_tflops(device, quick, clock))
         gathered: list[Any] = [None] * world
         dist.all_gather_object(gathered, {"info": info.to_dict(), "times": my_times, "skipped": skipped})
         if rank != 0:
             return None
-        results: list[CollectiveResult] = []
-        for op in ops:
-            reasons = [g["skipped"].get(op) for g in gathered if g["skipped"].get(op)]
-            for size in sizes:
-                per_rank = [g["times"].get(op, {}).get(int(size)) for g in gathered]
-                if any(t is None for t in per_rank):
-                    if reasons and size == sizes[0]:
-                        results.append(CollectiveResult(op, int(size), None, world, link_gbs=link_gbs,
-                                                        skipped=reasons[0]))
-                    continue
-                results.append(CollectiveResult(op, int(size), max(per_rank), world, tuple(per_rank), link_gbs))
+        results = _fleet_results(gathered, ops, sizes, world, link.get("link_gbs"))
         fleet = tuple(RankInfo(**g["info"]) for g in gathered)
-        if world == 1 and cuda and torch.cuda.device_count() > 1:
+        if world == 1 and torch.cuda.is_available() and torch.cuda.device_count() > 1:
             p2p: dict[str, Any] | None = p2p_matrix(size_bytes=(64 if quick else 256) * 2**20, clock=clock)
         else:
             p2p = None
@@ -476,3 +276,85 @@ def run_collectives(*, quick: bool = False, sizes: Sequence[int] | None = None, 
         if own_group:
             with contextlib.suppress(RuntimeError, ValueError):  # a group already gone: c10d's errors
                 dist.destroy_process_group()
+
+
+def _backend_and_device(backend: str | None, env: DistEnv) -> tuple[str, Any]:
+    """The backend (default nccl on CUDA, gloo on the CPU) and this rank's device.
+
+    Raises:
+        AdvisorError: an unknown backend, or nccl without CUDA.
+    """
+    import torch
+
+    cuda = torch.cuda.is_available()
+    backend = backend or ("nccl" if cuda else "gloo")
+    if backend not in ("nccl", "gloo"):
+        raise AdvisorError(f"unknown backend {backend!r}", hint="accepted: nccl (CUDA), gloo (CPU)")
+    if backend == "nccl" and not cuda:
+        raise AdvisorError("backend nccl needs CUDA devices", hint="use gloo on the CPU")
+    if cuda and backend == "nccl":
+        torch.cuda.set_device(env.local_rank % torch.cuda.device_count())
+        return backend, torch.device("cuda", torch.cuda.current_device())
+    return backend, torch.device("cpu")
+
+
+def _join(backend: str, env: DistEnv, notes: list[str]) -> bool:
+    """Join torchrun's process group (or a world of one, said in ``notes``); whether this call created it.
+
+    Raises:
+        AdvisorError: the process group cannot be formed.
+    """
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        return False
+    try:
+        if env.launched:
+            dist.init_process_group(backend, rank=env.rank, world_size=env.world_size)
+        else:
+            notes.append("no torchrun environment: ran as a single process (world size 1); bus bandwidth is "
+                         "0 by definition for most collectives - launch with torchrun --nproc-per-node N")
+            dist.init_process_group(backend, init_method=f"tcp://127.0.0.1:{_free_port()}", rank=0,
+                                    world_size=1)
+    except (RuntimeError, ValueError) as exc:
+        raise AdvisorError(f"cannot join the {backend} process group: {exc}",
+                           hint="launch with torchrun; check MASTER_ADDR/MASTER_PORT") from exc
+    return True
+
+
+def _time_all(ops: Sequence[str], sizes: Sequence[int], world: int, rank: int, device: Any, iters: int, reps: int,
+              backend: str, clock: Callable[[], float]) -> tuple[dict[str, dict[int, float]], dict[str, str]]:
+    """This rank's time of every collective at every size, and why a collective was skipped (its first failure)."""
+    import torch
+    import torch.distributed as dist
+
+    my_times: dict[str, dict[int, float]] = {}
+    skipped: dict[str, str] = {}
+    for op in ops:
+        for size in sizes:
+            try:
+                run = _make_op(op, int(size), world, rank, device, torch.float32)
+                elapsed = _time_op(run, device, iters, reps, dist.barrier, clock)
+            except (RuntimeError, NotImplementedError, ValueError) as exc:
+                # the same backend fails the same way on every rank, so no rank is left waiting
+                skipped[op] = f"{backend} cannot run {op}: {str(exc).splitlines()[0][:160]}"
+                break
+            my_times.setdefault(op, {})[int(size)] = elapsed
+    return my_times, skipped
+
+
+def _fleet_results(gathered: Sequence[Any], ops: Sequence[str], sizes: Sequence[int], world: int,
+                   link_gbs: float | None) -> list[CollectiveResult]:
+    """One result per collective and size from every rank's times (the slowest rank's), or why it was skipped."""
+    results: list[CollectiveResult] = []
+    for op in ops:
+        reasons = [g["skipped"].get(op) for g in gathered if g["skipped"].get(op)]
+        for size in sizes:
+            per_rank = [g["times"].get(op, {}).get(int(size)) for g in gathered]
+            if any(t is None for t in per_rank):
+                if reasons and size == sizes[0]:
+                    results.append(CollectiveResult(op, int(size), None, world, link_gbs=link_gbs,
+                                                    skipped=reasons[0]))
+                continue
+            results.append(CollectiveResult(op, int(size), max(per_rank), world, tuple(per_rank), link_gbs))
+    return results

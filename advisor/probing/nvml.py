@@ -205,24 +205,8 @@ class PynvmlBackend:
                 m[key] = m["memory_total_bytes"]
         cc = f(m, "compute_capability", lambda: nv.nvmlDeviceGetCudaComputeCapability(h))
         arch = f(m, "architecture", lambda: ARCHITECTURES.get(int(nv.nvmlDeviceGetArchitecture(h)), "unknown"))
-        power_mw = f(m, "power_draw_w", lambda: nv.nvmlDeviceGetPowerUsage(h))
-        limit_mw = f(m, "power_limit_w", lambda: nv.nvmlDeviceGetEnforcedPowerLimit(h))
-        default_mw = f(m, "default_power_limit_w", lambda: nv.nvmlDeviceGetPowerManagementDefaultLimit(h))
-        ecc = f(m, "ecc_enabled", lambda: nv.nvmlDeviceGetEccMode(h))
-        ecc_enabled = None if ecc is None else bool(ecc[0])
-        ecc_errors = None
-        if ecc_enabled:
-            ecc_errors = f(m, "ecc_uncorrected_errors", lambda: int(nv.nvmlDeviceGetTotalEccErrors(
-                h, nv.NVML_MEMORY_ERROR_TYPE_UNCORRECTED, nv.NVML_AGGREGATE_ECC)))
-        elif ecc is not None:
-            m["ecc_uncorrected_errors"] = "ECC is disabled"
-        else:
-            m["ecc_uncorrected_errors"] = m["ecc_enabled"]
-        retired = f(m, "retired_pages", lambda: len(nv.nvmlDeviceGetRetiredPages(
-            h, nv.NVML_PAGE_RETIREMENT_CAUSE_DOUBLE_BIT_ECC_ERROR)))
-        remap = f(m, "remapped_rows_uncorrectable", lambda: nv.nvmlDeviceGetRemappedRows(h))
-        if remap is None:
-            m["remapped_rows_pending"] = m["remapped_rows_failure"] = m["remapped_rows_uncorrectable"]
+        power = self._power(h, m)
+        health = self._health(h, m)
         mig = f(m, "mig_enabled", lambda: nv.nvmlDeviceGetMigMode(h))
         mask = f(m, "throttle_reasons", lambda: self._throttle_mask(h))
         util = f(m, "utilization_gpu_pct", lambda: nv.nvmlDeviceGetUtilizationRates(h))
@@ -238,9 +222,9 @@ class PynvmlBackend:
                 m["catalog_id"] = f"{name!r} is not in the catalog"
         else:
             m["catalog_id"] = "no device name"
+        uuid = f(m, "uuid", lambda: _text(nv.nvmlDeviceGetUUID(h)))
         return DeviceInfo(
-            index=index, kind="gpu", backend=self.name, name=name,
-            uuid=f(m, "uuid", lambda: _text(nv.nvmlDeviceGetUUID(h))),
+            index=index, kind="gpu", backend=self.name, name=name, uuid=uuid,
             pci_bus_id=None if pci is None else _text(pci.busId),
             catalog_id=catalog_id,
             memory_total_bytes=None if mem is None else int(mem.total),
@@ -248,31 +232,64 @@ class PynvmlBackend:
             memory_free_bytes=None if mem is None else int(mem.free),
             driver_version=self.driver_version, cuda_driver_version=self.cuda_driver_version,
             compute_capability=None if cc is None else f"{cc[0]}.{cc[1]}",
-            architecture=arch,
-            sm_clock_mhz=f(m, "sm_clock_mhz", lambda: int(nv.nvmlDeviceGetClockInfo(h, nv.NVML_CLOCK_SM))),
-            sm_clock_max_mhz=f(m, "sm_clock_max_mhz", lambda: int(nv.nvmlDeviceGetMaxClockInfo(h, nv.NVML_CLOCK_SM))),
-            mem_clock_mhz=f(m, "mem_clock_mhz", lambda: int(nv.nvmlDeviceGetClockInfo(h, nv.NVML_CLOCK_MEM))),
-            mem_clock_max_mhz=f(m, "mem_clock_max_mhz",
-                                lambda: int(nv.nvmlDeviceGetMaxClockInfo(h, nv.NVML_CLOCK_MEM))),
-            power_draw_w=None if power_mw is None else power_mw / 1000,
-            power_limit_w=None if limit_mw is None else limit_mw / 1000,
-            default_power_limit_w=None if default_mw is None else default_mw / 1000,
-            temperature_c=f(m, "temperature_c",
-                            lambda: int(nv.nvmlDeviceGetTemperature(h, nv.NVML_TEMPERATURE_GPU))),
-            fan_pct=f(m, "fan_pct", lambda: int(nv.nvmlDeviceGetFanSpeed(h))),
-            pcie_gen=f(m, "pcie_gen", lambda: int(nv.nvmlDeviceGetCurrPcieLinkGeneration(h))),
-            pcie_gen_max=f(m, "pcie_gen_max", lambda: int(nv.nvmlDeviceGetMaxPcieLinkGeneration(h))),
-            pcie_width=f(m, "pcie_width", lambda: int(nv.nvmlDeviceGetCurrPcieLinkWidth(h))),
-            pcie_width_max=f(m, "pcie_width_max", lambda: int(nv.nvmlDeviceGetMaxPcieLinkWidth(h))),
-            ecc_enabled=ecc_enabled, ecc_uncorrected_errors=ecc_errors, retired_pages=retired,
-            remapped_rows_uncorrectable=None if remap is None else int(remap[1]),
-            remapped_rows_pending=None if remap is None else bool(remap[2]),
-            remapped_rows_failure=None if remap is None else bool(remap[3]),
+            architecture=arch, **self._clocks_and_links(h, m), **power, **health,
             mig_enabled=None if mig is None else bool(mig[0]),
             throttle_reasons=None if mask is None else decode_throttle_reasons(mask),
             utilization_gpu_pct=None if util is None else int(util.gpu),
             utilization_mem_pct=None if util is None else int(util.memory),
             processes=procs, nvlinks=nvlinks, missing=m)
+
+    def _power(self, h: Any, m: dict[str, str]) -> dict[str, Any]:
+        """Power draw and limits (W) as ``DeviceInfo`` fields; what NVML did not report goes to ``m``."""
+        nv, f = self._nvml, self._field
+        power_mw = f(m, "power_draw_w", lambda: nv.nvmlDeviceGetPowerUsage(h))
+        limit_mw = f(m, "power_limit_w", lambda: nv.nvmlDeviceGetEnforcedPowerLimit(h))
+        default_mw = f(m, "default_power_limit_w", lambda: nv.nvmlDeviceGetPowerManagementDefaultLimit(h))
+        return {"power_draw_w": None if power_mw is None else power_mw / 1000,
+                "power_limit_w": None if limit_mw is None else limit_mw / 1000,
+                "default_power_limit_w": None if default_mw is None else default_mw / 1000}
+
+    def _health(self, h: Any, m: dict[str, str]) -> dict[str, Any]:
+        """ECC, retired pages and remapped rows as ``DeviceInfo`` fields; what NVML did not report goes to ``m``."""
+        nv, f = self._nvml, self._field
+        ecc = f(m, "ecc_enabled", lambda: nv.nvmlDeviceGetEccMode(h))
+        ecc_enabled = None if ecc is None else bool(ecc[0])
+        ecc_errors = None
+        if ecc_enabled:
+            ecc_errors = f(m, "ecc_uncorrected_errors", lambda: int(nv.nvmlDeviceGetTotalEccErrors(
+                h, nv.NVML_MEMORY_ERROR_TYPE_UNCORRECTED, nv.NVML_AGGREGATE_ECC)))
+        elif ecc is not None:
+            m["ecc_uncorrected_errors"] = "ECC is disabled"
+        else:
+            m["ecc_uncorrected_errors"] = m["ecc_enabled"]
+        retired = f(m, "retired_pages", lambda: len(nv.nvmlDeviceGetRetiredPages(
+            h, nv.NVML_PAGE_RETIREMENT_CAUSE_DOUBLE_BIT_ECC_ERROR)))
+        remap = f(m, "remapped_rows_uncorrectable", lambda: nv.nvmlDeviceGetRemappedRows(h))
+        if remap is None:
+            m["remapped_rows_pending"] = m["remapped_rows_failure"] = m["remapped_rows_uncorrectable"]
+        return {"ecc_enabled": ecc_enabled, "ecc_uncorrected_errors": ecc_errors, "retired_pages": retired,
+                "remapped_rows_uncorrectable": None if remap is None else int(remap[1]),
+                "remapped_rows_pending": None if remap is None else bool(remap[2]),
+                "remapped_rows_failure": None if remap is None else bool(remap[3])}
+
+    def _clocks_and_links(self, h: Any, m: dict[str, str]) -> dict[str, Any]:
+        """Clocks, temperature, fan and PCIe link as ``DeviceInfo`` fields; what NVML did not report goes to ``m``."""
+        nv, f = self._nvml, self._field
+        return {
+            "sm_clock_mhz": f(m, "sm_clock_mhz", lambda: int(nv.nvmlDeviceGetClockInfo(h, nv.NVML_CLOCK_SM))),
+            "sm_clock_max_mhz": f(m, "sm_clock_max_mhz",
+                                  lambda: int(nv.nvmlDeviceGetMaxClockInfo(h, nv.NVML_CLOCK_SM))),
+            "mem_clock_mhz": f(m, "mem_clock_mhz", lambda: int(nv.nvmlDeviceGetClockInfo(h, nv.NVML_CLOCK_MEM))),
+            "mem_clock_max_mhz": f(m, "mem_clock_max_mhz",
+                                   lambda: int(nv.nvmlDeviceGetMaxClockInfo(h, nv.NVML_CLOCK_MEM))),
+            "temperature_c": f(m, "temperature_c",
+                               lambda: int(nv.nvmlDeviceGetTemperature(h, nv.NVML_TEMPERATURE_GPU))),
+            "fan_pct": f(m, "fan_pct", lambda: int(nv.nvmlDeviceGetFanSpeed(h))),
+            "pcie_gen": f(m, "pcie_gen", lambda: int(nv.nvmlDeviceGetCurrPcieLinkGeneration(h))),
+            "pcie_gen_max": f(m, "pcie_gen_max", lambda: int(nv.nvmlDeviceGetMaxPcieLinkGeneration(h))),
+            "pcie_width": f(m, "pcie_width", lambda: int(nv.nvmlDeviceGetCurrPcieLinkWidth(h))),
+            "pcie_width_max": f(m, "pcie_width_max", lambda: int(nv.nvmlDeviceGetMaxPcieLinkWidth(h))),
+        }
 
     def _processes(self, h: Any) -> tuple[ProcessInfo, ...]:
         nv = self._nvml

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import statistics
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from advisor.errors import AdvisorError
+from advisor.probing.measurement import Measurement, Sample, quantile
+
+__all__ = ["PROBE_DOCUMENT_HINT", "SCHEMA_VERSION", "DeviceInfo", "KernelResult", "Measurement", "NvLinkInfo",
+           "ProbeDocumentError", "ProbeResult", "ProcessInfo", "Sample", "Severity", "Verdict"]
 
 SCHEMA_VERSION = 1
 PROBE_DOCUMENT_HINT = "expected the JSON document of `probe --json` (timestamp, host, devices, kernels)"
@@ -129,113 +132,6 @@ class DeviceInfo:
         if kw.get("throttle_reasons") is not None:
             kw["throttle_reasons"] = tuple(kw["throttle_reasons"])
         kw["missing"] = dict(kw.get("missing") or {})
-        return cls(**kw)
-
-
-def _quantile(sorted_values: Sequence[float], q: float) -> float:
-    # Linear interpolation between closest ranks (numpy's default), on pre-sorted values.
-    if len(sorted_values) == 1:
-        return sorted_values[0]
-    pos = (len(sorted_values) - 1) * q
-    lo = math.floor(pos)
-    hi = min(lo + 1, len(sorted_values) - 1)
-    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
-
-
-@dataclass(frozen=True, slots=True)
-class Measurement:
-    """Per-iteration times of the repetitions of one timed kernel, with their spread.
-
-    Args (fields):
-        times_s: seconds per iteration, one entry per repetition.
-        iterations: iterations per timed region (chosen so each region lasts >= ``min_region_s``).
-        warmup_iterations: untimed-for-the-result calls made before measuring.
-        spread_limit: IQR / median above which the result is flagged not trustworthy.
-    """
-
-    times_s: tuple[float, ...]
-    iterations: int
-    warmup_iterations: int = 0
-    min_region_s: float = 1e-3
-    spread_limit: float = 0.10
-
-    @property
-    def median_s(self) -> float:
-        """Median seconds per iteration."""
-        return statistics.median(self.times_s)
-
-    @property
-    def p10_s(self) -> float:
-        """10th percentile (fast end)."""
-        return _quantile(sorted(self.times_s), 0.10)
-
-    @property
-    def p90_s(self) -> float:
-        """90th percentile (slow end)."""
-        return _quantile(sorted(self.times_s), 0.90)
-
-    @property
-    def iqr_s(self) -> float:
-        """Inter-quartile range of the per-iteration times."""
-        s = sorted(self.times_s)
-        return _quantile(s, 0.75) - _quantile(s, 0.25)
-
-    @property
-    def spread(self) -> float:
-        """IQR relative to the median."""
-        m = self.median_s
-        return self.iqr_s / m if m > 0 else math.inf
-
-    @property
-    def too_spread(self) -> bool:
-        """The spread is above ``spread_limit``."""
-        return self.spread > self.spread_limit
-
-    @property
-    def trustworthy(self) -> bool:
-        """Enough repetitions (>= 5) and a spread within ``spread_limit``."""
-        return len(self.times_s) >= 5 and not self.too_spread
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-safe form, derived statistics included."""
-        return {"times_s": list(self.times_s), "iterations": self.iterations,
-                "warmup_iterations": self.warmup_iterations, "min_region_s": self.min_region_s,
-                "spread_limit": self.spread_limit, "median_s": self.median_s, "p10_s": self.p10_s,
-                "p90_s": self.p90_s, "iqr_s": self.iqr_s, "spread": self.spread, "trustworthy": self.trustworthy}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Measurement:
-        """Inverse of ``to_dict``."""
-        return cls(times_s=tuple(data["times_s"]), iterations=int(data["iterations"]),
-                   warmup_iterations=int(data.get("warmup_iterations", 0)),
-                   min_region_s=float(data.get("min_region_s", 1e-3)),
-                   spread_limit=float(data.get("spread_limit", 0.10)))
-
-
-@dataclass(frozen=True, slots=True)
-class Sample:
-    """Device state sampled while a kernel ran (``None`` where not reported)."""
-
-    t_s: float
-    sm_clock_mhz: int | None = None
-    mem_clock_mhz: int | None = None
-    power_draw_w: float | None = None
-    temperature_c: int | None = None
-    throttle_reasons: tuple[str, ...] | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-safe form."""
-        d = dataclasses.asdict(self)
-        if d["throttle_reasons"] is not None:
-            d["throttle_reasons"] = list(d["throttle_reasons"])
-        return d
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Sample:
-        """Inverse of ``to_dict``."""
-        kw = dict(data)
-        if kw.get("throttle_reasons") is not None:
-            kw["throttle_reasons"] = tuple(kw["throttle_reasons"])
         return cls(**kw)
 
 
@@ -398,10 +294,10 @@ class ProbeResult:
         for precision, k in largest.items():
             clocks = sorted(float(s.sm_clock_mhz) for s in k.samples if s.sm_clock_mhz)
             if clocks:
-                out[f"sustained_clock_fraction_{precision}"] = _quantile(clocks, 0.5) / top
+                out[f"sustained_clock_fraction_{precision}"] = quantile(clocks, 0.5) / top
                 every.extend(clocks)
         if every:
-            out["sustained_clock_fraction"] = _quantile(sorted(every), 0.5) / top
+            out["sustained_clock_fraction"] = quantile(sorted(every), 0.5) / top
         return out
 
     def to_dict(self) -> dict[str, Any]:

@@ -25,9 +25,11 @@ def fit_calibration(report: ValidationReport, spec: Any) -> dict[str, dict[str, 
         ``{key: {"efficiency", "default", "rows", "ratio"}}``.
     """
     from advisor.estimator.calibrate import precision_key
+    from advisor.estimator.power import sustained_clock
     from advisor.estimator.profiles import efficiency_for
 
     eff = efficiency_for(spec)
+    clock = sustained_clock(spec).fraction  # a probe's fractions are of the boost-clock peak; the profile's at this
     groups: dict[str, list[float]] = {}
     for r in report.rows:
         if r.time_error is None or r.measurement is None or not r.prediction.step_s:
@@ -37,7 +39,7 @@ def fit_calibration(report: ValidationReport, spec: Any) -> dict[str, dict[str, 
         groups.setdefault(key, []).append(r.prediction.step_s / r.measurement.step_s)
     out: dict[str, dict[str, Any]] = {}
     for key, ratios in sorted(groups.items()):
-        base = eff.conv if key.startswith("conv") else eff.matmul
+        base = (eff.conv if key.startswith("conv") else eff.matmul) * clock
         ratio = statistics.median(ratios)
         out[key] = {"efficiency": min(max(base * ratio, 1e-3), 1.2), "default": base, "rows": len(ratios),
                     "ratio": ratio}

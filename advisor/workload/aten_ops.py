@@ -39,7 +39,7 @@ from advisor.workload.aten_strided import MAX_POOLS, NO_KERNEL, index_bound_elem
 #: traced they are listed as uncounted (the tracer runs recurrent layers on ATen's path instead).
 KINDS: dict[str, tuple[str, bool]] = {}
 for _name in ("mm", "addmm", "bmm", "baddbmm", "_addmm_activation", "matmul", "linear", "addbmm", "addmv", "mv",
-              "dot", "_int_mm", "_scaled_mm"):
+              "dot", "_int_mm", "_scaled_mm", "_grouped_mm"):
     KINDS[_name] = ("matmul", True)
 for _name in ("convolution", "convolution_backward", "_convolution", "cudnn_convolution", "mkldnn_convolution",
               "_slow_conv2d_forward", "_slow_conv2d_backward", "conv2d", "conv1d", "conv3d"):
@@ -368,7 +368,16 @@ def flop_formulas() -> tuple[Mapping[Any, Callable[..., Any]], dict[str, Callabl
         fwd = conv_flop_count(list(x.shape), list(w.shape), list(grad_out.shape), bool(transposed))
         return int(fwd * (int(bool(output_mask[0])) + int(bool(output_mask[1]))))
 
+    def grouped_mm(a: Any, b: Any, *rest: Any, out_val: Any = None, **kw: Any) -> int:
+        # one GEMM per group of rows (MoE experts: transformers 5's grouped experts): each row of a 2-D ``a`` meets
+        # one group's matrix, so the FLOPs do not depend on the (data-dependent) offsets; 2-D x 2-D (the weight
+        # gradient) splits the contraction between the groups
+        if a.dim() == 2 and b.dim() == 2:
+            return 2 * int(a.shape[0]) * int(a.shape[1]) * int(b.shape[1])
+        return 2 * int(out_val.numel()) * int(a.shape[-1])
+
     extra = {
+        "_grouped_mm": grouped_mm,
         # CPU's fused attention has the same arguments as the CUDA flash kernel but no registered formula
         "_scaled_dot_product_flash_attention_for_cpu": flop_registry[aten._scaled_dot_product_flash_attention],
         "_scaled_dot_product_flash_attention_for_cpu_backward":

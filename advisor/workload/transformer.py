@@ -20,7 +20,7 @@ from dataclasses import replace
 from typing import Any, Literal
 
 from advisor.errors import WorkloadError
-from advisor.precision import NF4_BYTES_PER_WEIGHT
+from advisor.precision import NF4_BYTES_PER_WEIGHT, master_bytes
 from advisor.workload.arch import DECODERS, FAMILIES, LORA_TARGETS, TransformerArch, analytic_params
 from advisor.workload.aten_ops import FUSED_ATTENTION_BACKWARD_WORK, fused_attention_work
 from advisor.workload.base import OpCost, Workload
@@ -34,12 +34,21 @@ from advisor.workload.costs import (
 )
 from advisor.workload.eager import eager_ops
 from advisor.workload.options import BUILDER_QUANTIZE_BASES, WorkloadOptions, check_count
+from advisor.workload.qlora import SOURCE as DEQUANT_SOURCE
+from advisor.workload.qlora import add_dequant
 from advisor.workload.transformer_memory import (
     activation_bytes_breakdown,
     kv_cache_peak_bytes,
     largest_temp,
+    loss_transient,
 )
-from advisor.workload.transformer_ops import OpList, activation_kernels, rms_norm_kernels, rotary_kernels
+from advisor.workload.transformer_ops import (
+    OpList,
+    activation_kernels,
+    cross_entropy,
+    rms_norm_kernels,
+    rotary_kernels,
+)
 
 ATTENTIONS = ("eager", "sdpa", "flash")
 DEFAULT_GEN_LEN = 128
@@ -155,11 +164,9 @@ def build_transformer(
     emb_b = 4 if amp else head_w_b  # the embedding table's own dtype (autocast leaves the lookup in fp32)
     if quantize_base == "nf4":
         w_b = NF4_BYTES_PER_WEIGHT
-        assumptions.append(f"nf4 base: 4-bit weights + quantization constants (~0.127 bit/weight with double "
-                           f"quantization, block 64); bitsandbytes dequantizes each to a 16-bit copy before its "
-                           f"matmul (op '.dequant': reads {w_b:.3f} B + writes 2 B per weight, memory-bound, one "
-                           f"kernel per linear), in the forward and again in the backward for the input gradient "
-                           f"(and in the recompute when checkpointing); the matmul reads the 2-byte copy")
+        assumptions.append("nf4 base: 4-bit weights + quantization constants (~0.127 bit/weight, double quantization, "
+                           "block 64), dequantized to a 16-bit copy before every matmul, in the forward, the "
+                           "recompute and the backward (op '.dequant'; advisor.workload.qlora): " + DEQUANT_SOURCE)
     elif quantize_base == "int8":
         w_b = 1.0
     if amp:
@@ -196,11 +203,8 @@ def build_transformer(
         activations = (tokens * fin * max(reads, 1) + tokens * fout) * a_b
         nb = activations + fin * fout * w_b * multiplier
         if quantize_base == "nf4":  # QLoRA: dequantize to a 16-bit copy (its own kernel), then a 16-bit matmul
-            weights = fin * fout * multiplier
-            nb = activations + weights * 2.0
-            dq = weights * (w_b + 2.0)
-            ops.add(label + ".dequant", "elementwise", weights, dq, count, bwd_flops=weights, bwd_bytes=dq,
-                    train=train, launches=len(keys))
+            nb = activations + fin * fout * multiplier * 2.0
+            add_dequant(ops, label, fin * fout * multiplier, count, linears=len(keys), train=train)
         # input grad always (unless the very input needs none); weight grad only when trainable
         bwd = fl * (1 if frozen_base else 2)
         ops.add(label, "matmul", fl, nb, count, tc=True, min_dim=min(tokens, fin, fout), bwd_flops=bwd, train=train,
@@ -294,10 +298,37 @@ def build_transformer(
             linear_group(f"{prefix}.moe.experts.down", mult_tokens, ("down",), count, multiplier=arch.num_experts)
         else:
             linear_group(f"{prefix}.mlp.down", tokens, ("down",), count)
-        # under amp the residual stream (fp32) adds a 16-bit linear output: mixed dtypes, index-bound
-        ops.add(f"{prefix}.residual", "elementwise", 0, tokens * h * 3 * res_b * 2, count, bwd_flops=0, train=train,
+        dropout(f"{prefix}.dropout", tokens * h, a_b, count, 2 + (1 if cross_len else 0))
+        # two residual adds: the stream (fp32 under amp: mixed dtypes, index-bound) and a linear's output read, the
+        # stream written; backward sums the stream's gradient with the branch's (and casts it to 16 bits for the
+        # branch under amp)
+        ops.add(f"{prefix}.residual", "elementwise", 0, 2 * tokens * h * (a_b + 2 * res_b), count, bwd_flops=0,
+                bwd_bytes=2 * tokens * h * (3 * res_b + (res_b + a_b if amp else 0)), train=train,
                 strided=2 * tokens * h if amp else 0)
         rotary(prefix, tokens, count)
+        kv_cache_cat(prefix, tokens, count)
+
+    def kv_cache_cat(prefix: str, tokens: int, count: int) -> None:
+        # a causal LM's forward builds transformers' DynamicCache whenever use_cache is on (the config's default,
+        # training included; off with gradient checkpointing in training): each layer torch.cats its keys (fp32
+        # under amp after rotary's fp32 muls) and values into the empty cache, a copy along the sequence dimension
+        # (index-bound), in the forward only; the cache dies with the model's output
+        if not causal_lm or arch.family == "t5" or (train and gradient_checkpointing):
+            return
+        rotated = not (arch.family == "t5" or arch.max_position_embeddings)
+        k_b = 4 if amp and rotated else a_b
+        el = tokens * kvh * d
+        ops.add_index_bound(f"{prefix}.kv_cache.cat", "elementwise", "forward", 2 * el * (k_b + a_b), count, 2 * el,
+                            launches=2, runtime="eager")
+
+    def dropout(label: str, elements: int, elem_b: int, count: int, per: int) -> None:
+        """``per`` hidden dropouts over ``elements`` of ``elem_b`` bytes each, in training.
+
+        CUDA's fused ``native_dropout``: the output and a 1-byte mask; backward reads the gradient and the mask.
+        """
+        if arch.dropout and train:
+            nb = elements * per * (2 * elem_b + 1)
+            ops.add(label, "elementwise", 0, nb, count, bwd_flops=0, bwd_bytes=nb, launches=per, bwd_launches=per)
 
     def rotary(prefix: str, tokens: int, count: int) -> None:
         # Hugging Face's rotary embedding of q and k (transformer_ops.ROTARY): index-bound kernels on broadcast or
@@ -322,6 +353,7 @@ def build_transformer(
     ops.add("embedding", "embedding", 0, tokens * h * (res_b + emb_b) / tables, tables, bwd_flops=0,
             bwd_bytes=(tokens * h * res_b + table_elements * emb_b / tables), train=train and not frozen_base,
             bwd_launches=1)
+    dropout("embedding.dropout", tokens * h, res_b, 1, 1)
     if arch.family == "t5":
         block("encoder.layers.*", tokens, s, arch.num_layers, causal=False)
         block("decoder.layers.*", tokens, s, arch.num_decoder_layers, causal=True, cross_len=s)
@@ -351,11 +383,11 @@ def build_transformer(
             # the head's weight gradient and the embedding's dense one accumulate into the one tied parameter's .grad
             ops.add_index_bound("lm_head.tied_grad_sum", "elementwise", "backward", 3 * h * v_size * emb_b, 1, 0.0)
         if train:
-            loss_b = _loss_bytes(causal_lm, amp, a_b)
-            ops.add_loss(tokens * v_size, upcast=loss_b > a_b, loss_b=loss_b)
+            ops.add_loss(tokens * v_size, cross_entropy(causal_lm, amp, a_b))
             assumptions.append("loss as transformers 5 computes it: the labels shifted (no copy of the logits), "
-                               "16-bit logits upcast to fp32 first (ForCausalLMLoss's logits.float(); autocast's "
-                               "fp32 log_softmax), then log_softmax and nll_loss over every position")
+                               "a causal LM's 16-bit logits upcast to fp32 first (ForCausalLMLoss's logits.float()), "
+                               "then log_softmax in the logits' dtype and nll_loss over every position (in fp32 "
+                               "under autocast)")
     elif arch.pooler:
         if train:
             assumptions.append("encoder: the bare model (BertModel, with pooler) and no task head; an MLM head "
@@ -388,11 +420,11 @@ def build_transformer(
     transient = largest_tmp
     if arch.has_lm_head:
         if train:
-            # the loss's backward: the gradients of the log-probabilities and of the logits live at once
-            # (beside the saved log-probabilities, in activations), in the loss's dtype (fp32 for 16-bit
-            # logits); the forward's 16-bit logits and their fp32 copy are no more.  Not at the same time as a
-            # block's temporaries.
-            transient = max(largest_tmp, tokens * v_size * 2.0 * _loss_bytes(causal_lm, amp, a_b))
+            # the loss's backward: its gradients over the logits (beside the saved log-probabilities, in
+            # activations), before any parameter gradient exists; not at the same time as a block's temporaries
+            transient = max(largest_tmp, loss_transient(tokens * v_size, cross_entropy(causal_lm, amp, a_b),
+                                                        trainable * master_bytes(precision) if grad_accum == 1
+                                                        else 0.0))
         else:
             # the logits of every position (in the compute dtype) beside the largest block temporary
             transient += head_tokens * v_size * a_b
@@ -403,8 +435,10 @@ def build_transformer(
             + (", with flash/SDPA attention the s x s scores are not kept (only logsumexp, fp32)" if flash else "")
             + ("; gradient checkpointing keeps each block's input plus one block's full activations"
                if gradient_checkpointing else ""))
-        assumptions.append("transient: the larger of the loss's backward (gradients of the log-probabilities and "
-                           "logits, in the loss's dtype: fp32 under amp) and the largest per-block temporary"
+        assumptions.append("transient: the larger of the largest per-block temporary and what the loss's backward "
+                           "holds (the gradients of the log-probabilities and of the logits, in the loss's dtypes) "
+                           "beyond the parameter gradients, none of which exists yet when it runs"
+                           + (" (but for gradient accumulation)" if grad_accum > 1 else "")
                            + ("; checkpointing keeps the head's saved tensors or one recomputed block's "
                               "activations, whichever is larger (they are not live at once)"
                               if gradient_checkpointing else ""))
@@ -480,11 +514,6 @@ def build_transformer(
         input_bytes_per_sample=float(s * 8 * (2 if train else 1)),
         arch=arch.arch_dict(), eager_ops=eager, assumptions=tuple(assumptions), options=built_options,
     )
-
-
-def _loss_bytes(causal_lm: bool, amp: bool, a_b: int) -> int:
-    """Bytes per logit the loss runs in: fp32 for a causal LM (ForCausalLMLoss upcasts) or under autocast."""
-    return 4 if causal_lm or amp else a_b
 
 
 def _decode_ops(arch: TransformerArch, b: int, ctx: float, a_b: int, w_b: float) -> tuple[OpCost, ...]:

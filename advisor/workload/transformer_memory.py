@@ -7,7 +7,21 @@ from __future__ import annotations
 
 from advisor.workload.arch import TransformerArch
 from advisor.workload.costs import compute_bytes
-from advisor.workload.transformer_ops import activation_kernels, rms_norm_kernels
+from advisor.workload.transformer_ops import CrossEntropy, activation_kernels, cross_entropy, rms_norm_kernels
+
+
+def loss_transient(logits: float, loss: CrossEntropy, absent_gradients: float) -> float:
+    """What the loss's backward holds beyond the workload's other items.
+
+    Its gradients over ``logits`` (``loss.peak``) less ``absent_gradients``, the bytes of parameter gradients not yet
+    made when it runs.
+
+    The estimate sums every parameter gradient with the activations and this transient; the loss's backward, the
+    step's usual peak, runs before any gradient exists (the previous step's were freed by ``zero_grad``; with
+    gradient accumulation they are all there).  The same convention as the tracer's transient: what the step's peak
+    holds beyond the weights, all gradients and all activations.
+    """
+    return logits * loss.peak - absent_gradients
 
 
 def kv_cache_peak_bytes(arch: TransformerArch, b: int, s: int, gen_len: int, a_b: int) -> float:
@@ -112,10 +126,9 @@ def activation_bytes_breakdown(arch: TransformerArch, b: int, s: int, *, precisi
         layer = attn_bytes(s, s, True) + mlp_bytes(tokens, True)
     layer += lora_bytes(tokens)
     n_layers = arch.num_layers
-    # the loss runs in fp32 for a causal LM (ForCausalLMLoss upcasts the logits) or under amp (autocast runs
-    # log_softmax in fp32), else in the logits' dtype; its log_softmax output is kept until the loss's backward
-    loss_b = 4 if (amp or arch.kind == "decoder") else a_b
-    head_saved = tokens * arch.vocab_size * float(loss_b) if arch.has_lm_head else 0.0
+    # the loss's log_softmax output (and nll_loss's fp32 cast of it) kept until the loss's backward
+    head_saved = (tokens * arch.vocab_size * cross_entropy(arch.kind == "decoder", amp, a_b).saved
+                  if arch.has_lm_head else 0.0)
     total: float
     if arch.family == "t5":
         dec_layer = layer + attn_bytes(s, s, True)
@@ -129,6 +142,7 @@ def activation_bytes_breakdown(arch: TransformerArch, b: int, s: int, *, precisi
         total = n_layers * sbh * res_b + max(layer, head_saved)
     else:
         total = n_layers * layer + head_saved
+    total += tokens * h * mask  # the embeddings' dropout mask
     if arch.mlm_head:
         # transform: dense input, GELU input, LayerNorm input (fp32 under amp), decoder input
         total += tokens * h * (3 * a_b + res_b)

@@ -205,17 +205,59 @@ class OpList:
                 self.add_index_bound(label + ".weight_grad", "reduction", "backward", elements * kernels.reduce_bytes,
                                      count, elements, runtime=runtime)
 
-    def add_loss(self, elements: float, upcast: bool, loss_b: int) -> None:
-        """The cross-entropy over ``elements`` logits, as transformers 5's losses run it.
+    def add_loss(self, elements: float, loss: CrossEntropy) -> None:
+        """The cross-entropy over ``elements`` logits, as ``loss`` (``cross_entropy``) runs it.
 
-        ``upcast``: 16-bit logits cast to fp32 first (ForCausalLMLoss's ``logits.float()``, or autocast's fp32
-        policy for log_softmax: an unrolled cast, index-bound; its gradient a vectorized cast back).  The labels are
-        shifted (padded), not the logits: no copy of them.  Then log_softmax (read + write) and nll_loss (read)
-        forward; nll_loss's backward (a zero-filled gradient, written and scattered into) and log_softmax's (the
-        gradient and the saved output read, one written), all in ``loss_b`` bytes.
+        The labels are shifted (padded), not the logits: no copy of them.  The casts up (16-bit -> fp32) are unrolled
+        (index-bound), their gradients vectorized casts back.
         """
-        if upcast:
-            self.add_index_bound("loss.upcast", "elementwise", "forward", elements * 6, 1, elements)
-            self.add_index_bound("loss.upcast.grad", "elementwise", "backward", elements * 6, 1, 0.0)
-        self.add("loss.cross_entropy", "reduction", 0, elements * 3 * loss_b, 1, bwd_flops=0,
-                 bwd_bytes=elements * 5 * loss_b, launches=2, bwd_launches=2)
+        for cast, label in ((loss.upcast, "loss.upcast"), (loss.nll_cast, "loss.nll_cast")):
+            if cast:
+                self.add_index_bound(label, "elementwise", "forward", elements * cast, 1, elements)
+                self.add_index_bound(label + ".grad", "elementwise", "backward", elements * cast, 1, 0.0)
+        self.add("loss.cross_entropy", "reduction", 0, elements * (2 * loss.log_softmax_b + loss.nll_b), 1,
+                 bwd_flops=0, bwd_bytes=elements * (2 * loss.nll_b + 3 * loss.log_softmax_b), launches=2,
+                 bwd_launches=2)
+
+
+@dataclass(frozen=True, slots=True)
+class CrossEntropy:
+    """The cross-entropy's dtypes per logit (bytes of an element): its casts, log_softmax's and nll_loss's.
+
+    ``upcast``, ``nll_cast``: bytes a cast moves per logit (0: none) before log_softmax and before nll_loss.
+    """
+
+    logits_b: int
+    upcast: int
+    log_softmax_b: int
+    nll_cast: int
+    nll_b: int
+
+    @property
+    def saved(self) -> float:
+        """Bytes per logit kept to the loss's backward: log_softmax's output (and nll_loss's fp32 cast of it)."""
+        return float(self.log_softmax_b + (self.nll_b if self.nll_cast else 0))
+
+    @property
+    def peak(self) -> float:
+        """Bytes per logit the loss's backward holds at once (its gradients, in their dtypes)."""
+        return float(max(self.nll_b + self.log_softmax_b, 2 * self.log_softmax_b))
+
+
+def cross_entropy(causal_lm: bool, amp: bool, a_b: int) -> CrossEntropy:
+    """The cross-entropy of 16-bit or fp32 logits (``a_b`` bytes), as transformers 5's models run it on CUDA.
+
+    A causal LM's ``ForCausalLMLoss`` upcasts the logits to fp32 (``logits.float()``) before ``cross_entropy``; an
+    encoder's head (``BertForMaskedLM``) hands its logits to ``CrossEntropyLoss`` as they are.  ``cross_entropy``
+    runs ``log_softmax`` with the input's dtype given explicitly, so autocast leaves it in that dtype; ``nll_loss``
+    is on autocast's fp32 list: under amp a 16-bit log_softmax output is cast up for it (and nll_loss keeps that fp32
+    copy for backward beside log_softmax's output).  Forward: log_softmax reads and writes, nll_loss reads;
+    backward: nll_loss's (a zero-filled gradient; the tracer counts its input read too: 2 words), log_softmax's (the
+    gradient and the saved output read, one written).  As the tracer sees GPT-2, Llama and BERT run
+    (benchmarks/conformance.py).
+    """
+    upcast = causal_lm and a_b < 4
+    ls_b = 4 if upcast else a_b
+    nll_b = 4 if amp else ls_b
+    return CrossEntropy(logits_b=a_b, upcast=(a_b + 4) if upcast else 0, log_softmax_b=ls_b,
+                        nll_cast=(ls_b + nll_b) if nll_b != ls_b else 0, nll_b=nll_b)
