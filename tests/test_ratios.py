@@ -164,19 +164,8 @@ def test_an_instinct_card_above_the_h100_h200_says_its_evidence_is_inherited(mod
             assert r.step_s_high / r.step_s > 1.3 and r.step_s_low / r.step_s < 0.5, (model, r.gpu_id)
 
 
-_ROCM_ATTENTION_GAP = ("gpt2 at recommend's batch 1 is host-bound: the Hopper / Blackwell cards pay cuDNN attention's "
-                       "host cost per SDPA call (measured on the H200: 11 / 12 op-equivalents), ROCm's AOTriton call "
-                       "is taken at FlashAttention-2's; hipBLASLt's per-GEMM heuristic query (cited) narrows the gap, "
-                       "21.2 -> 23.3 ms vs 25.4 ms, but does not close it. PyTorch's own SDPA benchmark at a "
-                       "negligible-compute shape (b1 h16 s128 d128 bf16) times AOTriton's backward on an MI300X at "
-                       "450 us per call (pytorch#138947) where cuDNN's takes 69 us on an H100 (pytorch#130482), "
-                       "rising with the sequence (585 / 839 us at 256 / 512): a GPU-side occupancy cost of AOTriton's "
-                       "backward at small batch x heads that the tile model does not price yet")
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize("model", [
-    "resnet50", pytest.param("gpt2", marks=pytest.mark.xfail(strict=True, reason=_ROCM_ATTENTION_GAP)), "llama-3-8b"])
+@pytest.mark.parametrize("model", ["resnet50", "gpt2", "llama-3-8b"])
 def test_recommend_puts_no_instinct_card_above_the_h100_and_h200(model: str) -> None:
     """Issue 24's done-when: ``recommend --model M`` at its defaults (batch 1, any count up to 8) ranks each Instinct
     card's best row below the H100 SXM's and the H200's best rows unless a cited measurement says otherwise.  At

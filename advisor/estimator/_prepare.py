@@ -60,7 +60,7 @@ class PreparedWorkload:
                                              align_elems=16 // compute_bytes(w.precision),
                                              nchw=is_nchw_cnn(w) and not channels_last,
                                              training_norms=w.mode == "train", channels_last=channels_last,
-                                             rows=activation_rows(w.batch_size, w.seq_len))
+                                             rows=activation_rows(w.batch_size, w.seq_len), seq_len=w.seq_len)
         return o
 
 

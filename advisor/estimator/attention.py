@@ -6,10 +6,19 @@ runs its two GEMMs and then exponentiates its scores on the special-function uni
 tile FLOP costs 1 / GEMM rate + 1 / (4 x head dim x exponential rate) (``advisor.estimator.time.ops_time_detail``).
 Where 16-bit attention runs such kernels is the card's profile's ``fused_attention`` (sm80+); elsewhere attention
 is priced at its FLOPs.  The measurements behind the figures: docs/estimates.md, "Fused attention".
+
+Some families' backward kernels also have a per-call floor (the profile's ``attention_backward_call_us`` and
+``attention_backward_block_us``): AOTriton's backward on CDNA runs few thread blocks at small batch x heads, each
+walking every query block of the sequence, so a call takes at least a fixed time plus a time per 128-token query
+block however little it computes (``backward_calls``; the estimator takes the max with the tile / FLOP time).
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
+
+from advisor.workload.aten_ops import FUSED_ATTENTION_BACKWARD_WORK, FUSED_ATTENTION_BLOCK
 from advisor.workload.base import OpCost
 
 #: The backward's rate per FLOP over the forward's (five tile GEMMs to two, scores exponentiated again; H200
@@ -29,3 +38,24 @@ ATTENTION_SOURCE = ("16-bit fused attention priced by the tiles its kernels comp
 def attention_tiles(op: OpCost) -> float:
     """The op's fused-attention work in tile FLOPs: its tiles plus each query block's fixed cost (0: not fused)."""
     return op.tile_flops + FUSED_ATTENTION_BLOCK_TILES * op.block_flops
+
+
+def backward_calls(ops: Sequence[OpCost], seq_len: int | None) -> dict[int, tuple[float, float]]:
+    """Per fused-attention backward op (by index in ``ops``): (its calls, query blocks each call walks).
+
+    The calls come from the forward's block work per call (forward ops count one launch per call however the
+    backward's launches are counted), the query blocks from the sequence (``seq_len``), else from the tiles per
+    query block (exact without a causal mask, a lower bound with one).  Empty when the step has no forward
+    fused attention (inference, or ops of another origin).
+    """
+    fwd = [op for op in ops if op.kind == "attention" and op.phase == "forward" and op.block_flops and op.count]
+    if not fwd:
+        return {}
+    per_call = sum(op.block_flops for op in fwd) / sum(op.count for op in fwd)
+    out = {}
+    for i, op in enumerate(ops):
+        if op.kind == "attention" and op.phase == "backward" and op.block_flops:
+            blocks = (math.ceil(seq_len / FUSED_ATTENTION_BLOCK) if seq_len
+                      else op.tile_flops / op.block_flops)
+            out[i] = (op.block_flops / (FUSED_ATTENTION_BACKWARD_WORK * per_call), float(blocks))
+    return out

@@ -95,6 +95,8 @@ class ArchEfficiency:
             uncalibrated fp8 estimate.
         library_ops: ((call kind, phase), host op-equivalents beyond a generic op) of the library calls
             (``advisor.estimator.host``).
+        attention_backward_floor: (seconds per call, seconds per 128-query block) below which a fused attention
+            backward call does not finish on this family (``advisor.estimator.attention``); (0, 0): none.
 
     The defaults of the keyword fields are the ``generic`` profile's; every card's come from its profile
     (``advisor.estimator.profiles.efficiency_for``).
@@ -125,6 +127,7 @@ class ArchEfficiency:
     attention_upgrade: str = ""
     fp8_matmul: float = 1.0
     library_ops: tuple[tuple[tuple[str, str], float], ...] = ()
+    attention_backward_floor: tuple[float, float] = (0.0, 0.0)
 
     def replace(self, **changes: float | str | None) -> ArchEfficiency:
         """A copy with some figures replaced (calibration).

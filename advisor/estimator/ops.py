@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
-from advisor.estimator.attention import attention_tiles
+from advisor.estimator.attention import attention_tiles, backward_calls
 from advisor.estimator.gemm import aligned, common_alignment, gemm_flops
 from advisor.estimator.index_bound import index_bound_elements
 from advisor.estimator.norms import is_training_batch_norm
@@ -57,6 +57,8 @@ class PreparedOp(NamedTuple):
     strided: float  # index-bound elements (index_bound.STRIDED_ELEMENTS_PER_SM_CYCLE units)
     tiles: float  # fused attention tile work
     library: str
+    attention_calls: float = 0.0  # a fused attention backward's calls (``attention.backward_calls``; 0: not one)
+    attention_blocks: float = 0.0  # query blocks each of those calls walks
 
 
 def op_class(op: OpCost) -> int:
@@ -98,7 +100,8 @@ def _library(op: OpCost) -> str:
 
 def prepare_ops(ops: Sequence[OpCost], tp: int = 1, runtime: str = "eager", align_elems: int = 8,
                 nchw: bool = False, training_norms: bool = True,
-                channels_last: bool = False, rows: Sequence[int] = ()) -> tuple[PreparedOp, ...]:
+                channels_last: bool = False, rows: Sequence[int] = (),
+                seq_len: int | None = None) -> tuple[PreparedOp, ...]:
     """Ops as ``PreparedOp`` tuples; under tensor parallel ``tp`` each GPU runs 1/tp of all but norms.
 
     Megatron without sequence parallelism keeps layer norms (and dropout) replicated; launches
@@ -108,10 +111,12 @@ def prepare_ops(ops: Sequence[OpCost], tp: int = 1, runtime: str = "eager", alig
     batch norms compute batch statistics (inference in ``eval()`` applies the running ones in one pass);
     ``channels_last``: the estimate runs a CNN traced on NCHW tensors as channels_last.  ``rows``: the step's
     activation row counts (``advisor.estimator.gemm.activation_rows``), left out of the GEMMs' alignment.
+    ``seq_len``: the step's sequence (a fused attention backward's query blocks, ``attention.backward_calls``).
     """
     out = []
+    attention_calls = backward_calls(ops, seq_len)
     elem = 16 // align_elems
-    for op in ops:
+    for i, op in enumerate(ops):
         if op.runtime is not None and op.runtime != runtime:
             continue
         div = 1 if tp <= 1 or op.kind == "norm" else tp
@@ -124,5 +129,5 @@ def prepare_ops(ops: Sequence[OpCost], tp: int = 1, runtime: str = "eager", alig
         out.append(PreparedOp(op.flops / div, op.bytes / div, op.count, op_class(op), op.min_dim or 0, phase,
                               op_group(op), _gemm_plan(op, tp, align_elems, rows), bn, transpose, op.serial_steps,
                               index_bound_elements(op, channels_last) / div, attention_tiles(op) / div,
-                              _library(op)))
+                              _library(op), *attention_calls.get(i, (0.0, 0.0))))
     return tuple(out)

@@ -41,7 +41,7 @@ FIGURES: dict[str, type | tuple[type, ...]] = {
     "conv_forward_ops": float, "conv_backward_ops": float, "recurrent_forward_ops": float,
     "recurrent_backward_ops": float, "embedding_backward_ops": float, "attention_forward_ops": float,
     "attention_backward_ops": float, "attention_inference_ops": float, "gemm_forward_ops": float,
-    "gemm_backward_ops": float,
+    "gemm_backward_ops": float, "attention_backward_call_us": float, "attention_backward_block_us": float,
 }
 #: The library-call figures: (call kind, phase) -> figure name (``advisor.estimator.host``).
 LIBRARY_FIGURES: dict[tuple[str, str], str] = {
@@ -265,7 +265,8 @@ def efficiency_of(profile: Profile) -> ArchEfficiency:
         unaligned=v("unaligned_fraction"), workspace_bytes=round(v("workspace_mib") * MiB),
         unified_memory=v("unified_memory"), fp32_matrix=v("fp32_matrix"), attention_upgrade=v("attention_upgrade"),
         fp8_matmul=v("fp8_matmul"),
-        library_ops=tuple((key, v(name)) for key, name in LIBRARY_FIGURES.items()))
+        library_ops=tuple((key, v(name)) for key, name in LIBRARY_FIGURES.items()),
+        attention_backward_floor=(v("attention_backward_call_us") * 1e-6, v("attention_backward_block_us") * 1e-6))
 
 
 @functools.cache

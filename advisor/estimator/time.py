@@ -76,6 +76,7 @@ class CardRates:
     attention_backward_rate: float = 1.0  # fused attention's backward rate over its forward's (ATTENTION_BACKWARD_RATE)
     exponentials_s: float = 0.0  # fused attention's softmax exponentials per second (0: no fused kernels, by FLOPs)
     optimizer_bytes_s: float = 0.0  # the foreach optimizer kernels' bandwidth (FOREACH_BANDWIDTH_FRACTION; 0: bw)
+    attention_backward_floor: tuple[float, float] = (0.0, 0.0)  # fused attention backward: s per call, per block
 
 
 def card_rates(spec: Any, precision: str, eff: Any, tensor_peak: float, vector_peak: float, *,
@@ -127,11 +128,13 @@ def card_rates(spec: Any, precision: str, eff: Any, tensor_peak: float, vector_p
                       else WINOGRAD_MULTIPLY_REDUCTION,
                       attention_backward_rate=ATTENTION_BACKWARD_RATE if fused else 1.0,
                       exponentials_s=boost_cycles * SFU_EXPONENTIALS_PER_SM_CYCLE if fused else 0.0,
-                      optimizer_bytes_s=bw * foreach_bandwidth_fraction(precision))
+                      optimizer_bytes_s=bw * foreach_bandwidth_fraction(precision),
+                      attention_backward_floor=eff.attention_backward_floor)
     if serial_host:
         rates = replace(rates, launch_s=0.0, bn_elements_s=0.0, layout_transposes=False, unaligned_flops=0.0,
                         unaligned_conv_flops=0.0, step_latency_s=0.0, strided_elements_s=0.0, winograd_factor=1.0,
-                        attention_backward_rate=1.0, exponentials_s=0.0, optimizer_bytes_s=0.0)
+                        attention_backward_rate=1.0, exponentials_s=0.0, optimizer_bytes_s=0.0,
+                        attention_backward_floor=(0.0, 0.0))
     return rates
 
 
@@ -163,8 +166,10 @@ def ops_time_detail(ops: Sequence[PreparedOp], rates: CardRates) -> OpsTime:
     strided_s = rates.strided_elements_s
     attention_bwd = rates.attention_backward_rate
     exp_s = rates.exponentials_s
+    floor_call, floor_block = rates.attention_backward_floor
     per_op: list[float] = []
-    for flops, nbytes, count, cls, dim, phase, group, plan, bn, transpose, steps, strided, tiles, _library in ops:
+    for (flops, nbytes, count, cls, dim, phase, group, plan, bn, transpose, steps, strided, tiles, _library,
+         att_calls, att_blocks) in ops:
         bwd_rate = attention_bwd if group == _ATTENTION and phase == _BACKWARD else 1.0
         peak = peaks[cls] * bwd_rate
         if tiles and exp_s and dim:  # each tile's GEMMs, then its scores' exponentials (SFU_EXPONENTIALS_...)
@@ -201,6 +206,10 @@ def ops_time_detail(ops: Sequence[PreparedOp], rates: CardRates) -> OpsTime:
         else:
             t = max(tc, tm, steps * rates.step_latency_s) + (transpose / rates.transpose_bytes_s
                                                              if rates.layout_transposes else 0.0)
+        if att_calls and floor_call:  # the family's per-call floor on a fused attention backward (attention.py)
+            floor = att_calls * (floor_call + floor_block * att_blocks)
+            if floor > t:
+                tc, t = floor, floor
         if tc >= tm:
             compute_s += tc
         else:
