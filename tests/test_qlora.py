@@ -43,7 +43,7 @@ def test_the_dequantization_costs_what_litgpt_s_qlora_steps_added(model: str) ->
         deltas.append(qlora - lora)
     assert deltas[0] == pytest.approx(deltas[1], rel=0.05)
     # 7B: 79 ms against 88 measured (-10%); 13B: 152 against 202 (-25%): the rate fitted on other kernels
-    # (advisor.estimator.time.STRIDED_ELEMENTS_PER_SM_CYCLE) is a little fast for bitsandbytes 0.41's NF4 decode
+    # (advisor.estimator.index_bound.STRIDED_ELEMENTS_PER_SM_CYCLE) is a little fast for bitsandbytes 0.41's NF4 decode
     assert deltas[0] == pytest.approx(measured, rel=0.3)
     assert deltas[0] < measured
 

@@ -19,7 +19,7 @@ An elementwise op whose operands TensorIterator cannot walk as one dense, equall
 or non-contiguous operand, a dtype cast) runs on its index-computing paths rather than the vectorized one; such
 calls are grouped apart (``aten.mul[strided]``) with their output elements (``index_bound_elements``), and so
 are reductions that keep the innermost dimension (a bias gradient's sum over the batch): the estimator prices
-them by elements (``advisor.estimator.time.STRIDED_ELEMENTS_PER_SM_CYCLE``).  Ops that launch no kernel
+them by elements (``advisor.estimator.index_bound.STRIDED_ELEMENTS_PER_SM_CYCLE``).  Ops that launch no kernel
 (``NO_KERNEL``) move no bytes.
 
 The index-bound rule and the kernel-less ops live in ``advisor.workload.aten_strided``.  torch is imported
@@ -179,7 +179,7 @@ def gemm_dims(name: str, kind: str, func: Any, args: Sequence[Any], kwargs: Mapp
 #: tiles of work for 197 x 197 scores: 1.69x), a causal kernel skips the tiles above the diagonal but computes the
 #: diagonal ones whole ((n + 1) / 2n of the n x n tiles, not half), and each thread block pays a fixed cost
 #: (loading its query block, rescaling and writing its output and log-sum-exp) on top of its tiles
-#: (``advisor.estimator.time.FUSED_ATTENTION_BLOCK_TILES``).  128 rows is FlashAttention-2's forward block at head
+#: (``advisor.estimator.attention.FUSED_ATTENTION_BLOCK_TILES``).  128 rows is FlashAttention-2's forward block at head
 #: dim <= 128 (flash_fwd_launch_template.h) and the larger side of the H200 profile's cuDNN kernels
 #: (``..._64x128x64``, ``..._64x64x64``).
 FUSED_ATTENTION_BLOCK = 128

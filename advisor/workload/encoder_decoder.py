@@ -39,7 +39,7 @@ Pure arithmetic, no torch.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any, Literal
 
 from advisor.errors import WorkloadError
@@ -47,72 +47,27 @@ from advisor.numbers import whole_number
 from advisor.precision import NF4_BYTES_PER_WEIGHT
 from advisor.workload.arch import TransformerArch
 from advisor.workload.aten_ops import FUSED_ATTENTION_BACKWARD_WORK, fused_attention_work
-from advisor.workload.base import OpCost, Workload
+from advisor.workload.base import Workload
 from advisor.workload.costs import check_common, compute_bytes, optimizer_op, weight_bytes
-from advisor.workload.eager import LORA_BWD_PER_TARGET, LORA_FWD_PER_TARGET, optimizer_step_ops
+from advisor.workload.encoder_decoder_step import (
+    Step,
+    activation,
+    dispatches,
+    saved_bytes,
+    transient_bytes,
+)
+from advisor.workload.encoder_decoder_step import assumptions as step_assumptions
+from advisor.workload.encoder_decoder_step import lora_targets as resolve_lora_targets
 from advisor.workload.options import BUILDER_QUANTIZE_BASES, COUNT_LIMITS, OptionError, WorkloadOptions, check_count
-from advisor.workload.qlora import SOURCE as DEQUANT_SOURCE
 from advisor.workload.qlora import add_dequant
-from advisor.workload.transformer_ops import OpList, activation_kernels, precision_key, rms_norm_kernels
+from advisor.workload.transformer_ops import OpList, activation_kernels, rms_norm_kernels
 
-#: LoRA targets of a T5 block, by the module's names: q, k, v, o of every attention (self and cross) and the
-#: feed-forward's wi (``up``; ``gate`` is wi_0 of a gated one) and wo (``down``).  PEFT's default for t5: q, v.
-DEFAULT_LORA_TARGETS = ("q", "v")
-
-#: Host dispatches (every aten call, views included) of one block and of the rest of the step (embeddings, bias
-#: tables, masks, final norms, head, loss), per phase, as the tracer counts transformers 5.25's
-#: ``T5ForConditionalGeneration`` on the kernels CUDA runs (fused SDPA with the bias, ``native_dropout``): the
-#: panel's T5 of benchmarks/conformance.py with 1 and 2 encoder / decoder blocks.  (encoder fwd, encoder bwd,
-#: decoder fwd, decoder bwd, rest fwd, rest bwd) per precision key; inference forward: (encoder, decoder, rest).
-DISPATCHES: dict[str, tuple[int, int, int, int, int, int]] = {
-    "amp": (67, 149, 124, 250, 91, 74),
-    "fp32": (54, 135, 104, 228, 88, 71),
-    "16-bit": (58, 141, 110, 237, 92, 77),
-}
-INFER_DISPATCHES: dict[str, tuple[int, int, int]] = {"16-bit": (54, 105, 74)}
-#: A gated feed-forward's (``gated-gelu``: wi_0, gelu_new, wi_1, the product) dispatches beyond ReLU's, per block:
-#: (forward, backward) per precision key, counted as ``DISPATCHES``.
-GATED_DISPATCHES: dict[str, tuple[int, int]] = {"amp": (14, 34), "fp32": (12, 29), "16-bit": (12, 29)}
 #: ``T5Attention._relative_position_bucket`` per (query, key) pair of one stack: (bytes, kernels), counted from its
 #: code on int64 positions.  Encoder (bidirectional): the difference, ``> 0`` to long times the half of the buckets,
 #: ``abs``, ``< max_exact``, the log-spaced buckets (to float, div, log, div, mul, to long, add, ``min`` with a
 #: ``full_like``), the ``where`` and its add: 240 B.  Decoder (causal): ``-min(rp, zeros_like(rp))`` in place of the
 #: sign and ``abs``: 214 B.
 RELATIVE_BUCKET_KERNELS: dict[str, tuple[float, int]] = {"encoder": (240.0, 18), "decoder": (214.0, 17)}
-#: dropout calls a training forward makes that an inference one does not: per encoder block, decoder block, rest
-_DROPOUTS = (3, 4, 4)
-
-
-@dataclass(frozen=True, slots=True)
-class _Step:
-    """What every op of one step depends on: the shapes and the precision's byte widths."""
-
-    arch: TransformerArch
-    b: int
-    enc_len: int
-    dec_len: int
-    train: bool
-    amp: bool
-    a_b: int  # activations (matmul inputs and outputs)
-    res_b: int  # the residual stream and norms (fp32 under autocast)
-    w_b: float  # a weight as a matmul reads it
-    head_w_b: float  # the LM head's (never quantized)
-    bias_b: int  # the relative bias table's dtype (the parameters')
-    mask_b: int  # the bias as SDPA reads it (autocast casts it to 16 bits)
-    frozen: bool
-    lora_rank: int
-    targets: tuple[str, ...]
-    nf4: bool
-
-    @property
-    def enc_tokens(self) -> int:
-        return self.b * self.enc_len
-
-    @property
-    def dec_tokens(self) -> int:
-        return self.b * self.dec_len
-
-
 def build_encoder_decoder(
     arch: TransformerArch,
     *,
@@ -138,6 +93,63 @@ def build_encoder_decoder(
         TypeError: a keyword that is not a builder option.
         WorkloadError: a bad size or choice, or an option that does not apply to an encoder-decoder.
     """
+    opts, s, t, quantize, assumptions = _checked(arch, name, options, attention, default_seq_len, decoder_len,
+                                                 keywords)
+    train = opts.mode == "train"
+    targets = resolve_lora_targets(arch, name, opts.lora_rank, lora_targets, assumptions)
+    rank = check_count("lora_rank", opts.lora_rank) if opts.lora_rank is not None else 0
+    a_b = compute_bytes(opts.precision)
+    amp = opts.precision.startswith("amp-")
+    w_b = NF4_BYTES_PER_WEIGHT if quantize == "nf4" else 1.0 if quantize == "int8" else weight_bytes(opts.precision)
+    st = Step(arch=arch, b=opts.batch_size, enc_len=s, dec_len=t, train=train, amp=amp, a_b=a_b,
+               res_b=4 if amp else a_b, w_b=w_b, head_w_b=weight_bytes(opts.precision), bias_b=4 if amp else a_b,
+               mask_b=a_b, frozen=bool(rank), lora_rank=rank, targets=targets, nf4=quantize == "nf4")
+    ops = OpList()
+    _embeddings(ops, st)
+    for stack in ("encoder", "decoder"):
+        _stack(ops, st, stack)
+    _head(ops, st)
+    checkpointed = train and opts.gradient_checkpointing  # the blocks' forward again during backward
+    recompute = [replace(op, name="recompute." + op.name, phase="backward") for op in ops.fwd
+                 if checkpointed and op.name.startswith(("encoder.layers.", "decoder.layers."))]
+    # transformers 5 ties T5's head to the shared embedding whatever the config says (T5Config.__post_init__ forces
+    # tie_word_embeddings; the config's own flag only decides the decoder output's rescale)
+    params_base = arch.params - (0 if arch.tie_word_embeddings else arch.vocab_size * arch.hidden_size)
+    lora_p = arch.lora_params(rank, targets) if rank else 0
+    trainable = (lora_p if rank else params_base) if train else 0
+    optimizer = opts.optimizer if train else None
+    all_ops = list(ops.fwd) + (ops.bwd + recompute if train else [])
+    if train and trainable and optimizer:
+        all_ops.append(optimizer_op(trainable, opts.precision, optimizer))
+    saved = saved_bytes(st, bool(opts.gradient_checkpointing)) if train else 0.0
+    transient = transient_bytes(st)
+    assumptions += step_assumptions(st, opts, quantize)
+    resolved = replace(opts, seq_len=s, gen_len=None)
+
+    def rebuild(new_batch: int) -> Workload:
+        return build_encoder_decoder(arch, name=name, source=source, options=replace(resolved, batch_size=new_batch),
+                                     lora_targets=lora_targets, attention=attention, decoder_len=decoder_len)
+
+    built_options: dict[str, Any] = {
+        "quantized_params": arch.quantizable_params() if quantize else 0,
+        "gradient_checkpointing": bool(opts.gradient_checkpointing), "lora_rank": opts.lora_rank,
+        "lora_targets": list(targets) if rank else None, "quantize_base": quantize, "grad_accum": opts.grad_accum,
+        "attention": "sdpa", "frozen": bool(rank), "decoder_len": t, "rebuild": rebuild,
+    }
+    return Workload(
+        name=name, source=source, family=arch.kind, batch_size=st.b,
+        mode=opts.mode,  # type: ignore[arg-type]
+        precision=opts.precision, optimizer=optimizer, params=params_base + lora_p, trainable_params=trainable,
+        activation_bytes=float(saved), transient_bytes=float(transient), ops=tuple(all_ops), seq_len=s,
+        lora_params=lora_p, tokens_per_sample=s, input_bytes_per_sample=float((s + t) * 8 if train else s * 8),
+        arch=arch.arch_dict(), eager_ops=dispatches(st, opts, optimizer, trainable),
+        assumptions=tuple(assumptions), options=built_options)
+
+
+def _checked(arch: TransformerArch, name: str, options: WorkloadOptions | None, attention: str, default_seq_len: int,
+             decoder_len: int | None,
+             keywords: dict[str, Any]) -> tuple[WorkloadOptions, int, int, str | None, list[str]]:
+    """The options resolved and checked: (options, encoder length, decoder length, quantize_base, assumptions)."""
     unexpected = [k for k in keywords if k not in WorkloadOptions.names()]
     if unexpected:
         raise TypeError(f"build_transformer() got an unexpected keyword argument {unexpected[0]!r}")
@@ -173,80 +185,12 @@ def build_encoder_decoder(
     if quantize and opts.lora_rank is None and train:
         raise WorkloadError("quantize_base needs lora_rank for training (a quantized base is frozen)",
                             "pass lora_rank (QLoRA), or use mode='infer'")
-    targets = _lora_targets(arch, name, opts.lora_rank, lora_targets, assumptions)
-    rank = check_count("lora_rank", opts.lora_rank) if opts.lora_rank is not None else 0
-    a_b = compute_bytes(opts.precision)
-    amp = opts.precision.startswith("amp-")
-    w_b = NF4_BYTES_PER_WEIGHT if quantize == "nf4" else 1.0 if quantize == "int8" else weight_bytes(opts.precision)
-    st = _Step(arch=arch, b=opts.batch_size, enc_len=s, dec_len=t, train=train, amp=amp, a_b=a_b,
-               res_b=4 if amp else a_b, w_b=w_b, head_w_b=weight_bytes(opts.precision), bias_b=4 if amp else a_b,
-               mask_b=a_b, frozen=bool(rank), lora_rank=rank, targets=targets, nf4=quantize == "nf4")
-    ops = OpList()
-    _embeddings(ops, st)
-    for stack in ("encoder", "decoder"):
-        _stack(ops, st, stack)
-    _head(ops, st)
-    recompute: list[OpCost] = []
-    if train and opts.gradient_checkpointing:
-        recompute = [replace(op, name="recompute." + op.name, phase="backward") for op in ops.fwd
-                     if op.name.startswith(("encoder.layers.", "decoder.layers."))]
-    # transformers 5 ties T5's head to the shared embedding whatever the config says (T5Config.__post_init__ forces
-    # tie_word_embeddings; the config's own flag only decides the decoder output's rescale)
-    params_base = arch.params - (0 if arch.tie_word_embeddings else arch.vocab_size * arch.hidden_size)
-    lora_p = arch.lora_params(rank, targets) if rank else 0
-    trainable = (lora_p if rank else params_base) if train else 0
-    optimizer = opts.optimizer if train else None
-    all_ops = list(ops.fwd)
-    if train:
-        all_ops += ops.bwd + recompute
-        if trainable and optimizer:
-            all_ops.append(optimizer_op(trainable, opts.precision, optimizer))
-    saved = _saved_bytes(st, bool(opts.gradient_checkpointing)) if train else 0.0
-    transient = _transient_bytes(st)
-    assumptions += _assumptions(st, opts, quantize)
-    resolved = replace(opts, seq_len=s, gen_len=None)
-
-    def rebuild(new_batch: int) -> Workload:
-        return build_encoder_decoder(arch, name=name, source=source, options=replace(resolved, batch_size=new_batch),
-                                     lora_targets=lora_targets, attention=attention, decoder_len=decoder_len)
-
-    built_options: dict[str, Any] = {
-        "quantized_params": arch.quantizable_params() if quantize else 0,
-        "gradient_checkpointing": bool(opts.gradient_checkpointing), "lora_rank": opts.lora_rank,
-        "lora_targets": list(targets) if rank else None, "quantize_base": quantize, "grad_accum": opts.grad_accum,
-        "attention": "sdpa", "frozen": bool(rank), "decoder_len": t, "rebuild": rebuild,
-    }
-    return Workload(
-        name=name, source=source, family=arch.kind, batch_size=st.b,
-        mode=opts.mode,  # type: ignore[arg-type]
-        precision=opts.precision, optimizer=optimizer, params=params_base + lora_p, trainable_params=trainable,
-        activation_bytes=float(saved), transient_bytes=float(transient), ops=tuple(all_ops), seq_len=s,
-        lora_params=lora_p, tokens_per_sample=s, input_bytes_per_sample=float((s + t) * 8 if train else s * 8),
-        arch=arch.arch_dict(), eager_ops=_dispatches(st, opts, optimizer, trainable),
-        assumptions=tuple(assumptions), options=built_options)
-
-
-def _lora_targets(arch: TransformerArch, name: str, rank: int | None,
-                  given: tuple[str, ...] | list[str] | str | None, assumptions: list[str]) -> tuple[str, ...]:
-    if rank is None:
-        return ()
-    shapes = arch.linear_shapes()
-    if given is None:
-        assumptions.append("LoRA targets not given: q and v of every attention (PEFT's default for t5)")
-        return DEFAULT_LORA_TARGETS
-    if given in ("all", "all-linear"):
-        return tuple(shapes)
-    targets = (given,) if isinstance(given, str) else tuple(given)
-    bad = [x for x in targets if x not in shapes]
-    if bad:
-        raise WorkloadError(f"unknown LoRA target(s) {bad} for {name}",
-                            f"accepted: {', '.join(shapes)} or 'all-linear'")
-    return targets
+    return opts, s, t, quantize, assumptions
 
 
 # -- ops ----------------------------------------------------------------------------------------------------------
 
-def _linear(ops: OpList, st: _Step, label: str, tokens: int, keys: tuple[str, ...], count: int, *,
+def _linear(ops: OpList, st: Step, label: str, tokens: int, keys: tuple[str, ...], count: int, *,
             input_b: int | None = None, reads: int = 1) -> None:
     """The linears ``keys`` (separate layers, one input) over ``tokens``, their casts and LoRA adapters.
 
@@ -280,7 +224,7 @@ def _linear(ops: OpList, st: _Step, label: str, tokens: int, keys: tuple[str, ..
                 train=st.train, launches=2 * len(hit))
 
 
-def _elementwise(ops: OpList, st: _Step, label: str, elements: float, count: int, fwd_b: float, bwd_b: float | None,
+def _elementwise(ops: OpList, st: Step, label: str, elements: float, count: int, fwd_b: float, bwd_b: float | None,
                  *, strided: bool = False, launches: int = 1) -> None:
     """``elements`` per repetition through one kernel (``fwd_b`` bytes each), its backward ``bwd_b`` (None: none)."""
     ops.add(label, "elementwise", 0, elements * fwd_b, count, bwd_flops=0 if bwd_b is not None else None,
@@ -288,7 +232,7 @@ def _elementwise(ops: OpList, st: _Step, label: str, elements: float, count: int
             bwd_launches=launches, strided=elements if strided else 0.0)
 
 
-def _dropout(ops: OpList, st: _Step, label: str, elements: float, count: int, x_b: int) -> None:
+def _dropout(ops: OpList, st: Step, label: str, elements: float, count: int, x_b: int) -> None:
     """CUDA's ``native_dropout``: x read, the output and a 1-byte mask written.
 
     Backward reads the gradient and the mask and writes the input's gradient.
@@ -297,7 +241,7 @@ def _dropout(ops: OpList, st: _Step, label: str, elements: float, count: int, x_
         _elementwise(ops, st, label, elements, count, 2 * x_b + 1, 2 * x_b + 1)
 
 
-def _norms(ops: OpList, st: _Step, label: str, tokens: int, count: int, per: int) -> None:
+def _norms(ops: OpList, st: Step, label: str, tokens: int, count: int, per: int) -> None:
     rms = rms_norm_kernels("t5", False, st.amp, st.a_b)
     assert rms is not None  # T5LayerNorm is an RMSNorm
     h = st.arch.hidden_size
@@ -307,7 +251,7 @@ def _norms(ops: OpList, st: _Step, label: str, tokens: int, count: int, per: int
                     runtime="eager")
 
 
-def _residual(ops: OpList, st: _Step, label: str, tokens: int, count: int, per: int) -> None:
+def _residual(ops: OpList, st: Step, label: str, tokens: int, count: int, per: int) -> None:
     """``per`` residual adds: the stream (fp32 under autocast) plus a 16-bit sub-layer output.
 
     Mixed dtypes make the add index-bound; in backward autograd sums the stream's two gradients (the sub-layer's norm
@@ -320,7 +264,7 @@ def _residual(ops: OpList, st: _Step, label: str, tokens: int, count: int, per: 
                             launches=per)
 
 
-def _attention(ops: OpList, st: _Step, label: str, q_tokens: int, q_len: int, k_len: int, count: int, *,
+def _attention(ops: OpList, st: Step, label: str, q_tokens: int, q_len: int, k_len: int, count: int, *,
                bias_grad: bool) -> None:
     """Fused SDPA with an additive bias (memory-efficient / cuDNN kernel): every tile computed, the bias read."""
     a = st.arch
@@ -344,7 +288,7 @@ def _attention(ops: OpList, st: _Step, label: str, q_tokens: int, q_len: int, k_
                             (full + full / st.b) * st.mask_b, count, full)
 
 
-def _position_bias(ops: OpList, st: _Step, label: str, q_len: int, k_len: int, count: int, causal: bool) -> None:
+def _position_bias(ops: OpList, st: Step, label: str, q_len: int, k_len: int, count: int, causal: bool) -> None:
     """Per block, the bias made an SDPA mask (``create_position_bias_mask``).
 
     The encoder's permuted bias copied contiguous, the decoder's merged with a causal mask (``torch.where``, then
@@ -367,19 +311,14 @@ def _position_bias(ops: OpList, st: _Step, label: str, q_len: int, k_len: int, c
                             launches=1 + st.amp + causal)
 
 
-def _activation(a: TransformerArch) -> str:
-    """The feed-forward's activation: the config's, else T5Config's (``gated-gelu`` runs ``gelu_new``)."""
-    return a.activation or ("gelu_new" if a.gated_mlp else "relu")
-
-
-def _feed_forward(ops: OpList, st: _Step, prefix: str, tokens: int, count: int) -> None:
+def _feed_forward(ops: OpList, st: Step, prefix: str, tokens: int, count: int) -> None:
     a = st.arch
     f = a.intermediate_size
     el = tokens * f
     norm_out = st.res_b if st.amp else st.a_b
     if a.gated_mlp:
         _linear(ops, st, f"{prefix}.ff.wi", tokens, ("gate", "up"), count, input_b=norm_out, reads=2)
-        act = activation_kernels(_activation(a), st.amp, st.a_b)
+        act = activation_kernels(activation(a), st.amp, st.a_b)
         if act is not None:
             ops.add_unfused(f"{prefix}.ff.act", el, count, act, st.train)
         else:
@@ -399,7 +338,7 @@ def _feed_forward(ops: OpList, st: _Step, prefix: str, tokens: int, count: int) 
     _dropout(ops, st, f"{prefix}.ff.out_dropout", tokens * a.hidden_size, count, st.a_b)
 
 
-def _stack(ops: OpList, st: _Step, stack: str) -> None:
+def _stack(ops: OpList, st: Step, stack: str) -> None:
     a = st.arch
     decoder = stack == "decoder"
     n = a.num_decoder_layers if decoder else a.num_layers
@@ -432,7 +371,7 @@ def _stack(ops: OpList, st: _Step, stack: str) -> None:
     _residual(ops, st, f"{prefix}.residual", tokens, n, 3 if decoder else 2)
 
 
-def _embeddings(ops: OpList, st: _Step) -> None:
+def _embeddings(ops: OpList, st: Step) -> None:
     """The shared table looked up by each stack, its dropout; the relative bias tables (each stack's first block).
 
     The table's gradient sums the two stacks' dense embedding gradients and the (always tied) head's.
@@ -460,7 +399,7 @@ def _embeddings(ops: OpList, st: _Step) -> None:
                             launches=2)
 
 
-def _head(ops: OpList, st: _Step) -> None:
+def _head(ops: OpList, st: Step) -> None:
     a = st.arch
     h, v = a.hidden_size, a.vocab_size
     for stack, tokens in (("encoder", st.enc_tokens), ("decoder", st.dec_tokens)):
@@ -481,7 +420,7 @@ def _head(ops: OpList, st: _Step) -> None:
         _cross_entropy(ops, st, d * v)
 
 
-def _cross_entropy(ops: OpList, st: _Step, logits: float) -> None:
+def _cross_entropy(ops: OpList, st: Step, logits: float) -> None:
     """``CrossEntropyLoss`` on the head's logits, as CUDA runs it.
 
     Autocast does not cast ``cross_entropy_loss`` on CUDA: its ``log_softmax`` runs in the logits' dtype (the loss
@@ -497,115 +436,3 @@ def _cross_entropy(ops: OpList, st: _Step, logits: float) -> None:
         ops.add_index_bound("loss.upcast", "elementwise", "forward", logits * (x + 4), 1, logits)
         ops.add_index_bound("loss.upcast.grad", "elementwise", "backward", logits * (x + 4), 1, 0.0)
     ops.add("loss.nll", "reduction", 0, logits * nll_b, 1, bwd_flops=0, bwd_bytes=logits * 2 * nll_b)
-
-
-# -- memory --------------------------------------------------------------------------------------------------------
-
-def _saved_bytes(st: _Step, checkpointing: bool) -> float:
-    """Bytes autograd saves at the peak, tensor by tensor (see the module docstring for what each op keeps)."""
-    a = st.arch
-    h, f, inner, heads = a.hidden_size, a.intermediate_size, a.q_dim, a.num_heads
-    rms = rms_norm_kernels("t5", False, st.amp, st.a_b)
-    assert rms is not None
-    cast = st.a_b if st.amp else 0  # a 16-bit cast of a norm's output, saved by each linear reading it
-    shared = 0 if st.amp else st.a_b  # without autocast the linears share the norm's output
-    mask = 1 if (st.arch.dropout and st.train) else 0
-
-    def norm(tokens: int, readers: int) -> float:
-        return tokens * h * (rms.saved + shared + cast * readers)
-
-    def self_attn(tokens: int, length: int) -> float:
-        n = norm(tokens, 3) + tokens * 3 * inner * st.a_b  # q, k, v
-        n += tokens * inner * st.a_b + tokens * heads * 4  # the kernel's output (o's input) and logsumexp
-        n += heads * length * length * st.mask_b  # the bias mask the backward reads
-        return n + tokens * h * mask
-
-    def feed_forward(tokens: int) -> float:
-        el = tokens * f
-        n = norm(tokens, 2 if a.gated_mlp else 1)
-        if a.gated_mlp:
-            act = activation_kernels(_activation(a), st.amp, st.a_b)
-            # the activation's own saved tensors (its input, wi_0's output, among them), its output and wi_1's (the
-            # product's operands)
-            n += el * 2 * st.a_b + el * (act.saved if act is not None else st.a_b)
-        else:
-            n += el * st.a_b  # ReLU's output
-        n += el * mask + el * st.a_b  # dropout mask, wo's (16-bit) input
-        return n + tokens * h * mask
-
-    enc, dec = st.enc_tokens, st.dec_tokens
-    enc_layer = self_attn(enc, st.enc_len) + feed_forward(enc)
-    cross = norm(dec, 1) + dec * inner * st.a_b + enc * 2 * inner * st.a_b + enc * h * (2 * cast)
-    cross += dec * inner * st.a_b + dec * heads * 4 + dec * h * mask
-    dec_layer = self_attn(dec, st.dec_len) + cross + feed_forward(dec)
-    lora = st.lora_rank * st.a_b * (enc * len(st.targets) + dec * 2 * len(st.targets))
-    rest = (enc + dec) * h * (rms.saved + mask) * 2  # final norms; embedding and output dropout masks
-    rest += enc * h * st.res_b + dec * h * (st.a_b if st.amp else st.res_b)  # encoder output; head's input
-    rest += heads * st.dec_len * st.enc_len * st.a_b  # cross-attention's zero bias
-    # log_softmax's output (the logits' dtype), and under autocast the fp32 copy nll_loss keeps
-    head = dec * a.vocab_size * (st.a_b + (4 if st.amp else 0))
-    if checkpointing:
-        blocks = a.num_layers * enc * h * st.res_b + a.num_decoder_layers * dec * h * st.res_b
-        return float(blocks + rest + lora + max(dec_layer, head))
-    return float(a.num_layers * enc_layer + a.num_decoder_layers * dec_layer + lora + rest + head)
-
-
-def _transient_bytes(st: _Step) -> float:
-    """The largest temporary beside the saved tensors: a block's feed-forward hidden tensors, or the loss's backward.
-
-    In training the loss's backward: one logits-sized gradient in ``nll_loss``'s dtype (fp32 under autocast) beside
-    the saved tensors, as the traced module's allocator replay holds it (benchmarks/conformance.py's T5, within 1%
-    at amp-bf16 and bf16, -4% in fp32); at inference the logits of every decoder position.
-    """
-    a = st.arch
-    ff = max(st.enc_tokens, st.dec_tokens) * a.intermediate_size * st.a_b * (3 if a.gated_mlp else 2)
-    logits = st.dec_tokens * a.vocab_size
-    if st.train:
-        return float(max(ff, logits * (4 if st.amp else st.a_b)))
-    return float(ff + logits * st.a_b)
-
-
-def _dispatches(st: _Step, opts: WorkloadOptions, optimizer: str | None, trainable: int) -> dict[str, int]:
-    key = precision_key(st.amp, st.a_b)
-    a = st.arch
-    enc_f, enc_b, dec_f, dec_b, rest_f, rest_b = DISPATCHES[key]
-    gated_f, gated_b = GATED_DISPATCHES[key] if a.gated_mlp else (0, 0)
-    enc_f, dec_f, enc_b, dec_b = enc_f + gated_f, dec_f + gated_f, enc_b + gated_b, dec_b + gated_b
-    lora_fwd = LORA_FWD_PER_TARGET * len(st.targets)
-    lora_bwd = LORA_BWD_PER_TARGET * len(st.targets)
-    # a decoder block has two attentions
-    fwd = rest_f + a.num_layers * (enc_f + lora_fwd) + a.num_decoder_layers * (dec_f + 2 * lora_fwd)
-    if not st.train:
-        if key in INFER_DISPATCHES:
-            e, d, r = INFER_DISPATCHES[key]
-            e, d = e + gated_f, d + gated_f
-        else:  # the training forward less its dropouts
-            e, d, r = enc_f - _DROPOUTS[0], dec_f - _DROPOUTS[1], rest_f - _DROPOUTS[2]
-        return {"forward": r + a.num_layers * (e + lora_fwd) + a.num_decoder_layers * (d + 2 * lora_fwd)}
-    bwd = rest_b + a.num_layers * (enc_b + lora_bwd) + a.num_decoder_layers * (dec_b + 2 * lora_bwd)
-    if opts.gradient_checkpointing:
-        bwd += fwd - rest_f
-    tensors = 2 * len(st.targets) * (a.num_layers + 2 * a.num_decoder_layers) if st.targets else a.param_tensors()
-    return {"forward": fwd, "backward": bwd, "optimizer": optimizer_step_ops(optimizer, tensors if trainable else 0)}
-
-
-def _assumptions(st: _Step, opts: WorkloadOptions, quantize: str | None) -> list[str]:
-    out = [f"encoder-decoder (T5, transformers 5): encoder over seq_len={st.enc_len}, decoder over "
-           f"{st.dec_len} target tokens (labels shifted right); relative position bias added in every block as "
-           "SDPA's float mask (memory-efficient / cuDNN kernel, every tile computed, the bias read; its gradient "
-           "written in training), unscaled attention; T5LayerNorm as transformers writes it (fp32 chain); "
-           "cross-attention keys and values projected from the encoder's output in every decoder block"]
-    if st.amp:
-        out.append("amp: the feed-forward's hidden is cast to fp32 (wo.weight's dtype) and back by autocast; "
-                   "each linear reading a norm's fp32 output casts it; the bias is cast to 16 bits per block")
-    if st.train:
-        out.append("activations: every tensor autograd saves, block by block (norms' fp32 inputs, q/k/v, the "
-                   "fused kernel's output and logsumexp, the bias mask, dropout masks, ReLU's output, wo's input), "
-                   "the loss's fp32 log-probabilities"
-                   + ("; checkpointing keeps each block's input plus one block's" if opts.gradient_checkpointing
-                      else ""))
-    if st.frozen:
-        out.append("LoRA: base weights frozen (input gradients only); adapters trained")
-    if quantize:
-        out.append(f"{quantize} base: only the blocks' linear weights quantized; " + DEQUANT_SOURCE)
-    return out

@@ -10,7 +10,7 @@ weights), the offset added to it, and ``kDequantizeBlockwise``, which reads the 
 That last kernel is bound by its per-element work, not by bytes: each NF4 nibble is decoded through a tree of
 branches (``dDequantizeNF4``) before bitsandbytes 0.48 replaced it with a warp-shuffled lookup table, 1.4-2.1x faster
 on A100 / H100 (bitsandbytes-foundation/bitsandbytes#1747).  It is priced as the other index-computing kernels are
-(``advisor.estimator.time.STRIDED_ELEMENTS_PER_SM_CYCLE``: the slower of its bytes and ~1.15 elements per SM per
+(``advisor.estimator.index_bound.STRIDED_ELEMENTS_PER_SM_CYCLE``: the slower of its bytes and ~1.15 elements per SM per
 cycle), which on an A100-SXM4-40GB is 1.75e11 weights/s; LitGPT's resource tables (A100-SXM4-40GB, bitsandbytes
 0.41.1, tests/data/qlora/step_times.csv) put the NF4 step's extra time at 1.64e11 (Llama 2 7B) and 1.33e11 (13B)
 weights per second over the forward and backward passes.  Far below the copy bandwidth: on a GEMM-heavy step (many

@@ -305,8 +305,8 @@ class StepOps:
 
     def rotary(self, prefix: str, tokens: int, count: int) -> None:
         """Hugging Face's rotary embedding of q and k (``transformer_ops.ROTARY``)."""
-        # index-bound kernels on broadcast or halved operands (advisor.estimator.time.STRIDED_ELEMENTS_PER_SM_CYCLE);
-        # graph runtimes fuse them
+        # index-bound kernels on broadcast or halved operands
+        # (advisor.estimator.index_bound.STRIDED_ELEMENTS_PER_SM_CYCLE); graph runtimes fuse them
         if not self.rotated:
             return
         arch = self.arch
