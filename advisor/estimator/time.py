@@ -100,8 +100,9 @@ def card_rates(spec: Any, precision: str, eff: Any, tensor_peak: float, vector_p
         # else the FP32 units at the GEMM efficiency
         conv_peak, conv_eff = ((spec.tf32_tflops * 1e12 * eff.clock, eff.conv) if spec.tf32_tflops
                                else (vector_held, eff.matmul))
-    # SM cycles per second at the boost clock: index-bound elementwise kernels draw far from the power cap that
-    # eff.clock (measured under the largest GEMM) reflects, and STRIDED_ELEMENTS_PER_SM_CYCLE was fitted so
+    # SM cycles per second at the boost clock: index-bound elementwise kernels and NCHW batch norm draw far from
+    # the power cap that eff.clock (measured under the largest GEMM) reflects (the H100 probe: 1,980 MHz), and
+    # STRIDED_ / BN_NCHW_ELEMENTS_PER_SM_CYCLE were fitted so; a GeForce clock above boost (clock_geforce) holds
     boost_cycles = (spec.sm_count or 0) * (spec.boost_clock_mhz or 0) * 1e6
     bw = spec.memory_bandwidth_bytes_s * eff.memory
     transpose_s = boost_cycles * LAYOUT_TRANSPOSE_ELEMENTS_PER_SM_CYCLE * compute_bytes(precision)
@@ -119,7 +120,7 @@ def card_rates(spec: Any, precision: str, eff: Any, tensor_peak: float, vector_p
                       unaligned_flops=tensor_peak * unaligned_fraction(eff.unaligned) if tensor_cores else 0.0,
                       unaligned_conv_flops=conv_peak / (eff.clock or 1.0) * unaligned_fraction(eff.unaligned)
                       if conv_tensor_cores and has_tensor_cores(spec) else 0.0,
-                      bn_elements_s=boost_cycles * eff.clock * BN_NCHW_ELEMENTS_PER_SM_CYCLE,
+                      bn_elements_s=boost_cycles * max(eff.clock, 1.0) * BN_NCHW_ELEMENTS_PER_SM_CYCLE,
                       layout_transposes=eff.layout_transposes and conv_tensor_cores,
                       transpose_bytes_s=min(bw, transpose_s) if transpose_s else bw, step_latency_s=RECURRENT_STEP_S,
                       norm_bytes_s=bw * eff.norm_memory,
