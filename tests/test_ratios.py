@@ -153,8 +153,9 @@ def test_the_5090_beats_the_4090_on_every_preset(mode: str) -> None:
 def test_an_instinct_card_above_the_h100_h200_says_its_evidence_is_inherited(model: str, kw: dict) -> None:
     """No end-to-end measurement of a CDNA 3 card is in the repo (CDNA 2 has one, MI250 vs A100, above): where an
     Instinct card ranks above the Hopper cards, the row says its figures are inherited (the widest range), never
-    ``measured``.  (Issue 24 asks for no Instinct card above the H100/H200 without a cited measurement; this is not
-    met yet: docs/accuracy.md, "AMD".)"""
+    ``measured``.  (At recommend's defaults no Instinct card ranks above them:
+    test_recommend_puts_no_instinct_card_above_the_h100_and_h200; at these larger batches one may, on inherited
+    figures: docs/accuracy.md, "AMD".)"""
     rec = recommend(model, calibration=None, max_gpus=1, **kw)
     order = [r.gpu_id for r in rec.rows]
     first = min(order.index(g) for g in ("h100-sxm5-80gb", "h200-sxm-141gb") if g in order)
