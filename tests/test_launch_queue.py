@@ -91,3 +91,21 @@ def test_traced_estimates_replay_the_queue_and_presets_keep_the_floor() -> None:
     graph = estimate(model, "h100-sxm5-80gb", example_inputs=(torch.randn(16, 64),), precision="fp32",
                      runtime="graph")
     assert QUEUE_SOURCE not in graph.assumptions and graph.time.step_s < traced.time.step_s
+
+
+def test_a_traced_step_with_ops_of_another_runtime_says_the_queue_was_not_replayed() -> None:
+    """The launch-queue replay is decided explicitly: where prepare_ops leaves ops out, the floor rule prices the
+    host side and an assumption says so, rather than falling back silently."""
+    torch = pytest.importorskip("torch")
+    from advisor.catalog import get_gpu
+    from advisor.estimator import estimate_workload
+
+    model = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.ReLU(), torch.nn.Linear(64, 8))
+    w = estimate(model, "h100-sxm5-80gb", example_inputs=(torch.randn(16, 64),), precision="fp32").workload
+    graph_only = dataclasses.replace(w.ops[0], runtime="graph")
+    mixed = dataclasses.replace(w, ops=[graph_only, *w.ops[1:]])
+    e = estimate_workload(mixed, get_gpu("h100-sxm5-80gb"), calibration=None)
+    assert QUEUE_SOURCE not in e.assumptions
+    assert any(a.startswith("launch-queue replay not run: 1 of the traced step's") for a in e.assumptions)
+    whole = estimate_workload(w, get_gpu("h100-sxm5-80gb"), calibration=None)
+    assert QUEUE_SOURCE in whole.assumptions and not any("replay not run" in a for a in whole.assumptions)

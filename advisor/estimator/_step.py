@@ -229,8 +229,14 @@ def _eager_host(s: StepInputs, step_ops: tuple[PreparedOp, ...], detail: OpsTime
     train_ckpt = w.mode == "train" and w.gradient_checkpointing
     notes: list[str] = []
     library = library_call_ops(step_ops, eff, serial_host)
-    if w.calls and not serial_host and len(step_ops) == len(w.ops):
-        # a traced step: its calls in order, through the launch queue
+    # a traced step (its calls in order) goes through the launch queue when every traced op is priced; else the
+    # host-floor rule, and the note says why (ops of another runtime left out by prepare_ops)
+    queue = bool(w.calls) and not serial_host
+    if queue and len(step_ops) != len(w.ops):
+        queue = False
+        notes.append(f"launch-queue replay not run: {len(w.ops) - len(step_ops)} of the traced step's {len(w.ops)} "
+                     "ops belong to another runtime; the host side is priced by the per-phase floor instead")
+    if queue:
         host = phase_host_s(step_ops, w.eager_ops, eff, checkpointed=train_ckpt, library=library)
         sync = [PHASES.index(p) for p in GRAD_SCALER_SYNC.get(w.precision, ())] if w.mode == "train" else []
         queued, host_s = s.prep.priced(
