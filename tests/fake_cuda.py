@@ -90,31 +90,11 @@ class FakeCudaMode(TorchFunctionMode):
         kwargs = dict(kwargs or {})
         name = getattr(func, "__name__", str(func))
         self.calls[name] = self.calls.get(name, 0) + 1
-        # Where do the results land?  Explicit device (also the one `with torch.device(...)` injects) ...
-        target: str | None = None
         if name == "_parse_to":  # only parses "cuda:0"; the `to` that follows is where it moves
             return func(*args, **kwargs)
-        if "device" in kwargs and kwargs["device"] is not None:
-            target = "cuda" if _is_cuda_spec(kwargs["device"]) else "cpu"
-            if target == "cuda":
-                kwargs["device"] = "cpu"
-        if kwargs.pop("pin_memory", False):
-            self.pinned_requests += 1
-        if name in ("to", "cuda", "cpu"):
-            if name == "cuda":
-                target = "cuda"
-            elif name == "cpu":
-                target = "cpu"
-            new_args = []
-            for a in args:
-                if _is_cuda_spec(a):
-                    target, a = "cuda", "cpu"
-                elif _is_cpu_spec(a):
-                    target = "cpu"
-                new_args.append(a)
-            args = tuple(new_args)
-            if name == "cuda":
-                return args[0] if isinstance(args[0], torch.Tensor) else func(*args, **kwargs)
+        target, args = self._target(name, tuple(args), kwargs)
+        if name == "cuda":
+            return args[0] if isinstance(args[0], torch.Tensor) else func(*args, **kwargs)
         if name == "__set__" and len(args) >= 2 and isinstance(args[0], torch.Tensor) \
                 and isinstance(args[-1], torch.Tensor):  # `param.data = moved` (Module.to) moves the parameter
             if args[-1] in self.cuda_tensors:
@@ -129,6 +109,36 @@ class FakeCudaMode(TorchFunctionMode):
         flat_inputs, _ = tree_flatten((args, kwargs))
         tensors = [t for t in flat_inputs if isinstance(t, torch.Tensor)]
         on_cuda = [t for t in tensors if t in self.cuda_tensors]
+        self._check_devices(name, kwargs, tensors, on_cuda, target)
+        out = func(*args, **kwargs)
+        return self._result(func, name, out, target, bool(on_cuda))
+
+    def _target(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str | None, tuple[Any, ...]]:
+        """Where the results land (an explicit device, also the one `with torch.device(...)` injects, or the
+        target of `to` / `cuda` / `cpu`), with CUDA device arguments rewritten to the CPU (``kwargs`` in place)."""
+        target: str | None = None
+        if "device" in kwargs and kwargs["device"] is not None:
+            target = "cuda" if _is_cuda_spec(kwargs["device"]) else "cpu"
+            if target == "cuda":
+                kwargs["device"] = "cpu"
+        if kwargs.pop("pin_memory", False):
+            self.pinned_requests += 1
+        if name in ("to", "cuda", "cpu"):
+            if name in ("cuda", "cpu"):
+                target = name
+            new_args = []
+            for a in args:
+                if _is_cuda_spec(a):
+                    target, a = "cuda", "cpu"
+                elif _is_cpu_spec(a):
+                    target = "cpu"
+                new_args.append(a)
+            args = tuple(new_args)
+        return target, args
+
+    def _check_devices(self, name: str, kwargs: dict[str, Any], tensors: list[Any], on_cuda: list[Any],
+                       target: str | None) -> None:
+        """CUDA's errors for a generator of the other device and for tensors of two devices in one op."""
         generator = kwargs.get("generator")
         if generator is not None:
             lands = target or ("cuda" if on_cuda else "cpu")
@@ -137,12 +147,13 @@ class FakeCudaMode(TorchFunctionMode):
                 raise RuntimeError(f"Expected a '{lands}' device type for generator but found '{has}'")
         if on_cuda and name not in ("copy_", "to", "cpu", "_parse_to", "__get__", "__set__", "__setitem__",
                                     "set_", "_has_compatible_shallow_copy_type"):
-            stray = [t for t in tensors if t not in self.cuda_tensors and t.dim() > 0
-                     ]
+            stray = [t for t in tensors if t not in self.cuda_tensors and t.dim() > 0]
             if stray:
                 raise RuntimeError("Expected all tensors to be on the same device, but found at least two "
                                    f"devices, cuda:0 and cpu! (fake CUDA: {name})")
-        out = func(*args, **kwargs)
+
+    def _result(self, func: Any, name: str, out: Any, target: str | None, on_cuda: bool) -> Any:
+        """``out``, its tensors marked as on the device they land on."""
         if name == "__get__" and on_cuda and getattr(getattr(func, "__self__", None), "__name__", "") in ("device",
                                                                                                        "is_cuda"):
             # `t.device` of a fake CUDA tensor says cuda, so code that makes new tensors "on t's device" does.
