@@ -200,11 +200,6 @@ def _check_together(where: str, data: Mapping[str, Any]) -> None:
     _check_price(where, data)
     if data.get("cloud_rentable") is False and "cloud_usd_per_hour" in data:
         raise SpecError(f"{where}: cloud_rentable = false contradicts cloud_usd_per_hour")
-    if data.get("cloud_price_class", CLOUD_PRICE_CLASSES[0]) not in CLOUD_PRICE_CLASSES:
-        raise SpecError(f"{where}: cloud_price_class must be one of {', '.join(CLOUD_PRICE_CLASSES)}, "
-                        f"got {data['cloud_price_class']!r}")
-    if not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])(-\d{2})?", data.get("cloud_price_date", "2000-01")):
-        raise SpecError(f"{where}: cloud_price_date must be YYYY-MM or YYYY-MM-DD, got {data['cloud_price_date']!r}")
 
 
 def _check_price(where: str, data: Mapping[str, Any]) -> None:
