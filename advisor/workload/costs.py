@@ -11,7 +11,7 @@ from advisor.errors import WorkloadError
 from advisor.precision import activation_bytes, element_bytes, master_bytes
 from advisor.precision import optimizer_state_bytes as _state_bytes
 from advisor.workload.base import MODES, OPTIMIZERS, PRECISIONS, OpCost
-from advisor.workload.options import check_count
+from advisor.workload.options import BUILDER_QUANTIZE_BASES, WorkloadOptions, check_count
 
 
 def compute_bytes(precision: str) -> int:
@@ -76,3 +76,23 @@ def check_common(batch_size: Any, mode: str, precision: str, optimizer: str | No
                             "train with fp32, tf32, fp16, bf16, amp-fp16 or amp-bf16 (or use "
                             "lora_rank with quantize_base='nf4' for QLoRA)")
     check_count("grad_accum", grad_accum)
+
+
+def check_builder_options(name: str, opts: WorkloadOptions) -> str | None:
+    """The closed-form transformer builders' shared option checks (``build_transformer``, ``build_encoder_decoder``).
+
+    No image size, the common choices (``check_common``), a known quantized base, trained only under LoRA.
+
+    Returns:
+        The options' ``quantize_base``.
+    """
+    if opts.image_size is not None:
+        raise WorkloadError(f"image_size does not apply to {name} (a transformer)", "use seq_len")
+    check_common(opts.batch_size, opts.mode, opts.precision, opts.optimizer, opts.grad_accum)
+    qb = opts.quantize_base
+    if qb is not None and qb not in BUILDER_QUANTIZE_BASES:
+        raise WorkloadError(f"unknown quantize_base {qb!r}", f"accepted: {', '.join(BUILDER_QUANTIZE_BASES)}")
+    if qb and opts.lora_rank is None and opts.mode == "train":
+        raise WorkloadError("quantize_base needs lora_rank for training (a quantized base is frozen)",
+                            "pass lora_rank (QLoRA), or use mode='infer'")
+    return qb

@@ -48,7 +48,7 @@ from advisor.precision import NF4_BYTES_PER_WEIGHT
 from advisor.workload.arch import TransformerArch
 from advisor.workload.aten_ops import FUSED_ATTENTION_BACKWARD_WORK, fused_attention_work
 from advisor.workload.base import Workload
-from advisor.workload.costs import check_common, compute_bytes, optimizer_op, weight_bytes
+from advisor.workload.costs import check_builder_options, compute_bytes, optimizer_op, weight_bytes
 from advisor.workload.encoder_decoder_step import (
     Step,
     activation,
@@ -58,7 +58,7 @@ from advisor.workload.encoder_decoder_step import (
 )
 from advisor.workload.encoder_decoder_step import assumptions as step_assumptions
 from advisor.workload.encoder_decoder_step import lora_targets as resolve_lora_targets
-from advisor.workload.options import BUILDER_QUANTIZE_BASES, COUNT_LIMITS, OptionError, WorkloadOptions, check_count
+from advisor.workload.options import COUNT_LIMITS, OptionError, WorkloadOptions, check_count
 from advisor.workload.qlora import add_dequant
 from advisor.workload.transformer_ops import OpList, activation_kernels, rms_norm_kernels
 
@@ -154,16 +154,13 @@ def _checked(arch: TransformerArch, name: str, options: WorkloadOptions | None, 
     if unexpected:
         raise TypeError(f"build_transformer() got an unexpected keyword argument {unexpected[0]!r}")
     opts = replace(options or WorkloadOptions(), **keywords)
-    if opts.image_size is not None:
-        raise WorkloadError(f"image_size does not apply to {name} (a transformer)", "use seq_len")
-    check_common(opts.batch_size, opts.mode, opts.precision, opts.optimizer, opts.grad_accum)
+    quantize = check_builder_options(name, opts)
     if attention != "sdpa":
         raise WorkloadError(f"unknown attention implementation {attention!r} for {name} (T5)",
                             "T5 is priced as transformers 5 runs it: SDPA with the relative bias as its mask "
                             "(attention='sdpa'); flash attention takes no bias, eager attention is not modelled")
     if arch.family != "t5":
         raise WorkloadError(f"{name} is a {arch.family}, not an encoder-decoder", "use build_transformer")
-    train = opts.mode == "train"
     if opts.gen_len is not None:
         raise WorkloadError("gen_len applies to infer of decoder (causal LM) models only",
                             f"{name} is an encoder-decoder in {opts.mode} mode")
@@ -179,12 +176,6 @@ def _checked(arch: TransformerArch, name: str, options: WorkloadOptions | None, 
     # the decoder's length takes the sequence's range (advisor.workload.options.COUNT_LIMITS)
     t = (whole_number("decoder_len", decoder_len, minimum=1, maximum=COUNT_LIMITS["seq_len"][1], error=OptionError)
          if decoder_len is not None else s)
-    quantize = opts.quantize_base
-    if quantize is not None and quantize not in BUILDER_QUANTIZE_BASES:
-        raise WorkloadError(f"unknown quantize_base {quantize!r}", f"accepted: {', '.join(BUILDER_QUANTIZE_BASES)}")
-    if quantize and opts.lora_rank is None and train:
-        raise WorkloadError("quantize_base needs lora_rank for training (a quantized base is frozen)",
-                            "pass lora_rank (QLoRA), or use mode='infer'")
     return opts, s, t, quantize, assumptions
 
 

@@ -26,6 +26,7 @@ from advisor.workload.aten_ops import FUSED_ATTENTION_BACKWARD_WORK
 from advisor.workload.base import OpCost, Workload
 from advisor.workload.costs import (
     OPTIMIZER_PASS_BYTES,
+    check_builder_options,
     check_common,
     compute_bytes,
     optimizer_op,
@@ -33,7 +34,7 @@ from advisor.workload.costs import (
     weight_bytes,
 )
 from advisor.workload.eager import eager_ops
-from advisor.workload.options import BUILDER_QUANTIZE_BASES, WorkloadOptions, check_count
+from advisor.workload.options import WorkloadOptions, check_count
 from advisor.workload.qlora import SOURCE as DEQUANT_SOURCE
 from advisor.workload.transformer_blocks import Dtypes, StepOps, StepShape
 from advisor.workload.transformer_memory import (
@@ -153,9 +154,7 @@ def _resolve(arch: TransformerArch, name: str, opts: WorkloadOptions,
              lora_targets: tuple[str, ...] | list[str] | str | None, attention: str, default_seq_len: int,
              assumptions: list[str]) -> _Resolved:
     """The step's options checked and completed (the defaults it takes said in ``assumptions``)."""
-    if opts.image_size is not None:
-        raise WorkloadError(f"image_size does not apply to {name} (a transformer)", "use seq_len")
-    check_common(opts.batch_size, opts.mode, opts.precision, opts.optimizer, opts.grad_accum)
+    qb, lora_rank = check_builder_options(name, opts), opts.lora_rank
     if attention not in ATTENTIONS:
         raise WorkloadError(f"unknown attention implementation {attention!r}", f"accepted: {', '.join(ATTENTIONS)}")
     seq_len = opts.seq_len
@@ -175,12 +174,6 @@ def _resolve(arch: TransformerArch, name: str, opts: WorkloadOptions,
     if causal_lm and not train and gen_len is None:
         gen_len = DEFAULT_GEN_LEN
         assumptions.append(f"gen_len not given: generating {DEFAULT_GEN_LEN} tokens after the prefill")
-    qb, lora_rank = opts.quantize_base, opts.lora_rank
-    if qb is not None and qb not in BUILDER_QUANTIZE_BASES:
-        raise WorkloadError(f"unknown quantize_base {qb!r}", f"accepted: {', '.join(BUILDER_QUANTIZE_BASES)}")
-    if qb and lora_rank is None and train:
-        raise WorkloadError("quantize_base needs lora_rank for training (a quantized base is frozen)",
-                            "pass lora_rank (QLoRA), or use mode='infer'")
     targets = _lora_targets(arch, name, lora_rank, lora_targets, assumptions)
     lora_p = arch.lora_params(lora_rank, targets) if lora_rank else 0
     trainable = (lora_p if lora_rank else arch.params) if train else 0
