@@ -10,6 +10,16 @@ default).  The measurements: docs/estimates.md, "PyTorch's defaults decide the m
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from advisor.estimator.gemm import matmul_seconds
+from advisor.estimator.index_bound import bytes_seconds
+from advisor.estimator.pricing import register
+
+if TYPE_CHECKING:
+    from advisor.estimator.ops import PreparedOp
+    from advisor.estimator.time import CardRates
+
 #: Layout transposes, elements per SM per boost cycle (H200 profile of ResNet-50: 4.28 fp16, 3.67 fp32, median of
 #: the kernels 3.98; benchmarks/strided_rates.py).
 LAYOUT_TRANSPOSE_ELEMENTS_PER_SM_CYCLE = 4.0
@@ -24,3 +34,17 @@ LAYOUT_SOURCE = ("cuDNN transposes NCHW tensors to NHWC for every tensor-core co
 WINOGRAD_MULTIPLY_REDUCTION = 2.25
 WINOGRAD_SOURCE = (f"3x3 stride-1 fp32 convolutions on CUDA cores run cuDNN's Winograd algorithms: "
                    f"{WINOGRAD_MULTIPLY_REDUCTION:g}x fewer multiplies (F(2x2,3x3), Lavin & Gray 2016)")
+
+
+@register("conv")
+def price_conv(op: PreparedOp, rates: CardRates) -> tuple[float, float, float]:
+    """A convolution: its implicit GEMMs against its bytes, plus cuDNN's NCHW<->NHWC transposes.
+
+    The GEMMs at the conv rate (Winograd's for 3x3 on CUDA cores); the transposes where the card makes them.
+    """
+    tc = matmul_seconds(op, rates, op.flops, rates.peaks[op.cls], op.min_dim)
+    tm = bytes_seconds(op, rates, rates.memory_bytes_s)
+    t = max(tc, tm)
+    if rates.layout_transposes:
+        t += op.transpose_bytes / rates.transpose_bytes_s
+    return tc, tm, t
