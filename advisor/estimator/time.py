@@ -97,9 +97,10 @@ def card_rates(spec: Any, precision: str, eff: Any, tensor_peak: float, vector_p
     conv_tensor_cores = precision not in ("fp32", "tf32") or bool(spec.tf32_tflops)
     if precision == "fp32":
         # cuDNN's default (torch.backends.cudnn.allow_tf32 is True): TF32 tensor cores where the card has them,
-        # else the FP32 units at the GEMM efficiency
+        # else the FP32 units at their GEMM rate (cuDNN's fp32 kernels there are SIMT kernels like SGEMM:
+        # advisor.estimator.gemm.SIMT_SOURCE)
         conv_peak, conv_eff = ((spec.tf32_tflops * 1e12 * eff.clock, eff.conv) if spec.tf32_tflops
-                               else (vector_held, eff.matmul))
+                               else (vector_held, eff.vector_matmul))
     # SM cycles per second at the boost clock: index-bound elementwise kernels and NCHW batch norm draw far from
     # the power cap that eff.clock (measured under the largest GEMM) reflects (the H100 probe: 1,980 MHz), and
     # STRIDED_ / BN_NCHW_ELEMENTS_PER_SM_CYCLE were fitted so; a GeForce clock above boost (clock_geforce) holds
