@@ -33,7 +33,7 @@ from advisor.workload.costs import (
     optimizer_state_bytes,
     weight_bytes,
 )
-from advisor.workload.eager import eager_ops
+from advisor.workload.eager import biased_linears, eager_ops
 from advisor.workload.options import WorkloadOptions, check_count
 from advisor.workload.qlora import SOURCE as DEQUANT_SOURCE
 from advisor.workload.transformer_blocks import Dtypes, StepOps, StepShape
@@ -321,7 +321,8 @@ def _eager(arch: TransformerArch, r: _Resolved, amp: bool, attention: str) -> di
         experts=arch.num_experts, gradient_checkpointing=st.gradient_checkpointing and st.train,
         trainable_tensors=(2 * len(st.targets) * blocks_total if st.lora_rank else arch.param_tensors())
         if st.train else 0,
-        optimizer=r.optimizer)
+        optimizer=r.optimizer, biased=biased_linears(family=arch.family, qkv_bias=arch.qkv_bias, out_bias=arch.out_bias,
+                                                     mlp_bias=arch.mlp_bias, gated_mlp=arch.gated_mlp))
 
 
 def _built_options(arch: TransformerArch, r: _Resolved, name: str, source: Literal["preset", "config"],
