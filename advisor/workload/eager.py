@@ -99,7 +99,7 @@ def optimizer_eager_ops(optimizer: str | None, trainable_tensors: int) -> dict[s
 
 def style_of(family: str) -> str:
     """The implementation style whose counts stand for a model family."""
-    if family in ("bert", "t5"):
+    if family == "bert":
         return "bert"
     if family in ("gpt2", "gptj"):
         return "gpt2"
@@ -112,7 +112,7 @@ def biased_linears(*, family: str, qkv_bias: bool, out_bias: bool, mlp_bias: boo
     return qkv * qkv_bias + out_bias + (3 if gated_mlp else 2) * mlp_bias
 
 
-def eager_ops(*, family: str, layers: int, decoder_layers: int = 0, attention: str, amp: bool, train: bool,
+def eager_ops(*, family: str, layers: int, attention: str, amp: bool, train: bool,
               causal_lm: bool, lora_targets: int = 0, experts: int = 0, gradient_checkpointing: bool = False,
               trainable_tensors: int = 0, optimizer: str | None = None,
               biased: int | None = None) -> dict[str, int]:
@@ -135,21 +135,18 @@ def eager_ops(*, family: str, layers: int, decoder_layers: int = 0, attention: s
     if experts:
         extra += MOE_FWD_ROUTER + MOE_FWD_PER_EXPERT * experts
     bias_f, bias_b = more_biases * BIAS_FWD[not amp], more_biases * BIAS_BWD[not amp]
-    blocks = layers + decoder_layers
-    # t5 decoder blocks add cross-attention: about half a block more each
-    block_units = layers + 1.5 * decoder_layers
     fwd_layer = (fwd_amp if amp else fwd32) if train else (inf_amp if amp else inf32)
     lora_f = LORA_FWD_PER_TARGET * lora_targets
-    forward = round(base_f + block_units * (fwd_layer + extra + lora_f + bias_f))
+    forward = round(base_f + layers * (fwd_layer + extra + lora_f + bias_f))
     if not train:
         if causal_lm:
-            decode = base_d + blocks * ((dec_amp if amp else dec32) + extra + lora_f + bias_f)
+            decode = base_d + layers * ((dec_amp if amp else dec32) + extra + lora_f + bias_f)
             return {"prefill": forward, "decode": decode}
         return {"forward": forward}
-    backward = round(base_b + block_units * ((bwd_amp if amp else bwd32) + 2 * extra + LORA_BWD_PER_TARGET
-                                             * lora_targets + bias_b))
+    backward = round(base_b + layers * ((bwd_amp if amp else bwd32) + 2 * extra + LORA_BWD_PER_TARGET * lora_targets
+                                        + bias_b))
     if gradient_checkpointing:
-        backward += round(block_units * (fwd_layer + extra + lora_f + bias_f))
+        backward += round(layers * (fwd_layer + extra + lora_f + bias_f))
     return {"forward": forward, "backward": backward,
             "optimizer": optimizer_step_ops(optimizer, trainable_tensors)}
 

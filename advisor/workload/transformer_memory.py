@@ -146,13 +146,7 @@ def activation_bytes_breakdown(arch: TransformerArch, b: int, s: int, *, precisi
     head_saved = (tokens * arch.vocab_size * cross_entropy(arch.kind == "decoder", amp, a_b).saved
                   if arch.has_lm_head else 0.0)
     total: float
-    if arch.family == "t5":
-        dec_layer = layer + t.attn_bytes(s, s, True)
-        if gradient_checkpointing:
-            total = (arch.num_layers + arch.num_decoder_layers) * sbh * t.res_b + max(dec_layer, head_saved)
-        else:
-            total = arch.num_layers * layer + arch.num_decoder_layers * dec_layer + head_saved
-    elif gradient_checkpointing:
+    if gradient_checkpointing:
         # each block's input, plus whichever is larger: the head's saved tensors (through the loss's
         # backward) or one block's full activations while it is recomputed (after the head's are freed)
         total = arch.num_layers * sbh * t.res_b + max(layer, head_saved)
