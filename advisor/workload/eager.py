@@ -63,9 +63,13 @@ MEASURED_BIASED_LINEARS = {"bert": 6, "gpt2": 4, "llama": 0}
 BIAS_FWD, BIAS_BWD = (1, 0), (4, 3)
 #: A PEFT LoRA adapter on one linear: dropout, A, B, scaling, add (+ views) forward; about 1.5x in backward.
 LORA_FWD_PER_TARGET, LORA_BWD_PER_TARGET = 8, 12
-#: A Mixtral-style sparse MoE block in eager (router softmax/top-k, then a Python loop over experts:
-#: index, three linears, activation, weighting, index_add): per expert, forward.
-MOE_FWD_PER_EXPERT, MOE_FWD_ROUTER = 15, 10
+#: A Mixtral sparse MoE block's dispatches beyond a dense gated MLP's, per layer: (training forward, backward,
+#: inference forward), by precision key (``amp``, ``fp32``, ``16-bit``).  transformers 5 runs the experts through
+#: ``grouped_mm`` (advisor.workload.moe): router, sort, gathers, two grouped GEMMs, the weighting and the sum, the same
+#: calls whatever the number of experts.  Traced (``MixtralSparseMoeBlock`` and ``LlamaMLP`` between a scale and a
+#: linear, views included, torch 2.14 / transformers 5.25): MoE 37 / 72 / 36 at amp, 34 / 69 / 33 in fp32, 36 / 72 /
+#: 35 at 16 bits, with 4 or 8 experts alike; the MLP 18 / 44 / 18, 14 / 40 / 14, 14 / 40 / 14.
+MOE_DISPATCHES: dict[str, tuple[int, int, int]] = {"amp": (19, 28, 18), "fp32": (20, 29, 19), "16-bit": (22, 32, 21)}
 #: Host dispatch-equivalents (forward ops of ``HOST_OP_S``) per trainable tensor of one optimizer step.
 #: torch.optim's foreach Adam/AdamW (the CUDA default since PyTorch 2.0) make ~10 list-wide calls that each walk
 #: the tensor list in C++: MEASURED at 20-21 us per tensor on the H200 host, where the AdamW step's GPU-side span
@@ -115,13 +119,14 @@ def biased_linears(*, family: str, qkv_bias: bool, out_bias: bool, mlp_bias: boo
 def eager_ops(*, family: str, layers: int, attention: str, amp: bool, train: bool,
               causal_lm: bool, lora_targets: int = 0, experts: int = 0, gradient_checkpointing: bool = False,
               trainable_tensors: int = 0, optimizer: str | None = None,
-              biased: int | None = None) -> dict[str, int]:
+              biased: int | None = None, a_b: int = 2) -> dict[str, int]:
     """Dispatched ops per phase of one eager step.
 
     ``forward``/``backward``/``optimizer`` for training, ``prefill`` and per-token ``decode`` for causal-LM
     inference, ``forward`` for other inference.  ``biased``: the module's biased linears per block
     (``biased_linears``; ``None``: as the style's measured module), each beyond or short of the measured module's
-    adding or taking its dispatches (``BIAS_FWD``, ``BIAS_BWD``).
+    adding or taking its dispatches (``BIAS_FWD``, ``BIAS_BWD``).  ``experts``: a MoE block in place of the MLP
+    (``MOE_DISPATCHES``, by ``amp`` and the compute dtype's bytes ``a_b``).
     """
     style = style_of(family)
     more_biases = 0 if biased is None else biased - MEASURED_BIASED_LINEARS[style]
@@ -132,19 +137,18 @@ def eager_ops(*, family: str, layers: int, attention: str, amp: bool, train: boo
     extra = 0
     if family == "gptj":
         extra += 10  # rotary on q and k (mul, neg, cat, mul, add each), as llama's
-    if experts:
-        extra += MOE_FWD_ROUTER + MOE_FWD_PER_EXPERT * experts
+    moe_f, moe_b, moe_i = MOE_DISPATCHES["amp" if amp else "fp32" if a_b == 4 else "16-bit"] if experts else (0, 0, 0)
     bias_f, bias_b = more_biases * BIAS_FWD[not amp], more_biases * BIAS_BWD[not amp]
-    fwd_layer = (fwd_amp if amp else fwd32) if train else (inf_amp if amp else inf32)
+    fwd_layer = (fwd_amp + moe_f if amp else fwd32 + moe_f) if train else (inf_amp if amp else inf32) + moe_i
     lora_f = LORA_FWD_PER_TARGET * lora_targets
     forward = round(base_f + layers * (fwd_layer + extra + lora_f + bias_f))
     if not train:
         if causal_lm:
-            decode = base_d + layers * ((dec_amp if amp else dec32) + extra + lora_f + bias_f)
+            decode = base_d + layers * ((dec_amp if amp else dec32) + moe_i + extra + lora_f + bias_f)
             return {"prefill": forward, "decode": decode}
         return {"forward": forward}
-    backward = round(base_b + layers * ((bwd_amp if amp else bwd32) + 2 * extra + LORA_BWD_PER_TARGET * lora_targets
-                                        + bias_b))
+    backward = round(base_b + layers * ((bwd_amp if amp else bwd32) + moe_b + 2 * extra
+                                        + LORA_BWD_PER_TARGET * lora_targets + bias_b))
     if gradient_checkpointing:
         backward += round(layers * (fwd_layer + extra + lora_f + bias_f))
     return {"forward": forward, "backward": backward,

@@ -320,8 +320,9 @@ def _eager(arch: TransformerArch, r: _Resolved, amp: bool, attention: str) -> di
         experts=arch.num_experts, gradient_checkpointing=st.gradient_checkpointing and st.train,
         trainable_tensors=(2 * len(st.targets) * arch.num_layers if st.lora_rank else arch.param_tensors())
         if st.train else 0,
-        optimizer=r.optimizer, biased=biased_linears(family=arch.family, qkv_bias=arch.qkv_bias, out_bias=arch.out_bias,
-                                                     mlp_bias=arch.mlp_bias, gated_mlp=arch.gated_mlp))
+        optimizer=r.optimizer, a_b=compute_bytes(r.opts.precision),
+        biased=biased_linears(family=arch.family, qkv_bias=arch.qkv_bias, out_bias=arch.out_bias,
+                              mlp_bias=arch.mlp_bias, gated_mlp=arch.gated_mlp))
 
 
 def _built_options(arch: TransformerArch, r: _Resolved, name: str, source: Literal["preset", "config"],

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from advisor.workload.arch import TransformerArch
 from advisor.workload.aten_ops import FUSED_ATTENTION_BACKWARD_WORK, fused_attention_work
+from advisor.workload.moe import add_moe_block, moe_shape
 from advisor.workload.qlora import add_dequant
 from advisor.workload.transformer_ops import (
     OpList,
@@ -232,21 +233,17 @@ class StepOps:
         self.kv_cache_cat(prefix, tokens, count)
 
     def mlp(self, prefix: str, tokens: int, count: int) -> None:
-        """The MLP (or a MoE's router and experts): in-projection(s), activation, down-projection."""
+        """The MLP (or a MoE's router and experts, ``advisor.workload.moe``): in-projection(s), activation, down."""
         arch, st, dt, ops = self.arch, self.step, self.dt, self.ops
-        mkeys = ("gate", "up") if arch.gated_mlp else ("up",)
         if arch.num_experts:
-            e = arch.num_experts
-            ops.add(f"{prefix}.moe.router", "matmul", 2.0 * tokens * arch.hidden_size * e,
-                    (tokens * (arch.hidden_size + e)) * dt.a_b + arch.hidden_size * e * dt.w_b, count, tc=True,
-                    min_dim=min(tokens, e), bwd_flops=4.0 * tokens * arch.hidden_size * e, train=st.train)
-            # each expert's weights are read once; the routed tokens split between experts
-            mult_tokens = tokens * arch.experts_per_token
-            self.linear_group(f"{prefix}.moe.experts.in", mult_tokens, mkeys, count, multiplier=e)
-        else:
-            self.linear_group(f"{prefix}.mlp.in", tokens, mkeys, count, reads=len(mkeys))
-            mult_tokens = tokens
-        el = mult_tokens * arch.intermediate_size
+            shapes = arch.linear_shapes()
+            add_moe_block(ops, moe_shape(arch, tokens, dt.a_b, dt.amp, dt.w_b, st.train, st.frozen_base), prefix,
+                          count, lora=tuple((k, *shapes[k][:2]) for k in ("gate", "up", "down") if k in st.targets),
+                          lora_rank=st.lora_rank or 0, nf4=st.quantize_base == "nf4")
+            return
+        mkeys = ("gate", "up") if arch.gated_mlp else ("up",)
+        self.linear_group(f"{prefix}.mlp.in", tokens, mkeys, count, reads=len(mkeys))
+        el = tokens * arch.intermediate_size
         unfused = activation_kernels(arch.activation, dt.amp, dt.a_b)
         if unfused is not None and not arch.gated_mlp:
             ops.add_unfused(f"{prefix}.mlp.act", el, count, unfused, st.train)
@@ -258,11 +255,7 @@ class StepOps:
                     bwd_bytes=el * 9 * dt.a_b, train=st.train, launches=2, bwd_launches=3)
         else:
             ops.add(f"{prefix}.mlp.act", "elementwise", 0, el * 2 * dt.a_b, count, bwd_flops=0, train=st.train)
-        if arch.num_experts:
-            self.linear_group(f"{prefix}.moe.experts.down", mult_tokens, ("down",), count,
-                              multiplier=arch.num_experts)
-        else:
-            self.linear_group(f"{prefix}.mlp.down", tokens, ("down",), count)
+        self.linear_group(f"{prefix}.mlp.down", tokens, ("down",), count)
 
     def kv_cache_cat(self, prefix: str, tokens: int, count: int) -> None:
         """The KV cache a causal LM's forward fills (transformers' DynamicCache, see below)."""
