@@ -43,7 +43,7 @@ from dataclasses import replace
 from typing import Any, Literal
 
 from advisor.errors import WorkloadError
-from advisor.precision import NF4_BYTES_PER_WEIGHT
+from advisor.precision import NF4_BYTES_PER_WEIGHT, master_bytes
 from advisor.workload.arch import TransformerArch
 from advisor.workload.aten_ops import FUSED_ATTENTION_BACKWARD_WORK, fused_attention_work
 from advisor.workload.base import Workload
@@ -121,7 +121,9 @@ def build_encoder_decoder(
     if train and trainable and optimizer:
         all_ops.append(optimizer_op(trainable, opts.precision, optimizer))
     saved = saved_bytes(st, bool(opts.gradient_checkpointing)) if train else 0.0
-    transient = transient_bytes(st)
+    # the parameter gradients not made yet when the loss's backward runs (all there with gradient accumulation)
+    absent = trainable * master_bytes(opts.precision) if opts.grad_accum == 1 else 0.0
+    transient = transient_bytes(st, absent)
     assumptions += step_assumptions(st, opts, quantize)
     resolved = replace(opts, seq_len=s, gen_len=None)
 
