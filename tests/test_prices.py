@@ -15,9 +15,6 @@ from advisor.catalog import CLOUD_PRICE_CLASSES, PRICE_KINDS, load_spec_file, lo
 ROOT = Path(__file__).resolve().parent.parent
 PRICES_CSV = ROOT / "tests" / "data" / "prices" / "purchase-2026-12.csv"
 CLOUD_CSV = ROOT / "tests" / "data" / "prices" / "cloud-2026-12.csv"
-#: Cards with no public price found yet (docs/prices.md, "Gaps"; searched again 2026-12-07): each must leave this
-#: set once it has a price, or a cited "not sold".
-UNPRICED = {"a10", "a30", "h100-nvl-94gb", "v100-pcie-32gb", "mi100", "mi210"}
 
 
 def _refresh_module():
@@ -36,7 +33,7 @@ def test_every_card_a_buyer_compares_has_a_dated_price_or_says_not_sold() -> Non
             assert card.source_for("price_usd" if card.price_usd else "price_kind") != card.source, card.id
         elif card.segment in ("datacenter", "workstation", "instinct"):
             missing.add(card.id)
-    assert missing == UNPRICED
+    assert missing == set(), f"no dated price or cited 'not sold' for {sorted(missing)} (docs/prices.md)"
 
 
 def test_the_shipped_prices_are_the_recorded_csv() -> None:

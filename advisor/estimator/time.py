@@ -21,7 +21,11 @@ from typing import Any
 from advisor.errors import EstimateError
 from advisor.estimator._peaks import matmul_rate
 from advisor.estimator.attention import ATTENTION_BACKWARD_RATE, SFU_EXPONENTIALS_PER_SM_CYCLE
-from advisor.estimator.conv import LAYOUT_TRANSPOSE_ELEMENTS_PER_SM_CYCLE, WINOGRAD_MULTIPLY_REDUCTION
+from advisor.estimator.conv import (
+    LAYOUT_TRANSPOSE_ELEMENTS_PER_SM_CYCLE,
+    WINOGRAD_MULTIPLY_REDUCTION,
+    fp32_conv_rate,
+)
 from advisor.estimator.efficiency import HALF_DIM_REF, REF_SMS
 from advisor.estimator.gemm import (
     has_tensor_cores,
@@ -65,7 +69,7 @@ class CardRates:
     sm_count: int = 0  # 0: unknown, GEMMs priced by the shape curve alone
     tensor_cores: bool = True  # the precision's matmuls run on tensor cores (else the CUDA cores' SIMT tiles)
     unaligned_flops: float = 0.0  # rate of an align-1 GEMM, doubling per alignment step (0: not modelled)
-    unaligned_conv_flops: float = 0.0  # the same for convolutions (their peak: TF32 for fp32 under cuDNN)
+    unaligned_conv_flops: float = 0.0  # the same for convolutions (their peak: conv.fp32_conv_rate for fp32)
     bn_elements_s: float = 0.0  # NCHW batch-norm elements per second (0: priced by its bytes)
     layout_transposes: bool = False  # cuDNN tensor-core convs transpose NCHW tensors (NVIDIA Volta and later)
     transpose_bytes_s: float = 0.0  # bytes/s of those transposes: the bandwidth, or their element rate if slower
@@ -98,11 +102,8 @@ def card_rates(spec: Any, precision: str, eff: Any, tensor_peak: float, vector_p
     tensor_held, vector_held = tensor_peak * eff.clock, vector_peak * eff.clock
     conv_peak, conv_eff = tensor_held, eff.conv
     conv_tensor_cores = precision not in ("fp32", "tf32") or bool(spec.tf32_tflops)
-    if precision == "fp32":
-        # cuDNN's default (torch.backends.cudnn.allow_tf32 is True): TF32 tensor cores where the card has them,
-        # else the FP32 units at the GEMM efficiency
-        conv_peak, conv_eff = ((spec.tf32_tflops * 1e12 * eff.clock, eff.conv) if spec.tf32_tflops
-                               else (vector_held, eff.matmul))
+    if precision == "fp32":  # the family's conv library decides the math (TF32 under cuDNN's default, ...)
+        conv_peak, conv_eff, conv_tensor_cores = fp32_conv_rate(spec, eff, vector_held)
     # SM cycles per second at the boost clock (the fused-attention kernels' exponentials, fitted so), and at the
     # low-draw clock for index-bound, batch-norm and layout kernels (STRIDED_ / BN_NCHW_ / LAYOUT_TRANSPOSE_ELEMENTS_
     # PER_SM_CYCLE were fitted per boost cycle on the H200, where that clock is boost)

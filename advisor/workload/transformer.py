@@ -34,7 +34,7 @@ from advisor.workload.costs import (
     weight_bytes,
 )
 from advisor.workload.eager import eager_ops
-from advisor.workload.options import WorkloadOptions, check_count
+from advisor.workload.options import BuiltOptions, WorkloadOptions, check_count
 from advisor.workload.qlora import SOURCE as DEQUANT_SOURCE
 from advisor.workload.transformer_blocks import Dtypes, StepOps, StepShape
 from advisor.workload.transformer_memory import (
@@ -306,7 +306,7 @@ def _closing_assumptions(arch: TransformerArch, r: _Resolved, a_b: int) -> list[
             "until the first generated token's forward ends")
     if qb:
         out.append(f"{qb} base: only the blocks' linear weights are quantized "
-                   "(options['quantized_params']); embeddings, LM head, norms and biases stay 16-bit "
+                   "(options.quantized_params); embeddings, LM head, norms and biases stay 16-bit "
                    "(bitsandbytes / PEFT default)")
     return out
 
@@ -325,7 +325,7 @@ def _eager(arch: TransformerArch, r: _Resolved, amp: bool, attention: str) -> di
 
 
 def _built_options(arch: TransformerArch, r: _Resolved, name: str, source: Literal["preset", "config"],
-                   lora_targets: tuple[str, ...] | list[str] | str | None, attention: str) -> dict[str, Any]:
+                   lora_targets: tuple[str, ...] | list[str] | str | None, attention: str) -> BuiltOptions:
     """The workload's options: what was built, and how to build it again at another batch."""
     st = r.step
 
@@ -333,12 +333,11 @@ def _built_options(arch: TransformerArch, r: _Resolved, name: str, source: Liter
         return build_transformer(arch, name=name, source=source, options=replace(r.opts, batch_size=new_batch),
                                  lora_targets=lora_targets, attention=attention)
 
-    return {
-        "quantized_params": arch.quantizable_params() if st.quantize_base else 0,
-        "gradient_checkpointing": bool(st.gradient_checkpointing), "lora_rank": st.lora_rank,
-        "lora_targets": list(st.targets) if st.lora_rank else None, "quantize_base": st.quantize_base,
-        "grad_accum": r.opts.grad_accum, "attention": attention, "frozen": st.frozen_base, "rebuild": rebuild,
-    }
+    return BuiltOptions(
+        quantized_params=arch.quantizable_params() if st.quantize_base else 0,
+        gradient_checkpointing=bool(st.gradient_checkpointing), lora_rank=st.lora_rank,
+        lora_targets=tuple(st.targets) if st.lora_rank else None, quantize_base=st.quantize_base,
+        grad_accum=r.opts.grad_accum, attention=attention, frozen=st.frozen_base, rebuild=rebuild)
 
 
 def _decode_ops(arch: TransformerArch, b: int, ctx: float, a_b: int, w_b: float) -> tuple[OpCost, ...]:
