@@ -1,7 +1,7 @@
 """Bytes per element at each precision name: the one table the workload builders, the probe and the dashboard read.
 
 Pure data, no imports beyond the errors: importing it is free.  Precision names are
-``advisor.workload.base.PRECISIONS`` (the probe's kernel precisions are a subset of them).
+``advisor.workload.options.PRECISIONS`` (the probe's kernel precisions are a subset of them).
 
 Not here: what a *parameter* costs in memory (fp32 master weights under AMP, int4 group scales), which is the
 memory model's rule (``advisor.estimator.memory.weight_bytes_per_param``); an NF4 weight's bytes are here

@@ -86,16 +86,16 @@ def reused(workload: Workload) -> tuple[Workload, dict[tuple[Any, ...], Any]]:
 
 def _memoize_rebuild(workload: Workload) -> Workload:
     """Make ``with_batch_size`` cached, so each distinct per-GPU micro-batch is built once."""
-    rebuild = workload.options.get("rebuild")
+    rebuild = workload.options.rebuild
     if rebuild is None:
         return workload
 
     @functools.cache
     def rebuild_cached(batch_size: int) -> Workload:
         built: Workload = rebuild(batch_size)
-        return dataclasses.replace(built, options={**built.options, "rebuild": rebuild_cached})
+        return dataclasses.replace(built, options=built.options.with_rebuild(rebuild_cached))
 
-    return dataclasses.replace(workload, options={**workload.options, "rebuild": rebuild_cached})
+    return dataclasses.replace(workload, options=workload.options.with_rebuild(rebuild_cached))
 
 
 def kept_for(estimates: dict[tuple[Any, ...], Any], calibration: Any) -> dict[tuple[Any, ...], Any] | None:

@@ -68,7 +68,7 @@ class Violation:
 
 
 def _precisions(mode: str) -> tuple[str, ...]:
-    from advisor.workload.base import PRECISIONS
+    from advisor.workload.options import PRECISIONS
 
     # fp8 / int8 / int4 are inference (and quantized fine-tuning) precisions: training refuses them
     return PRECISIONS if mode == "infer" else tuple(p for p in PRECISIONS if p not in ("fp8", "int8", "int4"))

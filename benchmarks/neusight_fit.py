@@ -24,7 +24,10 @@ elements of tiles one SM runs at once; ``SIMT_K_OVERHEAD``: a tile's fixed cost 
 random 4,000-row subset of the train ``nn.Linear`` rows (P4 left out), refitting ``matmul_vector`` per card for
 each pair, and prints the median |error| and signed median of each.
 
-    .venv/bin/python benchmarks/neusight_fit.py [--data DIR] [--simt]
+``--alignment`` compares the large fp32 ``nn.Linear`` rows with an odd N or K against those whose N and K are
+multiples of 4: cuBLAS's SIMT sgemm kernels lose nothing off the 16-byte grid (medians within 2.1% on every card).
+
+    .venv/bin/python benchmarks/neusight_fit.py [--data DIR] [--simt] [--alignment]
 """
 
 from __future__ import annotations
@@ -106,6 +109,37 @@ def by_arch(cards: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
     return out
 
 
+def alignment_split(rows: list[ne.Row]) -> dict[str, tuple[float, int, float, int]]:
+    """Per train card: median TFLOP/s of large fp32 GEMMs with an odd N or K, and on the 16-byte grid.
+
+    On the grid: N and K multiples of 4 (16 bytes at fp32, what tensor-core kernels need); each with its row count.
+    cuBLAS's SIMT sgemm kernels have no alignment requirement; this is the check that they lose nothing off the grid
+    (``advisor.estimator.gemm.SIMT_SOURCE``).  Same rows as ``fit``'s GEMM figure: smallest dimension >= 512, kernel
+    time >= 3x the harness's lead (the lead taken off).
+    """
+    train = [r for r in rows if r.split == "train"]
+    harness = ne.fit_harness(train)
+    out = {}
+    for dev in ne.TRAIN_DEVICES:
+        lead = harness[(dev, "linear")].lead_s
+        odd, grid = [], []
+        for r in train:
+            if r.device != dev or r.op != "linear":
+                continue
+            b, m, n, k = r.dims
+            kernel = r.latency_s - lead
+            if min(b * m, n, k) < 512 or kernel < 3 * lead:
+                continue
+            rate = 2.0 * b * m * n * k / kernel / 1e12
+            if n % 2 or k % 2:
+                odd.append(rate)
+            elif n % 4 == 0 and k % 4 == 0:
+                grid.append(rate)
+        if odd and grid:
+            out[dev] = (statistics.median(odd), len(odd), statistics.median(grid), len(grid))
+    return out
+
+
 SIMT_GRID = ((1024, 0), (2048, 0), (4096, 0), (4096, 16), (8192, 0), (8192, 16), (16384, 16), (16384, 32),
              (16384, 128))
 
@@ -150,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", type=Path, help="NeuSight's dataset folder (default: from the clone at $NEUSIGHT_REPO)")
     ap.add_argument("--simt", action="store_true", help="also search the SIMT tile model's SM area and K overhead")
+    ap.add_argument("--alignment", action="store_true",
+                    help="also compare large fp32 GEMMs off the 16-byte grid (odd N or K) with those on it")
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         data = args.data if args.data is not None else ne.extract_from_mirror(Path(tmp))
@@ -168,6 +204,11 @@ def main(argv: list[str] | None = None) -> int:
     for arch, f in by_arch(cards).items():
         print(f"  {arch:8s} memory {f['memory']:.2f}  matmul_vector {f['matmul_vector']:.2f}  "
               f"norm_memory {f['norm_memory']:.2f}")
+    if args.alignment:
+        print("fp32 nn.Linear, smallest dimension >= 512: median TFLOP/s with an odd N or K vs N and K multiples of 4")
+        for dev, (odd, n_odd, grid, n_grid) in alignment_split(rows).items():
+            print(f"  {dev:24s} odd {odd:6.2f} ({n_odd:4d})  on the grid {grid:6.2f} ({n_grid:4d})  "
+                  f"ratio {odd / grid:.3f}")
     if args.simt:
         print("SIMT tile model (train nn.Linear subset): SM area, K overhead -> median |error|, signed median")
         for area, kov, med, signed in simt_search(rows):

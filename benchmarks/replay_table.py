@@ -147,7 +147,7 @@ def _memory_lines() -> list[str]:
                 reserved, allocated = m.get("reserved_bytes"), m.get("allocated_bytes")
                 gap = None if reserved is None or allocated is None else reserved - allocated
                 error = None if not reserved else predicted / reserved - 1
-                how = "replayed" if "allocations" in e.workload.options else "formula"
+                how = "replayed" if e.workload.options.allocations is not None else "formula"
                 lines.append(f"| {case.model} | {case.label()} | {_gib(predicted - alloc)} | {_gib(allocated)} | "
                              f"{_gib(alloc)} | {_gib(gap)} | {alloc / predicted:.0%} | {_gib(predicted)} | "
                              f"{_gib(reserved)} | {_pct(error)} | {how} |")

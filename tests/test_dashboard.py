@@ -540,7 +540,7 @@ def test_recommendation_view_keeps_every_row_and_reason_in_human_units() -> None
 @pytest.mark.skipif(not _has("advisor.recommender", "OBJECTIVES"), reason="advisor.recommend not built yet")
 def test_the_recommenders_choices_are_the_librarys() -> None:
     from advisor.recommender import OBJECTIVES
-    from advisor.workload.base import OPTIMIZERS, PRECISIONS
+    from advisor.workload.options import OPTIMIZERS, PRECISIONS
 
     assert dd.PRECISIONS == PRECISIONS and dd.OPTIMIZERS == OPTIMIZERS
     at = _app("recommend")

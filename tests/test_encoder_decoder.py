@@ -34,7 +34,7 @@ def test_the_stacks_run_over_their_own_lengths() -> None:
     assert cross.tile_flops == pytest.approx(4 * fused_attention_work(2 * 8, 64, 512, 64, False)[0])
     self_attn = next(op for op in long.ops if op.name == "decoder.layers.*.self.core")
     assert self_attn.tile_flops == pytest.approx(4 * fused_attention_work(2 * 8, 512, 512, 64, False)[0])
-    assert short.options["decoder_len"] == 64 and long.options["decoder_len"] == 512
+    assert short.options.decoder_len == 64 and long.options.decoder_len == 512
 
 
 def test_the_relative_bias_is_made_a_mask_in_every_block_and_trained_with_the_model() -> None:
@@ -49,7 +49,7 @@ def test_the_relative_bias_is_made_a_mask_in_every_block_and_trained_with_the_mo
     assert grads and all(op.phase == "backward" for op in grads)
     lora = from_preset("t5-base", batch_size=8, seq_len=512, precision="amp-bf16", lora_rank=8)
     assert not [op for op in lora.ops if "position_bias.grad" in op.name]  # a frozen table needs no gradient
-    assert lora.options["lora_targets"] == ["q", "v"] and lora.trainable_params == lora.lora_params
+    assert lora.options.lora_targets == ("q", "v") and lora.trainable_params == lora.lora_params
     assert not [op for op in lora.ops if op.name.endswith(".cast") and "bias" not in op.name and "ff" not in op.name]
 
 
@@ -77,7 +77,7 @@ def test_qlora_and_checkpointing_follow_the_blocks() -> None:
     dq = [op for op in w.ops if ".dequant" in op.name]
     assert {op.phase for op in dq} == {"forward", "backward"}
     assert any(op.name.startswith("recompute.encoder.layers.") and ".dequant" in op.name for op in dq)
-    assert w.options["quantized_params"] > 0 and w.eager_ops["backward"] > w.eager_ops["forward"]
+    assert w.options.quantized_params > 0 and w.eager_ops["backward"] > w.eager_ops["forward"]
 
 
 def test_options_that_do_not_apply_are_refused() -> None:

@@ -24,6 +24,7 @@ from advisor.estimator.power import sustained_clock
 from advisor.estimator.profiles import defaults_for, efficiency_of, load_profiles
 from advisor.precision import NF4_BYTES_PER_WEIGHT
 from advisor.workload.base import OpCost, Workload
+from advisor.workload.options import BuiltOptions
 
 GIB = 1024**3
 
@@ -58,7 +59,7 @@ def make_workload(*, params: int = 1_000_000_000, trainable: int | None = None, 
             kv_cache_bytes=kv_per_sample * b, tokens_per_sample=seq_len,
             input_bytes_per_sample=input_bytes_per_sample,
             arch={"num_layers": 24, "hidden_size": 2048, "num_heads": 16, "num_kv_heads": 16},
-            options={**options, "rebuild": build})
+            options=BuiltOptions(**options, rebuild=build))
 
     return build(batch)
 
@@ -313,7 +314,7 @@ def _decoder_infer(batch: int = 8, gen_len: int = 128) -> Workload:
                         transient_bytes=5e7 * b, ops=prefill, decode_ops=decode, seq_len=1024, gen_len=gen_len,
                         kv_cache_bytes=b * 1152 * 131072.0, tokens_per_sample=1024,
                         arch={"num_layers": 32, "hidden_size": 4096, "num_heads": 32, "num_kv_heads": 8},
-                        options={"rebuild": build})
+                        options=BuiltOptions(rebuild=build))
 
     return build(batch)
 

@@ -257,7 +257,7 @@ def test_qlora_costs_the_dequantization_of_its_base() -> None:
     dq = [op for op in w.ops if op.name.endswith(".dequant")]
     assert {op.phase for op in dq} == {"forward"} and any(op.name.endswith(".dequant.grad") for op in w.ops)
     weights = sum(op.strided_elements for op in dq)  # every weight an index-bound element (advisor.workload.qlora)
-    assert weights == pytest.approx(w.options["quantized_params"], rel=1e-6)
+    assert weights == pytest.approx(w.options.quantized_params, rel=1e-6)
     # each reads its nf4 weight (advisor.precision's one figure, double quantization included), writes 16 bits
     assert sum(op.bytes for op in dq) == pytest.approx(weights * dequant_bytes_per_weight(), rel=1e-6)
     assert dequant_bytes_per_weight() > 2.0 + NF4_BYTES_PER_WEIGHT  # and the absmax kernels' fp32 constants
@@ -270,7 +270,7 @@ def test_qlora_costs_the_dequantization_of_its_base() -> None:
 def test_the_workload_flags_accept_exactly_the_library_s_names() -> None:
     from advisor.estimator.parallel import STRATEGIES
     from advisor.estimator.time import RUNTIMES
-    from advisor.workload.base import MODES, OPTIMIZERS, PRECISIONS
+    from advisor.workload.options import MODES, OPTIMIZERS, PRECISIONS
 
     parser = argparse.ArgumentParser()
     add_workload_args(parser)

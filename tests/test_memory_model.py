@@ -147,8 +147,9 @@ def test_traced_training_peak_is_the_real_cpu_steps(precision) -> None:
     meta, _ = zoo.build("gpt2-tiny", "meta")
     traced = trace_module(meta, (tokens,), precision=precision, optimizer="adamw", mode="train",
                           loss_fn=lambda out: F.cross_entropy(out.flatten(0, 1), tokens.flatten()))
-    t = traced.options["traced_memory_bytes"]
-    predicted = t["peak_without_optimizer"] - t["parameters"] - tokens.numel() * 8
+    t = traced.options.traced_memory_bytes
+    assert t is not None
+    predicted = t.peak_without_optimizer - t.parameters - tokens.numel() * 8
 
     torch.manual_seed(0)
     model, _ = zoo.build("gpt2-tiny", "cpu")
@@ -352,7 +353,7 @@ def test_allocator_replay_reproduces_the_reserved_gap_of_the_h200_rows() -> None
         if card != "h200-2026-11-28":
             continue
         e = estimate_case(r.case, "h200-sxm-141gb", calibration=None)
-        if "allocations" not in e.workload.options:
+        if e.workload.options.allocations is None:
             assert r.case.gen_len
             continue
         gap = r.measurement.reserved_bytes - r.measurement.allocated_bytes

@@ -94,6 +94,42 @@ def test_memory_bandwidth_does_not_slow_with_the_clock() -> None:
     assert a.time.decode_step_s == pytest.approx(b.time.decode_step_s, rel=0.05)  # decode is bandwidth-bound
 
 
+def test_the_shared_probes_show_low_draw_kernels_at_the_maximum_clock_and_gemms_below_it() -> None:
+    """The evidence behind power.low_draw_clock: the shared H100/H200 probes' NVML samples."""
+    import json
+    from pathlib import Path
+
+    for card in ("h100", "h200"):
+        data = json.loads((Path(__file__).parent / "data" / "gpu-runs" / f"{card}-2026-11-28" /
+                           "probe-full.json").read_text())
+        top = data["devices"][0]["sm_clock_max_mhz"]
+        gemm = [s for k in data["kernels"] if k["name"] == "matmul" for s in k["samples"]]
+        memory = [s for k in data["kernels"] if k["name"].startswith("memory_") for s in k["samples"]]
+        assert memory and all(s["sm_clock_mhz"] == top and not s["throttle_reasons"] for s in memory)
+        assert max(s["power_draw_w"] for s in memory) < 0.4 * data["devices"][0]["power_limit_w"]
+        assert sum(s["sm_clock_mhz"] for s in gemm) / len(gemm) < 0.92 * top
+        assert any("sw_power_cap" in s["throttle_reasons"] for s in gemm)
+
+
+@pytest.mark.parametrize("gpu", ["h100-sxm5-80gb", "t4", "rtx-4090"])
+def test_only_gemms_and_convolutions_take_the_clock_held_at_the_cap(gpu: str) -> None:
+    from advisor.estimator.power import low_draw_clock
+    from advisor.estimator.profiles import efficiency_for
+    from advisor.estimator.time import card_rates
+
+    spec = get_gpu(gpu)
+    held = sustained_clock(spec).fraction
+    eff = efficiency_for(spec).replace(clock=held)
+    rates = card_rates(spec, "fp32", eff, 1e14, 1e13)
+    at_boost = card_rates(spec, "fp32", eff.replace(clock=1.0), 1e14, 1e13)
+    low = low_draw_clock(held)
+    assert low == max(held, 1.0)
+    assert rates.tensor_flops == pytest.approx(at_boost.tensor_flops * held)
+    assert rates.matmul_vector_flops == pytest.approx(at_boost.matmul_vector_flops * held)
+    for field in ("vector_flops", "strided_elements_s", "bn_elements_s"):
+        assert getattr(rates, field) == pytest.approx(getattr(at_boost, field) * low), field
+
+
 # --- the probe's NVML clock samples replace the model --------------------------------------------------------
 
 

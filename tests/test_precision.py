@@ -7,7 +7,7 @@ import pytest
 from advisor.errors import WorkloadError
 from advisor.precision import ELEMENT_BYTES, activation_bytes, element_bytes
 from advisor.probing.kernels import CONV_PRECISIONS, MATMUL_PRECISIONS
-from advisor.workload.base import PRECISIONS
+from advisor.workload.options import PRECISIONS
 
 
 def test_every_precision_name_has_one_entry() -> None:

@@ -100,3 +100,49 @@ def test_amd_cards_pay_their_library_calls_and_run_fp32_gemms_on_matrix_cores() 
     assert cdna2.vector_matmul == pytest.approx(2 * cdna2.matmul)  # MI210: 45.3 matrix vs 22.6 vector TFLOP/s
     assert defaults_for("cdna3").fp32_matrix == 1.0  # the catalog's FP32 rate is already CDNA 3's matrix rate
     assert get_gpu("mi250").devices_per_package == 2  # PyTorch sees one die per device (estimate's per_device)
+
+
+def _fp32_conv_rate(card: str) -> tuple[float, float]:
+    """(conv FLOP/s, FP32 vector peak at the sustained clock) of an fp32 workload on ``card`` (one device)."""
+    from advisor.estimator import peaks
+    from advisor.estimator.power import sustained_clock
+    from advisor.estimator.time import card_rates
+
+    spec = get_gpu(card)
+    spec = spec.per_device() if spec.devices_per_package > 1 else spec
+    tensor_peak, vector_peak, _ = peaks(spec, "fp32")
+    eff = prof.efficiency_for(spec).replace(clock=sustained_clock(spec).fraction)
+    return card_rates(spec, "fp32", eff, tensor_peak, vector_peak).conv_flops, vector_peak * eff.clock
+
+
+def test_fp32_convolutions_run_the_math_their_library_is_asked_for() -> None:
+    """cuDNN takes PyTorch's allow_tf32 default (TF32 tensor cores); PyTorch's MIOpen descriptor asks for no math mode,
+    so MIOpen runs fp32 on CDNA's matrix cores at the FP32 matrix rate, never the MI300X's xf32 (its catalog
+    tf32_tflops, 4x its FP32 rate); Radeon cards without an fp32 matrix path run them on the shaders."""
+    a100, _ = _fp32_conv_rate("a100-sxm4-80gb")
+    spec = get_gpu("a100-sxm4-80gb")
+    eff = prof.efficiency_for(spec)
+    from advisor.estimator.power import sustained_clock
+
+    assert a100 == pytest.approx(spec.tf32_tflops * 1e12 * sustained_clock(spec).fraction * eff.conv)
+    mi300x, held = _fp32_conv_rate("mi300x")
+    assert get_gpu("mi300x").tf32_tflops > 3 * get_gpu("mi300x").fp32_tflops
+    assert mi300x == pytest.approx(held * prof.efficiency_for(get_gpu("mi300x")).conv)
+    mi250x, held = _fp32_conv_rate("mi250x")
+    cdna2 = prof.defaults_for("cdna2")
+    assert mi250x == pytest.approx(held * cdna2.fp32_matrix * cdna2.conv) and cdna2.fp32_matrix == 2.0
+    rx, held = _fp32_conv_rate("rx-7900-xtx")
+    assert rx == pytest.approx(held * prof.defaults_for("rdna3").matmul)
+    assert {p.value("conv_fp32_math") for p in prof.load_profiles().values() if p.vendor == "amd"} == {"matrix",
+                                                                                                        "vector"}
+
+
+def test_a_conv_fp32_math_outside_its_values_is_refused(tmp_path: Path) -> None:
+    for path in prof.default_directory().glob("*.toml"):
+        (tmp_path / path.name).write_text(path.read_text())
+    target = tmp_path / "cdna2.toml"
+    text = target.read_text().replace('conv_fp32_math = { value = "matrix"', 'conv_fp32_math = { value = "xf32"')
+    assert text != target.read_text()
+    target.write_text(text)
+    with pytest.raises(SpecError, match="conv_fp32_math 'xf32'"):
+        prof.load_profiles.__wrapped__(str(tmp_path))

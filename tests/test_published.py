@@ -16,7 +16,7 @@ from types import ModuleType
 
 import pytest
 
-from advisor.workload.base import MODES, PRECISIONS
+from advisor.workload.options import MODES, PRECISIONS
 from tests import benchmark_scripts
 
 ROOT = Path(__file__).resolve().parent.parent

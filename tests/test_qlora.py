@@ -22,7 +22,7 @@ def _step(model: str, gpu: str, quantize: str | None, **kw: object) -> tuple[flo
     """(step seconds, quantized weights) of a LoRA r=8 job on q, v as LitGPT's finetune/lora.py ran it."""
     w = load_workload(model, precision="bf16", optimizer="adamw", lora_rank=8, lora_targets=["q", "v"],
                       quantize_base=quantize, **kw)
-    return estimate(w, gpu=gpu, calibration="none").time.step_s, float(w.options["quantized_params"])
+    return estimate(w, gpu=gpu, calibration="none").time.step_s, float(w.options.quantized_params)
 
 
 @pytest.mark.parametrize("model", ["llama-2-7b", "llama-2-13b"])
@@ -61,7 +61,7 @@ def test_the_qlora_slowdown_of_a_gemm_heavy_step_is_its_dequantization_and_no_mo
     qlora_w = load_workload("llama-3-8b", quantize_base="nf4", **kw)
     qlora = estimate(qlora_w, gpu=gpu, calibration="none").time.step_s
     rate = (gpu.sm_count or 0) * (gpu.boost_clock_mhz or 0) * 1e6 * STRIDED_ELEMENTS_PER_SM_CYCLE
-    expected = 3 * qlora_w.options["quantized_params"] / rate
+    expected = 3 * qlora_w.options.quantized_params / rate
     assert qlora - lora == pytest.approx(expected, rel=0.15)
     assert 1.03 < qlora / lora < 1.2
 

@@ -25,6 +25,7 @@ from advisor.cli import main
 from advisor.errors import AdvisorError, EstimateError, UnknownGpuError
 from advisor.recommender import FRAME_COLUMNS, REJECTION_CODES, Recommendation, gpu_counts, recommend
 from advisor.workload.base import OpCost, Workload
+from advisor.workload.options import BuiltOptions
 
 # importlib, not ``import advisor.recommender as m``: the package re-exports the function ``recommend``
 # under the same name as this module, and ``import a.b as m`` binds the package attribute.
@@ -53,7 +54,7 @@ def make_workload(batch_size: int = 8, params: int = 1_000_000_000, act_per_samp
         trainable_params=params if mode == "train" else 0, activation_bytes=act_per_sample * batch_size,
         transient_bytes=0.0, ops=(OpCost("all", "matmul", "forward", flops_per_sample * batch_size, 1e9, 1, True),),
         seq_len=1024, tokens_per_sample=1024, assumptions=("fake workload for tests",),
-        options={"rebuild": rebuild},
+        options=BuiltOptions(rebuild=rebuild),
     )
 
 

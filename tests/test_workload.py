@@ -189,10 +189,10 @@ def test_lora_counts_adapters_only():
     opt = lambda wl: next(op for op in wl.ops if op.phase == "optimizer")  # noqa: E731
     assert opt(wl).bytes < opt(full).bytes / 1000
     qlora = from_preset("llama-2-7b", lora_rank=8, quantize_base="nf4", seq_len=512)
-    assert qlora.options["quantize_base"] == "nf4" and qlora.trainable_params == default.lora_params // 2
+    assert qlora.options.quantize_base == "nf4" and qlora.trainable_params == default.lora_params // 2
     # every block linear weight, not embeddings / head / norms: 32 x (4 x 4096^2 + 3 x 4096 x 11008)
-    assert qlora.options["quantized_params"] == 32 * (4 * 4096 * 4096 + 3 * 4096 * 11008)
-    assert qlora.options["quantized_params"] == 6_738_415_616 - 2 * 32000 * 4096 - (2 * 32 + 1) * 4096
+    assert qlora.options.quantized_params == 32 * (4 * 4096 * 4096 + 3 * 4096 * 11008)
+    assert qlora.options.quantized_params == 6_738_415_616 - 2 * 32000 * 4096 - (2 * 32 + 1) * 4096
     with pytest.raises(WorkloadError, match="gate"):
         from_preset("gpt2", lora_rank=8, lora_targets=["gate"])
 

@@ -89,6 +89,34 @@ def test_the_transformer_builder_takes_the_options_or_their_keywords() -> None:
     assert by_options.to_dict() == by_keywords.to_dict()
     # keywords win over the options they are given with; the rebuilt batch keeps every other option
     assert build_transformer(arch, name="gpt2", options=opts, batch_size=2).to_dict() == \
-        by_options.options["rebuild"](2).to_dict()
+        by_options.options.rebuild(2).to_dict()
     with pytest.raises(TypeError, match="unexpected keyword argument 'image_size'"):
         build_transformer(arch, name="gpt2", image_size=224)
+
+
+def test_built_options_share_the_workload_options_defaults_and_checks() -> None:
+    """Workload.options (BuiltOptions) holds what a builder built, typed; its options shared with WorkloadOptions
+    have the same defaults and the same one count rule."""
+    from advisor.workload.options import BuiltOptions, OptionError
+
+    built, asked = BuiltOptions(), WorkloadOptions()
+    for name in ("gradient_checkpointing", "grad_accum", "lora_rank", "quantize_base"):
+        assert getattr(built, name) == getattr(asked, name), name
+    for bad in ({"grad_accum": 0}, {"lora_rank": 1.5}, {"decoder_len": 0}, {"quantized_params": -1},
+                {"quantize_base": "fp4"}):
+        with pytest.raises(OptionError):
+            BuiltOptions(**bad)
+
+
+def test_built_options_round_trip_through_json_without_rebuild() -> None:
+    from advisor.workload import from_preset
+    from advisor.workload.options import BuiltOptions
+
+    w = from_preset("llama-2-7b", lora_rank=8, quantize_base="nf4", gradient_checkpointing=True, grad_accum=2)
+    doc = w.to_dict()["options"]
+    assert "rebuild" not in doc and doc["lora_targets"] == ["q", "k", "v", "o"] and doc["quantized_params"] > 0
+    back = BuiltOptions.from_dict(doc)
+    assert back == w.options and back.rebuild is None and w.options.rebuild is not None  # rebuild is not data
+    for bad in ({**doc, "rebuild": None}, {**doc, "colour": 1}, {**doc, "grad_accum": 0}):
+        with pytest.raises(ValueError, match="options: "):
+            BuiltOptions.from_dict(bad)

@@ -95,7 +95,7 @@ def test_analytic_and_traced_agree_on_a_gpt2_style_model():
     analytic_amp = from_config(module.config, batch_size=4, seq_len=64, precision="amp-bf16", attention="sdpa")
     assert amp.activation_bytes == pytest.approx(analytic_amp.activation_bytes, rel=0.10)
     not_cast = 64 * 128 + 2 * 2 * 2 * 128 + 2 * 128  # position table and LayerNorm params stay fp32
-    assert amp.options["traced_memory_bytes"]["weight_copies"] == 2 * (amp.params - not_cast)
+    assert amp.options.traced_memory_bytes.weight_copies == 2 * (amp.params - not_cast)
 
 
 def test_meta_device_llama_traces_and_matches_analytic_params():
@@ -106,7 +106,7 @@ def test_meta_device_llama_traces_and_matches_analytic_params():
     analytic = from_config(module.config, batch_size=2, seq_len=32, precision="amp-bf16", attention="sdpa")
     assert wl.params == analytic.params
     assert wl.trainable_params == wl.params and not wl.uncounted_ops
-    assert wl.options["traced_memory_bytes"]["gradients"] == 4 * wl.params
+    assert wl.options.traced_memory_bytes.gradients == 4 * wl.params
     # GQA + SwiGLU + unfused RMSNorm under amp (each of q/k/v and gate/up saves its own 16-bit input cast)
     assert wl.activation_bytes == pytest.approx(analytic.activation_bytes, rel=0.10)
     not_attention = lambda w: sum(op.flops for op in w.ops  # noqa: E731
@@ -125,7 +125,7 @@ def test_frozen_layers_count_only_trainable_params():
     assert frozen.trainable_params == head and full.trainable_params == 93_322
     opt = lambda wl: next(op for op in wl.ops if op.phase == "optimizer")  # noqa: E731
     assert opt(frozen).bytes == pytest.approx(opt(full).bytes * head / 93_322)
-    assert frozen.options["traced_memory_bytes"]["gradients"] == 4 * head
+    assert frozen.options.traced_memory_bytes.gradients == 4 * head
     assert _traced_fwd_bwd_flops(frozen) < _traced_fwd_bwd_flops(full)
 
 
@@ -444,7 +444,7 @@ def test_preset_allocations_scale_to_a_direct_trace():
     with torch.device("meta"):
         x = torch.empty(48, 1, 28, 28)
     direct = trace_module(module, (x,), precision="fp32", optimizer="sgd", step_loss=zoo.task_loss(facts))
-    scaled, traced = preset.options["allocations"], direct.options["allocations"]
+    scaled, traced = preset.options.allocations, direct.options.allocations
     assert scaled["params"] == traced["params"] and scaled["grads"] == traced["grads"]
     assert scaled["step"] == traced["step"] and scaled["inputs"] == traced["inputs"] == [48 * 28 * 28 * 4]
 

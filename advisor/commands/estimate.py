@@ -23,8 +23,7 @@ from advisor.commands._output import (
     table,
     tracing_spinner,
 )
-from advisor.workload.base import MODES, OPTIMIZERS, PARALLELISMS, PRECISIONS
-from advisor.workload.options import QUANTIZE_BASES, WorkloadOptions
+from advisor.workload.options import MODES, OPTIMIZERS, PARALLELISMS, PRECISIONS, QUANTIZE_BASES, WorkloadOptions
 
 if TYPE_CHECKING:
     from rich.console import Console

@@ -59,7 +59,7 @@ from advisor.dashboard_data.specs import (
 )
 from advisor.dashboard_data.tables import display_frame
 from advisor.probing.collectives import STRAGGLER_FRACTION  # the one straggler rule (the fleet page's threshold)
-from advisor.workload.base import OPTIMIZERS, PRECISIONS  # the form's choices come from the workload contract
+from advisor.workload.options import OPTIMIZERS, PRECISIONS  # the form's choices come from the workload contract
 
 __all__ = ["BREAK_EVEN_KEYS", "BUY_COST_KEYS", "CLOUD_COST_KEYS", "COMPARE_FIELDS", "LIVE_METRICS", "OPTIMIZERS",
            "PRECISIONS", "STRAGGLER_FRACTION", "TENSOR_PRECISION_ORDER", "card_label", "collectives_frame",

@@ -9,7 +9,7 @@ from typing import Any
 from advisor.estimator._prepare import is_nchw_cnn
 from advisor.estimator._step import StepInputs, StepTime
 from advisor.estimator.calibrate import uncalibrated_note
-from advisor.estimator.conv import LAYOUT_SOURCE
+from advisor.estimator.conv import CONV_FP32_SOURCE, LAYOUT_SOURCE
 from advisor.estimator.efficiency import (
     CONTEXT_SOURCE,
     HOST_SOURCE,
@@ -55,6 +55,8 @@ def assumptions(s: StepInputs, step: StepTime, notes: EstimateNotes) -> list[str
     said = [*_setting(s, step, notes.clock_note), *notes.memory_notes, *step.notes]
     if is_nchw_cnn(w) and s.rates.layout_transposes and not s.channels_last:
         said.append(LAYOUT_SOURCE)
+    if w.precision == "fp32" and s.eff.conv_fp32_math == "matrix" and any(op.kind == "conv" for op in w.ops):
+        said.append(CONV_FP32_SOURCE)
     if s.rates.sm_count and any(op.gemms and not op.tensor_core for op in w.ops):
         said.append(SIMT_SOURCE)
     said += _unaligned(s, step)

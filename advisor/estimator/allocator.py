@@ -158,7 +158,7 @@ def supports(optimizer: str | None) -> bool:
 
 def replay(allocations: Mapping[str, Any], optimizer: str | None, *, workspaces: Sequence[int] = (),
            cast_from_fp32: bool = False, steps: int = STEPS) -> Replay:
-    """Replay a traced step's allocations (``advisor.workload.trace``'s ``options['allocations']``).
+    """Replay a traced step's allocations (``advisor.workload.trace``'s ``options.allocations``).
 
     Args:
         allocations: ``params`` (``[nbytes, trainable]`` per parameter/buffer), ``inputs`` (nbytes),

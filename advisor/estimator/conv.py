@@ -4,11 +4,14 @@ cuDNN's tensor-core convolutions take NHWC: on NCHW tensors (PyTorch's default l
 weight gradient) transposes its tensors, taken as one more read and write of the call's own tensors at the slower
 of the bandwidth and ``LAYOUT_TRANSPOSE_ELEMENTS_PER_SM_CYCLE``; channels_last models do not pay it.  3x3 stride-1
 convolutions on the CUDA cores (fp32 without TF32 tensor cores) run Winograd: fewer multiplies than the direct
-FLOPs counted.  The convolutions' own rate is the profile's ``conv`` efficiency (TF32 for fp32 under cuDNN's
-default).  The measurements: docs/estimates.md, "PyTorch's defaults decide the math" and "cuDNN layouts".
+FLOPs counted.  The convolutions' own rate is the profile's ``conv`` efficiency; which math an fp32 convolution
+runs is the family's convolution library's (profile figure ``conv_fp32_math``, ``fp32_conv_rate``).  The
+measurements: docs/estimates.md, "PyTorch's defaults decide the math" and "cuDNN layouts".
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 #: Layout transposes, elements per SM per boost cycle (H200 profile of ResNet-50: 4.28 fp16, 3.67 fp32, median of
 #: the kernels 3.98; benchmarks/strided_rates.py).
@@ -24,3 +27,29 @@ LAYOUT_SOURCE = ("cuDNN transposes NCHW tensors to NHWC for every tensor-core co
 WINOGRAD_MULTIPLY_REDUCTION = 2.25
 WINOGRAD_SOURCE = (f"3x3 stride-1 fp32 convolutions on CUDA cores run cuDNN's Winograd algorithms: "
                    f"{WINOGRAD_MULTIPLY_REDUCTION:g}x fewer multiplies (F(2x2,3x3), Lavin & Gray 2016)")
+
+#: How a family's convolution library runs an fp32 convolution under PyTorch's defaults (profile figure
+#: ``conv_fp32_math``): ``tf32``: cuDNN takes ``torch.backends.cudnn.allow_tf32`` (True by default) and runs it on
+#: the TF32 tensor cores where the card has them, else on the FP32 units; ``matrix``: PyTorch's MIOpen convolution
+#: descriptor carries no math mode (aten/src/ATen/miopen/Descriptors.h: data type, mode, padding, strides,
+#: dilation, groups), so MIOpen runs fp32 math, its xdlops implicit-GEMM solvers on the matrix cores at the FP32
+#: matrix rate (the vector peak x ``fp32_matrix``), never AMD's xf32; ``vector`` (and ``tf32`` on a card without
+#: TF32): the FP32 units at their GEMM rate, ``matmul_vector`` (cuDNN's / MIOpen's fp32 kernels there are SIMT kernels
+#: like SGEMM: ``advisor.estimator.gemm.SIMT_SOURCE``).
+CONV_FP32_MATHS: tuple[str, ...] = ("tf32", "matrix", "vector")
+CONV_FP32_SOURCE = ("fp32 convolutions on ROCm run fp32 math (PyTorch's MIOpen descriptor sets no TF32 / xf32 mode): "
+                    "MIOpen's xdlops solvers on the matrix cores at the FP32 matrix rate")
+
+
+def fp32_conv_rate(spec: Any, eff: Any, vector_held: float) -> tuple[float, float, bool]:
+    """(peak FLOP/s, efficiency, on matrix units) of an fp32 convolution on ``spec`` (``eff``: its profile).
+
+    ``vector_held``: the FP32 vector peak at the sustained clock.  ``eff.conv_fp32_math`` is one of
+    ``CONV_FP32_MATHS``.
+    """
+    math = eff.conv_fp32_math
+    if math == "tf32" and spec.tf32_tflops:
+        return spec.tf32_tflops * 1e12 * eff.clock, eff.conv, True
+    if math == "matrix":
+        return vector_held * eff.fp32_matrix, eff.conv, True
+    return vector_held, eff.vector_matmul, False

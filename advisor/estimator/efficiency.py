@@ -86,6 +86,7 @@ class ArchEfficiency:
         evidence: the profile's evidence level (``advisor.estimator.profiles.EVIDENCE``).
         fused_attention: 16-bit SDPA runs fused (FlashAttention / cuDNN) kernels, priced by their tiles.
         layout_transposes: cuDNN's tensor-core convolutions transpose NCHW tensors.
+        conv_fp32_math: how the convolution library runs an fp32 convolution (``advisor.estimator.conv``).
         unaligned: an align-1 GEMM's fraction of the dense tensor peak (``advisor.estimator.gemm``).
         workspace_bytes: the BLAS workspaces a process holds.
         unified_memory: CPU and GPU share the memory (no host->device copy).
@@ -120,6 +121,7 @@ class ArchEfficiency:
     evidence: str = "inherited"
     fused_attention: bool = False
     layout_transposes: bool = False
+    conv_fp32_math: str = "tf32"
     unaligned: float = 0.35
     workspace_bytes: float = 8 * MiB
     unified_memory: bool = False

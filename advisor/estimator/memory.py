@@ -139,7 +139,7 @@ def memory_parts(w: Workload, plan: ParallelPlan) -> MemoryParts:
     train = w.mode == "train"
     trainable = w.trainable_params if train else 0
     frozen = w.params - trainable
-    qb = w.options.get("quantize_base")
+    qb = w.options.quantize_base
     weights = (trainable * weight_bytes_per_param(w.precision, trainable=True, mode=w.mode)
                + frozen * weight_bytes_per_param(w.precision, trainable=False, mode=w.mode, quantize_base=qb))
     notes = []
@@ -182,9 +182,9 @@ def memory_parts(w: Workload, plan: ParallelPlan) -> MemoryParts:
         notes.append("tp: weights, gradients, optimizer state and transient buffers split evenly; activations "
                      "per Korthikanti et al. 2022 (no sequence parallelism); KV cache split by KV heads")
     gap = None
-    allocations = w.options.get("allocations")
+    allocations = w.options.allocations
     if allocations and plan.strategy != "tp" and supports(w.optimizer if train else None) and \
-            not w.options.get("grad_accum", 1) > 1:
+            not w.grad_accum > 1:
         run = replay(allocations, w.optimizer if train else None, cast_from_fp32=w.precision in ("fp16", "bf16"))
         if plan.strategy == "single":
             # the replay's reserved peak is the step's; the items above are each at their own peak (all gradients,

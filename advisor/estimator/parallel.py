@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from advisor.errors import EstimateError
-from advisor.workload.base import PARALLELISMS as STRATEGIES
+from advisor.workload.options import PARALLELISMS as STRATEGIES
 from advisor.workload.options import check_count
 
 #: Achieved NCCL bus bandwidth as a fraction of the one-direction link peak.

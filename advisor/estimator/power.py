@@ -39,6 +39,15 @@ Mechanism (``sustained_clock``):
   Management", nvpmodel tables).  Cards without a boost clock or SM count in the catalog keep 1.0; a probe's
   clock samples replace all of this.
 
+Which kernels take that clock (``low_draw_clock``): the clock is a property of a kernel's power draw.  A dense GEMM
+(and a convolution, the same tensor-core or SIMT tiles) is what pulls the board to its cap; elementwise, index-bound,
+normalization and layout kernels stream memory with the SM's math units mostly idle and draw far less.  The shared
+H100 probe (tests/data/gpu-runs/h100-2026-11-28/probe-full.json, NVML samples) shows it: every GEMM at 1,545-1,965 MHz
+with "sw_power_cap" set at 513-691 W, every copy / read / write kernel at 1,980 MHz (the maximum) at 148-235 W of the
+700 W cap with no clock-event reason, the H200's the same (1,500-1,965 vs 1,980 MHz at 149-228 W).  So those kernels
+run at the boost clock, or above it where the card holds more at its cap (a GeForce card's ``clock_geforce``), never at
+the GEMM's capped clock.
+
 Check against public measurements (not fitted): T4 predicted ~1,100 MHz vs ~900 MHz reported under BERT (the
 model is still ~20% optimistic there); L4 predicted ~1,400 MHz of 2,040 (NeuSight's held-out L4 linear rows -39
 -> -30%).
@@ -65,6 +74,16 @@ SOURCE = ("power cap model: watts a die needs at boost = architecture's W per SM
           "reference card) x SMs x boost GHz; clock falls as sqrt(TDP / needed) (P ~ C V^2 f near the voltage "
           "floor), not below the datasheet base clock; applied to slot-powered (<= 75 W, PCIe CEM) and laptop "
           "parts; checked against T4 ~900 MHz under BERT (mlcommons/inference_results_v0.5 issue #20)")
+
+
+def low_draw_clock(gemm_clock: float) -> float:
+    """The clock (a fraction of boost) of kernels that draw far below the power cap, given the dense GEMM's.
+
+    Elementwise, index-bound, normalization and layout kernels: the boost clock, or the GEMM's where that is above
+    boost (a GeForce card's ``clock_geforce``, or a probe's sample above the rated boost); see the module docstring
+    for the H100/H200 probes' NVML samples behind it.
+    """
+    return max(gemm_clock, 1.0)
 
 
 @dataclass(frozen=True, slots=True)

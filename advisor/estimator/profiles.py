@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from advisor.errors import SpecError
+from advisor.estimator.conv import CONV_FP32_MATHS
 from advisor.estimator.efficiency import ArchEfficiency
 from advisor.units import MiB
 
@@ -35,7 +36,7 @@ FIGURES: dict[str, type | tuple[type, ...]] = {
     "matmul": float, "conv": float, "vector": float, "memory": float, "h2d": float,
     "matmul_vector": (float, str), "norm_memory": float, "launch_overhead_us": float, "cuda_context_mib": float,
     "clock_geforce": float, "gemm_clock": float, "power_reference": str, "fused_attention": bool,
-    "layout_transposes": bool,
+    "layout_transposes": bool, "conv_fp32_math": str,
     "attention_upgrade": str, "unaligned_fraction": float, "workspace_mib": float, "unified_memory": bool,
     "fp32_matrix": float, "fp8_matmul": float,
     "conv_forward_ops": float, "conv_backward_ops": float, "recurrent_forward_ops": float,
@@ -147,6 +148,8 @@ def _raw(path: Path) -> dict[str, Any]:
                 raise SpecError(f"{path.name}: figure {name!r} = {value!r} is not a {kind}", hint=_HINT)
             if name == "matmul_vector" and isinstance(value, str) and value != "matmul":
                 raise SpecError(f"{path.name}: matmul_vector is a fraction or \"matmul\" (the GEMM figure)")
+            if name == "conv_fp32_math" and value not in CONV_FP32_MATHS:
+                raise SpecError(f"{path.name}: conv_fp32_math {value!r} is not one of {', '.join(CONV_FP32_MATHS)}")
     return data
 
 
@@ -262,6 +265,7 @@ def efficiency_of(profile: Profile) -> ArchEfficiency:
         source=f"profile {profile.id} ({profile.evidence}): {sources}",
         matmul_vector=None if vector == "matmul" else vector, norm_memory=v("norm_memory"),
         evidence=profile.evidence, fused_attention=v("fused_attention"), layout_transposes=v("layout_transposes"),
+        conv_fp32_math=v("conv_fp32_math"),
         unaligned=v("unaligned_fraction"), workspace_bytes=round(v("workspace_mib") * MiB),
         unified_memory=v("unified_memory"), fp32_matrix=v("fp32_matrix"), attention_upgrade=v("attention_upgrade"),
         fp8_matmul=v("fp8_matmul"),

@@ -21,7 +21,11 @@ from typing import Any
 from advisor.errors import EstimateError
 from advisor.estimator._peaks import matmul_rate
 from advisor.estimator.attention import ATTENTION_BACKWARD_RATE, SFU_EXPONENTIALS_PER_SM_CYCLE
-from advisor.estimator.conv import LAYOUT_TRANSPOSE_ELEMENTS_PER_SM_CYCLE, WINOGRAD_MULTIPLY_REDUCTION
+from advisor.estimator.conv import (
+    LAYOUT_TRANSPOSE_ELEMENTS_PER_SM_CYCLE,
+    WINOGRAD_MULTIPLY_REDUCTION,
+    fp32_conv_rate,
+)
 from advisor.estimator.efficiency import HALF_DIM_REF, REF_SMS
 from advisor.estimator.gemm import (
     has_tensor_cores,
@@ -34,6 +38,7 @@ from advisor.estimator.index_bound import STRIDED_ELEMENTS_PER_SM_CYCLE
 from advisor.estimator.norms import BN_NCHW_ELEMENTS_PER_SM_CYCLE
 from advisor.estimator.ops import CONV_CLASSES, GROUPS, MATMUL_VECTOR, PHASES, TENSOR, VECTOR, PreparedOp
 from advisor.estimator.optimizer import foreach_bandwidth_fraction
+from advisor.estimator.power import low_draw_clock
 from advisor.estimator.recurrent import RECURRENT_STEP_S
 from advisor.workload.costs import compute_bytes
 
@@ -64,7 +69,7 @@ class CardRates:
     sm_count: int = 0  # 0: unknown, GEMMs priced by the shape curve alone
     tensor_cores: bool = True  # the precision's matmuls run on tensor cores (else the CUDA cores' SIMT tiles)
     unaligned_flops: float = 0.0  # rate of an align-1 GEMM, doubling per alignment step (0: not modelled)
-    unaligned_conv_flops: float = 0.0  # the same for convolutions (their peak: TF32 for fp32 under cuDNN)
+    unaligned_conv_flops: float = 0.0  # the same for convolutions (their peak: conv.fp32_conv_rate for fp32)
     bn_elements_s: float = 0.0  # NCHW batch-norm elements per second (0: priced by its bytes)
     layout_transposes: bool = False  # cuDNN tensor-core convs transpose NCHW tensors (NVIDIA Volta and later)
     transpose_bytes_s: float = 0.0  # bytes/s of those transposes: the bandwidth, or their element rate if slower
@@ -91,21 +96,21 @@ def card_rates(spec: Any, precision: str, eff: Any, tensor_peak: float, vector_p
         serial_host: the card is the host's CPU (validate's pseudo-card): no launches, layouts or alignment.
     """
     half = HALF_DIM_REF * math.sqrt((spec.sm_count or REF_SMS) / REF_SMS)
-    # compute runs at the sustained clock (eff.clock); memory bandwidth does not (the memory clock holds)
+    # GEMMs and convolutions run at the clock held at the power cap (eff.clock); kernels that draw far less
+    # (elementwise, norms, index-bound, layout) at power.low_draw_clock; memory bandwidth at neither (its clock holds)
+    low = low_draw_clock(eff.clock)
     tensor_held, vector_held = tensor_peak * eff.clock, vector_peak * eff.clock
     conv_peak, conv_eff = tensor_held, eff.conv
     conv_tensor_cores = precision not in ("fp32", "tf32") or bool(spec.tf32_tflops)
-    if precision == "fp32":
-        # cuDNN's default (torch.backends.cudnn.allow_tf32 is True): TF32 tensor cores where the card has them,
-        # else the FP32 units at the GEMM efficiency
-        conv_peak, conv_eff = ((spec.tf32_tflops * 1e12 * eff.clock, eff.conv) if spec.tf32_tflops
-                               else (vector_held, eff.matmul))
-    # SM cycles per second at the boost clock: index-bound elementwise kernels and NCHW batch norm draw far from
-    # the power cap that eff.clock (measured under the largest GEMM) reflects (the H100 probe: 1,980 MHz), and
-    # STRIDED_ / BN_NCHW_ELEMENTS_PER_SM_CYCLE were fitted so; a GeForce clock above boost (clock_geforce) holds
+    if precision == "fp32":  # the family's conv library decides the math (TF32 under cuDNN's default, ...)
+        conv_peak, conv_eff, conv_tensor_cores = fp32_conv_rate(spec, eff, vector_held)
+    # SM cycles per second at the boost clock (the fused-attention kernels' exponentials, fitted so), and at the
+    # low-draw clock for index-bound, batch-norm and layout kernels (STRIDED_ / BN_NCHW_ / LAYOUT_TRANSPOSE_ELEMENTS_
+    # PER_SM_CYCLE were fitted per boost cycle on the H200, where that clock is boost)
     boost_cycles = (spec.sm_count or 0) * (spec.boost_clock_mhz or 0) * 1e6
+    low_cycles = boost_cycles * low
     bw = spec.memory_bandwidth_bytes_s * eff.memory
-    transpose_s = boost_cycles * LAYOUT_TRANSPOSE_ELEMENTS_PER_SM_CYCLE * compute_bytes(precision)
+    transpose_s = low_cycles * LAYOUT_TRANSPOSE_ELEMENTS_PER_SM_CYCLE * compute_bytes(precision)
     fused = precision not in ("fp32", "tf32") and eff.fused_attention  # 16-bit fused attention kernels
     used = matmul_rate(spec, precision)
     # tensor-core matmuls on a card without matrix units (or 16-bit ones computed on its FP32 units) run cuBLAS's
@@ -113,18 +118,18 @@ def card_rates(spec: Any, precision: str, eff: Any, tensor_peak: float, vector_p
     tensor_cores = used is not None and tensor_core_gemms(spec, precision, used[1])
     rates = CardRates(tensor_flops=tensor_held * (eff.matmul if tensor_cores else eff.vector_matmul),
                       conv_flops=conv_peak * conv_eff,
-                      vector_flops=vector_held * eff.vector, matmul_vector_flops=vector_held * eff.vector_matmul,
+                      vector_flops=vector_peak * low * eff.vector, matmul_vector_flops=vector_held * eff.vector_matmul,
                       memory_bytes_s=bw, launch_s=eff.launch_overhead_s,
                       half_dim=half, sm_count=spec.sm_count or 0, tensor_cores=tensor_cores,
                       # the profile's unaligned_fraction is a fraction of the boost-clock peak: no clock factor
                       unaligned_flops=tensor_peak * unaligned_fraction(eff.unaligned) if tensor_cores else 0.0,
                       unaligned_conv_flops=conv_peak / (eff.clock or 1.0) * unaligned_fraction(eff.unaligned)
                       if conv_tensor_cores and has_tensor_cores(spec) else 0.0,
-                      bn_elements_s=boost_cycles * max(eff.clock, 1.0) * BN_NCHW_ELEMENTS_PER_SM_CYCLE,
+                      bn_elements_s=low_cycles * BN_NCHW_ELEMENTS_PER_SM_CYCLE,
                       layout_transposes=eff.layout_transposes and conv_tensor_cores,
                       transpose_bytes_s=min(bw, transpose_s) if transpose_s else bw, step_latency_s=RECURRENT_STEP_S,
                       norm_bytes_s=bw * eff.norm_memory,
-                      strided_elements_s=boost_cycles * STRIDED_ELEMENTS_PER_SM_CYCLE,
+                      strided_elements_s=low_cycles * STRIDED_ELEMENTS_PER_SM_CYCLE,
                       winograd_factor=1.0 if conv_tensor_cores or spec.vendor != "nvidia"
                       else WINOGRAD_MULTIPLY_REDUCTION,
                       attention_backward_rate=ATTENTION_BACKWARD_RATE if fused else 1.0,

@@ -28,7 +28,7 @@ from advisor.validate.records import (
     _dtype,
     step_timing,
 )
-from advisor.workload.base import OPTIMIZERS
+from advisor.workload.options import OPTIMIZERS
 
 
 def time_steps(step: Callable[[], Any], *, device: Device | str, warmup: int, iters: int,

@@ -60,7 +60,7 @@ def from_preset(
         seq_len: tokens per sample (transformers; default 2048, capped by a learned position table).
         image_size: input side in pixels (vision presets; default the preset's own).
         mode: ``train`` or ``infer``.
-        precision, optimizer: see ``advisor.workload.base.PRECISIONS`` / ``OPTIMIZERS``.
+        precision, optimizer: see ``advisor.workload.options.PRECISIONS`` / ``OPTIMIZERS``.
         gradient_checkpointing, lora_rank, lora_targets, quantize_base, grad_accum, gen_len, attention:
             build options (LoRA/QLoRA/attention/gen_len apply to transformers only).
 
@@ -147,10 +147,10 @@ def _with_context_warning(w: Workload, name: str, limit: int | None) -> Workload
     note = context_warning(name, w.seq_len, w.gen_len, limit)
     if note is None:
         return w
-    rebuild = w.options.get("rebuild")
-    options = dict(w.options)
+    rebuild = w.options.rebuild
+    options = w.options
     if rebuild is not None:
-        options["rebuild"] = lambda b: _with_context_warning(rebuild(b), name, limit)
+        options = options.with_rebuild(lambda b: _with_context_warning(rebuild(b), name, limit))
     return dataclasses.replace(w, assumptions=(note, *w.assumptions), options=options)
 
 

@@ -22,15 +22,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from advisor.workload.options import BuiltOptions
+
 Mode = Literal["train", "infer"]
 Phase = Literal["forward", "backward", "optimizer", "prefill", "decode"]
 OpKind = Literal["matmul", "conv", "attention", "elementwise", "norm", "reduction", "embedding",
                  "recurrent", "optimizer", "communication", "other"]
-PRECISIONS: tuple[str, ...] = ("fp32", "tf32", "fp16", "bf16", "amp-fp16", "amp-bf16", "fp8", "int8", "int4")
-OPTIMIZERS: tuple[str, ...] = ("sgd", "sgd-momentum", "adam", "adamw", "adafactor", "adamw-8bit")
-MODES: tuple[str, ...] = ("train", "infer")
-#: Multi-GPU strategies (``advisor.estimator.parallel`` prices them).
-PARALLELISMS: tuple[str, ...] = ("ddp", "zero1", "zero2", "zero3", "fsdp", "tp")
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,8 +124,8 @@ class Workload:
             ops' ``count`` (the tracer sees every dispatched op).
         uncounted_ops: ops the tracer could not cost (listed, never silently zero).
         assumptions: every modelling choice made, in words.
-        options: the remaining build options (gradient_checkpointing, lora_rank,
-            quantize_base, grad_accum, frozen, attention implementation, ...).
+        options: what the builder built beyond the fields above (``advisor.workload.options.BuiltOptions``:
+            checkpointing, accumulation, LoRA, quantized base, the traced memory and allocations, ``rebuild``).
     """
 
     name: str
@@ -156,7 +153,7 @@ class Workload:
     eager_ops: Mapping[str, int] = field(default_factory=dict)
     uncounted_ops: tuple[str, ...] = ()
     assumptions: tuple[str, ...] = ()
-    options: Mapping[str, Any] = field(default_factory=dict)
+    options: BuiltOptions = field(default_factory=BuiltOptions)
 
     @property
     def flops_per_step(self) -> float:
@@ -171,22 +168,22 @@ class Workload:
     @property
     def gradient_checkpointing(self) -> bool:
         """Whether activations are recomputed in backward."""
-        return bool(self.options.get("gradient_checkpointing", False))
+        return self.options.gradient_checkpointing
 
     @property
     def grad_accum(self) -> int:
         """Micro-batches per optimizer step."""
-        return int(self.options.get("grad_accum", 1))
+        return self.options.grad_accum
 
     def with_batch_size(self, batch_size: int) -> Workload:
         """This workload for another micro-batch size.
 
         Presets and configs are rebuilt exactly; traced modules scale the per-sample parts
-        linearly (set by the builder in ``options['rebuild']``).
+        linearly (set by the builder in ``options.rebuild``).
         """
         if batch_size == self.batch_size:
             return self
-        rebuild = self.options.get("rebuild")
+        rebuild = self.options.rebuild
         if rebuild is None:
             raise NotImplementedError(f"workload {self.name!r} cannot be rebuilt for another batch size")
         result: Workload = rebuild(batch_size)
@@ -217,7 +214,7 @@ class Workload:
             if f.name in ("ops", "decode_ops"):
                 value = [op.to_dict() for op in value]
             elif f.name == "options":
-                value = {k: v for k, v in value.items() if k != "rebuild" and not callable(v)}
+                value = value.to_dict()
             elif isinstance(value, tuple):
                 value = list(value)
             elif isinstance(value, Mapping):

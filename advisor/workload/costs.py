@@ -10,8 +10,15 @@ from typing import Any
 from advisor.errors import WorkloadError
 from advisor.precision import activation_bytes, element_bytes, master_bytes
 from advisor.precision import optimizer_state_bytes as _state_bytes
-from advisor.workload.base import MODES, OPTIMIZERS, PRECISIONS, OpCost
-from advisor.workload.options import BUILDER_QUANTIZE_BASES, WorkloadOptions, check_count
+from advisor.workload.base import OpCost
+from advisor.workload.options import (
+    BUILDER_QUANTIZE_BASES,
+    MODES,
+    OPTIMIZERS,
+    PRECISIONS,
+    WorkloadOptions,
+    check_count,
+)
 
 
 def compute_bytes(precision: str) -> int:

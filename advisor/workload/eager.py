@@ -15,7 +15,9 @@ phase; the table below is its output.  Three implementation styles cover the pre
 ``llama`` (RMSNorm in Python, rotary embeddings, gated MLP, GQA ``repeat_kv``).  Where the CPU run
 cannot stand for CUDA (SDPA *training* with dropout falls back to the math path on CPU, while CUDA
 runs one memory-efficient kernel) the figure is derived from the inference count plus the dropout
-calls and the eager backward less its attention part, and is marked so.
+calls and the eager backward less its attention part, and is marked so.  A family whose linears carry biases its
+style's measured module does not (Qwen2's q / k / v), or lack some it has (GPT-J's attention), adds or takes each
+bias's own dispatches (``BIAS_FWD``, ``BIAS_BWD``, re-traced by tests/test_eager_bias.py).
 
 Traced modules (``advisor.workload.trace``) need none of this: the tracer sees every dispatched op.
 Pure arithmetic, no torch import.
@@ -51,11 +53,23 @@ _INFER: dict[str, dict[str, tuple[int, int]]] = {
 #: Ops outside the blocks (embeddings, final norm, head, loss, masks, rotary tables): forward, backward, decode.
 _BASE: dict[str, tuple[int, int, int]] = {"bert": (29, 13, 0), "gpt2": (23, 24, 13), "llama": (48, 35, 40)}
 
+#: Biased linears per layer of the module each style's counts were measured on (BertModel: q, k, v, attention
+#: output, intermediate, output; GPT-2: c_attn, attn c_proj, c_fc, mlp c_proj; Llama: none).
+MEASURED_BIASED_LINEARS = {"bert": 6, "gpt2": 4, "llama": 0}
+#: What a linear's bias adds to its dispatches, traced (a Linear with and without its bias between two others, on
+#: torch 2.14): forward, ``addmm`` for ``mm`` and a ``view`` for ``_unsafe_view`` (no more calls) and, under amp,
+#: the bias's cast to 16 bits; backward, the bias gradient's ``sum`` over the tokens, its ``view`` and its
+#: accumulation's ``detach`` and, under amp, its cast back to the fp32 parameter's dtype.  (amp, plain) each.
+BIAS_FWD, BIAS_BWD = (1, 0), (4, 3)
 #: A PEFT LoRA adapter on one linear: dropout, A, B, scaling, add (+ views) forward; about 1.5x in backward.
 LORA_FWD_PER_TARGET, LORA_BWD_PER_TARGET = 8, 12
-#: A Mixtral-style sparse MoE block in eager (router softmax/top-k, then a Python loop over experts:
-#: index, three linears, activation, weighting, index_add): per expert, forward.
-MOE_FWD_PER_EXPERT, MOE_FWD_ROUTER = 15, 10
+#: A Mixtral sparse MoE block's dispatches beyond a dense gated MLP's, per layer: (training forward, backward,
+#: inference forward), by precision key (``amp``, ``fp32``, ``16-bit``).  transformers 5 runs the experts through
+#: ``grouped_mm`` (advisor.workload.moe): router, sort, gathers, two grouped GEMMs, the weighting and the sum, the same
+#: calls whatever the number of experts.  Traced (``MixtralSparseMoeBlock`` and ``LlamaMLP`` between a scale and a
+#: linear, views included, torch 2.14 / transformers 5.25): MoE 37 / 72 / 36 at amp, 34 / 69 / 33 in fp32, 36 / 72 /
+#: 35 at 16 bits, with 4 or 8 experts alike; the MLP 18 / 44 / 18, 14 / 40 / 14, 14 / 40 / 14.
+MOE_DISPATCHES: dict[str, tuple[int, int, int]] = {"amp": (19, 28, 18), "fp32": (20, 29, 19), "16-bit": (22, 32, 21)}
 #: Host dispatch-equivalents (forward ops of ``HOST_OP_S``) per trainable tensor of one optimizer step.
 #: torch.optim's foreach Adam/AdamW (the CUDA default since PyTorch 2.0) make ~10 list-wide calls that each walk
 #: the tensor list in C++: MEASURED at 20-21 us per tensor on the H200 host, where the AdamW step's GPU-side span
@@ -89,22 +103,33 @@ def optimizer_eager_ops(optimizer: str | None, trainable_tensors: int) -> dict[s
 
 def style_of(family: str) -> str:
     """The implementation style whose counts stand for a model family."""
-    if family in ("bert", "t5"):
+    if family == "bert":
         return "bert"
     if family in ("gpt2", "gptj"):
         return "gpt2"
     return "llama"
 
 
-def eager_ops(*, family: str, layers: int, decoder_layers: int = 0, attention: str, amp: bool, train: bool,
+def biased_linears(*, family: str, qkv_bias: bool, out_bias: bool, mlp_bias: bool, gated_mlp: bool) -> int:
+    """Linears with a bias in one block of the module (GPT-2's q, k and v are one fused ``c_attn``)."""
+    qkv = 1 if family == "gpt2" else 3
+    return qkv * qkv_bias + out_bias + (3 if gated_mlp else 2) * mlp_bias
+
+
+def eager_ops(*, family: str, layers: int, attention: str, amp: bool, train: bool,
               causal_lm: bool, lora_targets: int = 0, experts: int = 0, gradient_checkpointing: bool = False,
-              trainable_tensors: int = 0, optimizer: str | None = None) -> dict[str, int]:
+              trainable_tensors: int = 0, optimizer: str | None = None,
+              biased: int | None = None, a_b: int = 2) -> dict[str, int]:
     """Dispatched ops per phase of one eager step.
 
     ``forward``/``backward``/``optimizer`` for training, ``prefill`` and per-token ``decode`` for causal-LM
-    inference, ``forward`` for other inference.
+    inference, ``forward`` for other inference.  ``biased``: the module's biased linears per block
+    (``biased_linears``; ``None``: as the style's measured module), each beyond or short of the measured module's
+    adding or taking its dispatches (``BIAS_FWD``, ``BIAS_BWD``).  ``experts``: a MoE block in place of the MLP
+    (``MOE_DISPATCHES``, by ``amp`` and the compute dtype's bytes ``a_b``).
     """
     style = style_of(family)
+    more_biases = 0 if biased is None else biased - MEASURED_BIASED_LINEARS[style]
     attn = "eager" if attention == "eager" else "sdpa"
     fwd32, fwd_amp, bwd32, bwd_amp, dec32, dec_amp = _PER_LAYER[style][attn]
     inf32, inf_amp = _INFER[style][attn]
@@ -112,23 +137,20 @@ def eager_ops(*, family: str, layers: int, decoder_layers: int = 0, attention: s
     extra = 0
     if family == "gptj":
         extra += 10  # rotary on q and k (mul, neg, cat, mul, add each), as llama's
-    if experts:
-        extra += MOE_FWD_ROUTER + MOE_FWD_PER_EXPERT * experts
-    blocks = layers + decoder_layers
-    # t5 decoder blocks add cross-attention: about half a block more each
-    block_units = layers + 1.5 * decoder_layers
-    fwd_layer = (fwd_amp if amp else fwd32) if train else (inf_amp if amp else inf32)
+    moe_f, moe_b, moe_i = MOE_DISPATCHES["amp" if amp else "fp32" if a_b == 4 else "16-bit"] if experts else (0, 0, 0)
+    bias_f, bias_b = more_biases * BIAS_FWD[not amp], more_biases * BIAS_BWD[not amp]
+    fwd_layer = (fwd_amp + moe_f if amp else fwd32 + moe_f) if train else (inf_amp if amp else inf32) + moe_i
     lora_f = LORA_FWD_PER_TARGET * lora_targets
-    forward = round(base_f + block_units * (fwd_layer + extra + lora_f))
+    forward = round(base_f + layers * (fwd_layer + extra + lora_f + bias_f))
     if not train:
         if causal_lm:
-            decode = base_d + blocks * ((dec_amp if amp else dec32) + extra + lora_f)
+            decode = base_d + layers * ((dec_amp if amp else dec32) + moe_i + extra + lora_f + bias_f)
             return {"prefill": forward, "decode": decode}
         return {"forward": forward}
-    backward = round(base_b + block_units * ((bwd_amp if amp else bwd32) + 2 * extra + LORA_BWD_PER_TARGET
-                                             * lora_targets))
+    backward = round(base_b + layers * ((bwd_amp if amp else bwd32) + moe_b + 2 * extra
+                                        + LORA_BWD_PER_TARGET * lora_targets + bias_b))
     if gradient_checkpointing:
-        backward += round(block_units * (fwd_layer + extra + lora_f))
+        backward += round(layers * (fwd_layer + extra + lora_f + bias_f))
     return {"forward": forward, "backward": backward,
             "optimizer": optimizer_step_ops(optimizer, trainable_tensors)}
 

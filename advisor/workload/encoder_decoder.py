@@ -43,8 +43,7 @@ from dataclasses import replace
 from typing import Any, Literal
 
 from advisor.errors import WorkloadError
-from advisor.numbers import whole_number
-from advisor.precision import NF4_BYTES_PER_WEIGHT
+from advisor.precision import NF4_BYTES_PER_WEIGHT, master_bytes
 from advisor.workload.arch import TransformerArch
 from advisor.workload.aten_ops import FUSED_ATTENTION_BACKWARD_WORK, fused_attention_work
 from advisor.workload.base import Workload
@@ -58,7 +57,7 @@ from advisor.workload.encoder_decoder_step import (
 )
 from advisor.workload.encoder_decoder_step import assumptions as step_assumptions
 from advisor.workload.encoder_decoder_step import lora_targets as resolve_lora_targets
-from advisor.workload.options import COUNT_LIMITS, OptionError, WorkloadOptions, check_count
+from advisor.workload.options import BuiltOptions, WorkloadOptions, check_count
 from advisor.workload.qlora import add_dequant
 from advisor.workload.transformer_ops import OpList, activation_kernels, rms_norm_kernels
 
@@ -122,7 +121,9 @@ def build_encoder_decoder(
     if train and trainable and optimizer:
         all_ops.append(optimizer_op(trainable, opts.precision, optimizer))
     saved = saved_bytes(st, bool(opts.gradient_checkpointing)) if train else 0.0
-    transient = transient_bytes(st)
+    # the parameter gradients not made yet when the loss's backward runs (all there with gradient accumulation)
+    absent = trainable * master_bytes(opts.precision) if opts.grad_accum == 1 else 0.0
+    transient = transient_bytes(st, absent)
     assumptions += step_assumptions(st, opts, quantize)
     resolved = replace(opts, seq_len=s, gen_len=None)
 
@@ -130,12 +131,11 @@ def build_encoder_decoder(
         return build_encoder_decoder(arch, name=name, source=source, options=replace(resolved, batch_size=new_batch),
                                      lora_targets=lora_targets, attention=attention, decoder_len=decoder_len)
 
-    built_options: dict[str, Any] = {
-        "quantized_params": arch.quantizable_params() if quantize else 0,
-        "gradient_checkpointing": bool(opts.gradient_checkpointing), "lora_rank": opts.lora_rank,
-        "lora_targets": list(targets) if rank else None, "quantize_base": quantize, "grad_accum": opts.grad_accum,
-        "attention": "sdpa", "frozen": bool(rank), "decoder_len": t, "rebuild": rebuild,
-    }
+    built_options = BuiltOptions(
+        quantized_params=arch.quantizable_params() if quantize else 0,
+        gradient_checkpointing=bool(opts.gradient_checkpointing), lora_rank=opts.lora_rank,
+        lora_targets=tuple(targets) if rank else None, quantize_base=quantize, grad_accum=opts.grad_accum,
+        attention="sdpa", frozen=bool(rank), decoder_len=t, rebuild=rebuild)
     return Workload(
         name=name, source=source, family=arch.kind, batch_size=st.b,
         mode=opts.mode,  # type: ignore[arg-type]
@@ -173,9 +173,7 @@ def _checked(arch: TransformerArch, name: str, options: WorkloadOptions | None, 
         seq_len = default_seq_len
         assumptions.append(f"seq_len not given: using {seq_len}")
     s = check_count("seq_len", seq_len)
-    # the decoder's length takes the sequence's range (advisor.workload.options.COUNT_LIMITS)
-    t = (whole_number("decoder_len", decoder_len, minimum=1, maximum=COUNT_LIMITS["seq_len"][1], error=OptionError)
-         if decoder_len is not None else s)
+    t = check_count("decoder_len", decoder_len) if decoder_len is not None else s
     return opts, s, t, quantize, assumptions
 
 

@@ -13,7 +13,8 @@ from advisor.workload.arch import TransformerArch
 from advisor.workload.eager import LORA_BWD_PER_TARGET, LORA_FWD_PER_TARGET, optimizer_step_ops
 from advisor.workload.options import WorkloadOptions
 from advisor.workload.qlora import SOURCE as DEQUANT_SOURCE
-from advisor.workload.transformer_ops import activation_kernels, precision_key, rms_norm_kernels
+from advisor.workload.transformer_memory import loss_transient
+from advisor.workload.transformer_ops import activation_kernels, cross_entropy, precision_key, rms_norm_kernels
 
 #: LoRA targets of a T5 block, by the module's names: q, k, v, o of every attention (self and cross) and the
 #: feed-forward's wi (``up``; ``gate`` is wi_0 of a gated one) and wo (``down``).  PEFT's default for t5: q, v.
@@ -122,18 +123,18 @@ def saved_bytes(st: Step, checkpointing: bool) -> float:
     return float(a.num_layers * enc_layer + a.num_decoder_layers * dec_layer + lora + rest + head)
 
 
-def transient_bytes(st: Step) -> float:
+def transient_bytes(st: Step, absent_gradients: float) -> float:
     """The largest temporary beside the saved tensors: a block's feed-forward hidden tensors, or the loss's backward.
 
-    In training the loss's backward: one logits-sized gradient in ``nll_loss``'s dtype (fp32 under autocast) beside
-    the saved tensors, as the traced module's allocator replay holds it (benchmarks/conformance.py's T5, within 1%
-    at amp-bf16 and bf16, -4% in fp32); at inference the logits of every decoder position.
+    In training the loss's backward (``transformer_memory.loss_transient``: ``CrossEntropyLoss`` on the head's logits,
+    the gradients it holds at once less ``absent_gradients``, the parameter gradients not made yet); at inference the
+    logits of every decoder position.
     """
     a = st.arch
     ff = max(st.enc_tokens, st.dec_tokens) * a.intermediate_size * st.a_b * (3 if a.gated_mlp else 2)
     logits = st.dec_tokens * a.vocab_size
     if st.train:
-        return float(max(ff, logits * (4 if st.amp else st.a_b)))
+        return float(max(ff, loss_transient(logits, cross_entropy(False, st.amp, st.a_b), absent_gradients)))
     return float(ff + logits * st.a_b)
 
 

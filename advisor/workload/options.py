@@ -5,18 +5,29 @@ same keywords (batch, sequence, precision, optimizer, mode, LoRA, ...).  ``Workl
 with its defaults and its checks, in one place: the public functions keep their keyword arguments and
 build one of these; the builders in ``advisor.workload`` take its ``builder_kwargs()``, and the analytic
 transformer builder (``advisor.workload.transformer.build_transformer``) takes its fields as its keywords, or the
-record itself (``options=``).
+record itself (``options=``).  What a builder built beyond the ``Workload``'s own fields comes back as
+``BuiltOptions`` (``Workload.options``), whose options shared with ``WorkloadOptions`` have the same defaults and
+checks (``_check_counts``).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
-from advisor.errors import EstimateError, WorkloadError
+from advisor.errors import AdvisorError, EstimateError, WorkloadError
 from advisor.numbers import real_number, whole_number
-from advisor.workload.base import MODES, OPTIMIZERS, PRECISIONS
+
+if TYPE_CHECKING:
+    from advisor.workload.base import Workload
+
+PRECISIONS: tuple[str, ...] = ("fp32", "tf32", "fp16", "bf16", "amp-fp16", "amp-bf16", "fp8", "int8", "int4")
+OPTIMIZERS: tuple[str, ...] = ("sgd", "sgd-momentum", "adam", "adamw", "adafactor", "adamw-8bit")
+MODES: tuple[str, ...] = ("train", "infer")
+#: Multi-GPU strategies (``advisor.estimator.parallel`` prices them).
+PARALLELISMS: tuple[str, ...] = ("ddp", "zero1", "zero2", "zero3", "fsdp", "tp")
 
 #: ``quantize_base`` values the analytic transformer builder models (a frozen base at 4-bit NormalFloat or int8).
 BUILDER_QUANTIZE_BASES = ("nf4", "int8")
@@ -29,6 +40,7 @@ QUANTIZE_BASES = ("nf4",)
 COUNT_LIMITS: dict[str, tuple[int, int]] = {
     "batch_size": (1, 2**24),
     "seq_len": (1, 2**24),
+    "decoder_len": (1, 2**24),  # an encoder-decoder's decoder tokens: the sequence's range
     "image_size": (1, 2**15),
     "lora_rank": (1, 2**16),
     "grad_accum": (1, 2**20),
@@ -57,6 +69,14 @@ def check_count(name: str, value: Any, *, error: type[EstimateError] = OptionErr
     return whole_number(name, value, minimum=low, maximum=high, error=error)
 
 
+def _check_counts(record: Any, given: tuple[str, ...], optional: tuple[str, ...]) -> None:
+    """``check_count`` on each of ``record``'s fields ``given``, and on each of ``optional`` that is not ``None``."""
+    for name in given + optional:
+        value = getattr(record, name)
+        if value is not None or name in given:  # an optional one: None is "not given"
+            check_count(name, value)
+
+
 @dataclass(frozen=True, slots=True)
 class WorkloadOptions:
     """One step of a model: the workload keywords of ``estimate``, ``recommend`` and the CLI.
@@ -65,7 +85,7 @@ class WorkloadOptions:
         batch_size: GLOBAL batch of one micro-step across data-parallel replicas (samples).
         seq_len: tokens per sample (language models; ``None``: the model's default).
         image_size: input side in pixels (vision models; ``None``: the preset's own).
-        precision: one of ``advisor.workload.base.PRECISIONS``.
+        precision: one of ``advisor.workload.options.PRECISIONS``.
         optimizer: one of ``OPTIMIZERS`` (training), or ``None``.
         mode: ``train`` or ``infer``.
         gradient_checkpointing: recompute activations in backward.
@@ -93,10 +113,7 @@ class WorkloadOptions:
         Raises:
             OptionError: a count that is not a whole number in its ``COUNT_LIMITS`` range.
         """
-        for name in ("batch_size", "grad_accum", "seq_len", "image_size", "lora_rank", "gen_len"):
-            value = getattr(self, name)
-            if value is not None or name in ("batch_size", "grad_accum"):  # the others: None is "not given"
-                check_count(name, value)
+        _check_counts(self, ("batch_size", "grad_accum"), ("seq_len", "image_size", "lora_rank", "gen_len"))
 
     @classmethod
     def names(cls) -> tuple[str, ...]:
@@ -157,3 +174,107 @@ class WorkloadOptions:
         if self.grad_accum != 1:
             kw["grad_accum"] = self.grad_accum
         return kw
+
+
+@dataclass(frozen=True, slots=True)
+class TracedMemory:
+    """A traced step's memory by category, in bytes, as the fake run saw it (``advisor.workload.trace``)."""
+
+    parameters: float
+    gradients: float
+    activations: float
+    transient: float
+    temporaries: float
+    weight_copies: float
+    peak_without_optimizer: float
+
+
+@dataclass(frozen=True, slots=True)
+class BuiltOptions:
+    """What a workload builder built beyond the ``Workload``'s own fields (``Workload.options``).
+
+    ``gradient_checkpointing``, ``grad_accum``, ``lora_rank`` and ``quantize_base`` are ``WorkloadOptions``'
+    options, with their defaults and checks; the builders fill the rest where they apply.
+
+    Attributes:
+        gradient_checkpointing: activations are recomputed in backward.
+        grad_accum: micro-batches per optimizer step.
+        frozen: part of the model's weights train no gradient (a frozen base, LoRA).
+        lora_rank: the LoRA adapters' rank (``None``: no adapters).
+        lora_targets: the linear layers the adapters adapt (``None``: no adapters).
+        quantize_base: the frozen base's quantization (``BUILDER_QUANTIZE_BASES``), or ``None``.
+        quantized_params: the base's weights held quantized (0: none).
+        attention: the attention implementation the closed form prices (``None``: traced, as the module runs).
+        decoder_len: an encoder-decoder's decoder tokens per sample (``None``: not an encoder-decoder).
+        traced_memory_bytes: a traced step's memory by category (``None``: not traced, or a traced preset).
+        allocations: a traced step's allocations and frees, as ``advisor.estimator.allocator.replay`` takes them
+            (``None``: none recorded; the closed form's memory formula is used).
+        rebuild: the same workload built at another micro-batch (``None``: it cannot be); not data (left out of
+            ``to_dict`` and of comparisons).
+    """
+
+    gradient_checkpointing: bool = False
+    grad_accum: int = 1
+    frozen: bool = False
+    lora_rank: int | None = None
+    lora_targets: tuple[str, ...] | None = None
+    quantize_base: str | None = None
+    quantized_params: int = 0
+    attention: str | None = None
+    decoder_len: int | None = None
+    traced_memory_bytes: TracedMemory | None = None
+    allocations: Mapping[str, Any] | None = None
+    rebuild: Callable[[int], Workload] | None = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        """Check the counts and choices, as ``WorkloadOptions`` does its own.
+
+        Raises:
+            OptionError: a count outside its ``COUNT_LIMITS`` range, a negative ``quantized_params`` or a
+                ``quantize_base`` not in ``BUILDER_QUANTIZE_BASES``.
+        """
+        _check_counts(self, ("grad_accum",), ("lora_rank", "decoder_len"))
+        whole_number("quantized_params", self.quantized_params, minimum=0, maximum=2**62, error=OptionError)
+        if self.quantize_base is not None and self.quantize_base not in BUILDER_QUANTIZE_BASES:
+            raise OptionError(f"unknown quantize_base {self.quantize_base!r}",
+                              hint=f"accepted: {', '.join(BUILDER_QUANTIZE_BASES)}")
+
+    def with_rebuild(self, rebuild: Callable[[int], Workload] | None) -> BuiltOptions:
+        """These options with another ``rebuild``."""
+        return dataclasses.replace(self, rebuild=rebuild)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe form: every field but ``rebuild``, in declaration order."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name == "rebuild":
+                continue
+            if isinstance(value, TracedMemory):
+                value = dataclasses.asdict(value)
+            elif isinstance(value, tuple):
+                value = list(value)
+            elif isinstance(value, Mapping):
+                value = dict(value)
+            out[f.name] = value
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> BuiltOptions:
+        """The options of ``to_dict``'s data (``ValueError`` on an unknown field or a bad value)."""
+        if not isinstance(data, Mapping):
+            raise ValueError("options: not a mapping")
+        kw = dict(data)
+        unknown = set(kw) - {f.name for f in dataclasses.fields(cls)} | ({"rebuild"} & set(kw))
+        if unknown:
+            raise ValueError(f"options: unknown field(s) {sorted(unknown)}")
+        if kw.get("traced_memory_bytes") is not None:
+            kw["traced_memory_bytes"] = TracedMemory(**kw["traced_memory_bytes"])
+        if kw.get("lora_targets") is not None:
+            kw["lora_targets"] = tuple(str(t) for t in kw["lora_targets"])
+        if kw.get("allocations") is not None and not isinstance(kw["allocations"], Mapping):
+            raise ValueError("options: allocations not a mapping")
+        try:
+            return cls(**kw)
+        except AdvisorError as e:
+            raise ValueError(f"options: {e}") from e

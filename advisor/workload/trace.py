@@ -29,7 +29,7 @@ from advisor.errors import WorkloadError
 from advisor.workload.aten_ops import Gemm, OpGroup, bucket_label, bucketed, call_order, merged, nbytes
 from advisor.workload.base import OpCost, Workload
 from advisor.workload.eager import optimizer_eager_ops
-from advisor.workload.options import check_count
+from advisor.workload.options import BuiltOptions, TracedMemory, check_count
 from advisor.workload.trace_blocks import RecurrentFiling
 from advisor.workload.trace_record import Recording, recorder_type
 from advisor.workload.trace_rnn import COPY, GRAD, SAVED, RawStep, cut_calls, extrapolated, has_recurrent
@@ -211,7 +211,7 @@ def common_assumptions(precision: str, optimizer: str | None, mode: str, checkpo
            "aten.<op>[strided] with their elements",
            "activations: unique storages autograd saves for backward (saved_tensors_hooks), parameters excluded"
            + ("; autocast's 16-bit weight copies (held through the forward, 2 bytes/param) are not activations: "
-              "see options['traced_memory_bytes']['weight_copies']" if precision.startswith("amp-") else ""),
+              "see options.traced_memory_bytes.weight_copies" if precision.startswith("amp-") else ""),
            "transient: what the step's peak holds beyond the weights, all gradients, all activations and the weight "
            "copies (its temporaries and inputs, less the gradients not yet made and the activations already freed "
            "at the peak; replayed storage lifetimes, frees recorded before the next op allocates), so the memory "
@@ -354,14 +354,13 @@ def traced_workload(res: TraceResult, *, label: str, family: str, mode: str, bat
         tokens_per_sample=seq_len, input_bytes_per_sample=res.input_bytes / batch,
         uncounted_ops=res.uncounted, assumptions=tuple(common_assumptions(precision, opt, mode, checkpoint)),
         eager_ops=optimizer_eager_ops(opt, res.trainable_tensors),
-        options={"gradient_checkpointing": checkpoint, "grad_accum": grad_accum, "frozen": frozen or
-                 res.trainable_params < res.params, "rebuild": rebuild,
-                 "traced_memory_bytes": {"parameters": res.param_bytes, "gradients": res.gradient_bytes,
-                                         "activations": res.activation_bytes, "transient": res.transient_bytes,
-                                         "temporaries": res.temporaries_peak_bytes,
-                                         "weight_copies": res.weight_copy_bytes,
-                                         "peak_without_optimizer": res.peak_bytes},
-                 "allocations": res.allocations},
+        options=BuiltOptions(
+            gradient_checkpointing=checkpoint, grad_accum=grad_accum, rebuild=rebuild, allocations=res.allocations,
+            frozen=frozen or res.trainable_params < res.params,
+            traced_memory_bytes=TracedMemory(
+                parameters=res.param_bytes, gradients=res.gradient_bytes, activations=res.activation_bytes,
+                transient=res.transient_bytes, temporaries=res.temporaries_peak_bytes,
+                weight_copies=res.weight_copy_bytes, peak_without_optimizer=res.peak_bytes)),
     )
 
 

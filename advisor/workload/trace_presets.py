@@ -24,7 +24,7 @@ from advisor.workload import zoo
 from advisor.workload.aten_ops import Gemm, OpGroup, bucket_label, bucketed, call_order, merged
 from advisor.workload.base import OpCost, Workload
 from advisor.workload.eager import optimizer_eager_ops
-from advisor.workload.options import check_count
+from advisor.workload.options import BuiltOptions, check_count
 from advisor.workload.trace import TraceResult, common_assumptions, run_traced, trace_precision
 from advisor.workload.transformer import check_common, optimizer_op
 
@@ -236,8 +236,7 @@ def preset_workload(preset: Any, *, batch_size: int, seq_len: int | None, image_
         input_bytes_per_sample=(r2.input_bytes - r1.input_bytes) / (_TRACE_BATCHES[1] - _TRACE_BATCHES[0]),
         uncounted_ops=r1.uncounted, assumptions=tuple(assumptions),
         eager_ops=optimizer_eager_ops(opt, r1.trainable_tensors),
-        options={"gradient_checkpointing": ckpt, "grad_accum": grad_accum,
-                 "frozen": r1.trainable_params < r1.params and mode == "train", "rebuild": rebuild,
-                 **({"allocations": scaled} if (scaled := _scaled_allocations(r1.allocations, r2.allocations,
-                                                                               batch_size)) else {})},
+        options=BuiltOptions(gradient_checkpointing=ckpt, grad_accum=grad_accum,
+                             frozen=r1.trainable_params < r1.params and mode == "train", rebuild=rebuild,
+                             allocations=_scaled_allocations(r1.allocations, r2.allocations, batch_size) or None),
     )

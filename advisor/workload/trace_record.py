@@ -28,6 +28,7 @@ from advisor.workload.aten_ops import (
     winograd_shaped,
 )
 from advisor.workload.trace_blocks import RecurrentFiling
+from advisor.workload.trace_sdpa import attention_operand_bytes
 from advisor.workload.trace_timeline import StorageTimeline
 
 #: Most ops one traced step may dispatch before tracing stops with an error.  A module that loops in Python over its
@@ -153,7 +154,8 @@ class Recording:
         ins: list[Any] = []
         if facts.kernel:
             ins = tensors((args, kwargs))
-            moved = sum(nbytes(t) for t in (*ins, *touts))
+            read = attention_operand_bytes if kind == "attention" else nbytes  # a broadcast bias: once
+            moved = sum(read(t) for t in ins) + sum(nbytes(t) for t in touts)
             strided = index_bound_elements(name, kind, facts.pointwise, args, kwargs, ins, touts)
         rnn_label = self.rnn.label(self.phase)
         if rnn_label is not None:

@@ -12,7 +12,19 @@ one; the dropout's own cost inside a fused kernel is not modelled.  Likewise ``F
 ``aten::dropout`` as one fused kernel (``native_dropout``: the output and a 1-byte mask; its backward one kernel,
 ``native_dropout_backward``), where the CPU decomposes it into ``bernoulli_``, ``div_`` and ``mul`` and saves a mask
 in the input's dtype (``aten/src/ATen/native/Dropout.cpp``, ``is_fused_kernel_acceptable``): the trace calls
-``native_dropout`` as the GPU does.  And ``_grouped_mm`` (transformers 5's MoE experts): CUDA runs fp32 operands
+``native_dropout`` as the GPU does.  SDPA with a float mask that needs a gradient (T5's learned relative position
+bias, ``attn_mask=position_bias``): CUDA's memory-efficient kernel takes an additive bias and writes its gradient
+(``cuda/sdp_utils.cpp``: its checks never look at the mask's gradient; flash takes no mask; cuDNN no fp32), where the
+CPU's fused kernel refuses a mask that needs a gradient and torch takes the math path (two batched matmuls and a
+softmax, the probabilities saved).  The trace calls ``_scaled_dot_product_efficient_attention`` as
+``aten/src/ATen/native/transformers/attention.cpp`` does on CUDA: the mask padded to 16 keys and expanded to
+(batch, heads, query, key) (``preprocess_mask``), the log-sum-exp computed when an input needs a gradient; its
+backward writes the bias gradient at the expanded shape, which the expand's backward sums over the batch.  The
+expanded bias is one (heads, query, key) table read through a zero batch stride, and the kernels walk the batch
+slowest (``mem_eff_attention/kernel_forward.h``, ``getBlocksGrid``: query blocks, heads, batches), so each batch
+element re-reads what the one before it left in L2: a fused attention kernel's operand is counted at its distinct
+elements (``attention_operand_bytes``), not at the expanded view's.  And
+``_grouped_mm`` (transformers 5's MoE experts): CUDA runs fp32 operands
 (amp's fp32 master weights, or fp32 training) through ``_grouped_mm_fallback``, one mm per group
 (``aten/src/ATen/native/cuda/GroupedBlas.cpp``), where torch's meta function, which fake tensors run, accepts only
 16-bit operands: while entered, its shape function takes any float dtype.
@@ -43,6 +55,9 @@ def cuda_attention_kernels() -> Iterator[None]:
         def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
             kwargs = dict(kwargs or {})
             if func is sdpa:
+                efficient = _efficient_with_bias_grad(torch, *args, **kwargs)
+                if efficient is not None:
+                    return efficient
                 if len(args) > _DROPOUT_ARG:
                     args = (*args[:_DROPOUT_ARG], 0.0, *args[_DROPOUT_ARG + 1:])
                 elif "dropout_p" in kwargs:
@@ -62,6 +77,46 @@ def cuda_attention_kernels() -> Iterator[None]:
             yield
     finally:
         lib._destroy()
+
+
+def attention_operand_bytes(t: Any) -> int:
+    """Bytes a fused attention kernel reads of one operand: a broadcast (zero-stride) dimension counted once."""
+    n = 1
+    for size, stride in zip(t.shape, t.stride(), strict=True):
+        if stride:
+            n *= int(size)
+    return n * int(t.element_size()) if t.numel() else 0
+
+
+#: The memory-efficient kernel's key alignment for a bias (``attention.cpp``, ``mem_eff_alignment``).
+_BIAS_ALIGNMENT = 16
+
+
+def _efficient_with_bias_grad(torch: Any, query: Any, key: Any, value: Any, attn_mask: Any = None,
+                              dropout_p: float = 0.0, is_causal: bool = False, scale: float | None = None,
+                              enable_gqa: bool = False) -> Any:
+    """CUDA's memory-efficient attention where SDPA's float mask needs a gradient, else ``None`` (see above)."""
+    if attn_mask is None or not attn_mask.requires_grad or not attn_mask.is_floating_point() or enable_gqa \
+            or query.dim() != 4 or not torch.is_grad_enabled():
+        return None
+    if torch.is_autocast_enabled("cpu"):  # CUDA's autocast runs SDPA in 16 bits: every float input cast first
+        low = torch.get_autocast_dtype("cpu")
+        with torch.autocast("cpu", enabled=False):
+            query, key, value, attn_mask = (t.to(low) for t in (query, key, value, attn_mask))
+        return _efficient(torch, query, key, value, attn_mask, is_causal, scale)
+    return _efficient(torch, query, key, value, attn_mask, is_causal, scale)
+
+
+def _efficient(torch: Any, query: Any, key: Any, value: Any, attn_mask: Any, is_causal: bool,
+               scale: float | None) -> Any:
+    k_len = key.shape[-2]
+    pad = -k_len % _BIAS_ALIGNMENT
+    mask = attn_mask if not pad else torch.nn.functional.pad(attn_mask, (0, pad))[..., :k_len]
+    mask = mask.expand(query.shape[0], query.shape[1], query.shape[2], k_len)
+    lse = query.requires_grad or key.requires_grad or value.requires_grad
+    # dropout inside the fused kernel is not modelled (as for the fused kernels above)
+    return torch.ops.aten._scaled_dot_product_efficient_attention(query, key, value, mask, lse, 0.0, is_causal,
+                                                                  scale=scale)[0]
 
 
 def _fused_dropout(torch: Any, x: Any, p: float = 0.5, training: bool = True, inplace: bool = False) -> Any:

@@ -2,7 +2,7 @@
 
 ``advisor.workload.trace`` records every storage the fake run allocates and frees here; its peaks split the
 step's memory by category, and ``step_events`` is the event list ``advisor.estimator.allocator.replay`` replays
-(a traced workload's ``options['allocations']``).
+(a traced workload's ``options.allocations``).
 
 One of the designated torch importers; torch is imported lazily, inside the methods.
 """

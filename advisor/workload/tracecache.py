@@ -39,9 +39,10 @@ from pathlib import Path
 from typing import Any
 
 from advisor.workload.base import OpCost, Workload
+from advisor.workload.options import BuiltOptions
 
 ENV_CACHE_DIR = "GPU_ADVISOR_CACHE_DIR"
-#: Bump when the file layout changes (2: options['allocations'], the traced step for the allocator replay;
+#: Bump when the file layout changes (2: options.allocations, the traced step for the allocator replay;
 #: 3: a header line with the key and the checksum).
 FORMAT = 3
 #: A cache file larger than this is not read (the largest traced preset's is well under 2 MB).
@@ -135,7 +136,7 @@ def _to_json(w: Workload) -> dict[str, Any] | None:
         if f.name in ("ops", "decode_ops"):
             value = [op.to_dict() for op in value]
         elif f.name == "options":
-            value = {k: v for k, v in value.items() if k != "rebuild"}
+            value = value.to_dict()
         elif isinstance(value, Mapping):
             value = dict(value)
         elif isinstance(value, tuple):
@@ -200,9 +201,10 @@ def _from_json(data: Mapping[str, Any]) -> Workload:
     kw["calls"] = tuple((int(i), float(share)) for i, share in kw.get("calls", ()))
     if any(not 0 <= i < len(kw["ops"]) or share < 0 for i, share in kw["calls"]):
         raise ValueError("calls: an index outside the ops or a negative share")
-    for name in ("arch", "eager_ops", "options"):
+    for name in ("arch", "eager_ops"):
         if not isinstance(kw.get(name, {}), Mapping):
             raise ValueError(f"{name}: not a mapping")
+    kw["options"] = BuiltOptions.from_dict(kw.get("options", {}))
     return Workload(**kw)
 
 
@@ -274,7 +276,7 @@ def cached_build(kind: str, key: Mapping[str, Any], batch_size: int, build: Call
                  message: str) -> Workload:
     """``build(batch_size)``, from the disk cache when an identical build was made before.
 
-    The workload's ``options['rebuild']`` (other batch sizes) goes through the cache too.
+    The workload's ``options.rebuild`` (other batch sizes) goes through the cache too.
 
     Args:
         kind: a namespace ("preset", "hf-config").
@@ -292,7 +294,7 @@ def cached_build(kind: str, key: Mapping[str, Any], batch_size: int, build: Call
     if directory is None:
         with progress(message):
             w = build(batch_size)
-        return dataclasses.replace(w, options={**w.options, "rebuild": rebuild})
+        return dataclasses.replace(w, options=w.options.with_rebuild(rebuild))
     path = directory / name
     signature = _signature(path)
     memo = _MEMO.get(str(path))
@@ -310,6 +312,6 @@ def cached_build(kind: str, key: Mapping[str, Any], batch_size: int, build: Call
         if not (fresh and "torch" not in sys.modules):  # a build that imported no torch traced nothing (the
             _write(path, w)                                # shipped traces): storing it would only cost time
             signature = _signature(path)
-    w = dataclasses.replace(w, options={**w.options, "rebuild": rebuild})
+    w = dataclasses.replace(w, options=w.options.with_rebuild(rebuild))
     _remember(str(path), signature, w)
     return w

@@ -3,7 +3,7 @@
 No torch here (and none may be imported): this path answers in milliseconds for any size.
 
 Families: decoders ``gpt2``, ``gptj``, ``llama``, ``mistral``, ``qwen2``, ``gemma``, ``mixtral``;
-encoder ``bert``; encoder-decoder ``t5``.
+encoder ``bert``; encoder-decoder ``t5`` (handed to ``advisor.workload.encoder_decoder``).
 
 Conventions (also written into every workload's ``assumptions``):
 - FLOPs count matrix multiplies only (the ``torch.utils.flop_counter`` / 6ND convention);
@@ -33,8 +33,8 @@ from advisor.workload.costs import (
     optimizer_state_bytes,
     weight_bytes,
 )
-from advisor.workload.eager import eager_ops
-from advisor.workload.options import WorkloadOptions, check_count
+from advisor.workload.eager import biased_linears, eager_ops
+from advisor.workload.options import BuiltOptions, WorkloadOptions, check_count
 from advisor.workload.qlora import SOURCE as DEQUANT_SOURCE
 from advisor.workload.transformer_blocks import Dtypes, StepOps, StepShape
 from advisor.workload.transformer_memory import (
@@ -270,7 +270,7 @@ def _memory_assumptions(arch: TransformerArch, r: _Resolved, attention: str) -> 
         if st.frozen_base:
             out.append("LoRA: base weights frozen (input gradients only, 1x forward FLOPs in backward); "
                        "adapters trained")
-    if st.causal_lm or arch.family == "t5":
+    if st.causal_lm:
         if st.flash:
             out.append(f"attention={attention}: causal masking skips half of QK^T/AV FLOPs (the fused "
                        "kernels compute the diagonal tiles whole: OpCost.tile_flops); backward recomputes "
@@ -306,7 +306,7 @@ def _closing_assumptions(arch: TransformerArch, r: _Resolved, a_b: int) -> list[
             "until the first generated token's forward ends")
     if qb:
         out.append(f"{qb} base: only the blocks' linear weights are quantized "
-                   "(options['quantized_params']); embeddings, LM head, norms and biases stay 16-bit "
+                   "(options.quantized_params); embeddings, LM head, norms and biases stay 16-bit "
                    "(bitsandbytes / PEFT default)")
     return out
 
@@ -314,18 +314,19 @@ def _closing_assumptions(arch: TransformerArch, r: _Resolved, a_b: int) -> list[
 def _eager(arch: TransformerArch, r: _Resolved, amp: bool, attention: str) -> dict[str, int]:
     """The step's host dispatches per phase in eager mode (``advisor.workload.eager``)."""
     st = r.step
-    blocks_total = arch.num_layers + arch.num_decoder_layers
     return eager_ops(
-        family=arch.family, layers=arch.num_layers, decoder_layers=arch.num_decoder_layers, attention=attention,
+        family=arch.family, layers=arch.num_layers, attention=attention,
         amp=amp, train=st.train, causal_lm=st.causal_lm, lora_targets=len(st.targets) if st.lora_rank else 0,
         experts=arch.num_experts, gradient_checkpointing=st.gradient_checkpointing and st.train,
-        trainable_tensors=(2 * len(st.targets) * blocks_total if st.lora_rank else arch.param_tensors())
+        trainable_tensors=(2 * len(st.targets) * arch.num_layers if st.lora_rank else arch.param_tensors())
         if st.train else 0,
-        optimizer=r.optimizer)
+        optimizer=r.optimizer, a_b=compute_bytes(r.opts.precision),
+        biased=biased_linears(family=arch.family, qkv_bias=arch.qkv_bias, out_bias=arch.out_bias,
+                              mlp_bias=arch.mlp_bias, gated_mlp=arch.gated_mlp))
 
 
 def _built_options(arch: TransformerArch, r: _Resolved, name: str, source: Literal["preset", "config"],
-                   lora_targets: tuple[str, ...] | list[str] | str | None, attention: str) -> dict[str, Any]:
+                   lora_targets: tuple[str, ...] | list[str] | str | None, attention: str) -> BuiltOptions:
     """The workload's options: what was built, and how to build it again at another batch."""
     st = r.step
 
@@ -333,12 +334,11 @@ def _built_options(arch: TransformerArch, r: _Resolved, name: str, source: Liter
         return build_transformer(arch, name=name, source=source, options=replace(r.opts, batch_size=new_batch),
                                  lora_targets=lora_targets, attention=attention)
 
-    return {
-        "quantized_params": arch.quantizable_params() if st.quantize_base else 0,
-        "gradient_checkpointing": bool(st.gradient_checkpointing), "lora_rank": st.lora_rank,
-        "lora_targets": list(st.targets) if st.lora_rank else None, "quantize_base": st.quantize_base,
-        "grad_accum": r.opts.grad_accum, "attention": attention, "frozen": st.frozen_base, "rebuild": rebuild,
-    }
+    return BuiltOptions(
+        quantized_params=arch.quantizable_params() if st.quantize_base else 0,
+        gradient_checkpointing=bool(st.gradient_checkpointing), lora_rank=st.lora_rank,
+        lora_targets=tuple(st.targets) if st.lora_rank else None, quantize_base=st.quantize_base,
+        grad_accum=r.opts.grad_accum, attention=attention, frozen=st.frozen_base, rebuild=rebuild)
 
 
 def _decode_ops(arch: TransformerArch, b: int, ctx: float, a_b: int, w_b: float) -> tuple[OpCost, ...]:

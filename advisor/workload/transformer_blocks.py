@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from advisor.workload.arch import TransformerArch
 from advisor.workload.aten_ops import FUSED_ATTENTION_BACKWARD_WORK, fused_attention_work
+from advisor.workload.moe import add_moe_block, moe_shape
 from advisor.workload.qlora import add_dequant
 from advisor.workload.transformer_ops import (
     OpList,
@@ -84,15 +85,10 @@ class StepOps:
                      bwd_bytes=(tokens * h * dt.res_b + table_elements * dt.emb_b / tables),
                      train=st.train and not st.frozen_base, bwd_launches=1)
         self.dropout("embedding.dropout", tokens * h, dt.res_b, 1, 1)
-        if arch.family == "t5":
-            self.block("encoder.layers.*", tokens, st.s, arch.num_layers, causal=False)
-            self.block("decoder.layers.*", tokens, st.s, arch.num_decoder_layers, causal=True, cross_len=st.s)
-            self.assumptions.append("t5: decoder target length = seq_len")
-        else:
-            self.block("layers.*", tokens, st.s, arch.num_layers, causal=st.causal_lm)
-        # the stack's own norm: a decoder's last (ln_f, model.norm), BERT's embedding LayerNorm, T5's encoder and
-        # decoder final norms (each counted in analytic_params)
-        self.norms("final_norm", tokens, 2 if arch.family == "t5" else 1, 1)
+        self.block("layers.*", tokens, st.s, arch.num_layers, causal=st.causal_lm)
+        # the stack's own norm: a decoder's last (ln_f, model.norm), BERT's embedding LayerNorm (counted in
+        # analytic_params)
+        self.norms("final_norm", tokens, 1, 1)
         self.heads(tokens)
 
     def heads(self, tokens: int) -> None:
@@ -217,21 +213,16 @@ class StepOps:
         self.ops.add_unfused(label + ".unfused", tokens * h * per, count, rms, st.train, reduce=not st.frozen_base,
                              runtime="eager")
 
-    def block(self, prefix: str, tokens: int, q_len: int, count: int, causal: bool, cross_len: int = 0) -> None:
-        """``count`` blocks: norms, attention (and cross-attention), the MLP or the experts, dropout, residuals."""
+    def block(self, prefix: str, tokens: int, q_len: int, count: int, causal: bool) -> None:
+        """``count`` blocks: norms, attention, the MLP or the experts, dropout, residuals."""
         arch, st, dt = self.arch, self.step, self.dt
         h = arch.hidden_size
-        self.norms(f"{prefix}.norm", tokens, count, (1 if arch.parallel_block else 2) + (1 if cross_len else 0))
+        self.norms(f"{prefix}.norm", tokens, count, 1 if arch.parallel_block else 2)
         self.linear_group(f"{prefix}.attn.qkv", tokens, ("q", "k", "v"), count, reads=1 if arch.fused_qkv else 3)
         self.attention_core(f"{prefix}.attn.core", q_len, q_len, count, causal)
         self.linear_group(f"{prefix}.attn.out", tokens, ("o",), count)
-        if cross_len:
-            self.linear_group(f"{prefix}.cross.q", tokens, ("q",), count)
-            self.linear_group(f"{prefix}.cross.kv", st.b * cross_len, ("k", "v"), count)
-            self.attention_core(f"{prefix}.cross.core", q_len, cross_len, count, False)
-            self.linear_group(f"{prefix}.cross.out", tokens, ("o",), count)
         self.mlp(prefix, tokens, count)
-        self.dropout(f"{prefix}.dropout", tokens * h, dt.a_b, count, 2 + (1 if cross_len else 0))
+        self.dropout(f"{prefix}.dropout", tokens * h, dt.a_b, count, 2)
         # two residual adds: the stream (fp32 under amp: mixed dtypes, index-bound) and a linear's output read, the
         # stream written; backward sums the stream's gradient with the branch's (and casts it to 16 bits for the
         # branch under amp)
@@ -242,21 +233,17 @@ class StepOps:
         self.kv_cache_cat(prefix, tokens, count)
 
     def mlp(self, prefix: str, tokens: int, count: int) -> None:
-        """The MLP (or a MoE's router and experts): in-projection(s), activation, down-projection."""
+        """The MLP (or a MoE's router and experts, ``advisor.workload.moe``): in-projection(s), activation, down."""
         arch, st, dt, ops = self.arch, self.step, self.dt, self.ops
-        mkeys = ("gate", "up") if arch.gated_mlp else ("up",)
         if arch.num_experts:
-            e = arch.num_experts
-            ops.add(f"{prefix}.moe.router", "matmul", 2.0 * tokens * arch.hidden_size * e,
-                    (tokens * (arch.hidden_size + e)) * dt.a_b + arch.hidden_size * e * dt.w_b, count, tc=True,
-                    min_dim=min(tokens, e), bwd_flops=4.0 * tokens * arch.hidden_size * e, train=st.train)
-            # each expert's weights are read once; the routed tokens split between experts
-            mult_tokens = tokens * arch.experts_per_token
-            self.linear_group(f"{prefix}.moe.experts.in", mult_tokens, mkeys, count, multiplier=e)
-        else:
-            self.linear_group(f"{prefix}.mlp.in", tokens, mkeys, count, reads=len(mkeys))
-            mult_tokens = tokens
-        el = mult_tokens * arch.intermediate_size
+            shapes = arch.linear_shapes()
+            add_moe_block(ops, moe_shape(arch, tokens, dt.a_b, dt.amp, dt.w_b, st.train, st.frozen_base), prefix,
+                          count, lora=tuple((k, *shapes[k][:2]) for k in ("gate", "up", "down") if k in st.targets),
+                          lora_rank=st.lora_rank or 0, nf4=st.quantize_base == "nf4")
+            return
+        mkeys = ("gate", "up") if arch.gated_mlp else ("up",)
+        self.linear_group(f"{prefix}.mlp.in", tokens, mkeys, count, reads=len(mkeys))
+        el = tokens * arch.intermediate_size
         unfused = activation_kernels(arch.activation, dt.amp, dt.a_b)
         if unfused is not None and not arch.gated_mlp:
             ops.add_unfused(f"{prefix}.mlp.act", el, count, unfused, st.train)
@@ -268,11 +255,7 @@ class StepOps:
                     bwd_bytes=el * 9 * dt.a_b, train=st.train, launches=2, bwd_launches=3)
         else:
             ops.add(f"{prefix}.mlp.act", "elementwise", 0, el * 2 * dt.a_b, count, bwd_flops=0, train=st.train)
-        if arch.num_experts:
-            self.linear_group(f"{prefix}.moe.experts.down", mult_tokens, ("down",), count,
-                              multiplier=arch.num_experts)
-        else:
-            self.linear_group(f"{prefix}.mlp.down", tokens, ("down",), count)
+        self.linear_group(f"{prefix}.mlp.down", tokens, ("down",), count)
 
     def kv_cache_cat(self, prefix: str, tokens: int, count: int) -> None:
         """The KV cache a causal LM's forward fills (transformers' DynamicCache, see below)."""
@@ -281,7 +264,7 @@ class StepOps:
         # training included; off with gradient checkpointing in training): each layer torch.cats its keys (fp32
         # under amp after rotary's fp32 muls) and values into the empty cache, a copy along the sequence dimension
         # (index-bound), in the forward only; the cache dies with the model's output
-        if not st.causal_lm or arch.family == "t5" or (st.train and st.gradient_checkpointing):
+        if not st.causal_lm or (st.train and st.gradient_checkpointing):
             return
         k_b = 4 if dt.amp and self.rotated else dt.a_b
         el = tokens * arch.num_kv_heads * arch.head_dim
@@ -300,8 +283,8 @@ class StepOps:
 
     @property
     def rotated(self) -> bool:
-        """Rotary position embedding on q and k (not T5's relative bias, not a learned position table)."""
-        return not (self.arch.family == "t5" or self.arch.max_position_embeddings)
+        """Rotary position embedding on q and k (not a learned position table)."""
+        return not self.arch.max_position_embeddings
 
     def rotary(self, prefix: str, tokens: int, count: int) -> None:
         """Hugging Face's rotary embedding of q and k (``transformer_ops.ROTARY``)."""

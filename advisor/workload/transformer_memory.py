@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from advisor.workload.arch import TransformerArch
 from advisor.workload.costs import compute_bytes
+from advisor.workload.moe import moe_saved_bytes, moe_shape
 from advisor.workload.transformer_ops import CrossEntropy, activation_kernels, cross_entropy, rms_norm_kernels
 
 
@@ -103,8 +104,12 @@ class _Tally:
     def mlp_bytes(self, tokens: int, with_norm: bool) -> float:
         """The MLP's (or the experts') saved tensors, and its norm's."""
         arch, a_b = self.arch, self.a_b
+        if arch.num_experts:  # the norm's output is the router's input: in the MoE block's tally
+            n = self.norm_bytes(tokens, 1) - tokens * arch.hidden_size * a_b if with_norm else 0.0
+            return n + moe_saved_bytes(moe_shape(arch, tokens, a_b, self.amp, a_b, True, False)) + \
+                tokens * arch.hidden_size * self.mask
         n = self.norm_bytes(tokens, 2 if arch.gated_mlp else 1) if with_norm else 0.0
-        routed = tokens * (arch.experts_per_token or 1)
+        routed = tokens
         unfused = activation_kernels(arch.activation, self.amp, a_b)
         if arch.gated_mlp:
             n += routed * arch.intermediate_size * 4 * a_b  # gate out (act input), act out, up out, product
@@ -112,8 +117,6 @@ class _Tally:
             n += routed * arch.intermediate_size * (a_b + unfused.saved)  # fc2 input + the unfused chain's saved
         else:
             n += routed * arch.intermediate_size * 2 * a_b  # fc1 out (act input), act out (fc2 input)
-        if arch.num_experts:
-            n += tokens * arch.num_experts * 4 + routed * arch.hidden_size * a_b  # router logits, expert inputs
         return n + tokens * arch.hidden_size * self.mask
 
     def layer_bytes(self, tokens: int, s: int, lora_rank: int, lora_targets: tuple[str, ...]) -> float:
@@ -146,13 +149,7 @@ def activation_bytes_breakdown(arch: TransformerArch, b: int, s: int, *, precisi
     head_saved = (tokens * arch.vocab_size * cross_entropy(arch.kind == "decoder", amp, a_b).saved
                   if arch.has_lm_head else 0.0)
     total: float
-    if arch.family == "t5":
-        dec_layer = layer + t.attn_bytes(s, s, True)
-        if gradient_checkpointing:
-            total = (arch.num_layers + arch.num_decoder_layers) * sbh * t.res_b + max(dec_layer, head_saved)
-        else:
-            total = arch.num_layers * layer + arch.num_decoder_layers * dec_layer + head_saved
-    elif gradient_checkpointing:
+    if gradient_checkpointing:
         # each block's input, plus whichever is larger: the head's saved tensors (through the loss's
         # backward) or one block's full activations while it is recomputed (after the head's are freed)
         total = arch.num_layers * sbh * t.res_b + max(layer, head_saved)
