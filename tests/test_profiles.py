@@ -146,3 +146,22 @@ def test_a_conv_fp32_math_outside_its_values_is_refused(tmp_path: Path) -> None:
     target.write_text(text)
     with pytest.raises(SpecError, match="conv_fp32_math 'xf32'"):
         prof.load_profiles.__wrapped__(str(tmp_path))
+
+
+@pytest.mark.parametrize("card", ["mi300x", "mi250x"])
+@pytest.mark.parametrize("with_matmul", [False, True])
+def test_a_probe_of_an_amd_card_sets_its_fp32_convolutions_from_its_fp32_conv(card: str, with_matmul: bool) -> None:
+    """On ROCm the probe's conv_tf32 kernel runs fp32 math too (MIOpen ignores allow_tf32) and is a fraction of the
+    xf32 peak where the catalog lists one: the calibrated fp32 convolution rate is the probe's IEEE fp32 conv, as
+    measured, on CDNA 2 (fp32 on the matrix cores) and CDNA 3 alike, whether or not its fp32 matmul is calibrated."""
+    from advisor.estimator import peaks
+    from advisor.estimator.calibrate import apply_efficiencies
+    from advisor.estimator.time import card_rates
+
+    spec = get_gpu(card)
+    spec = spec.per_device() if spec.devices_per_package > 1 else spec
+    measured = {"conv_fp32": 0.4, "conv_tf32": 0.1, "sustained_clock_fraction": 0.7,
+                **({"matmul_fp32": 0.5} if with_matmul else {})}
+    eff, _ = apply_efficiencies(prof.efficiency_for(spec), measured, "fp32")
+    tensor_peak, vector_peak, _ = peaks(spec, "fp32")
+    assert card_rates(spec, "fp32", eff, tensor_peak, vector_peak).conv_flops == pytest.approx(0.4 * vector_peak)

@@ -49,11 +49,11 @@ PROBE_DOCUMENT_ERRORS = (KeyError, TypeError, ValueError, AttributeError, Overfl
 
 #: The accepted range (inclusive) of each calibration figure the estimator reads; one home for these bounds.
 #: Fractions of the spec peak: a probe's int8 matmul measured 0.067 on an H100 (tests/data/gpu-runs) and its fp32
-#: convolution 1.05 (cuDNN runs it as TF32, ``conv_fp32`` is not read for that reason); below 1 % of peak a figure is
-#: a failed measurement and would slow every estimate 100-fold, above 1.2 it beats the spec sheet.  The sustained
-#: SM clock under load is at least a card's idle clock (~0.1-0.2 of its maximum).  Host seconds per op or launch:
-#: 8-11 us on the H100/H200 hosts; 0.1 us to 0.5 ms covers a fast host to a small ARM board.  The GPU-side gap
-#: between kernels: 0 to 100 us.
+#: convolution 1.05 (cuDNN runs it as TF32: ``conv_fp32`` is read only where MIOpen runs fp32 math); below 1 % of
+#: peak a figure is a failed measurement and would slow every estimate 100-fold, above 1.2 it beats the spec sheet.
+#: The sustained SM clock under load is at least a card's idle clock (~0.1-0.2 of its maximum).  Host seconds per op
+#: or launch: 8-11 us on the H100/H200 hosts; 0.1 us to 0.5 ms covers a fast host to a small ARM board.  The GPU-side
+#: gap between kernels: 0 to 100 us.
 FRACTION_RANGE = (0.01, 1.2)
 CLOCK_RANGE = (0.1, 1.2)
 HOST_S_RANGE = (1e-7, 5e-4)
@@ -219,10 +219,11 @@ def apply_efficiencies(eff: ArchEfficiency, measured: Mapping[str, float] | None
     """Replace defaults with measured figures; returns the new figures and what was replaced.
 
     ``matmul_<p>`` and ``conv_<p>`` are taken for the estimate's precision (``amp-bf16`` -> ``bf16``);
-    ``memory_bandwidth`` (device copy), ``h2d_pinned`` whenever present (``conv_tf32`` for fp32: cuDNN's
-    TF32 default); the probe's ``host_dispatch_s_per_op`` (or ``host_op_s``) sets the eager host time per
-    forward op and its ``host_backward_s_per_op`` the backward's; the bare-op ``launch_overhead_s`` less a bare
-    op's CPU dispatch sets the host's launch call per kernel and ``kernel_gap_s`` the GPU-side gap per kernel.
+    ``memory_bandwidth`` (device copy), ``h2d_pinned`` whenever present (``conv_tf32`` for fp32 where the profile's
+    ``conv_fp32_math`` is cuDNN's TF32 default, else ``conv_fp32``); the probe's ``host_dispatch_s_per_op`` (or
+    ``host_op_s``) sets the eager host time per forward op and its ``host_backward_s_per_op`` the backward's; the
+    bare-op ``launch_overhead_s`` less a bare op's CPU dispatch sets the host's launch call per kernel and
+    ``kernel_gap_s`` the GPU-side gap per kernel.
     ``sustained_clock_fraction_<p>`` (else ``sustained_clock_fraction``): the SM clock the probe's large GEMMs
     ran at over the device's maximum, replacing the power model's clock; the measured GEMM/conv fractions
     (of the boost-clock peak) are divided by the clock in force, so the calibrated GEMM rate stays the
@@ -231,7 +232,10 @@ def apply_efficiencies(eff: ArchEfficiency, measured: Mapping[str, float] | None
     if not measured:
         return eff, []
     p = precision_key(precision)
-    conv = "tf32" if p == "fp32" else p  # cuDNN runs fp32 convolutions as TF32 by default
+    # cuDNN runs fp32 convolutions as TF32 by default; MIOpen runs them as fp32 (conv.fp32_conv_rate), on CDNA's
+    # matrix cores at fp32_matrix x the vector peak the probe's fraction is of
+    conv = "tf32" if p == "fp32" and eff.conv_fp32_math == "tf32" else p
+    conv_scale = eff.fp32_matrix if p == "fp32" and eff.conv_fp32_math == "matrix" else 1.0
     changes: dict[str, float] = {}
     clock = measured.get(f"sustained_clock_fraction_{p}", measured.get("sustained_clock_fraction"))
     if clock is not None:
@@ -242,6 +246,8 @@ def apply_efficiencies(eff: ArchEfficiency, measured: Mapping[str, float] | None
         value = measured.get(source)
         if value is not None:
             changes[target] = float(value) / (per_clock if target in ("matmul", "conv") else 1.0)
+    if "conv" in changes and "matmul" not in changes:  # a calibrated matmul resets fp32_matrix (replace)
+        changes["conv"] /= conv_scale
     # The probe's bare-op launch figure is NOT a host time per op of a real model (11 us on the H100/H200 hosts,
     # whose models dispatched ~8 us per profiler-counted aten op): it is one bare op's CPU dispatch plus one CUDA
     # launch call, so less the dispatch it gives the launch call's host cost per kernel.  The probe's host_dispatch
