@@ -113,8 +113,11 @@ def effective_rate(time: Any) -> float:
 
 
 def breakdown(memory: Any) -> dict[str, float] | None:
-    """An estimate's per-GPU memory by category (for the dashboard's stacked bars), None when it has none."""
-    parts = getattr(memory, "breakdown_bytes", None)
+    """An estimate's per-GPU memory by category (for the dashboard's stacked bars), None when it has none.
+
+    The categories a user can act on (``categories_bytes``, as ``estimate`` prints them), else the coarse split.
+    """
+    parts = getattr(memory, "categories_bytes", None) or getattr(memory, "breakdown_bytes", None)
     return None if parts is None else {k: float(v) for k, v in parts.items()}
 
 

@@ -255,8 +255,10 @@ def test_every_page_renders_in_chromium_and_is_screenshotted(server: tuple[int, 
                     assert "load " in body and "MHz" in body and "SM clock" not in body  # the CPU's live figures
                 if path == "fleet":
                     assert "Collectives: 4 ranks" in body and "straggler" in body
-                if path == "recommend":  # a long page: the fit check sits below the charts
-                    page.set_viewport_size({"width": 1400, "height": 3600})
+                if path == "recommend":  # a long page: the fit check (its table, its one-bar chart) at the bottom
+                    # Streamlit scrolls inside its main container: make the viewport as tall as its content
+                    tall = page.evaluate("() => document.querySelector('[data-testid=\"stMain\"]').scrollHeight")
+                    page.set_viewport_size({"width": 1400, "height": min(int(tall) + 100, 9000)})
                     page.wait_for_timeout(1500)
                 page.screenshot(path=str(shots / shot), full_page=True)
                 page.set_viewport_size({"width": 1400, "height": 2200})

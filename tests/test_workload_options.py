@@ -120,3 +120,24 @@ def test_built_options_round_trip_through_json_without_rebuild() -> None:
     for bad in ({**doc, "rebuild": None}, {**doc, "colour": 1}, {**doc, "grad_accum": 0}):
         with pytest.raises(ValueError, match="options: "):
             BuiltOptions.from_dict(bad)
+
+
+def test_lora_targets_are_one_rule_for_decoders_and_t5() -> None:
+    """arch.lora_targets: the family's default (decoders q, k, v, o; T5 q, v) and every linear in one order."""
+    from advisor.errors import WorkloadError
+    from advisor.workload.arch import LORA_TARGETS
+    from advisor.workload.config import arch_from_config
+    from advisor.workload.encoder_decoder import build_encoder_decoder
+    from advisor.workload.presets import get_preset
+    from advisor.workload.transformer import build_transformer
+
+    t5 = arch_from_config({"model_type": "t5", "d_model": 512, "d_kv": 64, "d_ff": 1024, "num_layers": 2,
+                           "num_heads": 8, "vocab_size": 32128, "feed_forward_proj": "gated-gelu"}, "t5")
+    llama = arch_from_config(get_preset("llama-2-7b").config, "llama")
+    for arch, build, default in ((t5, build_encoder_decoder, ("q", "v")), (llama, build_transformer,
+                                                                         ("q", "k", "v", "o"))):
+        assert build(arch, name="m", lora_rank=8).options.lora_targets == default
+        every = build(arch, name="m", lora_rank=8, lora_targets="all-linear").options.lora_targets
+        assert every == tuple(t for t in LORA_TARGETS if t in arch.linear_shapes()) and "gate" in every
+        with pytest.raises(WorkloadError, match=r"unknown LoRA target\(s\) \['wq'\] for m"):
+            build(arch, name="m", lora_rank=8, lora_targets=["wq"])

@@ -209,7 +209,7 @@ def _noisy_note(m: Any) -> str:
 
 def _print_profiles(out: Any, report: Any) -> None:
     """Measured vs predicted time per op class of the profiled rows (``--profile``)."""
-    from advisor.estimator.ops import GROUPS
+    from advisor.estimator.pricing import GROUPS
     from advisor.units import format_seconds
 
     classes = (*GROUPS, "host (exposed)")

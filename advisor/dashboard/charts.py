@@ -26,8 +26,15 @@ PALETTE: dict[str, dict[str, str]] = {
     "segment": {"datacenter": _BASE[0], "workstation": _BASE[1], "geforce": _BASE[2], "instinct": _BASE[5],
                 "radeon": _BASE[3], "edge": _BASE[4]},
     "vendor": {"nvidia": _BASE[2], "amd": _BASE[5], "intel": _BASE[0]},
-    "memory": {"weights": _BASE[0], "gradients": _BASE[4], "optimizer": _BASE[1], "activations": _BASE[2],
-               "kv_cache": _BASE[3], "overhead": _BASE[8], "quantization": _BASE[6]},
+    # the categories a user can act on (advisor.estimator.memory.CATEGORY_ADVICE, as `estimate` prints them), in
+    # stacking order; then the coarse split of MemoryEstimate.breakdown_bytes
+    "memory": {"weights": _BASE[0], "gradients": _BASE[4], "optimizer states": _BASE[1],
+               "activations saved for backward": _BASE[2], "16-bit weight copies (autocast cache)": _BASE[6],
+               "logits, loss and other step temporaries": _BASE[5], "KV cache": _BASE[3],
+               "CUDA context and kernels": _BASE[9], "library workspaces": _BASE[7],
+               "allocator reserve (fragmentation)": _BASE[8],
+               "optimizer": _BASE[1], "activations": _BASE[2], "kv_cache": _BASE[3], "overhead": _BASE[8],
+               "quantization": _BASE[6]},
     "unit": {"TFLOP/s": _BASE[0], "GB/s": _BASE[1]},
     # the estimate's evidence level (advisor.estimator.uncertainty): narrow to wide range, dark to light
     "evidence": {"calibrated": _BASE[7], "measured": _BASE[0], "literature": _BASE[1], "inherited": _BASE[5]},
@@ -55,15 +62,18 @@ def _top(chart: Any) -> TopChart:
     return cast(TopChart, chart)
 
 
-def color(field: str, kind: str, title: str, values: Sequence[str] = ()) -> alt.Color:
+def color(field: str, kind: str, title: str, values: Sequence[str] = (), present_only: bool = False) -> alt.Color:
     """A colour encoding on ``field`` from the app palette ``kind``; values it does not name get greys.
 
     Args:
         field: the column, e.g. ``"segment"``.
         kind: a key of ``PALETTE``; an unknown kind takes the base colours in order.
         values: the values present (for ones the palette lacks), in order of appearance.
+        present_only: the legend lists only ``values`` (each still in its palette colour), not the whole palette.
     """
     known = PALETTE.get(kind, {})
+    if present_only:
+        known = {k: c for k, c in known.items() if k in set(values)}
     domain = list(known)
     extra = [v for v in dict.fromkeys(values) if v not in known and v is not None]
     spare = [c for c in _BASE if c not in known.values()] or list(_BASE)
@@ -122,10 +132,13 @@ def memory_bars(memory: pd.DataFrame) -> TopChart:
     """Stacked peak memory per card by category, with the card's capacity as a mark centred on its bar."""
     order = list(dict.fromkeys(memory["card"]))
     y = alt.Y("card:N", title=None, sort=order, axis=alt.Axis(labelLimit=320))
+    # stacked as the palette lists them (model states first, fixed costs last), not alphabetically
+    stacking = {c: i for i, c in enumerate(PALETTE["memory"])}
+    memory = memory.assign(stack=[stacking.get(c, len(stacking)) for c in memory["category"]])
     bars = (alt.Chart(memory).mark_bar()
             .encode(x=alt.X("gib:Q", title="memory per GPU (GiB)", stack="zero"), y=y,
-                    color=color("category", "memory", "category", list(memory["category"])),
-                    order=alt.Order("category:N"),
+                    color=color("category", "memory", "category", list(memory["category"]), present_only=True),
+                    order=alt.Order("stack:Q"),
                     tooltip=["card", "category", alt.Tooltip("label:N", title="size")]))
     caps = (alt.Chart(memory.drop_duplicates("card").dropna(subset=["capacity_gib"]))
             # bandPosition 0.5: the tick sits on the middle of the card's row, like the bar, not on its edge.
@@ -134,7 +147,7 @@ def memory_bars(memory: pd.DataFrame) -> TopChart:
                     tooltip=["card", alt.Tooltip("capacity_gib:Q", title="capacity (GiB)", format=".1f")]))
     # a few bars cannot hold a vertical legend of every category: the legend goes below the bars, in rows
     return _top(alt.layer(bars, caps).properties(height=alt.Step(26))
-            .configure_legend(orient="bottom", columns=4, labelLimit=260, title=None))
+            .configure_legend(orient="bottom", columns=3, labelLimit=300, title=None))
 
 
 def time_cost(points: pd.DataFrame, cost: str, cost_title: str, title: str,

@@ -30,7 +30,7 @@ from advisor.estimator.host import (
 )
 from advisor.estimator.index_bound import POOL_SOURCE, STRIDED_SOURCE, max_pool_rate
 from advisor.estimator.memory import grad_bytes_per_param
-from advisor.estimator.ops import CONV_3X3, GROUPS, PHASES, PreparedOp
+from advisor.estimator.ops import PreparedOp
 from advisor.estimator.parallel import (
     CommEstimate,
     ParallelPlan,
@@ -40,6 +40,7 @@ from advisor.estimator.parallel import (
     peer_link,
     tensor_parallel_comm,
 )
+from advisor.estimator.pricing import CONV_3X3, GROUPS, PHASES
 from advisor.estimator.time import CardRates, OpsTime, class_advice, ops_time_detail
 from advisor.precision import activation_bytes
 from advisor.workload.base import Workload

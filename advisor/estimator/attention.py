@@ -3,7 +3,7 @@
 A traced or analytic attention call carries its tile work (``OpCost.tile_flops``: the (query block x key block)
 tiles computed, padding and causal diagonals included) and its query blocks (``OpCost.block_flops``).  Each tile
 runs its two GEMMs and then exponentiates its scores on the special-function units, one after the other, so a
-tile FLOP costs 1 / GEMM rate + 1 / (4 x head dim x exponential rate) (``advisor.estimator.time.ops_time_detail``).
+tile FLOP costs 1 / GEMM rate + 1 / (4 x head dim x exponential rate) (``price_attention``).
 Where 16-bit attention runs such kernels is the card's profile's ``fused_attention`` (sm80+); elsewhere attention
 is priced at its FLOPs.  The measurements behind the figures: docs/estimates.md, "Fused attention".
 
@@ -17,9 +17,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
+from advisor.estimator.gemm import matmul_seconds
+from advisor.estimator.index_bound import bytes_seconds
+from advisor.estimator.pricing import BACKWARD, register
 from advisor.workload.aten_ops import FUSED_ATTENTION_BACKWARD_WORK, FUSED_ATTENTION_BLOCK
 from advisor.workload.base import OpCost
+
+if TYPE_CHECKING:
+    from advisor.estimator.ops import PreparedOp
+    from advisor.estimator.time import CardRates
 
 #: The backward's rate per FLOP over the forward's (five tile GEMMs to two, scores exponentiated again; H200
 #: profile, five 16-bit cases: 0.74-0.85, median).  Not applied to fp32's memory-efficient kernel.
@@ -59,3 +67,27 @@ def backward_calls(ops: Sequence[OpCost], seq_len: int | None) -> dict[int, tupl
                       else op.tile_flops / op.block_flops)
             out[i] = (op.block_flops / (FUSED_ATTENTION_BACKWARD_WORK * per_call), float(blocks))
     return out
+
+
+@register("attention")
+def price_attention(op: PreparedOp, rates: CardRates) -> tuple[float, float, float]:
+    """Attention: fused kernels' tiles, else FLOPs (``matmul_seconds``), against its bytes, over the call floor.
+
+    Where the card runs fused kernels, each tile's GEMMs and then its exponentials, the backward at
+    ``ATTENTION_BACKWARD_RATE``; no faster than the family's per-call floor (``backward_calls``).
+    """
+    base = rates.peaks[op.cls]
+    bwd_rate = rates.attention_backward_rate if op.phase == BACKWARD else 1.0
+    flops, peak, dim = op.flops, base * bwd_rate, op.min_dim
+    if op.tiles and rates.exponentials_s and dim:
+        rate = 1.0 / (1.0 / base + 1.0 / (4.0 * dim * rates.exponentials_s))
+        flops, peak, dim = op.tiles, rate * bwd_rate, 0
+    tc = matmul_seconds(op, rates, flops, peak, dim)
+    tm = bytes_seconds(op, rates, rates.memory_bytes_s)
+    t = max(tc, tm)
+    floor_call, floor_block = rates.attention_backward_floor
+    if op.attention_calls and floor_call:
+        floor = op.attention_calls * (floor_call + floor_block * op.attention_blocks)
+        if floor > t:
+            tc, t = floor, floor
+    return tc, tm, t

@@ -11,7 +11,15 @@ measurements: docs/estimates.md, "PyTorch's defaults decide the math" and "cuDNN
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from advisor.estimator.gemm import matmul_seconds
+from advisor.estimator.index_bound import bytes_seconds
+from advisor.estimator.pricing import register
+
+if TYPE_CHECKING:
+    from advisor.estimator.ops import PreparedOp
+    from advisor.estimator.time import CardRates
 
 #: Layout transposes, elements per SM per boost cycle (H200 profile of ResNet-50: 4.28 fp16, 3.67 fp32, median of
 #: the kernels 3.98; benchmarks/strided_rates.py).
@@ -53,3 +61,17 @@ def fp32_conv_rate(spec: Any, eff: Any, vector_held: float) -> tuple[float, floa
     if math == "matrix":
         return vector_held * eff.fp32_matrix, eff.conv, True
     return vector_held, eff.vector_matmul, False
+
+
+@register("conv")
+def price_conv(op: PreparedOp, rates: CardRates) -> tuple[float, float, float]:
+    """A convolution: its implicit GEMMs against its bytes, plus cuDNN's NCHW<->NHWC transposes.
+
+    The GEMMs at the conv rate (Winograd's for 3x3 on CUDA cores); the transposes where the card makes them.
+    """
+    tc = matmul_seconds(op, rates, op.flops, rates.peaks[op.cls], op.min_dim)
+    tm = bytes_seconds(op, rates, rates.memory_bytes_s)
+    t = max(tc, tm)
+    if rates.layout_transposes:
+        t += op.transpose_bytes / rates.transpose_bytes_s
+    return tc, tm, t

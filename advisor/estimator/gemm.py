@@ -44,8 +44,13 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from advisor.estimator.index_bound import bytes_seconds
+from advisor.estimator.pricing import CONV_CLASSES, MATMUL_VECTOR, TENSOR, VECTOR, register
+
 if TYPE_CHECKING:
     from advisor.catalog import GpuSpec
+    from advisor.estimator.ops import PreparedOp
+    from advisor.estimator.time import CardRates
 
 #: Output tile shapes (rows, columns) a cuBLAS heuristic chooses from, with the per-SM rate each reaches relative
 #: to the largest: a smaller tile re-uses each loaded operand fewer times, so it runs below the SM's peak but fills
@@ -224,3 +229,33 @@ def shape_seconds(shape: Sequence[int], *, rate_flops: float, sms: int, simt: bo
     """``gemm_seconds`` of an ``(M, N, K)`` or ``(M, N, K, batch)`` shape (``OpCost.gemms``)."""
     return gemm_seconds(shape[0], shape[1], shape[2], rate_flops=rate_flops, sms=sms, simt=simt,
                         batch=shape[3] if len(shape) > 3 else 1)
+
+
+def matmul_seconds(op: PreparedOp, rates: CardRates, flops: float, peak: float, dim: int) -> float:
+    """A matmul-like op's compute side at ``peak``, in seconds.
+
+    Its GEMMs by tiles and waves where their shapes are known (the unaligned kernels' rate off the 16-byte grid, the
+    SIMT tiles on CUDA cores), else ``flops`` on the small-op shape curve of its smallest dimension ``dim`` (0:
+    unknown; vector ops take ``peak`` as it is).
+    """
+    plan, sms, cls = op.plan, rates.sm_count, op.cls
+    if plan is not None and sms and cls != VECTOR and not op.steps:
+        reps, shapes = plan[0], plan[1]
+        base = (rates.unaligned_conv_flops if cls in CONV_CLASSES else rates.unaligned_flops if cls == TENSOR
+                else 0.0)
+        if len(plan) > 2 and base:  # off the 16-byte grid: tensor-core kernels fall back to align-1/2/4 ones
+            return unaligned_seconds(shapes, reps, rate_flops=peak, fallback_flops=base * plan[2], sms=sms)
+        simt = cls == MATMUL_VECTOR or (cls == TENSOR and not rates.tensor_cores)
+        seconds: float = reps * sum(shape_seconds(g, rate_flops=peak, sms=sms, simt=simt) for g in shapes)
+        return seconds
+    if dim and cls != VECTOR:
+        peak = max(peak * dim / (dim + rates.half_dim), peak * 0.02)
+    return flops / peak
+
+
+@register("matmul")
+def price_matmul(op: PreparedOp, rates: CardRates) -> tuple[float, float, float]:
+    """A matmul: ``matmul_seconds`` at its class's peak against its bytes."""
+    tc = matmul_seconds(op, rates, op.flops, rates.peaks[op.cls], op.min_dim)
+    tm = bytes_seconds(op, rates, rates.memory_bytes_s)
+    return tc, tm, max(tc, tm)

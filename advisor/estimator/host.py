@@ -12,7 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from advisor.estimator.efficiency import HOST_BACKWARD_FRACTION, TRACED_HOST_BACKWARD_FRACTION, ArchEfficiency
-from advisor.estimator.ops import PHASES, PreparedOp
+from advisor.estimator.ops import PreparedOp
+from advisor.estimator.pricing import PHASES
 
 #: Host time of a cuDNN call beyond a generic dispatched op, in forward-op units (``host_op_s``, so that a probe of
 #: the host scales it): cuDNN picks an engine, builds or looks up its execution plan and sets descriptors on every

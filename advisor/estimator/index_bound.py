@@ -10,8 +10,15 @@ docs/estimates.md, "Index-bound elementwise kernels".
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from advisor.estimator.pricing import register
 from advisor.workload.aten_ops import label_op
 from advisor.workload.base import OpCost
+
+if TYPE_CHECKING:
+    from advisor.estimator.ops import PreparedOp
+    from advisor.estimator.time import CardRates
 
 #: Non-vectorized elementwise kernels, whatever the dtype (12 ops of four models: 0.91-1.49, median).
 STRIDED_ELEMENTS_PER_SM_CYCLE = 1.15
@@ -48,3 +55,19 @@ def index_bound_elements(op: OpCost, channels_last: bool) -> float:
     if pool is not None:  # a traced NCHW pool run channels_last takes the NHWC kernels
         return 0.0 if channels_last else op.strided_elements * STRIDED_ELEMENTS_PER_SM_CYCLE / pool
     return op.strided_elements * (COLUMN_REDUCE_RATIO if op.kind == "reduction" else 1.0)
+
+
+def bytes_seconds(op: PreparedOp, rates: CardRates, bytes_s: float) -> float:
+    """An op's memory side: its bytes at ``bytes_s``, or its index-bound elements where that is slower."""
+    tm = op.bytes / bytes_s
+    if op.strided and rates.strided_elements_s:
+        tm = max(tm, op.strided / rates.strided_elements_s)
+    return tm
+
+
+@register("elementwise", "reduction", "embedding", "communication", "other")
+def price_vector(op: PreparedOp, rates: CardRates) -> tuple[float, float, float]:
+    """A vector op (its class is ``VECTOR``): its FLOPs at the vector rate against ``bytes_seconds``."""
+    tc = op.flops / rates.vector_flops
+    tm = bytes_seconds(op, rates, rates.memory_bytes_s)
+    return tc, tm, max(tc, tm)

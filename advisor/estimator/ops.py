@@ -2,8 +2,9 @@
 
 ``prepare_ops`` asks every mechanism for its share of an op: its class and breakdown group (here), its GEMM plan
 (``gemm``: tiles, waves, alignment), NCHW batch-norm elements (``norms``), layout-transpose bytes (``conv``),
-dependent steps (``recurrent``), index-bound elements (``index_bound``), fused-attention tiles (``attention``) and
-the library whose host cost each call adds (``host``).  ``advisor.estimator.time`` prices the result per card.
+dependent steps (``recurrent``), index-bound elements (``index_bound``), fused-attention tiles (``attention``), the
+library whose host cost each call adds (``host``) and the mechanism that prices it (``pricing_kind``: the
+``advisor.estimator.pricing`` registry).  ``advisor.estimator.time`` prices the result per card.
 """
 
 from __future__ import annotations
@@ -11,22 +12,27 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
+# each mechanism module registers its op kinds' pricing function (advisor.estimator.pricing) when it loads
+from advisor.estimator import conv, optimizer, recurrent  # noqa: F401
 from advisor.estimator.attention import attention_tiles, backward_calls
 from advisor.estimator.gemm import aligned, common_alignment, gemm_flops
 from advisor.estimator.index_bound import index_bound_elements
 from advisor.estimator.norms import is_training_batch_norm
+from advisor.estimator.pricing import (
+    CONV,
+    CONV_3X3,
+    GROUPS,
+    MATMUL_VECTOR,
+    PHASES,
+    PRICING,
+    TENSOR,
+    VECTOR,
+)
 from advisor.workload.aten_ops import winograd_label
 from advisor.workload.base import OpCost
 
-# Op classes (ints keep the per-card loop cheap).
-TENSOR, CONV, MATMUL_VECTOR, VECTOR, CONV_3X3 = 0, 1, 2, 3, 4
-CONV_CLASSES = (CONV, CONV_3X3)
-#: What ``estimate --breakdown`` reports time by (an op's ``kind`` decides its group).
-GROUPS: tuple[str, ...] = ("gemm", "attention", "conv", "norm", "elementwise", "optimizer", "communication",
-                           "other")
 _GROUP_OF_KIND = {"matmul": 0, "recurrent": 0, "attention": 1, "conv": 2, "norm": 3, "elementwise": 4,
                   "reduction": 4, "embedding": 4, "optimizer": 5, "communication": 6}
-PHASES: tuple[str, ...] = ("forward", "backward", "optimizer", "prefill", "decode")
 #: An embedding's backward, traced (``aten.embedding_dense_backward``) or from the analytic builders (one call per
 #: embedding table): on CUDA a sort of the indices and a segmented sum, some twenty kernels (see ``host.py``).
 EMBEDDING_BACKWARDS = ("aten.embedding_dense_backward", "embedding.grad")
@@ -59,6 +65,7 @@ class PreparedOp(NamedTuple):
     library: str
     attention_calls: float = 0.0  # a fused attention backward's calls (``attention.backward_calls``; 0: not one)
     attention_blocks: float = 0.0  # query blocks each of those calls walks
+    pricing: str = "other"  # the ``pricing.PRICING`` entry that prices it (``pricing_kind``)
 
 
 def op_class(op: OpCost) -> int:
@@ -72,6 +79,17 @@ def op_class(op: OpCost) -> int:
     if op.kind in ("matmul", "attention", "recurrent"):
         return TENSOR if op.tensor_core else MATMUL_VECTOR
     return VECTOR
+
+
+def pricing_kind(op: OpCost) -> str:
+    """The ``pricing.PRICING`` entry that prices the op.
+
+    Its kind; ``recurrent`` for any op with dependent steps (``OpCost.serial_steps``); ``other`` for a kind no
+    mechanism registered.
+    """
+    if op.serial_steps:
+        return "recurrent"
+    return op.kind if op.kind in PRICING else "other"
 
 
 def op_group(op: OpCost) -> int:
@@ -129,5 +147,5 @@ def prepare_ops(ops: Sequence[OpCost], tp: int = 1, runtime: str = "eager", alig
         out.append(PreparedOp(op.flops / div, op.bytes / div, op.count, op_class(op), op.min_dim or 0, phase,
                               op_group(op), _gemm_plan(op, tp, align_elems, rows), bn, transpose, op.serial_steps,
                               index_bound_elements(op, channels_last) / div, attention_tiles(op) / div,
-                              _library(op), *attention_calls.get(i, (0.0, 0.0))))
+                              _library(op), *attention_calls.get(i, (0.0, 0.0)), pricing_kind(op)))
     return tuple(out)

@@ -8,7 +8,15 @@ time: 16 bytes at fp32, 8 at 16-bit).  The measurements: docs/estimates.md, "Opt
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from advisor.estimator.index_bound import bytes_seconds
+from advisor.estimator.pricing import register
 from advisor.precision import master_bytes
+
+if TYPE_CHECKING:
+    from advisor.estimator.ops import PreparedOp
+    from advisor.estimator.time import CardRates
 
 #: Share of the copy bandwidth by bytes per state element (H200 profile, ``Optimizer.step`` device time against the
 #: op's bytes: fp32 0.29-0.85, median 0.76; 16-bit 0.60 / 0.71, median 0.65).
@@ -18,3 +26,11 @@ FOREACH_BANDWIDTH_FRACTION: dict[int, float] = {4: 0.76, 2: 0.65}
 def foreach_bandwidth_fraction(precision: str) -> float:
     """The optimizer kernels' share of the copy bandwidth at ``precision``'s state bytes (1.0 where unmeasured)."""
     return FOREACH_BANDWIDTH_FRACTION.get(master_bytes(precision), 1.0)
+
+
+@register("optimizer")
+def price_optimizer(op: PreparedOp, rates: CardRates) -> tuple[float, float, float]:
+    """An optimizer pass: its bytes at the foreach kernels' bandwidth (the copy bandwidth where unmeasured)."""
+    tc = op.flops / rates.vector_flops
+    tm = bytes_seconds(op, rates, rates.optimizer_bytes_s or rates.memory_bytes_s)
+    return tc, tm, max(tc, tm)

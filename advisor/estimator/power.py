@@ -46,11 +46,17 @@ H100 probe (tests/data/gpu-runs/h100-2026-11-28/probe-full.json, NVML samples) s
 with "sw_power_cap" set at 513-691 W, every copy / read / write kernel at 1,980 MHz (the maximum) at 148-235 W of the
 700 W cap with no clock-event reason, the H200's the same (1,500-1,965 vs 1,980 MHz at 149-228 W).  So those kernels
 run at the boost clock, or above it where the card holds more at its cap (a GeForce card's ``clock_geforce``), never at
-the GEMM's capped clock.
+the GEMM's capped clock.  (A GDDR6X GeForce board can draw its cap on memory streaming alone: an RTX 3090 decoding at
+315 W held 1,500-1,515 MHz, ashalliants/ninfer-3090 PR #72; there the low-draw clock is the card's clock at its cap,
+``clock_geforce``, the same as its GEMMs'.)  The cap is held per kernel, not over a step's mean power (a step-mean
+model failed the H100's own-probe replay: docs/accuracy.md).
 
-Check against public measurements (not fitted): T4 predicted ~1,100 MHz vs ~900 MHz reported under BERT (the
-model is still ~20% optimistic there); L4 predicted ~1,400 MHz of 2,040 (NeuSight's held-out L4 linear rows -39
--> -30%).
+Check against public measurements (not fitted): T4 predicted ~1,100 MHz (0.69 of boost) vs ~900 MHz reported under
+BERT; three T4 square-GEMM entries of one script (zzc0721/torch-performance-test-data, fp16 41.9-42.7 TFLOP/s) at the
+RTX 2080's fraction of its peak (the T4's TU104 die at 215-225 W: 0.92-0.97 at a 1,710-1,800 MHz boost) put its
+tensor-core clock at 0.66-0.71 of boost; its sustained SIMT SGEMM runs lower (~0.41-0.44: NeuSight's T4 linears of
+3 ms-1 s, which its ``matmul_vector`` is fitted on at 0.69); L4 predicted ~1,400 MHz of 2,040 (NeuSight's held-out
+L4 linear rows -39 -> -30%).
 
 Pure arithmetic: no torch, no I/O (the reference cards are read from the catalog once).
 """

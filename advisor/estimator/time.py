@@ -4,7 +4,8 @@ For every prepared op (``advisor.estimator.ops``): max(flops / (peak x compute e
 memory efficiency)) + count x launch overhead.  ``card_rates`` gathers what one card achieves for one precision,
 each rate from its mechanism's module (GEMM tiles and alignment ``gemm``, fused attention ``attention``,
 index-bound elementwise ``index_bound``, norms ``norms``, convolution layouts and Winograd ``conv``, recurrent
-steps ``recurrent``, optimizer passes ``optimizer``); ``ops_time_detail`` prices every op at them.  In PyTorch
+steps ``recurrent``, optimizer passes ``optimizer``); ``ops_time_detail`` prices every op at them with the
+function its mechanism registered for its kind (``advisor.estimator.pricing.PRICING``).  In PyTorch
 eager the host dispatches every op and the GPU runs behind it: the host's side is ``advisor.estimator.host``.
 Tensor-core ops use the peak of the workload's precision, everything else the vector peak (FP32, or the 16-bit
 vector rate where the card lists one); small ops run below it (the GEMM shape curve).  Pure arithmetic over
@@ -27,25 +28,18 @@ from advisor.estimator.conv import (
     fp32_conv_rate,
 )
 from advisor.estimator.efficiency import HALF_DIM_REF, REF_SMS
-from advisor.estimator.gemm import (
-    has_tensor_cores,
-    shape_seconds,
-    tensor_core_gemms,
-    unaligned_fraction,
-    unaligned_seconds,
-)
+from advisor.estimator.gemm import has_tensor_cores, tensor_core_gemms, unaligned_fraction
 from advisor.estimator.index_bound import STRIDED_ELEMENTS_PER_SM_CYCLE
 from advisor.estimator.norms import BN_NCHW_ELEMENTS_PER_SM_CYCLE
-from advisor.estimator.ops import CONV_CLASSES, GROUPS, MATMUL_VECTOR, PHASES, TENSOR, VECTOR, PreparedOp
+from advisor.estimator.ops import PreparedOp
 from advisor.estimator.optimizer import foreach_bandwidth_fraction
 from advisor.estimator.power import low_draw_clock
+from advisor.estimator.pricing import GROUPS, PHASES, PRICING
 from advisor.estimator.recurrent import RECURRENT_STEP_S
 from advisor.workload.costs import compute_bytes
 
 #: ``eager``: PyTorch eager (host dispatch can bound a phase); ``graph``: CUDA graphs / compiled runtimes.
 RUNTIMES: tuple[str, ...] = ("eager", "graph")
-_NORM = GROUPS.index("norm")
-_ATTENTION, _BACKWARD, _OPTIMIZER = GROUPS.index("attention"), PHASES.index("backward"), GROUPS.index("optimizer")
 
 
 def check_runtime(runtime: Any) -> None:
@@ -82,6 +76,13 @@ class CardRates:
     exponentials_s: float = 0.0  # fused attention's softmax exponentials per second (0: no fused kernels, by FLOPs)
     optimizer_bytes_s: float = 0.0  # the foreach optimizer kernels' bandwidth (FOREACH_BANDWIDTH_FRACTION; 0: bw)
     attention_backward_floor: tuple[float, float] = (0.0, 0.0)  # fused attention backward: s per call, per block
+    # the peak of each op class (``pricing.TENSOR`` ...): tensor, conv, CUDA-core matmul, vector, Winograd conv
+    peaks: tuple[float, float, float, float, float] = field(init=False)
+
+    def __post_init__(self) -> None:
+        """Each op class's peak, once per card (the pricing functions read ``peaks[op.cls]``)."""
+        object.__setattr__(self, "peaks", (self.tensor_flops, self.conv_flops, self.matmul_vector_flops,
+                                           self.vector_flops, self.conv_flops * self.winograd_factor))
 
 
 def card_rates(spec: Any, precision: str, eff: Any, tensor_peak: float, vector_peak: float, *,
@@ -159,69 +160,24 @@ class OpsTime:
 def ops_time_detail(ops: Sequence[PreparedOp], rates: CardRates) -> OpsTime:
     """Per-phase and per-group seconds, and the compute-bound, memory-bound and launch shares of the total.
 
-    A GEMM whose shapes are known is priced by tiles and waves (``advisor.estimator.gemm``) at its class's
-    large-shape rate, and no faster than the unaligned rate when a dimension is off the 16-byte grid on tensor
-    cores; other matmuls by the saturating ``min_dim`` curve.
+    Each op is priced by the function its mechanism registered for its pricing kind (``pricing.PRICING``: GEMM
+    tiles, waves and alignment in ``gemm``, fused attention in ``attention``, ...); its launch gaps are added here
+    (views and metadata ops launch no kernel), and its time is booked to the roofline side that is larger.
     """
     phases = [0.0] * len(PHASES)
     groups = [0.0] * len(GROUPS)
     compute_s = memory_s = launch_s = 0.0
-    peaks = (rates.tensor_flops, rates.conv_flops, rates.matmul_vector_flops, rates.vector_flops,
-             rates.conv_flops * rates.winograd_factor)
-    bw, launch, h2, sms = rates.memory_bytes_s, rates.launch_s, rates.half_dim, rates.sm_count
-    strided_s = rates.strided_elements_s
-    attention_bwd = rates.attention_backward_rate
-    exp_s = rates.exponentials_s
-    floor_call, floor_block = rates.attention_backward_floor
+    launch = rates.launch_s
     per_op: list[float] = []
-    for (flops, nbytes, count, cls, dim, phase, group, plan, bn, transpose, steps, strided, tiles, _library,
-         att_calls, att_blocks) in ops:
-        bwd_rate = attention_bwd if group == _ATTENTION and phase == _BACKWARD else 1.0
-        peak = peaks[cls] * bwd_rate
-        if tiles and exp_s and dim:  # each tile's GEMMs, then its scores' exponentials (SFU_EXPONENTIALS_...)
-            rate = 1.0 / (1.0 / peaks[cls] + 1.0 / (4.0 * dim * exp_s))
-            flops, peak, dim = tiles, rate * bwd_rate, 0
-        # cuDNN's recurrent layer on a GPU: its persistent kernel's dependent steps, then the GEMMs of its plan at
-        # cuDNN's rate (TF32 for fp32 by default, as for convolutions); the traced per-step ops' bytes are not
-        # cuDNN's.  Off cuDNN (the host's CPU) a recurrent op's FLOPs all run at its class's rate.
-        cudnn_rnn = bool(steps and plan is not None and rates.step_latency_s and sms)
-        if cudnn_rnn:
-            tc = plan[0] * sum(shape_seconds(g, rate_flops=rates.conv_flops, sms=sms) for g in plan[1])
-        elif plan is not None and sms and cls != VECTOR and not steps:
-            reps, shapes = plan[0], plan[1]
-            base = (rates.unaligned_conv_flops if cls in CONV_CLASSES else rates.unaligned_flops if cls == TENSOR
-                    else 0.0)
-            if len(plan) > 2 and base:  # off the 16-byte grid: tensor-core kernels fall back to align-1/2/4 ones
-                tc = unaligned_seconds(shapes, reps, rate_flops=peak, fallback_flops=base * plan[2], sms=sms)
-            else:
-                simt = cls == MATMUL_VECTOR or (cls == TENSOR and not rates.tensor_cores)
-                tc = reps * sum(shape_seconds(g, rate_flops=peak, sms=sms, simt=simt) for g in shapes)
-        else:
-            if dim and cls != VECTOR:
-                peak = max(peak * dim / (dim + h2), peak * 0.02)
-            tc = flops / peak
-        tm = nbytes / (rates.norm_bytes_s if group == _NORM and rates.norm_bytes_s and not bn
-                       else rates.optimizer_bytes_s if group == _OPTIMIZER and rates.optimizer_bytes_s else bw)
-        if bn and rates.bn_elements_s:
-            tm = max(tm, bn / rates.bn_elements_s)
-        if strided and strided_s:
-            tm = max(tm, strided / strided_s)
-        lt = count * launch if (flops or nbytes) else 0.0  # views and metadata ops launch no kernel
-        if cudnn_rnn:
-            t = steps * rates.step_latency_s + tc
-        else:
-            t = max(tc, tm, steps * rates.step_latency_s) + (transpose / rates.transpose_bytes_s
-                                                             if rates.layout_transposes else 0.0)
-        if att_calls and floor_call:  # the family's per-call floor on a fused attention backward (attention.py)
-            floor = att_calls * (floor_call + floor_block * att_blocks)
-            if floor > t:
-                tc, t = floor, floor
+    for op in ops:
+        tc, tm, t = PRICING[op.pricing](op, rates)
+        lt = op.calls * launch if (op.flops or op.bytes) else 0.0
         if tc >= tm:
             compute_s += tc
         else:
             memory_s += tm
-        phases[phase] += t + lt
-        groups[group] += t + lt
+        phases[op.phase] += t + lt
+        groups[op.group] += t + lt
         launch_s += lt
         per_op.append(t)
     return OpsTime(phases, compute_s, memory_s, launch_s, groups, per_op)

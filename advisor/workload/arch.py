@@ -261,3 +261,32 @@ class TransformerArch:
 def analytic_params(arch: TransformerArch) -> int:
     """Exact parameter count (helper for tests and the catalog of presets)."""
     return arch.params
+
+
+def lora_targets(arch: TransformerArch, name: str, rank: int | None,
+                 given: tuple[str, ...] | list[str] | str | None, assumptions: list[str], *,
+                 default: tuple[str, ...] = ("q", "k", "v", "o"),
+                 default_words: str = "q, k, v, o projections of every block") -> tuple[str, ...]:
+    """The linears LoRA adapts (none without ``rank``).
+
+    ``given``: names of ``arch.linear_shapes()``, or ``all`` / ``all-linear`` (every linear, in ``LORA_TARGETS``
+    order); ``None``: the model family's ``default`` (a decoder's attention projections; T5 passes PEFT's q and v),
+    said in ``assumptions`` with ``default_words``.
+
+    Raises:
+        WorkloadError: a name that is not one of the block's linears.
+    """
+    if rank is None:
+        return ()
+    shapes = arch.linear_shapes()
+    if given is None:
+        assumptions.append(f"LoRA targets not given: {default_words}")
+        return default
+    if given in ("all", "all-linear"):
+        return tuple(t for t in LORA_TARGETS if t in shapes)
+    targets = (given,) if isinstance(given, str) else tuple(given)
+    bad = [t for t in targets if t not in shapes]
+    if bad:
+        raise WorkloadError(f"unknown LoRA target(s) {bad} for {name}",
+                            f"accepted: {', '.join(shapes)} or 'all-linear'")
+    return targets

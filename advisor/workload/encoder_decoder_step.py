@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from advisor.errors import WorkloadError
 from advisor.workload.arch import TransformerArch
+from advisor.workload.arch import lora_targets as resolve_lora_targets
 from advisor.workload.eager import LORA_BWD_PER_TARGET, LORA_FWD_PER_TARGET, optimizer_step_ops
 from advisor.workload.options import WorkloadOptions
 from advisor.workload.qlora import SOURCE as DEQUANT_SOURCE
@@ -163,21 +163,10 @@ def dispatches(st: Step, opts: WorkloadOptions, optimizer: str | None, trainable
 
 
 def lora_targets(arch: TransformerArch, name: str, rank: int | None,
-                  given: tuple[str, ...] | list[str] | str | None, assumptions: list[str]) -> tuple[str, ...]:
-    if rank is None:
-        return ()
-    shapes = arch.linear_shapes()
-    if given is None:
-        assumptions.append("LoRA targets not given: q and v of every attention (PEFT's default for t5)")
-        return DEFAULT_LORA_TARGETS
-    if given in ("all", "all-linear"):
-        return tuple(shapes)
-    targets = (given,) if isinstance(given, str) else tuple(given)
-    bad = [x for x in targets if x not in shapes]
-    if bad:
-        raise WorkloadError(f"unknown LoRA target(s) {bad} for {name}",
-                            f"accepted: {', '.join(shapes)} or 'all-linear'")
-    return targets
+                 given: tuple[str, ...] | list[str] | str | None, assumptions: list[str]) -> tuple[str, ...]:
+    """T5's LoRA targets: ``arch.lora_targets`` with PEFT's default for t5 (q and v of every attention)."""
+    return resolve_lora_targets(arch, name, rank, given, assumptions, default=DEFAULT_LORA_TARGETS,
+                                default_words="q and v of every attention (PEFT's default for t5)")
 
 
 def assumptions(st: Step, opts: WorkloadOptions, quantize: str | None) -> list[str]:

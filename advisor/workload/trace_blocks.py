@@ -12,7 +12,7 @@ torch is imported inside functions only.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 
@@ -34,6 +34,27 @@ def find_blocks(module: Any) -> Any:
 
 
 @contextlib.contextmanager
+def patched_forwards(patches: Iterable[tuple[Any, Callable[..., Any]]]) -> Iterator[int]:
+    """Each ``(module, forward)`` of ``patches`` installed as the module's ``forward`` while the context is open.
+
+    Yields how many were installed.  On exit each module gets back its own ``forward`` attribute, or none (its
+    class's method again), even when installing or the body failed.
+    """
+    saved: list[tuple[Any, Any]] = []
+    try:
+        for module, forward in patches:
+            saved.append((module, module.__dict__.get("forward")))
+            module.forward = forward
+        yield len(saved)
+    finally:
+        for module, own in saved:
+            if own is None:
+                del module.forward
+            else:
+                module.forward = own
+
+
+@contextlib.contextmanager
 def checkpointed(blocks: Any, on_input: Callable[[Any], Any] | None = None) -> Iterator[int]:
     """Wrap each child of ``blocks`` in ``torch.utils.checkpoint`` (non-reentrant) while the context is open.
 
@@ -43,28 +64,18 @@ def checkpointed(blocks: Any, on_input: Callable[[Any], Any] | None = None) -> I
     import torch
     import torch.utils.checkpoint as cp
 
-    wrapped: list[tuple[Any, Any]] = []
-    for block in blocks.children():
-        own = block.__dict__.get("forward")
-        original = block.forward
-
-        def forward(*args: Any, _f: Callable[..., Any] = original, **kw: Any) -> Any:
+    def checkpointing(original: Callable[..., Any]) -> Callable[..., Any]:
+        def forward(*args: Any, **kw: Any) -> Any:
             if on_input is not None:
                 for t in torch.utils._pytree.tree_leaves((args, kw)):
                     if isinstance(t, torch.Tensor):
                         on_input(t)
-            return cp.checkpoint(_f, *args, use_reentrant=False, **kw)
+            return cp.checkpoint(original, *args, use_reentrant=False, **kw)
 
-        block.forward = forward
-        wrapped.append((block, own))
-    try:
-        yield len(wrapped)
-    finally:
-        for block, own in wrapped:
-            if own is None:
-                del block.forward
-            else:
-                block.forward = own
+        return forward
+
+    with patched_forwards((block, checkpointing(block.forward)) for block in blocks.children()) as wrapped:
+        yield wrapped
 
 
 class RecurrentFiling:

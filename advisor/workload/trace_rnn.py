@@ -34,6 +34,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from advisor.workload.trace_blocks import patched_forwards
 from advisor.workload.trace_rnn_steps import COPY, GRAD, SAVED, Mismatch, RawStep, Template, generate, template
 
 #: The time steps a recurrent call is cut to: the generator is made from the first two, checked on the third.
@@ -136,28 +137,22 @@ def cut_calls(module: Any, rec: Any, params: dict[str, Any], steps: int) -> Iter
 
     cuts = Cuts(steps)
     rec.marks = []
-    wrapped: list[tuple[Any, Any]] = []
-    for prefix, mod in module.named_modules():
-        if isinstance(mod, torch.nn.RNNBase):
-            for attr in mod._flat_weights_names:
-                name = f"{prefix}.{attr}" if prefix else attr
-                if attr.startswith("weight_hh") and name in params:
-                    rec.hidden[rec.timeline.lookup(params[name])] = name
-            own = mod.__dict__.get("forward")
 
-            def forward(x: Any, hx: Any = None, _f: Any = mod.forward, _m: Any = mod) -> Any:
-                return _cut_call(_f, _m, rec, cuts, x, hx)
+    def patches() -> Iterator[tuple[Any, Any]]:
+        for prefix, mod in module.named_modules():
+            if isinstance(mod, torch.nn.RNNBase):
+                for attr in mod._flat_weights_names:
+                    name = f"{prefix}.{attr}" if prefix else attr
+                    if attr.startswith("weight_hh") and name in params:
+                        rec.hidden[rec.timeline.lookup(params[name])] = name
 
-            mod.forward = forward
-            wrapped.append((mod, own))
-    try:
+                def forward(x: Any, hx: Any = None, _f: Any = mod.forward, _m: Any = mod) -> Any:
+                    return _cut_call(_f, _m, rec, cuts, x, hx)
+
+                yield mod, forward
+
+    with patched_forwards(patches()):
         yield cuts
-    finally:
-        for mod, own in wrapped:
-            if own is None:
-                del mod.forward
-            else:
-                mod.forward = own
 
 
 # -- the extrapolated step ------------------------------------------------------------------------------------------

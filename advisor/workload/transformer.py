@@ -22,6 +22,7 @@ from typing import Any, Literal
 from advisor.errors import WorkloadError
 from advisor.precision import NF4_BYTES_PER_WEIGHT, master_bytes
 from advisor.workload.arch import DECODERS, FAMILIES, LORA_TARGETS, TransformerArch, analytic_params
+from advisor.workload.arch import lora_targets as resolve_lora_targets
 from advisor.workload.aten_ops import FUSED_ATTENTION_BACKWARD_WORK
 from advisor.workload.base import OpCost, Workload
 from advisor.workload.costs import (
@@ -174,7 +175,7 @@ def _resolve(arch: TransformerArch, name: str, opts: WorkloadOptions,
     if causal_lm and not train and gen_len is None:
         gen_len = DEFAULT_GEN_LEN
         assumptions.append(f"gen_len not given: generating {DEFAULT_GEN_LEN} tokens after the prefill")
-    targets = _lora_targets(arch, name, lora_rank, lora_targets, assumptions)
+    targets = resolve_lora_targets(arch, name, lora_rank, lora_targets, assumptions)  # lora_rank: checked by opts
     lora_p = arch.lora_params(lora_rank, targets) if lora_rank else 0
     trainable = (lora_p if lora_rank else arch.params) if train else 0
     step = StepShape(b=opts.batch_size, s=s, train=train, causal_lm=causal_lm, flash=attention in ("sdpa", "flash"),
@@ -183,25 +184,6 @@ def _resolve(arch: TransformerArch, name: str, opts: WorkloadOptions,
     return _Resolved(opts=replace(opts, seq_len=s, gen_len=gen_len if (causal_lm and not train) else None),
                      step=step, gen_len=gen_len if (causal_lm and not train) else None, params=arch.params + lora_p,
                      lora_p=lora_p, trainable=trainable, optimizer=opts.optimizer if train else None)
-
-
-def _lora_targets(arch: TransformerArch, name: str, lora_rank: int | None,
-                  lora_targets: tuple[str, ...] | list[str] | str | None, assumptions: list[str]) -> tuple[str, ...]:
-    """The linears LoRA adapts (none without ``lora_rank``)."""
-    if lora_rank is None:
-        return ()
-    check_count("lora_rank", lora_rank)
-    if lora_targets is None:
-        assumptions.append("LoRA targets not given: q, k, v, o projections of every block")
-        return ("q", "k", "v", "o")
-    if lora_targets in ("all", "all-linear"):
-        return tuple(t for t in LORA_TARGETS if t in arch.linear_shapes())
-    targets = (lora_targets,) if isinstance(lora_targets, str) else tuple(lora_targets)
-    bad = [t for t in targets if t not in arch.linear_shapes()]
-    if bad:
-        raise WorkloadError(f"unknown LoRA target(s) {bad} for {name}",
-                            f"accepted: {', '.join(arch.linear_shapes())} or 'all-linear'")
-    return targets
 
 
 def _dtypes(precision: str, quantize_base: str | None, assumptions: list[str]) -> Dtypes:

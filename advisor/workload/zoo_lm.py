@@ -37,7 +37,7 @@ def _cache_len(caches: list[dict[str, Any]] | None) -> int:
 
 @functools.cache
 def _attention() -> SimpleNamespace:
-    """Attention helpers the transformers share, made on first use (they need torch)."""
+    """Helpers the transformers share (attention, their loss, decoding), made on first use (they need torch)."""
     import torch
     import torch.nn.functional as F
 
@@ -72,7 +72,14 @@ def _attention() -> SimpleNamespace:
             logits = model(logits[:, -1:].argmax(-1), caches=caches)
         return logits
 
-    return SimpleNamespace(extend=extend, causal_mask=causal_mask, sdpa=sdpa, generate=generate)
+    def logits_or_loss(logits: torch.Tensor, targets: torch.Tensor | None) -> torch.Tensor:
+        """The logits, or with ``targets`` the mean cross-entropy over every position (in fp32)."""
+        if targets is None:
+            return logits
+        return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())
+
+    return SimpleNamespace(extend=extend, causal_mask=causal_mask, sdpa=sdpa, generate=generate,
+                           logits_or_loss=logits_or_loss)
 
 
 @functools.cache
@@ -115,7 +122,6 @@ def _gpt_block_cls() -> Any:
 
 def _gpt_cls() -> Any:
     import torch
-    import torch.nn.functional as F
     from torch import nn
 
     att = _attention()
@@ -158,14 +164,10 @@ def _gpt_cls() -> Any:
             for i, block in enumerate(self.h):
                 x = block(x) if caches is None else block(x, caches[i])
             logits: torch.Tensor = self.lm_head(self.ln_f(x))
-            if targets is None:
-                return logits
-            return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())
-
-        def generate(self, tokens: torch.Tensor, gen_len: int) -> torch.Tensor:
-            """Greedy decoding with a KV cache: a prefill of ``tokens``, then ``gen_len`` one-token steps."""
-            out: torch.Tensor = att.generate(self, tokens, gen_len)
+            out: torch.Tensor = att.logits_or_loss(logits, targets)
             return out
+
+        generate = att.generate  # generate(tokens, gen_len): greedy decoding with the KV caches
 
     return TinyGPT
 
@@ -177,6 +179,8 @@ def _bert_cls() -> Any:
     import torch
     import torch.nn.functional as F
     from torch import nn
+
+    att = _attention()
 
     class Layer(nn.Module):
         def __init__(self, hidden: int, heads: int, intermediate: int) -> None:
@@ -226,9 +230,8 @@ def _bert_cls() -> Any:
             for layer in self.layer:
                 x = layer(x)
             logits: torch.Tensor = self.decoder(self.norm(x))
-            if targets is None:
-                return logits
-            return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())
+            out: torch.Tensor = att.logits_or_loss(logits, targets)
+            return out
 
     return TinyBert
 
@@ -297,7 +300,6 @@ def _llama_parts() -> SimpleNamespace:
 
 def _llama_cls() -> Any:
     import torch
-    import torch.nn.functional as F
     from torch import nn
 
     att = _attention()
@@ -337,14 +339,10 @@ def _llama_cls() -> Any:
             for i, block in enumerate(self.layers):
                 x = block(x, cos, sin) if caches is None else block(x, cos, sin, caches[i])
             logits: torch.Tensor = self.lm_head(self.norm(x))
-            if targets is None:
-                return logits
-            return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten())
-
-        def generate(self, tokens: torch.Tensor, gen_len: int) -> torch.Tensor:
-            """Greedy decoding with a KV cache: a prefill of ``tokens``, then ``gen_len`` one-token steps."""
-            out: torch.Tensor = att.generate(self, tokens, gen_len)
+            out: torch.Tensor = att.logits_or_loss(logits, targets)
             return out
+
+        generate = att.generate  # generate(tokens, gen_len): greedy decoding with the KV caches
 
     return TinyLlama
 
