@@ -279,13 +279,34 @@ class _FitSearch:
         self.options.append(opt)
         return opt
 
+    def fitting_micro(self, batch: int, replicas: int, est: Any, kw: dict[str, Any]) -> int | None:
+        """The micro-batch sized from ``est``'s largest batch that fits, re-sized from its own while it misses.
+
+        The largest batch scales the allocator's replayed share linearly, which the step at a smaller micro-batch (and
+        with gradients accumulated) need not follow.
+        """
+        m = micro_batch(batch, replicas, est.memory.max_batch_size)
+        for _ in range(3):
+            if m is None:
+                return None
+            extra = {"grad_accum": math.ceil(batch / m) * self.accum} if self.train else {}
+            try:
+                at_m = self.run(**{**kw, "batch_size": m, **extra})
+            except AdvisorError:
+                return m
+            smaller = micro_batch(batch, replicas, at_m.memory.max_batch_size)
+            if at_m.memory.fits or smaller is None or smaller >= m:
+                return m
+            m = smaller
+        return m
+
     def single_changes(self, e: Any) -> None:
         """One change at a time (what each gives on its own): checkpointing, a micro-batch, each lever, more cards."""
         train, batch = self.train, self.batch
         if self.checkpointing:
             ck = CHECKPOINTING
             self.attempt(ck.words, ck.flags, ck.note, (ck.lever,), **ck.kwargs)
-        micro = micro_batch(batch, self.dp, e.memory.max_batch_size)
+        micro = self.fitting_micro(batch, self.dp, e, {})
         if micro is not None:
             k = math.ceil(batch / micro) * self.accum
             if train:
@@ -337,7 +358,7 @@ class _FitSearch:
         train, batch, kw = self.train, self.batch, combo.kwargs
         n = kw.get("num_gpus", self.num_gpus)
         replicas = n if kw.get("parallelism", "ddp") != "tp" and n > 1 else self.dp
-        m = micro_batch(batch, replicas, est.memory.max_batch_size)
+        m = self.fitting_micro(batch, replicas, est, kw)
         if m is None:
             return
         k = math.ceil(batch / m) * self.accum

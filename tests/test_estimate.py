@@ -154,8 +154,13 @@ def test_preset_memory_and_time_grow_with_seq_and_batch(s1: int, s2: int, b: int
     short = estimate("llama-2-7b", "a100-sxm4-80gb", batch_size=b, seq_len=s1, calibration=None)
     long = estimate("llama-2-7b", "a100-sxm4-80gb", batch_size=b, seq_len=s2, calibration=None)
     more = estimate("llama-2-7b", "a100-sxm4-80gb", batch_size=b + 1, seq_len=s1, calibration=None)
-    assert long.memory.total_bytes > short.memory.total_bytes and long.time.step_s > short.time.step_s
-    assert more.memory.total_bytes > short.memory.total_bytes and more.time.step_s > short.time.step_s
+    # the bytes allocated grow; the caching allocator's replayed reserve need not (fragmentation depends on how the
+    # step's sizes fall: llama-2-7b b5 s512 reserves 22.4 GB beyond, b6 13.4 GB; advisor.workload.step_timeline)
+    def allocated(e):  # type: ignore[no-untyped-def]
+        return e.memory.total_bytes - e.memory.overhead_detail_bytes["allocator"]
+
+    assert allocated(long) > allocated(short) and long.time.step_s > short.time.step_s
+    assert allocated(more) > allocated(short) and more.time.step_s > short.time.step_s
 
 
 def test_unsupported_precision_names_what_the_card_supports() -> None:

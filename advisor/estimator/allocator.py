@@ -130,6 +130,31 @@ class CachingAllocator:
         del self.blocks[block.addr]
 
 
+def _micro_step(sim: CachingAllocator, events: Sequence[int], grad_idx: Sequence[int],
+                accumulated: set[int] | None) -> list[_Block]:
+    """One forward + backward: its events in order, the gradients it keeps returned.
+
+    ``accumulated``: gradients added in place into those kept, freed as soon as made.  The step's other locals (loss,
+    outputs) die with it.
+    """
+    live: dict[int, _Block] = {}
+    count = 0
+    for e in events:
+        if e >= 0:
+            block = sim.malloc(e)
+            if accumulated is not None and count in accumulated:
+                sim.free(block)
+            else:
+                live[count] = block
+            count += 1
+        elif (freed := live.pop(-e - 1, None)) is not None:
+            sim.free(freed)
+    grads = [live.pop(i) for i in grad_idx if i in live]
+    for block in live.values():
+        sim.free(block)
+    return grads
+
+
 @dataclass(frozen=True)
 class Replay:
     """Peaks of one replayed run (bytes)."""
@@ -157,8 +182,11 @@ def supports(optimizer: str | None) -> bool:
 
 
 def replay(allocations: Mapping[str, Any], optimizer: str | None, *, workspaces: Sequence[int] = (),
-           cast_from_fp32: bool = False, steps: int = STEPS) -> Replay:
-    """Replay a traced step's allocations (``advisor.workload.trace``'s ``options.allocations``).
+           cast_from_fp32: bool = False, steps: int = STEPS, accumulate: int = 1) -> Replay:
+    """Replay a step's allocations, a trace's or the closed-form builder's (the same form).
+
+    A trace's are ``advisor.workload.trace``'s ``options.allocations``; the builder's come from
+    ``advisor.workload.step_timeline`` (``options.timeline``).
 
     Args:
         allocations: ``params`` (``[nbytes, trainable]`` per parameter/buffer), ``inputs`` (nbytes),
@@ -169,6 +197,9 @@ def replay(allocations: Mapping[str, Any], optimizer: str | None, *, workspaces:
         workspaces: the process's library workspaces (allocated first, held throughout).
         cast_from_fp32: the parameters are built in fp32 and cast one by one (a 16-bit model).
         steps: steps replayed.
+        accumulate: micro-steps per optimizer step (gradient accumulation).  After the first, each gradient is added
+            in place into the one kept (``AccumulateGrad``) and freed as soon as it is made; one such micro-step is
+            replayed per optimizer step (a third repeats the second's allocations).
     """
     if not supports(optimizer):
         raise ValueError(f"no allocation model for optimizer {optimizer!r}")
@@ -193,17 +224,9 @@ def replay(allocations: Mapping[str, Any], optimizer: str | None, *, workspaces:
     for step in range(steps if optimizer else 1):
         for g in grads:
             sim.free(g)
-        live: dict[int, _Block] = {}
-        count = 0
-        for e in events:
-            if e >= 0:
-                live[count] = sim.malloc(e)
-                count += 1
-            else:
-                sim.free(live.pop(-e - 1))
-        grads = [live.pop(i) for i in grad_idx if i in live]
-        for block in live.values():  # the step's locals (loss, outputs) die with it
-            sim.free(block)
+        grads = _micro_step(sim, events, grad_idx, None)
+        for _ in range(1, min(accumulate, 2) if optimizer else 1):
+            _micro_step(sim, events, grad_idx, set(grad_idx))
         if optimizer:
             if step == 0:
                 for n in trainable:

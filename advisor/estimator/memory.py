@@ -16,11 +16,13 @@ Model states (bytes per parameter; ZeRO paper, sec. 3.1, counts 16 for mixed-pre
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from advisor.estimator.allocator import replay, supports
+from advisor.estimator.allocator import Replay, replay, supports
 from advisor.estimator.efficiency import ArchEfficiency
 from advisor.estimator.parallel import ParallelPlan, megatron_activation_factor
 from advisor.precision import NF4_BYTES_PER_WEIGHT, optimizer_state_bytes
@@ -40,9 +42,12 @@ RESERVE_FRACTION = 0.03
 # tensor freed and re-requested each step (logits, their fp32 copy and gradient, the biggest activations)
 # finds its old segment split by smaller tensors and needs a fresh one: reserved grows with the size of the
 # per-step temporaries and with the churn of activations, not with the weights.
-# A traced workload carries its step's allocations in order: there the gap is replayed through these rules
+# A traced workload carries its step's allocations in order, and the closed-form builder writes its step's
+# (advisor.workload.step_timeline: the Hugging Face module's ops, tensor by tensor, frees as eager autograd makes them;
+# its replayed peaks are the traced module's): there the gap is replayed through these rules
 # (advisor.estimator.allocator), which reproduces the measured reserved bytes of the shared H200 transformer
-# rows within 0.8%.  The formula below is the fallback for analytic workloads (presets and configs that are not traced).
+# rows within 0.8%.  The formula below is the fallback for steps with no timeline (encoders, T5, MoE, LoRA,
+# checkpointing, generation, quantized steps).
 # Sizes of the terms: fitted to the reserved - allocated gap of the 37 validate rows measured on the H100
 # (tests/data/gpu-runs/h100-2026-11-28; inputs: each row's predicted transient and activations), by
 # non-negative least squares on absolute bytes (107 MiB + 0.36 x transient + 0.09 x activations) and on
@@ -57,8 +62,9 @@ ALLOCATOR_ACTIVATIONS = 0.09
 #: On memory allocated once (weights, gradients, optimizer state, KV cache): rounding only.
 ALLOCATOR_STATIC = 0.01
 #: One line for an estimate's assumptions.
-ALLOCATOR_SUMMARY = ("caching allocator (reserved beyond allocated): for a traced workload, PyTorch's allocator "
-                     "rules replayed on the traced step's allocations (see the caching-allocator note); otherwise "
+ALLOCATOR_SUMMARY = ("caching allocator (reserved beyond allocated): for a traced workload or a closed-form step "
+                     "written op by op, PyTorch's allocator rules replayed on the step's allocations (see the "
+                     "caching-allocator note); otherwise "
                      f"{ALLOCATOR_SEGMENTS_BYTES / MiB:.0f} MiB of segments + {ALLOCATOR_TRANSIENT:.0%} of per-step "
                      f"temporaries + {ALLOCATOR_ACTIVATIONS:.0%} of activations + {ALLOCATOR_STATIC:.0%} of model "
                      "states (fitted to the H100 validate rows; near a full card the allocator frees cached "
@@ -66,7 +72,8 @@ ALLOCATOR_SUMMARY = ("caching allocator (reserved beyond allocated): for a trace
 #: One line for an estimate's assumptions when the traced step's allocations are replayed.
 ALLOCATOR_REPLAY_SUMMARY = ("reserved beyond allocated from PyTorch's caching-allocator rules (512 B rounding, "
                             "2 MiB / 20 MiB / rounded segments, best-fit split blocks that merge only within "
-                            "their segment) replayed on the traced step's allocations in order, over 3 steps "
+                            "their segment) replayed on the step's allocations in order (traced, or written op by "
+                            "op as the Hugging Face module runs them: advisor.workload.step_timeline), over 3 steps "
                             "with the optimizer's state and temporaries (advisor.estimator.allocator)")
 #: cuBLAS(Lt) workspaces are the card profile's ``workspace_mib`` (32 MiB per handle on sm90+, 4 MiB before:
 #: CUBLAS_WORKSPACE_CONFIG docs; two handles), plus cuDNN's handle for conv nets (in transient).
@@ -134,6 +141,36 @@ class MemoryParts:
         return (self.activations + self.transient) / b, self.kv_cache / b
 
 
+def _allocations(w: Workload) -> Mapping[str, Any] | None:
+    """The step's allocations in order: a trace's, or the closed-form builder's timeline (``options.timeline``)."""
+    allocations = w.options.allocations
+    if not allocations and w.options.timeline is not None:
+        allocations = w.options.timeline()
+    return allocations
+
+
+#: Replays of recent steps, by the identity of their allocations (held in the entry, so the id stays theirs): a
+#: workload's step is priced under several plans and cards, its replay is the same for each.
+_REPLAYS: OrderedDict[tuple[int, str | None, bool, int], tuple[Mapping[str, Any], Replay]] = OrderedDict()
+_REPLAYS_KEPT = 64
+_REPLAYS_LOCK = threading.Lock()
+
+
+def _replayed(allocations: Mapping[str, Any], optimizer: str | None, cast_from_fp32: bool, accumulate: int) -> Replay:
+    key = (id(allocations), optimizer, cast_from_fp32, min(accumulate, 2))
+    with _REPLAYS_LOCK:
+        hit = _REPLAYS.get(key)
+        if hit is not None and hit[0] is allocations:
+            _REPLAYS.move_to_end(key)
+            return hit[1]
+    run = replay(allocations, optimizer, cast_from_fp32=cast_from_fp32, accumulate=accumulate)
+    with _REPLAYS_LOCK:
+        _REPLAYS[key] = (allocations, run)
+        if len(_REPLAYS) > _REPLAYS_KEPT:
+            _REPLAYS.popitem(last=False)
+    return run
+
+
 def memory_parts(w: Workload, plan: ParallelPlan) -> MemoryParts:
     """Model states, activations and KV cache per GPU for workload ``w`` (its micro-batch) under ``plan``."""
     train = w.mode == "train"
@@ -182,10 +219,10 @@ def memory_parts(w: Workload, plan: ParallelPlan) -> MemoryParts:
         notes.append("tp: weights, gradients, optimizer state and transient buffers split evenly; activations "
                      "per Korthikanti et al. 2022 (no sequence parallelism); KV cache split by KV heads")
     gap = None
-    allocations = w.options.allocations
-    if allocations and plan.strategy != "tp" and supports(w.optimizer if train else None) and \
-            not w.grad_accum > 1:
-        run = replay(allocations, w.optimizer if train else None, cast_from_fp32=w.precision in ("fp16", "bf16"))
+    allocations = _allocations(w)
+    if allocations and plan.strategy != "tp" and supports(w.optimizer if train else None):
+        run = _replayed(allocations, w.optimizer if train else None, w.precision in ("fp16", "bf16"),
+                        w.grad_accum)
         if plan.strategy == "single":
             # the replay's reserved peak is the step's; the items above are each at their own peak (all gradients,
             # all activations), so their sum can exceed the step's allocated peak: the allocator's share is what

@@ -211,6 +211,8 @@ class BuiltOptions:
             (``None``: none recorded; the closed form's memory formula is used).
         rebuild: the same workload built at another micro-batch (``None``: it cannot be); not data (left out of
             ``to_dict`` and of comparisons).
+        timeline: the closed-form step's allocations, written when first asked for
+            (``advisor.workload.step_timeline``; ``None``: not written); not data, as ``rebuild``.
     """
 
     gradient_checkpointing: bool = False
@@ -225,6 +227,7 @@ class BuiltOptions:
     traced_memory_bytes: TracedMemory | None = None
     allocations: Mapping[str, Any] | None = None
     rebuild: Callable[[int], Workload] | None = field(default=None, compare=False, repr=False)
+    timeline: Callable[[], Mapping[str, Any] | None] | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         """Check the counts and choices, as ``WorkloadOptions`` does its own.
@@ -244,11 +247,11 @@ class BuiltOptions:
         return dataclasses.replace(self, rebuild=rebuild)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-safe form: every field but ``rebuild``, in declaration order."""
+        """JSON-safe form: every field but ``rebuild`` and ``timeline``, in declaration order."""
         out: dict[str, Any] = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if f.name == "rebuild":
+            if f.name in ("rebuild", "timeline"):
                 continue
             if isinstance(value, TracedMemory):
                 value = dataclasses.asdict(value)
@@ -265,7 +268,7 @@ class BuiltOptions:
         if not isinstance(data, Mapping):
             raise ValueError("options: not a mapping")
         kw = dict(data)
-        unknown = set(kw) - {f.name for f in dataclasses.fields(cls)} | ({"rebuild"} & set(kw))
+        unknown = set(kw) - {f.name for f in dataclasses.fields(cls)} | ({"rebuild", "timeline"} & set(kw))
         if unknown:
             raise ValueError(f"options: unknown field(s) {sorted(unknown)}")
         if kw.get("traced_memory_bytes") is not None:

@@ -37,6 +37,7 @@ from advisor.workload.costs import (
 from advisor.workload.eager import biased_linears, eager_ops
 from advisor.workload.options import BuiltOptions, WorkloadOptions, check_count
 from advisor.workload.qlora import SOURCE as DEQUANT_SOURCE
+from advisor.workload.step_timeline import builder_timeline
 from advisor.workload.transformer_blocks import Dtypes, StepOps, StepShape
 from advisor.workload.transformer_memory import (
     activation_bytes_breakdown,
@@ -320,7 +321,11 @@ def _built_options(arch: TransformerArch, r: _Resolved, name: str, source: Liter
         quantized_params=arch.quantizable_params() if st.quantize_base else 0,
         gradient_checkpointing=bool(st.gradient_checkpointing), lora_rank=st.lora_rank,
         lora_targets=tuple(st.targets) if st.lora_rank else None, quantize_base=st.quantize_base,
-        grad_accum=r.opts.grad_accum, attention=attention, frozen=st.frozen_base, rebuild=rebuild)
+        grad_accum=r.opts.grad_accum, attention=attention, frozen=st.frozen_base, rebuild=rebuild,
+        # the step's allocations in order, for the caching-allocator replay (advisor.workload.step_timeline)
+        timeline=builder_timeline(arch, b=st.b, s=st.s, train=st.train, precision=r.opts.precision,
+                                  gen_len=r.gen_len, lora=bool(st.lora_rank), flash=st.flash,
+                                  checkpointing=st.gradient_checkpointing, quantized=bool(st.quantize_base)))
 
 
 def _decode_ops(arch: TransformerArch, b: int, ctx: float, a_b: int, w_b: float) -> tuple[OpCost, ...]:
