@@ -51,14 +51,6 @@ def test_v100_sxm2_sgemm_matches_a_public_square_matmul() -> None:
     assert _sgemm_tflops("v100-sxm2-16gb", 8192) == pytest.approx(14.38, rel=0.05)
 
 
-@pytest.mark.parametrize("gpu", ["v100-sxm2-32gb", "t4", "p100-pcie-16gb", "rtx-2080-ti"])
-def test_fp32_convolutions_without_tf32_run_at_the_fp32_units_gemm_rate(gpu: str) -> None:
-    # cuDNN's fp32 kernels on a card without TF32 are SIMT kernels like SGEMM: one FP32-unit rate for both
-    spec, rates = _fp32_rates(gpu)
-    assert not spec.tf32_tflops
-    assert rates.conv_flops == pytest.approx(rates.matmul_vector_flops)
-
-
 def test_fp32_convolutions_with_tf32_stay_on_the_tensor_cores() -> None:
     spec, rates = _fp32_rates("a100-sxm4-80gb")
     assert spec.tf32_tflops and rates.conv_flops > 2 * rates.matmul_vector_flops

@@ -132,7 +132,7 @@ def test_fp32_convolutions_run_the_math_their_library_is_asked_for() -> None:
     cdna2 = prof.defaults_for("cdna2")
     assert mi250x == pytest.approx(held * cdna2.fp32_matrix * cdna2.conv) and cdna2.fp32_matrix == 2.0
     rx, held = _fp32_conv_rate("rx-7900-xtx")
-    assert rx == pytest.approx(held * prof.defaults_for("rdna3").vector_matmul)  # the shaders at their SGEMM rate
+    assert rx == pytest.approx(held * prof.defaults_for("rdna3").matmul)
     assert {p.value("conv_fp32_math") for p in prof.load_profiles().values() if p.vendor == "amd"} == {"matrix",
                                                                                                         "vector"}
 

@@ -41,9 +41,7 @@ WINOGRAD_SOURCE = (f"3x3 stride-1 fp32 convolutions on CUDA cores run cuDNN's Wi
 #: the TF32 tensor cores where the card has them, else on the FP32 units; ``matrix``: PyTorch's MIOpen convolution
 #: descriptor carries no math mode (aten/src/ATen/miopen/Descriptors.h: data type, mode, padding, strides,
 #: dilation, groups), so MIOpen runs fp32 math, its xdlops implicit-GEMM solvers on the matrix cores at the FP32
-#: matrix rate (the vector peak x ``fp32_matrix``), never AMD's xf32; ``vector`` (and ``tf32`` on a card without
-#: TF32): the FP32 units at their GEMM rate, ``matmul_vector`` (cuDNN's / MIOpen's fp32 kernels there are SIMT kernels
-#: like SGEMM: ``advisor.estimator.gemm.SIMT_SOURCE``).
+#: matrix rate (the vector peak x ``fp32_matrix``), never AMD's xf32; ``vector``: the FP32 units at the GEMM figure.
 CONV_FP32_MATHS: tuple[str, ...] = ("tf32", "matrix", "vector")
 CONV_FP32_SOURCE = ("fp32 convolutions on ROCm run fp32 math (PyTorch's MIOpen descriptor sets no TF32 / xf32 mode): "
                     "MIOpen's xdlops solvers on the matrix cores at the FP32 matrix rate")
@@ -60,7 +58,7 @@ def fp32_conv_rate(spec: Any, eff: Any, vector_held: float) -> tuple[float, floa
         return spec.tf32_tflops * 1e12 * eff.clock, eff.conv, True
     if math == "matrix":
         return vector_held * eff.fp32_matrix, eff.conv, True
-    return vector_held, eff.vector_matmul, False
+    return vector_held, eff.matmul, False
 
 
 @register("conv")

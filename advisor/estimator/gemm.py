@@ -32,8 +32,7 @@ SIMT ``sgemm`` kernels instead (``SIMT_TILES``): smaller tiles, several resident
 alignment requirement and lose nothing off the 16-byte grid (NeuSight's train split: large fp32 ``nn.Linear`` with
 an odd N or K run at the median rate of those with N and K multiples of 4 on P100, T4, V100 and A100; the H200
 profile's ``cutlass_80_simt_sgemm_*_align1`` kernels run BERT-base's fp32 GEMMs at the probe's square-GEMM rate).
-cuDNN's fp32 convolutions on cards without TF32 are SIMT kernels of the same kind and take the same rate.  Fitted on
-NeuSight's train split (``SIMT_SOURCE``).
+Fitted on NeuSight's train split (``SIMT_SOURCE``).
 
 Pure arithmetic: no torch, no I/O.
 """
@@ -97,8 +96,7 @@ SIMT_SM_AREA = 4096
 SIMT_K_OVERHEAD = 16
 SIMT_SOURCE = ("CUDA-core (SIMT) GEMMs: cuBLAS sgemm tiles 128x128 down to 32x32, 64x64 of output per SM at once, "
                "fitted on NeuSight's train split (fp32 nn.Linear on P100/T4/V100/A100); any alignment at the same "
-               "rate (odd N or K at the median rate of multiples of 4 there); cuDNN's fp32 convolutions on cards "
-               "without TF32 at the same FP32-unit rate")
+               "rate (odd N or K at the median rate of multiples of 4 there)")
 
 
 #: Architecture names (lower case, as the catalog spells them) of cards without matrix units, for a spec file that
