@@ -121,6 +121,8 @@ def build_row_workload(row: dict[str, str]) -> Any:
     opts = _options(row["options"])
     if "attention" in opts:
         kw["attention"] = opts["attention"]
+    if "repeat_kv" in opts:  # the source's transformers copied grouped keys / values per query head (< 4.48)
+        kw["repeat_kv"] = opts["repeat_kv"] in ("1", "true", "True")
     if "lora_targets" in opts:
         kw["lora_targets"] = tuple(t.strip() for t in opts["lora_targets"].split(","))
     return load_workload(row["model"], **kw)
@@ -168,9 +170,11 @@ def predict(row: dict[str, str]) -> tuple[float | None, str]:
         total = float(m.total_bytes)
         note = ""
         if "max_memory_allocated" in row["notes"]:
-            overhead = float(m.breakdown_bytes.get("overhead", 0.0))
-            total -= overhead
-            note = "compared without the estimate's overhead (CUDA context, allocator): source counts tensors only"
+            # what is not a tensor: the CUDA context and the caching allocator's reserve (the step's transient
+            # tensors, in the same "overhead" total, are allocated)
+            detail = m.to_dict()["overhead_detail_bytes"]
+            total -= float(detail.get("cuda_context", 0.0)) + float(detail.get("allocator", 0.0))
+            note = "compared without the estimate's CUDA context and allocator reserve: source counts tensors only"
         context_mib = _options(row["options"]).get("source_context_mib")
         if context_mib:  # the source measured its own stack's CUDA context + kernels (eager module loading)
             total += float(context_mib) * 1024**2 - float(m.to_dict()["overhead_detail_bytes"].get("cuda_context", 0))

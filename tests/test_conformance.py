@@ -192,10 +192,20 @@ def harness():  # type: ignore[no-untyped-def]
 
 
 #: Panel rows (model, case) -> the classes outside the bounds, each listed in docs/conformance.md with its reason:
-#: Mixtral's forward peak (the closed form's fitted allocator share: advisor.workload.step_timeline does not write
-#: its MoE step, where the other rows' are replayed like the trace's; issue 25).
+#: the caching allocator's share where advisor.workload.step_timeline does not write the step (Mixtral's MoE step,
+#: generation's prefill: the closed form's fitted formula against the trace's replayed timeline; issue 25), where the
+#: allocated bytes agree; the eager dispatch table's checkpointed and LoRA counts.
 OPEN: dict[tuple[str, str], set[str]] = {
     ("mixtral", "forward bf16"): {"peak"},
+    # generation's prefill: allocated Llama -4.4%, Gemma -1.7%; the replayed reserve against the fitted one
+    **{(m, "prefill bf16"): {"peak"} for m in ("llama", "mistral", "qwen2", "gemma", "mixtral")},
+    # checkpointing: GPT-2's reserve (fitted 0.66 GB, replayed 0.16 GB; allocated within 1%); BERT's checkpointed
+    # dispatches (-10.3%); T5's and Mixtral's checkpointed blocks (their closed forms' recompute)
+    ("gpt2", "train amp-bf16 checkpointing"): {"peak"}, ("bert", "train amp-bf16 checkpointing"): {"dispatched"},
+    ("t5", "train amp-bf16 checkpointing"): {"bytes", "peak"},
+    ("mixtral", "train amp-bf16 checkpointing"): {"saved", "peak"},
+    # LoRA: the per-biased-linear dispatch term counts bias gradients a frozen base does not take (+13.6%)
+    ("qwen2", "train amp-bf16 lora"): {"dispatched"},
 }
 
 
@@ -240,3 +250,65 @@ def test_the_encoder_decoder_closed_form_is_the_t5_module_cuda_runs(  # type: ig
     # closed form's fitted share, 0.43 GB, against the trace's replayed timeline, 0.66 GB: docs/conformance.md)
     allowed = {"peak"} if (variant, case) == ("t5-v1.1", "train amp-bf16") else set()
     assert set(outside) <= allowed and abs(d["peak"]) < 0.06, d
+
+
+#: The steps beyond one forward / training step (benchmarks/conformance.py's ``STEP_CASES``) checked in CI, on the
+#: rows where each differs (Qwen2: its biases; Gemma: its norm, head_dim 256 and one key head; GPT-2: a fused q/k/v
+#: and dropout; BERT: post-norm; Mixtral: the experts): generation's prefill and one decode step over a filled
+#: DynamicCache, transformers' own gradient checkpointing, and LoRA on a frozen base (PEFT's layer written out)
+_STEP_ROWS = [(m, "prefill bf16") for m in ("gpt2", "llama", "qwen2", "gemma", "mixtral")] + \
+    [(m, "decode bf16") for m in ("gpt2", "llama", "qwen2", "gemma", "mixtral")] + \
+    [(m, "train amp-bf16 checkpointing") for m in ("gpt2", "bert", "llama", "qwen2")] + \
+    [(m, "train amp-bf16 lora") for m in ("llama", "qwen2", "gemma")]
+
+
+@pytest.mark.parametrize(("model", "case"), _STEP_ROWS, ids=[f"{m}-{c.replace(' ', '-')}" for m, c in _STEP_ROWS])
+def test_generation_checkpointing_and_lora_follow_the_module(harness, model: str, case: str) -> None:  # type: ignore[no-untyped-def]
+    """Each class within its bound but those ``OPEN`` lists, and what it lists still out."""
+    (row,) = harness.run([model], [case])
+    assert row.closed and row.module, row.note
+    d, open_ = row.diffs(), OPEN.get((model, case), set())
+    assert set(row.outside()) <= open_, d
+    assert open_ <= set(row.outside()), d
+    assert abs(d["gemm_flops"]) <= harness.BOUNDS["gemm_flops"], d
+    if case == "decode bf16":  # one token: no saved tensors, its memory the cache the prefill left
+        assert set(d) == set(harness.DECODE_CLASSES), d
+
+
+def test_the_prefill_keeps_the_last_logit_and_decode_reads_the_cache(harness) -> None:  # type: ignore[no-untyped-def]
+    """generate()'s prefill (logits_to_keep=1) and a decode step: the LM head over one position per sequence, and
+    attention over the cache's positions plus the new one, in the traced module as in the closed form."""
+    cfg = harness.PANEL["qwen2"]
+    seq, b, h, vocab = harness._seq(cfg), harness.BATCH, cfg["hidden_size"], cfg["vocab_size"]
+    prefill = harness.closed_form(cfg, "infer", "bf16", "prefill")
+    head = [op for op in prefill.ops if op.name == "lm_head"]
+    assert head and head[0].flops == 2.0 * b * h * vocab
+    traced = harness.traced(cfg, "infer", "bf16", "decode")
+    heads, d = cfg["num_attention_heads"], h // cfg["num_attention_heads"]
+    attention = sum(op.flops for op in traced.ops if op.kind == "attention")
+    assert attention == 4.0 * b * heads * (seq + 1) * d * cfg["num_hidden_layers"]
+    assert harness.metrics(harness.closed_form(cfg, "infer", "bf16", "decode"), "decode")["attention_work"] == attention
+
+
+def test_repeat_kv_prices_the_copies_transformers_4_46_made(harness) -> None:  # type: ignore[no-untyped-def]
+    """``repeat_kv=True`` (transformers < 4.48's SDPA, Qwen2's and Mistral's flash attention 2): each decode step
+    copies the cache to every query head (index-bound) and attention reads the copies; transformers 5's SDPA does
+    neither (enable_gqa), which the traced decode step above confirms. Eager attention copies by default."""
+    from advisor.workload.config import arch_from_config
+    from advisor.workload.transformer import build_transformer
+
+    cfg = harness.PANEL["qwen2"]
+    arch = arch_from_config(dict(cfg), "qwen2")
+    kw = {"name": "qwen2", "source": "config", "batch_size": 1, "seq_len": 4096, "mode": "infer",
+          "precision": "bf16", "optimizer": None, "gen_len": 64}
+    plain, copied = build_transformer(arch, **kw), build_transformer(arch, repeat_kv=True, **kw)
+    eager = build_transformer(arch, attention="eager", **kw)
+    assert not [op for op in plain.decode_ops if "repeat_kv" in op.name]
+    rep = [op for op in copied.decode_ops if "repeat_kv" in op.name]
+    ctx, groups = 4096 + 32, cfg["num_attention_heads"] // cfg["num_key_value_heads"]
+    expanded = 2.0 * cfg["num_attention_heads"] * 64 * ctx * cfg["num_hidden_layers"]
+    assert len(rep) == 1 and rep[0].strided_elements == expanded
+    core = [next(op for op in w.decode_ops if op.name.endswith("attn.core")) for w in (plain, copied)]
+    assert core[1].bytes == groups * core[0].bytes
+    assert [op for op in eager.decode_ops if "repeat_kv" in op.name]
+    assert any("repeat_kv" in op.name for op in copied.ops) and not any("repeat_kv" in op.name for op in plain.ops)

@@ -230,7 +230,7 @@ def test_decode_memory_matches_the_zoo_generate_on_the_cpu() -> None:
     model = zoo.TinyGPT(vocab_size=vocab, hidden=hidden, layers=layers, heads=heads, n_positions=256).eval()
     wl = build_transformer(arch_from_config(_gpt_cfg(vocab, hidden, layers, heads)), name="tiny", batch_size=b,
                            seq_len=s, mode="infer", precision="fp32", optimizer=None, gen_len=g,
-                           attention="eager")
+                           attention="eager", prefill_logits="all")  # the zoo's generate(): a plain forward
     predicted = wl.kv_cache_bytes + wl.transient_bytes
     tokens = torch.zeros(b, s, dtype=torch.long)
     with torch.inference_mode():

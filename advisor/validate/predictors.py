@@ -98,8 +98,9 @@ def estimator_model(case: Case) -> tuple[Any, dict[str, Any]]:
         # generated token, counted as it runs), not Hugging Face's counts: validate times the zoo's generate()
         from advisor.workload import load_workload
 
+        # the zoo's generate() runs the model's plain forward over the prompt: logits at every position
         w = load_workload(config, batch_size=case.batch_size, precision=case.precision, mode="infer",
-                          optimizer=None, gen_len=case.gen_len, **kwargs)
+                          optimizer=None, gen_len=case.gen_len, prefill_logits="all", **kwargs)
         counted = _zoo_decode_ops(case.model, case.precision)
         return dataclasses.replace(w, eager_ops={**w.eager_ops, **counted},
                                    assumptions=(*w.assumptions, f"host dispatch of the validate zoo's own decoding "

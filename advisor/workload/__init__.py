@@ -51,6 +51,8 @@ def from_preset(
     grad_accum: int = 1,
     gen_len: int | None = None,
     attention: str = "sdpa",
+    prefill_logits: str = "last",
+    repeat_kv: bool | None = None,
 ) -> Workload:
     """One step of a preset model.
 
@@ -61,8 +63,9 @@ def from_preset(
         image_size: input side in pixels (vision presets; default the preset's own).
         mode: ``train`` or ``infer``.
         precision, optimizer: see ``advisor.workload.options.PRECISIONS`` / ``OPTIMIZERS``.
-        gradient_checkpointing, lora_rank, lora_targets, quantize_base, grad_accum, gen_len, attention:
-            build options (LoRA/QLoRA/attention/gen_len apply to transformers only).
+        gradient_checkpointing, lora_rank, lora_targets, quantize_base, grad_accum, gen_len, attention,
+            prefill_logits, repeat_kv: build options (LoRA/QLoRA/attention/generation's apply to transformers only;
+            ``advisor.workload.transformer.build_transformer``).
 
     Raises:
         UnknownModelError: no preset of that name (closest names listed).
@@ -80,7 +83,8 @@ def from_preset(
             arch, name=preset.name, source="preset", batch_size=batch_size, seq_len=seq_len, mode=mode,
             precision=precision, optimizer=optimizer, gradient_checkpointing=gradient_checkpointing,
             lora_rank=lora_rank, lora_targets=lora_targets, quantize_base=quantize_base, grad_accum=grad_accum,
-            gen_len=gen_len, attention=attention, default_seq_len=2048)
+            gen_len=gen_len, attention=attention, default_seq_len=2048, prefill_logits=prefill_logits,
+            repeat_kv=repeat_kv)
         return _with_context_warning(wl, preset.name, context_limit(preset.config))
     given = {"gen_len": gen_len, "lora_rank": lora_rank, "lora_targets": lora_targets, "quantize_base": quantize_base}
     bad = [k for k, v in given.items() if v is not None]

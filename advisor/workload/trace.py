@@ -134,10 +134,12 @@ def _traced_step(module: Any, inputs: tuple[Any, ...], kwargs: Mapping[str, Any]
                                                     checkpoint=checkpoint, blocks=blocks, label=label, pack=pack)
         grad_ctx = torch.enable_grad() if train else torch.no_grad()
         cutting = cut_calls(module, rec, fake.params, cut) if cut is not None else contextlib.nullcontext()
-        # (a checkpointed block's recompute in backward runs under the attention-kernel choice too)
+        # (a checkpointed block's recompute in backward runs under the attention-kernel choice too, and under CUDA's
+        # autocast policy: torch.utils.checkpoint re-enters autocast for the recompute, whose ops
+        # must take the dtypes the forward gave them, or its saved tensors' metadata check fails)
         with fake_mode, recorder_type()(rec), grad_ctx, rec.rnn, ckpt, swapped, cuda_attention_kernels(), \
-                wrapped_errors(label, rec), cutting as cuts:
-            with policy, autocast, torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+                wrapped_errors(label, rec), cutting as cuts, policy:
+            with autocast, torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
                 out = module(*fake.inputs, **fake.kwargs)
                 step_loss = (loss(out, fake.inputs) if loss is not None else default_loss(out, label)) \
                     if train else None

@@ -35,6 +35,7 @@ One of the designated torch importers; torch is imported lazily, inside the cont
 from __future__ import annotations
 
 import contextlib
+import sys
 import warnings
 from collections.abc import Iterator
 from typing import Any
@@ -51,31 +52,56 @@ def cuda_attention_kernels() -> Iterator[None]:
 
     sdpa, dropout = torch.nn.functional.scaled_dot_product_attention, torch.nn.functional.dropout
 
+    def as_cuda(func: Any, args: Any, kwargs: Any) -> Any:
+        kwargs = dict(kwargs or {})
+        if func is sdpa:
+            efficient = _efficient_with_bias_grad(torch, *args, **kwargs)
+            if efficient is not None:
+                return efficient
+            if len(args) > _DROPOUT_ARG:
+                args = (*args[:_DROPOUT_ARG], 0.0, *args[_DROPOUT_ARG + 1:])
+            elif "dropout_p" in kwargs:
+                kwargs["dropout_p"] = 0.0
+        elif func is dropout:
+            fused = _fused_dropout(torch, *args, **kwargs)
+            if fused is not None:
+                return fused
+        return func(*args, **kwargs)
+
     class FusedAttention(TorchFunctionMode):
         def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
-            kwargs = dict(kwargs or {})
-            if func is sdpa:
-                efficient = _efficient_with_bias_grad(torch, *args, **kwargs)
-                if efficient is not None:
-                    return efficient
-                if len(args) > _DROPOUT_ARG:
-                    args = (*args[:_DROPOUT_ARG], 0.0, *args[_DROPOUT_ARG + 1:])
-                elif "dropout_p" in kwargs:
-                    kwargs["dropout_p"] = 0.0
-            elif func is dropout:
-                fused = _fused_dropout(torch, *args, **kwargs)
-                if fused is not None:
-                    return fused
-            return func(*args, **kwargs)
+            return as_cuda(func, args, kwargs)
 
+    # torch.utils.checkpoint's recompute runs inside backward, where the torch-function mode stack is empty: the
+    # functions themselves are swapped too, so a checkpointed block recomputes with the kernels its forward took
+    functional = torch.nn.functional
+
+    def fused_sdpa(*args: Any, **kwargs: Any) -> Any:
+        return as_cuda(sdpa, args, kwargs)
+
+    def fused_dropout(*args: Any, **kwargs: Any) -> Any:
+        return as_cuda(dropout, args, kwargs)
+
+    # transformers 5 looks for packed sequences in the position ids when a causal LM runs without cache and mask
+    # (training with gradient checkpointing): it cannot read fake tensors (is_tracing counts them) and assumes packing,
+    # handing SDPA a dense causal mask (every tile, no is_causal); on a GPU it reads one sequence per row and passes
+    # none (masking_utils.find_packed_sequence_indices): the trace takes the unpacked rows a batch usually holds
+    masking = sys.modules.get("transformers.masking_utils")
+    find_packed = getattr(masking, "find_packed_sequence_indices", None)
     lib = torch.library.Library("aten", "IMPL")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "overriding a previously registered kernel": for this trace only
             lib.impl("_grouped_mm", _grouped_mm_meta, "Meta")
+        functional.scaled_dot_product_attention, functional.dropout = fused_sdpa, fused_dropout
+        if find_packed is not None:
+            masking.find_packed_sequence_indices = _unpacked  # type: ignore[union-attr]
         with FusedAttention():
             yield
     finally:
+        functional.scaled_dot_product_attention, functional.dropout = sdpa, dropout
+        if find_packed is not None:
+            masking.find_packed_sequence_indices = find_packed  # type: ignore[union-attr]
         lib._destroy()
 
 
@@ -117,6 +143,10 @@ def _efficient(torch: Any, query: Any, key: Any, value: Any, attn_mask: Any, is_
     # dropout inside the fused kernel is not modelled (as for the fused kernels above)
     return torch.ops.aten._scaled_dot_product_efficient_attention(query, key, value, mask, lse, 0.0, is_causal,
                                                                   scale=scale)[0]
+
+
+def _unpacked(position_ids: Any) -> None:
+    """``find_packed_sequence_indices`` for rows of one sequence each: no packing mask."""
 
 
 def _fused_dropout(torch: Any, x: Any, p: float = 0.5, training: bool = True, inplace: bool = False) -> Any:

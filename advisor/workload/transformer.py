@@ -45,7 +45,7 @@ from advisor.workload.transformer_memory import (
     largest_temp,
     loss_transient,
 )
-from advisor.workload.transformer_ops import cross_entropy
+from advisor.workload.transformer_ops import cross_entropy, decode_ops
 
 ATTENTIONS = ("eager", "sdpa", "flash")
 DEFAULT_GEN_LEN = 128
@@ -80,6 +80,8 @@ def build_transformer(
     lora_targets: tuple[str, ...] | list[str] | str | None = None,
     attention: str = "sdpa",
     default_seq_len: int = 2048,
+    prefill_logits: str = "last",
+    repeat_kv: bool | None = None,
     **keywords: Any,
 ) -> Workload:
     """One step of ``arch`` as a ``Workload``, in closed form (see the module docstring).
@@ -95,6 +97,8 @@ def build_transformer(
         lora_targets: the linear layers LoRA adapts (default q, k, v, o; ``all-linear``).
         attention: the attention implementation (``ATTENTIONS``).
         default_seq_len: the sequence when none is given (capped by a learned position table).
+        prefill_logits, repeat_kv: generation's prefill logits (``last`` or ``all``) and transformers' ``repeat_kv``
+            (default: as transformers 5 runs ``attention``): ``transformer_blocks.StepShape``'s fields.
         **keywords: any ``BUILDER_OPTIONS`` field (``batch_size``, ``seq_len``, ``mode``, ``precision``, ...),
             over ``options``.
 
@@ -115,7 +119,7 @@ def build_transformer(
         "FLOPs count matrix multiplies (incl. attention QK^T and AV) only, as torch.utils.flop_counter does; "
         "elementwise, norm, softmax and embedding ops are costed by bytes moved",
     ]
-    r = _resolve(arch, name, opts, lora_targets, attention, default_seq_len, assumptions)
+    r = _resolve(arch, name, opts, lora_targets, attention, default_seq_len, assumptions, prefill_logits, repeat_kv)
     dt = _dtypes(opts.precision, opts.quantize_base, assumptions)
     built = StepOps(arch, r.step, dt)
     built.build()
@@ -123,10 +127,7 @@ def build_transformer(
     st = r.step
     all_ops: list[OpCost] = list(built.ops.fwd)
     if st.train:
-        # checkpointed blocks run their forward again during backward
-        recompute = [replace(op, name="recompute." + op.name, phase="backward") for op in built.ops.fwd
-                     if st.gradient_checkpointing and op.name.startswith(("layers.", "encoder.", "decoder."))]
-        all_ops += built.ops.bwd + recompute
+        all_ops += built.ops.bwd + (built.recompute() if st.gradient_checkpointing else [])  # checkpointed blocks
         if r.trainable and r.optimizer:
             all_ops.append(optimizer_op(r.trainable, opts.precision, r.optimizer))
     elif st.causal_lm and r.gen_len:
@@ -137,7 +138,7 @@ def build_transformer(
     decode: tuple[OpCost, ...] = ()
     if not st.train and st.causal_lm and r.gen_len:
         kv_cache = kv_cache_peak_bytes(arch, st.b, st.s, r.gen_len, dt.a_b)
-        decode = _decode_ops(arch, st.b, st.s + r.gen_len / 2, dt.a_b, dt.w_b)
+        decode = decode_ops(arch, st.b, st.s + r.gen_len / 2, dt.a_b, dt.w_b, st.repeat_kv)
     assumptions += _closing_assumptions(arch, r, dt.a_b)
     return Workload(
         name=name, source=source, family=arch.kind, batch_size=st.b,
@@ -154,11 +155,13 @@ def build_transformer(
 
 def _resolve(arch: TransformerArch, name: str, opts: WorkloadOptions,
              lora_targets: tuple[str, ...] | list[str] | str | None, attention: str, default_seq_len: int,
-             assumptions: list[str]) -> _Resolved:
+             assumptions: list[str], prefill_logits: str = "last", repeat_kv: bool | None = None) -> _Resolved:
     """The step's options checked and completed (the defaults it takes said in ``assumptions``)."""
     qb, lora_rank = check_builder_options(name, opts), opts.lora_rank
     if attention not in ATTENTIONS:
         raise WorkloadError(f"unknown attention implementation {attention!r}", f"accepted: {', '.join(ATTENTIONS)}")
+    if prefill_logits not in ("last", "all"):
+        raise WorkloadError(f"unknown prefill_logits {prefill_logits!r}", "accepted: last, all")
     seq_len = opts.seq_len
     if seq_len is None:
         seq_len = min(default_seq_len, arch.max_position_embeddings or default_seq_len)
@@ -181,7 +184,8 @@ def _resolve(arch: TransformerArch, name: str, opts: WorkloadOptions,
     trainable = (lora_p if lora_rank else arch.params) if train else 0
     step = StepShape(b=opts.batch_size, s=s, train=train, causal_lm=causal_lm, flash=attention in ("sdpa", "flash"),
                      gradient_checkpointing=opts.gradient_checkpointing, lora_rank=lora_rank, targets=targets,
-                     quantize_base=qb)
+                     quantize_base=qb, last_logit=bool(gen_len) and not train and prefill_logits == "last",
+                     repeat_kv=attention == "eager" if repeat_kv is None else repeat_kv)
     return _Resolved(opts=replace(opts, seq_len=s, gen_len=gen_len if (causal_lm and not train) else None),
                      step=step, gen_len=gen_len if (causal_lm and not train) else None, params=arch.params + lora_p,
                      lora_p=lora_p, trainable=trainable, optimizer=opts.optimizer if train else None)
@@ -220,16 +224,16 @@ def _memory(arch: TransformerArch, r: _Resolved, dt: Dtypes, attention: str) -> 
                                                       gradient_checkpointing=st.gradient_checkpointing,
                                                       lora_rank=st.lora_rank or 0, lora_targets=st.targets)
     else:
-        act, largest_tmp = 0.0, largest_temp(arch, st.b, st.s, dt.a_b, dt.softmax_b, st.flash)
+        act, largest_tmp = 0.0, largest_temp(arch, st.b, st.s, dt.a_b, dt.softmax_b, st.flash, infer=True)
     if not arch.has_lm_head:
         return act, largest_tmp
-    logits = st.b * st.s * arch.vocab_size
+    logits = st.b * (1 if st.last_logit else st.s) * arch.vocab_size
     if st.train:
         # the loss's backward: its gradients over the logits (beside the saved log-probabilities, in
         # activations), before any parameter gradient exists; not at the same time as a block's temporaries
         absent = r.trainable * master_bytes(precision) if r.opts.grad_accum == 1 else 0.0
         return act, max(largest_tmp, loss_transient(logits, cross_entropy(st.causal_lm, dt.amp, dt.a_b), absent))
-    # the logits of every position (in the compute dtype) beside the largest block temporary
+    # the logits (every position's, or generation's last) in the compute dtype beside the largest block temporary
     return act, largest_tmp + logits * dt.a_b
 
 
@@ -271,10 +275,14 @@ def _closing_assumptions(arch: TransformerArch, r: _Resolved, a_b: int) -> list[
     st, gen_len, qb, out = r.step, r.gen_len, r.step.quantize_base, []
     if not st.train and arch.has_lm_head:
         if gen_len:
-            out.append(f"infer: generation (gen_len={gen_len}); ops are the prefill, a forward over the "
-                       "prompt with logits at every position (as a model's forward computes them; "
-                       "Hugging Face's logits_to_keep=1 would skip all but the last); decode_ops are one "
-                       "generated token at the mean context, reading every weight once (memory bound)")
+            out.append(f"infer: generation (gen_len={gen_len}); ops are the prefill, a forward over the prompt "
+                       + ("with the last position's logits only (transformers' generate() passes logits_to_keep=1; "
+                          "vLLM likewise)" if st.last_logit else "with logits at every position (a loop over the "
+                          "model's plain forward)")
+                       + "; decode_ops are one generated token at the mean context, reading every weight once "
+                       "(memory bound)" + ("; grouped keys and values copied to every query head before attention "
+                                           "(transformers' repeat_kv), in the prefill and each decode step"
+                                           if st.repeat_kv and arch.num_kv_heads < arch.num_heads else ""))
         else:
             out.append("infer: one forward over the whole sequence with logits at every position "
                        "(scoring, evaluation, embeddings, reward models: gen_len=0); no generation, "
@@ -315,7 +323,8 @@ def _built_options(arch: TransformerArch, r: _Resolved, name: str, source: Liter
 
     def rebuild(new_batch: int) -> Workload:
         return build_transformer(arch, name=name, source=source, options=replace(r.opts, batch_size=new_batch),
-                                 lora_targets=lora_targets, attention=attention)
+                                 lora_targets=lora_targets, attention=attention, repeat_kv=st.repeat_kv,
+                                 prefill_logits="all" if r.gen_len and not st.last_logit else "last")
 
     return BuiltOptions(
         quantized_params=arch.quantizable_params() if st.quantize_base else 0,
@@ -326,36 +335,6 @@ def _built_options(arch: TransformerArch, r: _Resolved, name: str, source: Liter
         timeline=builder_timeline(arch, b=st.b, s=st.s, train=st.train, precision=r.opts.precision,
                                   gen_len=r.gen_len, lora=bool(st.lora_rank), flash=st.flash,
                                   checkpointing=st.gradient_checkpointing, quantized=bool(st.quantize_base)))
-
-
-def _decode_ops(arch: TransformerArch, b: int, ctx: float, a_b: int, w_b: float) -> tuple[OpCost, ...]:
-    """One generated token at context ``ctx``: every weight read once, KV cache read, tiny matmuls."""
-    h = arch.hidden_size
-    shapes = arch.linear_shapes()
-    experts_read = max(arch.num_experts, 1)
-    active = arch.experts_per_token or 1
-    attn_w = sum(shapes[k][0] * shapes[k][1] for k in ("q", "k", "v", "o"))
-    mlp_w = sum(shapes[k][0] * shapes[k][1] for k in ("gate", "up", "down") if k in shapes)
-    L = arch.num_layers
-    out = [
-        OpCost("decode.layers.*.attn.proj", "matmul", "decode", 2.0 * b * attn_w * L,
-               attn_w * w_b * L + b * 6 * h * a_b * L, 4 * L, True, b),
-        OpCost("decode.layers.*.attn.core", "attention", "decode", 4.0 * b * arch.num_heads * ctx * arch.head_dim * L,
-               2.0 * b * arch.num_kv_heads * arch.head_dim * ctx * a_b * L, L, True, 1),
-        OpCost("decode.layers.*.mlp", "matmul", "decode", 2.0 * b * mlp_w * active * L,
-               mlp_w * w_b * min(experts_read, max(b * active, 1)) * L, (3 if arch.gated_mlp else 2) * L, True, b),
-        OpCost("decode.lm_head", "matmul", "decode", 2.0 * b * h * arch.vocab_size, h * arch.vocab_size * w_b,
-               1, True, b),
-        OpCost("decode.elementwise", "elementwise", "decode", 0.0, b * h * a_b * 12 * L, 6 * L),
-        # transformers' DynamicCache (and the legacy tuple cache) grows k and v by torch.cat each token:
-        # the whole cache is read and written again (cache_utils.DynamicCache.update), along the sequence
-        # dimension of (batch, heads, seq, head_dim): an inner-dimension cat, index-bound by its elements
-        # (advisor.workload.aten_ops.index_bound_elements, as the tracer files the same call)
-        OpCost("decode.kv_cache.cat", "elementwise", "decode", 0.0,
-               2.0 * 2.0 * b * arch.num_kv_heads * arch.head_dim * ctx * a_b * L, 2 * L, runtime="eager",
-               strided_elements=2.0 * b * arch.num_kv_heads * arch.head_dim * ctx * L),
-    ]
-    return tuple(replace(op, flops=float(op.flops), bytes=float(op.bytes)) for op in out)
 
 
 __all__ = ["ATTENTIONS", "DECODERS", "DEFAULT_GEN_LEN", "FAMILIES", "LORA_TARGETS", "OPTIMIZER_PASS_BYTES",

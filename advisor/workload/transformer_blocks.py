@@ -7,10 +7,11 @@ counterparts), each group as Hugging Face's module runs it (docs/conformance.md)
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from advisor.workload.arch import TransformerArch
 from advisor.workload.aten_ops import FUSED_ATTENTION_BACKWARD_WORK, fused_attention_work
+from advisor.workload.base import OpCost
 from advisor.workload.moe import add_moe_block, moe_shape
 from advisor.workload.qlora import add_dequant
 from advisor.workload.transformer_ops import (
@@ -53,6 +54,14 @@ class StepShape:
     lora_rank: int | None
     targets: tuple[str, ...]
     quantize_base: str | None
+    #: generation's prefill: logits at the last position only (``build_transformer(prefill_logits="last")``, the
+    #: default: ``generate()`` passes ``logits_to_keep=1``, vLLM samples from the last; ``"all"``: a loop over the
+    #: model's plain forward, as the validate zoo's ``generate()``)
+    last_logit: bool = False
+    #: grouped keys and values copied to every query head before attention (transformers' ``repeat_kv``).  Default
+    #: as transformers 5 runs the attention implementation: eager copies; SDPA (``enable_gqa``, or one query packed
+    #: per key head) and flash do not; transformers < 4.48 copied for SDPA, and for Qwen2's and Mistral's flash too
+    repeat_kv: bool = False
 
     @property
     def frozen_base(self) -> bool:
@@ -91,6 +100,29 @@ class StepOps:
         self.norms("final_norm", tokens, 1, 1)
         self.heads(tokens)
 
+    def recompute(self) -> list[OpCost]:
+        """What a checkpointed block runs again in backward: its forward up to the last tensor autograd saves.
+
+        torch.utils.checkpoint, non-reentrant, as transformers' ``gradient_checkpointing_enable()`` and the
+        tracer run it.  The recompute stops early (``early_stop``) once every saved tensor is back, and an op's
+        inputs are saved before its kernel runs: a pre-norm block without hidden dropout (Llama's) ends in the down
+        projection, which saves only its input and weight, and the residual add, which saves nothing; neither runs
+        again.  A block ending in a dropout (its mask saved: GPT-2) or a norm (BERT's post-norm) recomputes all but
+        the add.
+        """
+        arch = self.arch
+        skip_down = not (arch.dropout or arch.parallel_block or arch.family == "bert" or arch.num_experts)
+        out = []
+        for op in self.ops.fwd:
+            if not op.name.startswith(("layers.", "encoder.", "decoder.")):
+                continue
+            if skip_down and op.kind == "matmul" and op.name.endswith(".mlp.down"):
+                continue
+            if op.name.endswith(".residual") and arch.family != "bert":  # the block's second add, not the first
+                op = replace(op, bytes=op.bytes / 2, strided_elements=op.strided_elements / 2)
+            out.append(replace(op, name="recompute." + op.name, phase="backward"))
+        return out
+
     def heads(self, tokens: int) -> None:
         """An MLM head's transform, the LM head and its loss, or a bare encoder's pooler."""
         arch, st, dt, ops = self.arch, self.step, self.dt, self.ops
@@ -106,13 +138,16 @@ class StepOps:
             self.assumptions.append("encoder with a masked-LM head (BertForMaskedLM): dense + LayerNorm, then "
                                     "logits over the vocabulary at every position (the loss over all of them)")
         if arch.has_lm_head:
-            # logits at every position: training, an MLM head, a plain forward (gen_len=0), and the prefill of
-            # generation too -- a model's forward over the prompt (the validate zoo's generate(), Hugging Face's
-            # before logits_to_keep) computes them all, then samples from the last one
+            # logits at every position: training, an MLM head, a plain forward (gen_len=0); generation's prefill
+            # computes the last position's alone (transformers >= 4.45 generate() passes logits_to_keep=1, vLLM
+            # samples from the last) unless the decoding loop runs the plain forward (prefill_logits="all": the
+            # validate zoo's generate())
+            tokens = st.b if st.last_logit else tokens
             fl = 2.0 * tokens * h * v_size
-            ops.add("lm_head", "matmul", fl, tokens * (h + v_size) * dt.a_b + h * v_size * dt.head_w_b, 1, tc=True,
-                    min_dim=min(tokens, h), bwd_flops=fl * (1 if st.frozen_base else 2), train=st.train,
-                    gemm=(tokens, v_size, h))
+            nb = tokens * (h + v_size) * dt.a_b + h * v_size * dt.head_w_b
+            ops.add("lm_head", "matmul", fl, nb, 1, tc=True, min_dim=min(tokens, h),
+                    bwd_flops=fl * (1 if st.frozen_base else 2), bwd_bytes=nb if st.frozen_base else None,
+                    bwd_launches=1 if st.frozen_base else None, train=st.train, gemm=(tokens, v_size, h))
             self.weight_cast("lm_head", h * v_size, 1)
             if arch.tie_word_embeddings and st.train and not st.frozen_base:
                 # the head's weight gradient and the embedding's dense one accumulate into the tied parameter's .grad
@@ -162,7 +197,9 @@ class StepOps:
             add_dequant(ops, label, fin * fout * multiplier, count, linears=len(keys), train=st.train)
         # input grad always (unless the very input needs none); weight grad only when trainable
         bwd = fl * (1 if st.frozen_base else 2)
+        # a frozen weight's backward is the input gradient's GEMM alone: one call moving what the forward moves
         ops.add(label, "matmul", fl, nb, count, tc=True, min_dim=min(tokens, fin, fout), bwd_flops=bwd,
+                bwd_bytes=nb if st.frozen_base else None, bwd_launches=1 if st.frozen_base else None,
                 train=st.train, gemm=(tokens, fout, fin) if multiplier == 1 else None)
         self.weight_cast(label, fin * fout * multiplier, count, len(keys))
         biased = sum(shapes[k][1] for k in keys if shapes[k][2]) * multiplier
@@ -177,11 +214,32 @@ class StepOps:
             lnb = sum((tokens * (shapes[k][0] + 2 * r + shapes[k][1])) * dt.a_b for k in hit) * multiplier
             ops.add(label + ".lora", "matmul", lfl, lnb, count, tc=True, min_dim=r, bwd_flops=2 * lfl,
                     train=st.train, launches=2 * len(hit))
+            # PEFT's lora.Linear: result + lora_B(lora_A(x)) * scaling, a mul and an add on the output (the mul's
+            # gradient in backward); lora_A reads x itself: under amp its own 16-bit cast of a norm's fp32 output (the
+            # cast's gradient back: index-bound), and x's gradient takes one more sum, in x's dtype
+            fin_el = tokens * sum(shapes[k][0] for k in hit) * multiplier
+            fout_el = tokens * sum(shapes[k][1] for k in hit) * multiplier
+            cast, x_b = dt.amp and reads > 0, dt.res_b if reads else dt.a_b
+            ops.add_index_bound(label + ".lora.scale_add", "elementwise", "forward",
+                                fout_el * 5 * dt.a_b + (fin_el * 6 if cast else 0), count, 0.0,
+                                launches=len(hit) * (3 if cast else 2))
+            if st.train:
+                ops.add_index_bound(label + ".lora.scale_add.grad", "elementwise", "backward",
+                                    fout_el * 2 * dt.a_b + fin_el * 3 * x_b + (fin_el * 6 if cast else 0), count,
+                                    fin_el if cast else 0.0, launches=len(hit) * (3 if cast else 2))
 
     def attention_core(self, label: str, q_len: int, k_len: int, count: int, causal: bool) -> None:
         """Attention over ``q_len`` x ``k_len``: one fused kernel (SDPA, flash) or eager's matmuls and softmax."""
         arch, st, dt, ops = self.arch, self.step, self.dt, self.ops
         b, heads, kvh, d = st.b, arch.num_heads, arch.num_kv_heads, arch.head_dim
+        if st.repeat_kv and kvh < heads:
+            # repeat_kv: keys and values expanded to every query head (a broadcast copy: index-bound) and attention
+            # reads the copies; backward sums each copy's gradient back over its group
+            el = 2.0 * b * k_len * heads * d
+            ops.add(label + ".repeat_kv", "elementwise", 0, el * dt.a_b * (1 + kvh / heads), count, bwd_flops=0,
+                    bwd_bytes=el * dt.a_b * (1 + kvh / heads), train=st.train, launches=2, bwd_launches=2,
+                    strided=el, runtime="eager")
+            kvh = heads
         qk = 2.0 * b * heads * q_len * k_len * d
         fl = 2 * qk * (0.5 if (causal and st.flash) else 1.0)
         if st.flash:
@@ -210,6 +268,8 @@ class StepOps:
         # RMSNorm as Hugging Face writes it: a chain of kernels in fp32 (transformer_ops.RMS_NORMS); graph runtimes
         # fuse it into one kernel
         self.ops.add(label, "norm", 0, fused, count, bwd_flops=0, train=st.train, runtime="graph")
+        if st.frozen_base:  # a frozen weight: its mul's backward gives the input's gradient alone (no grad * x)
+            rms = replace(rms, bwd_bytes=rms.bwd_bytes - 3 * (rms.saved - 4), bwd_launches=rms.bwd_launches - 1)
         self.ops.add_unfused(label + ".unfused", tokens * h * per, count, rms, st.train, reduce=not st.frozen_base,
                              runtime="eager")
 

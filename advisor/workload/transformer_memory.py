@@ -42,11 +42,17 @@ def kv_cache_peak_bytes(arch: TransformerArch, b: int, s: int, gen_len: int, a_b
     return float(max(prefill, final) + b * (s + gen_len) * arch.kv_dim * a_b)
 
 
-def largest_temp(arch: TransformerArch, b: int, s: int, a_b: int, softmax_b: int, flash: bool) -> float:
-    """The largest per-block temporary: the MLP's intermediate (gated: two) or the eager s x s scores."""
-    mlp = b * s * arch.intermediate_size * a_b * (2 if arch.gated_mlp else 1)
+def largest_temp(arch: TransformerArch, b: int, s: int, a_b: int, softmax_b: int, flash: bool,
+                 infer: bool = False) -> float:
+    """The largest per-block temporary: the MLP's intermediate (gated: two) or the eager s x s scores.
+
+    ``infer``: a forward without autograd, where nothing is saved: at a gated MLP's product ``act(gate) * up`` its
+    two inputs and its output are live at once (three intermediates), beside the block's input (the residual) and
+    the normed input the projections read (as the traced Hugging Face modules' storage timelines show).
+    """
+    mlp = b * s * arch.intermediate_size * a_b * (3 if infer and arch.gated_mlp else 2 if arch.gated_mlp else 1)
     scores = 0 if flash else b * arch.num_heads * s * s * (a_b + softmax_b)
-    return float(max(mlp, scores))
+    return float(max(mlp, scores) + (2 * b * s * arch.hidden_size * a_b if infer else 0))
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +64,14 @@ class _Tally:
     flash: bool
     a_b: int
     amp: bool
+    #: LoRA on a frozen base: the adapted linears (None: every weight trains).  A linear whose weight needs no
+    #: gradient saves no input (autograd keeps mm's input for the weight's gradient only); an adapter saves its
+    #: input (``lora_A``'s)
+    adapted: tuple[str, ...] | None = None
+
+    def saving(self, keys: tuple[str, ...]) -> int:
+        """How many of the linears ``keys`` save their input."""
+        return len(keys) if self.adapted is None else sum(k in self.adapted for k in keys)
 
     @property
     def res_b(self) -> int:
@@ -73,19 +87,21 @@ class _Tally:
         """A norm's saved tensors.
 
         A LayerNorm's input, or what an unfused RMSNorm's chain keeps (``RMS_NORMS``: its fp32 input and the weight
-        mul's other operand), and its output as saved by the matmuls reading it (under amp each linear saves its own
-        16-bit cast of it).
+        mul's other operand), and its output as saved by the ``consumers`` matmuls reading it that save their input
+        (under amp each linear saves its own 16-bit cast of it).
         """
         h = self.arch.hidden_size
         rms = rms_norm_kernels(self.arch.family, self.arch.norm_bias, self.amp, self.a_b)  # as HF writes it
-        n = tokens * h * (rms.saved if rms is not None else self.res_b)
-        return n + tokens * h * self.a_b * (consumers if self.amp else 1)
+        # a frozen RMSNorm weight (LoRA) keeps only the chain's fp32 input: its mul's other operand is for the weight
+        saved = (rms.saved if self.adapted is None else min(rms.saved, 4)) if rms is not None else self.res_b
+        n = tokens * h * saved
+        return n + tokens * h * self.a_b * (consumers if self.amp else min(consumers, 1))
 
     def attn_bytes(self, q_len: int, k_len: int, with_norm: bool) -> float:
         """Attention's saved tensors (and its norm's): q, k, v, the output, the softmax or the fused kernel's stats."""
         arch, b, a_b = self.arch, self.b, self.a_b
         t_q, t_k = b * q_len, b * k_len
-        n = self.norm_bytes(t_q, 1 if arch.fused_qkv else 3) if with_norm else 0.0
+        n = self.norm_bytes(t_q, min(self.saving(("q", "k", "v")), 1 if arch.fused_qkv else 3)) if with_norm else 0.0
         n += (t_q * arch.q_dim + 2 * t_k * arch.kv_dim) * a_b  # q, k, v
         if self.flash:
             # kernel output (laid out so the out-projection reads it as a view) + logsumexp (fp32);
@@ -108,15 +124,16 @@ class _Tally:
             n = self.norm_bytes(tokens, 1) - tokens * arch.hidden_size * a_b if with_norm else 0.0
             return n + moe_saved_bytes(moe_shape(arch, tokens, a_b, self.amp, a_b, True, False)) + \
                 tokens * arch.hidden_size * self.mask
-        n = self.norm_bytes(tokens, 2 if arch.gated_mlp else 1) if with_norm else 0.0
+        n = self.norm_bytes(tokens, self.saving(("gate", "up") if arch.gated_mlp else ("up",))) if with_norm else 0.0
+        down_in = self.saving(("down",))  # the down projection's input: kept by nothing else
         routed = tokens
         unfused = activation_kernels(arch.activation, self.amp, a_b)
         if arch.gated_mlp:
-            n += routed * arch.intermediate_size * 4 * a_b  # gate out (act input), act out, up out, product
+            n += routed * arch.intermediate_size * (3 + down_in) * a_b  # gate out (act input), act out, up out, product
         elif unfused is not None:
-            n += routed * arch.intermediate_size * (a_b + unfused.saved)  # fc2 input + the unfused chain's saved
+            n += routed * arch.intermediate_size * (a_b * down_in + unfused.saved)  # fc2 input + the chain's saved
         else:
-            n += routed * arch.intermediate_size * 2 * a_b  # fc1 out (act input), act out (fc2 input)
+            n += routed * arch.intermediate_size * (1 + down_in) * a_b  # fc1 out (act input), act out (fc2 input)
         return n + tokens * arch.hidden_size * self.mask
 
     def layer_bytes(self, tokens: int, s: int, lora_rank: int, lora_targets: tuple[str, ...]) -> float:
@@ -141,7 +158,7 @@ def activation_bytes_breakdown(arch: TransformerArch, b: int, s: int, *, precisi
     flash = attention in ("sdpa", "flash")
     a_b = compute_bytes(precision)
     amp = precision.startswith("amp-")
-    t = _Tally(arch, b, flash, a_b, amp)
+    t = _Tally(arch, b, flash, a_b, amp, tuple(lora_targets) if lora_rank else None)
     tokens = b * s
     sbh = tokens * arch.hidden_size
     layer = t.layer_bytes(tokens, s, lora_rank, lora_targets)

@@ -6,8 +6,9 @@ group with backward FLOPs gets its ``.grad`` counterpart, with the GEMM shapes o
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from advisor.workload.arch import TransformerArch
 from advisor.workload.base import OpCost, OpKind, Phase
 
 
@@ -269,3 +270,43 @@ def cross_entropy(causal_lm: bool, amp: bool, a_b: int) -> CrossEntropy:
     nll_b = 4 if amp else ls_b
     return CrossEntropy(logits_b=a_b, upcast=(a_b + 4) if upcast else 0, log_softmax_b=ls_b,
                         nll_cast=(ls_b + nll_b) if nll_b != ls_b else 0, nll_b=nll_b)
+
+
+def decode_ops(arch: TransformerArch, b: int, ctx: float, a_b: int, w_b: float,
+               repeat_kv: bool = False) -> tuple[OpCost, ...]:
+    """One generated token at context ``ctx``: every weight read once, KV cache read, tiny matmuls.
+
+    ``repeat_kv``: the attention implementation copies the cached keys and values to every query head first
+    (transformers' ``repeat_kv``: a broadcast copy, index-bound by its elements) and attends over the copies.
+    """
+    h = arch.hidden_size
+    shapes = arch.linear_shapes()
+    experts_read = max(arch.num_experts, 1)
+    active = arch.experts_per_token or 1
+    attn_w = sum(shapes[k][0] * shapes[k][1] for k in ("q", "k", "v", "o"))
+    mlp_w = sum(shapes[k][0] * shapes[k][1] for k in ("gate", "up", "down") if k in shapes)
+    L = arch.num_layers
+    kv_el = 2.0 * b * arch.num_kv_heads * arch.head_dim * ctx  # one layer's cached keys and values
+    repeated = 2.0 * b * arch.num_heads * arch.head_dim * ctx if repeat_kv and arch.num_kv_heads < arch.num_heads \
+        else 0.0
+    out = [
+        OpCost("decode.layers.*.attn.proj", "matmul", "decode", 2.0 * b * attn_w * L,
+               attn_w * w_b * L + b * 6 * h * a_b * L, 4 * L, True, b),
+        OpCost("decode.layers.*.attn.core", "attention", "decode", 4.0 * b * arch.num_heads * ctx * arch.head_dim * L,
+               (repeated or kv_el) * a_b * L, L, True, 1),
+        OpCost("decode.layers.*.mlp", "matmul", "decode", 2.0 * b * mlp_w * active * L,
+               mlp_w * w_b * min(experts_read, max(b * active, 1)) * L, (3 if arch.gated_mlp else 2) * L, True, b),
+        OpCost("decode.lm_head", "matmul", "decode", 2.0 * b * h * arch.vocab_size, h * arch.vocab_size * w_b,
+               1, True, b),
+        OpCost("decode.elementwise", "elementwise", "decode", 0.0, b * h * a_b * 12 * L, 6 * L),
+        # transformers' DynamicCache (and the legacy tuple cache) grows k and v by torch.cat each token:
+        # the whole cache is read and written again (cache_utils.DynamicCache.update), along the sequence
+        # dimension of (batch, heads, seq, head_dim): an inner-dimension cat, index-bound by its elements
+        # (advisor.workload.aten_ops.index_bound_elements, as the tracer files the same call)
+        OpCost("decode.kv_cache.cat", "elementwise", "decode", 0.0, 2.0 * kv_el * a_b * L, 2 * L, runtime="eager",
+               strided_elements=kv_el * L),
+    ]
+    if repeated:
+        out.append(OpCost("decode.layers.*.attn.repeat_kv", "elementwise", "decode", 0.0,
+                          (repeated + kv_el) * a_b * L, 2 * L, runtime="eager", strided_elements=repeated * L))
+    return tuple(replace(op, flops=float(op.flops), bytes=float(op.bytes)) for op in out)
