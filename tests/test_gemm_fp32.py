@@ -54,3 +54,39 @@ def test_v100_sxm2_sgemm_matches_a_public_square_matmul() -> None:
 def test_fp32_convolutions_with_tf32_stay_on_the_tensor_cores() -> None:
     spec, rates = _fp32_rates("a100-sxm4-80gb")
     assert spec.tf32_tflops and rates.conv_flops > 2 * rates.matmul_vector_flops
+
+
+def _priced(gpu: str, precision: str, op):  # type: ignore[no-untyped-def]
+    from advisor.estimator.ops import prepare_ops
+    from advisor.estimator.time import ops_time_detail
+
+    spec = get_gpu(gpu)
+    tensor, vector, _ = peaks(spec, precision)
+    eff = efficiency_for(spec).replace(clock=sustained_clock(spec).fraction)
+    rates = card_rates(spec, precision, eff, tensor, vector)
+    return ops_time_detail(prepare_ops([op], align_elems=16 // (4 if precision == "fp32" else 2)), rates).per_op[0]
+
+
+def _head(vocab: int, tensor_core: bool):  # type: ignore[no-untyped-def]
+    from advisor.workload.base import OpCost
+
+    m, k = 4 * 1024, 768  # GPT-2's vocabulary projection at b4 s1024
+    return OpCost("lm_head", "matmul", "forward", 2.0 * m * vocab * k, 4.0 * (m * k + k * vocab + m * vocab), 1,
+                  tensor_core, min(m, vocab, k), gemms=((m, vocab, k),))
+
+
+@pytest.mark.parametrize("gpu", ["h100-sxm5-80gb", "a100-sxm4-80gb", "v100-sxm2-16gb", "rtx-4090", "mi250x",
+                                 "mi300x"])
+def test_one_rule_for_fp32_gemms_whichever_door_files_them(gpu: str) -> None:
+    # the analytic builders flag every matmul tensor_core, the tracer leaves fp32 ones unflagged: one price
+    for vocab in (50257, 50304):
+        assert _priced(gpu, "fp32", _head(vocab, True)) == pytest.approx(_priced(gpu, "fp32", _head(vocab, False)))
+
+
+def test_an_fp32_gemm_off_the_16_byte_grid_costs_no_more_than_its_aligned_neighbour() -> None:
+    # SGEMM has no alignment requirement (neusight_fit.py --alignment); tensor-core kernels fall back off the grid
+    odd, padded = _priced("h100-sxm5-80gb", "fp32", _head(50257, True)), _priced("h100-sxm5-80gb", "fp32",
+                                                                                 _head(50304, True))
+    assert odd <= padded * 1.001
+    assert _priced("h100-sxm5-80gb", "bf16", _head(50257, True)) > 2 * _priced("h100-sxm5-80gb", "bf16",
+                                                                               _head(50304, True))

@@ -130,6 +130,8 @@ def test_tensor_cores_only_where_the_card_has_them() -> None:
             if not has_tensor_cores(spec):
                 assert not rates.tensor_cores, (spec.id, precision)
                 assert rates.unaligned_flops == rates.unaligned_conv_flops == 0.0, (spec.id, precision)
+            elif precision == "fp32":  # TF32 off: SGEMM on the FP32 units (gemm.tensor_core_gemms), any alignment
+                assert not rates.tensor_cores and rates.unaligned_flops == 0.0, (spec.id, precision)
             elif precision not in ("fp16", "amp-fp16") or spec.peak_flops("fp16"):
                 assert rates.tensor_cores and rates.unaligned_flops > 0, (spec.id, precision)
 

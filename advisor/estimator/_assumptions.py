@@ -57,7 +57,7 @@ def assumptions(s: StepInputs, step: StepTime, notes: EstimateNotes) -> list[str
         said.append(LAYOUT_SOURCE)
     if w.precision == "fp32" and s.eff.conv_fp32_math == "matrix" and any(op.kind == "conv" for op in w.ops):
         said.append(CONV_FP32_SOURCE)
-    if s.rates.sm_count and any(op.gemms and not op.tensor_core for op in w.ops):
+    if s.rates.sm_count and any(op.gemms and not (op.tensor_core and s.rates.tensor_cores) for op in w.ops):
         said.append(SIMT_SOURCE)
     said += _unaligned(s, step)
     if notes.changed:

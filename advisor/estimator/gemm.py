@@ -113,15 +113,18 @@ def has_tensor_cores(spec: GpuSpec) -> bool:
 
 
 def tensor_core_gemms(spec: GpuSpec, precision: str, rate_used: str) -> bool:
-    """Whether matmuls the workload flags ``tensor_core`` at ``precision`` can run on the card's tensor cores.
+    """Whether matmuls the workload flags ``tensor_core`` at ``precision`` run on the card's tensor cores.
 
     ``rate_used``: whose rate the matmuls run at (``advisor.estimator._peaks.matmul_rate``: ``fp32`` or
-    ``fp16-vector`` where a card without 16-bit tensor rates computes 16-bit ones on its CUDA cores).  At fp32 the
-    workload's flag decides, as on any card with tensor cores: the tracer leaves fp32 matmuls unflagged (PyTorch
-    keeps TF32 off for matmuls by default), the analytic builders flag them at the FP32 rate.
+    ``fp16-vector`` where a card without 16-bit tensor rates computes 16-bit ones on its CUDA cores).  Never at fp32:
+    PyTorch keeps TF32 off for matmuls by default, so an fp32 matmul is cuBLAS SGEMM on the FP32 units (AMD CDNA:
+    the matrix cores' fp32 path, ``fp32_matrix``), priced by the SIMT tiles at the profile's ``matmul_vector``,
+    at any alignment.  This is the one rule for both doors: the tracer leaves fp32 matmuls unflagged, the analytic
+    builders flag every matmul, and either way they are priced alike (``tf32`` is the precision that asks for TF32).
     """
-    on_fp32_units = precision != "fp32" and rate_used in ("fp32", "fp16-vector")
-    return has_tensor_cores(spec) and not on_fp32_units
+    if precision == "fp32":
+        return False
+    return has_tensor_cores(spec) and rate_used not in ("fp32", "fp16-vector")
 
 
 def unaligned_fraction(align1: float, alignment: int = 1) -> float:
