@@ -156,9 +156,8 @@ def why_it_does_not_fit(e: Any) -> str:
     head = (f"needs {_gib(m.total_bytes)} per GPU, {e.gpu_name} has {_gib(usable)} usable "
             f"({_gib(m.capacity_bytes)} less a reserve)")
     split = (f"model states {_gib(states)} (weights {_gib(b.get('weights', 0.0))}, gradients "
-             f"{_gib(b.get('gradients', 0.0))}, optimizer {_gib(b.get('optimizer', 0.0))}), activations"
-             + (" + KV cache" if b.get("kv_cache") else "") + f" {_gib(per_step)} at {e.micro_batch_per_gpu} "
-             f"per GPU, overhead {_gib(b.get('overhead', 0.0))}")
+             f"{_gib(b.get('gradients', 0.0))}, optimizer {_gib(b.get('optimizer', 0.0))}); at "
+             f"{e.micro_batch_per_gpu} per GPU: " + _rest(m, b, per_step))
     if states > usable:
         return f"{head}: the model states alone ({_gib(states)}) exceed it; {split}"
     if m.max_batch_size:
@@ -166,6 +165,16 @@ def why_it_does_not_fit(e: Any) -> str:
                 f"{e.batch_size})")
     return (f"{head}: the model states ({_gib(states)}) fit, but not with one sample's activations and the "
             f"overhead: not even batch 1 per GPU fits; {split}")
+
+
+def _rest(m: Any, b: Mapping[str, float], per_step: float) -> str:
+    """The memory beyond the model states, in the categories ``estimate``'s table prints (else the coarse split)."""
+    cats = getattr(m, "categories_bytes", None) or {}
+    rest = [f"{k} {_gib(v)}" for k, v in cats.items() if k not in ("weights", "gradients", "optimizer states")]
+    if rest:
+        return "; ".join(rest)
+    return ("activations" + (" + KV cache" if b.get("kv_cache") else "") + f" {_gib(per_step)}, overhead "
+            f"{_gib(b.get('overhead', 0.0))}")
 
 
 def _option(change: str, how: str, kwargs: Mapping[str, Any], e: Any, note: str = "",
