@@ -136,17 +136,22 @@ class _Llama(Program):
         return logits
 
 
-class _Gpt2(Program):
-    """GPT-2: learned positions, LayerNorm, Conv1D's addmm (a fused q|k|v), SDPA, ``gelu_new`` as Python, dropout."""
+class _LayerNormed(Program):
+    """A model with LayerNorm (GPT-2's fp32 residual stream under amp, BERT's 16-bit one cast up first)."""
 
     def layer_norm(self, x: Tensor) -> Tensor:
-        """``native_layer_norm`` (fp32 under amp): the output; its input, mean and rstd saved."""
+        """``native_layer_norm`` (fp32 under amp: a 16-bit input cast up first): the output; input, mean, rstd saved."""
         tape, sp, hd = self.tape, self.spec, self.arch.hidden_size
         w, b = (tape.param(hd * sp.p_b, True) for _ in range(2))
-        out, mean, rstd = tape.op((sp.tokens * hd * sp.res_b, sp.tokens * 4, sp.tokens * 4), [x, w, b], saved=[x],
-                                  save_out=(1, 2))
-        tape.drop(mean, rstd)
+        x32 = tape.one(sp.tokens * hd * 4, [x]) if sp.amp and x.nbytes < sp.tokens * hd * 4 else x
+        out, mean, rstd = tape.op((sp.tokens * hd * sp.res_b, sp.tokens * 4, sp.tokens * 4), [x32, w, b],
+                                  saved=[x32], save_out=(1, 2))
+        tape.drop(mean, rstd, *(t for t in (x32,) if t is not x))
         return out
+
+
+class _Gpt2(_LayerNormed):
+    """GPT-2: learned positions, LayerNorm, Conv1D's addmm (a fused q|k|v), SDPA, ``gelu_new`` as Python, dropout."""
 
     def dropout(self, x: Tensor, x_b: int) -> Tensor:
         """``native_dropout`` in training (its 1-byte mask saved), the input dropped; nothing in inference."""
@@ -229,18 +234,8 @@ class _Gpt2(Program):
         return logits
 
 
-class _Bert(Program):
+class _Bert(_LayerNormed):
     """BERT with a masked-LM head: post-norm LayerNorm, separate q / k / v, SDPA, GELU, dropout, a tied decoder."""
-
-    def layer_norm(self, x: Tensor) -> Tensor:
-        """``native_layer_norm`` (fp32 under amp: a 16-bit input cast up first): the output; input, mean, rstd saved."""
-        tape, sp, hd = self.tape, self.spec, self.arch.hidden_size
-        w, b = (tape.param(hd * sp.p_b, True) for _ in range(2))
-        x32 = tape.one(sp.tokens * hd * 4, [x]) if sp.amp and x.nbytes < sp.tokens * hd * 4 else x
-        out, mean, rstd = tape.op((sp.tokens * hd * sp.res_b, sp.tokens * 4, sp.tokens * 4), [x32, w, b],
-                                  saved=[x32], save_out=(1, 2))
-        tape.drop(mean, rstd, *(t for t in (x32,) if t is not x))
-        return out
 
     def dropout(self, x: Tensor, x_b: int) -> Tensor:
         """``native_dropout`` in training (its 1-byte mask saved), the input dropped; nothing in inference."""
