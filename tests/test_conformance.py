@@ -204,8 +204,6 @@ OPEN: dict[tuple[str, str], set[str]] = {
     ("gpt2", "train amp-bf16 checkpointing"): {"peak"}, ("bert", "train amp-bf16 checkpointing"): {"dispatched"},
     ("t5", "train amp-bf16 checkpointing"): {"bytes", "peak"},
     ("mixtral", "train amp-bf16 checkpointing"): {"saved", "peak"},
-    # LoRA: the per-biased-linear dispatch term counts bias gradients a frozen base does not take (+13.6%)
-    ("qwen2", "train amp-bf16 lora"): {"dispatched"},
 }
 
 

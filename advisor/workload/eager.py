@@ -138,7 +138,9 @@ def eager_ops(*, family: str, layers: int, attention: str, amp: bool, train: boo
     if family == "gptj":
         extra += 10  # rotary on q and k (mul, neg, cat, mul, add each), as llama's
     moe_f, moe_b, moe_i = MOE_DISPATCHES["amp" if amp else "fp32" if a_b == 4 else "16-bit"] if experts else (0, 0, 0)
-    bias_f, bias_b = more_biases * BIAS_FWD[not amp], more_biases * BIAS_BWD[not amp]
+    # a frozen base's biases take no gradient (LoRA: PEFT freezes every base parameter), the measured module's neither
+    bias_f = more_biases * BIAS_FWD[not amp]
+    bias_b = (-MEASURED_BIASED_LINEARS[style] if lora_targets else more_biases) * BIAS_BWD[not amp]
     fwd_layer = (fwd_amp + moe_f if amp else fwd32 + moe_f) if train else (inf_amp if amp else inf32) + moe_i
     lora_f = LORA_FWD_PER_TARGET * lora_targets
     forward = round(base_f + layers * (fwd_layer + extra + lora_f + bias_f))
