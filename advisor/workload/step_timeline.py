@@ -137,7 +137,16 @@ class _Llama(Program):
 
 
 class _LayerNormed(Program):
-    """A model with LayerNorm (GPT-2's fp32 residual stream under amp, BERT's 16-bit one cast up first)."""
+    """GPT-2 and BERT: LayerNorm (GPT-2's fp32 residual stream under amp, BERT's 16-bit one cast up first), dropout."""
+
+    def dropout(self, x: Tensor, x_b: int) -> Tensor:
+        """``native_dropout`` in training (its 1-byte mask saved), the input dropped; nothing in inference."""
+        if not (self.spec.train and self.arch.dropout):
+            return x
+        el = self.spec.tokens * self.arch.hidden_size
+        out, mask = self.tape.op((el * x_b, el), [x], save_out=(1,))
+        self.tape.drop(mask, x)
+        return out
 
     def layer_norm(self, x: Tensor) -> Tensor:
         """``native_layer_norm`` (fp32 under amp: a 16-bit input cast up first): the output; input, mean, rstd saved."""
@@ -152,15 +161,6 @@ class _LayerNormed(Program):
 
 class _Gpt2(_LayerNormed):
     """GPT-2: learned positions, LayerNorm, Conv1D's addmm (a fused q|k|v), SDPA, ``gelu_new`` as Python, dropout."""
-
-    def dropout(self, x: Tensor, x_b: int) -> Tensor:
-        """``native_dropout`` in training (its 1-byte mask saved), the input dropped; nothing in inference."""
-        if not (self.spec.train and self.arch.dropout):
-            return x
-        el = self.spec.tokens * self.arch.hidden_size
-        out, mask = self.tape.op((el * x_b, el), [x], save_out=(1,))
-        self.tape.drop(mask, x)
-        return out
 
     def gelu_new(self, x: Tensor) -> Tensor:
         """``0.5 * x * (1 + tanh(sqrt(2/pi) * (x + 0.044715 * x**3)))``: pow in fp32 under amp (autocast's list)."""
@@ -236,15 +236,6 @@ class _Gpt2(_LayerNormed):
 
 class _Bert(_LayerNormed):
     """BERT with a masked-LM head: post-norm LayerNorm, separate q / k / v, SDPA, GELU, dropout, a tied decoder."""
-
-    def dropout(self, x: Tensor, x_b: int) -> Tensor:
-        """``native_dropout`` in training (its 1-byte mask saved), the input dropped; nothing in inference."""
-        if not (self.spec.train and self.arch.dropout):
-            return x
-        el = self.spec.tokens * self.arch.hidden_size
-        out, mask = self.tape.op((el * x_b, el), [x], save_out=(1,))
-        self.tape.drop(mask, x)
-        return out
 
     def add_norm(self, branch: Tensor, residual: Tensor) -> tuple[Tensor, Tensor]:
         """``LayerNorm(dropout(branch) + residual)``: (its output, the dropped-out branch, which lives on)."""
