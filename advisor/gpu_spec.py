@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from advisor.errors import EstimateError
+from advisor.records import json_fields
 
 Segment = Literal["geforce", "workstation", "datacenter", "radeon", "instinct", "edge"]
 SEGMENTS: tuple[str, ...] = ("geforce", "workstation", "datacenter", "radeon", "instinct", "edge")
@@ -201,16 +202,4 @@ class GpuSpec:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe form with the keys of DESIGN.md's spec fields."""
-        out: dict[str, Any] = {}
-        for f in dataclasses.fields(self):
-            if f.name == "path":
-                continue
-            value = getattr(self, f.name)
-            if isinstance(value, Interconnect):
-                value = value.to_dict()
-            elif isinstance(value, tuple):
-                value = list(value)
-            elif isinstance(value, Mapping):
-                value = dict(value)
-            out[f.name] = value
-        return out
+        return json_fields(self, skip=("path",), convert={"interconnect": Interconnect.to_dict})

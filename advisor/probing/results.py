@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from advisor.errors import AdvisorError
 from advisor.probing.measurement import Measurement, Sample, quantile
+from advisor.records import json_fields
 
 __all__ = ["PROBE_DOCUMENT_HINT", "SCHEMA_VERSION", "DeviceInfo", "KernelResult", "Measurement", "NvLinkInfo",
            "ProbeDocumentError", "ProbeResult", "ProcessInfo", "Sample", "Severity", "Verdict"]
@@ -108,17 +109,10 @@ class DeviceInfo:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe form."""
-        out: dict[str, Any] = {}
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if f.name in ("processes", "nvlinks") and value is not None:
-                value = [dataclasses.asdict(v) for v in value]
-            elif isinstance(value, tuple):
-                value = list(value)
-            elif isinstance(value, Mapping):
-                value = dict(value)
-            out[f.name] = value
-        return out
+        def records(values: tuple[Any, ...]) -> list[dict[str, Any]]:
+            return [dataclasses.asdict(v) for v in values]
+
+        return json_fields(self, convert={"processes": records, "nvlinks": records})
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> DeviceInfo:

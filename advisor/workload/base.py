@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from advisor.records import json_fields
 from advisor.workload.options import BuiltOptions
 
 Mode = Literal["train", "infer"]
@@ -206,20 +207,16 @@ class Workload:
             lines.append(f"  not counted: {', '.join(self.uncounted_ops)}")
         return "\n".join(lines)
 
+    def field_data(self) -> dict[str, Any]:
+        """Every field, JSON-safe (what the trace cache stores; ``to_dict`` adds the step's totals)."""
+        def ops(values: tuple[OpCost, ...]) -> list[dict[str, Any]]:
+            return [op.to_dict() for op in values]
+
+        return json_fields(self, convert={"ops": ops, "decode_ops": ops, "options": BuiltOptions.to_dict})
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe form (ops included)."""
-        out: dict[str, Any] = {}
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if f.name in ("ops", "decode_ops"):
-                value = [op.to_dict() for op in value]
-            elif f.name == "options":
-                value = value.to_dict()
-            elif isinstance(value, tuple):
-                value = list(value)
-            elif isinstance(value, Mapping):
-                value = dict(value)
-            out[f.name] = value
+        out = self.field_data()
         out["flops_per_step"] = self.flops_per_step
         out["bytes_per_step"] = self.bytes_per_step
         return out

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from advisor.errors import AdvisorError, EstimateError, WorkloadError
 from advisor.numbers import real_number, whole_number
+from advisor.records import json_fields
 
 if TYPE_CHECKING:
     from advisor.workload.base import Workload
@@ -248,19 +249,7 @@ class BuiltOptions:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe form: every field but ``rebuild`` and ``timeline``, in declaration order."""
-        out: dict[str, Any] = {}
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if f.name in ("rebuild", "timeline"):
-                continue
-            if isinstance(value, TracedMemory):
-                value = dataclasses.asdict(value)
-            elif isinstance(value, tuple):
-                value = list(value)
-            elif isinstance(value, Mapping):
-                value = dict(value)
-            out[f.name] = value
-        return out
+        return json_fields(self, skip=("rebuild", "timeline"), convert={"traced_memory_bytes": dataclasses.asdict})
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> BuiltOptions:

@@ -130,18 +130,7 @@ def cache_key(kind: str, key: Mapping[str, Any]) -> str:
 
 def _to_json(w: Workload) -> dict[str, Any] | None:
     """The workload as JSON-safe data (``None`` when an option is not plain data; such builds are not cached)."""
-    out: dict[str, Any] = {}
-    for f in dataclasses.fields(w):
-        value = getattr(w, f.name)
-        if f.name in ("ops", "decode_ops"):
-            value = [op.to_dict() for op in value]
-        elif f.name == "options":
-            value = value.to_dict()
-        elif isinstance(value, Mapping):
-            value = dict(value)
-        elif isinstance(value, tuple):
-            value = list(value)
-        out[f.name] = value
+    out = w.field_data()
     try:
         json.dumps(out, allow_nan=False)
     except (TypeError, ValueError):
