@@ -42,22 +42,27 @@ WINOGRAD_SOURCE = (f"3x3 stride-1 fp32 convolutions on CUDA cores run cuDNN's Wi
 #: descriptor carries no math mode (aten/src/ATen/miopen/Descriptors.h: data type, mode, padding, strides,
 #: dilation, groups), so MIOpen runs fp32 math, its xdlops implicit-GEMM solvers on the matrix cores at the FP32
 #: matrix rate (the vector peak x ``fp32_matrix``), never AMD's xf32; ``vector``: the FP32 units at the GEMM figure.
+#: Off the tensor-core (16-bit / TF32) path a convolution's implicit GEMMs tile as the fp32 GEMMs on the same units
+#: do (``gemm.SIMT_TILES``, any alignment): a rate a quarter of the 16-bit one is fed fully by small tiles.  CDNA 2's
+#: fp32 matrix path measures so: MI210 square fp32 matmuls at 1024^3 run at 0.92 of their 4096^3 rate where fp16's
+#: run at 0.53 (PyTorch 2.13 + ROCm 7.2, one script: zzc0721/torch-performance-test-data#195); rocBLAS SGEMM 30.1
+#: vs 32.3 TFLOP/s, 0.93 (ROCm/rocm-libraries#9453, at 1,635-1,700 MHz).
 CONV_FP32_MATHS: tuple[str, ...] = ("tf32", "matrix", "vector")
 CONV_FP32_SOURCE = ("fp32 convolutions on ROCm run fp32 math (PyTorch's MIOpen descriptor sets no TF32 / xf32 mode): "
                     "MIOpen's xdlops solvers on the matrix cores at the FP32 matrix rate")
 
 
 def fp32_conv_rate(spec: Any, eff: Any, vector_held: float) -> tuple[float, float, bool]:
-    """(peak FLOP/s, efficiency, on matrix units) of an fp32 convolution on ``spec`` (``eff``: its profile).
+    """(peak FLOP/s, efficiency, on tensor-core tiles) of an fp32 convolution on ``spec`` (``eff``: its profile).
 
     ``vector_held``: the FP32 vector peak at the sustained clock.  ``eff.conv_fp32_math`` is one of
-    ``CONV_FP32_MATHS``.
+    ``CONV_FP32_MATHS``; only TF32 runs the tensor-core tiles (CDNA's fp32 matrix path tiles as its fp32 GEMMs do).
     """
     math = eff.conv_fp32_math
     if math == "tf32" and spec.tf32_tflops:
         return spec.tf32_tflops * 1e12 * eff.clock, eff.conv, True
     if math == "matrix":
-        return vector_held * eff.fp32_matrix, eff.conv, True
+        return vector_held * eff.fp32_matrix, eff.conv, False
     return vector_held, eff.matmul, False
 
 

@@ -246,7 +246,8 @@ def matmul_seconds(op: PreparedOp, rates: CardRates, flops: float, peak: float, 
                 else 0.0)
         if len(plan) > 2 and base:  # off the 16-byte grid: tensor-core kernels fall back to align-1/2/4 ones
             return unaligned_seconds(shapes, reps, rate_flops=peak, fallback_flops=base * plan[2], sms=sms)
-        simt = cls == MATMUL_VECTOR or (cls == TENSOR and not rates.tensor_cores)
+        simt = (cls == MATMUL_VECTOR or (cls == TENSOR and not rates.tensor_cores)
+                or (cls in CONV_CLASSES and rates.conv_simt))
         seconds: float = reps * sum(shape_seconds(g, rate_flops=peak, sms=sms, simt=simt) for g in shapes)
         return seconds
     if dim and cls != VECTOR:

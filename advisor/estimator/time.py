@@ -64,6 +64,7 @@ class CardRates:
     tensor_cores: bool = True  # the precision's matmuls run on tensor cores (else the CUDA cores' SIMT tiles)
     unaligned_flops: float = 0.0  # rate of an align-1 GEMM, doubling per alignment step (0: not modelled)
     unaligned_conv_flops: float = 0.0  # the same for convolutions (their peak: conv.fp32_conv_rate for fp32)
+    conv_simt: bool = False  # convolutions off the tensor-core tiles tile as the fp32 GEMMs do (conv.CONV_FP32_MATHS)
     bn_elements_s: float = 0.0  # NCHW batch-norm elements per second (0: priced by its bytes)
     layout_transposes: bool = False  # cuDNN tensor-core convs transpose NCHW tensors (NVIDIA Volta and later)
     transpose_bytes_s: float = 0.0  # bytes/s of those transposes: the bandwidth, or their element rate if slower
@@ -126,6 +127,7 @@ def card_rates(spec: Any, precision: str, eff: Any, tensor_peak: float, vector_p
                       unaligned_flops=tensor_peak * unaligned_fraction(eff.unaligned) if tensor_cores else 0.0,
                       unaligned_conv_flops=conv_peak / (eff.clock or 1.0) * unaligned_fraction(eff.unaligned)
                       if conv_tensor_cores and has_tensor_cores(spec) else 0.0,
+                      conv_simt=not (conv_tensor_cores and has_tensor_cores(spec)),
                       bn_elements_s=low_cycles * BN_NCHW_ELEMENTS_PER_SM_CYCLE,
                       layout_transposes=eff.layout_transposes and conv_tensor_cores,
                       transpose_bytes_s=min(bw, transpose_s) if transpose_s else bw, step_latency_s=RECURRENT_STEP_S,
