@@ -192,7 +192,8 @@ def replay(allocations: Mapping[str, Any], optimizer: str | None, *, workspaces:
         allocations: ``params`` (``[nbytes, trainable]`` per parameter/buffer), ``inputs`` (nbytes),
             ``step`` (the forward + backward in order: ``n >= 0`` allocates ``n`` bytes, ``-(i + 1)`` frees the
             ``i``-th allocation of the step) and ``grads`` (indexes of the step's allocations that are
-            gradients: they live until the next step's ``zero_grad``).
+            gradients: they live until the next step's ``zero_grad``); ``loaded_in_dtype`` (optional): the
+            parameters are loaded in their own dtype (``cast_from_fp32`` does not apply).
         optimizer: the optimizer (``None``: an inference step, no gradients, no optimizer).
         workspaces: the process's library workspaces (allocated first, held throughout).
         cast_from_fp32: the parameters are built in fp32 and cast one by one (a 16-bit model).
@@ -207,7 +208,9 @@ def replay(allocations: Mapping[str, Any], optimizer: str | None, *, workspaces:
     for n in workspaces:
         sim.malloc(int(n))
     params = [(int(n), bool(t)) for n, t in allocations["params"]]
-    if cast_from_fp32:  # the whole model is built in fp32, then ``module.to(dtype)`` casts it tensor by tensor
+    # a step whose parameters are read from a checkpoint in their own dtype (``loaded_in_dtype``) is never cast
+    if cast_from_fp32 and not allocations.get("loaded_in_dtype"):
+        # the whole model is built in fp32, then ``module.to(dtype)`` casts it tensor by tensor
         built = [sim.malloc(2 * n) for n, _ in params]
         for (n, _), block in zip(params, built, strict=True):
             sim.malloc(n)

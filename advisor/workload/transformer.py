@@ -334,7 +334,8 @@ def _built_options(arch: TransformerArch, r: _Resolved, name: str, source: Liter
         # the step's allocations in order, for the caching-allocator replay (advisor.workload.step_timeline)
         timeline=builder_timeline(arch, b=st.b, s=st.s, train=st.train, precision=r.opts.precision,
                                   gen_len=r.gen_len, lora=bool(st.lora_rank), flash=st.flash,
-                                  checkpointing=st.gradient_checkpointing, quantized=bool(st.quantize_base)))
+                                  checkpointing=st.gradient_checkpointing, quantized=bool(st.quantize_base),
+                                  last_logit=st.last_logit, repeat_kv=st.repeat_kv))
 
 
 __all__ = ["ATTENTIONS", "DECODERS", "DEFAULT_GEN_LEN", "FAMILIES", "LORA_TARGETS", "OPTIMIZER_PASS_BYTES",
