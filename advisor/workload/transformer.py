@@ -245,8 +245,8 @@ def _memory_assumptions(arch: TransformerArch, r: _Resolved, attention: str) -> 
             "activations: every tensor autograd saves, tallied per block (Korthikanti et al. 2022: "
             "s*b*h*(34 + 5*a*s/h) bytes for a GPT-2 block with dropout at 16-bit)"
             + (", with flash/SDPA attention the s x s scores are not kept (only logsumexp, fp32)" if st.flash else "")
-            + ("; gradient checkpointing keeps each block's input plus one block's full activations"
-               if st.gradient_checkpointing else ""))
+            + ("; gradient checkpointing keeps each block's input (a recomputed block's activations beyond the "
+               "head's saved tensors are a temporary of the backward)" if st.gradient_checkpointing else ""))
         out.append("transient: the larger of the largest per-block temporary and what the loss's backward "
                    "holds (the gradients of the log-probabilities and of the logits, in the loss's dtypes) "
                    "beyond the parameter gradients, none of which exists yet when it runs"
