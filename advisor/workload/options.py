@@ -19,13 +19,16 @@ from typing import TYPE_CHECKING, Any
 
 from advisor.errors import AdvisorError, EstimateError, WorkloadError
 from advisor.numbers import real_number, show, whole_number
+from advisor.optimizers import OPTIMIZER_NAMES
 from advisor.records import json_fields
 
 if TYPE_CHECKING:
     from advisor.workload.base import Workload
 
 PRECISIONS: tuple[str, ...] = ("fp32", "tf32", "fp16", "bf16", "amp-fp16", "amp-bf16", "fp8", "int8", "int4")
-OPTIMIZERS: tuple[str, ...] = ("sgd", "sgd-momentum", "adam", "adamw", "adafactor", "adamw-8bit")
+#: Optimizer names: the update and how its kernels are issued (``advisor.optimizers``: foreach, fused, a per-parameter
+#: loop; ``adamw-hf`` and ``bertadam`` are Hugging Face's and NVIDIA's BERT loops).
+OPTIMIZERS: tuple[str, ...] = tuple(OPTIMIZER_NAMES)
 MODES: tuple[str, ...] = ("train", "infer")
 #: Multi-GPU strategies (``advisor.estimator.parallel`` prices them).
 PARALLELISMS: tuple[str, ...] = ("ddp", "zero1", "zero2", "zero3", "fsdp", "tp")
