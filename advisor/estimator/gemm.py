@@ -121,7 +121,7 @@ SIMT_LDS_EXPOSED = 0.3
 SIMT_SATURATION_WARPS = 6.0
 #: cuBLAS splits K only for GEMMs deeper than this relative to their output (K > this x sqrt(M N)): NeuSight's train
 #: split, A100's grids (``gridDim.z`` > 1 in 0-6% of its rows with K <= 2 sqrt(M N), 55-100% of the deeper ones
-#: with fewer output tiles than SMs).
+#: whose output tiles fill under half its SMs).
 SPLIT_K_DEPTH = 2.0
 #: ... and while the split grid stays within this many CTAs an SM (NeuSight's train split: A100's split grids hold a
 #: median 3.1 CTAs an SM, 7.9 at the 90th percentile; V100's and T4's 9.4 / 12.4 at the median).
