@@ -49,7 +49,7 @@ WINOGRAD_SOURCE = (f"3x3 stride-1 fp32 convolutions on CUDA cores run cuDNN's Wi
 #: vs 32.3 TFLOP/s, 0.93 (ROCm/rocm-libraries#9453, at 1,635-1,700 MHz).
 CONV_FP32_MATHS: tuple[str, ...] = ("tf32", "matrix", "vector")
 CONV_FP32_SOURCE = ("fp32 convolutions on ROCm run fp32 math (PyTorch's MIOpen descriptor sets no TF32 / xf32 mode): "
-                    "MIOpen's xdlops solvers on the matrix cores at the FP32 matrix rate")
+                    "MIOpen's xdlops solvers on the matrix cores at the FP32 matrix rate, tiled as its fp32 GEMMs")
 
 
 def fp32_conv_rate(spec: Any, eff: Any, vector_held: float) -> tuple[float, float, bool]:
