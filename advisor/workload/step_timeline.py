@@ -15,7 +15,9 @@ from collections.abc import Callable
 from typing import Any
 
 from advisor.workload.arch import TransformerArch
+from advisor.workload.step_generate import generate
 from advisor.workload.step_tape import Program, StepSpec, Tape, Tensor
+from advisor.workload.step_timeline_moe import SparseMoe
 from advisor.workload.transformer_ops import cross_entropy
 
 
@@ -98,6 +100,10 @@ class _Llama(Program):
         tape.drop(prod)
         return out
 
+    def mlp_weights(self) -> dict[str, tuple[Tensor, Tensor | None]]:
+        shapes = self.arch.linear_shapes()
+        return {k: self.weight(*shapes[k]) for k in ("gate", "up", "down")}
+
     def block(self, x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
         arch, tape, sp = self.arch, self.tape, self.spec
         shapes = arch.linear_shapes()
@@ -108,7 +114,7 @@ class _Llama(Program):
         tape.drop(h)
         x2 = tape.one(sp.tokens * arch.hidden_size * sp.res_b, [x, a])
         tape.drop(a)
-        ws = {k: self.weight(*shapes[k]) for k in ("gate", "up", "down")}
+        ws = self.mlp_weights()
         h = self.norm(x2, tape.param(arch.hidden_size * sp.p_b, True))
         m = self.mlp(h, h_b, ws)
         tape.drop(h)
@@ -122,20 +128,26 @@ class _Llama(Program):
         hd, v = arch.hidden_size, arch.vocab_size
         table = tape.param(v * hd * sp.p_b, True)
         embeds = x = tape.one(sp.tokens * hd * sp.p_b, [table])
-        if arch.family == "gemma":  # hidden_states = inputs_embeds * normalizer (inputs_embeds lives on)
+        if arch.family == "gemma":  # hidden_states = inputs_embeds * normalizer
             x = tape.one(sp.tokens * hd * sp.res_b, [embeds])
+        else:  # hidden_states = inputs_embeds: the model's forward holds both names to its end
+            embeds.refs += 1
         cs_b = 4 if sp.amp else sp.a_b
         cos, sin = (tape.one(sp.s * arch.head_dim * cs_b) for _ in range(2))
-        for _ in range(arch.num_layers):  # the loop holds hidden_states until the layer returns
+        for _ in range(arch.num_layers):
             y = self.layer(self.block, x, cos, sin)
-            tape.drop(x)
+            tape.drop(x)  # the loop's hidden_states: the layer's input lives until the layer returns
             x = y
         h = self.norm(x, tape.param(hd * sp.p_b, True))
-        tape.drop(x, cos, sin, *(() if embeds is x else (embeds,)))
-        head = (table, None) if arch.tie_word_embeddings else self.weight(hd, v, False)
-        logits = self.linear(h, 4 if sp.amp else sp.a_b, head, hd, v)
+        tape.drop(x, cos, sin, embeds)
+        lm_head = (table, None) if arch.tie_word_embeddings else self.weight(hd, v, False)
+        logits = self.head(h, 4 if sp.amp else sp.a_b, lm_head, hd, v)
         tape.drop(h)
         return logits
+
+
+class _Mixtral(SparseMoe, _Llama):
+    """Mixtral: Mistral's blocks with the sparse MoE block (``advisor.workload.step_timeline_moe``) for the MLP."""
 
 
 class _LayerNormed(Program):
@@ -233,7 +245,7 @@ class _Gpt2(_LayerNormed):
             x = y
         h = self.layer_norm(x)
         tape.drop(x, embeds, pos)  # GPT2Model.forward's locals die when it returns
-        logits = self.linear(h, 4 if sp.amp else sp.a_b, (table, None), hd, v)
+        logits = self.head(h, 4 if sp.amp else sp.a_b, (table, None), hd, v)
         tape.drop(h)
         return logits
 
@@ -299,7 +311,7 @@ class _Bert(_LayerNormed):
         tape.drop(t)
         h = self.layer_norm(g)
         tape.drop(g)
-        logits = self.linear(h, sp.res_b, (table, tape.param(v * sp.p_b, True)), hd, v)
+        logits = self.head(h, sp.res_b, (table, tape.param(v * sp.p_b, True)), hd, v)
         tape.drop(h)
         self.cache.append(x)  # sequence_output: part of the model's output, dropped with it
         return logits
@@ -316,31 +328,35 @@ class _Bert(_LayerNormed):
         return loss
 
 
-#: The families each programme writes (dense, sequential blocks; the rest keep the fitted allocator share).
+#: The families each programme writes (sequential blocks, Mixtral's sparse MoE; the rest keep the fitted allocator
+#: share).
 PROGRAMS: dict[str, type[_Llama] | type[_Gpt2] | type[_Bert]] = {
-    "llama": _Llama, "mistral": _Llama, "qwen2": _Llama, "gemma": _Llama, "gpt2": _Gpt2, "bert": _Bert}
+    "llama": _Llama, "mistral": _Llama, "qwen2": _Llama, "gemma": _Llama, "mixtral": _Mixtral, "gpt2": _Gpt2,
+    "bert": _Bert}
 
 
 def timeline_covers(spec: StepSpec, *, lora: bool, flash: bool, quantized: bool) -> bool:
     """Whether ``timeline`` writes this step."""
     arch = spec.arch
-    return not (arch.family not in PROGRAMS or arch.num_experts or arch.parallel_block or not flash or lora
-                or quantized or (arch.kind == "encoder" and not arch.mlm_head))
+    return not (arch.family not in PROGRAMS or (arch.num_experts and arch.family != "mixtral") or arch.parallel_block
+                or not flash or lora or quantized or (arch.kind == "encoder" and not arch.mlm_head))
 
 
 def timeline(spec: StepSpec, *, lora: bool = False, flash: bool = True,
              quantized: bool = False) -> dict[str, Any] | None:
     """The step's allocations in order (``advisor.estimator.allocator.replay``'s input), or ``None`` where not written.
 
-    Written: ``PROGRAMS``' families (BERT with its masked-LM head), dense, with SDPA attention: full training (its loss
+    Written: ``PROGRAMS``' families (BERT with its masked-LM head), with SDPA attention: full training (its loss
     as transformers 5 computes it, in the forward; under ``spec.checkpointing`` every layer checkpointed as
-    transformers does, ``Tape.checkpoint``) or a forward over the sequence (``gen_len=0``: its logits and a decoder's
-    DynamicCache live to the end).
+    transformers does, ``Tape.checkpoint``), a forward over the sequence (``gen_len=0``: its logits and a decoder's
+    DynamicCache live to the end), or a generation (``spec.gen_len``: ``step_generate.generate``).
     """
     if not timeline_covers(spec, lora=lora, flash=flash, quantized=quantized):
         return None
     tape = Tape(spec.train)
     model = PROGRAMS[spec.arch.family](tape, spec)
+    if spec.gen_len and not spec.train:  # generate(): the prefill, then the decode steps' cache growth
+        return generate(model)
     logits = model.forward()
     loss = model.loss(logits) if spec.train else None  # in the forward (labels given), under autocast
     model.end_forward()
@@ -360,17 +376,24 @@ _DTYPES = {"fp32": (4, 4, False), "tf32": (4, 4, False), "fp16": (2, 2, False), 
 
 
 def builder_timeline(arch: TransformerArch, *, b: int, s: int, train: bool, precision: str, gen_len: int | None,
-                     lora: bool, checkpointing: bool, flash: bool, quantized: bool) -> Callable[[], Any] | None:
+                     lora: bool, checkpointing: bool, flash: bool, quantized: bool, last_logit: bool = True,
+                     repeat_kv: bool = False) -> Callable[[], Any] | None:
     """The closed-form builder's step as a deferred timeline (``options.timeline``), or ``None`` where not written.
 
-    Deferred: a workload built for a batch it is never priced at costs nothing.  A generating inference
-    (``gen_len`` > 0) is not written yet.
+    Deferred: a workload built for a batch it is never priced at costs nothing.  A generating inference (``gen_len``
+    > 0) is transformers 5's ``generate()`` (``advisor.workload.step_generate``: the prefill's head over the last
+    position, then the cache grown).  Not written: a loop over the model's plain forward (``last_logit=False``: the
+    only measured one, validate's zoo GPT-2, caches views of its fused q|k|v projection, as the closed form's
+    ``kv_cache_peak_bytes`` prices, where transformers 5 copies the keys and values) and ``repeat_kv``
+    (transformers < 4.48's copies of the grouped keys and values).
     """
-    if precision not in _DTYPES or (not train and gen_len) or arch.kind == "encoder-decoder":
+    generating = bool(gen_len) and not train
+    if precision not in _DTYPES or arch.kind == "encoder-decoder" or (generating and (repeat_kv or not last_logit)):
         return None
     p_b, a_b, amp = _DTYPES[precision]
     cache = arch.kind == "decoder" and not (train and checkpointing)
-    spec = StepSpec(arch, b, s, train, amp, a_b, p_b, use_cache=cache, checkpointing=train and checkpointing)
+    spec = StepSpec(arch, b, s, train, amp, a_b, p_b, use_cache=cache, checkpointing=train and checkpointing,
+                    logits_to_keep=1 if generating else 0, gen_len=(gen_len or 0) if generating else 0)
     if not timeline_covers(spec, lora=lora, flash=flash, quantized=quantized):
         return None
     return functools.partial(_timeline_of, spec)

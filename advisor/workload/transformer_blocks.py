@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from advisor.workload.arch import TransformerArch
 from advisor.workload.aten_ops import FUSED_ATTENTION_BACKWARD_WORK, fused_attention_work
 from advisor.workload.base import OpCost
-from advisor.workload.moe import add_moe_block, moe_shape
+from advisor.workload.moe import AFTER_LAST_SAVE, add_moe_block, moe_shape
 from advisor.workload.qlora import add_dequant
 from advisor.workload.transformer_ops import (
     OpList,
@@ -25,7 +25,7 @@ from advisor.workload.transformer_ops import (
 
 
 def checkpoint_recompute(fwd: Sequence[OpCost], *, layers: tuple[str, ...], last_linear: str, saves_after: bool,
-                         last_adds: Mapping[str, int]) -> list[OpCost]:
+                         last_adds: Mapping[str, int], after_last_save: tuple[str, ...] = ()) -> list[OpCost]:
     """What checkpointed layers run again in backward: each one's forward up to the last tensor autograd saves.
 
     torch.utils.checkpoint, non-reentrant, as transformers' ``gradient_checkpointing_enable()`` and the tracer run it
@@ -36,13 +36,15 @@ def checkpoint_recompute(fwd: Sequence[OpCost], *, layers: tuple[str, ...], last
     and never runs again (``last_adds``: a residual group's name -> its adds per block, the last left out).
 
     ``layers``: the name prefixes of the ops the checkpointed layers run (T5's first block computes its stack's
-    relative position bias too).
+    relative position bias too); ``after_last_save``: name suffixes of other ops after a block's last saved tensor
+    (a MoE block's unpermute and what follows it).
     """
     out = []
     for op in fwd:
         if not op.name.startswith(layers):
             continue
-        if not saves_after and op.kind == "matmul" and op.name.endswith(last_linear):
+        if (not saves_after and op.kind == "matmul" and op.name.endswith(last_linear)) \
+                or op.name.endswith(after_last_save):
             continue
         per = last_adds.get(op.name)
         if per:  # the block's last add is not run again
@@ -133,12 +135,13 @@ class StepOps:
 
         A pre-norm block without hidden dropout (Llama's) ends in the down projection and the residual add: neither
         runs again.  A block ending in a dropout (its mask saved: GPT-2), a norm (BERT's post-norm: its adds come
-        before it), a parallel block's or an MoE's saved tensors recomputes all but its last add.
+        before it) or a parallel block's saved tensors recomputes all but its last add; a MoE block
+        (``advisor.workload.moe``) all up to its unpermute.
         """
         arch = self.arch
         saves_after = bool(arch.dropout or arch.parallel_block or arch.family == "bert" or arch.num_experts)
         return checkpoint_recompute(self.ops.fwd, layers=("layers.", "encoder.", "decoder."), last_linear=".mlp.down",
-                                    saves_after=saves_after,
+                                    saves_after=saves_after, after_last_save=AFTER_LAST_SAVE,
                                     last_adds={} if arch.family == "bert" else {"layers.*.residual": 2})
 
     def heads(self, tokens: int) -> None:
