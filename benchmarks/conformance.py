@@ -172,9 +172,15 @@ def traced(cfg: Mapping[str, Any], mode: str, precision: str, step: str = "full"
         kwargs["decoder_input_ids"] = x
     if step in ("prefill", "decode"):
         kwargs.update(use_cache=True, logits_to_keep=1)
-    return trace_module(model, (x,), example_kwargs=kwargs, mode=mode, precision=precision,
-                        optimizer="adamw" if mode == "train" else None, seq_len=x.shape[1],
-                        step_loss=(lambda out, _inputs: out.loss) if mode == "train" else None)
+    w = trace_module(model, (x,), example_kwargs=kwargs, mode=mode, precision=precision,
+                     optimizer="adamw" if mode == "train" else None, seq_len=x.shape[1],
+                     step_loss=(lambda out, _inputs: out.loss) if mode == "train" else None)
+    if step in ("prefill", "decode") and w.options.allocations:
+        # generate() runs a model from_pretrained loads in its own dtype (advisor.workload.step_generate): no fp32
+        # build and cast before the step, on either side
+        w = dataclasses.replace(w, options=dataclasses.replace(
+            w.options, allocations={**w.options.allocations, "loaded_in_dtype": True}))
+    return w
 
 
 def _filled_cache(transformers: Any, config: Any, positions: int, precision: str) -> Any:

@@ -72,8 +72,9 @@ def test_the_closed_form_replays_its_timeline_where_it_has_one() -> None:
     est = estimate(w, gpu="H100 SXM5 80GB", calibration="none")
     assert any("caching allocator: reserved beyond allocated from PyTorch's caching-allocator rules" in a
                for a in est.assumptions)
-    # not written: a generating inference, LoRA, checkpointing, a bare encoder (the fitted share then)
-    for kw in ({"mode": "infer", "gen_len": 16}, {"mode": "train", "lora_rank": 8},
+    # not written: a generating loop over the plain forward (generate()'s is: tests/test_step_timeline_generate.py),
+    # LoRA, checkpointing, a bare encoder (the fitted share then)
+    for kw in ({"mode": "infer", "gen_len": 16, "prefill_logits": "all"}, {"mode": "train", "lora_rank": 8},
                {"mode": "train", "gradient_checkpointing": True}):
         assert build_transformer(arch, name="x", batch_size=2, seq_len=64, **kw).options.timeline is None
     bert = TransformerArch("bert", 2, 64, 4, 4, 16, 256, 100, True, False, norm_bias=True, pooler=True,

@@ -147,6 +147,10 @@ class StepSpec:
     a_b: int  # compute dtype (16-bit copies under amp)
     p_b: int  # parameters' dtype (fp32 masters under amp)
     use_cache: bool  # a causal LM's forward fills transformers' DynamicCache
+    #: the positions the LM head computes logits for (transformers' ``logits_to_keep``; 0: every position)
+    logits_to_keep: int = 0
+    #: tokens generated after the forward (``advisor.workload.step_generate``; 0: the forward alone)
+    gen_len: int = 0
 
     @property
     def res_b(self) -> int:
@@ -156,6 +160,11 @@ class StepSpec:
     @property
     def tokens(self) -> int:
         return self.b * self.s
+
+    @property
+    def head_tokens(self) -> int:
+        """The positions the LM head runs over: ``logits_to_keep`` per sequence, or every position."""
+        return self.b * min(self.logits_to_keep, self.s) if self.logits_to_keep else self.tokens
 
 
 class Program:
@@ -182,18 +191,31 @@ class Program:
             wc.refs += 1
         return wc
 
-    def linear(self, x: Tensor, x_b: int, w: tuple[Tensor, Tensor | None], n_in: int, n_out: int) -> Tensor:
-        """``x @ W (+ b)`` over the tokens; under amp the weight, the bias and an fp32 input cast to 16 bits."""
+    def linear(self, x: Tensor, x_b: int, w: tuple[Tensor, Tensor | None], n_in: int, n_out: int,
+               tokens: int | None = None) -> Tensor:
+        """``x @ W (+ b)`` over the tokens; under amp the weight, the bias and an fp32 input cast to 16 bits.
+
+        ``tokens``: over that many rows of ``x`` (a view of its last positions), not every token.
+        """
         tape, sp = self.tape, self.spec
+        rows = sp.tokens if tokens is None else tokens
         weight, bias = w
         if not sp.amp:
-            return tape.one(sp.tokens * n_out * sp.a_b, [x, weight] + ([bias] if bias else []), saved=[x, weight])
+            return tape.one(rows * n_out * sp.a_b, [x, weight] + ([bias] if bias else []), saved=[x, weight])
         wc = self.cast_weight(weight)
         bc = [self.cast_weight(bias)] if bias else []
-        xc = tape.one(sp.tokens * n_in * 2, [x]) if x_b == 4 else x
-        y = tape.one(sp.tokens * n_out * sp.a_b, [xc, wc, *bc], saved=[xc, wc])
+        xc = tape.one(rows * n_in * 2, [x]) if x_b == 4 else x
+        y = tape.one(rows * n_out * sp.a_b, [xc, wc, *bc], saved=[xc, wc])
         tape.drop(*(t for t in (xc,) if t is not x), wc, *bc)
         return y
+
+    def head(self, h: Tensor, h_b: int, w: tuple[Tensor, Tensor | None], n_in: int, n_out: int) -> Tensor:
+        """The LM head: ``lm_head(hidden_states[:, -logits_to_keep:, :])``, as transformers 5's causal LMs run it.
+
+        The slice is a view (the matmul reads it strided); the logits come in the dtype the linear returns; every
+        position without ``logits_to_keep``.
+        """
+        return self.linear(h, h_b, w, n_in, n_out, tokens=self.spec.head_tokens)
 
     def end_forward(self) -> None:
         """The autocast region ends: its weight cache cleared."""

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from advisor.workload.arch import TransformerArch
+from advisor.workload.step_generate import generate
 from advisor.workload.step_tape import Program, StepSpec, Tape, Tensor
 from advisor.workload.step_timeline_moe import SparseMoe
 from advisor.workload.transformer_ops import cross_entropy
@@ -112,7 +113,7 @@ class _Llama(Program):
         a = self.self_attention(h, h_b, ws, cos, sin)
         tape.drop(h)
         x2 = tape.one(sp.tokens * arch.hidden_size * sp.res_b, [x, a])
-        tape.drop(x, a)
+        tape.drop(a)
         ws = self.mlp_weights()
         h = self.norm(x2, tape.param(arch.hidden_size * sp.p_b, True))
         m = self.mlp(h, h_b, ws)
@@ -127,16 +128,20 @@ class _Llama(Program):
         hd, v = arch.hidden_size, arch.vocab_size
         table = tape.param(v * hd * sp.p_b, True)
         embeds = x = tape.one(sp.tokens * hd * sp.p_b, [table])
-        if arch.family == "gemma":  # hidden_states = inputs_embeds * normalizer (inputs_embeds lives on)
+        if arch.family == "gemma":  # hidden_states = inputs_embeds * normalizer
             x = tape.one(sp.tokens * hd * sp.res_b, [embeds])
+        else:  # hidden_states = inputs_embeds: the model's forward holds both names to its end
+            embeds.refs += 1
         cs_b = 4 if sp.amp else sp.a_b
         cos, sin = (tape.one(sp.s * arch.head_dim * cs_b) for _ in range(2))
         for _ in range(arch.num_layers):
-            x = self.block(x, cos, sin)
+            y = self.block(x, cos, sin)
+            tape.drop(x)  # the loop's hidden_states: the layer's input lives until the layer returns
+            x = y
         h = self.norm(x, tape.param(hd * sp.p_b, True))
-        tape.drop(x, cos, sin, *(() if embeds is x else (embeds,)))
-        head = (table, None) if arch.tie_word_embeddings else self.weight(hd, v, False)
-        logits = self.linear(h, 4 if sp.amp else sp.a_b, head, hd, v)
+        tape.drop(x, cos, sin, embeds)
+        lm_head = (table, None) if arch.tie_word_embeddings else self.weight(hd, v, False)
+        logits = self.head(h, 4 if sp.amp else sp.a_b, lm_head, hd, v)
         tape.drop(h)
         return logits
 
@@ -238,7 +243,7 @@ class _Gpt2(_LayerNormed):
             x = self.block(x)
         h = self.layer_norm(x)
         tape.drop(x, embeds, pos)  # GPT2Model.forward's locals die when it returns
-        logits = self.linear(h, 4 if sp.amp else sp.a_b, (table, None), hd, v)
+        logits = self.head(h, 4 if sp.amp else sp.a_b, (table, None), hd, v)
         tape.drop(h)
         return logits
 
@@ -304,7 +309,7 @@ class _Bert(_LayerNormed):
         tape.drop(t)
         h = self.layer_norm(g)
         tape.drop(g)
-        logits = self.linear(h, sp.res_b, (table, tape.param(v * sp.p_b, True)), hd, v)
+        logits = self.head(h, sp.res_b, (table, tape.param(v * sp.p_b, True)), hd, v)
         tape.drop(h)
         self.cache.append(x)  # sequence_output: part of the model's output, dropped with it
         return logits
@@ -340,13 +345,15 @@ def timeline(spec: StepSpec, *, lora: bool = False, checkpointing: bool = False,
     """The step's allocations in order (``advisor.estimator.allocator.replay``'s input), or ``None`` where not written.
 
     Written: ``PROGRAMS``' families (BERT with its masked-LM head), with SDPA attention: full training (its loss
-    as transformers 5 computes it) or a forward over the sequence (``gen_len=0``: its logits and a decoder's
-    DynamicCache live to the end).
+    as transformers 5 computes it), a forward over the sequence (``gen_len=0``: its logits and a decoder's
+    DynamicCache live to the end), or a generation (``spec.gen_len``: ``step_generate.generate``).
     """
     if not timeline_covers(spec, lora=lora, checkpointing=checkpointing, flash=flash, quantized=quantized):
         return None
     tape = Tape(spec.train)
     model = PROGRAMS[spec.arch.family](tape, spec)
+    if spec.gen_len and not spec.train:  # generate(): the prefill, then the decode steps' cache growth
+        return generate(model)
     logits = model.forward()
     model.end_forward()
     if spec.train:  # the model's output (its logits and DynamicCache) dropped before backward
@@ -366,17 +373,24 @@ _DTYPES = {"fp32": (4, 4, False), "tf32": (4, 4, False), "fp16": (2, 2, False), 
 
 
 def builder_timeline(arch: TransformerArch, *, b: int, s: int, train: bool, precision: str, gen_len: int | None,
-                     lora: bool, checkpointing: bool, flash: bool, quantized: bool) -> Callable[[], Any] | None:
+                     lora: bool, checkpointing: bool, flash: bool, quantized: bool, last_logit: bool = True,
+                     repeat_kv: bool = False) -> Callable[[], Any] | None:
     """The closed-form builder's step as a deferred timeline (``options.timeline``), or ``None`` where not written.
 
-    Deferred: a workload built for a batch it is never priced at costs nothing.  A generating inference
-    (``gen_len`` > 0) is not written yet.
+    Deferred: a workload built for a batch it is never priced at costs nothing.  A generating inference (``gen_len``
+    > 0) is transformers 5's ``generate()`` (``advisor.workload.step_generate``: the prefill's head over the last
+    position, then the cache grown).  Not written: a loop over the model's plain forward (``last_logit=False``: the
+    only measured one, validate's zoo GPT-2, caches views of its fused q|k|v projection, as the closed form's
+    ``kv_cache_peak_bytes`` prices, where transformers 5 copies the keys and values) and ``repeat_kv``
+    (transformers < 4.48's copies of the grouped keys and values).
     """
-    if precision not in _DTYPES or (not train and gen_len) or arch.kind == "encoder-decoder":
+    generating = bool(gen_len) and not train
+    if precision not in _DTYPES or arch.kind == "encoder-decoder" or (generating and (repeat_kv or not last_logit)):
         return None
     p_b, a_b, amp = _DTYPES[precision]
     cache = arch.kind == "decoder" and not (train and checkpointing)
-    spec = StepSpec(arch, b, s, train, amp, a_b, p_b, use_cache=cache)
+    spec = StepSpec(arch, b, s, train, amp, a_b, p_b, use_cache=cache, logits_to_keep=1 if generating else 0,
+                    gen_len=(gen_len or 0) if generating else 0)
     if not timeline_covers(spec, lora=lora, checkpointing=checkpointing, flash=flash, quantized=quantized):
         return None
     return functools.partial(_timeline_of, spec)

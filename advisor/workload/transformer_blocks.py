@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 from advisor.workload.arch import TransformerArch
 from advisor.workload.aten_ops import FUSED_ATTENTION_BACKWARD_WORK, fused_attention_work
 from advisor.workload.base import OpCost
-from advisor.workload.moe import add_moe_block, moe_shape
+from advisor.workload.moe import AFTER_LAST_SAVE, add_moe_block, moe_shape
 from advisor.workload.qlora import add_dequant
 from advisor.workload.transformer_ops import (
     OpList,
@@ -108,7 +108,7 @@ class StepOps:
         inputs are saved before its kernel runs: a pre-norm block without hidden dropout (Llama's) ends in the down
         projection, which saves only its input and weight, and the residual add, which saves nothing; neither runs
         again.  A block ending in a dropout (its mask saved: GPT-2) or a norm (BERT's post-norm) recomputes all but
-        the add.
+        the add; a MoE block (``advisor.workload.moe``) all up to its unpermute.
         """
         arch = self.arch
         skip_down = not (arch.dropout or arch.parallel_block or arch.family == "bert" or arch.num_experts)
@@ -116,7 +116,8 @@ class StepOps:
         for op in self.ops.fwd:
             if not op.name.startswith(("layers.", "encoder.", "decoder.")):
                 continue
-            if skip_down and op.kind == "matmul" and op.name.endswith(".mlp.down"):
+            tail = skip_down and op.kind == "matmul" and op.name.endswith(".mlp.down")
+            if tail or op.name.endswith(AFTER_LAST_SAVE):  # after the block's last saved tensor: not run again
                 continue
             if op.name.endswith(".residual") and arch.family != "bert":  # the block's second add, not the first
                 op = replace(op, bytes=op.bytes / 2, strided_elements=op.strided_elements / 2)
