@@ -8,8 +8,8 @@ For every row of the two regression sets, ``measured / predicted`` step time:
   the evidence level of the row's card's profile (a throughput error e is a time ratio 1 + e).
 
 and prints, per level, the rows, the 5th / 95th percentiles (nearest rank on the sorted ratios) and how many rows
-the current ``RANGE_QUANTILES`` cover.  ``literature`` and ``inherited`` are pooled: the table has too few rows on
-such cards to split them (and none on inherited-profile cards: no end-to-end check exists for those families).
+the current ``RANGE_QUANTILES`` cover.  ``inherited`` has no row (no end-to-end check exists for those families):
+its line says so and gives the set range, which no row measures.
 
     .venv/bin/python benchmarks/range_widths.py
 """
@@ -82,15 +82,14 @@ def main() -> int:
     for part in (replay_ratios(), published_ratios()):
         for level, ratios in part.items():
             pools.setdefault(level, []).extend(ratios)
-    pools["literature+inherited"] = pools.pop("literature", []) + pools.pop("inherited", [])
     print("| evidence | rows | 5th | 95th | RANGE_QUANTILES | inside |")
     print("|---|---:|---:|---:|---|---:|")
-    for level, ratios in pools.items():
+    for level, (qlo, qhi) in RANGE_QUANTILES.items():
+        ratios = pools.get(level, [])
         if not ratios:
+            print(f"| {level} | 0 | - | - | {qlo:.2f}-{qhi:.2f} | not measured |")
             continue
         lo, hi = quantiles(ratios)
-        key = "literature" if level == "literature+inherited" else level
-        qlo, qhi = RANGE_QUANTILES[key]
         inside = sum(qlo <= x <= qhi for x in ratios)
         print(f"| {level} | {len(ratios)} | {lo:.2f} | {hi:.2f} | {qlo:.2f}-{qhi:.2f} | {inside}/{len(ratios)} |")
     import statistics

@@ -192,11 +192,10 @@ def harness():  # type: ignore[no-untyped-def]
 
 
 #: Panel rows (model, case) -> the classes outside the bounds, each listed in docs/conformance.md with its reason:
-#: the caching allocator's share where advisor.workload.step_timeline does not write the step (Mixtral's MoE step:
-#: the closed form's fitted formula against the trace's replayed timeline; issue 25), where the allocated bytes
-#: agree; the eager dispatch table's checkpointed and LoRA counts.
+#: the caching allocator's share where advisor.workload.step_timeline does not write the step (the closed form's
+#: fitted formula against the trace's replayed timeline; issue 25), where the allocated bytes agree; the eager
+#: dispatch table's checkpointed and LoRA counts.
 OPEN: dict[tuple[str, str], set[str]] = {
-    ("mixtral", "forward bf16"): {"peak"}, ("mixtral", "prefill bf16"): {"peak"},
     # checkpointing: GPT-2's reserve (fitted 0.66 GB, replayed 0.16 GB; allocated within 1%); BERT's checkpointed
     # dispatches (-10.3%); T5's and Mixtral's checkpointed blocks (their closed forms' recompute)
     ("gpt2", "train amp-bf16 checkpointing"): {"peak"}, ("bert", "train amp-bf16 checkpointing"): {"dispatched"},

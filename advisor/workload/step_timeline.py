@@ -17,6 +17,7 @@ from typing import Any
 from advisor.workload.arch import TransformerArch
 from advisor.workload.step_generate import generate
 from advisor.workload.step_tape import Program, StepSpec, Tape, Tensor
+from advisor.workload.step_timeline_moe import SparseMoe
 from advisor.workload.transformer_ops import cross_entropy
 
 
@@ -99,6 +100,10 @@ class _Llama(Program):
         tape.drop(prod)
         return out
 
+    def mlp_weights(self) -> dict[str, tuple[Tensor, Tensor | None]]:
+        shapes = self.arch.linear_shapes()
+        return {k: self.weight(*shapes[k]) for k in ("gate", "up", "down")}
+
     def block(self, x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
         arch, tape, sp = self.arch, self.tape, self.spec
         shapes = arch.linear_shapes()
@@ -109,7 +114,7 @@ class _Llama(Program):
         tape.drop(h)
         x2 = tape.one(sp.tokens * arch.hidden_size * sp.res_b, [x, a])
         tape.drop(a)
-        ws = {k: self.weight(*shapes[k]) for k in ("gate", "up", "down")}
+        ws = self.mlp_weights()
         h = self.norm(x2, tape.param(arch.hidden_size * sp.p_b, True))
         m = self.mlp(h, h_b, ws)
         tape.drop(h)
@@ -139,6 +144,10 @@ class _Llama(Program):
         logits = self.head(h, 4 if sp.amp else sp.a_b, lm_head, hd, v)
         tape.drop(h)
         return logits
+
+
+class _Mixtral(SparseMoe, _Llama):
+    """Mixtral: Mistral's blocks with the sparse MoE block (``advisor.workload.step_timeline_moe``) for the MLP."""
 
 
 class _LayerNormed(Program):
@@ -317,23 +326,25 @@ class _Bert(_LayerNormed):
         return loss
 
 
-#: The families each programme writes (dense, sequential blocks; the rest keep the fitted allocator share).
+#: The families each programme writes (sequential blocks, Mixtral's sparse MoE; the rest keep the fitted allocator
+#: share).
 PROGRAMS: dict[str, type[_Llama] | type[_Gpt2] | type[_Bert]] = {
-    "llama": _Llama, "mistral": _Llama, "qwen2": _Llama, "gemma": _Llama, "gpt2": _Gpt2, "bert": _Bert}
+    "llama": _Llama, "mistral": _Llama, "qwen2": _Llama, "gemma": _Llama, "mixtral": _Mixtral, "gpt2": _Gpt2,
+    "bert": _Bert}
 
 
 def timeline_covers(spec: StepSpec, *, lora: bool, checkpointing: bool, flash: bool, quantized: bool) -> bool:
     """Whether ``timeline`` writes this step."""
     arch = spec.arch
-    return not (arch.family not in PROGRAMS or arch.num_experts or arch.parallel_block or not flash or lora
-                or checkpointing or quantized or (arch.kind == "encoder" and not arch.mlm_head))
+    return not (arch.family not in PROGRAMS or (arch.num_experts and arch.family != "mixtral") or arch.parallel_block
+                or not flash or lora or checkpointing or quantized or (arch.kind == "encoder" and not arch.mlm_head))
 
 
 def timeline(spec: StepSpec, *, lora: bool = False, checkpointing: bool = False, flash: bool = True,
              quantized: bool = False) -> dict[str, Any] | None:
     """The step's allocations in order (``advisor.estimator.allocator.replay``'s input), or ``None`` where not written.
 
-    Written: ``PROGRAMS``' families (BERT with its masked-LM head), dense, with SDPA attention: full training (its loss
+    Written: ``PROGRAMS``' families (BERT with its masked-LM head), with SDPA attention: full training (its loss
     as transformers 5 computes it), a forward over the sequence (``gen_len=0``: its logits and a decoder's
     DynamicCache live to the end), or a generation (``spec.gen_len``: ``step_generate.generate``).
     """
