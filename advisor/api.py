@@ -33,7 +33,7 @@ def estimate(model: Any, gpu: str | GpuSpec, *, num_gpus: int = 1, batch_size: i
              example_inputs: Any = None, gen_len: int | None = None, calibration: Any = "auto",
              loader_samples_per_s: float | None = None, dataset_samples: int | None = None, epochs: float = 1,
              total_tokens: float | None = None, specs_dir: str | Path | None = None,
-             runtime: str = "eager", channels_last: bool = False) -> Estimate:
+             runtime: str = "eager", channels_last: bool = False, door: str = "closed") -> Estimate:
     """Peak memory per GPU and step time of ``model`` on ``num_gpus`` x ``gpu``.
 
     Args:
@@ -47,6 +47,8 @@ def estimate(model: Any, gpu: str | GpuSpec, *, num_gpus: int = 1, batch_size: i
         runtime: ``eager`` (PyTorch eager, the default: host dispatch can bound small steps) or ``graph``
             (CUDA graphs / compiled / TensorRT / vLLM / llama.cpp); see ``estimate_workload``.
         channels_last: a CNN trained or run in ``torch.channels_last`` (see ``estimate_workload``).
+        door: how a named transformer is priced: ``closed`` (the closed-form builder, the default) or ``trace`` (its
+            transformers module built from the config and traced, cached; docs/doors.md).
         (others: see DESIGN.md)
 
     Raises:
@@ -56,7 +58,7 @@ def estimate(model: Any, gpu: str | GpuSpec, *, num_gpus: int = 1, batch_size: i
     options = WorkloadOptions(batch_size=batch_size, seq_len=seq_len, image_size=image_size, precision=precision,
                               optimizer=optimizer, mode=mode, gradient_checkpointing=gradient_checkpointing,
                               lora_rank=lora_rank, quantize_base=quantize_base, grad_accum=grad_accum,
-                              gen_len=gen_len)
+                              gen_len=gen_len, door=door)
     options.validate(num_gpus=num_gpus, epochs=epochs, dataset_samples=dataset_samples, total_tokens=total_tokens,
                      loader_samples_per_s=loader_samples_per_s)
     check_runtime(runtime)

@@ -1,6 +1,6 @@
 """Bytes per element at each precision name: the one table the workload builders, the probe and the dashboard read.
 
-Pure data, no imports beyond the errors: importing it is free.  Precision names are
+Pure data, no imports beyond the errors and the optimizer names: importing it is free.  Precision names are
 ``advisor.workload.options.PRECISIONS`` (the probe's kernel precisions are a subset of them).
 
 Not here: what a *parameter* costs in memory (fp32 master weights under AMP, int4 group scales), which is the
@@ -11,6 +11,7 @@ memory model's rule (``advisor.estimator.memory.weight_bytes_per_param``); an NF
 from __future__ import annotations
 
 from advisor.errors import WorkloadError
+from advisor.optimizers import OPTIMIZER_NAMES, algorithm
 
 #: Bytes of one element as the kernels read it: the data type itself.  Under AMP (``amp-*``) the
 #: matmuls run on the 16-bit copy; int4 packs two weights per byte.
@@ -67,6 +68,7 @@ def optimizer_state_bytes(optimizer: str | None, precision: str = "fp32", hidden
         WorkloadError: an unknown optimizer name (the hint lists the accepted ones).
     """
     state = float(master_bytes(precision))
+    name, optimizer = optimizer, algorithm(optimizer) if optimizer is not None else None  # the state: the update's
     if optimizer is None or optimizer == "sgd":
         return 0.0
     if optimizer in ("adam", "adamw"):
@@ -77,5 +79,4 @@ def optimizer_state_bytes(optimizer: str | None, precision: str = "fp32", hidden
         return 2.0 + 2 * 4 / 2048
     if optimizer == "adafactor":
         return 4.0 * max(2.0 / (hidden or 1024), 1 / 64 if hidden is None else 0.0)
-    raise WorkloadError(f"unknown optimizer {optimizer!r}",
-                        "accepted: sgd, sgd-momentum, adam, adamw, adafactor, adamw-8bit")
+    raise WorkloadError(f"unknown optimizer {name!r}", f"accepted: {', '.join(OPTIMIZER_NAMES)}")

@@ -84,7 +84,8 @@ def recommend(model: Any, *, batch_size: int = _DEFAULT.batch_size, seq_len: int
               total_tokens: float | None = _DEFAULT.total_tokens, specs_dir: str | Path | None = _DEFAULT.specs_dir,
               calibration: Any = _DEFAULT.calibration, example_inputs: Any = _DEFAULT.example_inputs,
               loader_samples_per_s: float | None = _DEFAULT.loader_samples_per_s, runtime: str = _DEFAULT.runtime,
-              channels_last: bool = _DEFAULT.channels_last, then: str | None = _DEFAULT.then) -> Recommendation:
+              channels_last: bool = _DEFAULT.channels_last, then: str | None = _DEFAULT.then,
+              door: str = _DEFAULT.door) -> Recommendation:
     """Rank every catalog card x count for a workload.
 
     Args:
@@ -110,6 +111,7 @@ def recommend(model: Any, *, batch_size: int = _DEFAULT.batch_size, seq_len: int
             compiled / TensorRT / vLLM / llama.cpp), as in ``estimate``.
         then: what orders rows that tie on the objective (e.g. every card capped by one data loader):
             ``gpu-speed`` (the GPUs' own rate) or another objective; ``None``: ``advisor.ranking.DEFAULT_THEN``.
+        door: how a named transformer is priced (``closed`` or ``trace``), as in ``estimate``.
 
     Raises:
         UnknownModelError: unknown preset (the message lists the closest names).
@@ -123,7 +125,7 @@ def recommend(model: Any, *, batch_size: int = _DEFAULT.batch_size, seq_len: int
         max_gpus=max_gpus, objective=objective, budget_usd=budget_usd, vendor=vendor, segment=segment, gpus=gpus,
         dataset_samples=dataset_samples, epochs=epochs, total_tokens=total_tokens, specs_dir=specs_dir,
         calibration=calibration, example_inputs=example_inputs, loader_samples_per_s=loader_samples_per_s,
-        runtime=runtime, channels_last=channels_last, then=then))
+        runtime=runtime, channels_last=channels_last, then=then, door=door))
 
 
 def recommend_request(request: RecommendRequest) -> Recommendation:

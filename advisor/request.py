@@ -67,13 +67,15 @@ class RecommendRequest:
     runtime: str = "eager"
     channels_last: bool = False
     then: str | None = None
+    door: str = "closed"
 
     def workload_options(self) -> WorkloadOptions:
         """The workload's keywords as one record (its counts checked when made)."""
         return WorkloadOptions(batch_size=self.batch_size, seq_len=self.seq_len, image_size=self.image_size,
                                precision=self.precision, optimizer=self.optimizer, mode=self.mode,
                                gradient_checkpointing=self.gradient_checkpointing, lora_rank=self.lora_rank,
-                               quantize_base=self.quantize_base, grad_accum=self.grad_accum, gen_len=self.gen_len)
+                               quantize_base=self.quantize_base, grad_accum=self.grad_accum, gen_len=self.gen_len,
+                               door=self.door)
 
     def runtime_options(self) -> dict[str, Any]:
         """The estimator's keywords beyond the workload: runtime, layout, the loader's rate when given."""

@@ -13,8 +13,8 @@ from advisor.workload.base import OpCost, OpKind
 
 #: Where each kind's pricing lives (docs/layout.md's "where do I change X" table says the same).
 HOMES = {"matmul": "gemm", "conv": "conv", "attention": "attention", "recurrent": "recurrent", "norm": "norms",
-         "optimizer": "optimizer", "elementwise": "index_bound", "reduction": "index_bound",
-         "embedding": "index_bound", "communication": "index_bound", "other": "index_bound"}
+         "optimizer": "optimizer", "optimizer_loop": "optimizer", "elementwise": "index_bound",
+         "reduction": "index_bound", "embedding": "index_bound", "communication": "index_bound", "other": "index_bound"}
 
 
 def test_every_op_kind_is_priced_in_its_mechanism_module() -> None:

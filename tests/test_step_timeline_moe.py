@@ -53,8 +53,8 @@ def test_mixtral_is_written_other_moe_families_are_not() -> None:
         assert builder_timeline(_mixtral(), train=train, precision="amp-bf16", **kw) is not None
     other = dataclasses.replace(_mixtral(), family="llama")  # experts on another family: not written
     assert builder_timeline(other, train=True, precision="amp-bf16", **kw) is None
-    ckpt = dict(kw, checkpointing=True)
-    assert builder_timeline(_mixtral(), train=True, precision="amp-bf16", **ckpt) is None  # the fitted share
+    ckpt = dict(kw, checkpointing=True)  # checkpointed layers written too (step_tape.Tape.checkpoint)
+    assert builder_timeline(_mixtral(), train=True, precision="amp-bf16", **ckpt) is not None
 
 
 def test_the_experts_weights_are_the_models_parameters() -> None:
@@ -103,3 +103,24 @@ def test_the_written_mixtral_step_replays_to_the_traced_modules_peaks(harness, c
     assert ours.peak_allocated == pytest.approx(theirs.peak_allocated, rel=0.005)
     assert ours.peak_reserved == pytest.approx(theirs.peak_reserved, rel=0.01)
 
+
+def test_a_checkpointed_step_saves_block_inputs_and_the_head_the_recompute_is_a_temporary() -> None:
+    """What autograd saves in the forward (the traced module's count): each block's input and the head's tensors.
+
+    A block recomputed in backward saves its tensors again once the head's are freed; a MoE block (bigger than the
+    head at a small vocabulary) holds the excess as a temporary of the backward, not as saved bytes.
+    """
+    from advisor.workload.transformer import build_transformer
+
+    def built(layers: int, ckpt: bool) -> Any:
+        return build_transformer(_mixtral(num_hidden_layers=layers, vocab_size=64), name="m", source="config",
+                                 batch_size=2, seq_len=256, mode="train", precision="amp-bf16",
+                                 gradient_checkpointing=ckpt)
+
+    layer = built(3, False).activation_bytes - built(2, False).activation_bytes  # one block's saved tensors
+    block_input = built(3, True).activation_bytes - built(2, True).activation_bytes
+    assert block_input == 2 * 256 * 256 * 4  # fp32 under amp
+    full, ckpt = built(2, False), built(2, True)
+    head = full.activation_bytes - 2 * layer  # the head's saved tensors and the final norm's
+    assert layer > head and ckpt.activation_bytes == 2 * block_input + head
+    assert ckpt.transient_bytes > full.transient_bytes

@@ -23,7 +23,15 @@ from advisor.commands._output import (
     table,
     tracing_spinner,
 )
-from advisor.workload.options import MODES, OPTIMIZERS, PARALLELISMS, PRECISIONS, QUANTIZE_BASES, WorkloadOptions
+from advisor.workload.options import (
+    DOORS,
+    MODES,
+    OPTIMIZERS,
+    PARALLELISMS,
+    PRECISIONS,
+    QUANTIZE_BASES,
+    WorkloadOptions,
+)
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -103,6 +111,10 @@ def add_workload_args(parser: argparse.ArgumentParser) -> None:
                    help="samples per epoch (the job: time to train, or to serve with --mode infer)")
     g.add_argument("--epochs", type=_positive_float, default=1, metavar="E", help="epochs (default 1)")
     g.add_argument("--total-tokens", type=_positive_float, metavar="T", help="tokens to train on (time to train)")
+    g.add_argument("--door", default=_DEFAULT.door, choices=DOORS,
+                   help="how a named transformer (preset, config.json, Hub id) is priced: closed (the closed-form "
+                        "builder, the default) or trace (its transformers module built and traced once, cached; "
+                        "needs gpu-advisor[hf]); docs/doors.md")
     g.add_argument("--runtime", default="eager", choices=("eager", "graph"),
                    help="eager: PyTorch eager, whose per-op host dispatch can bound small steps (default); "
                         "graph: CUDA graphs / torch.compile reduce-overhead / TensorRT / vLLM / llama.cpp")

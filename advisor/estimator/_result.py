@@ -9,6 +9,7 @@ from advisor.estimator._checks import check_estimate
 from advisor.estimator.memory import MemoryEstimate
 from advisor.estimator.time import TimeEstimate
 from advisor.workload.base import Workload
+from advisor.workload.door import door_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +57,7 @@ class Estimate:
                          "precision": w.precision,
                          "optimizer": w.optimizer if w.mode == "train" else None, "mode": w.mode,
                          "micro_batch_per_gpu": self.micro_batch_per_gpu, "grad_accum": w.grad_accum,
-                         "gen_len": w.gen_len, "family": w.family},
+                         "gen_len": w.gen_len, "family": w.family, "door": door_of(w)},
             "memory": self.memory.to_dict(),
             "time": self.time.to_dict(),
             "flops_per_step": self.flops_per_step,

@@ -29,6 +29,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from advisor.optimizers import algorithm, implementation
 from advisor.units import MiB
 
 MIN_BLOCK = 512
@@ -171,14 +172,16 @@ class Replay:
         return max(0, self.peak_reserved - self.peak_allocated)
 
 
-#: Optimizer state tensors per trainable parameter (each the parameter's size) and per-step temporaries.
+#: Optimizer state tensors per trainable parameter (each the parameter's size) and per-step temporaries (foreach:
+#: a list-wide temporary per parameter at once; a fused step none; a per-parameter loop its temporaries one
+#: parameter at a time, freed before the next).
 _STATE = {"adam": 2, "adamw": 2, "sgd-momentum": 1, "sgd": 0}
 _TEMPS = {"adam": 1, "adamw": 1, "sgd-momentum": 0, "sgd": 0}
 
 
 def supports(optimizer: str | None) -> bool:
     """Whether ``replay`` knows the optimizer's allocations (``None``: inference, no optimizer)."""
-    return optimizer is None or optimizer in _STATE
+    return optimizer is None or (algorithm(optimizer) in _STATE and implementation(optimizer) != "library")
 
 
 def replay(allocations: Mapping[str, Any], optimizer: str | None, *, workspaces: Sequence[int] = (),
@@ -231,12 +234,25 @@ def replay(allocations: Mapping[str, Any], optimizer: str | None, *, workspaces:
         for _ in range(1, min(accumulate, 2) if optimizer else 1):
             _micro_step(sim, events, grad_idx, set(grad_idx))
         if optimizer:
-            if step == 0:
-                for n in trainable:
-                    for _ in range(_STATE[optimizer]):
-                        sim.malloc(n)
-            for _ in range(_TEMPS[optimizer]):
-                temps = [sim.malloc(n) for n in trainable]
-                for block in temps:
-                    sim.free(block)
+            _optimizer_step(sim, trainable, optimizer, first=step == 0)
     return Replay(sim.peak_allocated, sim.peak_reserved)
+
+
+def _optimizer_step(sim: CachingAllocator, trainable: list[int], optimizer: str, first: bool) -> None:
+    """The optimizer's allocations in one step: its state the first time, then its temporaries (``_TEMPS``)."""
+    algo, impl = algorithm(optimizer), implementation(optimizer)
+    if first:
+        for n in trainable:
+            for _ in range(_STATE[algo]):
+                sim.malloc(n)
+    temps = 0 if impl == "fused" else _TEMPS[algo]
+    if impl == "loop":
+        for n in trainable:
+            blocks = [sim.malloc(n) for _ in range(temps)]
+            for block in blocks:
+                sim.free(block)
+        return
+    for _ in range(temps):
+        blocks = [sim.malloc(n) for n in trainable]
+        for block in blocks:
+            sim.free(block)

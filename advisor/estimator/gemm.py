@@ -27,12 +27,30 @@ large-shape efficiency: a probe of the card therefore calibrates this model at t
 skinnier GEMMs fall below it by tile and wave quantization alone.
 
 CUDA-core GEMMs (fp32 with TF32 off, PyTorch's matmul default; 16-bit on cards without tensor cores) run cuBLAS's
-SIMT ``sgemm`` kernels instead (``SIMT_TILES``): smaller tiles, several resident on one SM at a time, at the profile's
-``matmul_vector`` (x ``fp32_matrix`` where fp32 GEMMs run on matrix cores, AMD CDNA) of the FP32 peak.  They have no
-alignment requirement and lose nothing off the 16-byte grid (NeuSight's train split: large fp32 ``nn.Linear`` with
-an odd N or K run at the median rate of those with N and K multiples of 4 on P100, T4, V100 and A100; the H200
-profile's ``cutlass_80_simt_sgemm_*_align1`` kernels run BERT-base's fp32 GEMMs at the probe's square-GEMM rate).
-Fitted on NeuSight's train split (``SIMT_SOURCE``).
+SIMT ``sgemm`` kernels instead (``SIMT_TILES``), at the profile's ``matmul_vector`` (x ``fp32_matrix`` where fp32 GEMMs
+run on matrix cores, AMD CDNA) of the FP32 peak at the reference shape.  Three things set a smaller GEMM's rate there
+(NeuSight's train split, whose rows name each kernel and its grid: ``benchmarks/neusight_fit.py --simt``):
+
+* Shared-memory bandwidth per FP32 lane.  Each thread of a SIMT tile reads its a x b outputs' operands from shared
+  memory every K step: a + b floats for a x b multiply-adds.  An SM's shared memory delivers 128 bytes a clock
+  (Volta through Hopper), its FP32 lanes 2 FLOP each a clock, so a thread tile's ratio ``x`` of shared-memory-bound
+  to lane-bound rate is 64 x FLOP-per-byte / lanes: 2 for an 8x8 thread tile on a 64-lane SM (V100, A100, T4), 1 for
+  a 4x4 one, and half that on a 128-lane SM (Hopper, GA10x, Ada).  The rate is ``x / (x + SIMT_LDS_EXPOSED)``: the
+  saturated per-SM rates NeuSight's kernels reach on V100 / A100 (8x8: 0.88-0.92 of peak; 4x4 ``*_sgemm_128x32`` /
+  ``32x128``: 0.76-0.80).  The same figure puts Hopper's 8x8 tiles at 0.77 of peak: the shared probes' square SGEMM
+  (0.76 of the 67 TFLOP/s boost peak, at 1,965-1,980 MHz: SGEMM does not pull an H100 to its power cap).
+* Warps in flight.  An SM keeps its FP32 lanes busy only with ``SIMT_SATURATION_WARPS`` warps per 64 lanes resident
+  (twice as many warps for twice the lanes, Little's law): one 64x64 tile (2 warps) alone on a V100 SM runs at 0.35 of
+  the saturated rate, one 128x64 (4 warps) at 0.78, one 128x128 (8 warps) at 0.73-0.91.
+* Split-K only for deep GEMMs.  cuBLAS splits K across CTAs (``gridDim.z``, reduced in the kernel, at the rate of
+  unsplit grids) when K is at least ``SPLIT_K_DEPTH`` x sqrt(M N), up to ``SIMT_SPLIT_CTAS_PER_SM``; A100's heuristic
+  never splits a GEMM shallower than that (V100 and T4 rarely).
+
+So a small square GEMM on a wide card runs tiles that are either too few for its SMs or too thin for its lanes: an
+H100 1024^3 SGEMM (132 SMs) is priced at 0.80 of its 4096^3 rate (measured 0.74; was 0.99).  SIMT kernels have no
+alignment requirement and lose nothing off the 16-byte grid (NeuSight's train split: large fp32 ``nn.Linear`` with an
+odd N or K run at the median rate of those with N and K multiples of 4 on P100, T4, V100 and A100; the H200 profile's
+``cutlass_80_simt_sgemm_*_align1`` kernels run BERT-base's fp32 GEMMs at the probe's square-GEMM rate).
 
 Pure arithmetic: no torch, no I/O.
 """
@@ -82,21 +100,41 @@ UNALIGNED_SOURCE = ("GEMMs with a dimension not a multiple of 16 bytes run on al
                     "doubling per alignment step")
 
 
-#: Output tiles of cuBLAS's CUDA-core SGEMM kernels: the ``{volta,ampere}_sgemm_<rows>x<cols>[_sliced1x4]`` names
-#: NeuSight's profiles record for fp32 ``nn.Linear`` / ``torch.bmm`` on P100, T4, V100 and A100 (train split,
-#: ``Kernel Name`` column), all taken at one per-SM rate.
-SIMT_TILES: tuple[tuple[int, int, float], ...] = tuple((r, c, 1.0) for r, c in (
-    (128, 128), (128, 64), (64, 128), (128, 32), (32, 128), (64, 64), (64, 32), (32, 64), (32, 32)))
-#: Output elements of SIMT tiles one SM works on at once (tiles smaller than this run side by side), and their
-#: fixed cost in elements of K.  Fitted on NeuSight's train split (benchmarks/neusight_fit.py --simt: fp32
-#: ``nn.Linear`` on P100, T4, V100, A100-40GB, 4,000 rows): median |error| 7.7% at 4096 / 16, against 20.7% at
-#: 16384 / 128 (one 128x128 tile per SM with the tensor-core K overhead); 1024-8192 / 0-16 all lie within
-#: 7.3-9.4%, so the figure is not sharp; 4096 / 16 has the signed median nearest zero (+0.4%).
-SIMT_SM_AREA = 4096
+#: cuBLAS's CUDA-core SGEMM kernels as (output rows, columns, warps, outputs per thread): the
+#: ``{volta,ampere}_sgemm_<rows>x<cols>`` kernels NeuSight's profiles record for fp32 ``nn.Linear`` / ``torch.bmm`` on
+#: T4, V100 and A100 (train split: ``Kernel Name`` and block size); 128x128 / 128x64 / 64x64 hold 64 outputs a thread
+#: (8x8), 128x32 / 32x128 16 (4x4).  (Their ``*_sliced1x4`` kernels, which split K inside a CTA, are left out: split-K
+#: prices those shapes.)
+SIMT_TILES: tuple[tuple[int, int, int, int], ...] = ((128, 128, 8, 64), (128, 64, 4, 64), (64, 64, 2, 64),
+                                                     (128, 32, 8, 16), (32, 128, 8, 16))
+#: Bytes of shared memory an SM delivers per clock (32 banks x 4 bytes: Volta through Hopper).
+SMEM_BYTES_PER_CLOCK = 128
+#: Shared-memory time left exposed beside the multiply-adds, per unit of the lane-bound time: a thread tile's rate is
+#: x / (x + this), x its shared-memory-bound over lane-bound rate.  From NeuSight's train split (kernel names and
+#: grids, SMs holding >= 4 CTAs): 8x8 thread tiles (x = 2) at 0.88 (A100) / 0.92 (V100) of the FP32 peak, 4x4 ones
+#: (x = 1) at 0.76 / 0.78-0.80: 0.3 gives 0.87 / 0.77.
+SIMT_LDS_EXPOSED = 0.3
+#: Resident warps an SM with 64 FP32 lanes needs to keep them busy (scaled by lanes / 64): one 64x64 CTA (2 warps)
+#: alone on a V100 SM runs at 0.35 of the saturated rate, one 128x64 (4 warps) at 0.78, one 128x128 (8 warps) at
+#: 0.91 (A100: 0.73); NeuSight's train split, rows with fewer CTAs than SMs.  3-6 fit the train rows alike
+#: (``benchmarks/neusight_fit.py --simt``); the H100 probe's 2048^3 SGEMM (0.97 of the 4096^3 rate) rules out 10.
+SIMT_SATURATION_WARPS = 6.0
+#: cuBLAS splits K only for GEMMs deeper than this relative to their output (K > this x sqrt(M N)): NeuSight's train
+#: split, A100's grids (``gridDim.z`` > 1 in 0-6% of its rows with K <= 2 sqrt(M N), 55-100% of the deeper ones
+#: whose output tiles fill under half its SMs).
+SPLIT_K_DEPTH = 2.0
+#: ... and while the split grid stays within this many CTAs an SM (NeuSight's train split: A100's split grids hold a
+#: median 3.1 CTAs an SM, 7.9 at the 90th percentile; V100's and T4's 9.4 / 12.4 at the median).
+SIMT_SPLIT_CTAS_PER_SM = 8
+#: A SIMT tile's fixed cost in elements of K (prologue and epilogue): fitted with the rest on NeuSight's train split
+#: (0 and 64 fit worse: ``benchmarks/neusight_fit.py --simt``).
 SIMT_K_OVERHEAD = 16
-SIMT_SOURCE = ("CUDA-core (SIMT) GEMMs: cuBLAS sgemm tiles 128x128 down to 32x32, 64x64 of output per SM at once, "
-               "fitted on NeuSight's train split (fp32 nn.Linear on P100/T4/V100/A100); any alignment at the same "
-               "rate (odd N or K at the median rate of multiples of 4 there)")
+#: FP32 lanes per SM where the catalog does not give the clock to derive it (Volta / Turing / GA100 / CDNA).
+DEFAULT_LANES = 64.0
+SIMT_SOURCE = ("CUDA-core (SIMT) GEMMs: cuBLAS sgemm tiles 128x128 down to 32x128 (NeuSight's kernel names), each at "
+               "its shared-memory-bound rate for the card's FP32 lanes per SM, an SM saturated at 6 warps per 64 "
+               "lanes, split-K for deep GEMMs only; fitted on NeuSight's train split (fp32 nn.Linear / bmm on "
+               "P100/T4/V100/A100); any alignment at the same rate")
 
 
 #: Architecture names (lower case, as the catalog spells them) of cards without matrix units, for a spec file that
@@ -175,43 +213,85 @@ def unaligned_gemms(ops: Iterable[Any], align_elems: int, rows: Sequence[int] = 
             if op.gemms and op.tensor_core and op.flops and not aligned(op.gemms, align_elems, rows)]
 
 
-def _tiled_units(m: int, n: int, k: int, sms: int, simt: bool = False, batch: int = 1) -> float:
-    """Multiply-add "units" one SM spends on the best schedule.
+def fp32_lanes(spec: GpuSpec) -> float:
+    """FP32 lanes per SM: the FP32 peak over 2 FLOP x SMs x boost clock (``DEFAULT_LANES`` where one is missing)."""
+    if not (spec.sm_count and spec.boost_clock_mhz and spec.fp32_tflops):
+        return DEFAULT_LANES
+    return spec.fp32_tflops * 1e12 / (2.0 * spec.sm_count * spec.boost_clock_mhz * 1e6)
 
-    Waves x tile area x (K slice + overhead) / rate (``simt``: the CUDA-core tiles, ``SIMT_SM_AREA / tile area`` of them
-    resident per SM; ``batch``: the tiles of that many independent products share the waves, as one batched kernel's
-    grid does).
+
+def simt_tile_rate(outputs: int, lanes: float) -> float:
+    """Fraction of an SM's FP32 peak a SIMT thread tile of ``outputs`` (a x b) sustains, bound by shared memory.
+
+    ``x`` = shared-memory-bound over lane-bound rate: ``SMEM_BYTES_PER_CLOCK`` x FLOP per byte (2ab / 4(a + b)) over
+    2 FLOP x ``lanes``; the rate is ``x / (x + SIMT_LDS_EXPOSED)``.
     """
+    a: int = 2 ** (int(math.log2(outputs)) // 2)
+    b = outputs // a
+    x: float = SMEM_BYTES_PER_CLOCK * (2.0 * a * b / (4.0 * (a + b))) / (2.0 * lanes)
+    return x / (x + SIMT_LDS_EXPOSED)
+
+
+def _simt_units(m: int, n: int, k: int, sms: int, lanes: float, batch: int) -> float:
+    """Multiply-add units the busiest SM spends on the best SIMT schedule (see the module docstring).
+
+    Per tile and split: the busiest SM's CTAs x tile area x (K slice + overhead), over the tile's shared-memory-bound
+    rate (relative to the best tile's) and the SM's occupancy (resident warps over ``SIMT_SATURATION_WARPS``).
+    """
+    best_rate = max(simt_tile_rate(o, lanes) for *_, o in SIMT_TILES)
+    saturation = SIMT_SATURATION_WARPS * lanes / DEFAULT_LANES
+    deep = k > SPLIT_K_DEPTH * math.sqrt(m * n)
     best = math.inf
-    for tm, tn, rate in SIMT_TILES if simt else TILES:
+    for tm, tn, warps, outputs in SIMT_TILES:
+        rate = simt_tile_rate(outputs, lanes) / best_rate
         tiles = batch * math.ceil(m / tm) * math.ceil(n / tn)
-        resident = max(1, SIMT_SM_AREA // (tm * tn)) if simt else 1
-        slots = sms * resident
         for split in SPLIT_K:
-            if split > 1 and (tiles * split > 2 * slots or k // split < 256):
+            if split > 1 and (not deep or tiles * split > SIMT_SPLIT_CTAS_PER_SM * sms or k // split < 256):
                 break
-            waves = math.ceil(tiles * split / slots)
-            best = min(best, waves * resident * tm * tn
-                       * (math.ceil(k / split) + (SIMT_K_OVERHEAD if simt else K_OVERHEAD)) / rate)
+            per_sm = math.ceil(tiles * split / sms)
+            occupancy = min(1.0, per_sm * warps / saturation)
+            best = min(best, per_sm * tm * tn * (math.ceil(k / split) + SIMT_K_OVERHEAD) / (rate * occupancy))
     return best
 
 
-def quantization_factor(m: int, n: int, k: int, sms: int, simt: bool = False) -> float:
+def _tiled_units(m: int, n: int, k: int, sms: int, simt: bool = False, batch: int = 1,
+                 lanes: float = DEFAULT_LANES) -> float:
+    """Multiply-add "units" one SM spends on the best schedule.
+
+    Waves x tile area x (K slice + overhead) / rate (``simt``: the CUDA-core tiles, ``_simt_units``; ``batch``: the
+    tiles of that many independent products share the waves, as one batched kernel's grid does).
+    """
+    if simt:
+        return _simt_units(m, n, k, sms, lanes, batch)
+    best = math.inf
+    for tm, tn, rate in TILES:
+        tiles = batch * math.ceil(m / tm) * math.ceil(n / tn)
+        for split in SPLIT_K:
+            if split > 1 and (tiles * split > 2 * sms or k // split < 256):
+                break
+            waves = math.ceil(tiles * split / sms)
+            best = min(best, waves * tm * tn * (math.ceil(k / split) + K_OVERHEAD) / rate)
+    return best
+
+
+def quantization_factor(m: int, n: int, k: int, sms: int, simt: bool = False,
+                        lanes: float = DEFAULT_LANES) -> float:
     """Tiled work / useful work (>= 1 for a GEMM that fills every tile and wave exactly)."""
-    return _tiled_units(m, n, k, sms, simt) * sms / (m * n * k) if m and n and k else 1.0
+    return _tiled_units(m, n, k, sms, simt, lanes=lanes) * sms / (m * n * k) if m and n and k else 1.0
 
 
 def gemm_seconds(m: int, n: int, k: int, *, rate_flops: float, sms: int, simt: bool = False,
-                 batch: int = 1) -> float:
+                 batch: int = 1, lanes: float = DEFAULT_LANES) -> float:
     """Seconds of one GEMM at a card's large-shape rate ``rate_flops`` (the rate a 4096^3 GEMM reaches); ``simt``.
 
-    On the CUDA cores (``SIMT_TILES``); ``batch``: a batched GEMM of that many products.
+    On the CUDA cores (``SIMT_TILES``, ``lanes``: the card's FP32 lanes per SM, ``fp32_lanes``); ``batch``: a batched
+    GEMM of that many products.
     """
     if not (m and n and k and batch):
         return 0.0
-    ref = quantization_factor(*REFERENCE, sms, simt)
+    ref = quantization_factor(*REFERENCE, sms, simt, lanes)
     per_sm = rate_flops * ref / sms  # the SM's own rate, before quantization
-    return 2.0 * _tiled_units(m, n, k, sms, simt, batch) / per_sm
+    return 2.0 * _tiled_units(m, n, k, sms, simt, batch, lanes) / per_sm
 
 
 def unaligned_seconds(shapes: Sequence[Sequence[int]], reps: float, *, rate_flops: float, fallback_flops: float,
@@ -226,10 +306,11 @@ def unaligned_seconds(shapes: Sequence[Sequence[int]], reps: float, *, rate_flop
     return max(tiled, flat)
 
 
-def shape_seconds(shape: Sequence[int], *, rate_flops: float, sms: int, simt: bool = False) -> float:
+def shape_seconds(shape: Sequence[int], *, rate_flops: float, sms: int, simt: bool = False,
+                  lanes: float = DEFAULT_LANES) -> float:
     """``gemm_seconds`` of an ``(M, N, K)`` or ``(M, N, K, batch)`` shape (``OpCost.gemms``)."""
     return gemm_seconds(shape[0], shape[1], shape[2], rate_flops=rate_flops, sms=sms, simt=simt,
-                        batch=shape[3] if len(shape) > 3 else 1)
+                        batch=shape[3] if len(shape) > 3 else 1, lanes=lanes)
 
 
 def matmul_seconds(op: PreparedOp, rates: CardRates, flops: float, peak: float, dim: int) -> float:
@@ -247,7 +328,8 @@ def matmul_seconds(op: PreparedOp, rates: CardRates, flops: float, peak: float, 
         if len(plan) > 2 and base:  # off the 16-byte grid: tensor-core kernels fall back to align-1/2/4 ones
             return unaligned_seconds(shapes, reps, rate_flops=peak, fallback_flops=base * plan[2], sms=sms)
         simt = cls == MATMUL_VECTOR or (cls == TENSOR and not rates.tensor_cores)
-        seconds: float = reps * sum(shape_seconds(g, rate_flops=peak, sms=sms, simt=simt) for g in shapes)
+        seconds: float = reps * sum(shape_seconds(g, rate_flops=peak, sms=sms, simt=simt, lanes=rates.fp32_lanes)
+                                    for g in shapes)
         return seconds
     if dim and cls != VECTOR:
         peak = max(peak * dim / (dim + rates.half_dim), peak * 0.02)

@@ -32,7 +32,7 @@ from advisor.workload.aten_ops import winograd_label
 from advisor.workload.base import OpCost
 
 _GROUP_OF_KIND = {"matmul": 0, "recurrent": 0, "attention": 1, "conv": 2, "norm": 3, "elementwise": 4,
-                  "reduction": 4, "embedding": 4, "optimizer": 5, "communication": 6}
+                  "reduction": 4, "embedding": 4, "optimizer": 5, "optimizer_loop": 5, "communication": 6}
 #: An embedding's backward, traced (``aten.embedding_dense_backward``) or from the analytic builders (one call per
 #: embedding table): on CUDA a sort of the indices and a segmented sum, some twenty kernels (see ``host.py``).
 EMBEDDING_BACKWARDS = ("aten.embedding_dense_backward", "embedding.grad")

@@ -28,7 +28,7 @@ from advisor.estimator.conv import (
     fp32_conv_rate,
 )
 from advisor.estimator.efficiency import HALF_DIM_REF, REF_SMS
-from advisor.estimator.gemm import has_tensor_cores, tensor_core_gemms, unaligned_fraction
+from advisor.estimator.gemm import DEFAULT_LANES, fp32_lanes, has_tensor_cores, tensor_core_gemms, unaligned_fraction
 from advisor.estimator.index_bound import STRIDED_ELEMENTS_PER_SM_CYCLE
 from advisor.estimator.norms import BN_NCHW_ELEMENTS_PER_SM_CYCLE
 from advisor.estimator.ops import PreparedOp
@@ -62,6 +62,7 @@ class CardRates:
     half_dim: float  # d_half of the shape curve (efficiency.shape_factor) for this card's SM count
     sm_count: int = 0  # 0: unknown, GEMMs priced by the shape curve alone
     tensor_cores: bool = True  # the precision's matmuls run on tensor cores (else the CUDA cores' SIMT tiles)
+    fp32_lanes: float = DEFAULT_LANES  # FP32 lanes per SM (gemm.fp32_lanes): the SIMT tiles' shared-memory bound
     unaligned_flops: float = 0.0  # rate of an align-1 GEMM, doubling per alignment step (0: not modelled)
     unaligned_conv_flops: float = 0.0  # the same for convolutions (their peak: conv.fp32_conv_rate for fp32)
     bn_elements_s: float = 0.0  # NCHW batch-norm elements per second (0: priced by its bytes)
@@ -122,6 +123,7 @@ def card_rates(spec: Any, precision: str, eff: Any, tensor_peak: float, vector_p
                       vector_flops=vector_peak * low * eff.vector, matmul_vector_flops=vector_held * eff.vector_matmul,
                       memory_bytes_s=bw, launch_s=eff.launch_overhead_s,
                       half_dim=half, sm_count=spec.sm_count or 0, tensor_cores=tensor_cores,
+                      fp32_lanes=fp32_lanes(spec),
                       # the profile's unaligned_fraction is a fraction of the boost-clock peak: no clock factor
                       unaligned_flops=tensor_peak * unaligned_fraction(eff.unaligned) if tensor_cores else 0.0,
                       unaligned_conv_flops=conv_peak / (eff.clock or 1.0) * unaligned_fraction(eff.unaligned)

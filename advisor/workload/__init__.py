@@ -53,6 +53,7 @@ def from_preset(
     attention: str = "sdpa",
     prefill_logits: str = "last",
     repeat_kv: bool | None = None,
+    door: str = "closed",
 ) -> Workload:
     """One step of a preset model.
 
@@ -66,30 +67,32 @@ def from_preset(
         gradient_checkpointing, lora_rank, lora_targets, quantize_base, grad_accum, gen_len, attention,
             prefill_logits, repeat_kv: build options (LoRA/QLoRA/attention/generation's apply to transformers only;
             ``advisor.workload.transformer.build_transformer``).
+        door: ``closed`` (the closed-form builder) or ``trace`` (the transformers module built from the preset's
+            config and traced: ``advisor.workload.door``); transformer presets only.
 
     Raises:
         UnknownModelError: no preset of that name (closest names listed).
         WorkloadError: bad sizes or options.
     """
+    from advisor.workload.door import check_door
+
     preset = get_preset(name)
+    check_door(door)
     if preset.kind == "transformer":
         if image_size is not None:
             raise WorkloadError(f"image_size does not apply to {preset.name} (a transformer)", "use seq_len")
-        from advisor.workload.config import arch_from_config
-        from advisor.workload.transformer import build_transformer
-
-        arch = arch_from_config(preset.config, preset.name)
-        wl = build_transformer(
-            arch, name=preset.name, source="preset", batch_size=batch_size, seq_len=seq_len, mode=mode,
-            precision=precision, optimizer=optimizer, gradient_checkpointing=gradient_checkpointing,
-            lora_rank=lora_rank, lora_targets=lora_targets, quantize_base=quantize_base, grad_accum=grad_accum,
-            gen_len=gen_len, attention=attention, default_seq_len=2048, prefill_logits=prefill_logits,
-            repeat_kv=repeat_kv)
-        return _with_context_warning(wl, preset.name, context_limit(preset.config))
+        return _transformer_preset(
+            preset, door, batch_size=batch_size, seq_len=seq_len, mode=mode, precision=precision, optimizer=optimizer,
+            gradient_checkpointing=gradient_checkpointing, lora_rank=lora_rank, lora_targets=lora_targets,
+            quantize_base=quantize_base, grad_accum=grad_accum, gen_len=gen_len, attention=attention,
+            prefill_logits=prefill_logits, repeat_kv=repeat_kv)
     given = {"gen_len": gen_len, "lora_rank": lora_rank, "lora_targets": lora_targets, "quantize_base": quantize_base}
     bad = [k for k, v in given.items() if v is not None]
     if bad:
         raise WorkloadError(f"option(s) {', '.join(bad)} apply to transformer models, not {preset.name}")
+    if door != "closed":
+        raise WorkloadError(f"door {door!r} applies to transformer presets; {preset.name} is a traced module "
+                            "already", "leave door out")
     if preset.family == "rnn":
         if image_size is not None:
             raise WorkloadError(f"image_size does not apply to {preset.name} (a sequence model)", "use seq_len")
@@ -112,6 +115,23 @@ def from_preset(
                         f"tracing {preset.name} on fake tensors (once; cached for later runs)")
 
 
+def _transformer_preset(preset: Any, door: str, **options: Any) -> Workload:
+    """A transformer preset through ``door``: the closed form, or its transformers module traced (docs/doors.md)."""
+    from advisor.workload.config import arch_from_config
+
+    arch = arch_from_config(preset.config, preset.name)
+    if door == "trace":
+        from advisor.workload.door import traced_named
+
+        wl = traced_named(preset.config, preset.name, arch.kind, source="preset",
+                          default_seq_len=_default_seq(arch, 2048), **options)
+    else:
+        from advisor.workload.transformer import build_transformer
+
+        wl = build_transformer(arch, name=preset.name, source="preset", default_seq_len=2048, **options)
+    return _with_context_warning(wl, preset.name, context_limit(preset.config))
+
+
 def from_config(config: str | Path | Mapping[str, Any], *, name: str | None = None, **options: Any) -> Workload:
     """One step of the transformer a HF-style config describes (a dict, a config.json path, or a hub id).
 
@@ -121,8 +141,10 @@ def from_config(config: str | Path | Mapping[str, Any], *, name: str | None = No
         WorkloadError: unreadable config, missing key (named), unsupported model_type, bad options.
     """
     from advisor.workload.config import UnsupportedModelType, arch_from_config, load_config
+    from advisor.workload.door import check_door
     from advisor.workload.transformer import build_transformer
 
+    door = check_door(options.pop("door", "closed"))
     cfg, label = load_config(config)
     label = name or label
     try:
@@ -139,9 +161,20 @@ def from_config(config: str | Path | Mapping[str, Any], *, name: str | None = No
         return _with_context_warning(wl, label, context_limit(cfg))
     if options.pop("image_size", None) is not None:
         raise WorkloadError(f"image_size does not apply to config {label!r} (a transformer)", "use seq_len")
-    default_seq = int(cfg.get("max_position_embeddings") or cfg.get("n_positions") or 2048)
-    wl = build_transformer(arch, name=label, source="config", default_seq_len=min(default_seq, 2048), **options)
+    default_seq = min(int(cfg.get("max_position_embeddings") or cfg.get("n_positions") or 2048), 2048)
+    if door == "trace":
+        from advisor.workload.door import traced_named
+
+        wl = traced_named(cfg, label, arch.kind, source="config", default_seq_len=_default_seq(arch, default_seq),
+                          **options)
+        return _with_context_warning(wl, label, context_limit(cfg))
+    wl = build_transformer(arch, name=label, source="config", default_seq_len=default_seq, **options)
     return _with_context_warning(wl, label, context_limit(cfg))
+
+
+def _default_seq(arch: Any, default: int) -> int:
+    """The sequence the closed form takes when none is given: ``default``, capped by a learned position table."""
+    return min(default, arch.max_position_embeddings or default)
 
 
 def _with_context_warning(w: Workload, name: str, limit: int | None) -> Workload:

@@ -28,7 +28,7 @@ from advisor.workload.options import BuiltOptions
 Mode = Literal["train", "infer"]
 Phase = Literal["forward", "backward", "optimizer", "prefill", "decode"]
 OpKind = Literal["matmul", "conv", "attention", "elementwise", "norm", "reduction", "embedding",
-                 "recurrent", "optimizer", "communication", "other"]
+                 "recurrent", "optimizer", "optimizer_loop", "communication", "other"]
 
 
 @dataclass(frozen=True, slots=True)

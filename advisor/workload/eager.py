@@ -70,6 +70,15 @@ LORA_FWD_PER_TARGET, LORA_BWD_PER_TARGET = 8, 12
 #: linear, views included, torch 2.14 / transformers 5.25): MoE 37 / 72 / 36 at amp, 34 / 69 / 33 in fp32, 36 / 72 /
 #: 35 at 16 bits, with 4 or 8 experts alike; the MLP 18 / 44 / 18, 14 / 40 / 14, 14 / 40 / 14.
 MOE_DISPATCHES: dict[str, tuple[int, int, int]] = {"amp": (19, 28, 18), "fp32": (20, 29, 19), "16-bit": (22, 32, 21)}
+#: A checkpointed layer's recompute (``torch.utils.checkpoint``, non-reentrant: transformers' gradient checkpointing)
+#: runs its forward again in backward and hands each tensor it saves to the forward's node through its pack hook,
+#: which detaches one that requires a gradient (torch/utils/checkpoint.py, ``_recomputation_hook``): one
+#: ``aten.detach`` per such saved tensor, per layer, beyond the forward's calls.  Traced (transformers 5.25, torch
+#: 2.14; checkpointed less plain backward, 4 layers): BertForMaskedLM 24, GPT2LMHeadModel 23, Llama / Qwen2 / Gemma
+#: ForCausalLM 34, at amp-bf16, bf16 and fp32 alike; with a frozen base (LoRA on q and v, PEFT's default) Llama and
+#: Qwen2 26.5 (frozen weights are saved without a gradient, and the first layer's input needs none).
+CHECKPOINT_DETACHES: dict[str, float] = {"bert": 24, "gpt2": 23, "llama": 34}
+CHECKPOINT_DETACHES_FROZEN: dict[str, float] = {"llama": 26.5}
 #: Host dispatch-equivalents (forward ops of ``HOST_OP_S``) per trainable tensor of one optimizer step.
 #: torch.optim's foreach Adam/AdamW (the CUDA default since PyTorch 2.0) make ~10 list-wide calls that each walk
 #: the tensor list in C++: MEASURED at 20-21 us per tensor on the H200 host, where the AdamW step's GPU-side span
@@ -77,22 +86,39 @@ MOE_DISPATCHES: dict[str, tuple[int, int, int]] = {"amp": (19, 28, 18), "fp32": 
 #: for ViT-B/16's 152 while their bytes needed 1.4-2.1 ms (tests/data/gpu-runs/h200-2026-11-28/profile-ops.json),
 #: i.e. 2 op-equivalents; SGD's 1-3 list-wide calls ~1.  Hugging Face's Adafactor loops per tensor in Python
 #: (~15 ops each), bitsandbytes' 8-bit Adam launches per tensor (~3).
-OPTIMIZER_OPS_PER_TENSOR: dict[str | None, int] = {None: 0, "sgd": 1, "sgd-momentum": 1, "adam": 2, "adamw": 2,
-                                                    "adafactor": 15, "adamw-8bit": 3}
+#: The other implementations (``advisor.optimizers``) in the same units, from the host's CPU time per tensor of each
+#: step against a bare op's (``x.add_(1.0)``) in the same run (benchmarks/count_optimizer_bytes.py --time, tiny CPU
+#: tensors, 2-vCPU dev VM, 2026-12-07), a forward op being 2.8 bare ops (HOST_OP_PER_BARE_OP,
+#: advisor.estimator.efficiency): torch's single-tensor loop 1.1 bare ops per dispatched op on the idle VM (AdamW
+#: 11.4 bare ops per tensor for its 10 ops, Adam 10.1 for 9, SGD with momentum 2.2 for 3; 1.4-2.3 under load), so a
+#: loop costs its dispatched ops (``costs.LOOP_KERNELS``) x 1.1 / 2.8 op-equivalents per tensor (Hugging Face's
+#: AdamW, read in its source: its 7 ops alike); the fused step 0.5-0.7 bare ops per tensor (its ``_init_group``'s
+#: Python; one list-wide call), 0.2; DeepLearningExamples' BertAdam its 15 update ops alike plus a
+#: ``clip_grad_norm_`` call per tensor, 18-27 bare ops (its Python, timed the same way): (15 x 1.1 + 18) / 2.8.
+#: The same script's foreach step, on the CPU's per-tensor fallback, came to 2.6-8 bare ops per tensor (the H200's
+#: 2 op-equivalents are 5.6).
+OPTIMIZER_OPS_PER_TENSOR: dict[str | None, float] = {
+    None: 0, "sgd": 1, "sgd-momentum": 1, "adam": 2, "adamw": 2, "adafactor": 15, "adamw-8bit": 3,
+    "adam-fused": 0.2, "adamw-fused": 0.2,
+    "sgd-loop": 1 * 1.1 / 2.8, "sgd-momentum-loop": 3 * 1.1 / 2.8, "adam-loop": 9 * 1.1 / 2.8,
+    "adamw-loop": 10 * 1.1 / 2.8, "adamw-hf": 7 * 1.1 / 2.8, "bertadam": (15 * 1.1 + 18) / 2.8}
 #: Host dispatch-equivalents of one optimizer step whatever its tensor count: torch.optim's Adam/AdamW step runs
 #: ``_init_group``, groups the tensors by device and dtype, bumps the CPU step counters and builds the
 #: bias-correction lists in Python before its first kernel.  MEASURED on the H200 host: the Adam.step span was
 #: 0.67 ms for lstm-lm's 7 tensors and 0.75 ms for mnist-cnn's 10 (profile-ops.json, torch.profiler CPU time),
 #: i.e. ~0.45 ms once their per-tensor part (2 op-equivalents each) and the profiler's ~5 us per recorded op are
-#: taken off: 45 op-equivalents.  SGD's fixed part is not measured (no small SGD step in the profile): 0.
-OPTIMIZER_STEP_OPS: dict[str | None, int] = {"adam": 45, "adamw": 45}
+#: taken off: 45 op-equivalents; torch's fused and single-tensor Adam / AdamW run the same ``_init_group``.  SGD's
+#: fixed part is not measured (no small SGD step in the profile): 0; Hugging Face's and DLE's loops group nothing: 0.
+OPTIMIZER_STEP_OPS: dict[str | None, int] = {"adam": 45, "adamw": 45, "adam-fused": 45, "adamw-fused": 45,
+                                             "adam-loop": 45, "adamw-loop": 45}
 
 
 def optimizer_step_ops(optimizer: str | None, trainable_tensors: int) -> int:
     """Host dispatch-equivalents of one optimizer step: its fixed part plus its per-tensor part."""
     if not trainable_tensors:
         return 0
-    return OPTIMIZER_STEP_OPS.get(optimizer, 0) + OPTIMIZER_OPS_PER_TENSOR.get(optimizer, 1) * trainable_tensors
+    per = OPTIMIZER_OPS_PER_TENSOR.get(optimizer, 1)
+    return OPTIMIZER_STEP_OPS.get(optimizer, 0) + round(per * trainable_tensors)
 
 
 def optimizer_eager_ops(optimizer: str | None, trainable_tensors: int) -> dict[str, int]:
@@ -151,8 +177,10 @@ def eager_ops(*, family: str, layers: int, attention: str, amp: bool, train: boo
         return {"forward": forward}
     backward = round(base_b + layers * ((bwd_amp if amp else bwd32) + moe_b + 2 * extra
                                         + LORA_BWD_PER_TARGET * lora_targets + bias_b))
-    if gradient_checkpointing:
-        backward += round(layers * (fwd_layer + extra + lora_f + bias_f))
+    if gradient_checkpointing:  # each layer's forward again, its saved tensors detached
+        detaches = (CHECKPOINT_DETACHES_FROZEN.get(style, CHECKPOINT_DETACHES[style]) if lora_targets
+                    else CHECKPOINT_DETACHES[style])
+        backward += round(layers * (fwd_layer + extra + lora_f + bias_f + detaches))
     return {"forward": forward, "backward": backward,
             "optimizer": optimizer_step_ops(optimizer, trainable_tensors)}
 

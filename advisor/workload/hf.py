@@ -190,3 +190,62 @@ def _build(cls: Any, config: Any) -> Any:
     except Exception as exc:  # a model's own __init__ failing on this config
         raise WorkloadError(f"transformers could not build {cls.__name__} from the config: {type(exc).__name__}: "
                             f"{exc}", "check the config.json, or pass the torch module with example_inputs") from exc
+
+
+#: The auto class whose model a named transformer without ``architectures`` is, by the closed form's kind: the
+#: closed form prices a decoder and an encoder-decoder with their LM heads, a bare encoder (BertModel) as it is.
+_AUTO_CLASS = {"decoder": "AutoModelForCausalLM", "encoder-decoder": "AutoModelForSeq2SeqLM", "encoder": "AutoModel"}
+
+
+def _door_class(transformers: Any, cfg: Mapping[str, Any], config: Any, kind: str) -> Any:
+    """The class ``architectures`` names, else the auto class of the closed form's kind (``_AUTO_CLASS``)."""
+    if cfg.get("architectures"):
+        return _model_class(transformers, cfg, config)
+    try:
+        return getattr(transformers, _AUTO_CLASS[kind])._model_mapping[type(config)]
+    except (KeyError, AttributeError) as exc:
+        raise WorkloadError(f"transformers has no {_AUTO_CLASS[kind]} class for {type(config).__name__}",
+                            "add an 'architectures' entry to the config, or use door='closed'") from exc
+
+
+def trace_named_module(cfg: Mapping[str, Any], name: str, kind: str, *, batch: int, seq: int, mode: str,
+                       precision: str, optimizer: str | None, gradient_checkpointing: bool,
+                       grad_accum: int) -> Workload:
+    """The trace door (``advisor.workload.door``): a named transformer's module built and one step traced.
+
+    As ``benchmarks/conformance.py``'s ``traced``: the meta device, the loss the model computes from labels,
+    transformers' own gradient checkpointing.  ``kind``: the closed form's kind of ``cfg``, which picks the class when
+    the config names none (``_AUTO_CLASS``).
+    """
+    try:
+        transformers = _transformers()
+    except ImportError as exc:
+        raise WorkloadError(f"door='trace' builds {name!r} with transformers, which is not installed",
+                            f"{INSTALL_HINT}, or use door='closed' (the default)") from exc
+    import torch
+
+    from advisor.workload.trace import trace_module
+
+    config = _hf_config(transformers, cfg, name)
+    cls = _door_class(transformers, cfg, config, kind)
+    model = _build(cls, config)
+    train = mode == "train"
+    if gradient_checkpointing and train:
+        # transformers 5 renamed it activation_checkpointing_enable (the old name warns)
+        (getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable)()
+    with torch.device("meta"):
+        x = torch.empty(batch, seq, dtype=torch.long)
+    kwargs: dict[str, Any] = {}
+    takes_labels = kind != "encoder" or cls.__name__.endswith(("ForMaskedLM", "ForPreTraining"))
+    if train and takes_labels:
+        kwargs["labels"] = x
+    elif kind == "encoder-decoder":
+        kwargs["decoder_input_ids"] = x
+    w = trace_module(model, (x,), example_kwargs=kwargs, mode=mode, precision=precision,
+                     optimizer=optimizer if train else None, name=name, family=kind, grad_accum=grad_accum,
+                     seq_len=seq, step_loss=(lambda out, _inputs: out.loss) if train and takes_labels else None)
+    note = (f"door=trace: {name} built from its config with transformers {transformers.__version__} "
+            f"({cls.__name__}) on the meta device (no weights) and one step traced on fake tensors"
+            + (" with the loss it computes from labels" if train and takes_labels else "")
+            + ("; transformers' own gradient checkpointing" if gradient_checkpointing and train else ""))
+    return dataclasses.replace(w, assumptions=(note, *w.assumptions))

@@ -36,6 +36,11 @@ from advisor.workload.transformer_ops import OpList
 #: ``index_put_``); in backward the weights' gather's gradient, topk's ``scatter`` and the softmax's gradient.
 ROUTING_LAUNCHES = (11, 3)
 
+#: The block's kernels after the last tensor autograd saves (the unpermute's ``inv_perm``, saved as its index is
+#: called, before its kernel runs): a checkpointed block's recompute stops early (torch.utils.checkpoint's
+#: ``early_stop``) before them, as the traced module's does (benchmarks/conformance.py's checkpointing case).
+AFTER_LAST_SAVE = (".moe.unpermute", ".moe.topk_sum", ".moe.cast")
+
 
 @dataclass(frozen=True, slots=True)
 class MoeBlock:

@@ -18,17 +18,22 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from advisor.errors import AdvisorError, EstimateError, WorkloadError
-from advisor.numbers import real_number, whole_number
+from advisor.numbers import real_number, show, whole_number
+from advisor.optimizers import OPTIMIZER_NAMES
 from advisor.records import json_fields
 
 if TYPE_CHECKING:
     from advisor.workload.base import Workload
 
 PRECISIONS: tuple[str, ...] = ("fp32", "tf32", "fp16", "bf16", "amp-fp16", "amp-bf16", "fp8", "int8", "int4")
-OPTIMIZERS: tuple[str, ...] = ("sgd", "sgd-momentum", "adam", "adamw", "adafactor", "adamw-8bit")
+#: Optimizer names: the update and how its kernels are issued (``advisor.optimizers``: foreach, fused, a per-parameter
+#: loop; ``adamw-hf`` and ``bertadam`` are Hugging Face's and NVIDIA's BERT loops).
+OPTIMIZERS: tuple[str, ...] = tuple(OPTIMIZER_NAMES)
 MODES: tuple[str, ...] = ("train", "infer")
 #: Multi-GPU strategies (``advisor.estimator.parallel`` prices them).
 PARALLELISMS: tuple[str, ...] = ("ddp", "zero1", "zero2", "zero3", "fsdp", "tp")
+#: How a named transformer (preset, config.json, Hub id) is priced (``advisor.workload.door``; docs/doors.md).
+DOORS: tuple[str, ...] = ("closed", "trace")
 
 #: ``quantize_base`` values the analytic transformer builder models (a frozen base at 4-bit NormalFloat or int8).
 BUILDER_QUANTIZE_BASES = ("nf4", "int8")
@@ -70,6 +75,20 @@ def check_count(name: str, value: Any, *, error: type[EstimateError] = OptionErr
     return whole_number(name, value, minimum=low, maximum=high, error=error)
 
 
+def check_door(door: Any) -> str:
+    """``door`` if it is one of ``DOORS``.
+
+    Raises:
+        OptionError: anything else, naming the accepted values.
+    """
+    if not isinstance(door, str) or door not in DOORS:
+        raise OptionError(f"unknown door {show(door)}",
+                          hint=f"accepted: {', '.join(DOORS)} (closed: the closed-form builder, the default; trace: "
+                          "the transformers module built from the config and traced, needs gpu-advisor[hf]; "
+                          "docs/doors.md)")
+    return door
+
+
 def _check_counts(record: Any, given: tuple[str, ...], optional: tuple[str, ...]) -> None:
     """``check_count`` on each of ``record``'s fields ``given``, and on each of ``optional`` that is not ``None``."""
     for name in given + optional:
@@ -94,6 +113,8 @@ class WorkloadOptions:
         quantize_base: quantize the frozen base (``nf4``: QLoRA).
         grad_accum: micro-batches per optimizer step.
         gen_len: tokens generated per request (infer of causal LMs; ``None``: the builder's default).
+        door: how a named transformer is priced: ``closed`` (the closed-form builder) or ``trace`` (its transformers
+            module traced; ``advisor.workload.door``, docs/doors.md).
     """
 
     batch_size: int = 1
@@ -107,14 +128,16 @@ class WorkloadOptions:
     quantize_base: str | None = None
     grad_accum: int = 1
     gen_len: int | None = None
+    door: str = "closed"
 
     def __post_init__(self) -> None:
         """Every count is checked when the record is made, so no path builds a workload from a bad one.
 
         Raises:
-            OptionError: a count that is not a whole number in its ``COUNT_LIMITS`` range.
+            OptionError: a count that is not a whole number in its ``COUNT_LIMITS`` range, or an unknown door.
         """
         _check_counts(self, ("batch_size", "grad_accum"), ("seq_len", "image_size", "lora_rank", "gen_len"))
+        check_door(self.door)
 
     @classmethod
     def names(cls) -> tuple[str, ...]:
@@ -174,6 +197,8 @@ class WorkloadOptions:
             kw["gradient_checkpointing"] = True
         if self.grad_accum != 1:
             kw["grad_accum"] = self.grad_accum
+        if self.door != "closed":
+            kw["door"] = self.door
         return kw
 
 

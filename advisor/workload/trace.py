@@ -347,7 +347,7 @@ def traced_workload(res: TraceResult, *, label: str, family: str, mode: str, bat
     calls = call_order(res.calls, res.gemm_keys(), ops)
     opt = optimizer if mode == "train" else None
     if opt and res.trainable_params:
-        ops.append(optimizer_op(res.trainable_params, precision, opt))
+        ops.append(optimizer_op(res.trainable_params, precision, opt, res.trainable_tensors))
     return Workload(
         name=label, source="module", family=family, mode=mode,  # type: ignore[arg-type]
         batch_size=batch, precision=precision, optimizer=opt, params=res.params,

@@ -210,7 +210,7 @@ def preset_workload(preset: Any, *, batch_size: int, seq_len: int | None, image_
     ops = list(traced_ops)
     opt = optimizer if mode == "train" else None
     if opt and r1.trainable_params:
-        ops.append(optimizer_op(r1.trainable_params, precision, opt))
+        ops.append(optimizer_op(r1.trainable_params, precision, opt, r1.trainable_tensors))
     assumptions += common_assumptions(precision, opt, mode, ckpt)
     if mode == "train":
         assumptions.append(zoo.task_loss_note(facts))

@@ -129,7 +129,7 @@ def build_transformer(
     if st.train:
         all_ops += built.ops.bwd + (built.recompute() if st.gradient_checkpointing else [])  # checkpointed blocks
         if r.trainable and r.optimizer:
-            all_ops.append(optimizer_op(r.trainable, opts.precision, r.optimizer))
+            all_ops.append(optimizer_op(r.trainable, opts.precision, r.optimizer, _trainable_tensors(arch, st)))
     elif st.causal_lm and r.gen_len:
         all_ops = [replace(op, phase="prefill") for op in all_ops]
     act, transient = _memory(arch, r, dt, attention)
@@ -245,8 +245,8 @@ def _memory_assumptions(arch: TransformerArch, r: _Resolved, attention: str) -> 
             "activations: every tensor autograd saves, tallied per block (Korthikanti et al. 2022: "
             "s*b*h*(34 + 5*a*s/h) bytes for a GPT-2 block with dropout at 16-bit)"
             + (", with flash/SDPA attention the s x s scores are not kept (only logsumexp, fp32)" if st.flash else "")
-            + ("; gradient checkpointing keeps each block's input plus one block's full activations"
-               if st.gradient_checkpointing else ""))
+            + ("; gradient checkpointing keeps each block's input (a recomputed block's activations beyond the "
+               "head's saved tensors are a temporary of the backward)" if st.gradient_checkpointing else ""))
         out.append("transient: the larger of the largest per-block temporary and what the loss's backward "
                    "holds (the gradients of the log-probabilities and of the logits, in the loss's dtypes) "
                    "beyond the parameter gradients, none of which exists yet when it runs"
@@ -302,6 +302,11 @@ def _closing_assumptions(arch: TransformerArch, r: _Resolved, a_b: int) -> list[
     return out
 
 
+def _trainable_tensors(arch: TransformerArch, st: Any) -> int:
+    """The parameter tensors an optimizer step walks: LoRA's A and B per target and layer, else every one."""
+    return 2 * len(st.targets) * arch.num_layers if st.lora_rank else arch.param_tensors()
+
+
 def _eager(arch: TransformerArch, r: _Resolved, amp: bool, attention: str) -> dict[str, int]:
     """The step's host dispatches per phase in eager mode (``advisor.workload.eager``)."""
     st = r.step
@@ -309,8 +314,7 @@ def _eager(arch: TransformerArch, r: _Resolved, amp: bool, attention: str) -> di
         family=arch.family, layers=arch.num_layers, attention=attention,
         amp=amp, train=st.train, causal_lm=st.causal_lm, lora_targets=len(st.targets) if st.lora_rank else 0,
         experts=arch.num_experts, gradient_checkpointing=st.gradient_checkpointing and st.train,
-        trainable_tensors=(2 * len(st.targets) * arch.num_layers if st.lora_rank else arch.param_tensors())
-        if st.train else 0,
+        trainable_tensors=_trainable_tensors(arch, st) if st.train else 0,
         optimizer=r.optimizer, a_b=compute_bytes(r.opts.precision),
         biased=biased_linears(family=arch.family, qkv_bias=arch.qkv_bias, out_bias=arch.out_bias,
                               mlp_bias=arch.mlp_bias, gated_mlp=arch.gated_mlp))

@@ -151,7 +151,9 @@ class _Tally:
 def activation_bytes_breakdown(arch: TransformerArch, b: int, s: int, *, precision: str, attention: str,
                                gradient_checkpointing: bool = False, lora_rank: int = 0,
                                lora_targets: tuple[str, ...] = ()) -> tuple[float, float]:
-    """(bytes saved for backward at the peak, largest per-block temporary) for one micro-batch.
+    """(bytes autograd saves in the forward, largest per-block temporary) for one micro-batch.
+
+    Under checkpointing the temporary includes what a recomputed block saves beyond the head's saved tensors.
 
     Per block, tensor by tensor (elements of s*b*h unless said):
     norm inputs (residual dtype), norm outputs saved by the next matmul, q, k, v, attention
@@ -169,10 +171,13 @@ def activation_bytes_breakdown(arch: TransformerArch, b: int, s: int, *, precisi
     head_saved = (tokens * arch.vocab_size * cross_entropy(arch.kind == "decoder", amp, a_b).saved
                   if arch.has_lm_head else 0.0)
     total: float
+    recomputed = 0.0
     if gradient_checkpointing:
-        # each block's input, plus whichever is larger: the head's saved tensors (through the loss's
-        # backward) or one block's full activations while it is recomputed (after the head's are freed)
-        total = arch.num_layers * sbh * t.res_b + max(layer, head_saved)
+        # what the forward saves: each block's input and the head's saved tensors (as the traced module counts
+        # them); a block recomputed in backward saves its tensors again after the head's are freed, so what it
+        # holds beyond them is a temporary of the backward, beside that block's own
+        total = arch.num_layers * sbh * t.res_b + head_saved
+        recomputed = max(0.0, layer - head_saved)
     else:
         total = arch.num_layers * layer + head_saved
     total += sbh * t.mask  # the embeddings' dropout mask
@@ -181,4 +186,4 @@ def activation_bytes_breakdown(arch: TransformerArch, b: int, s: int, *, precisi
         total += sbh * (3 * a_b + t.res_b)
     elif arch.kind != "encoder":
         total += t.norm_bytes(tokens, 1)  # final norm (its output is the lm head input)
-    return float(total), largest_temp(arch, b, s, a_b, 4 if amp else a_b, flash)
+    return float(total), largest_temp(arch, b, s, a_b, 4 if amp else a_b, flash) + recomputed
