@@ -47,12 +47,15 @@ def largest_temp(arch: TransformerArch, b: int, s: int, a_b: int, softmax_b: int
     """The largest per-block temporary: the MLP's intermediate (gated: two) or the eager s x s scores.
 
     ``infer``: a forward without autograd, where nothing is saved: at a gated MLP's product ``act(gate) * up`` its
-    two inputs and its output are live at once (three intermediates), beside the block's input (the residual) and
-    the normed input the projections read (as the traced Hugging Face modules' storage timelines show).
+    two inputs and its output are live at once (three intermediates), beside the residual and the normed input the
+    projections read; a decoder's also beside the layer's input (the model's loop holds it until the layer returns)
+    and the model's ``inputs_embeds`` (held to its forward's end), as the traced Hugging Face modules' storage
+    timelines show.
     """
     mlp = b * s * arch.intermediate_size * a_b * (3 if infer and arch.gated_mlp else 2 if arch.gated_mlp else 1)
     scores = 0 if flash else b * arch.num_heads * s * s * (a_b + softmax_b)
-    return float(max(mlp, scores) + (2 * b * s * arch.hidden_size * a_b if infer else 0))
+    hidden = (4 if arch.kind == "decoder" else 2) if infer else 0
+    return float(max(mlp, scores) + hidden * b * s * arch.hidden_size * a_b)
 
 
 @dataclass(frozen=True, slots=True)
