@@ -73,9 +73,8 @@ def test_the_closed_form_replays_its_timeline_where_it_has_one() -> None:
     assert any("caching allocator: reserved beyond allocated from PyTorch's caching-allocator rules" in a
                for a in est.assumptions)
     # not written: a generating loop over the plain forward (generate()'s is: tests/test_step_timeline_generate.py),
-    # LoRA, checkpointing, a bare encoder (the fitted share then)
-    for kw in ({"mode": "infer", "gen_len": 16, "prefill_logits": "all"}, {"mode": "train", "lora_rank": 8},
-               {"mode": "train", "gradient_checkpointing": True}):
+    # LoRA, a bare encoder (the fitted share then); checkpointing is (tests/test_step_checkpoint.py)
+    for kw in ({"mode": "infer", "gen_len": 16, "prefill_logits": "all"}, {"mode": "train", "lora_rank": 8}):
         assert build_transformer(arch, name="x", batch_size=2, seq_len=64, **kw).options.timeline is None
     bert = TransformerArch("bert", 2, 64, 4, 4, 16, 256, 100, True, False, norm_bias=True, pooler=True,
                            max_position_embeddings=128, type_vocab_size=2)  # a bare encoder: no MLM head

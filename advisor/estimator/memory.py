@@ -47,7 +47,7 @@ RESERVE_FRACTION = 0.03
 # its replayed peaks are the traced module's): there the gap is replayed through these rules
 # (advisor.estimator.allocator), which reproduces the measured reserved bytes of the shared H200 transformer
 # rows within 0.8%.  The formula below is the fallback for steps with no timeline (encoders, T5, MoE but Mixtral, LoRA,
-# checkpointing, generation, quantized steps).
+# generation, quantized steps).
 # Sizes of the terms: fitted to the reserved - allocated gap of the 37 validate rows measured on the H100
 # (tests/data/gpu-runs/h100-2026-11-28; inputs: each row's predicted transient and activations), by
 # non-negative least squares on absolute bytes (107 MiB + 0.36 x transient + 0.09 x activations) and on
@@ -220,7 +220,10 @@ def memory_parts(w: Workload, plan: ParallelPlan) -> MemoryParts:
                      "per Korthikanti et al. 2022 (no sequence parallelism); KV cache split by KV heads")
     gap = None
     allocations = _allocations(w)
-    if allocations and plan.strategy != "tp" and supports(w.optimizer if train else None):
+    # a replica that shards the model states (ZeRO, FSDP) does not run the single-GPU step's allocations: the segments
+    # its replay reserves are sized by whole weights, gradients and optimizer temporaries (a 70B step's: over 100 GB):
+    # those plans keep the fitted share
+    if allocations and plan.zero_stage == 0 and plan.strategy != "tp" and supports(w.optimizer if train else None):
         run = _replayed(allocations, w.optimizer if train else None, w.precision in ("fp16", "bf16"),
                         w.grad_accum)
         if plan.strategy == "single":
@@ -230,8 +233,8 @@ def memory_parts(w: Workload, plan: ParallelPlan) -> MemoryParts:
             gap = max(0.0, float(run.peak_reserved) - (weights + grads + opt + cache + act + transient + kv))
             notes.append(f"caching allocator: {ALLOCATOR_REPLAY_SUMMARY}")
         else:
-            # data parallel: each GPU runs the single-GPU step on its slice (model states sharded or bucketed
-            # beside it): the replayed step's reserved-beyond-allocated gap
+            # data parallel: each GPU runs the single-GPU step on its slice (gradient buckets beside it): the replayed
+            # step's reserved-beyond-allocated gap
             gap = float(run.gap)
             notes.append(f"caching allocator: {ALLOCATOR_REPLAY_SUMMARY}; the single-GPU step's gap, taken for "
                          f"each {plan.strategy} replica")

@@ -70,6 +70,15 @@ LORA_FWD_PER_TARGET, LORA_BWD_PER_TARGET = 8, 12
 #: linear, views included, torch 2.14 / transformers 5.25): MoE 37 / 72 / 36 at amp, 34 / 69 / 33 in fp32, 36 / 72 /
 #: 35 at 16 bits, with 4 or 8 experts alike; the MLP 18 / 44 / 18, 14 / 40 / 14, 14 / 40 / 14.
 MOE_DISPATCHES: dict[str, tuple[int, int, int]] = {"amp": (19, 28, 18), "fp32": (20, 29, 19), "16-bit": (22, 32, 21)}
+#: A checkpointed layer's recompute (``torch.utils.checkpoint``, non-reentrant: transformers' gradient checkpointing)
+#: runs its forward again in backward and hands each tensor it saves to the forward's node through its pack hook,
+#: which detaches one that requires a gradient (torch/utils/checkpoint.py, ``_recomputation_hook``): one
+#: ``aten.detach`` per such saved tensor, per layer, beyond the forward's calls.  Traced (transformers 5.25, torch
+#: 2.14; checkpointed less plain backward, 4 layers): BertForMaskedLM 24, GPT2LMHeadModel 23, Llama / Qwen2 / Gemma
+#: ForCausalLM 34, at amp-bf16, bf16 and fp32 alike; with a frozen base (LoRA on q and v, PEFT's default) Llama and
+#: Qwen2 26.5 (frozen weights are saved without a gradient, and the first layer's input needs none).
+CHECKPOINT_DETACHES: dict[str, float] = {"bert": 24, "gpt2": 23, "llama": 34}
+CHECKPOINT_DETACHES_FROZEN: dict[str, float] = {"llama": 26.5}
 #: Host dispatch-equivalents (forward ops of ``HOST_OP_S``) per trainable tensor of one optimizer step.
 #: torch.optim's foreach Adam/AdamW (the CUDA default since PyTorch 2.0) make ~10 list-wide calls that each walk
 #: the tensor list in C++: MEASURED at 20-21 us per tensor on the H200 host, where the AdamW step's GPU-side span
@@ -168,8 +177,10 @@ def eager_ops(*, family: str, layers: int, attention: str, amp: bool, train: boo
         return {"forward": forward}
     backward = round(base_b + layers * ((bwd_amp if amp else bwd32) + moe_b + 2 * extra
                                         + LORA_BWD_PER_TARGET * lora_targets + bias_b))
-    if gradient_checkpointing:
-        backward += round(layers * (fwd_layer + extra + lora_f + bias_f))
+    if gradient_checkpointing:  # each layer's forward again, its saved tensors detached
+        detaches = (CHECKPOINT_DETACHES_FROZEN.get(style, CHECKPOINT_DETACHES[style]) if lora_targets
+                    else CHECKPOINT_DETACHES[style])
+        backward += round(layers * (fwd_layer + extra + lora_f + bias_f + detaches))
     return {"forward": forward, "backward": backward,
             "optimizer": optimizer_step_ops(optimizer, trainable_tensors)}
 

@@ -46,9 +46,10 @@ from advisor.errors import WorkloadError
 from advisor.precision import NF4_BYTES_PER_WEIGHT, master_bytes
 from advisor.workload.arch import TransformerArch
 from advisor.workload.aten_ops import FUSED_ATTENTION_BACKWARD_WORK, fused_attention_work
-from advisor.workload.base import Workload
+from advisor.workload.base import OpCost, Workload
 from advisor.workload.costs import check_builder_options, compute_bytes, optimizer_op, weight_bytes
 from advisor.workload.encoder_decoder_step import (
+    RELATIVE_BUCKET_KERNELS,
     Step,
     activation,
     dispatches,
@@ -59,14 +60,10 @@ from advisor.workload.encoder_decoder_step import assumptions as step_assumption
 from advisor.workload.encoder_decoder_step import lora_targets as resolve_lora_targets
 from advisor.workload.options import BuiltOptions, WorkloadOptions, check_count
 from advisor.workload.qlora import add_dequant
+from advisor.workload.transformer_blocks import checkpoint_recompute
 from advisor.workload.transformer_ops import OpList, activation_kernels, rms_norm_kernels
 
-#: ``T5Attention._relative_position_bucket`` per (query, key) pair of one stack: (bytes, kernels), counted from its
-#: code on int64 positions.  Encoder (bidirectional): the difference, ``> 0`` to long times the half of the buckets,
-#: ``abs``, ``< max_exact``, the log-spaced buckets (to float, div, log, div, mul, to long, add, ``min`` with a
-#: ``full_like``), the ``where`` and its add: 240 B.  Decoder (causal): ``-min(rp, zeros_like(rp))`` in place of the
-#: sign and ``abs``: 214 B.
-RELATIVE_BUCKET_KERNELS: dict[str, tuple[float, int]] = {"encoder": (240.0, 18), "decoder": (214.0, 17)}
+
 def build_encoder_decoder(
     arch: TransformerArch,
     *,
@@ -102,15 +99,14 @@ def build_encoder_decoder(
     w_b = NF4_BYTES_PER_WEIGHT if quantize == "nf4" else 1.0 if quantize == "int8" else weight_bytes(opts.precision)
     st = Step(arch=arch, b=opts.batch_size, enc_len=s, dec_len=t, train=train, amp=amp, a_b=a_b,
                res_b=4 if amp else a_b, w_b=w_b, head_w_b=weight_bytes(opts.precision), bias_b=4 if amp else a_b,
-               mask_b=a_b, frozen=bool(rank), lora_rank=rank, targets=targets, nf4=quantize == "nf4")
+               mask_b=a_b, frozen=bool(rank), lora_rank=rank, targets=targets, nf4=quantize == "nf4",
+               checkpointing=train and bool(opts.gradient_checkpointing))
     ops = OpList()
     _embeddings(ops, st)
     for stack in ("encoder", "decoder"):
         _stack(ops, st, stack)
     _head(ops, st)
-    checkpointed = train and opts.gradient_checkpointing  # the blocks' forward again during backward
-    recompute = [replace(op, name="recompute." + op.name, phase="backward") for op in ops.fwd
-                 if checkpointed and op.name.startswith(("encoder.layers.", "decoder.layers."))]
+    recompute = _recompute(ops, st) if st.checkpointing else []
     # transformers 5 ties T5's head to the shared embedding whatever the config says (T5Config.__post_init__ forces
     # tie_word_embeddings; the config's own flag only decides the decoder output's rescale)
     params_base = arch.params - (0 if arch.tie_word_embeddings else arch.vocab_size * arch.hidden_size)
@@ -144,6 +140,18 @@ def build_encoder_decoder(
         lora_params=lora_p, tokens_per_sample=s, input_bytes_per_sample=float((s + t) * 8 if train else s * 8),
         arch=arch.arch_dict(), eager_ops=dispatches(st, opts, optimizer, trainable),
         assumptions=tuple(assumptions), options=built_options)
+
+
+def _recompute(ops: OpList, st: Step) -> list[OpCost]:
+    """Checkpointed blocks' forward again in backward, up to their last saved tensor (``checkpoint_recompute``).
+
+    The first block of each stack computes its relative bias too; a block ends in wo, its output dropout (its mask
+    saved) and the residual add.
+    """
+    return checkpoint_recompute(
+        ops.fwd, layers=("encoder.layers.", "decoder.layers.", "encoder.relative_bias", "decoder.relative_bias"),
+        last_linear=".ff.wo", saves_after=st.arch.dropout,
+        last_adds={"encoder.layers.*.residual": 2, "decoder.layers.*.residual": 3})
 
 
 def _checked(arch: TransformerArch, name: str, options: WorkloadOptions | None, attention: str, default_seq_len: int,
@@ -349,13 +357,16 @@ def _stack(ops: OpList, st: Step, stack: str) -> None:
         _linear(ops, st, f"{prefix}.cross.q", tokens, ("q",), n, input_b=norm_out)
         # keys and values of the encoder's output (fp32 under autocast), projected again by every block
         _linear(ops, st, f"{prefix}.cross.kv", enc_tokens, ("k", "v"), n, input_b=norm_out, reads=2)
-        _attention(ops, st, f"{prefix}.cross.core", tokens, q_len, st.enc_len, n, bias_grad=False)
+        # its zero bias needs a gradient under checkpointing (T5Attention sets requires_grad when checkpointing)
+        _attention(ops, st, f"{prefix}.cross.core", tokens, q_len, st.enc_len, n, bias_grad=st.checkpointing)
         _linear(ops, st, f"{prefix}.cross.o", tokens, ("o",), n)
         _dropout(ops, st, f"{prefix}.cross.dropout", tokens * h, n, st.a_b)
-        # EncoderDecoderCache: torch.cat of each block's self and cross keys and values (an inner-dimension cat)
+        # EncoderDecoderCache: torch.cat of each block's self and cross keys and values (an inner-dimension cat); none
+        # under checkpointing (transformers sets use_cache=False)
         kv = (tokens + enc_tokens) * a.q_dim
-        ops.add_index_bound(f"{prefix}.cache.cat", "elementwise", "forward", 2 * kv * 2 * st.a_b, n, 2 * kv,
-                            launches=4, runtime="eager")
+        if not st.checkpointing:
+            ops.add_index_bound(f"{prefix}.cache.cat", "elementwise", "forward", 2 * kv * 2 * st.a_b, n, 2 * kv,
+                                launches=4, runtime="eager")
     _feed_forward(ops, st, prefix, tokens, n)
     _residual(ops, st, f"{prefix}.residual", tokens, n, 3 if decoder else 2)
 

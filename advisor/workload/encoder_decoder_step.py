@@ -33,8 +33,20 @@ INFER_DISPATCHES: dict[str, tuple[int, int, int]] = {"16-bit": (54, 105, 74)}
 #: A gated feed-forward's (``gated-gelu``: wi_0, gelu_new, wi_1, the product) dispatches beyond ReLU's, per block:
 #: (forward, backward) per precision key, counted as ``DISPATCHES``.
 GATED_DISPATCHES: dict[str, tuple[int, int]] = {"amp": (14, 34), "fp32": (12, 29), "16-bit": (12, 29)}
+#: ``T5Attention._relative_position_bucket`` per (query, key) pair of one stack: (bytes, kernels), counted from its
+#: code on int64 positions.  Encoder (bidirectional): the difference, ``> 0`` to long times the half of the buckets,
+#: ``abs``, ``< max_exact``, the log-spaced buckets (to float, div, log, div, mul, to long, add, ``min`` with a
+#: ``full_like``), the ``where`` and its add: 240 B.  Decoder (causal): ``-min(rp, zeros_like(rp))`` in place of the
+#: sign and ``abs``: 214 B.
+RELATIVE_BUCKET_KERNELS: dict[str, tuple[float, int]] = {"encoder": (240.0, 18), "decoder": (214.0, 17)}
 #: dropout calls a training forward makes that an inference one does not: per encoder block, decoder block, rest
 _DROPOUTS = (3, 4, 4)
+#: Checkpointed blocks (traced as ``DISPATCHES``, checkpointed less plain, 2 and 4 blocks a stack): a decoder block's
+#: forward fills no cache (-8 calls) and expands the cross-attention's zero bias, which then needs a gradient (+1);
+#: each block's recompute runs its forward again but the last residual add (the early stop) and detaches every saved
+#: tensor that needs a gradient (``advisor.workload.eager.CHECKPOINT_DETACHES``): 32 per encoder, 54 per decoder block.
+CHECKPOINT_DECODER_FORWARD = -7
+CHECKPOINT_DETACHES = (32, 54)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +69,7 @@ class Step:
     lora_rank: int
     targets: tuple[str, ...]
     nf4: bool
+    checkpointing: bool = False  # every block checkpointed (transformers' gradient_checkpointing_enable())
 
     @property
     def enc_tokens(self) -> int:
@@ -146,6 +159,8 @@ def dispatches(st: Step, opts: WorkloadOptions, optimizer: str | None, trainable
     enc_f, dec_f, enc_b, dec_b = enc_f + gated_f, dec_f + gated_f, enc_b + gated_b, dec_b + gated_b
     lora_fwd = LORA_FWD_PER_TARGET * len(st.targets)
     lora_bwd = LORA_BWD_PER_TARGET * len(st.targets)
+    if st.checkpointing:
+        dec_f += CHECKPOINT_DECODER_FORWARD
     # a decoder block has two attentions
     fwd = rest_f + a.num_layers * (enc_f + lora_fwd) + a.num_decoder_layers * (dec_f + 2 * lora_fwd)
     if not st.train:
@@ -156,8 +171,10 @@ def dispatches(st: Step, opts: WorkloadOptions, optimizer: str | None, trainable
             e, d, r = enc_f - _DROPOUTS[0], dec_f - _DROPOUTS[1], rest_f - _DROPOUTS[2]
         return {"forward": r + a.num_layers * (e + lora_fwd) + a.num_decoder_layers * (d + 2 * lora_fwd)}
     bwd = rest_b + a.num_layers * (enc_b + lora_bwd) + a.num_decoder_layers * (dec_b + 2 * lora_bwd)
-    if opts.gradient_checkpointing:
-        bwd += fwd - rest_f
+    if st.checkpointing:  # the blocks' forward less their last add, the detaches, each stack's relative bias again
+        bias = sum(launches + 1 for _, launches in RELATIVE_BUCKET_KERNELS.values())
+        bwd += (fwd - rest_f + bias + a.num_layers * (CHECKPOINT_DETACHES[0] - 1)
+                + a.num_decoder_layers * (CHECKPOINT_DETACHES[1] - 1))
     tensors = 2 * len(st.targets) * (a.num_layers + 2 * a.num_decoder_layers) if st.targets else a.param_tensors()
     return {"forward": fwd, "backward": bwd, "optimizer": optimizer_step_ops(optimizer, tensors if trainable else 0)}
 

@@ -7,7 +7,10 @@ module runs it; the tape derives the frees the way eager PyTorch and autograd ma
 - a node's saved tensors are released when the node runs in backward (``retain_graph=False``);
 - backward visits the nodes in reverse order of creation; a node allocates the gradient of each input that needs one
   (added in place into a gradient already there: the new one is freed), then frees its outputs' gradients;
-- a trainable parameter's first gradient is kept (``AccumulateGrad`` steals it) until the next step's ``zero_grad``.
+- a trainable parameter's first gradient is kept (``AccumulateGrad`` steals it) until the next step's ``zero_grad``;
+- a checkpointed region (``Tape.checkpoint``: ``torch.utils.checkpoint``, non-reentrant, as transformers' gradient
+  checkpointing runs it) holds its inputs, its nodes save nothing; backward's first node of the region that needs a
+  saved tensor runs the region again, stopping once every saved tensor is back (torch's early stop).
 
 ``Tape.allocations`` is the tracer's form of a step (``params``, ``inputs``, ``step``, ``grads``), which
 ``advisor.estimator.allocator.replay`` replays.  Pure Python, no torch.
@@ -15,7 +18,8 @@ module runs it; the tape derives the frees the way eager PyTorch and autograd ma
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +47,20 @@ class _Node:
     outputs: tuple[Tensor, ...]
     saved: tuple[Tensor, ...]
     temps: tuple[int, ...]
+    frame: _Frame | None = None  # the checkpointed region whose recompute gives back its saved tensors
+    packed: int = 0  # how many tensors it saved there (``saved`` is empty until the recompute)
+
+
+@dataclass(eq=False, slots=True)
+class _Frame:
+    """A checkpointed region (torch's ``_CheckpointFrame``): the function, the inputs it holds, what it saved."""
+
+    fn: Callable[..., Any]
+    args: tuple[Tensor, ...]
+    scope: Callable[[], contextlib.AbstractContextManager[Any]] | None
+    slots: list[_Node] = field(default_factory=list)  # per tensor packed in the forward, in order: its node
+    live: int = 0  # its nodes with packed tensors that backward has not run yet (they hold the frame)
+    recomputed: bool = False
 
 
 @dataclass
@@ -55,10 +73,15 @@ class Tape:
     nodes: list[_Node] = field(default_factory=list)
     grads: list[int] = field(default_factory=list)
     params: list[tuple[int, bool]] = field(default_factory=list)
+    _frame: _Frame | None = None  # the checkpointed region whose forward is being written
+    _recompute: _Frame | None = None  # the region being recomputed in backward
+    _packed: int = 0  # tensors the recompute has packed so far
+    _stopped: bool = False  # the recompute stopped early: the rest of the region runs no kernel
 
     def param(self, nbytes: float, trainable: bool) -> Tensor:
-        """A parameter (allocated before the step)."""
-        self.params.append((int(nbytes), trainable))
+        """A parameter (allocated before the step; a recompute reads the same ones)."""
+        if self._recompute is None:
+            self.params.append((int(nbytes), trainable))
         return Tensor(int(nbytes), None, 1, None, trainable and self.train, trainable and self.train)
 
     def _alloc(self, nbytes: float) -> int:
@@ -77,17 +100,80 @@ class Tape:
         (all, or those at these indexes); ``temps``: what its backward allocates beside the input gradients;
         ``grad``: its outputs are differentiable.
         """
-        out = [Tensor(int(n), self._alloc(n)) for n in outs]
+        if self._stopped:  # past the recompute's early stop: no kernel runs
+            return [Tensor(int(n)) for n in outs]
         diff = tuple(t for t in ins if t.requires_grad)
-        if self.train and grad and diff:
-            for t in out:
-                t.requires_grad = True
-            kept_out = out if save_out is True else [out[i] for i in save_out] if save_out else []
-            keep = (*saved, *kept_out)
+        node = self.train and grad and bool(diff)
+        # an op's inputs are saved before its kernel runs, its outputs after
+        if node and self._recompute is not None and self._pack(saved):
+            return [Tensor(int(n)) for n in outs]
+        out = [Tensor(int(n), self._alloc(n)) for n in outs]
+        if not node:
+            return out
+        for t in out:
+            t.requires_grad = True
+        kept_out = out if save_out is True else [out[i] for i in save_out] if save_out else []
+        keep = (*saved, *kept_out)
+        if self._recompute is not None:
+            self._pack(kept_out)
+        elif self._frame is not None:  # saved as placeholders: nothing held until the recompute
+            n = _Node(diff, tuple(out), (), tuple(int(x) for x in temps), self._frame, len(keep))
+            self._frame.slots += [n] * len(keep)
+            self._frame.live += bool(keep)
+            self.nodes.append(n)
+        else:
             for t in keep:
                 t.refs += 1
-            self.nodes.append(_Node(diff, tuple(out), keep, tuple(int(n) for n in temps)))
+            self.nodes.append(_Node(diff, tuple(out), keep, tuple(int(x) for x in temps)))
         return out
+
+    def _pack(self, tensors: Sequence[Tensor]) -> bool:
+        """The recompute saves ``tensors`` into its forward's nodes, in order; ``True``: every one is back (stop)."""
+        frame = self._recompute
+        assert frame is not None
+        for t in tensors:
+            node = frame.slots[self._packed]
+            self._packed += 1
+            t.refs += 1
+            node.saved = (*node.saved, t)
+            if self._packed == len(frame.slots):
+                self._stopped = True
+                return True
+        return False
+
+    def checkpoint(self, fn: Callable[..., Any], *args: Tensor,
+                   scope: Callable[[], contextlib.AbstractContextManager[Any]] | None = None) -> Any:
+        """``torch.utils.checkpoint(fn, *args, use_reentrant=False)``: ``fn(*args)``, its saved tensors not held.
+
+        The region holds ``args`` (``fn`` borrows them: the caller drops its own references) until backward has run
+        every node of it that saved a tensor.  ``scope``: entered around the recompute (autocast re-entered, with its
+        own weight cache).  Outside training (no autograd) ``fn`` just runs.
+        """
+        if not self.train or self._frame is not None or self._recompute is not None:
+            return fn(*args)
+        frame = _Frame(fn, args, scope)
+        for t in args:
+            t.refs += 1
+        self._frame = frame
+        try:
+            out = fn(*args)
+        finally:
+            self._frame = None
+        if not frame.live:  # nothing saved: no node holds the region
+            self.drop(*args)
+        return out
+
+    def _recompute_frame(self, frame: _Frame) -> None:
+        """The region's forward run again, each tensor it saves handed to its node, until the last is back."""
+        frame.recomputed = True
+        self._recompute, self._packed, self._stopped = frame, 0, False
+        for t in frame.args:  # the recompute's own references to the inputs
+            t.refs += 1
+        with frame.scope() if frame.scope else contextlib.nullcontext():
+            out = frame.fn(*frame.args)
+            self.drop(*((out,) if isinstance(out, Tensor) else out))
+        self.drop(*frame.args)
+        self._recompute, self._stopped = None, False
 
     def one(self, nbytes: float, ins: Sequence[Tensor] = (), saved: Sequence[Tensor] = (), save_out: bool = False,
             temps: Sequence[float] = ()) -> Tensor:
@@ -110,6 +196,8 @@ class Tape:
         for node in reversed(self.nodes):
             if all(t.grad is None for t in node.outputs):
                 continue
+            if node.frame is not None and node.packed and not node.frame.recomputed:
+                self._recompute_frame(node.frame)
             temps = [self._alloc(n) for n in node.temps]
             for t in node.inputs:
                 g = self._alloc(t.nbytes)
@@ -127,6 +215,10 @@ class Tape:
                     t.grad = None
             for t in node.saved:
                 self._release(t)
+            if node.frame is not None and node.packed:
+                node.frame.live -= 1
+                if not node.frame.live:  # its last saved tensor released: the region and its inputs go
+                    self.drop(*node.frame.args)
         self.nodes.clear()
 
     def allocations(self, inputs: Sequence[float]) -> dict[str, Any]:
@@ -147,6 +239,7 @@ class StepSpec:
     a_b: int  # compute dtype (16-bit copies under amp)
     p_b: int  # parameters' dtype (fp32 masters under amp)
     use_cache: bool  # a causal LM's forward fills transformers' DynamicCache
+    checkpointing: bool = False  # each layer checkpointed (transformers' gradient_checkpointing_enable())
     #: the positions the LM head computes logits for (transformers' ``logits_to_keep``; 0: every position)
     logits_to_keep: int = 0
     #: tokens generated after the forward (``advisor.workload.step_generate``; 0: the forward alone)
@@ -208,6 +301,27 @@ class Program:
         y = tape.one(rows * n_out * sp.a_b, [xc, wc, *bc], saved=[xc, wc])
         tape.drop(*(t for t in (xc,) if t is not x), wc, *bc)
         return y
+
+    def layer(self, fn: Callable[..., Tensor], *args: Tensor) -> Tensor:
+        """One layer of the stack (``fn`` borrows ``args``).
+
+        Checkpointed under ``StepSpec.checkpointing``, as transformers' ``GradientCheckpointingLayer`` runs it after
+        ``gradient_checkpointing_enable()`` (non-reentrant ``torch.utils.checkpoint``).
+        """
+        if not self.spec.checkpointing:
+            return fn(*args)
+        out: Tensor = self.tape.checkpoint(fn, *args, scope=self._recompute_scope)
+        return out
+
+    @contextlib.contextmanager
+    def _recompute_scope(self) -> Iterator[None]:
+        """The recompute re-enters autocast: weights cast again into its own cache, cleared when it ends."""
+        outer, self.copies = self.copies, []
+        try:
+            yield
+        finally:
+            self.end_forward()
+            self.copies = outer
 
     def head(self, h: Tensor, h_b: int, w: tuple[Tensor, Tensor | None], n_in: int, n_out: int) -> Tensor:
         """The LM head: ``lm_head(hidden_states[:, -logits_to_keep:, :])``, as transformers 5's causal LMs run it.

@@ -135,7 +135,7 @@ class _Llama(Program):
         cs_b = 4 if sp.amp else sp.a_b
         cos, sin = (tape.one(sp.s * arch.head_dim * cs_b) for _ in range(2))
         for _ in range(arch.num_layers):
-            y = self.block(x, cos, sin)
+            y = self.layer(self.block, x, cos, sin)
             tape.drop(x)  # the loop's hidden_states: the layer's input lives until the layer returns
             x = y
         h = self.norm(x, tape.param(hd * sp.p_b, True))
@@ -227,7 +227,7 @@ class _Gpt2(_LayerNormed):
         tape.drop(g)
         m = self.dropout(c, sp.a_b)
         x3 = tape.one(el * sp.res_b, [x2, m])
-        tape.drop(h, a, m, x2, x)  # the block's locals die when it returns
+        tape.drop(h, a, m, x2)  # the block's locals die when it returns
         return x3
 
     def forward(self) -> Tensor:
@@ -240,7 +240,9 @@ class _Gpt2(_LayerNormed):
         pos = tape.one(sp.s * hd * sp.p_b, [positions])
         x = self.dropout(tape.one(sp.tokens * hd * sp.p_b, [embeds, pos]), sp.p_b)
         for _ in range(arch.num_layers):
-            x = self.block(x)
+            y = self.layer(self.block, x)
+            tape.drop(x)
+            x = y
         h = self.layer_norm(x)
         tape.drop(x, embeds, pos)  # GPT2Model.forward's locals die when it returns
         logits = self.head(h, 4 if sp.amp else sp.a_b, (table, None), hd, v)
@@ -299,7 +301,7 @@ class _Bert(_LayerNormed):
         first = x = self.dropout(n, sp.res_b)
         tape.drop(words, typed, pos)
         for layer in range(arch.num_layers):
-            y = self.block(x)
+            y = self.layer(self.block, x)
             if layer:
                 tape.drop(x)
             x = y
@@ -333,31 +335,32 @@ PROGRAMS: dict[str, type[_Llama] | type[_Gpt2] | type[_Bert]] = {
     "bert": _Bert}
 
 
-def timeline_covers(spec: StepSpec, *, lora: bool, checkpointing: bool, flash: bool, quantized: bool) -> bool:
+def timeline_covers(spec: StepSpec, *, lora: bool, flash: bool, quantized: bool) -> bool:
     """Whether ``timeline`` writes this step."""
     arch = spec.arch
     return not (arch.family not in PROGRAMS or (arch.num_experts and arch.family != "mixtral") or arch.parallel_block
-                or not flash or lora or checkpointing or quantized or (arch.kind == "encoder" and not arch.mlm_head))
+                or not flash or lora or quantized or (arch.kind == "encoder" and not arch.mlm_head))
 
 
-def timeline(spec: StepSpec, *, lora: bool = False, checkpointing: bool = False, flash: bool = True,
+def timeline(spec: StepSpec, *, lora: bool = False, flash: bool = True,
              quantized: bool = False) -> dict[str, Any] | None:
     """The step's allocations in order (``advisor.estimator.allocator.replay``'s input), or ``None`` where not written.
 
     Written: ``PROGRAMS``' families (BERT with its masked-LM head), with SDPA attention: full training (its loss
-    as transformers 5 computes it), a forward over the sequence (``gen_len=0``: its logits and a decoder's
+    as transformers 5 computes it, in the forward; under ``spec.checkpointing`` every layer checkpointed as
+    transformers does, ``Tape.checkpoint``), a forward over the sequence (``gen_len=0``: its logits and a decoder's
     DynamicCache live to the end), or a generation (``spec.gen_len``: ``step_generate.generate``).
     """
-    if not timeline_covers(spec, lora=lora, checkpointing=checkpointing, flash=flash, quantized=quantized):
+    if not timeline_covers(spec, lora=lora, flash=flash, quantized=quantized):
         return None
     tape = Tape(spec.train)
     model = PROGRAMS[spec.arch.family](tape, spec)
     if spec.gen_len and not spec.train:  # generate(): the prefill, then the decode steps' cache growth
         return generate(model)
     logits = model.forward()
+    loss = model.loss(logits) if spec.train else None  # in the forward (labels given), under autocast
     model.end_forward()
-    if spec.train:  # the model's output (its logits and DynamicCache) dropped before backward
-        loss = model.loss(logits)
+    if loss is not None:  # the model's output (its logits and DynamicCache) dropped before backward
         tape.drop(*model.cache)
         tape.backward(loss)
         tape.drop(loss)
@@ -389,9 +392,9 @@ def builder_timeline(arch: TransformerArch, *, b: int, s: int, train: bool, prec
         return None
     p_b, a_b, amp = _DTYPES[precision]
     cache = arch.kind == "decoder" and not (train and checkpointing)
-    spec = StepSpec(arch, b, s, train, amp, a_b, p_b, use_cache=cache, logits_to_keep=1 if generating else 0,
-                    gen_len=(gen_len or 0) if generating else 0)
-    if not timeline_covers(spec, lora=lora, checkpointing=checkpointing, flash=flash, quantized=quantized):
+    spec = StepSpec(arch, b, s, train, amp, a_b, p_b, use_cache=cache, checkpointing=train and checkpointing,
+                    logits_to_keep=1 if generating else 0, gen_len=(gen_len or 0) if generating else 0)
+    if not timeline_covers(spec, lora=lora, flash=flash, quantized=quantized):
         return None
     return functools.partial(_timeline_of, spec)
 

@@ -48,59 +48,58 @@ class SparseMoe(Program):
                 "gate_up": (tape.param(e * 2 * i * h * p_b, True), None),
                 "down": (tape.param(e * h * i * p_b, True), None)}
 
-    def route(self, h: Tensor, h_b: int, router: Tensor) -> tuple[Tensor, Tensor]:
-        """``MixtralTopKRouter``: (the renormalized top-k weights (fp32), their expert indices (int64))."""
+    def route(self, h: Tensor, h_b: int, router: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``MixtralTopKRouter``: (its logits, the renormalized top-k weights (fp32), their expert indices (int64))."""
         tape, sp, arch = self.tape, self.spec, self.arch
         t, e, k = sp.tokens, arch.num_experts, arch.experts_per_token
         logits = self.linear(h, h_b, (router, None), arch.hidden_size, e)
         l32 = tape.one(t * e * 4, [logits]) if sp.a_b != 4 else logits
         probs = tape.one(t * e * 4, [l32], save_out=True)
+        if l32 is not logits:
+            tape.drop(l32)
         top, idx = tape.op((t * k * 4, t * k * 8), [probs], save_out=(1,))
-        tape.drop(probs, *{id(x): x for x in (l32, logits)}.values())
         total = tape.one(t * 4, [top])
         # ``top /= total``: in place, its original saved (a clone) beside the divisor
         weights = tape.one(t * k * 4, [top, total], saved=[top, total])
-        tape.drop(top, total)
-        return weights, idx
+        tape.drop(top, total, probs)
+        return logits, weights, idx
 
     def mlp(self, h: Tensor, h_b: int, ws: dict[str, tuple[Tensor, Tensor | None]]) -> Tensor:
-        """``MixtralSparseMoeBlock`` over the tokens (see the module)."""
+        """``MixtralSparseMoeBlock`` over the tokens (see the module).
+
+        ``grouped_mm_experts_forward``'s locals (the gathered tokens, the sorted ids, the offsets, the experts'
+        output, the permutations, the weighted output) live until it returns, the router's outputs until the block's
+        forward does: without autograd (a forward) nothing else holds them.
+        """
         arch, tape, sp = self.arch, self.tape, self.spec
         t, hd, i, k = sp.tokens, arch.hidden_size, arch.intermediate_size, arch.experts_per_token
         s = t * k
-        weights, idx = self.route(h, h_b, ws["router"][0])
+        routed = self.route(h, h_b, ws["router"][0])
+        weights = routed[1]
         ids, perm = tape.op((s * 8, s * 8))  # sort: the expert ids in order, the permutation
-        tape.drop(ids)
         rows = tape.one(s * 8)  # perm // top_k
         # a gather's backward: zeros of its input's size, the gradient put (``index_put``, out of place) into them
         picked = tape.one(s * hd * h_b, [h], saved=[rows], temps=(t * hd * h_b,))
         tape.drop(rows)
         w_g = tape.one(s * 4, [weights], saved=[perm], temps=(t * k * 4,))
-        tape.drop(weights, idx)
-        counts = [tape.one(n) for n in (s * 4, arch.num_experts * 4)]  # the ids as int, histc
-        offsets = tape.one(arch.num_experts * 4)
-        tape.drop(*counts)
+        counts = [tape.one(n) for n in (s * 4, arch.num_experts * 4, arch.num_experts * 4)]  # int ids, histc, cumsum
         # grouped_mm's backward makes the weight's gradient, then the input's
         gate_up = tape.one(s * 2 * i * h_b, [ws["gate_up"][0], picked], saved=[picked, ws["gate_up"][0]])
-        tape.drop(picked)
         gate, up = chunk(tape, gate_up, (s * i * h_b, s * i * h_b))
         act = tape.one(s * i * h_b, [gate], saved=[gate_up])
         prod = tape.one(s * i * h_b, [act, up], saved=[act, gate_up])
         tape.drop(act, gate_up)
         out = tape.one(s * hd * h_b, [ws["down"][0], prod], saved=[prod, ws["down"][0]])
-        tape.drop(prod, offsets)
+        tape.drop(prod)
         # the product with the fp32 weights, promoted; backward: both operands' gradients through fp32 products
         weighted = tape.one(s * hd * 4, [out, w_g], saved=[out, w_g],
                             temps=(s * hd * 4,) * (1 if h_b == 4 else 2))
-        tape.drop(out, w_g)
-        inv = [tape.one(s * 8) for _ in range(2)]  # empty_like(perm), arange: inv_perm[perm] = arange
-        tape.drop(inv[1], perm)
-        back = tape.one(s * hd * 4, [weighted], saved=[inv[0]], temps=(s * hd * 4,))
-        tape.drop(weighted, inv[0])
+        inv, ar = tape.one(s * 8), tape.one(s * 8)  # empty_like(perm), arange: inv_perm[perm] = arange
+        tape.drop(ar)
+        back = tape.one(s * hd * 4, [weighted], saved=[inv], temps=(s * hd * 4,))
+        tape.drop(weighted)
         summed = tape.one(t * hd * 4, [back])
-        tape.drop(back)
-        if h_b == 4:
-            return summed
-        cast = tape.one(t * hd * h_b, [summed])
-        tape.drop(summed)
-        return cast
+        result = summed if h_b == 4 else tape.one(t * hd * h_b, [summed])
+        tape.drop(picked, w_g, ids, perm, *counts, out, inv, back, *((summed,) if result is not summed else ()))
+        tape.drop(*routed)
+        return result

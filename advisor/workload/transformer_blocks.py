@@ -7,6 +7,7 @@ counterparts), each group as Hugging Face's module runs it (docs/conformance.md)
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from advisor.workload.arch import TransformerArch
@@ -21,6 +22,35 @@ from advisor.workload.transformer_ops import (
     rms_norm_kernels,
     rotary_kernels,
 )
+
+
+def checkpoint_recompute(fwd: Sequence[OpCost], *, layers: tuple[str, ...], last_linear: str, saves_after: bool,
+                         last_adds: Mapping[str, int], after_last_save: tuple[str, ...] = ()) -> list[OpCost]:
+    """What checkpointed layers run again in backward: each one's forward up to the last tensor autograd saves.
+
+    torch.utils.checkpoint, non-reentrant, as transformers' ``gradient_checkpointing_enable()`` and the tracer run it
+    (and ``advisor.workload.step_tape.Tape.checkpoint`` writes it): the recompute stops early once every saved tensor
+    is back, and an op's inputs are saved before its kernel runs, its outputs after.  So a layer's last linear (named
+    ``*last_linear``), which saves only its input and weight, runs again only if an op after it saves a tensor
+    (``saves_after``: a dropout's mask, a post-norm's statistics); the residual add that ends a block saves nothing
+    and never runs again (``last_adds``: a residual group's name -> its adds per block, the last left out).
+
+    ``layers``: the name prefixes of the ops the checkpointed layers run (T5's first block computes its stack's
+    relative position bias too); ``after_last_save``: name suffixes of other ops after a block's last saved tensor
+    (a MoE block's unpermute and what follows it).
+    """
+    out = []
+    for op in fwd:
+        if not op.name.startswith(layers):
+            continue
+        if (not saves_after and op.kind == "matmul" and op.name.endswith(last_linear)) \
+                or op.name.endswith(after_last_save):
+            continue
+        per = last_adds.get(op.name)
+        if per:  # the block's last add is not run again
+            op = replace(op, bytes=op.bytes * (per - 1) / per, strided_elements=op.strided_elements * (per - 1) / per)
+        out.append(replace(op, name="recompute." + op.name, phase="backward"))
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,28 +131,18 @@ class StepOps:
         self.heads(tokens)
 
     def recompute(self) -> list[OpCost]:
-        """What a checkpointed block runs again in backward: its forward up to the last tensor autograd saves.
+        """What a checkpointed block runs again in backward (``checkpoint_recompute``).
 
-        torch.utils.checkpoint, non-reentrant, as transformers' ``gradient_checkpointing_enable()`` and the
-        tracer run it.  The recompute stops early (``early_stop``) once every saved tensor is back, and an op's
-        inputs are saved before its kernel runs: a pre-norm block without hidden dropout (Llama's) ends in the down
-        projection, which saves only its input and weight, and the residual add, which saves nothing; neither runs
-        again.  A block ending in a dropout (its mask saved: GPT-2) or a norm (BERT's post-norm) recomputes all but
-        the add; a MoE block (``advisor.workload.moe``) all up to its unpermute.
+        A pre-norm block without hidden dropout (Llama's) ends in the down projection and the residual add: neither
+        runs again.  A block ending in a dropout (its mask saved: GPT-2), a norm (BERT's post-norm: its adds come
+        before it) or a parallel block's saved tensors recomputes all but its last add; a MoE block
+        (``advisor.workload.moe``) all up to its unpermute.
         """
         arch = self.arch
-        skip_down = not (arch.dropout or arch.parallel_block or arch.family == "bert" or arch.num_experts)
-        out = []
-        for op in self.ops.fwd:
-            if not op.name.startswith(("layers.", "encoder.", "decoder.")):
-                continue
-            tail = skip_down and op.kind == "matmul" and op.name.endswith(".mlp.down")
-            if tail or op.name.endswith(AFTER_LAST_SAVE):  # after the block's last saved tensor: not run again
-                continue
-            if op.name.endswith(".residual") and arch.family != "bert":  # the block's second add, not the first
-                op = replace(op, bytes=op.bytes / 2, strided_elements=op.strided_elements / 2)
-            out.append(replace(op, name="recompute." + op.name, phase="backward"))
-        return out
+        saves_after = bool(arch.dropout or arch.parallel_block or arch.family == "bert" or arch.num_experts)
+        return checkpoint_recompute(self.ops.fwd, layers=("layers.", "encoder.", "decoder."), last_linear=".mlp.down",
+                                    saves_after=saves_after, after_last_save=AFTER_LAST_SAVE,
+                                    last_adds={} if arch.family == "bert" else {"layers.*.residual": 2})
 
     def heads(self, tokens: int) -> None:
         """An MLM head's transform, the LM head and its loss, or a bare encoder's pooler."""
