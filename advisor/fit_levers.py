@@ -10,6 +10,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
+from advisor.optimizers import algorithm
+from advisor.precision import optimizer_state_bytes
+
 #: LoRA rank suggested when the user gave none (the PEFT examples' and QLoRA paper's common choice).
 DEFAULT_LORA_RANK = 16
 
@@ -49,10 +52,11 @@ def model_levers(*, train: bool, optimizer: str, lora: int | None, quantize_base
     """The changes to the model's bytes that apply to this job (training: optimizer, LoRA, QLoRA; serving: int8/4)."""
     rank = lora or DEFAULT_LORA_RANK
     levers: list[Lever] = []
-    if train and optimizer in ("adam", "adamw") and not lora:
+    if train and algorithm(optimizer) in ("adam", "adamw") and not lora:  # any Adam/AdamW, however issued
+        now, small = optimizer_state_bytes(optimizer, precision), optimizer_state_bytes("adamw-8bit", precision)
         levers.append(Lever("8-bit optimizer", "8-bit optimizer", "--optimizer adamw-8bit",
-                            "bitsandbytes AdamW8bit: 2 B/param of state instead of 8; close to AdamW in published "
-                            "results", {"optimizer": "adamw-8bit"}))
+                            f"bitsandbytes AdamW8bit: {small:.0f} B/param of state instead of {now:.0f}; close to "
+                            "AdamW in published results", {"optimizer": "adamw-8bit"}))
     if train and not lora:
         levers.append(Lever("LoRA", f"LoRA rank {DEFAULT_LORA_RANK}", f"--lora-rank {DEFAULT_LORA_RANK}",
                             "trains low-rank adapters only (base frozen): fine-tuning quality close to full for most "

@@ -2,7 +2,8 @@
 
 Pure data, no imports: the option names (``advisor.workload.options.OPTIMIZERS``), the state-bytes rule
 (``advisor.precision.optimizer_state_bytes``), the step's kernels and host dispatches (``advisor.workload.costs``,
-``advisor.workload.eager``) and the allocator replay all read the name through here.
+``advisor.workload.eager``), the allocator replay, fit advice's 8-bit lever (any Adam/AdamW) and validate's torch
+optimizer (``NOT_IN_TORCH`` names the steps torch.optim does not ship) all read the name through here.
 
 Implementations:
 
@@ -39,6 +40,13 @@ OPTIMIZER_NAMES: dict[str, tuple[str, str]] = {
     "adamw-loop": ("adamw", "loop"),
     "adamw-hf": ("adamw", "loop"),  # transformers.AdamW (optimization.py, transformers 4.x; removed in 5)
     "bertadam": ("adamw", "loop"),  # DeepLearningExamples' PyTorch BERT optimization.py BertAdam
+}
+
+#: The names whose step torch.optim does not ship, and whose it is (``advisor validate`` builds torch.optim's only).
+NOT_IN_TORCH: dict[str, str] = {
+    "adamw-8bit": "bitsandbytes' AdamW8bit",
+    "adamw-hf": "Hugging Face transformers' AdamW (4.x)",
+    "bertadam": "NVIDIA DeepLearningExamples' BertAdam",
 }
 
 

@@ -545,6 +545,9 @@ def test_the_recommenders_choices_are_the_librarys() -> None:
     assert dd.PRECISIONS == PRECISIONS and dd.OPTIMIZERS == OPTIMIZERS
     at = _app("recommend")
     assert at.selectbox(key="rec_objective").options == list(OBJECTIVES)  # the library's, not a copy
+    assert at.selectbox(key="rec_optimizer").options == list(OPTIMIZERS)  # the variants too (adamw-loop, ...)
+    at.selectbox(key="rec_optimizer").set_value("bertadam").run()  # a per-parameter loop prices like the rest
+    assert not at.exception
 
 
 # ---------------------------------------------------------------- issue 16: items 10 and 11

@@ -12,24 +12,35 @@ from advisor.workload.zoo import TRANSFORMERS
 
 
 def make_optimizer(name: str, params: Any) -> Any:
-    """The torch optimizer for a DESIGN.md optimizer name.
+    """The torch optimizer for an optimizer name: its update (``advisor.optimizers.algorithm``) issued as named.
+
+    ``-fused`` names pass ``fused=True``, ``-loop`` names ``foreach=False`` (the single-tensor path); the plain names
+    keep torch's default (foreach on CUDA).
 
     Raises:
-        AdvisorError: ``adamw-8bit`` (needs bitsandbytes, not a dependency) or an unknown name.
+        AdvisorError: a name torch.optim does not ship (``advisor.optimizers.NOT_IN_TORCH``: bitsandbytes'
+            8-bit AdamW, transformers' AdamW, BertAdam) or an unknown name; the hint lists the ones validate runs.
     """
     import torch
 
-    makers: dict[str, Callable[[], Any]] = {
-        "sgd": lambda: torch.optim.SGD(params, lr=1e-3),
-        "sgd-momentum": lambda: torch.optim.SGD(params, lr=1e-3, momentum=0.9),
-        "adam": lambda: torch.optim.Adam(params, lr=1e-4),
-        "adamw": lambda: torch.optim.AdamW(params, lr=1e-4),
-        "adafactor": lambda: torch.optim.Adafactor(params, lr=1e-3),
+    from advisor.optimizers import NOT_IN_TORCH, OPTIMIZER_NAMES
+
+    accepted = ", ".join(n for n in OPTIMIZER_NAMES if n not in NOT_IN_TORCH)
+    if name in NOT_IN_TORCH:
+        raise AdvisorError(f"validate cannot run optimizer {name!r}: it is {NOT_IN_TORCH[name]}, not torch.optim's",
+                           hint=f"validate runs torch.optim's: {accepted} (estimate prices {name!r})")
+    if name not in OPTIMIZER_NAMES:
+        raise AdvisorError(f"validate cannot run optimizer {name!r}", hint=f"accepted: {accepted}")
+    update, issued = OPTIMIZER_NAMES[name]
+    how: dict[str, Any] = {"fused": {"fused": True}, "loop": {"foreach": False}}.get(issued, {})
+    updates: dict[str, Callable[[], Any]] = {
+        "sgd": lambda: torch.optim.SGD(params, lr=1e-3, **how),
+        "sgd-momentum": lambda: torch.optim.SGD(params, lr=1e-3, momentum=0.9, **how),
+        "adam": lambda: torch.optim.Adam(params, lr=1e-4, **how),
+        "adamw": lambda: torch.optim.AdamW(params, lr=1e-4, **how),
+        "adafactor": lambda: torch.optim.Adafactor(params, lr=1e-3, **how),
     }
-    if name not in makers:
-        raise AdvisorError(f"validate cannot run optimizer {name!r}",
-                           hint=f"accepted: {', '.join(makers)} (adamw-8bit needs bitsandbytes, not a dependency)")
-    return makers[name]()
+    return updates[update]()
 
 
 def find_blocks(model: Any) -> Any:
