@@ -397,3 +397,15 @@ def test_memory_replay_ratchet(card) -> None:
     assert statistics.median(abs(e) for e in errors) <= 0.01
     assert sum(e < -0.10 for e in errors) <= 7
     assert sum(abs(e) <= 0.05 for e in errors) >= 27
+
+
+def test_a_16_bit_model_built_in_fp32_says_so_and_a_loaded_one_does_not() -> None:
+    """The replay's fp32 build + cast of a 16-bit model is an assumption the estimate states (its reserve can be a
+    whole fp32 copy); generation's step is loaded in its dtype (no build, no note), amp keeps fp32 weights (no cast)."""
+    def noted(**kw: object) -> bool:
+        est = estimate("llama-3-8b", "h100-sxm", calibration=None, batch_size=2, seq_len=512, **kw)
+        return any("built in fp32 and cast" in a for a in est.assumptions)
+
+    assert noted(mode="infer", precision="bf16", gen_len=0)
+    assert not noted(mode="infer", precision="bf16", gen_len=16)
+    assert not noted(mode="train", precision="amp-bf16")

@@ -224,8 +224,12 @@ def memory_parts(w: Workload, plan: ParallelPlan) -> MemoryParts:
     # its replay reserves are sized by whole weights, gradients and optimizer temporaries (a 70B step's: over 100 GB):
     # those plans keep the fitted share
     if allocations and plan.zero_stage == 0 and plan.strategy != "tp" and supports(w.optimizer if train else None):
-        run = _replayed(allocations, w.optimizer if train else None, w.precision in ("fp16", "bf16"),
-                        w.grad_accum)
+        cast = w.precision in ("fp16", "bf16")
+        run = _replayed(allocations, w.optimizer if train else None, cast, w.grad_accum)
+        if cast and not allocations.get("loaded_in_dtype"):
+            notes.append(f"a {w.precision} model is taken as built in fp32 and cast (model.to(dtype), as building "
+                         "from a config does): the freed fp32 copy's segments stay reserved; loading it in its dtype "
+                         "(from_pretrained(torch_dtype=...), or torch.set_default_dtype before building) avoids that")
         if plan.strategy == "single":
             # the replay's reserved peak is the step's; the items above are each at their own peak (all gradients,
             # all activations), so their sum can exceed the step's allocated peak: the allocator's share is what
