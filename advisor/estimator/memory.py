@@ -46,8 +46,8 @@ RESERVE_FRACTION = 0.03
 # (advisor.workload.step_timeline: the Hugging Face module's ops, tensor by tensor, frees as eager autograd makes them;
 # its replayed peaks are the traced module's): there the gap is replayed through these rules
 # (advisor.estimator.allocator), which reproduces the measured reserved bytes of the shared H200 transformer
-# rows within 0.8%.  The formula below is the fallback for steps with no timeline (encoders, T5, MoE but Mixtral, LoRA,
-# generation, quantized steps).
+# rows within 0.8%.  The formula below is the fallback for steps with no timeline (bare encoders, T5, MoE but Mixtral,
+# LoRA, loops over the plain forward or with repeat_kv, quantized steps, ZeRO / FSDP replicas).
 # Sizes of the terms: fitted to the reserved - allocated gap of the 37 validate rows measured on the H100
 # (tests/data/gpu-runs/h100-2026-11-28; inputs: each row's predicted transient and activations), by
 # non-negative least squares on absolute bytes (107 MiB + 0.36 x transient + 0.09 x activations) and on
