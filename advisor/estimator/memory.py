@@ -156,6 +156,15 @@ _REPLAYS_KEPT = 64
 _REPLAYS_LOCK = threading.Lock()
 
 
+def _cast_notes(precision: str, allocations: Mapping[str, Any]) -> list[str]:
+    """The replay's assumption for a 16-bit model not loaded in its dtype (``replay``'s ``cast_from_fp32``)."""
+    if precision not in ("fp16", "bf16") or allocations.get("loaded_in_dtype"):
+        return []
+    return [f"a {precision} model is taken as built in fp32 and cast (model.to(dtype), as building from a config "
+            "does): the freed fp32 copy's segments stay reserved; loading it in its dtype (from_pretrained("
+            "torch_dtype=...), or torch.set_default_dtype before building) avoids that"]
+
+
 def _replayed(allocations: Mapping[str, Any], optimizer: str | None, cast_from_fp32: bool, accumulate: int) -> Replay:
     key = (id(allocations), optimizer, cast_from_fp32, min(accumulate, 2))
     with _REPLAYS_LOCK:
@@ -224,12 +233,8 @@ def memory_parts(w: Workload, plan: ParallelPlan) -> MemoryParts:
     # its replay reserves are sized by whole weights, gradients and optimizer temporaries (a 70B step's: over 100 GB):
     # those plans keep the fitted share
     if allocations and plan.zero_stage == 0 and plan.strategy != "tp" and supports(w.optimizer if train else None):
-        cast = w.precision in ("fp16", "bf16")
-        run = _replayed(allocations, w.optimizer if train else None, cast, w.grad_accum)
-        if cast and not allocations.get("loaded_in_dtype"):
-            notes.append(f"a {w.precision} model is taken as built in fp32 and cast (model.to(dtype), as building "
-                         "from a config does): the freed fp32 copy's segments stay reserved; loading it in its dtype "
-                         "(from_pretrained(torch_dtype=...), or torch.set_default_dtype before building) avoids that")
+        run = _replayed(allocations, w.optimizer if train else None, w.precision in ("fp16", "bf16"), w.grad_accum)
+        notes.extend(_cast_notes(w.precision, allocations))
         if plan.strategy == "single":
             # the replay's reserved peak is the step's; the items above are each at their own peak (all gradients,
             # all activations), so their sum can exceed the step's allocated peak: the allocator's share is what
