@@ -48,7 +48,8 @@ def estimate_workload(workload: Workload | PreparedWorkload, spec: GpuSpec, *, n
         workload: built at the GLOBAL batch (or a ``PreparedWorkload`` of one).
         spec: the card.
         num_gpus: cards in all.
-        parallelism: ``ddp``, ``zero1``, ``zero2``, ``zero3``, ``fsdp``, ``tp``; ``None``: ddp for several.
+        parallelism: ``ddp``, ``zero1``, ``zero2``, ``zero3``, ``fsdp``, ``tp``, ``ep`` (MoE models);
+            ``None``: ddp for several.
         calibration: ``None`` (defaults), a ``ProbeResult``, an efficiencies mapping, or what
             ``advisor.calibration.resolve_calibration`` makes of ``"auto"`` (``StoredProbes``) and of a probe JSON
             path (``CalibrationFile``).
@@ -70,7 +71,7 @@ def estimate_workload(workload: Workload | PreparedWorkload, spec: GpuSpec, *, n
     prep = prepare_workload(workload)
     w0 = prep.workload
     arch = dict(w0.arch or {})
-    plan = resolve_plan(parallelism, num_gpus, num_heads=arch.get("num_heads"))
+    plan = resolve_plan(parallelism, num_gpus, num_heads=arch.get("num_heads"), num_experts=arch.get("num_experts"))
     global_batch = check_count("batch_size", batch_size if batch_size is not None else w0.batch_size)
     micro = ceil_div(global_batch, plan.dp)
     w = prep.micro(micro)

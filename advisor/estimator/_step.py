@@ -16,6 +16,7 @@ from advisor.estimator._prepare import PreparedWorkload
 from advisor.estimator.attention import ATTENTION_SOURCE
 from advisor.estimator.conv import WINOGRAD_SOURCE
 from advisor.estimator.efficiency import ArchEfficiency
+from advisor.estimator.expert_parallel import experts_elsewhere
 from advisor.estimator.host import (
     CHECKPOINT_HOST_SOURCE,
     GRAD_SCALER_SOURCE,
@@ -37,6 +38,7 @@ from advisor.estimator.parallel import (
     allgather_s,
     bus_bandwidth_bytes_s,
     data_parallel_comm,
+    expert_parallel_comm,
     peer_link,
     tensor_parallel_comm,
 )
@@ -128,7 +130,18 @@ def _train_step(w: Workload, arch: Mapping[str, Any], plan: ParallelPlan, phases
     bwd = _sum_phases(phases, ("backward",))
     opt = _sum_phases(phases, ("optimizer",)) / (plan.dp if plan.zero_stage >= 1 else 1)
     comm = CommEstimate(0.0, 0.0, "")
-    if plan.strategy == "tp":
+    if plan.strategy == "ep":
+        elsewhere = experts_elsewhere(w, plan)
+        opt *= (w.params - elsewhere) / w.params  # the optimizer steps the parameters this GPU holds
+        a2a = _all_to_alls(w, arch, plan, micro * (w.seq_len or 1), 3 if w.gradient_checkpointing else 2, link)
+        # the non-expert (replicated) gradients all-reduced as DDP's, overlapped with backward; each expert lives on
+        # one GPU of the n (expert data-parallel degree 1): its gradients are not reduced
+        replicated = w.trainable_params - int((w.arch or {}).get("expert_params") or 0)
+        dp = data_parallel_comm(plan, grad_bytes=replicated * grad_bytes_per_param(w.precision),
+                                param_bytes_16=0.0, overlap_s=bwd, busbw_bytes_s=link.busbw)
+        comm = CommEstimate(a2a.total_s * k + dp.total_s, a2a.exposed_s * k + dp.exposed_s,
+                            f"{a2a.note}; {dp.note} (the non-expert gradients)")
+    elif plan.strategy == "tp":
         passes = 3 if w.gradient_checkpointing else 2
         comm = tensor_parallel_comm(plan, num_layers=arch.get("num_layers") or 1, passes=passes,
                                     busbw_bytes_s=link.busbw,
@@ -142,6 +155,18 @@ def _train_step(w: Workload, arch: Mapping[str, Any], plan: ParallelPlan, phases
                                   overlap_s=bwd + (fwd if plan.zero_stage >= 3 else 0.0), busbw_bytes_s=link.busbw)
     step_s = k * (fwd + bwd) + opt + comm.exposed_s
     return step_s, {"forward": k * fwd, "backward": k * bwd, "optimizer": opt}, comm
+
+
+def _all_to_alls(w: Workload, arch: Mapping[str, Any], plan: ParallelPlan, tokens: int, passes: int,
+                 link: _Link) -> CommEstimate:
+    """The expert-parallel all-to-alls of one micro-step over ``tokens`` per GPU (``passes`` forward-like passes).
+
+    Every block of a MoE model is a MoE layer (Mixtral's); the routed hidden states cross in the working precision.
+    """
+    routed = (arch.get("experts_per_token") or 1) * tokens * (arch.get("hidden_size") or 0) * activation_bytes(
+        w.precision)
+    return expert_parallel_comm(plan, moe_layers=arch.get("num_layers") or 1, routed_bytes=routed, passes=passes,
+                                busbw_bytes_s=link.busbw)
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +196,9 @@ def _infer_step(s: StepInputs, phases: list[float], gen: int, link: _Link, total
         comm = tensor_parallel_comm(plan, num_layers=layers or 1, passes=1, busbw_bytes_s=link.busbw,
                                     activation_bytes=micro * (w.seq_len or 1) * (hidden or 0) * act_elem)
         prefill_s += comm.exposed_s
+    if plan.strategy == "ep":
+        comm = _all_to_alls(w, s.arch, plan, micro * (w.seq_len or 1), 1, link)
+        prefill_s += comm.exposed_s
     gather_s = 0.0
     if plan.zero_stage >= 3 and plan.dp > 1:
         # sharded weights are all-gathered for every forward pass (prefill and each decode step)
@@ -197,6 +225,11 @@ def _infer_step(s: StepInputs, phases: list[float], gen: int, link: _Link, total
         if plan.strategy == "tp":
             dcomm = tensor_parallel_comm(plan, num_layers=layers or 1, passes=1, busbw_bytes_s=link.busbw,
                                          activation_bytes=micro * (hidden or 0) * act_elem)
+            decode_step_s += dcomm.exposed_s
+            comm = CommEstimate(comm.total_s + gen * dcomm.total_s, comm.exposed_s + gen * dcomm.exposed_s,
+                                comm.note)
+        if plan.strategy == "ep":  # one token per sequence per decode step
+            dcomm = _all_to_alls(w, s.arch, plan, micro, 1, link)
             decode_step_s += dcomm.exposed_s
             comm = CommEstimate(comm.total_s + gen * dcomm.total_s, comm.exposed_s + gen * dcomm.exposed_s,
                                 comm.note)

@@ -24,6 +24,7 @@ from typing import Any
 
 from advisor.estimator.allocator import Replay, replay, supports
 from advisor.estimator.efficiency import ArchEfficiency
+from advisor.estimator.expert_parallel import ep_memory_note, experts_elsewhere
 from advisor.estimator.parallel import ParallelPlan, megatron_activation_factor
 from advisor.precision import NF4_BYTES_PER_WEIGHT, optimizer_state_bytes
 from advisor.units import MiB
@@ -180,6 +181,31 @@ def _replayed(allocations: Mapping[str, Any], optimizer: str | None, cast_from_f
     return run
 
 
+def _allocator_gap(w: Workload, plan: ParallelPlan, held: float, notes: list[str]) -> float | None:
+    """The caching allocator's share from the replayed step beyond ``held`` (the items' sum), or ``None``."""
+    train = w.mode == "train"
+    allocations = _allocations(w)
+    # a replica that shards the model states (ZeRO, FSDP, the experts under ep) does not run the single-GPU step's
+    # allocations: the segments its replay reserves are sized by whole weights, gradients and optimizer temporaries
+    # (a 70B step's: over 100 GB): those plans keep the fitted share
+    sharded = plan.zero_stage > 0 or plan.strategy in ("tp", "ep")
+    if allocations and not sharded and supports(w.optimizer if train else None):
+        run = _replayed(allocations, w.optimizer if train else None, w.precision in ("fp16", "bf16"), w.grad_accum)
+        notes.extend(_cast_notes(w.precision, allocations))
+        if plan.strategy == "single":
+            # the replay's reserved peak is the step's; the items above are each at their own peak (all gradients,
+            # all activations), so their sum can exceed the step's allocated peak: the allocator's share is what
+            # the reserved peak holds beyond them
+            notes.append(f"caching allocator: {ALLOCATOR_REPLAY_SUMMARY}")
+            return max(0.0, float(run.peak_reserved) - held)
+        # data parallel: each GPU runs the single-GPU step on its slice (gradient buckets beside it): the replayed
+        # step's reserved-beyond-allocated gap
+        notes.append(f"caching allocator: {ALLOCATOR_REPLAY_SUMMARY}; the single-GPU step's gap, taken for "
+                     f"each {plan.strategy} replica")
+        return float(run.gap)
+    return None
+
+
 def memory_parts(w: Workload, plan: ParallelPlan) -> MemoryParts:
     """Model states, activations and KV cache per GPU for workload ``w`` (its micro-batch) under ``plan``."""
     train = w.mode == "train"
@@ -198,15 +224,20 @@ def memory_parts(w: Workload, plan: ParallelPlan) -> MemoryParts:
         weights += embed * (2.0 - NF4_BYTES)
         notes.append(f"{qb} base: linear layers quantized; embedding and LM head ({embed / 1e6:.0f}M params) "
                      "kept in 16 bits")
-    grads = trainable * grad_bytes_per_param(w.precision)
+    elsewhere = experts_elsewhere(w, plan)  # under ep (full training: every parameter trainable)
+    if elsewhere:
+        weights -= elsewhere * weight_bytes_per_param(w.precision, trainable=train, mode=w.mode)
+        notes.append(ep_memory_note(w, plan, elsewhere))
+    trainable_held = trainable - (elsewhere if train else 0)
+    grads = trainable_held * grad_bytes_per_param(w.precision)
     if plan.strategy == "ddp":
         grads *= 2
         notes.append("DDP keeps its gradient buckets as a second copy of the gradients "
                       "(gradient_as_bucket_view=False, the default)")
     hidden = w.arch.get("hidden_size") if w.arch else None
-    opt = optimizer_bytes(w.optimizer if train else None, w.precision, trainable, hidden)
+    opt = optimizer_bytes(w.optimizer if train else None, w.precision, trainable_held, hidden)
     # Autocast caches the 16-bit casts of trainable weights; matmul backward keeps them until it runs.
-    cache = 2.0 * trainable if train and w.precision.startswith("amp") else 0.0
+    cache = 2.0 * trainable_held if train and w.precision.startswith("amp") else 0.0
     if plan.strategy in ("zero1", "zero2", "zero3") and train and w.precision.startswith("amp") and trainable:
         # DeepSpeed's mixed-precision layout (ZeRO paper sec. 3.1): 16-bit weights (2) and gradients (2);
         # the fp32 master copy is optimizer state with Adam's moments (K = 12): same 16 B/param in all.
@@ -227,28 +258,8 @@ def memory_parts(w: Workload, plan: ParallelPlan) -> MemoryParts:
         kv /= min(plan.tp, kv_heads)
         notes.append("tp: weights, gradients, optimizer state and transient buffers split evenly; activations "
                      "per Korthikanti et al. 2022 (no sequence parallelism); KV cache split by KV heads")
-    gap = None
-    allocations = _allocations(w)
-    # a replica that shards the model states (ZeRO, FSDP) does not run the single-GPU step's allocations: the segments
-    # its replay reserves are sized by whole weights, gradients and optimizer temporaries (a 70B step's: over 100 GB):
-    # those plans keep the fitted share
-    if allocations and plan.zero_stage == 0 and plan.strategy != "tp" and supports(w.optimizer if train else None):
-        run = _replayed(allocations, w.optimizer if train else None, w.precision in ("fp16", "bf16"), w.grad_accum)
-        notes.extend(_cast_notes(w.precision, allocations))
-        if plan.strategy == "single":
-            # the replay's reserved peak is the step's; the items above are each at their own peak (all gradients,
-            # all activations), so their sum can exceed the step's allocated peak: the allocator's share is what
-            # the reserved peak holds beyond them
-            gap = max(0.0, float(run.peak_reserved) - (weights + grads + opt + cache + act + transient + kv))
-            notes.append(f"caching allocator: {ALLOCATOR_REPLAY_SUMMARY}")
-        else:
-            # data parallel: each GPU runs the single-GPU step on its slice (gradient buckets beside it): the replayed
-            # step's reserved-beyond-allocated gap
-            gap = float(run.gap)
-            notes.append(f"caching allocator: {ALLOCATOR_REPLAY_SUMMARY}; the single-GPU step's gap, taken for "
-                         f"each {plan.strategy} replica")
     return MemoryParts(
-        allocator_gap=gap,
+        allocator_gap=_allocator_gap(w, plan, weights + grads + opt + cache + act + transient + kv, notes),
         micro_batch=w.batch_size,
         weights=weights / plan.weights_divisor,
         gradients=grads / plan.gradients_divisor,

@@ -10,6 +10,11 @@
 - ``tp`` (Megatron-LM, Shoeybi et al. 2019; activations: Korthikanti et al. 2022): weights, KV
   cache and most activations split n ways; two all-reduces of b x s x h activations per layer in
   forward and two in backward, on the critical path (not overlapped).
+- ``ep`` (expert parallelism with data parallelism over the same GPUs, as DeepSpeed-MoE, Rajbhandari et al. 2022,
+  and Megatron-Core's MoE lay it out): each GPU holds num_experts / n of every MoE layer's experts (their
+  gradients and optimizer state with them) and a replica of everything else; each takes its own slice of the batch.
+  Per MoE layer the routed tokens' hidden states cross the link in two all-to-alls forward (dispatch, combine) and
+  two backward, on the critical path; the non-expert gradients are all-reduced as DDP's.
 
 Bandwidths are the nccl-tests "bus bandwidth": a ring all-reduce of S bytes takes
 2(n-1)/n x S / busbw; busbw is the card's one-direction peer bandwidth (NVLink / Infinity Fabric,
@@ -43,9 +48,9 @@ class ParallelPlan:
     """How a step is spread over GPUs.
 
     Attributes:
-        strategy: ``single``, ``ddp``, ``zero1``, ``zero2``, ``zero3``, ``fsdp`` or ``tp``.
+        strategy: ``single``, ``ddp``, ``zero1``, ``zero2``, ``zero3``, ``fsdp``, ``tp`` or ``ep``.
         num_gpus: GPUs in all.
-        dp: data-parallel degree (replicas that each take a slice of the batch).
+        dp: data-parallel degree (replicas that each take a slice of the batch; ``ep``: all of its GPUs).
         tp: tensor-parallel degree.
     """
 
@@ -60,8 +65,13 @@ class ParallelPlan:
         return {"zero1": 1, "zero2": 2, "zero3": 3, "fsdp": 3}.get(self.strategy, 0)
 
     @property
+    def ep(self) -> int:
+        """Expert-parallel degree: how many ways each MoE layer's experts are split (1 but under ``ep``)."""
+        return self.num_gpus if self.strategy == "ep" else 1
+
+    @property
     def weights_divisor(self) -> int:
-        """How many ways the weights are split."""
+        """How many ways the weights are split (``ep`` splits the experts only: ``memory_parts`` takes them off)."""
         return self.tp if self.strategy == "tp" else self.dp if self.zero_stage >= 3 else 1
 
     @property
@@ -81,21 +91,34 @@ class ParallelPlan:
         return f"{self.strategy} over {self.num_gpus} GPUs (data-parallel degree {self.dp}, tensor-parallel {self.tp})"
 
 
-def resolve_plan(parallelism: str | None, num_gpus: int, *, num_heads: int | None = None) -> ParallelPlan:
+def resolve_plan(parallelism: str | None, num_gpus: int, *, num_heads: int | None = None,
+                 num_experts: int | None = None) -> ParallelPlan:
     """Validate ``parallelism`` for ``num_gpus`` and return the plan.
 
-    ``None`` means one GPU, or ``ddp`` for several.
+    ``None`` means one GPU, or ``ddp`` for several.  ``ep`` on one GPU is the single-GPU plan.
 
     Raises:
         EstimateError: unknown strategy, non-positive count, tensor parallel beyond one node or
-            over a head count it does not divide.
+            over a head count it does not divide, expert parallel for a model without experts or over a
+            count that does not divide its experts.
     """
     check_count("num_gpus", num_gpus)
     if parallelism is not None and parallelism not in STRATEGIES:
         raise EstimateError(f"unknown parallelism {parallelism!r}", hint=f"accepted: {', '.join(STRATEGIES)}")
+    if parallelism == "ep" and not num_experts:
+        dense = ", ".join(s for s in STRATEGIES if s != "ep")
+        raise EstimateError("expert parallelism (ep) needs a mixture-of-experts model; this one has no experts",
+                            hint=f"ep is accepted for MoE models (num_experts > 0, e.g. mixtral-8x7b); "
+                                 f"for a dense model use one of {dense}")
     if num_gpus == 1:
         return ParallelPlan("single", 1, 1, 1)
     strategy = parallelism or "ddp"
+    if strategy == "ep":
+        if num_experts and num_experts % num_gpus:
+            counts = ", ".join(str(d) for d in range(1, (num_experts or 1) + 1) if (num_experts or 1) % d == 0)
+            raise EstimateError(f"expert parallel over {num_gpus} GPUs needs the expert count ({num_experts}) "
+                                "to divide evenly", hint=f"accepted GPU counts for ep: {counts}")
+        return ParallelPlan("ep", num_gpus, num_gpus, 1)
     if strategy == "tp":
         if num_gpus > GPUS_PER_NODE:
             raise EstimateError(f"tensor parallel over {num_gpus} GPUs spans nodes, which is not modelled",
@@ -149,6 +172,14 @@ def allgather_s(size_bytes: float, n: int, busbw_bytes_s: float) -> float:
     if n <= 1 or size_bytes <= 0:
         return 0.0
     return (n - 1) / n * size_bytes / busbw_bytes_s + COLLECTIVE_LATENCY_S
+
+
+def alltoall_s(size_bytes: float, n: int, busbw_bytes_s: float) -> float:
+    """All-to-all of the ``size_bytes`` one GPU holds: the (n-1)/n of it bound elsewhere, at the bus bandwidth.
+
+    nccl-tests count an all-to-all's bus bandwidth as an all-gather's ((n-1)/n x S / time): the same formula.
+    """
+    return allgather_s(size_bytes, n, busbw_bytes_s)
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,3 +256,25 @@ def megatron_activation_factor(tp: int, *, seq_len: int | None, hidden: int | No
         return 1.0
     attn = 5 * heads * seq_len / hidden if seq_len and hidden and heads else 0.0
     return (10 + 24 / tp + attn / tp) / (34 + attn)
+
+
+def expert_parallel_comm(plan: ParallelPlan, *, moe_layers: int, routed_bytes: float, passes: int,
+                         busbw_bytes_s: float) -> CommEstimate:
+    """Expert-parallel all-to-alls: 2 per MoE layer per pass (dispatch, combine) of ``routed_bytes``.
+
+    Args:
+        moe_layers: MoE blocks.
+        routed_bytes: one GPU's routed hidden states: top_k x its tokens x hidden x bytes per element.
+        passes: forward-like passes (1 forward; 2 with backward, whose all-to-alls carry the gradients back;
+            3 with checkpoint recompute).
+        busbw_bytes_s: achieved bus bandwidth.
+    """
+    if plan.ep <= 1:
+        return CommEstimate(0.0, 0.0, "no expert-parallel communication")
+    count = 2 * moe_layers * passes
+    total = count * alltoall_s(routed_bytes, plan.ep, busbw_bytes_s)
+    return CommEstimate(total, total, f"ep: {count} all-to-alls of {routed_bytes / 1e6:.1f} MB per GPU (dispatch and "
+                                      f"combine per MoE layer per pass, (n-1)/n of it crossing the link), on the "
+                                      "critical path (not overlapped); each GPU's experts priced as its own "
+                                      "micro-batch's on one GPU (the same FLOPs under balanced routing; all "
+                                      "experts' weights read)")

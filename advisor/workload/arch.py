@@ -255,7 +255,9 @@ class TransformerArch:
         return {"num_layers": self.num_layers + self.num_decoder_layers, "hidden_size": self.hidden_size,
                 "num_heads": self.num_heads, "num_kv_heads": self.num_kv_heads, "head_dim": self.head_dim,
                 "vocab_size": self.vocab_size, "intermediate_size": self.intermediate_size,
-                "num_experts": self.num_experts, "experts_per_token": self.experts_per_token}
+                "num_experts": self.num_experts, "experts_per_token": self.experts_per_token,
+                **({"expert_params": self.num_layers * self.num_experts * self._mlp_params()} if self.num_experts
+                   else {})}
 
 
 def analytic_params(arch: TransformerArch) -> int:

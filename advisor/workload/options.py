@@ -31,7 +31,7 @@ PRECISIONS: tuple[str, ...] = ("fp32", "tf32", "fp16", "bf16", "amp-fp16", "amp-
 OPTIMIZERS: tuple[str, ...] = tuple(OPTIMIZER_NAMES)
 MODES: tuple[str, ...] = ("train", "infer")
 #: Multi-GPU strategies (``advisor.estimator.parallel`` prices them).
-PARALLELISMS: tuple[str, ...] = ("ddp", "zero1", "zero2", "zero3", "fsdp", "tp")
+PARALLELISMS: tuple[str, ...] = ("ddp", "zero1", "zero2", "zero3", "fsdp", "tp", "ep")
 #: How a named transformer (preset, config.json, Hub id) is priced (``advisor.workload.door``; docs/doors.md).
 DOORS: tuple[str, ...] = ("closed", "trace")
 
