@@ -256,3 +256,12 @@ def _optimizer_step(sim: CachingAllocator, trainable: list[int], optimizer: str,
         blocks = [sim.malloc(n) for n in trainable]
         for block in blocks:
             sim.free(block)
+
+
+def cast_notes(precision: str, allocations: Mapping[str, Any]) -> list[str]:
+    """The replay's assumption for a 16-bit model not loaded in its dtype (``replay``'s ``cast_from_fp32``)."""
+    if precision not in ("fp16", "bf16") or allocations.get("loaded_in_dtype"):
+        return []
+    return [f"a {precision} model is taken as built in fp32 and cast (model.to(dtype), as building from a config "
+            "does): the freed fp32 copy's segments stay reserved; loading it in its dtype (from_pretrained("
+            "torch_dtype=...), or torch.set_default_dtype before building) avoids that"]

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from advisor.estimator.allocator import Replay, replay, supports
+from advisor.estimator.allocator import Replay, cast_notes, replay, supports
 from advisor.estimator.efficiency import ArchEfficiency
 from advisor.estimator.expert_parallel import ep_memory_note, experts_elsewhere
 from advisor.estimator.parallel import ParallelPlan, megatron_activation_factor
@@ -157,15 +157,6 @@ _REPLAYS_KEPT = 64
 _REPLAYS_LOCK = threading.Lock()
 
 
-def _cast_notes(precision: str, allocations: Mapping[str, Any]) -> list[str]:
-    """The replay's assumption for a 16-bit model not loaded in its dtype (``replay``'s ``cast_from_fp32``)."""
-    if precision not in ("fp16", "bf16") or allocations.get("loaded_in_dtype"):
-        return []
-    return [f"a {precision} model is taken as built in fp32 and cast (model.to(dtype), as building from a config "
-            "does): the freed fp32 copy's segments stay reserved; loading it in its dtype (from_pretrained("
-            "torch_dtype=...), or torch.set_default_dtype before building) avoids that"]
-
-
 def _replayed(allocations: Mapping[str, Any], optimizer: str | None, cast_from_fp32: bool, accumulate: int) -> Replay:
     key = (id(allocations), optimizer, cast_from_fp32, min(accumulate, 2))
     with _REPLAYS_LOCK:
@@ -191,7 +182,7 @@ def _allocator_gap(w: Workload, plan: ParallelPlan, held: float, notes: list[str
     sharded = plan.zero_stage > 0 or plan.strategy in ("tp", "ep")
     if allocations and not sharded and supports(w.optimizer if train else None):
         run = _replayed(allocations, w.optimizer if train else None, w.precision in ("fp16", "bf16"), w.grad_accum)
-        notes.extend(_cast_notes(w.precision, allocations))
+        notes.extend(cast_notes(w.precision, allocations))
         if plan.strategy == "single":
             # the replay's reserved peak is the step's; the items above are each at their own peak (all gradients,
             # all activations), so their sum can exceed the step's allocated peak: the allocator's share is what
