@@ -25,6 +25,8 @@ Pure arithmetic, no torch import.
 
 from __future__ import annotations
 
+from advisor.workload.costs import LOOP_KERNELS
+
 SOURCE = ("dispatched aten ops per layer of Hugging Face transformers 4.46.3 eager modules (BertModel, "
           "GPT2LMHeadModel, LlamaForCausalLM), counted by benchmarks/count_eager_ops.py")
 
@@ -97,11 +99,13 @@ CHECKPOINT_DETACHES_FROZEN: dict[str, float] = {"llama": 26.5}
 #: ``clip_grad_norm_`` call per tensor, 18-27 bare ops (its Python, timed the same way): (15 x 1.1 + 18) / 2.8.
 #: The same script's foreach step, on the CPU's per-tensor fallback, came to 2.6-8 bare ops per tensor (the H200's
 #: 2 op-equivalents are 5.6).
+_LOOP_BARE_OPS_PER_OP, _BARE_OPS_PER_HOST_OP = 1.1, 2.8  # the latter: advisor.estimator.efficiency's, a layer up
 OPTIMIZER_OPS_PER_TENSOR: dict[str | None, float] = {
     None: 0, "sgd": 1, "sgd-momentum": 1, "adam": 2, "adamw": 2, "adafactor": 15, "adamw-8bit": 3,
     "adam-fused": 0.2, "adamw-fused": 0.2,
-    "sgd-loop": 1 * 1.1 / 2.8, "sgd-momentum-loop": 3 * 1.1 / 2.8, "adam-loop": 9 * 1.1 / 2.8,
-    "adamw-loop": 10 * 1.1 / 2.8, "adamw-hf": 7 * 1.1 / 2.8, "bertadam": (15 * 1.1 + 18) / 2.8}
+    **{name: ops * _LOOP_BARE_OPS_PER_OP / _BARE_OPS_PER_HOST_OP for name, (ops, _, _) in LOOP_KERNELS.items()
+       if name != "bertadam"},
+    "bertadam": (15 * _LOOP_BARE_OPS_PER_OP + 18) / _BARE_OPS_PER_HOST_OP}
 #: Host dispatch-equivalents of one optimizer step whatever its tensor count: torch.optim's Adam/AdamW step runs
 #: ``_init_group``, groups the tensors by device and dtype, bumps the CPU step counters and builds the
 #: bias-correction lists in Python before its first kernel.  MEASURED on the H200 host: the Adam.step span was
