@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from advisor.errors import UnknownModelError, WorkloadError
 from advisor.files import path_state
@@ -116,20 +116,26 @@ def from_preset(
 
 
 def _transformer_preset(preset: Any, door: str, **options: Any) -> Workload:
-    """A transformer preset through ``door``: the closed form, or its transformers module traced (docs/doors.md)."""
+    """A transformer preset through ``door`` (``_named_transformer``)."""
     from advisor.workload.config import arch_from_config
 
     arch = arch_from_config(preset.config, preset.name)
+    return _named_transformer(preset.config, arch, preset.name, "preset", door, 2048, **options)
+
+
+def _named_transformer(cfg: dict[str, Any], arch: Any, label: str, source: Literal["preset", "config"], door: str,
+                       default_seq: int, **options: Any) -> Workload:
+    """A named transformer through ``door``: the closed form, or its transformers module traced (docs/doors.md)."""
     if door == "trace":
         from advisor.workload.door import traced_named
 
-        wl = traced_named(preset.config, preset.name, arch.kind, source="preset",
-                          default_seq_len=_default_seq(arch, 2048), **options)
+        wl = traced_named(cfg, label, arch.kind, source=source, default_seq_len=_default_seq(arch, default_seq),
+                          **options)
     else:
         from advisor.workload.transformer import build_transformer
 
-        wl = build_transformer(arch, name=preset.name, source="preset", default_seq_len=2048, **options)
-    return _with_context_warning(wl, preset.name, context_limit(preset.config))
+        wl = build_transformer(arch, name=label, source=source, default_seq_len=default_seq, **options)
+    return _with_context_warning(wl, label, context_limit(cfg))
 
 
 def from_config(config: str | Path | Mapping[str, Any], *, name: str | None = None, **options: Any) -> Workload:
@@ -142,7 +148,6 @@ def from_config(config: str | Path | Mapping[str, Any], *, name: str | None = No
     """
     from advisor.workload.config import UnsupportedModelType, arch_from_config, load_config
     from advisor.workload.door import check_door
-    from advisor.workload.transformer import build_transformer
 
     door = check_door(options.pop("door", "closed"))
     cfg, label = load_config(config)
@@ -162,14 +167,7 @@ def from_config(config: str | Path | Mapping[str, Any], *, name: str | None = No
     if options.pop("image_size", None) is not None:
         raise WorkloadError(f"image_size does not apply to config {label!r} (a transformer)", "use seq_len")
     default_seq = min(int(cfg.get("max_position_embeddings") or cfg.get("n_positions") or 2048), 2048)
-    if door == "trace":
-        from advisor.workload.door import traced_named
-
-        wl = traced_named(cfg, label, arch.kind, source="config", default_seq_len=_default_seq(arch, default_seq),
-                          **options)
-        return _with_context_warning(wl, label, context_limit(cfg))
-    wl = build_transformer(arch, name=label, source="config", default_seq_len=default_seq, **options)
-    return _with_context_warning(wl, label, context_limit(cfg))
+    return _named_transformer(cfg, arch, label, "config", door, default_seq, **options)
 
 
 def _default_seq(arch: Any, default: int) -> int:
