@@ -169,6 +169,18 @@ def _all_to_alls(w: Workload, arch: Mapping[str, Any], plan: ParallelPlan, token
                                 busbw_bytes_s=link.busbw)
 
 
+def _forward_comm(s: StepInputs, link: _Link, tokens: int) -> CommEstimate | None:
+    """One forward pass's tensor- or expert-parallel communication over ``tokens`` per GPU (``None``: neither plan)."""
+    w, plan = s.w, s.plan
+    if plan.strategy == "tp":
+        return tensor_parallel_comm(plan, num_layers=s.arch.get("num_layers") or 1, passes=1, busbw_bytes_s=link.busbw,
+                                    activation_bytes=tokens * (s.arch.get("hidden_size") or 0)
+                                    * activation_bytes(w.precision))
+    if plan.strategy == "ep":
+        return _all_to_alls(w, s.arch, plan, tokens, 1, link)
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class _Request:
     step_s: float
@@ -186,18 +198,13 @@ def _infer_step(s: StepInputs, phases: list[float], gen: int, link: _Link, total
     Returns the request with ``totals`` plus the decode steps' (``totals`` itself is not changed).
     """
     w, plan, micro = s.w, s.plan, s.micro
-    hidden = s.arch.get("hidden_size")
-    layers = s.arch.get("num_layers")
     act_elem = activation_bytes(w.precision)
     comm = CommEstimate(0.0, 0.0, "")
     decode_step_s = decode_tps = None
     prefill_s = _sum_phases(phases, ("forward", "prefill", "backward", "optimizer"))
-    if plan.strategy == "tp":
-        comm = tensor_parallel_comm(plan, num_layers=layers or 1, passes=1, busbw_bytes_s=link.busbw,
-                                    activation_bytes=micro * (w.seq_len or 1) * (hidden or 0) * act_elem)
-        prefill_s += comm.exposed_s
-    if plan.strategy == "ep":
-        comm = _all_to_alls(w, s.arch, plan, micro * (w.seq_len or 1), 1, link)
+    pcomm = _forward_comm(s, link, micro * (w.seq_len or 1))
+    if pcomm is not None:
+        comm = pcomm
         prefill_s += comm.exposed_s
     gather_s = 0.0
     if plan.zero_stage >= 3 and plan.dp > 1:
@@ -222,14 +229,8 @@ def _infer_step(s: StepInputs, phases: list[float], gen: int, link: _Link, total
         decode_step_s = sum(dphases) + gather_s
         if gather_s:
             comm = CommEstimate(comm.total_s + gen * gather_s, comm.exposed_s + gen * gather_s, comm.note)
-        if plan.strategy == "tp":
-            dcomm = tensor_parallel_comm(plan, num_layers=layers or 1, passes=1, busbw_bytes_s=link.busbw,
-                                         activation_bytes=micro * (hidden or 0) * act_elem)
-            decode_step_s += dcomm.exposed_s
-            comm = CommEstimate(comm.total_s + gen * dcomm.total_s, comm.exposed_s + gen * dcomm.exposed_s,
-                                comm.note)
-        if plan.strategy == "ep":  # one token per sequence per decode step
-            dcomm = _all_to_alls(w, s.arch, plan, micro, 1, link)
+        dcomm = _forward_comm(s, link, micro)  # one token per sequence per decode step
+        if dcomm is not None:
             decode_step_s += dcomm.exposed_s
             comm = CommEstimate(comm.total_s + gen * dcomm.total_s, comm.exposed_s + gen * dcomm.exposed_s,
                                 comm.note)

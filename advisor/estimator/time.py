@@ -119,6 +119,7 @@ def card_rates(spec: Any, precision: str, eff: Any, tensor_peak: float, vector_p
     # tensor-core matmuls on a card without matrix units (or 16-bit ones computed on its FP32 units) run cuBLAS's
     # CUDA-core kernels: their efficiency, their tiles, any alignment
     tensor_cores = used is not None and tensor_core_gemms(spec, precision, used[1])
+    conv_tiles = conv_tensor_cores and has_tensor_cores(spec)  # convolutions on tensor-core tiles (else SIMT ones)
     rates = CardRates(tensor_flops=tensor_held * (eff.matmul if tensor_cores else eff.vector_matmul),
                       conv_flops=conv_peak * conv_eff,
                       vector_flops=vector_peak * low * eff.vector, matmul_vector_flops=vector_held * eff.vector_matmul,
@@ -128,8 +129,8 @@ def card_rates(spec: Any, precision: str, eff: Any, tensor_peak: float, vector_p
                       # the profile's unaligned_fraction is a fraction of the boost-clock peak: no clock factor
                       unaligned_flops=tensor_peak * unaligned_fraction(eff.unaligned) if tensor_cores else 0.0,
                       unaligned_conv_flops=conv_peak / (eff.clock or 1.0) * unaligned_fraction(eff.unaligned)
-                      if conv_tensor_cores and has_tensor_cores(spec) else 0.0,
-                      conv_simt=not (conv_tensor_cores and has_tensor_cores(spec)),
+                      if conv_tiles else 0.0,
+                      conv_simt=not conv_tiles,
                       bn_elements_s=low_cycles * BN_NCHW_ELEMENTS_PER_SM_CYCLE,
                       layout_transposes=eff.layout_transposes and conv_tensor_cores,
                       transpose_bytes_s=min(bw, transpose_s) if transpose_s else bw, step_latency_s=RECURRENT_STEP_S,
