@@ -17,7 +17,6 @@ from advisor.estimator.allocator import replay
 from advisor.workload.config import arch_from_config
 from advisor.workload.step_tape import StepSpec, Tape
 from advisor.workload.step_timeline import builder_timeline, timeline
-from advisor.workload.step_timeline_moe import chunk
 
 MiB = 2**20
 
@@ -26,7 +25,7 @@ def test_a_chunks_views_share_their_base_and_backward_cats_their_gradients() -> 
     tape = Tape(train=True)
     w = tape.param(MiB, True)
     base = tape.one(8 * MiB, [w])
-    a, b = chunk(tape, base, (4 * MiB, 4 * MiB))
+    a, b = tape.views(base, (4 * MiB, 4 * MiB))
     assert tape.events == [8 * MiB]  # views: no storage of their own
     out = tape.one(4 * MiB, [a, b], saved=[base])  # e.g. act(gate) * up: the base kept for backward
     tape.drop(base)

@@ -175,6 +175,17 @@ class Tape:
         self.drop(*frame.args)
         self._recompute, self._stopped = None, False
 
+    def views(self, base: Tensor, parts: Sequence[int]) -> list[Tensor]:
+        """Views of ``base`` with no storage of their own (``base.chunk``): whoever saves one saves ``base``.
+
+        Under autograd their node (``SplitBackward``) makes ``base``'s gradient (the ``cat`` of the views' gradients)
+        and frees theirs; a recompute makes no node (the forward's is the one backward runs).
+        """
+        views = [Tensor(int(n), None, 1, None, base.requires_grad) for n in parts]
+        if self.train and base.requires_grad and self._recompute is None:
+            self.nodes.append(_Node((base,), tuple(views), (), ()))
+        return views
+
     def one(self, nbytes: float, ins: Sequence[Tensor] = (), saved: Sequence[Tensor] = (), save_out: bool = False,
             temps: Sequence[float] = ()) -> Tensor:
         """``op`` with one output."""
@@ -312,6 +323,14 @@ class Program:
             return fn(*args)
         out: Tensor = self.tape.checkpoint(fn, *args, scope=self._recompute_scope)
         return out
+
+    def stack(self, block: Callable[..., Tensor], x: Tensor, *args: Tensor) -> Tensor:
+        """The model's loop over its layers (each a ``layer``): the loop holds a layer's input until it returns."""
+        for _ in range(self.arch.num_layers):
+            y = self.layer(block, x, *args)
+            self.tape.drop(x)
+            x = y
+        return x
 
     @contextlib.contextmanager
     def _recompute_scope(self) -> Iterator[None]:

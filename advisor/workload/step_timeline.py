@@ -134,10 +134,7 @@ class _Llama(Program):
             embeds.refs += 1
         cs_b = 4 if sp.amp else sp.a_b
         cos, sin = (tape.one(sp.s * arch.head_dim * cs_b) for _ in range(2))
-        for _ in range(arch.num_layers):
-            y = self.layer(self.block, x, cos, sin)
-            tape.drop(x)  # the loop's hidden_states: the layer's input lives until the layer returns
-            x = y
+        x = self.stack(self.block, x, cos, sin)
         h = self.norm(x, tape.param(hd * sp.p_b, True))
         tape.drop(x, cos, sin, embeds)
         lm_head = (table, None) if arch.tie_word_embeddings else self.weight(hd, v, False)
@@ -239,10 +236,7 @@ class _Gpt2(_LayerNormed):
         embeds = tape.one(sp.tokens * hd * sp.p_b, [table])
         pos = tape.one(sp.s * hd * sp.p_b, [positions])
         x = self.dropout(tape.one(sp.tokens * hd * sp.p_b, [embeds, pos]), sp.p_b)
-        for _ in range(arch.num_layers):
-            y = self.layer(self.block, x)
-            tape.drop(x)
-            x = y
+        x = self.stack(self.block, x)
         h = self.layer_norm(x)
         tape.drop(x, embeds, pos)  # GPT2Model.forward's locals die when it returns
         logits = self.head(h, 4 if sp.amp else sp.a_b, (table, None), hd, v)

@@ -22,19 +22,7 @@ agree within 0.1% in training (amp-bf16, fp32) and a bf16 forward.  Pure Python,
 
 from __future__ import annotations
 
-from advisor.workload.step_tape import Program, Tape, Tensor, _Node
-
-
-def chunk(tape: Tape, base: Tensor, parts: tuple[int, ...]) -> list[Tensor]:
-    """``base.chunk``: views with no storage of their own (whoever saves one saves ``base``).
-
-    Under autograd its node (``SplitBackward``) makes ``base``'s gradient (the ``cat`` of the views' gradients) and
-    frees theirs.
-    """
-    views = [Tensor(n, None, 1, None, base.requires_grad) for n in parts]
-    if tape.train and base.requires_grad:
-        tape.nodes.append(_Node((base,), tuple(views), (), ()))
-    return views
+from advisor.workload.step_tape import Program, Tensor
 
 
 class SparseMoe(Program):
@@ -85,7 +73,7 @@ class SparseMoe(Program):
         counts = [tape.one(n) for n in (s * 4, arch.num_experts * 4, arch.num_experts * 4)]  # int ids, histc, cumsum
         # grouped_mm's backward makes the weight's gradient, then the input's
         gate_up = tape.one(s * 2 * i * h_b, [ws["gate_up"][0], picked], saved=[picked, ws["gate_up"][0]])
-        gate, up = chunk(tape, gate_up, (s * i * h_b, s * i * h_b))
+        gate, up = tape.views(gate_up, (s * i * h_b, s * i * h_b))
         act = tape.one(s * i * h_b, [gate], saved=[gate_up])
         prod = tape.one(s * i * h_b, [act, up], saved=[act, gate_up])
         tape.drop(act, gate_up)
